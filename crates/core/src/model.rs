@@ -1,0 +1,238 @@
+//! Tenant and operation states, tiers, and the registry API's request and response bodies.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ids::{DbName, OrgId, Region, ServerId, Slug, TenantName};
+
+/// A string that names no variant of a closed set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}, expected one of: {expected}")]
+pub struct UnknownVariant {
+    pub kind: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+/// Closed sets stored as text in the registry and sent as snake_case strings in the API.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident, $kind:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownVariant;
+            fn from_str(s: &str) -> Result<Self, UnknownVariant> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownVariant {
+                        kind: $kind,
+                        value: s.chars().take(64).collect(),
+                        expected: concat!($($text, " "),+),
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Where a tenant is in its lifecycle (DESIGN.md §4).
+    TenantStatus, "status" {
+        Provisioning => "provisioning",
+        Active => "active",
+        Suspended => "suspended",
+        Failed => "failed",
+        Deleting => "deleting",
+        Deleted => "deleted",
+    }
+);
+
+string_enum!(
+    /// Service tier: decides connection limits, statement timeout and router pool size.
+    Tier, "tier" {
+        Free => "free",
+        Standard => "standard",
+        Premium => "premium",
+    }
+);
+
+string_enum!(
+    /// Whether a database server takes new tenants.
+    ServerState, "server state" {
+        Active => "active",
+        Draining => "draining",
+        Disabled => "disabled",
+    }
+);
+
+string_enum!(
+    /// What an operation does.
+    OperationKind, "operation kind" {
+        Provision => "provision",
+        Suspend => "suspend",
+        Resume => "resume",
+        Deprovision => "deprovision",
+        Purge => "purge",
+    }
+);
+
+string_enum!(
+    OperationState, "operation state" {
+        Queued => "queued",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
+);
+
+string_enum!(
+    /// One idempotent step of an operation. Each kind runs a fixed sequence (see [`OperationKind::steps`]).
+    Step, "step" {
+        Place => "place",
+        Role => "role",
+        Database => "database",
+        Lockdown => "lockdown",
+        Verify => "verify",
+        Activate => "activate",
+        Block => "block",
+        Unblock => "unblock",
+        DropDatabase => "drop_database",
+        DropRole => "drop_role",
+        Finish => "finish",
+        Done => "done",
+    }
+);
+
+impl OperationKind {
+    /// The steps this kind runs, in order. `Done` is implied after the last.
+    pub fn steps(self) -> &'static [Step] {
+        use Step::*;
+        match self {
+            OperationKind::Provision => &[Place, Role, Database, Lockdown, Verify, Activate],
+            OperationKind::Suspend => &[Block, Finish],
+            OperationKind::Resume => &[Unblock, Finish],
+            OperationKind::Deprovision => &[Block, Finish],
+            OperationKind::Purge => &[DropDatabase, DropRole, Finish],
+        }
+    }
+
+    /// The step after `step`, or `Done`.
+    pub fn next_step(self, step: Step) -> Step {
+        let steps = self.steps();
+        match steps.iter().position(|s| *s == step) {
+            Some(i) if i + 1 < steps.len() => steps[i + 1],
+            _ => Step::Done,
+        }
+    }
+
+    pub fn first_step(self) -> Step {
+        self.steps()[0]
+    }
+}
+
+impl Default for Tier {
+    fn default() -> Self {
+        Tier::Free
+    }
+}
+
+/// `POST /v1/tenants`: onboard an organization. Unknown fields are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    pub org_id: OrgId,
+    pub name: TenantName,
+    /// Derived from `name` when absent; an explicit slug that is taken is a conflict, not renamed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<Slug>,
+    /// The configured default region when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_org_id: Option<OrgId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_email: Option<String>,
+}
+
+/// A tenant as the registry API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub org_id: OrgId,
+    pub name: TenantName,
+    pub slug: Slug,
+    pub db_name: DbName,
+    pub server_id: Option<ServerId>,
+    pub region: Region,
+    pub tier: Tier,
+    pub status: TenantStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_org_id: Option<OrgId>,
+    pub schema_version: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A durable unit of control-plane work, as the registry API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: Uuid,
+    pub org_id: OrgId,
+    pub kind: OperationKind,
+    pub state: OperationState,
+    pub step: Step,
+    pub attempts: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_request_refuses_unknown_fields_and_bad_ids() {
+        let ok = r#"{"org_id":"263014839178313731","name":"Acme Corp"}"#;
+        assert!(serde_json::from_str::<CreateTenant>(ok).is_ok());
+        let unknown = r#"{"org_id":"1","name":"Acme","owner":"x"}"#;
+        assert!(serde_json::from_str::<CreateTenant>(unknown).is_err());
+        let hostile = r#"{"org_id":"1; DROP TABLE tenants","name":"Acme"}"#;
+        assert!(serde_json::from_str::<CreateTenant>(hostile).is_err());
+    }
+
+    #[test]
+    fn steps_follow_each_other() {
+        let kind = OperationKind::Provision;
+        assert_eq!(kind.next_step(Step::Place), Step::Role);
+        assert_eq!(kind.next_step(Step::Activate), Step::Done);
+        assert_eq!("suspended".parse::<TenantStatus>().unwrap(), TenantStatus::Suspended);
+        assert!("bogus".parse::<Tier>().is_err());
+    }
+}

@@ -1,0 +1,44 @@
+use crate::ids::{MAX_SLUG, Slug};
+
+/// Derives a slug from a display name: transliterated to ASCII, lowercased, every run of other
+/// characters folded to one `_`, trimmed to [`MAX_SLUG`] bytes. `Acme Corp` -> `acme_corp`,
+/// `Café Zürich` -> `cafe_zurich`. A name with nothing usable (only symbols, or a leading digit)
+/// gets the `org_` prefix so the result always starts with a letter.
+pub fn slug_from_name(name: &str) -> Slug {
+    let ascii = deunicode::deunicode(name).to_ascii_lowercase();
+    let mut out = String::with_capacity(ascii.len());
+    for c in ascii.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    let trimmed = out.trim_end_matches('_');
+    let mut slug = if trimmed.starts_with(|c: char| c.is_ascii_lowercase()) {
+        trimmed.to_owned()
+    } else {
+        format!("org_{trimmed}").trim_end_matches('_').to_owned()
+    };
+    slug.truncate(MAX_SLUG);
+    let slug = slug.trim_end_matches('_');
+    slug.parse().expect("derived slugs satisfy the slug rule by construction")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derives_readable_slugs() {
+        assert_eq!(slug_from_name("Acme Corp").as_str(), "acme_corp");
+        assert_eq!(slug_from_name("Café Zürich").as_str(), "cafe_zurich");
+        assert_eq!(slug_from_name("  --Robert'); DROP TABLE x;--").as_str(), "robert_drop_table_x");
+        assert_eq!(slug_from_name("42 Labs").as_str(), "org_42_labs");
+        assert_eq!(slug_from_name("!!!").as_str(), "org");
+        assert_eq!(slug_from_name("日本").as_str(), "ri_ben");
+        let long = slug_from_name(&"Long Name ".repeat(30));
+        assert!(long.as_str().len() <= MAX_SLUG);
+        assert!(!long.as_str().ends_with('_'));
+    }
+}

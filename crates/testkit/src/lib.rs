@@ -1,0 +1,23 @@
+//! Test kit: real, throw-away PostgreSQL clusters on free loopback ports.
+//!
+//! A [`PgCluster`] is a private `initdb` + `pg_ctl` cluster under the system temp directory. It is
+//! stopped and removed when dropped (also while a test unwinds from a panic), and a watchdog process
+//! stops it if the test process is killed outright. When the tests run as root, PostgreSQL runs as
+//! an unprivileged user (`postgres`, else `nobody`), since initdb refuses to run as root.
+
+mod pg;
+
+pub use pg::{ClusterOptions, PgCluster, pg_bin_dir};
+
+/// Prints the code's tracing output during tests when `TEST_LOG=1`; quiet otherwise.
+pub fn init_test_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,sqlx=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    }
+}
