@@ -25,6 +25,8 @@ impl IdError {
 pub const MAX_PG_IDENTIFIER: usize = 63;
 /// Every tenant database and role starts with this prefix.
 pub const TENANT_PREFIX: &str = "tenant_";
+/// `tenant_template` is the template database, so no tenant may have this slug.
+pub const RESERVED_SLUG: &str = "template";
 /// Longest slug we hand out, leaving room in a 63-byte database name for a collision suffix.
 pub const MAX_SLUG: usize = 48;
 
@@ -90,6 +92,12 @@ macro_rules! string_id {
             }
         }
 
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
                 &self.0
@@ -115,7 +123,11 @@ string_id!(
         |c| c.is_ascii_lowercase(),
         |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
         "lowercase letters, digits and '_' only, starting with a letter",
-    )
+    ).and_then(|()| if v == RESERVED_SLUG {
+        Err(IdError::new("slug", "'template' is reserved for the template database"))
+    } else {
+        Ok(())
+    })
 );
 
 string_id!(
@@ -214,6 +226,7 @@ mod tests {
             assert!(bad.parse::<Slug>().is_err(), "slug {bad:?}");
             assert!(bad.parse::<DbName>().is_err(), "db {bad:?}");
         }
+        assert!("template".parse::<Slug>().is_err(), "reserved slug");
         for bad in ["", "1;2", "12'3", "263 014", "日本", &long] {
             assert!(bad.parse::<OrgId>().is_err(), "org {bad:?}");
         }

@@ -1,4 +1,4 @@
-use crate::ids::{MAX_SLUG, Slug};
+use crate::ids::{MAX_SLUG, RESERVED_SLUG, Slug};
 
 /// Derives a slug from a display name: transliterated to ASCII, lowercased, every run of other
 /// characters folded to one `_`, trimmed to [`MAX_SLUG`] bytes. `Acme Corp` -> `acme_corp`,
@@ -21,7 +21,10 @@ pub fn slug_from_name(name: &str) -> Slug {
         format!("org_{trimmed}").trim_end_matches('_').to_owned()
     };
     slug.truncate(MAX_SLUG);
-    let slug = slug.trim_end_matches('_');
+    let mut slug = slug.trim_end_matches('_').to_owned();
+    if slug == RESERVED_SLUG {
+        slug.push_str("_org");
+    }
     slug.parse().expect("derived slugs satisfy the slug rule by construction")
 }
 
@@ -36,6 +39,7 @@ mod tests {
         assert_eq!(slug_from_name("  --Robert'); DROP TABLE x;--").as_str(), "robert_drop_table_x");
         assert_eq!(slug_from_name("42 Labs").as_str(), "org_42_labs");
         assert_eq!(slug_from_name("!!!").as_str(), "org");
+        assert_eq!(slug_from_name("Template").as_str(), "template_org");
         assert_eq!(slug_from_name("日本").as_str(), "ri_ben");
         let long = slug_from_name(&"Long Name ".repeat(30));
         assert!(long.as_str().len() <= MAX_SLUG);

@@ -1,0 +1,388 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgListener;
+use tenancy_core::{
+    CreateTenant, Operation, OperationKind, OperationState, OrgId, RoleName, ServerId,
+    ServerState, Tenant, TenantStatus, slug_from_name,
+};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, instrument, warn};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::error::ControlError;
+use crate::faults::FaultInjector;
+use crate::migrate;
+use crate::pgadmin::ServerAdmin;
+use crate::reconcile::{self, Drift};
+use crate::secrets;
+use crate::store::{Actor, Created, DONE_CHANNEL, NewTenant, OPERATIONS_CHANNEL, Store};
+use crate::worker;
+
+/// The control plane's engine. Cheap to clone; every clone shares the same pools.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub servers: HashMap<ServerId, ServerAdmin>,
+    pub faults: Option<Arc<dyn FaultInjector>>,
+    /// Wakes idle workers when an operation is queued.
+    pub wake: Notify,
+    /// Ids of operations that finished, from the registry's notifications.
+    pub done: broadcast::Sender<Uuid>,
+    /// Unique per engine instance; worker names derive from it.
+    pub instance: String,
+}
+
+/// What onboarding did.
+#[derive(Debug, Clone)]
+pub enum Onboarded {
+    /// A new tenant, with the operation that provisions it.
+    Created { tenant: Tenant, operation: Operation },
+    /// The same request was made before; nothing new was made.
+    Existing { tenant: Tenant },
+}
+
+impl Engine {
+    /// Connects to the registry (migrating it), records the configured servers and prepares
+    /// each one (template database created and migrated). Workers are started separately with
+    /// [`Engine::run_workers`].
+    pub async fn start(config: Config) -> Result<Self, ControlError> {
+        Self::start_with_faults(config, None).await
+    }
+
+    /// As [`Engine::start`], with a fault injector consulted around every step (crash tests).
+    pub async fn start_with_faults(
+        config: Config,
+        faults: Option<Arc<dyn FaultInjector>>,
+    ) -> Result<Self, ControlError> {
+        config.validate()?;
+        config.master_key()?;
+        let url = config.registry.url.expose_secret().to_owned();
+        migrate::migrate_registry(&url).await?;
+        let store = Store::connect(&url, config.registry.max_connections).await?;
+        store.sync_servers(&config.servers).await?;
+        let admin_pool = u32::try_from(config.engine.workers).unwrap_or(u32::MAX).saturating_add(2);
+        let servers = config
+            .servers
+            .iter()
+            .map(|s| Ok((s.id.clone(), ServerAdmin::new(s, admin_pool)?)))
+            .collect::<Result<HashMap<_, _>, ControlError>>()?;
+        let (done, _) = broadcast::channel(1024);
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                servers,
+                faults,
+                wake: Notify::new(),
+                done,
+                instance: format!("{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8]),
+            }),
+        };
+        engine.prepare_servers().await;
+        Ok(engine)
+    }
+
+    /// Creates and migrates `tenant_template` on every server that is not disabled. A server
+    /// that cannot be prepared is logged and skipped: its operations retry until it can.
+    async fn prepare_servers(&self) {
+        let rows = match self.inner.store.list_servers().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                error!(error = %e, "cannot list servers");
+                return;
+            }
+        };
+        let prepared = rows
+            .iter()
+            .filter(|row| row.state != ServerState::Disabled.as_str())
+            .filter_map(|row| self.inner.servers.get(row.id.as_str()))
+            .map(|admin| async move { (admin.id().clone(), admin.prepare().await) });
+        for (id, result) in futures::future::join_all(prepared).await {
+            match result {
+                Ok(version) => {
+                    info!(server_id = %id, template_version = version, "server ready");
+                    if let Err(e) = self.inner.store.set_template_version(&id, Some(version)).await {
+                        warn!(server_id = %id, error = %e, "could not record the template version");
+                    }
+                }
+                Err(e) => error!(server_id = %id, error = %e, "server not ready; its operations will retry"),
+            }
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn server_admin(&self, id: &ServerId) -> Option<&ServerAdmin> {
+        self.inner.servers.get(id)
+    }
+
+    /// The tenant role's password, derived from the master key.
+    pub fn tenant_password(&self, role: &RoleName) -> Result<SecretString, ControlError> {
+        Ok(secrets::tenant_password(self.inner.config.master_key()?, role))
+    }
+
+    /// Onboards an organization: records the tenant and queues its provisioning. Idempotent per
+    /// `org_id`: the same request again returns the existing tenant, a different one is a conflict.
+    #[instrument(skip_all, fields(org_id = %request.org_id))]
+    pub async fn onboard(&self, request: CreateTenant, actor: &Actor) -> Result<Onboarded, ControlError> {
+        let config = &self.inner.config;
+        let region = match &request.region {
+            Some(region) => region.clone(),
+            None => config
+                .default_region()
+                .ok_or_else(|| ControlError::Validation("no region given and no default region configured".into()))?,
+        };
+        if !config.servers.iter().any(|s| s.region == region) {
+            return Err(ControlError::Validation(format!("no database server in region {region}")));
+        }
+        let explicit_slug = request.slug.is_some();
+        let slug = request.slug.clone().unwrap_or_else(|| slug_from_name(request.name.as_str()));
+        if let Some(email) = &request.admin_email {
+            validate_email(email)?;
+        }
+        let new = NewTenant {
+            request: &request,
+            slug: &slug,
+            region: &region,
+            tier: request.tier.unwrap_or_default(),
+            explicit_slug,
+        };
+        match self.inner.store.create_tenant(new, actor).await? {
+            Created::New(tenant, op) => {
+                info!(op_id = %op.id, db_name = %tenant.db_name, "tenant recorded, provisioning queued");
+                Ok(Onboarded::Created { tenant: tenant.to_tenant()?, operation: op.to_operation()? })
+            }
+            Created::Existing(tenant) => Ok(Onboarded::Existing { tenant: tenant.to_tenant()? }),
+        }
+    }
+
+    /// Suspends an active tenant: its role can no longer log in and open sessions are ended.
+    pub async fn suspend(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+        self.request(org_id, OperationKind::Suspend, &[TenantStatus::Active], None, actor).await
+    }
+
+    /// Undoes a suspension.
+    pub async fn resume(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+        self.request(org_id, OperationKind::Resume, &[TenantStatus::Suspended], None, actor).await
+    }
+
+    /// Soft delete: the tenant is refused at once (`deleting`), its database kept for the
+    /// retention period, then dropped.
+    pub async fn delete(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+        use TenantStatus::*;
+        self.request(org_id, OperationKind::Deprovision, &[Active, Suspended, Failed], Some(Deleting), actor)
+            .await
+    }
+
+    /// Drops a deleted tenant's database and role now, without waiting for the retention period.
+    pub async fn purge(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+        self.request(org_id, OperationKind::Purge, &[TenantStatus::Deleted], None, actor).await
+    }
+
+    /// Runs the tenant's last failed operation again with a fresh attempt budget.
+    pub async fn retry(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+        self.inner.store.retry_failed(org_id, actor).await?.to_operation()
+    }
+
+    async fn request(
+        &self,
+        org_id: &OrgId,
+        kind: OperationKind,
+        from: &[TenantStatus],
+        status_now: Option<TenantStatus>,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
+        let (_, op) = self.inner.store.request_operation(org_id, kind, from, status_now, actor).await?;
+        op.to_operation()
+    }
+
+    pub async fn tenant(&self, org_id: &OrgId) -> Result<Tenant, ControlError> {
+        self.inner
+            .store
+            .tenant(org_id)
+            .await?
+            .ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))?
+            .to_tenant()
+    }
+
+    pub async fn operation(&self, id: Uuid) -> Result<Operation, ControlError> {
+        self.inner
+            .store
+            .operation(id)
+            .await?
+            .ok_or_else(|| ControlError::NotFound { what: format!("operation {id}") })?
+            .to_operation()
+    }
+
+    /// Waits until the operation finished (succeeded or failed) or `timeout` passed, and returns
+    /// it as it is then. Woken by the registry's notifications, with a polling fallback.
+    pub async fn wait_operation(&self, id: Uuid, timeout: Duration) -> Result<Operation, ControlError> {
+        let mut finished = self.inner.done.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let op = self.operation(id).await?;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if matches!(op.state, OperationState::Succeeded | OperationState::Failed) || remaining.is_zero() {
+                return Ok(op);
+            }
+            let poll = remaining.min(Duration::from_millis(500));
+            let _ = tokio::time::timeout(poll, async {
+                loop {
+                    match finished.recv().await {
+                        Ok(done) if done == id => return,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Marks a server active, draining (keeps its tenants, takes no new ones) or disabled.
+    pub async fn set_server_state(&self, id: &ServerId, state: ServerState, actor: &Actor) -> Result<(), ControlError> {
+        self.inner.store.set_server_state(id, state, actor).await
+    }
+
+    /// Compares the registry with what exists on every server; with `repair`, fixes what can be
+    /// fixed safely. Orphan databases are only reported: they may hold data.
+    pub async fn reconcile(&self, repair: bool) -> Result<Vec<Drift>, ControlError> {
+        reconcile::run(self, repair).await
+    }
+
+    /// Starts this process's workers, the notification listener and the maintenance loop
+    /// (purging expired tenants, reconciling). Stop them with [`Workers::shutdown`].
+    pub fn run_workers(&self) -> Workers {
+        let cancel = CancellationToken::new();
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(listen(self.clone(), cancel.clone())));
+        for n in 0..self.inner.config.engine.workers {
+            let name = format!("{}-w{n}", self.inner.instance);
+            let span = info_span!("worker", worker = %name);
+            tasks.push(tokio::spawn(
+                worker::run(self.inner.clone(), name, cancel.clone()).instrument(span),
+            ));
+        }
+        tasks.push(tokio::spawn(maintain(self.clone(), cancel.clone())));
+        Workers { cancel, tasks }
+    }
+}
+
+/// This process's running workers.
+pub struct Workers {
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Stops taking work; a worker in the middle of an operation finishes its current step and
+    /// hands the operation back to the queue for the next worker.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Relays the registry's notifications: queued operations wake workers, finished ones wake
+/// waiters. Missed notifications (a reconnect) are covered by the workers' polling.
+async fn listen(engine: Engine, cancel: CancellationToken) {
+    let inner = &engine.inner;
+    while !cancel.is_cancelled() {
+        let mut listener = match PgListener::connect_with(inner.store.pool()).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                warn!(error = %e, "notification listener cannot connect; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = cancel.cancelled() => return,
+                }
+            }
+        };
+        if let Err(e) = listener.listen_all([OPERATIONS_CHANNEL, DONE_CHANNEL]).await {
+            warn!(error = %e, "LISTEN failed; retrying");
+            continue;
+        }
+        loop {
+            let notification = tokio::select! {
+                n = listener.recv() => n,
+                _ = cancel.cancelled() => return,
+            };
+            match notification {
+                Ok(n) if n.channel() == OPERATIONS_CHANNEL => inner.wake.notify_waiters(),
+                Ok(n) => {
+                    if let Ok(id) = n.payload().parse() {
+                        let _ = inner.done.send(id);
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "notification listener lost its connection");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Periodic housekeeping: queue purges of tenants past retention, and reconcile with repair.
+async fn maintain(engine: Engine, cancel: CancellationToken) {
+    let interval = engine.inner.config.engine.reconcile_interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => return,
+        }
+        match engine.inner.store.expired_tenants().await {
+            Ok(expired) => {
+                for org_id in expired {
+                    match engine.inner.store.enqueue_system(&org_id, OperationKind::Purge).await {
+                        Ok(Some(op)) => info!(%org_id, op_id = %op.id, "retention over, purge queued"),
+                        Ok(None) => {}
+                        Err(e) => warn!(%org_id, error = %e, "could not queue purge"),
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "could not list expired tenants"),
+        }
+        match engine.reconcile(true).await {
+            Ok(drift) => {
+                for d in drift {
+                    warn!(kind = ?d.kind, server_id = ?d.server_id, name = %d.name, repaired = d.repaired, "{}", d.detail);
+                }
+            }
+            Err(e) => warn!(error = %e, "reconcile failed"),
+        }
+    }
+}
+
+fn validate_email(email: &str) -> Result<(), ControlError> {
+    let ok = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ControlError::Validation("admin_email is not a valid e-mail address".into()))
+    }
+}

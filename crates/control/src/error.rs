@@ -1,0 +1,93 @@
+use tenancy_core::{IdError, OrgId, ServerId, UnknownVariant};
+
+/// Everything the engine can fail with. The registry maps these to HTTP in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    InvalidId(#[from] IdError),
+    #[error(transparent)]
+    InvalidValue(#[from] UnknownVariant),
+    #[error("invalid request: {0}")]
+    Validation(String),
+    #[error("tenant {0} not found")]
+    TenantNotFound(OrgId),
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// A request that contradicts what already exists (`code` is stable for clients).
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("no active server with free capacity in region {region}")]
+    NoCapacity { region: String },
+    #[error("server {0} has no credentials in this process's configuration")]
+    UnknownServer(ServerId),
+    /// `CREATE DATABASE ... TEMPLATE` refuses while anyone is connected to the template.
+    #[error("template database on server {server} is in use by another session; retrying")]
+    TemplateBusy { server: ServerId },
+    #[error("registry database: {0}")]
+    Registry(#[source] sqlx::Error),
+    #[error("database server {server}: {source}")]
+    Server {
+        server: ServerId,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    /// Another worker took over this operation (our lease expired).
+    #[error("lease on operation lost")]
+    LeaseLost,
+    /// A fault injected by a test, standing for the process dying at that point.
+    #[error("injected crash")]
+    InjectedCrash,
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+impl ControlError {
+    /// Whether an operation step failing with this error should be tried again later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ControlError::InvalidId(_)
+            | ControlError::InvalidValue(_)
+            | ControlError::Validation(_)
+            | ControlError::TenantNotFound(_)
+            | ControlError::NotFound { .. }
+            | ControlError::Conflict { .. }
+            | ControlError::Config(_)
+            | ControlError::Corrupt(_)
+            | ControlError::InjectedCrash
+            | ControlError::LeaseLost => false,
+            ControlError::Server { source, .. } => !is_permission_error(source),
+            _ => true,
+        }
+    }
+
+    pub(crate) fn server(server: &ServerId) -> impl FnOnce(sqlx::Error) -> ControlError + '_ {
+        move |source| {
+            if sqlstate(&source).as_deref() == Some("55006") {
+                ControlError::TemplateBusy { server: server.clone() }
+            } else {
+                ControlError::Server { server: server.clone(), source }
+            }
+        }
+    }
+}
+
+impl From<sqlx::Error> for ControlError {
+    fn from(error: sqlx::Error) -> Self {
+        ControlError::Registry(error)
+    }
+}
+
+/// The SQLSTATE of a database error, if it is one.
+pub(crate) fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned())
+}
+
+fn is_permission_error(error: &sqlx::Error) -> bool {
+    sqlstate(error).is_some_and(|code| code == "42501")
+}

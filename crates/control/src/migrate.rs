@@ -1,0 +1,90 @@
+//! Refinery migrations: the registry database's (`registry-migrations/`) and the template's
+//! (`tenant-template/`), both compiled into the binary. Refinery runs each migration in its own
+//! transaction, so a failed migration leaves a database at its previous version.
+
+use refinery::Target;
+use tokio_postgres::NoTls;
+use tracing::{info, instrument};
+
+use crate::error::ControlError;
+
+mod registry {
+    refinery::embed_migrations!("../../registry-migrations");
+}
+
+mod template {
+    refinery::embed_migrations!("../../tenant-template");
+}
+
+/// The newest version in `tenant-template/`.
+pub fn latest_template_version() -> i32 {
+    template::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Connects with tokio-postgres (refinery's driver) and keeps the connection task until the
+/// client is dropped, so the backend is gone once this returns.
+async fn with_client<T>(
+    config: &tokio_postgres::Config,
+    work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, ControlError>,
+) -> Result<T, ControlError> {
+    let (mut client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| ControlError::Migration(format!("connecting: {e}")))?;
+    let task = tokio::spawn(connection);
+    let result = work(&mut client).await;
+    drop(client);
+    let _ = task.await;
+    result
+}
+
+#[instrument(skip_all)]
+pub async fn migrate_registry(url: &str) -> Result<(), ControlError> {
+    let config: tokio_postgres::Config =
+        url.parse().map_err(|e| ControlError::Config(format!("registry url: {e}")))?;
+    with_client(&config, async |client| {
+        let report = registry::migrations::runner()
+            .run_async(client)
+            .await
+            .map_err(|e| ControlError::Migration(format!("registry: {e}")))?;
+        for m in report.applied_migrations() {
+            info!(version = m.version(), name = m.name(), "applied registry migration");
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Migrates one template (or tenant) database to `target` (the latest when `None`); returns
+/// the version it is at afterwards.
+#[instrument(skip_all, fields(dbname = config.get_dbname()))]
+pub async fn migrate_template_db(
+    config: &tokio_postgres::Config,
+    target: Option<i32>,
+) -> Result<i32, ControlError> {
+    with_client(config, async |client| {
+        let mut runner = template::migrations::runner();
+        if let Some(version) = target {
+            runner = runner.set_target(Target::Version(version));
+        }
+        let report = runner
+            .run_async(client)
+            .await
+            .map_err(|e| ControlError::Migration(e.to_string()))?;
+        for m in report.applied_migrations() {
+            info!(version = m.version(), name = m.name(), "applied template migration");
+        }
+        let version: Option<i32> = client
+            .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+            .await
+            .map_err(|e| ControlError::Migration(e.to_string()))?
+            .get(0);
+        Ok(version.unwrap_or(0))
+    })
+    .await
+}

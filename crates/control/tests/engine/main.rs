@@ -1,0 +1,12 @@
+//! Engine tests against real PostgreSQL clusters from the test kit. One test binary, one module
+//! per concern.
+
+mod helpers;
+
+mod crash;
+mod isolation;
+mod lifecycle;
+mod onboarding;
+mod placement;
+mod reconcile;
+mod validation;

@@ -1,0 +1,109 @@
+use std::time::Duration;
+
+use tenancy_control::Onboarded;
+use tenancy_core::{OperationState, TenantStatus};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn onboarding_clones_the_template_with_its_schema_and_version() {
+    let env = TestEnv::single();
+    let engine = engine_with_workers(&env).await;
+    let tenant = onboard(&engine, request("263014839178313731", "Acme Corp")).await;
+
+    assert_eq!(tenant.status, TenantStatus::Active);
+    assert_eq!(tenant.slug.as_str(), "acme_corp");
+    assert_eq!(tenant.db_name.as_str(), "tenant_acme_corp");
+    let latest = tenancy_control::migrate::latest_template_version();
+    assert_eq!(tenant.schema_version, Some(latest));
+
+    let cluster = env.cluster("pg-1");
+    let tables = |db: &str| {
+        cluster
+            .psql(db, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")
+            .unwrap()
+    };
+    assert_eq!(tables("tenant_acme_corp"), tables("tenant_template"));
+    assert!(tables("tenant_acme_corp").contains("survey_answers"));
+    assert_eq!(
+        cluster.psql("tenant_acme_corp", "SELECT max(version) FROM refinery_schema_history").unwrap(),
+        latest.to_string()
+    );
+
+    // The tenant role can use its database.
+    let mut conn = connect_as(&engine, cluster, "tenant_acme_corp", "tenant_acme_corp").await.unwrap();
+    sqlx::query("INSERT INTO clients (name) VALUES ('first client')").execute(&mut conn).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_repeated_request_makes_nothing_new_and_a_different_one_conflicts() {
+    let env = TestEnv::single();
+    let engine = engine_with_workers(&env).await;
+    let first = onboard(&engine, request("1001", "Globex")).await;
+
+    match engine.onboard(request("1001", "Globex"), &actor()).await.unwrap() {
+        Onboarded::Existing { tenant } => assert_eq!(tenant, first),
+        other => panic!("expected the existing tenant, got {other:?}"),
+    }
+    let err = engine.onboard(request("1001", "Globex Renamed"), &actor()).await.unwrap_err();
+    assert!(err.to_string().contains("different request"), "{err}");
+    assert_eq!(env.tenant_databases("pg-1"), ["tenant_globex"]);
+    let ops: i64 = sqlx::query_scalar("SELECT count(*) FROM operations").fetch_one(engine.store().pool()).await.unwrap();
+    assert_eq!(ops, 1);
+}
+
+#[tokio::test]
+async fn colliding_names_get_distinct_slugs_and_explicit_slugs_do_not() {
+    let env = TestEnv::single();
+    let engine = engine_with_workers(&env).await;
+    let a = onboard(&engine, request("2001", "Initech")).await;
+    let b = onboard(&engine, request("2002", "INITECH!")).await;
+    assert_eq!(a.db_name.as_str(), "tenant_initech");
+    assert_eq!(b.db_name.as_str(), "tenant_initech_2");
+
+    let mut explicit = request("2003", "Other");
+    explicit.slug = Some("initech".parse().unwrap());
+    let err = engine.onboard(explicit, &actor()).await.unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+    assert_eq!(env.tenant_databases("pg-1").len(), 2);
+}
+
+#[tokio::test]
+async fn two_engines_racing_over_100_onboardings_make_exactly_100_databases() {
+    let env = TestEnv::single();
+    let first = env.engine().await;
+    let second = env.engine().await;
+    let workers = [first.run_workers(), second.run_workers()];
+
+    // Every request is sent to both engines, concurrently: 200 requests for 100 organizations.
+    let requests = (0..100).flat_map(|i| {
+        let req = request(&format!("9{i:05}"), &format!("Race Org {i}"));
+        [(first.clone(), req.clone()), (second.clone(), req)]
+    });
+    let results = futures::future::join_all(requests.map(|(engine, req)| async move {
+        engine.onboard(req, &actor()).await
+    }))
+    .await;
+    assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+
+    for i in 0..100 {
+        wait_status(&first, &org(&format!("9{i:05}")), TenantStatus::Active, Duration::from_secs(120)).await;
+    }
+    for w in workers {
+        w.shutdown().await;
+    }
+    assert_eq!(env.tenant_databases("pg-1").len(), 100);
+    assert_eq!(env.tenant_roles("pg-1").len(), 100);
+    let ops: Vec<(String, i64)> = sqlx::query_as("SELECT state, count(*) FROM operations GROUP BY state")
+        .fetch_all(first.store().pool())
+        .await
+        .unwrap();
+    assert_eq!(ops, vec![(OperationState::Succeeded.as_str().to_owned(), 100)]);
+}
+
+pub async fn engine_with_workers(env: &TestEnv) -> tenancy_control::Engine {
+    let engine = env.engine().await;
+    // Workers run until the test's runtime ends.
+    std::mem::forget(engine.run_workers());
+    engine
+}

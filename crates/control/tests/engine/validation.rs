@@ -1,0 +1,46 @@
+use tenancy_core::CreateTenant;
+
+use crate::helpers::*;
+use crate::onboarding::engine_with_workers;
+
+#[tokio::test]
+async fn hostile_input_is_refused_and_touches_nothing() {
+    let env = TestEnv::single();
+    let engine = engine_with_workers(&env).await;
+    let long = "x".repeat(200);
+    let hostile_bodies = [
+        format!(r#"{{"org_id": "1; DROP DATABASE postgres", "name": "A"}}"#),
+        format!(r#"{{"org_id": "1", "name": "A", "slug": "a\"; DROP ROLE postgres; --"}}"#),
+        format!(r#"{{"org_id": "1", "name": "A", "slug": "x'; DROP"}}"#),
+        format!(r#"{{"org_id": "1", "name": "A", "slug": "ünïcode"}}"#),
+        format!(r#"{{"org_id": "1", "name": "A", "slug": "{long}"}}"#),
+        format!(r#"{{"org_id": "{long}", "name": "A"}}"#),
+        format!(r#"{{"org_id": "", "name": "A"}}"#),
+        format!(r#"{{"org_id": "1", "name": ""}}"#),
+        format!(r#"{{"org_id": "1", "name": "{long}"}}"#),
+        format!(r#"{{"org_id": "1", "name": "A", "slug": ""}}"#),
+        format!(r#"{{"org_id": "1", "name": "A", "slug": "template"}}"#),
+        format!(r#"{{"org_id": "1", "name": "A", "region": "Bad Region"}}"#),
+        format!(r#"{{"org_id": "1", "name": "A", "tier": "platinum"}}"#),
+    ];
+    for body in &hostile_bodies {
+        assert!(serde_json::from_str::<CreateTenant>(body).is_err(), "accepted: {body}");
+    }
+    // Input that parses but is refused by the engine.
+    let mut bad_email = request("6001", "Fine");
+    bad_email.admin_email = Some("not an email".into());
+    assert!(engine.onboard(bad_email, &actor()).await.is_err());
+    let mut unknown_parent = request("6002", "Fine");
+    unknown_parent.parent_org_id = Some("999".parse().unwrap());
+    assert!(engine.onboard(unknown_parent, &actor()).await.is_err());
+
+    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(engine.store().pool()).await.unwrap();
+    assert_eq!(tenants, 0);
+    assert!(env.tenant_databases("pg-1").is_empty());
+    assert!(env.tenant_roles("pg-1").is_empty());
+
+    // A name full of SQL yields a safe, derived database name.
+    let t = onboard(&engine, request("6003", "Robert'); DROP TABLE tenants;--")).await;
+    assert_eq!(t.db_name.as_str(), "tenant_robert_drop_table_tenants");
+    assert_eq!(t.name.as_str(), "Robert'); DROP TABLE tenants;--");
+}
