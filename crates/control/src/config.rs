@@ -180,9 +180,9 @@ impl Config {
     /// Fills passwords and the master key from the environment variables the file names.
     pub fn resolve_secrets(&mut self) -> Result<(), ControlError> {
         let read = |var: &str| -> Result<SecretString, ControlError> {
-            std::env::var(var).map(SecretString::from).map_err(|_| {
-                ControlError::Config(format!("environment variable {var} is not set"))
-            })
+            std::env::var(var)
+                .map(SecretString::from)
+                .map_err(|_| ControlError::Config(format!("environment variable {var} is not set")))
         };
         if self.engine.master_key.is_none() {
             self.engine.master_key = Some(read(&self.engine.master_key_env)?);
@@ -199,14 +199,21 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for server in &self.servers {
             if !seen.insert(&server.id) {
-                return Err(ControlError::Config(format!("server {} is listed twice", server.id)));
+                return Err(ControlError::Config(format!(
+                    "server {} is listed twice",
+                    server.id
+                )));
             }
         }
         if self.engine.workers == 0 {
-            return Err(ControlError::Config("engine.workers must be at least 1".into()));
+            return Err(ControlError::Config(
+                "engine.workers must be at least 1".into(),
+            ));
         }
         if self.engine.max_attempts < 1 {
-            return Err(ControlError::Config("engine.max_attempts must be at least 1".into()));
+            return Err(ControlError::Config(
+                "engine.max_attempts must be at least 1".into(),
+            ));
         }
         for tier in Tier::ALL {
             if !self.tiers.contains_key(tier) {
@@ -228,7 +235,9 @@ impl Config {
     }
 
     pub fn default_region(&self) -> Option<Region> {
-        self.default_region.clone().or_else(|| self.servers.first().map(|s| s.region.clone()))
+        self.default_region
+            .clone()
+            .or_else(|| self.servers.first().map(|s| s.region.clone()))
     }
 
     pub fn server(&self, id: &ServerId) -> Option<&ServerConfig> {
@@ -300,7 +309,10 @@ mod tests {
             admin_user = "a"
             capacity = 1
         "#;
-        let err = Figment::new().merge(Toml::string(toml)).extract::<Config>().unwrap_err();
+        let err = Figment::new()
+            .merge(Toml::string(toml))
+            .extract::<Config>()
+            .unwrap_err();
         assert!(err.to_string().contains("server_id"), "{err}");
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgListener;
 use tenancy_core::{
-    CreateTenant, Operation, OperationKind, OperationState, OrgId, RoleName, ServerId,
-    ServerState, Tenant, TenantStatus, slug_from_name,
+    CreateTenant, Operation, OperationKind, OperationState, OrgId, RoleName, ServerId, ServerState,
+    Tenant, TenantStatus, Tier, slug_from_name,
 };
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -47,7 +47,10 @@ pub(crate) struct Inner {
 #[derive(Debug, Clone)]
 pub enum Onboarded {
     /// A new tenant, with the operation that provisions it.
-    Created { tenant: Tenant, operation: Operation },
+    Created {
+        tenant: Tenant,
+        operation: Operation,
+    },
     /// The same request was made before; nothing new was made.
     Existing { tenant: Tenant },
 }
@@ -71,7 +74,9 @@ impl Engine {
         migrate::migrate_registry(&url).await?;
         let store = Store::connect(&url, config.registry.max_connections).await?;
         store.sync_servers(&config.servers).await?;
-        let admin_pool = u32::try_from(config.engine.workers).unwrap_or(u32::MAX).saturating_add(2);
+        let admin_pool = u32::try_from(config.engine.workers)
+            .unwrap_or(u32::MAX)
+            .saturating_add(2);
         let servers = config
             .servers
             .iter()
@@ -86,7 +91,11 @@ impl Engine {
                 faults,
                 wake: Notify::new(),
                 done,
-                instance: format!("{}-{}", std::process::id(), &Uuid::new_v4().simple().to_string()[..8]),
+                instance: format!(
+                    "{}-{}",
+                    std::process::id(),
+                    &Uuid::new_v4().simple().to_string()[..8]
+                ),
             }),
         };
         engine.prepare_servers().await;
@@ -112,11 +121,18 @@ impl Engine {
             match result {
                 Ok(version) => {
                     info!(server_id = %id, template_version = version, "server ready");
-                    if let Err(e) = self.inner.store.set_template_version(&id, Some(version)).await {
+                    if let Err(e) = self
+                        .inner
+                        .store
+                        .set_template_version(&id, Some(version))
+                        .await
+                    {
                         warn!(server_id = %id, error = %e, "could not record the template version");
                     }
                 }
-                Err(e) => error!(server_id = %id, error = %e, "server not ready; its operations will retry"),
+                Err(e) => {
+                    error!(server_id = %id, error = %e, "server not ready; its operations will retry")
+                }
             }
         }
     }
@@ -135,25 +151,37 @@ impl Engine {
 
     /// The tenant role's password, derived from the master key.
     pub fn tenant_password(&self, role: &RoleName) -> Result<SecretString, ControlError> {
-        Ok(secrets::tenant_password(self.inner.config.master_key()?, role))
+        Ok(secrets::tenant_password(
+            self.inner.config.master_key()?,
+            role,
+        ))
     }
 
     /// Onboards an organization: records the tenant and queues its provisioning. Idempotent per
     /// `org_id`: the same request again returns the existing tenant, a different one is a conflict.
     #[instrument(skip_all, fields(org_id = %request.org_id))]
-    pub async fn onboard(&self, request: CreateTenant, actor: &Actor) -> Result<Onboarded, ControlError> {
+    pub async fn onboard(
+        &self,
+        request: CreateTenant,
+        actor: &Actor,
+    ) -> Result<Onboarded, ControlError> {
         let config = &self.inner.config;
         let region = match &request.region {
             Some(region) => region.clone(),
-            None => config
-                .default_region()
-                .ok_or_else(|| ControlError::Validation("no region given and no default region configured".into()))?,
+            None => config.default_region().ok_or_else(|| {
+                ControlError::Validation("no region given and no default region configured".into())
+            })?,
         };
         if !config.servers.iter().any(|s| s.region == region) {
-            return Err(ControlError::Validation(format!("no database server in region {region}")));
+            return Err(ControlError::Validation(format!(
+                "no database server in region {region}"
+            )));
         }
         let explicit_slug = request.slug.is_some();
-        let slug = request.slug.clone().unwrap_or_else(|| slug_from_name(request.name.as_str()));
+        let slug = request
+            .slug
+            .clone()
+            .unwrap_or_else(|| slug_from_name(request.name.as_str()));
         if let Some(email) = &request.admin_email {
             validate_email(email)?;
         }
@@ -161,44 +189,80 @@ impl Engine {
             request: &request,
             slug: &slug,
             region: &region,
-            tier: request.tier.unwrap_or_default(),
+            tier: request.tier.unwrap_or(Tier::DEFAULT),
             explicit_slug,
         };
         match self.inner.store.create_tenant(new, actor).await? {
             Created::New(tenant, op) => {
                 info!(op_id = %op.id, db_name = %tenant.db_name, "tenant recorded, provisioning queued");
-                Ok(Onboarded::Created { tenant: tenant.to_tenant()?, operation: op.to_operation()? })
+                Ok(Onboarded::Created {
+                    tenant: tenant.to_tenant()?,
+                    operation: op.to_operation()?,
+                })
             }
-            Created::Existing(tenant) => Ok(Onboarded::Existing { tenant: tenant.to_tenant()? }),
+            Created::Existing(tenant) => Ok(Onboarded::Existing {
+                tenant: tenant.to_tenant()?,
+            }),
         }
     }
 
     /// Suspends an active tenant: its role can no longer log in and open sessions are ended.
     pub async fn suspend(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
-        self.request(org_id, OperationKind::Suspend, &[TenantStatus::Active], None, actor).await
+        self.request(
+            org_id,
+            OperationKind::Suspend,
+            &[TenantStatus::Active],
+            None,
+            actor,
+        )
+        .await
     }
 
     /// Undoes a suspension.
     pub async fn resume(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
-        self.request(org_id, OperationKind::Resume, &[TenantStatus::Suspended], None, actor).await
+        self.request(
+            org_id,
+            OperationKind::Resume,
+            &[TenantStatus::Suspended],
+            None,
+            actor,
+        )
+        .await
     }
 
     /// Soft delete: the tenant is refused at once (`deleting`), its database kept for the
     /// retention period, then dropped.
     pub async fn delete(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
         use TenantStatus::*;
-        self.request(org_id, OperationKind::Deprovision, &[Active, Suspended, Failed], Some(Deleting), actor)
-            .await
+        self.request(
+            org_id,
+            OperationKind::Deprovision,
+            &[Active, Suspended, Failed],
+            Some(Deleting),
+            actor,
+        )
+        .await
     }
 
     /// Drops a deleted tenant's database and role now, without waiting for the retention period.
     pub async fn purge(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
-        self.request(org_id, OperationKind::Purge, &[TenantStatus::Deleted], None, actor).await
+        self.request(
+            org_id,
+            OperationKind::Purge,
+            &[TenantStatus::Deleted],
+            None,
+            actor,
+        )
+        .await
     }
 
     /// Runs the tenant's last failed operation again with a fresh attempt budget.
     pub async fn retry(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
-        self.inner.store.retry_failed(org_id, actor).await?.to_operation()
+        self.inner
+            .store
+            .retry_failed(org_id, actor)
+            .await?
+            .to_operation()
     }
 
     async fn request(
@@ -209,7 +273,11 @@ impl Engine {
         status_now: Option<TenantStatus>,
         actor: &Actor,
     ) -> Result<Operation, ControlError> {
-        let (_, op) = self.inner.store.request_operation(org_id, kind, from, status_now, actor).await?;
+        let (_, op) = self
+            .inner
+            .store
+            .request_operation(org_id, kind, from, status_now, actor)
+            .await?;
         op.to_operation()
     }
 
@@ -227,19 +295,27 @@ impl Engine {
             .store
             .operation(id)
             .await?
-            .ok_or_else(|| ControlError::NotFound { what: format!("operation {id}") })?
+            .ok_or_else(|| ControlError::NotFound {
+                what: format!("operation {id}"),
+            })?
             .to_operation()
     }
 
     /// Waits until the operation finished (succeeded or failed) or `timeout` passed, and returns
     /// it as it is then. Woken by the registry's notifications, with a polling fallback.
-    pub async fn wait_operation(&self, id: Uuid, timeout: Duration) -> Result<Operation, ControlError> {
+    pub async fn wait_operation(
+        &self,
+        id: Uuid,
+        timeout: Duration,
+    ) -> Result<Operation, ControlError> {
         let mut finished = self.inner.done.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let op = self.operation(id).await?;
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if matches!(op.state, OperationState::Succeeded | OperationState::Failed) || remaining.is_zero() {
+            if matches!(op.state, OperationState::Succeeded | OperationState::Failed)
+                || remaining.is_zero()
+            {
                 return Ok(op);
             }
             let poll = remaining.min(Duration::from_millis(500));
@@ -258,7 +334,12 @@ impl Engine {
     }
 
     /// Marks a server active, draining (keeps its tenants, takes no new ones) or disabled.
-    pub async fn set_server_state(&self, id: &ServerId, state: ServerState, actor: &Actor) -> Result<(), ControlError> {
+    pub async fn set_server_state(
+        &self,
+        id: &ServerId,
+        state: ServerState,
+        actor: &Actor,
+    ) -> Result<(), ControlError> {
         self.inner.store.set_server_state(id, state, actor).await
     }
 
@@ -318,7 +399,10 @@ async fn listen(engine: Engine, cancel: CancellationToken) {
                 }
             }
         };
-        if let Err(e) = listener.listen_all([OPERATIONS_CHANNEL, DONE_CHANNEL]).await {
+        if let Err(e) = listener
+            .listen_all([OPERATIONS_CHANNEL, DONE_CHANNEL])
+            .await
+        {
             warn!(error = %e, "LISTEN failed; retrying");
             continue;
         }
@@ -354,8 +438,15 @@ async fn maintain(engine: Engine, cancel: CancellationToken) {
         match engine.inner.store.expired_tenants().await {
             Ok(expired) => {
                 for org_id in expired {
-                    match engine.inner.store.enqueue_system(&org_id, OperationKind::Purge).await {
-                        Ok(Some(op)) => info!(%org_id, op_id = %op.id, "retention over, purge queued"),
+                    match engine
+                        .inner
+                        .store
+                        .enqueue_system(&org_id, OperationKind::Purge)
+                        .await
+                    {
+                        Ok(Some(op)) => {
+                            info!(%org_id, op_id = %op.id, "retention over, purge queued")
+                        }
                         Ok(None) => {}
                         Err(e) => warn!(%org_id, error = %e, "could not queue purge"),
                     }
@@ -378,11 +469,16 @@ fn validate_email(email: &str) -> Result<(), ControlError> {
     let ok = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         });
     if ok {
         Ok(())
     } else {
-        Err(ControlError::Validation("admin_email is not a valid e-mail address".into()))
+        Err(ControlError::Validation(
+            "admin_email is not a valid e-mail address".into(),
+        ))
     }
 }

@@ -69,9 +69,14 @@ impl ControlError {
     pub(crate) fn server(server: &ServerId) -> impl FnOnce(sqlx::Error) -> ControlError + '_ {
         move |source| {
             if sqlstate(&source).as_deref() == Some("55006") {
-                ControlError::TemplateBusy { server: server.clone() }
+                ControlError::TemplateBusy {
+                    server: server.clone(),
+                }
             } else {
-                ControlError::Server { server: server.clone(), source }
+                ControlError::Server {
+                    server: server.clone(),
+                    source,
+                }
             }
         }
     }
@@ -85,7 +90,10 @@ impl From<sqlx::Error> for ControlError {
 
 /// The SQLSTATE of a database error, if it is one.
 pub(crate) fn sqlstate(error: &sqlx::Error) -> Option<String> {
-    error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned())
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned())
 }
 
 fn is_permission_error(error: &sqlx::Error) -> bool {

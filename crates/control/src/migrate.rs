@@ -45,15 +45,20 @@ async fn with_client<T>(
 
 #[instrument(skip_all)]
 pub async fn migrate_registry(url: &str) -> Result<(), ControlError> {
-    let config: tokio_postgres::Config =
-        url.parse().map_err(|e| ControlError::Config(format!("registry url: {e}")))?;
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| ControlError::Config(format!("registry url: {e}")))?;
     with_client(&config, async |client| {
         let report = registry::migrations::runner()
             .run_async(client)
             .await
             .map_err(|e| ControlError::Migration(format!("registry: {e}")))?;
         for m in report.applied_migrations() {
-            info!(version = m.version(), name = m.name(), "applied registry migration");
+            info!(
+                version = m.version(),
+                name = m.name(),
+                "applied registry migration"
+            );
         }
         Ok(())
     })
@@ -77,7 +82,11 @@ pub async fn migrate_template_db(
             .await
             .map_err(|e| ControlError::Migration(e.to_string()))?;
         for m in report.applied_migrations() {
-            info!(version = m.version(), name = m.name(), "applied template migration");
+            info!(
+                version = m.version(),
+                name = m.name(),
+                "applied template migration"
+            );
         }
         let version: Option<i32> = client
             .query_one("SELECT max(version) FROM refinery_schema_history", &[])

@@ -43,7 +43,11 @@ impl ServerAdmin {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
-        Ok(Self { id: config.id.clone(), config: config.clone(), pool })
+        Ok(Self {
+            id: config.id.clone(),
+            config: config.clone(),
+            pool,
+        })
     }
 
     fn options_for(config: &ServerConfig, dbname: &str) -> PgConnectOptions {
@@ -88,7 +92,10 @@ impl ServerAdmin {
     }
 
     async fn execute(&self, sql: String) -> Result<(), ControlError> {
-        sqlx::raw_sql(ddl(sql)).execute(&self.pool).await.map_err(self.err())?;
+        sqlx::raw_sql(ddl(sql))
+            .execute(&self.pool)
+            .await
+            .map_err(self.err())?;
         Ok(())
     }
 
@@ -97,9 +104,12 @@ impl ServerAdmin {
     /// the same template at once. Returns the template's version.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn prepare(&self) -> Result<i32, ControlError> {
-        let mut conn = PgConnection::connect_with(&Self::options_for(&self.config, &self.config.admin_database))
-            .await
-            .map_err(self.err())?;
+        let mut conn = PgConnection::connect_with(&Self::options_for(
+            &self.config,
+            &self.config.admin_database,
+        ))
+        .await
+        .map_err(self.err())?;
         sqlx::query("SELECT pg_advisory_lock(hashtext('tenancy.prepare'))")
             .execute(&mut conn)
             .await
@@ -111,16 +121,20 @@ impl ServerAdmin {
     }
 
     async fn prepare_locked(&self, conn: &mut PgConnection) -> Result<i32, ControlError> {
-        let group_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(APP_GROUP_ROLE)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(self.err())?;
-        if !group_exists {
-            sqlx::raw_sql(ddl(format!("CREATE ROLE {} NOLOGIN", ident(APP_GROUP_ROLE))))
-                .execute(&mut *conn)
+        let group_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(APP_GROUP_ROLE)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(self.err())?;
+        if !group_exists {
+            sqlx::raw_sql(ddl(format!(
+                "CREATE ROLE {} NOLOGIN",
+                ident(APP_GROUP_ROLE)
+            )))
+            .execute(&mut *conn)
+            .await
+            .map_err(self.err())?;
         }
         let template = DbName::template();
         if !self.database_exists(&template).await? {
@@ -141,21 +155,30 @@ impl ServerAdmin {
         .execute(&mut *conn)
         .await
         .map_err(self.err())?;
-        let version = migrate::migrate_template_db(&self.tokio_postgres_config(template.as_str()), None).await?;
+        let version =
+            migrate::migrate_template_db(&self.tokio_postgres_config(template.as_str()), None)
+                .await?;
         Ok(version)
     }
 
     /// Migrates the template to `target` (the latest when `None`), under the same lock as
     /// [`Self::prepare`].
     pub async fn migrate_template(&self, target: Option<i32>) -> Result<i32, ControlError> {
-        let mut conn = PgConnection::connect_with(&Self::options_for(&self.config, &self.config.admin_database))
-            .await
-            .map_err(self.err())?;
+        let mut conn = PgConnection::connect_with(&Self::options_for(
+            &self.config,
+            &self.config.admin_database,
+        ))
+        .await
+        .map_err(self.err())?;
         sqlx::query("SELECT pg_advisory_lock(hashtext('tenancy.prepare'))")
             .execute(&mut conn)
             .await
             .map_err(self.err())?;
-        let result = migrate::migrate_template_db(&self.tokio_postgres_config(DbName::template().as_str()), target).await;
+        let result = migrate::migrate_template_db(
+            &self.tokio_postgres_config(DbName::template().as_str()),
+            target,
+        )
+        .await;
         let _ = conn.close().await;
         result
     }
@@ -250,7 +273,8 @@ impl ServerAdmin {
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn block(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
         if self.role_exists(role).await? {
-            self.execute(format!("ALTER ROLE {} NOLOGIN", ident(role.as_str()))).await?;
+            self.execute(format!("ALTER ROLE {} NOLOGIN", ident(role.as_str())))
+                .await?;
             if self.database_exists(db).await? {
                 self.execute(format!(
                     "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM {}",
@@ -286,12 +310,17 @@ impl ServerAdmin {
 
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn drop_database(&self, db: &DbName) -> Result<(), ControlError> {
-        self.execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db.as_str()))).await
+        self.execute(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            ident(db.as_str())
+        ))
+        .await
     }
 
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn drop_role(&self, role: &RoleName) -> Result<(), ControlError> {
-        self.execute(format!("DROP ROLE IF EXISTS {}", ident(role.as_str()))).await
+        self.execute(format!("DROP ROLE IF EXISTS {}", ident(role.as_str())))
+            .await
     }
 
     /// Connects to the tenant database as the tenant role (proving it can) and reads the schema
@@ -306,17 +335,25 @@ impl ServerAdmin {
         let options = self
             .tenant_options(db, role, password)
             .application_name("tenancy-verify");
-        let mut conn = PgConnection::connect_with(&options).await.map_err(self.err())?;
-        let version: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
-            .fetch_one(&mut conn)
+        let mut conn = PgConnection::connect_with(&options)
             .await
             .map_err(self.err())?;
+        let version: Option<i32> =
+            sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(self.err())?;
         let _ = conn.close().await;
         Ok(version)
     }
 
     /// Connection settings for a tenant role on its database.
-    pub fn tenant_options(&self, db: &DbName, role: &RoleName, password: &SecretString) -> PgConnectOptions {
+    pub fn tenant_options(
+        &self,
+        db: &DbName,
+        role: &RoleName,
+        password: &SecretString,
+    ) -> PgConnectOptions {
         PgConnectOptions::new()
             .host(&self.config.host)
             .port(self.config.port)

@@ -60,7 +60,10 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
             server_id: row.server_id()?,
             org_id: Some(org_id),
             name: row.db_name.clone(),
-            detail: format!("tenant is {} with no operation under way; {kind} queued", row.status),
+            detail: format!(
+                "tenant is {} with no operation under way; {kind} queued",
+                row.status
+            ),
             repaired,
         });
     }
@@ -91,7 +94,10 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
         };
         let databases: HashSet<String> = databases.into_iter().collect();
         let roles: HashSet<String> = roles.into_iter().collect();
-        let here = by_server.get(server_id.as_str()).map(Vec::as_slice).unwrap_or_default();
+        let here = by_server
+            .get(server_id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let known_dbs: HashSet<&str> = here.iter().map(|t| t.db_name.as_str()).collect();
         let known_roles: HashSet<&str> = here.iter().map(|t| t.role_name.as_str()).collect();
 
@@ -105,7 +111,10 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
                     server_id: Some(server_id.clone()),
                     org_id: Some(t.org_id()?),
                     name: t.db_name.clone(),
-                    detail: format!("{} tenant has no database; recreated empty from the template", status),
+                    detail: format!(
+                        "{} tenant has no database; recreated empty from the template",
+                        status
+                    ),
                     repaired,
                 });
             } else if settled && !roles.contains(&t.role_name) {
@@ -120,7 +129,10 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
                 });
             }
         }
-        for db in databases.iter().filter(|db| !known_dbs.contains(db.as_str())) {
+        for db in databases
+            .iter()
+            .filter(|db| !known_dbs.contains(db.as_str()))
+        {
             drift.push(Drift {
                 kind: DriftKind::OrphanDatabase,
                 server_id: Some(server_id.clone()),
@@ -164,7 +176,9 @@ async fn repair_role(
     let role = t.role_name()?;
     let db = t.db_name()?;
     let password = engine.tenant_password(&role)?;
-    admin.ensure_role(&role, &password, engine.config().tier_limits(t.tier()?)).await?;
+    admin
+        .ensure_role(&role, &password, engine.config().tier_limits(t.tier()?))
+        .await?;
     admin.lockdown(&db, &role).await?;
     if status == TenantStatus::Suspended {
         admin.block(&db, &role).await?;

@@ -33,8 +33,14 @@ mod tests {
         let a: RoleName = "tenant_a".parse().unwrap();
         let b: RoleName = "tenant_b".parse().unwrap();
         let pa = tenant_password(&key, &a);
-        assert_eq!(pa.expose_secret(), tenant_password(&key, &a).expose_secret());
-        assert_ne!(pa.expose_secret(), tenant_password(&key, &b).expose_secret());
+        assert_eq!(
+            pa.expose_secret(),
+            tenant_password(&key, &a).expose_secret()
+        );
+        assert_ne!(
+            pa.expose_secret(),
+            tenant_password(&key, &b).expose_secret()
+        );
         assert_eq!(pa.expose_secret().len(), 43);
         assert!(scram_verifier(&pa).starts_with("SCRAM-SHA-256$4096:"));
     }

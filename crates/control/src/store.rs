@@ -34,11 +34,19 @@ pub struct Actor {
 impl Actor {
     /// The control plane acting on its own (workers, reconciler).
     pub fn system() -> Self {
-        Self { subject: "system:engine".into(), org_id: None, request_id: None }
+        Self {
+            subject: "system:engine".into(),
+            org_id: None,
+            request_id: None,
+        }
     }
 
     pub fn named(subject: impl Into<String>) -> Self {
-        Self { subject: subject.into(), org_id: None, request_id: None }
+        Self {
+            subject: subject.into(),
+            org_id: None,
+            request_id: None,
+        }
     }
 }
 
@@ -81,7 +89,11 @@ impl TenantRow {
         self.role_name.parse().map_err(corrupt)
     }
     pub fn server_id(&self) -> Result<Option<ServerId>, ControlError> {
-        self.server_id.as_deref().map(str::parse).transpose().map_err(corrupt)
+        self.server_id
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(corrupt)
     }
     pub fn status(&self) -> Result<TenantStatus, ControlError> {
         self.status.parse().map_err(corrupt)
@@ -101,7 +113,12 @@ impl TenantRow {
             tier: self.tier()?,
             status: self.status()?,
             status_reason: self.status_reason.clone(),
-            parent_org_id: self.parent_org_id.as_deref().map(str::parse).transpose().map_err(corrupt)?,
+            parent_org_id: self
+                .parent_org_id
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(corrupt)?,
             schema_version: self.schema_version,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -254,7 +271,9 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         let Some(before) = before else {
-            return Err(ControlError::NotFound { what: format!("server {id}") });
+            return Err(ControlError::NotFound {
+                what: format!("server {id}"),
+            });
         };
         sqlx::query("UPDATE database_servers SET state = $2, updated_at = now() WHERE id = $1")
             .bind(id.as_str())
@@ -274,12 +293,18 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_template_version(&self, id: &ServerId, version: Option<i32>) -> Result<(), ControlError> {
-        sqlx::query("UPDATE database_servers SET template_version = $2, updated_at = now() WHERE id = $1")
-            .bind(id.as_str())
-            .bind(version)
-            .execute(&self.pool)
-            .await?;
+    pub async fn set_template_version(
+        &self,
+        id: &ServerId,
+        version: Option<i32>,
+    ) -> Result<(), ControlError> {
+        sqlx::query(
+            "UPDATE database_servers SET template_version = $2, updated_at = now() WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(version)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -306,14 +331,22 @@ impl Store {
     /// same request was made before. A derived slug that is taken gets a numeric suffix; an
     /// explicit one is a conflict.
     #[instrument(skip_all, fields(org_id = %new.request.org_id))]
-    pub async fn create_tenant(&self, new: NewTenant<'_>, actor: &Actor) -> Result<Created, ControlError> {
+    pub async fn create_tenant(
+        &self,
+        new: NewTenant<'_>,
+        actor: &Actor,
+    ) -> Result<Created, ControlError> {
         // A concurrent insert of the same slug aborts our transaction; start over with the next one.
         for _ in 0..8 {
             match self.try_create_tenant(&new, actor).await {
                 // The same organization inserted concurrently: the next round finds it.
-                Err(ControlError::Registry(e)) if is_unique_violation(&e, "tenants_pkey") => continue,
-                Err(ControlError::Registry(e)) if is_unique_violation(&e, "tenants_slug_key")
-                    || is_unique_violation(&e, "tenants_db_name_key") || is_unique_violation(&e, "tenants_role_name_key") =>
+                Err(ControlError::Registry(e)) if is_unique_violation(&e, "tenants_pkey") => {
+                    continue;
+                }
+                Err(ControlError::Registry(e))
+                    if is_unique_violation(&e, "tenants_slug_key")
+                        || is_unique_violation(&e, "tenants_db_name_key")
+                        || is_unique_violation(&e, "tenants_role_name_key") =>
                 {
                     if new.explicit_slug {
                         return Err(ControlError::Conflict {
@@ -326,10 +359,17 @@ impl Store {
                 other => return other,
             }
         }
-        Err(ControlError::Conflict { code: "slug_taken", detail: "could not allocate a free slug".into() })
+        Err(ControlError::Conflict {
+            code: "slug_taken",
+            detail: "could not allocate a free slug".into(),
+        })
     }
 
-    async fn try_create_tenant(&self, new: &NewTenant<'_>, actor: &Actor) -> Result<Created, ControlError> {
+    async fn try_create_tenant(
+        &self,
+        new: &NewTenant<'_>,
+        actor: &Actor,
+    ) -> Result<Created, ControlError> {
         let req = new.request;
         let mut tx = self.pool.begin().await?;
         if let Some(existing) = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
@@ -342,12 +382,15 @@ impl Store {
             return same_request(&existing, new).map(|()| Created::Existing(existing));
         }
         if let Some(parent) = &req.parent_org_id {
-            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE org_id = $1)")
-                .bind(parent.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE org_id = $1)")
+                    .bind(parent.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
             if !exists {
-                return Err(ControlError::Validation(format!("parent_org_id {parent} is not a tenant")));
+                return Err(ControlError::Validation(format!(
+                    "parent_org_id {parent} is not a tenant"
+                )));
             }
         }
         let slug = if new.explicit_slug {
@@ -377,8 +420,17 @@ impl Store {
         .bind(&normalized)
         .fetch_one(&mut *tx)
         .await?;
-        let op = insert_operation(&mut tx, &req.org_id, OperationKind::Provision, Value::Null).await?;
-        audit(&mut tx, actor, "tenant.create", Some(&req.org_id), None, Some(tenant_json(&tenant))).await?;
+        let op =
+            insert_operation(&mut tx, &req.org_id, OperationKind::Provision, Value::Null).await?;
+        audit(
+            &mut tx,
+            actor,
+            "tenant.create",
+            Some(&req.org_id),
+            None,
+            Some(tenant_json(&tenant)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Created::New(tenant, op))
     }
@@ -403,7 +455,10 @@ impl Store {
             }
             return Err(ControlError::Conflict {
                 code: "operation_in_progress",
-                detail: format!("tenant {org_id} has a {} operation in progress ({})", open.kind, open.id),
+                detail: format!(
+                    "tenant {org_id} has a {} operation in progress ({})",
+                    open.kind, open.id
+                ),
             });
         }
         let status = tenant.status()?;
@@ -418,14 +473,26 @@ impl Store {
             Some(new_status) => set_status(&mut tx, org_id, new_status, None).await?,
             None => tenant.clone(),
         };
-        audit(&mut tx, actor, &format!("tenant.{kind}"), Some(org_id), Some(tenant_json(&tenant)), Some(tenant_json(&after))).await?;
+        audit(
+            &mut tx,
+            actor,
+            &format!("tenant.{kind}"),
+            Some(org_id),
+            Some(tenant_json(&tenant)),
+            Some(tenant_json(&after)),
+        )
+        .await?;
         tx.commit().await?;
         Ok((after, op))
     }
 
     /// Puts the tenant's last failed operation back in the queue with a fresh attempt budget.
     #[instrument(skip(self, actor))]
-    pub async fn retry_failed(&self, org_id: &OrgId, actor: &Actor) -> Result<OperationRow, ControlError> {
+    pub async fn retry_failed(
+        &self,
+        org_id: &OrgId,
+        actor: &Actor,
+    ) -> Result<OperationRow, ControlError> {
         let mut tx = self.pool.begin().await?;
         let tenant = lock_tenant(&mut tx, org_id).await?;
         if let Some(open) = open_operation(&mut tx, org_id).await? {
@@ -459,7 +526,15 @@ impl Store {
             tenant.clone()
         };
         notify(&mut tx, OPERATIONS_CHANNEL, &op.id.to_string()).await?;
-        audit(&mut tx, actor, "tenant.retry", Some(org_id), Some(tenant_json(&tenant)), Some(tenant_json(&after))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "tenant.retry",
+            Some(org_id),
+            Some(tenant_json(&tenant)),
+            Some(tenant_json(&after)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(op)
     }
@@ -476,7 +551,10 @@ impl Store {
         .await?)
     }
 
-    pub async fn latest_operation(&self, org_id: &OrgId) -> Result<Option<OperationRow>, ControlError> {
+    pub async fn latest_operation(
+        &self,
+        org_id: &OrgId,
+    ) -> Result<Option<OperationRow>, ControlError> {
         Ok(sqlx::query_as::<_, OperationRow>(
             "SELECT id, org_id, kind, state, step, attempts, last_error, payload, created_at, finished_at
              FROM operations WHERE org_id = $1 ORDER BY created_at DESC LIMIT 1",
@@ -488,7 +566,11 @@ impl Store {
 
     /// Claims the next runnable operation: queued and due, or running with an expired lease (its
     /// worker died). `SKIP LOCKED` lets any number of workers claim side by side.
-    pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<OperationRow>, ControlError> {
+    pub async fn claim(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<OperationRow>, ControlError> {
         Ok(sqlx::query_as::<_, OperationRow>(
             "UPDATE operations SET state = 'running', lease_owner = $1,
                     lease_expires_at = now() + make_interval(secs => $2), attempts = attempts + 1,
@@ -509,7 +591,12 @@ impl Store {
     }
 
     /// Extends our lease; false when another worker has taken the operation over.
-    pub async fn renew_lease(&self, id: Uuid, worker: &str, lease: Duration) -> Result<bool, ControlError> {
+    pub async fn renew_lease(
+        &self,
+        id: Uuid,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, ControlError> {
         let done = sqlx::query(
             "UPDATE operations SET lease_expires_at = now() + make_interval(secs => $3)
              WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
@@ -523,7 +610,13 @@ impl Store {
     }
 
     /// Records that `step` is the next one to run; fenced by the lease.
-    pub async fn advance(&self, id: Uuid, worker: &str, step: Step, lease: Duration) -> Result<(), ControlError> {
+    pub async fn advance(
+        &self,
+        id: Uuid,
+        worker: &str,
+        step: Step,
+        lease: Duration,
+    ) -> Result<(), ControlError> {
         let done = sqlx::query(
             "UPDATE operations SET step = $3, updated_at = now(),
                     lease_expires_at = now() + make_interval(secs => $4)
@@ -535,7 +628,11 @@ impl Store {
         .bind(lease.as_secs_f64())
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 1 { Ok(()) } else { Err(ControlError::LeaseLost) }
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(ControlError::LeaseLost)
+        }
     }
 
     /// Hands a claimed operation back untouched (shutdown): the attempt does not count.
@@ -585,7 +682,12 @@ impl Store {
     }
 
     /// Marks the operation failed for good; a failed provisioning marks the tenant failed.
-    pub async fn fail(&self, op: &OperationRow, worker: &str, error: &str) -> Result<(), ControlError> {
+    pub async fn fail(
+        &self,
+        op: &OperationRow,
+        worker: &str,
+        error: &str,
+    ) -> Result<(), ControlError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE operations SET state = 'failed', last_error = $3, lease_owner = NULL,
@@ -605,7 +707,15 @@ impl Store {
             let reason = format!("provisioning failed at step {}: {error}", op.step);
             let before = lock_tenant(&mut tx, &org_id).await?;
             let after = set_status(&mut tx, &org_id, TenantStatus::Failed, Some(&reason)).await?;
-            audit(&mut tx, &Actor::system(), "tenant.failed", Some(&org_id), Some(tenant_json(&before)), Some(tenant_json(&after))).await?;
+            audit(
+                &mut tx,
+                &Actor::system(),
+                "tenant.failed",
+                Some(&org_id),
+                Some(tenant_json(&before)),
+                Some(tenant_json(&after)),
+            )
+            .await?;
         }
         notify(&mut tx, DONE_CHANNEL, &op.id.to_string()).await?;
         tx.commit().await?;
@@ -635,7 +745,10 @@ impl Store {
         }
         let before = lock_tenant(&mut tx, &org_id).await?;
         let (action, after) = match effect {
-            Finish::Status(status) => (format!("tenant.{status}"), Some(set_status(&mut tx, &org_id, status, None).await?)),
+            Finish::Status(status) => (
+                format!("tenant.{status}"),
+                Some(set_status(&mut tx, &org_id, status, None).await?),
+            ),
             Finish::Deleted { retention } => {
                 let row = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
                     "UPDATE tenants SET status = 'deleted', status_reason = NULL, deleted_at = now(),
@@ -657,7 +770,15 @@ impl Store {
                 ("tenant.purged".to_owned(), None)
             }
         };
-        audit(&mut tx, &Actor::system(), &action, Some(&org_id), Some(tenant_json(&before)), after.as_ref().map(tenant_json)).await?;
+        audit(
+            &mut tx,
+            &Actor::system(),
+            &action,
+            Some(&org_id),
+            Some(tenant_json(&before)),
+            after.as_ref().map(tenant_json),
+        )
+        .await?;
         notify(&mut tx, DONE_CHANNEL, &op.id.to_string()).await?;
         tx.commit().await?;
         Ok(())
@@ -688,7 +809,9 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(chosen) = chosen else {
-            return Err(ControlError::NoCapacity { region: tenant.region });
+            return Err(ControlError::NoCapacity {
+                region: tenant.region,
+            });
         };
         sqlx::query("UPDATE tenants SET server_id = $2, updated_at = now() WHERE org_id = $1")
             .bind(org_id.as_str())
@@ -699,7 +822,11 @@ impl Store {
         chosen.parse().map_err(corrupt)
     }
 
-    pub async fn set_schema_version(&self, org_id: &OrgId, version: Option<i32>) -> Result<(), ControlError> {
+    pub async fn set_schema_version(
+        &self,
+        org_id: &OrgId,
+        version: Option<i32>,
+    ) -> Result<(), ControlError> {
         sqlx::query("UPDATE tenants SET schema_version = $2, updated_at = now() WHERE org_id = $1")
             .bind(org_id.as_str())
             .bind(version)
@@ -733,21 +860,35 @@ impl Store {
     }
 
     /// Queues an operation for the engine itself (reconciler, janitor), with an audit event.
-    pub async fn enqueue_system(&self, org_id: &OrgId, kind: OperationKind) -> Result<Option<OperationRow>, ControlError> {
+    pub async fn enqueue_system(
+        &self,
+        org_id: &OrgId,
+        kind: OperationKind,
+    ) -> Result<Option<OperationRow>, ControlError> {
         let mut tx = self.pool.begin().await?;
         if open_operation(&mut tx, org_id).await?.is_some() {
             return Ok(None);
         }
         let op = insert_operation(&mut tx, org_id, kind, Value::Null).await?;
-        audit(&mut tx, &Actor::system(), &format!("operation.{kind}"), Some(org_id), None, None).await?;
+        audit(
+            &mut tx,
+            &Actor::system(),
+            &format!("operation.{kind}"),
+            Some(org_id),
+            None,
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(op))
     }
 
     pub async fn operations_by_state(&self) -> Result<Vec<(String, String, i64)>, ControlError> {
-        Ok(sqlx::query_as("SELECT kind, state, count(*) FROM operations GROUP BY kind, state")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT kind, state, count(*) FROM operations GROUP BY kind, state")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }
 
@@ -767,7 +908,10 @@ fn same_request(existing: &TenantRow, new: &NewTenant<'_>) -> Result<(), Control
         && existing.tier == new.tier.as_str()
         && existing.parent_org_id.as_deref() == req.parent_org_id.as_ref().map(OrgId::as_str)
         && field("admin_email") == serde_json::json!(req.admin_email)
-        && req.slug.as_ref().is_none_or(|s| s.as_str() == existing.slug);
+        && req
+            .slug
+            .as_ref()
+            .is_none_or(|s| s.as_str() == existing.slug);
     if same {
         Ok(())
     } else {
@@ -783,11 +927,12 @@ fn same_request(existing: &TenantRow, new: &NewTenant<'_>) -> Result<(), Control
 
 /// The first of `base`, `base_2`, `base_3`, ... that no tenant uses (and that fits 63 bytes).
 async fn free_slug(tx: &mut Transaction<'_, Postgres>, base: &Slug) -> Result<Slug, ControlError> {
-    let taken: Vec<String> = sqlx::query_scalar("SELECT slug FROM tenants WHERE slug = $1 OR slug LIKE $2")
-        .bind(base.as_str())
-        .bind(format!("{}\\_%", base.as_str()))
-        .fetch_all(&mut **tx)
-        .await?;
+    let taken: Vec<String> =
+        sqlx::query_scalar("SELECT slug FROM tenants WHERE slug = $1 OR slug LIKE $2")
+            .bind(base.as_str())
+            .bind(format!("{}\\_%", base.as_str()))
+            .fetch_all(&mut **tx)
+            .await?;
     if !taken.iter().any(|s| s == base.as_str()) {
         return Ok(base.clone());
     }
@@ -795,10 +940,16 @@ async fn free_slug(tx: &mut Transaction<'_, Postgres>, base: &Slug) -> Result<Sl
         .map(|n| format!("{}_{n}", base.as_str()))
         .find(|candidate| !taken.contains(candidate))
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ControlError::Conflict { code: "slug_taken", detail: format!("no free slug near {base}") })
+        .ok_or_else(|| ControlError::Conflict {
+            code: "slug_taken",
+            detail: format!("no free slug near {base}"),
+        })
 }
 
-async fn lock_tenant(tx: &mut Transaction<'_, Postgres>, org_id: &OrgId) -> Result<TenantRow, ControlError> {
+async fn lock_tenant(
+    tx: &mut Transaction<'_, Postgres>,
+    org_id: &OrgId,
+) -> Result<TenantRow, ControlError> {
     sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
         "SELECT {TENANT_COLUMNS} FROM tenants WHERE org_id = $1 FOR UPDATE"
     )))
@@ -808,7 +959,10 @@ async fn lock_tenant(tx: &mut Transaction<'_, Postgres>, org_id: &OrgId) -> Resu
     .ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))
 }
 
-async fn open_operation(tx: &mut Transaction<'_, Postgres>, org_id: &OrgId) -> Result<Option<OperationRow>, ControlError> {
+async fn open_operation(
+    tx: &mut Transaction<'_, Postgres>,
+    org_id: &OrgId,
+) -> Result<Option<OperationRow>, ControlError> {
     Ok(sqlx::query_as::<_, OperationRow>(
         "SELECT id, org_id, kind, state, step, attempts, last_error, payload, created_at, finished_at
          FROM operations WHERE org_id = $1 AND state IN ('queued', 'running')",
@@ -868,7 +1022,11 @@ async fn set_status(
     .await?)
 }
 
-async fn notify(tx: &mut Transaction<'_, Postgres>, channel: &str, payload: &str) -> Result<(), ControlError> {
+async fn notify(
+    tx: &mut Transaction<'_, Postgres>,
+    channel: &str,
+    payload: &str,
+) -> Result<(), ControlError> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(channel)
         .bind(payload)

@@ -28,8 +28,9 @@ pub(crate) async fn run(inner: Arc<Inner>, name: String, cancel: CancellationTok
         match inner.store.claim(&name, engine.lease).await {
             Ok(Some(op)) => {
                 let span = info_span!("operation", op_id = %op.id, org_id = %op.org_id, kind = %op.kind, attempt = op.attempts);
-                if let Err(ControlError::InjectedCrash) =
-                    run_operation(&inner, &name, op, &cancel).instrument(span).await
+                if let Err(ControlError::InjectedCrash) = run_operation(&inner, &name, op, &cancel)
+                    .instrument(span)
+                    .await
                 {
                     warn!("injected crash: worker stops, leaving its lease to expire");
                     return;
@@ -60,13 +61,19 @@ async fn run_operation(
     cancel: &CancellationToken,
 ) -> Result<(), ControlError> {
     let lease = inner.config.engine.lease;
-    let heartbeat = tokio::spawn(heartbeat(inner.clone(), op.clone(), worker.to_owned(), lease));
+    let heartbeat = tokio::spawn(heartbeat(
+        inner.clone(),
+        op.clone(),
+        worker.to_owned(),
+        lease,
+    ));
     let result = run_steps(inner, worker, &mut op, cancel).await;
     heartbeat.abort();
     let kind = op.kind.clone();
     match result {
         Ok(Progress::Finished) => {
-            metrics::counter!("tenancy_operations_total", "kind" => kind, "outcome" => "succeeded").increment(1);
+            metrics::counter!("tenancy_operations_total", "kind" => kind, "outcome" => "succeeded")
+                .increment(1);
             info!("operation succeeded");
             Ok(())
         }
@@ -87,7 +94,13 @@ async fn run_operation(
                 metrics::counter!("tenancy_operation_retries_total", "kind" => kind).increment(1);
                 inner
                     .store
-                    .retry_later(op.id, worker, &message, engine.backoff_base, engine.backoff_max)
+                    .retry_later(
+                        op.id,
+                        worker,
+                        &message,
+                        engine.backoff_base,
+                        engine.backoff_max,
+                    )
                     .await
             } else {
                 error!(step = %op.step, error = %message, "operation failed");
@@ -111,11 +124,9 @@ async fn run_steps(
 ) -> Result<Progress, ControlError> {
     let kind = op.kind()?;
     let mut step = op.step()?;
-    let mut tenant = inner
-        .store
-        .tenant(&op.org_id()?)
-        .await?
-        .ok_or_else(|| ControlError::TenantNotFound(op.org_id().unwrap_or_else(|_| "unknown".parse().unwrap())))?;
+    let mut tenant = inner.store.tenant(&op.org_id()?).await?.ok_or_else(|| {
+        ControlError::TenantNotFound(op.org_id().unwrap_or_else(|_| "unknown".parse().unwrap()))
+    })?;
     loop {
         if step == Step::Done {
             return Ok(Progress::Finished);
@@ -138,13 +149,21 @@ async fn run_steps(
             // The last step recorded the operation's end in its own transaction.
             return Ok(Progress::Finished);
         }
-        inner.store.advance(op.id, worker, next, inner.config.engine.lease).await?;
+        inner
+            .store
+            .advance(op.id, worker, next, inner.config.engine.lease)
+            .await?;
         step = next;
         op.step = step.as_str().to_owned();
     }
 }
 
-fn crash_if_injected(inner: &Inner, kind: OperationKind, step: Step, moment: Moment) -> Result<(), ControlError> {
+fn crash_if_injected(
+    inner: &Inner,
+    kind: OperationKind,
+    step: Step,
+    moment: Moment,
+) -> Result<(), ControlError> {
     match &inner.faults {
         Some(faults) if faults.crash_at(kind, step, moment) => Err(ControlError::InjectedCrash),
         _ => Ok(()),
@@ -172,16 +191,24 @@ async fn execute_step(
         Step::Role => {
             let limits = inner.config.tier_limits(tenant.tier()?);
             let password = secrets::tenant_password(inner.config.master_key()?, &role);
-            admin(inner, tenant)?.ensure_role(&role, &password, limits).await
+            admin(inner, tenant)?
+                .ensure_role(&role, &password, limits)
+                .await
         }
         Step::Database => admin(inner, tenant)?.create_database(&db).await,
         Step::Lockdown => admin(inner, tenant)?.lockdown(&db, &role).await,
         Step::Verify => {
             let password = secrets::tenant_password(inner.config.master_key()?, &role);
-            let version = admin(inner, tenant)?.verify_tenant(&db, &role, &password).await?;
+            let version = admin(inner, tenant)?
+                .verify_tenant(&db, &role, &password)
+                .await?;
             store.set_schema_version(&org_id, version).await
         }
-        Step::Activate => store.finish(op, worker, Finish::Status(TenantStatus::Active)).await,
+        Step::Activate => {
+            store
+                .finish(op, worker, Finish::Status(TenantStatus::Active))
+                .await
+        }
         Step::Block => match placed_admin(inner, tenant)? {
             Some(admin) => admin.block(&db, &role).await,
             None => Ok(()),
@@ -199,7 +226,9 @@ async fn execute_step(
             let effect = match kind {
                 OperationKind::Suspend => Finish::Status(TenantStatus::Suspended),
                 OperationKind::Resume => Finish::Status(TenantStatus::Active),
-                OperationKind::Deprovision => Finish::Deleted { retention: inner.config.engine.retention },
+                OperationKind::Deprovision => Finish::Deleted {
+                    retention: inner.config.engine.retention,
+                },
                 OperationKind::Purge => Finish::Purged,
                 OperationKind::Provision => Finish::Status(TenantStatus::Active),
             };
@@ -211,14 +240,27 @@ async fn execute_step(
 
 /// The admin connection of the tenant's server; the tenant must be placed.
 fn admin<'a>(inner: &'a Inner, tenant: &TenantRow) -> Result<&'a ServerAdmin, ControlError> {
-    placed_admin(inner, tenant)?
-        .ok_or_else(|| ControlError::Corrupt(format!("tenant {} is not placed on a server", tenant.org_id)))
+    placed_admin(inner, tenant)?.ok_or_else(|| {
+        ControlError::Corrupt(format!(
+            "tenant {} is not placed on a server",
+            tenant.org_id
+        ))
+    })
 }
 
 /// The admin connection of the tenant's server, or `None` when it was never placed.
-fn placed_admin<'a>(inner: &'a Inner, tenant: &TenantRow) -> Result<Option<&'a ServerAdmin>, ControlError> {
-    let Some(server) = tenant.server_id()? else { return Ok(None) };
-    inner.servers.get(&server).map(Some).ok_or(ControlError::UnknownServer(server))
+fn placed_admin<'a>(
+    inner: &'a Inner,
+    tenant: &TenantRow,
+) -> Result<Option<&'a ServerAdmin>, ControlError> {
+    let Some(server) = tenant.server_id()? else {
+        return Ok(None);
+    };
+    inner
+        .servers
+        .get(&server)
+        .map(Some)
+        .ok_or(ControlError::UnknownServer(server))
 }
 
 /// Keeps the lease alive while a long step (a large clone) runs.

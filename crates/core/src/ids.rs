@@ -17,7 +17,10 @@ pub struct IdError {
 
 impl IdError {
     fn new(kind: &'static str, reason: impl Into<String>) -> Self {
-        Self { kind, reason: reason.into() }
+        Self {
+            kind,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -42,7 +45,10 @@ fn check_chars(
         return Err(IdError::new(kind, "must not be empty"));
     }
     if value.len() > max {
-        return Err(IdError::new(kind, format!("at most {max} bytes, got {}", value.len())));
+        return Err(IdError::new(
+            kind,
+            format!("at most {max} bytes, got {}", value.len()),
+        ));
     }
     let mut chars = value.chars();
     let ok = chars.next().is_some_and(&first) && chars.all(&rest);
@@ -221,7 +227,15 @@ mod tests {
     fn hostile_identifiers_are_refused() {
         let long = "a".repeat(200);
         for bad in [
-            "", "a\"b", "a;drop", "a'b", "Ünïcode", "a b", "-lead", "x\u{0}y", &long,
+            "",
+            "a\"b",
+            "a;drop",
+            "a'b",
+            "Ünïcode",
+            "a b",
+            "-lead",
+            "x\u{0}y",
+            &long,
         ] {
             assert!(bad.parse::<Slug>().is_err(), "slug {bad:?}");
             assert!(bad.parse::<DbName>().is_err(), "db {bad:?}");

@@ -151,10 +151,9 @@ impl OperationKind {
     }
 }
 
-impl Default for Tier {
-    fn default() -> Self {
-        Tier::Free
-    }
+impl Tier {
+    /// The tier of a tenant created without one.
+    pub const DEFAULT: Tier = Tier::Free;
 }
 
 /// `POST /v1/tenants`: onboard an organization. Unknown fields are refused.
@@ -232,7 +231,10 @@ mod tests {
         let kind = OperationKind::Provision;
         assert_eq!(kind.next_step(Step::Place), Step::Role);
         assert_eq!(kind.next_step(Step::Activate), Step::Done);
-        assert_eq!("suspended".parse::<TenantStatus>().unwrap(), TenantStatus::Suspended);
+        assert_eq!(
+            "suspended".parse::<TenantStatus>().unwrap(),
+            TenantStatus::Suspended
+        );
         assert!("bogus".parse::<Tier>().is_err());
     }
 }

@@ -25,7 +25,8 @@ pub fn slug_from_name(name: &str) -> Slug {
     if slug == RESERVED_SLUG {
         slug.push_str("_org");
     }
-    slug.parse().expect("derived slugs satisfy the slug rule by construction")
+    slug.parse()
+        .expect("derived slugs satisfy the slug rule by construction")
 }
 
 #[cfg(test)]
@@ -36,7 +37,10 @@ mod tests {
     fn derives_readable_slugs() {
         assert_eq!(slug_from_name("Acme Corp").as_str(), "acme_corp");
         assert_eq!(slug_from_name("Café Zürich").as_str(), "cafe_zurich");
-        assert_eq!(slug_from_name("  --Robert'); DROP TABLE x;--").as_str(), "robert_drop_table_x");
+        assert_eq!(
+            slug_from_name("  --Robert'); DROP TABLE x;--").as_str(),
+            "robert_drop_table_x"
+        );
         assert_eq!(slug_from_name("42 Labs").as_str(), "org_42_labs");
         assert_eq!(slug_from_name("!!!").as_str(), "org");
         assert_eq!(slug_from_name("Template").as_str(), "template_org");

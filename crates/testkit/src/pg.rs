@@ -24,7 +24,10 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        Self { durable: false, max_connections: 200 }
+        Self {
+            durable: false,
+            max_connections: 200,
+        }
     }
 }
 
@@ -52,11 +55,20 @@ impl PgCluster {
         let mut last_error = None;
         // A free port can be taken by another test between our probe and the server's bind: retry.
         for _ in 0..5 {
-            let dir = root.join(format!("pg-{}-{:016x}", std::process::id(), rand::random::<u64>()));
+            let dir = root.join(format!(
+                "pg-{}-{:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            ));
             copy_dir(&template, &dir)?;
             runner.own(&dir)?;
             let port = free_port()?;
-            let mut cluster = Self { dir, port, runner: runner.clone(), watchdog: None };
+            let mut cluster = Self {
+                dir,
+                port,
+                runner: runner.clone(),
+                watchdog: None,
+            };
             match cluster.boot(&options) {
                 Ok(()) => {
                     cluster.watchdog = Some(cluster.spawn_watchdog()?);
@@ -142,19 +154,32 @@ impl PgCluster {
 
     /// `postgres://` URL for the superuser and `dbname`.
     pub fn url(&self, dbname: &str) -> String {
-        format!("postgres://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{}/{dbname}", self.port)
+        format!(
+            "postgres://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{}/{dbname}",
+            self.port
+        )
     }
 
     /// `postgres://` URL for any role (tests use it to try connecting as tenant roles).
     pub fn url_as(&self, user: &str, password: &str, dbname: &str) -> String {
-        format!("postgres://{user}:{password}@127.0.0.1:{}/{dbname}", self.port)
+        format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/{dbname}",
+            self.port
+        )
     }
 
     /// Runs SQL through `psql` as the superuser; returns its unaligned output.
     pub fn psql(&self, dbname: &str, sql: &str) -> Result<String> {
         let output = Command::new(self.runner.bin.join("psql"))
             .env("PGPASSWORD", ADMIN_PASSWORD)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", ADMIN_USER])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                ADMIN_USER,
+            ])
             .args(["-d", dbname, "-v", "ON_ERROR_STOP=1", "-XAtq", "-c", sql])
             .output()
             .context("running psql")?;
@@ -179,7 +204,10 @@ impl PgCluster {
             .arg(&self.dir)
             .output()?;
         if !output.status.success() {
-            bail!("pg_ctl stop failed: {}", String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "pg_ctl stop failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         Ok(())
     }
@@ -224,7 +252,10 @@ impl Runner {
         let mut command = Command::new(self.bin.join(program));
         command.stdin(Stdio::null()).env_remove("PGDATA");
         if let Some(user) = &self.run_as {
-            command.uid(user.uid.as_raw()).gid(user.gid.as_raw()).env("HOME", &user.dir);
+            command
+                .uid(user.uid.as_raw())
+                .gid(user.gid.as_raw())
+                .env("HOME", &user.dir);
             command.current_dir("/");
         }
         command
@@ -232,7 +263,9 @@ impl Runner {
 
     /// Hands a directory tree to the user the server runs as.
     fn own(&self, path: &Path) -> Result<()> {
-        let Some(user) = &self.run_as else { return Ok(()) };
+        let Some(user) = &self.run_as else {
+            return Ok(());
+        };
         let status = Command::new("chown")
             .arg("-R")
             .arg(format!("{}:{}", user.uid, user.gid))
@@ -283,7 +316,12 @@ pub fn pg_bin_dir() -> Option<PathBuf> {
 /// test processes never see half a cluster.
 fn initdb_cache(runner: &Runner) -> Result<PathBuf> {
     let version = fs::read_to_string(
-        runner.bin.parent().unwrap_or(&runner.bin).join("..").join("PG_VERSION"),
+        runner
+            .bin
+            .parent()
+            .unwrap_or(&runner.bin)
+            .join("..")
+            .join("PG_VERSION"),
     )
     .unwrap_or_default();
     let bin_tag = runner.bin.display().to_string().replace('/', "_");
@@ -293,7 +331,11 @@ fn initdb_cache(runner: &Runner) -> Result<PathBuf> {
     if cached.join("PG_VERSION").is_file() {
         return Ok(cached);
     }
-    let scratch = root.join(format!("initdb-scratch-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+    let scratch = root.join(format!(
+        "initdb-scratch-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     fs::create_dir_all(&scratch)?;
     let pwfile = scratch.join("pwfile");
     fs::write(&pwfile, ADMIN_PASSWORD)?;
@@ -303,7 +345,12 @@ fn initdb_cache(runner: &Runner) -> Result<PathBuf> {
         .command("initdb")
         .arg("-D")
         .arg(&data)
-        .args(["-U", ADMIN_USER, "--auth-local=trust", "--auth-host=scram-sha-256"])
+        .args([
+            "-U",
+            ADMIN_USER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        ])
         .args(["-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"])
         .arg(format!("--pwfile={}", pwfile.display()))
         .output()
@@ -342,7 +389,10 @@ mod tests {
         let b = PgCluster::start().unwrap();
         assert_ne!(a.port(), b.port());
         assert_eq!(a.psql("postgres", "SELECT 1").unwrap(), "1");
-        assert_eq!(b.psql("postgres", "SHOW server_version_num").unwrap().len(), 6);
+        assert_eq!(
+            b.psql("postgres", "SHOW server_version_num").unwrap().len(),
+            6
+        );
         let dir = a.dir.clone();
         drop(a);
         assert!(!dir.exists(), "cluster files removed");

@@ -9,7 +9,12 @@ use tenancy_core::{OperationKind, OperationState, Step, TenantStatus};
 use crate::helpers::*;
 
 /// An engine whose single worker dies at `(kind, step, moment)`; the flag tells when it did.
-async fn doomed_engine(env: &TestEnv, kind: OperationKind, step: Step, moment: Moment) -> (Engine, Arc<AtomicBool>) {
+async fn doomed_engine(
+    env: &TestEnv,
+    kind: OperationKind,
+    step: Step,
+    moment: Moment,
+) -> (Engine, Arc<AtomicBool>) {
     let crashed = Arc::new(AtomicBool::new(false));
     let flag = crashed.clone();
     let fault = move |k, s, m| {
@@ -18,14 +23,19 @@ async fn doomed_engine(env: &TestEnv, kind: OperationKind, step: Step, moment: M
     };
     let mut config = env.config();
     config.engine.workers = 1;
-    let engine = Engine::start_with_faults(config, Some(Arc::new(fault))).await.unwrap();
+    let engine = Engine::start_with_faults(config, Some(Arc::new(fault)))
+        .await
+        .unwrap();
     (engine, crashed)
 }
 
 async fn wait_crash(crashed: &AtomicBool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !crashed.load(Ordering::SeqCst) {
-        assert!(tokio::time::Instant::now() < deadline, "the fault never fired");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fault never fired"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -33,33 +43,66 @@ async fn wait_crash(crashed: &AtomicBool) {
 #[tokio::test]
 async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_same_end() {
     let env = TestEnv::single();
-    let mut points: Vec<(Step, Moment)> =
-        OperationKind::Provision.steps().iter().map(|s| (*s, Moment::After)).collect();
+    let mut points: Vec<(Step, Moment)> = OperationKind::Provision
+        .steps()
+        .iter()
+        .map(|s| (*s, Moment::After))
+        .collect();
     points.push((Step::Database, Moment::Before));
 
     for (i, (step, moment)) in points.into_iter().enumerate() {
         let org_id = format!("7{i:03}");
         let (doomed, crashed) = doomed_engine(&env, OperationKind::Provision, step, moment).await;
         let doomed_workers = doomed.run_workers();
-        doomed.onboard(request(&org_id, &format!("Crash {i}")), &actor()).await.unwrap();
+        doomed
+            .onboard(request(&org_id, &format!("Crash {i}")), &actor())
+            .await
+            .unwrap();
         wait_crash(&crashed).await;
         doomed_workers.shutdown().await;
 
         // Another process takes over once the dead worker's lease expires.
         let rescuer = env.engine().await;
         let workers = rescuer.run_workers();
-        let tenant = wait_status(&rescuer, &org(&org_id), TenantStatus::Active, Duration::from_secs(30)).await;
+        let tenant = wait_status(
+            &rescuer,
+            &org(&org_id),
+            TenantStatus::Active,
+            Duration::from_secs(30),
+        )
+        .await;
         workers.shutdown().await;
-        assert_eq!(tenant.schema_version, Some(tenancy_control::migrate::latest_template_version()), "{step:?}");
-        let op = rescuer.store().latest_operation(&org(&org_id)).await.unwrap().unwrap();
+        assert_eq!(
+            tenant.schema_version,
+            Some(tenancy_control::migrate::latest_template_version()),
+            "{step:?}"
+        );
+        let op = rescuer
+            .store()
+            .latest_operation(&org(&org_id))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(op.state, OperationState::Succeeded.as_str());
         if step != Step::Activate {
-            assert!(op.attempts >= 2, "{step:?}/{moment:?}: the rescuer ran it ({} attempts)", op.attempts);
+            assert!(
+                op.attempts >= 2,
+                "{step:?}/{moment:?}: the rescuer ran it ({} attempts)",
+                op.attempts
+            );
         }
-        let mut conn = connect_as(&rescuer, env.cluster("pg-1"), tenant.db_name.as_str(), tenant.db_name.as_str())
+        let mut conn = connect_as(
+            &rescuer,
+            env.cluster("pg-1"),
+            tenant.db_name.as_str(),
+            tenant.db_name.as_str(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{step:?}/{moment:?}: {e}"));
+        sqlx::query("SELECT count(*) FROM members")
+            .execute(&mut conn)
             .await
-            .unwrap_or_else(|e| panic!("{step:?}/{moment:?}: {e}"));
-        sqlx::query("SELECT count(*) FROM members").execute(&mut conn).await.unwrap();
+            .unwrap();
     }
 
     // Exactly one database and one role per organization, nothing else.
@@ -77,16 +120,29 @@ async fn a_worker_dying_while_purging_is_resumed_and_leaves_nothing_behind() {
     let workers = engine.run_workers();
     let t = onboard(&engine, request("7100", "Purged")).await;
     let op = engine.delete(&t.org_id, &actor()).await.unwrap();
-    engine.wait_operation(op.id, Duration::from_secs(30)).await.unwrap();
+    engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
     workers.shutdown().await;
 
-    let (doomed, crashed) = doomed_engine(&env, OperationKind::Purge, Step::DropDatabase, Moment::After).await;
+    let (doomed, crashed) = doomed_engine(
+        &env,
+        OperationKind::Purge,
+        Step::DropDatabase,
+        Moment::After,
+    )
+    .await;
     let doomed_workers = doomed.run_workers();
     doomed.purge(&t.org_id, &actor()).await.unwrap();
     wait_crash(&crashed).await;
     doomed_workers.shutdown().await;
     assert!(env.tenant_databases("pg-1").is_empty());
-    assert_eq!(env.tenant_roles("pg-1"), ["tenant_purged"], "role not dropped yet");
+    assert_eq!(
+        env.tenant_roles("pg-1"),
+        ["tenant_purged"],
+        "role not dropped yet"
+    );
 
     let workers = engine.run_workers();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -103,12 +159,21 @@ async fn shutdown_hands_unfinished_work_back_without_spending_an_attempt() {
     let env = TestEnv::single();
     let engine = env.engine().await;
     // No workers yet: queue work, then start and immediately stop them, then finish elsewhere.
-    engine.onboard(request("7200", "Handback"), &actor()).await.unwrap();
+    engine
+        .onboard(request("7200", "Handback"), &actor())
+        .await
+        .unwrap();
     let workers = engine.run_workers();
     workers.shutdown().await;
     let rescuer = env.engine().await;
     let w = rescuer.run_workers();
-    wait_status(&rescuer, &org("7200"), TenantStatus::Active, Duration::from_secs(30)).await;
+    wait_status(
+        &rescuer,
+        &org("7200"),
+        TenantStatus::Active,
+        Duration::from_secs(30),
+    )
+    .await;
     w.shutdown().await;
     assert_eq!(env.tenant_databases("pg-1"), ["tenant_handback"]);
 }

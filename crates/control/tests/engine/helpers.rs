@@ -29,7 +29,12 @@ impl TestEnv {
     }
 
     pub fn cluster(&self, id: &str) -> &PgCluster {
-        &self.servers.iter().find(|(_, sid, _)| *sid == id).expect("server").0
+        &self
+            .servers
+            .iter()
+            .find(|(_, sid, _)| *sid == id)
+            .expect("server")
+            .0
     }
 
     /// Fast settings: short leases and backoff so crash and retry tests finish quickly.
@@ -75,15 +80,23 @@ impl TestEnv {
     }
 
     pub fn tenant_roles(&self, server: &str) -> Vec<String> {
-        lines(&self.cluster(server).psql(
-            "postgres",
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\\_%' ORDER BY 1",
-        ).unwrap())
+        lines(
+            &self
+                .cluster(server)
+                .psql(
+                    "postgres",
+                    "SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\\_%' ORDER BY 1",
+                )
+                .unwrap(),
+        )
     }
 }
 
 fn lines(s: &str) -> Vec<String> {
-    s.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect()
+    s.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub fn request(org_id: &str, name: &str) -> CreateTenant {
@@ -111,7 +124,10 @@ pub async fn onboard(engine: &Engine, req: CreateTenant) -> Tenant {
     let org_id = req.org_id.clone();
     match engine.onboard(req, &actor()).await.expect("onboard") {
         Onboarded::Created { operation, .. } => {
-            let op = engine.wait_operation(operation.id, Duration::from_secs(60)).await.unwrap();
+            let op = engine
+                .wait_operation(operation.id, Duration::from_secs(60))
+                .await
+                .unwrap();
             assert_eq!(op.state, OperationState::Succeeded, "provisioning: {op:?}");
         }
         Onboarded::Existing { .. } => {}
@@ -120,14 +136,23 @@ pub async fn onboard(engine: &Engine, req: CreateTenant) -> Tenant {
 }
 
 /// Waits until the tenant reaches `status`.
-pub async fn wait_status(engine: &Engine, org_id: &OrgId, status: TenantStatus, timeout: Duration) -> Tenant {
+pub async fn wait_status(
+    engine: &Engine,
+    org_id: &OrgId,
+    status: TenantStatus,
+    timeout: Duration,
+) -> Tenant {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let tenant = engine.tenant(org_id).await.unwrap();
         if tenant.status == status {
             return tenant;
         }
-        assert!(tokio::time::Instant::now() < deadline, "tenant {org_id} still {:?}, wanted {status:?}", tenant.status);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tenant {org_id} still {:?}, wanted {status:?}",
+            tenant.status
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -16,22 +16,40 @@ async fn suspend_refuses_new_connections_and_ends_open_ones_and_resume_restores(
     let mut open = connect_as(&engine, cluster, db, db).await.unwrap();
 
     let op = engine.suspend(&tenant.org_id, &actor()).await.unwrap();
-    let op = engine.wait_operation(op.id, Duration::from_secs(30)).await.unwrap();
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(op.state, OperationState::Succeeded);
-    assert_eq!(engine.tenant(&tenant.org_id).await.unwrap().status, TenantStatus::Suspended);
+    assert_eq!(
+        engine.tenant(&tenant.org_id).await.unwrap().status,
+        TenantStatus::Suspended
+    );
 
     let err = connect_as(&engine, cluster, db, db).await.unwrap_err();
     assert!(err.to_string().contains("not permitted to log in"), "{err}");
-    assert!(sqlx::query("SELECT 1").execute(&mut open).await.is_err(), "open session was ended");
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut open).await.is_err(),
+        "open session was ended"
+    );
 
     // Suspending again is refused with a clear reason; resuming restores access.
     let err = engine.suspend(&tenant.org_id, &actor()).await.unwrap_err();
     assert!(err.to_string().contains("while it is suspended"), "{err}");
     let op = engine.resume(&tenant.org_id, &actor()).await.unwrap();
-    engine.wait_operation(op.id, Duration::from_secs(30)).await.unwrap();
-    assert_eq!(engine.tenant(&tenant.org_id).await.unwrap().status, TenantStatus::Active);
+    engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.tenant(&tenant.org_id).await.unwrap().status,
+        TenantStatus::Active
+    );
     let mut conn = connect_as(&engine, cluster, db, db).await.unwrap();
-    sqlx::query("SELECT count(*) FROM tickets").execute(&mut conn).await.unwrap();
+    sqlx::query("SELECT count(*) FROM tickets")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     conn.close().await.unwrap();
 }
 
@@ -44,28 +62,53 @@ async fn delete_keeps_the_database_until_purge_then_drops_everything() {
     let db = tenant.db_name.as_str();
 
     let op = engine.delete(&tenant.org_id, &actor()).await.unwrap();
-    assert_eq!(engine.tenant(&tenant.org_id).await.unwrap().status, TenantStatus::Deleting, "refused at once");
-    engine.wait_operation(op.id, Duration::from_secs(30)).await.unwrap();
-    assert_eq!(engine.tenant(&tenant.org_id).await.unwrap().status, TenantStatus::Deleted);
-    assert_eq!(env.tenant_databases("pg-1"), [db], "kept for the retention period");
+    assert_eq!(
+        engine.tenant(&tenant.org_id).await.unwrap().status,
+        TenantStatus::Deleting,
+        "refused at once"
+    );
+    engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.tenant(&tenant.org_id).await.unwrap().status,
+        TenantStatus::Deleted
+    );
+    assert_eq!(
+        env.tenant_databases("pg-1"),
+        [db],
+        "kept for the retention period"
+    );
     assert!(connect_as(&engine, cluster, db, db).await.is_err());
 
     let op = engine.purge(&tenant.org_id, &actor()).await.unwrap();
-    let op = engine.wait_operation(op.id, Duration::from_secs(30)).await.unwrap();
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(op.state, OperationState::Succeeded);
     assert!(env.tenant_databases("pg-1").is_empty());
     assert!(env.tenant_roles("pg-1").is_empty());
     assert!(engine.tenant(&tenant.org_id).await.is_err());
 
     // Every step left an audit event.
-    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_events WHERE org_id = $1 ORDER BY id")
-        .bind("3002")
-        .fetch_all(engine.store().pool())
-        .await
-        .unwrap();
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_events WHERE org_id = $1 ORDER BY id")
+            .bind("3002")
+            .fetch_all(engine.store().pool())
+            .await
+            .unwrap();
     assert_eq!(
         actions,
-        ["tenant.create", "tenant.active", "tenant.deprovision", "tenant.deleted", "tenant.purge", "tenant.purged"]
+        [
+            "tenant.create",
+            "tenant.active",
+            "tenant.deprovision",
+            "tenant.deleted",
+            "tenant.purge",
+            "tenant.purged"
+        ]
     );
     // The org can be onboarded afresh.
     let again = onboard(&engine, request("3002", "Soylent")).await;
@@ -82,7 +125,10 @@ async fn retention_expiry_purges_automatically() {
     std::mem::forget(engine.run_workers());
     let tenant = onboard(&engine, request("3003", "Hooli")).await;
     let op = engine.delete(&tenant.org_id, &actor()).await.unwrap();
-    engine.wait_operation(op.id, Duration::from_secs(30)).await.unwrap();
+    engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while engine.tenant(&tenant.org_id).await.is_ok() {
         assert!(tokio::time::Instant::now() < deadline, "never purged");
@@ -96,10 +142,17 @@ async fn a_busy_template_delays_onboarding_with_a_clear_reason_but_does_not_fail
     let env = TestEnv::single();
     let engine = engine_with_workers(&env).await;
     let cluster = env.cluster("pg-1");
-    let squatter = sqlx::PgConnection::connect(&cluster.url("tenant_template")).await.unwrap();
+    let squatter = sqlx::PgConnection::connect(&cluster.url("tenant_template"))
+        .await
+        .unwrap();
 
-    let onboarded = engine.onboard(request("3004", "Vandelay"), &actor()).await.unwrap();
-    let tenancy_control::Onboarded::Created { operation, .. } = onboarded else { panic!() };
+    let onboarded = engine
+        .onboard(request("3004", "Vandelay"), &actor())
+        .await
+        .unwrap();
+    let tenancy_control::Onboarded::Created { operation, .. } = onboarded else {
+        panic!()
+    };
     // PostgreSQL itself waits 5 s for other sessions before refusing the clone.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let op = loop {
@@ -107,16 +160,34 @@ async fn a_busy_template_delays_onboarding_with_a_clear_reason_but_does_not_fail
         if op.last_error.is_some() {
             break op;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no error recorded: {op:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no error recorded: {op:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(op.last_error.as_deref().unwrap().contains("template database on server pg-1 is in use"), "{op:?}");
-    assert_eq!(engine.tenant(&org("3004")).await.unwrap().status, TenantStatus::Provisioning);
+    assert!(
+        op.last_error
+            .as_deref()
+            .unwrap()
+            .contains("template database on server pg-1 is in use"),
+        "{op:?}"
+    );
+    assert_eq!(
+        engine.tenant(&org("3004")).await.unwrap().status,
+        TenantStatus::Provisioning
+    );
 
     squatter.close().await.unwrap();
-    let op = engine.wait_operation(operation.id, Duration::from_secs(60)).await.unwrap();
+    let op = engine
+        .wait_operation(operation.id, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
-    assert_eq!(engine.tenant(&org("3004")).await.unwrap().status, TenantStatus::Active);
+    assert_eq!(
+        engine.tenant(&org("3004")).await.unwrap().status,
+        TenantStatus::Active
+    );
 }
 
 #[tokio::test]
@@ -128,17 +199,38 @@ async fn a_failed_tenant_can_be_retried_after_the_cause_is_fixed() {
     let engine = tenancy_control::Engine::start(config).await.unwrap();
     std::mem::forget(engine.run_workers());
 
-    engine.onboard(request("3005", "Wayne Ent"), &actor()).await.unwrap();
-    let failed = wait_status(&engine, &org("3005"), TenantStatus::Failed, Duration::from_secs(30)).await;
+    engine
+        .onboard(request("3005", "Wayne Ent"), &actor())
+        .await
+        .unwrap();
+    let failed = wait_status(
+        &engine,
+        &org("3005"),
+        TenantStatus::Failed,
+        Duration::from_secs(30),
+    )
+    .await;
     let reason = failed.status_reason.unwrap();
-    assert!(reason.contains("no active server with free capacity in region local"), "{reason}");
+    assert!(
+        reason.contains("no active server with free capacity in region local"),
+        "{reason}"
+    );
     assert!(env.tenant_databases("pg-1").is_empty());
 
-    sqlx::query("UPDATE database_servers SET capacity = 10").execute(engine.store().pool()).await.unwrap();
+    sqlx::query("UPDATE database_servers SET capacity = 10")
+        .execute(engine.store().pool())
+        .await
+        .unwrap();
     let op = engine.retry(&org("3005"), &actor()).await.unwrap();
-    let op = engine.wait_operation(op.id, Duration::from_secs(30)).await.unwrap();
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
-    assert_eq!(engine.tenant(&org("3005")).await.unwrap().status, TenantStatus::Active);
+    assert_eq!(
+        engine.tenant(&org("3005")).await.unwrap().status,
+        TenantStatus::Active
+    );
 }
 
 #[tokio::test]
@@ -146,7 +238,12 @@ async fn a_squatting_role_with_the_tenant_name_is_brought_down_to_a_plain_tenant
     let env = TestEnv::single();
     let engine = engine_with_workers(&env).await;
     let cluster = env.cluster("pg-1");
-    cluster.psql("postgres", "CREATE ROLE tenant_stark SUPERUSER CREATEDB CREATEROLE").unwrap();
+    cluster
+        .psql(
+            "postgres",
+            "CREATE ROLE tenant_stark SUPERUSER CREATEDB CREATEROLE",
+        )
+        .unwrap();
     onboard(&engine, request("3006", "Stark")).await;
     assert_eq!(
         cluster.psql("postgres", "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = 'tenant_stark'").unwrap(),

@@ -26,13 +26,23 @@ async fn onboarding_clones_the_template_with_its_schema_and_version() {
     assert_eq!(tables("tenant_acme_corp"), tables("tenant_template"));
     assert!(tables("tenant_acme_corp").contains("survey_answers"));
     assert_eq!(
-        cluster.psql("tenant_acme_corp", "SELECT max(version) FROM refinery_schema_history").unwrap(),
+        cluster
+            .psql(
+                "tenant_acme_corp",
+                "SELECT max(version) FROM refinery_schema_history"
+            )
+            .unwrap(),
         latest.to_string()
     );
 
     // The tenant role can use its database.
-    let mut conn = connect_as(&engine, cluster, "tenant_acme_corp", "tenant_acme_corp").await.unwrap();
-    sqlx::query("INSERT INTO clients (name) VALUES ('first client')").execute(&mut conn).await.unwrap();
+    let mut conn = connect_as(&engine, cluster, "tenant_acme_corp", "tenant_acme_corp")
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO clients (name) VALUES ('first client')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -41,14 +51,24 @@ async fn a_repeated_request_makes_nothing_new_and_a_different_one_conflicts() {
     let engine = engine_with_workers(&env).await;
     let first = onboard(&engine, request("1001", "Globex")).await;
 
-    match engine.onboard(request("1001", "Globex"), &actor()).await.unwrap() {
+    match engine
+        .onboard(request("1001", "Globex"), &actor())
+        .await
+        .unwrap()
+    {
         Onboarded::Existing { tenant } => assert_eq!(tenant, first),
         other => panic!("expected the existing tenant, got {other:?}"),
     }
-    let err = engine.onboard(request("1001", "Globex Renamed"), &actor()).await.unwrap_err();
+    let err = engine
+        .onboard(request("1001", "Globex Renamed"), &actor())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("different request"), "{err}");
     assert_eq!(env.tenant_databases("pg-1"), ["tenant_globex"]);
-    let ops: i64 = sqlx::query_scalar("SELECT count(*) FROM operations").fetch_one(engine.store().pool()).await.unwrap();
+    let ops: i64 = sqlx::query_scalar("SELECT count(*) FROM operations")
+        .fetch_one(engine.store().pool())
+        .await
+        .unwrap();
     assert_eq!(ops, 1);
 }
 
@@ -80,25 +100,39 @@ async fn two_engines_racing_over_100_onboardings_make_exactly_100_databases() {
         let req = request(&format!("9{i:05}"), &format!("Race Org {i}"));
         [(first.clone(), req.clone()), (second.clone(), req)]
     });
-    let results = futures::future::join_all(requests.map(|(engine, req)| async move {
-        engine.onboard(req, &actor()).await
-    }))
+    let results = futures::future::join_all(
+        requests.map(|(engine, req)| async move { engine.onboard(req, &actor()).await }),
+    )
     .await;
-    assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+    assert!(
+        results.iter().all(Result::is_ok),
+        "{:?}",
+        results.iter().find(|r| r.is_err())
+    );
 
     for i in 0..100 {
-        wait_status(&first, &org(&format!("9{i:05}")), TenantStatus::Active, Duration::from_secs(120)).await;
+        wait_status(
+            &first,
+            &org(&format!("9{i:05}")),
+            TenantStatus::Active,
+            Duration::from_secs(120),
+        )
+        .await;
     }
     for w in workers {
         w.shutdown().await;
     }
     assert_eq!(env.tenant_databases("pg-1").len(), 100);
     assert_eq!(env.tenant_roles("pg-1").len(), 100);
-    let ops: Vec<(String, i64)> = sqlx::query_as("SELECT state, count(*) FROM operations GROUP BY state")
-        .fetch_all(first.store().pool())
-        .await
-        .unwrap();
-    assert_eq!(ops, vec![(OperationState::Succeeded.as_str().to_owned(), 100)]);
+    let ops: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM operations GROUP BY state")
+            .fetch_all(first.store().pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        ops,
+        vec![(OperationState::Succeeded.as_str().to_owned(), 100)]
+    );
 }
 
 pub async fn engine_with_workers(env: &TestEnv) -> tenancy_control::Engine {

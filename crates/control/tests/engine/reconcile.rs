@@ -11,15 +11,33 @@ async fn the_reconciler_reports_and_repairs_drift() {
     let kept = onboard(&engine, request("8001", "Kept")).await;
     let lost_db = onboard(&engine, request("8002", "Lost Db")).await;
     let lost_role = onboard(&engine, request("8003", "Lost Role")).await;
-    assert!(engine.reconcile(false).await.unwrap().is_empty(), "a clean fleet has no drift");
+    assert!(
+        engine.reconcile(false).await.unwrap().is_empty(),
+        "a clean fleet has no drift"
+    );
 
     let cluster = env.cluster("pg-1");
-    cluster.psql("postgres", "DROP DATABASE tenant_lost_db").unwrap();
-    cluster.psql("postgres", "DROP DATABASE tenant_lost_role").unwrap();
-    cluster.psql("postgres", "DROP ROLE tenant_lost_role").unwrap();
-    cluster.psql("postgres", "CREATE DATABASE tenant_lost_role TEMPLATE tenant_template").unwrap();
-    cluster.psql("postgres", "CREATE DATABASE tenant_stray").unwrap();
-    cluster.psql("postgres", "CREATE ROLE tenant_ghost").unwrap();
+    cluster
+        .psql("postgres", "DROP DATABASE tenant_lost_db")
+        .unwrap();
+    cluster
+        .psql("postgres", "DROP DATABASE tenant_lost_role")
+        .unwrap();
+    cluster
+        .psql("postgres", "DROP ROLE tenant_lost_role")
+        .unwrap();
+    cluster
+        .psql(
+            "postgres",
+            "CREATE DATABASE tenant_lost_role TEMPLATE tenant_template",
+        )
+        .unwrap();
+    cluster
+        .psql("postgres", "CREATE DATABASE tenant_stray")
+        .unwrap();
+    cluster
+        .psql("postgres", "CREATE ROLE tenant_ghost")
+        .unwrap();
     // A tenant stuck in provisioning with no operation (as if its operation row were lost).
     sqlx::query("INSERT INTO tenants (org_id, name, slug, db_name, role_name, region, tier, status, request)
                  VALUES ('8004', 'Stuck', 'stuck', 'tenant_stuck', 'tenant_stuck', 'local', 'free', 'provisioning', '{}')")
@@ -28,7 +46,8 @@ async fn the_reconciler_reports_and_repairs_drift() {
         .unwrap();
 
     let report = engine.reconcile(false).await.unwrap();
-    let mut kinds: Vec<(DriftKind, String)> = report.iter().map(|d| (d.kind, d.name.clone())).collect();
+    let mut kinds: Vec<(DriftKind, String)> =
+        report.iter().map(|d| (d.kind, d.name.clone())).collect();
     kinds.sort_by(|a, b| a.1.cmp(&b.1));
     assert_eq!(
         kinds,
@@ -43,13 +62,30 @@ async fn the_reconciler_reports_and_repairs_drift() {
     assert!(report.iter().all(|d| !d.repaired), "report only");
 
     let repaired = engine.reconcile(true).await.unwrap();
-    assert!(repaired.iter().all(|d| d.repaired || d.kind == DriftKind::OrphanDatabase), "{repaired:?}");
-    wait_status(&engine, &"8004".parse().unwrap(), TenantStatus::Active, std::time::Duration::from_secs(30)).await;
+    assert!(
+        repaired
+            .iter()
+            .all(|d| d.repaired || d.kind == DriftKind::OrphanDatabase),
+        "{repaired:?}"
+    );
+    wait_status(
+        &engine,
+        &"8004".parse().unwrap(),
+        TenantStatus::Active,
+        std::time::Duration::from_secs(30),
+    )
+    .await;
     for t in [&kept, &lost_db, &lost_role] {
         let db = t.db_name.as_str();
-        connect_as(&engine, cluster, db, db).await.unwrap_or_else(|e| panic!("{db}: {e}"));
+        connect_as(&engine, cluster, db, db)
+            .await
+            .unwrap_or_else(|e| panic!("{db}: {e}"));
     }
     let left = engine.reconcile(false).await.unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
-    assert_eq!(left[0].kind, DriftKind::OrphanDatabase, "orphan databases are never dropped");
+    assert_eq!(
+        left[0].kind,
+        DriftKind::OrphanDatabase,
+        "orphan databases are never dropped"
+    );
 }

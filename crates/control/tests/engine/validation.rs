@@ -9,22 +9,25 @@ async fn hostile_input_is_refused_and_touches_nothing() {
     let engine = engine_with_workers(&env).await;
     let long = "x".repeat(200);
     let hostile_bodies = [
-        format!(r#"{{"org_id": "1; DROP DATABASE postgres", "name": "A"}}"#),
-        format!(r#"{{"org_id": "1", "name": "A", "slug": "a\"; DROP ROLE postgres; --"}}"#),
-        format!(r#"{{"org_id": "1", "name": "A", "slug": "x'; DROP"}}"#),
-        format!(r#"{{"org_id": "1", "name": "A", "slug": "ünïcode"}}"#),
+        r#"{"org_id": "1; DROP DATABASE postgres", "name": "A"}"#.to_owned(),
+        r#"{"org_id": "1", "name": "A", "slug": "a\"; DROP ROLE postgres; --"}"#.to_owned(),
+        r#"{"org_id": "1", "name": "A", "slug": "x'; DROP"}"#.to_owned(),
+        r#"{"org_id": "1", "name": "A", "slug": "ünïcode"}"#.to_owned(),
         format!(r#"{{"org_id": "1", "name": "A", "slug": "{long}"}}"#),
         format!(r#"{{"org_id": "{long}", "name": "A"}}"#),
-        format!(r#"{{"org_id": "", "name": "A"}}"#),
-        format!(r#"{{"org_id": "1", "name": ""}}"#),
+        r#"{"org_id": "", "name": "A"}"#.to_owned(),
+        r#"{"org_id": "1", "name": ""}"#.to_owned(),
         format!(r#"{{"org_id": "1", "name": "{long}"}}"#),
-        format!(r#"{{"org_id": "1", "name": "A", "slug": ""}}"#),
-        format!(r#"{{"org_id": "1", "name": "A", "slug": "template"}}"#),
-        format!(r#"{{"org_id": "1", "name": "A", "region": "Bad Region"}}"#),
-        format!(r#"{{"org_id": "1", "name": "A", "tier": "platinum"}}"#),
+        r#"{"org_id": "1", "name": "A", "slug": ""}"#.to_owned(),
+        r#"{"org_id": "1", "name": "A", "slug": "template"}"#.to_owned(),
+        r#"{"org_id": "1", "name": "A", "region": "Bad Region"}"#.to_owned(),
+        r#"{"org_id": "1", "name": "A", "tier": "platinum"}"#.to_owned(),
     ];
     for body in &hostile_bodies {
-        assert!(serde_json::from_str::<CreateTenant>(body).is_err(), "accepted: {body}");
+        assert!(
+            serde_json::from_str::<CreateTenant>(body).is_err(),
+            "accepted: {body}"
+        );
     }
     // Input that parses but is refused by the engine.
     let mut bad_email = request("6001", "Fine");
@@ -34,7 +37,10 @@ async fn hostile_input_is_refused_and_touches_nothing() {
     unknown_parent.parent_org_id = Some("999".parse().unwrap());
     assert!(engine.onboard(unknown_parent, &actor()).await.is_err());
 
-    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(engine.store().pool()).await.unwrap();
+    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(engine.store().pool())
+        .await
+        .unwrap();
     assert_eq!(tenants, 0);
     assert!(env.tenant_databases("pg-1").is_empty());
     assert!(env.tenant_roles("pg-1").is_empty());

@@ -1,0 +1,34 @@
+# The two commands the README promises: `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+# nextest runs each test in its own process (each starts its own PostgreSQL clusters).
+NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
+
+.PHONY: run test bench lint fmt deps
+
+deps:
+	@scripts/ensure-postgres.sh
+
+## Runs the registry on a private PostgreSQL cluster under .local/ (kept between runs).
+run: deps
+	@deploy/local/run.sh
+
+## Every test, against throw-away PostgreSQL clusters the tests start and stop themselves.
+test: deps
+ifeq ($(NEXTEST),yes)
+	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) test --workspace --doc
+else
+	$(CARGO) test --workspace --no-fail-fast
+endif
+
+## Benchmarks, each beside its plain baseline, printing the ratio.
+bench: deps
+	$(CARGO) run --release -p tenancy-bench
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
