@@ -6,6 +6,9 @@ CREATE TABLE database_servers (
     host             text NOT NULL,
     port             integer NOT NULL CHECK (port BETWEEN 1 AND 65535),
     admin_user       text NOT NULL,
+    -- The environment variable (in every registry process) holding admin_user's password.
+    password_env     text,
+    admin_database   text NOT NULL DEFAULT 'postgres',
     capacity         integer NOT NULL CHECK (capacity >= 0),
     state            text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'draining', 'disabled')),
     template_version integer,
@@ -34,12 +37,32 @@ CREATE TABLE tenants (
     last_migration_error text,
     -- The normalized create request, to tell a repeated request (200) from a conflicting one (409).
     request              jsonb NOT NULL,
-    change_seq           bigint NOT NULL DEFAULT nextval('tenant_change_seq'),
+    change_seq           bigint NOT NULL DEFAULT 0,
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
     deleted_at           timestamptz,
     purge_after          timestamptz
 );
+-- Every change services must see (status, tier, placement, name) takes the next change sequence
+-- number here, in one place. The transaction-scoped lock makes sequence order commit order, so a
+-- change-feed reader that has seen N never later finds a smaller number appearing.
+CREATE FUNCTION tenants_bump_change_seq() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT'
+       OR NEW.status IS DISTINCT FROM OLD.status
+       OR NEW.tier IS DISTINCT FROM OLD.tier
+       OR NEW.server_id IS DISTINCT FROM OLD.server_id
+       OR NEW.name IS DISTINCT FROM OLD.name THEN
+        PERFORM pg_advisory_xact_lock(hashtext('tenancy.change_seq'));
+        NEW.change_seq := nextval('tenant_change_seq');
+        PERFORM pg_notify('tenancy_tenant_changes', NEW.change_seq::text);
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER tenants_change_seq BEFORE INSERT OR UPDATE ON tenants
+    FOR EACH ROW EXECUTE FUNCTION tenants_bump_change_seq();
+
 CREATE INDEX tenants_server ON tenants (server_id) WHERE status <> 'deleted';
 CREATE INDEX tenants_status ON tenants (status, org_id);
 CREATE INDEX tenants_change_seq ON tenants (change_seq);
@@ -50,7 +73,7 @@ CREATE INDEX tenants_purge ON tenants (purge_after) WHERE status = 'deleted';
 CREATE TABLE operations (
     id               uuid PRIMARY KEY,
     org_id           text NOT NULL,
-    kind             text NOT NULL CHECK (kind IN ('provision', 'suspend', 'resume', 'deprovision', 'purge')),
+    kind             text NOT NULL CHECK (kind IN ('provision', 'suspend', 'resume', 'retier', 'deprovision', 'purge')),
     state            text NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
     step             text NOT NULL,
     attempts         integer NOT NULL DEFAULT 0,

@@ -1,12 +1,13 @@
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgListener;
 use tenancy_core::{
-    CreateTenant, Operation, OperationKind, OperationState, OrgId, RoleName, ServerId, ServerState,
-    Tenant, TenantStatus, Tier, slug_from_name,
+    AddServer, ChangeFeed, ConnectionInfo, CreateTenant, Operation, OperationKind, OperationState,
+    OrgId, RoleName, Server, ServerId, ServerState, Tenant, TenantChange, TenantHealth, TenantStatus,
+    TenantUsage, Tier, UpdateTenant, slug_from_name,
 };
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -14,14 +15,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, instrument, warn};
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::error::ControlError;
 use crate::faults::FaultInjector;
 use crate::migrate;
 use crate::pgadmin::ServerAdmin;
 use crate::reconcile::{self, Drift};
 use crate::secrets;
-use crate::store::{Actor, Created, DONE_CHANNEL, NewTenant, OPERATIONS_CHANNEL, Store};
+use crate::store::{
+    Actor, Created, DONE_CHANNEL, NewTenant, OPERATIONS_CHANNEL, OperationRow, ServerRow, Store,
+    TENANT_CHANGES_CHANNEL, TenantFilter, TenantRow,
+};
 use crate::worker;
 
 /// The control plane's engine. Cheap to clone; every clone shares the same pools.
@@ -33,12 +37,16 @@ pub struct Engine {
 pub(crate) struct Inner {
     pub config: Config,
     pub store: Store,
-    pub servers: HashMap<ServerId, ServerAdmin>,
+    /// Admin connections per server: those of the configuration file, and those added through the
+    /// API (loaded from the registry on first use).
+    pub servers: RwLock<HashMap<ServerId, ServerAdmin>>,
     pub faults: Option<Arc<dyn FaultInjector>>,
     /// Wakes idle workers when an operation is queued.
     pub wake: Notify,
     /// Ids of operations that finished, from the registry's notifications.
     pub done: broadcast::Sender<Uuid>,
+    /// Woken when a tenant change is committed (the change feed's long poll waits on it).
+    pub tenant_changed: Notify,
     /// Unique per engine instance; worker names derive from it.
     pub instance: String,
 }
@@ -87,8 +95,9 @@ impl Engine {
             inner: Arc::new(Inner {
                 config,
                 store,
-                servers,
+                servers: RwLock::new(servers),
                 faults,
+                tenant_changed: Notify::new(),
                 wake: Notify::new(),
                 done,
                 instance: format!(
@@ -98,25 +107,22 @@ impl Engine {
                 ),
             }),
         };
-        engine.prepare_servers().await;
+        engine.prepare_servers().await?;
         Ok(engine)
     }
 
     /// Creates and migrates `tenant_template` on every server that is not disabled. A server
     /// that cannot be prepared is logged and skipped: its operations retry until it can.
-    async fn prepare_servers(&self) {
-        let rows = match self.inner.store.list_servers().await {
-            Ok(rows) => rows,
-            Err(e) => {
-                error!(error = %e, "cannot list servers");
-                return;
+    async fn prepare_servers(&self) -> Result<(), ControlError> {
+        let rows = self.inner.store.list_servers().await?;
+        let mut admins = Vec::new();
+        for row in rows.iter().filter(|row| row.state != ServerState::Disabled.as_str()) {
+            match self.inner.admin(&row.id.parse().map_err(|e| ControlError::Corrupt(format!("{e}")))?).await {
+                Ok(admin) => admins.push(admin),
+                Err(e) => error!(server_id = %row.id, error = %e, "server has no usable credentials"),
             }
-        };
-        let prepared = rows
-            .iter()
-            .filter(|row| row.state != ServerState::Disabled.as_str())
-            .filter_map(|row| self.inner.servers.get(row.id.as_str()))
-            .map(|admin| async move { (admin.id().clone(), admin.prepare().await) });
+        }
+        let prepared = admins.iter().map(|admin| async move { (admin.id().clone(), admin.prepare().await) });
         for (id, result) in futures::future::join_all(prepared).await {
             match result {
                 Ok(version) => {
@@ -135,6 +141,7 @@ impl Engine {
                 }
             }
         }
+        Ok(())
     }
 
     pub fn config(&self) -> &Config {
@@ -145,8 +152,9 @@ impl Engine {
         &self.inner.store
     }
 
-    pub fn server_admin(&self, id: &ServerId) -> Option<&ServerAdmin> {
-        self.inner.servers.get(id)
+    /// Admin connections to a server known to the registry.
+    pub async fn server_admin(&self, id: &ServerId) -> Result<ServerAdmin, ControlError> {
+        self.inner.admin(id).await
     }
 
     /// The tenant role's password, derived from the master key.
@@ -349,6 +357,185 @@ impl Engine {
         reconcile::run(self, repair).await
     }
 
+    /// Tenants matching the filter, ordered by `org_id`.
+    pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<Tenant>, ControlError> {
+        self.inner.store.list_tenants(filter).await?.iter().map(TenantRow::to_tenant).collect()
+    }
+
+    /// Renames and/or re-tiers a tenant; returns it and the `retier` operation when the tier changed.
+    pub async fn update_tenant(
+        &self,
+        org_id: &OrgId,
+        update: &UpdateTenant,
+        actor: &Actor,
+    ) -> Result<(Tenant, Option<Operation>), ControlError> {
+        let (row, op) = self
+            .inner
+            .store
+            .update_tenant(org_id, update.name.as_ref(), update.tier, actor)
+            .await?;
+        Ok((row.to_tenant()?, op.map(|op| op.to_operation()).transpose()?))
+    }
+
+    pub async fn tenant_operations(&self, org_id: &OrgId, limit: i64) -> Result<Vec<Operation>, ControlError> {
+        self.inner.store.tenant_operations(org_id, limit).await?.iter().map(OperationRow::to_operation).collect()
+    }
+
+    /// Changes after `after`; when there are none, waits up to `wait` for one (long poll).
+    pub async fn changes(&self, after: i64, limit: i64, wait: Duration) -> Result<ChangeFeed, ControlError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let changed = self.inner.tenant_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let rows = self.inner.store.changes(after, limit).await?;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !rows.is_empty() || remaining.is_zero() {
+                let last_seq = rows.last().map_or(after, |c| c.seq);
+                let changes = rows
+                    .into_iter()
+                    .map(|c| {
+                        Ok(TenantChange {
+                            seq: c.seq,
+                            org_id: c.org_id.parse()?,
+                            status: c.status.parse()?,
+                            tier: c.tier.parse()?,
+                        })
+                    })
+                    .collect::<Result<_, ControlError>>()?;
+                return Ok(ChangeFeed { changes, last_seq });
+            }
+            // Notifications wake us at once; the poll covers a listener that is reconnecting.
+            let _ = tokio::time::timeout(remaining.min(Duration::from_secs(1)), changed).await;
+        }
+    }
+
+    /// What a router needs to reach the tenant's database; the password only while it is active.
+    pub async fn connection_info(&self, org_id: &OrgId) -> Result<ConnectionInfo, ControlError> {
+        let row = self
+            .inner
+            .store
+            .tenant(org_id)
+            .await?
+            .ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))?;
+        let server_id = row.server_id()?.ok_or_else(|| ControlError::Conflict {
+            code: "not_placed",
+            detail: format!("tenant {org_id} has no database yet (status {})", row.status),
+        })?;
+        let admin = self.server_admin(&server_id).await?;
+        let status = row.status()?;
+        let tier = row.tier()?;
+        let role = row.role_name()?;
+        let password = if status == TenantStatus::Active {
+            Some(self.tenant_password(&role)?.expose_secret().to_owned())
+        } else {
+            None
+        };
+        Ok(ConnectionInfo {
+            org_id: org_id.clone(),
+            host: admin.config().host.clone(),
+            port: admin.config().port,
+            dbname: row.db_name()?,
+            user: role,
+            password,
+            server_id,
+            status,
+            tier,
+            pool_size: self.inner.config.tier_limits(tier).pool_size,
+        })
+    }
+
+    /// Database size and sessions of a tenant.
+    pub async fn usage(&self, org_id: &OrgId) -> Result<TenantUsage, ControlError> {
+        let row = self.tenant_row(org_id).await?;
+        let server_id = row.server_id()?.ok_or_else(|| ControlError::Conflict {
+            code: "not_placed",
+            detail: format!("tenant {org_id} has no database yet"),
+        })?;
+        let db = row.db_name()?;
+        let (size_bytes, connections) = self.server_admin(&server_id).await?.usage(&db).await?;
+        Ok(TenantUsage {
+            org_id: org_id.clone(),
+            db_name: db,
+            server_id,
+            size_bytes,
+            connections,
+            connection_limit: self.inner.config.tier_limits(row.tier()?).connection_limit,
+        })
+    }
+
+    /// Whether the tenant's server answers, its database exists, and its schema is current.
+    pub async fn health(&self, org_id: &OrgId) -> Result<TenantHealth, ControlError> {
+        let row = self.tenant_row(org_id).await?;
+        let last_error = self
+            .inner
+            .store
+            .latest_operation(org_id)
+            .await?
+            .filter(|op| op.state != OperationState::Succeeded.as_str())
+            .and_then(|op| op.last_error);
+        let (mut reachable, mut database_exists, mut template_version) = (false, false, None);
+        if let Some(server_id) = row.server_id()? {
+            if let Ok(admin) = self.server_admin(&server_id).await {
+                if let Ok(exists) = admin.database_exists(&row.db_name()?).await {
+                    reachable = true;
+                    database_exists = exists;
+                }
+            }
+            template_version = self.inner.store.server(&server_id).await?.and_then(|s| s.template_version);
+        }
+        Ok(TenantHealth {
+            org_id: org_id.clone(),
+            status: row.status()?,
+            reachable,
+            database_exists,
+            schema_version: row.schema_version,
+            template_version,
+            last_error,
+        })
+    }
+
+    async fn tenant_row(&self, org_id: &OrgId) -> Result<TenantRow, ControlError> {
+        self.inner.store.tenant(org_id).await?.ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))
+    }
+
+    pub async fn servers(&self) -> Result<Vec<Server>, ControlError> {
+        self.inner.store.list_servers().await?.iter().map(server_view).collect()
+    }
+
+    pub async fn server(&self, id: &ServerId) -> Result<Server, ControlError> {
+        let row = self.inner.store.server(id).await?.ok_or_else(|| ControlError::NotFound { what: format!("server {id}") })?;
+        server_view(&row)
+    }
+
+    /// Registers a server, then prepares it (template created and migrated). Its password must be
+    /// in this process's environment under `password_env`, and in every other registry process's.
+    pub async fn add_server(&self, request: &AddServer, actor: &Actor) -> Result<Server, ControlError> {
+        if std::env::var_os(&request.password_env).is_none() {
+            return Err(ControlError::Validation(format!(
+                "environment variable {} is not set in the registry process",
+                request.password_env
+            )));
+        }
+        let config = ServerConfig {
+            id: request.id.clone(),
+            region: request.region.clone(),
+            host: request.host.clone(),
+            port: request.port,
+            admin_user: request.admin_user.clone(),
+            password_env: Some(request.password_env.clone()),
+            password: None,
+            admin_database: request.admin_database.clone().unwrap_or_else(|| "postgres".into()),
+            capacity: request.capacity,
+            state: ServerState::Active,
+        };
+        self.inner.store.add_server(&config, actor).await?;
+        let admin = self.inner.admin(&config.id).await?;
+        let version = admin.prepare().await?;
+        self.inner.store.set_template_version(&config.id, Some(version)).await?;
+        self.server(&config.id).await
+    }
+
     /// Starts this process's workers, the notification listener and the maintenance loop
     /// (purging expired tenants, reconciling). Stop them with [`Workers::shutdown`].
     pub fn run_workers(&self) -> Workers {
@@ -413,6 +600,7 @@ async fn listen(engine: Engine, cancel: CancellationToken) {
             };
             match notification {
                 Ok(n) if n.channel() == OPERATIONS_CHANNEL => inner.wake.notify_waiters(),
+                Ok(n) if n.channel() == TENANT_CHANGES_CHANNEL => inner.tenant_changed.notify_waiters(),
                 Ok(n) => {
                     if let Ok(id) = n.payload().parse() {
                         let _ = inner.done.send(id);
@@ -481,4 +669,53 @@ fn validate_email(email: &str) -> Result<(), ControlError> {
             "admin_email is not a valid e-mail address".into(),
         ))
     }
+}
+
+impl Inner {
+    /// Admin connections to a server: from the configuration, or built from the registry's row
+    /// (a server added through the API) with the password from the environment variable it names.
+    pub(crate) async fn admin(&self, id: &ServerId) -> Result<ServerAdmin, ControlError> {
+        if let Some(admin) = self.servers.read().expect("servers lock").get(id) {
+            return Ok(admin.clone());
+        }
+        let row = self
+            .store
+            .server(id)
+            .await?
+            .ok_or_else(|| ControlError::UnknownServer(id.clone()))?;
+        let mut config = row.to_config()?;
+        let var = config.password_env.clone().ok_or_else(|| ControlError::UnknownServer(id.clone()))?;
+        let password = std::env::var(&var).map_err(|_| {
+            ControlError::Config(format!("server {id}: environment variable {var} is not set in this process"))
+        })?;
+        config.password = Some(password.into());
+        let pool = u32::try_from(self.config.engine.workers).unwrap_or(u32::MAX).saturating_add(2);
+        let admin = ServerAdmin::new(&config, pool)?;
+        self.servers.write().expect("servers lock").entry(id.clone()).or_insert(admin.clone());
+        Ok(admin)
+    }
+
+    /// Every server the registry knows, in id order.
+    pub(crate) async fn server_ids(&self) -> Result<Vec<ServerId>, ControlError> {
+        self.store
+            .list_servers()
+            .await?
+            .iter()
+            .map(|row| row.id.parse().map_err(|e| ControlError::Corrupt(format!("{e}"))))
+            .collect()
+    }
+}
+
+fn server_view(row: &ServerRow) -> Result<Server, ControlError> {
+    let config = row.to_config()?;
+    Ok(Server {
+        id: config.id,
+        region: config.region,
+        host: config.host,
+        port: config.port,
+        capacity: config.capacity,
+        state: config.state,
+        template_version: row.template_version,
+        tenants: row.tenants,
+    })
 }

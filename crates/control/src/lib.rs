@@ -18,4 +18,4 @@ pub use config::{Config, EngineConfig, ServerConfig, TierLimits};
 pub use engine::{Engine, Onboarded, Workers};
 pub use error::ControlError;
 pub use reconcile::{Drift, DriftKind};
-pub use store::Actor;
+pub use store::{Actor, AuditEvent, TenantFilter};

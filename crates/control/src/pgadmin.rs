@@ -230,6 +230,32 @@ impl ServerAdmin {
         .await
     }
 
+    /// Applies a tier's limits to an existing role without touching its login state.
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn apply_limits(&self, role: &RoleName, limits: TierLimits) -> Result<(), ControlError> {
+        self.execute(format!(
+            "ALTER ROLE {r} CONNECTION LIMIT {limit};
+             ALTER ROLE {r} SET statement_timeout = {timeout};",
+            r = ident(role.as_str()),
+            limit = limits.connection_limit,
+            timeout = limits.statement_timeout.as_millis(),
+        ))
+        .await
+    }
+
+    /// Size in bytes of a database and the sessions connected to it.
+    pub async fn usage(&self, db: &DbName) -> Result<(i64, i64), ControlError> {
+        sqlx::query_as(
+            "SELECT pg_database_size(datname), (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname)
+             FROM pg_database d WHERE datname = $1",
+        )
+        .bind(db.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.err())?
+        .ok_or_else(|| ControlError::NotFound { what: format!("database {db} on server {}", self.id) })
+    }
+
     /// Clones the template into `db` unless it exists. `CREATE DATABASE` cannot run in a
     /// transaction and is atomic: after a crash the database either exists whole or not at all.
     #[instrument(skip(self), fields(server_id = %self.id))]

@@ -74,11 +74,13 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
             by_server.entry(server.as_str()).or_default().push(t);
         }
     }
-    let mut ids: Vec<&ServerId> = engine.inner.servers.keys().collect();
-    ids.sort();
-    for server_id in ids {
-        let admin = &engine.inner.servers[server_id];
-        let (databases, roles) = match admin.inventory().await {
+    for server_id in engine.inner.server_ids().await? {
+        let server_id = &server_id;
+        let inventory = match engine.inner.admin(server_id).await {
+            Ok(admin) => admin.inventory().await.map(|inv| (admin, inv)),
+            Err(e) => Err(e),
+        };
+        let (admin, (databases, roles)) = match inventory {
             Ok(inventory) => inventory,
             Err(e) => {
                 drift.push(Drift {
@@ -105,7 +107,7 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
             let status = t.status()?;
             let settled = matches!(status, TenantStatus::Active | TenantStatus::Suspended);
             if settled && !databases.contains(&t.db_name) {
-                let repaired = repair && repair_database(engine, admin, t, status).await.is_ok();
+                let repaired = repair && repair_database(engine, &admin, t, status).await.is_ok();
                 drift.push(Drift {
                     kind: DriftKind::MissingDatabase,
                     server_id: Some(server_id.clone()),
@@ -118,7 +120,7 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
                     repaired,
                 });
             } else if settled && !roles.contains(&t.role_name) {
-                let repaired = repair && repair_role(engine, admin, t, status).await.is_ok();
+                let repaired = repair && repair_role(engine, &admin, t, status).await.is_ok();
                 drift.push(Drift {
                     kind: DriftKind::MissingRole,
                     server_id: Some(server_id.clone()),

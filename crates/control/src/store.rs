@@ -22,6 +22,8 @@ use crate::error::{ControlError, sqlstate};
 pub const OPERATIONS_CHANNEL: &str = "tenancy_operations";
 /// Channel that carries the id of every operation that finished (succeeded or failed).
 pub const DONE_CHANNEL: &str = "tenancy_operation_done";
+/// Channel the registry's trigger notifies on every tenant change (payload: the change sequence).
+pub const TENANT_CHANGES_CHANNEL: &str = "tenancy_tenant_changes";
 
 /// Who asked for a change, recorded in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,10 +175,30 @@ pub struct ServerRow {
     pub host: String,
     pub port: i32,
     pub admin_user: String,
+    pub password_env: Option<String>,
+    pub admin_database: String,
     pub capacity: i32,
     pub state: String,
     pub template_version: Option<i32>,
     pub tenants: i64,
+}
+
+impl ServerRow {
+    /// The row as a server configuration, without its password.
+    pub fn to_config(&self) -> Result<ServerConfig, ControlError> {
+        Ok(ServerConfig {
+            id: self.id.parse().map_err(corrupt)?,
+            region: self.region.parse().map_err(corrupt)?,
+            host: self.host.clone(),
+            port: u16::try_from(self.port).map_err(corrupt)?,
+            admin_user: self.admin_user.clone(),
+            password_env: self.password_env.clone(),
+            password: None,
+            admin_database: self.admin_database.clone(),
+            capacity: u32::try_from(self.capacity).map_err(corrupt)?,
+            state: self.state.parse().map_err(corrupt)?,
+        })
+    }
 }
 
 /// A new tenant row with its first operation, ready to insert.
@@ -228,11 +250,12 @@ impl Store {
     pub async fn sync_servers(&self, servers: &[ServerConfig]) -> Result<(), ControlError> {
         for s in servers {
             sqlx::query(
-                "INSERT INTO database_servers (id, region, host, port, admin_user, capacity, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO database_servers (id, region, host, port, admin_user, capacity, state, password_env, admin_database)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (id) DO UPDATE SET region = EXCLUDED.region, host = EXCLUDED.host,
-                   port = EXCLUDED.port, admin_user = EXCLUDED.admin_user,
-                   capacity = EXCLUDED.capacity, updated_at = now()",
+                   port = EXCLUDED.port, admin_user = EXCLUDED.admin_user, capacity = EXCLUDED.capacity,
+                   password_env = EXCLUDED.password_env, admin_database = EXCLUDED.admin_database,
+                   updated_at = now()",
             )
             .bind(s.id.as_str())
             .bind(s.region.as_str())
@@ -241,6 +264,8 @@ impl Store {
             .bind(&s.admin_user)
             .bind(i32::try_from(s.capacity).unwrap_or(i32::MAX))
             .bind(s.state.as_str())
+            .bind(s.password_env.as_deref())
+            .bind(&s.admin_database)
             .execute(&self.pool)
             .await?;
         }
@@ -249,7 +274,8 @@ impl Store {
 
     pub async fn list_servers(&self) -> Result<Vec<ServerRow>, ControlError> {
         Ok(sqlx::query_as::<_, ServerRow>(
-            "SELECT s.id, s.region, s.host, s.port, s.admin_user, s.capacity, s.state, s.template_version,
+            "SELECT s.id, s.region, s.host, s.port, s.admin_user, s.password_env, s.admin_database,
+                    s.capacity, s.state, s.template_version,
                     (SELECT count(*) FROM tenants t WHERE t.server_id = s.id) AS tenants
              FROM database_servers s ORDER BY s.id",
         )
@@ -749,11 +775,12 @@ impl Store {
                 format!("tenant.{status}"),
                 Some(set_status(&mut tx, &org_id, status, None).await?),
             ),
+            Finish::Unchanged => (format!("operation.{}", op.kind), Some(before.clone())),
             Finish::Deleted { retention } => {
                 let row = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
                     "UPDATE tenants SET status = 'deleted', status_reason = NULL, deleted_at = now(),
                             purge_after = now() + make_interval(secs => $2),
-                            change_seq = nextval('tenant_change_seq'), updated_at = now()
+                            updated_at = now()
                      WHERE org_id = $1 RETURNING {TENANT_COLUMNS}"
                 )))
                 .bind(org_id.as_str())
@@ -892,9 +919,211 @@ impl Store {
     }
 }
 
+/// Filters of the tenant listing; `after` is the last `org_id` of the previous page.
+#[derive(Debug, Clone, Default)]
+pub struct TenantFilter {
+    pub status: Option<TenantStatus>,
+    pub region: Option<Region>,
+    pub tier: Option<Tier>,
+    pub server_id: Option<ServerId>,
+    pub after: Option<OrgId>,
+    pub limit: i64,
+}
+
+/// One entry of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    pub seq: i64,
+    pub org_id: String,
+    pub status: String,
+    pub tier: String,
+}
+
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor_subject: String,
+    pub actor_org: Option<String>,
+    pub action: String,
+    pub org_id: Option<String>,
+    pub request_id: Option<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+impl Store {
+    pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<TenantRow>, ControlError> {
+        Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants
+             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR region = $2)
+               AND ($3::text IS NULL OR tier = $3) AND ($4::text IS NULL OR server_id = $4)
+               AND ($5::text IS NULL OR org_id > $5)
+             ORDER BY org_id LIMIT $6"
+        )))
+        .bind(filter.status.map(TenantStatus::as_str))
+        .bind(filter.region.as_ref().map(Region::as_str))
+        .bind(filter.tier.map(Tier::as_str))
+        .bind(filter.server_id.as_ref().map(ServerId::as_str))
+        .bind(filter.after.as_ref().map(OrgId::as_str))
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Renames a tenant and/or changes its tier. A tier change queues a `retier` operation that
+    /// applies the new limits on the server; the tier itself (and so router pool sizes) changes
+    /// at once.
+    #[instrument(skip(self, actor))]
+    pub async fn update_tenant(
+        &self,
+        org_id: &OrgId,
+        name: Option<&TenantName>,
+        tier: Option<Tier>,
+        actor: &Actor,
+    ) -> Result<(TenantRow, Option<OperationRow>), ControlError> {
+        let mut tx = self.pool.begin().await?;
+        let before = lock_tenant(&mut tx, org_id).await?;
+        let tier_changes = tier.is_some_and(|t| t.as_str() != before.tier);
+        let mut op = None;
+        if tier_changes {
+            let status = before.status()?;
+            if !matches!(status, TenantStatus::Active | TenantStatus::Suspended) {
+                return Err(ControlError::Conflict {
+                    code: "invalid_state",
+                    detail: format!("cannot change the tier of tenant {org_id} while it is {status}"),
+                });
+            }
+            op = Some(insert_operation(&mut tx, org_id, OperationKind::Retier, Value::Null).await?);
+        }
+        let after = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+            "UPDATE tenants SET name = coalesce($2, name), tier = coalesce($3, tier), updated_at = now()
+             WHERE org_id = $1 RETURNING {TENANT_COLUMNS}"
+        )))
+        .bind(org_id.as_str())
+        .bind(name.map(TenantName::as_str))
+        .bind(tier.map(Tier::as_str))
+        .fetch_one(&mut *tx)
+        .await?;
+        audit(&mut tx, actor, "tenant.update", Some(org_id), Some(tenant_json(&before)), Some(tenant_json(&after))).await?;
+        tx.commit().await?;
+        Ok((after, op))
+    }
+
+    /// Changes after `after`, oldest first.
+    pub async fn changes(&self, after: i64, limit: i64) -> Result<Vec<Change>, ControlError> {
+        Ok(sqlx::query_as::<_, Change>(
+            "SELECT change_seq AS seq, org_id, status, tier FROM tenants
+             WHERE change_seq > $1 ORDER BY change_seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The newest change sequence number handed out.
+    pub async fn last_change_seq(&self) -> Result<i64, ControlError> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(change_seq), 0) FROM tenants")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Audit events, newest first; `before_id` pages backwards.
+    pub async fn audit_events(
+        &self,
+        org_id: Option<&OrgId>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, ControlError> {
+        Ok(sqlx::query_as::<_, AuditEvent>(
+            "SELECT id, at, actor_subject, actor_org, action, org_id, request_id, before, after
+             FROM audit_events
+             WHERE ($1::text IS NULL OR org_id = $1) AND ($2::bigint IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(org_id.map(OrgId::as_str))
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn tenant_operations(&self, org_id: &OrgId, limit: i64) -> Result<Vec<OperationRow>, ControlError> {
+        Ok(sqlx::query_as::<_, OperationRow>(
+            "SELECT id, org_id, kind, state, step, attempts, last_error, payload, created_at, finished_at
+             FROM operations WHERE org_id = $1 ORDER BY created_at DESC LIMIT $2",
+        )
+        .bind(org_id.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn server(&self, id: &ServerId) -> Result<Option<ServerRow>, ControlError> {
+        Ok(sqlx::query_as::<_, ServerRow>(
+            "SELECT s.id, s.region, s.host, s.port, s.admin_user, s.password_env, s.admin_database,
+                    s.capacity, s.state, s.template_version,
+                    (SELECT count(*) FROM tenants t WHERE t.server_id = s.id) AS tenants
+             FROM database_servers s WHERE s.id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records a new server (one not in the configuration file).
+    pub async fn add_server(&self, server: &ServerConfig, actor: &Actor) -> Result<(), ControlError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO database_servers (id, region, host, port, admin_user, password_env, admin_database, capacity, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(server.id.as_str())
+        .bind(server.region.as_str())
+        .bind(&server.host)
+        .bind(i32::from(server.port))
+        .bind(&server.admin_user)
+        .bind(server.password_env.as_deref())
+        .bind(&server.admin_database)
+        .bind(i32::try_from(server.capacity).unwrap_or(i32::MAX))
+        .bind(server.state.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e, "database_servers_pkey") {
+                ControlError::Conflict { code: "server_exists", detail: format!("server {} already exists", server.id) }
+            } else {
+                e.into()
+            }
+        })?;
+        audit(
+            &mut tx,
+            actor,
+            "server.add",
+            None,
+            None,
+            Some(serde_json::json!({"server_id": server.id, "region": server.region, "host": server.host,
+                                    "port": server.port, "capacity": server.capacity})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Tenants per status, for metrics.
+    pub async fn tenants_by_status(&self) -> Result<Vec<(String, i64)>, ControlError> {
+        Ok(sqlx::query_as("SELECT status, count(*) FROM tenants GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}
+
 /// How a finished operation changes its tenant.
 pub enum Finish {
     Status(TenantStatus),
+    /// The operation changed the servers only (the tenant row was updated when it was asked for).
+    Unchanged,
     Deleted { retention: Duration },
     Purged,
 }
@@ -1011,8 +1240,7 @@ async fn set_status(
     reason: Option<&str>,
 ) -> Result<TenantRow, ControlError> {
     Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
-        "UPDATE tenants SET status = $2, status_reason = $3, change_seq = nextval('tenant_change_seq'),
-                updated_at = now()
+        "UPDATE tenants SET status = $2, status_reason = $3, updated_at = now()
          WHERE org_id = $1 RETURNING {TENANT_COLUMNS}"
     )))
     .bind(org_id.as_str())

@@ -191,15 +191,15 @@ async fn execute_step(
         Step::Role => {
             let limits = inner.config.tier_limits(tenant.tier()?);
             let password = secrets::tenant_password(inner.config.master_key()?, &role);
-            admin(inner, tenant)?
+            admin(inner, tenant).await?
                 .ensure_role(&role, &password, limits)
                 .await
         }
-        Step::Database => admin(inner, tenant)?.create_database(&db).await,
-        Step::Lockdown => admin(inner, tenant)?.lockdown(&db, &role).await,
+        Step::Database => admin(inner, tenant).await?.create_database(&db).await,
+        Step::Lockdown => admin(inner, tenant).await?.lockdown(&db, &role).await,
         Step::Verify => {
             let password = secrets::tenant_password(inner.config.master_key()?, &role);
-            let version = admin(inner, tenant)?
+            let version = admin(inner, tenant).await?
                 .verify_tenant(&db, &role, &password)
                 .await?;
             store.set_schema_version(&org_id, version).await
@@ -209,16 +209,20 @@ async fn execute_step(
                 .finish(op, worker, Finish::Status(TenantStatus::Active))
                 .await
         }
-        Step::Block => match placed_admin(inner, tenant)? {
+        Step::Block => match placed_admin(inner, tenant).await? {
             Some(admin) => admin.block(&db, &role).await,
             None => Ok(()),
         },
-        Step::Unblock => admin(inner, tenant)?.unblock(&db, &role).await,
-        Step::DropDatabase => match placed_admin(inner, tenant)? {
+        Step::Unblock => admin(inner, tenant).await?.unblock(&db, &role).await,
+        Step::ApplyLimits => {
+            let limits = inner.config.tier_limits(tenant.tier()?);
+            admin(inner, tenant).await?.apply_limits(&role, limits).await
+        }
+        Step::DropDatabase => match placed_admin(inner, tenant).await? {
             Some(admin) => admin.drop_database(&db).await,
             None => Ok(()),
         },
-        Step::DropRole => match placed_admin(inner, tenant)? {
+        Step::DropRole => match placed_admin(inner, tenant).await? {
             Some(admin) => admin.drop_role(&role).await,
             None => Ok(()),
         },
@@ -226,6 +230,7 @@ async fn execute_step(
             let effect = match kind {
                 OperationKind::Suspend => Finish::Status(TenantStatus::Suspended),
                 OperationKind::Resume => Finish::Status(TenantStatus::Active),
+                OperationKind::Retier => Finish::Unchanged,
                 OperationKind::Deprovision => Finish::Deleted {
                     retention: inner.config.engine.retention,
                 },
@@ -239,28 +244,18 @@ async fn execute_step(
 }
 
 /// The admin connection of the tenant's server; the tenant must be placed.
-fn admin<'a>(inner: &'a Inner, tenant: &TenantRow) -> Result<&'a ServerAdmin, ControlError> {
-    placed_admin(inner, tenant)?.ok_or_else(|| {
-        ControlError::Corrupt(format!(
-            "tenant {} is not placed on a server",
-            tenant.org_id
-        ))
+async fn admin(inner: &Inner, tenant: &TenantRow) -> Result<ServerAdmin, ControlError> {
+    placed_admin(inner, tenant).await?.ok_or_else(|| {
+        ControlError::Corrupt(format!("tenant {} is not placed on a server", tenant.org_id))
     })
 }
 
 /// The admin connection of the tenant's server, or `None` when it was never placed.
-fn placed_admin<'a>(
-    inner: &'a Inner,
-    tenant: &TenantRow,
-) -> Result<Option<&'a ServerAdmin>, ControlError> {
+async fn placed_admin(inner: &Inner, tenant: &TenantRow) -> Result<Option<ServerAdmin>, ControlError> {
     let Some(server) = tenant.server_id()? else {
         return Ok(None);
     };
-    inner
-        .servers
-        .get(&server)
-        .map(Some)
-        .ok_or(ControlError::UnknownServer(server))
+    inner.admin(&server).await.map(Some)
 }
 
 /// Keeps the lease alive while a long step (a large clone) runs.

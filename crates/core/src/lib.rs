@@ -8,7 +8,8 @@ mod slug;
 
 pub use ids::{DbName, IdError, OrgId, Region, RoleName, ServerId, Slug, TenantName};
 pub use model::{
-    CreateTenant, Operation, OperationKind, OperationState, ServerState, Step, Tenant,
-    TenantStatus, Tier, UnknownVariant,
+    AddServer, ChangeFeed, ConnectionInfo, CreateTenant, Operation, OperationKind, OperationState,
+    Server, ServerState, Step, Tenant, TenantChange, TenantHealth, TenantStatus, TenantUsage, Tier,
+    UnknownVariant, UpdateTenant,
 };
 pub use slug::slug_from_name;

@@ -92,6 +92,7 @@ string_enum!(
         Provision => "provision",
         Suspend => "suspend",
         Resume => "resume",
+        Retier => "retier",
         Deprovision => "deprovision",
         Purge => "purge",
     }
@@ -117,6 +118,7 @@ string_enum!(
         Activate => "activate",
         Block => "block",
         Unblock => "unblock",
+        ApplyLimits => "apply_limits",
         DropDatabase => "drop_database",
         DropRole => "drop_role",
         Finish => "finish",
@@ -132,6 +134,7 @@ impl OperationKind {
             OperationKind::Provision => &[Place, Role, Database, Lockdown, Verify, Activate],
             OperationKind::Suspend => &[Block, Finish],
             OperationKind::Resume => &[Unblock, Finish],
+            OperationKind::Retier => &[ApplyLimits, Finish],
             OperationKind::Deprovision => &[Block, Finish],
             OperationKind::Purge => &[DropDatabase, DropRole, Finish],
         }
@@ -237,4 +240,124 @@ mod tests {
         );
         assert!("bogus".parse::<Tier>().is_err());
     }
+}
+
+/// `PATCH /v1/tenants/{org_id}`: rename and/or re-tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<TenantName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+}
+
+/// `GET /v1/tenants/{org_id}/connection`: what a router needs to reach the tenant database.
+/// The password is present only while the tenant is active.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub org_id: OrgId,
+    pub host: String,
+    pub port: u16,
+    pub dbname: DbName,
+    pub user: crate::RoleName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    pub server_id: ServerId,
+    pub status: TenantStatus,
+    pub tier: Tier,
+    /// Connections one router process may keep for this tenant.
+    pub pool_size: u32,
+}
+
+impl fmt::Debug for ConnectionInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionInfo")
+            .field("org_id", &self.org_id)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("status", &self.status)
+            .field("tier", &self.tier)
+            .finish()
+    }
+}
+
+/// One entry of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantChange {
+    pub seq: i64,
+    pub org_id: OrgId,
+    pub status: TenantStatus,
+    pub tier: Tier,
+}
+
+/// `GET /v1/changes`: changes after the requested sequence number, oldest first. `last_seq` is
+/// the sequence number to ask after next time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeFeed {
+    pub changes: Vec<TenantChange>,
+    pub last_seq: i64,
+}
+
+/// A database server as the registry API shows it (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Server {
+    pub id: ServerId,
+    pub region: Region,
+    pub host: String,
+    pub port: u16,
+    pub capacity: u32,
+    pub state: ServerState,
+    pub template_version: Option<i32>,
+    pub tenants: i64,
+}
+
+/// `POST /v1/servers`: register a database server. Its admin password is read, in every registry
+/// process, from the environment variable `password_env` names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddServer {
+    pub id: ServerId,
+    pub region: Region,
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub admin_user: String,
+    pub password_env: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_database: Option<String>,
+    pub capacity: u32,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+/// `GET /v1/tenants/{org_id}/usage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantUsage {
+    pub org_id: OrgId,
+    pub db_name: DbName,
+    pub server_id: ServerId,
+    pub size_bytes: i64,
+    pub connections: i64,
+    pub connection_limit: i32,
+}
+
+/// `GET /v1/tenants/{org_id}/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantHealth {
+    pub org_id: OrgId,
+    pub status: TenantStatus,
+    /// Whether the database server answered.
+    pub reachable: bool,
+    pub database_exists: bool,
+    pub schema_version: Option<i32>,
+    pub template_version: Option<i32>,
+    /// The last operation's error, if it failed or is retrying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
