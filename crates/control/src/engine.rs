@@ -6,8 +6,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgListener;
 use tenancy_core::{
     AddServer, ChangeFeed, ConnectionInfo, CreateTenant, Operation, OperationKind, OperationState,
-    OrgId, RoleName, Server, ServerId, ServerState, Tenant, TenantChange, TenantHealth, TenantStatus,
-    TenantUsage, Tier, UpdateTenant, slug_from_name,
+    OrgId, RoleName, Server, ServerId, ServerState, Tenant, TenantChange, TenantHealth,
+    TenantStatus, TenantUsage, Tier, UpdateTenant, slug_from_name,
 };
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -116,13 +116,28 @@ impl Engine {
     async fn prepare_servers(&self) -> Result<(), ControlError> {
         let rows = self.inner.store.list_servers().await?;
         let mut admins = Vec::new();
-        for row in rows.iter().filter(|row| row.state != ServerState::Disabled.as_str()) {
-            match self.inner.admin(&row.id.parse().map_err(|e| ControlError::Corrupt(format!("{e}")))?).await {
+        for row in rows
+            .iter()
+            .filter(|row| row.state != ServerState::Disabled.as_str())
+        {
+            match self
+                .inner
+                .admin(
+                    &row.id
+                        .parse()
+                        .map_err(|e| ControlError::Corrupt(format!("{e}")))?,
+                )
+                .await
+            {
                 Ok(admin) => admins.push(admin),
-                Err(e) => error!(server_id = %row.id, error = %e, "server has no usable credentials"),
+                Err(e) => {
+                    error!(server_id = %row.id, error = %e, "server has no usable credentials")
+                }
             }
         }
-        let prepared = admins.iter().map(|admin| async move { (admin.id().clone(), admin.prepare().await) });
+        let prepared = admins
+            .iter()
+            .map(|admin| async move { (admin.id().clone(), admin.prepare().await) });
         for (id, result) in futures::future::join_all(prepared).await {
             match result {
                 Ok(version) => {
@@ -359,7 +374,13 @@ impl Engine {
 
     /// Tenants matching the filter, ordered by `org_id`.
     pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<Tenant>, ControlError> {
-        self.inner.store.list_tenants(filter).await?.iter().map(TenantRow::to_tenant).collect()
+        self.inner
+            .store
+            .list_tenants(filter)
+            .await?
+            .iter()
+            .map(TenantRow::to_tenant)
+            .collect()
     }
 
     /// Renames and/or re-tiers a tenant; returns it and the `retier` operation when the tier changed.
@@ -374,15 +395,33 @@ impl Engine {
             .store
             .update_tenant(org_id, update.name.as_ref(), update.tier, actor)
             .await?;
-        Ok((row.to_tenant()?, op.map(|op| op.to_operation()).transpose()?))
+        Ok((
+            row.to_tenant()?,
+            op.map(|op| op.to_operation()).transpose()?,
+        ))
     }
 
-    pub async fn tenant_operations(&self, org_id: &OrgId, limit: i64) -> Result<Vec<Operation>, ControlError> {
-        self.inner.store.tenant_operations(org_id, limit).await?.iter().map(OperationRow::to_operation).collect()
+    pub async fn tenant_operations(
+        &self,
+        org_id: &OrgId,
+        limit: i64,
+    ) -> Result<Vec<Operation>, ControlError> {
+        self.inner
+            .store
+            .tenant_operations(org_id, limit)
+            .await?
+            .iter()
+            .map(OperationRow::to_operation)
+            .collect()
     }
 
     /// Changes after `after`; when there are none, waits up to `wait` for one (long poll).
-    pub async fn changes(&self, after: i64, limit: i64, wait: Duration) -> Result<ChangeFeed, ControlError> {
+    pub async fn changes(
+        &self,
+        after: i64,
+        limit: i64,
+        wait: Duration,
+    ) -> Result<ChangeFeed, ControlError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let changed = self.inner.tenant_changed.notified();
@@ -420,7 +459,10 @@ impl Engine {
             .ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))?;
         let server_id = row.server_id()?.ok_or_else(|| ControlError::Conflict {
             code: "not_placed",
-            detail: format!("tenant {org_id} has no database yet (status {})", row.status),
+            detail: format!(
+                "tenant {org_id} has no database yet (status {})",
+                row.status
+            ),
         })?;
         let admin = self.server_admin(&server_id).await?;
         let status = row.status()?;
@@ -482,7 +524,12 @@ impl Engine {
                     database_exists = exists;
                 }
             }
-            template_version = self.inner.store.server(&server_id).await?.and_then(|s| s.template_version);
+            template_version = self
+                .inner
+                .store
+                .server(&server_id)
+                .await?
+                .and_then(|s| s.template_version);
         }
         Ok(TenantHealth {
             org_id: org_id.clone(),
@@ -496,21 +543,42 @@ impl Engine {
     }
 
     async fn tenant_row(&self, org_id: &OrgId) -> Result<TenantRow, ControlError> {
-        self.inner.store.tenant(org_id).await?.ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))
+        self.inner
+            .store
+            .tenant(org_id)
+            .await?
+            .ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))
     }
 
     pub async fn servers(&self) -> Result<Vec<Server>, ControlError> {
-        self.inner.store.list_servers().await?.iter().map(server_view).collect()
+        self.inner
+            .store
+            .list_servers()
+            .await?
+            .iter()
+            .map(server_view)
+            .collect()
     }
 
     pub async fn server(&self, id: &ServerId) -> Result<Server, ControlError> {
-        let row = self.inner.store.server(id).await?.ok_or_else(|| ControlError::NotFound { what: format!("server {id}") })?;
+        let row = self
+            .inner
+            .store
+            .server(id)
+            .await?
+            .ok_or_else(|| ControlError::NotFound {
+                what: format!("server {id}"),
+            })?;
         server_view(&row)
     }
 
     /// Registers a server, then prepares it (template created and migrated). Its password must be
     /// in this process's environment under `password_env`, and in every other registry process's.
-    pub async fn add_server(&self, request: &AddServer, actor: &Actor) -> Result<Server, ControlError> {
+    pub async fn add_server(
+        &self,
+        request: &AddServer,
+        actor: &Actor,
+    ) -> Result<Server, ControlError> {
         if std::env::var_os(&request.password_env).is_none() {
             return Err(ControlError::Validation(format!(
                 "environment variable {} is not set in the registry process",
@@ -525,14 +593,20 @@ impl Engine {
             admin_user: request.admin_user.clone(),
             password_env: Some(request.password_env.clone()),
             password: None,
-            admin_database: request.admin_database.clone().unwrap_or_else(|| "postgres".into()),
+            admin_database: request
+                .admin_database
+                .clone()
+                .unwrap_or_else(|| "postgres".into()),
             capacity: request.capacity,
             state: ServerState::Active,
         };
         self.inner.store.add_server(&config, actor).await?;
         let admin = self.inner.admin(&config.id).await?;
         let version = admin.prepare().await?;
-        self.inner.store.set_template_version(&config.id, Some(version)).await?;
+        self.inner
+            .store
+            .set_template_version(&config.id, Some(version))
+            .await?;
         self.server(&config.id).await
     }
 
@@ -600,7 +674,9 @@ async fn listen(engine: Engine, cancel: CancellationToken) {
             };
             match notification {
                 Ok(n) if n.channel() == OPERATIONS_CHANNEL => inner.wake.notify_waiters(),
-                Ok(n) if n.channel() == TENANT_CHANGES_CHANNEL => inner.tenant_changed.notify_waiters(),
+                Ok(n) if n.channel() == TENANT_CHANGES_CHANNEL => {
+                    inner.tenant_changed.notify_waiters()
+                }
                 Ok(n) => {
                     if let Ok(id) = n.payload().parse() {
                         let _ = inner.done.send(id);
@@ -684,14 +760,25 @@ impl Inner {
             .await?
             .ok_or_else(|| ControlError::UnknownServer(id.clone()))?;
         let mut config = row.to_config()?;
-        let var = config.password_env.clone().ok_or_else(|| ControlError::UnknownServer(id.clone()))?;
+        let var = config
+            .password_env
+            .clone()
+            .ok_or_else(|| ControlError::UnknownServer(id.clone()))?;
         let password = std::env::var(&var).map_err(|_| {
-            ControlError::Config(format!("server {id}: environment variable {var} is not set in this process"))
+            ControlError::Config(format!(
+                "server {id}: environment variable {var} is not set in this process"
+            ))
         })?;
         config.password = Some(password.into());
-        let pool = u32::try_from(self.config.engine.workers).unwrap_or(u32::MAX).saturating_add(2);
+        let pool = u32::try_from(self.config.engine.workers)
+            .unwrap_or(u32::MAX)
+            .saturating_add(2);
         let admin = ServerAdmin::new(&config, pool)?;
-        self.servers.write().expect("servers lock").entry(id.clone()).or_insert(admin.clone());
+        self.servers
+            .write()
+            .expect("servers lock")
+            .entry(id.clone())
+            .or_insert(admin.clone());
         Ok(admin)
     }
 
@@ -701,7 +788,11 @@ impl Inner {
             .list_servers()
             .await?
             .iter()
-            .map(|row| row.id.parse().map_err(|e| ControlError::Corrupt(format!("{e}"))))
+            .map(|row| {
+                row.id
+                    .parse()
+                    .map_err(|e| ControlError::Corrupt(format!("{e}")))
+            })
             .collect()
     }
 }

@@ -16,6 +16,16 @@ mod template {
     refinery::embed_migrations!("../../tenant-template");
 }
 
+/// The newest version in `registry-migrations/`.
+pub fn latest_registry_version() -> i32 {
+    registry::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The newest version in `tenant-template/`.
 pub fn latest_template_version() -> i32 {
     template::migrations::runner()

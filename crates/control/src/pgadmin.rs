@@ -232,7 +232,11 @@ impl ServerAdmin {
 
     /// Applies a tier's limits to an existing role without touching its login state.
     #[instrument(skip(self), fields(server_id = %self.id))]
-    pub async fn apply_limits(&self, role: &RoleName, limits: TierLimits) -> Result<(), ControlError> {
+    pub async fn apply_limits(
+        &self,
+        role: &RoleName,
+        limits: TierLimits,
+    ) -> Result<(), ControlError> {
         self.execute(format!(
             "ALTER ROLE {r} CONNECTION LIMIT {limit};
              ALTER ROLE {r} SET statement_timeout = {timeout};",

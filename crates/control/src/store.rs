@@ -953,7 +953,10 @@ pub struct AuditEvent {
 }
 
 impl Store {
-    pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<TenantRow>, ControlError> {
+    pub async fn list_tenants(
+        &self,
+        filter: &TenantFilter,
+    ) -> Result<Vec<TenantRow>, ControlError> {
         Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {TENANT_COLUMNS} FROM tenants
              WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR region = $2)
@@ -991,7 +994,9 @@ impl Store {
             if !matches!(status, TenantStatus::Active | TenantStatus::Suspended) {
                 return Err(ControlError::Conflict {
                     code: "invalid_state",
-                    detail: format!("cannot change the tier of tenant {org_id} while it is {status}"),
+                    detail: format!(
+                        "cannot change the tier of tenant {org_id} while it is {status}"
+                    ),
                 });
             }
             op = Some(insert_operation(&mut tx, org_id, OperationKind::Retier, Value::Null).await?);
@@ -1005,7 +1010,15 @@ impl Store {
         .bind(tier.map(Tier::as_str))
         .fetch_one(&mut *tx)
         .await?;
-        audit(&mut tx, actor, "tenant.update", Some(org_id), Some(tenant_json(&before)), Some(tenant_json(&after))).await?;
+        audit(
+            &mut tx,
+            actor,
+            "tenant.update",
+            Some(org_id),
+            Some(tenant_json(&before)),
+            Some(tenant_json(&after)),
+        )
+        .await?;
         tx.commit().await?;
         Ok((after, op))
     }
@@ -1024,9 +1037,11 @@ impl Store {
 
     /// The newest change sequence number handed out.
     pub async fn last_change_seq(&self) -> Result<i64, ControlError> {
-        Ok(sqlx::query_scalar("SELECT coalesce(max(change_seq), 0) FROM tenants")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT coalesce(max(change_seq), 0) FROM tenants")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Audit events, newest first; `before_id` pages backwards.
@@ -1049,7 +1064,11 @@ impl Store {
         .await?)
     }
 
-    pub async fn tenant_operations(&self, org_id: &OrgId, limit: i64) -> Result<Vec<OperationRow>, ControlError> {
+    pub async fn tenant_operations(
+        &self,
+        org_id: &OrgId,
+        limit: i64,
+    ) -> Result<Vec<OperationRow>, ControlError> {
         Ok(sqlx::query_as::<_, OperationRow>(
             "SELECT id, org_id, kind, state, step, attempts, last_error, payload, created_at, finished_at
              FROM operations WHERE org_id = $1 ORDER BY created_at DESC LIMIT $2",
@@ -1073,7 +1092,11 @@ impl Store {
     }
 
     /// Records a new server (one not in the configuration file).
-    pub async fn add_server(&self, server: &ServerConfig, actor: &Actor) -> Result<(), ControlError> {
+    pub async fn add_server(
+        &self,
+        server: &ServerConfig,
+        actor: &Actor,
+    ) -> Result<(), ControlError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO database_servers (id, region, host, port, admin_user, password_env, admin_database, capacity, state)
@@ -1113,9 +1136,11 @@ impl Store {
 
     /// Tenants per status, for metrics.
     pub async fn tenants_by_status(&self) -> Result<Vec<(String, i64)>, ControlError> {
-        Ok(sqlx::query_as("SELECT status, count(*) FROM tenants GROUP BY status")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT status, count(*) FROM tenants GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }
 
@@ -1124,7 +1149,9 @@ pub enum Finish {
     Status(TenantStatus),
     /// The operation changed the servers only (the tenant row was updated when it was asked for).
     Unchanged,
-    Deleted { retention: Duration },
+    Deleted {
+        retention: Duration,
+    },
     Purged,
 }
 

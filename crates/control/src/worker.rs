@@ -191,7 +191,8 @@ async fn execute_step(
         Step::Role => {
             let limits = inner.config.tier_limits(tenant.tier()?);
             let password = secrets::tenant_password(inner.config.master_key()?, &role);
-            admin(inner, tenant).await?
+            admin(inner, tenant)
+                .await?
                 .ensure_role(&role, &password, limits)
                 .await
         }
@@ -199,7 +200,8 @@ async fn execute_step(
         Step::Lockdown => admin(inner, tenant).await?.lockdown(&db, &role).await,
         Step::Verify => {
             let password = secrets::tenant_password(inner.config.master_key()?, &role);
-            let version = admin(inner, tenant).await?
+            let version = admin(inner, tenant)
+                .await?
                 .verify_tenant(&db, &role, &password)
                 .await?;
             store.set_schema_version(&org_id, version).await
@@ -216,7 +218,10 @@ async fn execute_step(
         Step::Unblock => admin(inner, tenant).await?.unblock(&db, &role).await,
         Step::ApplyLimits => {
             let limits = inner.config.tier_limits(tenant.tier()?);
-            admin(inner, tenant).await?.apply_limits(&role, limits).await
+            admin(inner, tenant)
+                .await?
+                .apply_limits(&role, limits)
+                .await
         }
         Step::DropDatabase => match placed_admin(inner, tenant).await? {
             Some(admin) => admin.drop_database(&db).await,
@@ -246,12 +251,18 @@ async fn execute_step(
 /// The admin connection of the tenant's server; the tenant must be placed.
 async fn admin(inner: &Inner, tenant: &TenantRow) -> Result<ServerAdmin, ControlError> {
     placed_admin(inner, tenant).await?.ok_or_else(|| {
-        ControlError::Corrupt(format!("tenant {} is not placed on a server", tenant.org_id))
+        ControlError::Corrupt(format!(
+            "tenant {} is not placed on a server",
+            tenant.org_id
+        ))
     })
 }
 
 /// The admin connection of the tenant's server, or `None` when it was never placed.
-async fn placed_admin(inner: &Inner, tenant: &TenantRow) -> Result<Option<ServerAdmin>, ControlError> {
+async fn placed_admin(
+    inner: &Inner,
+    tenant: &TenantRow,
+) -> Result<Option<ServerAdmin>, ControlError> {
     let Some(server) = tenant.server_id()? else {
         return Ok(None);
     };

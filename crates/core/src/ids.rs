@@ -62,6 +62,7 @@ macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident, $kind:literal, |$v:ident| $check:expr) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 

@@ -23,6 +23,7 @@ macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident, $kind:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -161,6 +162,7 @@ impl Tier {
 
 /// `POST /v1/tenants`: onboard an organization. Unknown fields are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     pub org_id: OrgId,
@@ -181,6 +183,7 @@ pub struct CreateTenant {
 
 /// A tenant as the registry API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     pub org_id: OrgId,
     pub name: TenantName,
@@ -201,6 +204,7 @@ pub struct Tenant {
 
 /// A durable unit of control-plane work, as the registry API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Operation {
     pub id: Uuid,
     pub org_id: OrgId,
@@ -244,6 +248,7 @@ mod tests {
 
 /// `PATCH /v1/tenants/{org_id}`: rename and/or re-tier.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,6 +260,7 @@ pub struct UpdateTenant {
 /// `GET /v1/tenants/{org_id}/connection`: what a router needs to reach the tenant database.
 /// The password is present only while the tenant is active.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionInfo {
     pub org_id: OrgId,
     pub host: String,
@@ -287,6 +293,7 @@ impl fmt::Debug for ConnectionInfo {
 
 /// One entry of the change feed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantChange {
     pub seq: i64,
     pub org_id: OrgId,
@@ -297,6 +304,7 @@ pub struct TenantChange {
 /// `GET /v1/changes`: changes after the requested sequence number, oldest first. `last_seq` is
 /// the sequence number to ask after next time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangeFeed {
     pub changes: Vec<TenantChange>,
     pub last_seq: i64,
@@ -304,6 +312,7 @@ pub struct ChangeFeed {
 
 /// A database server as the registry API shows it (no secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Server {
     pub id: ServerId,
     pub region: Region,
@@ -318,6 +327,7 @@ pub struct Server {
 /// `POST /v1/servers`: register a database server. Its admin password is read, in every registry
 /// process, from the environment variable `password_env` names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddServer {
     pub id: ServerId,
@@ -338,6 +348,7 @@ fn default_pg_port() -> u16 {
 
 /// `GET /v1/tenants/{org_id}/usage`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantUsage {
     pub org_id: OrgId,
     pub db_name: DbName,
@@ -349,6 +360,7 @@ pub struct TenantUsage {
 
 /// `GET /v1/tenants/{org_id}/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantHealth {
     pub org_id: OrgId,
     pub status: TenantStatus,

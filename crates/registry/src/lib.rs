@@ -1,1 +1,14 @@
+//! The registry service: the HTTP API over the engine (`tenancy-control`). `main.rs` only parses
+//! settings and calls [`Application`].
 
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
+
+pub use settings::Settings;
+pub use startup::{AppState, Application};

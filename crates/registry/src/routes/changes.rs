@@ -1,0 +1,51 @@
+//! `/v1/changes`: the long-poll change feed routers follow to drop suspended tenants at once.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use serde::Deserialize;
+use tenancy_core::ChangeFeed;
+use utoipa::IntoParams;
+
+use crate::auth::Authenticated;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Query, duration_param};
+use crate::startup::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesParams {
+    /// The `last_seq` of the previous answer; 0 (the default) starts from the beginning.
+    pub after: Option<i64>,
+    /// How long to wait for a change when there is none yet (default 25s, at most 60s).
+    pub wait: Option<String>,
+    /// Most changes in one answer, 1 to 1000 (default 500).
+    pub limit: Option<i64>,
+}
+
+/// Tenant changes (status, tier, placement, name) after a sequence number, oldest first. When
+/// there are none, the request waits for one up to `wait`.
+#[utoipa::path(get, path = "/v1/changes", tag = "routing", params(ChangesParams),
+    responses((status = 200, body = ChangeFeed), (status = 400, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Query(params): Query<ChangesParams>,
+) -> ApiResult<axum::Json<ChangeFeed>> {
+    auth.require_router()?;
+    let wait = duration_param(
+        params.wait.as_deref(),
+        Duration::from_secs(25),
+        Duration::from_secs(60),
+    )?;
+    let limit = params.limit.unwrap_or(500);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 1000"));
+    }
+    let after = params.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::invalid("after must not be negative"));
+    }
+    Ok(axum::Json(state.engine.changes(after, limit, wait).await?))
+}

@@ -1,0 +1,76 @@
+//! Every route, registered in one place. The OpenAPI document is built from the same
+//! registrations, so it lists exactly the routes that exist.
+
+use axum::Router;
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::startup::AppState;
+
+pub mod audit;
+pub mod changes;
+pub mod operations;
+pub mod servers;
+pub mod system;
+pub mod tenants;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tenancy registry", description = "Database-per-tenant control plane for PostgreSQL: onboard, suspend, resume, re-tier and delete tenants."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "tenants", description = "Onboarding and the tenant lifecycle"),
+        (name = "operations", description = "Asynchronous work"),
+        (name = "routing", description = "For services that run the router"),
+        (name = "servers", description = "Database servers"),
+        (name = "audit", description = "Audit log"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API routes and their OpenAPI document.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(tenants::create, tenants::list))
+        .routes(routes!(tenants::get, tenants::update, tenants::delete))
+        .routes(routes!(tenants::suspend))
+        .routes(routes!(tenants::resume))
+        .routes(routes!(tenants::retry))
+        .routes(routes!(tenants::purge))
+        .routes(routes!(tenants::operations))
+        .routes(routes!(tenants::connection))
+        .routes(routes!(tenants::usage))
+        .routes(routes!(tenants::health))
+        .routes(routes!(operations::get))
+        .routes(routes!(changes::list))
+        .routes(routes!(servers::list, servers::add))
+        .routes(routes!(servers::drain))
+        .routes(routes!(servers::activate))
+        .routes(routes!(audit::list))
+        .split_for_parts()
+}
+
+/// Probes and documents, outside the versioned API.
+pub fn system() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/metrics", get(crate::metrics::render))
+        .route("/openapi.json", get(system::openapi))
+}

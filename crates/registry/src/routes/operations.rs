@@ -1,0 +1,23 @@
+//! `/v1/operations`: following asynchronous work.
+
+use axum::extract::State;
+use tenancy_core::Operation;
+use uuid::Uuid;
+
+use crate::auth::Authenticated;
+use crate::error::{ApiResult, Problem};
+use crate::extract::Path;
+use crate::startup::AppState;
+
+/// One operation. Tenant admins may read their own organization's.
+#[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Operation), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<Operation>> {
+    let op = state.engine.operation(id).await?;
+    auth.require_tenant_read(&op.org_id)?;
+    Ok(axum::Json(op))
+}

@@ -1,0 +1,72 @@
+//! `/v1/servers`: the database servers tenants are placed on.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use tenancy_core::{AddServer, Server, ServerId, ServerState};
+
+use crate::auth::Authenticated;
+use crate::error::{ApiResult, Problem};
+use crate::extract::{Json, Path};
+use crate::startup::AppState;
+
+/// Every server with its state, capacity, tenant count and template version.
+#[utoipa::path(get, path = "/v1/servers", tag = "servers", responses((status = 200, body = Vec<Server>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> ApiResult<axum::Json<Vec<Server>>> {
+    auth.require_platform_admin()?;
+    Ok(axum::Json(state.engine.servers().await?))
+}
+
+/// Register a server and prepare its template. Its admin password must be in the environment
+/// variable `password_env` of every registry process.
+#[utoipa::path(post, path = "/v1/servers", tag = "servers", request_body = AddServer,
+    responses((status = 201, body = Server), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn add(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Json(request): Json<AddServer>,
+) -> ApiResult<(StatusCode, axum::Json<Server>)> {
+    auth.require_platform_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(state.engine.add_server(&request, &auth.actor()).await?),
+    ))
+}
+
+/// Stop placing new tenants on a server; its tenants stay.
+#[utoipa::path(post, path = "/v1/servers/{id}/drain", tag = "servers", params(("id" = String, Path)),
+    responses((status = 200, body = Server), (status = 404, body = Problem)))]
+pub async fn drain(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<ServerId>,
+) -> ApiResult<axum::Json<Server>> {
+    set_state(state, auth, id, ServerState::Draining).await
+}
+
+/// Take new tenants on a server again.
+#[utoipa::path(post, path = "/v1/servers/{id}/activate", tag = "servers", params(("id" = String, Path)),
+    responses((status = 200, body = Server), (status = 404, body = Problem)))]
+pub async fn activate(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<ServerId>,
+) -> ApiResult<axum::Json<Server>> {
+    set_state(state, auth, id, ServerState::Active).await
+}
+
+async fn set_state(
+    state: AppState,
+    auth: Authenticated,
+    id: ServerId,
+    to: ServerState,
+) -> ApiResult<axum::Json<Server>> {
+    auth.require_platform_admin()?;
+    state
+        .engine
+        .set_server_state(&id, to, &auth.actor())
+        .await?;
+    Ok(axum::Json(state.engine.server(&id).await?))
+}

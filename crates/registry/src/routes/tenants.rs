@@ -1,0 +1,289 @@
+//! `/v1/tenants`: onboarding and the tenant lifecycle.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use tenancy_control::{Onboarded, TenantFilter};
+use tenancy_core::{
+    ConnectionInfo, CreateTenant, Operation, OperationState, OrgId, Region, ServerId, Tenant,
+    TenantHealth, TenantStatus, TenantUsage, Tier, UpdateTenant,
+};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Authenticated;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Json, Path, Query, duration_param};
+use crate::startup::AppState;
+
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CreateParams {
+    /// Block until the tenant is active, up to this long (`30s`, `1m`; at most 60 s). Without it
+    /// the answer is 202 with the provisioning operation.
+    pub wait: Option<String>,
+}
+
+/// Onboard an organization: clone the template into its own database.
+///
+/// Idempotent per `org_id`: the same request again answers 200 with the tenant; a different
+/// request for an existing organization is 409 `tenant_exists`.
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", params(CreateParams), request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Active within the wait", body = Tenant),
+        (status = 202, description = "Accepted; provisioning runs", body = Operation),
+        (status = 200, description = "The same request was already made", body = Tenant),
+        (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Query(params): Query<CreateParams>,
+    Json(request): Json<CreateTenant>,
+) -> ApiResult<Response> {
+    auth.require_platform_admin()?;
+    let wait = duration_param(params.wait.as_deref(), Duration::ZERO, MAX_WAIT)?;
+    match state.engine.onboard(request, &auth.actor()).await? {
+        Onboarded::Existing { tenant } => Ok((StatusCode::OK, axum::Json(tenant)).into_response()),
+        Onboarded::Created { tenant, operation } => {
+            if !wait.is_zero() {
+                let op = state.engine.wait_operation(operation.id, wait).await?;
+                if op.state == OperationState::Succeeded {
+                    let tenant = state.engine.tenant(&tenant.org_id).await?;
+                    return Ok((StatusCode::CREATED, axum::Json(tenant)).into_response());
+                }
+                return Ok(accepted(op));
+            }
+            Ok(accepted(operation))
+        }
+    }
+}
+
+/// 202 with the operation and where to follow it.
+pub fn accepted(op: Operation) -> Response {
+    let location = format!("/v1/operations/{}", op.id);
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        axum::Json(op),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub status: Option<TenantStatus>,
+    pub region: Option<Region>,
+    pub tier: Option<Tier>,
+    pub server_id: Option<ServerId>,
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantPage {
+    pub items: Vec<Tenant>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// List tenants, filtered, in pages ordered by `org_id`.
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(ListParams),
+    responses((status = 200, body = TenantPage), (status = 400, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Query(params): Query<ListParams>,
+) -> ApiResult<axum::Json<TenantPage>> {
+    auth.require_platform_admin()?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 500"));
+    }
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let filter = TenantFilter {
+        status: params.status,
+        region: params.region,
+        tier: params.tier,
+        server_id: params.server_id,
+        after,
+        limit: limit + 1,
+    };
+    let mut items = state.engine.list_tenants(&filter).await?;
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|t| URL_SAFE_NO_PAD.encode(t.org_id.as_str()))
+    } else {
+        None
+    };
+    Ok(axum::Json(TenantPage { items, next_cursor }))
+}
+
+fn decode_cursor(cursor: &str) -> Result<OrgId, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ApiError::invalid("invalid cursor"))
+}
+
+/// One tenant. Tenant admins may read their own organization's.
+#[utoipa::path(get, path = "/v1/tenants/{org_id}", tag = "tenants", params(("org_id" = String, Path)),
+    responses((status = 200, body = Tenant), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<axum::Json<Tenant>> {
+    auth.require_tenant_read(&org_id)?;
+    Ok(axum::Json(state.engine.tenant(&org_id).await?))
+}
+
+/// Rename and/or re-tier. A tier change applies the new limits through a `retier` operation.
+#[utoipa::path(patch, path = "/v1/tenants/{org_id}", tag = "tenants", params(("org_id" = String, Path)),
+    request_body = UpdateTenant, responses((status = 200, body = Tenant), (status = 409, body = Problem)))]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+    Json(update): Json<UpdateTenant>,
+) -> ApiResult<axum::Json<Tenant>> {
+    auth.require_platform_admin()?;
+    if update.name.is_none() && update.tier.is_none() {
+        return Err(ApiError::invalid(
+            "nothing to update: give name and/or tier",
+        ));
+    }
+    let (tenant, _) = state
+        .engine
+        .update_tenant(&org_id, &update, &auth.actor())
+        .await?;
+    Ok(axum::Json(tenant))
+}
+
+/// Soft delete: refused at once, database kept for the retention period, then dropped.
+#[utoipa::path(delete, path = "/v1/tenants/{org_id}", tag = "tenants", params(("org_id" = String, Path)),
+    responses((status = 202, body = Operation), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<Response> {
+    auth.require_platform_admin()?;
+    Ok(accepted(state.engine.delete(&org_id, &auth.actor()).await?))
+}
+
+/// Suspend: the tenant's role can no longer log in and its sessions end.
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/suspend", tag = "tenants", params(("org_id" = String, Path)),
+    responses((status = 202, body = Operation), (status = 409, body = Problem)))]
+pub async fn suspend(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<Response> {
+    auth.require_platform_admin()?;
+    Ok(accepted(
+        state.engine.suspend(&org_id, &auth.actor()).await?,
+    ))
+}
+
+/// Resume a suspended tenant.
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/resume", tag = "tenants", params(("org_id" = String, Path)),
+    responses((status = 202, body = Operation), (status = 409, body = Problem)))]
+pub async fn resume(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<Response> {
+    auth.require_platform_admin()?;
+    Ok(accepted(state.engine.resume(&org_id, &auth.actor()).await?))
+}
+
+/// Run the tenant's last failed operation again.
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/retry", tag = "tenants", params(("org_id" = String, Path)),
+    responses((status = 202, body = Operation), (status = 409, body = Problem)))]
+pub async fn retry(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<Response> {
+    auth.require_platform_admin()?;
+    Ok(accepted(state.engine.retry(&org_id, &auth.actor()).await?))
+}
+
+/// Drop a deleted tenant's database and role now, without waiting for the retention period.
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/purge", tag = "tenants", params(("org_id" = String, Path)),
+    responses((status = 202, body = Operation), (status = 409, body = Problem)))]
+pub async fn purge(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<Response> {
+    auth.require_platform_admin()?;
+    Ok(accepted(state.engine.purge(&org_id, &auth.actor()).await?))
+}
+
+/// The tenant's operations, newest first.
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/operations", tag = "tenants", params(("org_id" = String, Path)),
+    responses((status = 200, body = Vec<Operation>)))]
+pub async fn operations(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<axum::Json<Vec<Operation>>> {
+    auth.require_tenant_read(&org_id)?;
+    state.engine.tenant(&org_id).await?;
+    Ok(axum::Json(
+        state.engine.tenant_operations(&org_id, 100).await?,
+    ))
+}
+
+/// Where a router connects for this tenant (role `tenant_router`). The password is given only
+/// while the tenant is active.
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/connection", tag = "routing", params(("org_id" = String, Path)),
+    responses((status = 200, body = ConnectionInfo), (status = 404, body = Problem)))]
+pub async fn connection(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<axum::Json<ConnectionInfo>> {
+    auth.require_router()?;
+    Ok(axum::Json(state.engine.connection_info(&org_id).await?))
+}
+
+/// Database size and open sessions.
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/usage", tag = "tenants", params(("org_id" = String, Path)),
+    responses((status = 200, body = TenantUsage), (status = 404, body = Problem)))]
+pub async fn usage(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<axum::Json<TenantUsage>> {
+    auth.require_tenant_read(&org_id)?;
+    Ok(axum::Json(state.engine.usage(&org_id).await?))
+}
+
+/// Whether the tenant's server answers, its database exists, and its schema is current.
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/health", tag = "tenants", params(("org_id" = String, Path)),
+    responses((status = 200, body = TenantHealth), (status = 404, body = Problem)))]
+pub async fn health(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<axum::Json<TenantHealth>> {
+    auth.require_tenant_read(&org_id)?;
+    Ok(axum::Json(state.engine.health(&org_id).await?))
+}

@@ -1,0 +1,129 @@
+//! `Application::build` binds (port 0 in tests) and starts the engine; `run_until_stopped`
+//! serves until SIGTERM or SIGINT, then stops taking work and lets in-flight steps finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tenancy_control::{Config, Engine, Workers};
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::info;
+
+use crate::auth::{Authenticator, DevToken};
+use crate::error::ApiError;
+use crate::settings::Settings;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub authenticators: Arc<Vec<Arc<dyn Authenticator>>>,
+    pub metrics: PrometheusHandle,
+    pub openapi: Arc<utoipa::openapi::OpenApi>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    engine: Engine,
+    workers: Workers,
+}
+
+impl Application {
+    /// Loads the configuration, starts the engine (migrating the registry and preparing every
+    /// server) and its workers, and binds the listen address.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let config = Config::load(settings.config.as_deref()).context("loading configuration")?;
+        Self::build_with(settings, config, Vec::new()).await
+    }
+
+    /// As [`Application::build`] with a configuration in hand, and extra authenticators.
+    pub async fn build_with(
+        settings: Settings,
+        config: Config,
+        mut authenticators: Vec<Arc<dyn Authenticator>>,
+    ) -> anyhow::Result<Self> {
+        if let Some(token) = &settings.dev_token {
+            if !settings.listen.ip().is_loopback() {
+                bail!(
+                    "the development token is only allowed on a loopback listen address, not {}",
+                    settings.listen
+                );
+            }
+            authenticators.push(Arc::new(DevToken::new(token)));
+        }
+        if authenticators.is_empty() {
+            bail!(
+                "no authentication configured: set TENANCY_DEV_TOKEN (loopback only) or configure ZITADEL"
+            );
+        }
+        let metrics = crate::metrics::handle();
+        let engine = Engine::start(config).await.context("starting the engine")?;
+        let workers = engine.run_workers();
+        let (api, openapi) = crate::routes::api();
+        let state = AppState {
+            engine: engine.clone(),
+            authenticators: Arc::new(authenticators),
+            metrics,
+            openapi: Arc::new(openapi),
+        };
+        let request_id = HeaderName::from_static("x-request-id");
+        let router = api
+            .merge(crate::routes::system())
+            .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
+            .with_state(state)
+            .layer(axum::middleware::from_fn(crate::metrics::track))
+            .layer(RequestBodyLimitLayer::new(settings.max_body))
+            .layer(PropagateRequestIdLayer::new(request_id.clone()))
+            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id, subject = tracing::field::Empty)
+            }))
+            .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        Ok(Self {
+            listener,
+            router,
+            engine,
+            workers,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        info!(address = %self.local_addr(), "registry listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        info!("stopping workers: in-flight steps finish, the rest goes back to the queue");
+        self.workers.shutdown().await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    info!("shutdown signal received");
+}
