@@ -518,11 +518,12 @@ impl Engine {
             .and_then(|op| op.last_error);
         let (mut reachable, mut database_exists, mut template_version) = (false, false, None);
         if let Some(server_id) = row.server_id()? {
-            if let Ok(admin) = self.server_admin(&server_id).await {
-                if let Ok(exists) = admin.database_exists(&row.db_name()?).await {
-                    reachable = true;
-                    database_exists = exists;
-                }
+            let db = row.db_name()?;
+            if let Ok(admin) = self.server_admin(&server_id).await
+                && let Ok(exists) = admin.database_exists(&db).await
+            {
+                reachable = true;
+                database_exists = exists;
             }
             template_version = self
                 .inner
