@@ -39,7 +39,7 @@ pub struct RegistryConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     /// Operation workers in this process. Several processes may run side by side.
     pub workers: usize,

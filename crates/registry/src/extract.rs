@@ -31,7 +31,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
         }
-        _ => (StatusCode::BAD_REQUEST, "invalid_request"),
+        // axum's own split: 400 for a body that is not JSON, 422 for JSON of the wrong shape
+        // (unknown fields, invalid identifiers).
+        _ => (rejection.status(), "invalid_request"),
     };
     ApiError::BadRequest {
         status,

@@ -10,7 +10,6 @@ use axum::http::{HeaderName, Request};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tenancy_control::{Config, Engine, Workers};
 use tokio::net::TcpListener;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::info;
@@ -78,7 +77,8 @@ impl Application {
             .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
             .with_state(state)
             .layer(axum::middleware::from_fn(crate::metrics::track))
-            .layer(RequestBodyLimitLayer::new(settings.max_body))
+            // Enforced by the body extractors, so an oversized body is answered as problem+json.
+            .layer(axum::extract::DefaultBodyLimit::max(settings.max_body))
             .layer(PropagateRequestIdLayer::new(request_id.clone()))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
