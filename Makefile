@@ -15,6 +15,7 @@ run: deps
 
 ## Every test, against throw-away PostgreSQL clusters the tests start and stop themselves.
 test: deps
+	$(CARGO) build --workspace --bins
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc

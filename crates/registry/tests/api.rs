@@ -1,0 +1,172 @@
+//! In-process tests of authorization: the real application with a test authenticator that maps
+//! fixed tokens to callers with given roles.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tenancy_control::{Config, ServerConfig};
+use tenancy_core::ServerState;
+use tenancy_registry::auth::Authenticator;
+use tenancy_registry::settings::LogFormat;
+use tenancy_registry::{Application, Settings};
+use tenancy_testkit::PgCluster;
+use tenancy_zitadel::{Caller, roles};
+
+/// `tenant-admin-<org>` is a tenant admin of `<org>`; `router` holds `tenant_router`.
+struct TestTokens;
+
+impl Authenticator for TestTokens {
+    fn authenticate<'a>(&'a self, token: &'a str) -> Pin<Box<dyn Future<Output = Option<Caller>> + Send + 'a>> {
+        let caller = if let Some(org) = token.strip_prefix("tenant-admin-") {
+            let org = org.parse().ok();
+            org.map(|org: tenancy_core::OrgId| Caller {
+                subject: format!("admin-of-{org}"),
+                org_id: Some(org.clone()),
+                roles: BTreeMap::from([(roles::TENANT_ADMIN.to_owned(), BTreeSet::from([org]))]),
+            })
+        } else if token == "router" {
+            Some(Caller {
+                subject: "svc".into(),
+                org_id: Some("900".parse().unwrap()),
+                roles: BTreeMap::from([(roles::TENANT_ROUTER.to_owned(), BTreeSet::from(["900".parse().unwrap()]))]),
+            })
+        } else {
+            None
+        };
+        Box::pin(async move { caller })
+    }
+}
+
+struct TestApp {
+    base: String,
+    http: reqwest::Client,
+    _cluster: PgCluster,
+}
+
+impl TestApp {
+    async fn start() -> Self {
+        tenancy_testkit::init_test_logging();
+        let cluster = PgCluster::start().unwrap();
+        cluster.create_database("tenancy_registry").unwrap();
+        let mut config = Config::new(cluster.url("tenancy_registry"));
+        config.engine.master_key = Some(SecretString::from("k"));
+        config.engine.poll_interval = std::time::Duration::from_millis(100);
+        config.servers = vec![ServerConfig {
+            id: "pg-1".parse().unwrap(),
+            region: "local".parse().unwrap(),
+            host: cluster.host().into(),
+            port: cluster.port(),
+            admin_user: cluster.admin_user().into(),
+            password_env: None,
+            password: Some(SecretString::from(cluster.admin_password())),
+            admin_database: "postgres".into(),
+            capacity: 100,
+            state: ServerState::Active,
+        }];
+        let settings = Settings {
+            config: None,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            dev_token: Some(SecretString::from("dev")),
+            log_format: LogFormat::Text,
+            max_body: 65536,
+        };
+        let app = Application::build_with(settings, config, vec![Arc::new(TestTokens)]).await.unwrap();
+        let base = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until_stopped());
+        Self { base, http: reqwest::Client::new(), _cluster: cluster }
+    }
+
+    async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_admin_sees_its_own_tenant_only_and_changes_nothing() {
+    let app = TestApp::start().await;
+    for (org, name) in [("100", "Own Org"), ("200", "Other Org")] {
+        let (status, _) = app.call("dev", Method::POST, "/v1/tenants?wait=30s", Some(json!({"org_id": org, "name": name}))).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let admin = "tenant-admin-100";
+    for path in ["/v1/tenants/100", "/v1/tenants/100/usage", "/v1/tenants/100/health", "/v1/tenants/100/operations"] {
+        let (status, body) = app.call(admin, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    for (method, path) in [
+        (Method::GET, "/v1/tenants/200"),
+        (Method::GET, "/v1/tenants/200/usage"),
+        (Method::GET, "/v1/tenants/200/operations"),
+        (Method::GET, "/v1/tenants"),
+        (Method::GET, "/v1/tenants/100/connection"),
+        (Method::GET, "/v1/changes?wait=0s"),
+        (Method::POST, "/v1/tenants/100/suspend"),
+        (Method::DELETE, "/v1/tenants/100"),
+        (Method::GET, "/v1/servers"),
+        (Method::GET, "/v1/audit"),
+    ] {
+        let (status, body) = app.call(admin, method.clone(), path, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(body["code"], "forbidden");
+    }
+    let (status, _) = app.call(admin, Method::POST, "/v1/tenants", Some(json!({"org_id": "300", "name": "Sneaky"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, own) = app.call("dev", Method::GET, "/v1/tenants/100", None).await;
+    assert_eq!(own["status"], "active");
+    let (status, _) = app.call("dev", Method::GET, "/v1/tenants/300", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_router_service_reads_connection_info_and_changes_only() {
+    let app = TestApp::start().await;
+    let (status, _) = app.call("dev", Method::POST, "/v1/tenants?wait=30s", Some(json!({"org_id": "100", "name": "Routed"}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, info) = app.call("router", Method::GET, "/v1/tenants/100/connection", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["user"], "tenant_routed");
+    let (status, feed) = app.call("router", Method::GET, "/v1/changes?after=0&wait=0s", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(feed["changes"][0]["org_id"], "100");
+    for (method, path) in [(Method::GET, "/v1/tenants"), (Method::GET, "/v1/tenants/100"), (Method::POST, "/v1/tenants/100/suspend")] {
+        let (status, _) = app.call("router", method.clone(), path, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    // A suspended tenant's connection info carries no password.
+    app.call("dev", Method::POST, "/v1/tenants/100/suspend", None).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, info) = app.call("router", Method::GET, "/v1/tenants/100/connection", None).await;
+        if info["status"] == "suspended" {
+            assert!(info.get("password").is_none(), "{info}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_development_token_is_refused_off_loopback() {
+    let settings = Settings {
+        config: None,
+        listen: "0.0.0.0:0".parse().unwrap(),
+        dev_token: Some(SecretString::from("dev")),
+        log_format: LogFormat::Text,
+        max_body: 65536,
+    };
+    let config = Config::new("postgres://unused@127.0.0.1:1/x");
+    let err = Application::build_with(settings, config, Vec::new()).await.err().expect("refused");
+    assert!(err.to_string().contains("loopback"), "{err}");
+}
