@@ -62,6 +62,9 @@ pub struct EngineConfig {
     /// How often the reconciler compares the registry with the servers (and purges expired tenants).
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
+    /// Version the engine migrates templates to when it starts; the latest when unset. Pin it to
+    /// roll a new migration out with `tenantctl migrate` (canaries first) instead of at deploy.
+    pub template_version: Option<i32>,
     /// The environment variable holding the master key tenant role passwords are derived from.
     pub master_key_env: String,
     /// Set from `master_key_env` by [`Config::resolve_secrets`], or directly by embedders.
@@ -82,6 +85,7 @@ impl Default for EngineConfig {
             reconcile_interval: Duration::from_secs(300),
             master_key_env: "TENANCY_MASTER_KEY".into(),
             master_key: None,
+            template_version: None,
         }
     }
 }

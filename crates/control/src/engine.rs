@@ -71,8 +71,23 @@ impl Engine {
         Self::start_with_faults(config, None).await
     }
 
+    /// Connects to the registry (migrating it) without touching the servers: for tools such as
+    /// `tenantctl` that must not migrate templates as a side effect of starting.
+    pub async fn connect(config: Config) -> Result<Self, ControlError> {
+        Self::build(config, None).await
+    }
+
     /// As [`Engine::start`], with a fault injector consulted around every step (crash tests).
     pub async fn start_with_faults(
+        config: Config,
+        faults: Option<Arc<dyn FaultInjector>>,
+    ) -> Result<Self, ControlError> {
+        let engine = Self::build(config, faults).await?;
+        engine.prepare_servers().await?;
+        Ok(engine)
+    }
+
+    async fn build(
         config: Config,
         faults: Option<Arc<dyn FaultInjector>>,
     ) -> Result<Self, ControlError> {
@@ -107,7 +122,6 @@ impl Engine {
                 ),
             }),
         };
-        engine.prepare_servers().await?;
         Ok(engine)
     }
 
@@ -115,6 +129,7 @@ impl Engine {
     /// that cannot be prepared is logged and skipped: its operations retry until it can.
     async fn prepare_servers(&self) -> Result<(), ControlError> {
         let rows = self.inner.store.list_servers().await?;
+        let target = self.inner.config.engine.template_version;
         let mut admins = Vec::new();
         for row in rows
             .iter()
@@ -137,7 +152,7 @@ impl Engine {
         }
         let prepared = admins
             .iter()
-            .map(|admin| async move { (admin.id().clone(), admin.prepare().await) });
+            .map(|admin| async move { (admin.id().clone(), admin.prepare(target).await) });
         for (id, result) in futures::future::join_all(prepared).await {
             match result {
                 Ok(version) => {
@@ -603,7 +618,9 @@ impl Engine {
         };
         self.inner.store.add_server(&config, actor).await?;
         let admin = self.inner.admin(&config.id).await?;
-        let version = admin.prepare().await?;
+        let version = admin
+            .prepare(self.inner.config.engine.template_version)
+            .await?;
         self.inner
             .store
             .set_template_version(&config.id, Some(version))

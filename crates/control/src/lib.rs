@@ -6,6 +6,7 @@ pub mod config;
 mod engine;
 mod error;
 pub mod faults;
+pub mod fleet;
 pub mod migrate;
 pub mod pgadmin;
 mod reconcile;

@@ -107,3 +107,27 @@ pub async fn migrate_template_db(
     })
     .await
 }
+
+/// Migrates a tenant database to `target`, all pending migrations in one transaction: a failure
+/// leaves the tenant exactly at its previous version. Returns the version afterwards.
+#[instrument(skip_all, fields(dbname = config.get_dbname()))]
+pub async fn migrate_tenant_db(
+    config: &tokio_postgres::Config,
+    target: i32,
+) -> Result<i32, ControlError> {
+    with_client(config, async |client| {
+        template::migrations::runner()
+            .set_target(Target::Version(target))
+            .set_grouped(true)
+            .run_async(client)
+            .await
+            .map_err(|e| ControlError::Migration(e.to_string()))?;
+        let version: Option<i32> = client
+            .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+            .await
+            .map_err(|e| ControlError::Migration(e.to_string()))?
+            .get(0);
+        Ok(version.unwrap_or(0))
+    })
+    .await
+}

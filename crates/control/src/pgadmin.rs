@@ -64,6 +64,11 @@ impl ServerAdmin {
         options
     }
 
+    /// Admin connection settings for one of this server's databases.
+    pub fn options(&self, dbname: &str) -> PgConnectOptions {
+        Self::options_for(&self.config, dbname)
+    }
+
     pub fn id(&self) -> &ServerId {
         &self.id
     }
@@ -103,7 +108,7 @@ impl ServerAdmin {
     /// migrated to the latest version. An advisory lock keeps concurrent engines from migrating
     /// the same template at once. Returns the template's version.
     #[instrument(skip(self), fields(server_id = %self.id))]
-    pub async fn prepare(&self) -> Result<i32, ControlError> {
+    pub async fn prepare(&self, target: Option<i32>) -> Result<i32, ControlError> {
         let mut conn = PgConnection::connect_with(&Self::options_for(
             &self.config,
             &self.config.admin_database,
@@ -114,13 +119,17 @@ impl ServerAdmin {
             .execute(&mut conn)
             .await
             .map_err(self.err())?;
-        let result = self.prepare_locked(&mut conn).await;
+        let result = self.prepare_locked(&mut conn, target).await;
         // Closing the session releases the advisory lock, also when preparing failed.
         let _ = conn.close().await;
         result
     }
 
-    async fn prepare_locked(&self, conn: &mut PgConnection) -> Result<i32, ControlError> {
+    async fn prepare_locked(
+        &self,
+        conn: &mut PgConnection,
+        target: Option<i32>,
+    ) -> Result<i32, ControlError> {
         let group_exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
                 .bind(APP_GROUP_ROLE)
@@ -156,7 +165,7 @@ impl ServerAdmin {
         .await
         .map_err(self.err())?;
         let version =
-            migrate::migrate_template_db(&self.tokio_postgres_config(template.as_str()), None)
+            migrate::migrate_template_db(&self.tokio_postgres_config(template.as_str()), target)
                 .await?;
         Ok(version)
     }

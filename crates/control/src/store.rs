@@ -1134,6 +1134,25 @@ impl Store {
         Ok(())
     }
 
+    /// Records a tenant's schema version and the last migration error (cleared on success).
+    pub async fn record_migration(
+        &self,
+        org_id: &OrgId,
+        version: Option<i32>,
+        error: Option<&str>,
+    ) -> Result<(), ControlError> {
+        sqlx::query(
+            "UPDATE tenants SET schema_version = coalesce($2, schema_version), last_migration_error = $3,
+                    updated_at = now() WHERE org_id = $1",
+        )
+        .bind(org_id.as_str())
+        .bind(version)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Tenants per status, for metrics.
     pub async fn tenants_by_status(&self) -> Result<Vec<(String, i64)>, ControlError> {
         Ok(

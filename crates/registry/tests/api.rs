@@ -21,7 +21,10 @@ use tenancy_zitadel::{Caller, roles};
 struct TestTokens;
 
 impl Authenticator for TestTokens {
-    fn authenticate<'a>(&'a self, token: &'a str) -> Pin<Box<dyn Future<Output = Option<Caller>> + Send + 'a>> {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Option<Caller>> + Send + 'a>> {
         let caller = if let Some(org) = token.strip_prefix("tenant-admin-") {
             let org = org.parse().ok();
             org.map(|org: tenancy_core::OrgId| Caller {
@@ -33,7 +36,10 @@ impl Authenticator for TestTokens {
             Some(Caller {
                 subject: "svc".into(),
                 org_id: Some("900".parse().unwrap()),
-                roles: BTreeMap::from([(roles::TENANT_ROUTER.to_owned(), BTreeSet::from(["900".parse().unwrap()]))]),
+                roles: BTreeMap::from([(
+                    roles::TENANT_ROUTER.to_owned(),
+                    BTreeSet::from(["900".parse().unwrap()]),
+                )]),
             })
         } else {
             None
@@ -75,14 +81,29 @@ impl TestApp {
             log_format: LogFormat::Text,
             max_body: 65536,
         };
-        let app = Application::build_with(settings, config, vec![Arc::new(TestTokens)]).await.unwrap();
+        let app = Application::build_with(settings, config, vec![Arc::new(TestTokens)])
+            .await
+            .unwrap();
         let base = format!("http://{}", app.local_addr());
         tokio::spawn(app.run_until_stopped());
-        Self { base, http: reqwest::Client::new(), _cluster: cluster }
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            _cluster: cluster,
+        }
     }
 
-    async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -96,11 +117,23 @@ impl TestApp {
 async fn a_tenant_admin_sees_its_own_tenant_only_and_changes_nothing() {
     let app = TestApp::start().await;
     for (org, name) in [("100", "Own Org"), ("200", "Other Org")] {
-        let (status, _) = app.call("dev", Method::POST, "/v1/tenants?wait=30s", Some(json!({"org_id": org, "name": name}))).await;
+        let (status, _) = app
+            .call(
+                "dev",
+                Method::POST,
+                "/v1/tenants?wait=30s",
+                Some(json!({"org_id": org, "name": name})),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED);
     }
     let admin = "tenant-admin-100";
-    for path in ["/v1/tenants/100", "/v1/tenants/100/usage", "/v1/tenants/100/health", "/v1/tenants/100/operations"] {
+    for path in [
+        "/v1/tenants/100",
+        "/v1/tenants/100/usage",
+        "/v1/tenants/100/health",
+        "/v1/tenants/100/operations",
+    ] {
         let (status, body) = app.call(admin, Method::GET, path, None).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
     }
@@ -120,7 +153,14 @@ async fn a_tenant_admin_sees_its_own_tenant_only_and_changes_nothing() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
         assert_eq!(body["code"], "forbidden");
     }
-    let (status, _) = app.call(admin, Method::POST, "/v1/tenants", Some(json!({"org_id": "300", "name": "Sneaky"}))).await;
+    let (status, _) = app
+        .call(
+            admin,
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"org_id": "300", "name": "Sneaky"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (_, own) = app.call("dev", Method::GET, "/v1/tenants/100", None).await;
     assert_eq!(own["status"], "active");
@@ -131,23 +171,41 @@ async fn a_tenant_admin_sees_its_own_tenant_only_and_changes_nothing() {
 #[tokio::test]
 async fn a_router_service_reads_connection_info_and_changes_only() {
     let app = TestApp::start().await;
-    let (status, _) = app.call("dev", Method::POST, "/v1/tenants?wait=30s", Some(json!({"org_id": "100", "name": "Routed"}))).await;
+    let (status, _) = app
+        .call(
+            "dev",
+            Method::POST,
+            "/v1/tenants?wait=30s",
+            Some(json!({"org_id": "100", "name": "Routed"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, info) = app.call("router", Method::GET, "/v1/tenants/100/connection", None).await;
+    let (status, info) = app
+        .call("router", Method::GET, "/v1/tenants/100/connection", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(info["user"], "tenant_routed");
-    let (status, feed) = app.call("router", Method::GET, "/v1/changes?after=0&wait=0s", None).await;
+    let (status, feed) = app
+        .call("router", Method::GET, "/v1/changes?after=0&wait=0s", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(feed["changes"][0]["org_id"], "100");
-    for (method, path) in [(Method::GET, "/v1/tenants"), (Method::GET, "/v1/tenants/100"), (Method::POST, "/v1/tenants/100/suspend")] {
+    for (method, path) in [
+        (Method::GET, "/v1/tenants"),
+        (Method::GET, "/v1/tenants/100"),
+        (Method::POST, "/v1/tenants/100/suspend"),
+    ] {
         let (status, _) = app.call("router", method.clone(), path, None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
     }
     // A suspended tenant's connection info carries no password.
-    app.call("dev", Method::POST, "/v1/tenants/100/suspend", None).await;
+    app.call("dev", Method::POST, "/v1/tenants/100/suspend", None)
+        .await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let (_, info) = app.call("router", Method::GET, "/v1/tenants/100/connection", None).await;
+        let (_, info) = app
+            .call("router", Method::GET, "/v1/tenants/100/connection", None)
+            .await;
         if info["status"] == "suspended" {
             assert!(info.get("password").is_none(), "{info}");
             break;
@@ -167,6 +225,9 @@ async fn the_development_token_is_refused_off_loopback() {
         max_body: 65536,
     };
     let config = Config::new("postgres://unused@127.0.0.1:1/x");
-    let err = Application::build_with(settings, config, Vec::new()).await.err().expect("refused");
+    let err = Application::build_with(settings, config, Vec::new())
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("loopback"), "{err}");
 }

@@ -1,0 +1,493 @@
+//! Fleet migrations: the template on every server first, then every selected tenant database,
+//! with bounded concurrency per server, canaries first, halting on the first failure unless
+//! told to keep going. Each tenant's pending migrations run in one transaction, so a tenant that
+//! fails stays exactly at its previous version. Rerunning continues where a run stopped: tenants
+//! already at the target are skipped, and refinery never applies a migration twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+use tenancy_core::{OrgId, Region, ServerId, TenantStatus, Tier};
+use tokio::sync::Mutex;
+use tracing::instrument;
+
+use crate::engine::Engine;
+use crate::error::ControlError;
+use crate::migrate;
+use crate::pgadmin::ServerAdmin;
+use crate::store::{TenantFilter, TenantRow};
+
+/// Which tenants to migrate and how.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    pub org_ids: Vec<OrgId>,
+    pub region: Option<Region>,
+    pub server: Option<ServerId>,
+    pub tier: Option<Tier>,
+    /// Statuses to include; active and suspended when empty.
+    pub statuses: Vec<TenantStatus>,
+    /// Version to migrate to; the latest when `None`.
+    pub target: Option<i32>,
+    /// Tenant databases migrated at once on one server.
+    pub concurrency: usize,
+    /// Migrate this many tenants first, one at a time; stop if any of them fails.
+    pub canary: usize,
+    /// Go on past failed tenants (canaries excepted) instead of halting.
+    pub keep_going: bool,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        Self {
+            org_ids: Vec::new(),
+            region: None,
+            server: None,
+            tier: None,
+            statuses: Vec::new(),
+            target: None,
+            concurrency: 4,
+            canary: 0,
+            keep_going: false,
+        }
+    }
+}
+
+/// One tenant in the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedTenant {
+    pub org_id: String,
+    pub db_name: String,
+    pub server_id: String,
+    /// The version the registry recorded (the database itself is read again when migrating).
+    pub from: Option<i32>,
+    pub to: i32,
+}
+
+/// What a run would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetPlan {
+    pub target: i32,
+    pub servers: Vec<String>,
+    pub tenants: Vec<PlannedTenant>,
+}
+
+/// Progress, one event at a time (a progress bar or JSON lines in `tenantctl`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FleetEvent {
+    TemplateMigrated {
+        server_id: String,
+        version: i32,
+    },
+    TenantMigrated {
+        org_id: String,
+        db_name: String,
+        from: Option<i32>,
+        to: i32,
+        millis: u128,
+        canary: bool,
+    },
+    TenantUpToDate {
+        org_id: String,
+        db_name: String,
+        version: i32,
+    },
+    TenantFailed {
+        org_id: String,
+        db_name: String,
+        version: Option<i32>,
+        error: String,
+        canary: bool,
+    },
+    Halted {
+        reason: String,
+    },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FleetReport {
+    pub target: i32,
+    pub migrated: usize,
+    pub up_to_date: usize,
+    pub failed: Vec<(String, String)>,
+    /// Tenants not attempted because the run halted.
+    pub not_attempted: usize,
+    pub millis: u128,
+}
+
+impl FleetReport {
+    pub fn success(&self) -> bool {
+        self.failed.is_empty() && self.not_attempted == 0
+    }
+}
+
+impl Engine {
+    /// The tenants a run with these options would touch.
+    pub async fn plan_migration(
+        &self,
+        options: &MigrateOptions,
+    ) -> Result<FleetPlan, ControlError> {
+        let target = options
+            .target
+            .unwrap_or_else(migrate::latest_template_version);
+        if target > migrate::latest_template_version() || target < 1 {
+            return Err(ControlError::Validation(format!(
+                "target version {target} does not exist (latest is {})",
+                migrate::latest_template_version()
+            )));
+        }
+        let statuses = if options.statuses.is_empty() {
+            vec![TenantStatus::Active, TenantStatus::Suspended]
+        } else {
+            options.statuses.clone()
+        };
+        let mut tenants = Vec::new();
+        for row in self.all_tenants().await? {
+            let selected = statuses.iter().any(|s| s.as_str() == row.status)
+                && (options.org_ids.is_empty()
+                    || options.org_ids.iter().any(|o| o.as_str() == row.org_id))
+                && options
+                    .region
+                    .as_ref()
+                    .is_none_or(|r| r.as_str() == row.region)
+                && options
+                    .server
+                    .as_ref()
+                    .is_none_or(|s| Some(s.as_str()) == row.server_id.as_deref())
+                && options.tier.is_none_or(|t| t.as_str() == row.tier);
+            if let (true, Some(server_id)) = (selected, &row.server_id) {
+                tenants.push(PlannedTenant {
+                    org_id: row.org_id.clone(),
+                    db_name: row.db_name.clone(),
+                    server_id: server_id.clone(),
+                    from: row.schema_version,
+                    to: target,
+                });
+            }
+        }
+        let mut servers: Vec<String> = self
+            .servers()
+            .await?
+            .into_iter()
+            .map(|s| s.id.to_string())
+            .collect();
+        if let Some(only) = &options.server {
+            servers.retain(|s| s == only.as_str());
+        }
+        Ok(FleetPlan {
+            target,
+            servers,
+            tenants,
+        })
+    }
+
+    async fn all_tenants(&self) -> Result<Vec<TenantRow>, ControlError> {
+        let mut all = Vec::new();
+        let mut filter = TenantFilter {
+            limit: 1000,
+            ..Default::default()
+        };
+        loop {
+            let page = self.store().list_tenants(&filter).await?;
+            let done = page.len() < 1000;
+            filter.after = page.last().map(|t| t.org_id()).transpose()?;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Runs a fleet migration. Only one runs at a time across the fleet (a registry advisory
+    /// lock); a second one is refused at once.
+    #[instrument(skip_all, fields(target = options.target))]
+    pub async fn migrate_fleet(
+        &self,
+        options: &MigrateOptions,
+        on_event: Arc<dyn Fn(FleetEvent) + Send + Sync>,
+    ) -> Result<FleetReport, ControlError> {
+        let started = Instant::now();
+        let plan = self.plan_migration(options).await?;
+        let url = secrecy::ExposeSecret::expose_secret(&self.config().registry.url).to_owned();
+        let mut lock = PgConnection::connect(&url).await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('tenancy.fleet_migration'))")
+                .fetch_one(&mut lock)
+                .await?;
+        if !locked {
+            return Err(ControlError::Conflict {
+                code: "migration_running",
+                detail: "another fleet migration is running".into(),
+            });
+        }
+
+        // Templates first, so tenants cloned from now on are born at the target.
+        for server in &plan.servers {
+            let id: ServerId = server.parse()?;
+            let admin = self.server_admin(&id).await?;
+            let version = admin.migrate_template(Some(plan.target)).await?;
+            self.store()
+                .set_template_version(&id, Some(version))
+                .await?;
+            on_event(FleetEvent::TemplateMigrated {
+                server_id: server.clone(),
+                version,
+            });
+        }
+
+        let report = Arc::new(Mutex::new(FleetReport {
+            target: plan.target,
+            ..Default::default()
+        }));
+        let halted = Arc::new(AtomicBool::new(false));
+        let (canaries, rest) = plan
+            .tenants
+            .split_at(options.canary.min(plan.tenants.len()));
+        for tenant in canaries {
+            if !self.migrate_one(tenant, true, &report, &on_event).await? {
+                halted.store(true, Ordering::SeqCst);
+                on_event(FleetEvent::Halted {
+                    reason: format!("canary {} failed", tenant.org_id),
+                });
+                break;
+            }
+        }
+
+        let mut by_server: BTreeMap<&str, Vec<&PlannedTenant>> = BTreeMap::new();
+        for tenant in rest {
+            by_server
+                .entry(tenant.server_id.as_str())
+                .or_default()
+                .push(tenant);
+        }
+        let mut workers: Vec<tokio::task::JoinHandle<Result<(), ControlError>>> = Vec::new();
+        for tenants in by_server.into_values() {
+            let queue = Arc::new(Mutex::new(
+                tenants.into_iter().cloned().collect::<Vec<_>>().into_iter(),
+            ));
+            for _ in 0..options.concurrency.max(1) {
+                let (engine, queue, report, halted, on_event) = (
+                    self.clone(),
+                    queue.clone(),
+                    report.clone(),
+                    halted.clone(),
+                    on_event.clone(),
+                );
+                let keep_going = options.keep_going;
+                workers.push(tokio::spawn(async move {
+                    loop {
+                        if halted.load(Ordering::SeqCst) {
+                            return Ok(());
+                        }
+                        let Some(tenant) = queue.lock().await.next() else {
+                            return Ok(());
+                        };
+                        let ok = engine
+                            .migrate_one(&tenant, false, &report, &on_event)
+                            .await?;
+                        if !ok && !keep_going && !halted.swap(true, Ordering::SeqCst) {
+                            on_event(FleetEvent::Halted {
+                                reason: format!("tenant {} failed", tenant.org_id),
+                            });
+                        }
+                    }
+                }));
+            }
+        }
+        for worker in workers {
+            worker.await.map_err(|e| {
+                ControlError::Migration(format!("migration worker panicked: {e}"))
+            })??;
+        }
+        let _ = lock.close().await;
+        let mut report = Arc::try_unwrap(report)
+            .map(Mutex::into_inner)
+            .unwrap_or_else(|r| r.blocking_lock().clone());
+        report.not_attempted =
+            plan.tenants.len() - report.migrated - report.up_to_date - report.failed.len();
+        report.millis = started.elapsed().as_millis();
+        Ok(report)
+    }
+
+    /// Migrates one tenant; false when it failed (recorded in the registry and the report).
+    async fn migrate_one(
+        &self,
+        tenant: &PlannedTenant,
+        canary: bool,
+        report: &Mutex<FleetReport>,
+        on_event: &Arc<dyn Fn(FleetEvent) + Send + Sync>,
+    ) -> Result<bool, ControlError> {
+        let org_id: OrgId = tenant.org_id.parse()?;
+        let admin = self.server_admin(&tenant.server_id.parse()?).await?;
+        let started = Instant::now();
+        let current = tenant_version(&admin, &tenant.db_name).await;
+        if let Ok(Some(version)) = current
+            && version >= tenant.to
+        {
+            self.store()
+                .record_migration(&org_id, Some(version), None)
+                .await?;
+            report.lock().await.up_to_date += 1;
+            on_event(FleetEvent::TenantUpToDate {
+                org_id: tenant.org_id.clone(),
+                db_name: tenant.db_name.clone(),
+                version,
+            });
+            return Ok(true);
+        }
+        let result =
+            migrate::migrate_tenant_db(&admin.tokio_postgres_config(&tenant.db_name), tenant.to)
+                .await;
+        match result {
+            Ok(version) => {
+                self.store()
+                    .record_migration(&org_id, Some(version), None)
+                    .await?;
+                report.lock().await.migrated += 1;
+                on_event(FleetEvent::TenantMigrated {
+                    org_id: tenant.org_id.clone(),
+                    db_name: tenant.db_name.clone(),
+                    from: current.ok().flatten(),
+                    to: version,
+                    millis: started.elapsed().as_millis(),
+                    canary,
+                });
+                metrics::histogram!("tenancy_tenant_migration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                Ok(true)
+            }
+            Err(e) => {
+                let version = tenant_version(&admin, &tenant.db_name).await.ok().flatten();
+                let error = e.to_string();
+                self.store()
+                    .record_migration(&org_id, version, Some(&error))
+                    .await?;
+                report
+                    .lock()
+                    .await
+                    .failed
+                    .push((tenant.org_id.clone(), error.clone()));
+                on_event(FleetEvent::TenantFailed {
+                    org_id: tenant.org_id.clone(),
+                    db_name: tenant.db_name.clone(),
+                    version,
+                    error,
+                    canary,
+                });
+                Ok(false)
+            }
+        }
+    }
+
+    /// Versions and drift of every tenant: behind the template, or at the template's version with
+    /// a different schema.
+    pub async fn fleet_status(&self) -> Result<Vec<TenantSchemaStatus>, ControlError> {
+        let mut templates: BTreeMap<String, (Option<i32>, Option<String>)> = BTreeMap::new();
+        for server in self.servers().await? {
+            let admin = self.server_admin(&server.id).await?;
+            let fingerprint = schema_fingerprint(&admin, "tenant_template").await.ok();
+            templates.insert(
+                server.id.to_string(),
+                (server.template_version, fingerprint),
+            );
+        }
+        let mut out = Vec::new();
+        for row in self.all_tenants().await? {
+            let Some(server_id) = row.server_id.clone() else {
+                continue;
+            };
+            let (template_version, template_fingerprint) =
+                templates.get(&server_id).cloned().unwrap_or_default();
+            let admin = self.server_admin(&server_id.parse()?).await?;
+            let version = tenant_version(&admin, &row.db_name).await.ok().flatten();
+            let fingerprint = schema_fingerprint(&admin, &row.db_name).await.ok();
+            let drift = match (version, template_version) {
+                (Some(v), Some(t)) if v < t => Drift::Behind,
+                (Some(v), Some(t))
+                    if v == t && fingerprint.is_some() && fingerprint != template_fingerprint =>
+                {
+                    Drift::SchemaDiffers
+                }
+                (None, _) => Drift::Unknown,
+                _ => Drift::None,
+            };
+            out.push(TenantSchemaStatus {
+                org_id: row.org_id,
+                db_name: row.db_name,
+                server_id,
+                status: row.status,
+                version,
+                template_version,
+                drift,
+                last_migration_error: row.last_migration_error,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Drift {
+    None,
+    /// Older than the template.
+    Behind,
+    /// Same version as the template, different tables, columns, indexes or constraints.
+    SchemaDiffers,
+    /// The database could not be read.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantSchemaStatus {
+    pub org_id: String,
+    pub db_name: String,
+    pub server_id: String,
+    pub status: String,
+    pub version: Option<i32>,
+    pub template_version: Option<i32>,
+    pub drift: Drift,
+    pub last_migration_error: Option<String>,
+}
+
+async fn connect_as_admin(admin: &ServerAdmin, db: &str) -> Result<PgConnection, ControlError> {
+    PgConnection::connect_with(&admin.options(db))
+        .await
+        .map_err(ControlError::server(admin.id()))
+}
+
+async fn tenant_version(admin: &ServerAdmin, db: &str) -> Result<Option<i32>, ControlError> {
+    let mut conn = connect_as_admin(admin, db).await?;
+    let version = sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(ControlError::server(admin.id()));
+    let _ = conn.close().await;
+    version
+}
+
+/// A digest of the public schema: columns with types, indexes and constraints.
+async fn schema_fingerprint(admin: &ServerAdmin, db: &str) -> Result<String, ControlError> {
+    let mut conn = connect_as_admin(admin, db).await?;
+    let fingerprint = sqlx::query_scalar(
+        "SELECT md5(coalesce(string_agg(x, ',' ORDER BY x), '')) FROM (
+            SELECT format('col:%s.%s:%s:%s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull) AS x
+            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v')
+              AND c.relname <> 'refinery_schema_history'
+            UNION ALL SELECT format('idx:%s', indexdef) FROM pg_indexes WHERE schemaname = 'public'
+            UNION ALL SELECT format('con:%s:%s', conname, pg_get_constraintdef(oid))
+                      FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+         ) s",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(ControlError::server(admin.id()));
+    let _ = conn.close().await;
+    fingerprint
+}
