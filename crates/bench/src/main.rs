@@ -20,12 +20,19 @@ struct Args {
     /// Tenants onboarded (and raw clones made) in the onboarding benchmark.
     #[arg(long, default_value_t = 60)]
     tenants: usize,
+    /// Tenants migrated by each side of the fleet migration benchmark.
+    #[arg(long, default_value_t = 200)]
+    fleet_tenants: usize,
+    /// Concurrency per server of the fleet migration.
+    #[arg(long, default_value_t = 8)]
+    fleet_concurrency: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Which {
     All,
     Onboarding,
+    Fleet,
 }
 
 #[tokio::main]
@@ -34,17 +41,14 @@ async fn main() -> Result<()> {
     if matches!(args.only, Which::All | Which::Onboarding) {
         onboarding(args.tenants).await?;
     }
+    if matches!(args.only, Which::All | Which::Fleet) {
+        fleet(args.fleet_tenants, args.fleet_concurrency).await?;
+    }
     Ok(())
 }
 
-/// Onboarding latency, request to connectable database, beside raw `CREATE DATABASE ... TEMPLATE`
-/// plus a connection, alternating one of each so both see the same cluster state.
-async fn onboarding(n: usize) -> Result<()> {
-    let cluster = PgCluster::start_with(ClusterOptions {
-        durable: true,
-        ..Default::default()
-    })?;
-    cluster.create_database("tenancy_registry")?;
+/// One server (the bench cluster), which also holds the registry database.
+fn bench_config(cluster: &PgCluster) -> Result<Config> {
     let mut config = Config::new(cluster.url("tenancy_registry"));
     config.engine.master_key = Some(SecretString::from("bench-master-key"));
     config.engine.poll_interval = Duration::from_millis(500);
@@ -60,7 +64,30 @@ async fn onboarding(n: usize) -> Result<()> {
         capacity: 100_000,
         state: ServerState::Active,
     }];
-    let engine = Engine::start(config).await?;
+    Ok(config)
+}
+
+fn request(org_id: usize, name: &str) -> Result<CreateTenant> {
+    Ok(CreateTenant {
+        org_id: org_id.to_string().parse()?,
+        name: name.parse()?,
+        slug: None,
+        region: None,
+        tier: None,
+        parent_org_id: None,
+        admin_email: None,
+    })
+}
+
+/// Onboarding latency, request to connectable database, beside raw `CREATE DATABASE ... TEMPLATE`
+/// plus a connection, alternating one of each so both see the same cluster state.
+async fn onboarding(n: usize) -> Result<()> {
+    let cluster = PgCluster::start_with(ClusterOptions {
+        durable: true,
+        ..Default::default()
+    })?;
+    cluster.create_database("tenancy_registry")?;
+    let engine = Engine::start(bench_config(&cluster)?).await?;
     let workers = engine.run_workers();
     let actor = Actor::named("bench");
 
@@ -81,15 +108,7 @@ async fn onboarding(n: usize) -> Result<()> {
         let raw_time = started.elapsed();
         conn.close().await?;
 
-        let request = CreateTenant {
-            org_id: format!("{}", 100_000 + i).parse()?,
-            name: format!("Bench Org {i}").parse()?,
-            slug: None,
-            region: None,
-            tier: None,
-            parent_org_id: None,
-            admin_email: None,
-        };
+        let request = request(100_000 + i, &format!("Bench Org {i}"))?;
         let started = Instant::now();
         let Onboarded::Created { tenant, operation } = engine.onboard(request, &actor).await?
         else {
@@ -152,4 +171,82 @@ fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
 
 fn fmt(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Fleet migration of `n` tenants with the engine (concurrency per server) beside a sequential
+/// loop over another `n` tenants, both applying the same migration (template version 3 to 4).
+async fn fleet(n: usize, concurrency: usize) -> Result<()> {
+    let cluster = PgCluster::start_with(ClusterOptions {
+        durable: true,
+        max_connections: 300,
+    })?;
+    cluster.create_database("tenancy_registry")?;
+    let mut config = bench_config(&cluster)?;
+    config.engine.template_version = Some(3);
+    let engine = Engine::start(config).await?;
+    let workers = engine.run_workers();
+    let actor = Actor::named("bench");
+    let mut operations = Vec::new();
+    for i in 0..2 * n {
+        if let Onboarded::Created { operation, .. } = engine
+            .onboard(request(200_000 + i, &format!("Fleet Org {i}"))?, &actor)
+            .await?
+        {
+            operations.push(operation.id);
+        }
+    }
+    for id in operations {
+        let op = engine.wait_operation(id, Duration::from_secs(600)).await?;
+        if op.state != OperationState::Succeeded {
+            bail!("onboarding did not succeed: {op:?}");
+        }
+    }
+    workers.shutdown().await;
+    let admin = engine.server_admin(&"bench-1".parse()?).await?;
+    let latest = tenancy_control::migrate::latest_template_version();
+
+    let started = Instant::now();
+    for i in 0..n {
+        let db = format!("tenant_fleet_org_{i}");
+        tenancy_control::migrate::migrate_tenant_db(&admin.tokio_postgres_config(&db), latest)
+            .await?;
+    }
+    let sequential = started.elapsed();
+
+    let options = tenancy_control::fleet::MigrateOptions {
+        org_ids: (n..2 * n)
+            .map(|i| (200_000 + i).to_string().parse())
+            .collect::<Result<_, _>>()?,
+        concurrency,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let report = engine
+        .migrate_fleet(&options, std::sync::Arc::new(|_| {}))
+        .await?;
+    let parallel = started.elapsed();
+    if !report.success() || report.migrated != n {
+        bail!("fleet migration did not migrate every tenant: {report:?}");
+    }
+    println!(
+        "fleet migration: {n} tenants per side, version 3 -> {latest}, durable cluster, 2 cores"
+    );
+    println!("  {:<38} {:>10} {:>14}", "", "total", "per tenant");
+    println!(
+        "  {:<38} {:>10} {:>14}",
+        "sequential loop (baseline)",
+        fmt(sequential),
+        fmt(sequential / n as u32)
+    );
+    println!(
+        "  {:<38} {:>10} {:>14}",
+        format!("tenantctl migrate, concurrency {concurrency}"),
+        fmt(parallel),
+        fmt(parallel / n as u32)
+    );
+    println!(
+        "  speed-up: {:.2}x",
+        sequential.as_secs_f64() / parallel.as_secs_f64()
+    );
+    Ok(())
 }

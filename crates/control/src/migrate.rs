@@ -62,7 +62,7 @@ pub async fn migrate_registry(url: &str) -> Result<(), ControlError> {
         let report = registry::migrations::runner()
             .run_async(client)
             .await
-            .map_err(|e| ControlError::Migration(format!("registry: {e}")))?;
+            .map_err(|e| ControlError::Migration(format!("registry: {}", chain(&e))))?;
         for m in report.applied_migrations() {
             info!(
                 version = m.version(),
@@ -90,7 +90,7 @@ pub async fn migrate_template_db(
         let report = runner
             .run_async(client)
             .await
-            .map_err(|e| ControlError::Migration(e.to_string()))?;
+            .map_err(|e| ControlError::Migration(chain(&e)))?;
         for m in report.applied_migrations() {
             info!(
                 version = m.version(),
@@ -101,7 +101,7 @@ pub async fn migrate_template_db(
         let version: Option<i32> = client
             .query_one("SELECT max(version) FROM refinery_schema_history", &[])
             .await
-            .map_err(|e| ControlError::Migration(e.to_string()))?
+            .map_err(|e| ControlError::Migration(chain(&e)))?
             .get(0);
         Ok(version.unwrap_or(0))
     })
@@ -121,13 +121,29 @@ pub async fn migrate_tenant_db(
             .set_grouped(true)
             .run_async(client)
             .await
-            .map_err(|e| ControlError::Migration(e.to_string()))?;
+            .map_err(|e| ControlError::Migration(chain(&e)))?;
         let version: Option<i32> = client
             .query_one("SELECT max(version) FROM refinery_schema_history", &[])
             .await
-            .map_err(|e| ControlError::Migration(e.to_string()))?
+            .map_err(|e| ControlError::Migration(chain(&e)))?
             .get(0);
         Ok(version.unwrap_or(0))
     })
     .await
+}
+
+/// An error with its causes (refinery's own message is only "error applying migrations"; the
+/// PostgreSQL error that matters is further down the chain).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -530,7 +530,7 @@ async fn tenants(
                 Onboarded::Existing { tenant } => print_tenants(&[tenant], json)?,
                 Onboarded::Created { tenant, operation } => {
                     let op = finish(engine, operation, wait).await?;
-                    print_operations(&[op.clone()]);
+                    print_operations(std::slice::from_ref(&op));
                     print_tenants(&[engine.tenant(&tenant.org_id).await?], json)?;
                     return Ok(i32::from(op.state == OperationState::Failed));
                 }

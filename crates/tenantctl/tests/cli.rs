@@ -1,0 +1,440 @@
+//! tenantctl against real clusters: the fleet is set up with the engine, then driven through the
+//! real binary.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::Value;
+use tenancy_control::{Actor, Config, Engine, ServerConfig};
+use tenancy_core::{CreateTenant, ServerState, TenantStatus};
+use tenancy_testkit::PgCluster;
+
+struct Fleet {
+    clusters: Vec<PgCluster>,
+    dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// Two servers in one region; the registry lives on the first.
+    fn new() -> Self {
+        tenancy_testkit::init_test_logging();
+        let clusters = vec![PgCluster::start().unwrap(), PgCluster::start().unwrap()];
+        clusters[0].create_database("tenancy_registry").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let servers: String = clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "[[servers]]\nid = \"pg-{i}\"\nregion = \"local\"\nhost = \"127.0.0.1\"\nport = {}\nadmin_user = \"{}\"\npassword_env = \"CLI_PG_PASSWORD\"\ncapacity = 1000\n",
+                    c.port(),
+                    c.admin_user()
+                )
+            })
+            .collect();
+        std::fs::write(
+            dir.path().join("tenancy.toml"),
+            format!("[registry]\nurl = \"unset\"\n{servers}"),
+        )
+        .unwrap();
+        Self { clusters, dir }
+    }
+
+    /// The same fleet as an engine configuration, with templates pinned to `template_version`.
+    fn config(&self, template_version: Option<i32>) -> Config {
+        let mut config = Config::new(self.clusters[0].url("tenancy_registry"));
+        config.engine.master_key = Some(SecretString::from("cli-master-key"));
+        config.engine.poll_interval = Duration::from_millis(100);
+        config.engine.template_version = template_version;
+        config.servers = self
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ServerConfig {
+                id: format!("pg-{i}").parse().unwrap(),
+                region: "local".parse().unwrap(),
+                host: c.host().into(),
+                port: c.port(),
+                admin_user: c.admin_user().into(),
+                password_env: Some("CLI_PG_PASSWORD".into()),
+                password: Some(SecretString::from(c.admin_password())),
+                admin_database: "postgres".into(),
+                capacity: 1000,
+                state: ServerState::Active,
+            })
+            .collect();
+        config
+    }
+
+    /// Onboards `n` tenants with templates at version 3, so version 4 is the "new migration".
+    async fn onboard(&self, n: usize) -> Engine {
+        let engine = Engine::start(self.config(Some(3))).await.unwrap();
+        let workers = engine.run_workers();
+        for i in 0..n {
+            let request = CreateTenant {
+                org_id: format!("{}", 1000 + i).parse().unwrap(),
+                name: format!("Fleet {i}").parse().unwrap(),
+                slug: None,
+                region: None,
+                tier: None,
+                parent_org_id: None,
+                admin_email: None,
+            };
+            engine
+                .onboard(request, &Actor::named("test"))
+                .await
+                .unwrap();
+        }
+        for i in 0..n {
+            let org = format!("{}", 1000 + i).parse().unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            while engine.tenant(&org).await.unwrap().status != TenantStatus::Active {
+                assert!(tokio::time::Instant::now() < deadline);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        workers.shutdown().await;
+        engine
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+        command
+            .env("TENANCY_CONFIG", self.dir.path().join("tenancy.toml"))
+            .env(
+                "TENANCY_REGISTRY__URL",
+                self.clusters[0].url("tenancy_registry"),
+            )
+            .env("CLI_PG_PASSWORD", self.clusters[0].admin_password())
+            .env("TENANCY_MASTER_KEY", "cli-master-key")
+            .arg("--output")
+            .arg("json")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// Schema version of a tenant database, read from the database itself.
+    fn version(&self, db: &str) -> i32 {
+        for c in &self.clusters {
+            if let Ok(v) = c.psql(db, "SELECT max(version) FROM refinery_schema_history") {
+                return v.parse().unwrap();
+            }
+        }
+        panic!("{db} not found")
+    }
+}
+
+fn events(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn migrated_orgs(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "tenant_migrated")
+        .map(|e| e["org_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn fifty_tenants_over_two_servers_reach_the_new_version_and_new_tenants_are_born_at_it() {
+    let fleet = Fleet::new();
+    let engine = fleet.onboard(50).await;
+    let per_server: Vec<usize> = fleet
+        .clusters
+        .iter()
+        .map(|c| {
+            c.psql(
+                "postgres",
+                "SELECT count(*) FROM pg_database WHERE datname LIKE 'tenant\\_fleet%'",
+            )
+            .unwrap()
+            .parse()
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(per_server, [25, 25]);
+    assert_eq!(fleet.version("tenant_fleet_0"), 3);
+
+    let status = fleet.run(&["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "no drift yet: templates are at 3 too"
+    );
+
+    let dry = fleet.run(&["migrate", "--dry-run"]);
+    assert!(dry.status.success());
+    let plan: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(plan["tenants"].as_array().unwrap().len(), 50);
+    assert_eq!(
+        fleet.version("tenant_fleet_0"),
+        3,
+        "a dry run changes nothing"
+    );
+
+    let run = fleet.run(&["migrate", "--canary", "2", "--concurrency", "4"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let run_events = events(&run);
+    assert_eq!(
+        run_events
+            .iter()
+            .filter(|e| e["event"] == "template_migrated")
+            .count(),
+        2
+    );
+    assert_eq!(migrated_orgs(&run_events).len(), 50);
+    assert_eq!(run_events.iter().filter(|e| e["canary"] == true).count(), 2);
+    let summary = run_events.iter().find(|e| e["event"] == "summary").unwrap();
+    assert_eq!(summary["report"]["migrated"], 50);
+    for i in 0..50 {
+        assert_eq!(fleet.version(&format!("tenant_fleet_{i}")), 4);
+    }
+    for c in &fleet.clusters {
+        assert_eq!(
+            c.psql(
+                "tenant_template",
+                "SELECT max(version) FROM refinery_schema_history"
+            )
+            .unwrap(),
+            "4"
+        );
+    }
+    let tenants = engine
+        .list_tenants(&tenancy_control::TenantFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        tenants.iter().all(|t| t.schema_version == Some(4)),
+        "the registry records versions"
+    );
+
+    // New tenants are cloned at the new version (an engine no longer pinned).
+    let engine = Engine::start(fleet.config(None)).await.unwrap();
+    let workers = engine.run_workers();
+    let out = fleet.run(&["tenants", "create", "5000", "Newcomer", "--wait", "60s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    workers.shutdown().await;
+    assert_eq!(fleet.version("tenant_newcomer"), 4);
+
+    // A second run has nothing to do.
+    let again = fleet.run(&["migrate"]);
+    assert!(again.status.success());
+    assert!(migrated_orgs(&events(&again)).is_empty());
+}
+
+#[tokio::test]
+async fn a_poisoned_tenant_fails_alone_keeps_its_version_and_a_rerun_after_the_fix_finishes() {
+    let fleet = Fleet::new();
+    let engine = fleet.onboard(6).await;
+    // Tenant 1000 (fleet_0) gets an object that collides with migration 4.
+    let poisoned = fleet
+        .clusters
+        .iter()
+        .find(|c| c.psql("tenant_fleet_0", "SELECT 1").is_ok())
+        .unwrap();
+    poisoned
+        .psql("tenant_fleet_0", "CREATE TABLE alert_rules (id int)")
+        .unwrap();
+
+    // Without --keep-going the run halts at the failure.
+    let halted = fleet.run(&[
+        "migrate",
+        "--concurrency",
+        "1",
+        "--org",
+        "1000",
+        "--org",
+        "1001",
+        "--org",
+        "1002",
+    ]);
+    assert_eq!(halted.status.code(), Some(1));
+    let halted_events = events(&halted);
+    assert!(
+        halted_events.iter().any(|e| e["event"] == "halted"),
+        "{halted_events:?}"
+    );
+    let summary = &halted_events
+        .iter()
+        .find(|e| e["event"] == "summary")
+        .unwrap()["report"];
+    assert!(
+        summary["not_attempted"].as_u64().unwrap() >= 1
+            || summary["migrated"].as_u64().unwrap() < 2,
+        "{summary}"
+    );
+    assert_eq!(
+        fleet.version("tenant_fleet_0"),
+        3,
+        "the failed tenant stays at its version"
+    );
+    let recorded = engine
+        .store()
+        .tenant(&"1000".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        recorded
+            .last_migration_error
+            .as_deref()
+            .unwrap()
+            .contains("alert_rules"),
+        "{recorded:?}"
+    );
+
+    // With --keep-going the others migrate; the run still exits non-zero.
+    let kept = fleet.run(&["migrate", "--keep-going"]);
+    assert_eq!(kept.status.code(), Some(1));
+    for i in 1..6 {
+        assert_eq!(fleet.version(&format!("tenant_fleet_{i}")), 4);
+    }
+    assert_eq!(fleet.version("tenant_fleet_0"), 3);
+    let status = fleet.run(&["status", "--drift-only"]);
+    let drift: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(drift.as_array().unwrap().len(), 1);
+    assert_eq!(drift[0]["drift"], "behind");
+
+    // A failing canary stops the run before anything else.
+    poisoned.psql("tenant_fleet_0", "SELECT 1").unwrap();
+    let canary = fleet.run(&["migrate", "--canary", "1", "--org", "1000"]);
+    assert_eq!(canary.status.code(), Some(1));
+
+    // Fixed: the rerun finishes.
+    poisoned
+        .psql("tenant_fleet_0", "DROP TABLE alert_rules")
+        .unwrap();
+    let fixed = fleet.run(&["migrate"]);
+    assert!(
+        fixed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fixed.stdout)
+    );
+    assert_eq!(migrated_orgs(&events(&fixed)), ["1000"]);
+    assert_eq!(fleet.version("tenant_fleet_0"), 4);
+    let recorded = engine
+        .store()
+        .tenant(&"1000".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recorded.last_migration_error, None);
+
+    // A schema that differs at the same version is drift too.
+    poisoned
+        .psql(
+            "tenant_fleet_0",
+            "ALTER TABLE tickets ADD COLUMN hand_made int",
+        )
+        .unwrap();
+    let status = fleet.run(&["status", "--drift-only"]);
+    let drift: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(drift[0]["drift"], "schema_differs", "{drift}");
+}
+
+#[tokio::test]
+async fn a_killed_run_is_finished_by_the_next_with_no_tenant_migrated_twice() {
+    let fleet = Fleet::new();
+    fleet.onboard(30).await;
+    let mut child = fleet
+        .command()
+        .args(["migrate", "--concurrency", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_run = Vec::new();
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    for line in reader.lines() {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let done = event["event"] == "tenant_migrated";
+        first_run.push(event);
+        if first_run
+            .iter()
+            .filter(|e| e["event"] == "tenant_migrated")
+            .count()
+            >= 5
+            && done
+        {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    let _ = child.wait();
+    let first = migrated_orgs(&first_run);
+    assert!(
+        first.len() >= 5 && first.len() < 30,
+        "killed mid-run after {} tenants",
+        first.len()
+    );
+
+    let rerun = fleet.run(&["migrate"]);
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let second = migrated_orgs(&events(&rerun));
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for org in first.iter().chain(second.iter()) {
+        *count.entry(org.clone()).or_default() += 1;
+    }
+    assert!(
+        count.values().all(|n| *n == 1),
+        "a tenant was migrated twice: {count:?}"
+    );
+    for i in 0..30 {
+        assert_eq!(fleet.version(&format!("tenant_fleet_{i}")), 4);
+    }
+}
+
+#[test]
+fn destructive_commands_refuse_without_yes_when_there_is_no_terminal() {
+    let fleet = Fleet::new();
+    let out = fleet.run(&["tenants", "delete", "1000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for args in [
+        vec!["--help"],
+        vec!["migrate", "--help"],
+        vec!["status", "--help"],
+        vec!["tenants", "create", "--help"],
+        vec!["servers", "add", "--help"],
+        vec!["reconcile", "--help"],
+        vec!["psql", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tenantctl"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Example"), "{args:?} has no example:\n{help}");
+    }
+}
