@@ -208,7 +208,7 @@ async fn fleet(n: usize, concurrency: usize) -> Result<()> {
     let started = Instant::now();
     for i in 0..n {
         let db = format!("tenant_fleet_org_{i}");
-        tenancy_control::migrate::migrate_tenant_db(&admin.tokio_postgres_config(&db), latest)
+        tenancy_control::migrate::migrate_schema(&admin.tokio_postgres_config(&db), Some(latest))
             .await?;
     }
     let sequential = started.elapsed();

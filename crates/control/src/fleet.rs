@@ -147,7 +147,7 @@ impl Engine {
             options.statuses.clone()
         };
         let mut tenants = Vec::new();
-        for row in self.all_tenants().await? {
+        for row in self.all_tenants(&TenantFilter::default()).await? {
             let selected = statuses.iter().any(|s| s.as_str() == row.status)
                 && (options.org_ids.is_empty()
                     || options.org_ids.iter().any(|o| o.as_str() == row.org_id))
@@ -186,11 +186,13 @@ impl Engine {
         })
     }
 
-    async fn all_tenants(&self) -> Result<Vec<TenantRow>, ControlError> {
+    /// Every tenant matching the filter (its `after` and `limit` are used for paging).
+    pub async fn all_tenants(&self, filter: &TenantFilter) -> Result<Vec<TenantRow>, ControlError> {
         let mut all = Vec::new();
         let mut filter = TenantFilter {
             limit: 1000,
-            ..Default::default()
+            after: None,
+            ..filter.clone()
         };
         loop {
             let page = self.store().list_tenants(&filter).await?;
@@ -230,7 +232,7 @@ impl Engine {
         for server in &plan.servers {
             let id: ServerId = server.parse()?;
             let admin = self.server_admin(&id).await?;
-            let version = admin.migrate_template(Some(plan.target)).await?;
+            let version = admin.prepare(Some(plan.target)).await?;
             self.store()
                 .set_template_version(&id, Some(version))
                 .await?;
@@ -340,9 +342,11 @@ impl Engine {
             });
             return Ok(true);
         }
-        let result =
-            migrate::migrate_tenant_db(&admin.tokio_postgres_config(&tenant.db_name), tenant.to)
-                .await;
+        let result = migrate::migrate_schema(
+            &admin.tokio_postgres_config(&tenant.db_name),
+            Some(tenant.to),
+        )
+        .await;
         match result {
             Ok(version) => {
                 self.store()
@@ -397,7 +401,7 @@ impl Engine {
             );
         }
         let mut out = Vec::new();
-        for row in self.all_tenants().await? {
+        for row in self.all_tenants(&TenantFilter::default()).await? {
             let Some(server_id) = row.server_id.clone() else {
                 continue;
             };

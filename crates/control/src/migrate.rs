@@ -75,15 +75,16 @@ pub async fn migrate_registry(url: &str) -> Result<(), ControlError> {
     .await
 }
 
-/// Migrates one template (or tenant) database to `target` (the latest when `None`); returns
-/// the version it is at afterwards.
+/// Migrates a template or tenant database to `target` (the latest when `None`), all pending
+/// migrations in one transaction: a failure leaves the database exactly at its previous version.
+/// Returns the version afterwards.
 #[instrument(skip_all, fields(dbname = config.get_dbname()))]
-pub async fn migrate_template_db(
+pub async fn migrate_schema(
     config: &tokio_postgres::Config,
     target: Option<i32>,
 ) -> Result<i32, ControlError> {
     with_client(config, async |client| {
-        let mut runner = template::migrations::runner();
+        let mut runner = template::migrations::runner().set_grouped(true);
         if let Some(version) = target {
             runner = runner.set_target(Target::Version(version));
         }
@@ -98,30 +99,6 @@ pub async fn migrate_template_db(
                 "applied template migration"
             );
         }
-        let version: Option<i32> = client
-            .query_one("SELECT max(version) FROM refinery_schema_history", &[])
-            .await
-            .map_err(|e| ControlError::Migration(chain(&e)))?
-            .get(0);
-        Ok(version.unwrap_or(0))
-    })
-    .await
-}
-
-/// Migrates a tenant database to `target`, all pending migrations in one transaction: a failure
-/// leaves the tenant exactly at its previous version. Returns the version afterwards.
-#[instrument(skip_all, fields(dbname = config.get_dbname()))]
-pub async fn migrate_tenant_db(
-    config: &tokio_postgres::Config,
-    target: i32,
-) -> Result<i32, ControlError> {
-    with_client(config, async |client| {
-        template::migrations::runner()
-            .set_target(Target::Version(target))
-            .set_grouped(true)
-            .run_async(client)
-            .await
-            .map_err(|e| ControlError::Migration(chain(&e)))?;
         let version: Option<i32> = client
             .query_one("SELECT max(version) FROM refinery_schema_history", &[])
             .await

@@ -57,7 +57,8 @@ impl ServerAdmin {
             .username(&config.admin_user)
             .database(dbname)
             .application_name("tenancy-control")
-            .log_statements(tracing::log::LevelFilter::Trace);
+            // DDL carries SCRAM verifiers: keep it out of logs at every level.
+            .disable_statement_logging();
         if let Some(password) = &config.password {
             options = options.password(password.expose_secret());
         }
@@ -105,7 +106,7 @@ impl ServerAdmin {
     }
 
     /// Makes the server ready for tenants: the group role, and `tenant_template` created and
-    /// migrated to the latest version. An advisory lock keeps concurrent engines from migrating
+    /// migrated to `target` (the latest when `None`); also how a fleet migration moves templates. An advisory lock keeps concurrent engines from migrating
     /// the same template at once. Returns the template's version.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn prepare(&self, target: Option<i32>) -> Result<i32, ControlError> {
@@ -165,31 +166,8 @@ impl ServerAdmin {
         .await
         .map_err(self.err())?;
         let version =
-            migrate::migrate_template_db(&self.tokio_postgres_config(template.as_str()), target)
-                .await?;
+            migrate::migrate_schema(&self.tokio_postgres_config(template.as_str()), target).await?;
         Ok(version)
-    }
-
-    /// Migrates the template to `target` (the latest when `None`), under the same lock as
-    /// [`Self::prepare`].
-    pub async fn migrate_template(&self, target: Option<i32>) -> Result<i32, ControlError> {
-        let mut conn = PgConnection::connect_with(&Self::options_for(
-            &self.config,
-            &self.config.admin_database,
-        ))
-        .await
-        .map_err(self.err())?;
-        sqlx::query("SELECT pg_advisory_lock(hashtext('tenancy.prepare'))")
-            .execute(&mut conn)
-            .await
-            .map_err(self.err())?;
-        let result = migrate::migrate_template_db(
-            &self.tokio_postgres_config(DbName::template().as_str()),
-            target,
-        )
-        .await;
-        let _ = conn.close().await;
-        result
     }
 
     pub async fn database_exists(&self, db: &DbName) -> Result<bool, ControlError> {

@@ -70,10 +70,10 @@ enum Command {
         drift_only: bool,
     },
     /// Tenant administration.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  tenantctl tenants list")]
     Tenants(TenantsCommand),
     /// Database server administration.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  tenantctl servers list")]
     Servers(ServersCommand),
     /// Compare the registry with the servers; --repair fixes what is safe to fix.
     #[command(after_help = "Example:\n  tenantctl reconcile --repair")]
@@ -127,6 +127,7 @@ struct MigrateArgs {
 #[derive(Subcommand)]
 enum TenantsCommand {
     /// List tenants.
+    #[command(after_help = "Example:\n  tenantctl tenants list --status suspended --output json")]
     List {
         #[arg(long)]
         status: Option<TenantStatus>,
@@ -136,6 +137,7 @@ enum TenantsCommand {
         tier: Option<Tier>,
     },
     /// One tenant and its recent operations.
+    #[command(after_help = "Example:\n  tenantctl tenants show 263014839178313731")]
     Show { org_id: OrgId },
     /// Onboard an organization.
     #[command(
@@ -155,14 +157,19 @@ enum TenantsCommand {
         wait: Option<Duration>,
     },
     /// Suspend: the tenant can no longer connect, open sessions end.
+    #[command(after_help = "Example:\n  tenantctl tenants suspend 263014839178313731 --yes")]
     Suspend {
         org_id: OrgId,
         #[arg(long)]
         yes: bool,
     },
     /// Resume a suspended tenant.
+    #[command(after_help = "Example:\n  tenantctl tenants resume 263014839178313731")]
     Resume { org_id: OrgId },
     /// Delete (kept for the retention period), or with --purge drop a deleted tenant's database now.
+    #[command(
+        after_help = "Examples:\n  tenantctl tenants delete 263014839178313731\n  tenantctl tenants delete 263014839178313731 --purge --yes"
+    )]
     Delete {
         org_id: OrgId,
         #[arg(long)]
@@ -175,6 +182,7 @@ enum TenantsCommand {
 #[derive(Subcommand)]
 enum ServersCommand {
     /// List servers with tenants, capacity, state and template version.
+    #[command(after_help = "Example:\n  tenantctl servers list --output table")]
     List,
     /// Register a server; its admin password is read from --password-env by every registry process.
     #[command(
@@ -197,12 +205,14 @@ enum ServersCommand {
         capacity: u32,
     },
     /// Stop placing new tenants on a server (its tenants stay).
+    #[command(after_help = "Example:\n  tenantctl servers drain pg-eu-1 --yes")]
     Drain {
         id: ServerId,
         #[arg(long)]
         yes: bool,
     },
     /// Place new tenants on a server again.
+    #[command(after_help = "Example:\n  tenantctl servers activate pg-eu-1")]
     Activate { id: ServerId },
 }
 
@@ -475,23 +485,18 @@ async fn tenants(
             region,
             tier,
         } => {
-            let mut all = Vec::new();
-            let mut filter = TenantFilter {
+            let filter = TenantFilter {
                 status,
                 region,
                 tier,
-                limit: 500,
                 ..Default::default()
             };
-            loop {
-                let page = engine.list_tenants(&filter).await?;
-                let done = page.len() < 500;
-                filter.after = page.last().map(|t| t.org_id.clone());
-                all.extend(page);
-                if done {
-                    break;
-                }
-            }
+            let all = engine
+                .all_tenants(&filter)
+                .await?
+                .iter()
+                .map(|row| row.to_tenant())
+                .collect::<Result<Vec<_>, _>>()?;
             print_tenants(&all, json)?;
         }
         TenantsCommand::Show { org_id } => {

@@ -428,6 +428,16 @@ fn every_command_has_help_with_an_example() {
         vec!["servers", "add", "--help"],
         vec!["reconcile", "--help"],
         vec!["psql", "--help"],
+        vec!["tenants", "--help"],
+        vec!["tenants", "list", "--help"],
+        vec!["tenants", "show", "--help"],
+        vec!["tenants", "suspend", "--help"],
+        vec!["tenants", "resume", "--help"],
+        vec!["tenants", "delete", "--help"],
+        vec!["servers", "--help"],
+        vec!["servers", "list", "--help"],
+        vec!["servers", "drain", "--help"],
+        vec!["servers", "activate", "--help"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_tenantctl"))
             .args(&args)
