@@ -244,16 +244,11 @@ impl Engine {
         }
     }
 
-    /// Suspends an active tenant: its role can no longer log in and open sessions are ended.
+    /// Suspends an active tenant: its status changes at once (routers refuse it from the next
+    /// change-feed poll), then its role can no longer log in and open sessions are ended.
     pub async fn suspend(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
-        self.request(
-            org_id,
-            OperationKind::Suspend,
-            &[TenantStatus::Active],
-            None,
-            actor,
-        )
-        .await
+        use TenantStatus::*;
+        self.request(org_id, OperationKind::Suspend, &[Active], Some(Suspended), actor).await
     }
 
     /// Undoes a suspension.

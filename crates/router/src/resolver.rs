@@ -1,0 +1,141 @@
+//! Where a tenant lives: behind a trait, so tests (and unusual deployments) can resolve without
+//! the registry.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tenancy_core::{ChangeFeed, ConnectionInfo, OrgId, TenantChange};
+use tokio::sync::Notify;
+
+use crate::error::RouterError;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Resolves a tenant to its connection settings, and reports changes.
+pub trait Resolver: Send + Sync + 'static {
+    fn resolve<'a>(&'a self, org_id: &'a OrgId) -> BoxFuture<'a, Result<ConnectionInfo, RouterError>>;
+
+    /// Changes after `after`, waiting up to `wait` for one. Routers invalidate what changed.
+    fn changes(&self, after: i64, wait: Duration) -> BoxFuture<'_, Result<ChangeFeed, RouterError>>;
+}
+
+/// The registry's connection-info endpoint and change feed, with a token holding `tenant_router`.
+pub struct RegistryResolver {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl RegistryResolver {
+    pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("an HTTP client with default TLS-less settings");
+        Self { base: base_url.into().trim_end_matches('/').to_owned(), token: token.into(), http }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str, timeout: Duration) -> Result<(StatusCode, Option<T>), RouterError> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| RouterError::Registry(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Ok((status, None));
+        }
+        let body = response.json().await.map_err(|e| RouterError::Registry(e.to_string()))?;
+        Ok((status, Some(body)))
+    }
+}
+
+impl Resolver for RegistryResolver {
+    fn resolve<'a>(&'a self, org_id: &'a OrgId) -> BoxFuture<'a, Result<ConnectionInfo, RouterError>> {
+        Box::pin(async move {
+            match self.get(&format!("/v1/tenants/{org_id}/connection"), Duration::from_secs(10)).await? {
+                (_, Some(info)) => Ok(info),
+                (StatusCode::NOT_FOUND, None) => Err(RouterError::UnknownTenant(org_id.clone())),
+                // Recorded but not placed yet: still provisioning.
+                (StatusCode::CONFLICT, None) => Err(RouterError::NotActive {
+                    org_id: org_id.clone(),
+                    status: tenancy_core::TenantStatus::Provisioning,
+                }),
+                (status, None) => Err(RouterError::Registry(format!("connection info answered {status}"))),
+            }
+        })
+    }
+
+    fn changes(&self, after: i64, wait: Duration) -> BoxFuture<'_, Result<ChangeFeed, RouterError>> {
+        Box::pin(async move {
+            let path = format!("/v1/changes?after={after}&wait={}s", wait.as_secs());
+            match self.get(&path, wait + Duration::from_secs(10)).await? {
+                (_, Some(feed)) => Ok(feed),
+                (status, None) => Err(RouterError::Registry(format!("change feed answered {status}"))),
+            }
+        })
+    }
+}
+
+/// A fixed table of tenants, for tests and static deployments; `set` records a change.
+#[derive(Default)]
+pub struct StaticResolver {
+    state: Mutex<StaticState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct StaticState {
+    tenants: HashMap<OrgId, ConnectionInfo>,
+    changes: Vec<TenantChange>,
+}
+
+impl StaticResolver {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a tenant, and tells watching routers.
+    pub fn set(&self, info: ConnectionInfo) {
+        let mut state = self.state.lock().expect("resolver lock");
+        let seq = state.changes.len() as i64 + 1;
+        state.changes.push(TenantChange { seq, org_id: info.org_id.clone(), status: info.status, tier: info.tier });
+        state.tenants.insert(info.org_id.clone(), info);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+}
+
+impl Resolver for StaticResolver {
+    fn resolve<'a>(&'a self, org_id: &'a OrgId) -> BoxFuture<'a, Result<ConnectionInfo, RouterError>> {
+        let found = self.state.lock().expect("resolver lock").tenants.get(org_id).cloned();
+        Box::pin(async move { found.ok_or_else(|| RouterError::UnknownTenant(org_id.clone())) })
+    }
+
+    fn changes(&self, after: i64, wait: Duration) -> BoxFuture<'_, Result<ChangeFeed, RouterError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let notified = self.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let changes: Vec<TenantChange> = {
+                    let state = self.state.lock().expect("resolver lock");
+                    state.changes.iter().filter(|c| c.seq > after).cloned().collect()
+                };
+                if !changes.is_empty() || tokio::time::Instant::now() >= deadline {
+                    let last_seq = changes.last().map_or(after, |c| c.seq);
+                    return Ok(ChangeFeed { changes, last_seq });
+                }
+                let _ = tokio::time::timeout_at(deadline, notified).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,372 @@
+//! The pool of pools: one lazily created deadpool-postgres pool per tenant, sized by tier, and a
+//! connection budget per database server that no number of tenants can exceed.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use deadpool::Runtime;
+use deadpool::managed::{Metrics, PoolError, RecycleError, RecycleResult};
+use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
+use tenancy_core::{ConnectionInfo, OrgId, TenantStatus};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::NoTls;
+use tracing::{debug, warn};
+
+use crate::error::RouterError;
+use crate::resolver::Resolver;
+
+/// How a router behaves. The defaults suit a typical product service.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Most connections this process opens to one database server, over all its tenants.
+    pub per_server_budget: usize,
+    /// How long a borrower waits for a connection before [`RouterError::PoolTimeout`].
+    pub acquire_timeout: Duration,
+    /// A tenant pool unused this long is closed.
+    pub idle_timeout: Duration,
+    /// Resolutions older than this are asked again (the change feed invalidates sooner).
+    pub cache_ttl: Duration,
+    /// Follow the registry's change feed, so suspensions are refused within a second or two.
+    pub watch_changes: bool,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            per_server_budget: 40,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            cache_ttl: Duration::from_secs(60),
+            watch_changes: true,
+        }
+    }
+}
+
+/// A pooled connection to one tenant's database, as the tenant's role. Derefs to
+/// [`tokio_postgres::Client`]; returned to its pool when dropped.
+pub type TenantClient = deadpool::managed::Object<BudgetedManager>;
+
+type TenantPool = deadpool::managed::Pool<BudgetedManager>;
+
+/// A connection holding one unit of its server's budget.
+pub struct Connection {
+    client: ClientWrapper,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Deref for Connection {
+    type Target = ClientWrapper;
+    fn deref(&self) -> &ClientWrapper {
+        &self.client
+    }
+}
+
+/// Routes tenants to pooled connections. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct TenantRouter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    resolver: Arc<dyn Resolver>,
+    config: RouterConfig,
+    entries: Mutex<HashMap<OrgId, Entry>>,
+    budgets: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+struct Entry {
+    state: EntryState,
+    server: String,
+    resolved_at: Instant,
+    last_used: Instant,
+}
+
+enum EntryState {
+    Ready(TenantPool),
+    /// Refused (suspended, deleted, not active): cached so a refused tenant costs no registry call.
+    Refused(TenantStatus),
+}
+
+impl TenantRouter {
+    /// A router over `resolver`. Starts the change-feed follower and the idle-pool reaper; both
+    /// stop when the last clone of the router is dropped.
+    pub fn new(resolver: Arc<dyn Resolver>, config: RouterConfig) -> Self {
+        let inner = Arc::new(Inner {
+            resolver,
+            config,
+            entries: Mutex::new(HashMap::new()),
+            budgets: Mutex::new(HashMap::new()),
+        });
+        if inner.config.watch_changes {
+            tokio::spawn(follow_changes(Arc::downgrade(&inner)));
+        }
+        tokio::spawn(reap_idle(Arc::downgrade(&inner)));
+        Self { inner }
+    }
+
+    /// Borrows a connection to the tenant's database. Suspended, deleted and unknown tenants are
+    /// typed errors, never connections.
+    pub async fn get(&self, org_id: &OrgId) -> Result<TenantClient, RouterError> {
+        let started = Instant::now();
+        let pool = self.pool_for(org_id).await?;
+        let result = pool.get().await;
+        metrics::histogram!("tenancy_router_wait_seconds").record(started.elapsed().as_secs_f64());
+        result.map_err(|e| {
+            let error = self.pool_error(org_id, e);
+            // Refused at login (suspended or re-keyed since we resolved it): ask again next time.
+            if let RouterError::ServerUnavailable { source, .. } = &error
+                && source.code().is_some_and(|c| c.code().starts_with("28"))
+            {
+                self.invalidate(org_id);
+            }
+            error
+        })
+    }
+
+    fn pool_error(&self, org_id: &OrgId, error: deadpool::managed::PoolError<RouterError>) -> RouterError {
+        match error {
+            PoolError::Backend(e) => e,
+            PoolError::Closed => RouterError::NotActive { org_id: org_id.clone(), status: TenantStatus::Suspended },
+            _ => RouterError::PoolTimeout { org_id: org_id.clone(), waited: self.inner.config.acquire_timeout },
+        }
+    }
+
+    async fn pool_for(&self, org_id: &OrgId) -> Result<TenantPool, RouterError> {
+        if let Some(found) = self.cached(org_id) {
+            metrics::counter!("tenancy_router_cache_total", "result" => "hit").increment(1);
+            return found;
+        }
+        metrics::counter!("tenancy_router_cache_total", "result" => "miss").increment(1);
+        let info = self.inner.resolver.resolve(org_id).await?;
+        let server = format!("{}:{}", info.host, info.port);
+        let state = match (info.status, &info.password) {
+            (TenantStatus::Active, Some(_)) => EntryState::Ready(self.build_pool(&info, &server)?),
+            (status, _) => EntryState::Refused(status),
+        };
+        let mut entries = self.inner.entries.lock().expect("entries lock");
+        let now = Instant::now();
+        metrics::gauge!("tenancy_router_pools").set(entries.len() as f64);
+        // Another borrower may have resolved it meanwhile: keep theirs, so there is one pool.
+        let entry = entries
+            .entry(org_id.clone())
+            .or_insert(Entry { state, server, resolved_at: now, last_used: now });
+        entry.last_used = now;
+        match &entry.state {
+            EntryState::Ready(pool) => Ok(pool.clone()),
+            EntryState::Refused(status) => Err(RouterError::for_status(org_id, *status)),
+        }
+    }
+
+    fn cached(&self, org_id: &OrgId) -> Option<Result<TenantPool, RouterError>> {
+        let mut entries = self.inner.entries.lock().expect("entries lock");
+        let entry = entries.get_mut(org_id)?;
+        if entry.resolved_at.elapsed() > self.inner.config.cache_ttl {
+            if let EntryState::Ready(pool) = &entry.state {
+                pool.close();
+            }
+            entries.remove(org_id);
+            return None;
+        }
+        entry.last_used = Instant::now();
+        Some(match &entry.state {
+            EntryState::Ready(pool) => Ok(pool.clone()),
+            EntryState::Refused(status) => Err(RouterError::for_status(org_id, *status)),
+        })
+    }
+
+    fn build_pool(&self, info: &ConnectionInfo, server: &str) -> Result<TenantPool, RouterError> {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&info.host)
+            .port(info.port)
+            .user(info.user.as_str())
+            .password(info.password.as_deref().unwrap_or_default())
+            .dbname(info.dbname.as_str())
+            .application_name("tenancy-router")
+            .connect_timeout(Duration::from_secs(5));
+        let budget = self
+            .inner
+            .budgets
+            .lock()
+            .expect("budgets lock")
+            .entry(server.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.per_server_budget)))
+            .clone();
+        let manager = BudgetedManager {
+            inner: deadpool_postgres::Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast }),
+            budget,
+            server: server.to_owned(),
+            org_id: info.org_id.clone(),
+            router: Arc::downgrade(&self.inner),
+            acquire_timeout: self.inner.config.acquire_timeout,
+        };
+        TenantPool::builder(manager)
+            .max_size(info.pool_size.max(1) as usize)
+            .wait_timeout(Some(self.inner.config.acquire_timeout))
+            .create_timeout(Some(self.inner.config.acquire_timeout + Duration::from_secs(5)))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| RouterError::Registry(format!("building a pool: {e}")))
+    }
+
+    /// Forgets a tenant: its pool is closed (idle connections at once, borrowed ones when they
+    /// come back) and the next borrow resolves it again.
+    pub fn invalidate(&self, org_id: &OrgId) {
+        self.inner.invalidate(org_id);
+    }
+
+    /// Connections this process holds to each server, for metrics and tests.
+    pub fn connections_per_server(&self) -> HashMap<String, usize> {
+        let budget = self.inner.config.per_server_budget;
+        self.inner
+            .budgets
+            .lock()
+            .expect("budgets lock")
+            .iter()
+            .map(|(server, sem)| (server.clone(), budget - sem.available_permits()))
+            .collect()
+    }
+}
+
+impl Inner {
+    fn invalidate(&self, org_id: &OrgId) {
+        if let Some(entry) = self.entries.lock().expect("entries lock").remove(org_id)
+            && let EntryState::Ready(pool) = entry.state
+        {
+            pool.close();
+        }
+    }
+
+    /// Closes the idle connections of the least recently used other tenant on `server`; false
+    /// when no tenant there has an idle connection.
+    fn evict_idle(&self, server: &str, except: &OrgId) -> bool {
+        let entries = self.entries.lock().expect("entries lock");
+        let victim = entries
+            .iter()
+            .filter(|(org, e)| *org != except && e.server == server)
+            .filter_map(|(_, e)| match &e.state {
+                EntryState::Ready(pool) if pool.status().available > 0 => Some((e.last_used, pool.clone())),
+                _ => None,
+            })
+            .min_by_key(|(last_used, _)| *last_used);
+        drop(entries);
+        let Some((_, pool)) = victim else { return false };
+        let removed = pool.retain(|_, _| false).removed.len();
+        metrics::counter!("tenancy_router_evictions_total").increment(removed as u64);
+        removed > 0
+    }
+}
+
+/// deadpool-postgres's manager, with each new connection taking a unit of its server's budget
+/// (evicting other tenants' idle connections, or waiting a bounded time, when none is free).
+pub struct BudgetedManager {
+    inner: deadpool_postgres::Manager,
+    budget: Arc<Semaphore>,
+    server: String,
+    org_id: OrgId,
+    router: Weak<Inner>,
+    acquire_timeout: Duration,
+}
+
+impl BudgetedManager {
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, RouterError> {
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        loop {
+            if let Ok(permit) = self.budget.clone().try_acquire_owned() {
+                return Ok(permit);
+            }
+            let evicted = self.router.upgrade().is_some_and(|router| router.evict_idle(&self.server, &self.org_id));
+            if evicted {
+                continue;
+            }
+            // Every connection is borrowed: wait a little for one to come back, then look again.
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(RouterError::PoolTimeout { org_id: self.org_id.clone(), waited: self.acquire_timeout });
+            }
+            let slice = (deadline - now).min(Duration::from_millis(20));
+            if let Ok(Ok(permit)) = tokio::time::timeout(slice, self.budget.clone().acquire_owned()).await {
+                return Ok(permit);
+            }
+        }
+    }
+}
+
+impl deadpool::managed::Manager for BudgetedManager {
+    type Type = Connection;
+    type Error = RouterError;
+
+    async fn create(&self) -> Result<Connection, RouterError> {
+        let permit = self.permit().await?;
+        let client = deadpool::managed::Manager::create(&self.inner)
+            .await
+            .map_err(|source| RouterError::ServerUnavailable { server: self.server.clone(), source })?;
+        debug!(org_id = %self.org_id, server = %self.server, "connection opened");
+        Ok(Connection { client, _permit: permit })
+    }
+
+    async fn recycle(&self, connection: &mut Connection, metrics: &Metrics) -> RecycleResult<RouterError> {
+        // Broken connections are discarded, never handed out again.
+        deadpool::managed::Manager::recycle(&self.inner, &mut connection.client, metrics)
+            .await
+            .map_err(|e| match e {
+                RecycleError::Backend(source) => {
+                    RecycleError::Backend(RouterError::ServerUnavailable { server: self.server.clone(), source })
+                }
+                RecycleError::Message(message) => RecycleError::Message(message),
+            })
+    }
+}
+
+/// Follows the change feed and forgets every tenant that changed; a suspension or deletion is
+/// refused as soon as the feed reports it.
+async fn follow_changes(inner: Weak<Inner>) {
+    let mut after = 0;
+    loop {
+        let Some(router) = inner.upgrade() else { return };
+        let resolver = router.resolver.clone();
+        drop(router);
+        match resolver.changes(after, Duration::from_secs(25)).await {
+            Ok(feed) => {
+                let Some(router) = inner.upgrade() else { return };
+                for change in &feed.changes {
+                    router.invalidate(&change.org_id);
+                }
+                after = feed.last_seq;
+            }
+            Err(e) => {
+                warn!(error = %e, "change feed unavailable; relying on the cache TTL");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Closes pools no one borrowed from for `idle_timeout`, and publishes gauges.
+async fn reap_idle(inner: Weak<Inner>) {
+    loop {
+        let interval = match inner.upgrade() {
+            Some(router) => (router.config.idle_timeout / 4).max(Duration::from_millis(100)),
+            None => return,
+        };
+        tokio::time::sleep(interval).await;
+        let Some(router) = inner.upgrade() else { return };
+        let idle_timeout = router.config.idle_timeout;
+        let mut entries = router.entries.lock().expect("entries lock");
+        entries.retain(|_, entry| {
+            let keep = entry.last_used.elapsed() < idle_timeout;
+            if let (false, EntryState::Ready(pool)) = (keep, &entry.state) {
+                pool.close();
+            }
+            keep
+        });
+        metrics::gauge!("tenancy_router_pools").set(entries.len() as f64);
+        drop(entries);
+        let budget = router.config.per_server_budget;
+        for (server, sem) in router.budgets.lock().expect("budgets lock").iter() {
+            metrics::gauge!("tenancy_router_connections", "server" => server.clone())
+                .set((budget - sem.available_permits()) as f64);
+        }
+    }
+}
