@@ -151,7 +151,13 @@ async fn the_whole_tenant_lifecycle_over_http() {
             .call(Method::POST, &format!("/v1/tenants/42/{action}"), None)
             .await;
         assert_eq!(op.status, StatusCode::ACCEPTED, "{action}: {op:?}");
-        wait_for(&registry, &format!("/v1/operations/{}", op.body["id"].as_str().unwrap()), "state", "succeeded").await;
+        wait_for(
+            &registry,
+            &format!("/v1/operations/{}", op.body["id"].as_str().unwrap()),
+            "state",
+            "succeeded",
+        )
+        .await;
         wait_for(&registry, "/v1/tenants/42", "status", status).await;
     }
     let feed = registry

@@ -248,7 +248,14 @@ impl Engine {
     /// change-feed poll), then its role can no longer log in and open sessions are ended.
     pub async fn suspend(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
         use TenantStatus::*;
-        self.request(org_id, OperationKind::Suspend, &[Active], Some(Suspended), actor).await
+        self.request(
+            org_id,
+            OperationKind::Suspend,
+            &[Active],
+            Some(Suspended),
+            actor,
+        )
+        .await
     }
 
     /// Undoes a suspension.

@@ -30,14 +30,22 @@ pub enum RouterError {
 impl RouterError {
     /// Whether trying again later may succeed (a timeout or an outage, not a refusal).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, RouterError::PoolTimeout { .. } | RouterError::ServerUnavailable { .. } | RouterError::Registry(_))
+        matches!(
+            self,
+            RouterError::PoolTimeout { .. }
+                | RouterError::ServerUnavailable { .. }
+                | RouterError::Registry(_)
+        )
     }
 
     pub(crate) fn for_status(org_id: &OrgId, status: TenantStatus) -> Self {
         match status {
             TenantStatus::Suspended => RouterError::Suspended(org_id.clone()),
             TenantStatus::Deleted | TenantStatus::Deleting => RouterError::Deleted(org_id.clone()),
-            status => RouterError::NotActive { org_id: org_id.clone(), status },
+            status => RouterError::NotActive {
+                org_id: org_id.clone(),
+                status,
+            },
         }
     }
 }

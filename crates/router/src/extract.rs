@@ -38,7 +38,12 @@ impl IntoResponse for Rejection {
             "detail": self.detail,
             "code": self.code,
         });
-        (self.status, [("content-type", "application/problem+json")], body.to_string()).into_response()
+        (
+            self.status,
+            [("content-type", "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -55,11 +60,19 @@ impl From<RouterError> for Rejection {
             }
         };
         // 5xx details stay generic: the cause is logged, not sent.
-        let detail = if status.is_server_error() { "the tenant database is unavailable; try again".into() } else { error.to_string() };
+        let detail = if status.is_server_error() {
+            "the tenant database is unavailable; try again".into()
+        } else {
+            error.to_string()
+        };
         if status.is_server_error() {
             tracing::warn!(error = %error, "no tenant connection");
         }
-        Rejection { status, code, detail }
+        Rejection {
+            status,
+            code,
+            detail,
+        }
     }
 }
 

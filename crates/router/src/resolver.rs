@@ -17,10 +17,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Resolves a tenant to its connection settings, and reports changes.
 pub trait Resolver: Send + Sync + 'static {
-    fn resolve<'a>(&'a self, org_id: &'a OrgId) -> BoxFuture<'a, Result<ConnectionInfo, RouterError>>;
+    fn resolve<'a>(
+        &'a self,
+        org_id: &'a OrgId,
+    ) -> BoxFuture<'a, Result<ConnectionInfo, RouterError>>;
 
     /// Changes after `after`, waiting up to `wait` for one. Routers invalidate what changed.
-    fn changes(&self, after: i64, wait: Duration) -> BoxFuture<'_, Result<ChangeFeed, RouterError>>;
+    fn changes(&self, after: i64, wait: Duration)
+    -> BoxFuture<'_, Result<ChangeFeed, RouterError>>;
 }
 
 /// The registry's connection-info endpoint and change feed, with a token holding `tenant_router`.
@@ -36,10 +40,18 @@ impl RegistryResolver {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .expect("an HTTP client with default TLS-less settings");
-        Self { base: base_url.into().trim_end_matches('/').to_owned(), token: token.into(), http }
+        Self {
+            base: base_url.into().trim_end_matches('/').to_owned(),
+            token: token.into(),
+            http,
+        }
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str, timeout: Duration) -> Result<(StatusCode, Option<T>), RouterError> {
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Option<T>), RouterError> {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -52,15 +64,27 @@ impl RegistryResolver {
         if !status.is_success() {
             return Ok((status, None));
         }
-        let body = response.json().await.map_err(|e| RouterError::Registry(e.to_string()))?;
+        let body = response
+            .json()
+            .await
+            .map_err(|e| RouterError::Registry(e.to_string()))?;
         Ok((status, Some(body)))
     }
 }
 
 impl Resolver for RegistryResolver {
-    fn resolve<'a>(&'a self, org_id: &'a OrgId) -> BoxFuture<'a, Result<ConnectionInfo, RouterError>> {
+    fn resolve<'a>(
+        &'a self,
+        org_id: &'a OrgId,
+    ) -> BoxFuture<'a, Result<ConnectionInfo, RouterError>> {
         Box::pin(async move {
-            match self.get(&format!("/v1/tenants/{org_id}/connection"), Duration::from_secs(10)).await? {
+            match self
+                .get(
+                    &format!("/v1/tenants/{org_id}/connection"),
+                    Duration::from_secs(10),
+                )
+                .await?
+            {
                 (_, Some(info)) => Ok(info),
                 (StatusCode::NOT_FOUND, None) => Err(RouterError::UnknownTenant(org_id.clone())),
                 // Recorded but not placed yet: still provisioning.
@@ -68,17 +92,25 @@ impl Resolver for RegistryResolver {
                     org_id: org_id.clone(),
                     status: tenancy_core::TenantStatus::Provisioning,
                 }),
-                (status, None) => Err(RouterError::Registry(format!("connection info answered {status}"))),
+                (status, None) => Err(RouterError::Registry(format!(
+                    "connection info answered {status}"
+                ))),
             }
         })
     }
 
-    fn changes(&self, after: i64, wait: Duration) -> BoxFuture<'_, Result<ChangeFeed, RouterError>> {
+    fn changes(
+        &self,
+        after: i64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<ChangeFeed, RouterError>> {
         Box::pin(async move {
             let path = format!("/v1/changes?after={after}&wait={}s", wait.as_secs());
             match self.get(&path, wait + Duration::from_secs(10)).await? {
                 (_, Some(feed)) => Ok(feed),
-                (status, None) => Err(RouterError::Registry(format!("change feed answered {status}"))),
+                (status, None) => Err(RouterError::Registry(format!(
+                    "change feed answered {status}"
+                ))),
             }
         })
     }
@@ -106,7 +138,12 @@ impl StaticResolver {
     pub fn set(&self, info: ConnectionInfo) {
         let mut state = self.state.lock().expect("resolver lock");
         let seq = state.changes.len() as i64 + 1;
-        state.changes.push(TenantChange { seq, org_id: info.org_id.clone(), status: info.status, tier: info.tier });
+        state.changes.push(TenantChange {
+            seq,
+            org_id: info.org_id.clone(),
+            status: info.status,
+            tier: info.tier,
+        });
         state.tenants.insert(info.org_id.clone(), info);
         drop(state);
         self.changed.notify_waiters();
@@ -114,12 +151,25 @@ impl StaticResolver {
 }
 
 impl Resolver for StaticResolver {
-    fn resolve<'a>(&'a self, org_id: &'a OrgId) -> BoxFuture<'a, Result<ConnectionInfo, RouterError>> {
-        let found = self.state.lock().expect("resolver lock").tenants.get(org_id).cloned();
+    fn resolve<'a>(
+        &'a self,
+        org_id: &'a OrgId,
+    ) -> BoxFuture<'a, Result<ConnectionInfo, RouterError>> {
+        let found = self
+            .state
+            .lock()
+            .expect("resolver lock")
+            .tenants
+            .get(org_id)
+            .cloned();
         Box::pin(async move { found.ok_or_else(|| RouterError::UnknownTenant(org_id.clone())) })
     }
 
-    fn changes(&self, after: i64, wait: Duration) -> BoxFuture<'_, Result<ChangeFeed, RouterError>> {
+    fn changes(
+        &self,
+        after: i64,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<ChangeFeed, RouterError>> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + wait;
             loop {
@@ -128,7 +178,12 @@ impl Resolver for StaticResolver {
                 notified.as_mut().enable();
                 let changes: Vec<TenantChange> = {
                     let state = self.state.lock().expect("resolver lock");
-                    state.changes.iter().filter(|c| c.seq > after).cloned().collect()
+                    state
+                        .changes
+                        .iter()
+                        .filter(|c| c.seq > after)
+                        .cloned()
+                        .collect()
                 };
                 if !changes.is_empty() || tokio::time::Instant::now() >= deadline {
                     let last_seq = changes.last().map_or(after, |c| c.seq);

@@ -125,11 +125,21 @@ impl TenantRouter {
         })
     }
 
-    fn pool_error(&self, org_id: &OrgId, error: deadpool::managed::PoolError<RouterError>) -> RouterError {
+    fn pool_error(
+        &self,
+        org_id: &OrgId,
+        error: deadpool::managed::PoolError<RouterError>,
+    ) -> RouterError {
         match error {
             PoolError::Backend(e) => e,
-            PoolError::Closed => RouterError::NotActive { org_id: org_id.clone(), status: TenantStatus::Suspended },
-            _ => RouterError::PoolTimeout { org_id: org_id.clone(), waited: self.inner.config.acquire_timeout },
+            PoolError::Closed => RouterError::NotActive {
+                org_id: org_id.clone(),
+                status: TenantStatus::Suspended,
+            },
+            _ => RouterError::PoolTimeout {
+                org_id: org_id.clone(),
+                waited: self.inner.config.acquire_timeout,
+            },
         }
     }
 
@@ -149,9 +159,12 @@ impl TenantRouter {
         let now = Instant::now();
         metrics::gauge!("tenancy_router_pools").set(entries.len() as f64);
         // Another borrower may have resolved it meanwhile: keep theirs, so there is one pool.
-        let entry = entries
-            .entry(org_id.clone())
-            .or_insert(Entry { state, server, resolved_at: now, last_used: now });
+        let entry = entries.entry(org_id.clone()).or_insert(Entry {
+            state,
+            server,
+            resolved_at: now,
+            last_used: now,
+        });
         entry.last_used = now;
         match &entry.state {
             EntryState::Ready(pool) => Ok(pool.clone()),
@@ -194,7 +207,13 @@ impl TenantRouter {
             .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.per_server_budget)))
             .clone();
         let manager = BudgetedManager {
-            inner: deadpool_postgres::Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast }),
+            inner: deadpool_postgres::Manager::from_config(
+                pg,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            ),
             budget,
             server: server.to_owned(),
             org_id: info.org_id.clone(),
@@ -204,7 +223,9 @@ impl TenantRouter {
         TenantPool::builder(manager)
             .max_size(info.pool_size.max(1) as usize)
             .wait_timeout(Some(self.inner.config.acquire_timeout))
-            .create_timeout(Some(self.inner.config.acquire_timeout + Duration::from_secs(5)))
+            .create_timeout(Some(
+                self.inner.config.acquire_timeout + Duration::from_secs(5),
+            ))
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| RouterError::Registry(format!("building a pool: {e}")))
@@ -246,12 +267,16 @@ impl Inner {
             .iter()
             .filter(|(org, e)| *org != except && e.server == server)
             .filter_map(|(_, e)| match &e.state {
-                EntryState::Ready(pool) if pool.status().available > 0 => Some((e.last_used, pool.clone())),
+                EntryState::Ready(pool) if pool.status().available > 0 => {
+                    Some((e.last_used, pool.clone()))
+                }
                 _ => None,
             })
             .min_by_key(|(last_used, _)| *last_used);
         drop(entries);
-        let Some((_, pool)) = victim else { return false };
+        let Some((_, pool)) = victim else {
+            return false;
+        };
         let removed = pool.retain(|_, _| false).removed.len();
         metrics::counter!("tenancy_router_evictions_total").increment(removed as u64);
         removed > 0
@@ -276,17 +301,25 @@ impl BudgetedManager {
             if let Ok(permit) = self.budget.clone().try_acquire_owned() {
                 return Ok(permit);
             }
-            let evicted = self.router.upgrade().is_some_and(|router| router.evict_idle(&self.server, &self.org_id));
+            let evicted = self
+                .router
+                .upgrade()
+                .is_some_and(|router| router.evict_idle(&self.server, &self.org_id));
             if evicted {
                 continue;
             }
             // Every connection is borrowed: wait a little for one to come back, then look again.
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Err(RouterError::PoolTimeout { org_id: self.org_id.clone(), waited: self.acquire_timeout });
+                return Err(RouterError::PoolTimeout {
+                    org_id: self.org_id.clone(),
+                    waited: self.acquire_timeout,
+                });
             }
             let slice = (deadline - now).min(Duration::from_millis(20));
-            if let Ok(Ok(permit)) = tokio::time::timeout(slice, self.budget.clone().acquire_owned()).await {
+            if let Ok(Ok(permit)) =
+                tokio::time::timeout(slice, self.budget.clone().acquire_owned()).await
+            {
                 return Ok(permit);
             }
         }
@@ -301,18 +334,31 @@ impl deadpool::managed::Manager for BudgetedManager {
         let permit = self.permit().await?;
         let client = deadpool::managed::Manager::create(&self.inner)
             .await
-            .map_err(|source| RouterError::ServerUnavailable { server: self.server.clone(), source })?;
+            .map_err(|source| RouterError::ServerUnavailable {
+                server: self.server.clone(),
+                source,
+            })?;
         debug!(org_id = %self.org_id, server = %self.server, "connection opened");
-        Ok(Connection { client, _permit: permit })
+        Ok(Connection {
+            client,
+            _permit: permit,
+        })
     }
 
-    async fn recycle(&self, connection: &mut Connection, metrics: &Metrics) -> RecycleResult<RouterError> {
+    async fn recycle(
+        &self,
+        connection: &mut Connection,
+        metrics: &Metrics,
+    ) -> RecycleResult<RouterError> {
         // Broken connections are discarded, never handed out again.
         deadpool::managed::Manager::recycle(&self.inner, &mut connection.client, metrics)
             .await
             .map_err(|e| match e {
                 RecycleError::Backend(source) => {
-                    RecycleError::Backend(RouterError::ServerUnavailable { server: self.server.clone(), source })
+                    RecycleError::Backend(RouterError::ServerUnavailable {
+                        server: self.server.clone(),
+                        source,
+                    })
                 }
                 RecycleError::Message(message) => RecycleError::Message(message),
             })
@@ -324,12 +370,16 @@ impl deadpool::managed::Manager for BudgetedManager {
 async fn follow_changes(inner: Weak<Inner>) {
     let mut after = 0;
     loop {
-        let Some(router) = inner.upgrade() else { return };
+        let Some(router) = inner.upgrade() else {
+            return;
+        };
         let resolver = router.resolver.clone();
         drop(router);
         match resolver.changes(after, Duration::from_secs(25)).await {
             Ok(feed) => {
-                let Some(router) = inner.upgrade() else { return };
+                let Some(router) = inner.upgrade() else {
+                    return;
+                };
                 for change in &feed.changes {
                     router.invalidate(&change.org_id);
                 }
@@ -351,7 +401,9 @@ async fn reap_idle(inner: Weak<Inner>) {
             None => return,
         };
         tokio::time::sleep(interval).await;
-        let Some(router) = inner.upgrade() else { return };
+        let Some(router) = inner.upgrade() else {
+            return;
+        };
         let idle_timeout = router.config.idle_timeout;
         let mut entries = router.entries.lock().expect("entries lock");
         entries.retain(|_, entry| {

@@ -31,16 +31,39 @@ fn info(cluster: &PgCluster, org: &str, db: &str, status: TenantStatus) -> Conne
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_tenants_never_take_more_than_the_server_budget() {
     tenancy_testkit::init_test_logging();
-    let cluster = PgCluster::start_with(ClusterOptions { max_connections: 120, ..Default::default() }).unwrap();
-    cluster.psql("postgres", "CREATE ROLE app_user LOGIN PASSWORD 'app-password'").unwrap();
-    let mut admin = sqlx::PgConnection::connect(&cluster.url("postgres")).await.unwrap();
+    let cluster = PgCluster::start_with(ClusterOptions {
+        max_connections: 120,
+        ..Default::default()
+    })
+    .unwrap();
+    cluster
+        .psql(
+            "postgres",
+            "CREATE ROLE app_user LOGIN PASSWORD 'app-password'",
+        )
+        .unwrap();
+    let mut admin = sqlx::PgConnection::connect(&cluster.url("postgres"))
+        .await
+        .unwrap();
     let resolver = Arc::new(StaticResolver::new());
     for i in 0..500 {
         let db = format!("tenant_load_{i}");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut admin).await.unwrap();
-        resolver.set(info(&cluster, &format!("{}", 10_000 + i), &db, TenantStatus::Active));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        resolver.set(info(
+            &cluster,
+            &format!("{}", 10_000 + i),
+            &db,
+            TenantStatus::Active,
+        ));
     }
-    let config = RouterConfig { per_server_budget: 40, acquire_timeout: Duration::from_secs(30), ..Default::default() };
+    let config = RouterConfig {
+        per_server_budget: 40,
+        acquire_timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
     let router = TenantRouter::new(resolver, config);
 
     // Sample the server's own view of our connections while the workload runs.
@@ -71,9 +94,16 @@ async fn five_hundred_tenants_never_take_more_than_the_server_budget() {
                 let org: OrgId = format!("{}", 10_000 + i).parse().unwrap();
                 match router.get(&org).await {
                     Ok(client) => {
-                        let row = client.query_one("SELECT current_database()", &[]).await.unwrap();
+                        let row = client
+                            .query_one("SELECT current_database()", &[])
+                            .await
+                            .unwrap();
                         let db: String = row.get(0);
-                        assert_eq!(db, format!("tenant_load_{i}"), "a connection reached the wrong database");
+                        assert_eq!(
+                            db,
+                            format!("tenant_load_{i}"),
+                            "a connection reached the wrong database"
+                        );
                     }
                     Err(e) => {
                         eprintln!("borrow failed: {e}");
@@ -88,9 +118,16 @@ async fn five_hundred_tenants_never_take_more_than_the_server_budget() {
     }
     done.store(true, Ordering::SeqCst);
     sampler.await.unwrap();
-    assert_eq!(errors.load(Ordering::SeqCst), 0, "every borrow succeeded (no 'too many clients')");
+    assert_eq!(
+        errors.load(Ordering::SeqCst),
+        0,
+        "every borrow succeeded (no 'too many clients')"
+    );
     let peak = peak.load(Ordering::SeqCst);
-    assert!(peak <= 40, "peak {peak} connections exceeds the budget of 40");
+    assert!(
+        peak <= 40,
+        "peak {peak} connections exceeds the budget of 40"
+    );
     assert!(peak >= 20, "the workload used the budget ({peak})");
     assert!(router.connections_per_server().values().all(|n| *n <= 40));
 }
@@ -103,17 +140,36 @@ async fn refused_and_unknown_tenants_are_typed_errors() {
     resolver.set(info(&cluster, "2", "postgres", TenantStatus::Deleted));
     resolver.set(info(&cluster, "3", "postgres", TenantStatus::Provisioning));
     let router = TenantRouter::new(resolver.clone(), RouterConfig::default());
-    assert!(matches!(router.get(&"1".parse().unwrap()).await, Err(RouterError::Suspended(_))));
-    assert!(matches!(router.get(&"2".parse().unwrap()).await, Err(RouterError::Deleted(_))));
-    assert!(matches!(router.get(&"3".parse().unwrap()).await, Err(RouterError::NotActive { .. })));
-    assert!(matches!(router.get(&"4".parse().unwrap()).await, Err(RouterError::UnknownTenant(_))));
+    assert!(matches!(
+        router.get(&"1".parse().unwrap()).await,
+        Err(RouterError::Suspended(_))
+    ));
+    assert!(matches!(
+        router.get(&"2".parse().unwrap()).await,
+        Err(RouterError::Deleted(_))
+    ));
+    assert!(matches!(
+        router.get(&"3".parse().unwrap()).await,
+        Err(RouterError::NotActive { .. })
+    ));
+    assert!(matches!(
+        router.get(&"4".parse().unwrap()).await,
+        Err(RouterError::UnknownTenant(_))
+    ));
 
     // A server that refuses the password: a typed error, not a panic.
     let mut bad = info(&cluster, "5", "postgres", TenantStatus::Active);
     bad.password = Some("wrong".into());
     resolver.set(bad);
-    let err = router.get(&"5".parse().unwrap()).await.err().expect("refused");
-    assert!(matches!(err, RouterError::ServerUnavailable { .. }), "{err}");
+    let err = router
+        .get(&"5".parse().unwrap())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, RouterError::ServerUnavailable { .. }),
+        "{err}"
+    );
 }
 
 /// The registry in-process (real HTTP, real engine), the router following its change feed.
@@ -144,7 +200,9 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
         log_format: tenancy_registry::settings::LogFormat::Text,
         max_body: 65536,
     };
-    let app = tenancy_registry::Application::build_with(settings, config, Vec::new()).await.unwrap();
+    let app = tenancy_registry::Application::build_with(settings, config, Vec::new())
+        .await
+        .unwrap();
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::new();
@@ -159,21 +217,42 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
         assert_eq!(response.status(), 201);
     }
 
-    let router = TenantRouter::new(Arc::new(RegistryResolver::new(&base, "dev")), RouterConfig::default());
+    let router = TenantRouter::new(
+        Arc::new(RegistryResolver::new(&base, "dev")),
+        RouterConfig::default(),
+    );
     let a: OrgId = "100".parse().unwrap();
     let client = router.get(&a).await.unwrap();
-    let row = client.query_one("SELECT current_database(), current_user", &[]).await.unwrap();
-    assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("tenant_routed_a".into(), "tenant_routed_a".into()));
+    let row = client
+        .query_one("SELECT current_database(), current_user", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("tenant_routed_a".into(), "tenant_routed_a".into())
+    );
     drop(client);
     let b = router.get(&"200".parse().unwrap()).await.unwrap();
-    let db: String = b.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
-    assert_eq!(db, "tenant_routed_b", "each tenant's connection reaches its own database only");
+    let db: String = b
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        db, "tenant_routed_b",
+        "each tenant's connection reaches its own database only"
+    );
     drop(b);
 
     // Let the router's feed follower catch up with the onboarding changes first.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let suspended_at = Instant::now();
-    let response = http.post(format!("{base}/v1/tenants/100/suspend")).bearer_auth("dev").send().await.unwrap();
+    let response = http
+        .post(format!("{base}/v1/tenants/100/suspend"))
+        .bearer_auth("dev")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 202);
     loop {
         match router.get(&a).await {
@@ -183,19 +262,29 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
             Err(RouterError::ServerUnavailable { .. }) => {}
             Err(e) => panic!("unexpected {e}"),
         }
-        assert!(suspended_at.elapsed() < Duration::from_secs(2), "still served 2 s after the suspension");
+        assert!(
+            suspended_at.elapsed() < Duration::from_secs(2),
+            "still served 2 s after the suspension"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!("suspension refused after {:?}", suspended_at.elapsed());
 
     let resumed_at = Instant::now();
-    http.post(format!("{base}/v1/tenants/100/resume")).bearer_auth("dev").send().await.unwrap();
+    http.post(format!("{base}/v1/tenants/100/resume"))
+        .bearer_auth("dev")
+        .send()
+        .await
+        .unwrap();
     loop {
         if let Ok(client) = router.get(&a).await {
             client.query_one("SELECT 1", &[]).await.unwrap();
             break;
         }
-        assert!(resumed_at.elapsed() < Duration::from_secs(5), "not served again after resume");
+        assert!(
+            resumed_at.elapsed() < Duration::from_secs(5),
+            "not served again after resume"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
