@@ -8,7 +8,7 @@ use clap::{Parser, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, PgConnection};
 use tenancy_control::{Actor, Config, Engine, Onboarded, ServerConfig};
-use tenancy_core::{CreateTenant, OperationState, ServerState};
+use tenancy_core::{CreateTenant, OperationState};
 use tenancy_testkit::{ClusterOptions, PgCluster};
 
 #[derive(Parser)]
@@ -59,18 +59,16 @@ fn bench_config(cluster: &PgCluster) -> Result<Config> {
     let mut config = Config::new(cluster.url("tenancy_registry"));
     config.engine.master_key = Some(SecretString::from("bench-master-key"));
     config.engine.poll_interval = Duration::from_millis(500);
-    config.servers = vec![ServerConfig {
-        id: "bench-1".parse()?,
-        region: "local".parse()?,
-        host: cluster.host().into(),
-        port: cluster.port(),
-        admin_user: cluster.admin_user().into(),
-        password_env: None,
-        password: Some(SecretString::from(cluster.admin_password())),
-        admin_database: "postgres".into(),
-        capacity: 100_000,
-        state: ServerState::Active,
-    }];
+    let mut server = ServerConfig::new(
+        "bench-1".parse()?,
+        "local".parse()?,
+        cluster.host(),
+        cluster.port(),
+        cluster.admin_user(),
+        SecretString::from(cluster.admin_password()),
+    );
+    server.capacity = 100_000;
+    config.servers = vec![server];
     Ok(config)
 }
 

@@ -147,6 +147,32 @@ pub struct ServerConfig {
     pub state: ServerState,
 }
 
+impl ServerConfig {
+    /// An active server with a password in hand (embedders and tests), capacity 1000, maintenance
+    /// database `postgres`.
+    pub fn new(
+        id: ServerId,
+        region: Region,
+        host: impl Into<String>,
+        port: u16,
+        admin_user: impl Into<String>,
+        password: SecretString,
+    ) -> Self {
+        Self {
+            id,
+            region,
+            host: host.into(),
+            port,
+            admin_user: admin_user.into(),
+            password_env: None,
+            password: Some(password),
+            admin_database: default_admin_database(),
+            capacity: 1000,
+            state: ServerState::Active,
+        }
+    }
+}
+
 fn default_port() -> u16 {
     5432
 }

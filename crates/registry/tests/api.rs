@@ -10,7 +10,6 @@ use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tenancy_control::{Config, ServerConfig};
-use tenancy_core::ServerState;
 use tenancy_registry::auth::Authenticator;
 use tenancy_registry::settings::LogFormat;
 use tenancy_registry::{Application, Settings};
@@ -62,18 +61,14 @@ impl TestApp {
         let mut config = Config::new(cluster.url("tenancy_registry"));
         config.engine.master_key = Some(SecretString::from("k"));
         config.engine.poll_interval = std::time::Duration::from_millis(100);
-        config.servers = vec![ServerConfig {
-            id: "pg-1".parse().unwrap(),
-            region: "local".parse().unwrap(),
-            host: cluster.host().into(),
-            port: cluster.port(),
-            admin_user: cluster.admin_user().into(),
-            password_env: None,
-            password: Some(SecretString::from(cluster.admin_password())),
-            admin_database: "postgres".into(),
-            capacity: 100,
-            state: ServerState::Active,
-        }];
+        config.servers = vec![ServerConfig::new(
+            "pg-1".parse().unwrap(),
+            "local".parse().unwrap(),
+            cluster.host(),
+            cluster.port(),
+            cluster.admin_user(),
+            SecretString::from(cluster.admin_password()),
+        )];
         let settings = Settings {
             config: None,
             listen: "127.0.0.1:0".parse().unwrap(),

@@ -9,7 +9,7 @@ use rand::Rng;
 use secrecy::SecretString;
 use sqlx::Connection;
 use tenancy_control::{Config, ServerConfig};
-use tenancy_core::{ConnectionInfo, OrgId, ServerState, TenantStatus, Tier};
+use tenancy_core::{ConnectionInfo, OrgId, TenantStatus, Tier};
 use tenancy_router::{RegistryResolver, RouterConfig, RouterError, StaticResolver, TenantRouter};
 use tenancy_testkit::{ClusterOptions, PgCluster};
 
@@ -181,18 +181,14 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
     let mut config = Config::new(cluster.url("tenancy_registry"));
     config.engine.master_key = Some(SecretString::from("router-test-key"));
     config.engine.poll_interval = Duration::from_millis(100);
-    config.servers = vec![ServerConfig {
-        id: "pg-1".parse().unwrap(),
-        region: "local".parse().unwrap(),
-        host: cluster.host().into(),
-        port: cluster.port(),
-        admin_user: cluster.admin_user().into(),
-        password_env: None,
-        password: Some(SecretString::from(cluster.admin_password())),
-        admin_database: "postgres".into(),
-        capacity: 100,
-        state: ServerState::Active,
-    }];
+    config.servers = vec![ServerConfig::new(
+        "pg-1".parse().unwrap(),
+        "local".parse().unwrap(),
+        cluster.host(),
+        cluster.port(),
+        cluster.admin_user(),
+        SecretString::from(cluster.admin_password()),
+    )];
     let settings = tenancy_registry::Settings {
         config: None,
         listen: "127.0.0.1:0".parse().unwrap(),

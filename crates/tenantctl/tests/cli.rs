@@ -9,7 +9,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde_json::Value;
 use tenancy_control::{Actor, Config, Engine, ServerConfig};
-use tenancy_core::{CreateTenant, ServerState, TenantStatus};
+use tenancy_core::{CreateTenant, TenantStatus};
 use tenancy_testkit::PgCluster;
 
 struct Fleet {
@@ -53,17 +53,17 @@ impl Fleet {
             .clusters
             .iter()
             .enumerate()
-            .map(|(i, c)| ServerConfig {
-                id: format!("pg-{i}").parse().unwrap(),
-                region: "local".parse().unwrap(),
-                host: c.host().into(),
-                port: c.port(),
-                admin_user: c.admin_user().into(),
-                password_env: Some("CLI_PG_PASSWORD".into()),
-                password: Some(SecretString::from(c.admin_password())),
-                admin_database: "postgres".into(),
-                capacity: 1000,
-                state: ServerState::Active,
+            .map(|(i, c)| {
+                let mut server = ServerConfig::new(
+                    format!("pg-{i}").parse().unwrap(),
+                    "local".parse().unwrap(),
+                    c.host(),
+                    c.port(),
+                    c.admin_user(),
+                    SecretString::from(c.admin_password()),
+                );
+                server.password_env = Some("CLI_PG_PASSWORD".into());
+                server
             })
             .collect();
         config

@@ -3,7 +3,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, PgConnection};
 use tenancy_control::{Actor, Config, Engine, Onboarded, ServerConfig};
-use tenancy_core::{CreateTenant, OperationState, OrgId, ServerState, Tenant, TenantStatus};
+use tenancy_core::{CreateTenant, OperationState, OrgId, Tenant, TenantStatus};
 use tenancy_testkit::PgCluster;
 
 /// A registry and one or more database servers, each its own throw-away cluster. The registry
@@ -51,17 +51,15 @@ impl TestEnv {
         config.servers = self
             .servers
             .iter()
-            .map(|(cluster, id, region)| ServerConfig {
-                id: id.parse().unwrap(),
-                region: region.parse().unwrap(),
-                host: cluster.host().to_owned(),
-                port: cluster.port(),
-                admin_user: cluster.admin_user().to_owned(),
-                password_env: None,
-                password: Some(SecretString::from(cluster.admin_password())),
-                admin_database: "postgres".into(),
-                capacity: 1000,
-                state: ServerState::Active,
+            .map(|(cluster, id, region)| {
+                ServerConfig::new(
+                    id.parse().unwrap(),
+                    region.parse().unwrap(),
+                    cluster.host(),
+                    cluster.port(),
+                    cluster.admin_user(),
+                    SecretString::from(cluster.admin_password()),
+                )
             })
             .collect();
         config
