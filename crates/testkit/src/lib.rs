@@ -1,4 +1,5 @@
-//! Test kit: real, throw-away PostgreSQL clusters on free loopback ports.
+//! Test kit: real, throw-away PostgreSQL clusters on free loopback ports, and a ZITADEL stand-in
+//! that serves ZITADEL's documented HTTP contract (discovery, JWKS with rotation, introspection).
 //!
 //! A [`PgCluster`] is a private `initdb` + `pg_ctl` cluster under the system temp directory. It is
 //! stopped and removed when dropped (also while a test unwinds from a panic), and a watchdog process
@@ -6,8 +7,10 @@
 //! an unprivileged user (`postgres`, else `nobody`), since initdb refuses to run as root.
 
 mod pg;
+mod zitadel;
 
 pub use pg::{ClusterOptions, PgCluster, pg_bin_dir};
+pub use zitadel::{TokenClaims, ZitadelStandIn};
 
 /// Prints the code's tracing output during tests when `TEST_LOG=1`; quiet otherwise.
 pub fn init_test_logging() {

@@ -1,77 +1,17 @@
-//! ZITADEL integration. This part is the verified caller every service works with: who called,
-//! from which organization, holding which project roles in which organizations. Token
-//! verification and the management API client build on it.
+//! ZITADEL integration, following ZITADEL's documented HTTP contract:
+//!
+//! - [`Caller`]: who called, from which organization, with which project roles where;
+//! - [`Verifier`]: access tokens to callers. A token with two dots is a JWT, checked against the
+//!   issuer's JWKS (from OIDC discovery; keys cached, refreshed on an unknown `kid` at most once per
+//!   `jwks_min_refresh`); anything else is an opaque token checked by the introspection endpoint
+//!   (client secret basic), cached briefly;
+//! - [`CallerLayer`]: a tower layer that verifies `Authorization: Bearer` and puts the [`Caller`]
+//!   in the request extensions.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod caller;
+mod layer;
+mod verify;
 
-use tenancy_core::OrgId;
-
-/// Project role keys the control plane understands.
-pub mod roles {
-    /// Everything, on every tenant. Granted in the platform's own organization.
-    pub const PLATFORM_ADMIN: &str = "platform_admin";
-    /// Reads its own organization's tenant.
-    pub const TENANT_ADMIN: &str = "tenant_admin";
-    /// A product service that runs the router: reads connection info and the change feed.
-    pub const TENANT_ROUTER: &str = "tenant_router";
-}
-
-/// A caller whose token was verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// The token's subject (a ZITADEL user id, or `dev` for the development token).
-    pub subject: String,
-    /// The caller's own organization (`urn:zitadel:iam:user:resourceowner:id`).
-    pub org_id: Option<OrgId>,
-    /// Role key -> organizations in which the caller holds it.
-    pub roles: BTreeMap<String, BTreeSet<OrgId>>,
-}
-
-impl Caller {
-    /// Whether the caller holds `role` in any organization.
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.get(role).is_some_and(|orgs| !orgs.is_empty())
-    }
-
-    /// Whether the caller holds `role` in organization `org`.
-    pub fn has_role_in(&self, role: &str, org: &OrgId) -> bool {
-        self.roles.get(role).is_some_and(|orgs| orgs.contains(org))
-    }
-
-    pub fn is_platform_admin(&self) -> bool {
-        self.has_role(roles::PLATFORM_ADMIN)
-    }
-
-    /// Platform admins read every tenant; tenant admins their own organization's.
-    pub fn can_read_tenant(&self, org: &OrgId) -> bool {
-        self.is_platform_admin() || self.has_role_in(roles::TENANT_ADMIN, org)
-    }
-
-    /// Connection info and the change feed: router services and platform admins.
-    pub fn can_route(&self) -> bool {
-        self.is_platform_admin() || self.has_role(roles::TENANT_ROUTER)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tenant_admin_reads_only_its_own_organization() {
-        let acme: OrgId = "1".parse().unwrap();
-        let other: OrgId = "2".parse().unwrap();
-        let caller = Caller {
-            subject: "u".into(),
-            org_id: Some(acme.clone()),
-            roles: BTreeMap::from([(
-                roles::TENANT_ADMIN.to_owned(),
-                BTreeSet::from([acme.clone()]),
-            )]),
-        };
-        assert!(caller.can_read_tenant(&acme));
-        assert!(!caller.can_read_tenant(&other));
-        assert!(!caller.is_platform_admin());
-        assert!(!caller.can_route());
-    }
-}
+pub use caller::{Caller, roles};
+pub use layer::{CallerLayer, CallerService};
+pub use verify::{IntrospectionClient, VerifyError, Verifier, VerifierConfig};
