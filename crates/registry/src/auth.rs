@@ -67,6 +67,21 @@ impl Authenticator for DevToken {
     }
 }
 
+/// ZITADEL access tokens: JWTs verified against the JWKS, opaque tokens introspected.
+impl Authenticator for tenancy_zitadel::Verifier {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Option<Caller>> + Send + 'a>> {
+        Box::pin(async move {
+            self.verify(token)
+                .await
+                .map_err(|e| tracing::info!(error = %e, "ZITADEL token refused"))
+                .ok()
+        })
+    }
+}
+
 /// The verified caller of this request, with the request id for the audit log.
 pub struct Authenticated {
     pub caller: Caller,

@@ -26,6 +26,22 @@ pub struct Settings {
     #[arg(long, env = "TENANCY_DEV_TOKEN", hide_env_values = true)]
     pub dev_token: Option<SecretString>,
 
+    /// ZITADEL instance URL (the token issuer, compared exactly). Enables ZITADEL tokens.
+    #[arg(long, env = "TENANCY_ZITADEL_ISSUER")]
+    pub zitadel_issuer: Option<String>,
+
+    /// The ZITADEL project whose id must be in a token's audience and whose roles count.
+    #[arg(long, env = "TENANCY_ZITADEL_PROJECT_ID")]
+    pub zitadel_project_id: Option<String>,
+
+    /// Client id of the registry's API application, for introspecting opaque tokens.
+    #[arg(long, env = "TENANCY_ZITADEL_CLIENT_ID")]
+    pub zitadel_client_id: Option<String>,
+
+    /// Client secret of that application.
+    #[arg(long, env = "TENANCY_ZITADEL_CLIENT_SECRET", hide_env_values = true)]
+    pub zitadel_client_secret: Option<SecretString>,
+
     /// Log format: `json` for machines, `text` for people; `auto` picks text on a terminal.
     #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum, default_value = "auto")]
     pub log_format: LogFormat,
@@ -33,6 +49,24 @@ pub struct Settings {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "TENANCY_MAX_BODY", default_value_t = 64 * 1024)]
     pub max_body: usize,
+}
+
+impl Settings {
+    /// Defaults for embedding the service (tests, tools): no configuration file, no
+    /// authentication yet, text logs, 64 KiB bodies.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            config: None,
+            listen,
+            dev_token: None,
+            zitadel_issuer: None,
+            zitadel_project_id: None,
+            zitadel_client_id: None,
+            zitadel_client_secret: None,
+            log_format: LogFormat::Text,
+            max_body: 64 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

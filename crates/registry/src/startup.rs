@@ -14,6 +14,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use tracing::info;
 
+use tenancy_zitadel::{IntrospectionClient, Verifier, VerifierConfig};
+
 use crate::auth::{Authenticator, DevToken};
 use crate::error::ApiError;
 use crate::settings::Settings;
@@ -56,9 +58,26 @@ impl Application {
             }
             authenticators.push(Arc::new(DevToken::new(token)));
         }
+        if let Some(issuer) = &settings.zitadel_issuer {
+            let project = settings
+                .zitadel_project_id
+                .clone()
+                .context("TENANCY_ZITADEL_PROJECT_ID is required with TENANCY_ZITADEL_ISSUER")?;
+            let mut verifier = VerifierConfig::new(issuer.trim_end_matches('/'), project);
+            if let (Some(client_id), Some(client_secret)) =
+                (&settings.zitadel_client_id, &settings.zitadel_client_secret)
+            {
+                verifier.introspection = Some(IntrospectionClient {
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                });
+            }
+            authenticators.push(Arc::new(Verifier::new(verifier)));
+        }
         if authenticators.is_empty() {
             bail!(
-                "no authentication configured: set TENANCY_DEV_TOKEN (loopback only) or configure ZITADEL"
+                "no authentication configured: set TENANCY_ZITADEL_ISSUER and TENANCY_ZITADEL_PROJECT_ID, \
+                 or TENANCY_DEV_TOKEN (loopback only)"
             );
         }
         let metrics = crate::metrics::handle();

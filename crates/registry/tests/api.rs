@@ -11,7 +11,6 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tenancy_control::{Config, ServerConfig};
 use tenancy_registry::auth::Authenticator;
-use tenancy_registry::settings::LogFormat;
 use tenancy_registry::{Application, Settings};
 use tenancy_testkit::PgCluster;
 use tenancy_zitadel::{Caller, roles};
@@ -69,13 +68,8 @@ impl TestApp {
             cluster.admin_user(),
             SecretString::from(cluster.admin_password()),
         )];
-        let settings = Settings {
-            config: None,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            dev_token: Some(SecretString::from("dev")),
-            log_format: LogFormat::Text,
-            max_body: 65536,
-        };
+        let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
+        settings.dev_token = Some(SecretString::from("dev"));
         let app = Application::build_with(settings, config, vec![Arc::new(TestTokens)])
             .await
             .unwrap();
@@ -212,17 +206,108 @@ async fn a_router_service_reads_connection_info_and_changes_only() {
 
 #[tokio::test]
 async fn the_development_token_is_refused_off_loopback() {
-    let settings = Settings {
-        config: None,
-        listen: "0.0.0.0:0".parse().unwrap(),
-        dev_token: Some(SecretString::from("dev")),
-        log_format: LogFormat::Text,
-        max_body: 65536,
-    };
+    let mut settings = Settings::new("0.0.0.0:0".parse().unwrap());
+    settings.dev_token = Some(SecretString::from("dev"));
     let config = Config::new("postgres://unused@127.0.0.1:1/x");
     let err = Application::build_with(settings, config, Vec::new())
         .await
         .err()
         .expect("refused");
     assert!(err.to_string().contains("loopback"), "{err}");
+}
+
+/// Real ZITADEL tokens (from the stand-in) through the registry: a tenant admin of one
+/// organization is refused on another; a platform admin and a router service get their routes.
+#[tokio::test]
+async fn zitadel_tokens_are_verified_and_mapped_to_roles() {
+    use tenancy_testkit::{TokenClaims, ZitadelStandIn};
+    use tenancy_zitadel::roles;
+
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let cluster = PgCluster::start().unwrap();
+    cluster.create_database("tenancy_registry").unwrap();
+    let mut config = Config::new(cluster.url("tenancy_registry"));
+    config.engine.master_key = Some(SecretString::from("k"));
+    config.servers = vec![ServerConfig::new(
+        "pg-1".parse().unwrap(),
+        "local".parse().unwrap(),
+        cluster.host(),
+        cluster.port(),
+        cluster.admin_user(),
+        SecretString::from(cluster.admin_password()),
+    )];
+    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
+    settings.zitadel_issuer = Some(zitadel.issuer.clone());
+    settings.zitadel_project_id = Some(zitadel.project_id().into());
+    let (id, secret) = zitadel.client();
+    settings.zitadel_client_id = Some(id.into());
+    settings.zitadel_client_secret = Some(SecretString::from(secret));
+    let app = Application::build_with(settings, config, Vec::new())
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::new();
+    let call = |token: String, method: Method, path: &str, body: Option<Value>| {
+        let mut request = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+
+    let platform = zitadel.jwt(&TokenClaims::new("ops", "1", roles::PLATFORM_ADMIN));
+    for (org, name) in [("100", "Zitadel A"), ("200", "Zitadel B")] {
+        let status = call(
+            platform.clone(),
+            Method::POST,
+            "/v1/tenants?wait=30s",
+            Some(json!({"org_id": org, "name": name})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let admin_a = zitadel.jwt(&TokenClaims::new("alice", "100", roles::TENANT_ADMIN));
+    assert_eq!(
+        call(admin_a.clone(), Method::GET, "/v1/tenants/100", None).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(admin_a.clone(), Method::GET, "/v1/tenants/200", None).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(admin_a, Method::POST, "/v1/tenants/100/suspend", None).await,
+        StatusCode::FORBIDDEN
+    );
+
+    // Opaque tokens go through introspection.
+    let router = zitadel.opaque(&TokenClaims::new("svc", "1", roles::TENANT_ROUTER));
+    assert_eq!(
+        call(
+            router.clone(),
+            Method::GET,
+            "/v1/tenants/200/connection",
+            None
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(router, Method::GET, "/v1/tenants", None).await,
+        StatusCode::FORBIDDEN
+    );
+
+    let mut expired = TokenClaims::new("ops", "1", roles::PLATFORM_ADMIN);
+    expired.expires_in = -3600;
+    assert_eq!(
+        call(zitadel.jwt(&expired), Method::GET, "/v1/tenants", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call("garbage".into(), Method::GET, "/v1/tenants", None).await,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -189,13 +189,8 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
         cluster.admin_user(),
         SecretString::from(cluster.admin_password()),
     )];
-    let settings = tenancy_registry::Settings {
-        config: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        dev_token: Some(SecretString::from("dev")),
-        log_format: tenancy_registry::settings::LogFormat::Text,
-        max_body: 65536,
-    };
+    let mut settings = tenancy_registry::Settings::new("127.0.0.1:0".parse().unwrap());
+    settings.dev_token = Some(SecretString::from("dev"));
     let app = tenancy_registry::Application::build_with(settings, config, Vec::new())
         .await
         .unwrap();

@@ -18,7 +18,10 @@ use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
 
 /// Fixed test keys (never used outside tests), so no slow key generation in debug builds.
-const KEYS: [&str; 2] = [include_str!("../keys/rsa-a.pem"), include_str!("../keys/rsa-b.pem")];
+const KEYS: [&str; 2] = [
+    include_str!("../keys/rsa-a.pem"),
+    include_str!("../keys/rsa-b.pem"),
+];
 pub const CLIENT_ID: &str = "263014839178379267@tenancy";
 pub const CLIENT_SECRET: &str = "stand-in-client-secret";
 pub const PROJECT_ID: &str = "263014839178313999";
@@ -123,7 +126,12 @@ impl ZitadelStandIn {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(key.kid.clone());
         let payload = self.payload(&state, claims);
-        jsonwebtoken::encode(&header, &payload, &EncodingKey::from_rsa_pem(key.pem.as_bytes()).unwrap()).unwrap()
+        jsonwebtoken::encode(
+            &header,
+            &payload,
+            &EncodingKey::from_rsa_pem(key.pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
     }
 
     /// An opaque token that introspection answers as active with these claims.
@@ -137,7 +145,10 @@ impl ZitadelStandIn {
     }
 
     fn payload(&self, state: &State_, claims: &TokenClaims) -> Value {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
         let mut roles = serde_json::Map::new();
         for (role, org) in &claims.roles {
             let entry = roles.entry(role.clone()).or_insert_with(|| json!({}));
@@ -197,7 +208,10 @@ async fn introspect(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Json<Value>, StatusCode> {
-    let expected = format!("Basic {}", STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")));
+    let expected = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+    );
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
         return Err(StatusCode::UNAUTHORIZED);
     }

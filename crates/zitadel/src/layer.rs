@@ -25,7 +25,10 @@ impl CallerLayer {
 impl<S> Layer<S> for CallerLayer {
     type Service = CallerService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        CallerService { inner, verifier: self.verifier.clone() }
+        CallerService {
+            inner,
+            verifier: self.verifier.clone(),
+        }
     }
 }
 
@@ -64,7 +67,11 @@ where
                 .map(str::trim)
                 .map(str::to_owned);
             let caller = match token {
-                Some(token) => verifier.verify(&token).await.map_err(|e| tracing::info!(error = %e, "token refused")).ok(),
+                Some(token) => verifier
+                    .verify(&token)
+                    .await
+                    .map_err(|e| tracing::info!(error = %e, "token refused"))
+                    .ok(),
                 None => None,
             };
             match caller {
@@ -75,7 +82,10 @@ where
                 None => {
                     let mut response = Response::new(R::default());
                     *response.status_mut() = StatusCode::UNAUTHORIZED;
-                    response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        header::HeaderValue::from_static("Bearer"),
+                    );
                     Ok(response)
                 }
             }

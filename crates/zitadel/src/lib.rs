@@ -14,4 +14,4 @@ mod verify;
 
 pub use caller::{Caller, roles};
 pub use layer::{CallerLayer, CallerService};
-pub use verify::{IntrospectionClient, VerifyError, Verifier, VerifierConfig};
+pub use verify::{IntrospectionClient, Verifier, VerifierConfig, VerifyError};

@@ -69,7 +69,9 @@ impl VerifierConfig {
             leeway: Duration::from_secs(60),
             jwks_min_refresh: Duration::from_secs(30),
             introspection_cache: Duration::from_secs(30),
-            algorithms: vec![RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA],
+            algorithms: vec![
+                RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+            ],
         }
     }
 }
@@ -80,6 +82,9 @@ struct Discovery {
     #[serde(default)]
     introspection_endpoint: Option<String>,
 }
+
+/// An introspection answer by token digest: when it came, and the caller (or inactive).
+type CachedAnswer = (Instant, Result<Caller, ()>);
 
 #[derive(Default)]
 struct Keys {
@@ -93,7 +98,7 @@ pub struct Verifier {
     http: reqwest::Client,
     discovery: OnceCell<Discovery>,
     keys: tokio::sync::Mutex<Keys>,
-    introspected: Mutex<HashMap<[u8; 32], (Instant, Result<Caller, ()>)>>,
+    introspected: Mutex<HashMap<[u8; 32], CachedAnswer>>,
 }
 
 impl Verifier {
@@ -102,7 +107,13 @@ impl Verifier {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("an HTTP client");
-        Self { config, http, discovery: OnceCell::new(), keys: Default::default(), introspected: Default::default() }
+        Self {
+            config,
+            http,
+            discovery: OnceCell::new(),
+            keys: Default::default(),
+            introspected: Default::default(),
+        }
     }
 
     /// Verifies a bearer token: a JWT locally, anything else by introspection.
@@ -117,12 +128,26 @@ impl Verifier {
     async fn discovery(&self) -> Result<&Discovery, VerifyError> {
         self.discovery
             .get_or_try_init(|| async {
-                let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
-                let response = self.http.get(&url).send().await.map_err(|e| VerifyError::Unavailable(e.to_string()))?;
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.config.issuer.trim_end_matches('/')
+                );
+                let response = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
                 if !response.status().is_success() {
-                    return Err(VerifyError::Unavailable(format!("discovery answered {}", response.status())));
+                    return Err(VerifyError::Unavailable(format!(
+                        "discovery answered {}",
+                        response.status()
+                    )));
                 }
-                response.json::<Discovery>().await.map_err(|e| VerifyError::Unavailable(e.to_string()))
+                response
+                    .json::<Discovery>()
+                    .await
+                    .map_err(|e| VerifyError::Unavailable(e.to_string()))
             })
             .await
     }
@@ -134,11 +159,21 @@ impl Verifier {
         }
         // An unknown kid: the keys may have rotated. Refetch, but not more often than allowed,
         // so a flood of forged kids cannot hammer the issuer.
-        let may_refresh = keys.fetched_at.is_none_or(|at| at.elapsed() >= self.config.jwks_min_refresh);
+        let may_refresh = keys
+            .fetched_at
+            .is_none_or(|at| at.elapsed() >= self.config.jwks_min_refresh);
         if may_refresh {
             let uri = self.discovery().await?.jwks_uri.clone();
-            let response = self.http.get(&uri).send().await.map_err(|e| VerifyError::Unavailable(e.to_string()))?;
-            let set: JwkSet = response.json().await.map_err(|e| VerifyError::Unavailable(e.to_string()))?;
+            let response = self
+                .http
+                .get(&uri)
+                .send()
+                .await
+                .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
+            let set: JwkSet = response
+                .json()
+                .await
+                .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
             keys.by_kid = set
                 .keys
                 .into_iter()
@@ -147,15 +182,21 @@ impl Verifier {
             keys.fetched_at = Some(Instant::now());
             debug!(keys = keys.by_kid.len(), "JWKS refreshed");
         }
-        keys.by_kid.get(kid).cloned().ok_or_else(|| VerifyError::UnknownKey(kid.to_owned()))
+        keys.by_kid
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| VerifyError::UnknownKey(kid.to_owned()))
     }
 
     async fn verify_jwt(&self, token: &str) -> Result<Caller, VerifyError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
         if !self.config.algorithms.contains(&header.alg) {
             return Err(VerifyError::AlgorithmNotAllowed(header.alg));
         }
-        let kid = header.kid.ok_or_else(|| VerifyError::Malformed("no kid in the header".into()))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| VerifyError::Malformed("no kid in the header".into()))?;
         let jwk = self.key(&kid).await?;
         let key = DecodingKey::from_jwk(&jwk).map_err(|e| VerifyError::Invalid(e.to_string()))?;
         let mut validation = Validation::new(header.alg);
@@ -171,7 +212,9 @@ impl Verifier {
 
     async fn introspect(&self, token: &str) -> Result<Caller, VerifyError> {
         let Some(client) = &self.config.introspection else {
-            return Err(VerifyError::Malformed("opaque token, and no introspection client configured".into()));
+            return Err(VerifyError::Malformed(
+                "opaque token, and no introspection client configured".into(),
+            ));
         };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some((at, answer)) = self.introspected.lock().expect("cache lock").get(&digest)
@@ -184,26 +227,39 @@ impl Verifier {
             .await?
             .introspection_endpoint
             .clone()
-            .ok_or_else(|| VerifyError::Unavailable("discovery names no introspection endpoint".into()))?;
+            .ok_or_else(|| {
+                VerifyError::Unavailable("discovery names no introspection endpoint".into())
+            })?;
         let response = self
             .http
             .post(&endpoint)
-            .basic_auth(&client.client_id, Some(client.client_secret.expose_secret()))
+            .basic_auth(
+                &client.client_id,
+                Some(client.client_secret.expose_secret()),
+            )
             .form(&[("token", token)])
             .send()
             .await
             .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
         if response.status() == reqwest::StatusCode::UNAUTHORIZED {
             warn!("introspection refused our client credentials");
-            return Err(VerifyError::Unavailable("introspection refused the client credentials".into()));
+            return Err(VerifyError::Unavailable(
+                "introspection refused the client credentials".into(),
+            ));
         }
         if !response.status().is_success() {
-            return Err(VerifyError::Unavailable(format!("introspection answered {}", response.status())));
+            return Err(VerifyError::Unavailable(format!(
+                "introspection answered {}",
+                response.status()
+            )));
         }
-        let claims: serde_json::Map<String, Value> =
-            response.json().await.map_err(|e| VerifyError::Unavailable(e.to_string()))?;
+        let claims: serde_json::Map<String, Value> = response
+            .json()
+            .await
+            .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
         let answer = if claims.get("active").and_then(Value::as_bool) == Some(true) {
-            check_registered_claims(&claims, &self.config).and_then(|()| caller_from_claims(&claims, &self.config.project_id))
+            check_registered_claims(&claims, &self.config)
+                .and_then(|()| caller_from_claims(&claims, &self.config.project_id))
         } else {
             Err(VerifyError::Inactive)
         };
@@ -217,13 +273,18 @@ impl Verifier {
 
 /// Introspection answers carry the same claims as a JWT; ZITADEL already checked the signature,
 /// the issuer and the audience must still be ours.
-fn check_registered_claims(claims: &serde_json::Map<String, Value>, config: &VerifierConfig) -> Result<(), VerifyError> {
+fn check_registered_claims(
+    claims: &serde_json::Map<String, Value>,
+    config: &VerifierConfig,
+) -> Result<(), VerifyError> {
     if claims.get("iss").and_then(Value::as_str) != Some(config.issuer.as_str()) {
         return Err(VerifyError::Invalid("wrong issuer".into()));
     }
     let in_audience = match claims.get("aud") {
         Some(Value::String(aud)) => aud == &config.project_id,
-        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(config.project_id.as_str())),
+        Some(Value::Array(auds)) => auds
+            .iter()
+            .any(|a| a.as_str() == Some(config.project_id.as_str())),
         _ => false,
     };
     if !in_audience {
@@ -234,13 +295,19 @@ fn check_registered_claims(claims: &serde_json::Map<String, Value>, config: &Ver
 
 /// Subject, organization and roles from ZITADEL's claims. The project-specific role claim wins
 /// over the generic one.
-fn caller_from_claims(claims: &serde_json::Map<String, Value>, project_id: &str) -> Result<Caller, VerifyError> {
+fn caller_from_claims(
+    claims: &serde_json::Map<String, Value>,
+    project_id: &str,
+) -> Result<Caller, VerifyError> {
     let subject = claims
         .get("sub")
         .and_then(Value::as_str)
         .ok_or_else(|| VerifyError::Malformed("no sub claim".into()))?
         .to_owned();
-    let org_id = claims.get(RESOURCE_OWNER_ID).and_then(Value::as_str).and_then(|s| s.parse::<OrgId>().ok());
+    let org_id = claims
+        .get(RESOURCE_OWNER_ID)
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<OrgId>().ok());
     let specific = format!("urn:zitadel:iam:org:project:{project_id}:roles");
     let role_claim = claims.get(&specific).or_else(|| claims.get(ROLES));
     let mut roles = BTreeMap::new();
@@ -253,5 +320,9 @@ fn caller_from_claims(claims: &serde_json::Map<String, Value>, project_id: &str)
             roles.insert(role.clone(), orgs);
         }
     }
-    Ok(Caller { subject, org_id, roles })
+    Ok(Caller {
+        subject,
+        org_id,
+        roles,
+    })
 }
