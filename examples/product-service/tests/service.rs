@@ -1,0 +1,126 @@
+//! The example service end to end: registry and engine in-process, the ZITADEL stand-in, the
+//! router, and callers of two organizations who each see only their own tickets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tenancy_control::{Config, ServerConfig};
+use tenancy_router::{RegistryResolver, RouterConfig, TenantRouter};
+use tenancy_testkit::{PgCluster, TokenClaims, ZitadelStandIn};
+use tenancy_zitadel::{Verifier, VerifierConfig, roles};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_organization_sees_only_its_own_tickets_and_a_suspended_one_is_refused() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let cluster = PgCluster::start().unwrap();
+    cluster.create_database("tenancy_registry").unwrap();
+    let mut config = Config::new(cluster.url("tenancy_registry"));
+    config.engine.master_key = Some(SecretString::from("example-key"));
+    config.servers = vec![ServerConfig::new(
+        "pg-1".parse().unwrap(),
+        "local".parse().unwrap(),
+        cluster.host(),
+        cluster.port(),
+        cluster.admin_user(),
+        SecretString::from(cluster.admin_password()),
+    )];
+    let mut settings = tenancy_registry::Settings::new("127.0.0.1:0".parse().unwrap());
+    settings.dev_token = Some(SecretString::from("dev"));
+    let registry = tenancy_registry::Application::build_with(settings, config, Vec::new())
+        .await
+        .unwrap();
+    let registry_url = format!("http://{}", registry.local_addr());
+    tokio::spawn(registry.run_until_stopped());
+    let http = reqwest::Client::new();
+    for (org, name) in [("100", "Example A"), ("200", "Example B")] {
+        let status = http
+            .post(format!("{registry_url}/v1/tenants?wait=30s"))
+            .bearer_auth("dev")
+            .json(&json!({"org_id": org, "name": name}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 201);
+    }
+
+    let router = TenantRouter::new(
+        Arc::new(RegistryResolver::new(&registry_url, "dev")),
+        RouterConfig::default(),
+    );
+    let verifier = Arc::new(Verifier::new(VerifierConfig::new(
+        &zitadel.issuer,
+        zitadel.project_id(),
+    )));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            tenancy_example_product_service::app(router, verifier),
+        )
+        .await
+    });
+
+    let alice = zitadel.jwt(&TokenClaims::new("alice", "100", roles::TENANT_ADMIN));
+    let bob = zitadel.jwt(&TokenClaims::new("bob", "200", "tenant_user"));
+    let created = http
+        .post(format!("{service}/tickets"))
+        .bearer_auth(&alice)
+        .json(&json!({"client": "Contoso", "title": "Printer on fire"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let list = |token: String| {
+        let http = http.clone();
+        let url = format!("{service}/tickets");
+        async move { http.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    let alices: Value = list(alice.clone()).await.json().await.unwrap();
+    assert_eq!(alices[0]["title"], "Printer on fire");
+    let bobs: Value = list(bob.clone()).await.json().await.unwrap();
+    assert_eq!(
+        bobs,
+        json!([]),
+        "another organization's database holds nothing of Alice's"
+    );
+    assert_eq!(
+        http.get(format!("{service}/tickets"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // Suspending organization 200 in the registry: Bob is refused within two seconds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    http.post(format!("{registry_url}/v1/tenants/200/suspend"))
+        .bearer_auth("dev")
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let response = list(bob.clone()).await;
+        if response.status() == 403 {
+            let problem: Value = response.json().await.unwrap();
+            assert_eq!(problem["code"], "tenant_suspended");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "Bob still served: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        list(alice).await.status(),
+        200,
+        "other tenants are unaffected"
+    );
+}
