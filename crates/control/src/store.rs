@@ -1153,6 +1153,37 @@ impl Store {
         Ok(())
     }
 
+    /// Whether an organization event at `sequence` (or a later one) was already applied.
+    pub async fn org_event_seen(
+        &self,
+        aggregate_id: &str,
+        sequence: i64,
+    ) -> Result<bool, ControlError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM zitadel_events WHERE aggregate_id = $1 AND sequence >= $2)",
+        )
+        .bind(aggregate_id)
+        .bind(sequence)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Records an applied organization event.
+    pub async fn record_org_event(
+        &self,
+        aggregate_id: &str,
+        sequence: i64,
+        event_type: &str,
+    ) -> Result<(), ControlError> {
+        sqlx::query("INSERT INTO zitadel_events (aggregate_id, sequence, event_type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(aggregate_id)
+            .bind(sequence)
+            .bind(event_type)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Tenants per status, for metrics.
     pub async fn tenants_by_status(&self) -> Result<Vec<(String, i64)>, ControlError> {
         Ok(

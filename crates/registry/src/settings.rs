@@ -42,6 +42,11 @@ pub struct Settings {
     #[arg(long, env = "TENANCY_ZITADEL_CLIENT_SECRET", hide_env_values = true)]
     pub zitadel_client_secret: Option<SecretString>,
 
+    /// Signing keys of the ZITADEL Actions target(s) that post organization events, comma
+    /// separated (several during a key rotation).
+    #[arg(long, env = "TENANCY_ZITADEL_WEBHOOK_KEYS", hide_env_values = true)]
+    pub zitadel_webhook_keys: Option<SecretString>,
+
     /// Log format: `json` for machines, `text` for people; `auto` picks text on a terminal.
     #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum, default_value = "auto")]
     pub log_format: LogFormat,
@@ -63,6 +68,7 @@ impl Settings {
             zitadel_project_id: None,
             zitadel_client_id: None,
             zitadel_client_secret: None,
+            zitadel_webhook_keys: None,
             log_format: LogFormat::Text,
             max_body: 64 * 1024,
         }

@@ -14,6 +14,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use tracing::info;
 
+use secrecy::{ExposeSecret, SecretString};
 use tenancy_zitadel::{IntrospectionClient, Verifier, VerifierConfig};
 
 use crate::auth::{Authenticator, DevToken};
@@ -26,6 +27,8 @@ pub struct AppState {
     pub authenticators: Arc<Vec<Arc<dyn Authenticator>>>,
     pub metrics: PrometheusHandle,
     pub openapi: Arc<utoipa::openapi::OpenApi>,
+    /// Signing keys that ZITADEL's organization events must be signed with.
+    pub webhook_keys: Arc<Vec<SecretString>>,
 }
 
 pub struct Application {
@@ -89,6 +92,19 @@ impl Application {
             authenticators: Arc::new(authenticators),
             metrics,
             openapi: Arc::new(openapi),
+            webhook_keys: Arc::new(
+                settings
+                    .zitadel_webhook_keys
+                    .iter()
+                    .flat_map(|keys| {
+                        keys.expose_secret()
+                            .split(',')
+                            .map(|k| SecretString::from(k.trim().to_owned()))
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|k| !k.expose_secret().is_empty())
+                    .collect(),
+            ),
         };
         let request_id = HeaderName::from_static("x-request-id");
         let router = api

@@ -311,3 +311,199 @@ async fn zitadel_tokens_are_verified_and_mapped_to_roles() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// ZITADEL organization events through the signed webhook: each reaches the right tenant state,
+/// duplicates and replays change nothing, bad signatures and old timestamps are refused.
+#[tokio::test]
+async fn organization_events_drive_the_tenant_lifecycle() {
+    use tenancy_zitadel::webhook::sign;
+
+    let cluster = PgCluster::start().unwrap();
+    cluster.create_database("tenancy_registry").unwrap();
+    let mut config = Config::new(cluster.url("tenancy_registry"));
+    config.engine.master_key = Some(SecretString::from("k"));
+    config.engine.poll_interval = std::time::Duration::from_millis(100);
+    config.servers = vec![ServerConfig::new(
+        "pg-1".parse().unwrap(),
+        "local".parse().unwrap(),
+        cluster.host(),
+        cluster.port(),
+        cluster.admin_user(),
+        SecretString::from(cluster.admin_password()),
+    )];
+    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
+    settings.dev_token = Some(SecretString::from("dev"));
+    settings.zitadel_webhook_keys = Some(SecretString::from("old-key, signing-key"));
+    let app = Application::build_with(settings, config, Vec::new())
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::new();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let post = |event: Value, key: &'static str, at: i64, header: &'static str| {
+        let body = event.to_string();
+        let signature = sign(body.as_bytes(), key, at);
+        let request = http
+            .post(format!("{base}/v1/zitadel/events"))
+            .header(header, signature)
+            .body(body);
+        async move { request.send().await.unwrap().status() }
+    };
+    let event = |kind: &str, seq: i64| {
+        json!({"aggregateID": "263014839178313731", "aggregateType": "org", "resourceOwner": "263014839178313731",
+               "instanceID": "1", "version": "v1", "sequence": seq, "event_type": kind,
+               "created_at": "2026-11-22T14:00:00.123Z", "userID": "9", "event_payload": {"name": "Acme Events"}})
+    };
+    let status_of = || {
+        let request = http
+            .get(format!("{base}/v1/tenants/263014839178313731"))
+            .bearer_auth("dev");
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap_or(Value::Null)["status"]
+                .clone()
+        }
+    };
+    let wait_for = |wanted: &'static str| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while status_of().await != wanted {
+            assert!(std::time::Instant::now() < deadline, "never {wanted}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+
+    // Refused: wrong key, old timestamp, no signature.
+    assert_eq!(
+        post(
+            event("org.added", 1),
+            "wrong-key",
+            now(),
+            "zitadel-signature"
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(
+            event("org.added", 1),
+            "signing-key",
+            now() - 3600,
+            "zitadel-signature"
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+    let unsigned = http
+        .post(format!("{base}/v1/zitadel/events"))
+        .body(event("org.added", 1).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = app_call(&http, &base, "/v1/tenants/263014839178313731").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "refused events changed nothing"
+    );
+
+    // added -> onboarded (delivered twice, under both header names: one tenant, one operation).
+    assert_eq!(
+        post(
+            event("org.added", 1),
+            "signing-key",
+            now(),
+            "zitadel-signature"
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(
+            event("org.added", 1),
+            "old-key",
+            now(),
+            "x-zitadel-signature"
+        )
+        .await,
+        StatusCode::OK
+    );
+    wait_for("active").await;
+    let (_, ops) = app_call(&http, &base, "/v1/tenants/263014839178313731/operations").await;
+    assert_eq!(ops.as_array().unwrap().len(), 1);
+
+    // deactivated -> suspended; a replay of it after the reactivation is ignored.
+    assert_eq!(
+        post(
+            event("org.deactivated", 2),
+            "signing-key",
+            now(),
+            "zitadel-signature"
+        )
+        .await,
+        StatusCode::OK
+    );
+    // Reactivated right away, while the suspension's operation may still run.
+    assert_eq!(
+        post(
+            event("org.reactivated", 3),
+            "signing-key",
+            now(),
+            "zitadel-signature"
+        )
+        .await,
+        StatusCode::OK
+    );
+    wait_for("active").await;
+    assert_eq!(
+        post(
+            event("org.deactivated", 2),
+            "signing-key",
+            now(),
+            "zitadel-signature"
+        )
+        .await,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        status_of().await,
+        "active",
+        "a replayed old event changes nothing"
+    );
+
+    // removed -> deleting, then deleted.
+    assert_eq!(
+        post(
+            event("org.removed", 4),
+            "signing-key",
+            now(),
+            "zitadel-signature"
+        )
+        .await,
+        StatusCode::OK
+    );
+    wait_for("deleted").await;
+}
+
+async fn app_call(http: &reqwest::Client, base: &str, path: &str) -> (StatusCode, Value) {
+    let response = http
+        .get(format!("{base}{path}"))
+        .bearer_auth("dev")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}

@@ -6,11 +6,13 @@
 //!   `jwks_min_refresh`); anything else is an opaque token checked by the introspection endpoint
 //!   (client secret basic), cached briefly;
 //! - [`CallerLayer`]: a tower layer that verifies `Authorization: Bearer` and puts the [`Caller`]
-//!   in the request extensions.
+//!   in the request extensions;
+//! - [`webhook`]: Actions v2 signature checks and organization events.
 
 mod caller;
 mod layer;
 mod verify;
+pub mod webhook;
 
 pub use caller::{Caller, roles};
 pub use layer::{CallerLayer, CallerService};

@@ -15,6 +15,7 @@ pub mod operations;
 pub mod servers;
 pub mod system;
 pub mod tenants;
+pub mod zitadel;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +28,7 @@ pub mod tenants;
         (name = "routing", description = "For services that run the router"),
         (name = "servers", description = "Database servers"),
         (name = "audit", description = "Audit log"),
+        (name = "zitadel", description = "ZITADEL Actions webhook"),
     )
 )]
 struct ApiDoc;
@@ -63,6 +65,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(servers::drain))
         .routes(routes!(servers::activate))
         .routes(routes!(audit::list))
+        .routes(routes!(zitadel::events))
         .split_for_parts()
 }
 
