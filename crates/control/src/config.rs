@@ -276,6 +276,18 @@ impl Config {
 }
 
 impl Config {
+    /// One server, whose cluster may also hold the registry database (as `make run` does).
+    pub fn single_server(
+        registry_url: impl Into<String>,
+        server: ServerConfig,
+        master_key: SecretString,
+    ) -> Self {
+        let mut config = Self::new(registry_url);
+        config.engine.master_key = Some(master_key);
+        config.servers = vec![server];
+        config
+    }
+
     /// A configuration with defaults for everything but the registry URL; embedders and tests
     /// add servers and set secrets directly.
     pub fn new(registry_url: impl Into<String>) -> Self {

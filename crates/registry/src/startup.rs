@@ -131,6 +131,19 @@ impl Application {
         })
     }
 
+    /// Builds and serves on a task of the current runtime (tests, embedders); returns the base
+    /// URL. The service stops with the runtime.
+    pub async fn spawn(
+        settings: Settings,
+        config: Config,
+        authenticators: Vec<Arc<dyn Authenticator>>,
+    ) -> anyhow::Result<String> {
+        let app = Self::build_with(settings, config, authenticators).await?;
+        let base = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until_stopped());
+        Ok(base)
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound listener")
     }

@@ -46,6 +46,22 @@ impl Authenticator for TestTokens {
     }
 }
 
+fn single_server(cluster: &PgCluster) -> Config {
+    let server = ServerConfig::new(
+        "pg-1".parse().unwrap(),
+        "local".parse().unwrap(),
+        cluster.host(),
+        cluster.port(),
+        cluster.admin_user(),
+        SecretString::from(cluster.admin_password()),
+    );
+    Config::single_server(
+        cluster.url("tenancy_registry"),
+        server,
+        SecretString::from("k"),
+    )
+}
+
 struct TestApp {
     base: String,
     http: reqwest::Client,
@@ -57,24 +73,13 @@ impl TestApp {
         tenancy_testkit::init_test_logging();
         let cluster = PgCluster::start().unwrap();
         cluster.create_database("tenancy_registry").unwrap();
-        let mut config = Config::new(cluster.url("tenancy_registry"));
-        config.engine.master_key = Some(SecretString::from("k"));
+        let mut config = single_server(&cluster);
         config.engine.poll_interval = std::time::Duration::from_millis(100);
-        config.servers = vec![ServerConfig::new(
-            "pg-1".parse().unwrap(),
-            "local".parse().unwrap(),
-            cluster.host(),
-            cluster.port(),
-            cluster.admin_user(),
-            SecretString::from(cluster.admin_password()),
-        )];
         let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
         settings.dev_token = Some(SecretString::from("dev"));
-        let app = Application::build_with(settings, config, vec![Arc::new(TestTokens)])
+        let base = Application::spawn(settings, config, vec![Arc::new(TestTokens)])
             .await
             .unwrap();
-        let base = format!("http://{}", app.local_addr());
-        tokio::spawn(app.run_until_stopped());
         Self {
             base,
             http: reqwest::Client::new(),
@@ -226,27 +231,17 @@ async fn zitadel_tokens_are_verified_and_mapped_to_roles() {
     let zitadel = ZitadelStandIn::start().await.unwrap();
     let cluster = PgCluster::start().unwrap();
     cluster.create_database("tenancy_registry").unwrap();
-    let mut config = Config::new(cluster.url("tenancy_registry"));
-    config.engine.master_key = Some(SecretString::from("k"));
-    config.servers = vec![ServerConfig::new(
-        "pg-1".parse().unwrap(),
-        "local".parse().unwrap(),
-        cluster.host(),
-        cluster.port(),
-        cluster.admin_user(),
-        SecretString::from(cluster.admin_password()),
-    )];
+    let mut config = single_server(&cluster);
+    config.engine.poll_interval = std::time::Duration::from_millis(100);
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
     settings.zitadel_issuer = Some(zitadel.issuer.clone());
     settings.zitadel_project_id = Some(zitadel.project_id().into());
     let (id, secret) = zitadel.client();
     settings.zitadel_client_id = Some(id.into());
     settings.zitadel_client_secret = Some(SecretString::from(secret));
-    let app = Application::build_with(settings, config, Vec::new())
+    let base = Application::spawn(settings, config, Vec::new())
         .await
         .unwrap();
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::new();
     let call = |token: String, method: Method, path: &str, body: Option<Value>| {
         let mut request = http
@@ -320,25 +315,14 @@ async fn organization_events_drive_the_tenant_lifecycle() {
 
     let cluster = PgCluster::start().unwrap();
     cluster.create_database("tenancy_registry").unwrap();
-    let mut config = Config::new(cluster.url("tenancy_registry"));
-    config.engine.master_key = Some(SecretString::from("k"));
+    let mut config = single_server(&cluster);
     config.engine.poll_interval = std::time::Duration::from_millis(100);
-    config.servers = vec![ServerConfig::new(
-        "pg-1".parse().unwrap(),
-        "local".parse().unwrap(),
-        cluster.host(),
-        cluster.port(),
-        cluster.admin_user(),
-        SecretString::from(cluster.admin_password()),
-    )];
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
     settings.dev_token = Some(SecretString::from("dev"));
     settings.zitadel_webhook_keys = Some(SecretString::from("old-key, signing-key"));
-    let app = Application::build_with(settings, config, Vec::new())
+    let base = Application::spawn(settings, config, Vec::new())
         .await
         .unwrap();
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::new();
     let now = || {
         std::time::SystemTime::now()

@@ -178,24 +178,25 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
     tenancy_testkit::init_test_logging();
     let cluster = PgCluster::start().unwrap();
     cluster.create_database("tenancy_registry").unwrap();
-    let mut config = Config::new(cluster.url("tenancy_registry"));
-    config.engine.master_key = Some(SecretString::from("router-test-key"));
-    config.engine.poll_interval = Duration::from_millis(100);
-    config.servers = vec![ServerConfig::new(
+    let server = ServerConfig::new(
         "pg-1".parse().unwrap(),
         "local".parse().unwrap(),
         cluster.host(),
         cluster.port(),
         cluster.admin_user(),
         SecretString::from(cluster.admin_password()),
-    )];
+    );
+    let mut config = Config::single_server(
+        cluster.url("tenancy_registry"),
+        server,
+        SecretString::from("router-test-key"),
+    );
+    config.engine.poll_interval = Duration::from_millis(100);
     let mut settings = tenancy_registry::Settings::new("127.0.0.1:0".parse().unwrap());
     settings.dev_token = Some(SecretString::from("dev"));
-    let app = tenancy_registry::Application::build_with(settings, config, Vec::new())
+    let base = tenancy_registry::Application::spawn(settings, config, Vec::new())
         .await
         .unwrap();
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::new();
     for (org, name) in [("100", "Routed A"), ("200", "Routed B")] {
         let response = http

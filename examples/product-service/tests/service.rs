@@ -16,23 +16,24 @@ async fn each_organization_sees_only_its_own_tickets_and_a_suspended_one_is_refu
     let zitadel = ZitadelStandIn::start().await.unwrap();
     let cluster = PgCluster::start().unwrap();
     cluster.create_database("tenancy_registry").unwrap();
-    let mut config = Config::new(cluster.url("tenancy_registry"));
-    config.engine.master_key = Some(SecretString::from("example-key"));
-    config.servers = vec![ServerConfig::new(
+    let server = ServerConfig::new(
         "pg-1".parse().unwrap(),
         "local".parse().unwrap(),
         cluster.host(),
         cluster.port(),
         cluster.admin_user(),
         SecretString::from(cluster.admin_password()),
-    )];
+    );
+    let config = Config::single_server(
+        cluster.url("tenancy_registry"),
+        server,
+        SecretString::from("example-key"),
+    );
     let mut settings = tenancy_registry::Settings::new("127.0.0.1:0".parse().unwrap());
     settings.dev_token = Some(SecretString::from("dev"));
-    let registry = tenancy_registry::Application::build_with(settings, config, Vec::new())
+    let registry_url = tenancy_registry::Application::spawn(settings, config, Vec::new())
         .await
         .unwrap();
-    let registry_url = format!("http://{}", registry.local_addr());
-    tokio::spawn(registry.run_until_stopped());
     let http = reqwest::Client::new();
     for (org, name) in [("100", "Example A"), ("200", "Example B")] {
         let status = http
