@@ -1,7 +1,7 @@
 //! The reconciler: compares the registry with what exists on each server and repairs what is
 //! safe to repair. It never drops a database that may hold data.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Serialize;
 use tenancy_core::{OperationKind, OrgId, RoleName, ServerId, TenantStatus};
@@ -44,7 +44,6 @@ pub struct Drift {
 #[instrument(skip(engine))]
 pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, ControlError> {
     let store = engine.store();
-    let tenants = store.tenants().await?;
     let mut drift = Vec::new();
 
     for row in store.stuck_tenants().await? {
@@ -68,12 +67,6 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
         });
     }
 
-    let mut by_server: HashMap<&str, Vec<&TenantRow>> = HashMap::new();
-    for t in &tenants {
-        if let Some(server) = &t.server_id {
-            by_server.entry(server.as_str()).or_default().push(t);
-        }
-    }
     for server_id in engine.inner.server_ids().await? {
         let server_id = &server_id;
         let inventory = match engine.inner.admin(server_id).await {
@@ -96,14 +89,19 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
         };
         let databases: HashSet<String> = databases.into_iter().collect();
         let roles: HashSet<String> = roles.into_iter().collect();
-        let here = by_server
-            .get(server_id.as_str())
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        // The registry is read after the server: provisioning records a placement before it
+        // creates the role and database, so whatever the server showed belongs to a tenant this
+        // read sees, and a tenant being provisioned right now is never taken for an orphan.
+        let tenants = store.tenants().await?;
+        let here: Vec<&TenantRow> = tenants
+            .iter()
+            .filter(|t| t.server_id.as_deref() == Some(server_id.as_str()))
+            .collect();
         let known_dbs: HashSet<&str> = here.iter().map(|t| t.db_name.as_str()).collect();
-        let known_roles: HashSet<&str> = here.iter().map(|t| t.role_name.as_str()).collect();
+        // A role any tenant names is never dropped, whichever server that tenant is on.
+        let known_roles: HashSet<&str> = tenants.iter().map(|t| t.role_name.as_str()).collect();
 
-        for t in here {
+        for t in here.iter().copied() {
             let status = t.status()?;
             let settled = matches!(status, TenantStatus::Active | TenantStatus::Suspended);
             if settled && !databases.contains(&t.db_name) {
