@@ -246,6 +246,7 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
+    let suspension: serde_json::Value = response.json().await.unwrap();
     loop {
         match router.get(&a).await {
             Err(RouterError::Suspended(_)) => break,
@@ -262,12 +263,36 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
     }
     eprintln!("suspension refused after {:?}", suspended_at.elapsed());
 
+    // A resume while the suspension's operation still runs would be 409: let it finish.
+    let op_url = format!(
+        "{base}/v1/operations/{}",
+        suspension["id"].as_str().unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let op: serde_json::Value = http
+            .get(&op_url)
+            .bearer_auth("dev")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if op["state"] == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "suspension never finished: {op}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let resumed_at = Instant::now();
-    http.post(format!("{base}/v1/tenants/100/resume"))
+    let response = http
+        .post(format!("{base}/v1/tenants/100/resume"))
         .bearer_auth("dev")
         .send()
         .await
         .unwrap();
+    assert_eq!(response.status(), 202);
     loop {
         if let Ok(client) = router.get(&a).await {
             client.query_one("SELECT 1", &[]).await.unwrap();
