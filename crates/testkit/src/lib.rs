@@ -10,7 +10,7 @@ mod pg;
 mod zitadel;
 
 pub use pg::{ClusterOptions, PgCluster, pg_bin_dir};
-pub use zitadel::{TokenClaims, ZitadelStandIn};
+pub use zitadel::{Org, PAT as ZITADEL_PAT, TokenClaims, User, ZitadelStandIn};
 
 /// Prints the code's tracing output during tests when `TEST_LOG=1`; quiet otherwise.
 pub fn init_test_logging() {

@@ -1,18 +1,22 @@
 //! A ZITADEL stand-in: OIDC discovery, JWKS (rotatable, listing the active and the previous key),
-//! and introspection (client secret basic), with ZITADEL's JSON shapes. It mints tokens with its
-//! own keys; the production client cannot tell it from a real instance.
+//! introspection (client secret basic and private-key JWT), the token endpoint (JWT profile
+//! grant), and the management calls of `ZITADEL.md` (organizations, human users, invitations,
+//! grants), with ZITADEL's JSON shapes and error bodies. It mints tokens with its own keys, and
+//! can be made to fail (an outage); the production client cannot tell it from a real instance.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Form, State};
+use axum::extract::{Form, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
@@ -22,9 +26,40 @@ const KEYS: [&str; 2] = [
     include_str!("../keys/rsa-a.pem"),
     include_str!("../keys/rsa-b.pem"),
 ];
+/// The key of the service account's and of the API application's key files.
+const CLIENT_KEY: &str = include_str!("../keys/rsa-c.pem");
 pub const CLIENT_ID: &str = "263014839178379267@tenancy";
 pub const CLIENT_SECRET: &str = "stand-in-client-secret";
 pub const PROJECT_ID: &str = "263014839178313999";
+/// The service account (machine user) the control plane calls the management API as.
+pub const SERVICE_USER_ID: &str = "263014839178500001";
+const SERVICE_KEY_ID: &str = "263014839178600001";
+const APPLICATION_KEY_ID: &str = "263014839178600002";
+pub const PAT: &str = "stand-in-personal-access-token";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// An organization in the stand-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    /// `ORGANIZATION_STATE_ACTIVE` or `ORGANIZATION_STATE_INACTIVE`.
+    pub state: String,
+}
+
+/// A human user in the stand-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub org_id: String,
+    pub email: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub invited: bool,
+    /// Project role keys granted.
+    pub roles: Vec<String>,
+}
 
 struct Key {
     kid: String,
@@ -40,6 +75,21 @@ struct State_ {
     previous: Option<usize>,
     opaque: HashMap<String, Value>,
     jwks_fetches: usize,
+    orgs: Vec<Org>,
+    users: Vec<User>,
+    access_tokens: HashSet<String>,
+    token_grants: usize,
+    /// While set, the management API and the token endpoint answer 503.
+    outage: bool,
+    refused_in_outage: usize,
+    next_id: u64,
+}
+
+impl State_ {
+    fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("2630148391790{:05}", self.next_id)
+    }
 }
 
 /// What a minted token says.
@@ -101,11 +151,28 @@ impl ZitadelStandIn {
             previous: None,
             opaque: HashMap::new(),
             jwks_fetches: 0,
+            orgs: Vec::new(),
+            users: Vec::new(),
+            access_tokens: HashSet::new(),
+            token_grants: 0,
+            outage: false,
+            refused_in_outage: 0,
+            next_id: 0,
         }));
+        let management = Router::new()
+            .route("/v2/organizations", post(create_org))
+            .route("/v2/organizations/_search", post(search_orgs))
+            .route("/v2/users/human", post(create_human))
+            .route("/v2/users", post(search_users))
+            .route("/v2/users/{user_id}/invite_code", post(invite))
+            .route("/management/v1/users/{user_id}/grants", post(grant))
+            .route_layer(middleware::from_fn_with_state(state.clone(), management_auth));
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/oauth/v2/keys", get(jwks))
             .route("/oauth/v2/introspect", post(introspect))
+            .route("/oauth/v2/token", post(token))
+            .merge(management)
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Self { state, issuer })
@@ -179,9 +246,349 @@ impl ZitadelStandIn {
     pub fn jwks_fetches(&self) -> usize {
         self.state.lock().unwrap().jwks_fetches
     }
+
+    /// The service account's key file (JWT profile), as ZITADEL's console downloads it.
+    pub fn service_account_key(&self) -> String {
+        json!({"type": "serviceaccount", "keyId": SERVICE_KEY_ID, "key": CLIENT_KEY, "userId": SERVICE_USER_ID})
+            .to_string()
+    }
+
+    /// The API application's key file (private-key JWT introspection).
+    pub fn application_key(&self) -> String {
+        json!({"type": "application", "keyId": APPLICATION_KEY_ID, "key": CLIENT_KEY,
+               "appId": "263014839178379268", "clientId": CLIENT_ID})
+        .to_string()
+    }
+
+    /// How many access tokens the token endpoint issued (to test token caching).
+    pub fn token_grants(&self) -> usize {
+        self.state.lock().unwrap().token_grants
+    }
+
+    /// An outage: the management API and the token endpoint answer 503 until it ends.
+    pub fn set_outage(&self, down: bool) {
+        self.state.lock().unwrap().outage = down;
+    }
+
+    /// Management calls refused during outages so far.
+    pub fn refused_in_outage(&self) -> usize {
+        self.state.lock().unwrap().refused_in_outage
+    }
+
+    /// An organization created behind the control plane's back (console, another tool).
+    pub fn add_organization(&self, name: &str) -> String {
+        let mut state = self.state.lock().unwrap();
+        let id = state.new_id();
+        state.orgs.push(Org {
+            id: id.clone(),
+            name: name.into(),
+            state: "ORGANIZATION_STATE_ACTIVE".into(),
+        });
+        id
+    }
+
+    /// Deactivates (false) or reactivates (true) an organization.
+    pub fn set_organization_active(&self, id: &str, active: bool) {
+        let mut state = self.state.lock().unwrap();
+        let org = state.orgs.iter_mut().find(|o| o.id == id).expect("known org");
+        org.state = if active {
+            "ORGANIZATION_STATE_ACTIVE"
+        } else {
+            "ORGANIZATION_STATE_INACTIVE"
+        }
+        .into();
+    }
+
+    pub fn remove_organization(&self, id: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.orgs.retain(|o| o.id != id);
+        state.users.retain(|u| u.org_id != id);
+    }
+
+    pub fn organization(&self, id: &str) -> Option<Org> {
+        let state = self.state.lock().unwrap();
+        state.orgs.iter().find(|o| o.id == id).cloned()
+    }
+
+    pub fn organizations(&self) -> Vec<Org> {
+        self.state.lock().unwrap().orgs.clone()
+    }
+
+    /// The user with this e-mail address in the organization.
+    pub fn user(&self, org_id: &str, email: &str) -> Option<User> {
+        let state = self.state.lock().unwrap();
+        state
+            .users
+            .iter()
+            .find(|u| u.org_id == org_id && u.email == email)
+            .cloned()
+    }
 }
 
-async fn discovery(State(state): State<Arc<Mutex<State_>>>) -> Json<Value> {
+/// ZITADEL's error body: `{"code", "message", "details": [{"@type", "id", "message"}]}`.
+fn zitadel_error(status: StatusCode, code: i64, message: &str) -> Response {
+    let id = "STANDIN-1";
+    let body = json!({
+        "code": code,
+        "message": format!("{message} ({id})"),
+        "details": [{"@type": "type.googleapis.com/zitadel.v1.ErrorDetail", "id": id, "message": message}],
+    });
+    (status, Json(body)).into_response()
+}
+
+type Shared = State<Arc<Mutex<State_>>>;
+
+/// Bearer token of the service account (a PAT or a token from the JWT profile grant), and the
+/// outage switch.
+async fn management_auth(State(state): Shared, request: Request, next: Next) -> Response {
+    {
+        let mut state = state.lock().unwrap();
+        if state.outage {
+            state.refused_in_outage += 1;
+            return zitadel_error(StatusCode::SERVICE_UNAVAILABLE, 14, "Errors.Internal");
+        }
+        let token = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let known = token.is_some_and(|t| t == PAT || state.access_tokens.contains(t));
+        if !known {
+            return zitadel_error(StatusCode::UNAUTHORIZED, 16, "Errors.Token.Invalid");
+        }
+    }
+    next.run(request).await
+}
+
+/// Checks a JWT signed with the client key: `kid`, `iss` = `sub` = `subject`, `aud` = issuer.
+fn valid_assertion(jwt: &str, kid: &str, subject: &str, issuer: &str) -> bool {
+    let Ok(header) = jsonwebtoken::decode_header(jwt) else {
+        return false;
+    };
+    if header.kid.as_deref() != Some(kid) {
+        return false;
+    }
+    let key = rsa::RsaPrivateKey::from_pkcs1_pem(CLIENT_KEY).expect("test key");
+    let decoding = DecodingKey::from_rsa_raw_components(
+        &key.n().to_bytes_be(),
+        &key.e().to_bytes_be(),
+    );
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[issuer]);
+    validation.set_issuer(&[subject]);
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    jsonwebtoken::decode::<Value>(jwt, &decoding, &validation)
+        .is_ok_and(|data| data.claims["sub"] == json!(subject))
+}
+
+/// The JWT profile grant: a service account's signed assertion for an access token.
+async fn token(State(state): Shared, Form(form): Form<HashMap<String, String>>) -> Response {
+    let mut state = state.lock().unwrap();
+    if state.outage {
+        state.refused_in_outage += 1;
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let ok = form.get("grant_type").map(String::as_str) == Some(JWT_BEARER)
+        && form.get("assertion").is_some_and(|a| {
+            valid_assertion(a, SERVICE_KEY_ID, SERVICE_USER_ID, &state.issuer)
+        });
+    if !ok {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant", "error_description": "assertion invalid"})),
+        )
+            .into_response();
+    }
+    state.token_grants += 1;
+    let token = format!("sa-{:016x}", rand::random::<u64>());
+    state.access_tokens.insert(token.clone());
+    Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 43199})).into_response()
+}
+
+fn user_from_json(id: String, org_id: &str, human: &Value) -> User {
+    let email = human["email"]["email"]
+        .as_str()
+        .or_else(|| human["username"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    User {
+        id,
+        org_id: org_id.to_owned(),
+        email,
+        given_name: human["profile"]["givenName"].as_str().unwrap_or_default().into(),
+        family_name: human["profile"]["familyName"].as_str().unwrap_or_default().into(),
+        invited: false,
+        roles: Vec::new(),
+    }
+}
+
+/// Offset and limit from `query` or `pagination`; gRPC-gateway sends 64-bit numbers as strings.
+fn paging(body: &Value) -> (usize, usize) {
+    let page = body.get("query").or_else(|| body.get("pagination"));
+    let number = |v: Option<&Value>| -> Option<usize> {
+        match v? {
+            Value::String(s) => s.parse().ok(),
+            Value::Number(n) => n.as_u64().map(|n| n as usize),
+            _ => None,
+        }
+    };
+    let offset = number(page.and_then(|p| p.get("offset"))).unwrap_or(0);
+    let limit = number(page.and_then(|p| p.get("limit"))).unwrap_or(100).min(1000);
+    (offset, limit)
+}
+
+async fn create_org(State(state): Shared, Json(body): Json<Value>) -> Response {
+    let mut state = state.lock().unwrap();
+    let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.Org.Invalid");
+    };
+    if let Some(id) = body["organizationId"].as_str()
+        && state.orgs.iter().any(|o| o.id == id)
+    {
+        // What ZITADEL answers for a custom id that is taken.
+        return zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.Org.AlreadyExisting");
+    }
+    if state.orgs.iter().any(|o| o.name == name) {
+        return zitadel_error(StatusCode::CONFLICT, 6, "Errors.Org.AlreadyExists");
+    }
+    let id = match body["organizationId"].as_str() {
+        Some(id) => id.to_owned(),
+        None => state.new_id(),
+    };
+    state.orgs.push(Org {
+        id: id.clone(),
+        name: name.into(),
+        state: "ORGANIZATION_STATE_ACTIVE".into(),
+    });
+    let mut created = Vec::new();
+    for admin in body["admins"].as_array().into_iter().flatten() {
+        let user_id = state.new_id();
+        let user = user_from_json(user_id.clone(), &id, &admin["human"]);
+        state.users.push(user);
+        created.push(json!({"userId": user_id}));
+    }
+    (
+        StatusCode::CREATED,
+        Json(json!({"organizationId": id, "createdAdmins": created, "details": {"sequence": "1"}})),
+    )
+        .into_response()
+}
+
+async fn search_orgs(State(state): Shared, Json(body): Json<Value>) -> Json<Value> {
+    let state = state.lock().unwrap();
+    let by_id = body["queries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|q| q["idQuery"]["id"].as_str());
+    let matching: Vec<&Org> = state
+        .orgs
+        .iter()
+        .filter(|o| by_id.is_none_or(|id| o.id == id))
+        .collect();
+    let (offset, limit) = paging(&body);
+    let result: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|o| json!({"id": o.id, "name": o.name, "state": o.state, "primaryDomain": format!("{}.zitadel.example", o.id)}))
+        .collect();
+    Json(json!({"details": {"totalResult": matching.len().to_string()}, "result": result}))
+}
+
+async fn create_human(State(state): Shared, Json(body): Json<Value>) -> Response {
+    let mut state = state.lock().unwrap();
+    let Some(org_id) = body["organization"]["orgId"].as_str() else {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.User.Invalid");
+    };
+    if !state.orgs.iter().any(|o| o.id == org_id) {
+        return zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.Org.NotFound");
+    }
+    let given = body["profile"]["givenName"].as_str().unwrap_or_default();
+    let family = body["profile"]["familyName"].as_str().unwrap_or_default();
+    if given.is_empty() || family.is_empty() {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.User.Profile.Invalid");
+    }
+    let username = body["username"].as_str().unwrap_or_default();
+    // User names are unique across the instance.
+    if state.users.iter().any(|u| u.email == username) {
+        return zitadel_error(StatusCode::CONFLICT, 6, "Errors.User.AlreadyExisting");
+    }
+    let id = state.new_id();
+    let user = user_from_json(id.clone(), org_id, &body);
+    state.users.push(user);
+    (
+        StatusCode::CREATED,
+        Json(json!({"userId": id, "details": {"sequence": "1"}})),
+    )
+        .into_response()
+}
+
+async fn search_users(State(state): Shared, Json(body): Json<Value>) -> Json<Value> {
+    let state = state.lock().unwrap();
+    let queries: Vec<&Value> = body["queries"].as_array().into_iter().flatten().collect();
+    let email = queries
+        .iter()
+        .find_map(|q| q["emailQuery"]["emailAddress"].as_str());
+    let org = queries
+        .iter()
+        .find_map(|q| q["organizationIdQuery"]["organizationId"].as_str());
+    let result: Vec<Value> = state
+        .users
+        .iter()
+        .filter(|u| email.is_none_or(|e| u.email == e) && org.is_none_or(|o| u.org_id == o))
+        .map(|u| json!({"userId": u.id, "state": "USER_STATE_ACTIVE", "username": u.email}))
+        .collect();
+    Json(json!({"details": {"totalResult": result.len().to_string()}, "result": result}))
+}
+
+async fn invite(State(state): Shared, Path(user_id): Path<String>) -> Response {
+    let mut state = state.lock().unwrap();
+    match state.users.iter_mut().find(|u| u.id == user_id) {
+        Some(user) => {
+            user.invited = true;
+            Json(json!({"details": {"sequence": "2"}})).into_response()
+        }
+        None => zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.User.NotFound"),
+    }
+}
+
+async fn grant(
+    State(state): Shared,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    let org = headers
+        .get("x-zitadel-orgid")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if body["projectId"].as_str() != Some(PROJECT_ID) {
+        return zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.Project.NotFound");
+    }
+    let Some(user) = state
+        .users
+        .iter_mut()
+        .find(|u| u.id == user_id && u.org_id == org)
+    else {
+        return zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.User.NotFound");
+    };
+    if !user.roles.is_empty() {
+        return zitadel_error(StatusCode::CONFLICT, 6, "Errors.UserGrant.AlreadyExists");
+    }
+    user.roles = body["roleKeys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect();
+    Json(json!({"userGrantId": format!("grant-{user_id}"), "details": {"sequence": "3"}}))
+        .into_response()
+}
+
+async fn discovery(State(state): Shared) -> Json<Value> {
     let issuer = state.lock().unwrap().issuer.clone();
     Json(json!({
         "issuer": issuer,
@@ -191,7 +598,7 @@ async fn discovery(State(state): State<Arc<Mutex<State_>>>) -> Json<Value> {
     }))
 }
 
-async fn jwks(State(state): State<Arc<Mutex<State_>>>) -> Json<Value> {
+async fn jwks(State(state): Shared) -> Json<Value> {
     let mut state = state.lock().unwrap();
     state.jwks_fetches += 1;
     let mut keys = vec![state.keys[state.active].jwk.clone()];
@@ -204,7 +611,7 @@ async fn jwks(State(state): State<Arc<Mutex<State_>>>) -> Json<Value> {
 /// RFC 7662 as ZITADEL answers it: 401 only when the client fails to authenticate, otherwise
 /// `{"active": false}` for anything not known and active.
 async fn introspect(
-    State(state): State<Arc<Mutex<State_>>>,
+    State(state): Shared,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Json<Value>, StatusCode> {
@@ -212,10 +619,16 @@ async fn introspect(
         "Basic {}",
         STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
     );
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+    let state = state.lock().unwrap();
+    let basic = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+    let private_key_jwt = form.get("client_assertion_type").map(String::as_str)
+        == Some(CLIENT_ASSERTION_TYPE)
+        && form
+            .get("client_assertion")
+            .is_some_and(|a| valid_assertion(a, APPLICATION_KEY_ID, CLIENT_ID, &state.issuer));
+    if !basic && !private_key_jwt {
         return Err(StatusCode::UNAUTHORIZED);
     }
-    let state = state.lock().unwrap();
     let answer = form
         .get("token")
         .and_then(|t| state.opaque.get(t))

@@ -4,16 +4,27 @@
 //! - [`Verifier`]: access tokens to callers. A token with two dots is a JWT, checked against the
 //!   issuer's JWKS (from OIDC discovery; keys cached, refreshed on an unknown `kid` at most once per
 //!   `jwks_min_refresh`); anything else is an opaque token checked by the introspection endpoint
-//!   (client secret basic), cached briefly;
+//!   (client secret basic or private-key JWT), cached briefly;
 //! - [`CallerLayer`]: a tower layer that verifies `Authorization: Bearer` and puts the [`Caller`]
 //!   in the request extensions;
+//! - [`Management`]: the management API as a service account (personal access token or JWT
+//!   profile key file): organizations, the first admin of an organization (user, invitation,
+//!   project role grant), every create safe to repeat;
 //! - [`webhook`]: Actions v2 signature checks and organization events.
 
 mod caller;
+mod discovery;
+mod keyfile;
 mod layer;
+mod management;
 mod verify;
 pub mod webhook;
 
 pub use caller::{Caller, roles};
 pub use layer::{CallerLayer, CallerService};
 pub use verify::{IntrospectionClient, Verifier, VerifierConfig, VerifyError};
+pub use keyfile::{KeyFile, KeyFileError};
+pub use management::{
+    ActivatedAdmin, HumanUser, Management, ManagementConfig, ManagementError, Organization,
+    Paging, ServiceAccount,
+};

@@ -5,17 +5,18 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tenancy_core::OrgId;
-use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
 use crate::Caller;
+use crate::discovery::{Discovery, Endpoints};
+use crate::keyfile::KeyFile;
 
 const RESOURCE_OWNER_ID: &str = "urn:zitadel:iam:user:resourceowner:id";
 const ROLES: &str = "urn:zitadel:iam:org:project:roles";
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Why a token was refused. Callers see only "unauthorized"; the reason is for logs.
 #[derive(Debug, thiserror::Error)]
@@ -34,12 +35,20 @@ pub enum VerifyError {
     Unavailable(String),
 }
 
-/// Client credentials of the API application, for introspection (client secret basic).
+/// How the API application authenticates to the introspection endpoint.
 #[derive(Debug, Clone)]
-pub struct IntrospectionClient {
-    pub client_id: String,
-    pub client_secret: SecretString,
+pub enum IntrospectionClient {
+    /// Client secret basic: HTTP Basic with the client id and secret.
+    Secret {
+        client_id: String,
+        client_secret: SecretString,
+    },
+    /// Private-key JWT: a client assertion signed with the application's key file.
+    PrivateKeyJwt(KeyFile),
 }
+
+/// How long a client assertion is valid: it is made for one request.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct VerifierConfig {
@@ -76,13 +85,6 @@ impl VerifierConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Discovery {
-    jwks_uri: String,
-    #[serde(default)]
-    introspection_endpoint: Option<String>,
-}
-
 /// An introspection answer by token digest: when it came, and the caller (or inactive).
 type CachedAnswer = (Instant, Result<Caller, ()>);
 
@@ -96,7 +98,7 @@ struct Keys {
 pub struct Verifier {
     config: VerifierConfig,
     http: reqwest::Client,
-    discovery: OnceCell<Discovery>,
+    discovery: Discovery,
     keys: tokio::sync::Mutex<Keys>,
     introspected: Mutex<HashMap<[u8; 32], CachedAnswer>>,
 }
@@ -108,11 +110,11 @@ impl Verifier {
             .build()
             .expect("an HTTP client");
         Self {
-            config,
             http,
-            discovery: OnceCell::new(),
+            discovery: Discovery::new(&config.issuer),
             keys: Default::default(),
             introspected: Default::default(),
+            config,
         }
     }
 
@@ -125,31 +127,11 @@ impl Verifier {
         }
     }
 
-    async fn discovery(&self) -> Result<&Discovery, VerifyError> {
+    async fn endpoints(&self) -> Result<&Endpoints, VerifyError> {
         self.discovery
-            .get_or_try_init(|| async {
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    self.config.issuer.trim_end_matches('/')
-                );
-                let response = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
-                if !response.status().is_success() {
-                    return Err(VerifyError::Unavailable(format!(
-                        "discovery answered {}",
-                        response.status()
-                    )));
-                }
-                response
-                    .json::<Discovery>()
-                    .await
-                    .map_err(|e| VerifyError::Unavailable(e.to_string()))
-            })
+            .endpoints(&self.http)
             .await
+            .map_err(VerifyError::Unavailable)
     }
 
     async fn key(&self, kid: &str) -> Result<Jwk, VerifyError> {
@@ -163,7 +145,7 @@ impl Verifier {
             .fetched_at
             .is_none_or(|at| at.elapsed() >= self.config.jwks_min_refresh);
         if may_refresh {
-            let uri = self.discovery().await?.jwks_uri.clone();
+            let uri = self.endpoints().await?.jwks_uri.clone();
             let response = self
                 .http
                 .get(&uri)
@@ -223,21 +205,33 @@ impl Verifier {
             return answer.clone().map_err(|()| VerifyError::Inactive);
         }
         let endpoint = self
-            .discovery()
+            .endpoints()
             .await?
             .introspection_endpoint
             .clone()
             .ok_or_else(|| {
                 VerifyError::Unavailable("discovery names no introspection endpoint".into())
             })?;
-        let response = self
-            .http
-            .post(&endpoint)
-            .basic_auth(
-                &client.client_id,
-                Some(client.client_secret.expose_secret()),
-            )
-            .form(&[("token", token)])
+        let request = self.http.post(&endpoint);
+        let request = match client {
+            IntrospectionClient::Secret {
+                client_id,
+                client_secret,
+            } => request
+                .basic_auth(client_id, Some(client_secret.expose_secret()))
+                .form(&[("token", token)]),
+            IntrospectionClient::PrivateKeyJwt(key) => {
+                let assertion = key
+                    .assertion(self.discovery.issuer(), ASSERTION_LIFETIME)
+                    .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
+                request.form(&[
+                    ("token", token),
+                    ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                    ("client_assertion", &assertion),
+                ])
+            }
+        };
+        let response = request
             .send()
             .await
             .map_err(|e| VerifyError::Unavailable(e.to_string()))?;

@@ -4,12 +4,14 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use tenancy_testkit::{TokenClaims, ZitadelStandIn};
-use tenancy_zitadel::{IntrospectionClient, Verifier, VerifierConfig, VerifyError, roles};
+use tenancy_zitadel::{
+    IntrospectionClient, KeyFile, Verifier, VerifierConfig, VerifyError, roles,
+};
 
 fn verifier(zitadel: &ZitadelStandIn, jwks_min_refresh: Duration) -> Verifier {
     let mut config = VerifierConfig::new(&zitadel.issuer, zitadel.project_id());
     let (id, secret) = zitadel.client();
-    config.introspection = Some(IntrospectionClient {
+    config.introspection = Some(IntrospectionClient::Secret {
         client_id: id.into(),
         client_secret: SecretString::from(secret),
     });
@@ -194,10 +196,31 @@ async fn opaque_tokens_are_introspected_and_cached() {
 
     // Wrong client credentials: ZITADEL answers 401, we refuse the token.
     let mut config = VerifierConfig::new(&zitadel.issuer, zitadel.project_id());
-    config.introspection = Some(IntrospectionClient {
+    config.introspection = Some(IntrospectionClient::Secret {
         client_id: "x".into(),
         client_secret: SecretString::from("wrong"),
     });
+    assert!(matches!(
+        Verifier::new(config).verify(&token).await.unwrap_err(),
+        VerifyError::Unavailable(_)
+    ));
+}
+
+#[tokio::test]
+async fn introspection_authenticates_with_a_private_key_jwt() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let token = zitadel.opaque(&TokenClaims::new("machine-1", "42", roles::TENANT_ROUTER));
+    let mut config = VerifierConfig::new(&zitadel.issuer, zitadel.project_id());
+    let key = KeyFile::from_json(&zitadel.application_key()).unwrap();
+    config.introspection = Some(IntrospectionClient::PrivateKeyJwt(key));
+    let caller = Verifier::new(config).verify(&token).await.unwrap();
+    assert_eq!(caller.subject, "machine-1");
+    assert!(caller.can_route());
+
+    // A key file of the wrong kind (a service account's) cannot authenticate the application.
+    let mut config = VerifierConfig::new(&zitadel.issuer, zitadel.project_id());
+    let key = KeyFile::from_json(&zitadel.service_account_key()).unwrap();
+    config.introspection = Some(IntrospectionClient::PrivateKeyJwt(key));
     assert!(matches!(
         Verifier::new(config).verify(&token).await.unwrap_err(),
         VerifyError::Unavailable(_)
