@@ -41,6 +41,7 @@ async fn the_openapi_document_lists_every_route() {
         "POST /v1/servers/{id}/activate",
         "GET /v1/audit",
         "POST /v1/zitadel/events",
+        "POST /v1/zitadel/sync",
     ]
     .into_iter()
     .map(str::to_owned)

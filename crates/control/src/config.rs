@@ -52,6 +52,9 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// Attempts of one operation before it is marked failed (retry resets the count).
     pub max_attempts: i32,
+    /// Attempts of an admin activation: it waits out identity-provider outages, so it gets
+    /// more (with the backoff capped at `backoff_max`, 30 attempts last about two hours).
+    pub admin_activation_attempts: i32,
     #[serde(with = "humantime_serde")]
     pub backoff_base: Duration,
     #[serde(with = "humantime_serde")]
@@ -79,6 +82,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             max_attempts: 8,
+            admin_activation_attempts: 30,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             retention: Duration::from_secs(7 * 24 * 3600),

@@ -1,12 +1,12 @@
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgListener;
 use tenancy_core::{
     AddServer, ChangeFeed, ConnectionInfo, CreateTenant, Operation, OperationKind, OperationState,
-    OrgId, RoleName, Server, ServerId, ServerState, Tenant, TenantChange, TenantHealth,
+    OrgId, Region, RoleName, Server, ServerId, ServerState, Tenant, TenantChange, TenantHealth,
     TenantStatus, TenantUsage, Tier, UpdateTenant, slug_from_name,
 };
 use tokio::sync::{Notify, broadcast};
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, instrument, warn};
 use uuid::Uuid;
 
+use crate::admin::AdminActivator;
 use crate::config::{Config, ServerConfig};
 use crate::error::ControlError;
 use crate::faults::FaultInjector;
@@ -49,6 +50,8 @@ pub(crate) struct Inner {
     pub tenant_changed: Notify,
     /// Unique per engine instance; worker names derive from it.
     pub instance: String,
+    /// Invites organizations' first admins (set by the registry when ZITADEL is configured).
+    pub admin_activator: OnceLock<Arc<dyn AdminActivator>>,
 }
 
 /// What onboarding did.
@@ -115,6 +118,7 @@ impl Engine {
                 tenant_changed: Notify::new(),
                 wake: Notify::new(),
                 done,
+                admin_activator: OnceLock::new(),
                 instance: format!(
                     "{}-{}",
                     std::process::id(),
@@ -178,6 +182,14 @@ impl Engine {
         &self.inner.config
     }
 
+    /// Enables admin activation: tenants onboarded with an `admin_email` get their first admin
+    /// invited once their database is ready. Set once, before workers run.
+    pub fn set_admin_activator(&self, activator: Arc<dyn AdminActivator>) {
+        if self.inner.admin_activator.set(activator).is_err() {
+            warn!("admin activator already set; the first one stays");
+        }
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -197,33 +209,25 @@ impl Engine {
 
     /// Onboards an organization: records the tenant and queues its provisioning. Idempotent per
     /// `org_id`: the same request again returns the existing tenant, a different one is a conflict.
-    #[instrument(skip_all, fields(org_id = %request.org_id))]
+    #[instrument(skip_all, fields(org_id = ?request.org_id))]
     pub async fn onboard(
         &self,
         request: CreateTenant,
         actor: &Actor,
     ) -> Result<Onboarded, ControlError> {
-        let config = &self.inner.config;
-        let region = match &request.region {
-            Some(region) => region.clone(),
-            None => config.default_region().ok_or_else(|| {
-                ControlError::Validation("no region given and no default region configured".into())
-            })?,
-        };
-        if !config.servers.iter().any(|s| s.region == region) {
-            return Err(ControlError::Validation(format!(
-                "no database server in region {region}"
-            )));
-        }
+        let region = self.check_onboarding(&request)?;
+        let org_id = request.org_id.as_ref().ok_or_else(|| {
+            ControlError::Validation(
+                "org_id is required (or create_org, to create the organization in ZITADEL)".into(),
+            )
+        })?;
         let explicit_slug = request.slug.is_some();
         let slug = request
             .slug
             .clone()
             .unwrap_or_else(|| slug_from_name(request.name.as_str()));
-        if let Some(email) = &request.admin_email {
-            validate_email(email)?;
-        }
         let new = NewTenant {
+            org_id,
             request: &request,
             slug: &slug,
             region: &region,
@@ -244,15 +248,53 @@ impl Engine {
         }
     }
 
+    /// Checks what can be checked of an onboarding request before anything is created (here or
+    /// in ZITADEL); returns the region the tenant goes to.
+    pub fn check_onboarding(&self, request: &CreateTenant) -> Result<Region, ControlError> {
+        let config = &self.inner.config;
+        let region = match &request.region {
+            Some(region) => region.clone(),
+            None => config.default_region().ok_or_else(|| {
+                ControlError::Validation("no region given and no default region configured".into())
+            })?,
+        };
+        if !config.servers.iter().any(|s| s.region == region) {
+            return Err(ControlError::Validation(format!(
+                "no database server in region {region}"
+            )));
+        }
+        if let Some(email) = &request.admin_email {
+            validate_email(email)?;
+            if self.inner.admin_activator.get().is_none() {
+                return Err(ControlError::Validation(
+                    "admin_email needs ZITADEL's management API configured (see the README's ZITADEL section)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(region)
+    }
+
     /// Suspends an active tenant: its status changes at once (routers refuse it from the next
     /// change-feed poll), then its role can no longer log in and open sessions are ended.
     pub async fn suspend(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+        self.suspend_because(org_id, None, actor).await
+    }
+
+    /// As [`Engine::suspend`], recording why in the tenant's `status_reason` (so that, say, a
+    /// suspension that followed an organization's deactivation can be told from an operator's).
+    pub async fn suspend_because(
+        &self,
+        org_id: &OrgId,
+        reason: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
         use TenantStatus::*;
         self.request(
             org_id,
             OperationKind::Suspend,
             &[Active],
-            Some(Suspended),
+            Some((Suspended, reason)),
             actor,
         )
         .await
@@ -278,7 +320,7 @@ impl Engine {
             org_id,
             OperationKind::Deprovision,
             &[Active, Suspended, Failed],
-            Some(Deleting),
+            Some((Deleting, None)),
             actor,
         )
         .await
@@ -310,7 +352,7 @@ impl Engine {
         org_id: &OrgId,
         kind: OperationKind,
         from: &[TenantStatus],
-        status_now: Option<TenantStatus>,
+        status_now: Option<(TenantStatus, Option<&str>)>,
         actor: &Actor,
     ) -> Result<Operation, ControlError> {
         let (_, op) = self

@@ -1,3 +1,4 @@
+use crate::admin::ActivationError;
 use tenancy_core::{IdError, OrgId, ServerId, UnknownVariant};
 
 /// Everything the engine can fail with. The registry maps these to HTTP in one place.
@@ -45,6 +46,9 @@ pub enum ControlError {
     InjectedCrash,
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
+    /// The identity provider refused or failed an admin activation.
+    #[error("admin activation: {0}")]
+    Activation(#[from] ActivationError),
 }
 
 impl ControlError {
@@ -62,6 +66,7 @@ impl ControlError {
             | ControlError::InjectedCrash
             | ControlError::LeaseLost => false,
             ControlError::Server { source, .. } => !is_permission_error(source),
+            ControlError::Activation(e) => e.retryable,
             _ => true,
         }
     }

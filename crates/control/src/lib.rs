@@ -2,6 +2,7 @@
 //! PostgreSQL administration on every database server, template migrations and the reconciler.
 //! No HTTP: the registry service and `tenantctl` sit on top of [`Engine`].
 
+mod admin;
 pub mod config;
 mod engine;
 mod error;
@@ -15,6 +16,7 @@ pub mod sql;
 pub mod store;
 mod worker;
 
+pub use admin::{ActivationError, AdminActivation, AdminActivator};
 pub use config::{Config, EngineConfig, ServerConfig, TierLimits};
 pub use engine::{Engine, Onboarded, Workers};
 pub use error::ControlError;

@@ -203,6 +203,7 @@ impl ServerRow {
 
 /// A new tenant row with its first operation, ready to insert.
 pub struct NewTenant<'a> {
+    pub org_id: &'a OrgId,
     pub request: &'a CreateTenant,
     pub slug: &'a Slug,
     pub region: &'a Region,
@@ -356,7 +357,7 @@ impl Store {
     /// Inserts a tenant and its provisioning operation, or returns the existing tenant when the
     /// same request was made before. A derived slug that is taken gets a numeric suffix; an
     /// explicit one is a conflict.
-    #[instrument(skip_all, fields(org_id = %new.request.org_id))]
+    #[instrument(skip_all, fields(org_id = %new.org_id))]
     pub async fn create_tenant(
         &self,
         new: NewTenant<'_>,
@@ -401,7 +402,7 @@ impl Store {
         if let Some(existing) = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE org_id = $1 FOR UPDATE"
         )))
-        .bind(req.org_id.as_str())
+        .bind(new.org_id.as_str())
         .fetch_optional(&mut *tx)
         .await?
         {
@@ -434,7 +435,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10)
              RETURNING {TENANT_COLUMNS}"
         )))
-        .bind(req.org_id.as_str())
+        .bind(new.org_id.as_str())
         .bind(req.name.as_str())
         .bind(slug.as_str())
         .bind(slug.db_name().as_str())
@@ -447,12 +448,12 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let op =
-            insert_operation(&mut tx, &req.org_id, OperationKind::Provision, Value::Null).await?;
+            insert_operation(&mut tx, new.org_id, OperationKind::Provision, Value::Null).await?;
         audit(
             &mut tx,
             actor,
             "tenant.create",
-            Some(&req.org_id),
+            Some(new.org_id),
             None,
             Some(tenant_json(&tenant)),
         )
@@ -462,15 +463,15 @@ impl Store {
     }
 
     /// Queues an operation on a tenant whose status is one of `from`, moving it to `status_now`
-    /// (when given) in the same transaction. An open operation of the same kind is returned as is;
-    /// one of another kind is a conflict.
+    /// (when given, with `reason`) in the same transaction. An open operation of the same kind is
+    /// returned as is; one of another kind is a conflict.
     #[instrument(skip(self, actor))]
     pub async fn request_operation(
         &self,
         org_id: &OrgId,
         kind: OperationKind,
         from: &[TenantStatus],
-        status_now: Option<TenantStatus>,
+        status_now: Option<(TenantStatus, Option<&str>)>,
         actor: &Actor,
     ) -> Result<(TenantRow, OperationRow), ControlError> {
         let mut tx = self.pool.begin().await?;
@@ -496,7 +497,7 @@ impl Store {
         }
         let op = insert_operation(&mut tx, org_id, kind, Value::Null).await?;
         let after = match status_now {
-            Some(new_status) => set_status(&mut tx, org_id, new_status, None).await?,
+            Some((new_status, reason)) => set_status(&mut tx, org_id, new_status, reason).await?,
             None => tenant.clone(),
         };
         audit(
@@ -771,11 +772,31 @@ impl Store {
         }
         let before = lock_tenant(&mut tx, &org_id).await?;
         let (action, after) = match effect {
-            Finish::Status(status) => (
-                format!("tenant.{status}"),
-                Some(set_status(&mut tx, &org_id, status, None).await?),
-            ),
+            Finish::Status(status) => {
+                // A status set when the operation was asked for keeps the reason given then.
+                let reason = before
+                    .status_reason
+                    .as_deref()
+                    .filter(|_| before.status == status.as_str());
+                (
+                    format!("tenant.{status}"),
+                    Some(set_status(&mut tx, &org_id, status, reason).await?),
+                )
+            }
             Finish::Unchanged => (format!("operation.{}", op.kind), Some(before.clone())),
+            Finish::Provisioned { admin_email } => {
+                let after = set_status(&mut tx, &org_id, TenantStatus::Active, None).await?;
+                if let Some(email) = admin_email {
+                    insert_operation(
+                        &mut tx,
+                        &org_id,
+                        OperationKind::ActivateAdmin,
+                        serde_json::json!({ "email": email }),
+                    )
+                    .await?;
+                }
+                ("tenant.active".to_owned(), Some(after))
+            }
             Finish::Deleted { retention } => {
                 let row = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
                     "UPDATE tenants SET status = 'deleted', status_reason = NULL, deleted_at = now(),
@@ -1197,6 +1218,11 @@ impl Store {
 /// How a finished operation changes its tenant.
 pub enum Finish {
     Status(TenantStatus),
+    /// The tenant's database is ready: it becomes active, and when it names a first admin, the
+    /// admin's activation is queued in the same transaction.
+    Provisioned {
+        admin_email: Option<String>,
+    },
     /// The operation changed the servers only (the tenant row was updated when it was asked for).
     Unchanged,
     Deleted {
@@ -1271,7 +1297,8 @@ async fn open_operation(
 ) -> Result<Option<OperationRow>, ControlError> {
     Ok(sqlx::query_as::<_, OperationRow>(
         "SELECT id, org_id, kind, state, step, attempts, last_error, payload, created_at, finished_at
-         FROM operations WHERE org_id = $1 AND state IN ('queued', 'running')",
+         FROM operations WHERE org_id = $1 AND state IN ('queued', 'running')
+           AND kind <> 'activate_admin'",
     )
     .bind(org_id.as_str())
     .fetch_optional(&mut **tx)
@@ -1297,7 +1324,9 @@ async fn insert_operation(
     .fetch_one(&mut **tx)
     .await
     .map_err(|e| {
-        if is_unique_violation(&e, "operations_one_open_per_tenant") {
+        if is_unique_violation(&e, "operations_one_open_per_tenant")
+            || is_unique_violation(&e, "operations_one_open_activation")
+        {
             ControlError::Conflict {
                 code: "operation_in_progress",
                 detail: format!("tenant {org_id} has an operation in progress"),

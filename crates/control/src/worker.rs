@@ -8,6 +8,7 @@ use tenancy_core::{OperationKind, Step, TenantStatus};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::admin::AdminActivation;
 use crate::engine::Inner;
 use crate::error::ControlError;
 use crate::faults::Moment;
@@ -89,7 +90,11 @@ async fn run_operation(
         Err(e) => {
             let message = e.to_string();
             let engine = &inner.config.engine;
-            if e.is_retryable() && op.attempts < engine.max_attempts {
+            let max_attempts = match op.kind() {
+                Ok(OperationKind::ActivateAdmin) => engine.admin_activation_attempts,
+                _ => engine.max_attempts,
+            };
+            if e.is_retryable() && op.attempts < max_attempts {
                 warn!(step = %op.step, error = %message, "step failed, will retry");
                 metrics::counter!("tenancy_operation_retries_total", "kind" => kind).increment(1);
                 inner
@@ -207,10 +212,12 @@ async fn execute_step(
             store.set_schema_version(&org_id, version).await
         }
         Step::Activate => {
+            let admin_email = tenant.admin_email.clone();
             store
-                .finish(op, worker, Finish::Status(TenantStatus::Active))
+                .finish(op, worker, Finish::Provisioned { admin_email })
                 .await
         }
+        Step::InviteAdmin => invite_admin(inner, op, tenant).await,
         Step::Block => match placed_admin(inner, tenant).await? {
             Some(admin) => admin.block(&db, &role).await,
             None => Ok(()),
@@ -235,7 +242,7 @@ async fn execute_step(
             let effect = match kind {
                 OperationKind::Suspend => Finish::Status(TenantStatus::Suspended),
                 OperationKind::Resume => Finish::Status(TenantStatus::Active),
-                OperationKind::Retier => Finish::Unchanged,
+                OperationKind::Retier | OperationKind::ActivateAdmin => Finish::Unchanged,
                 OperationKind::Deprovision => Finish::Deleted {
                     retention: inner.config.engine.retention,
                 },
@@ -246,6 +253,42 @@ async fn execute_step(
         }
         Step::Done => Ok(()),
     }
+}
+
+/// Invites the organization's first admin through the configured activator. A tenant deleted in
+/// the meantime gets no admin; ZITADEL failures retry with backoff and never touch the database.
+async fn invite_admin(
+    inner: &Inner,
+    op: &OperationRow,
+    tenant: &TenantRow,
+) -> Result<(), ControlError> {
+    if matches!(
+        tenant.status()?,
+        TenantStatus::Deleting | TenantStatus::Deleted
+    ) {
+        info!("tenant is being deleted: its admin is not invited");
+        return Ok(());
+    }
+    let email = op
+        .payload
+        .get("email")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| ControlError::Corrupt(format!("operation {} names no e-mail", op.id)))?;
+    let activator = inner.admin_activator.get().ok_or_else(|| {
+        ControlError::Config(
+            "admin activation needs ZITADEL's management API configured on this replica".into(),
+        )
+    })?;
+    let activation = AdminActivation {
+        org_id: tenant.org_id()?,
+        email: email.to_owned(),
+    };
+    let user_id = activator.activate_admin(&activation).await?;
+    info!(
+        user_id,
+        "organization admin invited and granted tenant_admin"
+    );
+    Ok(())
 }
 
 /// The admin connection of the tenant's server; the tenant must be placed.

@@ -8,8 +8,8 @@ mod slug;
 
 pub use ids::{DbName, IdError, OrgId, Region, RoleName, ServerId, Slug, TenantName};
 pub use model::{
-    AddServer, ChangeFeed, ConnectionInfo, CreateTenant, Operation, OperationKind, OperationState,
-    Server, ServerState, Step, Tenant, TenantChange, TenantHealth, TenantStatus, TenantUsage, Tier,
-    UnknownVariant, UpdateTenant,
+    AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationKind,
+    OperationState, OrgAdmin, Server, ServerState, Step, Tenant, TenantChange, TenantHealth,
+    TenantStatus, TenantUsage, Tier, UnknownVariant, UpdateTenant,
 };
 pub use slug::slug_from_name;

@@ -88,7 +88,9 @@ string_enum!(
 );
 
 string_enum!(
-    /// What an operation does.
+    /// What an operation does. `activate_admin` invites the organization's first admin in
+    /// ZITADEL and grants `tenant_admin`; it is queued when a tenant with an `admin_email`
+    /// becomes active, and runs beside the tenant's other operations.
     OperationKind, "operation kind" {
         Provision => "provision",
         Suspend => "suspend",
@@ -96,6 +98,7 @@ string_enum!(
         Retier => "retier",
         Deprovision => "deprovision",
         Purge => "purge",
+        ActivateAdmin => "activate_admin",
     }
 );
 
@@ -122,6 +125,7 @@ string_enum!(
         ApplyLimits => "apply_limits",
         DropDatabase => "drop_database",
         DropRole => "drop_role",
+        InviteAdmin => "invite_admin",
         Finish => "finish",
         Done => "done",
     }
@@ -138,6 +142,7 @@ impl OperationKind {
             OperationKind::Retier => &[ApplyLimits, Finish],
             OperationKind::Deprovision => &[Block, Finish],
             OperationKind::Purge => &[DropDatabase, DropRole, Finish],
+            OperationKind::ActivateAdmin => &[InviteAdmin, Finish],
         }
     }
 
@@ -165,7 +170,9 @@ impl Tier {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
-    pub org_id: OrgId,
+    /// The ZITADEL organization. Required unless `create_org` asks the registry to create it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<OrgId>,
     pub name: TenantName,
     /// Derived from `name` when absent; an explicit slug that is taken is a conflict, not renamed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,8 +184,40 @@ pub struct CreateTenant {
     pub tier: Option<Tier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_org_id: Option<OrgId>,
+    /// The organization's first admin: invited in ZITADEL and granted `tenant_admin` once the
+    /// database is ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_email: Option<String>,
+    /// Create the organization in ZITADEL first (instead of giving `org_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_org: Option<CreateOrg>,
+}
+
+/// An organization for the registry to create in ZITADEL. Creation is idempotent per name: the
+/// same request again finds the organization the first one made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrg {
+    /// The tenant's `name` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<TenantName>,
+    /// Made the organization's owner in ZITADEL, then invited and granted `tenant_admin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<OrgAdmin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OrgAdmin {
+    pub email: String,
+    /// The e-mail address's local part when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// "Admin" when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
 }
 
 /// A tenant as the registry API shows it.

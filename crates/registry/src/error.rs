@@ -6,6 +6,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tenancy_control::ControlError;
+use tenancy_zitadel::ManagementError;
+
+use crate::orgs::SyncError;
 use utoipa::ToSchema;
 
 /// The body of every error response.
@@ -38,6 +41,17 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("no route for {0}")]
     NotFound(String),
+    #[error(transparent)]
+    Zitadel(#[from] ManagementError),
+}
+
+impl From<SyncError> for ApiError {
+    fn from(error: SyncError) -> Self {
+        match error {
+            SyncError::Zitadel(e) => ApiError::Zitadel(e),
+            SyncError::Control(e) => ApiError::Control(e),
+        }
+    }
 }
 
 impl ApiError {
@@ -60,6 +74,17 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", self.to_string()),
             ApiError::Forbidden(why) => (StatusCode::FORBIDDEN, "forbidden", (*why).to_owned()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", self.to_string()),
+            ApiError::Zitadel(e) => match e {
+                ManagementError::Conflict(detail) => {
+                    (StatusCode::CONFLICT, "organization_exists", detail.clone())
+                }
+                e if e.is_retryable() => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "zitadel_unavailable",
+                    "ZITADEL is unavailable; try again shortly".into(),
+                ),
+                e => (StatusCode::BAD_GATEWAY, "zitadel_error", e.to_string()),
+            },
             ApiError::Control(e) => match e {
                 C::InvalidId(_) | C::InvalidValue(_) => {
                     (StatusCode::BAD_REQUEST, "invalid_request", e.to_string())

@@ -4,7 +4,9 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod identity;
 pub mod metrics;
+pub mod orgs;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -42,6 +42,60 @@ pub struct Settings {
     #[arg(long, env = "TENANCY_ZITADEL_CLIENT_SECRET", hide_env_values = true)]
     pub zitadel_client_secret: Option<SecretString>,
 
+    /// Instead of a client secret: the API application's key file (JSON, from ZITADEL's
+    /// console), for private-key JWT introspection.
+    #[arg(
+        long,
+        env = "TENANCY_ZITADEL_APPLICATION_KEY_FILE",
+        conflicts_with = "zitadel_client_secret"
+    )]
+    pub zitadel_application_key_file: Option<PathBuf>,
+
+    /// Personal access token of the service account that calls ZITADEL's management API
+    /// (admin invitations, organization creation and sync).
+    #[arg(
+        long,
+        env = "TENANCY_ZITADEL_SERVICE_ACCOUNT_PAT",
+        hide_env_values = true
+    )]
+    pub zitadel_service_account_pat: Option<SecretString>,
+
+    /// Instead of a PAT: the service account's key file (JSON), for the JWT profile grant.
+    #[arg(
+        long,
+        env = "TENANCY_ZITADEL_SERVICE_ACCOUNT_KEY_FILE",
+        conflicts_with = "zitadel_service_account_pat"
+    )]
+    pub zitadel_service_account_key_file: Option<PathBuf>,
+
+    /// How list calls page on your ZITADEL version: `query` or `pagination`.
+    #[arg(
+        long,
+        env = "TENANCY_ZITADEL_LIST_PAGING",
+        value_enum,
+        default_value = "query"
+    )]
+    pub zitadel_list_paging: ListPaging,
+
+    /// How often the organization sync compares ZITADEL's organizations with the tenants and
+    /// converges (the safety net for missed events); `0s` turns it off. Needs a service account.
+    #[arg(long, env = "TENANCY_ZITADEL_ORG_SYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub zitadel_org_sync_interval: std::time::Duration,
+
+    /// The most tenants one sync run may delete (organizations gone from ZITADEL). More is taken
+    /// for a misconfiguration (a wrong instance): the run deletes none and logs an error.
+    #[arg(
+        long,
+        env = "TENANCY_ZITADEL_ORG_SYNC_MAX_DELETES",
+        default_value_t = 10
+    )]
+    pub zitadel_org_sync_max_deletes: usize,
+
+    /// Organizations that are never tenants, comma separated (the platform's own organization):
+    /// their events and the sync leave them alone.
+    #[arg(long, env = "TENANCY_ZITADEL_IGNORE_ORGS", value_delimiter = ',')]
+    pub zitadel_ignore_orgs: Vec<String>,
+
     /// Signing keys of the ZITADEL Actions target(s) that post organization events, comma
     /// separated (several during a key rotation).
     #[arg(long, env = "TENANCY_ZITADEL_WEBHOOK_KEYS", hide_env_values = true)]
@@ -68,11 +122,24 @@ impl Settings {
             zitadel_project_id: None,
             zitadel_client_id: None,
             zitadel_client_secret: None,
+            zitadel_application_key_file: None,
+            zitadel_service_account_pat: None,
+            zitadel_service_account_key_file: None,
+            zitadel_list_paging: ListPaging::Query,
+            zitadel_org_sync_interval: std::time::Duration::from_secs(300),
+            zitadel_org_sync_max_deletes: 10,
+            zitadel_ignore_orgs: Vec::new(),
             zitadel_webhook_keys: None,
             log_format: LogFormat::Text,
             max_body: 64 * 1024,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListPaging {
+    Query,
+    Pagination,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -15,10 +15,12 @@ use tower_http::trace::TraceLayer;
 use tracing::info;
 
 use secrecy::{ExposeSecret, SecretString};
-use tenancy_zitadel::{IntrospectionClient, Verifier, VerifierConfig};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticator, DevToken};
 use crate::error::ApiError;
+use crate::identity::{self, Identity};
+use crate::orgs;
 use crate::settings::Settings;
 
 #[derive(Clone)]
@@ -29,6 +31,21 @@ pub struct AppState {
     pub openapi: Arc<utoipa::openapi::OpenApi>,
     /// Signing keys that ZITADEL's organization events must be signed with.
     pub webhook_keys: Arc<Vec<SecretString>>,
+    /// ZITADEL's management API, when a service account is configured.
+    pub identity: Option<Arc<Identity>>,
+}
+
+impl AppState {
+    /// The management API, or a clear refusal when no service account is configured.
+    pub fn identity(&self) -> Result<&Identity, ApiError> {
+        self.identity.as_deref().ok_or(ApiError::BadRequest {
+            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            code: "zitadel_not_configured",
+            detail: "ZITADEL's management API is not configured: set TENANCY_ZITADEL_ISSUER and a \
+                     service account (TENANCY_ZITADEL_SERVICE_ACCOUNT_PAT or _KEY_FILE)"
+                .into(),
+        })
+    }
 }
 
 pub struct Application {
@@ -36,6 +53,8 @@ pub struct Application {
     router: Router,
     engine: Engine,
     workers: Workers,
+    /// Stops the background tasks (the organization sync).
+    background: CancellationToken,
 }
 
 impl Application {
@@ -61,22 +80,10 @@ impl Application {
             }
             authenticators.push(Arc::new(DevToken::new(token)));
         }
-        if let Some(issuer) = &settings.zitadel_issuer {
-            let project = settings
-                .zitadel_project_id
-                .clone()
-                .context("TENANCY_ZITADEL_PROJECT_ID is required with TENANCY_ZITADEL_ISSUER")?;
-            let mut verifier = VerifierConfig::new(issuer.trim_end_matches('/'), project);
-            if let (Some(client_id), Some(client_secret)) =
-                (&settings.zitadel_client_id, &settings.zitadel_client_secret)
-            {
-                verifier.introspection = Some(IntrospectionClient {
-                    client_id: client_id.clone(),
-                    client_secret: client_secret.clone(),
-                });
-            }
-            authenticators.push(Arc::new(Verifier::new(verifier)));
+        if let Some(verifier) = identity::verifier(&settings)? {
+            authenticators.push(Arc::new(verifier));
         }
+        let identity = Identity::from_settings(&settings)?;
         if authenticators.is_empty() {
             bail!(
                 "no authentication configured: set TENANCY_ZITADEL_ISSUER and TENANCY_ZITADEL_PROJECT_ID, \
@@ -85,6 +92,11 @@ impl Application {
         }
         let metrics = crate::metrics::handle();
         let engine = Engine::start(config).await.context("starting the engine")?;
+        let background = CancellationToken::new();
+        if let Some(identity) = &identity {
+            engine.set_admin_activator(identity.clone());
+            orgs::spawn_sync(engine.clone(), identity.clone(), background.clone());
+        }
         let workers = engine.run_workers();
         let (api, openapi) = crate::routes::api();
         let state = AppState {
@@ -105,6 +117,7 @@ impl Application {
                     .filter(|k| !k.expose_secret().is_empty())
                     .collect(),
             ),
+            identity,
         };
         let request_id = HeaderName::from_static("x-request-id");
         let router = api
@@ -128,6 +141,7 @@ impl Application {
             router,
             engine,
             workers,
+            background,
         })
     }
 
@@ -158,6 +172,7 @@ impl Application {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown_signal())
             .await?;
+        self.background.cancel();
         info!("stopping workers: in-flight steps finish, the rest goes back to the queue");
         self.workers.shutdown().await;
         info!("stopped");

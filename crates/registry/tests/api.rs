@@ -9,10 +9,13 @@ use std::sync::Arc;
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tenancy_control::{Config, ServerConfig};
+use tenancy_control::Config;
 use tenancy_registry::auth::Authenticator;
 use tenancy_registry::{Application, Settings};
 use tenancy_testkit::PgCluster;
+
+mod common;
+use common::{TestApp, dev_settings, single_server};
 use tenancy_zitadel::{Caller, roles};
 
 /// `tenant-admin-<org>` is a tenant admin of `<org>`; `router` holds `tenant_router`.
@@ -46,70 +49,13 @@ impl Authenticator for TestTokens {
     }
 }
 
-fn single_server(cluster: &PgCluster) -> Config {
-    let server = ServerConfig::new(
-        "pg-1".parse().unwrap(),
-        "local".parse().unwrap(),
-        cluster.host(),
-        cluster.port(),
-        cluster.admin_user(),
-        SecretString::from(cluster.admin_password()),
-    );
-    Config::single_server(
-        cluster.url("tenancy_registry"),
-        server,
-        SecretString::from("k"),
-    )
-}
-
-struct TestApp {
-    base: String,
-    http: reqwest::Client,
-    _cluster: PgCluster,
-}
-
-impl TestApp {
-    async fn start() -> Self {
-        tenancy_testkit::init_test_logging();
-        let cluster = PgCluster::start().unwrap();
-        cluster.create_database("tenancy_registry").unwrap();
-        let mut config = single_server(&cluster);
-        config.engine.poll_interval = std::time::Duration::from_millis(100);
-        let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
-        settings.dev_token = Some(SecretString::from("dev"));
-        let base = Application::spawn(settings, config, vec![Arc::new(TestTokens)])
-            .await
-            .unwrap();
-        Self {
-            base,
-            http: reqwest::Client::new(),
-            _cluster: cluster,
-        }
-    }
-
-    async fn call(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
+async fn start() -> TestApp {
+    TestApp::start_with(dev_settings(), vec![Arc::new(TestTokens)], |_| {}).await
 }
 
 #[tokio::test]
 async fn a_tenant_admin_sees_its_own_tenant_only_and_changes_nothing() {
-    let app = TestApp::start().await;
+    let app = start().await;
     for (org, name) in [("100", "Own Org"), ("200", "Other Org")] {
         let (status, _) = app
             .call(
@@ -164,7 +110,7 @@ async fn a_tenant_admin_sees_its_own_tenant_only_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_router_service_reads_connection_info_and_changes_only() {
-    let app = TestApp::start().await;
+    let app = start().await;
     let (status, _) = app
         .call(
             "dev",

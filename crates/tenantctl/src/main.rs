@@ -523,13 +523,14 @@ async fn tenants(
             wait,
         } => {
             let request = CreateTenant {
-                org_id,
+                org_id: Some(org_id),
                 name: name.parse()?,
                 slug: slug.map(|s| s.parse()).transpose()?,
                 region,
                 tier,
                 parent_org_id: None,
                 admin_email: None,
+                create_org: None,
             };
             match engine.onboard(request, actor).await? {
                 Onboarded::Existing { tenant } => print_tenants(&[tenant], json)?,

@@ -75,13 +75,14 @@ impl Fleet {
         let workers = engine.run_workers();
         for i in 0..n {
             let request = CreateTenant {
-                org_id: format!("{}", 1000 + i).parse().unwrap(),
+                org_id: Some(format!("{}", 1000 + i).parse().unwrap()),
                 name: format!("Fleet {i}").parse().unwrap(),
                 slug: None,
                 region: None,
                 tier: None,
                 parent_org_id: None,
                 admin_email: None,
+                create_org: None,
             };
             engine
                 .onboard(request, &Actor::named("test"))

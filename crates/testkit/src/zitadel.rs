@@ -166,7 +166,10 @@ impl ZitadelStandIn {
             .route("/v2/users", post(search_users))
             .route("/v2/users/{user_id}/invite_code", post(invite))
             .route("/management/v1/users/{user_id}/grants", post(grant))
-            .route_layer(middleware::from_fn_with_state(state.clone(), management_auth));
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                management_auth,
+            ));
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/oauth/v2/keys", get(jwks))
@@ -290,7 +293,11 @@ impl ZitadelStandIn {
     /// Deactivates (false) or reactivates (true) an organization.
     pub fn set_organization_active(&self, id: &str, active: bool) {
         let mut state = self.state.lock().unwrap();
-        let org = state.orgs.iter_mut().find(|o| o.id == id).expect("known org");
+        let org = state
+            .orgs
+            .iter_mut()
+            .find(|o| o.id == id)
+            .expect("known org");
         org.state = if active {
             "ORGANIZATION_STATE_ACTIVE"
         } else {
@@ -299,10 +306,25 @@ impl ZitadelStandIn {
         .into();
     }
 
-    pub fn remove_organization(&self, id: &str) {
+    pub fn rename_organization(&self, id: &str, name: &str) {
         let mut state = self.state.lock().unwrap();
-        state.orgs.retain(|o| o.id != id);
-        state.users.retain(|u| u.org_id != id);
+        let org = state
+            .orgs
+            .iter_mut()
+            .find(|o| o.id == id)
+            .expect("known org");
+        org.name = name.into();
+    }
+
+    pub fn remove_organization(&self, id: &str) {
+        self.remove_organizations(&[id]);
+    }
+
+    /// Removes several organizations at once (no sync can run in between).
+    pub fn remove_organizations(&self, ids: &[&str]) {
+        let mut state = self.state.lock().unwrap();
+        state.orgs.retain(|o| !ids.contains(&o.id.as_str()));
+        state.users.retain(|u| !ids.contains(&u.org_id.as_str()));
     }
 
     pub fn organization(&self, id: &str) -> Option<Org> {
@@ -369,10 +391,8 @@ fn valid_assertion(jwt: &str, kid: &str, subject: &str, issuer: &str) -> bool {
         return false;
     }
     let key = rsa::RsaPrivateKey::from_pkcs1_pem(CLIENT_KEY).expect("test key");
-    let decoding = DecodingKey::from_rsa_raw_components(
-        &key.n().to_bytes_be(),
-        &key.e().to_bytes_be(),
-    );
+    let decoding =
+        DecodingKey::from_rsa_raw_components(&key.n().to_bytes_be(), &key.e().to_bytes_be());
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[issuer]);
     validation.set_issuer(&[subject]);
@@ -389,9 +409,9 @@ async fn token(State(state): Shared, Form(form): Form<HashMap<String, String>>) 
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let ok = form.get("grant_type").map(String::as_str) == Some(JWT_BEARER)
-        && form.get("assertion").is_some_and(|a| {
-            valid_assertion(a, SERVICE_KEY_ID, SERVICE_USER_ID, &state.issuer)
-        });
+        && form
+            .get("assertion")
+            .is_some_and(|a| valid_assertion(a, SERVICE_KEY_ID, SERVICE_USER_ID, &state.issuer));
     if !ok {
         return (
             StatusCode::BAD_REQUEST,
@@ -402,7 +422,8 @@ async fn token(State(state): Shared, Form(form): Form<HashMap<String, String>>) 
     state.token_grants += 1;
     let token = format!("sa-{:016x}", rand::random::<u64>());
     state.access_tokens.insert(token.clone());
-    Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 43199})).into_response()
+    Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 43199}))
+        .into_response()
 }
 
 fn user_from_json(id: String, org_id: &str, human: &Value) -> User {
@@ -415,8 +436,14 @@ fn user_from_json(id: String, org_id: &str, human: &Value) -> User {
         id,
         org_id: org_id.to_owned(),
         email,
-        given_name: human["profile"]["givenName"].as_str().unwrap_or_default().into(),
-        family_name: human["profile"]["familyName"].as_str().unwrap_or_default().into(),
+        given_name: human["profile"]["givenName"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
+        family_name: human["profile"]["familyName"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
         invited: false,
         roles: Vec::new(),
     }
@@ -433,7 +460,9 @@ fn paging(body: &Value) -> (usize, usize) {
         }
     };
     let offset = number(page.and_then(|p| p.get("offset"))).unwrap_or(0);
-    let limit = number(page.and_then(|p| p.get("limit"))).unwrap_or(100).min(1000);
+    let limit = number(page.and_then(|p| p.get("limit")))
+        .unwrap_or(100)
+        .min(1000);
     (offset, limit)
 }
 
@@ -620,7 +649,8 @@ async fn introspect(
         STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
     );
     let state = state.lock().unwrap();
-    let basic = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+    let basic =
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str());
     let private_key_jwt = form.get("client_assertion_type").map(String::as_str)
         == Some(CLIENT_ASSERTION_TYPE)
         && form

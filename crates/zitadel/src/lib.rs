@@ -21,10 +21,10 @@ mod verify;
 pub mod webhook;
 
 pub use caller::{Caller, roles};
-pub use layer::{CallerLayer, CallerService};
-pub use verify::{IntrospectionClient, Verifier, VerifierConfig, VerifyError};
 pub use keyfile::{KeyFile, KeyFileError};
+pub use layer::{CallerLayer, CallerService};
 pub use management::{
-    ActivatedAdmin, HumanUser, Management, ManagementConfig, ManagementError, Organization,
-    Paging, ServiceAccount,
+    ActivatedAdmin, HumanUser, Management, ManagementConfig, ManagementError, Organization, Paging,
+    ServiceAccount,
 };
+pub use verify::{IntrospectionClient, Verifier, VerifierConfig, VerifyError};

@@ -250,12 +250,7 @@ impl Management {
     pub async fn organization(&self, id: &str) -> Result<Option<Organization>, ManagementError> {
         let body = json!({"queries": [{"idQuery": {"id": id}}]});
         let page: Page<Organization> = self
-            .call(
-                Method::POST,
-                "/v2/organizations/_search",
-                Some(&body),
-                None,
-            )
+            .call(Method::POST, "/v2/organizations/_search", Some(&body), None)
             .await?;
         Ok(page.result.into_iter().find(|o| o.id == id))
     }
@@ -279,12 +274,7 @@ impl Management {
             let offset = all.len() as u64;
             let body = json!({ field: {"offset": offset.to_string(), "limit": PAGE, "asc": true} });
             let page: Page<Organization> = self
-                .call(
-                    Method::POST,
-                    "/v2/organizations/_search",
-                    Some(&body),
-                    None,
-                )
+                .call(Method::POST, "/v2/organizations/_search", Some(&body), None)
                 .await?;
             let got = page.result.len();
             all.extend(page.result);
@@ -350,7 +340,10 @@ impl Management {
     pub async fn send_invite(&self, user_id: &str) -> Result<(), ManagementError> {
         let path = format!("/v2/users/{user_id}/invite_code");
         let body = json!({"sendCode": {}});
-        match self.call::<Value>(Method::POST, &path, Some(&body), None).await {
+        match self
+            .call::<Value>(Method::POST, &path, Some(&body), None)
+            .await
+        {
             Err(e) if e.already_done() => Ok(()),
             other => other.map(drop),
         }

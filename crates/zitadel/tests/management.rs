@@ -83,7 +83,11 @@ async fn listing_pages_through_every_organization() {
             ServiceAccount::Pat(SecretString::from(ZITADEL_PAT)),
         );
         config.paging = paging;
-        let all = Management::new(config).unwrap().organizations().await.unwrap();
+        let all = Management::new(config)
+            .unwrap()
+            .organizations()
+            .await
+            .unwrap();
         assert_eq!(all.len(), 230);
         assert_eq!(all[229].name, "Org 229");
     }

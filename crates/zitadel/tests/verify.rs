@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use tenancy_testkit::{TokenClaims, ZitadelStandIn};
-use tenancy_zitadel::{
-    IntrospectionClient, KeyFile, Verifier, VerifierConfig, VerifyError, roles,
-};
+use tenancy_zitadel::{IntrospectionClient, KeyFile, Verifier, VerifierConfig, VerifyError, roles};
 
 fn verifier(zitadel: &ZitadelStandIn, jwks_min_refresh: Duration) -> Verifier {
     let mut config = VerifierConfig::new(&zitadel.issuer, zitadel.project_id());

@@ -99,13 +99,14 @@ fn lines(s: &str) -> Vec<String> {
 
 pub fn request(org_id: &str, name: &str) -> CreateTenant {
     CreateTenant {
-        org_id: org_id.parse().unwrap(),
+        org_id: Some(org_id.parse().unwrap()),
         name: name.parse().unwrap(),
         slug: None,
         region: None,
         tier: None,
         parent_org_id: None,
         admin_email: None,
+        create_org: None,
     }
 }
 
@@ -130,7 +131,7 @@ pub async fn onboard(engine: &Engine, req: CreateTenant) -> Tenant {
         }
         Onboarded::Existing { .. } => {}
     }
-    engine.tenant(&org_id).await.unwrap()
+    engine.tenant(org_id.as_ref().unwrap()).await.unwrap()
 }
 
 /// Waits until the tenant reaches `status`.

@@ -28,7 +28,7 @@ pub mod zitadel;
         (name = "routing", description = "For services that run the router"),
         (name = "servers", description = "Database servers"),
         (name = "audit", description = "Audit log"),
-        (name = "zitadel", description = "ZITADEL Actions webhook"),
+        (name = "zitadel", description = "ZITADEL organization events and sync"),
     )
 )]
 struct ApiDoc;
@@ -66,6 +66,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(servers::activate))
         .routes(routes!(audit::list))
         .routes(routes!(zitadel::events))
+        .routes(routes!(zitadel::sync))
         .split_for_parts()
 }
 

@@ -10,8 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use tenancy_control::{Onboarded, TenantFilter};
 use tenancy_core::{
-    ConnectionInfo, CreateTenant, Operation, OperationState, OrgId, Region, ServerId, Tenant,
-    TenantHealth, TenantStatus, TenantUsage, Tier, UpdateTenant,
+    ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationState, OrgId, Region, ServerId,
+    Tenant, TenantHealth, TenantStatus, TenantUsage, Tier, UpdateTenant,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -33,22 +33,30 @@ pub struct CreateParams {
 /// Onboard an organization: clone the template into its own database.
 ///
 /// Idempotent per `org_id`: the same request again answers 200 with the tenant; a different
-/// request for an existing organization is 409 `tenant_exists`.
+/// request for an existing organization is 409 `tenant_exists`. Without `org_id`, `create_org`
+/// creates the organization in ZITADEL first (idempotent per organization name; a name held by
+/// an organization the registry did not create is 409 `organization_exists`). With
+/// `admin_email`, the first admin is invited and granted `tenant_admin` once the database is
+/// ready (an `activate_admin` operation).
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", params(CreateParams), request_body = CreateTenant,
     responses(
         (status = 201, description = "Active within the wait", body = Tenant),
         (status = 202, description = "Accepted; provisioning runs", body = Operation),
         (status = 200, description = "The same request was already made", body = Tenant),
         (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
+        (status = 503, description = "ZITADEL unavailable (with `create_org`)", body = Problem),
     ))]
 pub async fn create(
     State(state): State<AppState>,
     auth: Authenticated,
     Query(params): Query<CreateParams>,
-    Json(request): Json<CreateTenant>,
+    Json(mut request): Json<CreateTenant>,
 ) -> ApiResult<Response> {
     auth.require_platform_admin()?;
     let wait = duration_param(params.wait.as_deref(), Duration::ZERO, MAX_WAIT)?;
+    if let Some(create_org) = request.create_org.take() {
+        request.org_id = Some(create_organization(&state, &mut request, create_org).await?);
+    }
     match state.engine.onboard(request, &auth.actor()).await? {
         Onboarded::Existing { tenant } => Ok((StatusCode::OK, axum::Json(tenant)).into_response()),
         Onboarded::Created { tenant, operation } => {
@@ -63,6 +71,32 @@ pub async fn create(
             Ok(accepted(operation))
         }
     }
+}
+
+/// Creates the organization of a `create_org` request in ZITADEL, after checking what can be
+/// checked, so a request that cannot be onboarded leaves no organization behind.
+async fn create_organization(
+    state: &AppState,
+    request: &mut CreateTenant,
+    create_org: CreateOrg,
+) -> ApiResult<OrgId> {
+    if request.org_id.is_some() {
+        return Err(ApiError::invalid("give org_id or create_org, not both"));
+    }
+    let identity = state.identity()?;
+    if let Some(admin) = &create_org.admin {
+        match &request.admin_email {
+            Some(email) if email != &admin.email => {
+                return Err(ApiError::invalid(
+                    "admin_email and create_org.admin.email name different people",
+                ));
+            }
+            _ => request.admin_email = Some(admin.email.clone()),
+        }
+    }
+    state.engine.check_onboarding(request)?;
+    let name = create_org.name.as_ref().unwrap_or(&request.name);
+    Ok(identity.create_org(name, create_org.admin.as_ref()).await?)
 }
 
 /// 202 with the operation and where to follow it.

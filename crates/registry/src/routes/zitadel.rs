@@ -7,17 +7,20 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use tenancy_control::{Actor, ControlError};
-use tenancy_core::{CreateTenant, OrgId, UpdateTenant};
+use tenancy_core::OrgId;
 use tenancy_zitadel::webhook::{self, OrgEvent, SIGNATURE_HEADERS, WebhookError};
 use tracing::info;
 
+use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::identity::org_id_for;
+use crate::orgs::{self, OrgChange, SyncReport};
 use crate::startup::AppState;
 
 const TOLERANCE_SECS: i64 = 300;
 
 /// Apply an organization event: added -> onboard, changed -> rename, deactivated -> suspend,
-/// reactivated -> resume, removed -> delete.
+/// reactivated -> resume (when the deactivation suspended it), removed -> delete.
 #[utoipa::path(post, path = "/v1/zitadel/events", tag = "zitadel", security(()),
     request_body(content = Object, content_type = "application/json", description = "The event as ZITADEL sends it"),
     params(("ZITADEL-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256>")),
@@ -50,35 +53,25 @@ pub async fn events(
         return Ok(StatusCode::OK);
     }
     let org_id: OrgId = event.org_id.parse().map_err(ControlError::from)?;
-    let actor = Actor {
-        subject: "zitadel:event".into(),
-        org_id: Some(event.org_id.clone()),
-        request_id: None,
-    };
-    // An operation still under way (a resume right after a suspend) is waited for, briefly.
-    let mut attempts = 0;
-    let result = loop {
-        let result = apply(&state, &event, &org_id, &actor).await;
-        match result {
-            Err(ControlError::Conflict {
-                code: "operation_in_progress",
-                ..
-            }) if attempts < 3 => {
-                attempts += 1;
-                if let Some(open) = store.latest_operation(&org_id).await? {
-                    state
-                        .engine
-                        .wait_operation(open.id, std::time::Duration::from_secs(10))
-                        .await?;
-                }
-            }
-            other => break other,
+    let ignored = state
+        .identity
+        .as_ref()
+        .is_some_and(|identity| identity.is_ignored(org_id.as_str()));
+    match change(&event) {
+        _ if ignored => info!(%org_id, "organization is ignored (TENANCY_ZITADEL_IGNORE_ORGS)"),
+        // Organizations the registry creates itself (`create_org`) are onboarded by that request.
+        Some(OrgChange::Added { name }) if org_id_for(&name) == org_id => {
+            info!(%org_id, "organization created by the registry: onboarded by its request")
         }
-    };
-    match result {
-        // Already in the state the event asks for (or on its way there): nothing to do.
-        Ok(()) | Err(ControlError::Conflict { .. }) | Err(ControlError::TenantNotFound(_)) => {}
-        Err(e) => return Err(e.into()),
+        Some(change) => {
+            let actor = Actor {
+                subject: "zitadel:event".into(),
+                org_id: Some(event.org_id.clone()),
+                request_id: None,
+            };
+            orgs::apply(&state.engine, &org_id, &change, &actor).await?;
+        }
+        None => info!(event_type = %event.event_type, "event type ignored"),
     }
     store
         .record_org_event(&event.org_id, event.sequence, &event.event_type)
@@ -87,43 +80,31 @@ pub async fn events(
     Ok(StatusCode::OK)
 }
 
-async fn apply(
-    state: &AppState,
-    event: &OrgEvent,
-    org_id: &OrgId,
-    actor: &Actor,
-) -> Result<(), ControlError> {
-    let engine = &state.engine;
+/// The tenant change an organization event asks for.
+fn change(event: &OrgEvent) -> Option<OrgChange> {
+    let name = || event.name().unwrap_or(&event.org_id).to_owned();
     match event.event_type.as_str() {
-        "org.added" => {
-            let name = event.name().unwrap_or(org_id.as_str()).parse()?;
-            let request = CreateTenant {
-                org_id: org_id.clone(),
-                name,
-                slug: None,
-                region: None,
-                tier: None,
-                parent_org_id: None,
-                admin_email: None,
-            };
-            engine.onboard(request, actor).await.map(drop)
-        }
-        "org.changed" => match event.name() {
-            Some(name) => {
-                let update = UpdateTenant {
-                    name: Some(name.parse()?),
-                    tier: None,
-                };
-                engine.update_tenant(org_id, &update, actor).await.map(drop)
-            }
-            None => Ok(()),
-        },
-        "org.deactivated" => engine.suspend(org_id, actor).await.map(drop),
-        "org.reactivated" => engine.resume(org_id, actor).await.map(drop),
-        "org.removed" => engine.delete(org_id, actor).await.map(drop),
-        other => {
-            info!(event_type = other, "event type ignored");
-            Ok(())
-        }
+        "org.added" => Some(OrgChange::Added { name: name() }),
+        "org.changed" => event
+            .name()
+            .map(|n| OrgChange::Renamed { name: n.to_owned() }),
+        "org.deactivated" => Some(OrgChange::Deactivated),
+        "org.reactivated" => Some(OrgChange::Reactivated),
+        "org.removed" => Some(OrgChange::Removed),
+        _ => None,
     }
+}
+
+/// Compare ZITADEL's organizations with the tenants now and converge (onboard, rename, suspend,
+/// resume, delete), as the periodic sync does. Platform admins only.
+#[utoipa::path(post, path = "/v1/zitadel/sync", tag = "zitadel",
+    responses((status = 200, body = SyncReport), (status = 403, body = Problem), (status = 422, body = Problem),
+              (status = 503, body = Problem)))]
+pub async fn sync(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> ApiResult<axum::Json<SyncReport>> {
+    auth.require_platform_admin()?;
+    let identity = state.identity()?;
+    Ok(axum::Json(orgs::sync(&state.engine, identity).await?))
 }

@@ -1,0 +1,181 @@
+//! The registry's side of ZITADEL, built from the settings: the token verifier, and the service
+//! account's management client behind admin activation, organization creation and the sync.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tenancy_control::{ActivationError, AdminActivation, AdminActivator};
+use tenancy_core::{OrgAdmin, OrgId, TenantName};
+use tenancy_zitadel::{
+    HumanUser, IntrospectionClient, KeyFile, Management, ManagementConfig, ManagementError,
+    Organization, Paging, ServiceAccount, Verifier, VerifierConfig, roles,
+};
+
+use crate::settings::{ListPaging, Settings};
+
+/// The token verifier, when an issuer is configured.
+pub fn verifier(settings: &Settings) -> anyhow::Result<Option<Verifier>> {
+    let Some(issuer) = &settings.zitadel_issuer else {
+        return Ok(None);
+    };
+    let project = project_id(settings)?;
+    let mut config = VerifierConfig::new(issuer.trim_end_matches('/'), project);
+    config.introspection = match (
+        &settings.zitadel_client_id,
+        &settings.zitadel_client_secret,
+        &settings.zitadel_application_key_file,
+    ) {
+        (Some(client_id), Some(client_secret), _) => Some(IntrospectionClient::Secret {
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+        }),
+        (_, _, Some(path)) => Some(IntrospectionClient::PrivateKeyJwt(
+            KeyFile::from_path(path).context("TENANCY_ZITADEL_APPLICATION_KEY_FILE")?,
+        )),
+        _ => None,
+    };
+    Ok(Some(Verifier::new(config)))
+}
+
+fn project_id(settings: &Settings) -> anyhow::Result<String> {
+    settings
+        .zitadel_project_id
+        .clone()
+        .context("TENANCY_ZITADEL_PROJECT_ID is required with TENANCY_ZITADEL_ISSUER")
+}
+
+/// The management API as the registry's service account.
+pub struct Identity {
+    management: Management,
+    project_id: String,
+    ignored: BTreeSet<String>,
+    pub sync_interval: Duration,
+    pub sync_max_deletes: usize,
+}
+
+impl Identity {
+    /// Built when an issuer and a service account (PAT or key file) are configured.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Option<Arc<Self>>> {
+        let account = match (
+            &settings.zitadel_service_account_pat,
+            &settings.zitadel_service_account_key_file,
+        ) {
+            (Some(pat), _) => ServiceAccount::Pat(pat.clone()),
+            (_, Some(path)) => ServiceAccount::KeyFile(
+                KeyFile::from_path(path).context("TENANCY_ZITADEL_SERVICE_ACCOUNT_KEY_FILE")?,
+            ),
+            (None, None) => return Ok(None),
+        };
+        let issuer = settings.zitadel_issuer.as_deref().context(
+            "TENANCY_ZITADEL_ISSUER is required with a service account (PAT or key file)",
+        )?;
+        let mut config = ManagementConfig::new(issuer.trim_end_matches('/'), account);
+        config.paging = match settings.zitadel_list_paging {
+            ListPaging::Query => Paging::Query,
+            ListPaging::Pagination => Paging::Pagination,
+        };
+        Ok(Some(Arc::new(Self {
+            management: Management::new(config)?,
+            project_id: project_id(settings)?,
+            ignored: settings
+                .zitadel_ignore_orgs
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            sync_interval: settings.zitadel_org_sync_interval,
+            sync_max_deletes: settings.zitadel_org_sync_max_deletes,
+        })))
+    }
+
+    pub fn management(&self) -> &Management {
+        &self.management
+    }
+
+    /// Organizations that are never tenants (the platform's own).
+    pub fn is_ignored(&self, org_id: &str) -> bool {
+        self.ignored.contains(org_id)
+    }
+
+    /// Creates the organization in ZITADEL (or finds the one an earlier attempt of the same
+    /// request made) and returns its id.
+    pub async fn create_org(
+        &self,
+        name: &TenantName,
+        admin: Option<&OrgAdmin>,
+    ) -> Result<OrgId, ManagementError> {
+        let admin = admin.map(human_user);
+        let id = org_id_for(name.as_str());
+        let org: Organization = self
+            .management
+            .create_organization(id.as_str(), name.as_str(), admin.as_ref())
+            .await?;
+        org.id
+            .parse()
+            .map_err(|e| ManagementError::Protocol(format!("organization id {:?}: {e}", org.id)))
+    }
+}
+
+fn human_user(admin: &OrgAdmin) -> HumanUser {
+    let mut user = HumanUser::from_email(&admin.email);
+    if let Some(given) = &admin.given_name {
+        user.given_name.clone_from(given);
+    }
+    if let Some(family) = &admin.family_name {
+        user.family_name.clone_from(family);
+    }
+    user
+}
+
+/// The id the registry gives an organization it creates: derived from the name, so a repeated
+/// request finds the organization the first one made (ZITADEL's creates are not idempotent,
+/// and names are unique in an instance). 18 decimal digits, like ZITADEL's own ids.
+pub fn org_id_for(name: &str) -> OrgId {
+    let digest = Sha256::digest(format!("tenancy-org:{name}").as_bytes());
+    let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % 10u64.pow(17);
+    format!("9{n:017}")
+        .parse()
+        .expect("digits are a valid org id")
+}
+
+impl AdminActivator for Identity {
+    fn activate_admin<'a>(
+        &'a self,
+        activation: &'a AdminActivation,
+    ) -> BoxFuture<'a, Result<String, ActivationError>> {
+        Box::pin(async move {
+            let user = HumanUser::from_email(&activation.email);
+            self.management
+                .activate_admin(
+                    activation.org_id.as_str(),
+                    &user,
+                    &self.project_id,
+                    roles::TENANT_ADMIN,
+                )
+                .await
+                .map(|admin| admin.user_id)
+                .map_err(|e| ActivationError {
+                    retryable: e.is_retryable(),
+                    message: e.to_string(),
+                })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn organization_ids_are_stable_per_name_and_look_like_zitadel_ids() {
+        let a = org_id_for("Acme Corp");
+        assert_eq!(a, org_id_for("Acme Corp"));
+        assert_ne!(a, org_id_for("Acme Corp."));
+        assert_eq!(a.as_str().len(), 18);
+        assert!(a.as_str().chars().all(|c| c.is_ascii_digit()));
+    }
+}

@@ -1,0 +1,311 @@
+//! The registry with ZITADEL's management API (the stand-in): admin activation through an
+//! outage, organization creation, and the organization sync repairing missed events.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tenancy_registry::Settings;
+use tenancy_testkit::{ZITADEL_PAT, ZitadelStandIn};
+use tenancy_zitadel::roles;
+
+mod common;
+use common::{TestApp, dev_settings};
+
+/// The development token for calls, ZITADEL for the management API (PAT or key file).
+fn zitadel_settings(zitadel: &ZitadelStandIn, key_file: Option<&std::path::Path>) -> Settings {
+    let mut settings = dev_settings();
+    settings.zitadel_issuer = Some(zitadel.issuer.clone());
+    settings.zitadel_project_id = Some(zitadel.project_id().into());
+    match key_file {
+        Some(path) => settings.zitadel_service_account_key_file = Some(path.into()),
+        None => settings.zitadel_service_account_pat = Some(SecretString::from(ZITADEL_PAT)),
+    }
+    // Tests run the sync by hand unless they say otherwise.
+    settings.zitadel_org_sync_interval = Duration::ZERO;
+    settings
+}
+
+async fn start(settings: Settings) -> TestApp {
+    TestApp::start_with(settings, Vec::new(), |config| {
+        config.engine.backoff_base = Duration::from_millis(100);
+        config.engine.backoff_max = Duration::from_millis(400);
+    })
+    .await
+}
+
+/// The tenant's admin activation operation, once `check` accepts it.
+async fn activation(app: &TestApp, org_id: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/v1/tenants/{org_id}/operations");
+    let ops = app
+        .wait_until(&path, |ops| {
+            ops.as_array()
+                .into_iter()
+                .flatten()
+                .any(|op| op["kind"] == "activate_admin" && check(op))
+        })
+        .await;
+    ops.as_array()
+        .unwrap()
+        .iter()
+        .find(|op| op["kind"] == "activate_admin")
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn admin_activation_waits_out_a_zitadel_outage_and_never_holds_back_the_database() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let app = start(zitadel_settings(&zitadel, None)).await;
+    let org = zitadel.add_organization("Acme Corp");
+    zitadel.set_outage(true);
+
+    let (status, tenant) = app
+        .call(
+            "dev",
+            Method::POST,
+            "/v1/tenants?wait=30s",
+            Some(json!({"org_id": org, "name": "Acme Corp", "admin_email": "jane@acme.example"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tenant}");
+    assert_eq!(
+        tenant["status"], "active",
+        "the database is ready despite the outage"
+    );
+
+    // The activation retries with backoff, and its error says why.
+    let failing = activation(&app, &org, |op| op["attempts"].as_i64() >= Some(2)).await;
+    assert_ne!(failing["state"], "succeeded");
+    assert!(
+        failing["last_error"].as_str().unwrap().contains("503"),
+        "{failing}"
+    );
+    assert!(zitadel.refused_in_outage() >= 2);
+    assert!(zitadel.user(&org, "jane@acme.example").is_none());
+
+    // A pending activation does not block the tenant's lifecycle.
+    let (status, body) = app
+        .call(
+            "dev",
+            Method::POST,
+            &format!("/v1/tenants/{org}/suspend"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.wait_status(&org, "suspended").await;
+    app.wait_until(&format!("/v1/tenants/{org}/operations"), |ops| {
+        ops[0]["kind"] == "suspend" && ops[0]["state"] == "succeeded"
+    })
+    .await;
+    let (status, _) = app
+        .call(
+            "dev",
+            Method::POST,
+            &format!("/v1/tenants/{org}/resume"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.wait_status(&org, "active").await;
+
+    // ZITADEL is back: the admin exists once, is invited, and holds tenant_admin.
+    zitadel.set_outage(false);
+    activation(&app, &org, |op| op["state"] == "succeeded").await;
+    let admin = zitadel.user(&org, "jane@acme.example").unwrap();
+    assert!(admin.invited);
+    assert_eq!(admin.roles, vec![roles::TENANT_ADMIN.to_owned()]);
+    let (_, tenant) = app
+        .call("dev", Method::GET, &format!("/v1/tenants/{org}"), None)
+        .await;
+    assert_eq!(tenant["status"], "active");
+}
+
+#[tokio::test]
+async fn admin_email_without_zitadel_is_refused_up_front() {
+    let app = start(dev_settings()).await;
+    let (status, body) = app
+        .call(
+            "dev",
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"org_id": "100", "name": "Acme", "admin_email": "jane@acme.example"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("ZITADEL"));
+    let (status, body) = app
+        .call(
+            "dev",
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"name": "Acme", "create_org": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "zitadel_not_configured");
+    let (status, _) = app.call("dev", Method::GET, "/v1/tenants/100", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn create_org_creates_the_organization_once_then_onboards_it() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("service-account.json");
+    std::fs::write(&key_file, zitadel.service_account_key()).unwrap();
+    let app = start(zitadel_settings(&zitadel, Some(&key_file))).await;
+    let request = json!({"name": "Globex", "region": "local", "create_org": {
+        "admin": {"email": "hank@globex.example", "given_name": "Hank", "family_name": "Scorpio"}}});
+
+    let (status, tenant) = app
+        .call(
+            "dev",
+            Method::POST,
+            "/v1/tenants?wait=30s",
+            Some(request.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tenant}");
+    let org_id = tenant["org_id"].as_str().unwrap().to_owned();
+    assert_eq!(zitadel.organization(&org_id).unwrap().name, "Globex");
+
+    // The same request again (a client retrying after a timeout): no second organization.
+    let (status, again) = app
+        .call("dev", Method::POST, "/v1/tenants", Some(request))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["org_id"], org_id.as_str());
+    assert_eq!(zitadel.organizations().len(), 1);
+
+    // The admin was made with the organization, then invited and granted tenant_admin.
+    activation(&app, &org_id, |op| op["state"] == "succeeded").await;
+    let admin = zitadel.user(&org_id, "hank@globex.example").unwrap();
+    assert_eq!(
+        (admin.given_name.as_str(), admin.family_name.as_str()),
+        ("Hank", "Scorpio")
+    );
+    assert!(admin.invited);
+    assert_eq!(admin.roles, vec![roles::TENANT_ADMIN.to_owned()]);
+
+    // A name that an organization the registry did not create holds: a conflict.
+    zitadel.add_organization("Initech");
+    let (status, body) = app
+        .call(
+            "dev",
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"name": "Initech", "create_org": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "organization_exists");
+
+    // A request that cannot be onboarded creates nothing in ZITADEL.
+    let (status, _) = app
+        .call(
+            "dev",
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"name": "Nowhere", "region": "mars", "create_org": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(zitadel.organizations().len(), 2);
+}
+
+#[tokio::test]
+async fn the_sync_repairs_missed_organization_events() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let platform_org = zitadel.add_organization("Platform");
+    let mut settings = zitadel_settings(&zitadel, None);
+    settings.zitadel_ignore_orgs = vec![platform_org.clone()];
+    settings.zitadel_org_sync_interval = Duration::from_millis(300);
+    settings.zitadel_org_sync_max_deletes = 1;
+    let app = start(settings).await;
+
+    // An organization added while the webhook was down: the periodic sync onboards it.
+    let added = zitadel.add_organization("Missed Event Inc");
+    let tenant = app.wait_status(&added, "active").await;
+    assert_eq!(tenant["name"], "Missed Event Inc");
+
+    // Deactivated -> suspended; reactivated -> resumed.
+    zitadel.set_organization_active(&added, false);
+    app.wait_status(&added, "suspended").await;
+    zitadel.set_organization_active(&added, true);
+    app.wait_status(&added, "active").await;
+
+    // An operator's suspension is not undone by the sync.
+    let (status, _) = app
+        .call(
+            "dev",
+            Method::POST,
+            &format!("/v1/tenants/{added}/suspend"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.wait_until(&format!("/v1/tenants/{added}/operations"), |ops| {
+        ops[0]["kind"] == "suspend" && ops[0]["state"] == "succeeded"
+    })
+    .await;
+    let report = sync(&app).await;
+    assert_eq!(report["resumed"], json!([]), "{report}");
+    let (_, tenant) = app
+        .call("dev", Method::GET, &format!("/v1/tenants/{added}"), None)
+        .await;
+    assert_eq!(tenant["status"], "suspended");
+
+    // Renamed in ZITADEL -> renamed here; removed -> deleted.
+    let second = zitadel.add_organization("Second Org");
+    app.wait_status(&second, "active").await;
+    zitadel.rename_organization(&second, "Second Org, Renamed");
+    app.wait_until(&format!("/v1/tenants/{second}"), |t| {
+        t["name"] == "Second Org, Renamed"
+    })
+    .await;
+    zitadel.remove_organization(&second);
+    app.wait_status(&second, "deleted").await;
+
+    // More removals than allowed in one run: none is applied.
+    let third = zitadel.add_organization("Third Org");
+    app.wait_status(&third, "active").await;
+    zitadel.remove_organizations(&[&added, &third]);
+    let report = sync(&app).await;
+    let mut refused: Vec<&str> = report["deletions_refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    refused.sort();
+    let mut expected = vec![added.as_str(), third.as_str()];
+    expected.sort();
+    assert_eq!(refused, expected, "{report}");
+    let (_, tenant) = app
+        .call("dev", Method::GET, &format!("/v1/tenants/{third}"), None)
+        .await;
+    assert_eq!(tenant["status"], "active");
+
+    // The platform's own organization never became a tenant.
+    let (status, _) = app
+        .call(
+            "dev",
+            Method::GET,
+            &format!("/v1/tenants/{platform_org}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Runs a sync now and returns its report.
+async fn sync(app: &TestApp) -> Value {
+    let (status, report) = app
+        .call("dev", Method::POST, "/v1/zitadel/sync", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    report
+}
