@@ -525,9 +525,15 @@ impl Store {
         if let Some(open) = open_operation(&mut tx, org_id).await? {
             return Ok(open);
         }
+        // Admin activations run in a lane of their own: the newest operation of each lane is a
+        // candidate, and the newer of the failed ones is retried.
         let last: Option<OperationRow> = sqlx::query_as(
             "SELECT id, org_id, kind, state, step, attempts, last_error, payload, created_at, finished_at
-             FROM operations WHERE org_id = $1 ORDER BY created_at DESC LIMIT 1",
+             FROM (SELECT DISTINCT ON (kind = 'activate_admin') *
+                   FROM operations WHERE org_id = $1
+                   ORDER BY kind = 'activate_admin', created_at DESC) newest
+             WHERE state = 'failed'
+             ORDER BY created_at DESC LIMIT 1",
         )
         .bind(org_id.as_str())
         .fetch_optional(&mut *tx)

@@ -124,6 +124,53 @@ async fn admin_activation_waits_out_a_zitadel_outage_and_never_holds_back_the_da
 }
 
 #[tokio::test]
+async fn a_refused_activation_fails_at_once_and_can_be_retried_later() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let app = start(zitadel_settings(&zitadel, None)).await;
+    let org = zitadel.add_organization("Acme Corp");
+    // The service account lacks a permission: retrying will not help until someone fixes it.
+    zitadel.fail_with(Some(403));
+    let (status, _) = app
+        .call(
+            "dev",
+            Method::POST,
+            "/v1/tenants?wait=30s",
+            Some(json!({"org_id": org, "name": "Acme Corp", "admin_email": "jane@acme.example"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let failed = activation(&app, &org, |op| op["state"] == "failed").await;
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert!(failed["last_error"].as_str().unwrap().contains("403"));
+
+    // Later work on the tenant does not hide the failed activation from a retry.
+    app.call(
+        "dev",
+        Method::POST,
+        &format!("/v1/tenants/{org}/suspend"),
+        None,
+    )
+    .await;
+    app.wait_until(&format!("/v1/tenants/{org}/operations"), |ops| {
+        ops[0]["kind"] == "suspend" && ops[0]["state"] == "succeeded"
+    })
+    .await;
+    zitadel.fail_with(None);
+    let (status, retried) = app
+        .call(
+            "dev",
+            Method::POST,
+            &format!("/v1/tenants/{org}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
+    assert_eq!(retried["kind"], "activate_admin");
+    activation(&app, &org, |op| op["state"] == "succeeded").await;
+    assert!(zitadel.user(&org, "jane@acme.example").unwrap().invited);
+}
+
+#[tokio::test]
 async fn admin_email_without_zitadel_is_refused_up_front() {
     let app = start(dev_settings()).await;
     let (status, body) = app

@@ -79,8 +79,8 @@ struct State_ {
     users: Vec<User>,
     access_tokens: HashSet<String>,
     token_grants: usize,
-    /// While set, the management API and the token endpoint answer 503.
-    outage: bool,
+    /// While set, the management API and the token endpoint answer this status.
+    failing: Option<StatusCode>,
     refused_in_outage: usize,
     next_id: u64,
 }
@@ -155,7 +155,7 @@ impl ZitadelStandIn {
             users: Vec::new(),
             access_tokens: HashSet::new(),
             token_grants: 0,
-            outage: false,
+            failing: None,
             refused_in_outage: 0,
             next_id: 0,
         }));
@@ -270,7 +270,15 @@ impl ZitadelStandIn {
 
     /// An outage: the management API and the token endpoint answer 503 until it ends.
     pub fn set_outage(&self, down: bool) {
-        self.state.lock().unwrap().outage = down;
+        self.fail_with(down.then_some(503));
+    }
+
+    /// The management API and the token endpoint answer `status` (with ZITADEL's error body)
+    /// until called with `None`: 503 or 429 for transient trouble, 403 for a service account
+    /// that lacks a permission.
+    pub fn fail_with(&self, status: Option<u16>) {
+        self.state.lock().unwrap().failing =
+            status.map(|s| StatusCode::from_u16(s).expect("an HTTP status"));
     }
 
     /// Management calls refused during outages so far.
@@ -365,9 +373,14 @@ type Shared = State<Arc<Mutex<State_>>>;
 async fn management_auth(State(state): Shared, request: Request, next: Next) -> Response {
     {
         let mut state = state.lock().unwrap();
-        if state.outage {
+        if let Some(status) = state.failing {
             state.refused_in_outage += 1;
-            return zitadel_error(StatusCode::SERVICE_UNAVAILABLE, 14, "Errors.Internal");
+            let (code, message) = match status.as_u16() {
+                403 => (7, "Errors.PermissionDenied"),
+                429 => (8, "Errors.Quota.RequestsExhausted"),
+                _ => (14, "Errors.Internal"),
+            };
+            return zitadel_error(status, code, message);
         }
         let token = request
             .headers()
@@ -404,9 +417,9 @@ fn valid_assertion(jwt: &str, kid: &str, subject: &str, issuer: &str) -> bool {
 /// The JWT profile grant: a service account's signed assertion for an access token.
 async fn token(State(state): Shared, Form(form): Form<HashMap<String, String>>) -> Response {
     let mut state = state.lock().unwrap();
-    if state.outage {
+    if let Some(status) = state.failing {
         state.refused_in_outage += 1;
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        return status.into_response();
     }
     let ok = form.get("grant_type").map(String::as_str) == Some(JWT_BEARER)
         && form
