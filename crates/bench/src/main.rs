@@ -73,16 +73,10 @@ fn bench_config(cluster: &PgCluster) -> Result<Config> {
 }
 
 fn request(org_id: usize, name: &str) -> Result<CreateTenant> {
-    Ok(CreateTenant {
-        org_id: Some(org_id.to_string().parse()?),
-        name: name.parse()?,
-        slug: None,
-        region: None,
-        tier: None,
-        parent_org_id: None,
-        admin_email: None,
-        create_org: None,
-    })
+    Ok(CreateTenant::new(
+        org_id.to_string().parse()?,
+        name.parse()?,
+    ))
 }
 
 /// Onboarding latency, request to connectable database, beside raw `CREATE DATABASE ... TEMPLATE`

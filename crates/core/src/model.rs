@@ -193,6 +193,22 @@ pub struct CreateTenant {
     pub create_org: Option<CreateOrg>,
 }
 
+impl CreateTenant {
+    /// Onboarding `org_id` as `name`, everything else defaulted.
+    pub fn new(org_id: OrgId, name: TenantName) -> Self {
+        Self {
+            org_id: Some(org_id),
+            name,
+            slug: None,
+            region: None,
+            tier: None,
+            parent_org_id: None,
+            admin_email: None,
+            create_org: None,
+        }
+    }
+}
+
 /// An organization for the registry to create in ZITADEL. Creation is idempotent per name: the
 /// same request again finds the organization the first one made.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -84,16 +84,7 @@ async fn apply_once(
 ) -> Result<(), ControlError> {
     match change {
         OrgChange::Added { name } => {
-            let request = CreateTenant {
-                org_id: Some(org_id.clone()),
-                name: name.parse()?,
-                slug: None,
-                region: None,
-                tier: None,
-                parent_org_id: None,
-                admin_email: None,
-                create_org: None,
-            };
+            let request = CreateTenant::new(org_id.clone(), name.parse()?);
             engine.onboard(request, actor).await.map(drop)
         }
         OrgChange::Renamed { name } => {

@@ -35,6 +35,33 @@ async fn start(settings: Settings) -> TestApp {
     .await
 }
 
+/// Onboards `org` with jane@acme.example as its first admin; the tenant once active.
+async fn onboard_with_admin(app: &TestApp, org: &str) -> Value {
+    let request = json!({"org_id": org, "name": "Acme Corp", "admin_email": "jane@acme.example"});
+    let (status, tenant) = app
+        .call("dev", Method::POST, "/v1/tenants?wait=30s", Some(request))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tenant}");
+    tenant
+}
+
+/// Suspends the tenant (an operator's suspension) and waits until the operation succeeded.
+async fn suspend(app: &TestApp, org: &str) {
+    let (status, body) = app
+        .call(
+            "dev",
+            Method::POST,
+            &format!("/v1/tenants/{org}/suspend"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.wait_until(&format!("/v1/tenants/{org}/operations"), |ops| {
+        ops[0]["kind"] == "suspend" && ops[0]["state"] == "succeeded"
+    })
+    .await;
+}
+
 /// The tenant's admin activation operation, once `check` accepts it.
 async fn activation(app: &TestApp, org_id: &str, check: impl Fn(&Value) -> bool) -> Value {
     let path = format!("/v1/tenants/{org_id}/operations");
@@ -61,15 +88,7 @@ async fn admin_activation_waits_out_a_zitadel_outage_and_never_holds_back_the_da
     let org = zitadel.add_organization("Acme Corp");
     zitadel.set_outage(true);
 
-    let (status, tenant) = app
-        .call(
-            "dev",
-            Method::POST,
-            "/v1/tenants?wait=30s",
-            Some(json!({"org_id": org, "name": "Acme Corp", "admin_email": "jane@acme.example"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tenant}");
+    let tenant = onboard_with_admin(&app, &org).await;
     assert_eq!(
         tenant["status"], "active",
         "the database is ready despite the outage"
@@ -86,20 +105,7 @@ async fn admin_activation_waits_out_a_zitadel_outage_and_never_holds_back_the_da
     assert!(zitadel.user(&org, "jane@acme.example").is_none());
 
     // A pending activation does not block the tenant's lifecycle.
-    let (status, body) = app
-        .call(
-            "dev",
-            Method::POST,
-            &format!("/v1/tenants/{org}/suspend"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    app.wait_status(&org, "suspended").await;
-    app.wait_until(&format!("/v1/tenants/{org}/operations"), |ops| {
-        ops[0]["kind"] == "suspend" && ops[0]["state"] == "succeeded"
-    })
-    .await;
+    suspend(&app, &org).await;
     let (status, _) = app
         .call(
             "dev",
@@ -130,31 +136,13 @@ async fn a_refused_activation_fails_at_once_and_can_be_retried_later() {
     let org = zitadel.add_organization("Acme Corp");
     // The service account lacks a permission: retrying will not help until someone fixes it.
     zitadel.fail_with(Some(403));
-    let (status, _) = app
-        .call(
-            "dev",
-            Method::POST,
-            "/v1/tenants?wait=30s",
-            Some(json!({"org_id": org, "name": "Acme Corp", "admin_email": "jane@acme.example"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    onboard_with_admin(&app, &org).await;
     let failed = activation(&app, &org, |op| op["state"] == "failed").await;
     assert_eq!(failed["attempts"], 1, "{failed}");
     assert!(failed["last_error"].as_str().unwrap().contains("403"));
 
     // Later work on the tenant does not hide the failed activation from a retry.
-    app.call(
-        "dev",
-        Method::POST,
-        &format!("/v1/tenants/{org}/suspend"),
-        None,
-    )
-    .await;
-    app.wait_until(&format!("/v1/tenants/{org}/operations"), |ops| {
-        ops[0]["kind"] == "suspend" && ops[0]["state"] == "succeeded"
-    })
-    .await;
+    suspend(&app, &org).await;
     zitadel.fail_with(None);
     let (status, retried) = app
         .call(
@@ -285,19 +273,7 @@ async fn the_sync_repairs_missed_organization_events() {
     app.wait_status(&added, "active").await;
 
     // An operator's suspension is not undone by the sync.
-    let (status, _) = app
-        .call(
-            "dev",
-            Method::POST,
-            &format!("/v1/tenants/{added}/suspend"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    app.wait_until(&format!("/v1/tenants/{added}/operations"), |ops| {
-        ops[0]["kind"] == "suspend" && ops[0]["state"] == "succeeded"
-    })
-    .await;
+    suspend(&app, &added).await;
     let report = sync(&app).await;
     assert_eq!(report["resumed"], json!([]), "{report}");
     let (_, tenant) = app

@@ -523,14 +523,10 @@ async fn tenants(
             wait,
         } => {
             let request = CreateTenant {
-                org_id: Some(org_id),
-                name: name.parse()?,
                 slug: slug.map(|s| s.parse()).transpose()?,
                 region,
                 tier,
-                parent_org_id: None,
-                admin_email: None,
-                create_org: None,
+                ..CreateTenant::new(org_id, name.parse()?)
             };
             match engine.onboard(request, actor).await? {
                 Onboarded::Existing { tenant } => print_tenants(&[tenant], json)?,

@@ -74,16 +74,10 @@ impl Fleet {
         let engine = Engine::start(self.config(Some(3))).await.unwrap();
         let workers = engine.run_workers();
         for i in 0..n {
-            let request = CreateTenant {
-                org_id: Some(format!("{}", 1000 + i).parse().unwrap()),
-                name: format!("Fleet {i}").parse().unwrap(),
-                slug: None,
-                region: None,
-                tier: None,
-                parent_org_id: None,
-                admin_email: None,
-                create_org: None,
-            };
+            let request = CreateTenant::new(
+                format!("{}", 1000 + i).parse().unwrap(),
+                format!("Fleet {i}").parse().unwrap(),
+            );
             engine
                 .onboard(request, &Actor::named("test"))
                 .await

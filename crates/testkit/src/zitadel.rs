@@ -300,28 +300,29 @@ impl ZitadelStandIn {
 
     /// Deactivates (false) or reactivates (true) an organization.
     pub fn set_organization_active(&self, id: &str, active: bool) {
-        let mut state = self.state.lock().unwrap();
-        let org = state
-            .orgs
-            .iter_mut()
-            .find(|o| o.id == id)
-            .expect("known org");
-        org.state = if active {
-            "ORGANIZATION_STATE_ACTIVE"
-        } else {
-            "ORGANIZATION_STATE_INACTIVE"
-        }
-        .into();
+        self.change_organization(id, |org| {
+            org.state = if active {
+                "ORGANIZATION_STATE_ACTIVE"
+            } else {
+                "ORGANIZATION_STATE_INACTIVE"
+            }
+            .into();
+        });
     }
 
     pub fn rename_organization(&self, id: &str, name: &str) {
+        self.change_organization(id, |org| org.name = name.into());
+    }
+
+    fn change_organization(&self, id: &str, change: impl FnOnce(&mut Org)) {
         let mut state = self.state.lock().unwrap();
-        let org = state
-            .orgs
-            .iter_mut()
-            .find(|o| o.id == id)
-            .expect("known org");
-        org.name = name.into();
+        change(
+            state
+                .orgs
+                .iter_mut()
+                .find(|o| o.id == id)
+                .expect("known org"),
+        );
     }
 
     pub fn remove_organization(&self, id: &str) {

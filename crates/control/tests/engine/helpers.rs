@@ -98,16 +98,7 @@ fn lines(s: &str) -> Vec<String> {
 }
 
 pub fn request(org_id: &str, name: &str) -> CreateTenant {
-    CreateTenant {
-        org_id: Some(org_id.parse().unwrap()),
-        name: name.parse().unwrap(),
-        slug: None,
-        region: None,
-        tier: None,
-        parent_org_id: None,
-        admin_email: None,
-        create_org: None,
-    }
+    CreateTenant::new(org_id.parse().unwrap(), name.parse().unwrap())
 }
 
 pub fn actor() -> Actor {
