@@ -215,18 +215,12 @@ impl Engine {
     ) -> Result<FleetReport, ControlError> {
         let started = Instant::now();
         let plan = self.plan_migration(options).await?;
-        let url = secrecy::ExposeSecret::expose_secret(&self.config().registry.url).to_owned();
-        let mut lock = PgConnection::connect(&url).await?;
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('tenancy.fleet_migration'))")
-                .fetch_one(&mut lock)
-                .await?;
-        if !locked {
+        let Some(lock) = self.store().try_lock("tenancy.fleet_migration").await? else {
             return Err(ControlError::Conflict {
                 code: "migration_running",
                 detail: "another fleet migration is running".into(),
             });
-        }
+        };
 
         // Templates first, so tenants cloned from now on are born at the target.
         for server in &plan.servers {
@@ -306,7 +300,7 @@ impl Engine {
                 ControlError::Migration(format!("migration worker panicked: {e}"))
             })??;
         }
-        let _ = lock.close().await;
+        lock.release().await;
         let mut report = Arc::try_unwrap(report)
             .map(Mutex::into_inner)
             .unwrap_or_else(|r| r.blocking_lock().clone());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{FromRow, Postgres, Transaction};
+use sqlx::{Connection, FromRow, PgConnection, Postgres, Transaction};
 use tenancy_core::{
     CreateTenant, DbName, Operation, OperationKind, OperationState, OrgId, Region, RoleName,
     ServerId, ServerState, Slug, Step, Tenant, TenantName, TenantStatus, Tier,
@@ -238,6 +238,18 @@ impl Store {
             .connect(url)
             .await?;
         Ok(Self { pool })
+    }
+
+    /// Takes the registry-wide lock `name` if no one holds it (a session advisory lock on a
+    /// connection of its own): at most one holder across every replica and tool. Released when
+    /// the guard is dropped, or when its holder dies.
+    pub async fn try_lock(&self, name: &str) -> Result<Option<RegistryLock>, ControlError> {
+        let mut connection = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(name)
+            .fetch_one(&mut connection)
+            .await?;
+        Ok(locked.then_some(RegistryLock { connection }))
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -1218,6 +1230,19 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+}
+
+/// Holds a registry-wide lock (see [`Store::try_lock`]); closing its connection releases it.
+pub struct RegistryLock {
+    connection: PgConnection,
+}
+
+impl RegistryLock {
+    /// Releases the lock now (dropping the guard releases it too, when the server sees the
+    /// connection close).
+    pub async fn release(self) {
+        let _ = self.connection.close().await;
     }
 }
 

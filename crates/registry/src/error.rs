@@ -50,6 +50,10 @@ impl From<SyncError> for ApiError {
         match error {
             SyncError::Zitadel(e) => ApiError::Zitadel(e),
             SyncError::Control(e) => ApiError::Control(e),
+            SyncError::Busy => ApiError::Control(ControlError::Conflict {
+                code: "sync_running",
+                detail: error.to_string(),
+            }),
         }
     }
 }

@@ -147,11 +147,23 @@ pub enum SyncError {
     Zitadel(#[from] ManagementError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error("another replica is running the organization sync")]
+    Busy,
 }
 
 /// Compares ZITADEL's organizations with the tenants and applies what differs: the safety net
 /// for events that never arrived.
 pub async fn sync(engine: &Engine, identity: &Identity) -> Result<SyncReport, SyncError> {
+    // One replica at a time: the others would only repeat its reads.
+    let Some(lock) = engine.store().try_lock("tenancy.org_sync").await? else {
+        return Err(SyncError::Busy);
+    };
+    let result = converge(engine, identity).await;
+    lock.release().await;
+    result
+}
+
+async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, SyncError> {
     let actor = Actor::named("zitadel:sync");
     let orgs = identity.management().organizations().await?;
     let tenants = engine.all_tenants(&TenantFilter::default()).await?;
@@ -245,6 +257,7 @@ pub fn spawn_sync(engine: Engine, identity: Arc<Identity>, cancel: CancellationT
                 }
                 let outcome = match sync(&engine, &identity).await {
                     Ok(_) => "ok",
+                    Err(SyncError::Busy) => "busy",
                     Err(e) => {
                         warn!(error = %e, "organization sync failed; next run in {interval:?}");
                         "failed"

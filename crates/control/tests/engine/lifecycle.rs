@@ -250,3 +250,26 @@ async fn a_squatting_role_with_the_tenant_name_is_brought_down_to_a_plain_tenant
         "f|f|f"
     );
 }
+
+#[tokio::test]
+async fn a_registry_lock_has_one_holder_until_released_or_its_holder_is_gone() {
+    let env = TestEnv::single();
+    let engine = env.engine().await;
+    let store = engine.store();
+    let held = store.try_lock("tenancy.test").await.unwrap().expect("free");
+    assert!(store.try_lock("tenancy.test").await.unwrap().is_none());
+    assert!(store.try_lock("tenancy.other").await.unwrap().is_some());
+    held.release().await;
+    let again = store
+        .try_lock("tenancy.test")
+        .await
+        .unwrap()
+        .expect("released");
+    // A holder that disappears without releasing (a process killed) frees the lock too.
+    drop(again);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.try_lock("tenancy.test").await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

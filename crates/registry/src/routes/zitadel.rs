@@ -98,8 +98,9 @@ fn change(event: &OrgEvent) -> Option<OrgChange> {
 /// Compare ZITADEL's organizations with the tenants now and converge (onboard, rename, suspend,
 /// resume, delete), as the periodic sync does. Platform admins only.
 #[utoipa::path(post, path = "/v1/zitadel/sync", tag = "zitadel",
-    responses((status = 200, body = SyncReport), (status = 403, body = Problem), (status = 422, body = Problem),
-              (status = 503, body = Problem)))]
+    responses((status = 200, body = SyncReport), (status = 403, body = Problem),
+              (status = 409, description = "Another replica is running the sync", body = Problem),
+              (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub async fn sync(
     State(state): State<AppState>,
     auth: Authenticated,
