@@ -2,7 +2,7 @@
 //! suspend, reactivated -> resume, removed -> delete. Both the webhook (one event at a time) and
 //! the periodic sync (a comparison of ZITADEL's organizations with the tenants) come here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,6 +167,8 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
     let actor = Actor::named("zitadel:sync");
     let orgs = identity.management().organizations().await?;
     let tenants = engine.all_tenants(&TenantFilter::default()).await?;
+    // Deleted tenants (kept for their retention period) are known but not live.
+    let known: HashSet<&str> = tenants.iter().map(|t| t.org_id.as_str()).collect();
     let live: HashMap<&str, _> = tenants
         .iter()
         .filter(|t| !matches!(t.status.as_str(), "deleting" | "deleted"))
@@ -182,11 +184,9 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
             continue;
         };
         let change = match live.get(org.id.as_str()) {
-            None if org.is_active() && !tenants.iter().any(|t| t.org_id == org.id) => {
-                Some(OrgChange::Added {
-                    name: org.name.clone(),
-                })
-            }
+            None if org.is_active() && !known.contains(org.id.as_str()) => Some(OrgChange::Added {
+                name: org.name.clone(),
+            }),
             None => None,
             Some(t) if org.is_inactive() && t.status == TenantStatus::Active.as_str() => {
                 Some(OrgChange::Deactivated)
@@ -209,7 +209,7 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
         };
         changes.extend(change.map(|c| (org_id, c)));
     }
-    let listed: std::collections::HashSet<&str> = orgs.iter().map(|o| o.id.as_str()).collect();
+    let listed: HashSet<&str> = orgs.iter().map(|o| o.id.as_str()).collect();
     let mut gone = Vec::new();
     for (id, tenant) in &live {
         if !listed.contains(id) && !identity.is_ignored(id) {

@@ -75,6 +75,8 @@ struct State_ {
     previous: Option<usize>,
     opaque: HashMap<String, Value>,
     jwks_fetches: usize,
+    /// Verifies assertions signed with the key files' key.
+    client_key: DecodingKey,
     orgs: Vec<Org>,
     users: Vec<User>,
     access_tokens: HashSet<String>,
@@ -144,7 +146,13 @@ impl ZitadelStandIn {
                 Ok(Key { kid, pem, jwk })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let client_key = rsa::RsaPrivateKey::from_pkcs1_pem(CLIENT_KEY)?;
+        let client_key = DecodingKey::from_rsa_raw_components(
+            &client_key.n().to_bytes_be(),
+            &client_key.e().to_bytes_be(),
+        );
         let state = Arc::new(Mutex::new(State_ {
+            client_key,
             issuer: issuer.clone(),
             keys,
             active: 0,
@@ -397,21 +405,18 @@ async fn management_auth(State(state): Shared, request: Request, next: Next) -> 
 }
 
 /// Checks a JWT signed with the client key: `kid`, `iss` = `sub` = `subject`, `aud` = issuer.
-fn valid_assertion(jwt: &str, kid: &str, subject: &str, issuer: &str) -> bool {
+fn valid_assertion(state: &State_, jwt: &str, kid: &str, subject: &str) -> bool {
     let Ok(header) = jsonwebtoken::decode_header(jwt) else {
         return false;
     };
     if header.kid.as_deref() != Some(kid) {
         return false;
     }
-    let key = rsa::RsaPrivateKey::from_pkcs1_pem(CLIENT_KEY).expect("test key");
-    let decoding =
-        DecodingKey::from_rsa_raw_components(&key.n().to_bytes_be(), &key.e().to_bytes_be());
     let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_audience(&[issuer]);
+    validation.set_audience(&[&state.issuer]);
     validation.set_issuer(&[subject]);
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    jsonwebtoken::decode::<Value>(jwt, &decoding, &validation)
+    jsonwebtoken::decode::<Value>(jwt, &state.client_key, &validation)
         .is_ok_and(|data| data.claims["sub"] == json!(subject))
 }
 
@@ -425,7 +430,7 @@ async fn token(State(state): Shared, Form(form): Form<HashMap<String, String>>) 
     let ok = form.get("grant_type").map(String::as_str) == Some(JWT_BEARER)
         && form
             .get("assertion")
-            .is_some_and(|a| valid_assertion(a, SERVICE_KEY_ID, SERVICE_USER_ID, &state.issuer));
+            .is_some_and(|a| valid_assertion(&state, a, SERVICE_KEY_ID, SERVICE_USER_ID));
     if !ok {
         return (
             StatusCode::BAD_REQUEST,
@@ -669,7 +674,7 @@ async fn introspect(
         == Some(CLIENT_ASSERTION_TYPE)
         && form
             .get("client_assertion")
-            .is_some_and(|a| valid_assertion(a, APPLICATION_KEY_ID, CLIENT_ID, &state.issuer));
+            .is_some_and(|a| valid_assertion(&state, a, APPLICATION_KEY_ID, CLIENT_ID));
     if !basic && !private_key_jwt {
         return Err(StatusCode::UNAUTHORIZED);
     }
