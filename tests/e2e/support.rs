@@ -1,4 +1,7 @@
-//! Runs the real `tenancy-registry` binary on a free loopback port against a test-kit cluster.
+//! Runs the real `tenancy-registry` binary on a free loopback port against a test-kit cluster;
+//! [`in_process`] runs the registry inside the test instead.
+
+pub mod in_process;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;

@@ -12,10 +12,9 @@ use serde_json::{Value, json};
 use tenancy_control::Config;
 use tenancy_registry::auth::Authenticator;
 use tenancy_registry::{Application, Settings};
-use tenancy_testkit::PgCluster;
 
 mod common;
-use common::{TestApp, dev_settings, single_server};
+use common::{TestApp, dev_settings};
 use tenancy_zitadel::{Caller, roles};
 
 /// `tenant-admin-<org>` is a tenant admin of `<org>`; `router` holds `tenant_router`.
@@ -175,60 +174,54 @@ async fn zitadel_tokens_are_verified_and_mapped_to_roles() {
     use tenancy_zitadel::roles;
 
     let zitadel = ZitadelStandIn::start().await.unwrap();
-    let cluster = PgCluster::start().unwrap();
-    cluster.create_database("tenancy_registry").unwrap();
-    let mut config = single_server(&cluster);
-    config.engine.poll_interval = std::time::Duration::from_millis(100);
+    // No development token: ZITADEL's tokens are the only way in.
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
     settings.zitadel_issuer = Some(zitadel.issuer.clone());
     settings.zitadel_project_id = Some(zitadel.project_id().into());
     let (id, secret) = zitadel.client();
     settings.zitadel_client_id = Some(id.into());
     settings.zitadel_client_secret = Some(SecretString::from(secret));
-    let base = Application::spawn(settings, config, Vec::new())
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
-    let call = |token: String, method: Method, path: &str, body: Option<Value>| {
-        let mut request = http
-            .request(method, format!("{base}{path}"))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        async move { request.send().await.unwrap().status() }
-    };
+    let app = TestApp::start_with(settings, Vec::new(), |_| {}).await;
 
     let platform = zitadel.jwt(&TokenClaims::new("ops", "1", roles::PLATFORM_ADMIN));
     for (org, name) in [("100", "Zitadel A"), ("200", "Zitadel B")] {
-        let status = call(
-            platform.clone(),
+        let answered = status(
+            &app,
+            &platform,
             Method::POST,
             "/v1/tenants?wait=30s",
             Some(json!({"org_id": org, "name": name})),
         )
         .await;
-        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(answered, StatusCode::CREATED);
     }
     let admin_a = zitadel.jwt(&TokenClaims::new("alice", "100", roles::TENANT_ADMIN));
     assert_eq!(
-        call(admin_a.clone(), Method::GET, "/v1/tenants/100", None).await,
+        status(&app, &admin_a, Method::GET, "/v1/tenants/100", None).await,
         StatusCode::OK
     );
     assert_eq!(
-        call(admin_a.clone(), Method::GET, "/v1/tenants/200", None).await,
+        status(&app, &admin_a, Method::GET, "/v1/tenants/200", None).await,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        call(admin_a, Method::POST, "/v1/tenants/100/suspend", None).await,
+        status(
+            &app,
+            &admin_a,
+            Method::POST,
+            "/v1/tenants/100/suspend",
+            None
+        )
+        .await,
         StatusCode::FORBIDDEN
     );
 
     // Opaque tokens go through introspection.
     let router = zitadel.opaque(&TokenClaims::new("svc", "1", roles::TENANT_ROUTER));
     assert_eq!(
-        call(
-            router.clone(),
+        status(
+            &app,
+            &router,
             Method::GET,
             "/v1/tenants/200/connection",
             None
@@ -237,111 +230,96 @@ async fn zitadel_tokens_are_verified_and_mapped_to_roles() {
         StatusCode::OK
     );
     assert_eq!(
-        call(router, Method::GET, "/v1/tenants", None).await,
+        status(&app, &router, Method::GET, "/v1/tenants", None).await,
         StatusCode::FORBIDDEN
     );
 
     let mut expired = TokenClaims::new("ops", "1", roles::PLATFORM_ADMIN);
     expired.expires_in = -3600;
     assert_eq!(
-        call(zitadel.jwt(&expired), Method::GET, "/v1/tenants", None).await,
+        status(
+            &app,
+            &zitadel.jwt(&expired),
+            Method::GET,
+            "/v1/tenants",
+            None
+        )
+        .await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        call("garbage".into(), Method::GET, "/v1/tenants", None).await,
+        status(&app, "garbage", Method::GET, "/v1/tenants", None).await,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// Only the status of an answer.
+async fn status(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> StatusCode {
+    app.call(token, method, path, body).await.0
 }
 
 /// ZITADEL organization events through the signed webhook: each reaches the right tenant state,
 /// duplicates and replays change nothing, bad signatures and old timestamps are refused.
 #[tokio::test]
 async fn organization_events_drive_the_tenant_lifecycle() {
-    use tenancy_zitadel::webhook::sign;
-
-    let cluster = PgCluster::start().unwrap();
-    cluster.create_database("tenancy_registry").unwrap();
-    let mut config = single_server(&cluster);
-    config.engine.poll_interval = std::time::Duration::from_millis(100);
-    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
-    settings.dev_token = Some(SecretString::from("dev"));
+    let mut settings = dev_settings();
     settings.zitadel_webhook_keys = Some(SecretString::from("old-key, signing-key"));
-    let base = Application::spawn(settings, config, Vec::new())
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
+    let app = TestApp::start_with(settings, Vec::new(), |_| {}).await;
+    const ORG: &str = "263014839178313731";
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64
     };
-    let post = |event: Value, key: &'static str, at: i64, header: &'static str| {
-        let body = event.to_string();
-        let signature = sign(body.as_bytes(), key, at);
-        let request = http
-            .post(format!("{base}/v1/zitadel/events"))
+    let event = |kind: &str, seq: i64| {
+        json!({"aggregateID": ORG, "aggregateType": "org", "resourceOwner": ORG,
+               "instanceID": "1", "version": "v1", "sequence": seq, "event_type": kind,
+               "created_at": "2026-11-22T14:00:00.123Z", "userID": "9", "event_payload": {"name": "Acme Events"}})
+    };
+    // Delivered signed with `key` at `at`, under the signature header `header`.
+    let post = |kind: &str, seq: i64, key: &'static str, at: i64, header: &'static str| {
+        let body = event(kind, seq).to_string();
+        let signature = tenancy_zitadel::webhook::sign(body.as_bytes(), key, at);
+        let request = app
+            .http
+            .post(format!("{}/v1/zitadel/events", app.base()))
             .header(header, signature)
             .body(body);
         async move { request.send().await.unwrap().status() }
     };
-    let event = |kind: &str, seq: i64| {
-        json!({"aggregateID": "263014839178313731", "aggregateType": "org", "resourceOwner": "263014839178313731",
-               "instanceID": "1", "version": "v1", "sequence": seq, "event_type": kind,
-               "created_at": "2026-11-22T14:00:00.123Z", "userID": "9", "event_payload": {"name": "Acme Events"}})
-    };
-    let status_of = || {
-        let request = http
-            .get(format!("{base}/v1/tenants/263014839178313731"))
-            .bearer_auth("dev");
-        async move {
-            request
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap_or(Value::Null)["status"]
-                .clone()
-        }
-    };
-    let wait_for = |wanted: &'static str| async move {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while status_of().await != wanted {
-            assert!(std::time::Instant::now() < deadline, "never {wanted}");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    };
+    // Delivered as ZITADEL does: signed now with the current key.
+    let deliver = |kind: &str, seq: i64| post(kind, seq, "signing-key", now(), "zitadel-signature");
 
     // Refused: wrong key, old timestamp, no signature.
-    assert_eq!(
+    let refused = [
+        post("org.added", 1, "wrong-key", now(), "zitadel-signature").await,
         post(
-            event("org.added", 1),
-            "wrong-key",
-            now(),
-            "zitadel-signature"
-        )
-        .await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        post(
-            event("org.added", 1),
+            "org.added",
+            1,
             "signing-key",
             now() - 3600,
-            "zitadel-signature"
+            "zitadel-signature",
         )
         .await,
-        StatusCode::UNAUTHORIZED
-    );
-    let unsigned = http
-        .post(format!("{base}/v1/zitadel/events"))
-        .body(event("org.added", 1).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
-    let (status, _) = app_call(&http, &base, "/v1/tenants/263014839178313731").await;
+        app.http
+            .post(format!("{}/v1/zitadel/events", app.base()))
+            .body(event("org.added", 1).to_string())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+    ];
+    assert_eq!(refused, [StatusCode::UNAUTHORIZED; 3]);
+    let (status, _) = app
+        .call("dev", Method::GET, &format!("/v1/tenants/{ORG}"), None)
+        .await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
@@ -349,91 +327,38 @@ async fn organization_events_drive_the_tenant_lifecycle() {
     );
 
     // added -> onboarded (delivered twice, under both header names: one tenant, one operation).
+    assert_eq!(deliver("org.added", 1).await, StatusCode::OK);
     assert_eq!(
-        post(
-            event("org.added", 1),
-            "signing-key",
-            now(),
-            "zitadel-signature"
-        )
-        .await,
+        post("org.added", 1, "old-key", now(), "x-zitadel-signature").await,
         StatusCode::OK
     );
-    assert_eq!(
-        post(
-            event("org.added", 1),
-            "old-key",
-            now(),
-            "x-zitadel-signature"
+    app.wait_status(ORG, "active").await;
+    let (_, ops) = app
+        .call(
+            "dev",
+            Method::GET,
+            &format!("/v1/tenants/{ORG}/operations"),
+            None,
         )
-        .await,
-        StatusCode::OK
-    );
-    wait_for("active").await;
-    let (_, ops) = app_call(&http, &base, "/v1/tenants/263014839178313731/operations").await;
+        .await;
     assert_eq!(ops.as_array().unwrap().len(), 1);
 
     // deactivated -> suspended; a replay of it after the reactivation is ignored.
-    assert_eq!(
-        post(
-            event("org.deactivated", 2),
-            "signing-key",
-            now(),
-            "zitadel-signature"
-        )
-        .await,
-        StatusCode::OK
-    );
+    assert_eq!(deliver("org.deactivated", 2).await, StatusCode::OK);
     // Reactivated right away, while the suspension's operation may still run.
-    assert_eq!(
-        post(
-            event("org.reactivated", 3),
-            "signing-key",
-            now(),
-            "zitadel-signature"
-        )
-        .await,
-        StatusCode::OK
-    );
-    wait_for("active").await;
-    assert_eq!(
-        post(
-            event("org.deactivated", 2),
-            "signing-key",
-            now(),
-            "zitadel-signature"
-        )
-        .await,
-        StatusCode::OK
-    );
+    assert_eq!(deliver("org.reactivated", 3).await, StatusCode::OK);
+    app.wait_status(ORG, "active").await;
+    assert_eq!(deliver("org.deactivated", 2).await, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, tenant) = app
+        .call("dev", Method::GET, &format!("/v1/tenants/{ORG}"), None)
+        .await;
     assert_eq!(
-        status_of().await,
-        "active",
+        tenant["status"], "active",
         "a replayed old event changes nothing"
     );
 
     // removed -> deleting, then deleted.
-    assert_eq!(
-        post(
-            event("org.removed", 4),
-            "signing-key",
-            now(),
-            "zitadel-signature"
-        )
-        .await,
-        StatusCode::OK
-    );
-    wait_for("deleted").await;
-}
-
-async fn app_call(http: &reqwest::Client, base: &str, path: &str) -> (StatusCode, Value) {
-    let response = http
-        .get(format!("{base}{path}"))
-        .bearer_auth("dev")
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    assert_eq!(deliver("org.removed", 4).await, StatusCode::OK);
+    app.wait_status(ORG, "deleted").await;
 }

@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use secrecy::SecretString;
 use sqlx::Connection;
-use tenancy_control::{Config, ServerConfig};
 use tenancy_core::{ConnectionInfo, OrgId, TenantStatus, Tier};
+use tenancy_e2e::in_process::InProcessRegistry;
 use tenancy_router::{RegistryResolver, RouterConfig, RouterError, StaticResolver, TenantRouter};
 use tenancy_testkit::{ClusterOptions, PgCluster};
 
@@ -175,38 +174,11 @@ async fn refused_and_unknown_tenants_are_typed_errors() {
 /// The registry in-process (real HTTP, real engine), the router following its change feed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_restores() {
-    tenancy_testkit::init_test_logging();
-    let cluster = PgCluster::start().unwrap();
-    cluster.create_database("tenancy_registry").unwrap();
-    let server = ServerConfig::new(
-        "pg-1".parse().unwrap(),
-        "local".parse().unwrap(),
-        cluster.host(),
-        cluster.port(),
-        cluster.admin_user(),
-        SecretString::from(cluster.admin_password()),
-    );
-    let mut config = Config::single_server(
-        cluster.url("tenancy_registry"),
-        server,
-        SecretString::from("router-test-key"),
-    );
-    config.engine.poll_interval = Duration::from_millis(100);
-    let mut settings = tenancy_registry::Settings::new("127.0.0.1:0".parse().unwrap());
-    settings.dev_token = Some(SecretString::from("dev"));
-    let base = tenancy_registry::Application::spawn(settings, config, Vec::new())
-        .await
-        .unwrap();
+    let registry = InProcessRegistry::start().await.unwrap();
+    let base = registry.base.clone();
     let http = reqwest::Client::new();
     for (org, name) in [("100", "Routed A"), ("200", "Routed B")] {
-        let response = http
-            .post(format!("{base}/v1/tenants?wait=30s"))
-            .bearer_auth("dev")
-            .json(&serde_json::json!({"org_id": org, "name": name}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
+        registry.onboard(org, name).await.unwrap();
     }
 
     let router = TenantRouter::new(

@@ -4,47 +4,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
 use serde_json::{Value, json};
-use tenancy_control::{Config, ServerConfig};
+use tenancy_e2e::in_process::InProcessRegistry;
 use tenancy_router::{RegistryResolver, RouterConfig, TenantRouter};
-use tenancy_testkit::{PgCluster, TokenClaims, ZitadelStandIn};
+use tenancy_testkit::{TokenClaims, ZitadelStandIn};
 use tenancy_zitadel::{Verifier, VerifierConfig, roles};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_organization_sees_only_its_own_tickets_and_a_suspended_one_is_refused() {
     let zitadel = ZitadelStandIn::start().await.unwrap();
-    let cluster = PgCluster::start().unwrap();
-    cluster.create_database("tenancy_registry").unwrap();
-    let server = ServerConfig::new(
-        "pg-1".parse().unwrap(),
-        "local".parse().unwrap(),
-        cluster.host(),
-        cluster.port(),
-        cluster.admin_user(),
-        SecretString::from(cluster.admin_password()),
-    );
-    let config = Config::single_server(
-        cluster.url("tenancy_registry"),
-        server,
-        SecretString::from("example-key"),
-    );
-    let mut settings = tenancy_registry::Settings::new("127.0.0.1:0".parse().unwrap());
-    settings.dev_token = Some(SecretString::from("dev"));
-    let registry_url = tenancy_registry::Application::spawn(settings, config, Vec::new())
-        .await
-        .unwrap();
+    let registry = InProcessRegistry::start().await.unwrap();
+    let registry_url = registry.base.clone();
     let http = reqwest::Client::new();
     for (org, name) in [("100", "Example A"), ("200", "Example B")] {
-        let status = http
-            .post(format!("{registry_url}/v1/tenants?wait=30s"))
-            .bearer_auth("dev")
-            .json(&json!({"org_id": org, "name": name}))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 201);
+        registry.onboard(org, name).await.unwrap();
     }
 
     let router = TenantRouter::new(

@@ -1,4 +1,4 @@
-//! The registry in-process, on a throw-away cluster, and a client for it.
+//! The registry in-process (see `tenancy_e2e::in_process`), and a client for it.
 
 #![allow(dead_code)] // each test binary uses its own part
 
@@ -6,42 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use secrecy::SecretString;
 use serde_json::Value;
-use tenancy_control::{Config, ServerConfig};
+use tenancy_control::Config;
+use tenancy_e2e::in_process::InProcessRegistry;
+pub use tenancy_e2e::in_process::dev_settings;
+use tenancy_registry::Settings;
 use tenancy_registry::auth::Authenticator;
-use tenancy_registry::{Application, Settings};
-use tenancy_testkit::PgCluster;
-
-pub fn single_server(cluster: &PgCluster) -> Config {
-    let server = ServerConfig::new(
-        "pg-1".parse().unwrap(),
-        "local".parse().unwrap(),
-        cluster.host(),
-        cluster.port(),
-        cluster.admin_user(),
-        SecretString::from(cluster.admin_password()),
-    );
-    let mut config = Config::single_server(
-        cluster.url("tenancy_registry"),
-        server,
-        SecretString::from("k"),
-    );
-    config.engine.poll_interval = Duration::from_millis(100);
-    config
-}
-
-/// Settings with the development token `dev` (every role) on a free loopback port.
-pub fn dev_settings() -> Settings {
-    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
-    settings.dev_token = Some(SecretString::from("dev"));
-    settings
-}
 
 pub struct TestApp {
-    pub base: String,
     pub http: reqwest::Client,
-    _cluster: PgCluster,
+    registry: InProcessRegistry,
 }
 
 impl TestApp {
@@ -51,19 +25,16 @@ impl TestApp {
         authenticators: Vec<Arc<dyn Authenticator>>,
         tune: impl FnOnce(&mut Config),
     ) -> Self {
-        tenancy_testkit::init_test_logging();
-        let cluster = PgCluster::start().unwrap();
-        cluster.create_database("tenancy_registry").unwrap();
-        let mut config = single_server(&cluster);
-        tune(&mut config);
-        let base = Application::spawn(settings, config, authenticators)
-            .await
-            .unwrap();
         Self {
-            base,
             http: reqwest::Client::new(),
-            _cluster: cluster,
+            registry: InProcessRegistry::start_with(settings, authenticators, tune)
+                .await
+                .unwrap(),
         }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.registry.base
     }
 
     pub async fn call(
@@ -75,7 +46,7 @@ impl TestApp {
     ) -> (StatusCode, Value) {
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base()))
             .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);

@@ -1,0 +1,90 @@
+//! The registry in-process (real HTTP, real engine, workers) on a throw-away cluster: for tests
+//! that need a registry but not its binary, such as the registry's own API tests, the router's
+//! and the example service's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use secrecy::SecretString;
+use serde_json::json;
+use tenancy_control::{Config, ServerConfig};
+use tenancy_registry::auth::Authenticator;
+use tenancy_registry::{Application, Settings};
+use tenancy_testkit::PgCluster;
+
+/// The development token of [`dev_settings`]: every role.
+pub const DEV_TOKEN: &str = "dev";
+
+/// The cluster as the single server `pg-1` of region `local`, its `tenancy_registry` database as
+/// the registry, workers polling every 100 ms.
+pub fn single_server_config(cluster: &PgCluster) -> Config {
+    let server = ServerConfig::new(
+        "pg-1".parse().expect("server id"),
+        "local".parse().expect("region"),
+        cluster.host(),
+        cluster.port(),
+        cluster.admin_user(),
+        SecretString::from(cluster.admin_password()),
+    );
+    let mut config = Config::single_server(
+        cluster.url("tenancy_registry"),
+        server,
+        SecretString::from("in-process-test-key"),
+    );
+    config.engine.poll_interval = Duration::from_millis(100);
+    config
+}
+
+/// Settings with [`DEV_TOKEN`] on a free loopback port.
+pub fn dev_settings() -> Settings {
+    let mut settings = Settings::new("127.0.0.1:0".parse().expect("address"));
+    settings.dev_token = Some(SecretString::from(DEV_TOKEN));
+    settings
+}
+
+/// A running registry; it stops with the test's runtime, its cluster when this is dropped.
+pub struct InProcessRegistry {
+    pub base: String,
+    pub cluster: PgCluster,
+}
+
+impl InProcessRegistry {
+    /// With [`dev_settings`] and [`single_server_config`].
+    pub async fn start() -> Result<Self> {
+        Self::start_with(dev_settings(), Vec::new(), |_| {}).await
+    }
+
+    /// With these settings and extra authenticators; `tune` adjusts the configuration.
+    pub async fn start_with(
+        settings: Settings,
+        authenticators: Vec<Arc<dyn Authenticator>>,
+        tune: impl FnOnce(&mut Config),
+    ) -> Result<Self> {
+        tenancy_testkit::init_test_logging();
+        let cluster = PgCluster::start()?;
+        cluster.create_database("tenancy_registry")?;
+        let mut config = single_server_config(&cluster);
+        tune(&mut config);
+        let base = Application::spawn(settings, config, authenticators).await?;
+        Ok(Self { base, cluster })
+    }
+
+    /// Onboards `org_id` as `name` with [`DEV_TOKEN`] and waits until it is active.
+    pub async fn onboard(&self, org_id: &str, name: &str) -> Result<()> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/tenants?wait=30s", self.base))
+            .bearer_auth(DEV_TOKEN)
+            .json(&json!({"org_id": org_id, "name": name}))
+            .send()
+            .await
+            .context("onboarding")?;
+        let status = response.status();
+        ensure!(
+            status == reqwest::StatusCode::CREATED,
+            "onboarding {org_id} answered {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        Ok(())
+    }
+}
