@@ -263,8 +263,19 @@ async fn run(cli: Cli) -> Result<i32> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                let mut table = Table::new();
-                table.set_header([
+                let lines = rows.iter().map(|r| {
+                    Ok([
+                        r.org_id.clone(),
+                        r.db_name.clone(),
+                        r.server_id.clone(),
+                        r.status.clone(),
+                        opt(r.version),
+                        opt(r.template_version),
+                        label(&r.drift)?,
+                        r.last_migration_error.clone().unwrap_or_default(),
+                    ])
+                });
+                let header = [
                     "org_id",
                     "database",
                     "server",
@@ -273,23 +284,8 @@ async fn run(cli: Cli) -> Result<i32> {
                     "template",
                     "drift",
                     "last error",
-                ]);
-                for r in &rows {
-                    table.add_row([
-                        r.org_id.clone(),
-                        r.db_name.clone(),
-                        r.server_id.clone(),
-                        r.status.clone(),
-                        opt(r.version),
-                        opt(r.template_version),
-                        serde_json::to_value(r.drift)?
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        r.last_migration_error.clone().unwrap_or_default(),
-                    ]);
-                }
-                println!("{table}");
+                ];
+                println!("{}", table(header, lines.collect::<Result<Vec<_>>>()?));
             }
             Ok(i32::from(
                 rows.iter()
@@ -305,14 +301,9 @@ async fn run(cli: Cli) -> Result<i32> {
             } else if drift.is_empty() {
                 println!("no drift");
             } else {
-                let mut table = Table::new();
-                table.set_header(["kind", "server", "name", "repaired", "detail"]);
-                for d in &drift {
-                    table.add_row([
-                        serde_json::to_value(d.kind)?
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
+                let lines = drift.iter().map(|d| {
+                    Ok([
+                        label(&d.kind)?,
                         d.server_id
                             .as_ref()
                             .map(ToString::to_string)
@@ -320,9 +311,10 @@ async fn run(cli: Cli) -> Result<i32> {
                         d.name.clone(),
                         d.repaired.to_string(),
                         d.detail.clone(),
-                    ]);
-                }
-                println!("{table}");
+                    ])
+                });
+                let header = ["kind", "server", "name", "repaired", "detail"];
+                println!("{}", table(header, lines.collect::<Result<Vec<_>>>()?));
             }
             Ok(i32::from(drift.iter().any(|d| !d.repaired)))
         }
@@ -376,19 +368,19 @@ async fn migrate(engine: &Engine, args: MigrateArgs, json: bool) -> Result<i32> 
                 plan.target,
                 plan.servers.join(", ")
             );
-            let mut table = Table::new();
-            table.set_header(["org_id", "database", "server", "recorded version", "to"]);
-            for t in &plan.tenants {
-                table.add_row([
+            let lines = plan.tenants.iter().map(|t| {
+                [
                     t.org_id.clone(),
                     t.db_name.clone(),
                     t.server_id.clone(),
                     opt(t.from),
                     t.to.to_string(),
-                ]);
-            }
+                ]
+            });
+            let header = ["org_id", "database", "server", "recorded version", "to"];
             println!(
-                "{table}\n{} tenant(s) would be checked and migrated where behind",
+                "{}\n{} tenant(s) would be checked and migrated where behind",
+                table(header, lines),
                 plan.tenants.len()
             );
         }
@@ -448,24 +440,23 @@ async fn migrate(engine: &Engine, args: MigrateArgs, json: bool) -> Result<i32> 
             serde_json::json!({"event": "summary", "report": report})
         );
     } else {
-        let mut table = Table::new();
-        table.set_header([
+        let header = [
             "target",
             "migrated",
             "up to date",
             "failed",
             "not attempted",
             "time",
-        ]);
-        table.add_row([
+        ];
+        let line = [
             report.target.to_string(),
             report.migrated.to_string(),
             report.up_to_date.to_string(),
             report.failed.len().to_string(),
             report.not_attempted.to_string(),
             format!("{:.1}s", report.millis as f64 / 1000.0),
-        ]);
-        println!("{table}");
+        ];
+        println!("{}", table(header, [line]));
         for (org, error) in &report.failed {
             println!("failed {org}: {error}");
         }
@@ -631,12 +622,8 @@ async fn servers(
     if json {
         println!("{}", serde_json::to_string_pretty(&servers)?);
     } else {
-        let mut table = Table::new();
-        table.set_header([
-            "id", "region", "host", "state", "tenants", "capacity", "template",
-        ]);
-        for s in &servers {
-            table.add_row([
+        let lines = servers.iter().map(|s| {
+            [
                 s.id.to_string(),
                 s.region.to_string(),
                 format!("{}:{}", s.host, s.port),
@@ -644,9 +631,12 @@ async fn servers(
                 s.tenants.to_string(),
                 s.capacity.to_string(),
                 opt(s.template_version),
-            ]);
-        }
-        println!("{table}");
+            ]
+        });
+        let header = [
+            "id", "region", "host", "state", "tenants", "capacity", "template",
+        ];
+        println!("{}", table(header, lines));
     }
     Ok(0)
 }
@@ -656,12 +646,8 @@ fn print_tenants(tenants: &[Tenant], json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(tenants)?);
         return Ok(());
     }
-    let mut table = Table::new();
-    table.set_header([
-        "org_id", "name", "database", "server", "tier", "status", "version",
-    ]);
-    for t in tenants {
-        table.add_row([
+    let lines = tenants.iter().map(|t| {
+        [
             t.org_id.to_string(),
             t.name.to_string(),
             t.db_name.to_string(),
@@ -672,9 +658,12 @@ fn print_tenants(tenants: &[Tenant], json: bool) -> Result<()> {
             t.tier.to_string(),
             t.status.to_string(),
             opt(t.schema_version),
-        ]);
-    }
-    println!("{table}");
+        ]
+    });
+    let header = [
+        "org_id", "name", "database", "server", "tier", "status", "version",
+    ];
+    println!("{}", table(header, lines));
     Ok(())
 }
 
@@ -690,6 +679,24 @@ fn print_operations(ops: &[Operation]) {
             op.id, op.kind, op.org_id, op.state, op.step
         );
     }
+}
+
+/// A table for people: a header, then a line per row.
+fn table<const N: usize>(header: [&str; N], lines: impl IntoIterator<Item = [String; N]>) -> Table {
+    let mut table = Table::new();
+    table.set_header(header);
+    for line in lines {
+        table.add_row(line);
+    }
+    table
+}
+
+/// How a value names itself in JSON (`"behind"`, `"orphan_database"`): the same words in tables.
+fn label(value: &impl serde::Serialize) -> Result<String> {
+    Ok(serde_json::to_value(value)?
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 fn opt(v: Option<i32>) -> String {
