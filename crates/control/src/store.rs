@@ -802,16 +802,11 @@ impl Store {
                 )
             }
             Finish::Unchanged => (format!("operation.{}", op.kind), Some(before.clone())),
-            Finish::Provisioned { admin_email } => {
+            Finish::Provisioned => {
                 let after = set_status(&mut tx, &org_id, TenantStatus::Active, None).await?;
-                if let Some(email) = admin_email {
-                    insert_operation(
-                        &mut tx,
-                        &org_id,
-                        OperationKind::ActivateAdmin,
-                        serde_json::json!({ "email": email }),
-                    )
-                    .await?;
+                if after.admin_email.is_some() {
+                    insert_operation(&mut tx, &org_id, OperationKind::ActivateAdmin, Value::Null)
+                        .await?;
                 }
                 ("tenant.active".to_owned(), Some(after))
             }
@@ -1251,9 +1246,7 @@ pub enum Finish {
     Status(TenantStatus),
     /// The tenant's database is ready: it becomes active, and when it names a first admin, the
     /// admin's activation is queued in the same transaction.
-    Provisioned {
-        admin_email: Option<String>,
-    },
+    Provisioned,
     /// The operation changed the servers only (the tenant row was updated when it was asked for).
     Unchanged,
     Deleted {

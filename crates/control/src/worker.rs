@@ -211,13 +211,8 @@ async fn execute_step(
                 .await?;
             store.set_schema_version(&org_id, version).await
         }
-        Step::Activate => {
-            let admin_email = tenant.admin_email.clone();
-            store
-                .finish(op, worker, Finish::Provisioned { admin_email })
-                .await
-        }
-        Step::InviteAdmin => invite_admin(inner, op, tenant).await,
+        Step::Activate => store.finish(op, worker, Finish::Provisioned).await,
+        Step::InviteAdmin => invite_admin(inner, tenant).await,
         Step::Block => match placed_admin(inner, tenant).await? {
             Some(admin) => admin.block(&db, &role).await,
             None => Ok(()),
@@ -247,7 +242,7 @@ async fn execute_step(
                     retention: inner.config.engine.retention,
                 },
                 OperationKind::Purge => Finish::Purged,
-                OperationKind::Provision => Finish::Status(TenantStatus::Active),
+                OperationKind::Provision => Finish::Provisioned,
             };
             store.finish(op, worker, effect).await
         }
@@ -257,11 +252,7 @@ async fn execute_step(
 
 /// Invites the organization's first admin through the configured activator. A tenant deleted in
 /// the meantime gets no admin; ZITADEL failures retry with backoff and never touch the database.
-async fn invite_admin(
-    inner: &Inner,
-    op: &OperationRow,
-    tenant: &TenantRow,
-) -> Result<(), ControlError> {
+async fn invite_admin(inner: &Inner, tenant: &TenantRow) -> Result<(), ControlError> {
     if matches!(
         tenant.status()?,
         TenantStatus::Deleting | TenantStatus::Deleted
@@ -269,11 +260,9 @@ async fn invite_admin(
         info!("tenant is being deleted: its admin is not invited");
         return Ok(());
     }
-    let email = op
-        .payload
-        .get("email")
-        .and_then(serde_json::Value::as_str)
-        .ok_or_else(|| ControlError::Corrupt(format!("operation {} names no e-mail", op.id)))?;
+    let email = tenant.admin_email.as_deref().ok_or_else(|| {
+        ControlError::Corrupt(format!("tenant {} names no admin e-mail", tenant.org_id))
+    })?;
     let activator = inner.admin_activator.get().ok_or_else(|| {
         ControlError::Config(
             "admin activation needs ZITADEL's management API configured on this replica".into(),

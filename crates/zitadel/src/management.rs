@@ -229,19 +229,21 @@ impl Management {
                     primary_domain: None,
                 })
             }
-            Err(e) if e.already_exists() => match self.organization_eventually(id).await? {
-                Some(org) if org.name == name => {
-                    debug!("organization exists already (an earlier attempt)");
-                    Ok(org)
+            Err(e) if e.already_exists() => {
+                match self.eventually(|| self.organization(id)).await? {
+                    Some(org) if org.name == name => {
+                        debug!("organization exists already (an earlier attempt)");
+                        Ok(org)
+                    }
+                    Some(org) => Err(ManagementError::Conflict(format!(
+                        "organization {id} exists in ZITADEL with another name ({:?})",
+                        org.name
+                    ))),
+                    None => Err(ManagementError::Conflict(format!(
+                        "an organization named {name:?} already exists in ZITADEL; onboard it by its org_id"
+                    ))),
                 }
-                Some(org) => Err(ManagementError::Conflict(format!(
-                    "organization {id} exists in ZITADEL with another name ({:?})",
-                    org.name
-                ))),
-                None => Err(ManagementError::Conflict(format!(
-                    "an organization named {name:?} already exists in ZITADEL; onboard it by its org_id"
-                ))),
-            },
+            }
             Err(e) => Err(e),
         }
     }
@@ -253,14 +255,6 @@ impl Management {
             .call(Method::POST, "/v2/organizations/_search", Some(&body), None)
             .await?;
         Ok(page.result.into_iter().find(|o| o.id == id))
-    }
-
-    /// As [`Management::organization`], retrying an absent answer briefly.
-    async fn organization_eventually(
-        &self,
-        id: &str,
-    ) -> Result<Option<Organization>, ManagementError> {
-        self.eventually(|| self.organization(id)).await
     }
 
     /// Every organization of the instance, page by page.
