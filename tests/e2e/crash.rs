@@ -3,6 +3,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tenancy_e2e::Deployment;
+use tenancy_testkit::eventually;
 
 /// SIGKILL in the middle of 30 concurrent onboardings; the restarted service finishes them all.
 #[tokio::test]
@@ -32,21 +33,13 @@ async fn a_killed_registry_resumes_every_onboarding_after_restart() {
     let before = deployment.tenant_databases().len();
 
     let registry = deployment.start().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
+    eventually(Duration::from_secs(120), "all 30 active", || async {
         let list = registry
             .call(Method::GET, "/v1/tenants?status=active&limit=500", None)
             .await;
-        if list.body["items"].as_array().unwrap().len() == 30 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not all active: {list:?}\n{}",
-            deployment.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        (list.body["items"].as_array().unwrap().len() == 30).then_some(())
+    })
+    .await;
     let databases = deployment.tenant_databases();
     assert_eq!(
         databases.len(),
@@ -79,14 +72,7 @@ async fn sigterm_shuts_down_gracefully() {
     );
     // Whatever was left is finished by the next process.
     let registry = deployment.start().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while registry
-        .call(Method::GET, "/v1/tenants/77", None)
-        .await
-        .body["status"]
-        != "active"
-    {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    registry
+        .wait_for("/v1/tenants/77", "status", "active")
+        .await;
 }

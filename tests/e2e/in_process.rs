@@ -1,39 +1,23 @@
-//! The registry in-process (real HTTP, real engine, workers) on a throw-away cluster: for tests
-//! that need a registry but not its binary, such as the registry's own API tests, the router's
-//! and the example service's.
+//! The registry in-process (real HTTP, real engine, workers) on a test fleet: for tests that
+//! need a registry but not its binary, such as the registry's own API tests, the router's and
+//! the example service's.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use secrecy::SecretString;
 use serde_json::json;
-use tenancy_control::{Config, ServerConfig};
+use tenancy_control::Config;
 use tenancy_registry::auth::Authenticator;
 use tenancy_registry::{Application, Settings};
-use tenancy_testkit::PgCluster;
+use tenancy_testkit::TestFleet;
 
 /// The development token of [`dev_settings`]: every role.
 pub const DEV_TOKEN: &str = "dev";
 
-/// The cluster as the single server `pg-1` of region `local`, its `tenancy_registry` database as
-/// the registry, workers polling every 100 ms.
-pub fn single_server_config(cluster: &PgCluster) -> Config {
-    let server = ServerConfig::new(
-        "pg-1".parse().expect("server id"),
-        "local".parse().expect("region"),
-        cluster.host(),
-        cluster.port(),
-        cluster.admin_user(),
-        SecretString::from(cluster.admin_password()),
-    );
-    let mut config = Config::single_server(
-        cluster.url("tenancy_registry"),
-        server,
-        SecretString::from("in-process-test-key"),
-    );
-    config.engine.poll_interval = Duration::from_millis(100);
-    config
+/// The fleet as the registry's configuration.
+pub fn fleet_config(fleet: &TestFleet) -> Result<Config> {
+    Ok(Config::from_toml(&fleet.toml(), |var| fleet.secret(var))?)
 }
 
 /// Settings with [`DEV_TOKEN`] on a free loopback port.
@@ -43,14 +27,14 @@ pub fn dev_settings() -> Settings {
     settings
 }
 
-/// A running registry; it stops with the test's runtime, its cluster when this is dropped.
+/// A running registry; it stops with the test's runtime, its fleet when this is dropped.
 pub struct InProcessRegistry {
     pub base: String,
-    pub cluster: PgCluster,
+    pub fleet: TestFleet,
 }
 
 impl InProcessRegistry {
-    /// With [`dev_settings`] and [`single_server_config`].
+    /// With [`dev_settings`] on a one-server fleet.
     pub async fn start() -> Result<Self> {
         Self::start_with(dev_settings(), Vec::new(), |_| {}).await
     }
@@ -61,13 +45,11 @@ impl InProcessRegistry {
         authenticators: Vec<Arc<dyn Authenticator>>,
         tune: impl FnOnce(&mut Config),
     ) -> Result<Self> {
-        tenancy_testkit::init_test_logging();
-        let cluster = PgCluster::start()?;
-        cluster.create_database("tenancy_registry")?;
-        let mut config = single_server_config(&cluster);
+        let fleet = TestFleet::single()?;
+        let mut config = fleet_config(&fleet)?;
         tune(&mut config);
         let base = Application::spawn(settings, config, authenticators).await?;
-        Ok(Self { base, cluster })
+        Ok(Self { base, fleet })
     }
 
     /// Onboards `org_id` as `name` with [`DEV_TOKEN`] and waits until it is active.

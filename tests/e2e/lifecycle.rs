@@ -43,7 +43,7 @@ async fn the_whole_tenant_lifecycle_over_http() {
         .await;
     assert_eq!(globex.status, StatusCode::ACCEPTED);
     let op_path = format!("/v1/operations/{}", globex.body["id"].as_str().unwrap());
-    wait_for(&registry, &op_path, "state", "succeeded").await;
+    registry.wait_for(&op_path, "state", "succeeded").await;
 
     // Listing: filters and pages.
     let page = registry
@@ -114,16 +114,17 @@ async fn the_whole_tenant_lifecycle_over_http() {
         .find(|op| op["kind"] == "retier")
         .unwrap()
         .clone();
-    wait_for(
-        &registry,
-        &format!("/v1/operations/{}", retier["id"].as_str().unwrap()),
-        "state",
-        "succeeded",
-    )
-    .await;
+    registry
+        .wait_for(
+            &format!("/v1/operations/{}", retier["id"].as_str().unwrap()),
+            "state",
+            "succeeded",
+        )
+        .await;
     assert_eq!(
         deployment
-            .cluster
+            .fleet
+            .cluster("pg-1")
             .psql(
                 "postgres",
                 "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'tenant_globex'"
@@ -151,14 +152,14 @@ async fn the_whole_tenant_lifecycle_over_http() {
             .call(Method::POST, &format!("/v1/tenants/42/{action}"), None)
             .await;
         assert_eq!(op.status, StatusCode::ACCEPTED, "{action}: {op:?}");
-        wait_for(
-            &registry,
-            &format!("/v1/operations/{}", op.body["id"].as_str().unwrap()),
-            "state",
-            "succeeded",
-        )
-        .await;
-        wait_for(&registry, "/v1/tenants/42", "status", status).await;
+        registry
+            .wait_for(
+                &format!("/v1/operations/{}", op.body["id"].as_str().unwrap()),
+                "state",
+                "succeeded",
+            )
+            .await;
+        registry.wait_for("/v1/tenants/42", "status", status).await;
     }
     let feed = registry
         .call(
@@ -180,7 +181,9 @@ async fn the_whole_tenant_lifecycle_over_http() {
     );
     let deleted = registry.call(Method::DELETE, "/v1/tenants/42", None).await;
     assert_eq!(deleted.status, StatusCode::ACCEPTED);
-    wait_for(&registry, "/v1/tenants/42", "status", "deleted").await;
+    registry
+        .wait_for("/v1/tenants/42", "status", "deleted")
+        .await;
     assert!(
         deployment
             .tenant_databases()
@@ -190,13 +193,13 @@ async fn the_whole_tenant_lifecycle_over_http() {
     let purged = registry
         .call(Method::POST, "/v1/tenants/42/purge", None)
         .await;
-    wait_for(
-        &registry,
-        &format!("/v1/operations/{}", purged.body["id"].as_str().unwrap()),
-        "state",
-        "succeeded",
-    )
-    .await;
+    registry
+        .wait_for(
+            &format!("/v1/operations/{}", purged.body["id"].as_str().unwrap()),
+            "state",
+            "succeeded",
+        )
+        .await;
     assert_eq!(
         registry
             .call(Method::GET, "/v1/tenants/42", None)
@@ -260,20 +263,5 @@ async fn the_whole_tenant_lifecycle_over_http() {
         "tenancy_operations_total",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
-    }
-}
-
-async fn wait_for(registry: &tenancy_e2e::Registry, path: &str, field: &str, value: &str) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let answer = registry.call(Method::GET, path, None).await;
-        if answer.body[field] == value {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path}: {field} never became {value}: {answer:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

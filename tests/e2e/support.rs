@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use tenancy_testkit::PgCluster;
+use tenancy_testkit::{TestFleet, eventually};
 
 pub const TOKEN: &str = "e2e-dev-token";
 
@@ -34,42 +34,21 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A cluster with the registry database, and the configuration the registry runs with.
+/// A fleet (one server, holding the registry database too) and the registry binary's log.
 pub struct Deployment {
-    pub cluster: PgCluster,
-    dir: tempfile::TempDir,
+    pub fleet: TestFleet,
 }
 
 impl Deployment {
     pub fn new() -> Result<Self> {
-        tenancy_testkit::init_test_logging();
-        let cluster = PgCluster::start()?;
-        cluster.create_database("tenancy_registry")?;
-        let dir = tempfile::tempdir()?;
-        let config = format!(
-            r#"
-            [engine]
-            workers = 4
-            lease = "3s"
-            poll_interval = "200ms"
-            backoff_base = "200ms"
-            backoff_max = "2s"
-            [registry]
-            url = "unset"
-            [[servers]]
-            id = "pg-1"
-            region = "local"
-            host = "127.0.0.1"
-            port = {port}
-            admin_user = "{user}"
-            password_env = "E2E_PG_PASSWORD"
-            capacity = 1000
-            "#,
-            port = cluster.port(),
-            user = cluster.admin_user(),
-        );
-        std::fs::write(dir.path().join("tenancy.toml"), config)?;
-        Ok(Self { cluster, dir })
+        let fleet = TestFleet::builder()
+            .engine("workers", "4")
+            .engine("lease", "\"3s\"")
+            .engine("poll_interval", "\"200ms\"")
+            .engine("backoff_base", "\"200ms\"")
+            .engine("backoff_max", "\"2s\"")
+            .build()?;
+        Ok(Self { fleet })
     }
 
     /// Starts the registry and waits until it is ready.
@@ -80,15 +59,10 @@ impl Deployment {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("registry.log"))?;
-        let child = Command::new(binary("tenancy-registry"))
-            .env("TENANCY_CONFIG", self.dir.path().join("tenancy.toml"))
-            .env(
-                "TENANCY_REGISTRY__URL",
-                self.cluster.url("tenancy_registry"),
-            )
-            .env("E2E_PG_PASSWORD", self.cluster.admin_password())
-            .env("TENANCY_MASTER_KEY", "e2e-master-key")
+            .open(self.log_path())?;
+        let child = self
+            .fleet
+            .command(binary("tenancy-registry"))?
             .env("TENANCY_DEV_TOKEN", TOKEN)
             .env("TENANCY_LISTEN", format!("127.0.0.1:{port}"))
             .env("TENANCY_LOG_FORMAT", "json")
@@ -109,20 +83,18 @@ impl Deployment {
         Ok(registry)
     }
 
-    /// The registry's log so far (for failure messages).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    fn log_path(&self) -> PathBuf {
+        self.fleet.dir().join("registry.log")
     }
 
-    /// `tenant_*` databases on the cluster (the template excluded).
+    /// The registry's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// `tenant_*` databases on the server (the template excluded).
     pub fn tenant_databases(&self) -> Vec<String> {
-        self.cluster
-            .psql("postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'tenant\\_%' AND datname <> 'tenant_template' ORDER BY 1")
-            .unwrap()
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect()
+        self.fleet.tenant_databases("pg-1")
     }
 }
 
@@ -160,6 +132,19 @@ impl Registry {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// GETs `path` until `field` of the answer is `value`; panics after a minute.
+    pub async fn wait_for(&self, path: &str, field: &str, value: &str) -> Value {
+        eventually(
+            Duration::from_secs(60),
+            format!("{path}: {field} becomes {value}"),
+            || async {
+                let answer = self.call(Method::GET, path, None).await;
+                (answer.body[field] == value).then_some(answer.body)
+            },
+        )
+        .await
     }
 
     /// Sends a request with the development token.

@@ -70,7 +70,7 @@ pub struct EngineConfig {
     pub template_version: Option<i32>,
     /// The environment variable holding the master key tenant role passwords are derived from.
     pub master_key_env: String,
-    /// Set from `master_key_env` by [`Config::resolve_secrets`], or directly by embedders.
+    /// Set from `master_key_env` when the configuration is loaded, or directly by embedders.
     #[serde(skip)]
     pub master_key: Option<SecretString>,
 }
@@ -137,7 +137,7 @@ pub struct ServerConfig {
     /// The environment variable holding `admin_user`'s password.
     #[serde(default)]
     pub password_env: Option<String>,
-    /// Set from `password_env` by [`Config::resolve_secrets`], or directly by embedders.
+    /// Set from `password_env` when the configuration is loaded, or directly by embedders.
     #[serde(skip)]
     pub password: Option<SecretString>,
     /// The maintenance database the engine connects to for DDL.
@@ -190,7 +190,8 @@ fn default_state() -> ServerState {
 }
 
 impl Config {
-    /// Reads the file (when given) and `TENANCY_*` overrides, then the secrets the file names.
+    /// Reads the file (when given) and `TENANCY_*` overrides, then the secrets the file names
+    /// from the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ControlError> {
         let mut figment = Figment::new();
         if let Some(path) = path {
@@ -202,21 +203,36 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let mut config: Config = figment
+        let config: Config = figment
             .merge(Env::prefixed("TENANCY_").split("__"))
             .extract()
             .map_err(|e| ControlError::Config(e.to_string()))?;
-        config.resolve_secrets()?;
-        config.validate()?;
-        Ok(config)
+        config.with_secrets(|var| std::env::var(var).ok())
     }
 
-    /// Fills passwords and the master key from the environment variables the file names.
-    pub fn resolve_secrets(&mut self) -> Result<(), ControlError> {
+    /// Parses a configuration from TOML text, reading the secrets it names through `secret`
+    /// instead of the environment (embedders and tests).
+    pub fn from_toml(
+        toml: &str,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ControlError> {
+        let config: Config = Figment::new()
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|e| ControlError::Config(e.to_string()))?;
+        config.with_secrets(secret)
+    }
+
+    /// Fills the master key and server passwords from the variables the configuration names,
+    /// then validates.
+    fn with_secrets(
+        mut self,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ControlError> {
         let read = |var: &str| -> Result<SecretString, ControlError> {
-            std::env::var(var)
-                .map(SecretString::from)
-                .map_err(|_| ControlError::Config(format!("environment variable {var} is not set")))
+            secret(var).map(SecretString::from).ok_or_else(|| {
+                ControlError::Config(format!("environment variable {var} is not set"))
+            })
         };
         if self.engine.master_key.is_none() {
             self.engine.master_key = Some(read(&self.engine.master_key_env)?);
@@ -226,7 +242,8 @@ impl Config {
                 server.password = Some(read(var)?);
             }
         }
-        Ok(())
+        self.validate()?;
+        Ok(self)
     }
 
     pub fn validate(&self) -> Result<(), ControlError> {

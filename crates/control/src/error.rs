@@ -1,7 +1,9 @@
-use crate::admin::ActivationError;
-use tenancy_core::{IdError, OrgId, ServerId, UnknownVariant};
+use tenancy_core::{ErrorCode, IdError, OrgId, ServerId, UnknownVariant};
 
-/// Everything the engine can fail with. The registry maps these to HTTP in one place.
+use crate::activator::ActivationError;
+
+/// Everything the engine can fail with. [`ControlError::code`] says which stable error code a
+/// failure is; the registry turns that into HTTP in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error(transparent)]
@@ -14,9 +16,9 @@ pub enum ControlError {
     TenantNotFound(OrgId),
     #[error("{what} not found")]
     NotFound { what: String },
-    /// A request that contradicts what already exists (`code` is stable for clients).
+    /// A request that contradicts what already exists.
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+    Conflict { code: ErrorCode, detail: String },
     #[error("no active server with free capacity in region {region}")]
     NoCapacity { region: String },
     #[error("server {0} has no credentials in this process's configuration")]
@@ -42,6 +44,7 @@ pub enum ControlError {
     #[error("lease on operation lost")]
     LeaseLost,
     /// A fault injected by a test, standing for the process dying at that point.
+    #[cfg(feature = "testing")]
     #[error("injected crash")]
     InjectedCrash,
     #[error("timed out after {0:?}")]
@@ -52,6 +55,31 @@ pub enum ControlError {
 }
 
 impl ControlError {
+    /// The stable code this error is answered with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ControlError::InvalidId(_) | ControlError::InvalidValue(_) => ErrorCode::InvalidRequest,
+            ControlError::Validation(_) => ErrorCode::ValidationFailed,
+            ControlError::TenantNotFound(_) | ControlError::NotFound { .. } => ErrorCode::NotFound,
+            ControlError::Conflict { code, .. } => *code,
+            ControlError::NoCapacity { .. } => ErrorCode::NoCapacity,
+            ControlError::TemplateBusy { .. } => ErrorCode::TemplateBusy,
+            ControlError::Registry(source) if is_unavailable(source) => ErrorCode::Unavailable,
+            ControlError::Server { .. } | ControlError::UnknownServer(_) => {
+                ErrorCode::ServerUnavailable
+            }
+            ControlError::Timeout(_) => ErrorCode::Timeout,
+            ControlError::Activation(_) => ErrorCode::ZitadelError,
+            ControlError::Registry(_)
+            | ControlError::Migration(_)
+            | ControlError::Config(_)
+            | ControlError::Corrupt(_)
+            | ControlError::LeaseLost => ErrorCode::Internal,
+            #[cfg(feature = "testing")]
+            ControlError::InjectedCrash => ErrorCode::Internal,
+        }
+    }
+
     /// Whether an operation step failing with this error should be tried again later.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -63,14 +91,32 @@ impl ControlError {
             | ControlError::Conflict { .. }
             | ControlError::Config(_)
             | ControlError::Corrupt(_)
-            | ControlError::InjectedCrash
             | ControlError::LeaseLost => false,
+            #[cfg(feature = "testing")]
+            ControlError::InjectedCrash => false,
             ControlError::Server { source, .. } => !is_permission_error(source),
             ControlError::Activation(e) => e.retryable,
-            _ => true,
+            ControlError::NoCapacity { .. }
+            | ControlError::UnknownServer(_)
+            | ControlError::TemplateBusy { .. }
+            | ControlError::Registry(_)
+            | ControlError::Migration(_)
+            | ControlError::Timeout(_) => true,
         }
     }
 
+    pub(crate) fn conflict(code: ErrorCode, detail: impl Into<String>) -> Self {
+        ControlError::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn corrupt(e: impl std::fmt::Display) -> Self {
+        ControlError::Corrupt(e.to_string())
+    }
+
+    /// Maps an error of a server's admin connection, telling a busy template apart.
     pub(crate) fn server(server: &ServerId) -> impl FnOnce(sqlx::Error) -> ControlError + '_ {
         move |source| {
             if sqlstate(&source).as_deref() == Some("55006") {
@@ -103,4 +149,12 @@ pub(crate) fn sqlstate(error: &sqlx::Error) -> Option<String> {
 
 fn is_permission_error(error: &sqlx::Error) -> bool {
     sqlstate(error).is_some_and(|code| code == "42501")
+}
+
+/// The registry database is down or overloaded (as opposed to a query that is wrong).
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    )
 }

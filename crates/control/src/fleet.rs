@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
-use tenancy_core::{OrgId, Region, ServerId, TenantStatus, Tier};
+use tenancy_core::{DbName, OrgId, Region, ServerId, TenantStatus, Tier};
 use tokio::sync::Mutex;
 use tracing::instrument;
 
@@ -19,7 +19,8 @@ use crate::engine::Engine;
 use crate::error::ControlError;
 use crate::migrate;
 use crate::pgadmin::ServerAdmin;
-use crate::store::{TenantFilter, TenantRow};
+use crate::store::TenantFilter;
+use tenancy_core::ErrorCode;
 
 /// Which tenants to migrate and how.
 #[derive(Debug, Clone)]
@@ -59,9 +60,9 @@ impl Default for MigrateOptions {
 /// One tenant in the plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedTenant {
-    pub org_id: String,
-    pub db_name: String,
-    pub server_id: String,
+    pub org_id: OrgId,
+    pub db_name: DbName,
+    pub server_id: ServerId,
     /// The version the registry recorded (the database itself is read again when migrating).
     pub from: Option<i32>,
     pub to: i32,
@@ -71,7 +72,7 @@ pub struct PlannedTenant {
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetPlan {
     pub target: i32,
-    pub servers: Vec<String>,
+    pub servers: Vec<ServerId>,
     pub tenants: Vec<PlannedTenant>,
 }
 
@@ -80,25 +81,25 @@ pub struct FleetPlan {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum FleetEvent {
     TemplateMigrated {
-        server_id: String,
+        server_id: ServerId,
         version: i32,
     },
     TenantMigrated {
-        org_id: String,
-        db_name: String,
+        org_id: OrgId,
+        db_name: DbName,
         from: Option<i32>,
         to: i32,
         millis: u128,
         canary: bool,
     },
     TenantUpToDate {
-        org_id: String,
-        db_name: String,
+        org_id: OrgId,
+        db_name: DbName,
         version: i32,
     },
     TenantFailed {
-        org_id: String,
-        db_name: String,
+        org_id: OrgId,
+        db_name: DbName,
         version: Option<i32>,
         error: String,
         canary: bool,
@@ -114,7 +115,7 @@ pub struct FleetReport {
     pub target: i32,
     pub migrated: usize,
     pub up_to_date: usize,
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<(OrgId, String)>,
     /// Tenants not attempted because the run halted.
     pub not_attempted: usize,
     pub millis: u128,
@@ -147,62 +148,34 @@ impl Engine {
             options.statuses.clone()
         };
         let mut tenants = Vec::new();
-        for row in self.all_tenants(&TenantFilter::default()).await? {
-            let selected = statuses.iter().any(|s| s.as_str() == row.status)
-                && (options.org_ids.is_empty()
-                    || options.org_ids.iter().any(|o| o.as_str() == row.org_id))
-                && options
-                    .region
-                    .as_ref()
-                    .is_none_or(|r| r.as_str() == row.region)
+        for tenant in self.all_tenants(&TenantFilter::default()).await? {
+            let selected = statuses.contains(&tenant.status)
+                && (options.org_ids.is_empty() || options.org_ids.contains(&tenant.org_id))
+                && options.region.as_ref().is_none_or(|r| *r == tenant.region)
                 && options
                     .server
                     .as_ref()
-                    .is_none_or(|s| Some(s.as_str()) == row.server_id.as_deref())
-                && options.tier.is_none_or(|t| t.as_str() == row.tier);
-            if let (true, Some(server_id)) = (selected, &row.server_id) {
+                    .is_none_or(|s| Some(s) == tenant.server_id.as_ref())
+                && options.tier.is_none_or(|t| t == tenant.tier);
+            if let (true, Some(server_id)) = (selected, tenant.server_id) {
                 tenants.push(PlannedTenant {
-                    org_id: row.org_id.clone(),
-                    db_name: row.db_name.clone(),
-                    server_id: server_id.clone(),
-                    from: row.schema_version,
+                    org_id: tenant.org_id,
+                    db_name: tenant.db_name,
+                    server_id,
+                    from: tenant.schema_version,
                     to: target,
                 });
             }
         }
-        let mut servers: Vec<String> = self
-            .servers()
-            .await?
-            .into_iter()
-            .map(|s| s.id.to_string())
-            .collect();
+        let mut servers: Vec<ServerId> = self.servers().await?.into_iter().map(|s| s.id).collect();
         if let Some(only) = &options.server {
-            servers.retain(|s| s == only.as_str());
+            servers.retain(|s| s == only);
         }
         Ok(FleetPlan {
             target,
             servers,
             tenants,
         })
-    }
-
-    /// Every tenant matching the filter (its `after` and `limit` are used for paging).
-    pub async fn all_tenants(&self, filter: &TenantFilter) -> Result<Vec<TenantRow>, ControlError> {
-        let mut all = Vec::new();
-        let mut filter = TenantFilter {
-            limit: 1000,
-            after: None,
-            ..filter.clone()
-        };
-        loop {
-            let page = self.store().list_tenants(&filter).await?;
-            let done = page.len() < 1000;
-            filter.after = page.last().map(|t| t.org_id()).transpose()?;
-            all.extend(page);
-            if done {
-                return Ok(all);
-            }
-        }
     }
 
     /// Runs a fleet migration. Only one runs at a time across the fleet (a registry advisory
@@ -215,21 +188,18 @@ impl Engine {
     ) -> Result<FleetReport, ControlError> {
         let started = Instant::now();
         let plan = self.plan_migration(options).await?;
-        let Some(lock) = self.store().try_lock("tenancy.fleet_migration").await? else {
-            return Err(ControlError::Conflict {
-                code: "migration_running",
-                detail: "another fleet migration is running".into(),
-            });
+        let Some(lock) = self.try_lock("tenancy.fleet_migration").await? else {
+            return Err(ControlError::conflict(
+                ErrorCode::MigrationRunning,
+                "another fleet migration is running",
+            ));
         };
 
         // Templates first, so tenants cloned from now on are born at the target.
         for server in &plan.servers {
-            let id: ServerId = server.parse()?;
-            let admin = self.server_admin(&id).await?;
+            let admin = self.server_admin(server).await?;
             let version = admin.prepare(Some(plan.target)).await?;
-            self.store()
-                .set_template_version(&id, Some(version))
-                .await?;
+            self.record_template_version(server, version).await?;
             on_event(FleetEvent::TemplateMigrated {
                 server_id: server.clone(),
                 version,
@@ -254,12 +224,9 @@ impl Engine {
             }
         }
 
-        let mut by_server: BTreeMap<&str, Vec<&PlannedTenant>> = BTreeMap::new();
+        let mut by_server: BTreeMap<&ServerId, Vec<&PlannedTenant>> = BTreeMap::new();
         for tenant in rest {
-            by_server
-                .entry(tenant.server_id.as_str())
-                .or_default()
-                .push(tenant);
+            by_server.entry(&tenant.server_id).or_default().push(tenant);
         }
         let mut workers: Vec<tokio::task::JoinHandle<Result<(), ControlError>>> = Vec::new();
         for tenants in by_server.into_values() {
@@ -318,16 +285,14 @@ impl Engine {
         report: &Mutex<FleetReport>,
         on_event: &Arc<dyn Fn(FleetEvent) + Send + Sync>,
     ) -> Result<bool, ControlError> {
-        let org_id: OrgId = tenant.org_id.parse()?;
-        let admin = self.server_admin(&tenant.server_id.parse()?).await?;
+        let org_id = &tenant.org_id;
+        let admin = self.server_admin(&tenant.server_id).await?;
         let started = Instant::now();
-        let current = tenant_version(&admin, &tenant.db_name).await;
+        let current = tenant_version(&admin, tenant.db_name.as_str()).await;
         if let Ok(Some(version)) = current
             && version >= tenant.to
         {
-            self.store()
-                .record_migration(&org_id, Some(version), None)
-                .await?;
+            self.record_migration(org_id, Some(version), None).await?;
             report.lock().await.up_to_date += 1;
             on_event(FleetEvent::TenantUpToDate {
                 org_id: tenant.org_id.clone(),
@@ -337,15 +302,13 @@ impl Engine {
             return Ok(true);
         }
         let result = migrate::migrate_schema(
-            &admin.tokio_postgres_config(&tenant.db_name),
+            &admin.tokio_postgres_config(tenant.db_name.as_str()),
             Some(tenant.to),
         )
         .await;
         match result {
             Ok(version) => {
-                self.store()
-                    .record_migration(&org_id, Some(version), None)
-                    .await?;
+                self.record_migration(org_id, Some(version), None).await?;
                 report.lock().await.migrated += 1;
                 on_event(FleetEvent::TenantMigrated {
                     org_id: tenant.org_id.clone(),
@@ -360,11 +323,12 @@ impl Engine {
                 Ok(true)
             }
             Err(e) => {
-                let version = tenant_version(&admin, &tenant.db_name).await.ok().flatten();
+                let version = tenant_version(&admin, tenant.db_name.as_str())
+                    .await
+                    .ok()
+                    .flatten();
                 let error = e.to_string();
-                self.store()
-                    .record_migration(&org_id, version, Some(&error))
-                    .await?;
+                self.record_migration(org_id, version, Some(&error)).await?;
                 report
                     .lock()
                     .await
@@ -385,44 +349,42 @@ impl Engine {
     /// Versions and drift of every tenant: behind the template, or at the template's version with
     /// a different schema.
     pub async fn fleet_status(&self) -> Result<Vec<TenantSchemaStatus>, ControlError> {
-        let mut templates: BTreeMap<String, (Option<i32>, Option<String>)> = BTreeMap::new();
+        let mut templates: BTreeMap<ServerId, (Option<i32>, Option<String>)> = BTreeMap::new();
         for server in self.servers().await? {
             let admin = self.server_admin(&server.id).await?;
             let fingerprint = schema_fingerprint(&admin, "tenant_template").await.ok();
-            templates.insert(
-                server.id.to_string(),
-                (server.template_version, fingerprint),
-            );
+            templates.insert(server.id, (server.template_version, fingerprint));
         }
         let mut out = Vec::new();
-        for row in self.all_tenants(&TenantFilter::default()).await? {
-            let Some(server_id) = row.server_id.clone() else {
+        for tenant in self.all_tenants(&TenantFilter::default()).await? {
+            let Some(server_id) = tenant.server_id.clone() else {
                 continue;
             };
             let (template_version, template_fingerprint) =
                 templates.get(&server_id).cloned().unwrap_or_default();
-            let admin = self.server_admin(&server_id.parse()?).await?;
-            let version = tenant_version(&admin, &row.db_name).await.ok().flatten();
-            let fingerprint = schema_fingerprint(&admin, &row.db_name).await.ok();
+            let admin = self.server_admin(&server_id).await?;
+            let db = tenant.db_name.as_str();
+            let version = tenant_version(&admin, db).await.ok().flatten();
+            let fingerprint = schema_fingerprint(&admin, db).await.ok();
             let drift = match (version, template_version) {
-                (Some(v), Some(t)) if v < t => Drift::Behind,
+                (Some(v), Some(t)) if v < t => SchemaDrift::Behind,
                 (Some(v), Some(t))
                     if v == t && fingerprint.is_some() && fingerprint != template_fingerprint =>
                 {
-                    Drift::SchemaDiffers
+                    SchemaDrift::SchemaDiffers
                 }
-                (None, _) => Drift::Unknown,
-                _ => Drift::None,
+                (None, _) => SchemaDrift::Unknown,
+                _ => SchemaDrift::None,
             };
             out.push(TenantSchemaStatus {
-                org_id: row.org_id,
-                db_name: row.db_name,
+                org_id: tenant.org_id,
+                db_name: tenant.db_name,
                 server_id,
-                status: row.status,
+                status: tenant.status,
                 version,
                 template_version,
                 drift,
-                last_migration_error: row.last_migration_error,
+                last_migration_error: tenant.last_migration_error,
             });
         }
         Ok(out)
@@ -431,7 +393,7 @@ impl Engine {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Drift {
+pub enum SchemaDrift {
     None,
     /// Older than the template.
     Behind,
@@ -443,13 +405,13 @@ pub enum Drift {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantSchemaStatus {
-    pub org_id: String,
-    pub db_name: String,
-    pub server_id: String,
-    pub status: String,
+    pub org_id: OrgId,
+    pub db_name: DbName,
+    pub server_id: ServerId,
+    pub status: TenantStatus,
     pub version: Option<i32>,
     pub template_version: Option<i32>,
-    pub drift: Drift,
+    pub drift: SchemaDrift,
     pub last_migration_error: Option<String>,
 }
 

@@ -4,16 +4,18 @@
 use std::collections::HashSet;
 
 use serde::Serialize;
-use tenancy_core::{OperationKind, OrgId, RoleName, ServerId, TenantStatus};
-use tracing::instrument;
+use tenancy_core::{OperationKind, OrgId, RoleName, ServerId, Tenant, TenantStatus};
 
-use crate::engine::Engine;
+use crate::admins::ServerAdmins;
+use crate::config::Config;
 use crate::error::ControlError;
-use crate::store::TenantRow;
+use crate::pgadmin::ServerAdmin;
+use crate::secrets;
+use crate::store::{Store, TenantFilter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DriftKind {
+pub enum FindingKind {
     /// A tenant that should have a database has none on its server.
     MissingDatabase,
     /// A tenant that should have a login role has none.
@@ -30,8 +32,8 @@ pub enum DriftKind {
 
 /// One difference between the registry and a server.
 #[derive(Debug, Clone, Serialize)]
-pub struct Drift {
-    pub kind: DriftKind,
+pub struct Finding {
+    pub kind: FindingKind,
     pub server_id: Option<ServerId>,
     pub org_id: Option<OrgId>,
     /// The database or role concerned.
@@ -41,43 +43,44 @@ pub struct Drift {
     pub repaired: bool,
 }
 
-#[instrument(skip(engine))]
-pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, ControlError> {
-    let store = engine.store();
-    let mut drift = Vec::new();
+pub(crate) async fn run(
+    store: &Store,
+    admins: &ServerAdmins,
+    config: &Config,
+    repair: bool,
+) -> Result<Vec<Finding>, ControlError> {
+    let mut findings = Vec::new();
 
-    for row in store.stuck_tenants().await? {
-        let org_id = row.org_id()?;
-        let kind = if row.status == TenantStatus::Deleting.as_str() {
+    for tenant in store.stuck_tenants().await? {
+        let kind = if tenant.status == TenantStatus::Deleting {
             OperationKind::Deprovision
         } else {
             OperationKind::Provision
         };
-        let repaired = repair && store.enqueue_system(&org_id, kind).await?.is_some();
-        drift.push(Drift {
-            kind: DriftKind::StuckTenant,
-            server_id: row.server_id()?,
-            org_id: Some(org_id),
-            name: row.db_name.clone(),
+        let repaired = repair && store.enqueue_system(&tenant.org_id, kind).await?.is_some();
+        findings.push(Finding {
+            kind: FindingKind::StuckTenant,
+            server_id: tenant.server_id.clone(),
+            org_id: Some(tenant.org_id.clone()),
+            name: tenant.db_name.to_string(),
             detail: format!(
                 "tenant is {} with no operation under way; {kind} queued",
-                row.status
+                tenant.status
             ),
             repaired,
         });
     }
 
-    for server_id in engine.inner.server_ids().await? {
-        let server_id = &server_id;
-        let inventory = match engine.inner.admin(server_id).await {
+    for server_id in admins.ids().await? {
+        let inventory = match admins.get(&server_id).await {
             Ok(admin) => admin.inventory().await.map(|inv| (admin, inv)),
             Err(e) => Err(e),
         };
         let (admin, (databases, roles)) = match inventory {
             Ok(inventory) => inventory,
             Err(e) => {
-                drift.push(Drift {
-                    kind: DriftKind::ServerUnreachable,
+                findings.push(Finding {
+                    kind: FindingKind::ServerUnreachable,
                     server_id: Some(server_id.clone()),
                     org_id: None,
                     name: server_id.to_string(),
@@ -92,39 +95,42 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
         // The registry is read after the server: provisioning records a placement before it
         // creates the role and database, so whatever the server showed belongs to a tenant this
         // read sees, and a tenant being provisioned right now is never taken for an orphan.
-        let tenants = store.tenants().await?;
-        let here: Vec<&TenantRow> = tenants
+        let tenants = store.all_tenants(&TenantFilter::default()).await?;
+        let here: Vec<&Tenant> = tenants
             .iter()
-            .filter(|t| t.server_id.as_deref() == Some(server_id.as_str()))
+            .filter(|t| t.server_id.as_ref() == Some(&server_id))
             .collect();
         let known_dbs: HashSet<&str> = here.iter().map(|t| t.db_name.as_str()).collect();
         // A role any tenant names is never dropped, whichever server that tenant is on.
-        let known_roles: HashSet<&str> = tenants.iter().map(|t| t.role_name.as_str()).collect();
+        let known_roles: HashSet<RoleName> = tenants.iter().map(Tenant::role_name).collect();
 
-        for t in here.iter().copied() {
-            let status = t.status()?;
-            let settled = matches!(status, TenantStatus::Active | TenantStatus::Suspended);
-            if settled && !databases.contains(&t.db_name) {
-                let repaired = repair && repair_database(engine, &admin, t, status).await.is_ok();
-                drift.push(Drift {
-                    kind: DriftKind::MissingDatabase,
+        for tenant in here.iter().copied() {
+            let settled = matches!(
+                tenant.status,
+                TenantStatus::Active | TenantStatus::Suspended
+            );
+            let role = tenant.role_name();
+            if settled && !databases.contains(tenant.db_name.as_str()) {
+                let repaired = repair && repair_database(config, &admin, tenant).await.is_ok();
+                findings.push(Finding {
+                    kind: FindingKind::MissingDatabase,
                     server_id: Some(server_id.clone()),
-                    org_id: Some(t.org_id()?),
-                    name: t.db_name.clone(),
+                    org_id: Some(tenant.org_id.clone()),
+                    name: tenant.db_name.to_string(),
                     detail: format!(
                         "{} tenant has no database; recreated empty from the template",
-                        status
+                        tenant.status
                     ),
                     repaired,
                 });
-            } else if settled && !roles.contains(&t.role_name) {
-                let repaired = repair && repair_role(engine, &admin, t, status).await.is_ok();
-                drift.push(Drift {
-                    kind: DriftKind::MissingRole,
+            } else if settled && !roles.contains(role.as_str()) {
+                let repaired = repair && repair_role(config, &admin, tenant).await.is_ok();
+                findings.push(Finding {
+                    kind: FindingKind::MissingRole,
                     server_id: Some(server_id.clone()),
-                    org_id: Some(t.org_id()?),
-                    name: t.role_name.clone(),
-                    detail: format!("{} tenant has no login role; recreated", status),
+                    org_id: Some(tenant.org_id.clone()),
+                    name: role.to_string(),
+                    detail: format!("{} tenant has no login role; recreated", tenant.status),
                     repaired,
                 });
             }
@@ -133,8 +139,8 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
             .iter()
             .filter(|db| !known_dbs.contains(db.as_str()))
         {
-            drift.push(Drift {
-                kind: DriftKind::OrphanDatabase,
+            findings.push(Finding {
+                kind: FindingKind::OrphanDatabase,
                 server_id: Some(server_id.clone()),
                 org_id: None,
                 name: db.clone(),
@@ -144,7 +150,8 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
         }
         let mut orphan_roles: Vec<&String> = roles
             .iter()
-            .filter(|r| !known_roles.contains(r.as_str()) && !databases.contains(*r))
+            .filter(|r| !known_roles.iter().any(|k| k.as_str() == r.as_str()))
+            .filter(|r| !databases.contains(*r))
             .collect();
         orphan_roles.sort();
         for role in orphan_roles {
@@ -153,8 +160,8 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
                     Ok(name) => admin.drop_role(&name).await.is_ok(),
                     Err(_) => false,
                 };
-            drift.push(Drift {
-                kind: DriftKind::OrphanRole,
+            findings.push(Finding {
+                kind: FindingKind::OrphanRole,
                 server_id: Some(server_id.clone()),
                 org_id: None,
                 name: role.clone(),
@@ -163,35 +170,33 @@ pub(crate) async fn run(engine: &Engine, repair: bool) -> Result<Vec<Drift>, Con
             });
         }
     }
-    metrics::gauge!("tenancy_drift_items").set(drift.iter().filter(|d| !d.repaired).count() as f64);
-    Ok(drift)
+    metrics::gauge!("tenancy_drift_items")
+        .set(findings.iter().filter(|f| !f.repaired).count() as f64);
+    Ok(findings)
 }
 
 async fn repair_role(
-    engine: &Engine,
-    admin: &crate::pgadmin::ServerAdmin,
-    t: &TenantRow,
-    status: TenantStatus,
+    config: &Config,
+    admin: &ServerAdmin,
+    tenant: &Tenant,
 ) -> Result<(), ControlError> {
-    let role = t.role_name()?;
-    let db = t.db_name()?;
-    let password = engine.tenant_password(&role)?;
+    let role = tenant.role_name();
+    let password = secrets::tenant_password(config.master_key()?, &role);
     admin
-        .ensure_role(&role, &password, engine.config().tier_limits(t.tier()?))
+        .ensure_role(&role, &password, config.tier_limits(tenant.tier))
         .await?;
-    admin.lockdown(&db, &role).await?;
-    if status == TenantStatus::Suspended {
-        admin.block(&db, &role).await?;
+    admin.lockdown(&tenant.db_name, &role).await?;
+    if tenant.status == TenantStatus::Suspended {
+        admin.block(&tenant.db_name, &role).await?;
     }
     Ok(())
 }
 
 async fn repair_database(
-    engine: &Engine,
-    admin: &crate::pgadmin::ServerAdmin,
-    t: &TenantRow,
-    status: TenantStatus,
+    config: &Config,
+    admin: &ServerAdmin,
+    tenant: &Tenant,
 ) -> Result<(), ControlError> {
-    admin.create_database(&t.db_name()?).await?;
-    repair_role(engine, admin, t, status).await
+    admin.create_database(&tenant.db_name).await?;
+    repair_role(config, admin, tenant).await
 }

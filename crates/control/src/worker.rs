@@ -1,42 +1,72 @@
-//! Operation workers: claim an operation, run its remaining steps, record progress after each.
-//! A step that fails is retried later with backoff; one that keeps failing fails the operation.
+//! Operation workers: claim an operation, keep its lease alive, run its remaining steps
+//! (recording progress after each), and on failure retry later with backoff or fail it for good.
+//! What a step does is the `operations` module's business, not the worker's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tenancy_core::{OperationKind, Step, TenantStatus};
+use tenancy_core::{Operation, OperationKind, Step};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::admin::AdminActivation;
-use crate::engine::Inner;
+use crate::activator::AdminActivator;
+use crate::admins::ServerAdmins;
+use crate::config::Config;
 use crate::error::ControlError;
-use crate::faults::Moment;
-use crate::pgadmin::ServerAdmin;
-use crate::secrets;
-use crate::store::{Finish, OperationRow, TenantRow};
+use crate::operations::{self, StepContext};
+use crate::store::Store;
 
-pub(crate) async fn run(inner: Arc<Inner>, name: String, cancel: CancellationToken) {
-    let engine = &inner.config.engine;
+/// What a worker needs, and nothing more of the engine.
+pub(crate) struct WorkerContext {
+    pub store: Store,
+    pub admins: ServerAdmins,
+    pub config: Arc<Config>,
+    pub activator: Option<Arc<dyn AdminActivator>>,
+    /// Woken when an operation is queued.
+    pub wake: Arc<Notify>,
+    #[cfg(feature = "testing")]
+    pub faults: Option<Arc<dyn crate::faults::FaultInjector>>,
+}
+
+impl WorkerContext {
+    /// The kinds this worker can run.
+    fn kinds(&self) -> Vec<OperationKind> {
+        OperationKind::ALL
+            .iter()
+            .copied()
+            .filter(|kind| operations::runnable(*kind, self.activator.is_some()))
+            .collect()
+    }
+}
+
+/// How running an operation ended for this worker.
+pub(crate) enum Outcome {
+    /// Finished, failed for good, or given back for a retry: the worker goes on.
+    Handled,
+    /// A test fault stood for the process dying: the worker stops with the lease held.
+    #[cfg(feature = "testing")]
+    Crashed,
+}
+
+/// Claims and runs operations until cancelled.
+pub(crate) async fn run(cx: Arc<WorkerContext>, name: String, cancel: CancellationToken) {
+    let engine = &cx.config.engine;
+    let kinds = cx.kinds();
     loop {
         // Register for a wake-up before looking, so a notification between the two is not lost.
-        let notified = inner.wake.notified();
+        let notified = cx.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         if cancel.is_cancelled() {
             return;
         }
-        match inner.store.claim(&name, engine.lease).await {
-            Ok(Some(op)) => {
-                let span = info_span!("operation", op_id = %op.id, org_id = %op.org_id, kind = %op.kind, attempt = op.attempts);
-                if let Err(ControlError::InjectedCrash) = run_operation(&inner, &name, op, &cancel)
-                    .instrument(span)
-                    .await
-                {
-                    warn!("injected crash: worker stops, leaving its lease to expire");
-                    return;
-                }
-            }
+        match cx.store.claim(&name, engine.lease, &kinds).await {
+            Ok(Some(op)) => match run_claimed(&cx, &name, op, &cancel).await {
+                Outcome::Handled => {}
+                #[cfg(feature = "testing")]
+                Outcome::Crashed => return,
+            },
             Ok(None) => {
                 tokio::select! {
                     _ = &mut notified => {}
@@ -55,23 +85,106 @@ pub(crate) async fn run(inner: Arc<Inner>, name: String, cancel: CancellationTok
     }
 }
 
-async fn run_operation(
-    inner: &Arc<Inner>,
+/// Runs an operation this worker has claimed, to its end or to its next retry.
+pub(crate) async fn run_claimed(
+    cx: &Arc<WorkerContext>,
     worker: &str,
-    mut op: OperationRow,
+    op: Operation,
     cancel: &CancellationToken,
-) -> Result<(), ControlError> {
-    let lease = inner.config.engine.lease;
-    let heartbeat = tokio::spawn(heartbeat(
-        inner.clone(),
-        op.clone(),
-        worker.to_owned(),
-        lease,
-    ));
-    let result = run_steps(inner, worker, &mut op, cancel).await;
-    heartbeat.abort();
-    let kind = op.kind.clone();
-    match result {
+) -> Outcome {
+    let span = info_span!("operation", op_id = %op.id, org_id = %op.org_id, kind = %op.kind, attempt = op.attempts);
+    async {
+        if !operations::runnable(op.kind, cx.activator.is_some()) {
+            // Claimed by id (a tool waiting for it): hand it back for a replica that can run it.
+            warn!("this process cannot run this kind of operation: handed back");
+            if let Err(e) = cx.store.release(op.id, worker).await {
+                warn!(error = %e, "could not hand the operation back");
+            }
+            return Outcome::Handled;
+        }
+        // Aborted when this future ends or is dropped, so a lease is never renewed for nobody.
+        let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
+            cx.store.clone(),
+            op.id,
+            worker.to_owned(),
+            cx.config.engine.lease,
+        )));
+        let mut step = op.step;
+        let result = run_steps(cx, worker, &op, &mut step, cancel).await;
+        drop(heartbeat);
+        settle(cx, worker, &op, step, result).await
+    }
+    .instrument(span)
+    .await
+}
+
+enum Progress {
+    Finished,
+    Released,
+}
+
+async fn run_steps(
+    cx: &WorkerContext,
+    worker: &str,
+    op: &Operation,
+    step: &mut Step,
+    cancel: &CancellationToken,
+) -> Result<Progress, ControlError> {
+    let tenant = cx
+        .store
+        .tenant(&op.org_id)
+        .await?
+        .ok_or_else(|| ControlError::TenantNotFound(op.org_id.clone()))?;
+    let mut step_cx = StepContext {
+        store: &cx.store,
+        admins: &cx.admins,
+        config: &cx.config,
+        activator: cx.activator.as_deref(),
+        op,
+        worker,
+        tenant,
+    };
+    loop {
+        if *step == Step::Done {
+            return Ok(Progress::Finished);
+        }
+        if cancel.is_cancelled() {
+            cx.store.release(op.id, worker).await?;
+            return Ok(Progress::Released);
+        }
+        #[cfg(feature = "testing")]
+        crash_if_injected(cx, op.kind, *step, crate::faults::Moment::Before)?;
+        let started = Instant::now();
+        let result = operations::run_step(&mut step_cx, *step)
+            .instrument(info_span!("step", step = %step))
+            .await;
+        metrics::histogram!("tenancy_step_duration_seconds", "kind" => op.kind.as_str(), "step" => step.as_str())
+            .record(started.elapsed().as_secs_f64());
+        result?;
+        #[cfg(feature = "testing")]
+        crash_if_injected(cx, op.kind, *step, crate::faults::Moment::After)?;
+        let next = operations::next_step(op.kind, *step);
+        if next == Step::Done {
+            // The last step recorded the operation's end in its own transaction.
+            return Ok(Progress::Finished);
+        }
+        cx.store
+            .advance(op.id, worker, next, cx.config.engine.lease)
+            .await?;
+        *step = next;
+    }
+}
+
+/// Records how the run ended: success, a retry with backoff, or a failure for good.
+async fn settle(
+    cx: &WorkerContext,
+    worker: &str,
+    op: &Operation,
+    step: Step,
+    result: Result<Progress, ControlError>,
+) -> Outcome {
+    let kind = op.kind.as_str();
+    let recorded = match result {
         Ok(Progress::Finished) => {
             metrics::counter!("tenancy_operations_total", "kind" => kind, "outcome" => "succeeded")
                 .increment(1);
@@ -79,26 +192,29 @@ async fn run_operation(
             Ok(())
         }
         Ok(Progress::Released) => {
-            info!(step = %op.step, "shutting down: operation handed back to the queue");
+            info!(%step, "shutting down: operation handed back to the queue");
             Ok(())
         }
-        Err(ControlError::InjectedCrash) => Err(ControlError::InjectedCrash),
+        #[cfg(feature = "testing")]
+        Err(ControlError::InjectedCrash) => {
+            warn!("injected crash: worker stops, leaving its lease to expire");
+            return Outcome::Crashed;
+        }
         Err(ControlError::LeaseLost) => {
             warn!("lease lost: another worker has taken this operation over");
             Ok(())
         }
         Err(e) => {
             let message = e.to_string();
-            let engine = &inner.config.engine;
-            let max_attempts = match op.kind() {
-                Ok(OperationKind::ActivateAdmin) => engine.admin_activation_attempts,
+            let engine = &cx.config.engine;
+            let max_attempts = match op.kind {
+                OperationKind::ActivateAdmin => engine.admin_activation_attempts,
                 _ => engine.max_attempts,
             };
             if e.is_retryable() && op.attempts < max_attempts {
-                warn!(step = %op.step, error = %message, "step failed, will retry");
+                warn!(%step, error = %message, "step failed, will retry");
                 metrics::counter!("tenancy_operation_retries_total", "kind" => kind).increment(1);
-                inner
-                    .store
+                cx.store
                     .retry_later(
                         op.id,
                         worker,
@@ -108,204 +224,46 @@ async fn run_operation(
                     )
                     .await
             } else {
-                error!(step = %op.step, error = %message, "operation failed");
-                metrics::counter!("tenancy_operations_total", "kind" => kind, "outcome" => "failed").increment(1);
-                inner.store.fail(&op, worker, &message).await
+                error!(%step, error = %message, "operation failed");
+                metrics::counter!("tenancy_operations_total", "kind" => kind, "outcome" => "failed")
+                    .increment(1);
+                let failed = Operation { step, ..op.clone() };
+                cx.store.fail(&failed, worker, &message).await
             }
         }
+    };
+    if let Err(e) = recorded {
+        warn!(error = %e, "could not record the operation's outcome; its lease will expire");
     }
+    Outcome::Handled
 }
 
-enum Progress {
-    Finished,
-    Released,
-}
-
-async fn run_steps(
-    inner: &Inner,
-    worker: &str,
-    op: &mut OperationRow,
-    cancel: &CancellationToken,
-) -> Result<Progress, ControlError> {
-    let kind = op.kind()?;
-    let mut step = op.step()?;
-    let mut tenant = inner.store.tenant(&op.org_id()?).await?.ok_or_else(|| {
-        ControlError::TenantNotFound(op.org_id().unwrap_or_else(|_| "unknown".parse().unwrap()))
-    })?;
-    loop {
-        if step == Step::Done {
-            return Ok(Progress::Finished);
-        }
-        if cancel.is_cancelled() {
-            inner.store.release(op.id, worker).await?;
-            return Ok(Progress::Released);
-        }
-        crash_if_injected(inner, kind, step, Moment::Before)?;
-        let started = Instant::now();
-        let result = execute_step(inner, worker, op, kind, step, &mut tenant)
-            .instrument(info_span!("step", step = %step))
-            .await;
-        metrics::histogram!("tenancy_step_duration_seconds", "kind" => kind.as_str(), "step" => step.as_str())
-            .record(started.elapsed().as_secs_f64());
-        result?;
-        crash_if_injected(inner, kind, step, Moment::After)?;
-        let next = kind.next_step(step);
-        if next == Step::Done {
-            // The last step recorded the operation's end in its own transaction.
-            return Ok(Progress::Finished);
-        }
-        inner
-            .store
-            .advance(op.id, worker, next, inner.config.engine.lease)
-            .await?;
-        step = next;
-        op.step = step.as_str().to_owned();
-    }
-}
-
+#[cfg(feature = "testing")]
 fn crash_if_injected(
-    inner: &Inner,
+    cx: &WorkerContext,
     kind: OperationKind,
     step: Step,
-    moment: Moment,
+    moment: crate::faults::Moment,
 ) -> Result<(), ControlError> {
-    match &inner.faults {
+    match &cx.faults {
         Some(faults) if faults.crash_at(kind, step, moment) => Err(ControlError::InjectedCrash),
         _ => Ok(()),
     }
 }
 
-async fn execute_step(
-    inner: &Inner,
-    worker: &str,
-    op: &OperationRow,
-    kind: OperationKind,
-    step: Step,
-    tenant: &mut TenantRow,
-) -> Result<(), ControlError> {
-    let org_id = tenant.org_id()?;
-    let db = tenant.db_name()?;
-    let role = tenant.role_name()?;
-    let store = &inner.store;
-    match step {
-        Step::Place => {
-            let server = store.place(&org_id).await?;
-            tenant.server_id = Some(server.as_str().to_owned());
-            Ok(())
-        }
-        Step::Role => {
-            let limits = inner.config.tier_limits(tenant.tier()?);
-            let password = secrets::tenant_password(inner.config.master_key()?, &role);
-            admin(inner, tenant)
-                .await?
-                .ensure_role(&role, &password, limits)
-                .await
-        }
-        Step::Database => admin(inner, tenant).await?.create_database(&db).await,
-        Step::Lockdown => admin(inner, tenant).await?.lockdown(&db, &role).await,
-        Step::Verify => {
-            let password = secrets::tenant_password(inner.config.master_key()?, &role);
-            let version = admin(inner, tenant)
-                .await?
-                .verify_tenant(&db, &role, &password)
-                .await?;
-            store.set_schema_version(&org_id, version).await
-        }
-        Step::Activate => store.finish(op, worker, Finish::Provisioned).await,
-        Step::InviteAdmin => invite_admin(inner, tenant).await,
-        Step::Block => match placed_admin(inner, tenant).await? {
-            Some(admin) => admin.block(&db, &role).await,
-            None => Ok(()),
-        },
-        Step::Unblock => admin(inner, tenant).await?.unblock(&db, &role).await,
-        Step::ApplyLimits => {
-            let limits = inner.config.tier_limits(tenant.tier()?);
-            admin(inner, tenant)
-                .await?
-                .apply_limits(&role, limits)
-                .await
-        }
-        Step::DropDatabase => match placed_admin(inner, tenant).await? {
-            Some(admin) => admin.drop_database(&db).await,
-            None => Ok(()),
-        },
-        Step::DropRole => match placed_admin(inner, tenant).await? {
-            Some(admin) => admin.drop_role(&role).await,
-            None => Ok(()),
-        },
-        Step::Finish => {
-            let effect = match kind {
-                OperationKind::Suspend => Finish::Status(TenantStatus::Suspended),
-                OperationKind::Resume => Finish::Status(TenantStatus::Active),
-                OperationKind::Retier | OperationKind::ActivateAdmin => Finish::Unchanged,
-                OperationKind::Deprovision => Finish::Deleted {
-                    retention: inner.config.engine.retention,
-                },
-                OperationKind::Purge => Finish::Purged,
-                OperationKind::Provision => Finish::Provisioned,
-            };
-            store.finish(op, worker, effect).await
-        }
-        Step::Done => Ok(()),
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
-}
-
-/// Invites the organization's first admin through the configured activator. A tenant deleted in
-/// the meantime gets no admin; ZITADEL failures retry with backoff and never touch the database.
-async fn invite_admin(inner: &Inner, tenant: &TenantRow) -> Result<(), ControlError> {
-    if matches!(
-        tenant.status()?,
-        TenantStatus::Deleting | TenantStatus::Deleted
-    ) {
-        info!("tenant is being deleted: its admin is not invited");
-        return Ok(());
-    }
-    let email = tenant.admin_email.as_deref().ok_or_else(|| {
-        ControlError::Corrupt(format!("tenant {} names no admin e-mail", tenant.org_id))
-    })?;
-    let activator = inner.admin_activator.get().ok_or_else(|| {
-        ControlError::Config(
-            "admin activation needs ZITADEL's management API configured on this replica".into(),
-        )
-    })?;
-    let activation = AdminActivation {
-        org_id: tenant.org_id()?,
-        email: email.to_owned(),
-    };
-    let user_id = activator.activate_admin(&activation).await?;
-    info!(
-        user_id,
-        "organization admin invited and granted tenant_admin"
-    );
-    Ok(())
-}
-
-/// The admin connection of the tenant's server; the tenant must be placed.
-async fn admin(inner: &Inner, tenant: &TenantRow) -> Result<ServerAdmin, ControlError> {
-    placed_admin(inner, tenant).await?.ok_or_else(|| {
-        ControlError::Corrupt(format!(
-            "tenant {} is not placed on a server",
-            tenant.org_id
-        ))
-    })
-}
-
-/// The admin connection of the tenant's server, or `None` when it was never placed.
-async fn placed_admin(
-    inner: &Inner,
-    tenant: &TenantRow,
-) -> Result<Option<ServerAdmin>, ControlError> {
-    let Some(server) = tenant.server_id()? else {
-        return Ok(None);
-    };
-    inner.admin(&server).await.map(Some)
 }
 
 /// Keeps the lease alive while a long step (a large clone) runs.
-async fn heartbeat(inner: Arc<Inner>, op: OperationRow, worker: String, lease: Duration) {
+async fn heartbeat(store: Store, id: uuid::Uuid, worker: String, lease: Duration) {
     loop {
         tokio::time::sleep(lease / 3).await;
-        match inner.store.renew_lease(op.id, &worker, lease).await {
+        match store.renew_lease(id, &worker, lease).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => warn!(error = %e, "lease renewal failed"),

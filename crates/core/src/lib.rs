@@ -1,9 +1,10 @@
 //! Vocabulary shared by every crate of the control plane: typed identifiers validated once at the
-//! edge, tenant and operation states, tiers, and the registry API's request and response types.
-//! Nothing here does I/O.
+//! edge, tenant and operation states, tiers, the registry API's request and response types, and
+//! the error codes every HTTP surface answers with. Nothing here does I/O.
 
 mod ids;
 mod model;
+mod problem;
 mod slug;
 
 pub use ids::{DbName, IdError, OrgId, Region, RoleName, ServerId, Slug, TenantName};
@@ -12,4 +13,5 @@ pub use model::{
     OperationState, OrgAdmin, Server, ServerState, Step, Tenant, TenantChange, TenantHealth,
     TenantStatus, TenantUsage, Tier, UnknownVariant, UpdateTenant,
 };
+pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 pub use slug::slug_from_name;

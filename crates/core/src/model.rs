@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ids::{DbName, OrgId, Region, ServerId, Slug, TenantName};
+use crate::ids::{DbName, OrgId, Region, RoleName, ServerId, Slug, TenantName};
 
 /// A string that names no variant of a closed set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +46,13 @@ macro_rules! string_enum {
                         expected: concat!($($text, " "),+),
                     }),
                 }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownVariant;
+            fn try_from(value: String) -> Result<Self, UnknownVariant> {
+                value.parse()
             }
         }
 
@@ -112,7 +119,8 @@ string_enum!(
 );
 
 string_enum!(
-    /// One idempotent step of an operation. Each kind runs a fixed sequence (see [`OperationKind::steps`]).
+    /// One idempotent step of an operation. Each kind runs a fixed sequence of them (the
+    /// control plane's `operations` module says which), then `done`.
     Step, "step" {
         Place => "place",
         Role => "role",
@@ -130,35 +138,6 @@ string_enum!(
         Done => "done",
     }
 );
-
-impl OperationKind {
-    /// The steps this kind runs, in order. `Done` is implied after the last.
-    pub fn steps(self) -> &'static [Step] {
-        use Step::*;
-        match self {
-            OperationKind::Provision => &[Place, Role, Database, Lockdown, Verify, Activate],
-            OperationKind::Suspend => &[Block, Finish],
-            OperationKind::Resume => &[Unblock, Finish],
-            OperationKind::Retier => &[ApplyLimits, Finish],
-            OperationKind::Deprovision => &[Block, Finish],
-            OperationKind::Purge => &[DropDatabase, DropRole, Finish],
-            OperationKind::ActivateAdmin => &[InviteAdmin, Finish],
-        }
-    }
-
-    /// The step after `step`, or `Done`.
-    pub fn next_step(self, step: Step) -> Step {
-        let steps = self.steps();
-        match steps.iter().position(|s| *s == step) {
-            Some(i) if i + 1 < steps.len() => steps[i + 1],
-            _ => Step::Done,
-        }
-    }
-
-    pub fn first_step(self) -> Step {
-        self.steps()[0]
-    }
-}
 
 impl Tier {
     /// The tier of a tenant created without one.
@@ -253,8 +232,21 @@ pub struct Tenant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_org_id: Option<OrgId>,
     pub schema_version: Option<i32>,
+    /// The organization's first admin, invited once the database is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_email: Option<String>,
+    /// Why the last fleet migration of this tenant failed (cleared by a successful one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_migration_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Tenant {
+    /// The tenant's login role: named like its database.
+    pub fn role_name(&self) -> RoleName {
+        self.slug.role_name()
+    }
 }
 
 /// A durable unit of control-plane work, as the registry API shows it.
@@ -289,10 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn steps_follow_each_other() {
-        let kind = OperationKind::Provision;
-        assert_eq!(kind.next_step(Step::Place), Step::Role);
-        assert_eq!(kind.next_step(Step::Activate), Step::Done);
+    fn closed_sets_parse_their_names_only() {
         assert_eq!(
             "suspended".parse::<TenantStatus>().unwrap(),
             TenantStatus::Suspended
@@ -321,7 +310,7 @@ pub struct ConnectionInfo {
     pub host: String,
     pub port: u16,
     pub dbname: DbName,
-    pub user: crate::RoleName,
+    pub user: RoleName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     pub server_id: ServerId,

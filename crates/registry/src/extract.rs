@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use tenancy_core::ErrorCode;
+
 use crate::error::ApiError;
 
 pub struct Json<T>(pub T);
@@ -24,19 +26,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let (status, code) = match &rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-        }
+    let code = match &rejection {
+        JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
         JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            ErrorCode::BodyTooLarge
         }
-        // axum's own split: 400 for a body that is not JSON, 422 for JSON of the wrong shape
-        // (unknown fields, invalid identifiers).
-        _ => (rejection.status(), "invalid_request"),
+        // JSON of the wrong shape (unknown fields, invalid identifiers) is well-formed but
+        // refused; a body that is not JSON at all cannot be read.
+        JsonRejection::JsonDataError(_) => ErrorCode::ValidationFailed,
+        _ => ErrorCode::InvalidRequest,
     };
-    ApiError::BadRequest {
-        status,
+    ApiError::Refused {
         code,
         detail: rejection.body_text(),
     }

@@ -55,24 +55,16 @@ pub async fn track(request: Request, next: Next) -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn render(State(state): State<AppState>) -> ApiResult<Response> {
-    let store = state.engine.store();
-    let counts = store
-        .tenants_by_status()
-        .await
-        .map_err(crate::error::ApiError::from)?;
+    let counts = state.engine.tenants_by_status().await?;
     for status in tenancy_core::TenantStatus::ALL {
         let count = counts
             .iter()
-            .find(|(s, _)| s == status.as_str())
+            .find(|(s, _)| s == status)
             .map_or(0, |(_, n)| *n);
         metrics::gauge!("tenancy_tenants", "status" => status.as_str()).set(count as f64);
     }
-    for (kind, op_state, count) in store
-        .operations_by_state()
-        .await
-        .map_err(crate::error::ApiError::from)?
-    {
-        metrics::gauge!("tenancy_operations", "kind" => kind, "state" => op_state)
+    for (kind, op_state, count) in state.engine.operations_by_state().await? {
+        metrics::gauge!("tenancy_operations", "kind" => kind.as_str(), "state" => op_state.as_str())
             .set(count as f64);
     }
     Ok((

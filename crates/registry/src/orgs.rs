@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tenancy_control::{Actor, ControlError, Engine, TenantFilter};
-use tenancy_core::{CreateTenant, OrgId, TenantStatus, UpdateTenant};
+use tenancy_core::{CreateTenant, ErrorCode, OrgId, TenantStatus, UpdateTenant};
 use tenancy_zitadel::ManagementError;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -55,11 +55,11 @@ pub async fn apply(
     let result = loop {
         match apply_once(engine, org_id, change, actor).await {
             Err(ControlError::Conflict {
-                code: "operation_in_progress",
+                code: ErrorCode::OperationInProgress,
                 ..
             }) if attempts < 3 => {
                 attempts += 1;
-                if let Some(open) = engine.store().latest_operation(org_id).await? {
+                if let Some(open) = engine.latest_operation(org_id).await? {
                     engine
                         .wait_operation(open.id, Duration::from_secs(10))
                         .await?;
@@ -99,16 +99,14 @@ async fn apply_once(
             .await
             .map(drop),
         OrgChange::Reactivated => {
-            let tenant = engine.store().tenant(org_id).await?;
-            match tenant {
-                Some(t) if t.status_reason.as_deref() == Some(DEACTIVATED_REASON) => {
-                    engine.resume(org_id, actor).await.map(drop)
+            let tenant = engine.tenant(org_id).await?;
+            if tenant.status_reason.as_deref() == Some(DEACTIVATED_REASON) {
+                engine.resume(org_id, actor).await.map(drop)
+            } else {
+                if tenant.status == TenantStatus::Suspended {
+                    info!(%org_id, reason = ?tenant.status_reason, "suspended for another reason: not resumed");
                 }
-                Some(t) if t.status == TenantStatus::Suspended.as_str() => {
-                    info!(%org_id, reason = ?t.status_reason, "suspended for another reason: not resumed");
-                    Ok(())
-                }
-                _ => Ok(()),
+                Ok(())
             }
         }
         OrgChange::Removed => engine.delete(org_id, actor).await.map(drop),
@@ -155,7 +153,7 @@ pub enum SyncError {
 /// for events that never arrived.
 pub async fn sync(engine: &Engine, identity: &Identity) -> Result<SyncReport, SyncError> {
     // One replica at a time: the others would only repeat its reads.
-    let Some(lock) = engine.store().try_lock("tenancy.org_sync").await? else {
+    let Some(lock) = engine.try_lock("tenancy.org_sync").await? else {
         return Err(SyncError::Busy);
     };
     let result = converge(engine, identity).await;
@@ -171,7 +169,7 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
     let known: HashSet<&str> = tenants.iter().map(|t| t.org_id.as_str()).collect();
     let live: HashMap<&str, _> = tenants
         .iter()
-        .filter(|t| !matches!(t.status.as_str(), "deleting" | "deleted"))
+        .filter(|t| !matches!(t.status, TenantStatus::Deleting | TenantStatus::Deleted))
         .map(|t| (t.org_id.as_str(), t))
         .collect();
     let mut changes: Vec<(OrgId, OrgChange)> = Vec::new();
@@ -188,18 +186,19 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
                 name: org.name.clone(),
             }),
             None => None,
-            Some(t) if org.is_inactive() && t.status == TenantStatus::Active.as_str() => {
+            Some(t) if org.is_inactive() && t.status == TenantStatus::Active => {
                 Some(OrgChange::Deactivated)
             }
             Some(t)
                 if org.is_active()
                     && t.status_reason.as_deref() == Some(DEACTIVATED_REASON)
-                    && t.status == TenantStatus::Suspended.as_str() =>
+                    && t.status == TenantStatus::Suspended =>
             {
                 Some(OrgChange::Reactivated)
             }
             Some(t)
-                if t.name != org.name && org.name.parse::<tenancy_core::TenantName>().is_ok() =>
+                if t.name.as_str() != org.name
+                    && org.name.parse::<tenancy_core::TenantName>().is_ok() =>
             {
                 Some(OrgChange::Renamed {
                     name: org.name.clone(),
@@ -215,7 +214,7 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
         if !listed.contains(id) && !identity.is_ignored(id) {
             // The list is paged and eventually consistent: confirm each absence by id.
             if identity.management().organization(id).await?.is_none() {
-                gone.push(tenant.org_id()?);
+                gone.push(tenant.org_id.clone());
             }
         }
     }

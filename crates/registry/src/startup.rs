@@ -38,9 +38,8 @@ pub struct AppState {
 impl AppState {
     /// The management API, or a clear refusal when no service account is configured.
     pub fn identity(&self) -> Result<&Identity, ApiError> {
-        self.identity.as_deref().ok_or(ApiError::BadRequest {
-            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            code: "zitadel_not_configured",
+        self.identity.as_deref().ok_or(ApiError::Refused {
+            code: tenancy_core::ErrorCode::ZitadelNotConfigured,
             detail: "ZITADEL's management API is not configured: set TENANCY_ZITADEL_ISSUER and a \
                      service account (TENANCY_ZITADEL_SERVICE_ACCOUNT_PAT or _KEY_FILE)"
                 .into(),
@@ -122,7 +121,7 @@ impl Application {
         let request_id = HeaderName::from_static("x-request-id");
         let router = api
             .merge(crate::routes::system())
-            .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
+            .fallback(|uri: axum::http::Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
             .with_state(state)
             .layer(axum::middleware::from_fn(crate::metrics::track))
             // Enforced by the body extractors, so an oversized body is answered as problem+json.

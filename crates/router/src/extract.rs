@@ -14,6 +14,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use tenancy_core::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 use tenancy_zitadel::Caller;
 
 use crate::{RouterError, TenantClient, TenantRouter};
@@ -21,27 +22,32 @@ use crate::{RouterError, TenantClient, TenantRouter};
 /// A pooled connection to the database of the caller's own organization.
 pub struct TenantConnection(pub TenantClient);
 
-/// Why no connection was given, as an HTTP answer (problem+json with a stable code).
+/// Why no connection was given, as an HTTP answer: the same problem+json, with the same
+/// stable codes, as the registry's errors.
 #[derive(Debug)]
 pub struct Rejection {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     detail: String,
+}
+
+impl Rejection {
+    fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
 }
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "type": format!("/problems/{}", self.code),
-            "title": self.status.canonical_reason().unwrap_or("error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "code": self.code,
-        });
+        let problem = Problem::new(self.code, self.detail);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (
-            self.status,
-            [("content-type", "application/problem+json")],
-            body.to_string(),
+            status,
+            [("content-type", PROBLEM_CONTENT_TYPE)],
+            serde_json::to_string(&problem).unwrap_or_default(),
         )
             .into_response()
     }
@@ -49,30 +55,21 @@ impl IntoResponse for Rejection {
 
 impl From<RouterError> for Rejection {
     fn from(error: RouterError) -> Self {
-        let (status, code) = match &error {
-            RouterError::UnknownTenant(_) => (StatusCode::NOT_FOUND, "tenant_unknown"),
-            RouterError::Suspended(_) => (StatusCode::FORBIDDEN, "tenant_suspended"),
-            RouterError::Deleted(_) => (StatusCode::GONE, "tenant_deleted"),
-            RouterError::NotActive { .. } => (StatusCode::SERVICE_UNAVAILABLE, "tenant_not_ready"),
-            RouterError::PoolTimeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, "pool_timeout"),
+        let code = match &error {
+            RouterError::UnknownTenant(_) => ErrorCode::TenantUnknown,
+            RouterError::Suspended(_) => ErrorCode::TenantSuspended,
+            RouterError::Deleted(_) => ErrorCode::TenantDeleted,
+            RouterError::NotActive { .. } => ErrorCode::TenantNotReady,
+            RouterError::PoolTimeout { .. } => ErrorCode::PoolTimeout,
             RouterError::ServerUnavailable { .. } | RouterError::Registry(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+                ErrorCode::DatabaseUnavailable
             }
         };
-        // 5xx details stay generic: the cause is logged, not sent.
-        let detail = if status.is_server_error() {
-            "the tenant database is unavailable; try again".into()
-        } else {
-            error.to_string()
-        };
-        if status.is_server_error() {
+        // 5xx details stay generic (Problem::new): the cause is logged, not sent.
+        if code.is_server_error() {
             tracing::warn!(error = %error, "no tenant connection");
         }
-        Rejection {
-            status,
-            code,
-            detail,
-        }
+        Rejection::new(code, error.to_string())
     }
 }
 
@@ -84,15 +81,15 @@ where
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
-        let caller = parts.extensions.get::<Caller>().ok_or(Rejection {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            detail: "no verified caller".into(),
-        })?;
-        let org_id = caller.org_id.clone().ok_or(Rejection {
-            status: StatusCode::FORBIDDEN,
-            code: "no_organization",
-            detail: "the caller's token names no organization".into(),
+        let caller = parts
+            .extensions
+            .get::<Caller>()
+            .ok_or_else(|| Rejection::new(ErrorCode::Unauthorized, "no verified caller"))?;
+        let org_id = caller.org_id.clone().ok_or_else(|| {
+            Rejection::new(
+                ErrorCode::NoOrganization,
+                "the caller's token names no organization",
+            )
         })?;
         let router = TenantRouter::from_ref(state);
         Ok(TenantConnection(router.get(&org_id).await?))

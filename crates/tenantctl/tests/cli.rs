@@ -6,66 +6,30 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use secrecy::SecretString;
 use serde_json::Value;
-use tenancy_control::{Actor, Config, Engine, ServerConfig};
-use tenancy_core::{CreateTenant, TenantStatus};
-use tenancy_testkit::PgCluster;
+use tenancy_control::{Actor, Config, Engine, Onboarded};
+use tenancy_core::{CreateTenant, OperationState};
+use tenancy_testkit::TestFleet;
 
+/// Two servers in one region (the registry on the first), driven through the real binary.
 struct Fleet {
-    clusters: Vec<PgCluster>,
-    dir: tempfile::TempDir,
+    fleet: TestFleet,
 }
 
 impl Fleet {
-    /// Two servers in one region; the registry lives on the first.
     fn new() -> Self {
-        tenancy_testkit::init_test_logging();
-        let clusters = vec![PgCluster::start().unwrap(), PgCluster::start().unwrap()];
-        clusters[0].create_database("tenancy_registry").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let servers: String = clusters
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                format!(
-                    "[[servers]]\nid = \"pg-{i}\"\nregion = \"local\"\nhost = \"127.0.0.1\"\nport = {}\nadmin_user = \"{}\"\npassword_env = \"CLI_PG_PASSWORD\"\ncapacity = 1000\n",
-                    c.port(),
-                    c.admin_user()
-                )
-            })
-            .collect();
-        std::fs::write(
-            dir.path().join("tenancy.toml"),
-            format!("[registry]\nurl = \"unset\"\n{servers}"),
-        )
-        .unwrap();
-        Self { clusters, dir }
+        let fleet = TestFleet::builder()
+            .server("pg-0", "local")
+            .server("pg-1", "local")
+            .build()
+            .unwrap();
+        Self { fleet }
     }
 
-    /// The same fleet as an engine configuration, with templates pinned to `template_version`.
+    /// The fleet as an engine configuration, with templates pinned to `template_version`.
     fn config(&self, template_version: Option<i32>) -> Config {
-        let mut config = Config::new(self.clusters[0].url("tenancy_registry"));
-        config.engine.master_key = Some(SecretString::from("cli-master-key"));
-        config.engine.poll_interval = Duration::from_millis(100);
+        let mut config = Config::from_toml(&self.fleet.toml(), |v| self.fleet.secret(v)).unwrap();
         config.engine.template_version = template_version;
-        config.servers = self
-            .clusters
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let mut server = ServerConfig::new(
-                    format!("pg-{i}").parse().unwrap(),
-                    "local".parse().unwrap(),
-                    c.host(),
-                    c.port(),
-                    c.admin_user(),
-                    SecretString::from(c.admin_password()),
-                );
-                server.password_env = Some("CLI_PG_PASSWORD".into());
-                server
-            })
-            .collect();
         config
     }
 
@@ -73,41 +37,34 @@ impl Fleet {
     async fn onboard(&self, n: usize) -> Engine {
         let engine = Engine::start(self.config(Some(3))).await.unwrap();
         let workers = engine.run_workers();
+        let mut operations = Vec::new();
         for i in 0..n {
             let request = CreateTenant::new(
                 format!("{}", 1000 + i).parse().unwrap(),
                 format!("Fleet {i}").parse().unwrap(),
             );
-            engine
+            if let Onboarded::Created { operation, .. } = engine
                 .onboard(request, &Actor::named("test"))
                 .await
-                .unwrap();
-        }
-        for i in 0..n {
-            let org = format!("{}", 1000 + i).parse().unwrap();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-            while engine.tenant(&org).await.unwrap().status != TenantStatus::Active {
-                assert!(tokio::time::Instant::now() < deadline);
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                .unwrap()
+            {
+                operations.push(operation.id);
             }
+        }
+        for id in operations {
+            let op = engine
+                .wait_operation(id, Duration::from_secs(120))
+                .await
+                .unwrap();
+            assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
         }
         workers.shutdown().await;
         engine
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
-        command
-            .env("TENANCY_CONFIG", self.dir.path().join("tenancy.toml"))
-            .env(
-                "TENANCY_REGISTRY__URL",
-                self.clusters[0].url("tenancy_registry"),
-            )
-            .env("CLI_PG_PASSWORD", self.clusters[0].admin_password())
-            .env("TENANCY_MASTER_KEY", "cli-master-key")
-            .arg("--output")
-            .arg("json")
-            .stdin(Stdio::null());
+        let mut command = self.fleet.command(env!("CARGO_BIN_EXE_tenantctl")).unwrap();
+        command.arg("--output").arg("json").stdin(Stdio::null());
         command
     }
 
@@ -117,12 +74,22 @@ impl Fleet {
 
     /// Schema version of a tenant database, read from the database itself.
     fn version(&self, db: &str) -> i32 {
-        for c in &self.clusters {
-            if let Ok(v) = c.psql(db, "SELECT max(version) FROM refinery_schema_history") {
+        for server in &self.fleet.servers {
+            if let Ok(v) = server
+                .cluster
+                .psql(db, "SELECT max(version) FROM refinery_schema_history")
+            {
                 return v.parse().unwrap();
             }
         }
         panic!("{db} not found")
+    }
+
+    fn registry(&self, sql: &str) -> String {
+        self.fleet
+            .cluster("pg-0")
+            .psql("tenancy_registry", sql)
+            .unwrap()
     }
 }
 
@@ -146,16 +113,18 @@ async fn fifty_tenants_over_two_servers_reach_the_new_version_and_new_tenants_ar
     let fleet = Fleet::new();
     let engine = fleet.onboard(50).await;
     let per_server: Vec<usize> = fleet
-        .clusters
+        .fleet
+        .servers
         .iter()
-        .map(|c| {
-            c.psql(
-                "postgres",
-                "SELECT count(*) FROM pg_database WHERE datname LIKE 'tenant\\_fleet%'",
-            )
-            .unwrap()
-            .parse()
-            .unwrap()
+        .map(|s| {
+            s.cluster
+                .psql(
+                    "postgres",
+                    "SELECT count(*) FROM pg_database WHERE datname LIKE 'tenant\\_fleet%'",
+                )
+                .unwrap()
+                .parse()
+                .unwrap()
         })
         .collect();
     assert_eq!(per_server, [25, 25]);
@@ -199,13 +168,14 @@ async fn fifty_tenants_over_two_servers_reach_the_new_version_and_new_tenants_ar
     for i in 0..50 {
         assert_eq!(fleet.version(&format!("tenant_fleet_{i}")), 4);
     }
-    for c in &fleet.clusters {
+    for s in &fleet.fleet.servers {
         assert_eq!(
-            c.psql(
-                "tenant_template",
-                "SELECT max(version) FROM refinery_schema_history"
-            )
-            .unwrap(),
+            s.cluster
+                .psql(
+                    "tenant_template",
+                    "SELECT max(version) FROM refinery_schema_history"
+                )
+                .unwrap(),
             "4"
         );
     }
@@ -244,11 +214,13 @@ async fn a_poisoned_tenant_fails_alone_keeps_its_version_and_a_rerun_after_the_f
     let fleet = Fleet::new();
     let engine = fleet.onboard(6).await;
     // Tenant 1000 (fleet_0) gets an object that collides with migration 4.
-    let poisoned = fleet
-        .clusters
+    let poisoned = &fleet
+        .fleet
+        .servers
         .iter()
-        .find(|c| c.psql("tenant_fleet_0", "SELECT 1").is_ok())
-        .unwrap();
+        .find(|s| s.cluster.psql("tenant_fleet_0", "SELECT 1").is_ok())
+        .unwrap()
+        .cluster;
     poisoned
         .psql("tenant_fleet_0", "CREATE TABLE alert_rules (id int)")
         .unwrap();
@@ -285,12 +257,7 @@ async fn a_poisoned_tenant_fails_alone_keeps_its_version_and_a_rerun_after_the_f
         3,
         "the failed tenant stays at its version"
     );
-    let recorded = engine
-        .store()
-        .tenant(&"1000".parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let recorded = engine.tenant(&"1000".parse().unwrap()).await.unwrap();
     assert!(
         recorded
             .last_migration_error
@@ -329,12 +296,7 @@ async fn a_poisoned_tenant_fails_alone_keeps_its_version_and_a_rerun_after_the_f
     );
     assert_eq!(migrated_orgs(&events(&fixed)), ["1000"]);
     assert_eq!(fleet.version("tenant_fleet_0"), 4);
-    let recorded = engine
-        .store()
-        .tenant(&"1000".parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let recorded = engine.tenant(&"1000".parse().unwrap()).await.unwrap();
     assert_eq!(recorded.last_migration_error, None);
 
     // A schema that differs at the same version is drift too.
@@ -406,11 +368,139 @@ async fn a_killed_run_is_finished_by_the_next_with_no_tenant_migrated_twice() {
 }
 
 #[test]
-fn destructive_commands_refuse_without_yes_when_there_is_no_terminal() {
-    let fleet = Fleet::new();
-    let out = fleet.run(&["tenants", "delete", "1000"]);
+fn destructive_commands_refuse_without_yes_before_connecting() {
+    // No registry at all: the refusal comes before any connection is tried.
+    let out = Command::new(env!("CARGO_BIN_EXE_tenantctl"))
+        .args(["tenants", "delete", "1000"])
+        .env(
+            "TENANCY_REGISTRY__URL",
+            "postgres://nobody@127.0.0.1:1/nothing",
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--yes"), "{stderr}");
+    assert!(!stderr.contains("configuration"), "{stderr}");
+}
+
+/// Reading commands change nothing: no registry migration, no server records written, no DDL.
+#[tokio::test]
+async fn reading_commands_write_nothing() {
+    let fleet = Fleet::new();
+    // An unmigrated registry: the tool refuses, and creates no table and no template.
+    let out = fleet.run(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("start the registry"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fleet.registry("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        "0"
+    );
+    assert_eq!(
+        fleet
+            .fleet
+            .cluster("pg-0")
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_database WHERE datname = 'tenant_template'"
+            )
+            .unwrap(),
+        "0"
+    );
+
+    // A migrated registry whose server records differ from the file: reads leave them be.
+    fleet.onboard(1).await;
+    fleet.registry("UPDATE database_servers SET capacity = 7 WHERE id = 'pg-1'");
+    let migrations = fleet.registry("SELECT count(*) FROM refinery_schema_history");
+    for args in [
+        &["status"][..],
+        &["tenants", "list"],
+        &["tenants", "show", "1000"],
+        &["servers", "list"],
+        &["reconcile"],
+        &["migrate", "--dry-run"],
+    ] {
+        let out = fleet.run(args);
+        assert!(
+            out.status.code() == Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        fleet.registry("SELECT capacity FROM database_servers WHERE id = 'pg-1'"),
+        "7"
+    );
+    assert_eq!(
+        fleet.registry("SELECT count(*) FROM refinery_schema_history"),
+        migrations
+    );
+
+    // `servers sync` shows the difference, applies it only when told to.
+    let out = fleet.run(&["servers", "sync"]);
+    assert_eq!(out.status.code(), Some(2), "no terminal, no --yes");
+    let changes: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let change = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "pg-1")
+        .unwrap();
+    assert_eq!(change["change"], "changed");
+    assert_eq!(change["fields"][0], "capacity: 7 -> 1000");
+    assert_eq!(
+        fleet.registry("SELECT capacity FROM database_servers WHERE id = 'pg-1'"),
+        "7"
+    );
+    let out = fleet.run(&["servers", "sync", "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fleet.registry("SELECT capacity FROM database_servers WHERE id = 'pg-1'"),
+        "1000"
+    );
+}
+
+/// A waiting command runs its own operation when no registry runs, and nobody else's.
+#[tokio::test]
+async fn a_waiting_command_takes_its_own_operation_only() {
+    let fleet = Fleet::new();
+    let engine = fleet.onboard(0).await;
+    let Onboarded::Created { operation, .. } = engine
+        .onboard(
+            CreateTenant::new("2000".parse().unwrap(), "Someone Else".parse().unwrap()),
+            &Actor::named("test"),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("new tenant");
+    };
+    let out = fleet.run(&["tenants", "create", "2001", "Mine", "--wait", "60s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        engine
+            .tenant(&"2001".parse().unwrap())
+            .await
+            .unwrap()
+            .status
+            .as_str(),
+        "active"
+    );
+    let other = engine.operation(operation.id).await.unwrap();
+    assert_eq!((other.state, other.attempts), (OperationState::Queued, 0));
 }
 
 #[test]
@@ -433,6 +523,7 @@ fn every_command_has_help_with_an_example() {
         vec!["servers", "list", "--help"],
         vec!["servers", "drain", "--help"],
         vec!["servers", "activate", "--help"],
+        vec!["servers", "sync", "--help"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_tenantctl"))
             .args(&args)

@@ -1,14 +1,19 @@
-//! Test kit: real, throw-away PostgreSQL clusters on free loopback ports, and a ZITADEL stand-in
-//! that serves ZITADEL's documented HTTP contract (discovery, JWKS with rotation, introspection).
+//! Test kit: real, throw-away PostgreSQL clusters on free loopback ports, a fleet builder that
+//! turns clusters into the configuration the control plane reads, one `eventually` helper, and a
+//! ZITADEL stand-in that serves ZITADEL's documented HTTP contract.
 //!
 //! A [`PgCluster`] is a private `initdb` + `pg_ctl` cluster under the system temp directory. It is
 //! stopped and removed when dropped (also while a test unwinds from a panic), and a watchdog process
 //! stops it if the test process is killed outright. When the tests run as root, PostgreSQL runs as
 //! an unprivileged user (`postgres`, else `nobody`), since initdb refuses to run as root.
 
+mod eventually;
+mod fleet;
 mod pg;
 mod zitadel;
 
+pub use eventually::eventually;
+pub use fleet::{FleetBuilder, MASTER_KEY, MASTER_KEY_ENV, TestFleet, TestServer};
 pub use pg::{ClusterOptions, PgCluster, pg_bin_dir};
 pub use zitadel::{Org, PAT as ZITADEL_PAT, TokenClaims, User, ZitadelStandIn};
 

@@ -11,7 +11,7 @@ use nix::unistd::{Uid, User};
 
 /// The superuser every test cluster is created with. Throw-away clusters on loopback only.
 pub const ADMIN_USER: &str = "postgres";
-const ADMIN_PASSWORD: &str = "testkit-admin";
+pub(crate) const ADMIN_PASSWORD: &str = "testkit-admin";
 
 /// How a test cluster is tuned.
 #[derive(Debug, Clone)]

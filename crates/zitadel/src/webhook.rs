@@ -16,8 +16,6 @@ pub const SIGNATURE_HEADERS: [&str; 2] = ["zitadel-signature", "x-zitadel-signat
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WebhookError {
-    #[error("no signature header")]
-    MissingSignature,
     #[error("malformed signature header")]
     MalformedSignature,
     #[error("signature timestamp is {0} s away from now")]

@@ -7,10 +7,12 @@ use tenancy_control::faults::Moment;
 use tenancy_core::{OperationKind, OperationState, Step, TenantStatus};
 
 use crate::helpers::*;
+use tenancy_testkit::TestFleet;
+use tenancy_testkit::eventually;
 
 /// An engine whose single worker dies at `(kind, step, moment)`; the flag tells when it did.
 async fn doomed_engine(
-    env: &TestEnv,
+    fleet: &TestFleet,
     kind: OperationKind,
     step: Step,
     moment: Moment,
@@ -21,38 +23,38 @@ async fn doomed_engine(
         let hit = k == kind && s == step && m == moment;
         hit && !flag.swap(true, Ordering::SeqCst)
     };
-    let mut config = env.config();
+    let mut config = config(fleet);
     config.engine.workers = 1;
-    let engine = Engine::start_with_faults(config, Some(Arc::new(fault)))
+    let engine = Engine::start_with_faults(config, Arc::new(fault))
         .await
         .unwrap();
     (engine, crashed)
 }
 
 async fn wait_crash(crashed: &AtomicBool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !crashed.load(Ordering::SeqCst) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the fault never fired"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(60), "the fault fires", || async {
+        crashed.load(Ordering::SeqCst).then_some(())
+    })
+    .await
 }
 
 #[tokio::test]
 async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_same_end() {
-    let env = TestEnv::single();
-    let mut points: Vec<(Step, Moment)> = OperationKind::Provision
-        .steps()
-        .iter()
-        .map(|s| (*s, Moment::After))
-        .collect();
+    let fleet = TestFleet::single().unwrap();
+    let steps = [
+        Step::Place,
+        Step::Role,
+        Step::Database,
+        Step::Lockdown,
+        Step::Verify,
+        Step::Activate,
+    ];
+    let mut points: Vec<(Step, Moment)> = steps.iter().map(|s| (*s, Moment::After)).collect();
     points.push((Step::Database, Moment::Before));
 
     for (i, (step, moment)) in points.into_iter().enumerate() {
         let org_id = format!("7{i:03}");
-        let (doomed, crashed) = doomed_engine(&env, OperationKind::Provision, step, moment).await;
+        let (doomed, crashed) = doomed_engine(&fleet, OperationKind::Provision, step, moment).await;
         let doomed_workers = doomed.run_workers();
         doomed
             .onboard(request(&org_id, &format!("Crash {i}")), &actor())
@@ -62,7 +64,7 @@ async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_sa
         doomed_workers.shutdown().await;
 
         // Another process takes over once the dead worker's lease expires.
-        let rescuer = env.engine().await;
+        let rescuer = engine(&fleet).await;
         let workers = rescuer.run_workers();
         let tenant = wait_status(
             &rescuer,
@@ -78,12 +80,11 @@ async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_sa
             "{step:?}"
         );
         let op = rescuer
-            .store()
             .latest_operation(&org(&org_id))
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(op.state, OperationState::Succeeded.as_str());
+        assert_eq!(op.state, OperationState::Succeeded);
         if step != Step::Activate {
             assert!(
                 op.attempts >= 2,
@@ -93,7 +94,7 @@ async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_sa
         }
         let mut conn = connect_as(
             &rescuer,
-            env.cluster("pg-1"),
+            fleet.cluster("pg-1"),
             tenant.db_name.as_str(),
             tenant.db_name.as_str(),
         )
@@ -107,16 +108,16 @@ async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_sa
 
     // Exactly one database and one role per organization, nothing else.
     let expected: Vec<String> = (0..7).map(|i| format!("tenant_crash_{i}")).collect();
-    assert_eq!(env.tenant_databases("pg-1"), expected);
-    assert_eq!(env.tenant_roles("pg-1"), expected);
-    let engine = env.engine().await;
+    assert_eq!(fleet.tenant_databases("pg-1"), expected);
+    assert_eq!(fleet.tenant_roles("pg-1"), expected);
+    let engine = engine(&fleet).await;
     assert!(engine.reconcile(false).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn a_worker_dying_while_purging_is_resumed_and_leaves_nothing_behind() {
-    let env = TestEnv::single();
-    let engine = env.engine().await;
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine(&fleet).await;
     let workers = engine.run_workers();
     let t = onboard(&engine, request("7100", "Purged")).await;
     let op = engine.delete(&t.org_id, &actor()).await.unwrap();
@@ -127,7 +128,7 @@ async fn a_worker_dying_while_purging_is_resumed_and_leaves_nothing_behind() {
     workers.shutdown().await;
 
     let (doomed, crashed) = doomed_engine(
-        &env,
+        &fleet,
         OperationKind::Purge,
         Step::DropDatabase,
         Moment::After,
@@ -137,35 +138,31 @@ async fn a_worker_dying_while_purging_is_resumed_and_leaves_nothing_behind() {
     doomed.purge(&t.org_id, &actor()).await.unwrap();
     wait_crash(&crashed).await;
     doomed_workers.shutdown().await;
-    assert!(env.tenant_databases("pg-1").is_empty());
+    assert!(fleet.tenant_databases("pg-1").is_empty());
     assert_eq!(
-        env.tenant_roles("pg-1"),
+        fleet.tenant_roles("pg-1"),
         ["tenant_purged"],
         "role not dropped yet"
     );
 
     let workers = engine.run_workers();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while engine.tenant(&t.org_id).await.is_ok() {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_gone(&engine, &t.org_id).await;
     workers.shutdown().await;
-    assert!(env.tenant_roles("pg-1").is_empty());
+    assert!(fleet.tenant_roles("pg-1").is_empty());
 }
 
 #[tokio::test]
 async fn shutdown_hands_unfinished_work_back_without_spending_an_attempt() {
-    let env = TestEnv::single();
-    let engine = env.engine().await;
+    let fleet = TestFleet::single().unwrap();
+    let first = engine(&fleet).await;
     // No workers yet: queue work, then start and immediately stop them, then finish elsewhere.
-    engine
+    first
         .onboard(request("7200", "Handback"), &actor())
         .await
         .unwrap();
-    let workers = engine.run_workers();
+    let workers = first.run_workers();
     workers.shutdown().await;
-    let rescuer = env.engine().await;
+    let rescuer = engine(&fleet).await;
     let w = rescuer.run_workers();
     wait_status(
         &rescuer,
@@ -175,5 +172,5 @@ async fn shutdown_hands_unfinished_work_back_without_spending_an_attempt() {
     )
     .await;
     w.shutdown().await;
-    assert_eq!(env.tenant_databases("pg-1"), ["tenant_handback"]);
+    assert_eq!(fleet.tenant_databases("pg-1"), ["tenant_handback"]);
 }

@@ -1,100 +1,31 @@
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sqlx::{Connection, PgConnection};
-use tenancy_control::{Actor, Config, Engine, Onboarded, ServerConfig};
+use tenancy_control::{Actor, Config, Engine, Onboarded};
 use tenancy_core::{CreateTenant, OperationState, OrgId, Tenant, TenantStatus};
-use tenancy_testkit::PgCluster;
+use tenancy_testkit::{PgCluster, TestFleet, eventually};
 
-/// A registry and one or more database servers, each its own throw-away cluster. The registry
-/// database lives on the first server's cluster, as in `make run`.
-pub struct TestEnv {
-    pub servers: Vec<(PgCluster, &'static str, &'static str)>,
+/// The fleet as the engine's configuration.
+pub fn config(fleet: &TestFleet) -> Config {
+    Config::from_toml(&fleet.toml(), |var| fleet.secret(var)).expect("fleet configuration")
 }
 
-impl TestEnv {
-    /// One server `pg-1` in region `local`.
-    pub fn single() -> Self {
-        Self::with_servers(&[("pg-1", "local")])
-    }
-
-    pub fn with_servers(servers: &[(&'static str, &'static str)]) -> Self {
-        tenancy_testkit::init_test_logging();
-        let servers: Vec<_> = servers
-            .iter()
-            .map(|(id, region)| (PgCluster::start().expect("start cluster"), *id, *region))
-            .collect();
-        servers[0].0.create_database("tenancy_registry").unwrap();
-        Self { servers }
-    }
-
-    pub fn cluster(&self, id: &str) -> &PgCluster {
-        &self
-            .servers
-            .iter()
-            .find(|(_, sid, _)| *sid == id)
-            .expect("server")
-            .0
-    }
-
-    /// Fast settings: short leases and backoff so crash and retry tests finish quickly.
-    pub fn config(&self) -> Config {
-        let mut config = Config::new(self.servers[0].0.url("tenancy_registry"));
-        config.engine.workers = 2;
-        config.engine.lease = Duration::from_secs(2);
-        config.engine.poll_interval = Duration::from_millis(100);
-        config.engine.backoff_base = Duration::from_millis(100);
-        config.engine.backoff_max = Duration::from_secs(1);
-        config.engine.max_attempts = 20;
-        config.engine.reconcile_interval = Duration::from_secs(3600);
-        config.engine.master_key = Some(SecretString::from("test-master-key"));
-        config.servers = self
-            .servers
-            .iter()
-            .map(|(cluster, id, region)| {
-                ServerConfig::new(
-                    id.parse().unwrap(),
-                    region.parse().unwrap(),
-                    cluster.host(),
-                    cluster.port(),
-                    cluster.admin_user(),
-                    SecretString::from(cluster.admin_password()),
-                )
-            })
-            .collect();
-        config
-    }
-
-    pub async fn engine(&self) -> Engine {
-        Engine::start(self.config()).await.expect("engine start")
-    }
-
-    /// `tenant_*` databases on a server (the template excluded).
-    pub fn tenant_databases(&self, server: &str) -> Vec<String> {
-        lines(&self.cluster(server).psql(
-            "postgres",
-            "SELECT datname FROM pg_database WHERE datname LIKE 'tenant\\_%' AND datname <> 'tenant_template' ORDER BY 1",
-        ).unwrap())
-    }
-
-    pub fn tenant_roles(&self, server: &str) -> Vec<String> {
-        lines(
-            &self
-                .cluster(server)
-                .psql(
-                    "postgres",
-                    "SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\\_%' ORDER BY 1",
-                )
-                .unwrap(),
-        )
-    }
+/// An engine on the fleet (registry migrated, servers prepared), no workers.
+pub async fn engine(fleet: &TestFleet) -> Engine {
+    Engine::start(config(fleet)).await.expect("engine start")
 }
 
-fn lines(s: &str) -> Vec<String> {
-    s.lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
+/// An engine whose workers run until the test's runtime ends.
+pub async fn engine_with_workers(fleet: &TestFleet) -> Engine {
+    let engine = engine(fleet).await;
+    std::mem::forget(engine.run_workers());
+    engine
+}
+
+/// A connection to the registry database, for checks the engine does not offer.
+pub async fn registry(fleet: &TestFleet) -> PgConnection {
+    PgConnection::connect(&fleet.registry_url()).await.unwrap()
 }
 
 pub fn request(org_id: &str, name: &str) -> CreateTenant {
@@ -111,18 +42,15 @@ pub fn org(id: &str) -> OrgId {
 
 /// Onboards and waits until the provisioning operation finished; returns the tenant.
 pub async fn onboard(engine: &Engine, req: CreateTenant) -> Tenant {
-    let org_id = req.org_id.clone();
-    match engine.onboard(req, &actor()).await.expect("onboard") {
-        Onboarded::Created { operation, .. } => {
-            let op = engine
-                .wait_operation(operation.id, Duration::from_secs(60))
-                .await
-                .unwrap();
-            assert_eq!(op.state, OperationState::Succeeded, "provisioning: {op:?}");
-        }
-        Onboarded::Existing { .. } => {}
+    let org_id = req.org_id.clone().unwrap();
+    if let Onboarded::Created { operation, .. } = engine.onboard(req, &actor()).await.unwrap() {
+        let op = engine
+            .wait_operation(operation.id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(op.state, OperationState::Succeeded, "provisioning: {op:?}");
     }
-    engine.tenant(org_id.as_ref().unwrap()).await.unwrap()
+    engine.tenant(&org_id).await.unwrap()
 }
 
 /// Waits until the tenant reaches `status`.
@@ -132,19 +60,21 @@ pub async fn wait_status(
     status: TenantStatus,
     timeout: Duration,
 ) -> Tenant {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
+    eventually(timeout, format!("tenant {org_id} {status}"), || async {
         let tenant = engine.tenant(org_id).await.unwrap();
-        if tenant.status == status {
-            return tenant;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tenant {org_id} still {:?}, wanted {status:?}",
-            tenant.status
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (tenant.status == status).then_some(tenant)
+    })
+    .await
+}
+
+/// Waits until the tenant is gone from the registry (purged).
+pub async fn wait_gone(engine: &Engine, org_id: &OrgId) {
+    eventually(
+        Duration::from_secs(30),
+        format!("{org_id} purged"),
+        || async { engine.tenant(org_id).await.is_err().then_some(()) },
+    )
+    .await
 }
 
 /// Connects to a tenant database as a role, with the password the engine derives for it.

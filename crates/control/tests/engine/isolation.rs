@@ -1,13 +1,13 @@
 use crate::helpers::*;
-use crate::onboarding::engine_with_workers;
+use tenancy_testkit::TestFleet;
 
 #[tokio::test]
 async fn a_tenant_role_reaches_only_its_own_database_and_cannot_escalate() {
-    let env = TestEnv::single();
-    let engine = engine_with_workers(&env).await;
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
     let a = onboard(&engine, request("4001", "Alpha")).await;
     let b = onboard(&engine, request("4002", "Beta")).await;
-    let cluster = env.cluster("pg-1");
+    let cluster = fleet.cluster("pg-1");
     let (a_db, b_db) = (a.db_name.as_str(), b.db_name.as_str());
 
     for other in [b_db, "tenant_template", "postgres", "tenancy_registry"] {

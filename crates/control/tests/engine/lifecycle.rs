@@ -4,14 +4,15 @@ use sqlx::Connection;
 use tenancy_core::{OperationState, TenantStatus};
 
 use crate::helpers::*;
-use crate::onboarding::engine_with_workers;
+use tenancy_testkit::TestFleet;
+use tenancy_testkit::eventually;
 
 #[tokio::test]
 async fn suspend_refuses_new_connections_and_ends_open_ones_and_resume_restores() {
-    let env = TestEnv::single();
-    let engine = engine_with_workers(&env).await;
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
     let tenant = onboard(&engine, request("3001", "Umbrella")).await;
-    let cluster = env.cluster("pg-1");
+    let cluster = fleet.cluster("pg-1");
     let db = tenant.db_name.as_str();
     let mut open = connect_as(&engine, cluster, db, db).await.unwrap();
 
@@ -55,10 +56,10 @@ async fn suspend_refuses_new_connections_and_ends_open_ones_and_resume_restores(
 
 #[tokio::test]
 async fn delete_keeps_the_database_until_purge_then_drops_everything() {
-    let env = TestEnv::single();
-    let engine = engine_with_workers(&env).await;
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
     let tenant = onboard(&engine, request("3002", "Soylent")).await;
-    let cluster = env.cluster("pg-1");
+    let cluster = fleet.cluster("pg-1");
     let db = tenant.db_name.as_str();
 
     let op = engine.delete(&tenant.org_id, &actor()).await.unwrap();
@@ -76,7 +77,7 @@ async fn delete_keeps_the_database_until_purge_then_drops_everything() {
         TenantStatus::Deleted
     );
     assert_eq!(
-        env.tenant_databases("pg-1"),
+        fleet.tenant_databases("pg-1"),
         [db],
         "kept for the retention period"
     );
@@ -88,15 +89,15 @@ async fn delete_keeps_the_database_until_purge_then_drops_everything() {
         .await
         .unwrap();
     assert_eq!(op.state, OperationState::Succeeded);
-    assert!(env.tenant_databases("pg-1").is_empty());
-    assert!(env.tenant_roles("pg-1").is_empty());
+    assert!(fleet.tenant_databases("pg-1").is_empty());
+    assert!(fleet.tenant_roles("pg-1").is_empty());
     assert!(engine.tenant(&tenant.org_id).await.is_err());
 
     // Every step left an audit event.
     let actions: Vec<String> =
         sqlx::query_scalar("SELECT action FROM audit_events WHERE org_id = $1 ORDER BY id")
             .bind("3002")
-            .fetch_all(engine.store().pool())
+            .fetch_all(&mut registry(&fleet).await)
             .await
             .unwrap();
     assert_eq!(
@@ -117,8 +118,8 @@ async fn delete_keeps_the_database_until_purge_then_drops_everything() {
 
 #[tokio::test]
 async fn retention_expiry_purges_automatically() {
-    let env = TestEnv::single();
-    let mut config = env.config();
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
     config.engine.retention = Duration::from_millis(100);
     config.engine.reconcile_interval = Duration::from_millis(300);
     let engine = tenancy_control::Engine::start(config).await.unwrap();
@@ -129,19 +130,15 @@ async fn retention_expiry_purges_automatically() {
         .wait_operation(op.id, Duration::from_secs(30))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while engine.tenant(&tenant.org_id).await.is_ok() {
-        assert!(tokio::time::Instant::now() < deadline, "never purged");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(env.tenant_databases("pg-1").is_empty());
+    wait_gone(&engine, &tenant.org_id).await;
+    assert!(fleet.tenant_databases("pg-1").is_empty());
 }
 
 #[tokio::test]
 async fn a_busy_template_delays_onboarding_with_a_clear_reason_but_does_not_fail_it() {
-    let env = TestEnv::single();
-    let engine = engine_with_workers(&env).await;
-    let cluster = env.cluster("pg-1");
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let cluster = fleet.cluster("pg-1");
     let squatter = sqlx::PgConnection::connect(&cluster.url("tenant_template"))
         .await
         .unwrap();
@@ -154,18 +151,11 @@ async fn a_busy_template_delays_onboarding_with_a_clear_reason_but_does_not_fail
         panic!()
     };
     // PostgreSQL itself waits 5 s for other sessions before refusing the clone.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let op = loop {
+    let op = eventually(Duration::from_secs(30), "an error is recorded", || async {
         let op = engine.operation(operation.id).await.unwrap();
-        if op.last_error.is_some() {
-            break op;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no error recorded: {op:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        op.last_error.is_some().then_some(op)
+    })
+    .await;
     assert!(
         op.last_error
             .as_deref()
@@ -192,8 +182,8 @@ async fn a_busy_template_delays_onboarding_with_a_clear_reason_but_does_not_fail
 
 #[tokio::test]
 async fn a_failed_tenant_can_be_retried_after_the_cause_is_fixed() {
-    let env = TestEnv::single();
-    let mut config = env.config();
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
     config.engine.max_attempts = 2;
     config.servers[0].capacity = 0;
     let engine = tenancy_control::Engine::start(config).await.unwrap();
@@ -215,10 +205,10 @@ async fn a_failed_tenant_can_be_retried_after_the_cause_is_fixed() {
         reason.contains("no active server with free capacity in region local"),
         "{reason}"
     );
-    assert!(env.tenant_databases("pg-1").is_empty());
+    assert!(fleet.tenant_databases("pg-1").is_empty());
 
     sqlx::query("UPDATE database_servers SET capacity = 10")
-        .execute(engine.store().pool())
+        .execute(&mut registry(&fleet).await)
         .await
         .unwrap();
     let op = engine.retry(&org("3005"), &actor()).await.unwrap();
@@ -235,9 +225,9 @@ async fn a_failed_tenant_can_be_retried_after_the_cause_is_fixed() {
 
 #[tokio::test]
 async fn a_squatting_role_with_the_tenant_name_is_brought_down_to_a_plain_tenant_role() {
-    let env = TestEnv::single();
-    let engine = engine_with_workers(&env).await;
-    let cluster = env.cluster("pg-1");
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let cluster = fleet.cluster("pg-1");
     cluster
         .psql(
             "postgres",
@@ -253,23 +243,25 @@ async fn a_squatting_role_with_the_tenant_name_is_brought_down_to_a_plain_tenant
 
 #[tokio::test]
 async fn a_registry_lock_has_one_holder_until_released_or_its_holder_is_gone() {
-    let env = TestEnv::single();
-    let engine = env.engine().await;
-    let store = engine.store();
-    let held = store.try_lock("tenancy.test").await.unwrap().expect("free");
-    assert!(store.try_lock("tenancy.test").await.unwrap().is_none());
-    assert!(store.try_lock("tenancy.other").await.unwrap().is_some());
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine(&fleet).await;
+    let held = engine
+        .try_lock("tenancy.test")
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(engine.try_lock("tenancy.test").await.unwrap().is_none());
+    assert!(engine.try_lock("tenancy.other").await.unwrap().is_some());
     held.release().await;
-    let again = store
+    let again = engine
         .try_lock("tenancy.test")
         .await
         .unwrap()
         .expect("released");
     // A holder that disappears without releasing (a process killed) frees the lock too.
     drop(again);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while store.try_lock("tenancy.test").await.unwrap().is_none() {
-        assert!(std::time::Instant::now() < deadline, "never freed");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(10), "the lock is freed", || async {
+        engine.try_lock("tenancy.test").await.unwrap().map(drop)
+    })
+    .await;
 }

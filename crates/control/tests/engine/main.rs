@@ -4,9 +4,11 @@
 mod helpers;
 
 mod crash;
+mod feed;
 mod isolation;
 mod lifecycle;
 mod onboarding;
 mod placement;
 mod reconcile;
 mod validation;
+mod workers;

@@ -1,14 +1,15 @@
 use std::time::Duration;
 
 use tenancy_control::Onboarded;
-use tenancy_core::{OperationState, TenantStatus};
+use tenancy_core::{ErrorCode, OperationState, TenantStatus, Tier, UpdateTenant};
 
 use crate::helpers::*;
+use tenancy_testkit::TestFleet;
 
 #[tokio::test]
 async fn onboarding_clones_the_template_with_its_schema_and_version() {
-    let env = TestEnv::single();
-    let engine = engine_with_workers(&env).await;
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
     let tenant = onboard(&engine, request("263014839178313731", "Acme Corp")).await;
 
     assert_eq!(tenant.status, TenantStatus::Active);
@@ -17,7 +18,7 @@ async fn onboarding_clones_the_template_with_its_schema_and_version() {
     let latest = tenancy_control::migrate::latest_template_version();
     assert_eq!(tenant.schema_version, Some(latest));
 
-    let cluster = env.cluster("pg-1");
+    let cluster = fleet.cluster("pg-1");
     let tables = |db: &str| {
         cluster
             .psql(db, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")
@@ -47,8 +48,8 @@ async fn onboarding_clones_the_template_with_its_schema_and_version() {
 
 #[tokio::test]
 async fn a_repeated_request_makes_nothing_new_and_a_different_one_conflicts() {
-    let env = TestEnv::single();
-    let engine = engine_with_workers(&env).await;
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
     let first = onboard(&engine, request("1001", "Globex")).await;
 
     match engine
@@ -63,19 +64,49 @@ async fn a_repeated_request_makes_nothing_new_and_a_different_one_conflicts() {
         .onboard(request("1001", "Globex Renamed"), &actor())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("different request"), "{err}");
-    assert_eq!(env.tenant_databases("pg-1"), ["tenant_globex"]);
+    assert_eq!(err.code(), ErrorCode::TenantExists, "{err}");
+    assert_eq!(fleet.tenant_databases("pg-1"), ["tenant_globex"]);
     let ops: i64 = sqlx::query_scalar("SELECT count(*) FROM operations")
-        .fetch_one(engine.store().pool())
+        .fetch_one(&mut registry(&fleet).await)
         .await
         .unwrap();
     assert_eq!(ops, 1);
 }
 
+/// The same create request stays "the same" after the tenant was renamed or re-tiered.
+#[tokio::test]
+async fn a_repeated_request_is_recognized_after_a_rename_and_a_retier() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let original = request("1002", "Initrode");
+    onboard(&engine, original.clone()).await;
+    let update = UpdateTenant {
+        name: Some("Initrode Global".parse().unwrap()),
+        tier: Some(Tier::Premium),
+    };
+    engine
+        .update_tenant(&org("1002"), &update, &actor())
+        .await
+        .unwrap();
+
+    match engine.onboard(original, &actor()).await.unwrap() {
+        Onboarded::Existing { tenant } => {
+            assert_eq!(tenant.name.as_str(), "Initrode Global");
+            assert_eq!(tenant.tier, Tier::Premium);
+        }
+        other => panic!("expected the existing tenant, got {other:?}"),
+    }
+    let err = engine
+        .onboard(request("1002", "Initrode Global"), &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TenantExists, "{err}");
+}
+
 #[tokio::test]
 async fn colliding_names_get_distinct_slugs_and_explicit_slugs_do_not() {
-    let env = TestEnv::single();
-    let engine = engine_with_workers(&env).await;
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
     let a = onboard(&engine, request("2001", "Initech")).await;
     let b = onboard(&engine, request("2002", "INITECH!")).await;
     assert_eq!(a.db_name.as_str(), "tenant_initech");
@@ -84,15 +115,15 @@ async fn colliding_names_get_distinct_slugs_and_explicit_slugs_do_not() {
     let mut explicit = request("2003", "Other");
     explicit.slug = Some("initech".parse().unwrap());
     let err = engine.onboard(explicit, &actor()).await.unwrap_err();
-    assert!(err.to_string().contains("already used"), "{err}");
-    assert_eq!(env.tenant_databases("pg-1").len(), 2);
+    assert_eq!(err.code(), ErrorCode::SlugTaken, "{err}");
+    assert_eq!(fleet.tenant_databases("pg-1").len(), 2);
 }
 
 #[tokio::test]
 async fn two_engines_racing_over_100_onboardings_make_exactly_100_databases() {
-    let env = TestEnv::single();
-    let first = env.engine().await;
-    let second = env.engine().await;
+    let fleet = TestFleet::single().unwrap();
+    let first = engine(&fleet).await;
+    let second = engine(&fleet).await;
     let workers = [first.run_workers(), second.run_workers()];
 
     // Every request is sent to both engines, concurrently: 200 requests for 100 organizations.
@@ -122,22 +153,15 @@ async fn two_engines_racing_over_100_onboardings_make_exactly_100_databases() {
     for w in workers {
         w.shutdown().await;
     }
-    assert_eq!(env.tenant_databases("pg-1").len(), 100);
-    assert_eq!(env.tenant_roles("pg-1").len(), 100);
+    assert_eq!(fleet.tenant_databases("pg-1").len(), 100);
+    assert_eq!(fleet.tenant_roles("pg-1").len(), 100);
     let ops: Vec<(String, i64)> =
         sqlx::query_as("SELECT state, count(*) FROM operations GROUP BY state")
-            .fetch_all(first.store().pool())
+            .fetch_all(&mut registry(&fleet).await)
             .await
             .unwrap();
     assert_eq!(
         ops,
         vec![(OperationState::Succeeded.as_str().to_owned(), 100)]
     );
-}
-
-pub async fn engine_with_workers(env: &TestEnv) -> tenancy_control::Engine {
-    let engine = env.engine().await;
-    // Workers run until the test's runtime ends.
-    std::mem::forget(engine.run_workers());
-    engine
 }

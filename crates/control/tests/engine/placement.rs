@@ -3,16 +3,17 @@ use std::collections::BTreeMap;
 use tenancy_core::{ServerState, TenantStatus};
 
 use crate::helpers::*;
-use crate::onboarding::engine_with_workers;
+use tenancy_testkit::TestFleet;
 
 #[tokio::test]
 async fn tenants_spread_over_the_servers_of_a_region_and_never_land_on_a_draining_one() {
-    let env = TestEnv::with_servers(&[
-        ("pg-a", "eu-west"),
-        ("pg-b", "eu-west"),
-        ("pg-c", "us-east"),
-    ]);
-    let engine = engine_with_workers(&env).await;
+    let fleet = TestFleet::builder()
+        .server("pg-a", "eu-west")
+        .server("pg-b", "eu-west")
+        .server("pg-c", "us-east")
+        .build()
+        .unwrap();
+    let engine = engine_with_workers(&fleet).await;
 
     let requests = (0..10).map(|i| {
         let mut req = request(&format!("5{i:03}"), &format!("Spread {i}"));
@@ -31,9 +32,9 @@ async fn tenants_spread_over_the_servers_of_a_region_and_never_land_on_a_drainin
         per_server,
         BTreeMap::from([("pg-a".to_owned(), 5), ("pg-b".to_owned(), 5)])
     );
-    assert_eq!(env.tenant_databases("pg-a").len(), 5);
+    assert_eq!(fleet.tenant_databases("pg-a").len(), 5);
     assert!(
-        env.tenant_databases("pg-c").is_empty(),
+        fleet.tenant_databases("pg-c").is_empty(),
         "other region untouched"
     );
 
@@ -48,7 +49,7 @@ async fn tenants_spread_over_the_servers_of_a_region_and_never_land_on_a_drainin
         assert_eq!(t.server_id.unwrap().as_str(), "pg-a");
     }
     assert_eq!(
-        env.tenant_databases("pg-b").len(),
+        fleet.tenant_databases("pg-b").len(),
         5,
         "draining server took nothing new"
     );

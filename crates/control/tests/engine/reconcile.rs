@@ -1,13 +1,13 @@
-use tenancy_control::DriftKind;
+use tenancy_control::FindingKind;
 use tenancy_core::TenantStatus;
 
 use crate::helpers::*;
-use crate::onboarding::engine_with_workers;
+use tenancy_testkit::TestFleet;
 
 #[tokio::test]
 async fn the_reconciler_reports_and_repairs_drift() {
-    let env = TestEnv::single();
-    let engine = engine_with_workers(&env).await;
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
     let kept = onboard(&engine, request("8001", "Kept")).await;
     let lost_db = onboard(&engine, request("8002", "Lost Db")).await;
     let lost_role = onboard(&engine, request("8003", "Lost Role")).await;
@@ -16,7 +16,7 @@ async fn the_reconciler_reports_and_repairs_drift() {
         "a clean fleet has no drift"
     );
 
-    let cluster = env.cluster("pg-1");
+    let cluster = fleet.cluster("pg-1");
     cluster
         .psql("postgres", "DROP DATABASE tenant_lost_db")
         .unwrap();
@@ -41,22 +41,22 @@ async fn the_reconciler_reports_and_repairs_drift() {
     // A tenant stuck in provisioning with no operation (as if its operation row were lost).
     sqlx::query("INSERT INTO tenants (org_id, name, slug, db_name, role_name, region, tier, status, request)
                  VALUES ('8004', 'Stuck', 'stuck', 'tenant_stuck', 'tenant_stuck', 'local', 'free', 'provisioning', '{}')")
-        .execute(engine.store().pool())
+        .execute(&mut registry(&fleet).await)
         .await
         .unwrap();
 
     let report = engine.reconcile(false).await.unwrap();
-    let mut kinds: Vec<(DriftKind, String)> =
+    let mut kinds: Vec<(FindingKind, String)> =
         report.iter().map(|d| (d.kind, d.name.clone())).collect();
     kinds.sort_by(|a, b| a.1.cmp(&b.1));
     assert_eq!(
         kinds,
         vec![
-            (DriftKind::OrphanRole, "tenant_ghost".to_owned()),
-            (DriftKind::MissingDatabase, "tenant_lost_db".to_owned()),
-            (DriftKind::MissingRole, "tenant_lost_role".to_owned()),
-            (DriftKind::OrphanDatabase, "tenant_stray".to_owned()),
-            (DriftKind::StuckTenant, "tenant_stuck".to_owned()),
+            (FindingKind::OrphanRole, "tenant_ghost".to_owned()),
+            (FindingKind::MissingDatabase, "tenant_lost_db".to_owned()),
+            (FindingKind::MissingRole, "tenant_lost_role".to_owned()),
+            (FindingKind::OrphanDatabase, "tenant_stray".to_owned()),
+            (FindingKind::StuckTenant, "tenant_stuck".to_owned()),
         ]
     );
     assert!(report.iter().all(|d| !d.repaired), "report only");
@@ -65,7 +65,7 @@ async fn the_reconciler_reports_and_repairs_drift() {
     assert!(
         repaired
             .iter()
-            .all(|d| d.repaired || d.kind == DriftKind::OrphanDatabase),
+            .all(|d| d.repaired || d.kind == FindingKind::OrphanDatabase),
         "{repaired:?}"
     );
     wait_status(
@@ -85,7 +85,7 @@ async fn the_reconciler_reports_and_repairs_drift() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(
         left[0].kind,
-        DriftKind::OrphanDatabase,
+        FindingKind::OrphanDatabase,
         "orphan databases are never dropped"
     );
 }

@@ -1,12 +1,12 @@
 use tenancy_core::CreateTenant;
 
 use crate::helpers::*;
-use crate::onboarding::engine_with_workers;
+use tenancy_testkit::TestFleet;
 
 #[tokio::test]
 async fn hostile_input_is_refused_and_touches_nothing() {
-    let env = TestEnv::single();
-    let engine = engine_with_workers(&env).await;
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
     let long = "x".repeat(200);
     let hostile_bodies = [
         r#"{"org_id": "1; DROP DATABASE postgres", "name": "A"}"#.to_owned(),
@@ -38,12 +38,12 @@ async fn hostile_input_is_refused_and_touches_nothing() {
     assert!(engine.onboard(unknown_parent, &actor()).await.is_err());
 
     let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
-        .fetch_one(engine.store().pool())
+        .fetch_one(&mut registry(&fleet).await)
         .await
         .unwrap();
     assert_eq!(tenants, 0);
-    assert!(env.tenant_databases("pg-1").is_empty());
-    assert!(env.tenant_roles("pg-1").is_empty());
+    assert!(fleet.tenant_databases("pg-1").is_empty());
+    assert!(fleet.tenant_roles("pg-1").is_empty());
 
     // A name full of SQL yields a safe, derived database name.
     let t = onboard(&engine, request("6003", "Robert'); DROP TABLE tenants;--")).await;

@@ -54,10 +54,8 @@ pub async fn list(
     }
     let events = state
         .engine
-        .store()
         .audit_events(params.org_id.as_ref(), params.cursor, limit)
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
     let next_cursor = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.id))
         .flatten();

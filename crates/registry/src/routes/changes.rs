@@ -8,9 +8,10 @@ use tenancy_core::ChangeFeed;
 use utoipa::IntoParams;
 
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Query, duration_param};
 use crate::startup::AppState;
+use tenancy_core::Problem;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -5,9 +5,10 @@ use tenancy_core::Operation;
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
-use crate::error::{ApiResult, Problem};
+use crate::error::ApiResult;
 use crate::extract::Path;
 use crate::startup::AppState;
+use tenancy_core::Problem;
 
 /// One operation. Tenant admins may read their own organization's.
 #[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)),

@@ -5,9 +5,10 @@ use axum::http::StatusCode;
 use tenancy_core::{AddServer, Server, ServerId, ServerState};
 
 use crate::auth::Authenticated;
-use crate::error::{ApiResult, Problem};
+use crate::error::ApiResult;
 use crate::extract::{Json, Path};
 use crate::startup::AppState;
+use tenancy_core::Problem;
 
 /// Every server with its state, capacity, tenant count and template version.
 #[utoipa::path(get, path = "/v1/servers", tag = "servers", responses((status = 200, body = Vec<Server>)))]

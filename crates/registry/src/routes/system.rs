@@ -13,15 +13,9 @@ pub async fn healthz() -> &'static str {
 
 /// Readiness: the registry database answers and its migrations are applied.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let check: Result<Option<i32>, sqlx::Error> =
-        sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
-            .fetch_one(state.engine.store().pool())
-            .await;
-    match check {
-        Ok(Some(version)) if version >= tenancy_control::migrate::latest_registry_version() => {
-            "ready".into_response()
-        }
-        Ok(_) => (
+    match state.engine.ready().await {
+        Ok(true) => "ready".into_response(),
+        Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "registry migrations not applied",
         )

@@ -16,9 +16,10 @@ use tenancy_core::{
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query, duration_param};
 use crate::startup::AppState;
+use tenancy_core::Problem;
 
 const MAX_WAIT: Duration = Duration::from_secs(60);
 

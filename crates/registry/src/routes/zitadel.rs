@@ -7,15 +7,16 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use tenancy_control::{Actor, ControlError};
-use tenancy_core::OrgId;
+use tenancy_core::{ErrorCode, OrgId};
 use tenancy_zitadel::webhook::{self, OrgEvent, SIGNATURE_HEADERS, WebhookError};
 use tracing::info;
 
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::identity::org_id_for;
 use crate::orgs::{self, OrgChange, SyncReport};
 use crate::startup::AppState;
+use tenancy_core::Problem;
 
 const TOLERANCE_SECS: i64 = 300;
 
@@ -42,13 +43,15 @@ pub async fn events(
             ApiError::Unauthorized
         },
     )?;
-    let event = OrgEvent::parse(&body).map_err(|e: WebhookError| ApiError::BadRequest {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        code: "invalid_event",
+    let event = OrgEvent::parse(&body).map_err(|e: WebhookError| ApiError::Refused {
+        code: ErrorCode::InvalidEvent,
         detail: e.to_string(),
     })?;
-    let store = state.engine.store();
-    if store.org_event_seen(&event.org_id, event.sequence).await? {
+    if state
+        .engine
+        .org_event_seen(&event.org_id, event.sequence)
+        .await?
+    {
         info!(org_id = %event.org_id, sequence = event.sequence, "event already applied");
         return Ok(StatusCode::OK);
     }
@@ -73,7 +76,8 @@ pub async fn events(
         }
         None => info!(event_type = %event.event_type, "event type ignored"),
     }
-    store
+    state
+        .engine
         .record_org_event(&event.org_id, event.sequence, &event.event_type)
         .await?;
     info!(org_id = %event.org_id, event_type = %event.event_type, sequence = event.sequence, "ZITADEL event applied");

@@ -1,9 +1,7 @@
 //! The registry in-process (see `tenancy_e2e::in_process`), and a client for it.
 
-#![allow(dead_code)] // each test binary uses its own part
-
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -12,6 +10,7 @@ use tenancy_e2e::in_process::InProcessRegistry;
 pub use tenancy_e2e::in_process::dev_settings;
 use tenancy_registry::Settings;
 use tenancy_registry::auth::Authenticator;
+use tenancy_testkit::eventually;
 
 pub struct TestApp {
     pub http: reqwest::Client,
@@ -58,18 +57,15 @@ impl TestApp {
 
     /// GET `path` as `dev` until `check` accepts the body; panics after 30 s.
     pub async fn wait_until(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (_, body) = self.call("dev", Method::GET, path, None).await;
-            if check(&body) {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path} never as expected: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(30),
+            format!("{path} as expected"),
+            || async {
+                let (_, body) = self.call("dev", Method::GET, path, None).await;
+                check(&body).then_some(body)
+            },
+        )
+        .await
     }
 
     /// Waits until the tenant has `status`.

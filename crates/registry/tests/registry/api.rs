@@ -13,8 +13,7 @@ use tenancy_control::Config;
 use tenancy_registry::auth::Authenticator;
 use tenancy_registry::{Application, Settings};
 
-mod common;
-use common::{TestApp, dev_settings};
+use crate::common::{TestApp, dev_settings};
 use tenancy_zitadel::{Caller, roles};
 
 /// `tenant-admin-<org>` is a tenant admin of `<org>`; `router` holds `tenant_router`.
@@ -140,18 +139,18 @@ async fn a_router_service_reads_connection_info_and_changes_only() {
     // A suspended tenant's connection info carries no password.
     app.call("dev", Method::POST, "/v1/tenants/100/suspend", None)
         .await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (_, info) = app
-            .call("router", Method::GET, "/v1/tenants/100/connection", None)
-            .await;
-        if info["status"] == "suspended" {
-            assert!(info.get("password").is_none(), "{info}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let info = tenancy_testkit::eventually(
+        std::time::Duration::from_secs(30),
+        "connection info shows the suspension",
+        || async {
+            let (_, info) = app
+                .call("router", Method::GET, "/v1/tenants/100/connection", None)
+                .await;
+            (info["status"] == "suspended").then_some(info)
+        },
+    )
+    .await;
+    assert!(info.get("password").is_none(), "{info}");
 }
 
 #[tokio::test]

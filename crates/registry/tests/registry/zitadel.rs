@@ -10,8 +10,7 @@ use tenancy_registry::Settings;
 use tenancy_testkit::{ZITADEL_PAT, ZitadelStandIn};
 use tenancy_zitadel::roles;
 
-mod common;
-use common::{TestApp, dev_settings};
+use crate::common::{TestApp, dev_settings};
 
 /// The development token for calls, ZITADEL for the management API (PAT or key file).
 fn zitadel_settings(zitadel: &ZitadelStandIn, key_file: Option<&std::path::Path>) -> Settings {

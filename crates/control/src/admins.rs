@@ -1,0 +1,102 @@
+//! [`ServerAdmins`]: the admin connections to every database server, owned in one place and
+//! shared by the engine, the workers and the reconciler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use secrecy::SecretString;
+use tenancy_core::ServerId;
+
+use crate::config::{Config, ServerConfig};
+use crate::error::ControlError;
+use crate::pgadmin::ServerAdmin;
+use crate::store::Store;
+
+/// Admin connections per server, built on first use from the registry's record of the server
+/// and the password this process holds for it: the configuration file's, or the one in the
+/// environment variable the record names.
+#[derive(Clone)]
+pub struct ServerAdmins {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    /// The configuration file's servers, with their passwords.
+    configured: Vec<ServerConfig>,
+    pool_size: u32,
+    admins: RwLock<HashMap<ServerId, ServerAdmin>>,
+}
+
+impl ServerAdmins {
+    pub(crate) fn new(store: Store, config: &Config) -> Self {
+        let pool_size = u32::try_from(config.engine.workers)
+            .unwrap_or(u32::MAX)
+            .saturating_add(2);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                configured: config.servers.clone(),
+                pool_size,
+                admins: RwLock::default(),
+            }),
+        }
+    }
+
+    /// The admin connections of a server the registry knows.
+    pub async fn get(&self, id: &ServerId) -> Result<ServerAdmin, ControlError> {
+        if let Some(admin) = self.inner.admins.read().expect("admins lock").get(id) {
+            return Ok(admin.clone());
+        }
+        let mut config = self
+            .inner
+            .store
+            .server_config(id)
+            .await?
+            .ok_or_else(|| ControlError::UnknownServer(id.clone()))?;
+        config.password = Some(self.password(&config)?);
+        let admin = ServerAdmin::new(&config, self.inner.pool_size)?;
+        Ok(self
+            .inner
+            .admins
+            .write()
+            .expect("admins lock")
+            .entry(id.clone())
+            .or_insert(admin)
+            .clone())
+    }
+
+    fn password(&self, server: &ServerConfig) -> Result<SecretString, ControlError> {
+        if let Some(password) = self
+            .inner
+            .configured
+            .iter()
+            .find(|c| c.id == server.id)
+            .and_then(|c| c.password.clone())
+        {
+            return Ok(password);
+        }
+        let var = server
+            .password_env
+            .as_deref()
+            .ok_or_else(|| ControlError::UnknownServer(server.id.clone()))?;
+        std::env::var(var).map(SecretString::from).map_err(|_| {
+            ControlError::Config(format!(
+                "server {}: environment variable {var} is not set in this process",
+                server.id
+            ))
+        })
+    }
+
+    /// Every server the registry knows, in id order.
+    pub async fn ids(&self) -> Result<Vec<ServerId>, ControlError> {
+        Ok(self
+            .inner
+            .store
+            .servers()
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect())
+    }
+}

@@ -1,0 +1,112 @@
+//! What runs in the background of a registry process: the notification listener, the
+//! operation workers, and the maintenance loop (purging tenants past retention, reconciling).
+
+use std::sync::Arc;
+
+use tenancy_core::OperationKind;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::Engine;
+use crate::reconcile;
+use crate::worker::{self, WorkerContext};
+
+/// Background tasks of this process; stop them with [`Workers::shutdown`].
+pub struct Workers {
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Stops taking work; a worker in the middle of an operation finishes its current step and
+    /// hands the operation back to the queue for the next worker.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Engine {
+    /// Starts this process's workers, the notification listener and the maintenance loop.
+    pub fn run_workers(&self) -> Workers {
+        let cancel = CancellationToken::new();
+        let mut tasks = vec![self.spawn_listener(&cancel)];
+        let context = Arc::new(self.worker_context());
+        for n in 0..self.config().engine.workers {
+            let name = format!("{}-w{n}", self.inner.instance);
+            let span = info_span!("worker", worker = %name);
+            tasks.push(tokio::spawn(
+                worker::run(context.clone(), name, cancel.clone()).instrument(span),
+            ));
+        }
+        tasks.push(tokio::spawn(maintain(self.clone(), cancel.clone())));
+        Workers { cancel, tasks }
+    }
+
+    /// Only the notification listener (tools that wait for operations, and tests).
+    pub fn listen(&self) -> Workers {
+        let cancel = CancellationToken::new();
+        let tasks = vec![self.spawn_listener(&cancel)];
+        Workers { cancel, tasks }
+    }
+
+    fn spawn_listener(&self, cancel: &CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(super::feed::listen(
+            self.store().clone(),
+            self.inner.signals.clone(),
+            cancel.clone(),
+        ))
+    }
+
+    pub(super) fn worker_context(&self) -> WorkerContext {
+        WorkerContext {
+            store: self.store().clone(),
+            admins: self.inner.admins.clone(),
+            config: self.inner.config.clone(),
+            activator: self.inner.activator.get().cloned(),
+            wake: self.inner.signals.wake.clone(),
+            #[cfg(feature = "testing")]
+            faults: self.inner.faults.get().cloned(),
+        }
+    }
+}
+
+/// Periodic housekeeping: queue purges of tenants past retention, and reconcile with repair.
+async fn maintain(engine: Engine, cancel: CancellationToken) {
+    let interval = engine.config().engine.reconcile_interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => return,
+        }
+        let store = engine.store();
+        match store.expired_tenants().await {
+            Ok(expired) => {
+                for org_id in expired {
+                    match store.enqueue_system(&org_id, OperationKind::Purge).await {
+                        Ok(Some(op)) => {
+                            info!(%org_id, op_id = %op.id, "retention over, purge queued")
+                        }
+                        Ok(None) => {}
+                        Err(e) => warn!(%org_id, error = %e, "could not queue purge"),
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "could not list expired tenants"),
+        }
+        match reconcile::run(store, engine.admins(), engine.config(), true)
+            .instrument(info_span!("reconcile"))
+            .await
+        {
+            Ok(findings) => {
+                for f in findings {
+                    warn!(kind = ?f.kind, server_id = ?f.server_id, name = %f.name, repaired = f.repaired, "{}", f.detail);
+                }
+            }
+            Err(e) => warn!(error = %e, "reconcile failed"),
+        }
+    }
+}

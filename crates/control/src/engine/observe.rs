@@ -1,0 +1,140 @@
+//! What services and operators read: connection info, usage, health, the audit log, counts for
+//! metrics, and the reconciler's findings. Nothing here changes anything, except
+//! [`Engine::reconcile`] when asked to repair.
+
+use secrecy::{ExposeSecret, SecretString};
+use tenancy_core::{
+    ConnectionInfo, ErrorCode, OperationKind, OperationState, OrgId, RoleName, TenantHealth,
+    TenantStatus, TenantUsage,
+};
+
+use super::Engine;
+use crate::error::ControlError;
+use crate::reconcile::{self, Finding};
+use crate::secrets;
+use crate::store::AuditEvent;
+
+impl Engine {
+    /// A tenant role's password, derived from the master key.
+    pub fn tenant_password(&self, role: &RoleName) -> Result<SecretString, ControlError> {
+        Ok(secrets::tenant_password(self.config().master_key()?, role))
+    }
+
+    /// What a router needs to reach the tenant's database; the password only while it is active.
+    pub async fn connection_info(&self, org_id: &OrgId) -> Result<ConnectionInfo, ControlError> {
+        let tenant = self.tenant(org_id).await?;
+        let server_id = tenant.server_id.clone().ok_or_else(|| {
+            ControlError::conflict(
+                ErrorCode::NotPlaced,
+                format!(
+                    "tenant {org_id} has no database yet (status {})",
+                    tenant.status
+                ),
+            )
+        })?;
+        let admin = self.server_admin(&server_id).await?;
+        let role = tenant.role_name();
+        let password = if tenant.status == TenantStatus::Active {
+            Some(self.tenant_password(&role)?.expose_secret().to_owned())
+        } else {
+            None
+        };
+        Ok(ConnectionInfo {
+            org_id: org_id.clone(),
+            host: admin.config().host.clone(),
+            port: admin.config().port,
+            dbname: tenant.db_name,
+            user: role,
+            password,
+            server_id,
+            status: tenant.status,
+            tier: tenant.tier,
+            pool_size: self.config().tier_limits(tenant.tier).pool_size,
+        })
+    }
+
+    /// Database size and sessions of a tenant.
+    pub async fn usage(&self, org_id: &OrgId) -> Result<TenantUsage, ControlError> {
+        let tenant = self.tenant(org_id).await?;
+        let server_id = tenant.server_id.clone().ok_or_else(|| {
+            ControlError::conflict(
+                ErrorCode::NotPlaced,
+                format!("tenant {org_id} has no database yet"),
+            )
+        })?;
+        let (size_bytes, connections) = self
+            .server_admin(&server_id)
+            .await?
+            .usage(&tenant.db_name)
+            .await?;
+        Ok(TenantUsage {
+            org_id: org_id.clone(),
+            db_name: tenant.db_name,
+            server_id,
+            size_bytes,
+            connections,
+            connection_limit: self.config().tier_limits(tenant.tier).connection_limit,
+        })
+    }
+
+    /// Whether the tenant's server answers, its database exists, and its schema is current.
+    pub async fn health(&self, org_id: &OrgId) -> Result<TenantHealth, ControlError> {
+        let tenant = self.tenant(org_id).await?;
+        let last_error = self
+            .latest_operation(org_id)
+            .await?
+            .filter(|op| op.state != OperationState::Succeeded)
+            .and_then(|op| op.last_error);
+        let (mut reachable, mut database_exists, mut template_version) = (false, false, None);
+        if let Some(server_id) = &tenant.server_id {
+            if let Ok(admin) = self.server_admin(server_id).await
+                && let Ok(exists) = admin.database_exists(&tenant.db_name).await
+            {
+                reachable = true;
+                database_exists = exists;
+            }
+            template_version = self
+                .store()
+                .server(server_id)
+                .await?
+                .and_then(|s| s.template_version);
+        }
+        Ok(TenantHealth {
+            org_id: org_id.clone(),
+            status: tenant.status,
+            reachable,
+            database_exists,
+            schema_version: tenant.schema_version,
+            template_version,
+            last_error,
+        })
+    }
+
+    /// Audit events, newest first; `before_id` pages backwards.
+    pub async fn audit_events(
+        &self,
+        org_id: Option<&OrgId>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, ControlError> {
+        self.store().audit_events(org_id, before_id, limit).await
+    }
+
+    /// Tenants per status, for metrics.
+    pub async fn tenants_by_status(&self) -> Result<Vec<(TenantStatus, i64)>, ControlError> {
+        self.store().tenants_by_status().await
+    }
+
+    /// Operations per kind and state, for metrics.
+    pub async fn operations_by_state(
+        &self,
+    ) -> Result<Vec<(OperationKind, OperationState, i64)>, ControlError> {
+        self.store().operations_by_state().await
+    }
+
+    /// Compares the registry with what exists on every server; with `repair`, fixes what can be
+    /// fixed safely. Orphan databases are only reported: they may hold data.
+    pub async fn reconcile(&self, repair: bool) -> Result<Vec<Finding>, ControlError> {
+        reconcile::run(self.store(), self.admins(), self.config(), repair).await
+    }
+}

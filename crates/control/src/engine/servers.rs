@@ -1,0 +1,96 @@
+//! Database servers: listing, registering, draining, and the configuration file's servers.
+
+use tenancy_core::{AddServer, Server, ServerId, ServerState};
+
+use super::Engine;
+use crate::config::ServerConfig;
+use crate::error::ControlError;
+use crate::pgadmin::ServerAdmin;
+use crate::store::{Actor, ServerChange};
+
+impl Engine {
+    pub async fn servers(&self) -> Result<Vec<Server>, ControlError> {
+        self.store().servers().await
+    }
+
+    pub async fn server(&self, id: &ServerId) -> Result<Server, ControlError> {
+        self.store()
+            .server(id)
+            .await?
+            .ok_or_else(|| ControlError::NotFound {
+                what: format!("server {id}"),
+            })
+    }
+
+    /// Admin connections to a server known to the registry.
+    pub async fn server_admin(&self, id: &ServerId) -> Result<ServerAdmin, ControlError> {
+        self.inner.admins.get(id).await
+    }
+
+    /// Registers a server, then prepares it (template created and migrated). Its password must be
+    /// in this process's environment under `password_env`, and in every other registry process's.
+    pub async fn add_server(
+        &self,
+        request: &AddServer,
+        actor: &Actor,
+    ) -> Result<Server, ControlError> {
+        if std::env::var_os(&request.password_env).is_none() {
+            return Err(ControlError::Validation(format!(
+                "environment variable {} is not set in the registry process",
+                request.password_env
+            )));
+        }
+        let config = ServerConfig {
+            id: request.id.clone(),
+            region: request.region.clone(),
+            host: request.host.clone(),
+            port: request.port,
+            admin_user: request.admin_user.clone(),
+            password_env: Some(request.password_env.clone()),
+            password: None,
+            admin_database: request
+                .admin_database
+                .clone()
+                .unwrap_or_else(|| "postgres".into()),
+            capacity: request.capacity,
+            state: ServerState::Active,
+        };
+        self.store().add_server(&config, actor).await?;
+        let admin = self.inner.admins.get(&config.id).await?;
+        let version = admin.prepare(self.config().engine.template_version).await?;
+        self.record_template_version(&config.id, version).await?;
+        self.server(&config.id).await
+    }
+
+    /// Records the version a server's template was migrated to.
+    pub(crate) async fn record_template_version(
+        &self,
+        id: &ServerId,
+        version: i32,
+    ) -> Result<(), ControlError> {
+        self.store().set_template_version(id, Some(version)).await
+    }
+
+    /// Marks a server active, draining (keeps its tenants, takes no new ones) or disabled.
+    pub async fn set_server_state(
+        &self,
+        id: &ServerId,
+        state: ServerState,
+        actor: &Actor,
+    ) -> Result<(), ControlError> {
+        self.store().set_server_state(id, state, actor).await
+    }
+
+    /// How the configuration file's servers differ from the registry's records.
+    pub async fn configured_server_changes(&self) -> Result<Vec<ServerChange>, ControlError> {
+        self.store().server_changes(&self.config().servers).await
+    }
+
+    /// Records the configuration file's servers in the registry (what the registry does at
+    /// start-up; `tenantctl servers sync` does it on demand).
+    pub async fn apply_configured_servers(&self, actor: &Actor) -> Result<(), ControlError> {
+        self.store()
+            .apply_configured_servers(&self.config().servers, actor)
+            .await
+    }
+}

@@ -1,0 +1,236 @@
+//! Onboarding and the tenant lifecycle. Each change is recorded (with its audit event) and
+//! queues an operation in one transaction; the workers do the rest.
+
+use tenancy_core::{
+    CreateTenant, Operation, OperationKind, OrgId, Region, Tenant, TenantStatus, Tier,
+    UpdateTenant, slug_from_name,
+};
+use tracing::{info, instrument};
+
+use super::Engine;
+use crate::error::ControlError;
+use crate::store::{Actor, Created, NewTenant, TenantFilter};
+
+/// What onboarding did.
+#[derive(Debug, Clone)]
+pub enum Onboarded {
+    /// A new tenant, with the operation that provisions it.
+    Created {
+        tenant: Tenant,
+        operation: Operation,
+    },
+    /// The same request was made before; nothing new was made.
+    Existing { tenant: Tenant },
+}
+
+impl Engine {
+    /// Onboards an organization: records the tenant and queues its provisioning. Idempotent per
+    /// `org_id`: the same request again returns the existing tenant, a different one is a
+    /// conflict.
+    #[instrument(skip_all, fields(org_id = ?request.org_id))]
+    pub async fn onboard(
+        &self,
+        request: CreateTenant,
+        actor: &Actor,
+    ) -> Result<Onboarded, ControlError> {
+        let region = self.check_onboarding(&request)?;
+        let org_id = request.org_id.as_ref().ok_or_else(|| {
+            ControlError::Validation(
+                "org_id is required (or create_org, to create the organization in ZITADEL)".into(),
+            )
+        })?;
+        let slug = request
+            .slug
+            .clone()
+            .unwrap_or_else(|| slug_from_name(request.name.as_str()));
+        let new = NewTenant {
+            org_id,
+            request: &request,
+            slug: &slug,
+            region: &region,
+            tier: request.tier.unwrap_or(Tier::DEFAULT),
+            explicit_slug: request.slug.is_some(),
+        };
+        match self.store().create_tenant(new, actor).await? {
+            Created::New(tenant, operation) => {
+                info!(op_id = %operation.id, db_name = %tenant.db_name, "tenant recorded, provisioning queued");
+                Ok(Onboarded::Created { tenant, operation })
+            }
+            Created::Existing(tenant) => Ok(Onboarded::Existing { tenant }),
+        }
+    }
+
+    /// Checks what can be checked of an onboarding request before anything is created (here or
+    /// in ZITADEL); returns the region the tenant goes to.
+    pub fn check_onboarding(&self, request: &CreateTenant) -> Result<Region, ControlError> {
+        let config = self.config();
+        let region = match &request.region {
+            Some(region) => region.clone(),
+            None => config.default_region().ok_or_else(|| {
+                ControlError::Validation("no region given and no default region configured".into())
+            })?,
+        };
+        if !config.servers.iter().any(|s| s.region == region) {
+            return Err(ControlError::Validation(format!(
+                "no database server in region {region}"
+            )));
+        }
+        if let Some(email) = &request.admin_email {
+            validate_email(email)?;
+            if self.inner.activator.get().is_none() {
+                return Err(ControlError::Validation(
+                    "admin_email needs ZITADEL's management API configured (see the README's ZITADEL section)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(region)
+    }
+
+    /// Suspends an active tenant: its status changes at once (routers refuse it from the next
+    /// change-feed answer), then its role can no longer log in and open sessions are ended.
+    pub async fn suspend(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+        self.suspend_because(org_id, None, actor).await
+    }
+
+    /// As [`Engine::suspend`], recording why in the tenant's `status_reason` (so that, say, a
+    /// suspension that followed an organization's deactivation can be told from an operator's).
+    pub async fn suspend_because(
+        &self,
+        org_id: &OrgId,
+        reason: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
+        use TenantStatus::*;
+        self.store()
+            .request_operation(
+                org_id,
+                OperationKind::Suspend,
+                &[Active],
+                Some((Suspended, reason)),
+                actor,
+            )
+            .await
+    }
+
+    /// Undoes a suspension.
+    pub async fn resume(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+        self.store()
+            .request_operation(
+                org_id,
+                OperationKind::Resume,
+                &[TenantStatus::Suspended],
+                None,
+                actor,
+            )
+            .await
+    }
+
+    /// Soft delete: the tenant is refused at once (`deleting`), its database kept for the
+    /// retention period, then dropped.
+    pub async fn delete(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+        use TenantStatus::*;
+        self.store()
+            .request_operation(
+                org_id,
+                OperationKind::Deprovision,
+                &[Active, Suspended, Failed],
+                Some((Deleting, None)),
+                actor,
+            )
+            .await
+    }
+
+    /// Drops a deleted tenant's database and role now, without waiting for the retention period.
+    pub async fn purge(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+        self.store()
+            .request_operation(
+                org_id,
+                OperationKind::Purge,
+                &[TenantStatus::Deleted],
+                None,
+                actor,
+            )
+            .await
+    }
+
+    /// Runs the tenant's last failed operation again with a fresh attempt budget.
+    pub async fn retry(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+        self.store().retry_failed(org_id, actor).await
+    }
+
+    /// Renames and/or re-tiers a tenant; returns it and the `retier` operation when the tier
+    /// changed.
+    pub async fn update_tenant(
+        &self,
+        org_id: &OrgId,
+        update: &UpdateTenant,
+        actor: &Actor,
+    ) -> Result<(Tenant, Option<Operation>), ControlError> {
+        self.store()
+            .update_tenant(org_id, update.name.as_ref(), update.tier, actor)
+            .await
+    }
+
+    pub async fn tenant(&self, org_id: &OrgId) -> Result<Tenant, ControlError> {
+        self.store()
+            .tenant(org_id)
+            .await?
+            .ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))
+    }
+
+    /// One page of tenants matching the filter, ordered by `org_id`.
+    pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<Tenant>, ControlError> {
+        self.store().list_tenants(filter).await
+    }
+
+    /// Every tenant matching the filter (its `after` and `limit` are ignored).
+    pub async fn all_tenants(&self, filter: &TenantFilter) -> Result<Vec<Tenant>, ControlError> {
+        self.store().all_tenants(filter).await
+    }
+
+    /// Records a tenant's schema version and its last migration error (cleared on success).
+    pub(crate) async fn record_migration(
+        &self,
+        org_id: &OrgId,
+        version: Option<i32>,
+        error: Option<&str>,
+    ) -> Result<(), ControlError> {
+        self.store().record_migration(org_id, version, error).await
+    }
+
+    /// Whether a ZITADEL organization event at `sequence` (or a later one) was applied already.
+    pub async fn org_event_seen(&self, org_id: &str, sequence: i64) -> Result<bool, ControlError> {
+        self.store().org_event_seen(org_id, sequence).await
+    }
+
+    /// Records an applied ZITADEL organization event.
+    pub async fn record_org_event(
+        &self,
+        org_id: &str,
+        sequence: i64,
+        event_type: &str,
+    ) -> Result<(), ControlError> {
+        self.store()
+            .record_org_event(org_id, sequence, event_type)
+            .await
+    }
+}
+
+fn validate_email(email: &str) -> Result<(), ControlError> {
+    let ok = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ControlError::Validation(
+            "admin_email is not a valid e-mail address".into(),
+        ))
+    }
+}

@@ -1,0 +1,29 @@
+//! `deprovision` (soft delete): the tenant was marked deleting when this was asked for; here it
+//! is blocked like a suspension, then marked deleted with its database kept for the retention
+//! period (the maintenance loop queues the purge when it runs out).
+
+use tenancy_core::Step;
+
+use super::StepContext;
+use crate::error::ControlError;
+use crate::store::Finish;
+
+pub(super) const STEPS: &[Step] = &[Step::Block, Step::Finish];
+
+pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
+    match step {
+        Step::Block => match cx.placed_admin().await? {
+            Some(admin) => {
+                admin
+                    .block(&cx.tenant.db_name, &cx.tenant.role_name())
+                    .await
+            }
+            None => Ok(()),
+        },
+        Step::Finish => {
+            let retention = cx.config.engine.retention;
+            cx.finish(Finish::Deleted { retention }).await
+        }
+        other => Err(cx.unexpected(other)),
+    }
+}

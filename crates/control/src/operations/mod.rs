@@ -1,0 +1,156 @@
+//! Operation kinds, one file each: the steps a kind runs, what each step does, and how the kind
+//! finishes. The worker (`crate::worker`) knows none of this; it claims an operation and calls
+//! [`run_step`] until the kind's steps are done.
+//!
+//! Adding a kind means: its file here, its variant of `OperationKind` (in `tenancy-core`), and a
+//! registry migration that allows it in `operations.kind`. The exhaustive matches below make the
+//! compiler point at everything else.
+//!
+//! Every step is idempotent: a worker that dies anywhere in a step leaves work that the next
+//! worker (after the lease expires) repeats safely.
+
+mod activate_admin;
+mod deprovision;
+mod provision;
+mod purge;
+mod resume;
+mod retier;
+mod suspend;
+
+use secrecy::SecretString;
+use tenancy_core::{Operation, OperationKind, Step, Tenant};
+
+use crate::activator::AdminActivator;
+use crate::admins::ServerAdmins;
+use crate::config::{Config, TierLimits};
+use crate::error::ControlError;
+use crate::pgadmin::ServerAdmin;
+use crate::secrets;
+use crate::store::{Finish, Store};
+
+/// The steps `kind` runs, in order; `done` follows the last.
+pub(crate) fn steps(kind: OperationKind) -> &'static [Step] {
+    match kind {
+        OperationKind::Provision => provision::STEPS,
+        OperationKind::Suspend => suspend::STEPS,
+        OperationKind::Resume => resume::STEPS,
+        OperationKind::Retier => retier::STEPS,
+        OperationKind::Deprovision => deprovision::STEPS,
+        OperationKind::Purge => purge::STEPS,
+        OperationKind::ActivateAdmin => activate_admin::STEPS,
+    }
+}
+
+/// Where a new operation of `kind` starts.
+pub(crate) fn first_step(kind: OperationKind) -> Step {
+    steps(kind)[0]
+}
+
+/// The step after `step`, or `done`.
+pub(crate) fn next_step(kind: OperationKind, step: Step) -> Step {
+    let steps = steps(kind);
+    match steps.iter().position(|s| *s == step) {
+        Some(i) if i + 1 < steps.len() => steps[i + 1],
+        _ => Step::Done,
+    }
+}
+
+/// Whether a worker can run `kind`: admin activation needs an identity provider. A worker that
+/// cannot run a kind never claims it; another replica will.
+pub(crate) fn runnable(kind: OperationKind, has_activator: bool) -> bool {
+    match kind {
+        OperationKind::ActivateAdmin => has_activator,
+        OperationKind::Provision
+        | OperationKind::Suspend
+        | OperationKind::Resume
+        | OperationKind::Retier
+        | OperationKind::Deprovision
+        | OperationKind::Purge => true,
+    }
+}
+
+/// Runs one step of the context's operation.
+pub(crate) async fn run_step(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
+    match cx.op.kind {
+        OperationKind::Provision => provision::run(cx, step).await,
+        OperationKind::Suspend => suspend::run(cx, step).await,
+        OperationKind::Resume => resume::run(cx, step).await,
+        OperationKind::Retier => retier::run(cx, step).await,
+        OperationKind::Deprovision => deprovision::run(cx, step).await,
+        OperationKind::Purge => purge::run(cx, step).await,
+        OperationKind::ActivateAdmin => activate_admin::run(cx, step).await,
+    }
+}
+
+/// What a step may use: the registry, the servers' admin connections, the configuration, the
+/// identity provider, and the operation with its tenant. Nothing else of the engine.
+pub(crate) struct StepContext<'a> {
+    pub store: &'a Store,
+    pub admins: &'a ServerAdmins,
+    pub config: &'a Config,
+    pub activator: Option<&'a dyn AdminActivator>,
+    pub op: &'a Operation,
+    /// The worker holding the operation's lease: finishing is fenced by it.
+    pub worker: &'a str,
+    pub tenant: Tenant,
+}
+
+impl StepContext<'_> {
+    /// The admin connections of the tenant's server; the tenant must be placed.
+    async fn admin(&self) -> Result<ServerAdmin, ControlError> {
+        self.placed_admin().await?.ok_or_else(|| {
+            ControlError::Corrupt(format!(
+                "tenant {} is not placed on a server",
+                self.tenant.org_id
+            ))
+        })
+    }
+
+    /// The admin connections of the tenant's server, or `None` when it was never placed.
+    async fn placed_admin(&self) -> Result<Option<ServerAdmin>, ControlError> {
+        match &self.tenant.server_id {
+            Some(server) => self.admins.get(server).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The tenant role's password, derived from the master key.
+    fn password(&self) -> Result<SecretString, ControlError> {
+        Ok(secrets::tenant_password(
+            self.config.master_key()?,
+            &self.tenant.role_name(),
+        ))
+    }
+
+    fn limits(&self) -> TierLimits {
+        self.config.tier_limits(self.tenant.tier)
+    }
+
+    /// Ends the operation with its effect on the tenant (fenced by the lease).
+    async fn finish(&self, effect: Finish) -> Result<(), ControlError> {
+        self.store.finish(self.op, self.worker, effect).await
+    }
+
+    /// A step that is not one of this kind's: the stored operation is corrupt.
+    fn unexpected(&self, step: Step) -> ControlError {
+        ControlError::Corrupt(format!(
+            "step {step} is not a step of a {} operation",
+            self.op.kind
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_starts_somewhere_and_ends_done() {
+        for kind in OperationKind::ALL {
+            let steps = steps(*kind);
+            assert!(!steps.is_empty(), "{kind}");
+            assert_eq!(next_step(*kind, *steps.last().unwrap()), Step::Done);
+        }
+        assert_eq!(next_step(OperationKind::Provision, Step::Place), Step::Role);
+    }
+}

@@ -1,0 +1,22 @@
+//! `resume`: undoes a suspension (LOGIN and CONNECT back), then the tenant is active again.
+
+use tenancy_core::{Step, TenantStatus};
+
+use super::StepContext;
+use crate::error::ControlError;
+use crate::store::Finish;
+
+pub(super) const STEPS: &[Step] = &[Step::Unblock, Step::Finish];
+
+pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
+    match step {
+        Step::Unblock => {
+            cx.admin()
+                .await?
+                .unblock(&cx.tenant.db_name, &cx.tenant.role_name())
+                .await
+        }
+        Step::Finish => cx.finish(Finish::Status(TenantStatus::Active)).await,
+        other => Err(cx.unexpected(other)),
+    }
+}

@@ -1,0 +1,25 @@
+//! `suspend`: the tenant was marked suspended when this was asked for (routers refuse it from
+//! the next change-feed answer); here its role loses LOGIN and CONNECT, and its sessions end.
+
+use tenancy_core::{Step, TenantStatus};
+
+use super::StepContext;
+use crate::error::ControlError;
+use crate::store::Finish;
+
+pub(super) const STEPS: &[Step] = &[Step::Block, Step::Finish];
+
+pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
+    match step {
+        Step::Block => match cx.placed_admin().await? {
+            Some(admin) => {
+                admin
+                    .block(&cx.tenant.db_name, &cx.tenant.role_name())
+                    .await
+            }
+            None => Ok(()),
+        },
+        Step::Finish => cx.finish(Finish::Status(TenantStatus::Suspended)).await,
+        other => Err(cx.unexpected(other)),
+    }
+}

@@ -1,0 +1,152 @@
+//! The registry database, by aggregate: `tenants`, `operations` (the queue), `servers`, `feed`
+//! (the change feed), `org_events` (ZITADEL events applied) and `audit`.
+//!
+//! Rows are private to this module and decode into `tenancy-core` types (`Tenant`, `Operation`,
+//! `Server`, ...) where they are read, so no caller compares a status as text. Every query is
+//! named and goes through [`Store::run`], which traces it (a `store` span with the query's name)
+//! and times it (`tenancy_store_seconds{op}`, `tenancy_store_errors_total{op}`). Anything that
+//! changes a tenant writes its audit event in the same transaction.
+
+mod audit;
+mod feed;
+mod operations;
+mod org_events;
+mod servers;
+mod tenants;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use tracing::Instrument;
+
+use crate::error::{ControlError, sqlstate};
+
+pub use audit::{Actor, AuditEvent};
+pub(crate) use audit::{audit, tenant_snapshot};
+pub use feed::TENANT_CHANGES_CHANNEL;
+pub use operations::{DONE_CHANNEL, Finish, OPERATIONS_CHANNEL};
+pub use servers::ServerChange;
+pub use tenants::{Created, NewTenant, TenantFilter};
+
+/// Handle on the registry database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+type Tx = Transaction<'static, Postgres>;
+
+impl Store {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ControlError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs one named query or transaction: traced, timed, and counted when it fails.
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        work: impl Future<Output = Result<T, ControlError>>,
+    ) -> Result<T, ControlError> {
+        let started = Instant::now();
+        let result = work.instrument(tracing::debug_span!("store", op)).await;
+        metrics::histogram!("tenancy_store_seconds", "op" => op)
+            .record(started.elapsed().as_secs_f64());
+        if let Err(error) = &result
+            && matches!(error, ControlError::Registry(_))
+        {
+            metrics::counter!("tenancy_store_errors_total", "op" => op).increment(1);
+        }
+        result
+    }
+
+    async fn begin(&self) -> Result<Tx, ControlError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Takes the registry-wide lock `name` if no one holds it (a session advisory lock on a
+    /// connection of its own): at most one holder across every replica and tool. Released when
+    /// the guard is dropped, or when its holder dies.
+    pub async fn try_lock(&self, name: &str) -> Result<Option<RegistryLock>, ControlError> {
+        self.run("try_lock", async {
+            let mut connection = PgConnection::connect_with(&self.pool.connect_options()).await?;
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+                .bind(name)
+                .fetch_one(&mut connection)
+                .await?;
+            Ok(locked.then_some(RegistryLock { connection }))
+        })
+        .await
+    }
+
+    /// The registry's migration version (for readiness, and for tools that must not migrate).
+    pub async fn schema_version(&self) -> Result<Option<i32>, ControlError> {
+        self.run("schema_version", async {
+            let exists: bool =
+                sqlx::query_scalar("SELECT to_regclass('refinery_schema_history') IS NOT NULL")
+                    .fetch_one(&self.pool)
+                    .await?;
+            if !exists {
+                return Ok(None);
+            }
+            Ok(
+                sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
+                    .fetch_one(&self.pool)
+                    .await?,
+            )
+        })
+        .await
+    }
+}
+
+/// Holds a registry-wide lock (see [`Store::try_lock`]); closing its connection releases it.
+pub struct RegistryLock {
+    connection: PgConnection,
+}
+
+impl RegistryLock {
+    /// Releases the lock now (dropping the guard releases it too, when the server sees the
+    /// connection close).
+    pub async fn release(self) {
+        let _ = self.connection.close().await;
+    }
+}
+
+/// A nullable column decoded into an optional core type (sqlx's `try_from` needs a local type
+/// to convert into; `Option<T>` is not one).
+#[derive(Debug, Clone)]
+struct Maybe<T>(Option<T>);
+
+impl<T: TryFrom<String>> TryFrom<Option<String>> for Maybe<T> {
+    type Error = T::Error;
+    fn try_from(value: Option<String>) -> Result<Self, T::Error> {
+        value.map(T::try_from).transpose().map(Maybe)
+    }
+}
+
+async fn notify(tx: &mut Tx, channel: &str, payload: &str) -> Result<(), ControlError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn is_unique_violation(error: &ControlError, constraint: &str) -> bool {
+    let ControlError::Registry(error) = error else {
+        return false;
+    };
+    sqlstate(error).as_deref() == Some("23505")
+        && error.as_database_error().and_then(|e| e.constraint()) == Some(constraint)
+}

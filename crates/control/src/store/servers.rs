@@ -1,0 +1,342 @@
+//! `database_servers`: where tenants are placed. Connection settings without secrets; the state
+//! (`active`, `draining`, `disabled`) is the registry's, changed by drain and activate.
+
+use serde::Serialize;
+use sqlx::FromRow;
+use tenancy_core::{ErrorCode, Region, Server, ServerId, ServerState};
+
+use super::{Actor, Store, audit, is_unique_violation};
+use crate::config::ServerConfig;
+use crate::error::ControlError;
+
+/// The one column list of a server read, with its tenant count.
+const SERVER_COLUMNS: &str = "s.id, s.region, s.host, s.port, s.admin_user, s.password_env, \
+    s.admin_database, s.capacity, s.state, s.template_version, \
+    (SELECT count(*) FROM tenants t WHERE t.server_id = s.id) AS tenants";
+
+#[derive(FromRow)]
+struct ServerRow {
+    #[sqlx(try_from = "String")]
+    id: ServerId,
+    #[sqlx(try_from = "String")]
+    region: Region,
+    host: String,
+    port: i32,
+    admin_user: String,
+    password_env: Option<String>,
+    admin_database: String,
+    capacity: i32,
+    #[sqlx(try_from = "String")]
+    state: ServerState,
+    template_version: Option<i32>,
+    tenants: i64,
+}
+
+impl ServerRow {
+    fn config(&self) -> Result<ServerConfig, ControlError> {
+        Ok(ServerConfig {
+            id: self.id.clone(),
+            region: self.region.clone(),
+            host: self.host.clone(),
+            port: u16::try_from(self.port).map_err(ControlError::corrupt)?,
+            admin_user: self.admin_user.clone(),
+            password_env: self.password_env.clone(),
+            password: None,
+            admin_database: self.admin_database.clone(),
+            capacity: u32::try_from(self.capacity).map_err(ControlError::corrupt)?,
+            state: self.state,
+        })
+    }
+
+    fn view(&self) -> Result<Server, ControlError> {
+        Ok(Server {
+            id: self.id.clone(),
+            region: self.region.clone(),
+            host: self.host.clone(),
+            port: u16::try_from(self.port).map_err(ControlError::corrupt)?,
+            capacity: u32::try_from(self.capacity).map_err(ControlError::corrupt)?,
+            state: self.state,
+            template_version: self.template_version,
+            tenants: self.tenants,
+        })
+    }
+}
+
+fn select(rest: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!(
+        "SELECT {SERVER_COLUMNS} FROM database_servers s {rest}"
+    ))
+}
+
+/// How a configured server differs from the registry's record of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerChange {
+    pub id: ServerId,
+    /// `added`, `changed` or `unchanged`.
+    pub change: &'static str,
+    /// For `changed`: the fields that differ, as `field: registry -> configuration`.
+    pub fields: Vec<String>,
+}
+
+impl Store {
+    /// Every server, in id order.
+    pub async fn servers(&self) -> Result<Vec<Server>, ControlError> {
+        self.run("servers", async {
+            let rows = sqlx::query_as::<_, ServerRow>(select("ORDER BY s.id"))
+                .fetch_all(self.pool())
+                .await?;
+            rows.iter().map(ServerRow::view).collect()
+        })
+        .await
+    }
+
+    pub async fn server(&self, id: &ServerId) -> Result<Option<Server>, ControlError> {
+        self.run("server", async {
+            sqlx::query_as::<_, ServerRow>(select("WHERE s.id = $1"))
+                .bind(id.as_str())
+                .fetch_optional(self.pool())
+                .await?
+                .as_ref()
+                .map(ServerRow::view)
+                .transpose()
+        })
+        .await
+    }
+
+    /// A server's connection settings as the registry records them (no password).
+    pub(crate) async fn server_config(
+        &self,
+        id: &ServerId,
+    ) -> Result<Option<ServerConfig>, ControlError> {
+        self.run("server_config", async {
+            sqlx::query_as::<_, ServerRow>(select("WHERE s.id = $1"))
+                .bind(id.as_str())
+                .fetch_optional(self.pool())
+                .await?
+                .as_ref()
+                .map(ServerRow::config)
+                .transpose()
+        })
+        .await
+    }
+
+    /// How the configured servers differ from the registry's records (servers only the registry
+    /// knows, added through the API, are left out).
+    pub async fn server_changes(
+        &self,
+        configured: &[ServerConfig],
+    ) -> Result<Vec<ServerChange>, ControlError> {
+        self.run("server_changes", async {
+            let rows = sqlx::query_as::<_, ServerRow>(select("ORDER BY s.id"))
+                .fetch_all(self.pool())
+                .await?;
+            configured
+                .iter()
+                .map(|want| {
+                    let Some(row) = rows.iter().find(|r| r.id == want.id) else {
+                        return Ok(ServerChange {
+                            id: want.id.clone(),
+                            change: "added",
+                            fields: Vec::new(),
+                        });
+                    };
+                    let have = row.config()?;
+                    let mut fields = Vec::new();
+                    let mut differ = |name: &str, have: String, want: String| {
+                        if have != want {
+                            fields.push(format!("{name}: {have} -> {want}"));
+                        }
+                    };
+                    differ("region", have.region.to_string(), want.region.to_string());
+                    differ("host", have.host, want.host.clone());
+                    differ("port", have.port.to_string(), want.port.to_string());
+                    differ("admin_user", have.admin_user, want.admin_user.clone());
+                    differ(
+                        "password_env",
+                        have.password_env.unwrap_or_default(),
+                        want.password_env.clone().unwrap_or_default(),
+                    );
+                    differ(
+                        "admin_database",
+                        have.admin_database,
+                        want.admin_database.clone(),
+                    );
+                    differ(
+                        "capacity",
+                        have.capacity.to_string(),
+                        want.capacity.to_string(),
+                    );
+                    Ok(ServerChange {
+                        id: want.id.clone(),
+                        change: if fields.is_empty() {
+                            "unchanged"
+                        } else {
+                            "changed"
+                        },
+                        fields,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Records the configured servers (insert, or update their settings); a server's state is
+    /// only set when it is new. Only the registry at start-up and `tenantctl servers sync` do
+    /// this.
+    pub async fn apply_configured_servers(
+        &self,
+        servers: &[ServerConfig],
+        actor: &Actor,
+    ) -> Result<(), ControlError> {
+        self.run("apply_configured_servers", async {
+            let mut tx = self.begin().await?;
+            for s in servers {
+                sqlx::query(
+                    "INSERT INTO database_servers (id, region, host, port, admin_user, capacity, state,
+                                                   password_env, admin_database)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (id) DO UPDATE SET region = EXCLUDED.region, host = EXCLUDED.host,
+                       port = EXCLUDED.port, admin_user = EXCLUDED.admin_user,
+                       capacity = EXCLUDED.capacity, password_env = EXCLUDED.password_env,
+                       admin_database = EXCLUDED.admin_database, updated_at = now()",
+                )
+                .bind(s.id.as_str())
+                .bind(s.region.as_str())
+                .bind(&s.host)
+                .bind(i32::from(s.port))
+                .bind(&s.admin_user)
+                .bind(i32::try_from(s.capacity).unwrap_or(i32::MAX))
+                .bind(s.state.as_str())
+                .bind(s.password_env.as_deref())
+                .bind(&s.admin_database)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if !servers.is_empty() {
+                let ids: Vec<&str> = servers.iter().map(|s| s.id.as_str()).collect();
+                audit(
+                    &mut tx,
+                    actor,
+                    "server.sync",
+                    None,
+                    None,
+                    Some(serde_json::json!({ "servers": ids })),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a new server (one not in the configuration file).
+    pub async fn add_server(
+        &self,
+        server: &ServerConfig,
+        actor: &Actor,
+    ) -> Result<(), ControlError> {
+        self.run("add_server", async {
+            let mut tx = self.begin().await?;
+            sqlx::query(
+                "INSERT INTO database_servers (id, region, host, port, admin_user, password_env,
+                                               admin_database, capacity, state)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(server.id.as_str())
+            .bind(server.region.as_str())
+            .bind(&server.host)
+            .bind(i32::from(server.port))
+            .bind(&server.admin_user)
+            .bind(server.password_env.as_deref())
+            .bind(&server.admin_database)
+            .bind(i32::try_from(server.capacity).unwrap_or(i32::MAX))
+            .bind(server.state.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                let e = ControlError::from(e);
+                if is_unique_violation(&e, "database_servers_pkey") {
+                    ControlError::conflict(
+                        ErrorCode::ServerExists,
+                        format!("server {} already exists", server.id),
+                    )
+                } else {
+                    e
+                }
+            })?;
+            audit(
+                &mut tx,
+                actor,
+                "server.add",
+                None,
+                None,
+                Some(
+                    serde_json::json!({"server_id": server.id, "region": server.region,
+                    "host": server.host, "port": server.port, "capacity": server.capacity}),
+                ),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_server_state(
+        &self,
+        id: &ServerId,
+        state: ServerState,
+        actor: &Actor,
+    ) -> Result<(), ControlError> {
+        self.run("set_server_state", async {
+            let mut tx = self.begin().await?;
+            let before: Option<String> =
+                sqlx::query_scalar("SELECT state FROM database_servers WHERE id = $1 FOR UPDATE")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(before) = before else {
+                return Err(ControlError::NotFound {
+                    what: format!("server {id}"),
+                });
+            };
+            sqlx::query("UPDATE database_servers SET state = $2, updated_at = now() WHERE id = $1")
+                .bind(id.as_str())
+                .bind(state.as_str())
+                .execute(&mut *tx)
+                .await?;
+            audit(
+                &mut tx,
+                actor,
+                "server.set_state",
+                None,
+                Some(serde_json::json!({"server_id": id, "state": before})),
+                Some(serde_json::json!({"server_id": id, "state": state})),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_template_version(
+        &self,
+        id: &ServerId,
+        version: Option<i32>,
+    ) -> Result<(), ControlError> {
+        self.run("set_template_version", async {
+            sqlx::query(
+                "UPDATE database_servers SET template_version = $2, updated_at = now() WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(version)
+            .execute(self.pool())
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+}

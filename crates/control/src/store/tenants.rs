@@ -1,0 +1,546 @@
+//! `tenants`: the organization -> database map, with status, placement and tier.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::FromRow;
+use tenancy_core::{
+    CreateTenant, DbName, ErrorCode, Operation, OperationKind, OrgId, Region, ServerId, Slug,
+    Tenant, TenantName, TenantStatus, Tier,
+};
+
+use super::operations::insert_operation;
+use super::{Actor, Maybe, Store, Tx, audit, is_unique_violation, tenant_snapshot};
+use crate::error::ControlError;
+
+/// The one column list of a tenant read.
+const TENANT_COLUMNS: &str = "org_id, name, slug, db_name, server_id, region, tier, status, \
+    status_reason, parent_org_id, admin_email, schema_version, last_migration_error, created_at, \
+    updated_at";
+
+#[derive(FromRow)]
+struct TenantRow {
+    #[sqlx(try_from = "String")]
+    org_id: OrgId,
+    #[sqlx(try_from = "String")]
+    name: TenantName,
+    #[sqlx(try_from = "String")]
+    slug: Slug,
+    #[sqlx(try_from = "String")]
+    db_name: DbName,
+    #[sqlx(try_from = "Option<String>")]
+    server_id: Maybe<ServerId>,
+    #[sqlx(try_from = "String")]
+    region: Region,
+    #[sqlx(try_from = "String")]
+    tier: Tier,
+    #[sqlx(try_from = "String")]
+    status: TenantStatus,
+    status_reason: Option<String>,
+    #[sqlx(try_from = "Option<String>")]
+    parent_org_id: Maybe<OrgId>,
+    admin_email: Option<String>,
+    schema_version: Option<i32>,
+    last_migration_error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<TenantRow> for Tenant {
+    fn from(row: TenantRow) -> Self {
+        Tenant {
+            org_id: row.org_id,
+            name: row.name,
+            slug: row.slug,
+            db_name: row.db_name,
+            server_id: row.server_id.0,
+            region: row.region,
+            tier: row.tier,
+            status: row.status,
+            status_reason: row.status_reason,
+            parent_org_id: row.parent_org_id.0,
+            schema_version: row.schema_version,
+            admin_email: row.admin_email,
+            last_migration_error: row.last_migration_error,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// `SELECT <tenant columns> ...` as SQL text (the column list is a constant, never user text).
+fn select(rest: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("SELECT {TENANT_COLUMNS} FROM tenants {rest}"))
+}
+
+/// A new tenant with its first operation, ready to insert.
+pub struct NewTenant<'a> {
+    pub org_id: &'a OrgId,
+    pub request: &'a CreateTenant,
+    pub slug: &'a Slug,
+    pub region: &'a Region,
+    pub tier: Tier,
+    /// Whether the slug was given by the caller (a collision is then a conflict) or derived.
+    pub explicit_slug: bool,
+}
+
+impl NewTenant<'_> {
+    /// The request as the registry keeps it (`tenants.request`), with defaults resolved: a repeat
+    /// of the same request normalizes to the same value, whatever the tenant became since (a
+    /// rename, a re-tier). Used both to insert and to compare.
+    fn normalized(&self) -> Value {
+        let req = self.request;
+        serde_json::json!({
+            "name": req.name, "slug": req.slug, "region": self.region, "tier": self.tier,
+            "parent_org_id": req.parent_org_id, "admin_email": req.admin_email,
+        })
+    }
+}
+
+/// What `create_tenant` did.
+pub enum Created {
+    /// A new tenant and its provisioning operation.
+    New(Tenant, Operation),
+    /// The same request was made before: the tenant as it is.
+    Existing(Tenant),
+}
+
+/// Filters of the tenant listing; `after` is the last `org_id` of the previous page.
+#[derive(Debug, Clone, Default)]
+pub struct TenantFilter {
+    pub status: Option<TenantStatus>,
+    pub region: Option<Region>,
+    pub tier: Option<Tier>,
+    pub server_id: Option<ServerId>,
+    pub after: Option<OrgId>,
+    pub limit: i64,
+}
+
+impl Store {
+    pub async fn tenant(&self, org_id: &OrgId) -> Result<Option<Tenant>, ControlError> {
+        self.run("tenant", async {
+            Ok(sqlx::query_as::<_, TenantRow>(select("WHERE org_id = $1"))
+                .bind(org_id.as_str())
+                .fetch_optional(self.pool())
+                .await?
+                .map(Tenant::from))
+        })
+        .await
+    }
+
+    /// Tenants matching the filter, ordered by `org_id`.
+    pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<Tenant>, ControlError> {
+        self.run("list_tenants", async {
+            let rows = sqlx::query_as::<_, TenantRow>(select(
+                "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR region = $2)
+                   AND ($3::text IS NULL OR tier = $3) AND ($4::text IS NULL OR server_id = $4)
+                   AND ($5::text IS NULL OR org_id > $5)
+                 ORDER BY org_id LIMIT $6",
+            ))
+            .bind(filter.status.map(TenantStatus::as_str))
+            .bind(filter.region.as_ref().map(Region::as_str))
+            .bind(filter.tier.map(Tier::as_str))
+            .bind(filter.server_id.as_ref().map(ServerId::as_str))
+            .bind(filter.after.as_ref().map(OrgId::as_str))
+            .bind(filter.limit)
+            .fetch_all(self.pool())
+            .await?;
+            Ok(rows.into_iter().map(Tenant::from).collect())
+        })
+        .await
+    }
+
+    /// Every tenant matching the filter, read page by page (its `after` and `limit` are ignored).
+    pub async fn all_tenants(&self, filter: &TenantFilter) -> Result<Vec<Tenant>, ControlError> {
+        const PAGE: i64 = 1000;
+        let mut all = Vec::new();
+        let mut filter = TenantFilter {
+            limit: PAGE,
+            after: None,
+            ..filter.clone()
+        };
+        loop {
+            let page = self.list_tenants(&filter).await?;
+            let done = (page.len() as i64) < PAGE;
+            filter.after = page.last().map(|t| t.org_id.clone());
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Inserts a tenant and its provisioning operation, or returns the existing tenant when the
+    /// same request was made before. A derived slug that is taken gets a numeric suffix; an
+    /// explicit one is a conflict.
+    pub async fn create_tenant(
+        &self,
+        new: NewTenant<'_>,
+        actor: &Actor,
+    ) -> Result<Created, ControlError> {
+        self.run("create_tenant", async {
+            // A concurrent insert of the same slug aborts our transaction; start over with the
+            // next one.
+            for _ in 0..8 {
+                match self.try_create_tenant(&new, actor).await {
+                    // The same organization inserted concurrently: the next round finds it.
+                    Err(e) if is_unique_violation(&e, "tenants_pkey") => continue,
+                    Err(e)
+                        if is_unique_violation(&e, "tenants_slug_key")
+                            || is_unique_violation(&e, "tenants_db_name_key")
+                            || is_unique_violation(&e, "tenants_role_name_key") =>
+                    {
+                        if new.explicit_slug {
+                            return Err(ControlError::conflict(
+                                ErrorCode::SlugTaken,
+                                format!("slug {} is already used by another tenant", new.slug),
+                            ));
+                        }
+                        continue;
+                    }
+                    other => return other,
+                }
+            }
+            Err(ControlError::conflict(
+                ErrorCode::SlugTaken,
+                "could not allocate a free slug",
+            ))
+        })
+        .await
+    }
+
+    async fn try_create_tenant(
+        &self,
+        new: &NewTenant<'_>,
+        actor: &Actor,
+    ) -> Result<Created, ControlError> {
+        let req = new.request;
+        let normalized = new.normalized();
+        let mut tx = self.begin().await?;
+        let existing: Option<(Value, TenantStatus)> =
+            sqlx::query_as("SELECT request, status FROM tenants WHERE org_id = $1 FOR UPDATE")
+                .bind(new.org_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|(request, status): (Value, String)| {
+                    status
+                        .parse()
+                        .map(|s| (request, s))
+                        .map_err(ControlError::corrupt)
+                })
+                .transpose()?;
+        if let Some((stored, status)) = existing {
+            if stored != normalized {
+                return Err(ControlError::conflict(
+                    ErrorCode::TenantExists,
+                    format!(
+                        "tenant {} already exists with a different request (status {status})",
+                        new.org_id
+                    ),
+                ));
+            }
+            let tenant = lock_tenant(&mut tx, new.org_id).await?;
+            return Ok(Created::Existing(tenant));
+        }
+        if let Some(parent) = &req.parent_org_id {
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE org_id = $1)")
+                    .bind(parent.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if !exists {
+                return Err(ControlError::Validation(format!(
+                    "parent_org_id {parent} is not a tenant"
+                )));
+            }
+        }
+        let slug = if new.explicit_slug {
+            new.slug.clone()
+        } else {
+            free_slug(&mut tx, new.slug).await?
+        };
+        let tenant: Tenant = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO tenants (org_id, name, slug, db_name, role_name, region, tier, status,
+                                  parent_org_id, admin_email, request)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10)
+             RETURNING {TENANT_COLUMNS}"
+        )))
+        .bind(new.org_id.as_str())
+        .bind(req.name.as_str())
+        .bind(slug.as_str())
+        .bind(slug.db_name().as_str())
+        .bind(slug.role_name().as_str())
+        .bind(new.region.as_str())
+        .bind(new.tier.as_str())
+        .bind(req.parent_org_id.as_ref().map(OrgId::as_str))
+        .bind(req.admin_email.as_deref())
+        .bind(&normalized)
+        .fetch_one(&mut *tx)
+        .await?
+        .into();
+        let op = insert_operation(&mut tx, new.org_id, OperationKind::Provision).await?;
+        audit(
+            &mut tx,
+            actor,
+            "tenant.create",
+            Some(new.org_id),
+            None,
+            Some(tenant_snapshot(&tenant)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Created::New(tenant, op))
+    }
+
+    /// Renames a tenant and/or changes its tier. A tier change queues a `retier` operation that
+    /// applies the new limits on the server; the tier itself (and so router pool sizes) changes
+    /// at once.
+    pub async fn update_tenant(
+        &self,
+        org_id: &OrgId,
+        name: Option<&TenantName>,
+        tier: Option<Tier>,
+        actor: &Actor,
+    ) -> Result<(Tenant, Option<Operation>), ControlError> {
+        self.run("update_tenant", async {
+            let mut tx = self.begin().await?;
+            let before = lock_tenant(&mut tx, org_id).await?;
+            let mut op = None;
+            if tier.is_some_and(|t| t != before.tier) {
+                if !matches!(before.status, TenantStatus::Active | TenantStatus::Suspended) {
+                    return Err(ControlError::conflict(
+                        ErrorCode::InvalidState,
+                        format!(
+                            "cannot change the tier of tenant {org_id} while it is {}",
+                            before.status
+                        ),
+                    ));
+                }
+                op = Some(insert_operation(&mut tx, org_id, OperationKind::Retier).await?);
+            }
+            let after: Tenant = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+                "UPDATE tenants SET name = coalesce($2, name), tier = coalesce($3, tier), updated_at = now()
+                 WHERE org_id = $1 RETURNING {TENANT_COLUMNS}"
+            )))
+            .bind(org_id.as_str())
+            .bind(name.map(TenantName::as_str))
+            .bind(tier.map(Tier::as_str))
+            .fetch_one(&mut *tx)
+            .await?
+            .into();
+            audit(
+                &mut tx,
+                actor,
+                "tenant.update",
+                Some(org_id),
+                Some(tenant_snapshot(&before)),
+                Some(tenant_snapshot(&after)),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok((after, op))
+        })
+        .await
+    }
+
+    /// Chooses a server for the tenant (active, in its region, under capacity, fewest tenants)
+    /// and records it. Locking the region's servers serializes placements so concurrent workers
+    /// spread tenants instead of all picking the same emptiest server. Returns the existing
+    /// placement if there is one.
+    pub async fn place(&self, org_id: &OrgId) -> Result<ServerId, ControlError> {
+        self.run("place", async {
+            let mut tx = self.begin().await?;
+            let tenant = lock_tenant(&mut tx, org_id).await?;
+            if let Some(server) = tenant.server_id {
+                return Ok(server);
+            }
+            sqlx::query("SELECT id FROM database_servers WHERE region = $1 ORDER BY id FOR UPDATE")
+                .bind(tenant.region.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let chosen: Option<String> = sqlx::query_scalar(
+                "SELECT s.id FROM database_servers s
+                 LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenants t WHERE t.server_id = s.id) c ON true
+                 WHERE s.region = $1 AND s.state = 'active' AND c.n < s.capacity
+                 ORDER BY c.n, s.id LIMIT 1",
+            )
+            .bind(tenant.region.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(chosen) = chosen else {
+                return Err(ControlError::NoCapacity {
+                    region: tenant.region.to_string(),
+                });
+            };
+            sqlx::query("UPDATE tenants SET server_id = $2, updated_at = now() WHERE org_id = $1")
+                .bind(org_id.as_str())
+                .bind(&chosen)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            chosen.parse().map_err(ControlError::corrupt)
+        })
+        .await
+    }
+
+    pub async fn set_schema_version(
+        &self,
+        org_id: &OrgId,
+        version: Option<i32>,
+    ) -> Result<(), ControlError> {
+        self.run("set_schema_version", async {
+            sqlx::query(
+                "UPDATE tenants SET schema_version = $2, updated_at = now() WHERE org_id = $1",
+            )
+            .bind(org_id.as_str())
+            .bind(version)
+            .execute(self.pool())
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a tenant's schema version and the last migration error (cleared on success).
+    pub async fn record_migration(
+        &self,
+        org_id: &OrgId,
+        version: Option<i32>,
+        error: Option<&str>,
+    ) -> Result<(), ControlError> {
+        self.run("record_migration", async {
+            sqlx::query(
+                "UPDATE tenants SET schema_version = coalesce($2, schema_version),
+                        last_migration_error = $3, updated_at = now()
+                 WHERE org_id = $1",
+            )
+            .bind(org_id.as_str())
+            .bind(version)
+            .bind(error)
+            .execute(self.pool())
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deleted tenants whose retention has run out and that have no operation under way.
+    pub async fn expired_tenants(&self) -> Result<Vec<OrgId>, ControlError> {
+        self.run("expired_tenants", async {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT org_id FROM tenants t WHERE status = 'deleted' AND purge_after <= now()
+                   AND NOT EXISTS (SELECT 1 FROM operations o
+                                   WHERE o.org_id = t.org_id AND o.state IN ('queued', 'running'))",
+            )
+            .fetch_all(self.pool())
+            .await?;
+            ids.into_iter()
+                .map(|id| id.parse().map_err(ControlError::corrupt))
+                .collect()
+        })
+        .await
+    }
+
+    /// Tenants in a transitional status whose latest operation is neither under way nor failed
+    /// (or that have none): the work that should move them on was lost.
+    pub async fn stuck_tenants(&self) -> Result<Vec<Tenant>, ControlError> {
+        self.run("stuck_tenants", async {
+            let rows = sqlx::query_as::<_, TenantRow>(select(
+                "t WHERE status IN ('provisioning', 'deleting')
+                   AND coalesce((SELECT o.state FROM operations o WHERE o.org_id = t.org_id
+                                 ORDER BY o.created_at DESC LIMIT 1), 'succeeded') = 'succeeded'",
+            ))
+            .fetch_all(self.pool())
+            .await?;
+            Ok(rows.into_iter().map(Tenant::from).collect())
+        })
+        .await
+    }
+
+    /// Tenants per status, for metrics.
+    pub async fn tenants_by_status(&self) -> Result<Vec<(TenantStatus, i64)>, ControlError> {
+        self.run("tenants_by_status", async {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT status, count(*) FROM tenants GROUP BY status")
+                    .fetch_all(self.pool())
+                    .await?;
+            rows.into_iter()
+                .map(|(status, n)| Ok((status.parse().map_err(ControlError::corrupt)?, n)))
+                .collect()
+        })
+        .await
+    }
+}
+
+/// The tenant, locked for the rest of the transaction.
+pub(super) async fn lock_tenant(tx: &mut Tx, org_id: &OrgId) -> Result<Tenant, ControlError> {
+    sqlx::query_as::<_, TenantRow>(select("WHERE org_id = $1 FOR UPDATE"))
+        .bind(org_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(Tenant::from)
+        .ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))
+}
+
+pub(super) async fn set_status(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    status: TenantStatus,
+    reason: Option<&str>,
+) -> Result<Tenant, ControlError> {
+    Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+        "UPDATE tenants SET status = $2, status_reason = $3, updated_at = now()
+         WHERE org_id = $1 RETURNING {TENANT_COLUMNS}"
+    )))
+    .bind(org_id.as_str())
+    .bind(status.as_str())
+    .bind(reason)
+    .fetch_one(&mut **tx)
+    .await?
+    .into())
+}
+
+/// Marks a tenant deleted, its database kept until `purge_after`.
+pub(super) async fn mark_deleted(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    retention: std::time::Duration,
+) -> Result<Tenant, ControlError> {
+    Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+        "UPDATE tenants SET status = 'deleted', status_reason = NULL, deleted_at = now(),
+                purge_after = now() + make_interval(secs => $2), updated_at = now()
+         WHERE org_id = $1 RETURNING {TENANT_COLUMNS}"
+    )))
+    .bind(org_id.as_str())
+    .bind(retention.as_secs_f64())
+    .fetch_one(&mut **tx)
+    .await?
+    .into())
+}
+
+pub(super) async fn delete_row(tx: &mut Tx, org_id: &OrgId) -> Result<(), ControlError> {
+    sqlx::query("DELETE FROM tenants WHERE org_id = $1")
+        .bind(org_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The first of `base`, `base_2`, `base_3`, ... that no tenant uses (and that fits 63 bytes).
+async fn free_slug(tx: &mut Tx, base: &Slug) -> Result<Slug, ControlError> {
+    let taken: Vec<String> =
+        sqlx::query_scalar("SELECT slug FROM tenants WHERE slug = $1 OR slug LIKE $2")
+            .bind(base.as_str())
+            .bind(format!("{}\\_%", base.as_str()))
+            .fetch_all(&mut **tx)
+            .await?;
+    if !taken.iter().any(|s| s == base.as_str()) {
+        return Ok(base.clone());
+    }
+    (2..10_000)
+        .map(|n| format!("{}_{n}", base.as_str()))
+        .find(|candidate| !taken.contains(candidate))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            ControlError::conflict(ErrorCode::SlugTaken, format!("no free slug near {base}"))
+        })
+}

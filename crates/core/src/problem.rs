@@ -1,0 +1,273 @@
+//! Errors as data: every stable error code of every HTTP surface (the registry API and the
+//! router's axum rejection), the HTTP status each one answers, and the RFC 9457 problem body.
+//!
+//! A new code is added here and nowhere else decides its status: `ErrorCode::status` is an
+//! exhaustive match, so the compiler points at it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A stable, machine-readable error code (`"tenant_exists"`). Clients match on these, never on
+/// the human `detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    // 400: the request cannot be read.
+    /// Malformed JSON, a bad path or query parameter.
+    InvalidRequest,
+    // 401 and 403.
+    /// No credentials, or credentials that do not verify.
+    Unauthorized,
+    /// Verified, but the caller's roles do not allow this.
+    Forbidden,
+    // 404.
+    /// No such tenant, operation, server or route (also: one the caller may not see).
+    NotFound,
+    // 409: the request contradicts what exists.
+    /// A different create request was made for this organization before.
+    TenantExists,
+    /// An explicit slug another tenant uses.
+    SlugTaken,
+    /// The tenant has an operation under way that this one cannot run beside.
+    OperationInProgress,
+    /// The tenant's status does not allow this (suspending a suspended tenant).
+    InvalidState,
+    /// `retry` on a tenant with no failed operation.
+    NothingToRetry,
+    /// The tenant has no database yet.
+    NotPlaced,
+    /// A server with this id is registered already.
+    ServerExists,
+    /// Another fleet migration is running.
+    MigrationRunning,
+    /// Another replica is running the organization sync.
+    SyncRunning,
+    /// An organization of that name exists in ZITADEL and the registry did not create it.
+    OrganizationExists,
+    // 413, 415, 422.
+    /// The body is larger than the registry accepts.
+    BodyTooLarge,
+    /// The body is not `application/json`.
+    UnsupportedMediaType,
+    /// Well-formed, but refused: an unknown region, a bad e-mail, a bad field value.
+    ValidationFailed,
+    /// A ZITADEL event the registry cannot read.
+    InvalidEvent,
+    /// The request needs ZITADEL's management API, which is not configured.
+    ZitadelNotConfigured,
+    // 5xx: nothing internal is said.
+    /// A bug or an unexpected state; the cause is in the logs.
+    Internal,
+    /// ZITADEL answered with an error the registry cannot act on.
+    ZitadelError,
+    /// No active server with free capacity in the region.
+    NoCapacity,
+    /// The registry database is unavailable.
+    Unavailable,
+    /// The tenant's database server is unavailable.
+    ServerUnavailable,
+    /// The template is in use by another session; onboarding retries.
+    TemplateBusy,
+    /// ZITADEL is unreachable or overloaded.
+    ZitadelUnavailable,
+    /// Waiting took longer than allowed.
+    Timeout,
+    // The router's answers to product services' callers.
+    /// The caller's organization is not a tenant.
+    TenantUnknown,
+    /// The tenant is suspended.
+    TenantSuspended,
+    /// The tenant is deleted.
+    TenantDeleted,
+    /// The tenant is not ready (provisioning or failed).
+    TenantNotReady,
+    /// Every connection of the tenant or its server stayed busy.
+    PoolTimeout,
+    /// The tenant's database cannot be reached.
+    DatabaseUnavailable,
+    /// The caller's token names no organization.
+    NoOrganization,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is answered with.
+    pub fn status(self) -> u16 {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest => 400,
+            Unauthorized => 401,
+            Forbidden | TenantSuspended | NoOrganization => 403,
+            NotFound | TenantUnknown => 404,
+            TenantExists | SlugTaken | OperationInProgress | InvalidState | NothingToRetry
+            | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists => 409,
+            TenantDeleted => 410,
+            BodyTooLarge => 413,
+            UnsupportedMediaType => 415,
+            ValidationFailed | InvalidEvent | ZitadelNotConfigured => 422,
+            Internal => 500,
+            ZitadelError => 502,
+            NoCapacity | Unavailable | ServerUnavailable | TemplateBusy | ZitadelUnavailable
+            | TenantNotReady | PoolTimeout | DatabaseUnavailable => 503,
+            Timeout => 504,
+        }
+    }
+
+    /// The snake_case name clients see.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest => "invalid_request",
+            Unauthorized => "unauthorized",
+            Forbidden => "forbidden",
+            NotFound => "not_found",
+            TenantExists => "tenant_exists",
+            SlugTaken => "slug_taken",
+            OperationInProgress => "operation_in_progress",
+            InvalidState => "invalid_state",
+            NothingToRetry => "nothing_to_retry",
+            NotPlaced => "not_placed",
+            ServerExists => "server_exists",
+            MigrationRunning => "migration_running",
+            SyncRunning => "sync_running",
+            OrganizationExists => "organization_exists",
+            BodyTooLarge => "body_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            ValidationFailed => "validation_failed",
+            InvalidEvent => "invalid_event",
+            ZitadelNotConfigured => "zitadel_not_configured",
+            Internal => "internal",
+            ZitadelError => "zitadel_error",
+            NoCapacity => "no_capacity",
+            Unavailable => "unavailable",
+            ServerUnavailable => "server_unavailable",
+            TemplateBusy => "template_busy",
+            ZitadelUnavailable => "zitadel_unavailable",
+            Timeout => "timeout",
+            TenantUnknown => "tenant_unknown",
+            TenantSuspended => "tenant_suspended",
+            TenantDeleted => "tenant_deleted",
+            TenantNotReady => "tenant_not_ready",
+            PoolTimeout => "pool_timeout",
+            DatabaseUnavailable => "database_unavailable",
+            NoOrganization => "no_organization",
+        }
+    }
+
+    /// Whether the answer is a server-side failure (its detail is never the internal cause).
+    pub fn is_server_error(self) -> bool {
+        self.status() >= 500
+    }
+
+    /// What a 5xx answer says instead of its cause.
+    pub fn generic_detail(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            NoCapacity => "no database server in the region has free capacity; try again later",
+            Unavailable => "the registry database is unavailable; try again shortly",
+            ServerUnavailable => "the tenant's database server is unavailable; try again shortly",
+            TemplateBusy => "the template database is busy; try again shortly",
+            ZitadelUnavailable => "ZITADEL is unavailable; try again shortly",
+            ZitadelError => "ZITADEL refused the request; see the registry's logs",
+            Timeout => "the request took too long",
+            TenantNotReady => "the tenant is not ready yet",
+            PoolTimeout | DatabaseUnavailable => "the tenant database is unavailable; try again",
+            _ => "internal error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An RFC 9457 problem: the body of every error answer, served as `application/problem+json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Problem {
+    /// `/problems/{code}`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The HTTP status's reason phrase.
+    pub title: String,
+    pub status: u16,
+    /// For people; 5xx answers never carry the internal cause.
+    pub detail: String,
+    pub code: ErrorCode,
+}
+
+/// The media type of a [`Problem`].
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+impl Problem {
+    /// A problem for `code`; a server error's detail is replaced by the code's generic one.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        let status = code.status();
+        let detail = if code.is_server_error() {
+            code.generic_detail().to_owned()
+        } else {
+            detail.into()
+        };
+        Self {
+            kind: format!("/problems/{code}"),
+            title: reason_phrase(status).to_owned(),
+            status,
+            detail,
+            code,
+        }
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_say_nothing_internal() {
+        let problem = Problem::new(ErrorCode::Internal, "password authentication failed for x");
+        assert_eq!(problem.status, 500);
+        assert_eq!(problem.detail, "internal error");
+        let json = serde_json::to_value(&problem).unwrap();
+        assert_eq!(json["code"], "internal");
+        assert_eq!(json["type"], "/problems/internal");
+        let conflict = Problem::new(ErrorCode::TenantExists, "tenant 1 exists");
+        assert_eq!(
+            (conflict.status, conflict.detail.as_str()),
+            (409, "tenant 1 exists")
+        );
+    }
+
+    #[test]
+    fn codes_serialize_as_their_names() {
+        for code in [
+            ErrorCode::SlugTaken,
+            ErrorCode::ZitadelNotConfigured,
+            ErrorCode::PoolTimeout,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+}

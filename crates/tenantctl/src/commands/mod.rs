@@ -1,0 +1,8 @@
+//! One module per command: its arguments (with `--help` text and examples) and its `run`.
+
+pub mod migrate;
+pub mod psql;
+pub mod reconcile;
+pub mod servers;
+pub mod status;
+pub mod tenants;

@@ -1,0 +1,44 @@
+//! `tenantctl psql`: an interactive session on a tenant's database.
+
+use anyhow::{Context as _, Result};
+use secrecy::ExposeSecret;
+use tenancy_core::OrgId;
+
+use crate::{Context, Exit};
+
+/// Open psql on a tenant's database (as the server's admin user).
+#[derive(clap::Args)]
+#[command(after_help = "Example:
+  tenantctl psql 263014839178313731 -- -c 'SELECT count(*) FROM tickets'
+
+Exit status is psql's.")]
+pub struct Args {
+    org_id: OrgId,
+    /// Extra arguments for psql, after `--`.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
+    let engine = cx.engine().await?;
+    let tenant = engine.tenant(&args.org_id).await?;
+    let server = tenant.server_id.context("the tenant has no database yet")?;
+    let admin = engine.server_admin(&server).await?;
+    let config = admin.config();
+    let password = config
+        .password
+        .as_ref()
+        .context("no admin password for this server")?;
+    let status = std::process::Command::new("psql")
+        .env("PGPASSWORD", password.expose_secret())
+        .args(["-h", &config.host, "-p", &config.port.to_string()])
+        .args(["-U", &config.admin_user, "-d", tenant.db_name.as_str()])
+        .args(&args.args)
+        .status()
+        .context("running psql (is it installed?)")?;
+    Ok(match status.code() {
+        Some(0) => Exit::Done,
+        Some(1) => Exit::Problems,
+        _ => Exit::Error,
+    })
+}

@@ -1,0 +1,191 @@
+//! `tenantctl tenants`: tenant administration.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use tenancy_control::{Engine, Onboarded, TenantFilter};
+use tenancy_core::{
+    CreateTenant, Operation, OperationState, OrgId, Region, Slug, TenantName, TenantStatus, Tier,
+};
+
+use crate::output::{self, confirm};
+use crate::{Context, Exit};
+
+/// How long suspend, resume and delete wait for their operation by default.
+const DEFAULT_WAIT: &str = "60s";
+
+/// Tenant administration.
+#[derive(clap::Subcommand)]
+#[command(after_help = "Example:\n  tenantctl tenants list")]
+pub enum Command {
+    /// List tenants.
+    #[command(after_help = "Example:\n  tenantctl tenants list --status suspended --output json")]
+    List {
+        #[arg(long)]
+        status: Option<TenantStatus>,
+        #[arg(long)]
+        region: Option<Region>,
+        #[arg(long)]
+        tier: Option<Tier>,
+    },
+    /// One tenant and its recent operations.
+    #[command(after_help = "Example:\n  tenantctl tenants show 263014839178313731")]
+    Show { org_id: OrgId },
+    /// Onboard an organization.
+    #[command(after_help = "Example:
+  tenantctl tenants create 263014839178313731 'Acme Corp' --tier standard --wait 60s
+
+With --wait, the provisioning runs in this process when no registry worker has it, so it \
+completes with no registry running; no other operation is ever taken.")]
+    Create {
+        org_id: OrgId,
+        name: TenantName,
+        #[arg(long)]
+        slug: Option<Slug>,
+        #[arg(long)]
+        region: Option<Region>,
+        #[arg(long)]
+        tier: Option<Tier>,
+        /// Wait this long for the tenant to be active (`30s`, `2m`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wait: Option<Duration>,
+    },
+    /// Suspend: the tenant can no longer connect, open sessions end.
+    #[command(after_help = "Example:\n  tenantctl tenants suspend 263014839178313731 --yes")]
+    Suspend {
+        org_id: OrgId,
+        #[arg(long)]
+        yes: bool,
+        /// How long to wait for the suspension to be applied.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = DEFAULT_WAIT)]
+        wait: Duration,
+    },
+    /// Resume a suspended tenant.
+    #[command(after_help = "Example:\n  tenantctl tenants resume 263014839178313731")]
+    Resume {
+        org_id: OrgId,
+        /// How long to wait for the resume to be applied.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = DEFAULT_WAIT)]
+        wait: Duration,
+    },
+    /// Delete (kept for the retention period), or with --purge drop a deleted tenant's database now.
+    #[command(after_help = "Examples:
+  tenantctl tenants delete 263014839178313731
+  tenantctl tenants delete 263014839178313731 --purge --yes")]
+    Delete {
+        org_id: OrgId,
+        #[arg(long)]
+        purge: bool,
+        #[arg(long)]
+        yes: bool,
+        /// How long to wait for the deletion to be applied.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = DEFAULT_WAIT)]
+        wait: Duration,
+    },
+}
+
+pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
+    match command {
+        Command::List {
+            status,
+            region,
+            tier,
+        } => {
+            let filter = TenantFilter {
+                status,
+                region,
+                tier,
+                ..Default::default()
+            };
+            let tenants = cx.engine().await?.all_tenants(&filter).await?;
+            output::tenants(&tenants, cx.json)?;
+            Ok(Exit::Done)
+        }
+        Command::Show { org_id } => {
+            let engine = cx.engine().await?;
+            let tenant = engine.tenant(&org_id).await?;
+            let ops = engine.tenant_operations(&org_id, 10).await?;
+            if cx.json {
+                output::json(&serde_json::json!({"tenant": tenant, "operations": ops}))?;
+            } else {
+                output::tenants(std::slice::from_ref(&tenant), false)?;
+                output::operations(&ops);
+            }
+            Ok(Exit::Done)
+        }
+        Command::Create {
+            org_id,
+            name,
+            slug,
+            region,
+            tier,
+            wait,
+        } => {
+            let engine = cx.engine().await?;
+            let request = CreateTenant {
+                slug,
+                region,
+                tier,
+                ..CreateTenant::new(org_id, name)
+            };
+            match engine.onboard(request, &cx.actor).await? {
+                Onboarded::Existing { tenant } => {
+                    output::tenants(&[tenant], cx.json)?;
+                    Ok(Exit::Done)
+                }
+                Onboarded::Created { tenant, operation } => {
+                    let op = match wait {
+                        Some(wait) => engine.drive_operation(operation.id, wait).await?,
+                        None => operation,
+                    };
+                    output::operations(std::slice::from_ref(&op));
+                    output::tenants(&[engine.tenant(&tenant.org_id).await?], cx.json)?;
+                    Ok(Exit::problems_if(op.state == OperationState::Failed))
+                }
+            }
+        }
+        Command::Suspend { org_id, yes, wait } => {
+            confirm(
+                yes,
+                &format!("suspend tenant {org_id}? Its sessions will be ended."),
+            )?;
+            let engine = cx.engine().await?;
+            let op = engine.suspend(&org_id, &cx.actor).await?;
+            finish(&engine, op, wait).await
+        }
+        Command::Resume { org_id, wait } => {
+            let engine = cx.engine().await?;
+            let op = engine.resume(&org_id, &cx.actor).await?;
+            finish(&engine, op, wait).await
+        }
+        Command::Delete {
+            org_id,
+            purge,
+            yes,
+            wait,
+        } => {
+            let question = if purge {
+                format!("drop tenant {org_id}'s database and role now? This cannot be undone.")
+            } else {
+                format!(
+                    "delete tenant {org_id}? It is refused at once; its database is kept for the retention period."
+                )
+            };
+            confirm(yes, &question)?;
+            let engine = cx.engine().await?;
+            let op = if purge {
+                engine.purge(&org_id, &cx.actor).await?
+            } else {
+                engine.delete(&org_id, &cx.actor).await?
+            };
+            finish(&engine, op, wait).await
+        }
+    }
+}
+
+/// Waits for the command's own operation (running it here when no worker has it).
+async fn finish(engine: &Engine, op: Operation, wait: Duration) -> Result<Exit> {
+    let op = engine.drive_operation(op.id, wait).await?;
+    output::operations(std::slice::from_ref(&op));
+    Ok(Exit::problems_if(op.state != OperationState::Succeeded))
+}
