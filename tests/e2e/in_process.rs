@@ -13,7 +13,7 @@ use tenancy_registry::{Application, Settings};
 use tenancy_testkit::TestFleet;
 
 /// The development token of [`dev_settings`]: every role.
-pub const DEV_TOKEN: &str = "dev";
+pub const DEV_TOKEN: &str = "dev-token-for-tests-0123456789abcdef";
 
 /// The fleet as the registry's configuration.
 pub fn fleet_config(fleet: &TestFleet) -> Result<Config> {

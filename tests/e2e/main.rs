@@ -2,5 +2,6 @@
 
 mod crash;
 mod input;
+mod layout;
 mod lifecycle;
 mod openapi;

@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tenancy_testkit::{TestFleet, eventually};
 
-pub const TOKEN: &str = "e2e-dev-token";
+pub const TOKEN: &str = "e2e-dev-token-0123456789abcdef0123";
 
 /// Path of a workspace binary, built if missing.
 pub fn binary(name: &str) -> PathBuf {

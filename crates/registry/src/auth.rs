@@ -18,13 +18,26 @@ use tenancy_zitadel::{Caller, roles};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+/// Why a token gave no caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    /// Not a token this authenticator accepts (401).
+    Refused,
+    /// The token could not be checked right now: the identity provider is unreachable or
+    /// rate-limited (503; the caller tries again).
+    Unavailable,
+}
+
 /// Turns a bearer token into a verified caller, or refuses it.
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Option<Caller>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Result<Caller, AuthError>> + Send + 'a>>;
 }
+
+/// The shortest development token accepted.
+pub const MIN_DEV_TOKEN_LEN: usize = 32;
 
 /// One static token with every role: for local development, on a loopback address only.
 pub struct DevToken {
@@ -32,10 +45,17 @@ pub struct DevToken {
 }
 
 impl DevToken {
-    pub fn new(token: &SecretString) -> Self {
-        Self {
-            digest: Sha256::digest(token.expose_secret().as_bytes()).into(),
+    /// Refuses tokens shorter than [`MIN_DEV_TOKEN_LEN`] characters.
+    pub fn new(token: &SecretString) -> Result<Self, String> {
+        let length = token.expose_secret().chars().count();
+        if length < MIN_DEV_TOKEN_LEN {
+            return Err(format!(
+                "the development token must be at least {MIN_DEV_TOKEN_LEN} characters, not {length}"
+            ));
         }
+        Ok(Self {
+            digest: Sha256::digest(token.expose_secret().as_bytes()).into(),
+        })
     }
 }
 
@@ -43,7 +63,7 @@ impl Authenticator for DevToken {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Option<Caller>> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Result<Caller, AuthError>> + Send + 'a>> {
         // Comparing digests keeps the comparison's timing independent of the secret.
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let ok = presented
@@ -52,16 +72,17 @@ impl Authenticator for DevToken {
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
         Box::pin(async move {
-            ok.then(|| {
-                let everywhere: BTreeSet<_> = ["dev".parse().expect("valid org id")].into();
-                Caller {
-                    subject: "dev".into(),
-                    org_id: None,
-                    roles: BTreeMap::from([
-                        (roles::PLATFORM_ADMIN.to_owned(), everywhere.clone()),
-                        (roles::TENANT_ROUTER.to_owned(), everywhere),
-                    ]),
-                }
+            if !ok {
+                return Err(AuthError::Refused);
+            }
+            let everywhere: BTreeSet<_> = ["dev".parse().expect("valid org id")].into();
+            Ok(Caller {
+                subject: "dev".into(),
+                org_id: None,
+                roles: BTreeMap::from([
+                    (roles::PLATFORM_ADMIN.to_owned(), everywhere.clone()),
+                    (roles::TENANT_ROUTER.to_owned(), everywhere),
+                ]),
             })
         })
     }
@@ -72,12 +93,17 @@ impl Authenticator for tenancy_zitadel::Verifier {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Option<Caller>> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Result<Caller, AuthError>> + Send + 'a>> {
         Box::pin(async move {
-            self.verify(token)
-                .await
-                .map_err(|e| tracing::info!(error = %e, "ZITADEL token refused"))
-                .ok()
+            self.verify(token).await.map_err(|e| {
+                if e.is_refusal() {
+                    tracing::info!(error = %e, "ZITADEL token refused");
+                    AuthError::Refused
+                } else {
+                    tracing::warn!(error = %e, "ZITADEL token not verified");
+                    AuthError::Unavailable
+                }
+            })
         })
     }
 }
@@ -143,7 +169,10 @@ impl FromRequestParts<AppState> for Authenticated {
             .ok_or(ApiError::Unauthorized)?;
         let caller = authenticate(&state.authenticators, token)
             .await
-            .ok_or(ApiError::Unauthorized)?;
+            .map_err(|e| match e {
+                AuthError::Refused => ApiError::Unauthorized,
+                AuthError::Unavailable => ApiError::IdentityUnavailable,
+            })?;
         tracing::Span::current().record("subject", caller.subject.as_str());
         let request_id = parts
             .headers
@@ -154,11 +183,19 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-async fn authenticate(authenticators: &[Arc<dyn Authenticator>], token: &str) -> Option<Caller> {
+/// The first authenticator that accepts the token; unavailable when none did and one could not
+/// tell.
+async fn authenticate(
+    authenticators: &[Arc<dyn Authenticator>],
+    token: &str,
+) -> Result<Caller, AuthError> {
+    let mut outcome = AuthError::Refused;
     for authenticator in authenticators {
-        if let Some(caller) = authenticator.authenticate(token).await {
-            return Some(caller);
+        match authenticator.authenticate(token).await {
+            Ok(caller) => return Ok(caller),
+            Err(AuthError::Unavailable) => outcome = AuthError::Unavailable,
+            Err(AuthError::Refused) => {}
         }
     }
-    None
+    Err(outcome)
 }

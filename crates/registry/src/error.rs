@@ -21,6 +21,9 @@ pub enum ApiError {
     Refused { code: ErrorCode, detail: String },
     #[error("missing or invalid credentials")]
     Unauthorized,
+    /// The token could not be verified right now (the identity provider is unreachable).
+    #[error("the identity provider is unavailable")]
+    IdentityUnavailable,
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("no route for {0}")]
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::Control(e) => e.code(),
             ApiError::Refused { code, .. } => *code,
             ApiError::Unauthorized => ErrorCode::Unauthorized,
+            ApiError::IdentityUnavailable => ErrorCode::ZitadelUnavailable,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::NoRoute(_) => ErrorCode::NotFound,
             ApiError::Zitadel(ManagementError::Conflict(_)) => ErrorCode::OrganizationExists,

@@ -24,6 +24,10 @@ pub fn verifier(settings: &Settings) -> anyhow::Result<Option<Verifier>> {
     };
     let project = project_id(settings)?;
     let mut config = VerifierConfig::new(issuer.trim_end_matches('/'), project);
+    config.platform_org_id = Some(settings.zitadel_platform_org_id.clone().context(
+        "TENANCY_ZITADEL_PLATFORM_ORG_ID is required with TENANCY_ZITADEL_ISSUER: platform roles \
+         count only when granted in the platform's own organization",
+    )?);
     config.introspection = match (
         &settings.zitadel_client_id,
         &settings.zitadel_client_secret,
@@ -81,10 +85,17 @@ impl Identity {
         Ok(Some(Arc::new(Self {
             management: Management::new(config)?,
             project_id: project_id(settings)?,
+            // The platform's own organization is never a tenant.
             ignored: settings
                 .zitadel_ignore_orgs
                 .iter()
                 .map(|o| o.trim().to_owned())
+                .chain(
+                    settings
+                        .zitadel_platform_org_id
+                        .iter()
+                        .map(ToString::to_string),
+                )
                 .filter(|o| !o.is_empty())
                 .collect(),
             sync_interval: settings.zitadel_org_sync_interval,

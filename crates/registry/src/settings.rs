@@ -21,8 +21,9 @@ pub struct Settings {
     #[arg(long, env = "TENANCY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// A static bearer token with every role, for local development. Refused unless the
-    /// listen address is a loopback address.
+    /// A static bearer token with every role, for local development: at least 32 characters,
+    /// refused unless the listen address is a loopback address, and refused when ZITADEL tokens
+    /// are on (TENANCY_ZITADEL_ISSUER).
     #[arg(long, env = "TENANCY_DEV_TOKEN", hide_env_values = true)]
     pub dev_token: Option<SecretString>,
 
@@ -33,6 +34,11 @@ pub struct Settings {
     /// The ZITADEL project whose id must be in a token's audience and whose roles count.
     #[arg(long, env = "TENANCY_ZITADEL_PROJECT_ID")]
     pub zitadel_project_id: Option<String>,
+
+    /// The platform's own organization: `platform_admin` and `tenant_router` count only when
+    /// granted there. Required with TENANCY_ZITADEL_ISSUER; never onboarded as a tenant.
+    #[arg(long, env = "TENANCY_ZITADEL_PLATFORM_ORG_ID")]
+    pub zitadel_platform_org_id: Option<tenancy_core::OrgId>,
 
     /// Client id of the registry's API application, for introspecting opaque tokens.
     #[arg(long, env = "TENANCY_ZITADEL_CLIENT_ID")]
@@ -120,6 +126,7 @@ impl Settings {
             dev_token: None,
             zitadel_issuer: None,
             zitadel_project_id: None,
+            zitadel_platform_org_id: None,
             zitadel_client_id: None,
             zitadel_client_secret: None,
             zitadel_application_key_file: None,

@@ -77,7 +77,13 @@ impl Application {
                     settings.listen
                 );
             }
-            authenticators.push(Arc::new(DevToken::new(token)));
+            if settings.zitadel_issuer.is_some() {
+                bail!(
+                    "the development token is refused when ZITADEL tokens are on \
+                     (TENANCY_ZITADEL_ISSUER): unset TENANCY_DEV_TOKEN"
+                );
+            }
+            authenticators.push(Arc::new(DevToken::new(token).map_err(anyhow::Error::msg)?));
         }
         if let Some(verifier) = identity::verifier(&settings)? {
             authenticators.push(Arc::new(verifier));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use sqlx::Connection;
 use tenancy_core::{ConnectionInfo, OrgId, TenantStatus, Tier};
-use tenancy_e2e::in_process::InProcessRegistry;
+use tenancy_e2e::in_process::{DEV_TOKEN, InProcessRegistry};
 use tenancy_router::{RegistryResolver, RouterConfig, RouterError, StaticResolver, TenantRouter};
 use tenancy_testkit::{ClusterOptions, PgCluster, eventually};
 
@@ -182,7 +182,7 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
     }
 
     let router = TenantRouter::new(
-        Arc::new(RegistryResolver::new(&base, "dev")),
+        Arc::new(RegistryResolver::new(&base, DEV_TOKEN)),
         RouterConfig::default(),
     );
     let a: OrgId = "100".parse().unwrap();
@@ -213,7 +213,7 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
     let suspended_at = Instant::now();
     let response = http
         .post(format!("{base}/v1/tenants/100/suspend"))
-        .bearer_auth("dev")
+        .bearer_auth(DEV_TOKEN)
         .send()
         .await
         .unwrap();
@@ -249,7 +249,7 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
         || async {
             let op: serde_json::Value = http
                 .get(&op_url)
-                .bearer_auth("dev")
+                .bearer_auth(DEV_TOKEN)
                 .send()
                 .await
                 .unwrap()
@@ -263,7 +263,7 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
     let resumed_at = Instant::now();
     let response = http
         .post(format!("{base}/v1/tenants/100/resume"))
-        .bearer_auth("dev")
+        .bearer_auth(DEV_TOKEN)
         .send()
         .await
         .unwrap();

@@ -15,7 +15,9 @@ mod zitadel;
 pub use eventually::eventually;
 pub use fleet::{FleetBuilder, MASTER_KEY, MASTER_KEY_ENV, TestFleet, TestServer};
 pub use pg::{ClusterOptions, PgCluster, pg_bin_dir};
-pub use zitadel::{Org, PAT as ZITADEL_PAT, TokenClaims, User, ZitadelStandIn};
+pub use zitadel::{
+    Org, PAT as ZITADEL_PAT, PLATFORM_ORG_ID, PROJECT_ID, TokenClaims, User, ZitadelStandIn,
+};
 
 /// Prints the code's tracing output during tests when `TEST_LOG=1`; quiet otherwise.
 pub fn init_test_logging() {

@@ -31,6 +31,8 @@ const CLIENT_KEY: &str = include_str!("../keys/rsa-c.pem");
 pub const CLIENT_ID: &str = "263014839178379267@tenancy";
 pub const CLIENT_SECRET: &str = "stand-in-client-secret";
 pub const PROJECT_ID: &str = "263014839178313999";
+/// The platform's own organization, where `platform_admin` and `tenant_router` are granted.
+pub const PLATFORM_ORG_ID: &str = "263014839178300001";
 /// The service account (machine user) the control plane calls the management API as.
 pub const SERVICE_USER_ID: &str = "263014839178500001";
 const SERVICE_KEY_ID: &str = "263014839178600001";
@@ -75,6 +77,11 @@ struct State_ {
     previous: Option<usize>,
     opaque: HashMap<String, Value>,
     jwks_fetches: usize,
+    /// While set, the JWKS endpoint answers 503 after this long (an identity-provider outage).
+    jwks_down: Option<std::time::Duration>,
+    introspections: usize,
+    /// `jti`s of client assertions seen: a replay is refused.
+    seen_jtis: HashSet<String>,
     /// Verifies assertions signed with the key files' key.
     client_key: DecodingKey,
     orgs: Vec<Org>,
@@ -99,8 +106,11 @@ impl State_ {
 pub struct TokenClaims {
     pub subject: String,
     pub org_id: String,
-    /// (role, org) pairs, put in the project-specific role claim.
+    /// (role, org) pairs, put in the role claim of `project` and in the generic role claim, as
+    /// ZITADEL does for the project of the application that asked for the token.
     pub roles: Vec<(String, String)>,
+    /// The project whose role claim carries `roles` (the stand-in's own by default).
+    pub project: String,
     pub audience: Vec<String>,
     /// Seconds from now; negative for an expired token.
     pub expires_in: i64,
@@ -114,10 +124,17 @@ impl TokenClaims {
             subject: subject.into(),
             org_id: org_id.into(),
             roles: vec![(role.into(), org_id.into())],
+            project: PROJECT_ID.into(),
             audience: vec![CLIENT_ID.into(), PROJECT_ID.into()],
             expires_in: 3600,
             issuer: None,
         }
+    }
+
+    /// A user of the platform organization holding a platform role (`platform_admin`,
+    /// `tenant_router`) there.
+    pub fn platform(subject: &str, role: &str) -> Self {
+        Self::new(subject, PLATFORM_ORG_ID, role)
     }
 }
 
@@ -159,6 +176,9 @@ impl ZitadelStandIn {
             previous: None,
             opaque: HashMap::new(),
             jwks_fetches: 0,
+            jwks_down: None,
+            introspections: 0,
+            seen_jtis: HashSet::new(),
             orgs: Vec::new(),
             users: Vec::new(),
             access_tokens: HashSet::new(),
@@ -241,7 +261,7 @@ impl ZitadelStandIn {
             "nbf": now - 10,
             "client_id": CLIENT_ID,
             "urn:zitadel:iam:user:resourceowner:id": claims.org_id,
-            format!("urn:zitadel:iam:org:project:{PROJECT_ID}:roles"): Value::Object(roles.clone()),
+            format!("urn:zitadel:iam:org:project:{}:roles", claims.project): Value::Object(roles.clone()),
             "urn:zitadel:iam:org:project:roles": Value::Object(roles),
         })
     }
@@ -253,9 +273,24 @@ impl ZitadelStandIn {
         state.active = (state.active + 1) % state.keys.len();
     }
 
+    /// Stops publishing the previous key: tokens it signed must stop verifying.
+    pub fn retire_previous_key(&self) {
+        self.state.lock().unwrap().previous = None;
+    }
+
     /// How often the JWKS was fetched (to test the refresh rate limit).
     pub fn jwks_fetches(&self) -> usize {
         self.state.lock().unwrap().jwks_fetches
+    }
+
+    /// A JWKS outage: the endpoint answers 503 after `delay` until called with `None`.
+    pub fn set_jwks_down(&self, delay: Option<std::time::Duration>) {
+        self.state.lock().unwrap().jwks_down = delay;
+    }
+
+    /// How many introspection requests arrived.
+    pub fn introspections(&self) -> usize {
+        self.state.lock().unwrap().introspections
     }
 
     /// The service account's key file (JWT profile), as ZITADEL's console downloads it.
@@ -404,8 +439,9 @@ async fn management_auth(State(state): Shared, request: Request, next: Next) -> 
     next.run(request).await
 }
 
-/// Checks a JWT signed with the client key: `kid`, `iss` = `sub` = `subject`, `aud` = issuer.
-fn valid_assertion(state: &State_, jwt: &str, kid: &str, subject: &str) -> bool {
+/// Checks a JWT signed with the client key: `kid`, `iss` = `sub` = `subject`, `aud` = issuer,
+/// `iat`, and a `jti` not seen before (OpenID Connect Core §9; replays are refused).
+fn valid_assertion(state: &mut State_, jwt: &str, kid: &str, subject: &str) -> bool {
     let Ok(header) = jsonwebtoken::decode_header(jwt) else {
         return false;
     };
@@ -416,8 +452,15 @@ fn valid_assertion(state: &State_, jwt: &str, kid: &str, subject: &str) -> bool 
     validation.set_audience(&[&state.issuer]);
     validation.set_issuer(&[subject]);
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    jsonwebtoken::decode::<Value>(jwt, &state.client_key, &validation)
-        .is_ok_and(|data| data.claims["sub"] == json!(subject))
+    let Ok(data) = jsonwebtoken::decode::<Value>(jwt, &state.client_key, &validation) else {
+        return false;
+    };
+    let Some(jti) = data.claims["jti"].as_str().filter(|j| !j.is_empty()) else {
+        return false;
+    };
+    data.claims["sub"] == json!(subject)
+        && data.claims["iat"].is_number()
+        && state.seen_jtis.insert(jti.to_owned())
 }
 
 /// The JWT profile grant: a service account's signed assertion for an access token.
@@ -430,7 +473,7 @@ async fn token(State(state): Shared, Form(form): Form<HashMap<String, String>>) 
     let ok = form.get("grant_type").map(String::as_str) == Some(JWT_BEARER)
         && form
             .get("assertion")
-            .is_some_and(|a| valid_assertion(&state, a, SERVICE_KEY_ID, SERVICE_USER_ID));
+            .is_some_and(|a| valid_assertion(&mut state, a, SERVICE_KEY_ID, SERVICE_USER_ID));
     if !ok {
         return (
             StatusCode::BAD_REQUEST,
@@ -646,14 +689,22 @@ async fn discovery(State(state): Shared) -> Json<Value> {
     }))
 }
 
-async fn jwks(State(state): Shared) -> Json<Value> {
-    let mut state = state.lock().unwrap();
-    state.jwks_fetches += 1;
+async fn jwks(State(state): Shared) -> Response {
+    let down = {
+        let mut state = state.lock().unwrap();
+        state.jwks_fetches += 1;
+        state.jwks_down
+    };
+    if let Some(delay) = down {
+        tokio::time::sleep(delay).await;
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let state = state.lock().unwrap();
     let mut keys = vec![state.keys[state.active].jwk.clone()];
     if let Some(previous) = state.previous {
         keys.push(state.keys[previous].jwk.clone());
     }
-    Json(json!({ "keys": keys }))
+    Json(json!({ "keys": keys })).into_response()
 }
 
 /// RFC 7662 as ZITADEL answers it: 401 only when the client fails to authenticate, otherwise
@@ -667,21 +718,27 @@ async fn introspect(
         "Basic {}",
         STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
     );
-    let state = state.lock().unwrap();
+    let mut state = state.lock().unwrap();
+    state.introspections += 1;
     let basic =
         headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str());
     let private_key_jwt = form.get("client_assertion_type").map(String::as_str)
         == Some(CLIENT_ASSERTION_TYPE)
         && form
             .get("client_assertion")
-            .is_some_and(|a| valid_assertion(&state, a, APPLICATION_KEY_ID, CLIENT_ID));
+            .is_some_and(|a| valid_assertion(&mut state, a, APPLICATION_KEY_ID, CLIENT_ID));
     if !basic && !private_key_jwt {
         return Err(StatusCode::UNAUTHORIZED);
     }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let answer = form
         .get("token")
         .and_then(|t| state.opaque.get(t))
         .filter(|claims| claims["active"] == json!(true))
+        .filter(|claims| claims["exp"].as_i64().is_some_and(|exp| exp > now))
         .cloned()
         .unwrap_or_else(|| json!({"active": false}));
     Ok(Json(answer))

@@ -12,7 +12,10 @@ pub mod roles {
     /// Reads its own organization's tenant.
     pub const TENANT_ADMIN: &str = "tenant_admin";
     /// A product service that runs the router: reads connection info and the change feed.
+    /// Granted in the platform's own organization.
     pub const TENANT_ROUTER: &str = "tenant_router";
+    /// Roles that count only when granted in the platform organization.
+    pub const PLATFORM_ROLES: [&str; 2] = [PLATFORM_ADMIN, TENANT_ROUTER];
 }
 
 /// A caller whose token was verified.
@@ -22,7 +25,8 @@ pub struct Caller {
     pub subject: String,
     /// The caller's own organization (`urn:zitadel:iam:user:resourceowner:id`).
     pub org_id: Option<OrgId>,
-    /// Role key -> organizations in which the caller holds it.
+    /// Role key -> organizations in which the caller holds it (platform roles: the platform
+    /// organization only, as verification keeps them).
     pub roles: BTreeMap<String, BTreeSet<OrgId>>,
 }
 

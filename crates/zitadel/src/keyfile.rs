@@ -57,6 +57,9 @@ struct AssertionClaims<'a> {
     aud: &'a str,
     iat: u64,
     exp: u64,
+    /// Unique per assertion (OpenID Connect Core §9): providers refuse assertions without it,
+    /// and replays of one they have seen.
+    jti: String,
 }
 
 impl KeyFile {
@@ -108,6 +111,7 @@ impl KeyFile {
             aud: audience,
             iat: now,
             exp: now + lifetime.as_secs(),
+            jti: uuid::Uuid::new_v4().to_string(),
         };
         let key = EncodingKey::from_rsa_pem(self.key.expose_secret().as_bytes())
             .map_err(|e| KeyFileError::Key(e.to_string()))?;

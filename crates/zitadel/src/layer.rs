@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response, StatusCode, header};
 use tower::{Layer, Service};
 
-use crate::Verifier;
+use crate::{Verifier, VerifyError};
 
 #[derive(Clone)]
 pub struct CallerLayer {
@@ -66,20 +66,27 @@ where
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim)
                 .map(str::to_owned);
-            let caller = match token {
-                Some(token) => verifier
-                    .verify(&token)
-                    .await
-                    .map_err(|e| tracing::info!(error = %e, "token refused"))
-                    .ok(),
-                None => None,
+            let verified = match token {
+                Some(token) => verifier.verify(&token).await,
+                None => Err(VerifyError::Malformed("no bearer token".into())),
             };
-            match caller {
-                Some(caller) => {
+            match verified {
+                Ok(caller) => {
                     request.extensions_mut().insert(caller);
                     inner.call(request).await
                 }
-                None => {
+                // The identity provider could not be asked: neither accepted nor refused.
+                Err(e) if !e.is_refusal() => {
+                    tracing::warn!(error = %e, "token not verified");
+                    let mut response = Response::new(R::default());
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                    Ok(response)
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "token refused");
                     let mut response = Response::new(R::default());
                     *response.status_mut() = StatusCode::UNAUTHORIZED;
                     response.headers_mut().insert(

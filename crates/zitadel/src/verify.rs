@@ -1,7 +1,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::sync::RwLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -11,14 +13,15 @@ use tenancy_core::OrgId;
 use tracing::{debug, warn};
 
 use crate::Caller;
+use crate::caller::roles::PLATFORM_ROLES;
 use crate::discovery::{Discovery, Endpoints};
 use crate::keyfile::KeyFile;
 
 const RESOURCE_OWNER_ID: &str = "urn:zitadel:iam:user:resourceowner:id";
-const ROLES: &str = "urn:zitadel:iam:org:project:roles";
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// Why a token was refused. Callers see only "unauthorized"; the reason is for logs.
+/// Why a token was refused. Callers see only "unauthorized" (or "unavailable"); the reason is for
+/// logs.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("malformed token: {0}")]
@@ -33,6 +36,16 @@ pub enum VerifyError {
     Inactive,
     #[error("identity provider unreachable: {0}")]
     Unavailable(String),
+    /// Too many opaque tokens to introspect right now: the token was neither accepted nor refused.
+    #[error("introspection rate limit reached")]
+    RateLimited,
+}
+
+impl VerifyError {
+    /// Whether the token itself was refused (as opposed to the provider being unavailable).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, VerifyError::Unavailable(_) | VerifyError::RateLimited)
+    }
 }
 
 /// How the API application authenticates to the introspection endpoint.
@@ -54,16 +67,28 @@ const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
 pub struct VerifierConfig {
     /// The instance URL, compared exactly with `iss`.
     pub issuer: String,
-    /// The project whose id must be in `aud`, and whose role claim wins.
+    /// The project whose id must be in `aud`; roles are read from its role claim only.
     pub project_id: String,
+    /// The platform's own organization: `platform_admin` and `tenant_router` count only when
+    /// granted there. Without it, those roles never count.
+    pub platform_org_id: Option<OrgId>,
     /// Needed for opaque tokens; without it only JWTs are accepted.
     pub introspection: Option<IntrospectionClient>,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
-    /// An unknown `kid` refetches the JWKS at most this often.
+    /// JWKS fetches (successful or not) are at least this far apart: a flood of unknown `kid`s
+    /// cannot hammer the issuer, nor stall tokens signed with known keys.
     pub jwks_min_refresh: Duration,
-    /// How long an introspection answer is reused.
+    /// Keys are used at most this long after they were fetched; then the JWKS is read again and
+    /// keys no longer published stop verifying.
+    pub jwks_max_age: Duration,
+    /// How long an introspection answer is reused at most (never past the token's `exp`).
     pub introspection_cache: Duration,
+    /// The most introspection answers kept.
+    pub introspection_cache_size: u64,
+    /// Introspection calls per second at most; beyond it, unknown opaque tokens are turned away
+    /// as "unavailable" without asking the provider.
+    pub introspection_rate: NonZeroU32,
     /// Asymmetric algorithms only: HMAC with a public key and `none` can never verify.
     pub algorithms: Vec<Algorithm>,
 }
@@ -74,10 +99,14 @@ impl VerifierConfig {
         Self {
             issuer: issuer.into(),
             project_id: project_id.into(),
+            platform_org_id: None,
             introspection: None,
             leeway: Duration::from_secs(60),
             jwks_min_refresh: Duration::from_secs(30),
+            jwks_max_age: Duration::from_secs(300),
             introspection_cache: Duration::from_secs(30),
+            introspection_cache_size: 10_000,
+            introspection_rate: NonZeroU32::new(50).expect("non-zero"),
             algorithms: vec![
                 RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
             ],
@@ -85,13 +114,16 @@ impl VerifierConfig {
     }
 }
 
-/// An introspection answer by token digest: when it came, and the caller (or inactive).
+/// An introspection answer: until when it may be reused, and the caller (or inactive).
 type CachedAnswer = (Instant, Result<Caller, ()>);
 
 #[derive(Default)]
 struct Keys {
     by_kid: HashMap<String, Jwk>,
+    /// When the keys above were fetched.
     fetched_at: Option<Instant>,
+    /// When a fetch was last tried, successful or not.
+    attempted_at: Option<Instant>,
 }
 
 /// Verifies ZITADEL access tokens. Share one per process (it caches keys and answers).
@@ -99,21 +131,29 @@ pub struct Verifier {
     config: VerifierConfig,
     http: reqwest::Client,
     discovery: Discovery,
-    keys: tokio::sync::Mutex<Keys>,
-    introspected: Mutex<HashMap<[u8; 32], CachedAnswer>>,
+    keys: RwLock<Keys>,
+    /// One JWKS fetch at a time; held only around the fetch, never by verifications of known keys.
+    refreshing: tokio::sync::Mutex<()>,
+    introspected: moka::sync::Cache<[u8; 32], CachedAnswer>,
+    introspection_limit: DefaultDirectRateLimiter,
 }
 
 impl Verifier {
     pub fn new(config: VerifierConfig) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(5))
             .build()
             .expect("an HTTP client");
         Self {
             http,
             discovery: Discovery::new(&config.issuer),
-            keys: Default::default(),
-            introspected: Default::default(),
+            keys: RwLock::default(),
+            refreshing: tokio::sync::Mutex::new(()),
+            introspected: moka::sync::Cache::builder()
+                .max_capacity(config.introspection_cache_size)
+                .time_to_live(config.introspection_cache)
+                .build(),
+            introspection_limit: RateLimiter::direct(Quota::per_second(config.introspection_rate)),
             config,
         }
     }
@@ -134,40 +174,97 @@ impl Verifier {
             .map_err(VerifyError::Unavailable)
     }
 
+    /// The key `kid`: from the cache while it is fresh; otherwise after a JWKS fetch, when one
+    /// is allowed (a single one in flight, at most one per `jwks_min_refresh`).
     async fn key(&self, kid: &str) -> Result<Jwk, VerifyError> {
-        let mut keys = self.keys.lock().await;
-        if let Some(key) = keys.by_kid.get(kid) {
+        let (known, fresh) = self.cached_key(kid);
+        if let (Some(key), true) = (&known, fresh) {
             return Ok(key.clone());
         }
-        // An unknown kid: the keys may have rotated. Refetch, but not more often than allowed,
-        // so a flood of forged kids cannot hammer the issuer.
-        let may_refresh = keys
-            .fetched_at
-            .is_none_or(|at| at.elapsed() >= self.config.jwks_min_refresh);
-        if may_refresh {
-            let uri = self.endpoints().await?.jwks_uri.clone();
-            let response = self
-                .http
-                .get(&uri)
-                .send()
-                .await
-                .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
-            let set: JwkSet = response
-                .json()
-                .await
-                .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
-            keys.by_kid = set
-                .keys
-                .into_iter()
-                .filter_map(|k| k.common.key_id.clone().map(|kid| (kid, k)))
-                .collect();
-            keys.fetched_at = Some(Instant::now());
-            debug!(keys = keys.by_kid.len(), "JWKS refreshed");
+        if !self.may_fetch() {
+            // Stale keys keep verifying while a fetch is not allowed (an outage, a flood of
+            // forged kids); an unknown kid is refused at once.
+            return known.ok_or_else(|| VerifyError::UnknownKey(kid.to_owned()));
         }
+        let refresh = match &known {
+            // A known key past its age: whoever else is fetching will do.
+            Some(key) => match self.refreshing.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(key.clone()),
+            },
+            None => self.refreshing.lock().await,
+        };
+        // Someone may have fetched while we waited.
+        let (again, fresh) = self.cached_key(kid);
+        if let (Some(key), true) = (&again, fresh) {
+            return Ok(key.clone());
+        }
+        if !self.may_fetch() {
+            drop(refresh);
+            return again.ok_or_else(|| VerifyError::UnknownKey(kid.to_owned()));
+        }
+        let fetched = self.fetch_jwks().await;
+        let mut keys = self.keys.write().expect("keys lock");
+        keys.attempted_at = Some(Instant::now());
+        match fetched {
+            Ok(set) => {
+                keys.by_kid = set
+                    .keys
+                    .into_iter()
+                    .filter_map(|k| k.common.key_id.clone().map(|kid| (kid, k)))
+                    .collect();
+                keys.fetched_at = Some(Instant::now());
+                debug!(keys = keys.by_kid.len(), "JWKS refreshed");
+            }
+            Err(e) => {
+                warn!(error = %e, "JWKS fetch failed; keeping the keys fetched before");
+                if known.is_none() {
+                    return Err(e);
+                }
+            }
+        }
+        drop(refresh);
         keys.by_kid
             .get(kid)
             .cloned()
             .ok_or_else(|| VerifyError::UnknownKey(kid.to_owned()))
+    }
+
+    /// The cached key (if any) and whether the cache is fresh.
+    fn cached_key(&self, kid: &str) -> (Option<Jwk>, bool) {
+        let keys = self.keys.read().expect("keys lock");
+        let fresh = keys
+            .fetched_at
+            .is_some_and(|at| at.elapsed() < self.config.jwks_max_age);
+        (keys.by_kid.get(kid).cloned(), fresh)
+    }
+
+    fn may_fetch(&self) -> bool {
+        self.keys
+            .read()
+            .expect("keys lock")
+            .attempted_at
+            .is_none_or(|at| at.elapsed() >= self.config.jwks_min_refresh)
+    }
+
+    async fn fetch_jwks(&self) -> Result<JwkSet, VerifyError> {
+        let uri = self.endpoints().await?.jwks_uri.clone();
+        let response = self
+            .http
+            .get(&uri)
+            .send()
+            .await
+            .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(VerifyError::Unavailable(format!(
+                "JWKS answered {}",
+                response.status()
+            )));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| VerifyError::Unavailable(e.to_string()))
     }
 
     async fn verify_jwt(&self, token: &str) -> Result<Caller, VerifyError> {
@@ -189,7 +286,7 @@ impl Verifier {
         validation.validate_nbf = true;
         let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
             .map_err(|e| VerifyError::Invalid(e.to_string()))?;
-        caller_from_claims(&data.claims, &self.config.project_id)
+        caller_from_claims(&data.claims, &self.config)
     }
 
     async fn introspect(&self, token: &str) -> Result<Caller, VerifyError> {
@@ -199,10 +296,14 @@ impl Verifier {
             ));
         };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some((at, answer)) = self.introspected.lock().expect("cache lock").get(&digest)
-            && at.elapsed() < self.config.introspection_cache
+        if let Some((until, answer)) = self.introspected.get(&digest)
+            && Instant::now() < until
         {
-            return answer.clone().map_err(|()| VerifyError::Inactive);
+            return answer.map_err(|()| VerifyError::Inactive);
+        }
+        if self.introspection_limit.check().is_err() {
+            metrics::counter!("tenancy_introspection_limited_total").increment(1);
+            return Err(VerifyError::RateLimited);
         }
         let endpoint = self
             .endpoints()
@@ -253,14 +354,21 @@ impl Verifier {
             .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
         let answer = if claims.get("active").and_then(Value::as_bool) == Some(true) {
             check_registered_claims(&claims, &self.config)
-                .and_then(|()| caller_from_claims(&claims, &self.config.project_id))
+                .and_then(|()| caller_from_claims(&claims, &self.config))
         } else {
             Err(VerifyError::Inactive)
         };
+        // Reused until min(cache period, exp); refusals are remembered as long (negative cache).
+        let mut until = Instant::now() + self.config.introspection_cache;
+        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            until = until.min(Instant::now() + Duration::from_secs(exp.saturating_sub(now)));
+        }
         let cached = answer.as_ref().map(Clone::clone).map_err(|_| ());
-        let mut cache = self.introspected.lock().expect("cache lock");
-        cache.retain(|_, (at, _)| at.elapsed() < self.config.introspection_cache);
-        cache.insert(digest, (Instant::now(), cached));
+        self.introspected.insert(digest, (until, cached));
         answer
     }
 }
@@ -287,11 +395,13 @@ fn check_registered_claims(
     Ok(())
 }
 
-/// Subject, organization and roles from ZITADEL's claims. The project-specific role claim wins
-/// over the generic one.
+/// Subject, organization and roles from ZITADEL's claims. Roles come from the configured
+/// project's own role claim only: the generic claim describes whichever project the requesting
+/// application belongs to, which may be anyone's. Platform roles count only when granted in the
+/// platform organization.
 fn caller_from_claims(
     claims: &serde_json::Map<String, Value>,
-    project_id: &str,
+    config: &VerifierConfig,
 ) -> Result<Caller, VerifyError> {
     let subject = claims
         .get("sub")
@@ -302,16 +412,20 @@ fn caller_from_claims(
         .get(RESOURCE_OWNER_ID)
         .and_then(Value::as_str)
         .and_then(|s| s.parse::<OrgId>().ok());
-    let specific = format!("urn:zitadel:iam:org:project:{project_id}:roles");
-    let role_claim = claims.get(&specific).or_else(|| claims.get(ROLES));
+    let specific = format!("urn:zitadel:iam:org:project:{}:roles", config.project_id);
     let mut roles = BTreeMap::new();
-    if let Some(Value::Object(map)) = role_claim {
+    if let Some(Value::Object(map)) = claims.get(&specific) {
         for (role, orgs) in map {
-            let orgs: BTreeSet<OrgId> = match orgs {
+            let mut orgs: BTreeSet<OrgId> = match orgs {
                 Value::Object(orgs) => orgs.keys().filter_map(|o| o.parse().ok()).collect(),
                 _ => BTreeSet::new(),
             };
-            roles.insert(role.clone(), orgs);
+            if PLATFORM_ROLES.contains(&role.as_str()) {
+                orgs.retain(|org| Some(org) == config.platform_org_id.as_ref());
+            }
+            if !orgs.is_empty() {
+                roles.insert(role.clone(), orgs);
+            }
         }
     }
     Ok(Caller {
@@ -319,4 +433,56 @@ fn caller_from_claims(
         org_id,
         roles,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn claims(value: Value) -> serde_json::Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn roles_come_from_our_project_only_and_platform_roles_from_the_platform_org_only() {
+        let mut config = VerifierConfig::new("https://id.example", "111");
+        config.platform_org_id = Some("900".parse().unwrap());
+        let caller = caller_from_claims(
+            &claims(json!({
+                "sub": "u",
+                // Another project's roles, in the generic claim: never count here.
+                "urn:zitadel:iam:org:project:roles": {"platform_admin": {"555": "evil.example"}},
+                "urn:zitadel:iam:org:project:111:roles": {
+                    "platform_admin": {"555": "evil.example"},
+                    "tenant_router": {"900": "platform.example"},
+                    "tenant_admin": {"555": "evil.example"},
+                },
+            })),
+            &config,
+        )
+        .unwrap();
+        assert!(!caller.is_platform_admin());
+        assert!(caller.can_route());
+        assert!(caller.can_read_tenant(&"555".parse().unwrap()));
+        assert!(!caller.can_read_tenant(&"900".parse().unwrap()));
+
+        let generic_only = caller_from_claims(
+            &claims(json!({"sub": "u", "urn:zitadel:iam:org:project:roles":
+                {"platform_admin": {"900": "platform.example"}}})),
+            &config,
+        )
+        .unwrap();
+        assert!(generic_only.roles.is_empty());
+
+        config.platform_org_id = None;
+        let no_platform = caller_from_claims(
+            &claims(json!({"sub": "u", "urn:zitadel:iam:org:project:111:roles":
+                {"platform_admin": {"900": "platform.example"}}})),
+            &config,
+        )
+        .unwrap();
+        assert!(!no_platform.is_platform_admin());
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tenancy_e2e::in_process::InProcessRegistry;
+use tenancy_e2e::in_process::{DEV_TOKEN, InProcessRegistry};
 use tenancy_router::{RegistryResolver, RouterConfig, TenantRouter};
 use tenancy_testkit::{TokenClaims, ZitadelStandIn, eventually};
 use tenancy_zitadel::{Verifier, VerifierConfig, roles};
@@ -21,7 +21,7 @@ async fn each_organization_sees_only_its_own_tickets_and_a_suspended_one_is_refu
     }
 
     let router = TenantRouter::new(
-        Arc::new(RegistryResolver::new(&registry_url, "dev")),
+        Arc::new(RegistryResolver::new(&registry_url, DEV_TOKEN)),
         RouterConfig::default(),
     );
     let verifier = Arc::new(Verifier::new(VerifierConfig::new(
@@ -73,7 +73,7 @@ async fn each_organization_sees_only_its_own_tickets_and_a_suspended_one_is_refu
     // Suspending organization 200 in the registry: Bob is refused within two seconds.
     tokio::time::sleep(Duration::from_millis(300)).await;
     http.post(format!("{registry_url}/v1/tenants/200/suspend"))
-        .bearer_auth("dev")
+        .bearer_auth(DEV_TOKEN)
         .send()
         .await
         .unwrap();

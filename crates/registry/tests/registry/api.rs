@@ -10,10 +10,10 @@ use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tenancy_control::Config;
-use tenancy_registry::auth::Authenticator;
+use tenancy_registry::auth::{AuthError, Authenticator};
 use tenancy_registry::{Application, Settings};
 
-use crate::common::{TestApp, dev_settings};
+use crate::common::{DEV_TOKEN, TestApp, dev_settings};
 use tenancy_zitadel::{Caller, roles};
 
 /// `tenant-admin-<org>` is a tenant admin of `<org>`; `router` holds `tenant_router`.
@@ -23,7 +23,7 @@ impl Authenticator for TestTokens {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Option<Caller>> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Result<Caller, AuthError>> + Send + 'a>> {
         let caller = if let Some(org) = token.strip_prefix("tenant-admin-") {
             let org = org.parse().ok();
             org.map(|org: tenancy_core::OrgId| Caller {
@@ -43,7 +43,7 @@ impl Authenticator for TestTokens {
         } else {
             None
         };
-        Box::pin(async move { caller })
+        Box::pin(async move { caller.ok_or(AuthError::Refused) })
     }
 }
 
@@ -57,7 +57,7 @@ async fn a_tenant_admin_sees_its_own_tenant_only_and_changes_nothing() {
     for (org, name) in [("100", "Own Org"), ("200", "Other Org")] {
         let (status, _) = app
             .call(
-                "dev",
+                DEV_TOKEN,
                 Method::POST,
                 "/v1/tenants?wait=30s",
                 Some(json!({"org_id": org, "name": name})),
@@ -100,9 +100,13 @@ async fn a_tenant_admin_sees_its_own_tenant_only_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (_, own) = app.call("dev", Method::GET, "/v1/tenants/100", None).await;
+    let (_, own) = app
+        .call(DEV_TOKEN, Method::GET, "/v1/tenants/100", None)
+        .await;
     assert_eq!(own["status"], "active");
-    let (status, _) = app.call("dev", Method::GET, "/v1/tenants/300", None).await;
+    let (status, _) = app
+        .call(DEV_TOKEN, Method::GET, "/v1/tenants/300", None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -111,7 +115,7 @@ async fn a_router_service_reads_connection_info_and_changes_only() {
     let app = start().await;
     let (status, _) = app
         .call(
-            "dev",
+            DEV_TOKEN,
             Method::POST,
             "/v1/tenants?wait=30s",
             Some(json!({"org_id": "100", "name": "Routed"})),
@@ -137,7 +141,7 @@ async fn a_router_service_reads_connection_info_and_changes_only() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
     }
     // A suspended tenant's connection info carries no password.
-    app.call("dev", Method::POST, "/v1/tenants/100/suspend", None)
+    app.call(DEV_TOKEN, Method::POST, "/v1/tenants/100/suspend", None)
         .await;
     let info = tenancy_testkit::eventually(
         std::time::Duration::from_secs(30),
@@ -156,13 +160,45 @@ async fn a_router_service_reads_connection_info_and_changes_only() {
 #[tokio::test]
 async fn the_development_token_is_refused_off_loopback() {
     let mut settings = Settings::new("0.0.0.0:0".parse().unwrap());
-    settings.dev_token = Some(SecretString::from("dev"));
+    settings.dev_token = Some(SecretString::from(DEV_TOKEN));
     let config = Config::new("postgres://unused@127.0.0.1:1/x");
     let err = Application::build_with(settings, config, Vec::new())
         .await
         .err()
         .expect("refused");
     assert!(err.to_string().contains("loopback"), "{err}");
+}
+
+#[tokio::test]
+async fn a_short_development_token_or_one_beside_zitadel_is_refused() {
+    let config = || Config::new("postgres://unused@127.0.0.1:1/x");
+    let mut short = dev_settings();
+    short.dev_token = Some(SecretString::from("short-token"));
+    let err = Application::build_with(short, config(), Vec::new())
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("at least 32"), "{err}");
+
+    let mut beside = dev_settings();
+    beside.zitadel_issuer = Some("https://id.example".into());
+    beside.zitadel_project_id = Some("1".into());
+    beside.zitadel_platform_org_id = Some("2".parse().unwrap());
+    let err = Application::build_with(beside, config(), Vec::new())
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("ZITADEL"), "{err}");
+
+    // ZITADEL tokens without the platform organization: refused too.
+    let mut no_platform = Settings::new("127.0.0.1:0".parse().unwrap());
+    no_platform.zitadel_issuer = Some("https://id.example".into());
+    no_platform.zitadel_project_id = Some("1".into());
+    let err = Application::build_with(no_platform, config(), Vec::new())
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("PLATFORM_ORG_ID"), "{err}");
 }
 
 /// Real ZITADEL tokens (from the stand-in) through the registry: a tenant admin of one
@@ -177,12 +213,13 @@ async fn zitadel_tokens_are_verified_and_mapped_to_roles() {
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
     settings.zitadel_issuer = Some(zitadel.issuer.clone());
     settings.zitadel_project_id = Some(zitadel.project_id().into());
+    settings.zitadel_platform_org_id = Some(tenancy_testkit::PLATFORM_ORG_ID.parse().unwrap());
     let (id, secret) = zitadel.client();
     settings.zitadel_client_id = Some(id.into());
     settings.zitadel_client_secret = Some(SecretString::from(secret));
     let app = TestApp::start_with(settings, Vec::new(), |_| {}).await;
 
-    let platform = zitadel.jwt(&TokenClaims::new("ops", "1", roles::PLATFORM_ADMIN));
+    let platform = zitadel.jwt(&TokenClaims::platform("ops", roles::PLATFORM_ADMIN));
     for (org, name) in [("100", "Zitadel A"), ("200", "Zitadel B")] {
         let answered = status(
             &app,
@@ -216,7 +253,7 @@ async fn zitadel_tokens_are_verified_and_mapped_to_roles() {
     );
 
     // Opaque tokens go through introspection.
-    let router = zitadel.opaque(&TokenClaims::new("svc", "1", roles::TENANT_ROUTER));
+    let router = zitadel.opaque(&TokenClaims::platform("svc", roles::TENANT_ROUTER));
     assert_eq!(
         status(
             &app,
@@ -233,7 +270,18 @@ async fn zitadel_tokens_are_verified_and_mapped_to_roles() {
         StatusCode::FORBIDDEN
     );
 
-    let mut expired = TokenClaims::new("ops", "1", roles::PLATFORM_ADMIN);
+    // Platform roles from another organization, or from another project's claim: nothing.
+    let elsewhere = zitadel.jwt(&TokenClaims::new("mallory", "100", roles::PLATFORM_ADMIN));
+    let mut foreign = TokenClaims::platform("mallory", roles::PLATFORM_ADMIN);
+    foreign.project = "263014839178399999".into();
+    for token in [elsewhere, zitadel.jwt(&foreign)] {
+        assert_eq!(
+            status(&app, &token, Method::GET, "/v1/tenants", None).await,
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    let mut expired = TokenClaims::platform("ops", roles::PLATFORM_ADMIN);
     expired.expires_in = -3600;
     assert_eq!(
         status(
@@ -317,7 +365,7 @@ async fn organization_events_drive_the_tenant_lifecycle() {
     ];
     assert_eq!(refused, [StatusCode::UNAUTHORIZED; 3]);
     let (status, _) = app
-        .call("dev", Method::GET, &format!("/v1/tenants/{ORG}"), None)
+        .call(DEV_TOKEN, Method::GET, &format!("/v1/tenants/{ORG}"), None)
         .await;
     assert_eq!(
         status,
@@ -334,7 +382,7 @@ async fn organization_events_drive_the_tenant_lifecycle() {
     app.wait_status(ORG, "active").await;
     let (_, ops) = app
         .call(
-            "dev",
+            DEV_TOKEN,
             Method::GET,
             &format!("/v1/tenants/{ORG}/operations"),
             None,
@@ -350,7 +398,7 @@ async fn organization_events_drive_the_tenant_lifecycle() {
     assert_eq!(deliver("org.deactivated", 2).await, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let (_, tenant) = app
-        .call("dev", Method::GET, &format!("/v1/tenants/{ORG}"), None)
+        .call(DEV_TOKEN, Method::GET, &format!("/v1/tenants/{ORG}"), None)
         .await;
     assert_eq!(
         tenant["status"], "active",

@@ -7,13 +7,15 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tenancy_control::Config;
 use tenancy_e2e::in_process::InProcessRegistry;
-pub use tenancy_e2e::in_process::dev_settings;
+pub use tenancy_e2e::in_process::{DEV_TOKEN, dev_settings};
 use tenancy_registry::Settings;
 use tenancy_registry::auth::Authenticator;
 use tenancy_testkit::eventually;
 
 pub struct TestApp {
     pub http: reqwest::Client,
+    /// A token with every role: the development token, or a ZITADEL platform admin's.
+    pub admin: String,
     registry: InProcessRegistry,
 }
 
@@ -26,6 +28,7 @@ impl TestApp {
     ) -> Self {
         Self {
             http: reqwest::Client::new(),
+            admin: DEV_TOKEN.to_owned(),
             registry: InProcessRegistry::start_with(settings, authenticators, tune)
                 .await
                 .unwrap(),
@@ -55,13 +58,23 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// GET `path` as `dev` until `check` accepts the body; panics after 30 s.
+    /// Calls with the admin token.
+    pub async fn admin_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call(&self.admin, method, path, body).await
+    }
+
+    /// GET `path` as the admin until `check` accepts the body; panics after 30 s.
     pub async fn wait_until(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
         eventually(
             Duration::from_secs(30),
             format!("{path} as expected"),
             || async {
-                let (_, body) = self.call("dev", Method::GET, path, None).await;
+                let (_, body) = self.admin_call(Method::GET, path, None).await;
                 check(&body).then_some(body)
             },
         )

@@ -7,16 +7,18 @@ use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tenancy_registry::Settings;
-use tenancy_testkit::{ZITADEL_PAT, ZitadelStandIn};
+use tenancy_testkit::{PLATFORM_ORG_ID, TokenClaims, ZITADEL_PAT, ZitadelStandIn};
 use tenancy_zitadel::roles;
 
 use crate::common::{TestApp, dev_settings};
 
-/// The development token for calls, ZITADEL for the management API (PAT or key file).
+/// ZITADEL for tokens and for the management API (PAT or key file); no development token (it
+/// is refused beside ZITADEL).
 fn zitadel_settings(zitadel: &ZitadelStandIn, key_file: Option<&std::path::Path>) -> Settings {
-    let mut settings = dev_settings();
+    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
     settings.zitadel_issuer = Some(zitadel.issuer.clone());
     settings.zitadel_project_id = Some(zitadel.project_id().into());
+    settings.zitadel_platform_org_id = Some(PLATFORM_ORG_ID.parse().unwrap());
     match key_file {
         Some(path) => settings.zitadel_service_account_key_file = Some(path.into()),
         None => settings.zitadel_service_account_pat = Some(SecretString::from(ZITADEL_PAT)),
@@ -26,19 +28,25 @@ fn zitadel_settings(zitadel: &ZitadelStandIn, key_file: Option<&std::path::Path>
     settings
 }
 
-async fn start(settings: Settings) -> TestApp {
-    TestApp::start_with(settings, Vec::new(), |config| {
+/// The registry with these settings, called as a platform admin of the stand-in (or with the
+/// development token when ZITADEL is off).
+async fn start(settings: Settings, zitadel: Option<&ZitadelStandIn>) -> TestApp {
+    let mut app = TestApp::start_with(settings, Vec::new(), |config| {
         config.engine.backoff_base = Duration::from_millis(100);
         config.engine.backoff_max = Duration::from_millis(400);
     })
-    .await
+    .await;
+    if let Some(zitadel) = zitadel {
+        app.admin = zitadel.jwt(&TokenClaims::platform("ops", roles::PLATFORM_ADMIN));
+    }
+    app
 }
 
 /// Onboards `org` with jane@acme.example as its first admin; the tenant once active.
 async fn onboard_with_admin(app: &TestApp, org: &str) -> Value {
     let request = json!({"org_id": org, "name": "Acme Corp", "admin_email": "jane@acme.example"});
     let (status, tenant) = app
-        .call("dev", Method::POST, "/v1/tenants?wait=30s", Some(request))
+        .admin_call(Method::POST, "/v1/tenants?wait=30s", Some(request))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{tenant}");
     tenant
@@ -47,12 +55,7 @@ async fn onboard_with_admin(app: &TestApp, org: &str) -> Value {
 /// Suspends the tenant (an operator's suspension) and waits until the operation succeeded.
 async fn suspend(app: &TestApp, org: &str) {
     let (status, body) = app
-        .call(
-            "dev",
-            Method::POST,
-            &format!("/v1/tenants/{org}/suspend"),
-            None,
-        )
+        .admin_call(Method::POST, &format!("/v1/tenants/{org}/suspend"), None)
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     app.wait_until(&format!("/v1/tenants/{org}/operations"), |ops| {
@@ -83,7 +86,7 @@ async fn activation(app: &TestApp, org_id: &str, check: impl Fn(&Value) -> bool)
 #[tokio::test]
 async fn admin_activation_waits_out_a_zitadel_outage_and_never_holds_back_the_database() {
     let zitadel = ZitadelStandIn::start().await.unwrap();
-    let app = start(zitadel_settings(&zitadel, None)).await;
+    let app = start(zitadel_settings(&zitadel, None), Some(&zitadel)).await;
     let org = zitadel.add_organization("Acme Corp");
     zitadel.set_outage(true);
 
@@ -106,12 +109,7 @@ async fn admin_activation_waits_out_a_zitadel_outage_and_never_holds_back_the_da
     // A pending activation does not block the tenant's lifecycle.
     suspend(&app, &org).await;
     let (status, _) = app
-        .call(
-            "dev",
-            Method::POST,
-            &format!("/v1/tenants/{org}/resume"),
-            None,
-        )
+        .admin_call(Method::POST, &format!("/v1/tenants/{org}/resume"), None)
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     app.wait_status(&org, "active").await;
@@ -123,7 +121,7 @@ async fn admin_activation_waits_out_a_zitadel_outage_and_never_holds_back_the_da
     assert!(admin.invited);
     assert_eq!(admin.roles, vec![roles::TENANT_ADMIN.to_owned()]);
     let (_, tenant) = app
-        .call("dev", Method::GET, &format!("/v1/tenants/{org}"), None)
+        .admin_call(Method::GET, &format!("/v1/tenants/{org}"), None)
         .await;
     assert_eq!(tenant["status"], "active");
 }
@@ -131,7 +129,7 @@ async fn admin_activation_waits_out_a_zitadel_outage_and_never_holds_back_the_da
 #[tokio::test]
 async fn a_refused_activation_fails_at_once_and_can_be_retried_later() {
     let zitadel = ZitadelStandIn::start().await.unwrap();
-    let app = start(zitadel_settings(&zitadel, None)).await;
+    let app = start(zitadel_settings(&zitadel, None), Some(&zitadel)).await;
     let org = zitadel.add_organization("Acme Corp");
     // The service account lacks a permission: retrying will not help until someone fixes it.
     zitadel.fail_with(Some(403));
@@ -144,12 +142,7 @@ async fn a_refused_activation_fails_at_once_and_can_be_retried_later() {
     suspend(&app, &org).await;
     zitadel.fail_with(None);
     let (status, retried) = app
-        .call(
-            "dev",
-            Method::POST,
-            &format!("/v1/tenants/{org}/retry"),
-            None,
-        )
+        .admin_call(Method::POST, &format!("/v1/tenants/{org}/retry"), None)
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
     assert_eq!(retried["kind"], "activate_admin");
@@ -159,10 +152,9 @@ async fn a_refused_activation_fails_at_once_and_can_be_retried_later() {
 
 #[tokio::test]
 async fn admin_email_without_zitadel_is_refused_up_front() {
-    let app = start(dev_settings()).await;
+    let app = start(dev_settings(), None).await;
     let (status, body) = app
-        .call(
-            "dev",
+        .admin_call(
             Method::POST,
             "/v1/tenants",
             Some(json!({"org_id": "100", "name": "Acme", "admin_email": "jane@acme.example"})),
@@ -171,8 +163,7 @@ async fn admin_email_without_zitadel_is_refused_up_front() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("ZITADEL"));
     let (status, body) = app
-        .call(
-            "dev",
+        .admin_call(
             Method::POST,
             "/v1/tenants",
             Some(json!({"name": "Acme", "create_org": {}})),
@@ -180,7 +171,7 @@ async fn admin_email_without_zitadel_is_refused_up_front() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "zitadel_not_configured");
-    let (status, _) = app.call("dev", Method::GET, "/v1/tenants/100", None).await;
+    let (status, _) = app.admin_call(Method::GET, "/v1/tenants/100", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -190,17 +181,12 @@ async fn create_org_creates_the_organization_once_then_onboards_it() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("service-account.json");
     std::fs::write(&key_file, zitadel.service_account_key()).unwrap();
-    let app = start(zitadel_settings(&zitadel, Some(&key_file))).await;
+    let app = start(zitadel_settings(&zitadel, Some(&key_file)), Some(&zitadel)).await;
     let request = json!({"name": "Globex", "region": "local", "create_org": {
         "admin": {"email": "hank@globex.example", "given_name": "Hank", "family_name": "Scorpio"}}});
 
     let (status, tenant) = app
-        .call(
-            "dev",
-            Method::POST,
-            "/v1/tenants?wait=30s",
-            Some(request.clone()),
-        )
+        .admin_call(Method::POST, "/v1/tenants?wait=30s", Some(request.clone()))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{tenant}");
     let org_id = tenant["org_id"].as_str().unwrap().to_owned();
@@ -208,7 +194,7 @@ async fn create_org_creates_the_organization_once_then_onboards_it() {
 
     // The same request again (a client retrying after a timeout): no second organization.
     let (status, again) = app
-        .call("dev", Method::POST, "/v1/tenants", Some(request))
+        .admin_call(Method::POST, "/v1/tenants", Some(request))
         .await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["org_id"], org_id.as_str());
@@ -227,8 +213,7 @@ async fn create_org_creates_the_organization_once_then_onboards_it() {
     // A name that an organization the registry did not create holds: a conflict.
     zitadel.add_organization("Initech");
     let (status, body) = app
-        .call(
-            "dev",
+        .admin_call(
             Method::POST,
             "/v1/tenants",
             Some(json!({"name": "Initech", "create_org": {}})),
@@ -239,8 +224,7 @@ async fn create_org_creates_the_organization_once_then_onboards_it() {
 
     // A request that cannot be onboarded creates nothing in ZITADEL.
     let (status, _) = app
-        .call(
-            "dev",
+        .admin_call(
             Method::POST,
             "/v1/tenants",
             Some(json!({"name": "Nowhere", "region": "mars", "create_org": {}})),
@@ -258,7 +242,7 @@ async fn the_sync_repairs_missed_organization_events() {
     settings.zitadel_ignore_orgs = vec![platform_org.clone()];
     settings.zitadel_org_sync_interval = Duration::from_millis(300);
     settings.zitadel_org_sync_max_deletes = 1;
-    let app = start(settings).await;
+    let app = start(settings, Some(&zitadel)).await;
 
     // An organization added while the webhook was down: the periodic sync onboards it.
     let added = zitadel.add_organization("Missed Event Inc");
@@ -276,7 +260,7 @@ async fn the_sync_repairs_missed_organization_events() {
     let report = sync(&app).await;
     assert_eq!(report["resumed"], json!([]), "{report}");
     let (_, tenant) = app
-        .call("dev", Method::GET, &format!("/v1/tenants/{added}"), None)
+        .admin_call(Method::GET, &format!("/v1/tenants/{added}"), None)
         .await;
     assert_eq!(tenant["status"], "suspended");
 
@@ -307,27 +291,20 @@ async fn the_sync_repairs_missed_organization_events() {
     expected.sort();
     assert_eq!(refused, expected, "{report}");
     let (_, tenant) = app
-        .call("dev", Method::GET, &format!("/v1/tenants/{third}"), None)
+        .admin_call(Method::GET, &format!("/v1/tenants/{third}"), None)
         .await;
     assert_eq!(tenant["status"], "active");
 
     // The platform's own organization never became a tenant.
     let (status, _) = app
-        .call(
-            "dev",
-            Method::GET,
-            &format!("/v1/tenants/{platform_org}"),
-            None,
-        )
+        .admin_call(Method::GET, &format!("/v1/tenants/{platform_org}"), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 /// Runs a sync now and returns its report.
 async fn sync(app: &TestApp) -> Value {
-    let (status, report) = app
-        .call("dev", Method::POST, "/v1/zitadel/sync", None)
-        .await;
+    let (status, report) = app.admin_call(Method::POST, "/v1/zitadel/sync", None).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     report
 }

@@ -136,3 +136,51 @@ async fn activating_an_admin_twice_creates_one_user_with_one_grant() {
         .unwrap_err();
     assert!(!error.is_retryable(), "{error:?}");
 }
+
+/// The stand-in is as strict as a standard provider about JWT-profile assertions: no `jti`, no
+/// token; a replayed `jti`, no token. The client's own assertions always carry a fresh one.
+#[tokio::test]
+async fn assertions_without_a_unique_jti_are_refused() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let file: serde_json::Value = serde_json::from_str(&zitadel.service_account_key()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let user = file["userId"].as_str().unwrap();
+    let sign = |claims: serde_json::Value| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = file["keyId"].as_str().map(str::to_owned);
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(file["key"].as_str().unwrap().as_bytes())
+            .unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    let grant = |assertion: String| {
+        let url = format!("{}/oauth/v2/token", zitadel.issuer);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", assertion.as_str()),
+                    ("scope", "openid"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let base = serde_json::json!({"iss": user, "sub": user, "aud": zitadel.issuer,
+        "iat": now, "exp": now + 60});
+    assert_eq!(grant(sign(base.clone())).await, 400, "no jti");
+    let mut with_jti = base;
+    with_jti["jti"] = "d5d4a1c2-0c0b-4f6e-9f38-1f0b7e6f0001".into();
+    let assertion = sign(with_jti);
+    assert_eq!(grant(assertion.clone()).await, 200);
+    assert_eq!(grant(assertion).await, 400, "a replayed jti");
+
+    // The client's assertions pass: every management call gets a fresh token when needed.
+    let management = with_key_file(&zitadel);
+    assert!(management.organizations().await.is_ok());
+}

@@ -3,11 +3,17 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use tenancy_testkit::{TokenClaims, ZitadelStandIn};
+use tenancy_testkit::{PLATFORM_ORG_ID, TokenClaims, ZitadelStandIn};
 use tenancy_zitadel::{IntrospectionClient, KeyFile, Verifier, VerifierConfig, VerifyError, roles};
 
-fn verifier(zitadel: &ZitadelStandIn, jwks_min_refresh: Duration) -> Verifier {
+fn config(zitadel: &ZitadelStandIn) -> VerifierConfig {
     let mut config = VerifierConfig::new(&zitadel.issuer, zitadel.project_id());
+    config.platform_org_id = Some(PLATFORM_ORG_ID.parse().unwrap());
+    config
+}
+
+fn verifier(zitadel: &ZitadelStandIn, jwks_min_refresh: Duration) -> Verifier {
+    let mut config = config(zitadel);
     let (id, secret) = zitadel.client();
     config.introspection = Some(IntrospectionClient::Secret {
         client_id: id.into(),
@@ -39,10 +45,10 @@ async fn a_valid_jwt_becomes_a_caller_with_its_roles_and_org() {
     );
     assert!(!caller.is_platform_admin());
 
-    let mut admin = TokenClaims::new("ops", "100", roles::PLATFORM_ADMIN);
+    let mut admin = TokenClaims::platform("ops", roles::PLATFORM_ADMIN);
     admin
         .roles
-        .push((roles::TENANT_ROUTER.into(), "100".into()));
+        .push((roles::TENANT_ROUTER.into(), PLATFORM_ORG_ID.into()));
     let caller = verifier.verify(&zitadel.jwt(&admin)).await.unwrap();
     assert!(caller.is_platform_admin() && caller.can_route());
 }
@@ -164,12 +170,12 @@ async fn rotated_keys_are_fetched_once_and_unknown_kids_do_not_hammer_the_issuer
 async fn opaque_tokens_are_introspected_and_cached() {
     let zitadel = ZitadelStandIn::start().await.unwrap();
     let verifier = verifier(&zitadel, Duration::from_secs(30));
-    let token = zitadel.opaque(&TokenClaims::new("machine-1", "42", roles::TENANT_ROUTER));
+    let token = zitadel.opaque(&TokenClaims::platform("machine-1", roles::TENANT_ROUTER));
     let caller = verifier.verify(&token).await.unwrap();
     assert!(caller.can_route());
-    assert_eq!(caller.org_id.unwrap().as_str(), "42");
+    assert_eq!(caller.org_id.unwrap().as_str(), PLATFORM_ORG_ID);
 
-    let mut expired = TokenClaims::new("machine-1", "42", roles::TENANT_ROUTER);
+    let mut expired = TokenClaims::platform("machine-1", roles::TENANT_ROUTER);
     expired.expires_in = -1;
     assert!(matches!(
         verifier
@@ -183,7 +189,7 @@ async fn opaque_tokens_are_introspected_and_cached() {
         VerifyError::Inactive
     ));
 
-    let mut wrong_audience = TokenClaims::new("machine-1", "42", roles::TENANT_ROUTER);
+    let mut wrong_audience = TokenClaims::platform("machine-1", roles::TENANT_ROUTER);
     wrong_audience.audience = vec!["other-project".into()];
     assert!(
         verifier
@@ -193,7 +199,7 @@ async fn opaque_tokens_are_introspected_and_cached() {
     );
 
     // Wrong client credentials: ZITADEL answers 401, we refuse the token.
-    let mut config = VerifierConfig::new(&zitadel.issuer, zitadel.project_id());
+    let mut config = config(&zitadel);
     config.introspection = Some(IntrospectionClient::Secret {
         client_id: "x".into(),
         client_secret: SecretString::from("wrong"),
@@ -207,8 +213,8 @@ async fn opaque_tokens_are_introspected_and_cached() {
 #[tokio::test]
 async fn introspection_authenticates_with_a_private_key_jwt() {
     let zitadel = ZitadelStandIn::start().await.unwrap();
-    let token = zitadel.opaque(&TokenClaims::new("machine-1", "42", roles::TENANT_ROUTER));
-    let mut config = VerifierConfig::new(&zitadel.issuer, zitadel.project_id());
+    let token = zitadel.opaque(&TokenClaims::platform("machine-1", roles::TENANT_ROUTER));
+    let mut config = config(&zitadel);
     let key = KeyFile::from_json(&zitadel.application_key()).unwrap();
     config.introspection = Some(IntrospectionClient::PrivateKeyJwt(key));
     let caller = Verifier::new(config).verify(&token).await.unwrap();
@@ -216,11 +222,157 @@ async fn introspection_authenticates_with_a_private_key_jwt() {
     assert!(caller.can_route());
 
     // A key file of the wrong kind (a service account's) cannot authenticate the application.
-    let mut config = VerifierConfig::new(&zitadel.issuer, zitadel.project_id());
+    let mut config = self::config(&zitadel);
     let key = KeyFile::from_json(&zitadel.service_account_key()).unwrap();
     config.introspection = Some(IntrospectionClient::PrivateKeyJwt(key));
     assert!(matches!(
         Verifier::new(config).verify(&token).await.unwrap_err(),
         VerifyError::Unavailable(_)
     ));
+}
+
+/// Anyone who owns another project in the same instance can put our project in `aud` and their
+/// own roles in the token: those roles never count here. Platform roles count only in the
+/// platform organization.
+#[tokio::test]
+async fn roles_of_another_project_or_another_organization_grant_nothing() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let verifier = verifier(&zitadel, Duration::from_secs(30));
+
+    let mut foreign = TokenClaims::platform("mallory", roles::PLATFORM_ADMIN);
+    foreign.project = "263014839178399999".into();
+    let caller = verifier.verify(&zitadel.jwt(&foreign)).await.unwrap();
+    assert!(caller.roles.is_empty(), "{caller:?}");
+    assert!(!caller.is_platform_admin() && !caller.can_route());
+
+    let elsewhere = TokenClaims::new("mallory", "263014839178355555", roles::PLATFORM_ADMIN);
+    let caller = verifier.verify(&zitadel.jwt(&elsewhere)).await.unwrap();
+    assert!(
+        !caller.is_platform_admin(),
+        "platform_admin held in a tenant's org"
+    );
+    let router_elsewhere = TokenClaims::new("svc", "263014839178355555", roles::TENANT_ROUTER);
+    let caller = verifier
+        .verify(&zitadel.jwt(&router_elsewhere))
+        .await
+        .unwrap();
+    assert!(!caller.can_route());
+
+    let admin = zitadel.jwt(&TokenClaims::platform("ops", roles::PLATFORM_ADMIN));
+    assert!(verifier.verify(&admin).await.unwrap().is_platform_admin());
+}
+
+/// Keys expire: once the JWKS no longer lists a key, tokens it signed stop verifying.
+#[tokio::test]
+async fn a_key_the_issuer_no_longer_publishes_stops_verifying() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let mut config = config(&zitadel);
+    config.jwks_min_refresh = Duration::from_millis(50);
+    config.jwks_max_age = Duration::from_millis(300);
+    let verifier = Verifier::new(config);
+    let claims = TokenClaims::new("user-1", "1", roles::TENANT_ADMIN);
+    let old = zitadel.jwt(&claims);
+    verifier.verify(&old).await.unwrap();
+
+    zitadel.rotate_keys();
+    zitadel.retire_previous_key();
+    // Within the keys' age the cached key still verifies; after it, the JWKS is read again.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(matches!(
+        verifier.verify(&old).await.unwrap_err(),
+        VerifyError::UnknownKey(_)
+    ));
+    verifier.verify(&zitadel.jwt(&claims)).await.unwrap();
+}
+
+/// During an identity-provider outage, tokens with forged `kid`s neither stall tokens signed
+/// with known keys nor multiply fetches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_kids_during_an_outage_never_stall_valid_tokens() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let verifier = std::sync::Arc::new(verifier(&zitadel, Duration::from_secs(30)));
+    let valid = zitadel.jwt(&TokenClaims::new("user-1", "1", roles::TENANT_ADMIN));
+    verifier.verify(&valid).await.unwrap();
+    let fetches = zitadel.jwks_fetches();
+
+    zitadel.set_jwks_down(Some(Duration::from_secs(2)));
+    let parts: Vec<String> = valid.split('.').map(str::to_owned).collect();
+    use base64::Engine as _;
+    let forged: Vec<_> = (0..30)
+        .map(|i| {
+            let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(format!(r#"{{"alg":"RS256","kid":"forged-{i}"}}"#));
+            let token = format!("{header}.{}.{}", parts[1], parts[2]);
+            let verifier = verifier.clone();
+            tokio::spawn(async move { verifier.verify(&token).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    verifier.verify(&valid).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "a valid token waited {:?} behind forged ones",
+        started.elapsed()
+    );
+    for task in forged {
+        assert!(task.await.unwrap().is_err());
+    }
+    assert!(
+        zitadel.jwks_fetches() <= fetches + 1,
+        "{} fetches for 30 forged kids",
+        zitadel.jwks_fetches() - fetches
+    );
+}
+
+/// Unknown opaque tokens cannot make the verifier call introspection without bound: refusals
+/// are cached, and calls are rate-limited. Answers are reused no longer than the token lives.
+#[tokio::test]
+async fn introspection_is_cached_until_expiry_and_rate_limited() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let mut config = config(&zitadel);
+    let (id, secret) = zitadel.client();
+    config.introspection = Some(IntrospectionClient::Secret {
+        client_id: id.into(),
+        client_secret: SecretString::from(secret),
+    });
+    config.introspection_rate = std::num::NonZeroU32::new(5).unwrap();
+    let verifier = Verifier::new(config);
+
+    for _ in 0..10 {
+        assert!(matches!(
+            verifier.verify("garbage-token").await.unwrap_err(),
+            VerifyError::Inactive
+        ));
+    }
+    assert_eq!(zitadel.introspections(), 1, "a refusal is remembered");
+
+    let mut limited = 0;
+    for i in 0..100 {
+        if let Err(VerifyError::RateLimited) = verifier.verify(&format!("garbage-{i}")).await {
+            limited += 1;
+        }
+    }
+    assert!(
+        zitadel.introspections() <= 7,
+        "{} calls",
+        zitadel.introspections()
+    );
+    assert!(limited >= 90, "{limited} turned away");
+
+    // Wait out the rate limit, then a short-lived token: reused while it lives, not after.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut short = TokenClaims::platform("machine-1", roles::TENANT_ROUTER);
+    short.expires_in = 2;
+    let token = zitadel.opaque(&short);
+    verifier.verify(&token).await.unwrap();
+    let calls = zitadel.introspections();
+    verifier.verify(&token).await.unwrap();
+    assert_eq!(zitadel.introspections(), calls, "cached while it lives");
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert!(matches!(
+        verifier.verify(&token).await.unwrap_err(),
+        VerifyError::Inactive
+    ));
+    assert_eq!(zitadel.introspections(), calls + 1);
 }
