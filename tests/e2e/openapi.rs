@@ -29,6 +29,7 @@ async fn the_openapi_document_lists_every_route() {
         "POST /v1/tenants/{org_id}/resume",
         "POST /v1/tenants/{org_id}/retry",
         "POST /v1/tenants/{org_id}/purge",
+        "POST /v1/tenants/{org_id}/rotate-credentials",
         "GET /v1/tenants/{org_id}/operations",
         "GET /v1/tenants/{org_id}/connection",
         "GET /v1/tenants/{org_id}/usage",

@@ -57,7 +57,7 @@ async fn main() -> Result<()> {
 /// One server (the bench cluster), which also holds the registry database.
 fn bench_config(cluster: &PgCluster) -> Result<Config> {
     let mut config = Config::new(cluster.url("tenancy_registry"));
-    config.engine.master_key = Some(SecretString::from("bench-master-key"));
+    config.engine.master_key = Some(SecretString::from(tenancy_testkit::MASTER_KEY));
     config.engine.poll_interval = Duration::from_millis(500);
     let mut server = ServerConfig::new(
         "bench-1".parse()?,
@@ -121,7 +121,7 @@ async fn onboarding(n: usize) -> Result<()> {
             bail!("onboarding {i} did not succeed: {op:?}");
         }
         let role = tenant.slug.role_name();
-        let password = engine.tenant_password(&role)?;
+        let password = engine.tenant_password(&tenant.org_id).await?;
         let mut conn = PgConnection::connect(&cluster.url_as(
             role.as_str(),
             password.expose_secret(),

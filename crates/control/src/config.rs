@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tenancy_core::{Region, ServerId, ServerState, Tier};
 
 use crate::error::ControlError;
+use crate::secrets::{Keyring, MasterKey};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -68,11 +69,18 @@ pub struct EngineConfig {
     /// Version the engine migrates templates to when it starts; the latest when unset. Pin it to
     /// roll a new migration out with `tenantctl migrate` (canaries first) instead of at deploy.
     pub template_version: Option<i32>,
-    /// The environment variable holding the master key tenant role passwords are derived from.
+    /// The environment variable holding the master key tenant role passwords are derived from
+    /// (at least 32 bytes).
     pub master_key_env: String,
     /// Set from `master_key_env` when the configuration is loaded, or directly by embedders.
     #[serde(skip)]
     pub master_key: Option<SecretString>,
+    /// While the master key is rotated: the variable holding the previous one, so tenants not
+    /// yet re-keyed (`tenantctl rekey`) keep working.
+    pub previous_master_key_env: Option<String>,
+    /// Set from `previous_master_key_env` when the configuration is loaded.
+    #[serde(skip)]
+    pub previous_master_key: Option<SecretString>,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +97,8 @@ impl Default for EngineConfig {
             reconcile_interval: Duration::from_secs(300),
             master_key_env: "TENANCY_MASTER_KEY".into(),
             master_key: None,
+            previous_master_key_env: None,
+            previous_master_key: None,
             template_version: None,
         }
     }
@@ -237,11 +247,18 @@ impl Config {
         if self.engine.master_key.is_none() {
             self.engine.master_key = Some(read(&self.engine.master_key_env)?);
         }
+        if let (None, Some(var)) = (
+            &self.engine.previous_master_key,
+            &self.engine.previous_master_key_env,
+        ) {
+            self.engine.previous_master_key = Some(read(var)?);
+        }
         for server in &mut self.servers {
             if let (None, Some(var)) = (&server.password, &server.password_env) {
                 server.password = Some(read(var)?);
             }
         }
+        self.keyring()?;
         self.validate()?;
         Ok(self)
     }
@@ -278,11 +295,20 @@ impl Config {
         self.tiers[&tier]
     }
 
-    pub fn master_key(&self) -> Result<&SecretString, ControlError> {
-        self.engine
+    /// The master keys tenant passwords derive from; refuses keys shorter than 32 bytes.
+    pub fn keyring(&self) -> Result<Keyring, ControlError> {
+        let current = self
+            .engine
             .master_key
-            .as_ref()
-            .ok_or_else(|| ControlError::Config("no master key configured".into()))
+            .clone()
+            .ok_or_else(|| ControlError::Config("no master key configured".into()))?;
+        let previous = self
+            .engine
+            .previous_master_key
+            .clone()
+            .map(MasterKey::new)
+            .transpose()?;
+        Ok(Keyring::new(MasterKey::new(current)?, previous))
     }
 
     pub fn default_region(&self) -> Option<Region> {

@@ -33,5 +33,5 @@ pub use admins::ServerAdmins;
 pub use config::{Config, EngineConfig, ServerConfig, TierLimits};
 pub use engine::{Engine, Onboarded, Workers};
 pub use error::ControlError;
-pub use reconcile::{Finding, FindingKind};
+pub use reconcile::{Finding, FindingKind, Repair};
 pub use store::{Actor, AuditEvent, RegistryLock, ServerChange, TenantFilter};

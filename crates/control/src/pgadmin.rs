@@ -2,13 +2,23 @@
 //! Every function is idempotent (safe to run again after a crash at any point). DDL goes through
 //! the simple query protocol (`raw_sql`): it cannot take bind parameters, and names are quoted by
 //! [`crate::sql`].
+//!
+//! Isolation, as built here:
+//! - a tenant database is created with `ALLOW_CONNECTIONS false` and opened only by the lockdown,
+//!   after PUBLIC lost `CONNECT` and the tenant's own role got it, so there is never a moment
+//!   another role can connect;
+//! - a tenant role holds privileges in its own database only, granted to it directly (mirroring
+//!   what the template grants the `tenancy_app` role, which has no members);
+//! - every database and role the engine creates carries its tenant's `org_id` in a comment, and
+//!   one tagged for another tenant (or not at all) is never adopted.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection};
-use tenancy_core::{DbName, RoleName, ServerId};
+use tenancy_core::{DbName, ErrorCode, OrgId, RoleName, ServerId};
 use tracing::{info, instrument};
 
 use crate::config::{ServerConfig, TierLimits};
@@ -17,8 +27,51 @@ use crate::migrate;
 use crate::secrets::scram_verifier;
 use crate::sql::{ddl, ident, literal};
 
-/// NOLOGIN group role that holds the template's table privileges; every tenant role is a member.
+/// NOLOGIN role the template grants its privileges to. It has no members: each tenant role gets
+/// the same privileges in its own database only.
 pub const APP_GROUP_ROLE: &str = "tenancy_app";
+
+/// The comment every tenant database and role carries: `tenancy:org_id=<org_id>`.
+pub fn tag(org_id: &OrgId) -> String {
+    format!("tenancy:org_id={org_id}")
+}
+
+/// The organization a comment tags, if it is a tag.
+pub fn tagged_org(comment: Option<&str>) -> Option<&str> {
+    comment.and_then(|c| c.strip_prefix("tenancy:org_id="))
+}
+
+/// A `tenant_*` database as the server shows it.
+#[derive(Debug, Clone)]
+pub struct DatabaseFacts {
+    pub name: String,
+    pub allow_connections: bool,
+    pub tag: Option<String>,
+}
+
+/// A `tenant_*` role as the server shows it.
+#[derive(Debug, Clone)]
+pub struct RoleFacts {
+    pub name: String,
+    pub can_login: bool,
+    /// Superuser, CREATEDB, CREATEROLE, REPLICATION or BYPASSRLS.
+    pub privileged: bool,
+    pub connection_limit: i32,
+    /// Member of another role (the app role of the older model, or anything else).
+    pub member_of_any: bool,
+    pub tag: Option<String>,
+}
+
+/// Everything the reconciler compares with the registry, read in a few queries per server.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub databases: HashMap<String, DatabaseFacts>,
+    pub roles: HashMap<String, RoleFacts>,
+    /// SCRAM verifiers by role; `None` when the admin user may not read them (not a superuser).
+    pub verifiers: Option<HashMap<String, String>>,
+    /// Open sessions by (database, role).
+    pub sessions: HashMap<(String, String), i64>,
+}
 
 /// Admin connections to one database server.
 #[derive(Clone)]
@@ -82,7 +135,9 @@ impl ServerAdmin {
         ControlError::server(&self.id)
     }
 
-    /// Connection settings for refinery (tokio-postgres) on one of this server's databases.
+    /// Connection settings for refinery (tokio-postgres) on one of this server's databases. The
+    /// search path is `public` alone (with PostgreSQL's own catalog first, as always), so a
+    /// migration never resolves a name through a schema someone else could write to.
     pub fn tokio_postgres_config(&self, dbname: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
         config
@@ -90,7 +145,8 @@ impl ServerAdmin {
             .port(self.config.port)
             .user(&self.config.admin_user)
             .dbname(dbname)
-            .application_name("tenancy-migrate");
+            .application_name("tenancy-migrate")
+            .options("-c search_path=public");
         if let Some(password) = &self.config.password {
             config.password(password.expose_secret());
         }
@@ -105,17 +161,28 @@ impl ServerAdmin {
         Ok(())
     }
 
-    /// Makes the server ready for tenants: the group role, and `tenant_template` created and
-    /// migrated to `target` (the latest when `None`); also how a fleet migration moves templates. An advisory lock keeps concurrent engines from migrating
-    /// the same template at once. Returns the template's version.
+    /// Runs DDL inside one of this server's databases (not the maintenance database).
+    async fn execute_in(&self, db: &str, sql: String) -> Result<(), ControlError> {
+        let mut conn = PgConnection::connect_with(&self.options(db))
+            .await
+            .map_err(self.err())?;
+        let result = sqlx::raw_sql(ddl(sql))
+            .execute(&mut conn)
+            .await
+            .map_err(self.err());
+        let _ = conn.close().await;
+        result.map(drop)
+    }
+
+    /// Makes the server ready for tenants: the app role, `tenant_template` created, closed to
+    /// PUBLIC and migrated to `target` (the latest when `None`); also how a fleet migration moves
+    /// templates. An advisory lock keeps concurrent engines from preparing the same server at
+    /// once. Returns the template's version.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn prepare(&self, target: Option<i32>) -> Result<i32, ControlError> {
-        let mut conn = PgConnection::connect_with(&Self::options_for(
-            &self.config,
-            &self.config.admin_database,
-        ))
-        .await
-        .map_err(self.err())?;
+        let mut conn = PgConnection::connect_with(&self.options(&self.config.admin_database))
+            .await
+            .map_err(self.err())?;
         sqlx::query("SELECT pg_advisory_lock(hashtext('tenancy.prepare'))")
             .execute(&mut conn)
             .await
@@ -154,20 +221,41 @@ impl ServerAdmin {
                 .await
                 .map_err(self.err())?;
         }
-        // Tenant roles may connect to their own database only: not the template, not the
-        // maintenance database.
-        sqlx::raw_sql(ddl(format!(
-            "REVOKE CONNECT, TEMPORARY ON DATABASE {t} FROM PUBLIC;
-             REVOKE CONNECT, TEMPORARY ON DATABASE {m} FROM PUBLIC;",
-            t = ident(template.as_str()),
-            m = ident(&self.config.admin_database),
-        )))
-        .execute(&mut *conn)
+        // Tenant roles may connect to their own database only: PUBLIC loses CONNECT on every
+        // database of the server that is not a tenant's (the maintenance databases, template1,
+        // the template, the registry's when it lives here).
+        let others: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database
+             WHERE datallowconn AND (datname NOT LIKE 'tenant\\_%' OR datname = 'tenant_template')",
+        )
+        .fetch_all(&mut *conn)
         .await
         .map_err(self.err())?;
-        let version =
-            migrate::migrate_schema(&self.tokio_postgres_config(template.as_str()), target).await?;
-        Ok(version)
+        let revokes: String = others
+            .iter()
+            .map(|db| {
+                format!(
+                    "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC;\n",
+                    ident(db)
+                )
+            })
+            .collect();
+        sqlx::raw_sql(ddl(revokes))
+            .execute(&mut *conn)
+            .await
+            .map_err(self.err())?;
+        // Older PostgreSQL versions let PUBLIC create in schema public; clones inherit the
+        // template's schema privileges.
+        self.execute_in(
+            template.as_str(),
+            format!(
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+                 ALTER SCHEMA public OWNER TO {};",
+                ident(&self.config.admin_user)
+            ),
+        )
+        .await?;
+        migrate::migrate_schema(&self.tokio_postgres_config(template.as_str()), target).await
     }
 
     pub async fn database_exists(&self, db: &DbName) -> Result<bool, ControlError> {
@@ -178,41 +266,82 @@ impl ServerAdmin {
             .map_err(self.err())
     }
 
-    pub async fn role_exists(&self, role: &RoleName) -> Result<bool, ControlError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(role.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(self.err())
+    /// The role's tag, or `None` when the role does not exist (`Some(None)`: exists, untagged).
+    async fn role_tag(&self, role: &RoleName) -> Result<Option<Option<String>>, ControlError> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(role.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.err())?;
+        Ok(row.map(|(tag,)| tag))
     }
 
-    /// Creates the tenant's login role, or brings an existing one back to the wanted attributes:
-    /// no superuser, no CREATEDB or CREATEROLE, the tier's connection limit and statement
-    /// timeout, member of the app group, password set from its SCRAM verifier.
+    /// Creates the tenant's role (tagged with its organization), or brings the existing one, if
+    /// it is this tenant's, back to the wanted attributes: LOGIN or not, no superuser, no
+    /// CREATEDB, CREATEROLE, REPLICATION or BYPASSRLS, member of nothing, the tier's limits, the
+    /// password (as a SCRAM verifier). A role of that name that is not this tenant's is refused.
     #[instrument(skip(self, password), fields(server_id = %self.id))]
     pub async fn ensure_role(
         &self,
         role: &RoleName,
         password: &SecretString,
         limits: TierLimits,
+        org_id: &OrgId,
+        login: bool,
     ) -> Result<(), ControlError> {
         let r = ident(role.as_str());
         let attributes = format!(
-            "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT {} PASSWORD {}",
+            "{} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT \
+             CONNECTION LIMIT {} PASSWORD {}",
+            if login { "LOGIN" } else { "NOLOGIN" },
             limits.connection_limit,
             literal(&scram_verifier(password)),
         );
-        let create = if self.role_exists(role).await? {
-            format!("ALTER ROLE {r} WITH {attributes};")
-        } else {
-            format!("CREATE ROLE {r} WITH {attributes};")
+        let create = match self.role_tag(role).await? {
+            None => format!(
+                "CREATE ROLE {r} WITH {attributes};
+                 COMMENT ON ROLE {r} IS {};",
+                literal(&tag(org_id))
+            ),
+            Some(existing) if tagged_org(existing.as_deref()) == Some(org_id.as_str()) => {
+                format!("ALTER ROLE {r} WITH {attributes};")
+            }
+            Some(existing) => {
+                return Err(ControlError::conflict(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "role {role} exists on server {} and is not tenant {org_id}'s ({}); it is \
+                         never adopted: drop or rename it, then retry",
+                        self.id,
+                        existing.map_or_else(|| "untagged".to_owned(), |t| format!("tagged {t}"))
+                    ),
+                ));
+            }
         };
+        // One implicit transaction: the role is never there without its tag.
         self.execute(format!(
             "{create}
-             GRANT {group} TO {r};
+             {revokes}
              ALTER ROLE {r} SET statement_timeout = {timeout};",
-            group = ident(APP_GROUP_ROLE),
+            revokes = revoke_memberships(role),
             timeout = limits.statement_timeout.as_millis(),
+        ))
+        .await
+    }
+
+    /// Gives an existing role a new password (as a SCRAM verifier), nothing else.
+    #[instrument(skip(self, password), fields(server_id = %self.id))]
+    pub async fn set_password(
+        &self,
+        role: &RoleName,
+        password: &SecretString,
+    ) -> Result<(), ControlError> {
+        self.execute(format!(
+            "ALTER ROLE {} PASSWORD {}",
+            ident(role.as_str()),
+            literal(&scram_verifier(password))
         ))
         .await
     }
@@ -247,49 +376,112 @@ impl ServerAdmin {
         .ok_or_else(|| ControlError::NotFound { what: format!("database {db} on server {}", self.id) })
     }
 
-    /// Clones the template into `db` unless it exists. `CREATE DATABASE` cannot run in a
-    /// transaction and is atomic: after a crash the database either exists whole or not at all.
+    /// Clones the template into `db`, closed to every connection until [`Self::lockdown`]
+    /// opens it, and tags it. `CREATE DATABASE` cannot run in a transaction and is atomic; a
+    /// crash between it and the tag leaves an untagged database that no one can connect to,
+    /// which the repeated step recognizes as its own and tags. Any other database of that name
+    /// is refused.
     #[instrument(skip(self), fields(server_id = %self.id))]
-    pub async fn create_database(&self, db: &DbName) -> Result<(), ControlError> {
-        if self.database_exists(db).await? {
-            return Ok(());
+    pub async fn create_database(&self, db: &DbName, org_id: &OrgId) -> Result<(), ControlError> {
+        if let Some(existing) = self.database_facts(db).await? {
+            return self.take_existing(db, org_id, existing).await;
         }
-        let result = self
+        let created = self
             .execute(format!(
-                "CREATE DATABASE {} TEMPLATE {}",
+                "CREATE DATABASE {} TEMPLATE {} ALLOW_CONNECTIONS false",
                 ident(db.as_str()),
                 ident(DbName::template().as_str())
             ))
             .await;
-        match result {
-            // Another worker (one whose lease we took over) created it in the meantime.
+        match created {
+            Ok(()) => self.tag(Some(db), None, org_id).await,
+            // Another worker (one whose lease we took over) created it meanwhile.
             Err(ControlError::Server { source, .. })
                 if crate::error::sqlstate(&source).as_deref() == Some("42P04") =>
             {
-                Ok(())
+                let existing = self.database_facts(db).await?.ok_or_else(|| {
+                    ControlError::Corrupt(format!("database {db} exists and then does not"))
+                })?;
+                self.take_existing(db, org_id, existing).await
             }
-            other => other,
+            Err(e) => Err(e),
         }
     }
 
-    /// Only the tenant role may connect to its database; the database stays owned by the admin,
-    /// so the tenant cannot drop it or change its settings.
+    /// Whether the database allows connections, and its tag, if it exists.
+    async fn database_facts(
+        &self,
+        db: &DbName,
+    ) -> Result<Option<(bool, Option<String>)>, ControlError> {
+        sqlx::query_as(
+            "SELECT datallowconn, shobj_description(oid, 'pg_database') FROM pg_database
+             WHERE datname = $1",
+        )
+        .bind(db.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.err())
+    }
+
+    /// An existing database of the tenant's name: its own (tagged for it, or untagged and still
+    /// closed, as [`Self::create_database`] leaves it when interrupted) or refused.
+    async fn take_existing(
+        &self,
+        db: &DbName,
+        org_id: &OrgId,
+        (allow_connections, tag): (bool, Option<String>),
+    ) -> Result<(), ControlError> {
+        match tag {
+            Some(tag) if tagged_org(Some(&tag)) == Some(org_id.as_str()) => Ok(()),
+            None if !allow_connections => self.tag(Some(db), None, org_id).await,
+            tag => Err(ControlError::conflict(
+                ErrorCode::InvalidState,
+                format!(
+                    "database {db} exists on server {} and is not tenant {org_id}'s ({}); it is \
+                     never adopted: drop or rename it, then retry",
+                    self.id,
+                    tag.map_or_else(|| "untagged".to_owned(), |t| format!("tagged {t}"))
+                ),
+            )),
+        }
+    }
+
+    /// Makes the database the tenant's alone: PUBLIC loses every privilege on it and the tenant
+    /// role gets CONNECT and TEMPORARY before it is opened (so no other role can ever connect),
+    /// then, inside, the role gets the privileges the template grants the app role (tables,
+    /// sequences, functions, schemas, and the defaults for objects later migrations create);
+    /// sessions of anyone but the tenant and the admin are ended.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn lockdown(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
+        let d = ident(db.as_str());
+        let r = ident(role.as_str());
         self.execute(format!(
             "REVOKE ALL ON DATABASE {d} FROM PUBLIC;
-             GRANT CONNECT, TEMPORARY ON DATABASE {d} TO {r};",
-            d = ident(db.as_str()),
-            r = ident(role.as_str()),
+             GRANT CONNECT, TEMPORARY ON DATABASE {d} TO {r};
+             {memberships}
+             ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
+            memberships = revoke_memberships(role)
         ))
+        .await?;
+        self.execute_in(db.as_str(), mirror_app_privileges(role))
+            .await?;
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND usename NOT IN ($2, current_user) AND pid <> pg_backend_pid()",
+        )
+        .bind(db.as_str())
+        .bind(role.as_str())
+        .execute(&self.pool)
         .await
+        .map_err(self.err())?;
+        Ok(())
     }
 
     /// Refuses new connections of the tenant role and ends its open sessions. Missing role or
     /// database (a tenant that never finished provisioning) is not an error.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn block(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
-        if self.role_exists(role).await? {
+        if self.role_tag(role).await?.is_some() {
             self.execute(format!("ALTER ROLE {} NOLOGIN", ident(role.as_str())))
                 .await?;
             if self.database_exists(db).await? {
@@ -318,7 +510,8 @@ impl ServerAdmin {
     pub async fn unblock(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
         self.execute(format!(
             "ALTER ROLE {r} LOGIN;
-             GRANT CONNECT, TEMPORARY ON DATABASE {d} TO {r};",
+             GRANT CONNECT, TEMPORARY ON DATABASE {d} TO {r};
+             ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
             d = ident(db.as_str()),
             r = ident(role.as_str()),
         ))
@@ -338,6 +531,30 @@ impl ServerAdmin {
     pub async fn drop_role(&self, role: &RoleName) -> Result<(), ControlError> {
         self.execute(format!("DROP ROLE IF EXISTS {}", ident(role.as_str())))
             .await
+    }
+
+    /// Tags an existing database and role with their tenant (deployments older than tags).
+    pub async fn tag(
+        &self,
+        db: Option<&DbName>,
+        role: Option<&RoleName>,
+        org_id: &OrgId,
+    ) -> Result<(), ControlError> {
+        let tag = literal(&tag(org_id));
+        let mut sql = String::new();
+        if let Some(db) = db {
+            sql.push_str(&format!(
+                "COMMENT ON DATABASE {} IS {tag};",
+                ident(db.as_str())
+            ));
+        }
+        if let Some(role) = role {
+            sql.push_str(&format!(
+                "COMMENT ON ROLE {} IS {tag};",
+                ident(role.as_str())
+            ));
+        }
+        self.execute(sql).await
     }
 
     /// Connects to the tenant database as the tenant role (proving it can) and reads the schema
@@ -379,20 +596,152 @@ impl ServerAdmin {
             .database(db.as_str())
     }
 
-    /// Databases and roles in the control plane's namespace (`tenant_*`, the template excluded).
-    pub async fn inventory(&self) -> Result<(Vec<String>, Vec<String>), ControlError> {
-        let databases: Vec<String> = sqlx::query_scalar(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'tenant\\_%' AND datname <> 'tenant_template' ORDER BY 1",
+    /// The server's `tenant_*` databases and roles (the template excluded), their state, their
+    /// sessions, and the roles' password verifiers when the admin may read them.
+    pub async fn inventory(&self) -> Result<Inventory, ControlError> {
+        let databases: Vec<(String, bool, Option<String>)> = sqlx::query_as(
+            "SELECT datname, datallowconn, shobj_description(oid, 'pg_database') FROM pg_database
+             WHERE datname LIKE 'tenant\\_%' AND datname <> 'tenant_template'",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(self.err())?;
-        let roles: Vec<String> = sqlx::query_scalar(
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'tenant\\_%' ORDER BY 1",
+        let roles: Vec<(String, bool, bool, i32, bool, Option<String>)> = sqlx::query_as(
+            "SELECT r.rolname, r.rolcanlogin,
+                    r.rolsuper OR r.rolcreatedb OR r.rolcreaterole OR r.rolreplication OR r.rolbypassrls,
+                    r.rolconnlimit,
+                    EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid),
+                    shobj_description(r.oid, 'pg_authid')
+             FROM pg_roles r WHERE r.rolname LIKE 'tenant\\_%'",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(self.err())?;
-        Ok((databases, roles))
+        let sessions: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT datname, usename, count(*) FROM pg_stat_activity
+             WHERE datname LIKE 'tenant\\_%' AND usename IS NOT NULL GROUP BY 1, 2",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err())?;
+        // Only a superuser may read verifiers; without them passwords are not checked.
+        let verifiers: Option<Vec<(String, Option<String>)>> = sqlx::query_as(
+            "SELECT rolname, rolpassword FROM pg_authid WHERE rolname LIKE 'tenant\\_%'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .ok();
+        Ok(Inventory {
+            databases: databases
+                .into_iter()
+                .map(|(name, allow_connections, tag)| {
+                    let facts = DatabaseFacts {
+                        name: name.clone(),
+                        allow_connections,
+                        tag,
+                    };
+                    (name, facts)
+                })
+                .collect(),
+            roles: roles
+                .into_iter()
+                .map(
+                    |(name, can_login, privileged, connection_limit, member_of_any, tag)| {
+                        let facts = RoleFacts {
+                            name: name.clone(),
+                            can_login,
+                            privileged,
+                            connection_limit,
+                            member_of_any,
+                            tag,
+                        };
+                        (name, facts)
+                    },
+                )
+                .collect(),
+            verifiers: verifiers.map(|rows| {
+                rows.into_iter()
+                    .filter_map(|(role, verifier)| verifier.map(|v| (role, v)))
+                    .collect()
+            }),
+            sessions: sessions
+                .into_iter()
+                .map(|(db, role, n)| ((db, role), n))
+                .collect(),
+        })
     }
+
+    /// Whether each (role, database) pair has CONNECT (pairs whose role or database is missing
+    /// are left out).
+    pub async fn connect_privileges(
+        &self,
+        pairs: &[(RoleName, DbName)],
+    ) -> Result<HashMap<(String, String), bool>, ControlError> {
+        let roles: Vec<&str> = pairs.iter().map(|(r, _)| r.as_str()).collect();
+        let dbs: Vec<&str> = pairs.iter().map(|(_, d)| d.as_str()).collect();
+        let rows: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT p.role, p.db, has_database_privilege(p.role, p.db, 'CONNECT')
+             FROM unnest($1::text[], $2::text[]) AS p(role, db)
+             WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p.role)
+               AND EXISTS (SELECT 1 FROM pg_database WHERE datname = p.db)",
+        )
+        .bind(&roles)
+        .bind(&dbs)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err())?;
+        Ok(rows
+            .into_iter()
+            .map(|(role, db, ok)| ((role, db), ok))
+            .collect())
+    }
+}
+
+/// Removes the role from every role it is a member of (the app role of the older model, or
+/// anything granted by hand): a tenant role's privileges are its own.
+fn revoke_memberships(role: &RoleName) -> String {
+    format!(
+        "DO $revoke$ DECLARE g text; BEGIN
+           FOR g IN SELECT b.rolname FROM pg_auth_members m
+                    JOIN pg_roles b ON b.oid = m.roleid JOIN pg_roles r ON r.oid = m.member
+                    WHERE r.rolname = {role}
+           LOOP EXECUTE format('REVOKE %I FROM %I', g, {role}); END LOOP;
+         END $revoke$;",
+        role = literal(role.as_str())
+    )
+}
+
+/// Inside a tenant database: grants the role every privilege the template grants the app role,
+/// on schemas, tables, sequences and functions, and the same default privileges for objects
+/// that later migrations create.
+fn mirror_app_privileges(role: &RoleName) -> String {
+    format!(
+        "DO $mirror$ DECLARE s text; BEGIN
+           IF to_regrole({app}) IS NULL THEN RETURN; END IF;
+           FOR s IN
+             SELECT format('GRANT %s ON SCHEMA %I TO %I', a.privilege_type, n.nspname, {role})
+             FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = {app}::regrole
+             UNION ALL
+             SELECT format('GRANT %s ON %s %s TO %I', a.privilege_type,
+                           CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                           c.oid::regclass, {role})
+             FROM pg_class c, aclexplode(c.relacl) a WHERE a.grantee = {app}::regrole
+             UNION ALL
+             SELECT format('GRANT %s ON FUNCTION %s TO %I', a.privilege_type, p.oid::regprocedure, {role})
+             FROM pg_proc p, aclexplode(p.proacl) a WHERE a.grantee = {app}::regrole
+             UNION ALL
+             SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I %s GRANT %s ON %s TO %I',
+                           pg_get_userbyid(d.defaclrole),
+                           CASE WHEN d.defaclnamespace = 0 THEN ''
+                                ELSE format('IN SCHEMA %I', d.defaclnamespace::regnamespace::text) END,
+                           a.privilege_type,
+                           CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES'
+                                WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END,
+                           {role})
+             FROM pg_default_acl d, aclexplode(d.defaclacl) a WHERE a.grantee = {app}::regrole
+           LOOP EXECUTE s; END LOOP;
+         END $mirror$;",
+        app = literal(APP_GROUP_ROLE),
+        role = literal(role.as_str())
+    )
 }

@@ -1,25 +1,59 @@
-//! The reconciler: compares the registry with what exists on each server and repairs what is
-//! safe to repair. It never drops a database that may hold data.
+//! The reconciler: compares the registry with what exists on each server, tenant by tenant, and
+//! reports or repairs the differences. It never invents data and never drops a database:
+//!
+//! - a tenant whose database is gone is marked failed, with the reason, and counted in
+//!   `tenancy_tenants_missing_database` (a server entry pointing at the wrong cluster must not
+//!   hand out empty databases);
+//! - a tenant whose server disagrees with its status (an active tenant that cannot connect, a
+//!   suspended one that can, a role whose attributes, memberships or password someone changed)
+//!   gets a `converge` operation, so the repair is serialized with the tenant's other operations;
+//! - `tenant_*` roles no tenant owns are dropped only by an explicit full repair
+//!   (`tenantctl reconcile --repair`); orphan databases only ever reported.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
+use secrecy::ExposeSecret;
 use serde::Serialize;
-use tenancy_core::{OperationKind, OrgId, RoleName, ServerId, Tenant, TenantStatus};
+use sha2::{Digest, Sha256};
+use tenancy_core::{DbName, OperationKind, OrgId, RoleName, ServerId, Tenant, TenantStatus};
 
 use crate::admins::ServerAdmins;
 use crate::config::Config;
 use crate::error::ControlError;
-use crate::pgadmin::ServerAdmin;
-use crate::secrets;
-use crate::store::{Store, TenantFilter};
+use crate::pgadmin::{Inventory, tagged_org};
+use crate::secrets::{self, Keyring};
+use crate::store::{Actor, Store, TenantFilter};
+
+/// How much a reconciliation may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// Report only.
+    Nothing,
+    /// Bring tenants back to what the registry says (the periodic run): queue lost and
+    /// converging operations, mark tenants whose database is gone as failed. Drops nothing.
+    Tenants,
+    /// Also drop `tenant_*` roles no tenant owns.
+    Everything,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
-    /// A tenant that should have a database has none on its server.
+    /// A settled tenant's database is not on its server (the tenant is marked failed).
     MissingDatabase,
-    /// A tenant that should have a login role has none.
+    /// A settled tenant's role is not on its server (recreated).
     MissingRole,
+    /// The tenant's database or role on the server is tagged for another tenant.
+    Foreign,
+    /// An active tenant cannot connect, or a suspended or deleted one can (or has sessions).
+    AccessMismatch,
+    /// The tenant's role has privileges, memberships or a connection limit it should not.
+    RoleDrift,
+    /// The tenant's role has a password other than the one the registry derives.
+    PasswordDrift,
+    /// The tenant's database or role carries no tag (made before tags existed).
+    Untagged,
     /// A `tenant_*` database no tenant owns (reported only: it may hold data).
     OrphanDatabase,
     /// A `tenant_*` role no tenant owns.
@@ -28,6 +62,9 @@ pub enum FindingKind {
     StuckTenant,
     /// The server could not be inspected.
     ServerUnreachable,
+    /// The server's admin user may not read password verifiers (not a superuser): passwords
+    /// were not checked.
+    PasswordsUnchecked,
 }
 
 /// One difference between the registry and a server.
@@ -39,123 +76,332 @@ pub struct Finding {
     /// The database or role concerned.
     pub name: String,
     pub detail: String,
-    /// Whether this run repaired it.
+    /// Whether this run repaired it (or queued the operation that does).
     pub repaired: bool,
 }
 
-pub(crate) async fn run(
-    store: &Store,
-    admins: &ServerAdmins,
-    config: &Config,
-    repair: bool,
-) -> Result<Vec<Finding>, ControlError> {
-    let mut findings = Vec::new();
+/// Verifier checks already done, so a password is recomputed only when its verifier or the
+/// expected password changed (a SCRAM check costs thousands of hash rounds).
+#[derive(Default)]
+pub struct PasswordChecks(Mutex<HashSet<[u8; 32]>>);
 
-    for tenant in store.stuck_tenants().await? {
-        let kind = if tenant.status == TenantStatus::Deleting {
-            OperationKind::Deprovision
-        } else {
-            OperationKind::Provision
-        };
-        let repaired = repair && store.enqueue_system(&tenant.org_id, kind).await?.is_some();
-        findings.push(Finding {
-            kind: FindingKind::StuckTenant,
-            server_id: tenant.server_id.clone(),
-            org_id: Some(tenant.org_id.clone()),
-            name: tenant.db_name.to_string(),
-            detail: format!(
-                "tenant is {} with no operation under way; {kind} queued",
-                tenant.status
-            ),
-            repaired,
-        });
+impl PasswordChecks {
+    fn matches(&self, password: &secrecy::SecretString, verifier: &str) -> bool {
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(password.expose_secret().as_bytes())
+            .chain_update([0])
+            .chain_update(verifier.as_bytes())
+            .finalize()
+            .into();
+        if self.0.lock().expect("checks lock").contains(&key) {
+            return true;
+        }
+        let matches = secrets::scram_matches(password, verifier);
+        if matches {
+            self.0.lock().expect("checks lock").insert(key);
+        }
+        matches
     }
+}
 
-    for server_id in admins.ids().await? {
-        let inventory = match admins.get(&server_id).await {
-            Ok(admin) => admin.inventory().await.map(|inv| (admin, inv)),
-            Err(e) => Err(e),
-        };
-        let (admin, (databases, roles)) = match inventory {
-            Ok(inventory) => inventory,
-            Err(e) => {
+/// What a reconciliation reads and may change.
+pub(crate) struct Reconciler<'a> {
+    pub store: &'a Store,
+    pub admins: &'a ServerAdmins,
+    pub config: &'a Config,
+    pub keyring: &'a Keyring,
+    pub checks: &'a PasswordChecks,
+}
+
+impl Reconciler<'_> {
+    pub async fn run(&self, repair: Repair) -> Result<Vec<Finding>, ControlError> {
+        let mut findings = Vec::new();
+        let fix = repair != Repair::Nothing;
+        for tenant in self.store.stuck_tenants().await? {
+            let kind = if tenant.status == TenantStatus::Deleting {
+                OperationKind::Deprovision
+            } else {
+                OperationKind::Provision
+            };
+            let repaired = fix
+                && self
+                    .store
+                    .enqueue_system(&tenant.org_id, kind)
+                    .await?
+                    .is_some();
+            findings.push(Finding {
+                kind: FindingKind::StuckTenant,
+                server_id: tenant.server_id.clone(),
+                org_id: Some(tenant.org_id.clone()),
+                name: tenant.db_name.to_string(),
+                detail: format!(
+                    "tenant is {} with no operation under way; {kind} queued",
+                    tenant.status
+                ),
+                repaired,
+            });
+        }
+        let mut missing = 0;
+        for server_id in self.admins.ids().await? {
+            let inventory = match self.admins.get(&server_id).await {
+                Ok(admin) => admin.inventory().await.map(|inv| (admin, inv)),
+                Err(e) => Err(e),
+            };
+            let (admin, inventory) = match inventory {
+                Ok(found) => found,
+                Err(e) => {
+                    findings.push(Finding {
+                        kind: FindingKind::ServerUnreachable,
+                        server_id: Some(server_id.clone()),
+                        org_id: None,
+                        name: server_id.to_string(),
+                        detail: e.to_string(),
+                        repaired: false,
+                    });
+                    continue;
+                }
+            };
+            // The registry is read after the server, and tenants with an operation under way
+            // are left to it: a status the registry records ahead of the server (a resume
+            // half-done) is never "repaired" backwards.
+            let tenants = self.store.all_tenants(&TenantFilter::default()).await?;
+            let busy = self.store.tenants_with_open_operations().await?;
+            let here: Vec<&Tenant> = tenants
+                .iter()
+                .filter(|t| t.server_id.as_ref() == Some(&server_id))
+                .collect();
+            let pairs: Vec<(RoleName, DbName)> = here
+                .iter()
+                .map(|t| (t.role_name(), t.db_name.clone()))
+                .collect();
+            let connect = admin.connect_privileges(&pairs).await?;
+            if inventory.verifiers.is_none() {
                 findings.push(Finding {
-                    kind: FindingKind::ServerUnreachable,
+                    kind: FindingKind::PasswordsUnchecked,
                     server_id: Some(server_id.clone()),
                     org_id: None,
                     name: server_id.to_string(),
-                    detail: e.to_string(),
+                    detail: "the admin user cannot read role passwords; they were not checked"
+                        .into(),
                     repaired: false,
                 });
-                continue;
             }
-        };
-        let databases: HashSet<String> = databases.into_iter().collect();
-        let roles: HashSet<String> = roles.into_iter().collect();
-        // The registry is read after the server: provisioning records a placement before it
-        // creates the role and database, so whatever the server showed belongs to a tenant this
-        // read sees, and a tenant being provisioned right now is never taken for an orphan.
-        let tenants = store.all_tenants(&TenantFilter::default()).await?;
-        let here: Vec<&Tenant> = tenants
-            .iter()
-            .filter(|t| t.server_id.as_ref() == Some(&server_id))
-            .collect();
-        let known_dbs: HashSet<&str> = here.iter().map(|t| t.db_name.as_str()).collect();
-        // A role any tenant names is never dropped, whichever server that tenant is on.
-        let known_roles: HashSet<RoleName> = tenants.iter().map(Tenant::role_name).collect();
-
-        for tenant in here.iter().copied() {
-            let settled = matches!(
-                tenant.status,
-                TenantStatus::Active | TenantStatus::Suspended
-            );
-            let role = tenant.role_name();
-            if settled && !databases.contains(tenant.db_name.as_str()) {
-                let repaired = repair && repair_database(config, &admin, tenant).await.is_ok();
+            for tenant in here.iter().copied().filter(|t| !busy.contains(&t.org_id)) {
+                let found = self.check(tenant, &inventory, &connect).await?;
+                let Some((kind, detail)) = found else {
+                    continue;
+                };
+                let repaired = if !fix {
+                    false
+                } else if kind == FindingKind::MissingDatabase {
+                    missing += 1;
+                    self.store
+                        .mark_failed(&tenant.org_id, &detail, &Actor::named("system:reconciler"))
+                        .await?
+                } else if kind == FindingKind::Foreign {
+                    false
+                } else {
+                    self.store
+                        .enqueue_system(&tenant.org_id, OperationKind::Converge)
+                        .await?
+                        .is_some()
+                };
                 findings.push(Finding {
-                    kind: FindingKind::MissingDatabase,
+                    kind,
                     server_id: Some(server_id.clone()),
                     org_id: Some(tenant.org_id.clone()),
                     name: tenant.db_name.to_string(),
-                    detail: format!(
-                        "{} tenant has no database; recreated empty from the template",
-                        tenant.status
-                    ),
-                    repaired,
-                });
-            } else if settled && !roles.contains(role.as_str()) {
-                let repaired = repair && repair_role(config, &admin, tenant).await.is_ok();
-                findings.push(Finding {
-                    kind: FindingKind::MissingRole,
-                    server_id: Some(server_id.clone()),
-                    org_id: Some(tenant.org_id.clone()),
-                    name: role.to_string(),
-                    detail: format!("{} tenant has no login role; recreated", tenant.status),
+                    detail,
                     repaired,
                 });
             }
+            self.orphans(
+                &server_id,
+                &admin,
+                &inventory,
+                &tenants,
+                repair,
+                &mut findings,
+            )
+            .await;
         }
-        for db in databases
+        if fix {
+            metrics::gauge!("tenancy_tenants_missing_database").set(f64::from(missing));
+        }
+        metrics::gauge!("tenancy_drift_items")
+            .set(findings.iter().filter(|f| !f.repaired).count() as f64);
+        Ok(findings)
+    }
+
+    /// The first difference between the tenant's registry record and its server, if any.
+    async fn check(
+        &self,
+        tenant: &Tenant,
+        inventory: &Inventory,
+        connect: &HashMap<(String, String), bool>,
+    ) -> Result<Option<(FindingKind, String)>, ControlError> {
+        let blocked = match tenant.status {
+            TenantStatus::Active => false,
+            TenantStatus::Suspended => true,
+            TenantStatus::Deleting | TenantStatus::Deleted => {
+                // Kept for retention: whatever is left must be closed.
+                let role = tenant.role_name();
+                let open = inventory
+                    .roles
+                    .get(role.as_str())
+                    .is_some_and(|r| r.can_login)
+                    || connect
+                        .get(&(role.to_string(), tenant.db_name.to_string()))
+                        .copied()
+                        .unwrap_or(false)
+                    || sessions(inventory, tenant) > 0;
+                return Ok(open.then(|| {
+                    (
+                        FindingKind::AccessMismatch,
+                        format!("{} tenant can still connect", tenant.status),
+                    )
+                }));
+            }
+            TenantStatus::Provisioning | TenantStatus::Failed => return Ok(None),
+        };
+        let role = tenant.role_name();
+        let ours = |tag: Option<&str>| match tagged_org(tag) {
+            Some(org) => org == tenant.org_id.as_str(),
+            None => true,
+        };
+        let Some(database) = inventory.databases.get(tenant.db_name.as_str()) else {
+            return Ok(Some((
+                FindingKind::MissingDatabase,
+                format!(
+                    "the {} tenant's database {} is not on its server; the tenant is marked \
+                     failed (it is never recreated empty: check the server's configuration)",
+                    tenant.status, tenant.db_name
+                ),
+            )));
+        };
+        let Some(facts) = inventory.roles.get(role.as_str()) else {
+            return Ok(Some((
+                FindingKind::MissingRole,
+                format!("{} tenant has no role; it is recreated", tenant.status),
+            )));
+        };
+        if !ours(database.tag.as_deref()) || !ours(facts.tag.as_deref()) {
+            return Ok(Some((
+                FindingKind::Foreign,
+                format!(
+                    "the database or role of this name is tagged for another tenant ({:?}, {:?})",
+                    database.tag, facts.tag
+                ),
+            )));
+        }
+        let limit = self.config.tier_limits(tenant.tier).connection_limit;
+        if facts.privileged || facts.member_of_any || facts.connection_limit != limit {
+            return Ok(Some((
+                FindingKind::RoleDrift,
+                format!(
+                    "role has {}{}connection limit {} (tier: {limit}); converging",
+                    if facts.privileged {
+                        "privileges it should not, "
+                    } else {
+                        ""
+                    },
+                    if facts.member_of_any {
+                        "memberships, "
+                    } else {
+                        ""
+                    },
+                    facts.connection_limit
+                ),
+            )));
+        }
+        if let Some(verifiers) = &inventory.verifiers {
+            let credentials = self
+                .store
+                .credentials(&tenant.org_id)
+                .await?
+                .ok_or_else(|| ControlError::TenantNotFound(tenant.org_id.clone()))?;
+            let password = secrets::tenant_password(self.keyring, &credentials)?;
+            let matches = verifiers
+                .get(role.as_str())
+                .is_some_and(|v| self.checks.matches(&password, v));
+            if !matches {
+                return Ok(Some((
+                    FindingKind::PasswordDrift,
+                    "role's password is not the one the registry derives; converging".into(),
+                )));
+            }
+        }
+        let can_connect = facts.can_login
+            && database.allow_connections
+            && connect
+                .get(&(role.to_string(), tenant.db_name.to_string()))
+                .copied()
+                .unwrap_or(false);
+        if blocked && (can_connect || facts.can_login || sessions(inventory, tenant) > 0) {
+            return Ok(Some((
+                FindingKind::AccessMismatch,
+                "suspended tenant can still connect or has sessions; blocking".into(),
+            )));
+        }
+        if !blocked && !can_connect {
+            return Ok(Some((
+                FindingKind::AccessMismatch,
+                "active tenant cannot connect; unblocking".into(),
+            )));
+        }
+        if database.tag.is_none() || facts.tag.is_none() {
+            return Ok(Some((
+                FindingKind::Untagged,
+                "database or role carries no tenant tag; tagging".into(),
+            )));
+        }
+        Ok(None)
+    }
+
+    /// `tenant_*` databases and roles no tenant names.
+    async fn orphans(
+        &self,
+        server_id: &ServerId,
+        admin: &crate::pgadmin::ServerAdmin,
+        inventory: &Inventory,
+        tenants: &[Tenant],
+        repair: Repair,
+        findings: &mut Vec<Finding>,
+    ) {
+        let known_dbs: HashSet<&str> = tenants
             .iter()
+            .filter(|t| t.server_id.as_ref() == Some(server_id))
+            .map(|t| t.db_name.as_str())
+            .collect();
+        // A role any tenant names is never dropped, whichever server that tenant is on.
+        let known_roles: HashSet<String> =
+            tenants.iter().map(|t| t.role_name().to_string()).collect();
+        let mut orphan_dbs: Vec<&String> = inventory
+            .databases
+            .keys()
             .filter(|db| !known_dbs.contains(db.as_str()))
-        {
+            .collect();
+        orphan_dbs.sort();
+        for db in orphan_dbs {
             findings.push(Finding {
                 kind: FindingKind::OrphanDatabase,
                 server_id: Some(server_id.clone()),
                 org_id: None,
                 name: db.clone(),
-                detail: "database belongs to no tenant; left in place (drop it by hand if it holds nothing of value)".into(),
+                detail: "database belongs to no tenant; left in place (drop it by hand if it \
+                         holds nothing of value)"
+                    .into(),
                 repaired: false,
             });
         }
-        let mut orphan_roles: Vec<&String> = roles
-            .iter()
-            .filter(|r| !known_roles.iter().any(|k| k.as_str() == r.as_str()))
-            .filter(|r| !databases.contains(*r))
+        let mut orphan_roles: Vec<&String> = inventory
+            .roles
+            .keys()
+            .filter(|r| !known_roles.contains(*r) && !inventory.databases.contains_key(*r))
             .collect();
         orphan_roles.sort();
         for role in orphan_roles {
-            let repaired = repair
+            let repaired = repair == Repair::Everything
                 && match role.parse::<RoleName>() {
                     Ok(name) => admin.drop_role(&name).await.is_ok(),
                     Err(_) => false,
@@ -165,38 +411,21 @@ pub(crate) async fn run(
                 server_id: Some(server_id.clone()),
                 org_id: None,
                 name: role.clone(),
-                detail: "role belongs to no tenant; dropped".into(),
+                detail: if repaired {
+                    "role belongs to no tenant; dropped".into()
+                } else {
+                    "role belongs to no tenant; `tenantctl reconcile --repair` drops it".into()
+                },
                 repaired,
             });
         }
     }
-    metrics::gauge!("tenancy_drift_items")
-        .set(findings.iter().filter(|f| !f.repaired).count() as f64);
-    Ok(findings)
 }
 
-async fn repair_role(
-    config: &Config,
-    admin: &ServerAdmin,
-    tenant: &Tenant,
-) -> Result<(), ControlError> {
-    let role = tenant.role_name();
-    let password = secrets::tenant_password(config.master_key()?, &role);
-    admin
-        .ensure_role(&role, &password, config.tier_limits(tenant.tier))
-        .await?;
-    admin.lockdown(&tenant.db_name, &role).await?;
-    if tenant.status == TenantStatus::Suspended {
-        admin.block(&tenant.db_name, &role).await?;
-    }
-    Ok(())
-}
-
-async fn repair_database(
-    config: &Config,
-    admin: &ServerAdmin,
-    tenant: &Tenant,
-) -> Result<(), ControlError> {
-    admin.create_database(&tenant.db_name).await?;
-    repair_role(config, admin, tenant).await
+fn sessions(inventory: &Inventory, tenant: &Tenant) -> i64 {
+    inventory
+        .sessions
+        .get(&(tenant.db_name.to_string(), tenant.role_name().to_string()))
+        .copied()
+        .unwrap_or(0)
 }

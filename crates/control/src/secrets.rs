@@ -1,20 +1,141 @@
-//! Tenant role passwords, derived from the master key so that no password is stored anywhere:
-//! the engine and the connection-info endpoint compute the same one on demand.
+//! Tenant role passwords, derived from a master key so that no password is stored anywhere: the
+//! engine and the connection-info endpoint compute the same one on demand.
+//!
+//! A password derives from the master key named by the tenant's `credential_key_id`, its
+//! `org_id`, a random nonce of its own (so a purged and re-onboarded organization never gets an
+//! old password back) and a generation (bumped by every rotation). The master key itself is
+//! rotated by configuring the old one as the previous key and re-keying every tenant
+//! (`tenantctl rekey`).
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
-use tenancy_core::RoleName;
+use tenancy_core::{OrgId, RoleName};
+use uuid::Uuid;
 
-/// `base64url(HMAC-SHA256(master_key, "tenancy/role-password/v1/" + role))`: 43 characters.
-pub fn tenant_password(master_key: &SecretString, role: &RoleName) -> SecretString {
-    let mut mac = Hmac::<Sha256>::new_from_slice(master_key.expose_secret().as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(b"tenancy/role-password/v1/");
-    mac.update(role.as_str().as_bytes());
-    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()).into()
+use crate::error::ControlError;
+
+/// The shortest master key accepted, in bytes.
+pub const MIN_MASTER_KEY_BYTES: usize = 32;
+
+/// A master key and its id (a digest of the key: it names the key without revealing it).
+pub struct MasterKey {
+    id: String,
+    secret: SecretString,
+}
+
+impl MasterKey {
+    /// Refuses keys shorter than [`MIN_MASTER_KEY_BYTES`].
+    pub fn new(secret: SecretString) -> Result<Self, ControlError> {
+        let length = secret.expose_secret().len();
+        if length < MIN_MASTER_KEY_BYTES {
+            return Err(ControlError::Config(format!(
+                "a master key must be at least {MIN_MASTER_KEY_BYTES} bytes, this one has {length}"
+            )));
+        }
+        let id = hex(&hmac(&secret, &[b"tenancy/key-id"])[..6]);
+        Ok(Self { id, secret })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// The current master key, and the previous one while tenants are re-keyed.
+#[derive(Clone)]
+pub struct Keyring {
+    current: Arc<MasterKey>,
+    previous: Option<Arc<MasterKey>>,
+}
+
+impl Keyring {
+    pub fn new(current: MasterKey, previous: Option<MasterKey>) -> Self {
+        Self {
+            current: Arc::new(current),
+            previous: previous.map(Arc::new),
+        }
+    }
+
+    pub fn current(&self) -> &MasterKey {
+        &self.current
+    }
+
+    /// The key with this id, if it is the current or the previous one.
+    pub fn get(&self, id: &str) -> Option<&MasterKey> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id == id)
+            .map(Arc::as_ref)
+    }
+}
+
+/// What a tenant role's password derives from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub org_id: OrgId,
+    pub role: RoleName,
+    pub nonce: Uuid,
+    /// 0 for passwords made before generations existed (derived from the role name).
+    pub generation: i32,
+    /// The master key the password derives from; the current one when `None` (older rows).
+    pub key_id: Option<String>,
+}
+
+impl Credentials {
+    /// The same credentials one rotation later, under the current key.
+    pub fn rotated(&self, keyring: &Keyring) -> Self {
+        Self {
+            generation: self.generation + 1,
+            key_id: Some(keyring.current().id.clone()),
+            ..self.clone()
+        }
+    }
+}
+
+/// The tenant role's password: `base64url(HMAC-SHA256(key, "tenancy/role-password/v2/" org_id
+/// "/" nonce "/" generation))`, 43 characters. Generation 0 is the older scheme (the role name
+/// alone).
+pub fn tenant_password(
+    keyring: &Keyring,
+    credentials: &Credentials,
+) -> Result<SecretString, ControlError> {
+    let key = match &credentials.key_id {
+        Some(id) => keyring.get(id).ok_or_else(|| {
+            ControlError::Config(format!(
+                "tenant {}'s password derives from master key {id}, which is neither the master \
+                 key nor the previous one configured",
+                credentials.org_id
+            ))
+        })?,
+        None => keyring.current(),
+    };
+    let digest = if credentials.generation == 0 {
+        hmac(
+            &key.secret,
+            &[
+                b"tenancy/role-password/v1/",
+                credentials.role.as_str().as_bytes(),
+            ],
+        )
+    } else {
+        hmac(
+            &key.secret,
+            &[
+                b"tenancy/role-password/v2/",
+                credentials.org_id.as_str().as_bytes(),
+                b"/",
+                credentials.nonce.as_bytes(),
+                b"/",
+                credentials.generation.to_string().as_bytes(),
+            ],
+        )
+    };
+    Ok(URL_SAFE_NO_PAD.encode(digest).into())
 }
 
 /// The SCRAM-SHA-256 verifier of a password, so that `CREATE ROLE` never carries the plain text
@@ -23,25 +144,118 @@ pub fn scram_verifier(password: &SecretString) -> String {
     postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes())
 }
 
+/// Whether a SCRAM-SHA-256 verifier (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`,
+/// as PostgreSQL keeps it) was made from `password`: what the reconciler uses to notice a role
+/// whose password someone changed.
+pub fn scram_matches(password: &SecretString, verifier: &str) -> bool {
+    use base64::engine::general_purpose::STANDARD;
+    use sha2::Digest;
+    let parse = || -> Option<(u32, Vec<u8>, Vec<u8>)> {
+        let rest = verifier.strip_prefix("SCRAM-SHA-256$")?;
+        let (params, keys) = rest.split_once('$')?;
+        let (iterations, salt) = params.split_once(':')?;
+        let (stored, _server) = keys.split_once(':')?;
+        let iterations: u32 = iterations.parse().ok()?;
+        // A verifier someone crafted must not cost unbounded work to check.
+        (1..=100_000).contains(&iterations).then_some(())?;
+        Some((
+            iterations,
+            STANDARD.decode(salt).ok()?,
+            STANDARD.decode(stored).ok()?,
+        ))
+    };
+    let Some((iterations, salt, stored)) = parse() else {
+        return false;
+    };
+    let mut salted = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(
+        password.expose_secret().as_bytes(),
+        &salt,
+        iterations,
+        &mut salted,
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(&salted).expect("HMAC takes keys of any length");
+    mac.update(b"Client Key");
+    let client_key = mac.finalize().into_bytes();
+    Sha256::digest(client_key).as_slice() == stored.as_slice()
+}
+
+fn hmac(key: &SecretString, parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
+        .expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn key(text: &str) -> MasterKey {
+        MasterKey::new(SecretString::from(text.repeat(8))).unwrap()
+    }
+
     #[test]
-    fn passwords_are_stable_and_distinct() {
-        let key: SecretString = "k".into();
-        let a: RoleName = "tenant_a".parse().unwrap();
-        let b: RoleName = "tenant_b".parse().unwrap();
-        let pa = tenant_password(&key, &a);
-        assert_eq!(
-            pa.expose_secret(),
-            tenant_password(&key, &a).expose_secret()
-        );
-        assert_ne!(
-            pa.expose_secret(),
-            tenant_password(&key, &b).expose_secret()
-        );
-        assert_eq!(pa.expose_secret().len(), 43);
-        assert!(scram_verifier(&pa).starts_with("SCRAM-SHA-256$4096:"));
+    fn passwords_are_stable_distinct_and_change_with_every_input() {
+        let keyring = Keyring::new(key("abcd"), Some(key("wxyz")));
+        let base = Credentials {
+            org_id: "100".parse().unwrap(),
+            role: "tenant_a".parse().unwrap(),
+            nonce: Uuid::from_u128(7),
+            generation: 1,
+            key_id: Some(keyring.current().id().to_owned()),
+        };
+        let password = |c: &Credentials| {
+            tenant_password(&keyring, c)
+                .unwrap()
+                .expose_secret()
+                .to_owned()
+        };
+        let p = password(&base);
+        assert_eq!(p.len(), 43);
+        assert_eq!(p, password(&base));
+        let renonced = Credentials {
+            nonce: Uuid::from_u128(8),
+            ..base.clone()
+        };
+        let other_org = Credentials {
+            org_id: "101".parse().unwrap(),
+            ..base.clone()
+        };
+        for other in [
+            base.rotated(&keyring),
+            renonced,
+            other_org,
+            Credentials {
+                key_id: Some(keyring.get(&key("wxyz").id).unwrap().id().to_owned()),
+                ..base.clone()
+            },
+        ] {
+            assert_ne!(p, password(&other), "{other:?}");
+        }
+        let unknown = Credentials {
+            key_id: Some("000000000000".into()),
+            ..base
+        };
+        assert!(tenant_password(&keyring, &unknown).is_err());
+        let p: SecretString = p.into();
+        let verifier = scram_verifier(&p);
+        assert!(verifier.starts_with("SCRAM-SHA-256$4096:"));
+        assert!(scram_matches(&p, &verifier));
+        assert!(!scram_matches(&"another".into(), &verifier));
+        assert!(!scram_matches(&p, "md5abc"));
+    }
+
+    #[test]
+    fn short_master_keys_are_refused() {
+        assert!(MasterKey::new(SecretString::from("too short")).is_err());
+        assert_eq!(key("abcd").id().len(), 12);
+        assert_ne!(key("abcd").id(), key("abce").id());
     }
 }

@@ -15,6 +15,7 @@ use crate::admins::ServerAdmins;
 use crate::config::Config;
 use crate::error::ControlError;
 use crate::operations::{self, StepContext};
+use crate::secrets::Keyring;
 use crate::store::Store;
 
 /// What a worker needs, and nothing more of the engine.
@@ -22,6 +23,7 @@ pub(crate) struct WorkerContext {
     pub store: Store,
     pub admins: ServerAdmins,
     pub config: Arc<Config>,
+    pub keyring: Keyring,
     pub activator: Option<Arc<dyn AdminActivator>>,
     /// Woken when an operation is queued.
     pub wake: Arc<Notify>,
@@ -139,6 +141,7 @@ async fn run_steps(
         store: &cx.store,
         admins: &cx.admins,
         config: &cx.config,
+        keyring: &cx.keyring,
         activator: cx.activator.as_deref(),
         op,
         worker,

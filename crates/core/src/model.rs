@@ -97,7 +97,10 @@ string_enum!(
 string_enum!(
     /// What an operation does. `activate_admin` invites the organization's first admin in
     /// ZITADEL and grants `tenant_admin`; it is queued when a tenant with an `admin_email`
-    /// becomes active, and runs beside the tenant's other operations.
+    /// becomes active, and runs beside the tenant's other operations. `rotate_credentials` gives
+    /// the tenant's role a new password (a new generation, under the current master key).
+    /// `converge` brings the server back to what the registry says of the tenant (queued by the
+    /// reconciler).
     OperationKind, "operation kind" {
         Provision => "provision",
         Suspend => "suspend",
@@ -106,6 +109,8 @@ string_enum!(
         Deprovision => "deprovision",
         Purge => "purge",
         ActivateAdmin => "activate_admin",
+        RotateCredentials => "rotate_credentials",
+        Converge => "converge",
     }
 );
 
@@ -134,6 +139,8 @@ string_enum!(
         DropDatabase => "drop_database",
         DropRole => "drop_role",
         InviteAdmin => "invite_admin",
+        SetPassword => "set_password",
+        Converge => "converge",
         Finish => "finish",
         Done => "done",
     }

@@ -17,6 +17,15 @@ use tracing::{debug, warn};
 use crate::error::RouterError;
 use crate::resolver::Resolver;
 
+/// How long a borrow refused at login waits before it resolves the tenant again and retries.
+const LOGIN_RETRY_DELAY: Duration = Duration::from_millis(150);
+
+/// A server that refused the tenant's credentials (SQLSTATE class 28).
+fn is_login_refusal(error: &RouterError) -> bool {
+    matches!(error, RouterError::ServerUnavailable { source, .. }
+        if source.code().is_some_and(|c| c.code().starts_with("28")))
+}
+
 /// How a router behaves. The defaults suit a typical product service.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -110,19 +119,37 @@ impl TenantRouter {
     /// typed errors, never connections.
     pub async fn get(&self, org_id: &OrgId) -> Result<TenantClient, RouterError> {
         let started = Instant::now();
-        let pool = self.pool_for(org_id).await?;
-        let result = pool.get().await;
-        metrics::histogram!("tenancy_router_wait_seconds").record(started.elapsed().as_secs_f64());
-        result.map_err(|e| {
-            let error = self.pool_error(org_id, e);
-            // Refused at login (suspended or re-keyed since we resolved it): ask again next time.
-            if let RouterError::ServerUnavailable { source, .. } = &error
-                && source.code().is_some_and(|c| c.code().starts_with("28"))
-            {
+        let result = match self.borrow(org_id).await {
+            // Refused at login: the password was rotated (or the tenant suspended) since it was
+            // resolved. Resolve again and retry once, after a moment for the registry to record
+            // the rotation it is finishing.
+            Err(error) if is_login_refusal(&error) => {
                 self.invalidate(org_id);
+                tokio::time::sleep(LOGIN_RETRY_DELAY).await;
+                metrics::counter!("tenancy_router_login_retries_total").increment(1);
+                self.borrow(org_id).await.inspect_err(|error| {
+                    if is_login_refusal(error) {
+                        self.invalidate(org_id);
+                    }
+                })
             }
-            error
-        })
+            other => other,
+        };
+        metrics::histogram!("tenancy_router_wait_seconds").record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn borrow(&self, org_id: &OrgId) -> Result<TenantClient, RouterError> {
+        let mut attempts = 0;
+        loop {
+            let pool = self.pool_for(org_id).await?;
+            match pool.get().await {
+                // The pool was closed under us (the tenant changed, or was reaped): the next
+                // resolution builds its replacement, or says why there is none.
+                Err(PoolError::Closed) if attempts < 3 => attempts += 1,
+                result => return result.map_err(|e| self.pool_error(org_id, e)),
+            }
+        }
     }
 
     fn pool_error(

@@ -277,3 +277,91 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
     client.query_one("SELECT 1", &[]).await.unwrap();
     eprintln!("served again after {:?}", resumed_at.elapsed());
 }
+
+/// A credential rotation costs borrowers nothing: the router fetches the new password when the
+/// feed reports the rotation, and a borrow that meets a changed password retries once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_rotation_is_invisible_to_borrowers() {
+    let registry = InProcessRegistry::start().await.unwrap();
+    registry.onboard("300", "Rotating").await.unwrap();
+    let router = TenantRouter::new(
+        Arc::new(RegistryResolver::new(&registry.base, DEV_TOKEN)),
+        RouterConfig::default(),
+    );
+    let org: OrgId = "300".parse().unwrap();
+    drop(router.get(&org).await.unwrap());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (borrows, failures) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (router, org, stop) = (router.clone(), org.clone(), stop.clone());
+        let (borrows, failures) = (borrows.clone(), failures.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                match router.get(&org).await {
+                    Ok(client) => {
+                        client.query_one("SELECT 1", &[]).await.unwrap();
+                        borrows.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => {
+                        eprintln!("borrow failed: {e}");
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    // Pools closed now and then, as idle reaping does: new connections meet the new password.
+    tasks.push(tokio::spawn({
+        let (router, org, stop) = (router.clone(), org.clone(), stop.clone());
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                router.invalidate(&org);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let op: serde_json::Value = http
+            .post(format!(
+                "{}/v1/tenants/300/rotate-credentials",
+                registry.base
+            ))
+            .bearer_auth(DEV_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = format!(
+            "{}/v1/operations/{}",
+            registry.base,
+            op["id"].as_str().unwrap()
+        );
+        eventually(Duration::from_secs(30), "the rotation finishes", || async {
+            let op: serde_json::Value = http
+                .get(&url)
+                .bearer_auth(DEV_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (op["state"] == "succeeded").then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(borrows.load(Ordering::SeqCst) > 50);
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "no borrow failed");
+}

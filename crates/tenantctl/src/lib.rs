@@ -64,6 +64,7 @@ enum Command {
     #[command(subcommand)]
     Servers(commands::servers::Command),
     Reconcile(commands::reconcile::Args),
+    Rekey(commands::rekey::Args),
     Psql(commands::psql::Args),
 }
 
@@ -128,6 +129,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Tenants(command) => commands::tenants::run(command, &cx).await,
         Command::Servers(command) => commands::servers::run(command, &cx).await,
         Command::Reconcile(args) => commands::reconcile::run(args, &cx).await,
+        Command::Rekey(args) => commands::rekey::run(args, &cx).await,
         Command::Psql(args) => commands::psql::run(args, &cx).await,
     };
     result.unwrap_or_else(|e| {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Engine;
-use crate::reconcile;
+use crate::reconcile::Repair;
 use crate::worker::{self, WorkerContext};
 
 /// Background tasks of this process; stop them with [`Workers::shutdown`].
@@ -66,6 +66,7 @@ impl Engine {
             store: self.store().clone(),
             admins: self.inner.admins.clone(),
             config: self.inner.config.clone(),
+            keyring: self.inner.keyring.clone(),
             activator: self.inner.activator.get().cloned(),
             wake: self.inner.signals.wake.clone(),
             #[cfg(feature = "testing")]
@@ -97,7 +98,17 @@ async fn maintain(engine: Engine, cancel: CancellationToken) {
             }
             Err(e) => warn!(error = %e, "could not list expired tenants"),
         }
-        match reconcile::run(store, engine.admins(), engine.config(), true)
+        // One replica reconciles at a time; the others would only repeat its reads.
+        let lock = match engine.try_lock("tenancy.reconcile").await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => continue,
+            Err(e) => {
+                warn!(error = %e, "reconcile lock unavailable");
+                continue;
+            }
+        };
+        match engine
+            .reconcile(Repair::Tenants)
             .instrument(info_span!("reconcile"))
             .await
         {
@@ -108,5 +119,6 @@ async fn maintain(engine: Engine, cancel: CancellationToken) {
             }
             Err(e) => warn!(error = %e, "reconcile failed"),
         }
+        lock.release().await;
     }
 }

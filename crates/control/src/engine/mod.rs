@@ -32,6 +32,7 @@ use crate::admins::ServerAdmins;
 use crate::config::Config;
 use crate::error::ControlError;
 use crate::migrate;
+use crate::secrets::Keyring;
 use crate::store::{Actor, RegistryLock, Store};
 
 pub use background::Workers;
@@ -45,9 +46,12 @@ pub struct Engine {
 
 struct Inner {
     config: Arc<Config>,
+    keyring: Keyring,
     store: Store,
     admins: ServerAdmins,
     signals: Arc<Signals>,
+    /// Password verifiers the reconciler already checked.
+    checks: crate::reconcile::PasswordChecks,
     /// Invites organizations' first admins (set by the registry when ZITADEL is configured).
     activator: OnceLock<Arc<dyn AdminActivator>>,
     /// Unique per engine instance; worker names derive from it.
@@ -73,7 +77,7 @@ impl Engine {
     /// with [`Engine::run_workers`].
     pub async fn start(config: Config) -> Result<Self, ControlError> {
         config.validate()?;
-        config.master_key()?;
+        config.keyring()?;
         migrate::migrate_registry(config.registry.url.expose_secret()).await?;
         let engine = Self::open(config).await?;
         engine
@@ -113,6 +117,7 @@ impl Engine {
     }
 
     async fn open(config: Config) -> Result<Self, ControlError> {
+        let keyring = config.keyring()?;
         let store = Store::connect(
             config.registry.url.expose_secret(),
             config.registry.max_connections,
@@ -123,6 +128,7 @@ impl Engine {
         Ok(Engine {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
+                keyring,
                 store,
                 admins,
                 signals: Arc::new(Signals {
@@ -130,6 +136,7 @@ impl Engine {
                     done,
                     tenant_changed: Notify::new(),
                 }),
+                checks: Default::default(),
                 activator: OnceLock::new(),
                 instance: format!(
                     "{}-{}",
@@ -198,6 +205,22 @@ impl Engine {
     /// Takes the registry-wide lock `name` if no replica or tool holds it.
     pub async fn try_lock(&self, name: &str) -> Result<Option<RegistryLock>, ControlError> {
         self.inner.store.try_lock(name).await
+    }
+
+    /// The master keys tenant passwords derive from.
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+
+    /// The reconciler over this engine's parts.
+    pub(crate) fn reconciler(&self) -> crate::reconcile::Reconciler<'_> {
+        crate::reconcile::Reconciler {
+            store: self.store(),
+            admins: self.admins(),
+            config: self.config(),
+            keyring: self.keyring(),
+            checks: &self.inner.checks,
+        }
     }
 
     /// Whether the registry database answers and is migrated (readiness).

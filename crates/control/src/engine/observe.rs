@@ -4,20 +4,25 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use tenancy_core::{
-    ConnectionInfo, ErrorCode, OperationKind, OperationState, OrgId, RoleName, TenantHealth,
-    TenantStatus, TenantUsage,
+    ConnectionInfo, ErrorCode, OperationKind, OperationState, OrgId, TenantHealth, TenantStatus,
+    TenantUsage,
 };
 
 use super::Engine;
 use crate::error::ControlError;
-use crate::reconcile::{self, Finding};
+use crate::reconcile::{Finding, Repair};
 use crate::secrets;
 use crate::store::AuditEvent;
 
 impl Engine {
-    /// A tenant role's password, derived from the master key.
-    pub fn tenant_password(&self, role: &RoleName) -> Result<SecretString, ControlError> {
-        Ok(secrets::tenant_password(self.config().master_key()?, role))
+    /// A tenant role's password as it is now, derived from its master key.
+    pub async fn tenant_password(&self, org_id: &OrgId) -> Result<SecretString, ControlError> {
+        let credentials = self
+            .store()
+            .credentials(org_id)
+            .await?
+            .ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))?;
+        secrets::tenant_password(self.keyring(), &credentials)
     }
 
     /// What a router needs to reach the tenant's database; the password only while it is active.
@@ -35,7 +40,12 @@ impl Engine {
         let admin = self.server_admin(&server_id).await?;
         let role = tenant.role_name();
         let password = if tenant.status == TenantStatus::Active {
-            Some(self.tenant_password(&role)?.expose_secret().to_owned())
+            Some(
+                self.tenant_password(org_id)
+                    .await?
+                    .expose_secret()
+                    .to_owned(),
+            )
         } else {
             None
         };
@@ -132,9 +142,9 @@ impl Engine {
         self.store().operations_by_state().await
     }
 
-    /// Compares the registry with what exists on every server; with `repair`, fixes what can be
-    /// fixed safely. Orphan databases are only reported: they may hold data.
-    pub async fn reconcile(&self, repair: bool) -> Result<Vec<Finding>, ControlError> {
-        reconcile::run(self.store(), self.admins(), self.config(), repair).await
+    /// Compares the registry with what exists on every server, tenant by tenant, and repairs as
+    /// much as `repair` allows. Databases are never dropped nor recreated.
+    pub async fn reconcile(&self, repair: Repair) -> Result<Vec<Finding>, ControlError> {
+        self.reconciler().run(repair).await
     }
 }

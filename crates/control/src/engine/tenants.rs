@@ -50,6 +50,7 @@ impl Engine {
             region: &region,
             tier: request.tier.unwrap_or(Tier::DEFAULT),
             explicit_slug: request.slug.is_some(),
+            key_id: self.keyring().current().id(),
         };
         match self.store().create_tenant(new, actor).await? {
             Created::New(tenant, operation) => {
@@ -152,6 +153,44 @@ impl Engine {
                 actor,
             )
             .await
+    }
+
+    /// Gives the tenant's role a new password (the next generation, under the current master
+    /// key); routers pick it up through the change feed.
+    pub async fn rotate_credentials(
+        &self,
+        org_id: &OrgId,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
+        use TenantStatus::*;
+        self.store()
+            .request_operation(
+                org_id,
+                OperationKind::RotateCredentials,
+                &[Active, Suspended],
+                None,
+                actor,
+            )
+            .await
+    }
+
+    /// Queues a credential rotation for every tenant whose password does not derive from the
+    /// current master key yet (the second half of rotating the master key); returns the queued
+    /// operations, and the tenants skipped because another operation is under way.
+    pub async fn rekey(&self, actor: &Actor) -> Result<(Vec<Operation>, Vec<OrgId>), ControlError> {
+        let current = self.keyring().current().id().to_owned();
+        let mut queued = Vec::new();
+        let mut busy = Vec::new();
+        for org_id in self.store().tenants_to_rekey(&current).await? {
+            match self.rotate_credentials(&org_id, actor).await {
+                Ok(op) => queued.push(op),
+                Err(e) if e.code() == tenancy_core::ErrorCode::OperationInProgress => {
+                    busy.push(org_id)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((queued, busy))
     }
 
     /// Runs the tenant's last failed operation again with a fresh attempt budget.

@@ -10,11 +10,13 @@
 //! worker (after the lease expires) repeats safely.
 
 mod activate_admin;
+mod converge;
 mod deprovision;
 mod provision;
 mod purge;
 mod resume;
 mod retier;
+mod rotate_credentials;
 mod suspend;
 
 use secrecy::SecretString;
@@ -25,7 +27,7 @@ use crate::admins::ServerAdmins;
 use crate::config::{Config, TierLimits};
 use crate::error::ControlError;
 use crate::pgadmin::ServerAdmin;
-use crate::secrets;
+use crate::secrets::{self, Credentials, Keyring};
 use crate::store::{Finish, Store};
 
 /// The steps `kind` runs, in order; `done` follows the last.
@@ -38,6 +40,8 @@ pub(crate) fn steps(kind: OperationKind) -> &'static [Step] {
         OperationKind::Deprovision => deprovision::STEPS,
         OperationKind::Purge => purge::STEPS,
         OperationKind::ActivateAdmin => activate_admin::STEPS,
+        OperationKind::RotateCredentials => rotate_credentials::STEPS,
+        OperationKind::Converge => converge::STEPS,
     }
 }
 
@@ -65,7 +69,9 @@ pub(crate) fn runnable(kind: OperationKind, has_activator: bool) -> bool {
         | OperationKind::Resume
         | OperationKind::Retier
         | OperationKind::Deprovision
-        | OperationKind::Purge => true,
+        | OperationKind::Purge
+        | OperationKind::RotateCredentials
+        | OperationKind::Converge => true,
     }
 }
 
@@ -79,6 +85,8 @@ pub(crate) async fn run_step(cx: &mut StepContext<'_>, step: Step) -> Result<(),
         OperationKind::Deprovision => deprovision::run(cx, step).await,
         OperationKind::Purge => purge::run(cx, step).await,
         OperationKind::ActivateAdmin => activate_admin::run(cx, step).await,
+        OperationKind::RotateCredentials => rotate_credentials::run(cx, step).await,
+        OperationKind::Converge => converge::run(cx, step).await,
     }
 }
 
@@ -88,6 +96,7 @@ pub(crate) struct StepContext<'a> {
     pub store: &'a Store,
     pub admins: &'a ServerAdmins,
     pub config: &'a Config,
+    pub keyring: &'a Keyring,
     pub activator: Option<&'a dyn AdminActivator>,
     pub op: &'a Operation,
     /// The worker holding the operation's lease: finishing is fenced by it.
@@ -96,7 +105,8 @@ pub(crate) struct StepContext<'a> {
 }
 
 impl StepContext<'_> {
-    /// The admin connections of the tenant's server; the tenant must be placed.
+    /// The admin connections of the tenant's server, for a change there; the tenant must be
+    /// placed.
     async fn admin(&self) -> Result<ServerAdmin, ControlError> {
         self.placed_admin().await?.ok_or_else(|| {
             ControlError::Corrupt(format!(
@@ -106,20 +116,35 @@ impl StepContext<'_> {
         })
     }
 
-    /// The admin connections of the tenant's server, or `None` when it was never placed.
+    /// The admin connections of the tenant's server for a change there, or `None` when it was
+    /// never placed. The change is fenced by the lease: a worker whose operation was taken over
+    /// (its lease expired) gets [`ControlError::LeaseLost`] instead of applying a stale change.
     async fn placed_admin(&self) -> Result<Option<ServerAdmin>, ControlError> {
-        match &self.tenant.server_id {
-            Some(server) => self.admins.get(server).await.map(Some),
-            None => Ok(None),
+        let Some(server) = &self.tenant.server_id else {
+            return Ok(None);
+        };
+        let lease = self.config.engine.lease;
+        if !self
+            .store
+            .renew_lease(self.op.id, self.worker, lease)
+            .await?
+        {
+            return Err(ControlError::LeaseLost);
         }
+        self.admins.get(server).await.map(Some)
     }
 
-    /// The tenant role's password, derived from the master key.
-    fn password(&self) -> Result<SecretString, ControlError> {
-        Ok(secrets::tenant_password(
-            self.config.master_key()?,
-            &self.tenant.role_name(),
-        ))
+    /// What the tenant role's password derives from now.
+    async fn credentials(&self) -> Result<Credentials, ControlError> {
+        self.store
+            .credentials(&self.tenant.org_id)
+            .await?
+            .ok_or_else(|| ControlError::TenantNotFound(self.tenant.org_id.clone()))
+    }
+
+    /// The tenant role's password, derived from its master key.
+    async fn password(&self) -> Result<SecretString, ControlError> {
+        secrets::tenant_password(self.keyring, &self.credentials().await?)
     }
 
     fn limits(&self) -> TierLimits {

@@ -27,16 +27,21 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             Ok(())
         }
         Step::Role => {
-            let password = cx.password()?;
+            let password = cx.password().await?;
             cx.admin()
                 .await?
-                .ensure_role(&role, &password, cx.limits())
+                .ensure_role(&role, &password, cx.limits(), &cx.tenant.org_id, true)
                 .await
         }
-        Step::Database => cx.admin().await?.create_database(db).await,
+        Step::Database => {
+            cx.admin()
+                .await?
+                .create_database(db, &cx.tenant.org_id)
+                .await
+        }
         Step::Lockdown => cx.admin().await?.lockdown(db, &role).await,
         Step::Verify => {
-            let password = cx.password()?;
+            let password = cx.password().await?;
             let version = cx
                 .admin()
                 .await?

@@ -11,7 +11,7 @@ use tenancy_core::{
 };
 use uuid::Uuid;
 
-use super::tenants::{delete_row, lock_tenant, mark_deleted, set_status};
+use super::tenants::{delete_row, lock_tenant, mark_deleted, set_credentials, set_status};
 use super::{Actor, Store, Tx, audit, is_unique_violation, notify, tenant_snapshot};
 use crate::error::ControlError;
 use crate::operations::first_step;
@@ -75,6 +75,8 @@ pub enum Finish {
     Deleted { retention: Duration },
     /// Gone: the tenant row is removed (its operations stay as history).
     Purged,
+    /// The role's password was set to this generation under this master key.
+    Rotated { generation: i32, key_id: String },
 }
 
 impl Store {
@@ -525,6 +527,10 @@ impl Store {
                     delete_row(&mut tx, org_id).await?;
                     ("tenant.purged".to_owned(), None)
                 }
+                Finish::Rotated { generation, key_id } => (
+                    "tenant.credentials_rotated".to_owned(),
+                    Some(set_credentials(&mut tx, org_id, generation, &key_id).await?),
+                ),
             };
             audit(
                 &mut tx,

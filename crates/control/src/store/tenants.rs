@@ -11,6 +11,7 @@ use tenancy_core::{
 use super::operations::insert_operation;
 use super::{Actor, Maybe, Store, Tx, audit, is_unique_violation, tenant_snapshot};
 use crate::error::ControlError;
+use crate::secrets::Credentials;
 
 /// The one column list of a tenant read.
 const TENANT_COLUMNS: &str = "org_id, name, slug, db_name, server_id, region, tier, status, \
@@ -81,6 +82,8 @@ pub struct NewTenant<'a> {
     pub tier: Tier,
     /// Whether the slug was given by the caller (a collision is then a conflict) or derived.
     pub explicit_slug: bool,
+    /// The master key the tenant's first password derives from.
+    pub key_id: &'a str,
 }
 
 impl NewTenant<'_> {
@@ -260,8 +263,9 @@ impl Store {
         };
         let tenant: Tenant = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
             "INSERT INTO tenants (org_id, name, slug, db_name, role_name, region, tier, status,
-                                  parent_org_id, admin_email, request)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10)
+                                  parent_org_id, admin_email, request, credential_generation,
+                                  credential_key_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10, 1, $11)
              RETURNING {TENANT_COLUMNS}"
         )))
         .bind(new.org_id.as_str())
@@ -274,6 +278,7 @@ impl Store {
         .bind(req.parent_org_id.as_ref().map(OrgId::as_str))
         .bind(req.admin_email.as_deref())
         .bind(&normalized)
+        .bind(new.key_id)
         .fetch_one(&mut *tx)
         .await?
         .into();
@@ -456,6 +461,109 @@ impl Store {
         .await
     }
 
+    /// What the tenant role's password derives from.
+    pub async fn credentials(&self, org_id: &OrgId) -> Result<Option<Credentials>, ControlError> {
+        self.run("credentials", async {
+            let row: Option<(String, uuid::Uuid, i32, Option<String>)> = sqlx::query_as(
+                "SELECT role_name, credential_nonce, credential_generation, credential_key_id
+                 FROM tenants WHERE org_id = $1",
+            )
+            .bind(org_id.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+            row.map(|(role, nonce, generation, key_id)| {
+                Ok(Credentials {
+                    org_id: org_id.clone(),
+                    role: role.parse().map_err(ControlError::corrupt)?,
+                    nonce,
+                    generation,
+                    key_id,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    /// Tenants with a role whose password does not derive from `key_id` yet (or from the older
+    /// scheme): what `tenantctl rekey` rotates.
+    pub async fn tenants_to_rekey(&self, key_id: &str) -> Result<Vec<OrgId>, ControlError> {
+        self.run("tenants_to_rekey", async {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT org_id FROM tenants
+                 WHERE status IN ('active', 'suspended')
+                   AND (credential_key_id IS DISTINCT FROM $1 OR credential_generation = 0)
+                 ORDER BY org_id",
+            )
+            .bind(key_id)
+            .fetch_all(self.pool())
+            .await?;
+            ids.into_iter()
+                .map(|id| id.parse().map_err(ControlError::corrupt))
+                .collect()
+        })
+        .await
+    }
+
+    /// Marks a settled tenant (active or suspended, with no operation under way) failed, with
+    /// the reason; false when it is not settled (anymore).
+    pub async fn mark_failed(
+        &self,
+        org_id: &OrgId,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<bool, ControlError> {
+        self.run("mark_failed", async {
+            let mut tx = self.begin().await?;
+            let before = lock_tenant(&mut tx, org_id).await?;
+            let open: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM operations
+                                WHERE org_id = $1 AND state IN ('queued', 'running'))",
+            )
+            .bind(org_id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if open
+                || !matches!(
+                    before.status,
+                    TenantStatus::Active | TenantStatus::Suspended
+                )
+            {
+                return Ok(false);
+            }
+            let after = set_status(&mut tx, org_id, TenantStatus::Failed, Some(reason)).await?;
+            audit(
+                &mut tx,
+                actor,
+                "tenant.failed",
+                Some(org_id),
+                Some(tenant_snapshot(&before)),
+                Some(tenant_snapshot(&after)),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Tenants with an operation queued or running.
+    pub async fn tenants_with_open_operations(
+        &self,
+    ) -> Result<std::collections::HashSet<OrgId>, ControlError> {
+        self.run("tenants_with_open_operations", async {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT org_id FROM operations WHERE state IN ('queued', 'running')",
+            )
+            .fetch_all(self.pool())
+            .await?;
+            ids.into_iter()
+                .map(|id| id.parse().map_err(ControlError::corrupt))
+                .collect()
+        })
+        .await
+    }
+
     /// Tenants per status, for metrics.
     pub async fn tenants_by_status(&self) -> Result<Vec<(TenantStatus, i64)>, ControlError> {
         self.run("tenants_by_status", async {
@@ -512,6 +620,25 @@ pub(super) async fn mark_deleted(
     )))
     .bind(org_id.as_str())
     .bind(retention.as_secs_f64())
+    .fetch_one(&mut **tx)
+    .await?
+    .into())
+}
+
+/// Records that the tenant's password now derives from `generation` under `key_id`.
+pub(super) async fn set_credentials(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    generation: i32,
+    key_id: &str,
+) -> Result<Tenant, ControlError> {
+    Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+        "UPDATE tenants SET credential_generation = $2, credential_key_id = $3, updated_at = now()
+         WHERE org_id = $1 RETURNING {TENANT_COLUMNS}"
+    )))
+    .bind(org_id.as_str())
+    .bind(generation)
+    .bind(key_id)
     .fetch_one(&mut **tx)
     .await?
     .into())

@@ -2,8 +2,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tenancy_control::Engine;
 use tenancy_control::faults::Moment;
+use tenancy_control::{Engine, Repair};
 use tenancy_core::{OperationKind, OperationState, Step, TenantStatus};
 
 use crate::helpers::*;
@@ -92,14 +92,9 @@ async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_sa
                 op.attempts
             );
         }
-        let mut conn = connect_as(
-            &rescuer,
-            fleet.cluster("pg-1"),
-            tenant.db_name.as_str(),
-            tenant.db_name.as_str(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{step:?}/{moment:?}: {e}"));
+        let mut conn = connect_own(&rescuer, fleet.cluster("pg-1"), &tenant)
+            .await
+            .unwrap_or_else(|e| panic!("{step:?}/{moment:?}: {e}"));
         sqlx::query("SELECT count(*) FROM members")
             .execute(&mut conn)
             .await
@@ -111,7 +106,7 @@ async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_sa
     assert_eq!(fleet.tenant_databases("pg-1"), expected);
     assert_eq!(fleet.tenant_roles("pg-1"), expected);
     let engine = engine(&fleet).await;
-    assert!(engine.reconcile(false).await.unwrap().is_empty());
+    assert!(engine.reconcile(Repair::Nothing).await.unwrap().is_empty());
 }
 
 #[tokio::test]

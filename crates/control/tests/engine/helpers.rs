@@ -77,13 +77,23 @@ pub async fn wait_gone(engine: &Engine, org_id: &OrgId) {
     .await
 }
 
-/// Connects to a tenant database as a role, with the password the engine derives for it.
+/// Connects to `dbname` as the tenant's role, with the password the engine derives for it.
 pub async fn connect_as(
     engine: &Engine,
     cluster: &PgCluster,
-    role: &str,
+    tenant: &Tenant,
     dbname: &str,
 ) -> Result<PgConnection, sqlx::Error> {
-    let password = engine.tenant_password(&role.parse().unwrap()).unwrap();
-    PgConnection::connect(&cluster.url_as(role, password.expose_secret(), dbname)).await
+    let password = engine.tenant_password(&tenant.org_id).await.unwrap();
+    let role = tenant.role_name();
+    PgConnection::connect(&cluster.url_as(role.as_str(), password.expose_secret(), dbname)).await
+}
+
+/// Connects to the tenant's own database as its role.
+pub async fn connect_own(
+    engine: &Engine,
+    cluster: &PgCluster,
+    tenant: &Tenant,
+) -> Result<PgConnection, sqlx::Error> {
+    connect_as(engine, cluster, tenant, tenant.db_name.as_str()).await
 }

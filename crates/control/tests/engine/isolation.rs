@@ -1,5 +1,13 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tenancy_control::Engine;
+use tenancy_control::faults::Moment;
+use tenancy_core::{OperationKind, Step, TenantStatus};
+use tenancy_testkit::{TestFleet, eventually};
+
 use crate::helpers::*;
-use tenancy_testkit::TestFleet;
 
 #[tokio::test]
 async fn a_tenant_role_reaches_only_its_own_database_and_cannot_escalate() {
@@ -8,17 +16,23 @@ async fn a_tenant_role_reaches_only_its_own_database_and_cannot_escalate() {
     let a = onboard(&engine, request("4001", "Alpha")).await;
     let b = onboard(&engine, request("4002", "Beta")).await;
     let cluster = fleet.cluster("pg-1");
-    let (a_db, b_db) = (a.db_name.as_str(), b.db_name.as_str());
+    let b_db = b.db_name.as_str();
 
-    for other in [b_db, "tenant_template", "postgres", "tenancy_registry"] {
-        let err = connect_as(&engine, cluster, a_db, other).await.unwrap_err();
+    for other in [
+        b_db,
+        "tenant_template",
+        "postgres",
+        "template1",
+        "tenancy_registry",
+    ] {
+        let err = connect_as(&engine, cluster, &a, other).await.unwrap_err();
         assert!(
             err.to_string().contains("permission denied for database"),
             "{other}: {err}"
         );
     }
 
-    let mut conn = connect_as(&engine, cluster, a_db, a_db).await.unwrap();
+    let mut conn = connect_own(&engine, cluster, &a).await.unwrap();
     for (sql, expected) in [
         (
             "CREATE DATABASE evil",
@@ -42,11 +56,45 @@ async fn a_tenant_role_reaches_only_its_own_database_and_cannot_escalate() {
             .unwrap_err();
         assert!(err.to_string().contains(expected), "{sql}: {err}");
     }
+    // Privileges of its own, in its own database only: member of no role (not the template's
+    // app role, which every tenant would share), no CREATE in schema public, the migration
+    // history readable but not writable.
+    for (sql, expected) in [
+        ("SET ROLE tenancy_app", "permission denied to set role"),
+        (
+            "CREATE TABLE mine (id int)",
+            "permission denied for schema public",
+        ),
+        (
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (99, 'x', 'x', 'x')",
+            "permission denied for table refinery_schema_history",
+        ),
+    ] {
+        let err = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(expected), "{sql}: {err}");
+    }
+    assert_eq!(
+        cluster
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_auth_members WHERE member = 'tenant_alpha'::regrole"
+            )
+            .unwrap(),
+        "0"
+    );
     // Still a normal tenant inside its own database.
     sqlx::raw_sql("INSERT INTO teams (name) VALUES ('ops')")
         .execute(&mut conn)
         .await
         .unwrap();
+    let version: i32 = sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(version, tenancy_control::migrate::latest_template_version());
     assert_eq!(cluster.psql("postgres", "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = 'tenant_alpha'").unwrap(), "f|f|f");
     assert_eq!(
         cluster
@@ -56,5 +104,81 @@ async fn a_tenant_role_reaches_only_its_own_database_and_cannot_escalate() {
             )
             .unwrap(),
         "postgres"
+    );
+}
+
+/// A freshly cloned database accepts no connection until its lockdown ran: not another tenant's
+/// role (whose password opened any database with the default ACL before), not its own.
+#[tokio::test]
+async fn a_new_database_is_closed_until_it_is_locked_down() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine(&fleet).await;
+    let workers = engine.run_workers();
+    let other = onboard(&engine, request("4101", "Other Tenant")).await;
+    workers.shutdown().await;
+    let cluster = fleet.cluster("pg-1");
+
+    // A worker that dies right after the clone: the database exists, the lockdown has not run.
+    let crashed = Arc::new(AtomicBool::new(false));
+    let flag = crashed.clone();
+    let fault = move |kind, step, moment| {
+        kind == OperationKind::Provision
+            && step == Step::Database
+            && moment == Moment::After
+            && !flag.swap(true, Ordering::SeqCst)
+    };
+    let mut doomed_config = config(&fleet);
+    doomed_config.engine.workers = 1;
+    let doomed = Engine::start_with_faults(doomed_config, Arc::new(fault))
+        .await
+        .unwrap();
+    let doomed_workers = doomed.run_workers();
+    doomed
+        .onboard(request("4102", "Fresh Tenant"), &actor())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "the clone is made", || async {
+        crashed.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    doomed_workers.shutdown().await;
+    assert_eq!(
+        cluster
+            .psql(
+                "postgres",
+                "SELECT datallowconn FROM pg_database WHERE datname = 'tenant_fresh_tenant'"
+            )
+            .unwrap(),
+        "f"
+    );
+    let fresh = engine.tenant(&org("4102")).await.unwrap();
+    for (who, tenant) in [("another tenant", &other), ("its own role", &fresh)] {
+        let err = connect_as(&engine, cluster, tenant, "tenant_fresh_tenant")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not currently accepting connections"),
+            "{who}: {err}"
+        );
+    }
+
+    // Taken over, locked down, open to its own role only.
+    let workers = engine.run_workers();
+    let fresh = wait_status(
+        &engine,
+        &org("4102"),
+        TenantStatus::Active,
+        Duration::from_secs(30),
+    )
+    .await;
+    workers.shutdown().await;
+    connect_own(&engine, cluster, &fresh).await.unwrap();
+    let err = connect_as(&engine, cluster, &other, "tenant_fresh_tenant")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("permission denied for database"),
+        "{err}"
     );
 }

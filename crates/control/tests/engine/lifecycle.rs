@@ -13,8 +13,7 @@ async fn suspend_refuses_new_connections_and_ends_open_ones_and_resume_restores(
     let engine = engine_with_workers(&fleet).await;
     let tenant = onboard(&engine, request("3001", "Umbrella")).await;
     let cluster = fleet.cluster("pg-1");
-    let db = tenant.db_name.as_str();
-    let mut open = connect_as(&engine, cluster, db, db).await.unwrap();
+    let mut open = connect_own(&engine, cluster, &tenant).await.unwrap();
 
     let op = engine.suspend(&tenant.org_id, &actor()).await.unwrap();
     let op = engine
@@ -27,7 +26,7 @@ async fn suspend_refuses_new_connections_and_ends_open_ones_and_resume_restores(
         TenantStatus::Suspended
     );
 
-    let err = connect_as(&engine, cluster, db, db).await.unwrap_err();
+    let err = connect_own(&engine, cluster, &tenant).await.unwrap_err();
     assert!(err.to_string().contains("not permitted to log in"), "{err}");
     assert!(
         sqlx::query("SELECT 1").execute(&mut open).await.is_err(),
@@ -46,7 +45,7 @@ async fn suspend_refuses_new_connections_and_ends_open_ones_and_resume_restores(
         engine.tenant(&tenant.org_id).await.unwrap().status,
         TenantStatus::Active
     );
-    let mut conn = connect_as(&engine, cluster, db, db).await.unwrap();
+    let mut conn = connect_own(&engine, cluster, &tenant).await.unwrap();
     sqlx::query("SELECT count(*) FROM tickets")
         .execute(&mut conn)
         .await
@@ -81,7 +80,7 @@ async fn delete_keeps_the_database_until_purge_then_drops_everything() {
         [db],
         "kept for the retention period"
     );
-    assert!(connect_as(&engine, cluster, db, db).await.is_err());
+    assert!(connect_own(&engine, cluster, &tenant).await.is_err());
 
     let op = engine.purge(&tenant.org_id, &actor()).await.unwrap();
     let op = engine
@@ -224,7 +223,7 @@ async fn a_failed_tenant_can_be_retried_after_the_cause_is_fixed() {
 }
 
 #[tokio::test]
-async fn a_squatting_role_with_the_tenant_name_is_brought_down_to_a_plain_tenant_role() {
+async fn a_database_or_role_that_is_not_the_tenants_is_never_adopted() {
     let fleet = TestFleet::single().unwrap();
     let engine = engine_with_workers(&fleet).await;
     let cluster = fleet.cluster("pg-1");
@@ -234,10 +233,35 @@ async fn a_squatting_role_with_the_tenant_name_is_brought_down_to_a_plain_tenant
             "CREATE ROLE tenant_stark SUPERUSER CREATEDB CREATEROLE",
         )
         .unwrap();
-    onboard(&engine, request("3006", "Stark")).await;
+    cluster
+        .psql("postgres", "CREATE DATABASE tenant_wayne")
+        .unwrap();
+    for (org_id, name, what) in [("3006", "Stark", "role"), ("3007", "Wayne", "database")] {
+        engine
+            .onboard(request(org_id, name), &actor())
+            .await
+            .unwrap();
+        let failed = wait_status(
+            &engine,
+            &org(org_id),
+            TenantStatus::Failed,
+            Duration::from_secs(30),
+        )
+        .await;
+        let reason = failed.status_reason.unwrap();
+        assert!(
+            reason.contains("never adopted") && reason.contains(what),
+            "{reason}"
+        );
+    }
+    // Untouched: the squatters keep what they had, and got no tag.
     assert_eq!(
-        cluster.psql("postgres", "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = 'tenant_stark'").unwrap(),
-        "f|f|f"
+        cluster.psql("postgres", "SELECT rolsuper, shobj_description(oid, 'pg_authid') IS NULL FROM pg_roles WHERE rolname = 'tenant_stark'").unwrap(),
+        "t|t"
+    );
+    assert_eq!(
+        cluster.psql("postgres", "SELECT shobj_description(oid, 'pg_database') IS NULL FROM pg_database WHERE datname = 'tenant_wayne'").unwrap(),
+        "t"
     );
 }
 

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod crash;
+mod credentials;
 mod feed;
 mod isolation;
 mod lifecycle;

@@ -37,9 +37,7 @@ async fn onboarding_clones_the_template_with_its_schema_and_version() {
     );
 
     // The tenant role can use its database.
-    let mut conn = connect_as(&engine, cluster, "tenant_acme_corp", "tenant_acme_corp")
-        .await
-        .unwrap();
+    let mut conn = connect_own(&engine, cluster, &tenant).await.unwrap();
     sqlx::query("INSERT INTO clients (name) VALUES ('first client')")
         .execute(&mut conn)
         .await

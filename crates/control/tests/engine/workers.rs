@@ -101,3 +101,72 @@ async fn driving_an_operation_never_claims_another() {
     assert_eq!((other.state, other.attempts), (OperationState::Queued, 0));
     assert_eq!(fleet.tenant_databases("pg-1"), ["tenant_mine"]);
 }
+
+/// Server changes are fenced by the lease: a worker that lost its operation (its lease taken
+/// over while it stalled) does not apply its step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_worker_that_lost_its_lease_applies_no_stale_change() {
+    let fleet = TestFleet::single().unwrap();
+    let setup = engine(&fleet).await;
+    let workers = setup.run_workers();
+    let tenant = onboard(&setup, request("1400", "Fenced")).await;
+    workers.shutdown().await;
+
+    // The worker stalls right before blocking the tenant, until the test lets it go on.
+    let (paused, on_pause) = std::sync::mpsc::channel::<()>();
+    let (resume, on_resume) = std::sync::mpsc::channel::<()>();
+    let on_resume = std::sync::Mutex::new(on_resume);
+    let stall = move |kind, step, moment| {
+        if kind == OperationKind::Suspend
+            && step == tenancy_core::Step::Block
+            && moment == tenancy_control::faults::Moment::Before
+        {
+            let _ = paused.send(());
+            // Blocking a runtime thread: tell the runtime, so its other work moves elsewhere.
+            tokio::task::block_in_place(|| {
+                let _ = on_resume
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(30));
+            });
+        }
+        false
+    };
+    let mut stalled_config = config(&fleet);
+    stalled_config.engine.workers = 1;
+    let stalled = tenancy_control::Engine::start_with_faults(stalled_config, Arc::new(stall))
+        .await
+        .unwrap();
+    let stalled_workers = stalled.run_workers();
+    let op = stalled.suspend(&tenant.org_id, &actor()).await.unwrap();
+    tokio::task::spawn_blocking(move || on_pause.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("the worker reached the block");
+    // Meanwhile its lease expired and another worker took the operation over.
+    sqlx::query(
+        "UPDATE operations SET lease_owner = 'another-worker', lease_expires_at = now() + interval '1 hour'
+         WHERE id = $1",
+    )
+    .bind(op.id)
+    .execute(&mut registry(&fleet).await)
+    .await
+    .unwrap();
+    resume.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stalled_workers.shutdown().await;
+
+    assert_eq!(
+        fleet
+            .cluster("pg-1")
+            .psql(
+                "postgres",
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'tenant_fenced'"
+            )
+            .unwrap(),
+        "t",
+        "the stale worker did not block the role"
+    );
+    let op = stalled.operation(op.id).await.unwrap();
+    assert_eq!(op.state, OperationState::Running, "left to its new owner");
+}

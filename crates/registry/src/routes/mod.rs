@@ -55,6 +55,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::resume))
         .routes(routes!(tenants::retry))
         .routes(routes!(tenants::purge))
+        .routes(routes!(tenants::rotate_credentials))
         .routes(routes!(tenants::operations))
         .routes(routes!(tenants::connection))
         .routes(routes!(tenants::usage))

@@ -259,6 +259,24 @@ pub async fn retry(
     Ok(accepted(state.engine.retry(&org_id, &auth.actor()).await?))
 }
 
+/// Give the tenant's role a new password (the next generation, under the current master key).
+/// Routers pick it up through the change feed.
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/rotate-credentials", tag = "tenants", params(("org_id" = String, Path)),
+    responses((status = 202, body = Operation), (status = 409, body = Problem)))]
+pub async fn rotate_credentials(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<Response> {
+    auth.require_platform_admin()?;
+    Ok(accepted(
+        state
+            .engine
+            .rotate_credentials(&org_id, &auth.actor())
+            .await?,
+    ))
+}
+
 /// Drop a deleted tenant's database and role now, without waiting for the retention period.
 #[utoipa::path(post, path = "/v1/tenants/{org_id}/purge", tag = "tenants", params(("org_id" = String, Path)),
     responses((status = 202, body = Operation), (status = 409, body = Problem)))]

@@ -3,6 +3,7 @@
 pub mod migrate;
 pub mod psql;
 pub mod reconcile;
+pub mod rekey;
 pub mod servers;
 pub mod status;
 pub mod tenants;

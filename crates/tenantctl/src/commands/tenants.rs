@@ -68,6 +68,19 @@ completes with no registry running; no other operation is ever taken.")]
         #[arg(long, value_parser = humantime::parse_duration, default_value = DEFAULT_WAIT)]
         wait: Duration,
     },
+    /// Give the tenant's role a new password; routers pick it up through the change feed.
+    #[command(after_help = "Example:
+  tenantctl tenants rotate 263014839178313731
+
+The role's password is derived from the master key, the org_id, a nonce and a generation;
+rotating bumps the generation. Routers fetch the new password when the change feed reports the
+rotation; a borrow that meets the old password in between is retried once.")]
+    Rotate {
+        org_id: OrgId,
+        /// How long to wait for the rotation to be applied.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = DEFAULT_WAIT)]
+        wait: Duration,
+    },
     /// Delete (kept for the retention period), or with --purge drop a deleted tenant's database now.
     #[command(after_help = "Examples:
   tenantctl tenants delete 263014839178313731
@@ -156,6 +169,11 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
         Command::Resume { org_id, wait } => {
             let engine = cx.engine().await?;
             let op = engine.resume(&org_id, &cx.actor).await?;
+            finish(&engine, op, wait).await
+        }
+        Command::Rotate { org_id, wait } => {
+            let engine = cx.engine().await?;
+            let op = engine.rotate_credentials(&org_id, &cx.actor).await?;
             finish(&engine, op, wait).await
         }
         Command::Delete {

@@ -1,0 +1,82 @@
+//! `tenantctl rekey`: moves every tenant's password to the current master key.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use tenancy_core::OperationState;
+
+use crate::output::{self, confirm};
+use crate::{Context, Exit};
+
+/// Rotate every tenant whose password does not derive from the current master key yet.
+#[derive(clap::Args)]
+#[command(after_help = "Rotating the master key:
+  1. Generate a new key (at least 32 bytes) and put it in the master key's variable on every
+     registry replica and tool; put the old one in the variable named by
+     engine.previous_master_key_env. Restart every replica.
+  2. tenantctl rekey --yes        # every tenant's password moves to the new key
+  3. Run it again until it reports nothing left, then remove the previous key.
+
+Tenants with an operation under way are skipped and reported: run rekey again later.
+Exit status is 1 when a rotation failed or a tenant was skipped.")]
+pub struct Args {
+    /// Do not ask first.
+    #[arg(long)]
+    yes: bool,
+    /// How long to wait for all the rotations.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    wait: Duration,
+}
+
+pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
+    confirm(
+        args.yes,
+        "rotate every tenant's password to the current master key? Routers pick the new passwords up through the change feed.",
+    )?;
+    let engine = cx.engine().await?;
+    let (queued, busy) = engine.rekey(&cx.actor).await?;
+    let bar = (!cx.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(queued.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} tenants",
+            )
+            .expect("valid template"),
+        );
+        bar
+    });
+    let deadline = tokio::time::Instant::now() + args.wait;
+    let mut failed = Vec::new();
+    for op in &queued {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let done = engine.drive_operation(op.id, left).await?;
+        if done.state != OperationState::Succeeded {
+            failed.push(done);
+        }
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let summary = serde_json::json!({
+        "rotated": queued.len() - failed.len(),
+        "failed": failed.iter().map(|op| op.org_id.to_string()).collect::<Vec<_>>(),
+        "skipped_busy": busy.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    });
+    if cx.json {
+        output::json(&summary)?;
+    } else {
+        output::operations(&failed);
+        println!(
+            "{} rotated, {} failed, {} skipped (operation under way)",
+            summary["rotated"],
+            failed.len(),
+            busy.len()
+        );
+    }
+    Ok(Exit::problems_if(!failed.is_empty() || !busy.is_empty()))
+}
