@@ -30,3 +30,7 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+-- The stable code of an operation's last error: tenant admins see a message for the code, never
+-- the raw text (which may name servers, or quote PostgreSQL or ZITADEL).
+ALTER TABLE operations ADD COLUMN last_error_code text;

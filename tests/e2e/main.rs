@@ -5,3 +5,4 @@ mod input;
 mod layout;
 mod lifecycle;
 mod openapi;
+mod servers;

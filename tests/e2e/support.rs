@@ -53,6 +53,11 @@ impl Deployment {
 
     /// Starts the registry and waits until it is ready.
     pub async fn start(&self) -> Result<Registry> {
+        self.start_with_env(&[]).await
+    }
+
+    /// As [`Deployment::start`], with more environment variables for the process.
+    pub async fn start_with_env(&self, env: &[(&str, &str)]) -> Result<Registry> {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?
             .port();
@@ -66,6 +71,7 @@ impl Deployment {
             .env("TENANCY_DEV_TOKEN", TOKEN)
             .env("TENANCY_LISTEN", format!("127.0.0.1:{port}"))
             .env("TENANCY_LOG_FORMAT", "json")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use secrecy::SecretString;
-use tenancy_core::ServerId;
+use tenancy_core::{SERVER_PASSWORD_PREFIX, ServerId};
 
 use crate::config::{Config, ServerConfig};
 use crate::error::ControlError;
@@ -80,6 +80,15 @@ impl ServerAdmins {
             .password_env
             .as_deref()
             .ok_or_else(|| ControlError::UnknownServer(server.id.clone()))?;
+        // A variable named by a record (registered through the API) is read only when it is a
+        // server password's: the registry never sends another secret of its own to a host.
+        if !var.starts_with(SERVER_PASSWORD_PREFIX) {
+            return Err(ControlError::Config(format!(
+                "server {}: its record names the variable {var}, which is not a \
+                 {SERVER_PASSWORD_PREFIX}* variable; refused",
+                server.id
+            )));
+        }
         std::env::var(var).map(SecretString::from).map_err(|_| {
             ControlError::Config(format!(
                 "server {}: environment variable {var} is not set in this process",

@@ -218,20 +218,14 @@ async fn settle(
                 warn!(%step, error = %message, "step failed, will retry");
                 metrics::counter!("tenancy_operation_retries_total", "kind" => kind).increment(1);
                 cx.store
-                    .retry_later(
-                        op.id,
-                        worker,
-                        &message,
-                        engine.backoff_base,
-                        engine.backoff_max,
-                    )
+                    .retry_later(op.id, worker, &e, engine.backoff_base, engine.backoff_max)
                     .await
             } else {
                 error!(%step, error = %message, "operation failed");
                 metrics::counter!("tenancy_operations_total", "kind" => kind, "outcome" => "failed")
                     .increment(1);
                 let failed = Operation { step, ..op.clone() };
-                cx.store.fail(&failed, worker, &message).await
+                cx.store.fail(&failed, worker, &e).await
             }
         }
     };

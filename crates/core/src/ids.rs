@@ -30,8 +30,10 @@ pub const MAX_PG_IDENTIFIER: usize = 63;
 pub const TENANT_PREFIX: &str = "tenant_";
 /// `tenant_template` is the template database, so no tenant may have this slug.
 pub const RESERVED_SLUG: &str = "template";
-/// Longest slug we hand out, leaving room in a 63-byte database name for a collision suffix.
+/// Longest slug, leaving room in a 63-byte database name for the `tenant_` prefix.
 pub const MAX_SLUG: usize = 48;
+/// Longest slug derived from a name: room is left for a collision suffix up to `_9999`.
+pub const MAX_DERIVED_SLUG: usize = MAX_SLUG - 5;
 
 fn check_chars(
     kind: &'static str,
@@ -195,6 +197,48 @@ string_id!(
     }
 );
 
+string_id!(
+    /// A database server's host: a DNS name or an IP address (no scheme, port, path or user).
+    ServerHost, "host", |v| check_chars(
+        "host", v, 253,
+        |c| c.is_ascii_alphanumeric() || c == '[' || c == ':',
+        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'),
+        "a DNS name or an IP address: letters, digits, '.', '-', ':' only",
+    )
+);
+
+string_id!(
+    /// A PostgreSQL user or database name given by an operator (a server's admin user, its
+    /// maintenance database).
+    PgName, "name", |v| check_chars(
+        "name", v, MAX_PG_IDENTIFIER,
+        |c| c.is_ascii_alphabetic() || c == '_',
+        |c| c.is_ascii_alphanumeric() || c == '_',
+        "letters, digits and '_' only, starting with a letter or '_'",
+    )
+);
+
+/// Every variable a server registered through the API may name for its password starts so: the
+/// registry reads no other variable on a caller's say-so.
+pub const SERVER_PASSWORD_PREFIX: &str = "TENANCY_SERVER_PASSWORD_";
+
+string_id!(
+    /// The environment variable holding a server's admin password:
+    /// `TENANCY_SERVER_PASSWORD_<NAME>`.
+    PasswordEnv, "password_env", |v| check_chars(
+        "password_env", v, 100,
+        |c| c.is_ascii_uppercase(),
+        |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_',
+        "TENANCY_SERVER_PASSWORD_ followed by capital letters, digits and '_'",
+    ).and_then(|()| match v.strip_prefix(SERVER_PASSWORD_PREFIX) {
+        Some(rest) if !rest.is_empty() => Ok(()),
+        _ => Err(IdError::new(
+            "password_env",
+            format!("must start with {SERVER_PASSWORD_PREFIX} and name a server"),
+        )),
+    })
+);
+
 impl Slug {
     /// The tenant database of this slug: `tenant_<slug>`, at most 55 bytes.
     pub fn db_name(&self) -> DbName {
@@ -258,5 +302,31 @@ mod tests {
         assert_eq!(slug.db_name().as_str(), "tenant_acme_corp");
         assert!(serde_json::from_str::<Slug>("\"Robert'); DROP\"").is_err());
         assert!("Café Zürich; DROP".parse::<TenantName>().is_ok());
+    }
+
+    #[test]
+    fn server_registration_fields_are_strict() {
+        for good in ["db.example.com", "10.0.0.12", "::1", "[fe80::1]"] {
+            assert!(good.parse::<ServerHost>().is_ok(), "{good}");
+        }
+        for bad in ["a b", "http://x", "x/y", "user@host", "-x", "", "h;drop"] {
+            assert!(bad.parse::<ServerHost>().is_err(), "{bad}");
+        }
+        assert!(
+            "TENANCY_SERVER_PASSWORD_EU_2"
+                .parse::<PasswordEnv>()
+                .is_ok()
+        );
+        for bad in [
+            "TENANCY_MASTER_KEY",
+            "TENANCY_SERVER_PASSWORD_",
+            "TENANCY_ZITADEL_SERVICE_ACCOUNT_PAT",
+            "tenancy_server_password_x",
+            "PATH",
+        ] {
+            assert!(bad.parse::<PasswordEnv>().is_err(), "{bad}");
+        }
+        assert!("postgres".parse::<PgName>().is_ok());
+        assert!("x\"; DROP".parse::<PgName>().is_err());
     }
 }

@@ -7,7 +7,10 @@ mod model;
 mod problem;
 mod slug;
 
-pub use ids::{DbName, IdError, OrgId, Region, RoleName, ServerId, Slug, TenantName};
+pub use ids::{
+    DbName, IdError, OrgId, PasswordEnv, PgName, Region, RoleName, SERVER_PASSWORD_PREFIX,
+    ServerHost, ServerId, Slug, TenantName,
+};
 pub use model::{
     AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationKind,
     OperationState, OrgAdmin, Server, ServerState, Step, Tenant, TenantChange, TenantHealth,

@@ -1,13 +1,16 @@
 //! Tenant and operation states, tiers, and the registry API's request and response bodies.
 
 use std::fmt;
+use std::num::NonZeroU16;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ids::{DbName, OrgId, Region, RoleName, ServerId, Slug, TenantName};
+use crate::ids::{
+    DbName, OrgId, PasswordEnv, PgName, Region, RoleName, ServerHost, ServerId, Slug, TenantName,
+};
 
 /// A string that names no variant of a closed set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -268,6 +271,9 @@ pub struct Operation {
     pub attempts: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The stable code of the last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_code: Option<crate::ErrorCode>,
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
@@ -375,26 +381,31 @@ pub struct Server {
     pub tenants: i64,
 }
 
-/// `POST /v1/servers`: register a database server. Its admin password is read, in every registry
-/// process, from the environment variable `password_env` names.
+/// `POST /v1/servers`: register a database server. It stays `disabled` until the registry has
+/// prepared it (template created and migrated); its admin password is read, in every registry
+/// process, from the environment variable `password_env` names, which must start with
+/// `TENANCY_SERVER_PASSWORD_`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddServer {
     pub id: ServerId,
     pub region: Region,
-    pub host: String,
+    pub host: ServerHost,
     #[serde(default = "default_pg_port")]
-    pub port: u16,
-    pub admin_user: String,
-    pub password_env: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = u16, minimum = 1, maximum = 65535))]
+    pub port: NonZeroU16,
+    pub admin_user: PgName,
+    pub password_env: PasswordEnv,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub admin_database: Option<String>,
+    pub admin_database: Option<PgName>,
+    /// Most tenant databases the server may hold.
+    #[cfg_attr(feature = "openapi", schema(maximum = 2147483647))]
     pub capacity: u32,
 }
 
-fn default_pg_port() -> u16 {
-    5432
+fn default_pg_port() -> NonZeroU16 {
+    NonZeroU16::new(5432).expect("non-zero")
 }
 
 /// `GET /v1/tenants/{org_id}/usage`.

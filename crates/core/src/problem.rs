@@ -46,6 +46,8 @@ pub enum ErrorCode {
     SyncRunning,
     /// An organization of that name exists in ZITADEL and the registry did not create it.
     OrganizationExists,
+    /// The tenant is the parent (agency) of other tenants.
+    HasClients,
     // 413, 415, 422.
     /// The body is larger than the registry accepts.
     BodyTooLarge,
@@ -101,7 +103,8 @@ impl ErrorCode {
             Forbidden | TenantSuspended | NoOrganization => 403,
             NotFound | TenantUnknown => 404,
             TenantExists | SlugTaken | OperationInProgress | InvalidState | NothingToRetry
-            | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists => 409,
+            | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists
+            | HasClients => 409,
             TenantDeleted => 410,
             BodyTooLarge => 413,
             UnsupportedMediaType => 415,
@@ -132,6 +135,7 @@ impl ErrorCode {
             MigrationRunning => "migration_running",
             SyncRunning => "sync_running",
             OrganizationExists => "organization_exists",
+            HasClients => "has_clients",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             ValidationFailed => "validation_failed",
@@ -175,6 +179,36 @@ impl ErrorCode {
             PoolTimeout | DatabaseUnavailable => "the tenant database is unavailable; try again",
             _ => "internal error",
         }
+    }
+
+    /// What a tenant's own admins are told of a failure with this code: never a server's name
+    /// or PostgreSQL's or ZITADEL's words (the platform team sees those).
+    pub fn tenant_visible_detail(self) -> &'static str {
+        if self.is_server_error() {
+            return self.generic_detail();
+        }
+        use ErrorCode::*;
+        match self {
+            InvalidState | OperationInProgress => {
+                "the tenant was not in a state that allows this; the platform team can see why"
+            }
+            _ => "the operation could not complete; the platform team can see why",
+        }
+    }
+}
+
+impl std::str::FromStr for ErrorCode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned()))
+            .map_err(|_| format!("unknown error code {s:?}"))
+    }
+}
+
+impl TryFrom<String> for ErrorCode {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        value.parse()
     }
 }
 

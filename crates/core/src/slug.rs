@@ -1,7 +1,8 @@
-use crate::ids::{MAX_SLUG, RESERVED_SLUG, Slug};
+use crate::ids::{MAX_DERIVED_SLUG, RESERVED_SLUG, Slug};
 
 /// Derives a slug from a display name: transliterated to ASCII, lowercased, every run of other
-/// characters folded to one `_`, trimmed to [`MAX_SLUG`] bytes. `Acme Corp` -> `acme_corp`,
+/// characters folded to one `_`, trimmed to [`MAX_DERIVED_SLUG`] bytes (so a collision suffix
+/// always fits). `Acme Corp` -> `acme_corp`,
 /// `Café Zürich` -> `cafe_zurich`. A name with nothing usable (only symbols, or a leading digit)
 /// gets the `org_` prefix so the result always starts with a letter.
 pub fn slug_from_name(name: &str) -> Slug {
@@ -20,7 +21,7 @@ pub fn slug_from_name(name: &str) -> Slug {
     } else {
         format!("org_{trimmed}").trim_end_matches('_').to_owned()
     };
-    slug.truncate(MAX_SLUG);
+    slug.truncate(MAX_DERIVED_SLUG);
     let mut slug = slug.trim_end_matches('_').to_owned();
     if slug == RESERVED_SLUG {
         slug.push_str("_org");
@@ -46,7 +47,11 @@ mod tests {
         assert_eq!(slug_from_name("Template").as_str(), "template_org");
         assert_eq!(slug_from_name("日本").as_str(), "ri_ben");
         let long = slug_from_name(&"Long Name ".repeat(30));
-        assert!(long.as_str().len() <= MAX_SLUG);
+        assert!(long.as_str().len() <= MAX_DERIVED_SLUG);
+        assert!(
+            format!("{long}_9999").parse::<Slug>().is_ok(),
+            "a suffix fits"
+        );
         assert!(!long.as_str().ends_with('_'));
     }
 }

@@ -11,6 +11,7 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+mod visible;
 
 pub use settings::Settings;
 pub use startup::{AppState, Application};

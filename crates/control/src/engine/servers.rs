@@ -27,14 +27,17 @@ impl Engine {
         self.inner.admins.get(id).await
     }
 
-    /// Registers a server, then prepares it (template created and migrated). Its password must be
-    /// in this process's environment under `password_env`, and in every other registry process's.
+    /// Registers a server, `disabled`, then prepares it (template created and migrated) and
+    /// only then marks it active. Its password must be in this process's environment under
+    /// `password_env` (a `TENANCY_SERVER_PASSWORD_*` variable), and in every other registry
+    /// process's. A server that cannot be prepared stays registered and disabled: the error says
+    /// why, and `activate` tries again.
     pub async fn add_server(
         &self,
         request: &AddServer,
         actor: &Actor,
     ) -> Result<Server, ControlError> {
-        if std::env::var_os(&request.password_env).is_none() {
+        if std::env::var_os(request.password_env.as_str()).is_none() {
             return Err(ControlError::Validation(format!(
                 "environment variable {} is not set in the registry process",
                 request.password_env
@@ -43,23 +46,35 @@ impl Engine {
         let config = ServerConfig {
             id: request.id.clone(),
             region: request.region.clone(),
-            host: request.host.clone(),
-            port: request.port,
-            admin_user: request.admin_user.clone(),
-            password_env: Some(request.password_env.clone()),
+            host: request.host.to_string(),
+            port: request.port.get(),
+            admin_user: request.admin_user.to_string(),
+            password_env: Some(request.password_env.to_string()),
             password: None,
             admin_database: request
                 .admin_database
-                .clone()
-                .unwrap_or_else(|| "postgres".into()),
+                .as_ref()
+                .map_or_else(|| "postgres".into(), ToString::to_string),
             capacity: request.capacity,
-            state: ServerState::Active,
+            state: ServerState::Disabled,
         };
         self.store().add_server(&config, actor).await?;
-        let admin = self.inner.admins.get(&config.id).await?;
+        self.prepare_and_activate(&config.id, actor).await
+    }
+
+    /// Prepares a server and marks it active; on failure it stays as it was.
+    async fn prepare_and_activate(
+        &self,
+        id: &ServerId,
+        actor: &Actor,
+    ) -> Result<Server, ControlError> {
+        let admin = self.inner.admins.get(id).await?;
         let version = admin.prepare(self.config().engine.template_version).await?;
-        self.record_template_version(&config.id, version).await?;
-        self.server(&config.id).await
+        self.record_template_version(id, version).await?;
+        self.store()
+            .set_server_state(id, ServerState::Active, actor)
+            .await?;
+        self.server(id).await
     }
 
     /// Records the version a server's template was migrated to.
@@ -71,13 +86,18 @@ impl Engine {
         self.store().set_template_version(id, Some(version)).await
     }
 
-    /// Marks a server active, draining (keeps its tenants, takes no new ones) or disabled.
+    /// Marks a server active, draining (keeps its tenants, takes no new ones) or disabled. A
+    /// server never prepared (registered, but unreachable then) is prepared before it becomes
+    /// active.
     pub async fn set_server_state(
         &self,
         id: &ServerId,
         state: ServerState,
         actor: &Actor,
     ) -> Result<(), ControlError> {
+        if state == ServerState::Active && self.server(id).await?.template_version.is_none() {
+            return self.prepare_and_activate(id, actor).await.map(drop);
+        }
         self.store().set_server_state(id, state, actor).await
     }
 

@@ -12,7 +12,7 @@ use tenancy_core::{
 use uuid::Uuid;
 
 use super::tenants::{delete_row, lock_tenant, mark_deleted, set_credentials, set_status};
-use super::{Actor, Store, Tx, audit, is_unique_violation, notify, tenant_snapshot};
+use super::{Actor, Maybe, Store, Tx, audit, is_unique_violation, notify, tenant_snapshot};
 use crate::error::ControlError;
 use crate::operations::first_step;
 
@@ -23,7 +23,7 @@ pub const DONE_CHANNEL: &str = "tenancy_operation_done";
 
 /// The one column list of an operation read.
 const OPERATION_COLUMNS: &str =
-    "id, org_id, kind, state, step, attempts, last_error, created_at, finished_at";
+    "id, org_id, kind, state, step, attempts, last_error, last_error_code, created_at, finished_at";
 
 #[derive(FromRow)]
 struct OperationRow {
@@ -38,6 +38,8 @@ struct OperationRow {
     step: Step,
     attempts: i32,
     last_error: Option<String>,
+    #[sqlx(try_from = "Option<String>")]
+    last_error_code: Maybe<ErrorCode>,
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
 }
@@ -52,6 +54,7 @@ impl From<OperationRow> for Operation {
             step: row.step,
             attempts: row.attempts,
             last_error: row.last_error,
+            last_error_code: row.last_error_code.0,
             created_at: row.created_at,
             finished_at: row.finished_at,
         }
@@ -155,6 +158,22 @@ impl Store {
                         tenant.status
                     ),
                 ));
+            }
+            // Dropping a parent's database before finding out its row cannot go: refused first.
+            if kind == OperationKind::Purge {
+                let clients: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM tenants WHERE parent_org_id = $1")
+                        .bind(org_id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if clients > 0 {
+                    return Err(ControlError::conflict(
+                        ErrorCode::HasClients,
+                        format!(
+                            "tenant {org_id} is the parent of {clients} tenant(s); purge them first"
+                        ),
+                    ));
+                }
             }
             let op = insert_operation(&mut tx, org_id, kind).await?;
             let after = match status_now {
@@ -409,13 +428,14 @@ impl Store {
         &self,
         id: Uuid,
         worker: &str,
-        error: &str,
+        error: &ControlError,
         base: Duration,
         max: Duration,
     ) -> Result<(), ControlError> {
         self.run("retry_later", async {
             sqlx::query(
-                "UPDATE operations SET state = 'queued', last_error = $3, lease_owner = NULL,
+                "UPDATE operations SET state = 'queued', last_error = $3, last_error_code = $6,
+                        lease_owner = NULL,
                         lease_expires_at = NULL, updated_at = now(),
                         run_after = now() + make_interval(secs =>
                             least($4 * power(2, greatest(attempts - 1, 0)), $5) * (0.75 + random() / 2))
@@ -423,9 +443,10 @@ impl Store {
             )
             .bind(id)
             .bind(worker)
-            .bind(error)
+            .bind(error.to_string())
             .bind(base.as_secs_f64())
             .bind(max.as_secs_f64())
+            .bind(error.code().as_str())
             .execute(self.pool())
             .await?;
             Ok(())
@@ -438,18 +459,20 @@ impl Store {
         &self,
         op: &Operation,
         worker: &str,
-        error: &str,
+        error: &ControlError,
     ) -> Result<(), ControlError> {
         self.run("fail", async {
             let mut tx = self.begin().await?;
             let done = sqlx::query(
-                "UPDATE operations SET state = 'failed', last_error = $3, lease_owner = NULL,
-                        lease_expires_at = NULL, finished_at = now(), updated_at = now()
+                "UPDATE operations SET state = 'failed', last_error = $3, last_error_code = $4,
+                        lease_owner = NULL, lease_expires_at = NULL, finished_at = now(),
+                        updated_at = now()
                  WHERE id = $1 AND lease_owner = $2",
             )
             .bind(op.id)
             .bind(worker)
-            .bind(error)
+            .bind(error.to_string())
+            .bind(error.code().as_str())
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {

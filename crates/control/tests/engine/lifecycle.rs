@@ -289,3 +289,27 @@ async fn a_registry_lock_has_one_holder_until_released_or_its_holder_is_gone() {
     })
     .await;
 }
+
+/// Purging a tenant that is another's parent is refused before anything is dropped.
+#[tokio::test]
+async fn purging_a_parent_is_refused_before_anything_is_dropped() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let parent = onboard(&engine, request("3101", "Parent Agency")).await;
+    let mut client = request("3102", "Client Of Parent");
+    client.parent_org_id = Some(parent.org_id.clone());
+    onboard(&engine, client).await;
+    let op = engine.delete(&parent.org_id, &actor()).await.unwrap();
+    engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let err = engine.purge(&parent.org_id, &actor()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::HasClients, "{err}");
+    assert!(
+        fleet
+            .tenant_databases("pg-1")
+            .contains(&"tenant_parent_agency".to_owned()),
+        "nothing was dropped"
+    );
+}

@@ -10,7 +10,8 @@ use crate::extract::Path;
 use crate::startup::AppState;
 use tenancy_core::Problem;
 
-/// One operation. Tenant admins may read their own organization's.
+/// One operation. Tenant admins may read their own organization's; another organization's
+/// answers 404, as a missing one does.
 #[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)),
     responses((status = 200, body = Operation), (status = 404, body = Problem)))]
 pub async fn get(
@@ -19,6 +20,11 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Operation>> {
     let op = state.engine.operation(id).await?;
-    auth.require_tenant_read(&op.org_id)?;
-    Ok(axum::Json(op))
+    if !auth.caller.can_read_tenant(&op.org_id) {
+        return Err(tenancy_control::ControlError::NotFound {
+            what: format!("operation {id}"),
+        }
+        .into());
+    }
+    Ok(axum::Json(auth.operation(op)))
 }

@@ -184,7 +184,7 @@ pub async fn get(
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<axum::Json<Tenant>> {
     auth.require_tenant_read(&org_id)?;
-    Ok(axum::Json(state.engine.tenant(&org_id).await?))
+    Ok(axum::Json(auth.tenant(state.engine.tenant(&org_id).await?)))
 }
 
 /// Rename and/or re-tier. A tier change applies the new limits through a `retier` operation.
@@ -299,8 +299,9 @@ pub async fn operations(
 ) -> ApiResult<axum::Json<Vec<Operation>>> {
     auth.require_tenant_read(&org_id)?;
     state.engine.tenant(&org_id).await?;
+    let ops = state.engine.tenant_operations(&org_id, 100).await?;
     Ok(axum::Json(
-        state.engine.tenant_operations(&org_id, 100).await?,
+        ops.into_iter().map(|op| auth.operation(op)).collect(),
     ))
 }
 
@@ -338,5 +339,5 @@ pub async fn health(
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<axum::Json<TenantHealth>> {
     auth.require_tenant_read(&org_id)?;
-    Ok(axum::Json(state.engine.health(&org_id).await?))
+    Ok(axum::Json(auth.health(state.engine.health(&org_id).await?)))
 }

@@ -409,3 +409,64 @@ async fn organization_events_drive_the_tenant_lifecycle() {
     assert_eq!(deliver("org.removed", 4).await, StatusCode::OK);
     app.wait_status(ORG, "deleted").await;
 }
+
+/// A tenant admin sees stable codes and fixed messages, never a failure's raw cause; another
+/// organization's operation does not exist for them (404, as a missing one).
+#[tokio::test]
+async fn tenant_admins_see_codes_not_causes_and_nothing_of_other_organizations() {
+    let app = TestApp::start_with(dev_settings(), vec![Arc::new(TestTokens)], |config| {
+        config.engine.max_attempts = 1;
+        config.servers[0].capacity = 0;
+    })
+    .await;
+    let (status, op) = app
+        .call(
+            DEV_TOKEN,
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"org_id": "100", "name": "Unplaced"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let op_path = format!("/v1/operations/{}", op["id"].as_str().unwrap());
+    let failed = app.wait_until(&op_path, |op| op["state"] == "failed").await;
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("region local"),
+        "platform admins see the cause: {failed}"
+    );
+    assert_eq!(failed["last_error_code"], "no_capacity");
+
+    let admin = "tenant-admin-100";
+    let (_, seen) = app.call(admin, Method::GET, &op_path, None).await;
+    assert_eq!(seen["last_error_code"], "no_capacity");
+    assert!(
+        !seen["last_error"].as_str().unwrap().contains("local"),
+        "{seen}"
+    );
+    let (_, tenant) = app.call(admin, Method::GET, "/v1/tenants/100", None).await;
+    assert_eq!(tenant["status"], "failed");
+    assert!(
+        !tenant["status_reason"].as_str().unwrap().contains("local"),
+        "{tenant}"
+    );
+
+    // Another organization's operation: the same answer as one that does not exist.
+    let other = "tenant-admin-200";
+    let (theirs, body) = app.call(other, Method::GET, &op_path, None).await;
+    let (missing, _) = app
+        .call(
+            other,
+            Method::GET,
+            "/v1/operations/00000000-0000-0000-0000-000000000000",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (theirs, missing),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
+    );
+    assert_eq!(body["code"], "not_found");
+}

@@ -1,7 +1,9 @@
 //! `tenantctl servers`: database server administration.
 
 use anyhow::Result;
-use tenancy_core::{AddServer, Region, ServerId, ServerState};
+use std::num::NonZeroU16;
+
+use tenancy_core::{AddServer, PasswordEnv, PgName, Region, ServerHost, ServerId, ServerState};
 
 use crate::output::{self, confirm, opt, table};
 use crate::{Context, Exit};
@@ -15,21 +17,26 @@ pub enum Command {
     List,
     /// Register a server; its admin password is read from --password-env by every registry process.
     #[command(after_help = "Example:
-  PG_EU2_PASSWORD=... tenantctl servers add --id pg-eu-2 --region eu-west --host 10.0.0.12 \\
-    --admin-user postgres --password-env PG_EU2_PASSWORD --capacity 500")]
+  TENANCY_SERVER_PASSWORD_PG_EU_2=... tenantctl servers add --id pg-eu-2 --region eu-west \\
+    --host 10.0.0.12 --admin-user postgres --password-env TENANCY_SERVER_PASSWORD_PG_EU_2 \\
+    --capacity 500
+
+The server stays disabled until it has been prepared (template created and migrated); if it
+cannot be reached now, `tenantctl servers activate ID` prepares it later. The password variable
+must be a TENANCY_SERVER_PASSWORD_* variable, set in every registry process.")]
     Add {
         #[arg(long)]
         id: ServerId,
         #[arg(long)]
         region: Region,
         #[arg(long)]
-        host: String,
-        #[arg(long, default_value_t = 5432)]
-        port: u16,
+        host: ServerHost,
+        #[arg(long, default_value = "5432")]
+        port: NonZeroU16,
         #[arg(long)]
-        admin_user: String,
+        admin_user: PgName,
         #[arg(long)]
-        password_env: String,
+        password_env: PasswordEnv,
         #[arg(long)]
         capacity: u32,
     },
