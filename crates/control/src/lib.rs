@@ -34,4 +34,6 @@ pub use config::{Config, EngineConfig, ServerConfig, TierLimits};
 pub use engine::{Engine, Onboarded, Workers};
 pub use error::ControlError;
 pub use reconcile::{Finding, FindingKind, Repair};
-pub use store::{Actor, AuditEvent, RegistryLock, ServerChange, TenantFilter};
+pub use store::{
+    Actor, AuditEvent, OrgEventOutcome, PendingOrgEvent, RegistryLock, ServerChange, TenantFilter,
+};

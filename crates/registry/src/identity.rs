@@ -85,19 +85,7 @@ impl Identity {
         Ok(Some(Arc::new(Self {
             management: Management::new(config)?,
             project_id: project_id(settings)?,
-            // The platform's own organization is never a tenant.
-            ignored: settings
-                .zitadel_ignore_orgs
-                .iter()
-                .map(|o| o.trim().to_owned())
-                .chain(
-                    settings
-                        .zitadel_platform_org_id
-                        .iter()
-                        .map(ToString::to_string),
-                )
-                .filter(|o| !o.is_empty())
-                .collect(),
+            ignored: settings.ignored_orgs(),
             sync_interval: settings.zitadel_org_sync_interval,
             sync_max_deletes: settings.zitadel_org_sync_max_deletes,
         })))

@@ -1,15 +1,19 @@
 //! ZITADEL organizations drive tenants: added -> onboard, renamed -> rename, deactivated ->
-//! suspend, reactivated -> resume, removed -> delete. Both the webhook (one event at a time) and
-//! the periodic sync (a comparison of ZITADEL's organizations with the tenants) come here.
+//! suspend, reactivated -> resume, removed -> delete. Both the webhook (events recorded, then
+//! applied from a queue in each organization's order) and the periodic sync (a comparison of
+//! ZITADEL's organizations with the tenants) come here.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use tenancy_control::{Actor, ControlError, Engine, TenantFilter};
-use tenancy_core::{CreateTenant, ErrorCode, OrgId, TenantStatus, UpdateTenant};
+use serde::{Deserialize, Serialize};
+use tenancy_control::{
+    Actor, ControlError, Engine, OrgEventOutcome, PendingOrgEvent, TenantFilter,
+};
+use tenancy_core::{CreateTenant, ErrorCode, OrgId, TenantName, TenantStatus, UpdateTenant};
 use tenancy_zitadel::ManagementError;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 use utoipa::ToSchema;
@@ -20,11 +24,15 @@ use crate::identity::Identity;
 /// a suspension is undone by a reactivation; an operator's suspension stays.
 pub const DEACTIVATED_REASON: &str = "organization deactivated in ZITADEL";
 
+/// How many times an event is tried before it is given up (about half an hour of backoff).
+const EVENT_ATTEMPTS: i32 = 40;
+
 /// What happened to an organization.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
 pub enum OrgChange {
-    Added { name: String },
-    Renamed { name: String },
+    Added { name: TenantName },
+    Renamed { name: TenantName },
     Deactivated,
     Reactivated,
     Removed,
@@ -42,54 +50,46 @@ impl OrgChange {
     }
 }
 
-/// Applies a change to the organization's tenant. A tenant already in the state the change asks
-/// for (or on its way there), or absent for a change that needs one, is left as it is.
-pub async fn apply(
-    engine: &Engine,
-    org_id: &OrgId,
-    change: &OrgChange,
-    actor: &Actor,
-) -> Result<(), ControlError> {
-    // An operation still under way (a resume right after a suspend) is waited for, briefly.
-    let mut attempts = 0;
-    let result = loop {
-        match apply_once(engine, org_id, change, actor).await {
-            Err(ControlError::Conflict {
-                code: ErrorCode::OperationInProgress,
-                ..
-            }) if attempts < 3 => {
-                attempts += 1;
-                if let Some(open) = engine.latest_operation(org_id).await? {
-                    engine
-                        .wait_operation(open.id, Duration::from_secs(10))
-                        .await?;
-                }
-            }
-            other => break other,
-        }
-    };
-    match result {
-        Ok(()) | Err(ControlError::Conflict { .. }) | Err(ControlError::TenantNotFound(_)) => {
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
+/// An organization's name as a tenant name: ZITADEL allows names a tenant may not have (longer
+/// than 128 characters, control characters), so one such name never stops anything. `None` when
+/// nothing usable is left.
+pub fn tenant_name(name: &str) -> Option<TenantName> {
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let truncated: String = cleaned.trim().chars().take(128).collect();
+    truncated.trim().parse().ok()
 }
 
+/// Conflicts that mean "already so": the tenant is in the state the change asks for, or on its
+/// way there. Anything else (a slug that cannot be allocated, say) is an error.
+fn already_so(error: &ControlError) -> bool {
+    matches!(
+        error,
+        ControlError::Conflict {
+            code: ErrorCode::InvalidState | ErrorCode::TenantExists,
+            ..
+        } | ControlError::TenantNotFound(_)
+    )
+}
+
+/// Applies a change to the organization's tenant, once. A tenant already in the state the
+/// change asks for, or absent for a change that needs one, is left as it is.
 async fn apply_once(
     engine: &Engine,
     org_id: &OrgId,
     change: &OrgChange,
     actor: &Actor,
 ) -> Result<(), ControlError> {
-    match change {
+    let result = match change {
         OrgChange::Added { name } => {
-            let request = CreateTenant::new(org_id.clone(), name.parse()?);
+            let request = CreateTenant::new(org_id.clone(), name.clone());
             engine.onboard(request, actor).await.map(drop)
         }
         OrgChange::Renamed { name } => {
             let update = UpdateTenant {
-                name: Some(name.parse()?),
+                name: Some(name.clone()),
                 tier: None,
             };
             engine.update_tenant(org_id, &update, actor).await.map(drop)
@@ -110,7 +110,105 @@ async fn apply_once(
             }
         }
         OrgChange::Removed => engine.delete(org_id, actor).await.map(drop),
+    };
+    match result {
+        Err(e) if already_so(&e) => Ok(()),
+        other => other,
     }
+}
+
+/// As [`apply_once`], waiting briefly for an operation under way (a resume right after a
+/// suspend) instead of failing: for the sync, which runs in the background.
+pub async fn apply(
+    engine: &Engine,
+    org_id: &OrgId,
+    change: &OrgChange,
+    actor: &Actor,
+) -> Result<(), ControlError> {
+    let mut attempts = 0;
+    loop {
+        match apply_once(engine, org_id, change, actor).await {
+            Err(ControlError::Conflict {
+                code: ErrorCode::OperationInProgress,
+                ..
+            }) if attempts < 3 => {
+                attempts += 1;
+                if let Some(open) = engine.latest_operation(org_id).await? {
+                    engine
+                        .wait_operation(open.id, Duration::from_secs(10))
+                        .await?;
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Applies one recorded event, and says whether to try it again later.
+async fn apply_recorded(engine: &Engine, event: PendingOrgEvent) -> OrgEventOutcome {
+    let parsed = event
+        .org_id
+        .parse::<OrgId>()
+        .map_err(|e| e.to_string())
+        .and_then(|org| {
+            serde_json::from_value::<OrgChange>(event.change.clone())
+                .map(|change| (org, change))
+                .map_err(|e| e.to_string())
+        });
+    let (org_id, change) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return OrgEventOutcome::Failed(format!("unreadable event: {e}")),
+    };
+    let actor = Actor {
+        subject: "zitadel:event".into(),
+        org_id: Some(event.org_id.clone()),
+        request_id: None,
+    };
+    match apply_once(engine, &org_id, &change, &actor).await {
+        Ok(()) => {
+            info!(%org_id, event_type = event.event_type, sequence = event.sequence, "ZITADEL event applied");
+            OrgEventOutcome::Applied
+        }
+        Err(e)
+            if (e.is_retryable() || e.code() == ErrorCode::OperationInProgress)
+                && event.attempts < EVENT_ATTEMPTS =>
+        {
+            let delay = Duration::from_millis(250 * 2u64.pow(event.attempts.clamp(0, 8) as u32));
+            OrgEventOutcome::Later(delay.min(Duration::from_secs(60)), e.to_string())
+        }
+        Err(e) => {
+            warn!(%org_id, event_type = event.event_type, error = %e, "ZITADEL event not applied");
+            OrgEventOutcome::Failed(e.to_string())
+        }
+    }
+}
+
+/// Applies recorded events until cancelled; woken by `wake` when the webhook records one, and
+/// every second otherwise (events waiting for their retry).
+pub fn spawn_event_applier(engine: Engine, wake: Arc<Notify>, cancel: CancellationToken) {
+    tokio::spawn(
+        async move {
+            loop {
+                let notified = wake.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                match engine
+                    .apply_next_org_event(async |event| apply_recorded(&engine, event).await)
+                    .await
+                {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "cannot apply ZITADEL events now"),
+                }
+                tokio::select! {
+                    _ = &mut notified => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = cancel.cancelled() => return,
+                }
+            }
+        }
+        .instrument(info_span!("org_events")),
+    );
 }
 
 /// What one sync run changed, by organization id.
@@ -124,6 +222,9 @@ pub struct SyncReport {
     /// Tenants whose organization is gone, left alone because there were more than the
     /// configured maximum of deletions per run.
     pub deletions_refused: Vec<String>,
+    /// Organizations whose change could not be applied this run (the log says why); the run
+    /// went on with the others.
+    pub failed: Vec<String>,
 }
 
 impl SyncReport {
@@ -172,6 +273,7 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
         .filter(|t| !matches!(t.status, TenantStatus::Deleting | TenantStatus::Deleted))
         .map(|t| (t.org_id.as_str(), t))
         .collect();
+    let mut report = SyncReport::default();
     let mut changes: Vec<(OrgId, OrgChange)> = Vec::new();
     for org in orgs.iter().filter(|o| !identity.is_ignored(&o.id)) {
         let Ok(org_id) = org.id.parse::<OrgId>() else {
@@ -179,32 +281,32 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
                 org_id = org.id,
                 "organization id is not usable as a tenant id; skipped"
             );
+            report.failed.push(org.id.clone());
             continue;
         };
-        let change = match live.get(org.id.as_str()) {
-            None if org.is_active() && !known.contains(org.id.as_str()) => Some(OrgChange::Added {
-                name: org.name.clone(),
-            }),
-            None => None,
-            Some(t) if org.is_inactive() && t.status == TenantStatus::Active => {
+        let name = tenant_name(&org.name);
+        let change = match (live.get(org.id.as_str()), name) {
+            (None, Some(name)) if org.is_active() && !known.contains(org.id.as_str()) => {
+                Some(OrgChange::Added { name })
+            }
+            (None, None) if org.is_active() && !known.contains(org.id.as_str()) => {
+                warn!(%org_id, "organization has no usable name; not onboarded");
+                report.failed.push(org_id.to_string());
+                None
+            }
+            (None, _) => None,
+            (Some(t), _) if org.is_inactive() && t.status == TenantStatus::Active => {
                 Some(OrgChange::Deactivated)
             }
-            Some(t)
+            (Some(t), _)
                 if org.is_active()
                     && t.status_reason.as_deref() == Some(DEACTIVATED_REASON)
                     && t.status == TenantStatus::Suspended =>
             {
                 Some(OrgChange::Reactivated)
             }
-            Some(t)
-                if t.name.as_str() != org.name
-                    && org.name.parse::<tenancy_core::TenantName>().is_ok() =>
-            {
-                Some(OrgChange::Renamed {
-                    name: org.name.clone(),
-                })
-            }
-            Some(_) => None,
+            (Some(t), Some(name)) if t.name != name => Some(OrgChange::Renamed { name }),
+            (Some(_), _) => None,
         };
         changes.extend(change.map(|c| (org_id, c)));
     }
@@ -218,7 +320,6 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
             }
         }
     }
-    let mut report = SyncReport::default();
     if gone.len() > identity.sync_max_deletes {
         error!(
             would_delete = gone.len(),
@@ -230,12 +331,20 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
     } else {
         changes.extend(gone.into_iter().map(|id| (id, OrgChange::Removed)));
     }
+    // One organization that cannot be applied never stops the others.
     for (org_id, change) in changes {
         info!(%org_id, change = change.label(), "organization sync applies a missed change");
-        apply(engine, &org_id, &change, &actor).await?;
-        metrics::counter!("tenancy_org_sync_changes_total", "change" => change.label())
-            .increment(1);
-        report.record(&org_id, &change);
+        match apply(engine, &org_id, &change, &actor).await {
+            Ok(()) => {
+                metrics::counter!("tenancy_org_sync_changes_total", "change" => change.label())
+                    .increment(1);
+                report.record(&org_id, &change);
+            }
+            Err(e) => {
+                warn!(%org_id, change = change.label(), error = %e, "organization sync could not apply a change");
+                report.failed.push(org_id.to_string());
+            }
+        }
     }
     Ok(report)
 }
@@ -267,4 +376,20 @@ pub fn spawn_sync(engine: Engine, identity: Arc<Identity>, cancel: CancellationT
         }
         .instrument(info_span!("org_sync")),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_organization_name_becomes_a_tenant_name_or_none() {
+        let long = "N".repeat(300);
+        assert_eq!(tenant_name(&long).unwrap().as_str().chars().count(), 128);
+        assert_eq!(
+            tenant_name("  Acme\u{7}Corp \n").unwrap().as_str(),
+            "Acme Corp"
+        );
+        assert!(tenant_name(" \t ").is_none());
+    }
 }

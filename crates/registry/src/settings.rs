@@ -117,6 +117,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Organizations that are never tenants: the ignore list and the platform's own.
+    pub fn ignored_orgs(&self) -> std::collections::BTreeSet<String> {
+        self.zitadel_ignore_orgs
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .chain(self.zitadel_platform_org_id.iter().map(ToString::to_string))
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
     /// Defaults for embedding the service (tests, tools): no configuration file, no
     /// authentication yet, text logs, 64 KiB bodies.
     pub fn new(listen: SocketAddr) -> Self {

@@ -33,6 +33,10 @@ pub struct AppState {
     pub webhook_keys: Arc<Vec<SecretString>>,
     /// ZITADEL's management API, when a service account is configured.
     pub identity: Option<Arc<Identity>>,
+    /// Organizations that are never tenants (the ignore list and the platform's own).
+    pub ignored_orgs: Arc<std::collections::BTreeSet<String>>,
+    /// Wakes the applier of recorded organization events.
+    pub org_events: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -102,6 +106,8 @@ impl Application {
             engine.set_admin_activator(identity.clone());
             orgs::spawn_sync(engine.clone(), identity.clone(), background.clone());
         }
+        let org_events = Arc::new(tokio::sync::Notify::new());
+        orgs::spawn_event_applier(engine.clone(), org_events.clone(), background.clone());
         let workers = engine.run_workers();
         let (api, openapi) = crate::routes::api();
         let state = AppState {
@@ -123,6 +129,8 @@ impl Application {
                     .collect(),
             ),
             identity,
+            ignored_orgs: Arc::new(settings.ignored_orgs()),
+            org_events,
         };
         let request_id = HeaderName::from_static("x-request-id");
         let router = api

@@ -26,15 +26,24 @@ pub enum WebhookError {
     MalformedEvent(String),
 }
 
+/// The most `v1=` signatures one header may carry (a few keys during a rotation).
+pub const MAX_SIGNATURES: usize = 5;
+/// The longest signature header accepted.
+pub const MAX_HEADER_LEN: usize = 1024;
+
 /// Checks a signature header against the raw body with any of `keys`, refusing timestamps more
-/// than `tolerance_secs` away from `now` (unix seconds). Comparison is constant-time.
+/// than `tolerance_secs` away from `now` (unix seconds). Comparison is constant-time. Any
+/// header, however hostile, is refused rather than crashing (no arithmetic overflows).
 pub fn verify_signature(
     header: &str,
     body: &[u8],
     keys: &[SecretString],
     now: i64,
-    tolerance_secs: i64,
+    tolerance_secs: u64,
 ) -> Result<(), WebhookError> {
+    if header.len() > MAX_HEADER_LEN {
+        return Err(WebhookError::MalformedSignature);
+    }
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {
@@ -46,6 +55,9 @@ pub fn verify_signature(
                 )
             }
             Some(("v1", sig)) => {
+                if signatures.len() == MAX_SIGNATURES {
+                    return Err(WebhookError::MalformedSignature);
+                }
                 signatures.push(hex::decode(sig).map_err(|_| WebhookError::MalformedSignature)?)
             }
             _ => {}
@@ -55,8 +67,8 @@ pub fn verify_signature(
     if signatures.is_empty() {
         return Err(WebhookError::MalformedSignature);
     }
-    if (now - timestamp).abs() > tolerance_secs {
-        return Err(WebhookError::Stale(now - timestamp));
+    if now.abs_diff(timestamp) > tolerance_secs {
+        return Err(WebhookError::Stale(now.saturating_sub(timestamp)));
     }
     for key in keys {
         for signature in &signatures {
@@ -177,6 +189,25 @@ mod tests {
             header.split("v1=").nth(1).unwrap()
         );
         assert_eq!(verify_signature(&two, body, &keys, 1_000, 300), Ok(()));
+    }
+
+    #[test]
+    fn hostile_headers_are_refused_without_panicking() {
+        let keys = [SecretString::from("key")];
+        let now = 1_700_000_000;
+        for header in [
+            format!("t={},v1=00", i64::MIN),
+            format!("t={},v1=00", i64::MAX),
+            "t=-1,v1=00".to_owned(),
+            format!("t={now},{}", "v1=00,".repeat(6)),
+            format!("t={now},v1={}", "0".repeat(2000)),
+        ] {
+            assert!(
+                verify_signature(&header, b"{}", &keys, now, 300).is_err(),
+                "{header}"
+            );
+        }
+        assert!(verify_signature("t=1,v1=00", b"{}", &keys, i64::MIN, 300).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tracing::{info, instrument};
 
 use super::Engine;
 use crate::error::ControlError;
-use crate::store::{Actor, Created, NewTenant, TenantFilter};
+use crate::store::{Actor, Created, NewTenant, OrgEventOutcome, PendingOrgEvent, TenantFilter};
 
 /// What onboarding did.
 #[derive(Debug, Clone)]
@@ -238,21 +238,26 @@ impl Engine {
         self.store().record_migration(org_id, version, error).await
     }
 
-    /// Whether a ZITADEL organization event at `sequence` (or a later one) was applied already.
-    pub async fn org_event_seen(&self, org_id: &str, sequence: i64) -> Result<bool, ControlError> {
-        self.store().org_event_seen(org_id, sequence).await
-    }
-
-    /// Records an applied ZITADEL organization event.
+    /// Records a ZITADEL organization event for the applier, unless it (or a later event of the
+    /// organization) was recorded before; true when it was recorded now.
     pub async fn record_org_event(
         &self,
         org_id: &str,
         sequence: i64,
         event_type: &str,
-    ) -> Result<(), ControlError> {
+        change: Option<&serde_json::Value>,
+    ) -> Result<bool, ControlError> {
         self.store()
-            .record_org_event(org_id, sequence, event_type)
+            .record_org_event(org_id, sequence, event_type, change)
             .await
+    }
+
+    /// Applies the next recorded organization event with `apply`; false when none is due.
+    pub async fn apply_next_org_event<F>(&self, apply: F) -> Result<bool, ControlError>
+    where
+        F: AsyncFnOnce(PendingOrgEvent) -> OrgEventOutcome,
+    {
+        self.store().apply_next_org_event(apply).await
     }
 }
 

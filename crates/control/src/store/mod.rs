@@ -27,6 +27,7 @@ pub use audit::{Actor, AuditEvent};
 pub(crate) use audit::{audit, tenant_snapshot};
 pub use feed::TENANT_CHANGES_CHANNEL;
 pub use operations::{DONE_CHANNEL, Finish, OPERATIONS_CHANNEL};
+pub use org_events::{OrgEventOutcome, PendingOrgEvent};
 pub use servers::ServerChange;
 pub use tenants::{Created, NewTenant, TenantFilter};
 

@@ -6,7 +6,6 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use tenancy_control::{Actor, ControlError};
 use tenancy_core::{ErrorCode, OrgId};
 use tenancy_zitadel::webhook::{self, OrgEvent, SIGNATURE_HEADERS, WebhookError};
 use tracing::info;
@@ -18,14 +17,16 @@ use crate::orgs::{self, OrgChange, SyncReport};
 use crate::startup::AppState;
 use tenancy_core::Problem;
 
-const TOLERANCE_SECS: i64 = 300;
+const TOLERANCE_SECS: u64 = 300;
 
-/// Apply an organization event: added -> onboard, changed -> rename, deactivated -> suspend,
-/// reactivated -> resume (when the deactivation suspended it), removed -> delete.
+/// Record an organization event, to be applied in the organization's order: added -> onboard,
+/// changed -> rename, deactivated -> suspend, reactivated -> resume (when the deactivation
+/// suspended it), removed -> delete. Answers at once; the work happens in the background and
+/// in durable operations. An event at a sequence the organization already reached is ignored.
 #[utoipa::path(post, path = "/v1/zitadel/events", tag = "zitadel", security(()),
     request_body(content = Object, content_type = "application/json", description = "The event as ZITADEL sends it"),
     params(("ZITADEL-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256>")),
-    responses((status = 200, description = "Applied, or already applied"), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, description = "Recorded, or recorded before"), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -43,55 +44,60 @@ pub async fn events(
             ApiError::Unauthorized
         },
     )?;
-    let event = OrgEvent::parse(&body).map_err(|e: WebhookError| ApiError::Refused {
+    let invalid = |detail: String| ApiError::Refused {
         code: ErrorCode::InvalidEvent,
-        detail: e.to_string(),
-    })?;
-    if state
-        .engine
-        .org_event_seen(&event.org_id, event.sequence)
-        .await?
-    {
-        info!(org_id = %event.org_id, sequence = event.sequence, "event already applied");
-        return Ok(StatusCode::OK);
-    }
-    let org_id: OrgId = event.org_id.parse().map_err(ControlError::from)?;
-    let ignored = state
-        .identity
-        .as_ref()
-        .is_some_and(|identity| identity.is_ignored(org_id.as_str()));
-    match change(&event) {
-        _ if ignored => info!(%org_id, "organization is ignored (TENANCY_ZITADEL_IGNORE_ORGS)"),
+        detail,
+    };
+    let event = OrgEvent::parse(&body).map_err(|e: WebhookError| invalid(e.to_string()))?;
+    let org_id: OrgId = event
+        .org_id
+        .parse()
+        .map_err(|e: tenancy_core::IdError| invalid(e.to_string()))?;
+    let change = match change(&event) {
+        _ if state.ignored_orgs.contains(org_id.as_str()) => {
+            info!(%org_id, "organization is never a tenant (ignored, or the platform's own)");
+            None
+        }
         // Organizations the registry creates itself (`create_org`) are onboarded by that request.
-        Some(OrgChange::Added { name }) if org_id_for(&name) == org_id => {
-            info!(%org_id, "organization created by the registry: onboarded by its request")
+        Some(OrgChange::Added { name }) if org_id_for(name.as_str()) == org_id => {
+            info!(%org_id, "organization created by the registry: onboarded by its request");
+            None
         }
-        Some(change) => {
-            let actor = Actor {
-                subject: "zitadel:event".into(),
-                org_id: Some(event.org_id.clone()),
-                request_id: None,
-            };
-            orgs::apply(&state.engine, &org_id, &change, &actor).await?;
-        }
-        None => info!(event_type = %event.event_type, "event type ignored"),
-    }
-    state
+        other => other,
+    };
+    let change = change
+        .map(|c| serde_json::to_value(c).map_err(|e| invalid(e.to_string())))
+        .transpose()?;
+    let recorded = state
         .engine
-        .record_org_event(&event.org_id, event.sequence, &event.event_type)
+        .record_org_event(
+            org_id.as_str(),
+            event.sequence,
+            &event.event_type,
+            change.as_ref(),
+        )
         .await?;
-    info!(org_id = %event.org_id, event_type = %event.event_type, sequence = event.sequence, "ZITADEL event applied");
+    if recorded && change.is_some() {
+        state.org_events.notify_one();
+    }
+    info!(%org_id, event_type = %event.event_type, sequence = event.sequence, recorded, "ZITADEL event received");
     Ok(StatusCode::OK)
 }
 
-/// The tenant change an organization event asks for.
+/// The tenant change an organization event asks for (names made usable as tenant names).
 fn change(event: &OrgEvent) -> Option<OrgChange> {
-    let name = || event.name().unwrap_or(&event.org_id).to_owned();
     match event.event_type.as_str() {
-        "org.added" => Some(OrgChange::Added { name: name() }),
+        "org.added" => {
+            let name = event
+                .name()
+                .and_then(orgs::tenant_name)
+                .or_else(|| orgs::tenant_name(&event.org_id))?;
+            Some(OrgChange::Added { name })
+        }
         "org.changed" => event
             .name()
-            .map(|n| OrgChange::Renamed { name: n.to_owned() }),
+            .and_then(orgs::tenant_name)
+            .map(|name| OrgChange::Renamed { name }),
         "org.deactivated" => Some(OrgChange::Deactivated),
         "org.reactivated" => Some(OrgChange::Reactivated),
         "org.removed" => Some(OrgChange::Removed),

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
@@ -392,9 +393,13 @@ async fn organization_events_drive_the_tenant_lifecycle() {
 
     // deactivated -> suspended; a replay of it after the reactivation is ignored.
     assert_eq!(deliver("org.deactivated", 2).await, StatusCode::OK);
-    // Reactivated right away, while the suspension's operation may still run.
+    // Reactivated right away, while the suspension's operation may still run: the events are
+    // applied in their order, the reactivation once the suspension is done.
     assert_eq!(deliver("org.reactivated", 3).await, StatusCode::OK);
-    app.wait_status(ORG, "active").await;
+    app.wait_until(&format!("/v1/tenants/{ORG}/operations"), |ops| {
+        ops[0]["kind"] == "resume" && ops[0]["state"] == "succeeded"
+    })
+    .await;
     assert_eq!(deliver("org.deactivated", 2).await, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let (_, tenant) = app
@@ -469,4 +474,138 @@ async fn tenant_admins_see_codes_not_causes_and_nothing_of_other_organizations()
         (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
     );
     assert_eq!(body["code"], "not_found");
+}
+
+/// Signs and delivers ZITADEL organization events to a registry.
+struct Webhook<'a> {
+    app: &'a TestApp,
+    key: &'static str,
+}
+
+impl Webhook<'_> {
+    fn body(org: &str, kind: &str, seq: i64, name: &str) -> String {
+        json!({"aggregateID": org, "aggregateType": "org", "resourceOwner": org,
+               "instanceID": "1", "version": "v1", "sequence": seq, "event_type": kind,
+               "created_at": "2026-11-22T14:00:00.123Z", "userID": "9",
+               "event_payload": {"name": name}})
+        .to_string()
+    }
+
+    async fn post(&self, body: String, signature: String) -> StatusCode {
+        self.app
+            .http
+            .post(format!("{}/v1/zitadel/events", self.app.base()))
+            .header("zitadel-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    async fn deliver(&self, org: &str, kind: &str, seq: i64, name: &str) -> StatusCode {
+        let body = Self::body(org, kind, seq, name);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let signature = tenancy_zitadel::webhook::sign(body.as_bytes(), self.key, now);
+        self.post(body, signature).await
+    }
+}
+
+/// The webhook survives any header, records each event once however often and however
+/// concurrently it is delivered, answers at once even while the tenant is busy (the event is
+/// applied when it can be), and never onboards an ignored organization.
+#[tokio::test]
+async fn the_webhook_records_events_once_answers_at_once_and_refuses_hostile_headers() {
+    let mut settings = dev_settings();
+    settings.zitadel_webhook_keys = Some(SecretString::from("signing-key"));
+    settings.zitadel_ignore_orgs = vec!["263014839178300009".into()];
+    let app = TestApp::start_with(settings, Vec::new(), |config| {
+        config.engine.backoff_base = Duration::from_millis(100);
+        config.engine.backoff_max = Duration::from_millis(200);
+    })
+    .await;
+    let hook = Webhook {
+        app: &app,
+        key: "signing-key",
+    };
+
+    // Hostile signature headers: refused, and the registry is still there.
+    let body = Webhook::body("1", "org.added", 1, "X");
+    for header in [
+        format!("t={},v1=00", i64::MIN),
+        format!("t=1,{}", "v1=00,".repeat(50)),
+        "t=nope".to_owned(),
+    ] {
+        assert_eq!(
+            hook.post(body.clone(), header).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        app.http
+            .get(format!("{}/healthz", app.base()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    // The same event, ten times at once: recorded and applied once.
+    let deliveries = (0..10).map(|_| hook.deliver("700", "org.added", 1, "Once Only"));
+    for status in futures::future::join_all(deliveries).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    app.wait_status("700", "active").await;
+    let (_, audit) = app
+        .admin_call(Method::GET, "/v1/audit?org_id=700", None)
+        .await;
+    let creates = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "tenant.create")
+        .count();
+    assert_eq!(creates, 1);
+
+    // A busy tenant (an operation under way that cannot finish yet): the event is answered at
+    // once and applied once the tenant is free.
+    app.admin_call(Method::POST, "/v1/servers/pg-1/drain", None)
+        .await;
+    assert_eq!(
+        hook.deliver("701", "org.added", 1, "Busy Corp").await,
+        StatusCode::OK
+    );
+    app.wait_until("/v1/tenants/701/operations", |ops| {
+        ops[0]["attempts"].as_i64() >= Some(2)
+    })
+    .await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        hook.deliver("701", "org.removed", 2, "Busy Corp").await,
+        StatusCode::OK
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    app.admin_call(Method::POST, "/v1/servers/pg-1/activate", None)
+        .await;
+    app.wait_status("701", "deleted").await;
+
+    // An ignored organization is never onboarded.
+    assert_eq!(
+        hook.deliver("263014839178300009", "org.added", 1, "Platform")
+            .await,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, _) = app
+        .admin_call(Method::GET, "/v1/tenants/263014839178300009", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

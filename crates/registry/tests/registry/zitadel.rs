@@ -264,6 +264,24 @@ async fn the_sync_repairs_missed_organization_events() {
         .await;
     assert_eq!(tenant["status"], "suspended");
 
+    // One organization ZITADEL allows but a tenant name does not (too long, or blank) stops
+    // nothing: the long name is shortened, the blank one reported, the others go on.
+    let long = zitadel.add_organization(&"Very Long Name ".repeat(20));
+    let blank = zitadel.add_organization("   ");
+    let after = zitadel.add_organization("After The Odd Ones");
+    let report = sync(&app).await;
+    assert!(
+        report["failed"].as_array().unwrap().contains(&json!(blank)),
+        "{report}"
+    );
+    let tenant = app.wait_status(&long, "active").await;
+    let name = tenant["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("Very Long Name") && name.chars().count() <= 128,
+        "{name}"
+    );
+    app.wait_status(&after, "active").await;
+
     // Renamed in ZITADEL -> renamed here; removed -> deleted.
     let second = zitadel.add_organization("Second Org");
     app.wait_status(&second, "active").await;
