@@ -5,7 +5,10 @@ use tenancy_e2e::Deployment;
 #[tokio::test]
 async fn the_whole_tenant_lifecycle_over_http() {
     let deployment = Deployment::new().unwrap();
-    let registry = deployment.start().await.unwrap();
+    let registry = deployment
+        .start_with_env(&[("TENANCY_METRICS_INTERVAL", "100ms")])
+        .await
+        .unwrap();
     let acme = json!({"org_id": "263014839178313731", "name": "Acme Corp", "tier": "standard"});
 
     // Onboard and wait: 201 with the active tenant.
@@ -249,18 +252,27 @@ async fn the_whole_tenant_lifecycle_over_http() {
         .await;
     assert_eq!(drained.body["state"], "draining");
 
-    // Metrics.
-    let metrics = reqwest::get(format!("{}/metrics", registry.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // Metrics (the registry's gauges are refreshed on a timer).
+    let metrics = tenancy_testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "the gauges show the active tenant",
+        || async {
+            let text = reqwest::get(format!("{}/metrics", registry.base))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.contains("tenancy_tenants{status=\"active\"} 1")
+                .then_some(text)
+        },
+    )
+    .await;
     for name in [
         "http_request_duration_seconds",
-        "tenancy_tenants{status=\"active\"} 1",
         "tenancy_step_duration_seconds",
         "tenancy_operations_total",
+        "tenancy_store_seconds",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }

@@ -17,21 +17,24 @@ use tenancy_testkit::{TestFleet, eventually};
 
 pub const TOKEN: &str = "e2e-dev-token-0123456789abcdef0123";
 
-/// Path of a workspace binary, built if missing.
+/// Path of a workspace binary, built (or found up to date) once per test process, so a test
+/// never runs a binary older than the code.
 pub fn binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let path = target.join("debug").join(name);
-    if !path.is_file() {
+    let mut built = BUILT.lock().expect("build lock");
+    if !built.iter().any(|b| b == name) {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--bin", name])
+            .args(["build", "--quiet", "--bin", name])
             .current_dir(&root)
             .status()
             .expect("running cargo build");
         assert!(status.success(), "building {name} failed");
+        built.push(name.to_owned());
     }
-    path
+    target.join("debug").join(name)
 }
 
 /// A fleet (one server, holding the registry database too) and the registry binary's log.

@@ -79,7 +79,14 @@ pub struct ServerAdmin {
     id: ServerId,
     config: ServerConfig,
     pool: PgPool,
+    /// A few connections of their own for read-only probes (usage, health), so callers polling
+    /// them can never take the connections operations need.
+    probes: PgPool,
 }
+
+/// Connections of the probe pool, and how long a probe waits for one.
+const PROBE_CONNECTIONS: u32 = 2;
+const PROBE_WAIT: Duration = Duration::from_secs(2);
 
 impl ServerAdmin {
     /// Builds the pool lazily: a server that is down at start-up does not stop the engine; its
@@ -95,11 +102,16 @@ impl ServerAdmin {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options.clone());
+        let probes = PgPoolOptions::new()
+            .max_connections(PROBE_CONNECTIONS)
+            .acquire_timeout(PROBE_WAIT)
             .connect_lazy_with(options);
         Ok(Self {
             id: config.id.clone(),
             config: config.clone(),
             pool,
+            probes,
         })
     }
 
@@ -363,14 +375,23 @@ impl ServerAdmin {
         .await
     }
 
-    /// Size in bytes of a database and the sessions connected to it.
+    /// Whether a database exists, asked on the probe pool.
+    pub async fn probe_database(&self, db: &DbName) -> Result<bool, ControlError> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(db.as_str())
+            .fetch_one(&self.probes)
+            .await
+            .map_err(self.err())
+    }
+
+    /// Size in bytes of a database and the sessions connected to it, asked on the probe pool.
     pub async fn usage(&self, db: &DbName) -> Result<(i64, i64), ControlError> {
         sqlx::query_as(
             "SELECT pg_database_size(datname), (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname)
              FROM pg_database d WHERE datname = $1",
         )
         .bind(db.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.probes)
         .await
         .map_err(self.err())?
         .ok_or_else(|| ControlError::NotFound { what: format!("database {db} on server {}", self.id) })

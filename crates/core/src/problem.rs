@@ -76,6 +76,8 @@ pub enum ErrorCode {
     ZitadelUnavailable,
     /// Waiting took longer than allowed.
     Timeout,
+    /// Too many requests in flight: the service sheds load.
+    Overloaded,
     // The router's answers to product services' callers.
     /// The caller's organization is not a tenant.
     TenantUnknown,
@@ -112,7 +114,7 @@ impl ErrorCode {
             Internal => 500,
             ZitadelError => 502,
             NoCapacity | Unavailable | ServerUnavailable | TemplateBusy | ZitadelUnavailable
-            | TenantNotReady | PoolTimeout | DatabaseUnavailable => 503,
+            | TenantNotReady | PoolTimeout | DatabaseUnavailable | Overloaded => 503,
             Timeout => 504,
         }
     }
@@ -149,6 +151,7 @@ impl ErrorCode {
             TemplateBusy => "template_busy",
             ZitadelUnavailable => "zitadel_unavailable",
             Timeout => "timeout",
+            Overloaded => "overloaded",
             TenantUnknown => "tenant_unknown",
             TenantSuspended => "tenant_suspended",
             TenantDeleted => "tenant_deleted",
@@ -175,6 +178,7 @@ impl ErrorCode {
             ZitadelUnavailable => "ZITADEL is unavailable; try again shortly",
             ZitadelError => "ZITADEL refused the request; see the registry's logs",
             Timeout => "the request took too long",
+            Overloaded => "the service is busy; try again shortly",
             TenantNotReady => "the tenant is not ready yet",
             PoolTimeout | DatabaseUnavailable => "the tenant database is unavailable; try again",
             _ => "internal error",

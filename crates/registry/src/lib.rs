@@ -8,6 +8,7 @@ pub mod identity;
 pub mod metrics;
 pub mod orgs;
 pub mod routes;
+pub mod serve;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

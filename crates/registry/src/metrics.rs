@@ -1,15 +1,20 @@
-//! Prometheus metrics: the engine's (operations, steps) and the API's (request latency), plus
-//! tenants by status and operations by kind and state, read from the registry at scrape time.
+//! Prometheus metrics: the engine's (operations, steps, store queries) and the API's (request
+//! latency), plus tenants by status and operations by kind and state, refreshed on a timer.
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::error::ApiResult;
+use tenancy_control::Engine;
+use tokio_util::sync::CancellationToken;
+
 use crate::startup::AppState;
 
 /// The process-wide recorder (the `metrics` facade is global by design); installed once.
@@ -33,11 +38,21 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Records `http_request_duration_seconds` by method, route template and status (never the
-/// org id: the route template keeps label cardinality fixed).
+/// Records `http_request_duration_seconds` by method, route template and status. Labels come
+/// from fixed sets (the route template, never the path; a method outside the standard ones is
+/// `other`), so no request can grow `/metrics`.
 pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -53,9 +68,24 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn render(State(state): State<AppState>) -> ApiResult<Response> {
-    let counts = state.engine.tenants_by_status().await?;
+/// Refreshes the registry's gauges (tenants by status, operations by kind and state) every
+/// `interval` until cancelled: on a timer, never per scrape, so scraping costs no query.
+pub fn spawn_gauges(engine: Engine, interval: Duration, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = refresh_gauges(&engine).await {
+                tracing::warn!(error = %e, "could not refresh the registry's gauges");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    });
+}
+
+async fn refresh_gauges(engine: &Engine) -> Result<(), tenancy_control::ControlError> {
+    let counts = engine.tenants_by_status().await?;
     for status in tenancy_core::TenantStatus::ALL {
         let count = counts
             .iter()
@@ -63,13 +93,18 @@ pub async fn render(State(state): State<AppState>) -> ApiResult<Response> {
             .map_or(0, |(_, n)| *n);
         metrics::gauge!("tenancy_tenants", "status" => status.as_str()).set(count as f64);
     }
-    for (kind, op_state, count) in state.engine.operations_by_state().await? {
+    for (kind, op_state, count) in engine.operations_by_state().await? {
         metrics::gauge!("tenancy_operations", "kind" => kind.as_str(), "state" => op_state.as_str())
             .set(count as f64);
     }
-    Ok((
+    Ok(())
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn render(State(state): State<AppState>) -> Response {
+    (
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
-        .into_response())
+        .into_response()
 }

@@ -114,9 +114,41 @@ pub struct Settings {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "TENANCY_MAX_BODY", default_value_t = 64 * 1024)]
     pub max_body: usize,
+
+    /// Open connections at most; more are closed as soon as they are accepted.
+    #[arg(long, env = "TENANCY_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Requests handled at once (change-feed long polls aside); more are answered 503
+    /// `overloaded` at once.
+    #[arg(long, env = "TENANCY_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+
+    /// How long a client may take to send a request's headers.
+    #[arg(long, env = "TENANCY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: std::time::Duration,
+
+    /// How often the registry's gauges (tenants by status, operations by kind and state) are
+    /// read from the registry database; scrapes of /metrics never query it.
+    #[arg(long, env = "TENANCY_METRICS_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub metrics_interval: std::time::Duration,
+
+    /// How long a request may take in all (more than the longest `wait`, 60 s).
+    #[arg(long, env = "TENANCY_REQUEST_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
 }
 
 impl Settings {
+    /// The server's limits.
+    pub fn limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            max_connections: self.max_connections.max(1),
+            max_in_flight: self.max_in_flight.max(1),
+            header_read_timeout: self.header_read_timeout,
+            request_timeout: self.request_timeout,
+        }
+    }
+
     /// Organizations that are never tenants: the ignore list and the platform's own.
     pub fn ignored_orgs(&self) -> std::collections::BTreeSet<String> {
         self.zitadel_ignore_orgs
@@ -149,6 +181,11 @@ impl Settings {
             zitadel_webhook_keys: None,
             log_format: LogFormat::Text,
             max_body: 64 * 1024,
+            max_connections: 1024,
+            max_in_flight: 256,
+            metrics_interval: std::time::Duration::from_secs(15),
+            header_read_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(90),
         }
     }
 }

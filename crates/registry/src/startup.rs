@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
@@ -53,6 +54,7 @@ impl AppState {
 
 pub struct Application {
     listener: TcpListener,
+    limits: crate::serve::Limits,
     router: Router,
     engine: Engine,
     workers: Workers,
@@ -137,6 +139,10 @@ impl Application {
             .merge(crate::routes::system())
             .fallback(|uri: axum::http::Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
             .with_state(state)
+            .layer(axum::middleware::from_fn_with_state(
+                crate::serve::Shedding::new(&settings.limits()),
+                crate::serve::shed,
+            ))
             .layer(axum::middleware::from_fn(crate::metrics::track))
             // Enforced by the body extractors, so an oversized body is answered as problem+json.
             .layer(axum::extract::DefaultBodyLimit::max(settings.max_body))
@@ -149,8 +155,14 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
+        crate::metrics::spawn_gauges(
+            engine.clone(),
+            settings.metrics_interval,
+            background.clone(),
+        );
         Ok(Self {
             listener,
+            limits: settings.limits(),
             router,
             engine,
             workers,
@@ -182,9 +194,14 @@ impl Application {
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         info!(address = %self.local_addr(), "registry listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        crate::serve::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            shutdown_signal(),
+            Duration::from_secs(30),
+        )
+        .await?;
         self.background.cancel();
         info!("stopping workers: in-flight steps finish, the rest goes back to the queue");
         self.workers.shutdown().await;

@@ -247,11 +247,9 @@ async fn a_poisoned_tenant_fails_alone_keeps_its_version_and_a_rerun_after_the_f
         .iter()
         .find(|e| e["event"] == "summary")
         .unwrap()["report"];
-    assert!(
-        summary["not_attempted"].as_u64().unwrap() >= 1
-            || summary["migrated"].as_u64().unwrap() < 2,
-        "{summary}"
-    );
+    // The other server's tenants may have finished meanwhile (servers migrate in parallel);
+    // the failed one is reported, and nothing after it on its server was attempted.
+    assert_eq!(summary["failed"][0][0], "1000", "{summary}");
     assert_eq!(
         fleet.version("tenant_fleet_0"),
         3,

@@ -98,7 +98,7 @@ impl Engine {
         let (mut reachable, mut database_exists, mut template_version) = (false, false, None);
         if let Some(server_id) = &tenant.server_id {
             if let Ok(admin) = self.server_admin(server_id).await
-                && let Ok(exists) = admin.database_exists(&tenant.db_name).await
+                && let Ok(exists) = admin.probe_database(&tenant.db_name).await
             {
                 reachable = true;
                 database_exists = exists;
