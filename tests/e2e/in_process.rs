@@ -45,7 +45,16 @@ impl InProcessRegistry {
         authenticators: Vec<Arc<dyn Authenticator>>,
         tune: impl FnOnce(&mut Config),
     ) -> Result<Self> {
-        let fleet = TestFleet::single()?;
+        Self::start_on(TestFleet::single()?, settings, authenticators, tune).await
+    }
+
+    /// As [`InProcessRegistry::start_with`], on `fleet`.
+    pub async fn start_on(
+        fleet: TestFleet,
+        settings: Settings,
+        authenticators: Vec<Arc<dyn Authenticator>>,
+        tune: impl FnOnce(&mut Config),
+    ) -> Result<Self> {
         let mut config = fleet_config(&fleet)?;
         tune(&mut config);
         let base = Application::spawn(settings, config, authenticators).await?;
@@ -54,7 +63,18 @@ impl InProcessRegistry {
 
     /// Onboards `org_id` as `name` with [`DEV_TOKEN`] and waits until it is active.
     pub async fn onboard(&self, org_id: &str, name: &str) -> Result<()> {
-        let response = reqwest::Client::new()
+        self.onboard_with(&reqwest::Client::new(), org_id, name)
+            .await
+    }
+
+    /// As [`InProcessRegistry::onboard`], with this HTTP client (one that trusts a test CA).
+    pub async fn onboard_with(
+        &self,
+        http: &reqwest::Client,
+        org_id: &str,
+        name: &str,
+    ) -> Result<()> {
+        let response = http
             .post(format!("{}/v1/tenants?wait=30s", self.base))
             .bearer_auth(DEV_TOKEN)
             .json(&json!({"org_id": org_id, "name": name}))

@@ -2,8 +2,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-/// The crate graph points one way: `core` <- `zitadel`, `router`, `control` <- `registry`,
-/// `tenantctl`. The router stays lean (no `control`, no sqlx; axum only behind its feature).
+/// The crate graph points one way: `core` <- `pgtls` <- `router`, `control`; `core` <-
+/// `zitadel`; `control` <- `registry`, `tenantctl`. The router stays lean (no `control`, no sqlx; axum only behind its feature).
 #[test]
 fn the_crate_graph_points_one_way() {
     let output = std::process::Command::new(env!("CARGO"))
@@ -49,11 +49,15 @@ fn the_crate_graph_points_one_way() {
     };
     let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     assert!(ours("tenancy-core").is_empty());
-    assert_eq!(ours("tenancy-control"), set(&["tenancy-core"]));
+    assert_eq!(ours("tenancy-pgtls"), set(&["tenancy-core"]));
+    assert_eq!(
+        ours("tenancy-control"),
+        set(&["tenancy-core", "tenancy-pgtls"])
+    );
     assert_eq!(ours("tenancy-zitadel"), set(&["tenancy-core"]));
     assert_eq!(
         ours("tenancy-router"),
-        set(&["tenancy-core", "tenancy-zitadel"])
+        set(&["tenancy-core", "tenancy-pgtls", "tenancy-zitadel"])
     );
     assert_eq!(
         ours("tenancy-registry"),

@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tenancy_e2e::Deployment;
-use tenancy_testkit::PgCluster;
+use tenancy_testkit::{ClusterOptions, PgCluster, TestCa};
 
 /// Registering a server names no secret but a server password, checks every field, and leaves
 /// the server disabled until it has been prepared.
@@ -9,8 +9,12 @@ use tenancy_testkit::PgCluster;
 async fn a_registered_server_names_only_server_passwords_and_stays_disabled_until_prepared() {
     let deployment = Deployment::new().unwrap();
     let extra = PgCluster::start().unwrap();
+    let sealed = PgCluster::start_with(ClusterOptions::default().with_tls()).unwrap();
     let registry = deployment
-        .start_with_env(&[("TENANCY_SERVER_PASSWORD_EXTRA", extra.admin_password())])
+        .start_with_env(&[
+            ("TENANCY_SERVER_PASSWORD_EXTRA", extra.admin_password()),
+            ("TENANCY_SERVER_PASSWORD_SEALED", sealed.admin_password()),
+        ])
         .await
         .unwrap();
     let server = |id: &str, port: u16, password_env: &str| {
@@ -21,7 +25,13 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
     // Secrets the registry holds are never named; bad fields are refused, nothing recorded.
     let mut bad_host = server("bad-host", extra.port(), "TENANCY_SERVER_PASSWORD_EXTRA");
     bad_host["host"] = "evil.example/path".into();
+    let mut bad_ca = server("bad-ca", extra.port(), "TENANCY_SERVER_PASSWORD_EXTRA");
+    bad_ca["ca_pem"] = "-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----".into();
+    let mut falls_back = server("prefer", extra.port(), "TENANCY_SERVER_PASSWORD_EXTRA");
+    falls_back["sslmode"] = "prefer".into();
     for body in [
+        bad_ca,
+        falls_back,
         server("steal-key", extra.port(), "TENANCY_MASTER_KEY"),
         server("steal-url", extra.port(), "TENANCY_REGISTRY__URL"),
         server("port-zero", 0, "TENANCY_SERVER_PASSWORD_EXTRA"),
@@ -101,4 +111,35 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
             .unwrap(),
         "1"
     );
+
+    // A server that takes TLS only: with its CA, verified and prepared; with another CA, kept
+    // disabled. The CA is never answered back.
+    let tls_server = |id: &str, ca: String| {
+        let mut body = server(id, sealed.port(), "TENANCY_SERVER_PASSWORD_SEALED");
+        body["sslmode"] = "verify-full".into();
+        body["ca_pem"] = ca.into();
+        body
+    };
+    let wrong = registry
+        .call(
+            Method::POST,
+            "/v1/servers",
+            Some(tls_server(
+                "pg-wrong-ca",
+                TestCa::new("other").unwrap().pem(),
+            )),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::SERVICE_UNAVAILABLE, "{wrong:?}");
+    let added = registry
+        .call(
+            Method::POST,
+            "/v1/servers",
+            Some(tls_server("pg-sealed", sealed.ca_pem().unwrap().to_owned())),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{added:?}");
+    assert_eq!(added.body["state"], "active");
+    assert_eq!(added.body["sslmode"], "verify-full");
+    assert!(added.body.get("ca_pem").is_none(), "{added:?}");
 }

@@ -179,6 +179,7 @@ async fn fleet(n: usize, concurrency: usize) -> Result<()> {
     let cluster = PgCluster::start_with(ClusterOptions {
         durable: true,
         max_connections: 300,
+        ..ClusterOptions::default()
     })?;
     cluster.create_database("tenancy_registry")?;
     let mut config = bench_config(&cluster)?;
@@ -208,8 +209,12 @@ async fn fleet(n: usize, concurrency: usize) -> Result<()> {
     let started = Instant::now();
     for i in 0..n {
         let db = format!("tenant_fleet_org_{i}");
-        tenancy_control::migrate::migrate_schema(&admin.tokio_postgres_config(&db), Some(latest))
-            .await?;
+        tenancy_control::migrate::migrate_schema(
+            &admin.tokio_postgres_config(&db),
+            admin.tls()?,
+            Some(latest),
+        )
+        .await?;
     }
     let sequential = started.elapsed();
 
@@ -263,6 +268,7 @@ async fn router(tenants: usize) -> Result<()> {
     let cluster = PgCluster::start_with(ClusterOptions {
         durable: true,
         max_connections: 200,
+        ..ClusterOptions::default()
     })?;
     cluster.psql(
         "postgres",
@@ -286,6 +292,8 @@ async fn router(tenants: usize) -> Result<()> {
             status: TenantStatus::Active,
             tier: Tier::Free,
             pool_size: 2,
+            sslmode: tenancy_core::SslMode::Disable,
+            ca_pem: None,
         });
     }
     let plain_pool = |db: &str, size: usize| -> Result<deadpool_postgres::Pool> {

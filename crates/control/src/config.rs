@@ -11,7 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 use serde::Deserialize;
-use tenancy_core::{Region, ServerId, ServerState, Tier};
+use tenancy_core::{Region, ServerId, ServerState, SslMode, Tier};
 
 use crate::error::ControlError;
 use crate::secrets::{Keyring, MasterKey};
@@ -159,6 +159,17 @@ pub struct ServerConfig {
     /// state (changed by `drain`) wins.
     #[serde(default = "default_state")]
     pub state: ServerState,
+    /// How connections to the server are encrypted: `disable`, `require`, `verify-ca` or
+    /// `verify-full`. Default: `verify-full`, or plain text on a loopback host.
+    #[serde(default)]
+    pub sslmode: Option<SslMode>,
+    /// A file with the CA that signs the server's certificate (PEM); the public web roots when
+    /// unset. Read when the configuration is loaded.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The CA itself (from `ca_file`, or set by embedders and the API).
+    #[serde(skip)]
+    pub ca_pem: Option<String>,
 }
 
 impl ServerConfig {
@@ -183,7 +194,16 @@ impl ServerConfig {
             admin_database: default_admin_database(),
             capacity: 1000,
             state: ServerState::Active,
+            sslmode: None,
+            ca_file: None,
+            ca_pem: None,
         }
+    }
+
+    /// How connections to the server are encrypted.
+    pub fn sslmode(&self) -> SslMode {
+        self.sslmode
+            .unwrap_or_else(|| SslMode::default_for(&self.host))
     }
 }
 
@@ -256,6 +276,18 @@ impl Config {
         for server in &mut self.servers {
             if let (None, Some(var)) = (&server.password, &server.password_env) {
                 server.password = Some(read(var)?);
+            }
+            if let (None, Some(path)) = (&server.ca_pem, &server.ca_file) {
+                let pem = std::fs::read_to_string(path).map_err(|e| {
+                    ControlError::Config(format!(
+                        "server {}: ca_file {}: {e}",
+                        server.id,
+                        path.display()
+                    ))
+                })?;
+                tenancy_pgtls::parse_ca(&pem)
+                    .map_err(|e| ControlError::Config(format!("server {}: {e}", server.id)))?;
+                server.ca_pem = Some(pem);
             }
         }
         self.keyring()?;

@@ -303,6 +303,7 @@ impl Engine {
         }
         let result = migrate::migrate_schema(
             &admin.tokio_postgres_config(tenant.db_name.as_str()),
+            admin.tls()?,
             Some(tenant.to),
         )
         .await;

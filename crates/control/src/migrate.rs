@@ -3,7 +3,8 @@
 //! transaction, so a failed migration leaves a database at its previous version.
 
 use refinery::Target;
-use tokio_postgres::NoTls;
+use tenancy_core::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{info, instrument};
 
 use crate::error::ControlError;
@@ -40,10 +41,11 @@ pub fn latest_template_version() -> i32 {
 /// client is dropped, so the backend is gone once this returns.
 async fn with_client<T>(
     config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, ControlError>,
 ) -> Result<T, ControlError> {
     let (mut client, connection) = config
-        .connect(NoTls)
+        .connect(tls)
         .await
         .map_err(|e| ControlError::Migration(format!("connecting: {e}")))?;
     let task = tokio::spawn(connection);
@@ -53,12 +55,51 @@ async fn with_client<T>(
     result
 }
 
-#[instrument(skip_all)]
-pub async fn migrate_registry(url: &str) -> Result<(), ControlError> {
-    let config: tokio_postgres::Config = url
+/// The registry URL as tokio-postgres settings and a TLS connector. `sslmode` (any of libpq's
+/// four) and `sslrootcert` (a CA file) are read here: tokio-postgres knows neither fully.
+fn registry_connection(
+    url: &str,
+) -> Result<(tokio_postgres::Config, MakeRustlsConnect), ControlError> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let (mut sslmode, mut rootcert) = (None, None);
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", value)) => sslmode = Some(value.to_owned()),
+            Some(("sslrootcert", value)) => rootcert = Some(value.to_owned()),
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| ControlError::Config(format!("registry url: {e}")))?;
-    with_client(&config, async |client| {
+    let mode = match sslmode.as_deref() {
+        None | Some("prefer" | "allow" | "disable") => SslMode::Disable,
+        Some(mode) => mode
+            .parse()
+            .map_err(|e| ControlError::Config(format!("registry url: {e}")))?,
+    };
+    let ca = rootcert
+        .map(|path| {
+            std::fs::read_to_string(&path)
+                .map_err(|e| ControlError::Config(format!("registry url sslrootcert {path}: {e}")))
+        })
+        .transpose()?;
+    config.ssl_mode(tenancy_pgtls::tokio_ssl_mode(mode));
+    let tls = tenancy_pgtls::connector(mode, ca.as_deref())
+        .map_err(|e| ControlError::Config(format!("registry url: {e}")))?;
+    Ok((config, tls))
+}
+
+#[instrument(skip_all)]
+pub async fn migrate_registry(url: &str) -> Result<(), ControlError> {
+    let (config, tls) = registry_connection(url)?;
+    with_client(&config, tls, async |client| {
         let report = registry::migrations::runner()
             .run_async(client)
             .await
@@ -81,9 +122,10 @@ pub async fn migrate_registry(url: &str) -> Result<(), ControlError> {
 #[instrument(skip_all, fields(dbname = config.get_dbname()))]
 pub async fn migrate_schema(
     config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     target: Option<i32>,
 ) -> Result<i32, ControlError> {
-    with_client(config, async |client| {
+    with_client(config, tls, async |client| {
         let mut runner = template::migrations::runner().set_grouped(true);
         if let Some(version) = target {
             runner = runner.set_target(Target::Version(version));

@@ -18,7 +18,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection};
-use tenancy_core::{DbName, ErrorCode, OrgId, RoleName, ServerId};
+use tenancy_core::{DbName, ErrorCode, OrgId, RoleName, ServerId, SslMode};
 use tracing::{info, instrument};
 
 use crate::config::{ServerConfig, TierLimits};
@@ -116,7 +116,7 @@ impl ServerAdmin {
     }
 
     fn options_for(config: &ServerConfig, dbname: &str) -> PgConnectOptions {
-        let mut options = PgConnectOptions::new()
+        let mut options = with_tls(PgConnectOptions::new(), config)
             .host(&config.host)
             .port(config.port)
             .username(&config.admin_user)
@@ -128,6 +128,12 @@ impl ServerAdmin {
             options = options.password(password.expose_secret());
         }
         options
+    }
+
+    /// The TLS connector of this server's tokio-postgres connections (migrations).
+    pub fn tls(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect, ControlError> {
+        tenancy_pgtls::connector(self.config.sslmode(), self.config.ca_pem.as_deref())
+            .map_err(|e| ControlError::Config(format!("server {}: {e}", self.id)))
     }
 
     /// Admin connection settings for one of this server's databases.
@@ -158,7 +164,8 @@ impl ServerAdmin {
             .user(&self.config.admin_user)
             .dbname(dbname)
             .application_name("tenancy-migrate")
-            .options("-c search_path=public");
+            .options("-c search_path=public")
+            .ssl_mode(tenancy_pgtls::tokio_ssl_mode(self.config.sslmode()));
         if let Some(password) = &self.config.password {
             config.password(password.expose_secret());
         }
@@ -267,7 +274,12 @@ impl ServerAdmin {
             ),
         )
         .await?;
-        migrate::migrate_schema(&self.tokio_postgres_config(template.as_str()), target).await
+        migrate::migrate_schema(
+            &self.tokio_postgres_config(template.as_str()),
+            self.tls()?,
+            target,
+        )
+        .await
     }
 
     pub async fn database_exists(&self, db: &DbName) -> Result<bool, ControlError> {
@@ -609,7 +621,7 @@ impl ServerAdmin {
         role: &RoleName,
         password: &SecretString,
     ) -> PgConnectOptions {
-        PgConnectOptions::new()
+        with_tls(PgConnectOptions::new(), &self.config)
             .host(&self.config.host)
             .port(self.config.port)
             .username(role.as_str())
@@ -715,6 +727,21 @@ impl ServerAdmin {
             .into_iter()
             .map(|(role, db, ok)| ((role, db), ok))
             .collect())
+    }
+}
+
+/// sqlx's TLS settings for the server: its sslmode, and its CA when it has one.
+fn with_tls(options: PgConnectOptions, config: &ServerConfig) -> PgConnectOptions {
+    use sqlx::postgres::PgSslMode;
+    let options = options.ssl_mode(match config.sslmode() {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Require => PgSslMode::Require,
+        SslMode::VerifyCa => PgSslMode::VerifyCa,
+        SslMode::VerifyFull => PgSslMode::VerifyFull,
+    });
+    match &config.ca_pem {
+        Some(pem) => options.ssl_root_cert_from_pem(pem.as_bytes().to_vec()),
+        None => options,
     }
 }
 

@@ -6,6 +6,7 @@ mod ids;
 mod model;
 mod problem;
 mod slug;
+mod tls;
 
 pub use ids::{
     DbName, IdError, OrgId, PasswordEnv, PgName, Region, RoleName, SERVER_PASSWORD_PREFIX,
@@ -18,3 +19,4 @@ pub use model::{
 };
 pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 pub use slug::slug_from_name;
+pub use tls::SslMode;

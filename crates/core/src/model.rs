@@ -331,6 +331,11 @@ pub struct ConnectionInfo {
     pub tier: Tier,
     /// Connections one router process may keep for this tenant.
     pub pool_size: u32,
+    /// How to encrypt connections to the server.
+    pub sslmode: crate::SslMode,
+    /// The CA that signs the server's certificate (PEM), when it is not a public one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 impl fmt::Debug for ConnectionInfo {
@@ -379,6 +384,7 @@ pub struct Server {
     pub state: ServerState,
     pub template_version: Option<i32>,
     pub tenants: i64,
+    pub sslmode: crate::SslMode,
 }
 
 /// `POST /v1/servers`: register a database server. It stays `disabled` until the registry has
@@ -399,6 +405,14 @@ pub struct AddServer {
     pub password_env: PasswordEnv,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_database: Option<PgName>,
+    /// How to encrypt connections to the server; `verify-full` by default (plain text on a
+    /// loopback host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslmode: Option<crate::SslMode>,
+    /// The CA that signs the server's certificate (PEM), when it is not a public one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 16384))]
+    pub ca_pem: Option<String>,
     /// Most tenant databases the server may hold.
     #[cfg_attr(feature = "openapi", schema(maximum = 2147483647))]
     pub capacity: u32,

@@ -1,8 +1,10 @@
 //! The HTTP server: an accept loop on hyper-util (axum's `serve` cannot set these) with a cap on
 //! open connections and a header-read timeout, so slow or numerous clients cannot hold the
-//! service; load shedding and a request timeout as middleware; a graceful drain on shutdown.
+//! service; TLS (rustls) when configured; load shedding and a request timeout as middleware; a
+//! graceful drain on shutdown.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +14,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tenancy_core::ErrorCode;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::error::ApiError;
@@ -35,10 +41,35 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets open requests finish
-/// (for at most `drain`).
+/// A TLS acceptor for a certificate chain and its key (PEM files), offering HTTP/2 and HTTP/1.1.
+pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> anyhow::Result<TlsAcceptor> {
+    use anyhow::Context;
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .with_context(|| format!("reading the certificate {}", cert_file.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{} holds no certificate",
+        cert_file.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .with_context(|| format!("reading the private key {}", key_file.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("the certificate and key do not make a TLS identity")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` completes, then
+/// lets open requests finish (for at most `drain`).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     router: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
@@ -73,13 +104,31 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (router, builder, watcher, tls) = (
+            router.clone(),
+            builder.clone(),
+            graceful.watcher(),
+            tls.clone(),
+        );
         tokio::spawn(async move {
-            let _ = connection.await;
+            match tls {
+                None => serve_connection(stream, router, &builder, watcher).await,
+                // The handshake gets the header-read timeout: a client that opens a connection
+                // and says nothing holds it no longer over TLS than without.
+                Some(tls) => {
+                    match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => serve_connection(stream, router, &builder, watcher).await,
+                        Ok(Err(e)) => {
+                            metrics::counter!("http_tls_handshake_failures_total").increment(1);
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics::counter!("http_tls_handshake_failures_total").increment(1);
+                        }
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -90,6 +139,19 @@ pub async fn serve(
         () = tokio::time::sleep(drain) => warn!("connections still open after {drain:?}; closing"),
     }
     Ok(())
+}
+
+async fn serve_connection<I>(
+    io: I,
+    router: Router,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let _ = watcher.watch(connection.into_owned()).await;
 }
 
 /// Requests in flight beyond the limit are answered 503 at once (long polls of the change feed

@@ -136,6 +136,15 @@ pub struct Settings {
     /// How long a request may take in all (more than the longest `wait`, 60 s).
     #[arg(long, env = "TENANCY_REQUEST_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
     pub request_timeout: std::time::Duration,
+
+    /// Serve HTTPS with this certificate chain (PEM); requires --tls-key-file. Plain HTTP when
+    /// unset: terminate TLS in front of the registry then.
+    #[arg(long, env = "TENANCY_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The private key of --tls-cert-file (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TENANCY_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -186,6 +195,8 @@ impl Settings {
             metrics_interval: std::time::Duration::from_secs(15),
             header_read_timeout: std::time::Duration::from_secs(10),
             request_timeout: std::time::Duration::from_secs(90),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }

@@ -54,6 +54,7 @@ impl AppState {
 
 pub struct Application {
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     limits: crate::serve::Limits,
     router: Router,
     engine: Engine,
@@ -152,6 +153,11 @@ impl Application {
                 tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id, subject = tracing::field::Empty)
             }))
             .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+        let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::serve::tls_acceptor(cert, key)?),
+            (None, None) => None,
+            _ => bail!("TENANCY_TLS_CERT_FILE and TENANCY_TLS_KEY_FILE go together"),
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -162,6 +168,7 @@ impl Application {
         );
         Ok(Self {
             listener,
+            tls,
             limits: settings.limits(),
             router,
             engine,
@@ -178,9 +185,15 @@ impl Application {
         authenticators: Vec<Arc<dyn Authenticator>>,
     ) -> anyhow::Result<String> {
         let app = Self::build_with(settings, config, authenticators).await?;
-        let base = format!("http://{}", app.local_addr());
+        let base = app.base_url();
         tokio::spawn(app.run_until_stopped());
         Ok(base)
+    }
+
+    /// `https://` or `http://` and the bound address.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -193,9 +206,10 @@ impl Application {
 
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        info!(address = %self.local_addr(), "registry listening");
+        info!(url = %self.base_url(), "registry listening");
         crate::serve::serve(
             self.listener,
+            self.tls,
             self.router,
             self.limits,
             shutdown_signal(),

@@ -22,6 +22,9 @@ pub enum RouterError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The server's TLS settings (its CA, from the registry) cannot be used.
+    #[error("database server {server}: TLS: {detail}")]
+    Tls { server: String, detail: String },
     /// The registry could not be asked (down, misconfigured, refused our token).
     #[error("registry: {0}")]
     Registry(String),

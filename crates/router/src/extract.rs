@@ -61,9 +61,9 @@ impl From<RouterError> for Rejection {
             RouterError::Deleted(_) => ErrorCode::TenantDeleted,
             RouterError::NotActive { .. } => ErrorCode::TenantNotReady,
             RouterError::PoolTimeout { .. } => ErrorCode::PoolTimeout,
-            RouterError::ServerUnavailable { .. } | RouterError::Registry(_) => {
-                ErrorCode::DatabaseUnavailable
-            }
+            RouterError::ServerUnavailable { .. }
+            | RouterError::Registry(_)
+            | RouterError::Tls { .. } => ErrorCode::DatabaseUnavailable,
         };
         // 5xx details stay generic (Problem::new): the cause is logged, not sent.
         if code.is_server_error() {

@@ -35,16 +35,48 @@ pub struct RegistryResolver {
 }
 
 impl RegistryResolver {
+    /// A resolver for the registry at `base_url` (`https://` is verified against the public web
+    /// roots; see [`RegistryResolver::with_root_ca`] for a private CA).
     pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+        Self::build(base_url, token, None).expect("an HTTP client without extra roots")
+    }
+
+    /// A resolver that also trusts `ca_pem` (PEM, one or more certificates) for the registry's
+    /// certificate.
+    pub fn with_root_ca(
+        base_url: impl Into<String>,
+        token: impl Into<String>,
+        ca_pem: &str,
+    ) -> Result<Self, RouterError> {
+        Self::build(base_url, token, Some(ca_pem))
+    }
+
+    fn build(
+        base_url: impl Into<String>,
+        token: impl Into<String>,
+        ca_pem: Option<&str>,
+    ) -> Result<Self, RouterError> {
+        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| RouterError::Registry(format!("registry CA: {e}")))?;
+            if certs.is_empty() {
+                return Err(RouterError::Registry(
+                    "registry CA holds no certificate".into(),
+                ));
+            }
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http
             .build()
-            .expect("an HTTP client with default TLS-less settings");
-        Self {
+            .map_err(|e| RouterError::Registry(format!("HTTP client: {e}")))?;
+        Ok(Self {
             base: base_url.into().trim_end_matches('/').to_owned(),
             token: token.into(),
             http,
-        }
+        })
     }
 
     async fn get<T: serde::de::DeserializeOwned>(

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use deadpool::Runtime;
 use deadpool::managed::{Metrics, PoolError, RecycleError, RecycleResult};
 use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
-use tenancy_core::{ConnectionInfo, OrgId, TenantStatus};
+use tenancy_core::{ConnectionInfo, OrgId, SslMode, TenantStatus};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{debug, warn};
 
 use crate::error::RouterError;
@@ -83,6 +83,8 @@ struct Inner {
     config: RouterConfig,
     entries: Mutex<HashMap<OrgId, Entry>>,
     budgets: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// TLS connectors by mode and CA: building one parses the roots, so pools share them.
+    connectors: Mutex<HashMap<(SslMode, Option<String>), MakeRustlsConnect>>,
 }
 
 struct Entry {
@@ -107,6 +109,7 @@ impl TenantRouter {
             config,
             entries: Mutex::new(HashMap::new()),
             budgets: Mutex::new(HashMap::new()),
+            connectors: Mutex::new(HashMap::new()),
         });
         if inner.config.watch_changes {
             tokio::spawn(follow_changes(Arc::downgrade(&inner)));
@@ -216,6 +219,27 @@ impl TenantRouter {
         })
     }
 
+    fn connector(
+        &self,
+        info: &ConnectionInfo,
+        server: &str,
+    ) -> Result<MakeRustlsConnect, RouterError> {
+        let key = (info.sslmode, info.ca_pem.clone());
+        let mut connectors = self.inner.connectors.lock().expect("connectors lock");
+        if let Some(connector) = connectors.get(&key) {
+            return Ok(connector.clone());
+        }
+        let connector =
+            tenancy_pgtls::connector(info.sslmode, info.ca_pem.as_deref()).map_err(|e| {
+                RouterError::Tls {
+                    server: server.to_owned(),
+                    detail: e.to_string(),
+                }
+            })?;
+        connectors.insert(key, connector.clone());
+        Ok(connector)
+    }
+
     fn build_pool(&self, info: &ConnectionInfo, server: &str) -> Result<TenantPool, RouterError> {
         let mut pg = tokio_postgres::Config::new();
         pg.host(&info.host)
@@ -224,7 +248,9 @@ impl TenantRouter {
             .password(info.password.as_deref().unwrap_or_default())
             .dbname(info.dbname.as_str())
             .application_name("tenancy-router")
-            .connect_timeout(Duration::from_secs(5));
+            .connect_timeout(Duration::from_secs(5))
+            .ssl_mode(tenancy_pgtls::tokio_ssl_mode(info.sslmode));
+        let tls = self.connector(info, server)?;
         let budget = self
             .inner
             .budgets
@@ -236,7 +262,7 @@ impl TenantRouter {
         let manager = BudgetedManager {
             inner: deadpool_postgres::Manager::from_config(
                 pg,
-                NoTls,
+                tls,
                 ManagerConfig {
                     recycling_method: RecyclingMethod::Fast,
                 },

@@ -24,6 +24,8 @@ fn info(cluster: &PgCluster, org: &str, db: &str, status: TenantStatus) -> Conne
         status,
         tier: Tier::Free,
         pool_size: 2,
+        sslmode: tenancy_core::SslMode::Disable,
+        ca_pem: None,
     }
 }
 
@@ -364,4 +366,77 @@ async fn a_credential_rotation_is_invisible_to_borrowers() {
     }
     assert!(borrows.load(Ordering::SeqCst) > 50);
     assert_eq!(failures.load(Ordering::SeqCst), 0, "no borrow failed");
+}
+
+/// Every link encrypted: the router asks the registry over HTTPS (trusting the registry's CA
+/// only), and connects to a server that accepts TLS only, verifying it with the CA the
+/// connection info carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_reaches_the_registry_over_https_and_tenants_over_verified_tls() {
+    let fleet = tenancy_testkit::TestFleet::builder().tls().build().unwrap();
+    let ca = tenancy_testkit::TestCa::new("registry CA").unwrap();
+    let issued = ca.issue(&["127.0.0.1"]).unwrap();
+    let (cert_file, key_file) = (
+        fleet.dir().join("registry.crt"),
+        fleet.dir().join("registry.key"),
+    );
+    std::fs::write(&cert_file, &issued.cert_pem).unwrap();
+    std::fs::write(&key_file, &issued.key_pem).unwrap();
+    let mut settings = tenancy_e2e::in_process::dev_settings();
+    settings.tls_cert_file = Some(cert_file);
+    settings.tls_key_file = Some(key_file);
+    let registry = InProcessRegistry::start_on(fleet, settings, Vec::new(), |_| {})
+        .await
+        .unwrap();
+    assert!(registry.base.starts_with("https://"), "{}", registry.base);
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let health = http
+        .get(format!("{}/healthz", registry.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+    registry.onboard_with(&http, "310", "Sealed").await.unwrap();
+    let org: OrgId = "310".parse().unwrap();
+
+    let router = TenantRouter::new(
+        Arc::new(RegistryResolver::with_root_ca(&registry.base, DEV_TOKEN, &ca.pem()).unwrap()),
+        RouterConfig::default(),
+    );
+    let client = router.get(&org).await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT ssl, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, String>(1), "tenant_sealed");
+    drop(client);
+
+    // A router that does not trust the registry's CA learns nothing from it.
+    let untrusting = TenantRouter::new(
+        Arc::new(RegistryResolver::new(&registry.base, DEV_TOKEN)),
+        RouterConfig {
+            watch_changes: false,
+            ..RouterConfig::default()
+        },
+    );
+    let Err(err) = untrusting.get(&org).await else {
+        panic!("a connection through an untrusted registry");
+    };
+    assert!(matches!(err, RouterError::Registry(_)), "{err}");
+
+    // Plain HTTP to the HTTPS port gets no answer either.
+    let plain = registry.base.replace("https://", "http://");
+    let answered = reqwest::Client::new()
+        .get(format!("{plain}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    assert!(!answered);
 }

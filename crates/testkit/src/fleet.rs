@@ -60,6 +60,13 @@ impl FleetBuilder {
         self
     }
 
+    /// Every server requires TLS (a CA of its own each); the configuration says `verify-full`
+    /// with that CA.
+    pub fn tls(mut self) -> Self {
+        self.options = self.options.with_tls();
+        self
+    }
+
     pub fn cluster_options(mut self, options: ClusterOptions) -> Self {
         self.options = options;
         self
@@ -154,6 +161,12 @@ impl TestFleet {
                 server.cluster.admin_user(),
                 server.password_env(),
             ));
+            if let Some(ca) = server.cluster.ca_file() {
+                toml.push_str(&format!(
+                    "sslmode = \"verify-full\"\nca_file = \"{}\"\n",
+                    ca.display()
+                ));
+            }
         }
         toml
     }

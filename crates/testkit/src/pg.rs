@@ -20,6 +20,22 @@ pub struct ClusterOptions {
     /// cluster never survives a machine crash anyway).
     pub durable: bool,
     pub max_connections: u32,
+    /// TLS on, and required of every TCP connection (`hostssl` only), with a certificate for
+    /// these names signed by a CA of the cluster's own ([`PgCluster::ca_pem`]). `None`: plain.
+    pub tls: Option<Vec<String>>,
+}
+
+impl ClusterOptions {
+    /// TLS required, with a certificate for `127.0.0.1` and `localhost`.
+    pub fn with_tls(self) -> Self {
+        self.with_tls_names(&["127.0.0.1", "localhost"])
+    }
+
+    /// TLS required, with a certificate for `names` only.
+    pub fn with_tls_names(mut self, names: &[&str]) -> Self {
+        self.tls = Some(names.iter().map(|n| (*n).to_owned()).collect());
+        self
+    }
 }
 
 impl Default for ClusterOptions {
@@ -27,6 +43,7 @@ impl Default for ClusterOptions {
         Self {
             durable: false,
             max_connections: 200,
+            tls: None,
         }
     }
 }
@@ -37,6 +54,8 @@ pub struct PgCluster {
     port: u16,
     runner: Runner,
     watchdog: Option<Child>,
+    /// The CA that signed the server's certificate, when TLS is on.
+    ca: Option<String>,
 }
 
 impl PgCluster {
@@ -61,6 +80,11 @@ impl PgCluster {
                 rand::random::<u64>()
             ));
             copy_dir(&template, &dir)?;
+            let ca = options
+                .tls
+                .as_deref()
+                .map(|names| enable_tls(&dir, names))
+                .transpose()?;
             runner.own(&dir)?;
             let port = free_port()?;
             let mut cluster = Self {
@@ -68,6 +92,7 @@ impl PgCluster {
                 port,
                 runner: runner.clone(),
                 watchdog: None,
+                ca,
             };
             match cluster.boot(&options) {
                 Ok(()) => {
@@ -86,7 +111,7 @@ impl PgCluster {
 
     fn boot(&self, options: &ClusterOptions) -> Result<()> {
         let durable = if options.durable { "on" } else { "off" };
-        let server_options = format!(
+        let mut server_options = format!(
             "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
              -c max_connections={max} -c shared_buffers=64MB -c fsync={durable} \
              -c synchronous_commit={durable} -c full_page_writes={durable} \
@@ -94,6 +119,10 @@ impl PgCluster {
             port = self.port,
             max = options.max_connections,
         );
+        if self.ca.is_some() {
+            server_options
+                .push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let output = self
             .runner
             .command("pg_ctl")
@@ -152,25 +181,41 @@ impl PgCluster {
         ADMIN_PASSWORD
     }
 
-    /// `postgres://` URL for the superuser and `dbname`.
-    pub fn url(&self, dbname: &str) -> String {
-        format!(
-            "postgres://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{}/{dbname}",
-            self.port
-        )
+    /// The CA that signed the server's certificate (PEM), when TLS is on.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca.as_deref()
     }
 
-    /// `postgres://` URL for any role (tests use it to try connecting as tenant roles).
+    /// A file holding [`PgCluster::ca_pem`], when TLS is on.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.ca.is_some().then(|| self.dir.join(CA_FILE))
+    }
+
+    /// `postgres://` URL for the superuser and `dbname`.
+    pub fn url(&self, dbname: &str) -> String {
+        self.url_as(ADMIN_USER, ADMIN_PASSWORD, dbname)
+    }
+
+    /// `postgres://` URL for any role (tests use it to try connecting as tenant roles); with
+    /// `sslmode=verify-full` and the cluster's CA when TLS is on.
     pub fn url_as(&self, user: &str, password: &str, dbname: &str) -> String {
-        format!(
+        let url = format!(
             "postgres://{user}:{password}@127.0.0.1:{}/{dbname}",
             self.port
-        )
+        );
+        match self.ca_file() {
+            Some(ca) => format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display()),
+            None => url,
+        }
     }
 
     /// Runs SQL through `psql` as the superuser; returns its unaligned output.
     pub fn psql(&self, dbname: &str, sql: &str) -> Result<String> {
-        let output = Command::new(self.runner.bin.join("psql"))
+        let mut psql = Command::new(self.runner.bin.join("psql"));
+        if let Some(ca) = self.ca_file() {
+            psql.env("PGSSLMODE", "verify-ca").env("PGSSLROOTCERT", ca);
+        }
+        let output = psql
             .env("PGPASSWORD", ADMIN_PASSWORD)
             .args([
                 "-h",
@@ -364,6 +409,26 @@ fn initdb_cache(runner: &Runner) -> Result<PathBuf> {
     }
     let _ = fs::remove_dir_all(&scratch);
     Ok(cached)
+}
+
+const CA_FILE: &str = "testkit-ca.pem";
+
+/// Writes a fresh CA's certificate and a server certificate for `names` into the data
+/// directory, and lets TCP clients in over TLS only. Returns the CA (PEM).
+fn enable_tls(dir: &Path, names: &[String]) -> Result<String> {
+    let ca = crate::tls::TestCa::new("tenancy-testkit cluster CA")?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let issued = ca.issue(&names)?;
+    fs::write(dir.join("server.crt"), &issued.cert_pem)?;
+    let key = dir.join("server.key");
+    fs::write(&key, &issued.key_pem)?;
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600))?;
+    fs::write(dir.join(CA_FILE), ca.pem())?;
+    fs::write(
+        dir.join("pg_hba.conf"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+    )?;
+    Ok(ca.pem())
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {

@@ -60,6 +60,8 @@ impl Engine {
             status: tenant.status,
             tier: tenant.tier,
             pool_size: self.config().tier_limits(tenant.tier).pool_size,
+            sslmode: admin.config().sslmode(),
+            ca_pem: admin.config().ca_pem.clone(),
         })
     }
 

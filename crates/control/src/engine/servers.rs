@@ -57,7 +57,14 @@ impl Engine {
                 .map_or_else(|| "postgres".into(), ToString::to_string),
             capacity: request.capacity,
             state: ServerState::Disabled,
+            sslmode: request.sslmode,
+            ca_file: None,
+            ca_pem: request.ca_pem.clone(),
         };
+        if let Some(pem) = &config.ca_pem {
+            tenancy_pgtls::parse_ca(pem)
+                .map_err(|e| ControlError::Validation(format!("ca_pem: {e}")))?;
+        }
         self.store().add_server(&config, actor).await?;
         self.prepare_and_activate(&config.id, actor).await
     }

@@ -3,15 +3,15 @@
 
 use serde::Serialize;
 use sqlx::FromRow;
-use tenancy_core::{ErrorCode, Region, Server, ServerId, ServerState};
+use tenancy_core::{ErrorCode, Region, Server, ServerId, ServerState, SslMode};
 
-use super::{Actor, Store, audit, is_unique_violation};
+use super::{Actor, Maybe, Store, audit, is_unique_violation};
 use crate::config::ServerConfig;
 use crate::error::ControlError;
 
 /// The one column list of a server read, with its tenant count.
 const SERVER_COLUMNS: &str = "s.id, s.region, s.host, s.port, s.admin_user, s.password_env, \
-    s.admin_database, s.capacity, s.state, s.template_version, \
+    s.admin_database, s.capacity, s.state, s.template_version, s.sslmode, s.ca_pem, \
     (SELECT count(*) FROM tenants t WHERE t.server_id = s.id) AS tenants";
 
 #[derive(FromRow)]
@@ -29,6 +29,9 @@ struct ServerRow {
     #[sqlx(try_from = "String")]
     state: ServerState,
     template_version: Option<i32>,
+    #[sqlx(try_from = "Option<String>")]
+    sslmode: Maybe<SslMode>,
+    ca_pem: Option<String>,
     tenants: i64,
 }
 
@@ -45,6 +48,9 @@ impl ServerRow {
             admin_database: self.admin_database.clone(),
             capacity: u32::try_from(self.capacity).map_err(ControlError::corrupt)?,
             state: self.state,
+            sslmode: self.sslmode.0,
+            ca_file: None,
+            ca_pem: self.ca_pem.clone(),
         })
     }
 
@@ -58,6 +64,7 @@ impl ServerRow {
             state: self.state,
             template_version: self.template_version,
             tenants: self.tenants,
+            sslmode: self.config()?.sslmode(),
         })
     }
 }
@@ -141,6 +148,7 @@ impl Store {
                         });
                     };
                     let have = row.config()?;
+                    let (have_sslmode, want_sslmode) = (have.sslmode(), want.sslmode());
                     let mut fields = Vec::new();
                     let mut differ = |name: &str, have: String, want: String| {
                         if have != want {
@@ -165,6 +173,16 @@ impl Store {
                         "capacity",
                         have.capacity.to_string(),
                         want.capacity.to_string(),
+                    );
+                    differ(
+                        "sslmode",
+                        have_sslmode.to_string(),
+                        want_sslmode.to_string(),
+                    );
+                    differ(
+                        "ca",
+                        have.ca_pem.as_ref().map_or("none", |_| "set").into(),
+                        want.ca_pem.as_ref().map_or("none", |_| "set").into(),
                     );
                     Ok(ServerChange {
                         id: want.id.clone(),
@@ -194,12 +212,13 @@ impl Store {
             for s in servers {
                 sqlx::query(
                     "INSERT INTO database_servers (id, region, host, port, admin_user, capacity, state,
-                                                   password_env, admin_database)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                                   password_env, admin_database, sslmode, ca_pem)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                      ON CONFLICT (id) DO UPDATE SET region = EXCLUDED.region, host = EXCLUDED.host,
                        port = EXCLUDED.port, admin_user = EXCLUDED.admin_user,
                        capacity = EXCLUDED.capacity, password_env = EXCLUDED.password_env,
-                       admin_database = EXCLUDED.admin_database, updated_at = now()",
+                       admin_database = EXCLUDED.admin_database, sslmode = EXCLUDED.sslmode,
+                       ca_pem = EXCLUDED.ca_pem, updated_at = now()",
                 )
                 .bind(s.id.as_str())
                 .bind(s.region.as_str())
@@ -210,6 +229,8 @@ impl Store {
                 .bind(s.state.as_str())
                 .bind(s.password_env.as_deref())
                 .bind(&s.admin_database)
+                .bind(s.sslmode.map(SslMode::as_str))
+                .bind(s.ca_pem.as_deref())
                 .execute(&mut *tx)
                 .await?;
             }
@@ -241,8 +262,8 @@ impl Store {
             let mut tx = self.begin().await?;
             sqlx::query(
                 "INSERT INTO database_servers (id, region, host, port, admin_user, password_env,
-                                               admin_database, capacity, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                               admin_database, capacity, state, sslmode, ca_pem)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(server.id.as_str())
             .bind(server.region.as_str())
@@ -253,6 +274,8 @@ impl Store {
             .bind(&server.admin_database)
             .bind(i32::try_from(server.capacity).unwrap_or(i32::MAX))
             .bind(server.state.as_str())
+            .bind(server.sslmode.map(SslMode::as_str))
+            .bind(server.ca_pem.as_deref())
             .execute(&mut *tx)
             .await
             .map_err(|e| {

@@ -11,5 +11,6 @@ mod lifecycle;
 mod onboarding;
 mod placement;
 mod reconcile;
+mod tls;
 mod validation;
 mod workers;

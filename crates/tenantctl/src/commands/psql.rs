@@ -11,6 +11,8 @@ use crate::{Context, Exit};
 #[command(after_help = "Example:
   tenantctl psql 263014839178313731 -- -c 'SELECT count(*) FROM tickets'
 
+The server's TLS settings are passed on (PGSSLMODE; PGSSLROOTCERT when the registry holds the
+server's CA). Without a CA of its own, verify-ca and verify-full use libpq's default roots.
 Exit status is psql's.")]
 pub struct Args {
     org_id: OrgId,
@@ -29,7 +31,23 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
         .password
         .as_ref()
         .context("no admin password for this server")?;
-    let status = std::process::Command::new("psql")
+    let mut psql = std::process::Command::new("psql");
+    psql.env("PGSSLMODE", config.sslmode().as_str());
+    // libpq reads the CA from a file; one registered through the API exists only in the registry.
+    let _ca_file = match (&config.ca_file, &config.ca_pem) {
+        (Some(path), _) => {
+            psql.env("PGSSLROOTCERT", path);
+            None
+        }
+        (None, Some(pem)) => {
+            let file = tempfile::NamedTempFile::new().context("writing the server's CA")?;
+            std::fs::write(file.path(), pem).context("writing the server's CA")?;
+            psql.env("PGSSLROOTCERT", file.path());
+            Some(file)
+        }
+        (None, None) => None,
+    };
+    let status = psql
         .env("PGPASSWORD", password.expose_secret())
         .args(["-h", &config.host, "-p", &config.port.to_string()])
         .args(["-U", &config.admin_user, "-d", tenant.db_name.as_str()])

@@ -3,7 +3,9 @@
 use anyhow::Result;
 use std::num::NonZeroU16;
 
-use tenancy_core::{AddServer, PasswordEnv, PgName, Region, ServerHost, ServerId, ServerState};
+use tenancy_core::{
+    AddServer, PasswordEnv, PgName, Region, ServerHost, ServerId, ServerState, SslMode,
+};
 
 use crate::output::{self, confirm, opt, table};
 use crate::{Context, Exit};
@@ -19,9 +21,11 @@ pub enum Command {
     #[command(after_help = "Example:
   TENANCY_SERVER_PASSWORD_PG_EU_2=... tenantctl servers add --id pg-eu-2 --region eu-west \\
     --host 10.0.0.12 --admin-user postgres --password-env TENANCY_SERVER_PASSWORD_PG_EU_2 \\
-    --capacity 500
+    --capacity 500 --sslmode verify-full --ca-file /etc/tenancy/pg-eu-ca.pem
 
-The server stays disabled until it has been prepared (template created and migrated); if it
+Connections are encrypted and the certificate checked against --ca-file (or the public web roots)
+unless the host is a loopback address; --sslmode takes libpq's disable, require, verify-ca and
+verify-full. The server stays disabled until it has been prepared (template created and migrated); if it
 cannot be reached now, `tenantctl servers activate ID` prepares it later. The password variable
 must be a TENANCY_SERVER_PASSWORD_* variable, set in every registry process.")]
     Add {
@@ -39,6 +43,12 @@ must be a TENANCY_SERVER_PASSWORD_* variable, set in every registry process.")]
         password_env: PasswordEnv,
         #[arg(long)]
         capacity: u32,
+        /// How connections are encrypted [default: verify-full; disable on a loopback host].
+        #[arg(long)]
+        sslmode: Option<SslMode>,
+        /// The CA that signs the server's certificate (PEM); the public web roots when unset.
+        #[arg(long, value_name = "PATH")]
+        ca_file: Option<std::path::PathBuf>,
     },
     /// Stop placing new tenants on a server (its tenants stay).
     #[command(after_help = "Example:\n  tenantctl servers drain pg-eu-1 --yes")]
@@ -85,7 +95,15 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
             admin_user,
             password_env,
             capacity,
+            sslmode,
+            ca_file,
         } => {
+            let ca_pem = ca_file
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("--ca-file {}: {e}", path.display()))
+                })
+                .transpose()?;
             let request = AddServer {
                 id,
                 region,
@@ -94,6 +112,8 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
                 admin_user,
                 password_env,
                 admin_database: None,
+                sslmode,
+                ca_pem,
                 capacity,
             };
             engine.add_server(&request, &cx.actor).await?;
