@@ -4,17 +4,27 @@ CARGO ?= cargo
 # nextest runs each test in its own process (each starts its own PostgreSQL clusters).
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run test bench lint fmt deps
+.PHONY: run test bench lint fmt deps fuzz-deps
+
+VENV := .local/venv
 
 deps:
 	@scripts/ensure-postgres.sh
+
+## schemathesis, the API fuzzer the contract test runs, in a virtual environment of its own.
+fuzz-deps: $(VENV)/.installed
+
+$(VENV)/.installed: scripts/api-fuzz-requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/api-fuzz-requirements.txt
+	touch $@
 
 ## Runs the registry on a private PostgreSQL cluster under .local/ (kept between runs).
 run: deps
 	@deploy/local/run.sh
 
 ## Every test, against throw-away PostgreSQL clusters the tests start and stop themselves.
-test: deps
+test: deps fuzz-deps
 	$(CARGO) build --workspace --bins
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast

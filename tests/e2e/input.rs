@@ -80,6 +80,24 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
             json!({"org_id": "1", "name": "A", "region": "nowhere"})
                 .to_string()
                 .into_bytes(),
+            StatusCode::CONFLICT,
+        ),
+        // serde reads a struct from an array of its fields; the document says object.
+        (
+            Method::PATCH,
+            "/v1/tenants/12345".into(),
+            "application/json",
+            b"[null, null]".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/v1/servers".into(),
+            "application/json",
+            json!({"id": "pg-2", "region": "local", "host": "127.0.0.1", "capacity": 8.5,
+                   "admin_user": "postgres", "password_env": "TENANCY_SERVER_PASSWORD_X"})
+            .to_string()
+            .into_bytes(),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (

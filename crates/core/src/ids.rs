@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,40 +36,82 @@ pub const MAX_SLUG: usize = 48;
 /// Longest slug derived from a name: room is left for a collision suffix up to `_9999`.
 pub const MAX_DERIVED_SLUG: usize = MAX_SLUG - 5;
 
-fn check_chars(
+/// Characters that are control characters (Unicode `Cc`).
+macro_rules! controls {
+    () => {
+        r"\u0000-\u001f\u007f-\u009f"
+    };
+}
+/// Control characters and white space (Unicode `Cc` and `White_Space`).
+macro_rules! blanks {
+    () => {
+        r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+    };
+}
+/// Display text: no control characters, no white space at either end.
+macro_rules! display_text {
+    () => {
+        concat!(
+            "^[^",
+            blanks!(),
+            "](?:[^",
+            controls!(),
+            "]*[^",
+            blanks!(),
+            "])?$"
+        )
+    };
+}
+
+/// Checks `value` against a rule: not empty, at most `max` characters, matching `pattern`.
+/// The same pattern and limit are published in the OpenAPI document, so a value the document
+/// allows is never refused (patterns use only what Rust's regex, ECMAScript and Python share).
+fn check(
     kind: &'static str,
     value: &str,
     max: usize,
-    first: impl Fn(char) -> bool,
-    rest: impl Fn(char) -> bool,
+    pattern: &regex::Regex,
     rule: &str,
 ) -> Result<(), IdError> {
     if value.is_empty() {
         return Err(IdError::new(kind, "must not be empty"));
     }
-    if value.len() > max {
+    let chars = value.chars().count();
+    if chars > max {
         return Err(IdError::new(
             kind,
-            format!("at most {max} bytes, got {}", value.len()),
+            format!("at most {max} characters, got {chars}"),
         ));
     }
-    let mut chars = value.chars();
-    let ok = chars.next().is_some_and(&first) && chars.all(&rest);
-    if !ok {
+    if !pattern.is_match(value) {
         return Err(IdError::new(kind, rule.to_string()));
     }
     Ok(())
 }
 
+/// A validated string identifier: `pattern` and `max` (characters) are its rule, checked here
+/// and published as its OpenAPI schema; `extra` checks what a pattern cannot (with
+/// `schema_pattern` saying the same to the document).
 macro_rules! string_id {
-    ($(#[$meta:meta])* $name:ident, $kind:literal, |$v:ident| $check:expr) => {
-        $(#[$meta])*
+    (
+        $(#[doc = $doc:literal])*
+        $name:ident, $kind:literal,
+        max = $max:expr,
+        pattern = $pattern:expr,
+        rule = $rule:literal
+        $(, schema_pattern = $schema_pattern:expr, extra = |$v:ident| $extra:expr)?
+    ) => {
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
         impl $name {
+            /// Longest value, in characters.
+            pub const MAX: usize = $max;
+            /// The pattern of the OpenAPI document.
+            pub const PATTERN: &'static str = string_id!(@schema_pattern $pattern $(, $schema_pattern)?);
+
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -76,9 +119,15 @@ macro_rules! string_id {
 
         impl FromStr for $name {
             type Err = IdError;
-            fn from_str($v: &str) -> Result<Self, IdError> {
-                $check?;
-                Ok(Self($v.to_owned()))
+            fn from_str(value: &str) -> Result<Self, IdError> {
+                static PATTERN: LazyLock<regex::Regex> =
+                    LazyLock::new(|| regex::Regex::new($pattern).expect("a valid pattern"));
+                check($kind, value, $max, &PATTERN, $rule)?;
+                $(
+                    let $v = value;
+                    $extra?;
+                )?
+                Ok(Self(value.to_owned()))
             }
         }
 
@@ -112,110 +161,130 @@ macro_rules! string_id {
                 &self.0
             }
         }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                use utoipa::openapi::schema::{ObjectBuilder, Type};
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(concat!($($doc, "\n"),*).trim()))
+                    .min_length(Some(1))
+                    .max_length(Some($max))
+                    .pattern(Some(Self::PATTERN))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
     };
+    (@schema_pattern $pattern:expr) => { $pattern };
+    (@schema_pattern $pattern:expr, $schema_pattern:expr) => { $schema_pattern };
 }
 
 string_id!(
-    /// A ZITADEL organization id: an opaque string (decimal digits in practice, never parsed as a number).
-    OrgId, "org_id", |v| check_chars(
-        "org_id", v, 64,
-        |c| c.is_ascii_alphanumeric(),
-        |c| c.is_ascii_alphanumeric() || c == '-' || c == '_',
-        "letters, digits, '-' and '_' only, starting with a letter or digit",
-    )
+    /// A ZITADEL organization id: an opaque string (decimal digits in practice, never parsed as a
+    /// number): letters, digits, `-` and `_`, starting with a letter or digit.
+    OrgId, "org_id",
+    max = 64,
+    pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+    rule = "letters, digits, '-' and '_' only, starting with a letter or digit"
 );
 
 string_id!(
-    /// A tenant's short name: lowercase ASCII letters, digits and underscores, starting with a letter.
-    Slug, "slug", |v| check_chars(
-        "slug", v, MAX_SLUG,
-        |c| c.is_ascii_lowercase(),
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
-        "lowercase letters, digits and '_' only, starting with a letter",
-    ).and_then(|()| if v == RESERVED_SLUG {
+    /// A tenant's short name: lowercase ASCII letters, digits and underscores, starting with a
+    /// letter; `template` is reserved.
+    Slug, "slug",
+    max = MAX_SLUG,
+    pattern = r"^[a-z][a-z0-9_]*$",
+    rule = "lowercase letters, digits and '_' only, starting with a letter",
+    schema_pattern = r"^(?!template$)[a-z][a-z0-9_]*$",
+    extra = |v| if v == RESERVED_SLUG {
         Err(IdError::new("slug", "'template' is reserved for the template database"))
     } else {
         Ok(())
-    })
-);
-
-string_id!(
-    /// A database server id from the configuration, e.g. `pg-us-east-1a`.
-    ServerId, "server_id", |v| check_chars(
-        "server_id", v, 63,
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_',
-        "lowercase letters, digits, '-' and '_' only",
-    )
-);
-
-string_id!(
-    /// A region name, e.g. `us-east-1`.
-    Region, "region", |v| check_chars(
-        "region", v, 32,
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_',
-        "lowercase letters, digits, '-' and '_' only",
-    )
-);
-
-string_id!(
-    /// A PostgreSQL database name owned by the control plane (`tenant_<slug>` or `tenant_template`).
-    DbName, "db_name", |v| check_chars(
-        "db_name", v, MAX_PG_IDENTIFIER,
-        |c| c.is_ascii_lowercase(),
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
-        "lowercase letters, digits and '_' only, starting with a letter",
-    )
-);
-
-string_id!(
-    /// A PostgreSQL role name owned by the control plane.
-    RoleName, "role_name", |v| check_chars(
-        "role_name", v, MAX_PG_IDENTIFIER,
-        |c| c.is_ascii_lowercase(),
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_',
-        "lowercase letters, digits and '_' only, starting with a letter",
-    )
-);
-
-string_id!(
-    /// An organization's display name: 1 to 128 characters of any script, no control characters,
-    /// no leading or trailing white space.
-    TenantName, "name", |v| {
-        if v.trim().is_empty() {
-            Err(IdError::new("name", "must not be empty"))
-        } else if v.chars().count() > 128 {
-            Err(IdError::new("name", "at most 128 characters"))
-        } else if v.chars().any(char::is_control) {
-            Err(IdError::new("name", "must not contain control characters"))
-        } else if v.trim() != v {
-            Err(IdError::new("name", "must not start or end with white space"))
-        } else {
-            Ok(())
-        }
     }
 );
 
 string_id!(
+    /// A database server id, e.g. `pg-us-east-1a`.
+    ServerId, "server_id",
+    max = 63,
+    pattern = r"^[a-z0-9][a-z0-9_-]*$",
+    rule = "lowercase letters, digits, '-' and '_' only"
+);
+
+string_id!(
+    /// A region name, e.g. `us-east-1`.
+    Region, "region",
+    max = 32,
+    pattern = r"^[a-z0-9][a-z0-9_-]*$",
+    rule = "lowercase letters, digits, '-' and '_' only"
+);
+
+string_id!(
+    /// A PostgreSQL database name owned by the control plane (`tenant_<slug>` or
+    /// `tenant_template`).
+    DbName, "db_name",
+    max = MAX_PG_IDENTIFIER,
+    pattern = r"^[a-z][a-z0-9_]*$",
+    rule = "lowercase letters, digits and '_' only, starting with a letter"
+);
+
+string_id!(
+    /// A PostgreSQL role name owned by the control plane.
+    RoleName, "role_name",
+    max = MAX_PG_IDENTIFIER,
+    pattern = r"^[a-z][a-z0-9_]*$",
+    rule = "lowercase letters, digits and '_' only, starting with a letter"
+);
+
+string_id!(
+    /// An organization's display name: 1 to 128 characters of any script, no control
+    /// characters, no white space at either end.
+    TenantName, "name",
+    max = 128,
+    pattern = display_text!(),
+    rule = "no control characters and no white space at either end"
+);
+
+string_id!(
+    /// A person's given or family name: 1 to 200 characters, no control characters, no white
+    /// space at either end.
+    PersonName, "person name",
+    max = 200,
+    pattern = display_text!(),
+    rule = "no control characters and no white space at either end"
+);
+
+string_id!(
+    /// An e-mail address: a local part, `@`, and a domain with a dot inside it; no white space,
+    /// no control characters, one `@`.
+    Email, "email",
+    max = 254,
+    pattern = concat!(
+        "^[^@", blanks!(), "]+@[^@.", blanks!(), "][^@", blanks!(), "]*[.][^@", blanks!(),
+        "]*[^@.", blanks!(), "]$"
+    ),
+    rule = "an e-mail address such as admin@example.com"
+);
+
+string_id!(
     /// A database server's host: a DNS name or an IP address (no scheme, port, path or user).
-    ServerHost, "host", |v| check_chars(
-        "host", v, 253,
-        |c| c.is_ascii_alphanumeric() || c == '[' || c == ':',
-        |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'),
-        "a DNS name or an IP address: letters, digits, '.', '-', ':' only",
-    )
+    ServerHost, "host",
+    max = 253,
+    pattern = r"^[A-Za-z0-9:\[][A-Za-z0-9.:\[\]-]*$",
+    rule = "a DNS name or an IP address: letters, digits, '.', '-', ':' only"
 );
 
 string_id!(
     /// A PostgreSQL user or database name given by an operator (a server's admin user, its
     /// maintenance database).
-    PgName, "name", |v| check_chars(
-        "name", v, MAX_PG_IDENTIFIER,
-        |c| c.is_ascii_alphabetic() || c == '_',
-        |c| c.is_ascii_alphanumeric() || c == '_',
-        "letters, digits and '_' only, starting with a letter or '_'",
-    )
+    PgName, "name",
+    max = MAX_PG_IDENTIFIER,
+    pattern = r"^[A-Za-z_][A-Za-z0-9_]*$",
+    rule = "letters, digits and '_' only, starting with a letter or '_'"
 );
 
 /// Every variable a server registered through the API may name for its password starts so: the
@@ -225,18 +294,10 @@ pub const SERVER_PASSWORD_PREFIX: &str = "TENANCY_SERVER_PASSWORD_";
 string_id!(
     /// The environment variable holding a server's admin password:
     /// `TENANCY_SERVER_PASSWORD_<NAME>`.
-    PasswordEnv, "password_env", |v| check_chars(
-        "password_env", v, 100,
-        |c| c.is_ascii_uppercase(),
-        |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_',
-        "TENANCY_SERVER_PASSWORD_ followed by capital letters, digits and '_'",
-    ).and_then(|()| match v.strip_prefix(SERVER_PASSWORD_PREFIX) {
-        Some(rest) if !rest.is_empty() => Ok(()),
-        _ => Err(IdError::new(
-            "password_env",
-            format!("must start with {SERVER_PASSWORD_PREFIX} and name a server"),
-        )),
-    })
+    PasswordEnv, "password_env",
+    max = 100,
+    pattern = r"^TENANCY_SERVER_PASSWORD_[A-Z0-9_]+$",
+    rule = "TENANCY_SERVER_PASSWORD_ followed by capital letters, digits and '_'"
 );
 
 impl Slug {
@@ -302,6 +363,41 @@ mod tests {
         assert_eq!(slug.db_name().as_str(), "tenant_acme_corp");
         assert!(serde_json::from_str::<Slug>("\"Robert'); DROP\"").is_err());
         assert!("Café Zürich; DROP".parse::<TenantName>().is_ok());
+    }
+
+    #[test]
+    fn display_text_and_addresses_follow_their_published_rules() {
+        for good in ["Acme", "Café Zürich", "a b", "日本", "x\u{feff}"] {
+            assert!(good.parse::<TenantName>().is_ok(), "{good:?}");
+            assert!(good.parse::<PersonName>().is_ok(), "{good:?}");
+        }
+        for bad in [
+            " a",
+            "a ",
+            "a\u{3000}",
+            "\u{a0}a",
+            "a\tb",
+            "x\u{85}y",
+            "a\u{7f}",
+        ] {
+            assert!(bad.parse::<TenantName>().is_err(), "{bad:?}");
+        }
+        assert!("x".repeat(128).parse::<TenantName>().is_ok());
+        assert!(
+            "é".repeat(129).parse::<TenantName>().is_err(),
+            "characters, not bytes"
+        );
+        for good in ["ann@lane.example", "a@b.c", "ä@ö.ü", "a.b+c@d.e.f"] {
+            assert!(good.parse::<Email>().is_ok(), "{good:?}");
+        }
+        for bad in [
+            "a@b", "@b.c", "a@.b", "a@b.", "a b@c.d", "a@b@c.d", "a@b.c\n", "a",
+        ] {
+            assert!(bad.parse::<Email>().is_err(), "{bad:?}");
+        }
+        // The published pattern says what the check says, reserved slug included.
+        assert!(Slug::PATTERN.starts_with("^(?!template$)"));
+        assert_eq!(OrgId::MAX, 64);
     }
 
     #[test]

@@ -9,8 +9,8 @@ mod slug;
 mod tls;
 
 pub use ids::{
-    DbName, IdError, OrgId, PasswordEnv, PgName, Region, RoleName, SERVER_PASSWORD_PREFIX,
-    ServerHost, ServerId, Slug, TenantName,
+    DbName, Email, IdError, OrgId, PasswordEnv, PersonName, PgName, Region, RoleName,
+    SERVER_PASSWORD_PREFIX, ServerHost, ServerId, Slug, TenantName,
 };
 pub use model::{
     AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationKind,

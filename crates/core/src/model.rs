@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ids::{
-    DbName, OrgId, PasswordEnv, PgName, Region, RoleName, ServerHost, ServerId, Slug, TenantName,
+    DbName, Email, OrgId, PasswordEnv, PersonName, PgName, Region, RoleName, ServerHost, ServerId,
+    Slug, TenantName,
 };
 
 /// A string that names no variant of a closed set.
@@ -161,6 +162,7 @@ impl Tier {
 pub struct CreateTenant {
     /// The ZITADEL organization. Required unless `create_org` asks the registry to create it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub org_id: Option<OrgId>,
     pub name: TenantName,
     /// Derived from `name` when absent; an explicit slug that is taken is a conflict, not renamed.
@@ -176,9 +178,10 @@ pub struct CreateTenant {
     /// The organization's first admin: invited in ZITADEL and granted `tenant_admin` once the
     /// database is ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub admin_email: Option<String>,
+    pub admin_email: Option<Email>,
     /// Create the organization in ZITADEL first (instead of giving `org_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub create_org: Option<CreateOrg>,
 }
 
@@ -209,6 +212,7 @@ pub struct CreateOrg {
     pub name: Option<TenantName>,
     /// Made the organization's owner in ZITADEL, then invited and granted `tenant_admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub admin: Option<OrgAdmin>,
 }
 
@@ -216,13 +220,13 @@ pub struct CreateOrg {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OrgAdmin {
-    pub email: String,
+    pub email: Email,
     /// The e-mail address's local part when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub given_name: Option<String>,
+    pub given_name: Option<PersonName>,
     /// "Admin" when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family_name: Option<String>,
+    pub family_name: Option<PersonName>,
 }
 
 /// A tenant as the registry API shows it.
@@ -300,6 +304,32 @@ mod tests {
             TenantStatus::Suspended
         );
         assert!("bogus".parse::<Tier>().is_err());
+    }
+
+    #[test]
+    fn integers_may_be_written_as_integral_floats_and_stay_in_range() {
+        let server = |port: &str, capacity: &str| {
+            serde_json::from_str::<AddServer>(&format!(
+                r#"{{"id":"pg-1","region":"eu","host":"db.internal","port":{port},
+                    "admin_user":"postgres","password_env":"TENANCY_SERVER_PASSWORD_PG1",
+                    "capacity":{capacity}}}"#
+            ))
+        };
+        let parsed = server("5433.0", "8.0").unwrap();
+        assert_eq!((parsed.port.get(), parsed.capacity), (5433, 8));
+        assert_eq!(server("5432", "649716").unwrap().capacity, 649_716);
+        for (port, capacity) in [
+            ("5432", "8.5"),
+            ("5432", "-1"),
+            ("5432", "4294967296"),
+            ("5432", "1e300"),
+            ("0", "8"),
+            ("65536", "8"),
+            ("5432.5", "8"),
+            ("\"5432\"", "8"),
+        ] {
+            assert!(server(port, capacity).is_err(), "{port} {capacity}");
+        }
     }
 }
 
@@ -398,7 +428,7 @@ pub struct AddServer {
     pub id: ServerId,
     pub region: Region,
     pub host: ServerHost,
-    #[serde(default = "default_pg_port")]
+    #[serde(default = "default_pg_port", deserialize_with = "integral::port")]
     #[cfg_attr(feature = "openapi", schema(value_type = u16, minimum = 1, maximum = 65535))]
     pub port: NonZeroU16,
     pub admin_user: PgName,
@@ -414,8 +444,44 @@ pub struct AddServer {
     #[cfg_attr(feature = "openapi", schema(max_length = 16384))]
     pub ca_pem: Option<String>,
     /// Most tenant databases the server may hold.
+    #[serde(deserialize_with = "integral::number")]
     #[cfg_attr(feature = "openapi", schema(maximum = 2147483647))]
     pub capacity: u32,
+}
+
+/// JSON Schema counts `8.0` as an integer, and so do clients whose numbers are all floats:
+/// wherever the OpenAPI document says `integer`, an integral number is accepted in either form.
+mod integral {
+    use std::num::NonZeroU16;
+
+    use serde::de::{Error, Unexpected};
+    use serde::{Deserialize, Deserializer};
+
+    /// Largest integer a float holds exactly (2^53).
+    const EXACT_IN_FLOAT: f64 = 9_007_199_254_740_992.0;
+
+    pub fn number<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+        let number = serde_json::Number::deserialize(d)?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range checked
+        let value = number.as_u64().or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..EXACT_IN_FLOAT).contains(f))
+                .map(|f| f as u64)
+        });
+        value.and_then(|v| T::try_from(v).ok()).ok_or_else(|| {
+            D::Error::invalid_value(
+                Unexpected::Other(&number.to_string()),
+                &"an integer in range",
+            )
+        })
+    }
+
+    pub fn port<'de, D: Deserializer<'de>>(d: D) -> Result<NonZeroU16, D::Error> {
+        let port: u16 = number(d)?;
+        NonZeroU16::new(port)
+            .ok_or_else(|| D::Error::invalid_value(Unexpected::Unsigned(0), &"a port from 1"))
+    }
 }
 
 fn default_pg_port() -> NonZeroU16 {

@@ -48,17 +48,24 @@ pub enum ErrorCode {
     OrganizationExists,
     /// The tenant is the parent (agency) of other tenants.
     HasClients,
+    /// The region has no database server (or none was given and there is no default region).
+    UnknownRegion,
+    /// `parent_org_id` names no tenant.
+    UnknownParent,
+    /// The password variable a server registration names is not set in the registry process.
+    PasswordEnvUnset,
+    /// The request needs ZITADEL's management API, which is not configured.
+    ZitadelNotConfigured,
     // 413, 415, 422.
     /// The body is larger than the registry accepts.
     BodyTooLarge,
     /// The body is not `application/json`.
     UnsupportedMediaType,
-    /// Well-formed, but refused: an unknown region, a bad e-mail, a bad field value.
+    /// JSON that breaks the documented schema (a field's pattern, length or range, a missing
+    /// or unknown field), or a value that cannot be used (a CA that is no certificate).
     ValidationFailed,
     /// A ZITADEL event the registry cannot read.
     InvalidEvent,
-    /// The request needs ZITADEL's management API, which is not configured.
-    ZitadelNotConfigured,
     // 5xx: nothing internal is said.
     /// A bug or an unexpected state; the cause is in the logs.
     Internal,
@@ -106,11 +113,12 @@ impl ErrorCode {
             NotFound | TenantUnknown => 404,
             TenantExists | SlugTaken | OperationInProgress | InvalidState | NothingToRetry
             | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists
-            | HasClients => 409,
+            | HasClients | UnknownRegion | UnknownParent | PasswordEnvUnset
+            | ZitadelNotConfigured => 409,
             TenantDeleted => 410,
             BodyTooLarge => 413,
             UnsupportedMediaType => 415,
-            ValidationFailed | InvalidEvent | ZitadelNotConfigured => 422,
+            ValidationFailed | InvalidEvent => 422,
             Internal => 500,
             ZitadelError => 502,
             NoCapacity | Unavailable | ServerUnavailable | TemplateBusy | ZitadelUnavailable
@@ -138,6 +146,9 @@ impl ErrorCode {
             SyncRunning => "sync_running",
             OrganizationExists => "organization_exists",
             HasClients => "has_clients",
+            UnknownRegion => "unknown_region",
+            UnknownParent => "unknown_parent",
+            PasswordEnvUnset => "password_env_unset",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             ValidationFailed => "validation_failed",

@@ -54,6 +54,14 @@ impl ApiError {
         }
     }
 
+    /// A body that breaks its schema (422 `validation_failed`).
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        ApiError::Refused {
+            code: ErrorCode::ValidationFailed,
+            detail: detail.into(),
+        }
+    }
+
     /// The stable code this error is answered with.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -14,14 +14,30 @@ pub struct Json<T>(pub T);
 pub struct Path<T>(pub T);
 pub struct Query<T>(pub T);
 
+/// Every request body is a JSON object. serde would also read a struct from an array of its
+/// fields in order (`[null, null]`), which the OpenAPI document does not allow.
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(json_rejection)?;
+        if !value.is_object() {
+            return Err(ApiError::Refused {
+                code: ErrorCode::ValidationFailed,
+                detail: "the request body must be a JSON object".into(),
+            });
         }
+        serde_path_to_error::deserialize(value)
+            .map(Json)
+            .map_err(|error| ApiError::Refused {
+                code: ErrorCode::ValidationFailed,
+                detail: match error.path().to_string().as_str() {
+                    "." => error.inner().to_string(),
+                    path => format!("{path}: {}", error.inner()),
+                },
+            })
     }
 }
 
@@ -31,9 +47,6 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ErrorCode::BodyTooLarge
         }
-        // JSON of the wrong shape (unknown fields, invalid identifiers) is well-formed but
-        // refused; a body that is not JSON at all cannot be read.
-        JsonRejection::JsonDataError(_) => ErrorCode::ValidationFailed,
         _ => ErrorCode::InvalidRequest,
     };
     ApiError::Refused {
@@ -64,28 +77,79 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// Parses a duration query parameter: `30s`, `1m`, or plain seconds (`30`), at most `max`.
-pub fn duration_param(
-    value: Option<&str>,
-    default: std::time::Duration,
-    max: std::time::Duration,
-) -> Result<std::time::Duration, ApiError> {
-    let Some(value) = value else {
-        return Ok(default);
-    };
-    let parsed = match value.parse::<u64>() {
-        Ok(secs) => std::time::Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(value).map_err(|_| {
-            ApiError::invalid(format!(
-                "invalid duration {value:?}: use 30s, 2m or seconds"
-            ))
-        })?,
-    };
-    if parsed > max {
-        return Err(ApiError::invalid(format!(
-            "duration {value} is longer than the maximum {}",
-            humantime::format_duration(max)
-        )));
+/// A `wait` query parameter: digits and a unit (`500ms`, `30s`, `1m`; plain digits are
+/// seconds). A route waits at most its own maximum: a longer wait is shortened, never refused,
+/// so every value the OpenAPI pattern allows is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct Wait(std::time::Duration);
+
+impl Wait {
+    const PATTERN: &'static str = r"^[0-9]{1,6}(ms|s|m)?$";
+
+    /// The wait, shortened to `max`.
+    pub fn at_most(self, max: std::time::Duration) -> std::time::Duration {
+        self.0.min(max)
     }
-    Ok(parsed)
+}
+
+impl TryFrom<String> for Wait {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let number = match digits.len() {
+            1..=6 => digits.parse::<u64>().ok(),
+            _ => None,
+        };
+        let wait = match (number, &value[digits.len()..]) {
+            (Some(n), "ms") => std::time::Duration::from_millis(n),
+            (Some(n), "s" | "") => std::time::Duration::from_secs(n),
+            (Some(n), "m") => std::time::Duration::from_secs(n * 60),
+            _ => {
+                return Err(format!(
+                    "invalid wait {value:?}: digits and ms, s or m (30s, 1m)"
+                ));
+            }
+        };
+        Ok(Wait(wait))
+    }
+}
+
+impl utoipa::PartialSchema for Wait {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(Self::PATTERN))
+            .examples(["30s"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Wait {}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Wait;
+
+    #[test]
+    fn a_wait_matching_the_pattern_is_read_and_capped() {
+        let pattern = regex::Regex::new(Wait::PATTERN).unwrap();
+        for (text, expected) in [
+            ("30s", Duration::from_secs(30)),
+            ("45", Duration::from_secs(45)),
+            ("250ms", Duration::from_millis(250)),
+            ("1m", Duration::from_secs(60)),
+            ("999999m", Duration::from_secs(60)),
+        ] {
+            assert!(pattern.is_match(text), "{text}");
+            let wait = Wait::try_from(text.to_owned()).unwrap();
+            assert_eq!(wait.at_most(Duration::from_secs(60)), expected, "{text}");
+        }
+        for text in ["", "s", "1h", "-1s", "1000000s", "3.5s", " 1s", "1 s"] {
+            assert!(!pattern.is_match(text), "{text}");
+            assert!(Wait::try_from(text.to_owned()).is_err(), "{text}");
+        }
+    }
 }

@@ -120,12 +120,12 @@ impl Identity {
 }
 
 fn human_user(admin: &OrgAdmin) -> HumanUser {
-    let mut user = HumanUser::from_email(&admin.email);
+    let mut user = HumanUser::from_email(admin.email.as_str());
     if let Some(given) = &admin.given_name {
-        user.given_name.clone_from(given);
+        user.given_name = given.to_string();
     }
     if let Some(family) = &admin.family_name {
-        user.family_name.clone_from(family);
+        user.family_name = family.to_string();
     }
     user
 }

@@ -133,9 +133,14 @@ pub struct Settings {
     #[arg(long, env = "TENANCY_METRICS_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub metrics_interval: std::time::Duration,
 
-    /// How long a request may take in all (more than the longest `wait`, 60 s).
+    /// How long a request may take in all; must exceed --max-wait.
     #[arg(long, env = "TENANCY_REQUEST_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
     pub request_timeout: std::time::Duration,
+
+    /// The longest `wait` a request may ask for (change-feed long polls, waiting for a new
+    /// tenant); longer ones are shortened. Keep it under the idle timeout of any proxy in front.
+    #[arg(long, env = "TENANCY_MAX_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub max_wait: std::time::Duration,
 
     /// Serve HTTPS with this certificate chain (PEM); requires --tls-key-file. Plain HTTP when
     /// unset: terminate TLS in front of the registry then.
@@ -195,6 +200,7 @@ impl Settings {
             metrics_interval: std::time::Duration::from_secs(15),
             header_read_timeout: std::time::Duration::from_secs(10),
             request_timeout: std::time::Duration::from_secs(90),
+            max_wait: std::time::Duration::from_secs(60),
             tls_cert_file: None,
             tls_key_file: None,
         }

@@ -29,13 +29,16 @@ pub struct AppState {
     pub engine: Engine,
     pub authenticators: Arc<Vec<Arc<dyn Authenticator>>>,
     pub metrics: PrometheusHandle,
-    pub openapi: Arc<utoipa::openapi::OpenApi>,
+    /// The OpenAPI document as served.
+    pub openapi: Arc<serde_json::Value>,
     /// Signing keys that ZITADEL's organization events must be signed with.
     pub webhook_keys: Arc<Vec<SecretString>>,
     /// ZITADEL's management API, when a service account is configured.
     pub identity: Option<Arc<Identity>>,
     /// Organizations that are never tenants (the ignore list and the platform's own).
     pub ignored_orgs: Arc<std::collections::BTreeSet<String>>,
+    /// The longest `wait` honoured.
+    pub max_wait: std::time::Duration,
     /// Wakes the applier of recorded organization events.
     pub org_events: Arc<tokio::sync::Notify>,
 }
@@ -77,6 +80,14 @@ impl Application {
         config: Config,
         mut authenticators: Vec<Arc<dyn Authenticator>>,
     ) -> anyhow::Result<Self> {
+        if settings.request_timeout <= settings.max_wait {
+            bail!(
+                "TENANCY_REQUEST_TIMEOUT ({:?}) must be longer than TENANCY_MAX_WAIT ({:?}), or \
+                 every long wait would time out",
+                settings.request_timeout,
+                settings.max_wait
+            );
+        }
         if let Some(token) = &settings.dev_token {
             if !settings.listen.ip().is_loopback() {
                 bail!(
@@ -117,7 +128,7 @@ impl Application {
             engine: engine.clone(),
             authenticators: Arc::new(authenticators),
             metrics,
-            openapi: Arc::new(openapi),
+            openapi: Arc::new(crate::routes::openapi::finish(openapi)),
             webhook_keys: Arc::new(
                 settings
                     .zitadel_webhook_keys
@@ -134,6 +145,7 @@ impl Application {
             identity,
             ignored_orgs: Arc::new(settings.ignored_orgs()),
             org_events,
+            max_wait: settings.max_wait,
         };
         let request_id = HeaderName::from_static("x-request-id");
         let router = api

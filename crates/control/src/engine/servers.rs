@@ -1,6 +1,6 @@
 //! Database servers: listing, registering, draining, and the configuration file's servers.
 
-use tenancy_core::{AddServer, Server, ServerId, ServerState};
+use tenancy_core::{AddServer, ErrorCode, Server, ServerId, ServerState};
 
 use super::Engine;
 use crate::config::ServerConfig;
@@ -38,10 +38,13 @@ impl Engine {
         actor: &Actor,
     ) -> Result<Server, ControlError> {
         if std::env::var_os(request.password_env.as_str()).is_none() {
-            return Err(ControlError::Validation(format!(
-                "environment variable {} is not set in the registry process",
-                request.password_env
-            )));
+            return Err(ControlError::conflict(
+                ErrorCode::PasswordEnvUnset,
+                format!(
+                    "environment variable {} is not set in the registry process",
+                    request.password_env
+                ),
+            ));
         }
         let config = ServerConfig {
             id: request.id.clone(),

@@ -2,7 +2,7 @@
 //! queues an operation in one transaction; the workers do the rest.
 
 use tenancy_core::{
-    CreateTenant, Operation, OperationKind, OrgId, Region, Tenant, TenantStatus, Tier,
+    CreateTenant, ErrorCode, Operation, OperationKind, OrgId, Region, Tenant, TenantStatus, Tier,
     UpdateTenant, slug_from_name,
 };
 use tracing::{info, instrument};
@@ -68,22 +68,23 @@ impl Engine {
         let region = match &request.region {
             Some(region) => region.clone(),
             None => config.default_region().ok_or_else(|| {
-                ControlError::Validation("no region given and no default region configured".into())
+                ControlError::conflict(
+                    ErrorCode::UnknownRegion,
+                    "no region given and no default region configured",
+                )
             })?,
         };
         if !config.servers.iter().any(|s| s.region == region) {
-            return Err(ControlError::Validation(format!(
-                "no database server in region {region}"
-            )));
+            return Err(ControlError::conflict(
+                ErrorCode::UnknownRegion,
+                format!("no database server in region {region}"),
+            ));
         }
-        if let Some(email) = &request.admin_email {
-            validate_email(email)?;
-            if self.inner.activator.get().is_none() {
-                return Err(ControlError::Validation(
-                    "admin_email needs ZITADEL's management API configured (see the README's ZITADEL section)"
-                        .into(),
-                ));
-            }
+        if request.admin_email.is_some() && self.inner.activator.get().is_none() {
+            return Err(ControlError::conflict(
+                ErrorCode::ZitadelNotConfigured,
+                "admin_email needs ZITADEL's management API configured (see the README's ZITADEL section)",
+            ));
         }
         Ok(region)
     }
@@ -258,23 +259,5 @@ impl Engine {
         F: AsyncFnOnce(PendingOrgEvent) -> OrgEventOutcome,
     {
         self.store().apply_next_org_event(apply).await
-    }
-}
-
-fn validate_email(email: &str) -> Result<(), ControlError> {
-    let ok = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(ControlError::Validation(
-            "admin_email is not a valid e-mail address".into(),
-        ))
     }
 }

@@ -251,9 +251,10 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?;
             if !exists {
-                return Err(ControlError::Validation(format!(
-                    "parent_org_id {parent} is not a tenant"
-                )));
+                return Err(ControlError::conflict(
+                    ErrorCode::UnknownParent,
+                    format!("parent_org_id {parent} is not a tenant"),
+                ));
             }
         }
         let slug = if new.explicit_slug {
@@ -276,7 +277,7 @@ impl Store {
         .bind(new.region.as_str())
         .bind(new.tier.as_str())
         .bind(req.parent_org_id.as_ref().map(OrgId::as_str))
-        .bind(req.admin_email.as_deref())
+        .bind(req.admin_email.as_ref().map(|e| e.as_str()))
         .bind(&normalized)
         .bind(new.key_id)
         .fetch_one(&mut *tx)

@@ -57,5 +57,5 @@ async fn tenants_spread_over_the_servers_of_a_region_and_never_land_on_a_drainin
     let mut req = request("5999", "Nowhere");
     req.region = Some("ap-south".parse().unwrap());
     let err = engine.onboard(req, &actor()).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::ValidationFailed, "{err}");
+    assert_eq!(err.code(), ErrorCode::UnknownRegion, "{err}");
 }

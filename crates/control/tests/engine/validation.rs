@@ -22,6 +22,9 @@ async fn hostile_input_is_refused_and_touches_nothing() {
         r#"{"org_id": "1", "name": "A", "slug": "template"}"#.to_owned(),
         r#"{"org_id": "1", "name": "A", "region": "Bad Region"}"#.to_owned(),
         r#"{"org_id": "1", "name": "A", "tier": "platinum"}"#.to_owned(),
+        r#"{"org_id": "1", "name": "A", "admin_email": "not an email"}"#.to_owned(),
+        r#"{"org_id": "1", "name": "A", "admin_email": "a@b"}"#.to_owned(),
+        r#"{"org_id": "1", "name": "A", "admin_email": "a b@c.de"}"#.to_owned(),
     ];
     for body in &hostile_bodies {
         assert!(
@@ -29,13 +32,15 @@ async fn hostile_input_is_refused_and_touches_nothing() {
             "accepted: {body}"
         );
     }
-    // Input that parses but is refused by the engine.
-    let mut bad_email = request("6001", "Fine");
-    bad_email.admin_email = Some("not an email".into());
-    assert!(engine.onboard(bad_email, &actor()).await.is_err());
+    // Input that parses but names what does not exist: a conflict, not a malformed request.
     let mut unknown_parent = request("6002", "Fine");
     unknown_parent.parent_org_id = Some("999".parse().unwrap());
-    assert!(engine.onboard(unknown_parent, &actor()).await.is_err());
+    let refused = engine.onboard(unknown_parent, &actor()).await.unwrap_err();
+    assert_eq!(refused.code(), tenancy_core::ErrorCode::UnknownParent);
+    let mut unknown_region = request("6004", "Fine");
+    unknown_region.region = Some("mars-1".parse().unwrap());
+    let refused = engine.onboard(unknown_region, &actor()).await.unwrap_err();
+    assert_eq!(refused.code(), tenancy_core::ErrorCode::UnknownRegion);
 
     let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
         .fetch_one(&mut registry(&fleet).await)

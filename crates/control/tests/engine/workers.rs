@@ -34,7 +34,7 @@ async fn admin_activation_is_left_to_a_process_that_can_run_it() {
     // The other process provisions; it has no activator.
     let without = engine_with_workers(&fleet).await;
     let mut req = request("1200", "Lane Corp");
-    req.admin_email = Some("ann@lane.example".into());
+    req.admin_email = Some("ann@lane.example".parse().unwrap());
     onboard(&with, req).await;
 
     let activation = eventually(Duration::from_secs(10), "activation queued", || async {

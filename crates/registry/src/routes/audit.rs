@@ -16,6 +16,7 @@ use crate::startup::AppState;
 pub struct AuditParams {
     pub org_id: Option<OrgId>,
     /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
@@ -41,7 +42,7 @@ pub struct AuditPage {
 }
 
 /// Audit events, newest first.
-#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditParams), responses((status = 200, body = AuditPage)))]
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", operation_id = "list_audit_events", params(AuditParams), responses((status = 200, body = AuditPage)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,

@@ -9,25 +9,32 @@ use utoipa::IntoParams;
 
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Query, duration_param};
+use crate::extract::{Query, Wait};
 use crate::startup::AppState;
 use tenancy_core::Problem;
+
+/// How long a long poll without `wait` waits.
+const DEFAULT_WAIT: Duration = Duration::from_secs(25);
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesParams {
     /// The `last_seq` of the previous answer; 0 (the default) starts from the beginning.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
-    /// How long to wait for a change when there is none yet (default 25s, at most 60s).
-    pub wait: Option<String>,
+    /// How long to wait for a change when there is none yet (default 25s; longer waits are cut
+    /// to the registry's maximum, 60s unless configured otherwise).
+    #[param(inline)]
+    pub wait: Option<Wait>,
     /// Most changes in one answer, 1 to 1000 (default 500).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
 /// Tenant changes (status, tier, placement, name) after a sequence number, oldest first. When
 /// there are none, the request waits for one up to `wait`.
-#[utoipa::path(get, path = "/v1/changes", tag = "routing", params(ChangesParams),
+#[utoipa::path(get, path = "/v1/changes", tag = "routing", operation_id = "list_changes", params(ChangesParams),
     responses((status = 200, body = ChangeFeed), (status = 400, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -35,11 +42,10 @@ pub async fn list(
     Query(params): Query<ChangesParams>,
 ) -> ApiResult<axum::Json<ChangeFeed>> {
     auth.require_router()?;
-    let wait = duration_param(
-        params.wait.as_deref(),
-        Duration::from_secs(25),
-        Duration::from_secs(60),
-    )?;
+    let wait = params
+        .wait
+        .map_or(DEFAULT_WAIT, |w| w.at_most(state.max_wait))
+        .min(state.max_wait);
     let limit = params.limit.unwrap_or(500);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 1000"));

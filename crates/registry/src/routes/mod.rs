@@ -4,6 +4,8 @@
 use axum::Router;
 use axum::routing::get;
 use utoipa::OpenApi;
+
+use self::openapi::ApiDoc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -11,40 +13,12 @@ use crate::startup::AppState;
 
 pub mod audit;
 pub mod changes;
+pub mod openapi;
 pub mod operations;
 pub mod servers;
 pub mod system;
 pub mod tenants;
 pub mod zitadel;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Tenancy registry", description = "Database-per-tenant control plane for PostgreSQL: onboard, suspend, resume, re-tier and delete tenants."),
-    modifiers(&BearerAuth),
-    security(("bearer" = [])),
-    tags(
-        (name = "tenants", description = "Onboarding and the tenant lifecycle"),
-        (name = "operations", description = "Asynchronous work"),
-        (name = "routing", description = "For services that run the router"),
-        (name = "servers", description = "Database servers"),
-        (name = "audit", description = "Audit log"),
-        (name = "zitadel", description = "ZITADEL organization events and sync"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
 
 /// The API routes and their OpenAPI document.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {

@@ -12,7 +12,7 @@ use tenancy_core::Problem;
 
 /// One operation. Tenant admins may read their own organization's; another organization's
 /// answers 404, as a missing one does.
-#[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/v1/operations/{id}", tag = "operations", operation_id = "get_operation", params(("id" = Uuid, Path)),
     responses((status = 200, body = Operation), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,

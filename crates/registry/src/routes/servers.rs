@@ -11,7 +11,7 @@ use crate::startup::AppState;
 use tenancy_core::Problem;
 
 /// Every server with its state, capacity, tenant count and template version.
-#[utoipa::path(get, path = "/v1/servers", tag = "servers", responses((status = 200, body = Vec<Server>)))]
+#[utoipa::path(get, path = "/v1/servers", tag = "servers", operation_id = "list_servers", responses((status = 200, body = Vec<Server>)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -22,7 +22,7 @@ pub async fn list(
 
 /// Register a server and prepare its template. Its admin password must be in the environment
 /// variable `password_env` of every registry process.
-#[utoipa::path(post, path = "/v1/servers", tag = "servers", request_body = AddServer,
+#[utoipa::path(post, path = "/v1/servers", tag = "servers", operation_id = "add_server", request_body = AddServer,
     responses((status = 201, body = Server), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn add(
     State(state): State<AppState>,
@@ -37,7 +37,7 @@ pub async fn add(
 }
 
 /// Stop placing new tenants on a server; its tenants stay.
-#[utoipa::path(post, path = "/v1/servers/{id}/drain", tag = "servers", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/servers/{id}/drain", tag = "servers", operation_id = "drain_server", params(("id" = ServerId, Path)),
     responses((status = 200, body = Server), (status = 404, body = Problem)))]
 pub async fn drain(
     State(state): State<AppState>,
@@ -48,7 +48,7 @@ pub async fn drain(
 }
 
 /// Take new tenants on a server again.
-#[utoipa::path(post, path = "/v1/servers/{id}/activate", tag = "servers", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/servers/{id}/activate", tag = "servers", operation_id = "activate_server", params(("id" = ServerId, Path)),
     responses((status = 200, body = Server), (status = 404, body = Problem)))]
 pub async fn activate(
     State(state): State<AppState>,

@@ -29,5 +29,5 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn openapi(State(state): State<AppState>) -> Response {
-    axum::Json(state.openapi.as_ref().clone()).into_response()
+    axum::Json(state.openapi.as_ref()).into_response()
 }

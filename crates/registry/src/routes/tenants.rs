@@ -5,8 +5,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use tenancy_control::{Onboarded, TenantFilter};
 use tenancy_core::{
@@ -17,18 +15,17 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query, duration_param};
+use crate::extract::{Json, Path, Query, Wait};
 use crate::startup::AppState;
 use tenancy_core::Problem;
-
-const MAX_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CreateParams {
-    /// Block until the tenant is active, up to this long (`30s`, `1m`; at most 60 s). Without it
-    /// the answer is 202 with the provisioning operation.
-    pub wait: Option<String>,
+    /// Block until the tenant is active, up to this long (`30s`, `1m`; longer waits are cut to
+    /// the registry's maximum, 60 s unless configured otherwise). Without it the answer is 202 with the provisioning operation.
+    #[param(inline)]
+    pub wait: Option<Wait>,
 }
 
 /// Onboard an organization: clone the template into its own database.
@@ -39,13 +36,17 @@ pub struct CreateParams {
 /// an organization the registry did not create is 409 `organization_exists`). With
 /// `admin_email`, the first admin is invited and granted `tenant_admin` once the database is
 /// ready (an `activate_admin` operation).
-#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", params(CreateParams), request_body = CreateTenant,
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", operation_id = "create_tenant",
+    params(CreateParams), request_body = CreateTenant,
     responses(
         (status = 201, description = "Active within the wait", body = Tenant),
         (status = 202, description = "Accepted; provisioning runs", body = Operation),
         (status = 200, description = "The same request was already made", body = Tenant),
-        (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
-        (status = 503, description = "ZITADEL unavailable (with `create_org`)", body = Problem),
+        (status = 409, description = "`tenant_exists`, `slug_taken`, `organization_exists`, \
+            `unknown_region`, `unknown_parent`, `zitadel_not_configured`", body = Problem),
+        (status = 502, description = "ZITADEL refused to create the organization", body = Problem),
+        (status = 503, description = "ZITADEL or the registry database is unavailable; no \
+            server in the region has free capacity", body = Problem),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -54,7 +55,9 @@ pub async fn create(
     Json(mut request): Json<CreateTenant>,
 ) -> ApiResult<Response> {
     auth.require_platform_admin()?;
-    let wait = duration_param(params.wait.as_deref(), Duration::ZERO, MAX_WAIT)?;
+    let wait = params
+        .wait
+        .map_or(Duration::ZERO, |w| w.at_most(state.max_wait));
     if let Some(create_org) = request.create_org.take() {
         request.org_id = Some(create_organization(&state, &mut request, create_org).await?);
     }
@@ -81,20 +84,21 @@ async fn create_organization(
     request: &mut CreateTenant,
     create_org: CreateOrg,
 ) -> ApiResult<OrgId> {
+    // Both refusals are in the request schema too (`oneOf`, `not`).
     if request.org_id.is_some() {
-        return Err(ApiError::invalid("give org_id or create_org, not both"));
+        return Err(ApiError::unprocessable(
+            "give org_id or create_org, not both",
+        ));
+    }
+    if let Some(admin) = &create_org.admin {
+        if request.admin_email.is_some() {
+            return Err(ApiError::unprocessable(
+                "give the first admin once: admin_email or create_org.admin",
+            ));
+        }
+        request.admin_email = Some(admin.email.clone());
     }
     let identity = state.identity()?;
-    if let Some(admin) = &create_org.admin {
-        match &request.admin_email {
-            Some(email) if email != &admin.email => {
-                return Err(ApiError::invalid(
-                    "admin_email and create_org.admin.email name different people",
-                ));
-            }
-            _ => request.admin_email = Some(admin.email.clone()),
-        }
-    }
     state.engine.check_onboarding(request)?;
     let name = create_org.name.as_ref().unwrap_or(&request.name);
     Ok(identity.create_org(name, create_org.admin.as_ref()).await?)
@@ -120,21 +124,22 @@ pub struct ListParams {
     pub tier: Option<Tier>,
     pub server_id: Option<ServerId>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    /// `next_cursor` of the previous page: tenants after this `org_id`.
+    pub cursor: Option<OrgId>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TenantPage {
     pub items: Vec<Tenant>,
     /// Pass as `cursor` for the next page; absent on the last page.
-    pub next_cursor: Option<String>,
+    pub next_cursor: Option<OrgId>,
 }
 
 /// List tenants, filtered, in pages ordered by `org_id`.
-#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(ListParams),
-    responses((status = 200, body = TenantPage), (status = 400, body = Problem)))]
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", operation_id = "list_tenants",
+    params(ListParams), responses((status = 200, body = TenantPage)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -145,38 +150,26 @@ pub async fn list(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 500"));
     }
-    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = TenantFilter {
         status: params.status,
         region: params.region,
         tier: params.tier,
         server_id: params.server_id,
-        after,
+        after: params.cursor,
         limit: limit + 1,
     };
     let mut items = state.engine.list_tenants(&filter).await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items
-            .last()
-            .map(|t| URL_SAFE_NO_PAD.encode(t.org_id.as_str()))
+        items.last().map(|t| t.org_id.clone())
     } else {
         None
     };
     Ok(axum::Json(TenantPage { items, next_cursor }))
 }
 
-fn decode_cursor(cursor: &str) -> Result<OrgId, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ApiError::invalid("invalid cursor"))
-}
-
 /// One tenant. Tenant admins may read their own organization's.
-#[utoipa::path(get, path = "/v1/tenants/{org_id}", tag = "tenants", params(("org_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/tenants/{org_id}", tag = "tenants", operation_id = "get_tenant", params(("org_id" = OrgId, Path)),
     responses((status = 200, body = Tenant), (status = 404, body = Problem)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -188,7 +181,7 @@ pub async fn get(
 }
 
 /// Rename and/or re-tier. A tier change applies the new limits through a `retier` operation.
-#[utoipa::path(patch, path = "/v1/tenants/{org_id}", tag = "tenants", params(("org_id" = String, Path)),
+#[utoipa::path(patch, path = "/v1/tenants/{org_id}", tag = "tenants", operation_id = "update_tenant", params(("org_id" = OrgId, Path)),
     request_body = UpdateTenant, responses((status = 200, body = Tenant), (status = 409, body = Problem)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -198,9 +191,8 @@ pub async fn update(
 ) -> ApiResult<axum::Json<Tenant>> {
     auth.require_platform_admin()?;
     if update.name.is_none() && update.tier.is_none() {
-        return Err(ApiError::invalid(
-            "nothing to update: give name and/or tier",
-        ));
+        // Nothing asked, nothing changed.
+        return Ok(axum::Json(state.engine.tenant(&org_id).await?));
     }
     let (tenant, _) = state
         .engine
@@ -210,7 +202,7 @@ pub async fn update(
 }
 
 /// Soft delete: refused at once, database kept for the retention period, then dropped.
-#[utoipa::path(delete, path = "/v1/tenants/{org_id}", tag = "tenants", params(("org_id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/tenants/{org_id}", tag = "tenants", operation_id = "delete_tenant", params(("org_id" = OrgId, Path)),
     responses((status = 202, body = Operation), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -222,7 +214,7 @@ pub async fn delete(
 }
 
 /// Suspend: the tenant's role can no longer log in and its sessions end.
-#[utoipa::path(post, path = "/v1/tenants/{org_id}/suspend", tag = "tenants", params(("org_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/suspend", tag = "tenants", operation_id = "suspend_tenant", params(("org_id" = OrgId, Path)),
     responses((status = 202, body = Operation), (status = 409, body = Problem)))]
 pub async fn suspend(
     State(state): State<AppState>,
@@ -236,7 +228,7 @@ pub async fn suspend(
 }
 
 /// Resume a suspended tenant.
-#[utoipa::path(post, path = "/v1/tenants/{org_id}/resume", tag = "tenants", params(("org_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/resume", tag = "tenants", operation_id = "resume_tenant", params(("org_id" = OrgId, Path)),
     responses((status = 202, body = Operation), (status = 409, body = Problem)))]
 pub async fn resume(
     State(state): State<AppState>,
@@ -248,7 +240,7 @@ pub async fn resume(
 }
 
 /// Run the tenant's last failed operation again.
-#[utoipa::path(post, path = "/v1/tenants/{org_id}/retry", tag = "tenants", params(("org_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/retry", tag = "tenants", operation_id = "retry_tenant", params(("org_id" = OrgId, Path)),
     responses((status = 202, body = Operation), (status = 409, body = Problem)))]
 pub async fn retry(
     State(state): State<AppState>,
@@ -261,7 +253,7 @@ pub async fn retry(
 
 /// Give the tenant's role a new password (the next generation, under the current master key).
 /// Routers pick it up through the change feed.
-#[utoipa::path(post, path = "/v1/tenants/{org_id}/rotate-credentials", tag = "tenants", params(("org_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/rotate-credentials", tag = "tenants", operation_id = "rotate_credentials", params(("org_id" = OrgId, Path)),
     responses((status = 202, body = Operation), (status = 409, body = Problem)))]
 pub async fn rotate_credentials(
     State(state): State<AppState>,
@@ -278,7 +270,7 @@ pub async fn rotate_credentials(
 }
 
 /// Drop a deleted tenant's database and role now, without waiting for the retention period.
-#[utoipa::path(post, path = "/v1/tenants/{org_id}/purge", tag = "tenants", params(("org_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/purge", tag = "tenants", operation_id = "purge_tenant", params(("org_id" = OrgId, Path)),
     responses((status = 202, body = Operation), (status = 409, body = Problem)))]
 pub async fn purge(
     State(state): State<AppState>,
@@ -290,7 +282,7 @@ pub async fn purge(
 }
 
 /// The tenant's operations, newest first.
-#[utoipa::path(get, path = "/v1/tenants/{org_id}/operations", tag = "tenants", params(("org_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/operations", tag = "tenants", operation_id = "list_tenant_operations", params(("org_id" = OrgId, Path)),
     responses((status = 200, body = Vec<Operation>)))]
 pub async fn operations(
     State(state): State<AppState>,
@@ -307,8 +299,9 @@ pub async fn operations(
 
 /// Where a router connects for this tenant (role `tenant_router`). The password is given only
 /// while the tenant is active.
-#[utoipa::path(get, path = "/v1/tenants/{org_id}/connection", tag = "routing", params(("org_id" = String, Path)),
-    responses((status = 200, body = ConnectionInfo), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/connection", tag = "routing", operation_id = "get_connection", params(("org_id" = OrgId, Path)),
+    responses((status = 200, body = ConnectionInfo), (status = 404, body = Problem),
+        (status = 409, description = "`not_placed`: the tenant has no database yet", body = Problem)))]
 pub async fn connection(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -319,8 +312,9 @@ pub async fn connection(
 }
 
 /// Database size and open sessions.
-#[utoipa::path(get, path = "/v1/tenants/{org_id}/usage", tag = "tenants", params(("org_id" = String, Path)),
-    responses((status = 200, body = TenantUsage), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/usage", tag = "tenants", operation_id = "get_usage", params(("org_id" = OrgId, Path)),
+    responses((status = 200, body = TenantUsage), (status = 404, body = Problem),
+        (status = 409, description = "`not_placed`: the tenant has no database yet", body = Problem)))]
 pub async fn usage(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -331,7 +325,7 @@ pub async fn usage(
 }
 
 /// Whether the tenant's server answers, its database exists, and its schema is current.
-#[utoipa::path(get, path = "/v1/tenants/{org_id}/health", tag = "tenants", params(("org_id" = String, Path)),
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/health", tag = "tenants", operation_id = "get_health", params(("org_id" = OrgId, Path)),
     responses((status = 200, body = TenantHealth), (status = 404, body = Problem)))]
 pub async fn health(
     State(state): State<AppState>,

@@ -23,7 +23,7 @@ const TOLERANCE_SECS: u64 = 300;
 /// changed -> rename, deactivated -> suspend, reactivated -> resume (when the deactivation
 /// suspended it), removed -> delete. Answers at once; the work happens in the background and
 /// in durable operations. An event at a sequence the organization already reached is ignored.
-#[utoipa::path(post, path = "/v1/zitadel/events", tag = "zitadel", security(()),
+#[utoipa::path(post, path = "/v1/zitadel/events", tag = "zitadel", operation_id = "receive_zitadel_event", security(()),
     request_body(content = Object, content_type = "application/json", description = "The event as ZITADEL sends it"),
     params(("ZITADEL-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256>")),
     responses((status = 200, description = "Recorded, or recorded before"), (status = 401, body = Problem), (status = 422, body = Problem)))]
@@ -107,7 +107,7 @@ fn change(event: &OrgEvent) -> Option<OrgChange> {
 
 /// Compare ZITADEL's organizations with the tenants now and converge (onboard, rename, suspend,
 /// resume, delete), as the periodic sync does. Platform admins only.
-#[utoipa::path(post, path = "/v1/zitadel/sync", tag = "zitadel",
+#[utoipa::path(post, path = "/v1/zitadel/sync", tag = "zitadel", operation_id = "sync_organizations",
     responses((status = 200, body = SyncReport), (status = 403, body = Problem),
               (status = 409, description = "Another replica is running the sync", body = Problem),
               (status = 422, body = Problem), (status = 503, body = Problem)))]

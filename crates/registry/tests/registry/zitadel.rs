@@ -160,7 +160,8 @@ async fn admin_email_without_zitadel_is_refused_up_front() {
             Some(json!({"org_id": "100", "name": "Acme", "admin_email": "jane@acme.example"})),
         )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "zitadel_not_configured");
     assert!(body["detail"].as_str().unwrap().contains("ZITADEL"));
     let (status, body) = app
         .admin_call(
@@ -169,7 +170,7 @@ async fn admin_email_without_zitadel_is_refused_up_front() {
             Some(json!({"name": "Acme", "create_org": {}})),
         )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "zitadel_not_configured");
     let (status, _) = app.admin_call(Method::GET, "/v1/tenants/100", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -230,7 +231,7 @@ async fn create_org_creates_the_organization_once_then_onboards_it() {
             Some(json!({"name": "Nowhere", "region": "mars", "create_org": {}})),
         )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(zitadel.organizations().len(), 2);
 }
 
