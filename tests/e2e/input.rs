@@ -82,6 +82,23 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
                 .into_bytes(),
             StatusCode::CONFLICT,
         ),
+        // A well-formed tier the configuration does not define (the document lists them).
+        (
+            Method::POST,
+            "/v1/tenants".into(),
+            "application/json",
+            json!({"org_id": "1", "name": "A", "tier": "platinum"})
+                .to_string()
+                .into_bytes(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::GET,
+            "/v1/tenants?tier=platinum".into(),
+            "application/json",
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
         // serde reads a struct from an array of its fields; the document says object.
         (
             Method::PATCH,

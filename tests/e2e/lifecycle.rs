@@ -9,7 +9,7 @@ async fn the_whole_tenant_lifecycle_over_http() {
         .start_with_env(&[("TENANCY_METRICS_INTERVAL", "100ms")])
         .await
         .unwrap();
-    let acme = json!({"org_id": "263014839178313731", "name": "Acme Corp", "tier": "standard"});
+    let acme = json!({"org_id": "263014839178313731", "name": "Acme Corp", "tier": "professional"});
 
     // Onboard and wait: 201 with the active tenant.
     let created = registry
@@ -28,7 +28,7 @@ async fn the_whole_tenant_lifecycle_over_http() {
     // The same request again: 200, nothing new. A different one: 409.
     let again = registry.call(Method::POST, "/v1/tenants", Some(acme)).await;
     assert_eq!(again.status, StatusCode::OK);
-    let other = json!({"org_id": "263014839178313731", "name": "Acme Corp", "tier": "premium"});
+    let other = json!({"org_id": "263014839178313731", "name": "Acme Corp", "tier": "business"});
     let conflict = registry
         .call(Method::POST, "/v1/tenants", Some(other))
         .await;
@@ -68,7 +68,7 @@ async fn the_whole_tenant_lifecycle_over_http() {
         page2.body["items"][0]["org_id"]
     );
     let standard = registry
-        .call(Method::GET, "/v1/tenants?tier=standard", None)
+        .call(Method::GET, "/v1/tenants?tier=professional", None)
         .await;
     assert_eq!(standard.body["items"].as_array().unwrap().len(), 1);
 
@@ -101,11 +101,11 @@ async fn the_whole_tenant_lifecycle_over_http() {
         .call(
             Method::PATCH,
             "/v1/tenants/42",
-            Some(json!({"tier": "premium", "name": "Globex Inc"})),
+            Some(json!({"tier": "business", "name": "Globex Inc"})),
         )
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{patched:?}");
-    assert_eq!(patched.body["tier"], "premium");
+    assert_eq!(patched.body["tier"], "business");
     let ops = registry
         .call(Method::GET, "/v1/tenants/42/operations", None)
         .await;

@@ -7,4 +7,5 @@ mod input;
 mod layout;
 mod lifecycle;
 mod openapi;
+mod quotas;
 mod servers;

@@ -34,6 +34,10 @@ async fn the_openapi_document_lists_every_route() {
         "GET /v1/tenants/{org_id}/connection",
         "GET /v1/tenants/{org_id}/usage",
         "GET /v1/tenants/{org_id}/health",
+        "POST /v1/tenants/{org_id}/usage/{resource}",
+        "GET /v1/tenants/{org_id}/quotas",
+        "POST /v1/tenants/{org_id}/quotas/check",
+        "GET /v1/tenants/{org_id}/usage-log",
         "GET /v1/operations/{id}",
         "GET /v1/changes",
         "GET /v1/servers",
@@ -48,6 +52,11 @@ async fn the_openapi_document_lists_every_route() {
     .map(str::to_owned)
     .collect();
     assert_eq!(documented, expected);
+    // The tiers are the configuration's, listed so a client knows them.
+    assert_eq!(
+        doc.body["components"]["schemas"]["Tier"]["enum"],
+        serde_json::json!(["business", "enterprise", "free", "msp", "professional"])
+    );
 
     // Each documented route is served (it asks for credentials rather than answering 404/405).
     for route in &documented {

@@ -262,7 +262,7 @@ async fn fleet(n: usize, concurrency: usize) -> Result<()> {
 async fn router(tenants: usize) -> Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use tenancy_core::{ConnectionInfo, TenantStatus, Tier};
+    use tenancy_core::{ConnectionInfo, TenantStatus};
     use tenancy_router::{RouterConfig, StaticResolver, TenantRouter};
 
     let cluster = PgCluster::start_with(ClusterOptions {
@@ -290,7 +290,7 @@ async fn router(tenants: usize) -> Result<()> {
             password: Some("app-password".into()),
             server_id: "bench-1".parse()?,
             status: TenantStatus::Active,
-            tier: Tier::Free,
+            tier: "free".parse().unwrap(),
             pool_size: 2,
             sslmode: tenancy_core::SslMode::Disable,
             ca_pem: None,

@@ -3,7 +3,7 @@
 //! registry URL may come from `TENANCY_REGISTRY__URL`, server passwords and the master key from the
 //! environment variables the file names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,7 +11,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 use serde::Deserialize;
-use tenancy_core::{Region, ServerId, ServerState, SslMode, Tier};
+use tenancy_core::{
+    FeatureName, QuotaName, QuotaPeriod, Region, ServerId, ServerState, SslMode, Tier,
+};
 
 use crate::error::ControlError;
 use crate::secrets::{Keyring, MasterKey};
@@ -24,8 +26,12 @@ pub struct Config {
     /// Region used when a create request names none; the first server's region when unset.
     #[serde(default)]
     pub default_region: Option<Region>,
+    /// The tiers tenants may have, by name; a tenant's tier must be one of them.
     #[serde(default = "default_tiers")]
     pub tiers: BTreeMap<Tier, TierLimits>,
+    /// The tier of a tenant created without one; must be in `tiers`.
+    #[serde(default = "default_tier")]
+    pub default_tier: Tier,
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
 }
@@ -104,29 +110,160 @@ impl Default for EngineConfig {
     }
 }
 
-/// Limits applied per tier: on the tenant role at provisioning, and to router pools.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// What a tier gives its tenants: limits on the tenant role (applied at provisioning and by
+/// re-tiering) and router pools, a storage quota, product quotas, retention and features.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TierLimits {
     /// `CONNECTION LIMIT` of the tenant role, over all services.
     pub connection_limit: i32,
+    /// The role's `statement_timeout`.
     #[serde(with = "humantime_serde")]
     pub statement_timeout: Duration,
+    /// The role's `idle_in_transaction_session_timeout`; unset is PostgreSQL's (none).
+    #[serde(default, with = "humantime_serde")]
+    pub idle_in_transaction_timeout: Option<Duration>,
+    /// The role's `temp_file_limit` (`"1 GiB"`); unset is PostgreSQL's (none).
+    #[serde(default)]
+    pub temp_file_limit: Option<bytesize::ByteSize>,
     /// Connections one router process keeps for one tenant.
     pub pool_size: u32,
+    /// Database size (`"1 GiB"`) past which the tenant becomes read-only; unset is no quota.
+    #[serde(default)]
+    pub storage_quota: Option<bytesize::ByteSize>,
+    /// Days of data the product keeps for the tenant (the product applies it); unset is
+    /// forever.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    /// Product quotas (`[tiers.<name>.quotas] users = { limit = 5, period = "none" }`).
+    #[serde(default)]
+    pub quotas: BTreeMap<QuotaName, QuotaLimit>,
+    /// Features on for the tier's tenants unless a tenant's `features.<name>` setting says
+    /// otherwise.
+    #[serde(default)]
+    pub features: BTreeSet<FeatureName>,
 }
 
+/// A product quota of a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaLimit {
+    /// Most usage a period may count.
+    pub limit: i64,
+    /// `none` (a count that never resets, like users) or `month` (calendar months in UTC).
+    pub period: QuotaPeriod,
+}
+
+/// The tiers of a configuration that names none: the five of `deploy/local/tenancy.toml`.
 fn default_tiers() -> BTreeMap<Tier, TierLimits> {
-    let limits = |connection_limit, secs, pool_size| TierLimits {
-        connection_limit,
-        statement_timeout: Duration::from_secs(secs),
-        pool_size,
+    // connection limit, statement timeout (s), idle in transaction (s), temp files (GiB), pool,
+    // storage (GiB), users, devices, API calls a month, alerts a month, retention (days),
+    // features.
+    type Figures = (
+        i32,
+        u64,
+        u64,
+        u64,
+        u32,
+        u64,
+        i64,
+        i64,
+        i64,
+        i64,
+        u32,
+        &'static [&'static str],
+    );
+    let tier_of = |(
+        connections,
+        secs,
+        idle,
+        temp,
+        pool,
+        storage,
+        users,
+        devices,
+        calls,
+        alerts,
+        retention,
+        features,
+    ): Figures| {
+        let quota = |limit, period| QuotaLimit { limit, period };
+        TierLimits {
+            connection_limit: connections,
+            statement_timeout: Duration::from_secs(secs),
+            idle_in_transaction_timeout: Some(Duration::from_secs(idle)),
+            temp_file_limit: Some(bytesize::ByteSize::gib(temp)),
+            pool_size: pool,
+            storage_quota: Some(bytesize::ByteSize::gib(storage)),
+            retention_days: Some(retention),
+            quotas: BTreeMap::from([
+                (name("users"), quota(users, QuotaPeriod::None)),
+                (name("devices"), quota(devices, QuotaPeriod::None)),
+                (name("api_calls"), quota(calls, QuotaPeriod::Month)),
+                (name("alerts"), quota(alerts, QuotaPeriod::Month)),
+            ]),
+            features: features.iter().map(|f| name(f)).collect(),
+        }
     };
+    const BUSINESS: &[&str] = &["api_access", "audit_export", "sso"];
+    const ENTERPRISE: &[&str] = &["api_access", "audit_export", "custom_domains", "sso"];
+    const MSP: &[&str] = &[
+        "api_access",
+        "audit_export",
+        "client_management",
+        "custom_domains",
+        "sso",
+    ];
     BTreeMap::from([
-        (Tier::Free, limits(5, 15, 2)),
-        (Tier::Standard, limits(20, 30, 5)),
-        (Tier::Premium, limits(60, 60, 10)),
+        (
+            name("free"),
+            tier_of((5, 15, 60, 1, 2, 1, 5, 10, 1_000, 100, 30, &[])),
+        ),
+        (
+            name("professional"),
+            tier_of((
+                20,
+                30,
+                120,
+                5,
+                5,
+                10,
+                50,
+                100,
+                10_000,
+                1_000,
+                90,
+                &["api_access"],
+            )),
+        ),
+        (
+            name("business"),
+            tier_of((
+                60, 60, 300, 20, 10, 100, 500, 1_000, 100_000, 10_000, 365, BUSINESS,
+            )),
+        ),
+        (
+            name("enterprise"),
+            tier_of((
+                150, 120, 600, 50, 20, 500, 1_000, 5_000, 500_000, 50_000, 730, ENTERPRISE,
+            )),
+        ),
+        (
+            name("msp"),
+            tier_of((
+                150, 120, 600, 50, 20, 1_000, 1_000, 10_000, 1_000_000, 100_000, 730, MSP,
+            )),
+        ),
     ])
+}
+
+fn default_tier() -> Tier {
+    name("free")
+}
+
+/// A built-in name (tier, quota, feature).
+fn name<T: std::str::FromStr<Err: std::fmt::Debug>>(text: &str) -> T {
+    text.parse().expect("a valid built-in name")
 }
 
 fn default_registry_pool() -> u32 {
@@ -315,16 +452,46 @@ impl Config {
                 "engine.max_attempts must be at least 1".into(),
             ));
         }
-        for tier in Tier::ALL {
-            if !self.tiers.contains_key(tier) {
-                return Err(ControlError::Config(format!("tiers.{tier} is missing")));
+        if !self.tiers.contains_key(&self.default_tier) {
+            return Err(ControlError::Config(format!(
+                "default_tier {} is not one of the configured tiers ({})",
+                self.default_tier,
+                self.tier_names()
+            )));
+        }
+        for (name, limits) in &self.tiers {
+            if limits.connection_limit < 1 || limits.pool_size < 1 {
+                return Err(ControlError::Config(format!(
+                    "tiers.{name}: connection_limit and pool_size must be at least 1"
+                )));
+            }
+            if let Some((quota, _)) = limits.quotas.iter().find(|(_, q)| q.limit < 0) {
+                return Err(ControlError::Config(format!(
+                    "tiers.{name}.quotas.{quota}: limit must be 0 or more"
+                )));
             }
         }
         Ok(())
     }
 
-    pub fn tier_limits(&self, tier: Tier) -> TierLimits {
-        self.tiers[&tier]
+    /// The configured tiers' names, comma separated (for messages).
+    pub fn tier_names(&self) -> String {
+        self.tiers
+            .keys()
+            .map(Tier::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// A tier's limits; an error for a tier this configuration does not define (a tenant
+    /// re-tiered by a replica with a newer configuration, say).
+    pub fn tier_limits(&self, tier: &Tier) -> Result<&TierLimits, ControlError> {
+        self.tiers.get(tier).ok_or_else(|| {
+            ControlError::Config(format!(
+                "tier {tier} is not configured (configured: {})",
+                self.tier_names()
+            ))
+        })
     }
 
     /// The master keys tenant passwords derive from; refuses keys shorter than 32 bytes.
@@ -378,6 +545,7 @@ impl Config {
             engine: EngineConfig::default(),
             default_region: None,
             tiers: default_tiers(),
+            default_tier: default_tier(),
             servers: Vec::new(),
         }
     }
@@ -386,6 +554,10 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tier(text: &str) -> Tier {
+        name(text)
+    }
 
     #[test]
     fn parses_the_documented_file() {
@@ -414,7 +586,8 @@ mod tests {
         assert_eq!(config.engine.workers, 2);
         assert_eq!(config.engine.retention, Duration::from_secs(7 * 86400));
         assert_eq!(config.servers[0].port, 5432);
-        assert_eq!(config.tier_limits(Tier::Free).pool_size, 2);
+        assert_eq!(config.tier_limits(&tier("free")).unwrap().pool_size, 2);
+        assert_eq!(config.default_tier, tier("free"));
         config.validate().unwrap();
     }
 
@@ -435,5 +608,117 @@ mod tests {
             .extract::<Config>()
             .unwrap_err();
         assert!(err.to_string().contains("server_id"), "{err}");
+    }
+
+    const MINIMAL: &str = r#"
+        [registry]
+        url = "postgres://u:p@127.0.0.1:5432/tenancy_registry"
+        [engine]
+        master_key_env = "KEY"
+    "#;
+
+    fn parse(extra: &str) -> Result<Config, ControlError> {
+        // Top-level keys go before the tables.
+        let toml = format!("{extra}\n{MINIMAL}");
+        Config::from_toml(&toml, |_| Some("k".repeat(32)))
+    }
+
+    #[test]
+    fn the_shipped_tiers_are_the_built_in_ones() {
+        let shipped = include_str!("../../../deploy/local/tenancy.toml");
+        let config = Config::from_toml(shipped, |_| Some("k".repeat(32))).unwrap();
+        assert_eq!(config.tiers, default_tiers());
+        assert_eq!(
+            config.tier_names(),
+            "business, enterprise, free, msp, professional"
+        );
+        let free = config.tier_limits(&tier("free")).unwrap();
+        assert_eq!(free.temp_file_limit, Some(bytesize::ByteSize::gib(1)));
+        assert_eq!(
+            free.idle_in_transaction_timeout,
+            Some(Duration::from_secs(60))
+        );
+        assert!(config.tier_limits(&tier("standard")).is_err());
+        let msp = config.tier_limits(&tier("msp")).unwrap();
+        assert_eq!(msp.storage_quota, Some(bytesize::ByteSize::gib(1000)));
+        assert_eq!(msp.retention_days, Some(730));
+        let calls = msp.quotas[&name::<QuotaName>("api_calls")];
+        assert_eq!((calls.limit, calls.period), (1_000_000, QuotaPeriod::Month));
+        assert!(
+            msp.features
+                .contains(&name::<FeatureName>("client_management"))
+        );
+    }
+
+    #[test]
+    fn quotas_and_features_come_from_the_file() {
+        let custom = parse(
+            r#"default_tier = "hobby"
+               [tiers.hobby]
+               connection_limit = 3
+               statement_timeout = "5s"
+               pool_size = 1
+               storage_quota = "64 MiB"
+               features = ["sso"]
+               [tiers.hobby.quotas]
+               seats = { limit = 3, period = "none" }
+               exports = { limit = 10, period = "month" }"#,
+        )
+        .unwrap();
+        let hobby = custom.tier_limits(&tier("hobby")).unwrap();
+        assert_eq!(hobby.storage_quota, Some(bytesize::ByteSize::mib(64)));
+        assert_eq!(hobby.quotas.len(), 2);
+        assert_eq!(
+            hobby.quotas[&name::<QuotaName>("seats")].period,
+            QuotaPeriod::None
+        );
+        for bad in [
+            "seats = { limit = -1, period = \"none\" }",
+            "seats = { limit = 3, period = \"week\" }",
+            "seats = { limit = 3 }",
+            "Seats = { limit = 3, period = \"none\" }",
+        ] {
+            let toml = format!(
+                "default_tier = \"x\"\n[tiers.x]\nconnection_limit = 3\nstatement_timeout = \"5s\"\npool_size = 1\n[tiers.x.quotas]\n{bad}"
+            );
+            assert!(parse(&toml).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tiers_are_any_valid_names_and_the_default_must_be_one() {
+        let custom = parse(
+            r#"default_tier = "hobby"
+               [tiers.hobby]
+               connection_limit = 3
+               statement_timeout = "5s"
+               pool_size = 1"#,
+        )
+        .unwrap();
+        assert_eq!(custom.tier_names(), "hobby");
+        let hobby = custom.tier_limits(&tier("hobby")).unwrap();
+        assert_eq!(
+            (hobby.temp_file_limit, hobby.idle_in_transaction_timeout),
+            (None, None)
+        );
+
+        let missing_default = parse(
+            r#"[tiers.hobby]
+               connection_limit = 3
+               statement_timeout = "5s"
+               pool_size = 1"#,
+        )
+        .unwrap_err();
+        assert!(
+            missing_default.to_string().contains("default_tier free"),
+            "{missing_default}"
+        );
+        for bad in [
+            "[tiers.Gold]\nconnection_limit = 3\nstatement_timeout = \"5s\"\npool_size = 1",
+            "default_tier = \"x\"\n[tiers.x]\nconnection_limit = 0\nstatement_timeout = \"5s\"\npool_size = 1",
+            "default_tier = \"x\"\n[tiers.x]\nconnection_limit = 3\nstatement_timeout = \"5s\"\npool_size = 1\ntemp_file_limit = \"lots\"",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-use tenancy_core::{ErrorCode, IdError, OrgId, ServerId, UnknownVariant};
+use tenancy_core::{ErrorCode, IdError, OrgId, QuotaStatus, ServerId, UnknownVariant};
 
 use crate::activator::ActivationError;
 
@@ -19,6 +19,12 @@ pub enum ControlError {
     /// A request that contradicts what already exists.
     #[error("{detail}")]
     Conflict { code: ErrorCode, detail: String },
+    /// A usage increment that would pass the quota; nothing was counted.
+    #[error("{} more {resource} would pass the quota of {limit} ({used} used)", amount, resource = quota.resource, limit = quota.limit, used = quota.used)]
+    QuotaExceeded {
+        amount: u32,
+        quota: Box<QuotaStatus>,
+    },
     #[error("no active server with free capacity in region {region}")]
     NoCapacity { region: String },
     #[error("server {0} has no credentials in this process's configuration")]
@@ -62,6 +68,7 @@ impl ControlError {
             ControlError::Validation(_) => ErrorCode::ValidationFailed,
             ControlError::TenantNotFound(_) | ControlError::NotFound { .. } => ErrorCode::NotFound,
             ControlError::Conflict { code, .. } => *code,
+            ControlError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             ControlError::NoCapacity { .. } => ErrorCode::NoCapacity,
             ControlError::TemplateBusy { .. } => ErrorCode::TemplateBusy,
             ControlError::Registry(source) if is_unavailable(source) => ErrorCode::Unavailable,
@@ -89,6 +96,7 @@ impl ControlError {
             | ControlError::TenantNotFound(_)
             | ControlError::NotFound { .. }
             | ControlError::Conflict { .. }
+            | ControlError::QuotaExceeded { .. }
             | ControlError::Config(_)
             | ControlError::Corrupt(_)
             | ControlError::LeaseLost => false,

@@ -156,7 +156,7 @@ impl Engine {
                     .server
                     .as_ref()
                     .is_none_or(|s| Some(s) == tenant.server_id.as_ref())
-                && options.tier.is_none_or(|t| t == tenant.tier);
+                && options.tier.as_ref().is_none_or(|t| *t == tenant.tier);
             if let (true, Some(server_id)) = (selected, tenant.server_id) {
                 tenants.push(PlannedTenant {
                     org_id: tenant.org_id,

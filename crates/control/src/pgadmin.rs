@@ -311,7 +311,7 @@ impl ServerAdmin {
         &self,
         role: &RoleName,
         password: &SecretString,
-        limits: TierLimits,
+        limits: &TierLimits,
         org_id: &OrgId,
         login: bool,
     ) -> Result<(), ControlError> {
@@ -348,9 +348,9 @@ impl ServerAdmin {
         self.execute(format!(
             "{create}
              {revokes}
-             ALTER ROLE {r} SET statement_timeout = {timeout};",
+             {settings}",
             revokes = revoke_memberships(role),
-            timeout = limits.statement_timeout.as_millis(),
+            settings = role_settings(&r, limits),
         ))
         .await
     }
@@ -375,14 +375,14 @@ impl ServerAdmin {
     pub async fn apply_limits(
         &self,
         role: &RoleName,
-        limits: TierLimits,
+        limits: &TierLimits,
     ) -> Result<(), ControlError> {
+        let r = ident(role.as_str());
         self.execute(format!(
             "ALTER ROLE {r} CONNECTION LIMIT {limit};
-             ALTER ROLE {r} SET statement_timeout = {timeout};",
-            r = ident(role.as_str()),
+             {settings}",
             limit = limits.connection_limit,
-            timeout = limits.statement_timeout.as_millis(),
+            settings = role_settings(&r, limits),
         ))
         .await
     }
@@ -743,6 +743,34 @@ fn with_tls(options: PgConnectOptions, config: &ServerConfig) -> PgConnectOption
         Some(pem) => options.ssl_root_cert_from_pem(pem.as_bytes().to_vec()),
         None => options,
     }
+}
+
+/// The tier's session settings on a tenant role (`r` already quoted); a limit the tier leaves
+/// unset is reset to the server's default. `temp_file_limit` is a superuser setting: the admin
+/// must be a superuser, or have been granted `SET ON PARAMETER temp_file_limit`.
+fn role_settings(r: &str, limits: &TierLimits) -> String {
+    let set_or_reset = |name: &str, value: Option<u128>| match value {
+        Some(value) => format!("ALTER ROLE {r} SET {name} = {value};"),
+        None => format!("ALTER ROLE {r} RESET {name};"),
+    };
+    [
+        set_or_reset(
+            "statement_timeout",
+            Some(limits.statement_timeout.as_millis()),
+        ),
+        set_or_reset(
+            "idle_in_transaction_session_timeout",
+            limits.idle_in_transaction_timeout.map(|t| t.as_millis()),
+        ),
+        // In kB, PostgreSQL's unit for it.
+        set_or_reset(
+            "temp_file_limit",
+            limits
+                .temp_file_limit
+                .map(|size| u128::from(size.as_u64() / 1024)),
+        ),
+    ]
+    .join("\n")
 }
 
 /// Removes the role from every role it is a member of (the app role of the older model, or

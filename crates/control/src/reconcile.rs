@@ -294,7 +294,7 @@ impl Reconciler<'_> {
                 ),
             )));
         }
-        let limit = self.config.tier_limits(tenant.tier).connection_limit;
+        let limit = self.config.tier_limits(&tenant.tier)?.connection_limit;
         if facts.privileged || facts.member_of_any || facts.connection_limit != limit {
             return Ok(Some((
                 FindingKind::RoleDrift,

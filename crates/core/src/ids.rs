@@ -224,6 +224,41 @@ string_id!(
 );
 
 string_id!(
+    /// A service tier's name (`free`, `professional`): the tiers are the configuration's, and
+    /// the registry's OpenAPI document lists the ones it serves.
+    Tier, "tier",
+    max = 32,
+    pattern = r"^[a-z][a-z0-9_]*$",
+    rule = "lowercase letters, digits and '_' only, starting with a letter"
+);
+
+string_id!(
+    /// A product quota's name (`users`, `api_calls`): the tiers of the configuration define them.
+    QuotaName, "resource",
+    max = 32,
+    pattern = r"^[a-z][a-z0-9_]*$",
+    rule = "lowercase letters, digits and '_' only, starting with a letter"
+);
+
+string_id!(
+    /// A feature's name (`sso`, `audit_export`): a tier's default features and a tenant's
+    /// `features.<name>` settings.
+    FeatureName, "feature",
+    max = 32,
+    pattern = r"^[a-z][a-z0-9_]*$",
+    rule = "lowercase letters, digits and '_' only, starting with a letter"
+);
+
+string_id!(
+    /// A key that makes a usage increment count once (a request id, an event id): printable
+    /// ASCII without spaces.
+    IdempotencyKey, "idempotency_key",
+    max = 128,
+    pattern = r"^[!-~]+$",
+    rule = "printable ASCII without spaces"
+);
+
+string_id!(
     /// A PostgreSQL database name owned by the control plane (`tenant_<slug>` or
     /// `tenant_template`).
     DbName, "db_name",

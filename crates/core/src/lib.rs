@@ -5,18 +5,24 @@
 mod ids;
 mod model;
 mod problem;
+mod quota;
 mod slug;
 mod tls;
 
 pub use ids::{
-    DbName, Email, IdError, OrgId, PasswordEnv, PersonName, PgName, Region, RoleName,
-    SERVER_PASSWORD_PREFIX, ServerHost, ServerId, Slug, TenantName,
+    DbName, Email, FeatureName, IdError, IdempotencyKey, OrgId, PasswordEnv, PersonName, PgName,
+    QuotaName, Region, RoleName, SERVER_PASSWORD_PREFIX, ServerHost, ServerId, Slug, TenantName,
+    Tier,
 };
 pub use model::{
     AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationKind,
     OperationState, OrgAdmin, Server, ServerState, Step, Tenant, TenantChange, TenantHealth,
-    TenantStatus, TenantUsage, Tier, UnknownVariant, UpdateTenant,
+    TenantStatus, TenantUsage, UnknownVariant, UpdateTenant,
 };
 pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
+pub use quota::{
+    MAX_USAGE_AMOUNT, PeriodWindow, QuotaCheck, QuotaCheckRequest, QuotaPeriod, QuotaStatus,
+    UsageCounted, UsageIncrement, UsageLogEntry, UsageLogPage,
+};
 pub use slug::slug_from_name;
 pub use tls::SslMode;

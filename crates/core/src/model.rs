@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::ids::{
     DbName, Email, OrgId, PasswordEnv, PersonName, PgName, Region, RoleName, ServerHost, ServerId,
-    Slug, TenantName,
+    Slug, TenantName, Tier,
 };
 
 /// A string that names no variant of a closed set.
@@ -81,15 +81,6 @@ string_enum!(
 );
 
 string_enum!(
-    /// Service tier: decides connection limits, statement timeout and router pool size.
-    Tier, "tier" {
-        Free => "free",
-        Standard => "standard",
-        Premium => "premium",
-    }
-);
-
-string_enum!(
     /// Whether a database server takes new tenants.
     ServerState, "server state" {
         Active => "active",
@@ -149,11 +140,6 @@ string_enum!(
         Done => "done",
     }
 );
-
-impl Tier {
-    /// The tier of a tenant created without one.
-    pub const DEFAULT: Tier = Tier::Free;
-}
 
 /// `POST /v1/tenants`: onboard an organization. Unknown fields are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,7 +289,7 @@ mod tests {
             "suspended".parse::<TenantStatus>().unwrap(),
             TenantStatus::Suspended
         );
-        assert!("bogus".parse::<Tier>().is_err());
+        assert!("bogus".parse::<TenantStatus>().is_err());
     }
 
     #[test]
@@ -448,6 +434,8 @@ pub struct AddServer {
     #[cfg_attr(feature = "openapi", schema(maximum = 2147483647))]
     pub capacity: u32,
 }
+
+pub(crate) use integral::number as integral_number;
 
 /// JSON Schema counts `8.0` as an integer, and so do clients whose numbers are all floats:
 /// wherever the OpenAPI document says `integer`, an integral number is accepted in either form.

@@ -85,6 +85,9 @@ pub enum ErrorCode {
     Timeout,
     /// Too many requests in flight: the service sheds load.
     Overloaded,
+    // 429.
+    /// The usage increment would pass the tenant's quota; nothing was counted.
+    QuotaExceeded,
     // The router's answers to product services' callers.
     /// The caller's organization is not a tenant.
     TenantUnknown,
@@ -117,6 +120,7 @@ impl ErrorCode {
             | ZitadelNotConfigured => 409,
             TenantDeleted => 410,
             BodyTooLarge => 413,
+            QuotaExceeded => 429,
             UnsupportedMediaType => 415,
             ValidationFailed | InvalidEvent => 422,
             Internal => 500,
@@ -163,6 +167,7 @@ impl ErrorCode {
             ZitadelUnavailable => "zitadel_unavailable",
             Timeout => "timeout",
             Overloaded => "overloaded",
+            QuotaExceeded => "quota_exceeded",
             TenantUnknown => "tenant_unknown",
             TenantSuspended => "tenant_suspended",
             TenantDeleted => "tenant_deleted",
@@ -246,6 +251,16 @@ pub struct Problem {
     /// For people; 5xx answers never carry the internal cause.
     pub detail: String,
     pub code: ErrorCode,
+    /// `quota_exceeded` only: the quota that refused, its limit and usage, and when its period
+    /// resets (absent for a quota that never resets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<crate::QuotaName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The media type of a [`Problem`].
@@ -266,6 +281,21 @@ impl Problem {
             status,
             detail,
             code,
+            resource: None,
+            limit: None,
+            used: None,
+            resets_at: None,
+        }
+    }
+
+    /// A 429 `quota_exceeded` carrying the quota's figures.
+    pub fn quota_exceeded(detail: impl Into<String>, quota: &crate::QuotaStatus) -> Self {
+        Self {
+            resource: Some(quota.resource.clone()),
+            limit: Some(quota.limit),
+            used: Some(quota.used),
+            resets_at: quota.resets_at,
+            ..Self::new(ErrorCode::QuotaExceeded, detail)
         }
     }
 }

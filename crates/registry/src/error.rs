@@ -84,7 +84,12 @@ impl IntoResponse for ApiError {
         if code.is_server_error() {
             tracing::error!(error = %self, cause = ?std::error::Error::source(&self), %code, "request failed");
         }
-        let problem = Problem::new(code, self.to_string());
+        let problem = match &self {
+            ApiError::Control(ControlError::QuotaExceeded { quota, .. }) => {
+                Problem::quota_exceeded(self.to_string(), quota)
+            }
+            _ => Problem::new(code, self.to_string()),
+        };
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(problem)).into_response();

@@ -128,7 +128,10 @@ impl Application {
             engine: engine.clone(),
             authenticators: Arc::new(authenticators),
             metrics,
-            openapi: Arc::new(crate::routes::openapi::finish(openapi)),
+            openapi: Arc::new(crate::routes::openapi::finish(
+                openapi,
+                engine.config().tiers.keys().map(|t| t.as_str()),
+            )),
             webhook_keys: Arc::new(
                 settings
                     .zitadel_webhook_keys

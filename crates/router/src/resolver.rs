@@ -174,7 +174,7 @@ impl StaticResolver {
             seq,
             org_id: info.org_id.clone(),
             status: info.status,
-            tier: info.tier,
+            tier: info.tier.clone(),
         });
         state.tenants.insert(info.org_id.clone(), info);
         drop(state);

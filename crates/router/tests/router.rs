@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use sqlx::Connection;
-use tenancy_core::{ConnectionInfo, OrgId, TenantStatus, Tier};
+use tenancy_core::{ConnectionInfo, OrgId, TenantStatus};
 use tenancy_e2e::in_process::{DEV_TOKEN, InProcessRegistry};
 use tenancy_router::{RegistryResolver, RouterConfig, RouterError, StaticResolver, TenantRouter};
 use tenancy_testkit::{ClusterOptions, PgCluster, eventually};
@@ -22,7 +22,7 @@ fn info(cluster: &PgCluster, org: &str, db: &str, status: TenantStatus) -> Conne
         password: Some("app-password".into()),
         server_id: "pg-1".parse().unwrap(),
         status,
-        tier: Tier::Free,
+        tier: "free".parse().unwrap(),
         pool_size: 2,
         sslmode: tenancy_core::SslMode::Disable,
         ca_pem: None,

@@ -5,6 +5,7 @@
 //! - `feed`: the long-poll change feed, and the listener that relays the registry's
 //!   notifications (queued operations wake workers, finished ones wake waiters, tenant changes
 //!   wake long polls);
+//! - `quotas`: product quotas (counting usage, checking, the usage log);
 //! - `servers`: database servers (list, add, drain, the configuration file's servers);
 //! - `observe`: what services and operators read (connection info, usage, health, audit,
 //!   metrics);
@@ -17,6 +18,7 @@ mod background;
 mod feed;
 mod observe;
 mod operations;
+mod quotas;
 mod servers;
 mod tenants;
 
@@ -80,6 +82,7 @@ impl Engine {
         config.keyring()?;
         migrate::migrate_registry(config.registry.url.expose_secret()).await?;
         let engine = Self::open(config).await?;
+        engine.check_tiers_in_use().await?;
         engine
             .inner
             .store
@@ -98,6 +101,30 @@ impl Engine {
         let engine = Self::start(config).await?;
         let _ = engine.inner.faults.set(faults);
         Ok(engine)
+    }
+
+    /// Refuses a configuration that dropped a tier tenants still have: their limits and pool
+    /// sizes would be unknown. Re-tier them first, then remove the tier.
+    async fn check_tiers_in_use(&self) -> Result<(), ControlError> {
+        let config = &self.inner.config;
+        let missing: Vec<String> = self
+            .inner
+            .store
+            .tiers_in_use()
+            .await?
+            .into_iter()
+            .filter(|(tier, _)| !config.tiers.contains_key(tier))
+            .map(|(tier, count)| format!("{tier} ({count} tenants)"))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ControlError::Config(format!(
+            "tenants have tiers the configuration does not define: {}; configured: {}. \
+             Keep those tiers until their tenants are re-tiered",
+            missing.join(", "),
+            config.tier_names()
+        )))
     }
 
     /// For tools (`tenantctl`): connects to an already migrated registry and changes nothing,

@@ -58,8 +58,8 @@ impl Engine {
             password,
             server_id,
             status: tenant.status,
+            pool_size: self.config().tier_limits(&tenant.tier)?.pool_size,
             tier: tenant.tier,
-            pool_size: self.config().tier_limits(tenant.tier).pool_size,
             sslmode: admin.config().sslmode(),
             ca_pem: admin.config().ca_pem.clone(),
         })
@@ -85,7 +85,7 @@ impl Engine {
             server_id,
             size_bytes,
             connections,
-            connection_limit: self.config().tier_limits(tenant.tier).connection_limit,
+            connection_limit: self.config().tier_limits(&tenant.tier)?.connection_limit,
         })
     }
 

@@ -48,7 +48,7 @@ impl Engine {
             request: &request,
             slug: &slug,
             region: &region,
-            tier: request.tier.unwrap_or(Tier::DEFAULT),
+            tier: request.tier.as_ref().unwrap_or(&self.config().default_tier),
             explicit_slug: request.slug.is_some(),
             key_id: self.keyring().current().id(),
         };
@@ -79,6 +79,9 @@ impl Engine {
                 ErrorCode::UnknownRegion,
                 format!("no database server in region {region}"),
             ));
+        }
+        if let Some(tier) = &request.tier {
+            self.check_tier(tier)?;
         }
         if request.admin_email.is_some() && self.inner.activator.get().is_none() {
             return Err(ControlError::conflict(
@@ -207,9 +210,26 @@ impl Engine {
         update: &UpdateTenant,
         actor: &Actor,
     ) -> Result<(Tenant, Option<Operation>), ControlError> {
+        if let Some(tier) = &update.tier {
+            self.check_tier(tier)?;
+        }
         self.store()
-            .update_tenant(org_id, update.name.as_ref(), update.tier, actor)
+            .update_tenant(org_id, update.name.as_ref(), update.tier.as_ref(), actor)
             .await
+    }
+
+    /// Refuses a tier the configuration does not define. The OpenAPI document lists the
+    /// configured tiers, so this is a schema violation (422), not a conflict.
+    fn check_tier(&self, tier: &Tier) -> Result<(), ControlError> {
+        let config = self.config();
+        if config.tiers.contains_key(tier) {
+            Ok(())
+        } else {
+            Err(ControlError::Validation(format!(
+                "unknown tier {tier}; the tiers are: {}",
+                config.tier_names()
+            )))
+        }
     }
 
     pub async fn tenant(&self, org_id: &OrgId) -> Result<Tenant, ControlError> {

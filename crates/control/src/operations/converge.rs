@@ -65,7 +65,7 @@ async fn converge(cx: &StepContext<'_>) -> Result<(), ControlError> {
     }
     let password = cx.password().await?;
     admin
-        .ensure_role(&role, &password, cx.limits(), &tenant.org_id, !blocked)
+        .ensure_role(&role, &password, cx.limits()?, &tenant.org_id, !blocked)
         .await?;
     admin.lockdown(db, &role).await?;
     if blocked {

@@ -147,8 +147,8 @@ impl StepContext<'_> {
         secrets::tenant_password(self.keyring, &self.credentials().await?)
     }
 
-    fn limits(&self) -> TierLimits {
-        self.config.tier_limits(self.tenant.tier)
+    fn limits(&self) -> Result<&TierLimits, ControlError> {
+        self.config.tier_limits(&self.tenant.tier)
     }
 
     /// Ends the operation with its effect on the tenant (fenced by the lease).

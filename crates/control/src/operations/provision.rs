@@ -30,7 +30,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             let password = cx.password().await?;
             cx.admin()
                 .await?
-                .ensure_role(&role, &password, cx.limits(), &cx.tenant.org_id, true)
+                .ensure_role(&role, &password, cx.limits()?, &cx.tenant.org_id, true)
                 .await
         }
         Step::Database => {

@@ -14,7 +14,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::ApplyLimits => {
             cx.admin()
                 .await?
-                .apply_limits(&cx.tenant.role_name(), cx.limits())
+                .apply_limits(&cx.tenant.role_name(), cx.limits()?)
                 .await
         }
         Step::Finish => cx.finish(Finish::Unchanged).await,

@@ -11,6 +11,7 @@ mod audit;
 mod feed;
 mod operations;
 mod org_events;
+mod quotas;
 mod servers;
 mod tenants;
 
@@ -28,6 +29,7 @@ pub(crate) use audit::{audit, tenant_snapshot};
 pub use feed::TENANT_CHANGES_CHANNEL;
 pub use operations::{DONE_CHANNEL, Finish, OPERATIONS_CHANNEL};
 pub use org_events::{OrgEventOutcome, PendingOrgEvent};
+pub use quotas::{CountOutcome, Increment};
 pub use servers::ServerChange;
 pub use tenants::{Created, NewTenant, TenantFilter};
 

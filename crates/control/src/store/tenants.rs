@@ -79,7 +79,7 @@ pub struct NewTenant<'a> {
     pub request: &'a CreateTenant,
     pub slug: &'a Slug,
     pub region: &'a Region,
-    pub tier: Tier,
+    pub tier: &'a Tier,
     /// Whether the slug was given by the caller (a collision is then a conflict) or derived.
     pub explicit_slug: bool,
     /// The master key the tenant's first password derives from.
@@ -141,7 +141,7 @@ impl Store {
             ))
             .bind(filter.status.map(TenantStatus::as_str))
             .bind(filter.region.as_ref().map(Region::as_str))
-            .bind(filter.tier.map(Tier::as_str))
+            .bind(filter.tier.as_ref().map(Tier::as_str))
             .bind(filter.server_id.as_ref().map(ServerId::as_str))
             .bind(filter.after.as_ref().map(OrgId::as_str))
             .bind(filter.limit)
@@ -304,14 +304,14 @@ impl Store {
         &self,
         org_id: &OrgId,
         name: Option<&TenantName>,
-        tier: Option<Tier>,
+        tier: Option<&Tier>,
         actor: &Actor,
     ) -> Result<(Tenant, Option<Operation>), ControlError> {
         self.run("update_tenant", async {
             let mut tx = self.begin().await?;
             let before = lock_tenant(&mut tx, org_id).await?;
             let mut op = None;
-            if tier.is_some_and(|t| t != before.tier) {
+            if tier.is_some_and(|t| *t != before.tier) {
                 if !matches!(before.status, TenantStatus::Active | TenantStatus::Suspended) {
                     return Err(ControlError::conflict(
                         ErrorCode::InvalidState,
@@ -425,6 +425,21 @@ impl Store {
             .execute(self.pool())
             .await?;
             Ok(())
+        })
+        .await
+    }
+
+    /// The tiers tenants that are not deleted have, with how many tenants have each.
+    pub async fn tiers_in_use(&self) -> Result<Vec<(Tier, i64)>, ControlError> {
+        self.run("tiers_in_use", async {
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT tier, count(*) FROM tenants WHERE status <> 'deleted' GROUP BY tier",
+            )
+            .fetch_all(self.pool())
+            .await?;
+            rows.into_iter()
+                .map(|(tier, count)| Ok((tier.parse().map_err(ControlError::corrupt)?, count)))
+                .collect()
         })
         .await
     }

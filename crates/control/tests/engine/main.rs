@@ -11,6 +11,7 @@ mod lifecycle;
 mod onboarding;
 mod placement;
 mod reconcile;
+mod tiers;
 mod tls;
 mod validation;
 mod workers;

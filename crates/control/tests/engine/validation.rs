@@ -21,7 +21,7 @@ async fn hostile_input_is_refused_and_touches_nothing() {
         r#"{"org_id": "1", "name": "A", "slug": ""}"#.to_owned(),
         r#"{"org_id": "1", "name": "A", "slug": "template"}"#.to_owned(),
         r#"{"org_id": "1", "name": "A", "region": "Bad Region"}"#.to_owned(),
-        r#"{"org_id": "1", "name": "A", "tier": "platinum"}"#.to_owned(),
+        r#"{"org_id": "1", "name": "A", "tier": "Platinum!"}"#.to_owned(),
         r#"{"org_id": "1", "name": "A", "admin_email": "not an email"}"#.to_owned(),
         r#"{"org_id": "1", "name": "A", "admin_email": "a@b"}"#.to_owned(),
         r#"{"org_id": "1", "name": "A", "admin_email": "a b@c.de"}"#.to_owned(),

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod changes;
 pub mod openapi;
 pub mod operations;
+pub mod quotas;
 pub mod servers;
 pub mod system;
 pub mod tenants;
@@ -34,6 +35,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::connection))
         .routes(routes!(tenants::usage))
         .routes(routes!(tenants::health))
+        .routes(routes!(quotas::count))
+        .routes(routes!(quotas::list))
+        .routes(routes!(quotas::check))
+        .routes(routes!(quotas::log))
         .routes(routes!(operations::get))
         .routes(routes!(changes::list))
         .routes(routes!(servers::list, servers::add))

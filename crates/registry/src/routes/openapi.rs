@@ -21,6 +21,7 @@ use tenancy_core::PROBLEM_CONTENT_TYPE;
         (name = "tenants", description = "Onboarding and the tenant lifecycle"),
         (name = "operations", description = "Asynchronous work"),
         (name = "routing", description = "For services that run the router"),
+        (name = "quotas", description = "Product quotas: counting usage against the tenant's tier"),
         (name = "servers", description = "Database servers"),
         (name = "audit", description = "Audit log"),
         (name = "zitadel", description = "ZITADEL organization events and sync"),
@@ -41,8 +42,12 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The document as served: the routes' own answers completed with the shared ones, and the
-/// request constraints no derive can state. Serialized once, at start-up.
-pub fn finish(mut openapi: utoipa::openapi::OpenApi) -> Value {
+/// request constraints no derive can state, among them the configured tiers (`tiers`).
+/// Serialized once, at start-up.
+pub fn finish<'a>(
+    mut openapi: utoipa::openapi::OpenApi,
+    tiers: impl IntoIterator<Item = &'a str>,
+) -> Value {
     for item in openapi.paths.paths.values_mut() {
         for operation in [
             &mut item.get,
@@ -60,6 +65,9 @@ pub fn finish(mut openapi: utoipa::openapi::OpenApi) -> Value {
     }
     let mut document = serde_json::to_value(&openapi).expect("the OpenAPI document serializes");
     constrain_create_tenant(&mut document);
+    if let Some(tier) = document.pointer_mut("/components/schemas/Tier") {
+        tier["enum"] = tiers.into_iter().collect();
+    }
     document
 }
 
@@ -189,7 +197,11 @@ mod tests {
     #[test]
     fn every_operation_documents_the_shared_answers_as_problems() {
         let (_, openapi) = super::super::api();
-        let document = finish(openapi);
+        let document = finish(openapi, ["free", "business"]);
+        assert_eq!(
+            document["components"]["schemas"]["Tier"]["enum"],
+            json!(["free", "business"])
+        );
         let mut operation_ids = std::collections::BTreeSet::new();
         for (path, item) in document["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {

@@ -150,6 +150,14 @@ pub async fn list(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 500"));
     }
+    if let Some(tier) = &params.tier
+        && !state.engine.config().tiers.contains_key(tier)
+    {
+        return Err(ApiError::invalid(format!(
+            "unknown tier {tier}; the tiers are: {}",
+            state.engine.config().tier_names()
+        )));
+    }
     let filter = TenantFilter {
         status: params.status,
         region: params.region,

@@ -609,3 +609,99 @@ async fn the_webhook_records_events_once_answers_at_once_and_refuses_hostile_hea
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Product services count with `tenant_router`; a tenant's admins read their own quotas, check
+/// them and read the usage log, but never count, and see nothing of another organization's.
+#[tokio::test]
+async fn quotas_are_counted_by_routers_and_read_by_the_tenants_own_admins() {
+    let app = start().await;
+    for (org, name) in [("100", "Own Org"), ("200", "Other Org")] {
+        let (status, _) = app
+            .call(
+                DEV_TOKEN,
+                Method::POST,
+                "/v1/tenants",
+                Some(json!({"org_id": org, "name": name})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let (status, counted) = app
+        .call(
+            "router",
+            Method::POST,
+            "/v1/tenants/100/usage/users",
+            Some(json!({"amount": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{counted}");
+    assert_eq!(
+        (counted["used"].as_i64(), counted["limit"].as_i64()),
+        (Some(2), Some(5))
+    );
+
+    let admin = "tenant-admin-100";
+    let (status, body) = app
+        .call(
+            admin,
+            Method::POST,
+            "/v1/tenants/100/usage/users",
+            Some(json!({"amount": 1})),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::FORBIDDEN, &json!("forbidden"))
+    );
+    let (status, quotas) = app
+        .call(admin, Method::GET, "/v1/tenants/100/quotas", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let users = quotas
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["resource"] == "users")
+        .unwrap();
+    assert_eq!(
+        (users["used"].as_i64(), users["remaining"].as_i64()),
+        (Some(2), Some(3))
+    );
+    let (status, check) = app
+        .call(
+            admin,
+            Method::POST,
+            "/v1/tenants/100/quotas/check",
+            Some(json!({"resource": "users", "amount": 4})),
+        )
+        .await;
+    assert_eq!((status, &check["allowed"]), (StatusCode::OK, &json!(false)));
+    let (status, log) = app
+        .call(admin, Method::GET, "/v1/tenants/100/usage-log", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(log["entries"][0]["actor"], "svc");
+    for (method, path, body) in [
+        (Method::GET, "/v1/tenants/200/quotas", None),
+        (Method::GET, "/v1/tenants/200/usage-log", None),
+        (
+            Method::POST,
+            "/v1/tenants/200/quotas/check",
+            Some(json!({"resource": "users", "amount": 1})),
+        ),
+    ] {
+        let (status, _) = app.call(admin, method.clone(), path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    // The check counted nothing.
+    let (_, quotas) = app
+        .call(DEV_TOKEN, Method::GET, "/v1/tenants/100/quotas", None)
+        .await;
+    let users = quotas
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["resource"] == "users")
+        .unwrap();
+    assert_eq!(users["used"], 2);
+}

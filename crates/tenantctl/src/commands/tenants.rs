@@ -33,7 +33,7 @@ pub enum Command {
     Show { org_id: OrgId },
     /// Onboard an organization.
     #[command(after_help = "Example:
-  tenantctl tenants create 263014839178313731 'Acme Corp' --tier standard --wait 60s
+  tenantctl tenants create 263014839178313731 'Acme Corp' --tier professional --wait 60s
 
 With --wait, the provisioning runs in this process when no registry worker has it, so it \
 completes with no registry running; no other operation is ever taken.")]

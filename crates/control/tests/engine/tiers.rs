@@ -1,0 +1,135 @@
+//! Tiers come from the configuration: any names, a default for tenants created without one,
+//! limits applied to the tenant's role, unknown tiers refused, removed tiers in use refused at
+//! start.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use tenancy_core::{ErrorCode, OperationState, UpdateTenant};
+use tenancy_testkit::TestFleet;
+
+use crate::helpers::*;
+
+/// What a session of the tenant's role gets, as PostgreSQL shows it.
+async fn session_limits(
+    engine: &tenancy_control::Engine,
+    fleet: &TestFleet,
+    tenant: &tenancy_core::Tenant,
+) -> (String, String, String) {
+    let mut conn = connect_own(engine, fleet.cluster("pg-1"), tenant)
+        .await
+        .unwrap();
+    let mut show = async |name: &str| -> String {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SHOW {name}")))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get(0)
+    };
+    (
+        show("statement_timeout").await,
+        show("idle_in_transaction_session_timeout").await,
+        show("temp_file_limit").await,
+    )
+}
+
+#[tokio::test]
+async fn a_tenant_gets_the_default_tier_its_limits_and_a_retier_changes_them() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let tenant = onboard(&engine, request("7001", "Tiered")).await;
+    assert_eq!(tenant.tier.as_str(), "free");
+    assert_eq!(
+        session_limits(&engine, &fleet, &tenant).await,
+        ("15s".into(), "1min".into(), "1GB".into())
+    );
+
+    let (_, op) = engine
+        .update_tenant(
+            &tenant.org_id,
+            &UpdateTenant {
+                name: None,
+                tier: Some("business".parse().unwrap()),
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let op = engine
+        .wait_operation(op.unwrap().id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    assert_eq!(
+        session_limits(&engine, &fleet, &tenant).await,
+        ("1min".into(), "5min".into(), "20GB".into())
+    );
+    let limit = fleet
+        .cluster("pg-1")
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT rolconnlimit FROM pg_roles WHERE rolname = '{}'",
+                tenant.role_name()
+            ),
+        )
+        .unwrap();
+    assert_eq!(limit.trim(), "60");
+    assert_eq!(
+        engine
+            .connection_info(&tenant.org_id)
+            .await
+            .unwrap()
+            .pool_size,
+        10
+    );
+
+    // A well-formed tier the configuration does not define is refused, and changes nothing.
+    let platinum: tenancy_core::Tier = "platinum".parse().unwrap();
+    let mut create = request("7002", "Platinum Corp");
+    create.tier = Some(platinum.clone());
+    let refused = engine.onboard(create, &actor()).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::ValidationFailed, "{refused}");
+    assert!(
+        refused.to_string().contains("business, enterprise, free"),
+        "{refused}"
+    );
+    let refused = engine
+        .update_tenant(
+            &tenant.org_id,
+            &UpdateTenant {
+                name: None,
+                tier: Some(platinum),
+            },
+            &actor(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::ValidationFailed, "{refused}");
+    assert_eq!(
+        engine.tenant(&tenant.org_id).await.unwrap().tier.as_str(),
+        "business"
+    );
+    assert!(engine.tenant(&org("7002")).await.is_err());
+}
+
+#[tokio::test]
+async fn the_engine_refuses_to_start_without_a_tier_tenants_still_have() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let mut create = request("7101", "Enterprise Co");
+    create.tier = Some("enterprise".parse().unwrap());
+    onboard(&engine, create).await;
+
+    let mut shrunk = config(&fleet);
+    shrunk.tiers.retain(|tier, _| tier.as_str() != "enterprise");
+    let refused = tenancy_control::Engine::start(shrunk).await.err().unwrap();
+    assert!(
+        refused.to_string().contains("enterprise (1 tenants)"),
+        "{refused}"
+    );
+    // With the tier back, it starts.
+    tenancy_control::Engine::start(config(&fleet))
+        .await
+        .unwrap();
+}
