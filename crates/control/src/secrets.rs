@@ -138,6 +138,91 @@ pub fn tenant_password(
     Ok(URL_SAFE_NO_PAD.encode(digest).into())
 }
 
+/// A secret setting, sealed: the master key it was sealed under, and `nonce || ciphertext`.
+pub struct SealedSetting {
+    pub key_id: String,
+    pub bytes: Vec<u8>,
+}
+
+const NONCE_BYTES: usize = 12;
+
+/// Encrypts a secret setting with AES-256-GCM under a key derived from the current master key
+/// (`HMAC-SHA256(master, "tenancy/settings/v1")`), a random nonce, and the tenant and key as
+/// associated data (a ciphertext moved to another tenant or key does not decrypt).
+pub fn seal_setting(
+    keyring: &Keyring,
+    org_id: &OrgId,
+    key: &str,
+    plaintext: &str,
+) -> SealedSetting {
+    use aes_gcm::aead::{Aead, AeadCore, OsRng, Payload};
+    let master = keyring.current();
+    let cipher = setting_cipher(master);
+    let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
+    let aad = setting_aad(org_id, key);
+    let ciphertext = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext.as_bytes(),
+                aad: &aad,
+            },
+        )
+        .expect("AES-GCM encrypts any message under 64 GiB");
+    let mut bytes = nonce.to_vec();
+    bytes.extend_from_slice(&ciphertext);
+    SealedSetting {
+        key_id: master.id().to_owned(),
+        bytes,
+    }
+}
+
+/// Decrypts a secret setting sealed by [`seal_setting`] under the current or previous key.
+pub fn open_setting(
+    keyring: &Keyring,
+    org_id: &OrgId,
+    key: &str,
+    sealed: &SealedSetting,
+) -> Result<SecretString, ControlError> {
+    use aes_gcm::aead::{Aead, Payload};
+    let master = keyring.get(&sealed.key_id).ok_or_else(|| {
+        ControlError::Config(format!(
+            "setting {key} of tenant {org_id} is sealed under master key {}, which is neither              the master key nor the previous one configured",
+            sealed.key_id
+        ))
+    })?;
+    if sealed.bytes.len() < NONCE_BYTES {
+        return Err(ControlError::Corrupt(format!(
+            "setting {key} of tenant {org_id}: too short"
+        )));
+    }
+    let (nonce, ciphertext) = sealed.bytes.split_at(NONCE_BYTES);
+    let plaintext = setting_cipher(master)
+        .decrypt(
+            aes_gcm::Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: &setting_aad(org_id, key),
+            },
+        )
+        .map_err(|_| {
+            ControlError::Corrupt(format!("setting {key} of tenant {org_id} does not decrypt"))
+        })?;
+    String::from_utf8(plaintext)
+        .map(SecretString::from)
+        .map_err(ControlError::corrupt)
+}
+
+fn setting_cipher(master: &MasterKey) -> aes_gcm::Aes256Gcm {
+    use aes_gcm::KeyInit;
+    let key = hmac(&master.secret, &[b"tenancy/settings/v1"]);
+    aes_gcm::Aes256Gcm::new(&key.into())
+}
+
+fn setting_aad(org_id: &OrgId, key: &str) -> Vec<u8> {
+    [org_id.as_str().as_bytes(), b"/", key.as_bytes()].concat()
+}
+
 /// The SCRAM-SHA-256 verifier of a password, so that `CREATE ROLE` never carries the plain text
 /// (and it never shows in the server's logs or `pg_stat_statements`).
 pub fn scram_verifier(password: &SecretString) -> String {
@@ -199,6 +284,24 @@ mod tests {
 
     fn key(text: &str) -> MasterKey {
         MasterKey::new(SecretString::from(text.repeat(8))).unwrap()
+    }
+
+    #[test]
+    fn a_sealed_setting_opens_only_for_its_tenant_and_key() {
+        let keyring = Keyring::new(key("abcd"), None);
+        let acme: OrgId = "100".parse().unwrap();
+        let sealed = seal_setting(&keyring, &acme, "smtp.password", "hunter2");
+        assert_eq!(sealed.key_id, keyring.current().id());
+        assert!(!sealed.bytes.windows(7).any(|w| w == b"hunter2"));
+        let opened = open_setting(&keyring, &acme, "smtp.password", &sealed).unwrap();
+        assert_eq!(opened.expose_secret(), "hunter2");
+        let other: OrgId = "200".parse().unwrap();
+        assert!(open_setting(&keyring, &other, "smtp.password", &sealed).is_err());
+        assert!(open_setting(&keyring, &acme, "smtp.user", &sealed).is_err());
+        let again = seal_setting(&keyring, &acme, "smtp.password", "hunter2");
+        assert_ne!(again.bytes, sealed.bytes, "a fresh nonce every time");
+        let elsewhere = Keyring::new(key("wxyz"), None);
+        assert!(open_setting(&elsewhere, &acme, "smtp.password", &sealed).is_err());
     }
 
     #[test]

@@ -250,6 +250,14 @@ string_id!(
 );
 
 string_id!(
+    /// A tenant setting's key: dotted lowercase names (`smtp.password`, `features.sso`).
+    SettingKey, "key",
+    max = 128,
+    pattern = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$",
+    rule = "dot-separated names of lowercase letters, digits and '_', each starting with a letter"
+);
+
+string_id!(
     /// A key that makes a usage increment count once (a request id, an event id): printable
     /// ASCII without spaces.
     IdempotencyKey, "idempotency_key",

@@ -6,13 +6,14 @@ mod ids;
 mod model;
 mod problem;
 mod quota;
+mod settings;
 mod slug;
 mod tls;
 
 pub use ids::{
     DbName, Email, FeatureName, IdError, IdempotencyKey, OrgId, PasswordEnv, PersonName, PgName,
-    QuotaName, Region, RoleName, SERVER_PASSWORD_PREFIX, ServerHost, ServerId, Slug, TenantName,
-    Tier,
+    QuotaName, Region, RoleName, SERVER_PASSWORD_PREFIX, ServerHost, ServerId, SettingKey, Slug,
+    TenantName, Tier,
 };
 pub use model::{
     AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationKind,
@@ -23,6 +24,9 @@ pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 pub use quota::{
     MAX_USAGE_AMOUNT, PeriodWindow, QuotaCheck, QuotaCheckRequest, QuotaPeriod, QuotaStatus,
     UsageCounted, UsageIncrement, UsageLogEntry, UsageLogPage,
+};
+pub use settings::{
+    EffectiveFeatures, FEATURE_PREFIX, MAX_SETTING_BYTES, PutSetting, Setting, SettingType,
 };
 pub use slug::slug_from_name;
 pub use tls::SslMode;

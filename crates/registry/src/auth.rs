@@ -143,6 +143,26 @@ impl Authenticated {
         }
     }
 
+    /// Platform admins, and the organization's own tenant admins.
+    pub fn require_tenant_admin(&self, org: &tenancy_core::OrgId) -> Result<(), ApiError> {
+        if self.caller.can_read_tenant(org) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "this needs platform_admin, or tenant_admin of this organization",
+            ))
+        }
+    }
+
+    /// Router services, platform admins, and the organization's own tenant admins.
+    pub fn require_tenant_or_router(&self, org: &tenancy_core::OrgId) -> Result<(), ApiError> {
+        if self.caller.can_route() {
+            Ok(())
+        } else {
+            self.require_tenant_read(org)
+        }
+    }
+
     pub fn require_router(&self) -> Result<(), ApiError> {
         if self.caller.can_route() {
             Ok(())

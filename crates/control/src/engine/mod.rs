@@ -6,6 +6,7 @@
 //!   notifications (queued operations wake workers, finished ones wake waiters, tenant changes
 //!   wake long polls);
 //! - `quotas`: product quotas (counting usage, checking, the usage log);
+//! - `settings`: per-tenant settings (secrets sealed) and features;
 //! - `servers`: database servers (list, add, drain, the configuration file's servers);
 //! - `observe`: what services and operators read (connection info, usage, health, audit,
 //!   metrics);
@@ -20,6 +21,7 @@ mod observe;
 mod operations;
 mod quotas;
 mod servers;
+mod settings;
 mod tenants;
 
 use std::sync::{Arc, OnceLock};
@@ -38,6 +40,7 @@ use crate::secrets::Keyring;
 use crate::store::{Actor, RegistryLock, Store};
 
 pub use background::Workers;
+pub use settings::Secrets;
 pub use tenants::Onboarded;
 
 /// The control plane's engine. Cheap to clone; every clone shares the same pools.

@@ -3,8 +3,8 @@
 
 use chrono::Utc;
 use tenancy_core::{
-    ErrorCode, OrgId, QuotaCheck, QuotaCheckRequest, QuotaName, QuotaStatus, Tenant, TenantStatus,
-    UsageCounted, UsageIncrement, UsageLogPage,
+    OrgId, QuotaCheck, QuotaCheckRequest, QuotaName, QuotaStatus, Tenant, UsageCounted,
+    UsageIncrement, UsageLogPage,
 };
 use tracing::instrument;
 
@@ -25,7 +25,7 @@ impl Engine {
         increment: &UsageIncrement,
         actor: &Actor,
     ) -> Result<UsageCounted, ControlError> {
-        let tenant = self.countable_tenant(org_id).await?;
+        let tenant = self.live_tenant(org_id).await?;
         let quota = self.quota_of(&tenant, resource)?;
         let window = quota.period.window(Utc::now());
         let amount = increment.amount.get();
@@ -128,18 +128,6 @@ impl Engine {
             entries,
             next_cursor,
         })
-    }
-
-    /// A tenant usage may be counted for: any but a deleted one.
-    async fn countable_tenant(&self, org_id: &OrgId) -> Result<Tenant, ControlError> {
-        let tenant = self.tenant(org_id).await?;
-        if tenant.status == TenantStatus::Deleted {
-            return Err(ControlError::conflict(
-                ErrorCode::InvalidState,
-                format!("tenant {org_id} is deleted; its usage is no longer counted"),
-            ));
-        }
-        Ok(tenant)
     }
 
     fn quota_of(&self, tenant: &Tenant, resource: &QuotaName) -> Result<QuotaLimit, ControlError> {

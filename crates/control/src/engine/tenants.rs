@@ -232,6 +232,18 @@ impl Engine {
         }
     }
 
+    /// A tenant that is not deleted: usage may be counted for it and its settings changed.
+    pub(super) async fn live_tenant(&self, org_id: &OrgId) -> Result<Tenant, ControlError> {
+        let tenant = self.tenant(org_id).await?;
+        if tenant.status == TenantStatus::Deleted {
+            return Err(ControlError::conflict(
+                ErrorCode::InvalidState,
+                format!("tenant {org_id} is deleted"),
+            ));
+        }
+        Ok(tenant)
+    }
+
     pub async fn tenant(&self, org_id: &OrgId) -> Result<Tenant, ControlError> {
         self.store()
             .tenant(org_id)

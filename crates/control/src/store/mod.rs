@@ -13,6 +13,7 @@ mod operations;
 mod org_events;
 mod quotas;
 mod servers;
+mod settings;
 mod tenants;
 
 use std::future::Future;
@@ -31,6 +32,7 @@ pub use operations::{DONE_CHANNEL, Finish, OPERATIONS_CHANNEL};
 pub use org_events::{OrgEventOutcome, PendingOrgEvent};
 pub use quotas::{CountOutcome, Increment};
 pub use servers::ServerChange;
+pub use settings::{StoredSetting, StoredValue};
 pub use tenants::{Created, NewTenant, TenantFilter};
 
 /// Handle on the registry database. Cheap to clone.

@@ -11,6 +11,7 @@ mod lifecycle;
 mod onboarding;
 mod placement;
 mod reconcile;
+mod settings;
 mod tiers;
 mod tls;
 mod validation;

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod operations;
 pub mod quotas;
 pub mod servers;
+pub mod settings;
 pub mod system;
 pub mod tenants;
 pub mod zitadel;
@@ -39,6 +40,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(quotas::list))
         .routes(routes!(quotas::check))
         .routes(routes!(quotas::log))
+        .routes(routes!(settings::list))
+        .routes(routes!(settings::get, settings::put, settings::delete))
+        .routes(routes!(settings::features))
         .routes(routes!(operations::get))
         .routes(routes!(changes::list))
         .routes(routes!(servers::list, servers::add))

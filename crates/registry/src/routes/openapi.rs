@@ -22,6 +22,7 @@ use tenancy_core::PROBLEM_CONTENT_TYPE;
         (name = "operations", description = "Asynchronous work"),
         (name = "routing", description = "For services that run the router"),
         (name = "quotas", description = "Product quotas: counting usage against the tenant's tier"),
+        (name = "settings", description = "Per-tenant settings (secrets encrypted at rest) and features"),
         (name = "servers", description = "Database servers"),
         (name = "audit", description = "Audit log"),
         (name = "zitadel", description = "ZITADEL organization events and sync"),
@@ -65,6 +66,7 @@ pub fn finish<'a>(
     }
     let mut document = serde_json::to_value(&openapi).expect("the OpenAPI document serializes");
     constrain_create_tenant(&mut document);
+    constrain_put_setting(&mut document);
     if let Some(tier) = document.pointer_mut("/components/schemas/Tier") {
         tier["enum"] = tiers.into_iter().collect();
     }
@@ -188,6 +190,25 @@ fn constrain_create_tenant(document: &mut Value) {
         "required": ["admin_email", "create_org"],
         "properties": {"create_org": {"required": ["admin"]}}
     });
+}
+
+/// A setting's value is of its type, at most 16 KiB (a `json` value's size, as compact JSON, is
+/// checked by the handler); `features.<name>` keys take `bool` only (checked by the handler).
+fn constrain_put_setting(document: &mut Value) {
+    let Some(schema) = document.pointer_mut("/components/schemas/PutSetting") else {
+        return;
+    };
+    let max = tenancy_core::MAX_SETTING_BYTES;
+    let typed = |types: &[&str], value: Value| json!({"properties": {"type": {"enum": types}, "value": value}});
+    schema["oneOf"] = json!([
+        typed(
+            &["string", "secret"],
+            json!({"type": "string", "maxLength": max})
+        ),
+        typed(&["number"], json!({"type": "number"})),
+        typed(&["bool"], json!({"type": "boolean"})),
+        typed(&["json"], json!({"not": {"type": "null"}})),
+    ]);
 }
 
 #[cfg(test)]

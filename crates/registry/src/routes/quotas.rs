@@ -55,7 +55,7 @@ pub async fn list(
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<axum::Json<Vec<QuotaStatus>>> {
-    require_reader(&auth, &org_id)?;
+    auth.require_tenant_or_router(&org_id)?;
     Ok(axum::Json(state.engine.quotas(&org_id).await?))
 }
 
@@ -73,7 +73,7 @@ pub async fn check(
     Path(org_id): Path<OrgId>,
     Json(request): Json<QuotaCheckRequest>,
 ) -> ApiResult<axum::Json<QuotaCheck>> {
-    require_reader(&auth, &org_id)?;
+    auth.require_tenant_or_router(&org_id)?;
     Ok(axum::Json(
         state.engine.check_quota(&org_id, &request).await?,
     ))
@@ -100,7 +100,7 @@ pub async fn log(
     Path(org_id): Path<OrgId>,
     Query(params): Query<LogParams>,
 ) -> ApiResult<axum::Json<UsageLogPage>> {
-    require_reader(&auth, &org_id)?;
+    auth.require_tenant_or_router(&org_id)?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 500"));
@@ -111,12 +111,4 @@ pub async fn log(
             .usage_log(&org_id, params.cursor, limit)
             .await?,
     ))
-}
-
-/// Router services (which check before acting), platform admins, and the tenant's own admins.
-fn require_reader(auth: &Authenticated, org_id: &OrgId) -> Result<(), ApiError> {
-    if auth.caller.can_route() {
-        return Ok(());
-    }
-    auth.require_tenant_read(org_id)
 }

@@ -705,3 +705,109 @@ async fn quotas_are_counted_by_routers_and_read_by_the_tenants_own_admins() {
         .unwrap();
     assert_eq!(users["used"], 2);
 }
+
+/// A tenant's admins write its settings and see a secret only as set; router services read the
+/// secret; no one writes another organization's settings.
+#[tokio::test]
+async fn tenant_admins_write_their_settings_and_only_routers_and_platform_admins_read_secrets() {
+    let app = start().await;
+    for (org, name) in [("100", "Own Org"), ("200", "Other Org")] {
+        let (status, _) = app
+            .call(
+                DEV_TOKEN,
+                Method::POST,
+                "/v1/tenants",
+                Some(json!({"org_id": org, "name": name})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let admin = "tenant-admin-100";
+    let secret = json!({"type": "secret", "value": "s3cr3t-api-key"});
+    let (status, set) = app
+        .call(
+            admin,
+            Method::PUT,
+            "/v1/tenants/100/settings/billing.api_key",
+            Some(secret.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert!(set.get("value").is_none(), "{set}");
+    let (status, own) = app
+        .call(
+            admin,
+            Method::GET,
+            "/v1/tenants/100/settings/billing.api_key",
+            None,
+        )
+        .await;
+    assert_eq!((status, own.get("value")), (StatusCode::OK, None));
+    for token in ["router", DEV_TOKEN] {
+        let (status, read) = app
+            .call(token, Method::GET, "/v1/tenants/100/settings", None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(read[0]["value"], "s3cr3t-api-key", "{token}");
+    }
+    for (token, method, path) in [
+        (
+            admin,
+            Method::PUT,
+            "/v1/tenants/200/settings/billing.api_key",
+        ),
+        (admin, Method::GET, "/v1/tenants/200/settings"),
+        (admin, Method::GET, "/v1/tenants/200/features"),
+        (
+            "router",
+            Method::PUT,
+            "/v1/tenants/100/settings/billing.api_key",
+        ),
+        (
+            "router",
+            Method::DELETE,
+            "/v1/tenants/100/settings/billing.api_key",
+        ),
+    ] {
+        let body = (method == Method::PUT).then(|| secret.clone());
+        let (status, _) = app.call(token, method.clone(), path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{token} {method} {path}");
+    }
+    let (status, features) = app
+        .call(admin, Method::GET, "/v1/tenants/100/features", None)
+        .await;
+    assert_eq!((status, &features["enabled"]), (StatusCode::OK, &json!([])));
+    let (status, _) = app
+        .call(
+            admin,
+            Method::DELETE,
+            "/v1/tenants/100/settings/billing.api_key",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = app
+        .call(
+            admin,
+            Method::PUT,
+            "/v1/tenants/100/settings/Bad..Key",
+            Some(json!({"type": "bool", "value": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app
+        .call(
+            admin,
+            Method::PUT,
+            "/v1/tenants/100/settings/ok.key",
+            Some(json!({"type": "bool", "value": "yes"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!("validation_failed")
+        )
+    );
+}

@@ -1,4 +1,5 @@
-//! `tenantctl rekey`: moves every tenant's password to the current master key.
+//! `tenantctl rekey`: moves every tenant's password and secret settings to the current master
+//! key.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -10,13 +11,14 @@ use tenancy_core::OperationState;
 use crate::output::{self, confirm};
 use crate::{Context, Exit};
 
-/// Rotate every tenant whose password does not derive from the current master key yet.
+/// Rotate every tenant whose password does not derive from the current master key yet, and
+/// re-encrypt every secret setting sealed under another key.
 #[derive(clap::Args)]
 #[command(after_help = "Rotating the master key:
   1. Generate a new key (at least 32 bytes) and put it in the master key's variable on every
      registry replica and tool; put the old one in the variable named by
      engine.previous_master_key_env. Restart every replica.
-  2. tenantctl rekey --yes        # every tenant's password moves to the new key
+  2. tenantctl rekey --yes        # every tenant's password and secret setting moves to the new key
   3. Run it again until it reports nothing left, then remove the previous key.
 
 Tenants with an operation under way are skipped and reported: run rekey again later.
@@ -37,6 +39,7 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
     )?;
     let engine = cx.engine().await?;
     let (queued, busy) = engine.rekey(&cx.actor).await?;
+    let resealed = engine.reseal_settings().await?;
     let bar = (!cx.json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(queued.len() as u64);
         bar.set_style(
@@ -66,13 +69,14 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
         "rotated": queued.len() - failed.len(),
         "failed": failed.iter().map(|op| op.org_id.to_string()).collect::<Vec<_>>(),
         "skipped_busy": busy.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "secret_settings_resealed": resealed,
     });
     if cx.json {
         output::json(&summary)?;
     } else {
         output::operations(&failed);
         println!(
-            "{} rotated, {} failed, {} skipped (operation under way)",
+            "{} rotated, {} failed, {} skipped (operation under way); {resealed} secret settings re-encrypted",
             summary["rotated"],
             failed.len(),
             busy.len()

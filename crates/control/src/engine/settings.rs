@@ -1,0 +1,167 @@
+//! Per-tenant settings (secrets sealed with AES-256-GCM) and the features they resolve to.
+
+use std::collections::BTreeMap;
+
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use tenancy_core::{
+    EffectiveFeatures, FEATURE_PREFIX, FeatureName, OrgId, PutSetting, Setting, SettingKey,
+    SettingType,
+};
+use tracing::instrument;
+
+use super::Engine;
+use crate::error::ControlError;
+use crate::secrets::{open_setting, seal_setting};
+use crate::store::{Actor, StoredSetting, StoredValue};
+
+/// Whether secret values are shown in plain text (platform admins and router services) or only
+/// as set (everyone else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Reveal,
+    Redact,
+}
+
+impl Engine {
+    /// Every setting of the tenant, by key.
+    pub async fn settings(
+        &self,
+        org_id: &OrgId,
+        secrets: Secrets,
+    ) -> Result<Vec<Setting>, ControlError> {
+        self.tenant(org_id).await?;
+        self.store()
+            .settings(org_id)
+            .await?
+            .into_iter()
+            .map(|stored| self.shown(org_id, stored, secrets))
+            .collect()
+    }
+
+    /// One setting of the tenant.
+    pub async fn setting(
+        &self,
+        org_id: &OrgId,
+        key: &SettingKey,
+        secrets: Secrets,
+    ) -> Result<Setting, ControlError> {
+        self.settings(org_id, secrets)
+            .await?
+            .into_iter()
+            .find(|s| &s.key == key)
+            .ok_or_else(|| ControlError::NotFound {
+                what: format!("setting {key}"),
+            })
+    }
+
+    /// Sets a setting; a secret is sealed before it leaves this process. Answers the setting
+    /// with a secret redacted.
+    #[instrument(skip_all, fields(%org_id, %key))]
+    pub async fn put_setting(
+        &self,
+        org_id: &OrgId,
+        key: &SettingKey,
+        put: PutSetting,
+        actor: &Actor,
+    ) -> Result<Setting, ControlError> {
+        put.check(key).map_err(ControlError::Validation)?;
+        self.live_tenant(org_id).await?;
+        let value = match (put.kind, put.value) {
+            (SettingType::Secret, Value::String(secret)) => {
+                StoredValue::Sealed(seal_setting(self.keyring(), org_id, key.as_str(), &secret))
+            }
+            (_, value) => StoredValue::Plain(value),
+        };
+        let stored = self
+            .store()
+            .put_setting(org_id, key, put.kind, value, actor)
+            .await?;
+        self.shown(org_id, stored, Secrets::Redact)
+    }
+
+    /// Removes a setting.
+    pub async fn delete_setting(
+        &self,
+        org_id: &OrgId,
+        key: &SettingKey,
+        actor: &Actor,
+    ) -> Result<(), ControlError> {
+        self.live_tenant(org_id).await?;
+        if self.store().delete_setting(org_id, key, actor).await? {
+            Ok(())
+        } else {
+            Err(ControlError::NotFound {
+                what: format!("setting {key}"),
+            })
+        }
+    }
+
+    /// The tenant's features: its tier's defaults with its `features.<name>` settings over them.
+    pub async fn features(&self, org_id: &OrgId) -> Result<EffectiveFeatures, ControlError> {
+        let tenant = self.tenant(org_id).await?;
+        let defaults = self.config().tier_limits(&tenant.tier)?.features.clone();
+        let mut overrides = BTreeMap::new();
+        for stored in self.store().settings(org_id).await? {
+            let Some(feature) = stored.key.as_str().strip_prefix(FEATURE_PREFIX) else {
+                continue;
+            };
+            if let (Ok(feature), StoredValue::Plain(Value::Bool(on))) =
+                (feature.parse::<FeatureName>(), &stored.value)
+            {
+                overrides.insert(feature, *on);
+            }
+        }
+        Ok(EffectiveFeatures::resolve(defaults, overrides))
+    }
+
+    /// Re-seals every secret setting sealed under another master key than the current one (the
+    /// settings half of `tenantctl rekey`); returns how many were re-sealed.
+    pub async fn reseal_settings(&self) -> Result<usize, ControlError> {
+        let current = self.keyring().current().id().to_owned();
+        let mut resealed = 0;
+        for (org_id, stored) in self.store().settings_to_reseal(&current).await? {
+            let StoredValue::Sealed(sealed) = &stored.value else {
+                continue;
+            };
+            let secret = open_setting(self.keyring(), &org_id, stored.key.as_str(), sealed)?;
+            let again = seal_setting(
+                self.keyring(),
+                &org_id,
+                stored.key.as_str(),
+                secret.expose_secret(),
+            );
+            if self
+                .store()
+                .reseal_setting(&org_id, &stored.key, &sealed.key_id, &again)
+                .await?
+            {
+                resealed += 1;
+            }
+        }
+        Ok(resealed)
+    }
+
+    fn shown(
+        &self,
+        org_id: &OrgId,
+        stored: StoredSetting,
+        secrets: Secrets,
+    ) -> Result<Setting, ControlError> {
+        let value = match (&stored.value, secrets) {
+            (StoredValue::Plain(value), _) => Some(value.clone()),
+            (StoredValue::Sealed(sealed), Secrets::Reveal) => Some(Value::String(
+                open_setting(self.keyring(), org_id, stored.key.as_str(), sealed)?
+                    .expose_secret()
+                    .to_owned(),
+            )),
+            (StoredValue::Sealed(_), Secrets::Redact) => None,
+        };
+        Ok(Setting {
+            key: stored.key,
+            kind: stored.kind,
+            value,
+            updated_at: stored.updated_at,
+        })
+    }
+}

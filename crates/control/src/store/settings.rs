@@ -1,0 +1,269 @@
+//! Per-tenant settings. A secret is stored only sealed (see `secrets::seal_setting`); every
+//! change bumps the tenant's `settings_version`, which takes a change sequence number, so
+//! routers see it on the change feed, and writes its audit event (secrets redacted) in the same
+//! transaction.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::FromRow;
+use tenancy_core::{OrgId, SettingKey, SettingType};
+
+use super::{Actor, Store, Tx, audit};
+use crate::error::ControlError;
+use crate::secrets::SealedSetting;
+
+/// A setting as stored: a plain value, or a sealed secret.
+pub struct StoredSetting {
+    pub key: SettingKey,
+    pub kind: SettingType,
+    pub value: StoredValue,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub enum StoredValue {
+    Plain(Value),
+    Sealed(SealedSetting),
+}
+
+#[derive(FromRow)]
+struct SettingRow {
+    #[sqlx(try_from = "String")]
+    key: SettingKey,
+    #[sqlx(rename = "type", try_from = "String")]
+    kind: SettingType,
+    value: Option<Value>,
+    ciphertext: Option<Vec<u8>>,
+    key_id: Option<String>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct OwnedSettingRow {
+    #[sqlx(try_from = "String")]
+    org_id: OrgId,
+    #[sqlx(flatten)]
+    setting: SettingRow,
+}
+
+impl TryFrom<SettingRow> for StoredSetting {
+    type Error = ControlError;
+    fn try_from(row: SettingRow) -> Result<Self, ControlError> {
+        let value = match (row.value, row.ciphertext, row.key_id) {
+            (Some(value), None, None) => StoredValue::Plain(value),
+            (None, Some(bytes), Some(key_id)) => {
+                StoredValue::Sealed(SealedSetting { key_id, bytes })
+            }
+            _ => {
+                return Err(ControlError::Corrupt(format!(
+                    "setting {} is neither plain nor sealed",
+                    row.key
+                )));
+            }
+        };
+        Ok(StoredSetting {
+            key: row.key,
+            kind: row.kind,
+            value,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// The columns every query returns (a macro, so queries stay static strings).
+macro_rules! columns {
+    () => {
+        "key, type, value, ciphertext, key_id, updated_at"
+    };
+}
+
+impl StoredSetting {
+    /// What the audit log keeps: never a secret's value.
+    fn audited(&self) -> Value {
+        match &self.value {
+            StoredValue::Plain(value) => {
+                json!({"key": self.key, "type": self.kind, "value": value})
+            }
+            StoredValue::Sealed(_) => {
+                json!({"key": self.key, "type": self.kind, "value": "[redacted]"})
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Every setting of a tenant, by key.
+    pub async fn settings(&self, org_id: &OrgId) -> Result<Vec<StoredSetting>, ControlError> {
+        self.run("settings", async {
+            sqlx::query_as::<_, SettingRow>(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM tenant_settings WHERE org_id = $1 ORDER BY key"
+            ))
+            .bind(org_id.as_str())
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(StoredSetting::try_from)
+            .collect()
+        })
+        .await
+    }
+
+    /// Sets a setting (insert or replace); returns it as stored.
+    pub async fn put_setting(
+        &self,
+        org_id: &OrgId,
+        key: &SettingKey,
+        kind: SettingType,
+        value: StoredValue,
+        actor: &Actor,
+    ) -> Result<StoredSetting, ControlError> {
+        self.run("put_setting", async {
+            let mut tx = self.begin().await?;
+            let before = lock_setting(&mut tx, org_id, key).await?;
+            let (plain, sealed) = match &value {
+                StoredValue::Plain(v) => (Some(v), None),
+                StoredValue::Sealed(s) => (None, Some(s)),
+            };
+            let row = sqlx::query_as::<_, SettingRow>(concat!(
+                "INSERT INTO tenant_settings (org_id, key, type, value, ciphertext, key_id)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (org_id, key) DO UPDATE SET type = EXCLUDED.type,
+                     value = EXCLUDED.value, ciphertext = EXCLUDED.ciphertext,
+                     key_id = EXCLUDED.key_id, updated_at = now()
+                 RETURNING ",
+                columns!(),
+                ""
+            ))
+            .bind(org_id.as_str())
+            .bind(key.as_str())
+            .bind(kind.as_str())
+            .bind(plain)
+            .bind(sealed.map(|s| s.bytes.as_slice()))
+            .bind(sealed.map(|s| s.key_id.as_str()))
+            .fetch_one(&mut *tx)
+            .await?;
+            let after = StoredSetting::try_from(row)?;
+            bump_settings_version(&mut tx, org_id).await?;
+            audit(
+                &mut tx,
+                actor,
+                "setting.put",
+                Some(org_id),
+                before.as_ref().map(StoredSetting::audited),
+                Some(after.audited()),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(after)
+        })
+        .await
+    }
+
+    /// Removes a setting; `false` when there was none.
+    pub async fn delete_setting(
+        &self,
+        org_id: &OrgId,
+        key: &SettingKey,
+        actor: &Actor,
+    ) -> Result<bool, ControlError> {
+        self.run("delete_setting", async {
+            let mut tx = self.begin().await?;
+            let Some(before) = lock_setting(&mut tx, org_id, key).await? else {
+                return Ok(false);
+            };
+            sqlx::query("DELETE FROM tenant_settings WHERE org_id = $1 AND key = $2")
+                .bind(org_id.as_str())
+                .bind(key.as_str())
+                .execute(&mut *tx)
+                .await?;
+            bump_settings_version(&mut tx, org_id).await?;
+            audit(
+                &mut tx,
+                actor,
+                "setting.deleted",
+                Some(org_id),
+                Some(before.audited()),
+                None,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Secret settings sealed under another master key than `key_id` (to re-seal).
+    pub async fn settings_to_reseal(
+        &self,
+        key_id: &str,
+    ) -> Result<Vec<(OrgId, StoredSetting)>, ControlError> {
+        self.run("settings_to_reseal", async {
+            sqlx::query_as::<_, OwnedSettingRow>(concat!(
+                "SELECT org_id, ",
+                columns!(),
+                " FROM tenant_settings
+                 WHERE key_id IS NOT NULL AND key_id <> $1 ORDER BY org_id, key"
+            ))
+            .bind(key_id)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|row| Ok((row.org_id, StoredSetting::try_from(row.setting)?)))
+            .collect()
+        })
+        .await
+    }
+
+    /// Replaces a sealed value with one sealed under another key, if it is still the one read
+    /// (`previous_key_id`); the value is unchanged, so routers need not hear of it.
+    pub async fn reseal_setting(
+        &self,
+        org_id: &OrgId,
+        key: &SettingKey,
+        previous_key_id: &str,
+        sealed: &SealedSetting,
+    ) -> Result<bool, ControlError> {
+        self.run("reseal_setting", async {
+            let done = sqlx::query(
+                "UPDATE tenant_settings SET ciphertext = $4, key_id = $5
+                 WHERE org_id = $1 AND key = $2 AND key_id = $3",
+            )
+            .bind(org_id.as_str())
+            .bind(key.as_str())
+            .bind(previous_key_id)
+            .bind(&sealed.bytes)
+            .bind(&sealed.key_id)
+            .execute(self.pool())
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+}
+
+async fn lock_setting(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    key: &SettingKey,
+) -> Result<Option<StoredSetting>, ControlError> {
+    sqlx::query_as::<_, SettingRow>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM tenant_settings WHERE org_id = $1 AND key = $2 FOR UPDATE"
+    ))
+    .bind(org_id.as_str())
+    .bind(key.as_str())
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(StoredSetting::try_from)
+    .transpose()
+}
+
+async fn bump_settings_version(tx: &mut Tx, org_id: &OrgId) -> Result<(), ControlError> {
+    sqlx::query("UPDATE tenants SET settings_version = settings_version + 1 WHERE org_id = $1")
+        .bind(org_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Per-tenant settings: secrets sealed at rest, shown only to whom may see them, re-sealed by a
+//! master-key rotation; features resolved from the tier and the tenant's overrides.
+
+use secrecy::SecretString;
+use serde_json::json;
+use sqlx::Row;
+use tenancy_control::{ControlError, Engine, Secrets};
+use tenancy_core::{CreateTenant, PutSetting, SettingKey, SettingType};
+use tenancy_testkit::{MASTER_KEY, TestFleet};
+
+use crate::helpers::*;
+
+const SECRET: &str = "hunter2-smtp-password-never-in-clear";
+
+fn key(text: &str) -> SettingKey {
+    text.parse().unwrap()
+}
+
+fn put(kind: SettingType, value: serde_json::Value) -> PutSetting {
+    PutSetting { kind, value }
+}
+
+async fn change_seq(fleet: &TestFleet, org_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT change_seq FROM tenants WHERE org_id = $1")
+        .bind(org_id)
+        .fetch_one(&mut registry(fleet).await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_redacted_for_tenants_and_survive_a_master_key_rotation() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine(&fleet).await;
+    let mut professional: CreateTenant = request("7101", "Settings Co");
+    professional.tier = Some("professional".parse().unwrap());
+    engine.onboard(professional, &actor()).await.unwrap();
+    let acme = org("7101");
+
+    let before = change_seq(&fleet, "7101").await;
+    let shown = engine
+        .put_setting(
+            &acme,
+            &key("smtp.password"),
+            put(SettingType::Secret, json!(SECRET)),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown.value, None, "a secret is not repeated");
+    assert!(
+        change_seq(&fleet, "7101").await > before,
+        "routers hear of it"
+    );
+    engine
+        .put_setting(
+            &acme,
+            &key("smtp.host"),
+            put(SettingType::String, json!("mail.example")),
+            &actor(),
+        )
+        .await
+        .unwrap();
+
+    // Nowhere in the registry database in plain text: not the settings, not the audit log.
+    let mut db = registry(&fleet).await;
+    for table in ["tenant_settings", "audit_events"] {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT t::text AS row FROM {table} t"
+        )))
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        assert!(!rows.is_empty());
+        for row in rows {
+            let text: String = row.get("row");
+            assert!(!text.contains(SECRET), "{table}: {text}");
+            assert!(!text.contains(&hex(SECRET)), "{table}: {text}");
+        }
+    }
+    let audited: serde_json::Value = sqlx::query_scalar(
+        "SELECT after FROM audit_events WHERE action = 'setting.put' ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(audited["value"], "[redacted]");
+
+    let redacted = engine
+        .setting(&acme, &key("smtp.password"), Secrets::Redact)
+        .await
+        .unwrap();
+    assert_eq!((redacted.kind, redacted.value), (SettingType::Secret, None));
+    let revealed = engine
+        .setting(&acme, &key("smtp.password"), Secrets::Reveal)
+        .await
+        .unwrap();
+    assert_eq!(revealed.value, Some(json!(SECRET)));
+
+    // Rotate the master key: re-sealed, readable under the new key alone.
+    let new_key = "another-master-key-for-settings-0123456789";
+    let mut rotating = config(&fleet);
+    rotating.engine.master_key = Some(SecretString::from(new_key));
+    rotating.engine.previous_master_key = Some(SecretString::from(MASTER_KEY));
+    let rotating = Engine::start(rotating).await.unwrap();
+    assert_eq!(rotating.reseal_settings().await.unwrap(), 1);
+    assert_eq!(rotating.reseal_settings().await.unwrap(), 0, "nothing left");
+    let mut rotated = config(&fleet);
+    rotated.engine.master_key = Some(SecretString::from(new_key));
+    let rotated = Engine::start(rotated).await.unwrap();
+    let revealed = rotated
+        .setting(&acme, &key("smtp.password"), Secrets::Reveal)
+        .await
+        .unwrap();
+    assert_eq!(revealed.value, Some(json!(SECRET)));
+    // The old key alone no longer opens it: it really was re-sealed.
+    let err = engine
+        .setting(&acme, &key("smtp.password"), Secrets::Reveal)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ControlError::Config(_)), "{err}");
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn features_are_the_tiers_with_the_tenants_overrides_and_bad_values_change_nothing() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine(&fleet).await;
+    let mut business: CreateTenant = request("7201", "Featured");
+    business.tier = Some("business".parse().unwrap());
+    engine.onboard(business, &actor()).await.unwrap();
+    let tenant = org("7201");
+
+    let names = |f: &tenancy_core::EffectiveFeatures| {
+        f.enabled.iter().map(|n| n.to_string()).collect::<Vec<_>>()
+    };
+    let features = engine.features(&tenant).await.unwrap();
+    assert_eq!(names(&features), ["api_access", "audit_export", "sso"]);
+    for (name, on) in [("features.sso", false), ("features.beta_reports", true)] {
+        engine
+            .put_setting(
+                &tenant,
+                &key(name),
+                put(SettingType::Bool, json!(on)),
+                &actor(),
+            )
+            .await
+            .unwrap();
+    }
+    let features = engine.features(&tenant).await.unwrap();
+    assert_eq!(
+        names(&features),
+        ["api_access", "audit_export", "beta_reports"]
+    );
+
+    for (name, bad) in [
+        ("features.sso", put(SettingType::String, json!("on"))),
+        ("limits.max", put(SettingType::Number, json!("12"))),
+        ("notes", put(SettingType::Json, serde_json::Value::Null)),
+        (
+            "notes",
+            put(SettingType::String, json!("x".repeat(16 * 1024 + 1))),
+        ),
+    ] {
+        let err = engine
+            .put_setting(&tenant, &key(name), bad, &actor())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ControlError::Validation(_)), "{name}: {err}");
+    }
+    assert_eq!(
+        engine
+            .settings(&tenant, Secrets::Reveal)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    engine
+        .delete_setting(&tenant, &key("features.sso"), &actor())
+        .await
+        .unwrap();
+    let err = engine
+        .delete_setting(&tenant, &key("features.sso"), &actor())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ControlError::NotFound { .. }), "{err}");
+    assert!(engine.features(&tenant).await.unwrap().is_enabled("sso"));
+}
