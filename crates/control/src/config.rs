@@ -34,6 +34,37 @@ pub struct Config {
     pub default_tier: Tier,
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
+    #[serde(default)]
+    pub usage: UsageConfig,
+}
+
+/// The usage sampler: every tenant's database size and sessions, which enforce storage quotas.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageConfig {
+    /// How often each server is sampled (one query per server per round).
+    #[serde(default = "default_sample_interval", with = "humantime_serde")]
+    pub sample_interval: Duration,
+    /// How long samples are kept.
+    #[serde(default = "default_usage_keep", with = "humantime_serde")]
+    pub keep: Duration,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self {
+            sample_interval: default_sample_interval(),
+            keep: default_usage_keep(),
+        }
+    }
+}
+
+fn default_sample_interval() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_usage_keep() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -442,6 +473,11 @@ impl Config {
                 )));
             }
         }
+        if self.usage.sample_interval < Duration::from_secs(1) {
+            return Err(ControlError::Config(
+                "usage.sample_interval must be at least 1s".into(),
+            ));
+        }
         if self.engine.workers == 0 {
             return Err(ControlError::Config(
                 "engine.workers must be at least 1".into(),
@@ -547,6 +583,7 @@ impl Config {
             tiers: default_tiers(),
             default_tier: default_tier(),
             servers: Vec::new(),
+            usage: UsageConfig::default(),
         }
     }
 }

@@ -409,6 +409,48 @@ impl ServerAdmin {
         .ok_or_else(|| ControlError::NotFound { what: format!("database {db} on server {}", self.id) })
     }
 
+    /// Size and open sessions of every tenant database on the server, in one query (the usage
+    /// sampler's round asks each server once, whatever its number of tenants).
+    pub async fn sample_usage(&self) -> Result<Vec<(String, i64, i64)>, ControlError> {
+        sqlx::query_as(
+            "SELECT d.datname::text, pg_database_size(d.oid), coalesce(a.sessions, 0)
+             FROM pg_database d
+             LEFT JOIN (SELECT datid, count(*) AS sessions FROM pg_stat_activity GROUP BY datid) a
+                 ON a.datid = d.oid
+             WHERE d.datname LIKE 'tenant\\_%' AND d.datname <> 'tenant_template'",
+        )
+        .fetch_all(&self.probes)
+        .await
+        .map_err(self.err())
+    }
+
+    /// Makes the tenant's database read-only for its role (`default_transaction_read_only` on
+    /// the role and the database) and ends the role's sessions, so they reconnect read-only; or
+    /// undoes that. Idempotent.
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn set_read_only(
+        &self,
+        db: &DbName,
+        role: &RoleName,
+        read_only: bool,
+    ) -> Result<(), ControlError> {
+        let (d, r) = (ident(db.as_str()), ident(role.as_str()));
+        let change = if read_only {
+            "SET default_transaction_read_only = on"
+        } else {
+            "RESET default_transaction_read_only"
+        };
+        self.execute(format!(
+            "ALTER ROLE {r} {change};
+             ALTER DATABASE {d} {change};"
+        ))
+        .await?;
+        if read_only {
+            self.terminate_sessions(db, role).await?;
+        }
+        Ok(())
+    }
+
     /// Clones the template into `db`, closed to every connection until [`Self::lockdown`]
     /// opens it, and tags it. `CREATE DATABASE` cannot run in a transaction and is atomic; a
     /// crash between it and the tag leaves an untagged database that no one can connect to,
@@ -526,6 +568,11 @@ impl ServerAdmin {
                 .await?;
             }
         }
+        self.terminate_sessions(db, role).await
+    }
+
+    /// Ends the role's sessions in the database.
+    async fn terminate_sessions(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
         sqlx::query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
              WHERE datname = $1 AND usename = $2 AND pid <> pg_backend_pid()",

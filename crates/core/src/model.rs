@@ -238,6 +238,12 @@ pub struct Tenant {
     /// Why the last fleet migration of this tenant failed (cleared by a successful one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_migration_error: Option<String>,
+    /// Over its storage quota: sessions are read-only until usage falls below 95% of the quota
+    /// or the tier grows.
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -377,6 +383,9 @@ pub struct TenantChange {
     pub org_id: OrgId,
     pub status: TenantStatus,
     pub tier: Tier,
+    /// Over its storage quota: writes fail until it is writable again.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// `GET /v1/changes`: changes after the requested sequence number, oldest first. `last_seq` is
@@ -476,8 +485,9 @@ fn default_pg_port() -> NonZeroU16 {
     NonZeroU16::new(5432).expect("non-zero")
 }
 
-/// `GET /v1/tenants/{org_id}/usage`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `GET /v1/tenants/{org_id}/usage`: the figures now, the storage quota, and the sampler's
+/// history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantUsage {
     pub org_id: OrgId,
@@ -486,6 +496,25 @@ pub struct TenantUsage {
     pub size_bytes: i64,
     pub connections: i64,
     pub connection_limit: i32,
+    /// The tier's storage quota; absent when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_quota_bytes: Option<i64>,
+    /// `size_bytes` as a percentage of the quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_used_percent: Option<f64>,
+    /// Over quota: writes fail until usage falls below 95% or the tier grows.
+    pub read_only: bool,
+    /// The sampler's figures since `since` (24 hours by default), oldest first.
+    pub history: Vec<UsageSample>,
+}
+
+/// One sample of a tenant's usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageSample {
+    pub sampled_at: DateTime<Utc>,
+    pub size_bytes: i64,
+    pub connections: i64,
 }
 
 /// `GET /v1/tenants/{org_id}/health`.

@@ -1,5 +1,6 @@
 //! What runs in the background of a registry process: the notification listener, the
-//! operation workers, and the maintenance loop (purging tenants past retention, reconciling).
+//! operation workers, the maintenance loop (purging tenants past retention, reconciling) and the
+//! usage sampler (which enforces storage quotas).
 
 use std::sync::Arc;
 
@@ -43,6 +44,9 @@ impl Engine {
             ));
         }
         tasks.push(tokio::spawn(maintain(self.clone(), cancel.clone())));
+        tasks.push(tokio::spawn(
+            sample(self.clone(), cancel.clone()).instrument(info_span!("usage_sampler")),
+        ));
         Workers { cancel, tasks }
     }
 
@@ -72,6 +76,29 @@ impl Engine {
             #[cfg(feature = "testing")]
             faults: self.inner.faults.get().cloned(),
         }
+    }
+}
+
+/// The usage sampler (`Engine::sample_usage`): one replica per round.
+async fn sample(engine: Engine, cancel: CancellationToken) {
+    let interval = engine.config().usage.sample_interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => return,
+        }
+        let lock = match engine.try_lock("tenancy.usage").await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => continue,
+            Err(e) => {
+                warn!(error = %e, "usage sampler lock unavailable");
+                continue;
+            }
+        };
+        if let Err(e) = engine.sample_usage().await {
+            warn!(error = %e, "usage sampling failed");
+        }
+        lock.release().await;
     }
 }
 

@@ -10,6 +10,7 @@
 //! - `servers`: database servers (list, add, drain, the configuration file's servers);
 //! - `observe`: what services and operators read (connection info, usage, health, audit,
 //!   metrics);
+//! - `usage`: usage figures and history, and the sampler that enforces storage quotas;
 //! - `background`: workers, the listener and the maintenance loop (purge, reconcile).
 //!
 //! The engine owns the parts; workers get a narrow [`crate::worker::WorkerContext`] and the
@@ -23,6 +24,7 @@ mod quotas;
 mod servers;
 mod settings;
 mod tenants;
+mod usage;
 
 use std::sync::{Arc, OnceLock};
 
@@ -42,6 +44,7 @@ use crate::store::{Actor, RegistryLock, Store};
 pub use background::Workers;
 pub use settings::Secrets;
 pub use tenants::Onboarded;
+pub use usage::SampleRound;
 
 /// The control plane's engine. Cheap to clone; every clone shares the same pools.
 #[derive(Clone)]

@@ -1,11 +1,10 @@
-//! What services and operators read: connection info, usage, health, the audit log, counts for
+//! What services and operators read: connection info, health, the audit log, counts for
 //! metrics, and the reconciler's findings. Nothing here changes anything, except
 //! [`Engine::reconcile`] when asked to repair.
 
 use secrecy::{ExposeSecret, SecretString};
 use tenancy_core::{
     ConnectionInfo, ErrorCode, OperationKind, OperationState, OrgId, TenantHealth, TenantStatus,
-    TenantUsage,
 };
 
 use super::Engine;
@@ -62,30 +61,6 @@ impl Engine {
             tier: tenant.tier,
             sslmode: admin.config().sslmode(),
             ca_pem: admin.config().ca_pem.clone(),
-        })
-    }
-
-    /// Database size and sessions of a tenant.
-    pub async fn usage(&self, org_id: &OrgId) -> Result<TenantUsage, ControlError> {
-        let tenant = self.tenant(org_id).await?;
-        let server_id = tenant.server_id.clone().ok_or_else(|| {
-            ControlError::conflict(
-                ErrorCode::NotPlaced,
-                format!("tenant {org_id} has no database yet"),
-            )
-        })?;
-        let (size_bytes, connections) = self
-            .server_admin(&server_id)
-            .await?
-            .usage(&tenant.db_name)
-            .await?;
-        Ok(TenantUsage {
-            org_id: org_id.clone(),
-            db_name: tenant.db_name,
-            server_id,
-            size_bytes,
-            connections,
-            connection_limit: self.config().tier_limits(&tenant.tier)?.connection_limit,
         })
     }
 

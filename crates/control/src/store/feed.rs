@@ -20,6 +20,7 @@ struct ChangeRow {
     status: TenantStatus,
     #[sqlx(try_from = "String")]
     tier: Tier,
+    read_only: bool,
 }
 
 impl From<ChangeRow> for TenantChange {
@@ -29,6 +30,7 @@ impl From<ChangeRow> for TenantChange {
             org_id: row.org_id,
             status: row.status,
             tier: row.tier,
+            read_only: row.read_only,
         }
     }
 }
@@ -38,7 +40,7 @@ impl Store {
     pub async fn changes(&self, after: i64, limit: i64) -> Result<Vec<TenantChange>, ControlError> {
         self.run("changes", async {
             let rows = sqlx::query_as::<_, ChangeRow>(
-                "SELECT change_seq AS seq, org_id, status, tier FROM tenants
+                "SELECT change_seq AS seq, org_id, status, tier, read_only FROM tenants
                  WHERE change_seq > $1 ORDER BY change_seq LIMIT $2",
             )
             .bind(after)

@@ -15,6 +15,7 @@ mod quotas;
 mod servers;
 mod settings;
 mod tenants;
+mod usage;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -34,6 +35,7 @@ pub use quotas::{CountOutcome, Increment};
 pub use servers::ServerChange;
 pub use settings::{StoredSetting, StoredValue};
 pub use tenants::{Created, NewTenant, TenantFilter};
+pub use usage::Sample;
 
 /// Handle on the registry database. Cheap to clone.
 #[derive(Clone)]

@@ -15,8 +15,8 @@ use crate::secrets::Credentials;
 
 /// The one column list of a tenant read.
 const TENANT_COLUMNS: &str = "org_id, name, slug, db_name, server_id, region, tier, status, \
-    status_reason, parent_org_id, admin_email, schema_version, last_migration_error, created_at, \
-    updated_at";
+    status_reason, parent_org_id, admin_email, schema_version, last_migration_error, read_only, \
+    read_only_reason, created_at, updated_at";
 
 #[derive(FromRow)]
 struct TenantRow {
@@ -42,6 +42,8 @@ struct TenantRow {
     admin_email: Option<String>,
     schema_version: Option<i32>,
     last_migration_error: Option<String>,
+    read_only: bool,
+    read_only_reason: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -62,6 +64,8 @@ impl From<TenantRow> for Tenant {
             schema_version: row.schema_version,
             admin_email: row.admin_email,
             last_migration_error: row.last_migration_error,
+            read_only: row.read_only,
+            read_only_reason: row.read_only_reason,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }

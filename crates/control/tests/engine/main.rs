@@ -12,6 +12,7 @@ mod onboarding;
 mod placement;
 mod reconcile;
 mod settings;
+mod storage;
 mod tiers;
 mod tls;
 mod validation;

@@ -319,17 +319,28 @@ pub async fn connection(
     Ok(axum::Json(state.engine.connection_info(&org_id).await?))
 }
 
-/// Database size and open sessions.
-#[utoipa::path(get, path = "/v1/tenants/{org_id}/usage", tag = "tenants", operation_id = "get_usage", params(("org_id" = OrgId, Path)),
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UsageParams {
+    /// History from this moment (RFC 3339, `2026-11-01T00:00:00Z`); the last 24 hours by default.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Database size and open sessions now, the storage quota and how much of it is used, whether
+/// the tenant is read-only for being over it, and the usage sampler's history.
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/usage", tag = "tenants", operation_id = "get_usage",
+    params(("org_id" = OrgId, Path), UsageParams),
     responses((status = 200, body = TenantUsage), (status = 404, body = Problem),
         (status = 409, description = "`not_placed`: the tenant has no database yet", body = Problem)))]
 pub async fn usage(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
+    Query(params): Query<UsageParams>,
 ) -> ApiResult<axum::Json<TenantUsage>> {
     auth.require_tenant_read(&org_id)?;
-    Ok(axum::Json(state.engine.usage(&org_id).await?))
+    Ok(axum::Json(state.engine.usage(&org_id, params.since).await?))
 }
 
 /// Whether the tenant's server answers, its database exists, and its schema is current.
