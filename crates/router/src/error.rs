@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use tenancy_core::{OrgId, TenantStatus};
+use tenancy_core::{OrgId, QuotaStatus, TenantStatus};
 
 /// Why the router gave no connection. Never a panic, never a connection to the wrong place.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,15 @@ pub enum RouterError {
     /// The registry could not be asked (down, misconfigured, refused our token).
     #[error("registry: {0}")]
     Registry(String),
+    /// Counting would pass the tenant's quota; nothing was counted.
+    #[error("tenant {org_id}: quota {} of {} reached ({} used)", quota.resource, quota.limit, quota.used)]
+    QuotaExceeded {
+        org_id: OrgId,
+        quota: Box<QuotaStatus>,
+    },
+    /// A quota name or amount that cannot be sent (not a valid name, 0, over the maximum).
+    #[error("invalid quota request: {0}")]
+    InvalidQuota(String),
 }
 
 impl RouterError {

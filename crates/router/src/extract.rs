@@ -61,6 +61,8 @@ impl From<RouterError> for Rejection {
             RouterError::Deleted(_) => ErrorCode::TenantDeleted,
             RouterError::NotActive { .. } => ErrorCode::TenantNotReady,
             RouterError::PoolTimeout { .. } => ErrorCode::PoolTimeout,
+            RouterError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            RouterError::InvalidQuota(_) => ErrorCode::ValidationFailed,
             RouterError::ServerUnavailable { .. }
             | RouterError::Registry(_)
             | RouterError::Tls { .. } => ErrorCode::DatabaseUnavailable,

@@ -9,15 +9,23 @@
 //!   connections this process opens to one server whatever the number of tenants: idle
 //!   connections of the least recently used tenants are closed to make room, and a borrower waits
 //!   a bounded time, then gets [`RouterError::PoolTimeout`]. Idle pools are reaped.
+//! - [`TenantRouter::settings`] and [`TenantRouter::features`]: the tenant's settings (secrets
+//!   in plain text) and features, cached and dropped on the change feed.
+//! - [`TenantRouter::quotas`]: product quotas, counted exactly ([`Quotas::try_consume`]) or in
+//!   memory and flushed every second ([`Quotas::increment`]).
 //! - Metrics (`tenancy_router_*`) never carry a tenant id as a label.
 
 mod error;
+mod quotas;
 mod resolver;
 mod router;
+mod settings;
 
 #[cfg(feature = "axum")]
 pub mod extract;
 
 pub use error::RouterError;
+pub use quotas::Quotas;
 pub use resolver::{BoxFuture, RegistryResolver, Resolver, StaticResolver};
 pub use router::{BudgetedManager, Connection, RouterConfig, TenantClient, TenantRouter};
+pub use settings::TenantSettings;

@@ -8,7 +8,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use tenancy_core::{ChangeFeed, ConnectionInfo, OrgId, TenantChange};
+use tenancy_core::{
+    ChangeFeed, ConnectionInfo, EffectiveFeatures, OrgId, Problem, QuotaName, QuotaStatus, Setting,
+    TenantChange, UsageCounted, UsageIncrement,
+};
 use tokio::sync::Notify;
 
 use crate::error::RouterError;
@@ -25,6 +28,33 @@ pub trait Resolver: Send + Sync + 'static {
     /// Changes after `after`, waiting up to `wait` for one. Routers invalidate what changed.
     fn changes(&self, after: i64, wait: Duration)
     -> BoxFuture<'_, Result<ChangeFeed, RouterError>>;
+
+    /// The tenant's settings (secrets in plain text) and effective features.
+    fn settings<'a>(
+        &'a self,
+        org_id: &'a OrgId,
+    ) -> BoxFuture<'a, Result<(Vec<Setting>, EffectiveFeatures), RouterError>> {
+        Box::pin(async move {
+            Err(RouterError::Registry(format!(
+                "this resolver has no settings (tenant {org_id})"
+            )))
+        })
+    }
+
+    /// Counts usage of a product quota, all or nothing.
+    fn count_usage<'a>(
+        &'a self,
+        org_id: &'a OrgId,
+        resource: &'a QuotaName,
+        increment: &'a UsageIncrement,
+    ) -> BoxFuture<'a, Result<UsageCounted, RouterError>> {
+        let _ = (resource, increment);
+        Box::pin(async move {
+            Err(RouterError::Registry(format!(
+                "this resolver counts no usage (tenant {org_id})"
+            )))
+        })
+    }
 }
 
 /// The registry's connection-info endpoint and change feed, with a token holding `tenant_router`.
@@ -104,7 +134,87 @@ impl RegistryResolver {
     }
 }
 
+impl RegistryResolver {
+    async fn fetch<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, RouterError> {
+        match self.get(path, Duration::from_secs(10)).await? {
+            (_, Some(body)) => Ok(body),
+            (status, None) => Err(RouterError::Registry(format!("{path} answered {status}"))),
+        }
+    }
+}
+
 impl Resolver for RegistryResolver {
+    fn settings<'a>(
+        &'a self,
+        org_id: &'a OrgId,
+    ) -> BoxFuture<'a, Result<(Vec<Setting>, EffectiveFeatures), RouterError>> {
+        Box::pin(async move {
+            let settings = self
+                .fetch(&format!("/v1/tenants/{org_id}/settings"))
+                .await?;
+            let features = self
+                .fetch(&format!("/v1/tenants/{org_id}/features"))
+                .await?;
+            Ok((settings, features))
+        })
+    }
+
+    fn count_usage<'a>(
+        &'a self,
+        org_id: &'a OrgId,
+        resource: &'a QuotaName,
+        increment: &'a UsageIncrement,
+    ) -> BoxFuture<'a, Result<UsageCounted, RouterError>> {
+        Box::pin(async move {
+            let response = self
+                .http
+                .post(format!(
+                    "{}/v1/tenants/{org_id}/usage/{resource}",
+                    self.base
+                ))
+                .bearer_auth(&self.token)
+                .timeout(Duration::from_secs(10))
+                .json(increment)
+                .send()
+                .await
+                .map_err(|e| RouterError::Registry(e.to_string()))?;
+            let status = response.status();
+            if status.is_success() {
+                return response
+                    .json()
+                    .await
+                    .map_err(|e| RouterError::Registry(e.to_string()));
+            }
+            let problem: Option<Problem> = response.json().await.ok();
+            match (status, problem) {
+                (StatusCode::TOO_MANY_REQUESTS, Some(p)) => Err(RouterError::QuotaExceeded {
+                    org_id: org_id.clone(),
+                    quota: Box::new(QuotaStatus {
+                        resource: resource.clone(),
+                        limit: p.limit.unwrap_or_default(),
+                        used: p.used.unwrap_or_default(),
+                        remaining: (p.limit.unwrap_or_default() - p.used.unwrap_or_default())
+                            .max(0),
+                        period: if p.resets_at.is_some() {
+                            tenancy_core::QuotaPeriod::Month
+                        } else {
+                            tenancy_core::QuotaPeriod::None
+                        },
+                        period_start: None,
+                        resets_at: p.resets_at,
+                    }),
+                }),
+                (StatusCode::NOT_FOUND, _) => Err(RouterError::InvalidQuota(format!(
+                    "tenant {org_id} or its quota {resource} does not exist"
+                ))),
+                (status, problem) => Err(RouterError::Registry(format!(
+                    "counting usage answered {status}: {}",
+                    problem.map(|p| p.detail).unwrap_or_default()
+                ))),
+            }
+        })
+    }
+
     fn resolve<'a>(
         &'a self,
         org_id: &'a OrgId,
@@ -175,6 +285,7 @@ impl StaticResolver {
             org_id: info.org_id.clone(),
             status: info.status,
             tier: info.tier.clone(),
+            read_only: false,
         });
         state.tenants.insert(info.org_id.clone(), info);
         drop(state);

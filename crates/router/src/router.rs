@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use deadpool::Runtime;
 use deadpool::managed::{Metrics, PoolError, RecycleError, RecycleResult};
 use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
-use tenancy_core::{ConnectionInfo, OrgId, SslMode, TenantStatus};
+use tenancy_core::{ConnectionInfo, EffectiveFeatures, OrgId, SslMode, TenantStatus};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{debug, warn};
 
 use crate::error::RouterError;
+use crate::quotas::{QuotaCounters, Quotas};
 use crate::resolver::Resolver;
+use crate::settings::{SettingsCache, TenantSettings};
 
 /// How long a borrow refused at login waits before it resolves the tenant again and retries.
 const LOGIN_RETRY_DELAY: Duration = Duration::from_millis(150);
@@ -39,6 +41,8 @@ pub struct RouterConfig {
     pub cache_ttl: Duration,
     /// Follow the registry's change feed, so suspensions are refused within a second or two.
     pub watch_changes: bool,
+    /// How often [`crate::Quotas::increment`]'s counts are sent to the registry.
+    pub quota_flush_interval: Duration,
 }
 
 impl Default for RouterConfig {
@@ -49,6 +53,7 @@ impl Default for RouterConfig {
             idle_timeout: Duration::from_secs(300),
             cache_ttl: Duration::from_secs(60),
             watch_changes: true,
+            quota_flush_interval: Duration::from_secs(1),
         }
     }
 }
@@ -85,6 +90,8 @@ struct Inner {
     budgets: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// TLS connectors by mode and CA: building one parses the roots, so pools share them.
     connectors: Mutex<HashMap<(SslMode, Option<String>), MakeRustlsConnect>>,
+    settings: SettingsCache,
+    quotas: Arc<QuotaCounters>,
 }
 
 struct Entry {
@@ -110,11 +117,14 @@ impl TenantRouter {
             entries: Mutex::new(HashMap::new()),
             budgets: Mutex::new(HashMap::new()),
             connectors: Mutex::new(HashMap::new()),
+            settings: SettingsCache::default(),
+            quotas: Arc::default(),
         });
         if inner.config.watch_changes {
             tokio::spawn(follow_changes(Arc::downgrade(&inner)));
         }
         tokio::spawn(reap_idle(Arc::downgrade(&inner)));
+        tokio::spawn(flush_quotas(Arc::downgrade(&inner)));
         Self { inner }
     }
 
@@ -290,6 +300,39 @@ impl TenantRouter {
         self.inner.invalidate(org_id);
     }
 
+    /// The tenant's settings (secrets in plain text; the router's token holds `tenant_router`)
+    /// and features, cached until the change feed reports the tenant or `cache_ttl` passes.
+    pub async fn settings(&self, org_id: &OrgId) -> Result<Arc<TenantSettings>, RouterError> {
+        let cache = &self.inner.settings;
+        if let Some(found) = cache.get(org_id, self.inner.config.cache_ttl) {
+            return Ok(found);
+        }
+        let epoch = cache.epoch();
+        let (settings, features) = self.inner.resolver.settings(org_id).await?;
+        let settings = Arc::new(TenantSettings::new(settings, features));
+        cache.insert(org_id, epoch, settings.clone());
+        Ok(settings)
+    }
+
+    /// The tenant's effective features (its tier's, with its overrides).
+    pub async fn features(&self, org_id: &OrgId) -> Result<EffectiveFeatures, RouterError> {
+        Ok(self.settings(org_id).await?.features.clone())
+    }
+
+    /// The tenant's product quotas: `router.quotas(&org).increment("api_calls", 1)`.
+    pub fn quotas(&self, org_id: &OrgId) -> Quotas {
+        Quotas {
+            org_id: org_id.clone(),
+            resolver: self.inner.resolver.clone(),
+            counters: self.inner.quotas.clone(),
+        }
+    }
+
+    /// Sends what [`Quotas::increment`] counted to the registry now (before shutting down).
+    pub async fn flush_quotas(&self) {
+        crate::quotas::flush(&*self.inner.resolver, &self.inner.quotas).await;
+    }
+
     /// Connections this process holds to each server, for metrics and tests.
     pub fn connections_per_server(&self) -> HashMap<String, usize> {
         let budget = self.inner.config.per_server_budget;
@@ -305,6 +348,7 @@ impl TenantRouter {
 
 impl Inner {
     fn invalidate(&self, org_id: &OrgId) {
+        self.settings.invalidate(org_id);
         if let Some(entry) = self.entries.lock().expect("entries lock").remove(org_id)
             && let EntryState::Ready(pool) = entry.state
         {
@@ -443,6 +487,21 @@ async fn follow_changes(inner: Weak<Inner>) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+/// Sends in-memory quota counts to the registry every `quota_flush_interval`.
+async fn flush_quotas(inner: Weak<Inner>) {
+    loop {
+        let interval = match inner.upgrade() {
+            Some(router) => router.config.quota_flush_interval,
+            None => return,
+        };
+        tokio::time::sleep(interval).await;
+        let Some(router) = inner.upgrade() else {
+            return;
+        };
+        crate::quotas::flush(&*router.resolver, &router.quotas).await;
     }
 }
 

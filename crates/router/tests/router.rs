@@ -440,3 +440,104 @@ async fn the_router_reaches_the_registry_over_https_and_tenants_over_verified_tl
         .is_ok_and(|r| r.status().is_success());
     assert!(!answered);
 }
+
+/// Settings and features reach product services through the router (secrets in plain text),
+/// and a change is seen within two seconds; quotas are counted exactly by `try_consume` and,
+/// batched, never past the limit in the registry.
+#[tokio::test]
+async fn settings_features_and_quotas_through_the_router() {
+    let registry = InProcessRegistry::start().await.unwrap();
+    registry.onboard("400", "Configured").await.unwrap();
+    let router = TenantRouter::new(
+        Arc::new(RegistryResolver::new(&registry.base, DEV_TOKEN)),
+        RouterConfig {
+            quota_flush_interval: Duration::from_millis(100),
+            ..RouterConfig::default()
+        },
+    );
+    let org: OrgId = "400".parse().unwrap();
+    let http = reqwest::Client::new();
+    let put = |key: &'static str, body: serde_json::Value| {
+        let request = http
+            .put(format!("{}/v1/tenants/400/settings/{key}", registry.base))
+            .bearer_auth(DEV_TOKEN)
+            .json(&body);
+        async move { assert!(request.send().await.unwrap().status().is_success()) }
+    };
+    put(
+        "smtp.password",
+        serde_json::json!({"type": "secret", "value": "pa55"}),
+    )
+    .await;
+    let settings = router.settings(&org).await.unwrap();
+    assert_eq!(
+        settings.get("smtp.password"),
+        Some(&serde_json::json!("pa55"))
+    );
+    assert!(!settings.is_enabled("sso"), "free has no sso");
+
+    // A change reaches the router through the change feed, within two seconds.
+    put(
+        "features.sso",
+        serde_json::json!({"type": "bool", "value": true}),
+    )
+    .await;
+    let changed = tokio::time::Instant::now();
+    while !router.features(&org).await.unwrap().is_enabled("sso") {
+        assert!(
+            changed.elapsed() < Duration::from_secs(2),
+            "not seen within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Exact: 5 users on free.
+    let quotas = router.quotas(&org);
+    assert_eq!(quotas.try_consume("users", 3).await.unwrap().quota.used, 3);
+    let refused = quotas.try_consume("users", 3).await.unwrap_err();
+    assert!(
+        matches!(&refused, RouterError::QuotaExceeded { quota, .. } if quota.used == 3 && quota.limit == 5),
+        "{refused}"
+    );
+    assert!(matches!(
+        quotas.try_consume("Users!", 1).await,
+        Err(RouterError::InvalidQuota(_))
+    ));
+
+    // Batched: 1,500 API calls against 1,000 a month; the registry never counts past the limit
+    // and the router refuses at once once it knows.
+    let mut accepted = 0;
+    for _ in 0..1500 {
+        if quotas.increment("api_calls", 1).is_ok() {
+            accepted += 1;
+        }
+        if accepted % 100 == 0 {
+            router.flush_quotas().await;
+        }
+    }
+    router.flush_quotas().await;
+    assert!(
+        quotas.increment("api_calls", 1).is_err(),
+        "refused locally once exhausted"
+    );
+    let status: serde_json::Value = http
+        .get(format!("{}/v1/tenants/400/quotas", registry.base))
+        .bearer_auth(DEV_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let calls = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["resource"] == "api_calls")
+        .unwrap();
+    assert_eq!(calls["used"], 1000);
+    assert!(
+        (1000..1500).contains(&accepted),
+        "accepted {accepted}: past the limit by at most one flush's worth"
+    );
+}
