@@ -7,8 +7,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, PgConnection};
-use tenancy_control::{Actor, Config, Engine, Onboarded, ServerConfig};
-use tenancy_core::{CreateTenant, OperationState};
+use tenancy_control::{Actor, Config, Engine, Onboarded, QuotaLimit, ServerConfig};
+use tenancy_core::{CreateTenant, OperationState, QuotaPeriod};
+use tenancy_e2e::in_process::{DEV_TOKEN, InProcessRegistry, dev_settings};
 use tenancy_testkit::{ClusterOptions, PgCluster};
 
 #[derive(Parser)]
@@ -29,6 +30,12 @@ struct Args {
     /// Concurrency per server of the fleet migration.
     #[arg(long, default_value_t = 8)]
     fleet_concurrency: usize,
+    /// Usage increments sent in the quota benchmark (by 16 clients).
+    #[arg(long, default_value_t = 8000)]
+    increments: usize,
+    /// Tenants on the one server of the usage sampler benchmark.
+    #[arg(long, default_value_t = 1000)]
+    sampler_tenants: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -37,6 +44,8 @@ enum Which {
     Onboarding,
     Fleet,
     Router,
+    Quotas,
+    Sampler,
 }
 
 #[tokio::main]
@@ -50,6 +59,12 @@ async fn main() -> Result<()> {
     }
     if matches!(args.only, Which::All | Which::Fleet) {
         fleet(args.fleet_tenants, args.fleet_concurrency).await?;
+    }
+    if matches!(args.only, Which::All | Which::Quotas) {
+        quotas(args.increments).await?;
+    }
+    if matches!(args.only, Which::All | Which::Sampler) {
+        sampler(args.sampler_tenants).await?;
     }
     Ok(())
 }
@@ -252,6 +267,173 @@ async fn fleet(n: usize, concurrency: usize) -> Result<()> {
     println!(
         "  speed-up: {:.2}x",
         sequential.as_secs_f64() / parallel.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Usage increments per second through the API (16 clients, each increment with its own
+/// idempotency key), beside the same conditional `UPDATE` sent straight to the registry
+/// database by 16 connections.
+async fn quotas(n: usize) -> Result<()> {
+    const CLIENTS: usize = 16;
+    let registry = InProcessRegistry::start_with(dev_settings(), Vec::new(), |config| {
+        for tier in config.tiers.values_mut() {
+            tier.quotas.insert(
+                "api_calls".parse().expect("a quota name"),
+                QuotaLimit {
+                    limit: i64::MAX / 2,
+                    period: QuotaPeriod::Month,
+                },
+            );
+        }
+    })
+    .await?;
+    registry.onboard("1", "Counted").await?;
+    let per_client = n / CLIENTS;
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..CLIENTS {
+        let (http, base) = (http.clone(), registry.base.clone());
+        clients.spawn(async move {
+            for i in 0..per_client {
+                let response = http
+                    .post(format!("{base}/v1/tenants/1/usage/api_calls"))
+                    .bearer_auth(DEV_TOKEN)
+                    .json(&serde_json::json!({"amount": 1, "idempotency_key": format!("b-{client}-{i}")}))
+                    .send()
+                    .await?;
+                if !response.status().is_success() {
+                    bail!("increment answered {}", response.status());
+                }
+            }
+            Ok(())
+        });
+    }
+    while let Some(result) = clients.join_next().await {
+        result??;
+    }
+    let api = started.elapsed();
+
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(CLIENTS as u32)
+        .connect(&registry.fleet.registry_url())
+        .await?;
+    let period: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT period_start FROM quota_usage WHERE org_id = '1'")
+            .fetch_one(&pool)
+            .await?;
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let pool = pool.clone();
+        clients.spawn(async move {
+            for _ in 0..per_client {
+                sqlx::query(
+                    "UPDATE quota_usage SET used = used + 1 WHERE org_id = '1'
+                     AND resource = 'api_calls' AND period_start = $1 AND used + 1 <= $2
+                     RETURNING used",
+                )
+                .bind(period)
+                .bind(i64::MAX / 2)
+                .fetch_one(&pool)
+                .await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(result) = clients.join_next().await {
+        result??;
+    }
+    let plain = started.elapsed();
+    let total = (per_client * CLIENTS) as f64;
+    println!(
+        "quotas: {} increments of one quota, {CLIENTS} concurrent clients",
+        per_client * CLIENTS
+    );
+    println!(
+        "  {:<38} {:>10.0}/s",
+        "plain conditional UPDATE (baseline)",
+        total / plain.as_secs_f64()
+    );
+    println!(
+        "  {:<38} {:>10.0}/s",
+        "POST /v1/tenants/{id}/usage/{resource}",
+        total / api.as_secs_f64()
+    );
+    println!(
+        "  ratio: {:.2}x the baseline's rate",
+        plain.as_secs_f64() / api.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One usage sampler round over `n` tenants on one server (one query to the server, one batch
+/// into the registry, enforcement), beside asking the server tenant by tenant.
+async fn sampler(n: usize) -> Result<()> {
+    let cluster = PgCluster::start_with(ClusterOptions {
+        durable: true,
+        ..ClusterOptions::default()
+    })?;
+    cluster.create_database("tenancy_registry")?;
+    let mut config = bench_config(&cluster)?;
+    config.engine.workers = 4;
+    let engine = Engine::start(config).await?;
+    let workers = engine.run_workers();
+    let actor = Actor::named("bench");
+    let mut operations = Vec::new();
+    for i in 0..n {
+        if let Onboarded::Created { operation, .. } = engine
+            .onboard(request(300_000 + i, &format!("Sampled Org {i}"))?, &actor)
+            .await?
+        {
+            operations.push(operation.id);
+        }
+    }
+    for id in operations {
+        let op = engine.wait_operation(id, Duration::from_secs(1200)).await?;
+        if op.state != OperationState::Succeeded {
+            bail!("onboarding did not succeed: {op:?}");
+        }
+    }
+    workers.shutdown().await;
+
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let round = engine.sample_usage().await?;
+        rounds.push(started.elapsed());
+        if round.tenants != n {
+            bail!("the round sampled {} tenants of {n}", round.tenants);
+        }
+    }
+    rounds.sort();
+    let mut conn = PgConnection::connect(&cluster.url("postgres")).await?;
+    let started = Instant::now();
+    for i in 0..n {
+        let _: (i64, i64) = sqlx::query_as(
+            "SELECT pg_database_size($1), (SELECT count(*) FROM pg_stat_activity WHERE datname = $1)",
+        )
+        .bind(format!("tenant_sampled_org_{i}"))
+        .fetch_one(&mut conn)
+        .await?;
+    }
+    let per_tenant = started.elapsed();
+    println!("usage sampler: one round over {n} tenants on one server, durable cluster");
+    println!("  {:<38} {:>10}", "", "round");
+    println!(
+        "  {:<38} {:>10}",
+        "one query per tenant, reads only (baseline)",
+        fmt(per_tenant)
+    );
+    println!(
+        "  {:<38} {:>10}",
+        "sample_usage (median of 3)",
+        fmt(rounds[1])
+    );
+    println!(
+        "  ratio: {:.2}x the baseline's time",
+        rounds[1].as_secs_f64() / per_tenant.as_secs_f64()
     );
     Ok(())
 }

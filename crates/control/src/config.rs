@@ -175,6 +175,20 @@ pub struct TierLimits {
     pub features: BTreeSet<FeatureName>,
 }
 
+impl TierLimits {
+    /// The figures a `retier` applies to the tenant's role, as text: when they change between
+    /// configurations, every tenant of the tier is re-tiered.
+    pub fn role_figures(&self) -> String {
+        format!(
+            "connection_limit={} statement_timeout={:?} idle_in_transaction_timeout={:?} temp_file_limit={:?}",
+            self.connection_limit,
+            self.statement_timeout,
+            self.idle_in_transaction_timeout,
+            self.temp_file_limit.map(|s| s.as_u64()),
+        )
+    }
+}
+
 /// A product quota of a tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

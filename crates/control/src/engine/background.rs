@@ -106,6 +106,10 @@ async fn sample(engine: Engine, cancel: CancellationToken) {
 async fn maintain(engine: Engine, cancel: CancellationToken) {
     let interval = engine.config().engine.reconcile_interval;
     loop {
+        // Changed tier figures: at start, then every round (tenants that were busy).
+        if let Err(e) = engine.roll_out_tiers().await {
+            warn!(error = %e, "could not roll changed tier figures out");
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = cancel.cancelled() => return,

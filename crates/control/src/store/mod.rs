@@ -12,6 +12,7 @@ mod feed;
 mod operations;
 mod org_events;
 mod quotas;
+mod rollouts;
 mod servers;
 mod settings;
 mod tenants;

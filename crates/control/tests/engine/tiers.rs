@@ -133,3 +133,77 @@ async fn the_engine_refuses_to_start_without_a_tier_tenants_still_have() {
         .await
         .unwrap();
 }
+
+/// Changing a tier's figures and restarting re-tiers every tenant of that tier, and only those;
+/// a tenant busy with another operation is taken at a later round.
+#[tokio::test]
+async fn changed_tier_figures_roll_out_to_every_tenant_of_the_tier_after_a_restart() {
+    let fleet = TestFleet::single().unwrap();
+    let first = engine(&fleet).await;
+    let workers = first.run_workers();
+    let free = onboard(&first, request("7201", "Free One")).await;
+    let mut create = request("7202", "Business One");
+    create.tier = Some("business".parse().unwrap());
+    let business = onboard(&first, create).await;
+    // Everything rolled out with the first figures (the tenants were provisioned with them).
+    tenancy_testkit::eventually(Duration::from_secs(30), "first rollout settles", || async {
+        first
+            .roll_out_tiers()
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    workers.shutdown().await;
+    let retiers = |engine: &tenancy_control::Engine, org_id: &tenancy_core::OrgId| {
+        let (engine, org_id) = (engine.clone(), org_id.clone());
+        async move {
+            engine
+                .tenant_operations(&org_id, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|op| op.kind == tenancy_core::OperationKind::Retier)
+                .count()
+        }
+    };
+    // (A first rollout may have re-tiered them: no figures were recorded before it.)
+    let (free_before, business_before) = (
+        retiers(&first, &free.org_id).await,
+        retiers(&first, &business.org_id).await,
+    );
+
+    let mut changed = config(&fleet);
+    let free_tier = changed
+        .tiers
+        .get_mut(&"free".parse::<tenancy_core::Tier>().unwrap())
+        .unwrap();
+    free_tier.statement_timeout = Duration::from_secs(20);
+    free_tier.pool_size = 3; // not a role figure
+    let second = tenancy_control::Engine::start(changed).await.unwrap();
+    let rollouts = second.roll_out_tiers().await.unwrap();
+    assert_eq!(rollouts.len(), 1, "{rollouts:?}");
+    assert_eq!((rollouts[0].tier.as_str(), rollouts[0].queued), ("free", 1));
+    std::mem::forget(second.run_workers());
+    tenancy_testkit::eventually(
+        Duration::from_secs(30),
+        "the free tenant's role has 20s",
+        || async {
+            let limits = session_limits(&second, &fleet, &free).await;
+            (limits.0 == "20s").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(session_limits(&second, &fleet, &business).await.0, "1min");
+    assert_eq!(retiers(&second, &free.org_id).await, free_before + 1);
+    assert_eq!(
+        retiers(&second, &business.org_id).await,
+        business_before,
+        "other tiers untouched"
+    );
+    assert!(
+        second.roll_out_tiers().await.unwrap().is_empty(),
+        "done once"
+    );
+}

@@ -7,3 +7,4 @@ pub mod rekey;
 pub mod servers;
 pub mod status;
 pub mod tenants;
+pub mod tiers;
