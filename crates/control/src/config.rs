@@ -179,12 +179,16 @@ impl TierLimits {
     /// The figures a `retier` applies to the tenant's role, as text: when they change between
     /// configurations, every tenant of the tier is re-tiered.
     pub fn role_figures(&self) -> String {
+        let or_none = |value: Option<String>| value.unwrap_or_else(|| "none".into());
         format!(
-            "connection_limit={} statement_timeout={:?} idle_in_transaction_timeout={:?} temp_file_limit={:?}",
+            "connections {}, statements {}, idle in transaction {}, temp files {}",
             self.connection_limit,
-            self.statement_timeout,
-            self.idle_in_transaction_timeout,
-            self.temp_file_limit.map(|s| s.as_u64()),
+            humantime::format_duration(self.statement_timeout),
+            or_none(
+                self.idle_in_transaction_timeout
+                    .map(|d| humantime::format_duration(d).to_string())
+            ),
+            or_none(self.temp_file_limit.map(|s| s.to_string())),
         )
     }
 }
