@@ -48,6 +48,16 @@ pub struct UsageConfig {
     /// How long samples are kept.
     #[serde(default = "default_usage_keep", with = "humantime_serde")]
     pub keep: Duration,
+    /// Where storage warnings (80%, 95%) are also posted, signed with HMAC-SHA256; none when
+    /// unset. `https://` (plain `http://` only to a loopback host).
+    #[serde(default)]
+    pub warning_webhook_url: Option<String>,
+    /// The environment variable holding the webhook's signing secret (required with the URL).
+    #[serde(default)]
+    pub warning_webhook_secret_env: Option<String>,
+    /// The signing secret, read from `warning_webhook_secret_env` at load.
+    #[serde(skip)]
+    pub warning_webhook_secret: Option<SecretString>,
 }
 
 impl Default for UsageConfig {
@@ -55,7 +65,31 @@ impl Default for UsageConfig {
         Self {
             sample_interval: default_sample_interval(),
             keep: default_usage_keep(),
+            warning_webhook_url: None,
+            warning_webhook_secret_env: None,
+            warning_webhook_secret: None,
         }
+    }
+}
+
+/// A webhook URL: `https://`, or `http://` to a loopback host (a local relay).
+fn check_webhook_url(url: &str) -> Result<(), ControlError> {
+    let refused =
+        |why: &str| ControlError::Config(format!("usage.warning_webhook_url {url:?}: {why}"));
+    let parsed = reqwest::Url::parse(url).map_err(|e| refused(&e.to_string()))?;
+    let host = parsed.host_str().ok_or_else(|| refused("no host"))?;
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(refused(
+            "must be https:// (http:// only to a loopback host)",
+        )),
     }
 }
 
@@ -459,6 +493,12 @@ impl Config {
         ) {
             self.engine.previous_master_key = Some(read(var)?);
         }
+        if let (None, Some(var)) = (
+            &self.usage.warning_webhook_secret,
+            &self.usage.warning_webhook_secret_env,
+        ) {
+            self.usage.warning_webhook_secret = Some(read(var)?);
+        }
         for server in &mut self.servers {
             if let (None, Some(var)) = (&server.password, &server.password_env) {
                 server.password = Some(read(var)?);
@@ -489,6 +529,14 @@ impl Config {
                     "server {} is listed twice",
                     server.id
                 )));
+            }
+        }
+        if let Some(url) = &self.usage.warning_webhook_url {
+            check_webhook_url(url)?;
+            if self.usage.warning_webhook_secret.is_none() {
+                return Err(ControlError::Config(
+                    "usage.warning_webhook_url needs usage.warning_webhook_secret_env".into(),
+                ));
             }
         }
         if self.usage.sample_interval < Duration::from_secs(1) {
@@ -702,6 +750,33 @@ mod tests {
         assert!(
             msp.features
                 .contains(&name::<FeatureName>("client_management"))
+        );
+    }
+
+    #[test]
+    fn the_warning_webhook_is_https_or_loopback_and_signed() {
+        let with = |url: &str, secret_env: &str| {
+            let toml = format!(
+                "[usage]\nwarning_webhook_url = \"{url}\"\nwarning_webhook_secret_env = \"{secret_env}\"\n"
+            );
+            parse(&toml)
+        };
+        assert!(with("https://hooks.example.com/tenancy", "HOOK").is_ok());
+        assert!(with("http://127.0.0.1:9000/hook", "HOOK").is_ok());
+        assert!(with("http://[::1]:9000/hook", "HOOK").is_ok());
+        for refused in [
+            "http://hooks.example.com/x",
+            "ftp://127.0.0.1/x",
+            "not a url",
+        ] {
+            assert!(with(refused, "HOOK").is_err(), "{refused}");
+        }
+        let unsigned = parse("[usage]\nwarning_webhook_url = \"https://hooks.example.com\"\n");
+        assert!(
+            unsigned
+                .unwrap_err()
+                .to_string()
+                .contains("warning_webhook_secret_env")
         );
     }
 

@@ -138,6 +138,13 @@ pub fn tenant_password(
     Ok(URL_SAFE_NO_PAD.encode(digest).into())
 }
 
+/// The signature of a webhook delivery: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
+/// "<t>.<body>")>`. Receivers recompute it and refuse a stale `t` (replays).
+pub fn sign_webhook(secret: &SecretString, unix_seconds: i64, body: &[u8]) -> String {
+    let digest = hmac(secret, &[unix_seconds.to_string().as_bytes(), b".", body]);
+    format!("t={unix_seconds},v1={}", hex(&digest))
+}
+
 /// A secret setting, sealed: the master key it was sealed under, and `nonce || ciphertext`.
 pub struct SealedSetting {
     pub key_id: String,

@@ -29,7 +29,12 @@ pub struct SampleRound {
     pub made_writable: Vec<OrgId>,
     /// Warning levels crossed, by tenant.
     pub warnings: Vec<(OrgId, i16)>,
+    /// Webhook deliveries that succeeded this round (new warnings and retries).
+    pub webhooks_delivered: usize,
 }
+
+/// Attempts before a webhook delivery is given up (kept, with its last error).
+const WEBHOOK_ATTEMPTS: i32 = 12;
 
 /// What a tenant's storage should be, given its size and quota.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -150,11 +155,64 @@ impl Engine {
             round.tenants += samples.len();
             self.store().record_samples(now, &samples).await?;
         }
+        round.webhooks_delivered = self.deliver_webhooks().await?;
         let keep =
             chrono::Duration::from_std(self.config().usage.keep).unwrap_or(chrono::Duration::MAX);
         self.store().prune_samples(now - keep).await?;
         metrics::histogram!("tenancy_usage_round_seconds").record(started.elapsed().as_secs_f64());
         Ok(round)
+    }
+
+    /// Posts the storage warnings waiting for the webhook, each signed (`X-Tenancy-Signature`)
+    /// and numbered (`X-Tenancy-Delivery`, for receivers to drop repeats). A failure is tried
+    /// again at later rounds, up to 12 attempts.
+    async fn deliver_webhooks(&self) -> Result<usize, ControlError> {
+        let usage = &self.config().usage;
+        let (Some(url), Some(secret)) = (&usage.warning_webhook_url, &usage.warning_webhook_secret)
+        else {
+            return Ok(0);
+        };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ControlError::Config(format!("webhook client: {e}")))?;
+        let mut delivered = 0;
+        for (id, body, attempts) in self.store().due_deliveries(100).await? {
+            let bytes = serde_json::to_vec(&body).map_err(ControlError::corrupt)?;
+            let signature = crate::secrets::sign_webhook(secret, Utc::now().timestamp(), &bytes);
+            let outcome = http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-tenancy-signature", signature)
+                .header("x-tenancy-delivery", id.to_string())
+                .body(bytes)
+                .send()
+                .await;
+            let failure = match outcome {
+                Ok(response) if response.status().is_success() => None,
+                Ok(response) => Some(format!("answered {}", response.status())),
+                Err(e) => Some(e.to_string()),
+            };
+            metrics::counter!("tenancy_webhook_deliveries_total",
+                "outcome" => if failure.is_none() { "delivered" } else { "failed" })
+            .increment(1);
+            match failure {
+                None => {
+                    delivered += 1;
+                    self.store().record_delivery(id, None).await?;
+                }
+                Some(error) => {
+                    warn!(delivery = id, %error, "storage warning webhook failed");
+                    let retry = (attempts + 1 < WEBHOOK_ATTEMPTS)
+                        .then(|| chrono::Duration::seconds(30 << attempts.min(6)));
+                    self.store()
+                        .record_delivery(id, Some((&error, retry)))
+                        .await?;
+                }
+            }
+        }
+        Ok(delivered)
     }
 
     async fn enforce_storage(
@@ -197,6 +255,7 @@ impl Engine {
                     &crossed,
                     size,
                     quota.unwrap_or(0),
+                    self.config().usage.warning_webhook_url.is_some(),
                 )
                 .await?;
         }

@@ -112,7 +112,7 @@ impl Store {
     }
 
     /// Moves a tenant's storage warning level; `crossed` are the levels it rose past (each
-    /// recorded as an audit event).
+    /// recorded as an audit event and, with `webhook`, queued for delivery).
     pub async fn set_storage_warning(
         &self,
         org_id: &OrgId,
@@ -120,6 +120,7 @@ impl Store {
         crossed: &[i16],
         size_bytes: i64,
         quota_bytes: i64,
+        webhook: bool,
     ) -> Result<(), ControlError> {
         self.run("set_storage_warning", async {
             let mut tx = self.begin().await?;
@@ -129,19 +130,85 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             for crossed in crossed {
+                let warning = json!({
+                    "level": crossed, "size_bytes": size_bytes, "quota_bytes": quota_bytes,
+                });
                 audit(
                     &mut tx,
                     &Actor::named("system:usage"),
                     "tenant.storage_warning",
                     Some(org_id),
                     None,
-                    Some(json!({
-                        "level": crossed, "size_bytes": size_bytes, "quota_bytes": quota_bytes,
-                    })),
+                    Some(warning.clone()),
                 )
                 .await?;
+                if webhook {
+                    let body = json!({
+                        "event": "tenant.storage_warning", "org_id": org_id,
+                        "level": crossed, "size_bytes": size_bytes, "quota_bytes": quota_bytes,
+                        "at": Utc::now(),
+                    });
+                    sqlx::query("INSERT INTO webhook_deliveries (body) VALUES ($1)")
+                        .bind(body)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Webhook deliveries due now, oldest first.
+    pub async fn due_deliveries(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(i64, serde_json::Value, i32)>, ControlError> {
+        self.run("due_deliveries", async {
+            Ok(sqlx::query_as(
+                "SELECT id, body, attempts FROM webhook_deliveries
+                 WHERE delivered_at IS NULL AND next_attempt_at <= now() ORDER BY id LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?)
+        })
+        .await
+    }
+
+    /// Records a delivery's outcome: delivered, or failed with when to try again (`None`: given
+    /// up, kept with its error).
+    pub async fn record_delivery(
+        &self,
+        id: i64,
+        failure: Option<(&str, Option<chrono::Duration>)>,
+    ) -> Result<(), ControlError> {
+        self.run("record_delivery", async {
+            match failure {
+                None => {
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET delivered_at = now(),
+                             attempts = attempts + 1, last_error = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .execute(self.pool())
+                    .await?;
+                }
+                Some((error, retry_in)) => {
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET attempts = attempts + 1, last_error = $2,
+                             next_attempt_at = coalesce(now() + make_interval(secs => $3),
+                                                        'infinity')
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(error)
+                    .bind(retry_in.map(|d| d.num_milliseconds() as f64 / 1000.0))
+                    .execute(self.pool())
+                    .await?;
+                }
+            }
             Ok(())
         })
         .await

@@ -119,3 +119,100 @@ async fn a_tenant_over_its_storage_quota_becomes_read_only_until_its_tier_grows(
     .unwrap();
     assert_eq!(warnings, 2, "once per crossing");
 }
+
+/// With a webhook configured, each warning is also posted, signed; a failed delivery is tried
+/// again at the next round, and a delivered one never again.
+#[tokio::test]
+async fn storage_warnings_reach_the_webhook_signed_and_a_failed_delivery_is_retried() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{HeaderMap, StatusCode};
+    use hmac::{Hmac, Mac};
+
+    const SECRET: &str = "webhook-signing-secret-for-tests";
+    let received: Arc<Mutex<Vec<(HeaderMap, String)>>> = Arc::default();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let received = received.clone();
+            move |headers: HeaderMap, body: String| {
+                let received = received.clone();
+                async move {
+                    let mut received = received.lock().unwrap();
+                    received.push((headers, body));
+                    // The very first delivery fails: it must come again.
+                    if received.len() == 1 {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    let mut tiny = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
+    tiny.storage_quota = Some(bytesize::ByteSize::mib(4));
+    config.tiers.insert("tiny".parse().unwrap(), tiny);
+    config.usage.warning_webhook_url = Some(url);
+    config.usage.warning_webhook_secret = Some(SECRET.into());
+    let engine = tenancy_control::Engine::start(config).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let mut create: CreateTenant = request("7401", "Watched");
+    create.tier = Some("tiny".parse().unwrap());
+    let tenant = onboard(&engine, create).await;
+
+    let first = engine.sample_usage().await.unwrap();
+    assert_eq!(first.warnings.len(), 2);
+    assert_eq!(first.webhooks_delivered, 1, "one of two failed");
+    let second = engine.sample_usage().await.unwrap();
+    assert_eq!(
+        second.webhooks_delivered, 0,
+        "a failed delivery waits its backoff"
+    );
+    sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = now()")
+        .execute(&mut registry(&fleet).await)
+        .await
+        .unwrap();
+    let third = engine.sample_usage().await.unwrap();
+    assert_eq!(third.webhooks_delivered, 1, "the failed one, again");
+    assert_eq!(engine.sample_usage().await.unwrap().webhooks_delivered, 0);
+
+    let received = received.lock().unwrap();
+    assert_eq!(received.len(), 3);
+    let mut levels = Vec::new();
+    for (headers, body) in received.iter() {
+        let signature = headers["x-tenancy-signature"].to_str().unwrap();
+        let (t, v1) = signature
+            .strip_prefix("t=")
+            .and_then(|s| s.split_once(",v1="))
+            .unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(format!("{t}.{body}").as_bytes());
+        let expected: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(v1, expected, "signed with the secret");
+        let event: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(event["event"], "tenant.storage_warning");
+        assert_eq!(event["org_id"], tenant.org_id.as_str());
+        levels.push((
+            headers["x-tenancy-delivery"].to_str().unwrap().to_owned(),
+            event["level"].as_i64().unwrap(),
+        ));
+    }
+    // The first delivery failed and came again with the same id.
+    assert_eq!(levels[0], levels[2]);
+    let mut distinct: Vec<i64> = levels.iter().map(|(_, level)| *level).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct, [80, 95]);
+}
