@@ -1,10 +1,11 @@
--- Per-tenant settings. Plain values are JSON; a secret's value is stored only encrypted
+-- Per-tenant settings. Plain values are their JSON text (text, not jsonb: jsonb cannot hold a
+-- U+0000 that JSON can); a secret's value is stored only encrypted
 -- (AES-256-GCM under a key derived from the master key `key_id` names: nonce || ciphertext).
 CREATE TABLE tenant_settings (
     org_id     text NOT NULL REFERENCES tenants (org_id) ON DELETE CASCADE,
     key        text NOT NULL,
     type       text NOT NULL CHECK (type IN ('string', 'number', 'bool', 'json', 'secret')),
-    value      jsonb,
+    value      text,
     ciphertext bytea,
     key_id     text,
     updated_at timestamptz NOT NULL DEFAULT now(),

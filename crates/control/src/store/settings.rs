@@ -31,7 +31,8 @@ struct SettingRow {
     key: SettingKey,
     #[sqlx(rename = "type", try_from = "String")]
     kind: SettingType,
-    value: Option<Value>,
+    /// JSON text.
+    value: Option<String>,
     ciphertext: Option<Vec<u8>>,
     key_id: Option<String>,
     updated_at: DateTime<Utc>,
@@ -49,7 +50,9 @@ impl TryFrom<SettingRow> for StoredSetting {
     type Error = ControlError;
     fn try_from(row: SettingRow) -> Result<Self, ControlError> {
         let value = match (row.value, row.ciphertext, row.key_id) {
-            (Some(value), None, None) => StoredValue::Plain(value),
+            (Some(text), None, None) => {
+                StoredValue::Plain(serde_json::from_str(&text).map_err(ControlError::corrupt)?)
+            }
             (None, Some(bytes), Some(key_id)) => {
                 StoredValue::Sealed(SealedSetting { key_id, bytes })
             }
@@ -81,7 +84,7 @@ impl StoredSetting {
     fn audited(&self) -> Value {
         match &self.value {
             StoredValue::Plain(value) => {
-                json!({"key": self.key, "type": self.kind, "value": value})
+                json!({"key": self.key, "type": self.kind, "value": without_nul(value)})
             }
             StoredValue::Sealed(_) => {
                 json!({"key": self.key, "type": self.kind, "value": "[redacted]"})
@@ -122,7 +125,7 @@ impl Store {
             let mut tx = self.begin().await?;
             let before = lock_setting(&mut tx, org_id, key).await?;
             let (plain, sealed) = match &value {
-                StoredValue::Plain(v) => (Some(v), None),
+                StoredValue::Plain(v) => (Some(v.to_string()), None),
                 StoredValue::Sealed(s) => (None, Some(s)),
             };
             let row = sqlx::query_as::<_, SettingRow>(concat!(
@@ -239,6 +242,22 @@ impl Store {
             Ok(done.rows_affected() == 1)
         })
         .await
+    }
+}
+
+/// The audit log is jsonb, which cannot hold U+0000: it records one as U+FFFD.
+fn without_nul(value: &Value) -> Value {
+    let clean = |text: &str| text.replace('\0', "\u{FFFD}");
+    match value {
+        Value::String(text) => Value::String(clean(text)),
+        Value::Array(items) => Value::Array(items.iter().map(without_nul).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (clean(k), without_nul(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

@@ -179,6 +179,27 @@ async fn features_are_the_tiers_with_the_tenants_overrides_and_bad_values_change
             .len(),
         2
     );
+
+    // Any JSON is kept as given, U+0000 included (which jsonb refuses; found by the fuzzer).
+    let odd = json!({"a\0b": ["x\0y", 1.5, null, {"deep": "\0"}]});
+    engine
+        .put_setting(
+            &tenant,
+            &key("odd.value"),
+            put(SettingType::Json, odd.clone()),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let read = engine
+        .setting(&tenant, &key("odd.value"), Secrets::Reveal)
+        .await
+        .unwrap();
+    assert_eq!(read.value, Some(odd));
+    engine
+        .delete_setting(&tenant, &key("odd.value"), &actor())
+        .await
+        .unwrap();
     engine
         .delete_setting(&tenant, &key("features.sso"), &actor())
         .await
