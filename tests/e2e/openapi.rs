@@ -31,6 +31,8 @@ async fn the_openapi_document_lists_every_route() {
         "POST /v1/tenants/{org_id}/purge",
         "POST /v1/tenants/{org_id}/rotate-credentials",
         "GET /v1/tenants/{org_id}/operations",
+        "GET /v1/tenants/{org_id}/clients",
+        "POST /v1/tenants/{org_id}/move-to-agency",
         "GET /v1/tenants/{org_id}/connection",
         "GET /v1/tenants/{org_id}/usage",
         "GET /v1/tenants/{org_id}/health",

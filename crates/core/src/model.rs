@@ -81,6 +81,16 @@ string_enum!(
 );
 
 string_enum!(
+    /// Where a tenant sits in the hierarchy: platform -> agency -> client. A client names its
+    /// agency in `parent_org_id`; standalone tenants and agencies have no parent.
+    TenantKind, "kind" {
+        Standalone => "standalone",
+        Agency => "agency",
+        Client => "client",
+    }
+);
+
+string_enum!(
     /// Whether a database server takes new tenants.
     ServerState, "server state" {
         Active => "active",
@@ -159,6 +169,10 @@ pub struct CreateTenant {
     pub region: Option<Region>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<Tier>,
+    /// `client` when `parent_org_id` is given, `standalone` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TenantKind>,
+    /// A client's agency: an agency tenant that is active or provisioning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_org_id: Option<OrgId>,
     /// The organization's first admin: invited in ZITADEL and granted `tenant_admin` once the
@@ -180,6 +194,7 @@ impl CreateTenant {
             slug: None,
             region: None,
             tier: None,
+            kind: None,
             parent_org_id: None,
             admin_email: None,
             create_org: None,
@@ -229,6 +244,8 @@ pub struct Tenant {
     pub status: TenantStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
+    pub kind: TenantKind,
+    /// A client's agency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_org_id: Option<OrgId>,
     pub schema_version: Option<i32>,

@@ -52,6 +52,8 @@ pub enum ErrorCode {
     UnknownRegion,
     /// `parent_org_id` names no tenant.
     UnknownParent,
+    /// `parent_org_id` names a tenant that cannot take clients (not an agency, or not active).
+    InvalidParent,
     /// The password variable a server registration names is not set in the registry process.
     PasswordEnvUnset,
     /// The request needs ZITADEL's management API, which is not configured.
@@ -116,7 +118,7 @@ impl ErrorCode {
             NotFound | TenantUnknown => 404,
             TenantExists | SlugTaken | OperationInProgress | InvalidState | NothingToRetry
             | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists
-            | HasClients | UnknownRegion | UnknownParent | PasswordEnvUnset
+            | HasClients | UnknownRegion | UnknownParent | InvalidParent | PasswordEnvUnset
             | ZitadelNotConfigured => 409,
             TenantDeleted => 410,
             BodyTooLarge => 413,
@@ -152,6 +154,7 @@ impl ErrorCode {
             HasClients => "has_clients",
             UnknownRegion => "unknown_region",
             UnknownParent => "unknown_parent",
+            InvalidParent => "invalid_parent",
             PasswordEnvUnset => "password_env_unset",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",

@@ -163,6 +163,65 @@ impl Authenticated {
         }
     }
 
+    /// Platform admins, the tenant's own admins, and, for a client, its agency's admins: who may
+    /// read a tenant, its operations, usage, quotas and health.
+    pub async fn require_tenant_or_agency(
+        &self,
+        engine: &tenancy_control::Engine,
+        org: &tenancy_core::OrgId,
+    ) -> Result<(), ApiError> {
+        if self.may_read_tenant(engine, org).await? {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "you may read your own organization's tenant (and, for an agency, its clients) only",
+            ))
+        }
+    }
+
+    /// See [`Authenticated::require_tenant_or_agency`].
+    pub async fn may_read_tenant(
+        &self,
+        engine: &tenancy_control::Engine,
+        org: &tenancy_core::OrgId,
+    ) -> Result<bool, ApiError> {
+        Ok(self.caller.can_read_tenant(org) || self.admin_of_agency(engine, org).await?)
+    }
+
+    /// Platform admins, and a client's agency's admins: who may suspend or resume a tenant.
+    pub async fn require_platform_or_agency_admin(
+        &self,
+        engine: &tenancy_control::Engine,
+        org: &tenancy_core::OrgId,
+    ) -> Result<(), ApiError> {
+        if self.caller.is_platform_admin() || self.admin_of_agency(engine, org).await? {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "this needs platform_admin, or tenant_admin of the tenant's agency",
+            ))
+        }
+    }
+
+    /// Whether the caller is a tenant admin of the agency `org` is a client of. An unknown
+    /// tenant has no agency (the caller is refused as for any other organization's).
+    async fn admin_of_agency(
+        &self,
+        engine: &tenancy_control::Engine,
+        org: &tenancy_core::OrgId,
+    ) -> Result<bool, ApiError> {
+        if !self.caller.has_role(roles::TENANT_ADMIN) {
+            return Ok(false);
+        }
+        match engine.tenant(org).await {
+            Ok(tenant) => Ok(tenant
+                .parent_org_id
+                .is_some_and(|agency| self.caller.has_role_in(roles::TENANT_ADMIN, &agency))),
+            Err(tenancy_control::ControlError::TenantNotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub fn require_router(&self) -> Result<(), ApiError> {
         if self.caller.can_route() {
             Ok(())

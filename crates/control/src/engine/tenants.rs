@@ -2,8 +2,8 @@
 //! queues an operation in one transaction; the workers do the rest.
 
 use tenancy_core::{
-    CreateTenant, ErrorCode, Operation, OperationKind, OrgId, Region, Tenant, TenantStatus, Tier,
-    UpdateTenant, slug_from_name,
+    CreateTenant, ErrorCode, Operation, OperationKind, OrgId, Region, Tenant, TenantKind,
+    TenantStatus, Tier, UpdateTenant, slug_from_name,
 };
 use tracing::{info, instrument};
 
@@ -49,6 +49,7 @@ impl Engine {
             slug: &slug,
             region: &region,
             tier: request.tier.as_ref().unwrap_or(&self.config().default_tier),
+            kind: tenant_kind(&request)?,
             explicit_slug: request.slug.is_some(),
             key_id: self.keyring().current().id(),
         };
@@ -83,6 +84,7 @@ impl Engine {
         if let Some(tier) = &request.tier {
             self.check_tier(tier)?;
         }
+        tenant_kind(request)?;
         if request.admin_email.is_some() && self.inner.activator.get().is_none() {
             return Err(ControlError::conflict(
                 ErrorCode::ZitadelNotConfigured,
@@ -232,6 +234,22 @@ impl Engine {
         }
     }
 
+    /// Moves a client to another agency (an agency tenant, active or provisioning).
+    pub async fn move_to_agency(
+        &self,
+        org_id: &OrgId,
+        agency: &OrgId,
+        actor: &Actor,
+    ) -> Result<Tenant, ControlError> {
+        if org_id == agency {
+            return Err(ControlError::conflict(
+                ErrorCode::InvalidParent,
+                "a tenant cannot be its own agency",
+            ));
+        }
+        self.store().move_to_agency(org_id, agency, actor).await
+    }
+
     /// A tenant that is not deleted: usage may be counted for it and its settings changed.
     pub(super) async fn live_tenant(&self, org_id: &OrgId) -> Result<Tenant, ControlError> {
         let tenant = self.tenant(org_id).await?;
@@ -291,5 +309,30 @@ impl Engine {
         F: AsyncFnOnce(PendingOrgEvent) -> OrgEventOutcome,
     {
         self.store().apply_next_org_event(apply).await
+    }
+}
+
+/// The kind a create request makes: `client` with a `parent_org_id`, else `standalone` unless
+/// it says `agency`. A `kind` that contradicts `parent_org_id` breaks the schema (422); whether
+/// the parent can take clients (it exists, is a live agency, is not the tenant itself) is a
+/// conflict (409).
+fn tenant_kind(request: &CreateTenant) -> Result<TenantKind, ControlError> {
+    match (request.kind, &request.parent_org_id) {
+        (None | Some(TenantKind::Client), Some(parent)) => {
+            if request.org_id.as_ref() == Some(parent) {
+                return Err(ControlError::conflict(
+                    ErrorCode::InvalidParent,
+                    "a tenant cannot be its own agency",
+                ));
+            }
+            Ok(TenantKind::Client)
+        }
+        (Some(kind), Some(_)) => Err(ControlError::Validation(format!(
+            "only a client has a parent_org_id; a {kind} tenant has none"
+        ))),
+        (Some(TenantKind::Client), None) => Err(ControlError::Validation(
+            "a client names its agency in parent_org_id".into(),
+        )),
+        (kind, None) => Ok(kind.unwrap_or(TenantKind::Standalone)),
     }
 }

@@ -77,6 +77,7 @@ pub(crate) fn tenant_snapshot(tenant: &Tenant) -> Value {
         "org_id": tenant.org_id, "name": tenant.name, "slug": tenant.slug,
         "db_name": tenant.db_name, "server_id": tenant.server_id, "region": tenant.region,
         "tier": tenant.tier, "status": tenant.status, "status_reason": tenant.status_reason,
+        "kind": tenant.kind, "parent_org_id": tenant.parent_org_id,
     })
 }
 

@@ -159,18 +159,24 @@ impl Store {
                     ),
                 ));
             }
-            // Dropping a parent's database before finding out its row cannot go: refused first.
-            if kind == OperationKind::Purge {
-                let clients: i64 =
-                    sqlx::query_scalar("SELECT count(*) FROM tenants WHERE parent_org_id = $1")
-                        .bind(org_id.as_str())
-                        .fetch_one(&mut *tx)
-                        .await?;
+            // An agency goes after its clients: deleting one with live clients is refused, and
+            // purging one with clients at all (dropping its database before finding out its row
+            // cannot go).
+            if matches!(kind, OperationKind::Purge | OperationKind::Deprovision) {
+                let clients: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM tenants WHERE parent_org_id = $1
+                     AND ($2 OR status <> 'deleted')",
+                )
+                .bind(org_id.as_str())
+                .bind(kind == OperationKind::Purge)
+                .fetch_one(&mut *tx)
+                .await?;
                 if clients > 0 {
+                    let what = if kind == OperationKind::Purge { "purge" } else { "delete" };
                     return Err(ControlError::conflict(
                         ErrorCode::HasClients,
                         format!(
-                            "tenant {org_id} is the parent of {clients} tenant(s); purge them first"
+                            "tenant {org_id} is the agency of {clients} tenant(s); {what} them first"
                         ),
                     ));
                 }

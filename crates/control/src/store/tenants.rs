@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::FromRow;
 use tenancy_core::{
     CreateTenant, DbName, ErrorCode, Operation, OperationKind, OrgId, Region, ServerId, Slug,
-    Tenant, TenantName, TenantStatus, Tier,
+    Tenant, TenantKind, TenantName, TenantStatus, Tier,
 };
 
 use super::operations::insert_operation;
@@ -15,7 +15,7 @@ use crate::secrets::Credentials;
 
 /// The one column list of a tenant read.
 const TENANT_COLUMNS: &str = "org_id, name, slug, db_name, server_id, region, tier, status, \
-    status_reason, parent_org_id, admin_email, schema_version, last_migration_error, read_only, \
+    status_reason, kind, parent_org_id, admin_email, schema_version, last_migration_error, read_only, \
     read_only_reason, created_at, updated_at";
 
 #[derive(FromRow)]
@@ -37,6 +37,8 @@ struct TenantRow {
     #[sqlx(try_from = "String")]
     status: TenantStatus,
     status_reason: Option<String>,
+    #[sqlx(try_from = "String")]
+    kind: TenantKind,
     #[sqlx(try_from = "Option<String>")]
     parent_org_id: Maybe<OrgId>,
     admin_email: Option<String>,
@@ -60,6 +62,7 @@ impl From<TenantRow> for Tenant {
             tier: row.tier,
             status: row.status,
             status_reason: row.status_reason,
+            kind: row.kind,
             parent_org_id: row.parent_org_id.0,
             schema_version: row.schema_version,
             admin_email: row.admin_email,
@@ -84,6 +87,7 @@ pub struct NewTenant<'a> {
     pub slug: &'a Slug,
     pub region: &'a Region,
     pub tier: &'a Tier,
+    pub kind: TenantKind,
     /// Whether the slug was given by the caller (a collision is then a conflict) or derived.
     pub explicit_slug: bool,
     /// The master key the tenant's first password derives from.
@@ -99,6 +103,7 @@ impl NewTenant<'_> {
         serde_json::json!({
             "name": req.name, "slug": req.slug, "region": self.region, "tier": self.tier,
             "parent_org_id": req.parent_org_id, "admin_email": req.admin_email,
+            "kind": req.kind,
         })
     }
 }
@@ -118,6 +123,9 @@ pub struct TenantFilter {
     pub region: Option<Region>,
     pub tier: Option<Tier>,
     pub server_id: Option<ServerId>,
+    pub kind: Option<TenantKind>,
+    /// An agency's clients.
+    pub parent_org_id: Option<OrgId>,
     pub after: Option<OrgId>,
     pub limit: i64,
 }
@@ -141,6 +149,7 @@ impl Store {
                 "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR region = $2)
                    AND ($3::text IS NULL OR tier = $3) AND ($4::text IS NULL OR server_id = $4)
                    AND ($5::text IS NULL OR org_id > $5)
+                   AND ($7::text IS NULL OR kind = $7) AND ($8::text IS NULL OR parent_org_id = $8)
                  ORDER BY org_id LIMIT $6",
             ))
             .bind(filter.status.map(TenantStatus::as_str))
@@ -149,6 +158,8 @@ impl Store {
             .bind(filter.server_id.as_ref().map(ServerId::as_str))
             .bind(filter.after.as_ref().map(OrgId::as_str))
             .bind(filter.limit)
+            .bind(filter.kind.map(TenantKind::as_str))
+            .bind(filter.parent_org_id.as_ref().map(OrgId::as_str))
             .fetch_all(self.pool())
             .await?;
             Ok(rows.into_iter().map(Tenant::from).collect())
@@ -249,17 +260,7 @@ impl Store {
             return Ok(Created::Existing(tenant));
         }
         if let Some(parent) = &req.parent_org_id {
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE org_id = $1)")
-                    .bind(parent.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if !exists {
-                return Err(ControlError::conflict(
-                    ErrorCode::UnknownParent,
-                    format!("parent_org_id {parent} is not a tenant"),
-                ));
-            }
+            check_agency(&mut tx, parent).await?;
         }
         let slug = if new.explicit_slug {
             new.slug.clone()
@@ -269,8 +270,8 @@ impl Store {
         let tenant: Tenant = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
             "INSERT INTO tenants (org_id, name, slug, db_name, role_name, region, tier, status,
                                   parent_org_id, admin_email, request, credential_generation,
-                                  credential_key_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10, 1, $11)
+                                  credential_key_id, kind)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10, 1, $11, $12)
              RETURNING {TENANT_COLUMNS}"
         )))
         .bind(new.org_id.as_str())
@@ -284,6 +285,7 @@ impl Store {
         .bind(req.admin_email.as_ref().map(|e| e.as_str()))
         .bind(&normalized)
         .bind(new.key_id)
+        .bind(new.kind.as_str())
         .fetch_one(&mut *tx)
         .await?
         .into();
@@ -299,6 +301,56 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Created::New(tenant, op))
+    }
+
+    /// Moves a client to another agency (active or provisioning), audited.
+    pub async fn move_to_agency(
+        &self,
+        org_id: &OrgId,
+        agency: &OrgId,
+        actor: &Actor,
+    ) -> Result<Tenant, ControlError> {
+        self.run("move_to_agency", async {
+            let mut tx = self.begin().await?;
+            let before = lock_tenant(&mut tx, org_id).await?;
+            if before.kind != TenantKind::Client {
+                return Err(ControlError::conflict(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "tenant {org_id} is a {} tenant; only clients move",
+                        before.kind
+                    ),
+                ));
+            }
+            if before.status == TenantStatus::Deleted {
+                return Err(ControlError::conflict(
+                    ErrorCode::InvalidState,
+                    format!("tenant {org_id} is deleted"),
+                ));
+            }
+            check_agency(&mut tx, agency).await?;
+            let after: Tenant = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+                "UPDATE tenants SET parent_org_id = $2, updated_at = now() WHERE org_id = $1
+                 RETURNING {TENANT_COLUMNS}"
+            )))
+            .bind(org_id.as_str())
+            .bind(agency.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .into();
+            audit(
+                &mut tx,
+                actor,
+                "tenant.moved_to_agency",
+                Some(org_id),
+                Some(tenant_snapshot(&before)),
+                Some(tenant_snapshot(&after)),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(after)
+        })
+        .await
     }
 
     /// Renames a tenant and/or changes its tier. A tier change queues a `retier` operation that
@@ -690,4 +742,33 @@ async fn free_slug(tx: &mut Tx, base: &Slug) -> Result<Slug, ControlError> {
         .ok_or_else(|| {
             ControlError::conflict(ErrorCode::SlugTaken, format!("no free slug near {base}"))
         })
+}
+
+/// A client's agency must be an agency tenant, active or provisioning. Its row is locked (shared)
+/// until the caller commits, so it cannot be deleted under the new client.
+pub(super) async fn check_agency(tx: &mut Tx, parent: &OrgId) -> Result<(), ControlError> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT kind, status FROM tenants WHERE org_id = $1 FOR SHARE")
+            .bind(parent.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((kind, status)) = row else {
+        return Err(ControlError::conflict(
+            ErrorCode::UnknownParent,
+            format!("parent_org_id {parent} is not a tenant"),
+        ));
+    };
+    if kind != TenantKind::Agency.as_str() {
+        return Err(ControlError::conflict(
+            ErrorCode::InvalidParent,
+            format!("parent_org_id {parent} is a {kind} tenant, not an agency"),
+        ));
+    }
+    if status != TenantStatus::Active.as_str() && status != TenantStatus::Provisioning.as_str() {
+        return Err(ControlError::conflict(
+            ErrorCode::InvalidParent,
+            format!("agency {parent} is {status}; clients go under an active agency"),
+        ));
+    }
+    Ok(())
 }

@@ -295,15 +295,21 @@ async fn a_registry_lock_has_one_holder_until_released_or_its_holder_is_gone() {
 async fn purging_a_parent_is_refused_before_anything_is_dropped() {
     let fleet = TestFleet::single().unwrap();
     let engine = engine_with_workers(&fleet).await;
-    let parent = onboard(&engine, request("3101", "Parent Agency")).await;
+    let mut agency = request("3101", "Parent Agency");
+    agency.kind = Some(tenancy_core::TenantKind::Agency);
+    let parent = onboard(&engine, agency).await;
     let mut client = request("3102", "Client Of Parent");
     client.parent_org_id = Some(parent.org_id.clone());
-    onboard(&engine, client).await;
-    let op = engine.delete(&parent.org_id, &actor()).await.unwrap();
-    engine
-        .wait_operation(op.id, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let client = onboard(&engine, client).await;
+    // A deleted client keeps its row (and its database) until purged: the agency may be
+    // deleted, not purged.
+    for org_id in [&client.org_id, &parent.org_id] {
+        let op = engine.delete(org_id, &actor()).await.unwrap();
+        engine
+            .wait_operation(op.id, Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
     let err = engine.purge(&parent.org_id, &actor()).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::HasClients, "{err}");
     assert!(

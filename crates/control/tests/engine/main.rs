@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod agencies;
 mod crash;
 mod credentials;
 mod feed;

@@ -33,6 +33,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::purge))
         .routes(routes!(tenants::rotate_credentials))
         .routes(routes!(tenants::operations))
+        .routes(routes!(tenants::clients))
+        .routes(routes!(tenants::move_to_agency))
         .routes(routes!(tenants::connection))
         .routes(routes!(tenants::usage))
         .routes(routes!(tenants::health))

@@ -179,13 +179,24 @@ fn problems_as_problem_json(operation: &mut Operation) {
     }
 }
 
-/// `POST /v1/tenants` takes `org_id` or `create_org`, not both, and names the first admin once
-/// (`admin_email` or `create_org.admin`). The handler refuses the same requests.
+/// `POST /v1/tenants` takes `org_id` or `create_org`, not both, names the first admin once
+/// (`admin_email` or `create_org.admin`), and gives a `parent_org_id` to clients only. The
+/// handler refuses the same requests.
 fn constrain_create_tenant(document: &mut Value) {
     let Some(schema) = document.pointer_mut("/components/schemas/CreateTenant") else {
         return;
     };
     schema["oneOf"] = json!([{"required": ["org_id"]}, {"required": ["create_org"]}]);
+    // A client names its agency; an agency or a standalone tenant has none (null is none).
+    let parent =
+        json!({"required": ["parent_org_id"], "properties": {"parent_org_id": {"type": "string"}}});
+    schema["allOf"] = json!([
+        {"not": {"required": ["kind"], "properties": {"kind": {"const": "client"}}, "not": parent}},
+        {"not": {"allOf": [
+            {"required": ["kind"], "properties": {"kind": {"enum": ["agency", "standalone"]}}},
+            parent,
+        ]}},
+    ]);
     schema["not"] = json!({
         "required": ["admin_email", "create_org"],
         "properties": {"create_org": {"required": ["admin"]}}

@@ -20,7 +20,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Operation>> {
     let op = state.engine.operation(id).await?;
-    if !auth.caller.can_read_tenant(&op.org_id) {
+    if !auth.may_read_tenant(&state.engine, &op.org_id).await? {
         return Err(tenancy_control::ControlError::NotFound {
             what: format!("operation {id}"),
         }

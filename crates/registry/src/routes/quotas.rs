@@ -55,7 +55,10 @@ pub async fn list(
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<axum::Json<Vec<QuotaStatus>>> {
-    auth.require_tenant_or_router(&org_id)?;
+    if !auth.caller.can_route() {
+        auth.require_tenant_or_agency(&state.engine, &org_id)
+            .await?;
+    }
     Ok(axum::Json(state.engine.quotas(&org_id).await?))
 }
 
@@ -73,7 +76,10 @@ pub async fn check(
     Path(org_id): Path<OrgId>,
     Json(request): Json<QuotaCheckRequest>,
 ) -> ApiResult<axum::Json<QuotaCheck>> {
-    auth.require_tenant_or_router(&org_id)?;
+    if !auth.caller.can_route() {
+        auth.require_tenant_or_agency(&state.engine, &org_id)
+            .await?;
+    }
     Ok(axum::Json(
         state.engine.check_quota(&org_id, &request).await?,
     ))
@@ -100,7 +106,10 @@ pub async fn log(
     Path(org_id): Path<OrgId>,
     Query(params): Query<LogParams>,
 ) -> ApiResult<axum::Json<UsageLogPage>> {
-    auth.require_tenant_or_router(&org_id)?;
+    if !auth.caller.can_route() {
+        auth.require_tenant_or_agency(&state.engine, &org_id)
+            .await?;
+    }
     let limit = params.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 500"));

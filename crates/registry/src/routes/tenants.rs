@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tenancy_control::{Onboarded, TenantFilter};
 use tenancy_core::{
     ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationState, OrgId, Region, ServerId,
-    Tenant, TenantHealth, TenantStatus, TenantUsage, Tier, UpdateTenant,
+    Tenant, TenantHealth, TenantKind, TenantStatus, TenantUsage, Tier, UpdateTenant,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -43,7 +43,8 @@ pub struct CreateParams {
         (status = 202, description = "Accepted; provisioning runs", body = Operation),
         (status = 200, description = "The same request was already made", body = Tenant),
         (status = 409, description = "`tenant_exists`, `slug_taken`, `organization_exists`, \
-            `unknown_region`, `unknown_parent`, `zitadel_not_configured`", body = Problem),
+            `unknown_region`, `unknown_parent`, `invalid_parent` (not an agency, or not active), \
+            `zitadel_not_configured`", body = Problem),
         (status = 502, description = "ZITADEL refused to create the organization", body = Problem),
         (status = 503, description = "ZITADEL or the registry database is unavailable; no \
             server in the region has free capacity", body = Problem),
@@ -123,6 +124,9 @@ pub struct ListParams {
     pub region: Option<Region>,
     pub tier: Option<Tier>,
     pub server_id: Option<ServerId>,
+    pub kind: Option<TenantKind>,
+    /// An agency's clients.
+    pub parent_org_id: Option<OrgId>,
     /// Page size, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
@@ -146,10 +150,7 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> ApiResult<axum::Json<TenantPage>> {
     auth.require_platform_admin()?;
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit must be between 1 and 500"));
-    }
+    let limit = page_size(params.limit)?;
     if let Some(tier) = &params.tier
         && !state.engine.config().tiers.contains_key(tier)
     {
@@ -163,9 +164,62 @@ pub async fn list(
         region: params.region,
         tier: params.tier,
         server_id: params.server_id,
+        kind: params.kind,
+        parent_org_id: params.parent_org_id,
         after: params.cursor,
-        limit: limit + 1,
+        limit,
     };
+    Ok(axum::Json(page(&state, filter).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ClientParams {
+    /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page: clients after this `org_id`.
+    pub cursor: Option<OrgId>,
+}
+
+/// An agency's clients, in pages ordered by `org_id`. Platform admins and the agency's own
+/// admins.
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/clients", tag = "tenants", operation_id = "list_clients",
+    params(("org_id" = OrgId, Path), ClientParams),
+    responses((status = 200, body = TenantPage), (status = 404, body = Problem)))]
+pub async fn clients(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+    Query(params): Query<ClientParams>,
+) -> ApiResult<axum::Json<TenantPage>> {
+    auth.require_tenant_read(&org_id)?;
+    state.engine.tenant(&org_id).await?;
+    let filter = TenantFilter {
+        parent_org_id: Some(org_id),
+        after: params.cursor,
+        limit: page_size(params.limit)?,
+        ..TenantFilter::default()
+    };
+    let mut page = page(&state, filter).await?;
+    page.items = page.items.into_iter().map(|t| auth.tenant(t)).collect();
+    Ok(axum::Json(page))
+}
+
+fn page_size(limit: Option<i64>) -> ApiResult<i64> {
+    let limit = limit.unwrap_or(100);
+    if (1..=500).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid("limit must be between 1 and 500"))
+    }
+}
+
+/// One page of `filter` (whose `limit` is the page size) and the cursor of the next.
+async fn page(state: &AppState, mut filter: TenantFilter) -> ApiResult<TenantPage> {
+    let limit = filter.limit;
+    filter.limit = limit + 1;
     let mut items = state.engine.list_tenants(&filter).await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
@@ -173,7 +227,7 @@ pub async fn list(
     } else {
         None
     };
-    Ok(axum::Json(TenantPage { items, next_cursor }))
+    Ok(TenantPage { items, next_cursor })
 }
 
 /// One tenant. Tenant admins may read their own organization's.
@@ -184,7 +238,8 @@ pub async fn get(
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<axum::Json<Tenant>> {
-    auth.require_tenant_read(&org_id)?;
+    auth.require_tenant_or_agency(&state.engine, &org_id)
+        .await?;
     Ok(axum::Json(auth.tenant(state.engine.tenant(&org_id).await?)))
 }
 
@@ -211,7 +266,9 @@ pub async fn update(
 
 /// Soft delete: refused at once, database kept for the retention period, then dropped.
 #[utoipa::path(delete, path = "/v1/tenants/{org_id}", tag = "tenants", operation_id = "delete_tenant", params(("org_id" = OrgId, Path)),
-    responses((status = 202, body = Operation), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 202, body = Operation), (status = 404, body = Problem),
+        (status = 409, description = "`invalid_state`, `operation_in_progress`, `has_clients` (an \
+            agency with clients that are not deleted)", body = Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -229,7 +286,8 @@ pub async fn suspend(
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<Response> {
-    auth.require_platform_admin()?;
+    auth.require_platform_or_agency_admin(&state.engine, &org_id)
+        .await?;
     Ok(accepted(
         state.engine.suspend(&org_id, &auth.actor()).await?,
     ))
@@ -243,7 +301,8 @@ pub async fn resume(
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<Response> {
-    auth.require_platform_admin()?;
+    auth.require_platform_or_agency_admin(&state.engine, &org_id)
+        .await?;
     Ok(accepted(state.engine.resume(&org_id, &auth.actor()).await?))
 }
 
@@ -297,7 +356,8 @@ pub async fn operations(
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<axum::Json<Vec<Operation>>> {
-    auth.require_tenant_read(&org_id)?;
+    auth.require_tenant_or_agency(&state.engine, &org_id)
+        .await?;
     state.engine.tenant(&org_id).await?;
     let ops = state.engine.tenant_operations(&org_id, 100).await?;
     Ok(axum::Json(
@@ -339,7 +399,8 @@ pub async fn usage(
     Path(org_id): Path<OrgId>,
     Query(params): Query<UsageParams>,
 ) -> ApiResult<axum::Json<TenantUsage>> {
-    auth.require_tenant_read(&org_id)?;
+    auth.require_tenant_or_agency(&state.engine, &org_id)
+        .await?;
     Ok(axum::Json(state.engine.usage(&org_id, params.since).await?))
 }
 
@@ -351,6 +412,39 @@ pub async fn health(
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<axum::Json<TenantHealth>> {
-    auth.require_tenant_read(&org_id)?;
+    auth.require_tenant_or_agency(&state.engine, &org_id)
+        .await?;
     Ok(axum::Json(auth.health(state.engine.health(&org_id).await?)))
+}
+
+/// `POST /v1/tenants/{org_id}/move-to-agency`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveToAgency {
+    /// The client's new agency: an agency tenant, active or provisioning.
+    pub parent_org_id: OrgId,
+}
+
+/// Move a client to another agency (audited).
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/move-to-agency", tag = "tenants", operation_id = "move_to_agency",
+    params(("org_id" = OrgId, Path)), request_body = MoveToAgency,
+    responses(
+        (status = 200, description = "Moved", body = Tenant),
+        (status = 404, body = Problem),
+        (status = 409, description = "`invalid_state` (not a client, or deleted), `unknown_parent`, \
+            `invalid_parent` (not an agency, or not active)", body = Problem),
+    ))]
+pub async fn move_to_agency(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+    Json(request): Json<MoveToAgency>,
+) -> ApiResult<axum::Json<Tenant>> {
+    auth.require_platform_admin()?;
+    Ok(axum::Json(
+        state
+            .engine
+            .move_to_agency(&org_id, &request.parent_org_id, &auth.actor())
+            .await?,
+    ))
 }

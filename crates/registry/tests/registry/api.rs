@@ -811,3 +811,117 @@ async fn tenant_admins_write_their_settings_and_only_routers_and_platform_admins
         )
     );
 }
+
+/// An agency's admins read their clients (tenant, operations, quotas, health) and suspend or
+/// resume them, but never create, delete, re-tier or read their connection; they see nothing of
+/// another agency's clients, and a client's admin sees only its own tenant.
+#[tokio::test]
+async fn agency_admins_manage_their_clients_and_nothing_else() {
+    let app = start().await;
+    for body in [
+        json!({"org_id": "500", "name": "Agency A", "kind": "agency"}),
+        json!({"org_id": "600", "name": "Agency B", "kind": "agency"}),
+        json!({"org_id": "501", "name": "Client A1", "parent_org_id": "500"}),
+        json!({"org_id": "502", "name": "Client A2", "parent_org_id": "500"}),
+        json!({"org_id": "601", "name": "Client B1", "parent_org_id": "600"}),
+    ] {
+        let (status, answer) = app
+            .call(DEV_TOKEN, Method::POST, "/v1/tenants?wait=30s", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    let agency = "tenant-admin-500";
+    for path in [
+        "/v1/tenants/501",
+        "/v1/tenants/501/operations",
+        "/v1/tenants/501/health",
+        "/v1/tenants/501/quotas",
+        "/v1/tenants/500/clients",
+    ] {
+        let (status, body) = app.call(agency, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (_, clients) = app
+        .call(agency, Method::GET, "/v1/tenants/500/clients", None)
+        .await;
+    let ids: Vec<&str> = clients["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["org_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["501", "502"]);
+
+    let (status, op) = app
+        .call(agency, Method::POST, "/v1/tenants/501/suspend", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{op}");
+    let op_path = format!("/v1/operations/{}", op["id"].as_str().unwrap());
+    app.wait_until(&op_path, |op| op["state"] == "succeeded")
+        .await;
+    app.wait_status("501", "suspended").await;
+    let (status, op) = app
+        .call(agency, Method::POST, "/v1/tenants/501/resume", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{op}");
+    app.wait_status("501", "active").await;
+    let (status, _) = app
+        .call(
+            agency,
+            Method::GET,
+            &format!("/v1/operations/{}", op["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let forbidden = [
+        (agency, Method::GET, "/v1/tenants/601", None),
+        (agency, Method::GET, "/v1/tenants/601/operations", None),
+        (agency, Method::GET, "/v1/tenants/600/clients", None),
+        (agency, Method::POST, "/v1/tenants/601/suspend", None),
+        (agency, Method::GET, "/v1/tenants/501/connection", None),
+        (agency, Method::DELETE, "/v1/tenants/501", None),
+        (
+            agency,
+            Method::PATCH,
+            "/v1/tenants/501",
+            Some(json!({"tier": "business"})),
+        ),
+        (agency, Method::POST, "/v1/tenants/500/suspend", None),
+        (
+            agency,
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"org_id": "503", "name": "New", "parent_org_id": "500"})),
+        ),
+        ("tenant-admin-501", Method::GET, "/v1/tenants/502", None),
+        ("tenant-admin-501", Method::GET, "/v1/tenants/500", None),
+        (
+            "tenant-admin-501",
+            Method::POST,
+            "/v1/tenants/501/suspend",
+            None,
+        ),
+        (
+            "tenant-admin-501",
+            Method::GET,
+            "/v1/tenants/500/clients",
+            None,
+        ),
+    ];
+    for (token, method, path, body) in forbidden {
+        let (status, answer) = app.call(token, method.clone(), path, body).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{token} {method} {path}: {answer}"
+        );
+    }
+    // A client's admin reads its own tenant.
+    let (status, own) = app
+        .call("tenant-admin-501", Method::GET, "/v1/tenants/501", None)
+        .await;
+    assert_eq!((status, &own["kind"]), (StatusCode::OK, &json!("client")));
+    assert_eq!(own["parent_org_id"], "500");
+}

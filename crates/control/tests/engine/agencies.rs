@@ -1,0 +1,145 @@
+//! Agencies and their clients: platform -> agency -> client, exactly; a client's agency must
+//! be an active (or provisioning) agency; an agency goes after its clients.
+
+use tenancy_control::ControlError;
+use tenancy_core::{CreateTenant, ErrorCode, TenantKind};
+use tenancy_testkit::TestFleet;
+
+use crate::helpers::*;
+
+fn create(org: &str, name: &str, kind: Option<TenantKind>, parent: Option<&str>) -> CreateTenant {
+    let mut request = request(org, name);
+    request.kind = kind;
+    request.parent_org_id = parent.map(|p| p.parse().unwrap());
+    request
+}
+
+fn code(error: &ControlError) -> ErrorCode {
+    error.code()
+}
+
+#[tokio::test]
+async fn clients_go_under_live_agencies_only_and_the_hierarchy_is_two_deep() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let agency = onboard(
+        &engine,
+        create("8101", "Agency One", Some(TenantKind::Agency), None),
+    )
+    .await;
+    assert_eq!(agency.kind, TenantKind::Agency);
+    let other = onboard(
+        &engine,
+        create("8102", "Agency Two", Some(TenantKind::Agency), None),
+    )
+    .await;
+    let standalone = onboard(&engine, request("8103", "Standalone")).await;
+    assert_eq!(standalone.kind, TenantKind::Standalone);
+    // A parent makes a client, with or without saying so.
+    let client = onboard(&engine, create("8104", "Client One", None, Some("8101"))).await;
+    assert_eq!(
+        (client.kind, client.parent_org_id.clone()),
+        (TenantKind::Client, Some(agency.org_id.clone()))
+    );
+
+    for (request, expected) in [
+        (
+            create("8110", "Orphan", None, Some("9999")),
+            ErrorCode::UnknownParent,
+        ),
+        (
+            create("8111", "Under Standalone", None, Some("8103")),
+            ErrorCode::InvalidParent,
+        ),
+        (
+            create("8112", "Under Client", None, Some("8104")),
+            ErrorCode::InvalidParent,
+        ),
+        (
+            create(
+                "8113",
+                "Agency Under",
+                Some(TenantKind::Agency),
+                Some("8101"),
+            ),
+            ErrorCode::ValidationFailed,
+        ),
+        (
+            create("8114", "Parentless Client", Some(TenantKind::Client), None),
+            ErrorCode::ValidationFailed,
+        ),
+        (
+            create("8115", "Own Agency", None, Some("8115")),
+            ErrorCode::InvalidParent,
+        ),
+    ] {
+        let refused = engine.onboard(request, &actor()).await.unwrap_err();
+        assert_eq!(code(&refused), expected, "{refused}");
+    }
+    for org_id in ["8110", "8111", "8112", "8113", "8114", "8115"] {
+        assert!(
+            engine.tenant(&org(org_id)).await.is_err(),
+            "{org_id} was made"
+        );
+    }
+
+    // An agency with a live client cannot be deleted; a deleted agency takes no clients.
+    let refused = engine.delete(&agency.org_id, &actor()).await.unwrap_err();
+    assert_eq!(code(&refused), ErrorCode::HasClients, "{refused}");
+    let doomed = onboard(
+        &engine,
+        create("8105", "Agency Doomed", Some(TenantKind::Agency), None),
+    )
+    .await;
+    engine.delete(&doomed.org_id, &actor()).await.unwrap();
+    let refused = engine
+        .onboard(create("8116", "Late Client", None, Some("8105")), &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refused), ErrorCode::InvalidParent, "{refused}");
+
+    // Listing by agency and kind.
+    let filter = tenancy_control::TenantFilter {
+        parent_org_id: Some(agency.org_id.clone()),
+        limit: 100,
+        ..Default::default()
+    };
+    let clients = engine.list_tenants(&filter).await.unwrap();
+    assert_eq!(
+        clients
+            .iter()
+            .map(|t| t.org_id.as_str())
+            .collect::<Vec<_>>(),
+        ["8104"]
+    );
+    let agencies = engine
+        .list_tenants(&tenancy_control::TenantFilter {
+            kind: Some(TenantKind::Agency),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(agencies.len(), 3);
+
+    // Moving a client: to another live agency only; a standalone tenant does not move.
+    let moved = engine
+        .move_to_agency(&client.org_id, &other.org_id, &actor())
+        .await
+        .unwrap();
+    assert_eq!(moved.parent_org_id, Some(other.org_id.clone()));
+    for (tenant, to, expected) in [
+        ("8104", "8103", ErrorCode::InvalidParent),
+        ("8104", "8105", ErrorCode::InvalidParent),
+        ("8103", "8101", ErrorCode::InvalidState),
+        ("8104", "8104", ErrorCode::InvalidParent),
+    ] {
+        let refused = engine
+            .move_to_agency(&org(tenant), &org(to), &actor())
+            .await
+            .unwrap_err();
+        assert_eq!(code(&refused), expected, "{tenant} -> {to}: {refused}");
+    }
+    // Now the first agency has no live client and can go.
+    engine.delete(&agency.org_id, &actor()).await.unwrap();
+}
