@@ -51,7 +51,11 @@ async fn slow_and_numerous_clients_cannot_hold_the_service() {
         "a slow client held its connection {waited:?}"
     );
 
-    // Too many connections: those beyond the cap are closed as soon as they are accepted.
+    // Too many connections: those beyond the cap are closed as soon as they are accepted. First
+    // let every earlier connection go (the readiness probe's keep-alive connection is closed by
+    // the header-read timeout): one closing while the held ones are accepted would free a
+    // place for the extra one.
+    std::thread::sleep(Duration::from_millis(1500));
     let held: Vec<TcpStream> = (0..6).map(|_| connect(&registry.base)).collect();
     std::thread::sleep(Duration::from_millis(200));
     let mut extra = connect(&registry.base);
