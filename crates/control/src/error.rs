@@ -25,6 +25,11 @@ pub enum ControlError {
         amount: u32,
         quota: Box<QuotaStatus>,
     },
+    /// Some of an agency's clients had an operation under way: the cascade is tried again.
+    #[error(
+        "{count} client(s) of agency {agency} have an operation under way; the cascade is tried again"
+    )]
+    ClientsBusy { agency: OrgId, count: usize },
     #[error("no active server with free capacity in region {region}")]
     NoCapacity { region: String },
     #[error("server {0} has no credentials in this process's configuration")]
@@ -69,6 +74,7 @@ impl ControlError {
             ControlError::TenantNotFound(_) | ControlError::NotFound { .. } => ErrorCode::NotFound,
             ControlError::Conflict { code, .. } => *code,
             ControlError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            ControlError::ClientsBusy { .. } => ErrorCode::OperationInProgress,
             ControlError::NoCapacity { .. } => ErrorCode::NoCapacity,
             ControlError::TemplateBusy { .. } => ErrorCode::TemplateBusy,
             ControlError::Registry(source) if is_unavailable(source) => ErrorCode::Unavailable,
@@ -107,6 +113,7 @@ impl ControlError {
             ControlError::NoCapacity { .. }
             | ControlError::UnknownServer(_)
             | ControlError::TemplateBusy { .. }
+            | ControlError::ClientsBusy { .. }
             | ControlError::Registry(_)
             | ControlError::Migration(_)
             | ControlError::Timeout(_) => true,

@@ -146,6 +146,7 @@ string_enum!(
         InviteAdmin => "invite_admin",
         SetPassword => "set_password",
         Converge => "converge",
+        CascadeClients => "cascade_clients",
         Finish => "finish",
         Done => "done",
     }

@@ -156,6 +156,51 @@ impl StepContext<'_> {
         self.store.finish(self.op, self.worker, effect).await
     }
 
+    /// An agency's step carrying its `kind` to its clients in status `from` (and, with `reason`,
+    /// only those whose `status_reason` is it), each as an operation of its own moved to
+    /// `status_now`. Clients already carried over are no longer in `from`, so the step can run
+    /// again after a crash; a client with another operation under way makes it retry later.
+    async fn cascade_to_clients(
+        &self,
+        kind: tenancy_core::OperationKind,
+        from: tenancy_core::TenantStatus,
+        reason: Option<&str>,
+        status_now: Option<(tenancy_core::TenantStatus, Option<&str>)>,
+    ) -> Result<(), ControlError> {
+        if self.tenant.kind != tenancy_core::TenantKind::Agency {
+            return Ok(());
+        }
+        let filter = crate::store::TenantFilter {
+            parent_org_id: Some(self.tenant.org_id.clone()),
+            status: Some(from),
+            ..Default::default()
+        };
+        let actor = crate::store::Actor::named("system:agency-cascade");
+        let mut busy = 0;
+        for client in self.store.all_tenants(&filter).await? {
+            if reason.is_some() && client.status_reason.as_deref() != reason {
+                continue;
+            }
+            match self
+                .store
+                .request_operation(&client.org_id, kind, &[from], status_now, &actor)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code() == tenancy_core::ErrorCode::OperationInProgress => busy += 1,
+                Err(e) if e.code() == tenancy_core::ErrorCode::InvalidState => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if busy > 0 {
+            return Err(ControlError::ClientsBusy {
+                agency: self.tenant.org_id.clone(),
+                count: busy,
+            });
+        }
+        Ok(())
+    }
+
     /// A step that is not one of this kind's: the stored operation is corrupt.
     fn unexpected(&self, step: Step) -> ControlError {
         ControlError::Corrupt(format!(

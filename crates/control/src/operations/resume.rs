@@ -1,12 +1,14 @@
-//! `resume`: undoes a suspension (LOGIN and CONNECT back), then the tenant is active again.
+//! `resume`: undoes a suspension (LOGIN and CONNECT back), then the tenant is active again. An
+//! agency's clients that its suspension suspended are resumed with it; a client an operator
+//! suspended stays suspended.
 
-use tenancy_core::{Step, TenantStatus};
+use tenancy_core::{OperationKind, Step, TenantStatus};
 
 use super::StepContext;
 use crate::error::ControlError;
 use crate::store::Finish;
 
-pub(super) const STEPS: &[Step] = &[Step::Unblock, Step::Finish];
+pub(super) const STEPS: &[Step] = &[Step::Unblock, Step::CascadeClients, Step::Finish];
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
@@ -15,6 +17,15 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
                 .await?
                 .unblock(&cx.tenant.db_name, &cx.tenant.role_name())
                 .await
+        }
+        Step::CascadeClients => {
+            cx.cascade_to_clients(
+                OperationKind::Resume,
+                TenantStatus::Suspended,
+                Some(super::suspend::AGENCY_SUSPENDED),
+                None,
+            )
+            .await
         }
         Step::Finish => cx.finish(Finish::Status(TenantStatus::Active)).await,
         other => Err(cx.unexpected(other)),

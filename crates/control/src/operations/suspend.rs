@@ -1,13 +1,18 @@
 //! `suspend`: the tenant was marked suspended when this was asked for (routers refuse it from
 //! the next change-feed answer); here its role loses LOGIN and CONNECT, and its sessions end.
+//! An agency's active clients are suspended with it (reason [`AGENCY_SUSPENDED`]), each by an
+//! operation of its own.
 
-use tenancy_core::{Step, TenantStatus};
+use tenancy_core::{OperationKind, Step, TenantStatus};
 
 use super::StepContext;
 use crate::error::ControlError;
 use crate::store::Finish;
 
-pub(super) const STEPS: &[Step] = &[Step::Block, Step::Finish];
+pub(super) const STEPS: &[Step] = &[Step::Block, Step::CascadeClients, Step::Finish];
+
+/// Why a client was suspended with its agency (and so is resumed with it).
+pub const AGENCY_SUSPENDED: &str = "agency suspended";
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
@@ -19,6 +24,15 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             }
             None => Ok(()),
         },
+        Step::CascadeClients => {
+            cx.cascade_to_clients(
+                OperationKind::Suspend,
+                TenantStatus::Active,
+                None,
+                Some((TenantStatus::Suspended, Some(AGENCY_SUSPENDED))),
+            )
+            .await
+        }
         Step::Finish => cx.finish(Finish::Status(TenantStatus::Suspended)).await,
         other => Err(cx.unexpected(other)),
     }

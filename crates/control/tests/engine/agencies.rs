@@ -143,3 +143,98 @@ async fn clients_go_under_live_agencies_only_and_the_hierarchy_is_two_deep() {
     // Now the first agency has no live client and can go.
     engine.delete(&agency.org_id, &actor()).await.unwrap();
 }
+
+async fn settled(engine: &tenancy_control::Engine, op: tenancy_core::Operation) {
+    let op = engine
+        .wait_operation(op.id, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(op.state, tenancy_core::OperationState::Succeeded, "{op:?}");
+}
+
+/// Suspending an agency suspends its active clients (reason `agency suspended`), each by an
+/// operation of its own; resuming it resumes only those: a client an operator suspended before
+/// stays suspended.
+#[tokio::test]
+async fn an_agency_suspension_carries_to_its_clients_and_its_resumption_only_undoes_its_own() {
+    use std::time::Duration;
+    use tenancy_core::TenantStatus;
+
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let agency = onboard(
+        &engine,
+        create("8201", "Cascading Agency", Some(TenantKind::Agency), None),
+    )
+    .await;
+    let carried = onboard(
+        &engine,
+        create("8202", "Carried Client", None, Some("8201")),
+    )
+    .await;
+    let held = onboard(&engine, create("8203", "Held Client", None, Some("8201"))).await;
+    settled(
+        &engine,
+        engine.suspend(&held.org_id, &actor()).await.unwrap(),
+    )
+    .await;
+
+    settled(
+        &engine,
+        engine.suspend(&agency.org_id, &actor()).await.unwrap(),
+    )
+    .await;
+    let client = wait_status(
+        &engine,
+        &carried.org_id,
+        TenantStatus::Suspended,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(client.status_reason.as_deref(), Some("agency suspended"));
+    // Its role really is blocked.
+    assert!(
+        connect_own(&engine, fleet.cluster("pg-1"), &carried)
+            .await
+            .is_err()
+    );
+    let suspends = |org_id: tenancy_core::OrgId| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .tenant_operations(&org_id, 100)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|op| op.kind == tenancy_core::OperationKind::Suspend)
+                .count()
+        }
+    };
+    assert_eq!(suspends(carried.org_id.clone()).await, 1);
+    assert_eq!(
+        engine.tenant(&held.org_id).await.unwrap().status_reason,
+        None
+    );
+
+    settled(
+        &engine,
+        engine.resume(&agency.org_id, &actor()).await.unwrap(),
+    )
+    .await;
+    wait_status(
+        &engine,
+        &carried.org_id,
+        TenantStatus::Active,
+        Duration::from_secs(30),
+    )
+    .await;
+    connect_own(&engine, fleet.cluster("pg-1"), &carried)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        engine.tenant(&held.org_id).await.unwrap().status,
+        TenantStatus::Suspended,
+        "an operator's suspension stays"
+    );
+}

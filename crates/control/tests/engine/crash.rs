@@ -169,3 +169,78 @@ async fn shutdown_hands_unfinished_work_back_without_spending_an_attempt() {
     w.shutdown().await;
     assert_eq!(fleet.tenant_databases("pg-1"), ["tenant_handback"]);
 }
+
+/// A worker dying in an agency's cascade: the next one runs the step again, and every client is
+/// suspended exactly once.
+#[tokio::test]
+async fn a_cascade_cut_short_by_a_crash_converges_with_each_client_suspended_once() {
+    let fleet = TestFleet::single().unwrap();
+    let (doomed, crashed) = doomed_engine(
+        &fleet,
+        OperationKind::Suspend,
+        Step::CascadeClients,
+        Moment::After,
+    )
+    .await;
+    let workers = doomed.run_workers();
+    let mut agency = request("7601", "Crashing Agency");
+    agency.kind = Some(tenancy_core::TenantKind::Agency);
+    let agency = onboard(&doomed, agency).await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut client = request(&format!("760{}", i + 2), &format!("Crash Client {i}"));
+        client.parent_org_id = Some(agency.org_id.clone());
+        clients.push(onboard(&doomed, client).await);
+    }
+    doomed.suspend(&agency.org_id, &actor()).await.unwrap();
+    wait_crash(&crashed).await;
+    workers.shutdown().await;
+
+    let rescuer = engine(&fleet).await;
+    let workers = rescuer.run_workers();
+    wait_status(
+        &rescuer,
+        &agency.org_id,
+        TenantStatus::Suspended,
+        Duration::from_secs(30),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the agency's suspend succeeds",
+        || async {
+            let op = rescuer
+                .latest_operation(&agency.org_id)
+                .await
+                .unwrap()
+                .unwrap();
+            (op.state == OperationState::Succeeded).then_some(())
+        },
+    )
+    .await;
+    for client in &clients {
+        eventually(
+            Duration::from_secs(30),
+            "the client's suspension is done",
+            || async {
+                let op = rescuer
+                    .latest_operation(&client.org_id)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (op.kind == OperationKind::Suspend && op.state == OperationState::Succeeded)
+                    .then_some(())
+            },
+        )
+        .await;
+        let suspends = rescuer
+            .tenant_operations(&client.org_id, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|op| op.kind == OperationKind::Suspend)
+            .count();
+        assert_eq!(suspends, 1, "{}", client.org_id);
+    }
+    workers.shutdown().await;
+}
