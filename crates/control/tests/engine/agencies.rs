@@ -198,19 +198,13 @@ async fn an_agency_suspension_carries_to_its_clients_and_its_resumption_only_und
             .await
             .is_err()
     );
-    let suspends = |org_id: tenancy_core::OrgId| {
-        let engine = engine.clone();
-        async move {
-            engine
-                .tenant_operations(&org_id, 100)
-                .await
-                .unwrap()
-                .iter()
-                .filter(|op| op.kind == tenancy_core::OperationKind::Suspend)
-                .count()
-        }
-    };
-    assert_eq!(suspends(carried.org_id.clone()).await, 1);
+    let suspends = operations_of_kind(
+        &engine,
+        &carried.org_id,
+        tenancy_core::OperationKind::Suspend,
+    )
+    .await;
+    assert_eq!(suspends, 1);
     assert_eq!(
         engine.tenant(&held.org_id).await.unwrap().status_reason,
         None

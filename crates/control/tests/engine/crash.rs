@@ -233,13 +233,7 @@ async fn a_cascade_cut_short_by_a_crash_converges_with_each_client_suspended_onc
             },
         )
         .await;
-        let suspends = rescuer
-            .tenant_operations(&client.org_id, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|op| op.kind == OperationKind::Suspend)
-            .count();
+        let suspends = operations_of_kind(&rescuer, &client.org_id, OperationKind::Suspend).await;
         assert_eq!(suspends, 1, "{}", client.org_id);
     }
     workers.shutdown().await;

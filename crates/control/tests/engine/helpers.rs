@@ -40,6 +40,21 @@ pub fn org(id: &str) -> OrgId {
     id.parse().unwrap()
 }
 
+/// How many operations of `kind` the tenant has had.
+pub async fn operations_of_kind(
+    engine: &Engine,
+    org_id: &OrgId,
+    kind: tenancy_core::OperationKind,
+) -> usize {
+    engine
+        .tenant_operations(org_id, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|op| op.kind == kind)
+        .count()
+}
+
 /// Onboards and waits until the provisioning operation finished; returns the tenant.
 pub async fn onboard(engine: &Engine, req: CreateTenant) -> Tenant {
     let org_id = req.org_id.clone().unwrap();

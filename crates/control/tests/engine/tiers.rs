@@ -158,15 +158,7 @@ async fn changed_tier_figures_roll_out_to_every_tenant_of_the_tier_after_a_resta
     workers.shutdown().await;
     let retiers = |engine: &tenancy_control::Engine, org_id: &tenancy_core::OrgId| {
         let (engine, org_id) = (engine.clone(), org_id.clone());
-        async move {
-            engine
-                .tenant_operations(&org_id, 100)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|op| op.kind == tenancy_core::OperationKind::Retier)
-                .count()
-        }
+        async move { operations_of_kind(&engine, &org_id, tenancy_core::OperationKind::Retier).await }
     };
     // (A first rollout may have re-tiered them: no figures were recorded before it.)
     let (free_before, business_before) = (
