@@ -78,15 +78,9 @@ fn check_webhook_url(url: &str) -> Result<(), ControlError> {
         |why: &str| ControlError::Config(format!("usage.warning_webhook_url {url:?}: {why}"));
     let parsed = reqwest::Url::parse(url).map_err(|e| refused(&e.to_string()))?;
     let host = parsed.host_str().ok_or_else(|| refused("no host"))?;
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
     match parsed.scheme() {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "http" if tenancy_core::is_loopback_host(host) => Ok(()),
         _ => Err(refused(
             "must be https:// (http:// only to a loopback host)",
         )),

@@ -29,4 +29,4 @@ pub use settings::{
     EffectiveFeatures, FEATURE_PREFIX, MAX_SETTING_BYTES, PutSetting, Setting, SettingType,
 };
 pub use slug::slug_from_name;
-pub use tls::SslMode;
+pub use tls::{SslMode, is_loopback_host};

@@ -21,16 +21,20 @@ pub enum SslMode {
     VerifyFull,
 }
 
+/// Whether a host name or address (`localhost`, `127.0.0.1`, `[::1]`) is this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl SslMode {
     /// The default for a host: plain text on loopback, `verify-full` everywhere else.
     pub fn default_for(host: &str) -> Self {
-        let loopback = host == "localhost"
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if loopback {
+        if is_loopback_host(host) {
             SslMode::Disable
         } else {
             SslMode::VerifyFull
