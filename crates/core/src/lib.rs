@@ -23,7 +23,7 @@ pub use model::{
 pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 pub use quota::{
     MAX_USAGE_AMOUNT, PeriodWindow, QuotaCheck, QuotaCheckRequest, QuotaPeriod, QuotaStatus,
-    UsageCounted, UsageIncrement, UsageLogEntry, UsageLogPage,
+    UsageCounted, UsageIncrement, UsageLogEntry, UsageLogPage, usage_amount,
 };
 pub use settings::{
     EffectiveFeatures, FEATURE_PREFIX, MAX_SETTING_BYTES, PutSetting, Setting, SettingType,

@@ -59,6 +59,14 @@ fn month_start(year: i32, month: u32) -> DateTime<Utc> {
 /// amount cannot overflow a counter.
 pub const MAX_USAGE_AMOUNT: u32 = 1_000_000_000;
 
+/// An amount one increment or check may count: 1 to [`MAX_USAGE_AMOUNT`].
+pub fn usage_amount(value: u64) -> Option<NonZeroU32> {
+    u32::try_from(value)
+        .ok()
+        .filter(|v| *v <= MAX_USAGE_AMOUNT)
+        .and_then(NonZeroU32::new)
+}
+
 /// `POST /v1/tenants/{org_id}/usage/{resource}`: count `amount` against the quota, all or
 /// nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,16 +188,12 @@ pub struct UsageLogPage {
 fn amount<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
     use serde::de::{Error, Unexpected};
     let value: u64 = crate::model::integral_number(d)?;
-    u32::try_from(value)
-        .ok()
-        .filter(|v| *v <= MAX_USAGE_AMOUNT)
-        .and_then(NonZeroU32::new)
-        .ok_or_else(|| {
-            D::Error::invalid_value(
-                Unexpected::Unsigned(value),
-                &"an amount from 1 to 1000000000",
-            )
-        })
+    usage_amount(value).ok_or_else(|| {
+        D::Error::invalid_value(
+            Unexpected::Unsigned(value),
+            &"an amount from 1 to 1000000000",
+        )
+    })
 }
 
 #[cfg(test)]

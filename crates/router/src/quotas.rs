@@ -66,11 +66,9 @@ fn quota_name(resource: &str) -> Result<QuotaName, RouterError> {
 }
 
 fn checked_amount(amount: u32) -> Result<std::num::NonZeroU32, RouterError> {
-    std::num::NonZeroU32::new(amount)
-        .filter(|a| a.get() <= MAX_USAGE_AMOUNT)
-        .ok_or_else(|| {
-            RouterError::InvalidQuota(format!("amount {amount}: from 1 to {MAX_USAGE_AMOUNT}"))
-        })
+    tenancy_core::usage_amount(u64::from(amount)).ok_or_else(|| {
+        RouterError::InvalidQuota(format!("amount {amount}: from 1 to {MAX_USAGE_AMOUNT}"))
+    })
 }
 
 #[derive(Default)]
