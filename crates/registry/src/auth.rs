@@ -179,6 +179,20 @@ impl Authenticated {
         }
     }
 
+    /// Who may read a tenant's quotas and usage log: router services (which check before acting)
+    /// and whoever may read the tenant.
+    pub async fn require_quota_reader(
+        &self,
+        engine: &tenancy_control::Engine,
+        org: &tenancy_core::OrgId,
+    ) -> Result<(), ApiError> {
+        if self.caller.can_route() {
+            Ok(())
+        } else {
+            self.require_tenant_or_agency(engine, org).await
+        }
+    }
+
     /// See [`Authenticated::require_tenant_or_agency`].
     pub async fn may_read_tenant(
         &self,

@@ -55,10 +55,7 @@ pub async fn list(
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<axum::Json<Vec<QuotaStatus>>> {
-    if !auth.caller.can_route() {
-        auth.require_tenant_or_agency(&state.engine, &org_id)
-            .await?;
-    }
+    auth.require_quota_reader(&state.engine, &org_id).await?;
     Ok(axum::Json(state.engine.quotas(&org_id).await?))
 }
 
@@ -76,10 +73,7 @@ pub async fn check(
     Path(org_id): Path<OrgId>,
     Json(request): Json<QuotaCheckRequest>,
 ) -> ApiResult<axum::Json<QuotaCheck>> {
-    if !auth.caller.can_route() {
-        auth.require_tenant_or_agency(&state.engine, &org_id)
-            .await?;
-    }
+    auth.require_quota_reader(&state.engine, &org_id).await?;
     Ok(axum::Json(
         state.engine.check_quota(&org_id, &request).await?,
     ))
@@ -106,10 +100,7 @@ pub async fn log(
     Path(org_id): Path<OrgId>,
     Query(params): Query<LogParams>,
 ) -> ApiResult<axum::Json<UsageLogPage>> {
-    if !auth.caller.can_route() {
-        auth.require_tenant_or_agency(&state.engine, &org_id)
-            .await?;
-    }
+    auth.require_quota_reader(&state.engine, &org_id).await?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 500"));
