@@ -16,23 +16,6 @@ CREATE TABLE tenant_settings (
 );
 CREATE INDEX tenant_settings_key_id ON tenant_settings (key_id) WHERE key_id IS NOT NULL;
 
--- Bumped by every settings change, so it takes a change sequence number and routers see it.
+-- Bumped by every settings change, so it takes a change sequence number and routers see it (the
+-- trigger that does so is replaced in V11, with the storage quota's read_only).
 ALTER TABLE tenants ADD COLUMN settings_version bigint NOT NULL DEFAULT 0;
-
-CREATE OR REPLACE FUNCTION tenants_bump_change_seq() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'INSERT'
-       OR NEW.status IS DISTINCT FROM OLD.status
-       OR NEW.tier IS DISTINCT FROM OLD.tier
-       OR NEW.server_id IS DISTINCT FROM OLD.server_id
-       OR NEW.name IS DISTINCT FROM OLD.name
-       OR NEW.credential_generation IS DISTINCT FROM OLD.credential_generation
-       OR NEW.credential_key_id IS DISTINCT FROM OLD.credential_key_id
-       OR NEW.settings_version IS DISTINCT FROM OLD.settings_version THEN
-        PERFORM pg_advisory_xact_lock(hashtext('tenancy.change_seq'));
-        NEW.change_seq := nextval('tenant_change_seq');
-        PERFORM pg_notify('tenancy_tenant_changes', NEW.change_seq::text);
-    END IF;
-    RETURN NEW;
-END
-$$;

@@ -15,6 +15,7 @@ ALTER TABLE tenants
     -- The highest storage warning level (80, 95) crossed and not yet fallen back under.
     ADD COLUMN storage_warning smallint NOT NULL DEFAULT 0;
 
+-- Settings (V10) and read_only take a change sequence number, so routers see them.
 CREATE OR REPLACE FUNCTION tenants_bump_change_seq() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT'
