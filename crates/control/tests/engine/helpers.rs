@@ -40,6 +40,23 @@ pub fn org(id: &str) -> OrgId {
     id.parse().unwrap()
 }
 
+/// Moves the tenant to `tier` and waits until its `retier` operation succeeded.
+pub async fn retier(engine: &Engine, org_id: &OrgId, tier: &str) {
+    let update = tenancy_core::UpdateTenant {
+        name: None,
+        tier: Some(tier.parse().unwrap()),
+    };
+    let (_, op) = engine
+        .update_tenant(org_id, &update, &actor())
+        .await
+        .unwrap();
+    let op = engine
+        .wait_operation(op.expect("a retier").id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+}
+
 /// How many operations of `kind` the tenant has had.
 pub async fn operations_of_kind(
     engine: &Engine,

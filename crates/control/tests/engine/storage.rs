@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use sqlx::PgConnection;
-use tenancy_core::{CreateTenant, OperationState, Tenant, UpdateTenant};
+use tenancy_core::{CreateTenant, Tenant};
 use tenancy_testkit::TestFleet;
 
 use crate::helpers::*;
@@ -84,22 +84,7 @@ async fn a_tenant_over_its_storage_quota_becomes_read_only_until_its_tier_grows(
     );
 
     // A tier with room: writable again at the next round.
-    let (_, op) = engine
-        .update_tenant(
-            &tenant.org_id,
-            &UpdateTenant {
-                name: None,
-                tier: Some("free".parse().unwrap()),
-            },
-            &actor(),
-        )
-        .await
-        .unwrap();
-    let op = engine
-        .wait_operation(op.unwrap().id, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(op.state, OperationState::Succeeded);
+    retier(&engine, &tenant.org_id, "free").await;
     let round = engine.sample_usage().await.unwrap();
     assert_eq!(round.made_writable, std::slice::from_ref(&tenant.org_id));
     let mut conn = connect_own(&engine, cluster, &tenant).await.unwrap();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sqlx::Row;
-use tenancy_core::{ErrorCode, OperationState, UpdateTenant};
+use tenancy_core::{ErrorCode, UpdateTenant};
 use tenancy_testkit::TestFleet;
 
 use crate::helpers::*;
@@ -44,22 +44,7 @@ async fn a_tenant_gets_the_default_tier_its_limits_and_a_retier_changes_them() {
         ("15s".into(), "1min".into(), "1GB".into())
     );
 
-    let (_, op) = engine
-        .update_tenant(
-            &tenant.org_id,
-            &UpdateTenant {
-                name: None,
-                tier: Some("business".parse().unwrap()),
-            },
-            &actor(),
-        )
-        .await
-        .unwrap();
-    let op = engine
-        .wait_operation(op.unwrap().id, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    retier(&engine, &tenant.org_id, "business").await;
     assert_eq!(
         session_limits(&engine, &fleet, &tenant).await,
         ("1min".into(), "5min".into(), "20GB".into())
