@@ -106,13 +106,13 @@ async fn sample(engine: Engine, cancel: CancellationToken) {
 async fn maintain(engine: Engine, cancel: CancellationToken) {
     let interval = engine.config().engine.reconcile_interval;
     loop {
-        // Changed tier figures: at start, then every round (tenants that were busy).
-        if let Err(e) = engine.roll_out_tiers().await {
-            warn!(error = %e, "could not roll changed tier figures out");
-        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = cancel.cancelled() => return,
+        }
+        // Changed tier figures (rolled out at start): tenants that were busy then.
+        if let Err(e) = engine.roll_out_tiers().await {
+            warn!(error = %e, "could not roll changed tier figures out");
         }
         let store = engine.store();
         match store.expired_tenants().await {

@@ -120,6 +120,9 @@ impl Engine {
             .apply_configured_servers(&engine.inner.config.servers, &Actor::system())
             .await?;
         engine.prepare_servers().await?;
+        // Before any worker or request of this process: a tenant onboarded meanwhile would get
+        // a needless retier.
+        engine.roll_out_tiers().await?;
         Ok(engine)
     }
 
@@ -162,9 +165,8 @@ impl Engine {
     /// timeouts, temp file limit) differ from those last rolled out, queues a `retier` of every
     /// tenant of the tier, then records the figures. A tenant with another operation under way
     /// is left for the next call (the figures stay unrecorded until none is left), so a crash or
-    /// a busy tenant only delays the rollout. Registry processes call it when their workers
-    /// start and every maintenance round, one replica at a time (another one's call answers
-    /// nothing).
+    /// a busy tenant only delays the rollout. [`Engine::start`] calls it, and registry processes
+    /// every maintenance round, one replica at a time (another one's call answers nothing).
     pub async fn roll_out_tiers(&self) -> Result<Vec<TierRollout>, ControlError> {
         let Some(lock) = self.try_lock("tenancy.tiers").await? else {
             return Ok(Vec::new());
