@@ -35,5 +35,6 @@ pub use engine::{Engine, Onboarded, SampleRound, Secrets, TierRollout, TierStatu
 pub use error::ControlError;
 pub use reconcile::{Finding, FindingKind, Repair};
 pub use store::{
-    Actor, AuditEvent, OrgEventOutcome, PendingOrgEvent, RegistryLock, ServerChange, TenantFilter,
+    Actor, AuditEvent, Cascade, OrgEventOutcome, PendingOrgEvent, RegistryLock, ServerChange,
+    TenantFilter,
 };

@@ -291,6 +291,10 @@ pub struct Operation {
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// The agency's operation that queued this one for its client (a suspend, resume or delete
+    /// cascading from the agency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_operation_id: Option<Uuid>,
 }
 
 #[cfg(test)]

@@ -109,7 +109,10 @@ async fn apply_once(
                 Ok(())
             }
         }
-        OrgChange::Removed => engine.delete(org_id, actor).await.map(drop),
+        OrgChange::Removed => engine
+            .delete(org_id, tenancy_control::Cascade::Refuse, actor)
+            .await
+            .map(drop),
     };
     match result {
         Err(e) if already_so(&e) => Ok(()),

@@ -31,6 +31,16 @@ impl Engine {
         self.store().tenant_operations(org_id, limit).await
     }
 
+    /// The tenant's operations and, for an agency, those its cascades queued for its clients;
+    /// newest first.
+    pub async fn operations_with_cascades(
+        &self,
+        org_id: &OrgId,
+        limit: i64,
+    ) -> Result<Vec<Operation>, ControlError> {
+        self.store().operations_with_cascades(org_id, limit).await
+    }
+
     /// The tenant's newest operation.
     pub async fn latest_operation(
         &self,

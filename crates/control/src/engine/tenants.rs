@@ -9,7 +9,9 @@ use tracing::{info, instrument};
 
 use super::Engine;
 use crate::error::ControlError;
-use crate::store::{Actor, Created, NewTenant, OrgEventOutcome, PendingOrgEvent, TenantFilter};
+use crate::store::{
+    Actor, Cascade, Created, NewTenant, OrgEventOutcome, PendingOrgEvent, TenantFilter,
+};
 
 /// What onboarding did.
 #[derive(Debug, Clone)]
@@ -115,6 +117,7 @@ impl Engine {
                 OperationKind::Suspend,
                 &[Active],
                 Some((Suspended, reason)),
+                Cascade::Refuse,
                 actor,
             )
             .await
@@ -128,21 +131,29 @@ impl Engine {
                 OperationKind::Resume,
                 &[TenantStatus::Suspended],
                 None,
+                Cascade::Refuse,
                 actor,
             )
             .await
     }
 
     /// Soft delete: the tenant is refused at once (`deleting`), its database kept for the
-    /// retention period, then dropped.
-    pub async fn delete(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
-        use TenantStatus::*;
+    /// retention period, then dropped. An agency with live clients is refused (`has_clients`)
+    /// unless `cascade` is [`Cascade::WithClients`]: then each client is deleted by an operation
+    /// of its own, with the same retention.
+    pub async fn delete(
+        &self,
+        org_id: &OrgId,
+        cascade: Cascade,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
         self.store()
             .request_operation(
                 org_id,
                 OperationKind::Deprovision,
-                &[Active, Suspended, Failed],
-                Some((Deleting, None)),
+                crate::operations::DELETABLE,
+                Some((TenantStatus::Deleting, None)),
+                cascade,
                 actor,
             )
             .await
@@ -156,6 +167,7 @@ impl Engine {
                 OperationKind::Purge,
                 &[TenantStatus::Deleted],
                 None,
+                Cascade::Refuse,
                 actor,
             )
             .await
@@ -175,6 +187,7 @@ impl Engine {
                 OperationKind::RotateCredentials,
                 &[Active, Suspended],
                 None,
+                Cascade::Refuse,
                 actor,
             )
             .await

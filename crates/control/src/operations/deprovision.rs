@@ -1,14 +1,16 @@
 //! `deprovision` (soft delete): the tenant was marked deleting when this was asked for; here it
 //! is blocked like a suspension, then marked deleted with its database kept for the retention
-//! period (the maintenance loop queues the purge when it runs out).
+//! period (the maintenance loop queues the purge when it runs out). An agency's live clients
+//! are deleted with it, each by an operation of its own: the delete was refused if it had any,
+//! unless it was asked with `cascade=true`, and no client can join a deleting agency.
 
-use tenancy_core::Step;
+use tenancy_core::{OperationKind, Step, TenantStatus};
 
 use super::StepContext;
 use crate::error::ControlError;
 use crate::store::Finish;
 
-pub(super) const STEPS: &[Step] = &[Step::Block, Step::Finish];
+pub(super) const STEPS: &[Step] = &[Step::Block, Step::CascadeClients, Step::Finish];
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
@@ -20,6 +22,15 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             }
             None => Ok(()),
         },
+        Step::CascadeClients => {
+            cx.cascade_to_clients(
+                OperationKind::Deprovision,
+                super::DELETABLE,
+                None,
+                Some((TenantStatus::Deleting, None)),
+            )
+            .await
+        }
         Step::Finish => {
             let retention = cx.config.engine.retention;
             cx.finish(Finish::Deleted { retention }).await

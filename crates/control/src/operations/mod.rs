@@ -45,6 +45,13 @@ pub(crate) fn steps(kind: OperationKind) -> &'static [Step] {
     }
 }
 
+/// The statuses a tenant can be deleted from.
+pub(crate) const DELETABLE: &[tenancy_core::TenantStatus] = &[
+    tenancy_core::TenantStatus::Active,
+    tenancy_core::TenantStatus::Suspended,
+    tenancy_core::TenantStatus::Failed,
+];
+
 /// Where a new operation of `kind` starts.
 pub(crate) fn first_step(kind: OperationKind) -> Step {
     steps(kind)[0]
@@ -156,14 +163,16 @@ impl StepContext<'_> {
         self.store.finish(self.op, self.worker, effect).await
     }
 
-    /// An agency's step carrying its `kind` to its clients in status `from` (and, with `reason`,
-    /// only those whose `status_reason` is it), each as an operation of its own moved to
-    /// `status_now`. Clients already carried over are no longer in `from`, so the step can run
-    /// again after a crash; a client with another operation under way makes it retry later.
+    /// An agency's step carrying its `kind` to its clients in one of the statuses `from` (and,
+    /// with `reason`, only those whose `status_reason` is it), each as an operation of its own
+    /// (naming this one) moved to `status_now`. Clients already carried over are no longer in
+    /// `from`, so the step can run again after a crash. A client with another operation under
+    /// way, or still provisioning (it would come out active under a suspended or deleted
+    /// agency), makes the step retry later.
     async fn cascade_to_clients(
         &self,
         kind: tenancy_core::OperationKind,
-        from: tenancy_core::TenantStatus,
+        from: &[tenancy_core::TenantStatus],
         reason: Option<&str>,
         status_now: Option<(tenancy_core::TenantStatus, Option<&str>)>,
     ) -> Result<(), ControlError> {
@@ -172,18 +181,30 @@ impl StepContext<'_> {
         }
         let filter = crate::store::TenantFilter {
             parent_org_id: Some(self.tenant.org_id.clone()),
-            status: Some(from),
             ..Default::default()
         };
         let actor = crate::store::Actor::named("system:agency-cascade");
         let mut busy = 0;
         for client in self.store.all_tenants(&filter).await? {
-            if reason.is_some() && client.status_reason.as_deref() != reason {
+            if client.status == tenancy_core::TenantStatus::Provisioning {
+                busy += 1;
+                continue;
+            }
+            if !from.contains(&client.status)
+                || (reason.is_some() && client.status_reason.as_deref() != reason)
+            {
                 continue;
             }
             match self
                 .store
-                .request_operation(&client.org_id, kind, &[from], status_now, &actor)
+                .request_operation(
+                    &client.org_id,
+                    kind,
+                    from,
+                    status_now,
+                    crate::store::Cascade::From(self.op.id),
+                    &actor,
+                )
                 .await
             {
                 Ok(_) => {}

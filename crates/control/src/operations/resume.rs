@@ -21,7 +21,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::CascadeClients => {
             cx.cascade_to_clients(
                 OperationKind::Resume,
-                TenantStatus::Suspended,
+                &[TenantStatus::Suspended],
                 Some(super::suspend::AGENCY_SUSPENDED),
                 None,
             )

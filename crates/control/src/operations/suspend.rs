@@ -27,7 +27,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::CascadeClients => {
             cx.cascade_to_clients(
                 OperationKind::Suspend,
-                TenantStatus::Active,
+                &[TenantStatus::Active],
                 None,
                 Some((TenantStatus::Suspended, Some(AGENCY_SUSPENDED))),
             )

@@ -22,8 +22,8 @@ pub const OPERATIONS_CHANNEL: &str = "tenancy_operations";
 pub const DONE_CHANNEL: &str = "tenancy_operation_done";
 
 /// The one column list of an operation read.
-const OPERATION_COLUMNS: &str =
-    "id, org_id, kind, state, step, attempts, last_error, last_error_code, created_at, finished_at";
+const OPERATION_COLUMNS: &str = "id, org_id, kind, state, step, attempts, last_error, \
+    last_error_code, created_at, finished_at, parent_operation_id";
 
 #[derive(FromRow)]
 struct OperationRow {
@@ -42,6 +42,7 @@ struct OperationRow {
     last_error_code: Maybe<ErrorCode>,
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
+    parent_operation_id: Option<Uuid>,
 }
 
 impl From<OperationRow> for Operation {
@@ -57,12 +58,26 @@ impl From<OperationRow> for Operation {
             last_error_code: row.last_error_code.0,
             created_at: row.created_at,
             finished_at: row.finished_at,
+            parent_operation_id: row.parent_operation_id,
         }
     }
 }
 
 fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(text)
+}
+
+/// How a requested operation stands to an agency's clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cascade {
+    /// Deleting an agency that has live clients is refused (`has_clients`).
+    #[default]
+    Refuse,
+    /// The agency's delete takes its live clients with it (its `cascade_clients` step deletes
+    /// each by an operation of its own).
+    WithClients,
+    /// Queued by this operation of the client's agency (its `cascade_clients` step).
+    From(Uuid),
 }
 
 /// How a finished operation changes its tenant.
@@ -92,6 +107,29 @@ impl Store {
             .fetch_optional(self.pool())
             .await?
             .map(Operation::from))
+        })
+        .await
+    }
+
+    /// The tenant's operations and, for an agency, those its cascades queued for its clients;
+    /// newest first.
+    pub async fn operations_with_cascades(
+        &self,
+        org_id: &OrgId,
+        limit: i64,
+    ) -> Result<Vec<Operation>, ControlError> {
+        self.run("operations_with_cascades", async {
+            let rows = sqlx::query_as::<_, OperationRow>(sql(format!(
+                "SELECT {OPERATION_COLUMNS} FROM operations
+                 WHERE org_id = $1
+                    OR parent_operation_id IN (SELECT id FROM operations WHERE org_id = $1)
+                 ORDER BY created_at DESC LIMIT $2"
+            )))
+            .bind(org_id.as_str())
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+            Ok(rows.into_iter().map(Operation::from).collect())
         })
         .await
     }
@@ -133,6 +171,7 @@ impl Store {
         kind: OperationKind,
         from: &[TenantStatus],
         status_now: Option<(TenantStatus, Option<&str>)>,
+        cascade: Cascade,
         actor: &Actor,
     ) -> Result<Operation, ControlError> {
         self.run("request_operation", async {
@@ -159,10 +198,13 @@ impl Store {
                     ),
                 ));
             }
-            // An agency goes after its clients: deleting one with live clients is refused, and
-            // purging one with clients at all (dropping its database before finding out its row
-            // cannot go).
-            if matches!(kind, OperationKind::Purge | OperationKind::Deprovision) {
+            // An agency goes after its clients: deleting one with live clients is refused (unless
+            // the delete takes them along), and purging one with clients at all (dropping its
+            // database before finding out its row cannot go). New clients wait for this lock
+            // (`check_agency`), so none can slip in between.
+            let takes_clients =
+                kind == OperationKind::Deprovision && cascade == Cascade::WithClients;
+            if matches!(kind, OperationKind::Purge | OperationKind::Deprovision) && !takes_clients {
                 let clients: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM tenants WHERE parent_org_id = $1
                      AND ($2 OR status <> 'deleted')",
@@ -172,16 +214,30 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
                 if clients > 0 {
-                    let what = if kind == OperationKind::Purge { "purge" } else { "delete" };
+                    let what = if kind == OperationKind::Purge {
+                        "purge"
+                    } else {
+                        "delete"
+                    };
                     return Err(ControlError::conflict(
                         ErrorCode::HasClients,
                         format!(
-                            "tenant {org_id} is the agency of {clients} tenant(s); {what} them first"
+                            "tenant {org_id} is the agency of {clients} tenant(s); {what} them \
+                             first{}",
+                            if kind == OperationKind::Deprovision {
+                                ", or delete with cascade=true to delete them with it"
+                            } else {
+                                ""
+                            }
                         ),
                     ));
                 }
             }
-            let op = insert_operation(&mut tx, org_id, kind).await?;
+            let parent = match cascade {
+                Cascade::From(parent) => Some(parent),
+                Cascade::Refuse | Cascade::WithClients => None,
+            };
+            let op = insert_operation_under(&mut tx, org_id, kind, parent).await?;
             let after = match status_now {
                 Some((status, reason)) => set_status(&mut tx, org_id, status, reason).await?,
                 None => tenant.clone(),
@@ -618,15 +674,26 @@ pub(super) async fn insert_operation(
     org_id: &OrgId,
     kind: OperationKind,
 ) -> Result<Operation, ControlError> {
+    insert_operation_under(tx, org_id, kind, None).await
+}
+
+/// Queues an operation, naming the agency operation that cascaded it, if any.
+async fn insert_operation_under(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    kind: OperationKind,
+    parent: Option<Uuid>,
+) -> Result<Operation, ControlError> {
     let op: Operation = sqlx::query_as::<_, OperationRow>(sql(format!(
-        "INSERT INTO operations (id, org_id, kind, state, step)
-         VALUES ($1, $2, $3, 'queued', $4)
+        "INSERT INTO operations (id, org_id, kind, state, step, parent_operation_id)
+         VALUES ($1, $2, $3, 'queued', $4, $5)
          RETURNING {OPERATION_COLUMNS}"
     )))
     .bind(Uuid::now_v7())
     .bind(org_id.as_str())
     .bind(kind.as_str())
     .bind(first_step(kind).as_str())
+    .bind(parent)
     .fetch_one(&mut **tx)
     .await
     .map_err(|e| {

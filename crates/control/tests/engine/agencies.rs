@@ -84,14 +84,20 @@ async fn clients_go_under_live_agencies_only_and_the_hierarchy_is_two_deep() {
     }
 
     // An agency with a live client cannot be deleted; a deleted agency takes no clients.
-    let refused = engine.delete(&agency.org_id, &actor()).await.unwrap_err();
+    let refused = engine
+        .delete(&agency.org_id, tenancy_control::Cascade::Refuse, &actor())
+        .await
+        .unwrap_err();
     assert_eq!(code(&refused), ErrorCode::HasClients, "{refused}");
     let doomed = onboard(
         &engine,
         create("8105", "Agency Doomed", Some(TenantKind::Agency), None),
     )
     .await;
-    engine.delete(&doomed.org_id, &actor()).await.unwrap();
+    engine
+        .delete(&doomed.org_id, tenancy_control::Cascade::Refuse, &actor())
+        .await
+        .unwrap();
     let refused = engine
         .onboard(create("8116", "Late Client", None, Some("8105")), &actor())
         .await
@@ -141,7 +147,10 @@ async fn clients_go_under_live_agencies_only_and_the_hierarchy_is_two_deep() {
         assert_eq!(code(&refused), expected, "{tenant} -> {to}: {refused}");
     }
     // Now the first agency has no live client and can go.
-    engine.delete(&agency.org_id, &actor()).await.unwrap();
+    engine
+        .delete(&agency.org_id, tenancy_control::Cascade::Refuse, &actor())
+        .await
+        .unwrap();
 }
 
 async fn settled(engine: &tenancy_control::Engine, op: tenancy_core::Operation) {
@@ -230,5 +239,107 @@ async fn an_agency_suspension_carries_to_its_clients_and_its_resumption_only_und
         engine.tenant(&held.org_id).await.unwrap().status,
         TenantStatus::Suspended,
         "an operator's suspension stays"
+    );
+}
+
+/// Deleting an agency with live clients is refused unless it takes them along: then each client
+/// (an operator's suspended one too) is deleted by an operation of its own, which names the
+/// agency's and shows among its operations, with the same retention.
+#[tokio::test]
+async fn deleting_an_agency_with_cascade_deletes_each_client_by_an_operation_of_its_own() {
+    use std::time::Duration;
+    use tenancy_control::Cascade;
+    use tenancy_core::{OperationKind, TenantStatus};
+
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let agency = onboard(
+        &engine,
+        create("8301", "Deleted Agency", Some(TenantKind::Agency), None),
+    )
+    .await;
+    let active = onboard(&engine, create("8302", "Active Client", None, Some("8301"))).await;
+    let held = onboard(&engine, create("8303", "Held Client", None, Some("8301"))).await;
+    settled(
+        &engine,
+        engine.suspend(&held.org_id, &actor()).await.unwrap(),
+    )
+    .await;
+    let bystander = onboard(&engine, request("8304", "Bystander")).await;
+
+    let refused = engine
+        .delete(&agency.org_id, Cascade::Refuse, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refused), ErrorCode::HasClients, "{refused}");
+    assert_eq!(
+        engine.tenant(&agency.org_id).await.unwrap().status,
+        TenantStatus::Active,
+        "a refused delete changes nothing"
+    );
+
+    let op = engine
+        .delete(&agency.org_id, Cascade::WithClients, &actor())
+        .await
+        .unwrap();
+    settled(&engine, op.clone()).await;
+    for client in [&active, &held] {
+        wait_status(
+            &engine,
+            &client.org_id,
+            TenantStatus::Deleted,
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(
+            operations_of_kind(&engine, &client.org_id, OperationKind::Deprovision).await,
+            1
+        );
+        assert!(
+            connect_own(&engine, fleet.cluster("pg-1"), client)
+                .await
+                .is_err(),
+            "{} can still connect",
+            client.org_id
+        );
+    }
+    let listed = engine
+        .operations_with_cascades(&agency.org_id, 100)
+        .await
+        .unwrap();
+    let cascaded: Vec<&str> = listed
+        .iter()
+        .filter(|o| o.parent_operation_id == Some(op.id))
+        .map(|o| o.org_id.as_str())
+        .collect();
+    assert_eq!(cascaded.len(), 2, "{listed:?}");
+    assert!(cascaded.contains(&"8302") && cascaded.contains(&"8303"));
+
+    // The same retention: each database is kept until the same moment, give or take the time
+    // the cascade took.
+    let mut registry = registry(&fleet).await;
+    let kept: Vec<(
+        String,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    )> = sqlx::query_as(
+        "SELECT org_id, deleted_at, purge_after FROM tenants
+             WHERE org_id IN ('8301', '8302', '8303') ORDER BY org_id",
+    )
+    .fetch_all(&mut registry)
+    .await
+    .unwrap();
+    let retention = engine.config().engine.retention;
+    for (org_id, deleted_at, purge_after) in &kept {
+        assert_eq!(
+            (*purge_after - *deleted_at).to_std().unwrap().as_secs(),
+            retention.as_secs(),
+            "{org_id}"
+        );
+    }
+    assert_eq!(kept.len(), 3);
+    assert_eq!(
+        engine.tenant(&bystander.org_id).await.unwrap().status,
+        TenantStatus::Active
     );
 }

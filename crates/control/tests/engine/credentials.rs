@@ -79,7 +79,11 @@ async fn a_purged_tenant_onboarded_again_gets_a_new_password() {
     let engine = engine_with_workers(&fleet).await;
     let first = onboard(&engine, request("9201", "Reborn")).await;
     let before = password(&engine, &first).await;
-    for op in [engine.delete(&first.org_id, &actor()).await.unwrap()] {
+    for op in [engine
+        .delete(&first.org_id, tenancy_control::Cascade::Refuse, &actor())
+        .await
+        .unwrap()]
+    {
         engine
             .wait_operation(op.id, Duration::from_secs(30))
             .await

@@ -61,7 +61,10 @@ async fn delete_keeps_the_database_until_purge_then_drops_everything() {
     let cluster = fleet.cluster("pg-1");
     let db = tenant.db_name.as_str();
 
-    let op = engine.delete(&tenant.org_id, &actor()).await.unwrap();
+    let op = engine
+        .delete(&tenant.org_id, tenancy_control::Cascade::Refuse, &actor())
+        .await
+        .unwrap();
     assert_eq!(
         engine.tenant(&tenant.org_id).await.unwrap().status,
         TenantStatus::Deleting,
@@ -124,7 +127,10 @@ async fn retention_expiry_purges_automatically() {
     let engine = tenancy_control::Engine::start(config).await.unwrap();
     std::mem::forget(engine.run_workers());
     let tenant = onboard(&engine, request("3003", "Hooli")).await;
-    let op = engine.delete(&tenant.org_id, &actor()).await.unwrap();
+    let op = engine
+        .delete(&tenant.org_id, tenancy_control::Cascade::Refuse, &actor())
+        .await
+        .unwrap();
     engine
         .wait_operation(op.id, Duration::from_secs(30))
         .await
@@ -304,7 +310,10 @@ async fn purging_a_parent_is_refused_before_anything_is_dropped() {
     // A deleted client keeps its row (and its database) until purged: the agency may be
     // deleted, not purged.
     for org_id in [&client.org_id, &parent.org_id] {
-        let op = engine.delete(org_id, &actor()).await.unwrap();
+        let op = engine
+            .delete(org_id, tenancy_control::Cascade::Refuse, &actor())
+            .await
+            .unwrap();
         engine
             .wait_operation(op.id, Duration::from_secs(30))
             .await

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tenancy_control::{Onboarded, TenantFilter};
+use tenancy_control::{Cascade, Onboarded, TenantFilter};
 use tenancy_core::{
     ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationState, OrgId, Region, ServerId,
     Tenant, TenantHealth, TenantKind, TenantStatus, TenantUsage, Tier, UpdateTenant,
@@ -264,18 +264,38 @@ pub async fn update(
     Ok(axum::Json(tenant))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    /// For an agency: delete its live clients with it, each by an operation of its own (listed
+    /// in the agency's operations) with the same retention. Without it, an agency with live
+    /// clients is 409 `has_clients`.
+    #[serde(default)]
+    pub cascade: bool,
+}
+
 /// Soft delete: refused at once, database kept for the retention period, then dropped.
-#[utoipa::path(delete, path = "/v1/tenants/{org_id}", tag = "tenants", operation_id = "delete_tenant", params(("org_id" = OrgId, Path)),
+#[utoipa::path(delete, path = "/v1/tenants/{org_id}", tag = "tenants", operation_id = "delete_tenant",
+    params(("org_id" = OrgId, Path), DeleteParams),
     responses((status = 202, body = Operation), (status = 404, body = Problem),
         (status = 409, description = "`invalid_state`, `operation_in_progress`, `has_clients` (an \
-            agency with clients that are not deleted)", body = Problem)))]
+            agency with clients that are not deleted, without `cascade=true`)", body = Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
+    Query(params): Query<DeleteParams>,
 ) -> ApiResult<Response> {
     auth.require_platform_admin()?;
-    Ok(accepted(state.engine.delete(&org_id, &auth.actor()).await?))
+    let cascade = if params.cascade {
+        Cascade::WithClients
+    } else {
+        Cascade::Refuse
+    };
+    Ok(accepted(
+        state.engine.delete(&org_id, cascade, &auth.actor()).await?,
+    ))
 }
 
 /// Suspend: the tenant's role can no longer log in and its sessions end.
@@ -348,7 +368,8 @@ pub async fn purge(
     Ok(accepted(state.engine.purge(&org_id, &auth.actor()).await?))
 }
 
-/// The tenant's operations, newest first.
+/// The tenant's operations, newest first; an agency's include those its cascades queued for its
+/// clients (they name the agency's operation in `parent_operation_id`).
 #[utoipa::path(get, path = "/v1/tenants/{org_id}/operations", tag = "tenants", operation_id = "list_tenant_operations", params(("org_id" = OrgId, Path)),
     responses((status = 200, body = Vec<Operation>)))]
 pub async fn operations(
@@ -359,7 +380,7 @@ pub async fn operations(
     auth.require_tenant_or_agency(&state.engine, &org_id)
         .await?;
     state.engine.tenant(&org_id).await?;
-    let ops = state.engine.tenant_operations(&org_id, 100).await?;
+    let ops = state.engine.operations_with_cascades(&org_id, 100).await?;
     Ok(axum::Json(
         ops.into_iter().map(|op| auth.operation(op)).collect(),
     ))

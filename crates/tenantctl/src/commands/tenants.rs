@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use tenancy_control::{Engine, Onboarded, TenantFilter};
+use tenancy_control::{Cascade, Engine, Onboarded, TenantFilter};
 use tenancy_core::{
     CreateTenant, Operation, OperationState, OrgId, Region, Slug, TenantName, TenantStatus, Tier,
 };
@@ -84,11 +84,16 @@ rotation; a borrow that meets the old password in between is retried once.")]
     /// Delete (kept for the retention period), or with --purge drop a deleted tenant's database now.
     #[command(after_help = "Examples:
   tenantctl tenants delete 263014839178313731
-  tenantctl tenants delete 263014839178313731 --purge --yes")]
+  tenantctl tenants delete 263014839178313731 --purge --yes
+  tenantctl tenants delete 263014839178313730 --cascade --yes   # an agency and its clients")]
     Delete {
         org_id: OrgId,
         #[arg(long)]
         purge: bool,
+        /// For an agency: delete its live clients with it (without it, an agency with live
+        /// clients is refused).
+        #[arg(long, conflicts_with = "purge")]
+        cascade: bool,
         #[arg(long)]
         yes: bool,
         /// How long to wait for the deletion to be applied.
@@ -179,11 +184,16 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
         Command::Delete {
             org_id,
             purge,
+            cascade,
             yes,
             wait,
         } => {
             let question = if purge {
                 format!("drop tenant {org_id}'s database and role now? This cannot be undone.")
+            } else if cascade {
+                format!(
+                    "delete tenant {org_id} and every live client of it? They are refused at once; their databases are kept for the retention period."
+                )
             } else {
                 format!(
                     "delete tenant {org_id}? It is refused at once; its database is kept for the retention period."
@@ -194,9 +204,23 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
             let op = if purge {
                 engine.purge(&org_id, &cx.actor).await?
             } else {
-                engine.delete(&org_id, &cx.actor).await?
+                let cascade = if cascade {
+                    Cascade::WithClients
+                } else {
+                    Cascade::Refuse
+                };
+                engine.delete(&org_id, cascade, &cx.actor).await?
             };
-            finish(&engine, op, wait).await
+            let mut exit = finish(&engine, op.clone(), wait).await?;
+            // The clients' deletes are this command's work too.
+            for client_op in engine.operations_with_cascades(&org_id, 1000).await? {
+                if client_op.parent_operation_id == Some(op.id)
+                    && matches!(finish(&engine, client_op, wait).await?, Exit::Problems)
+                {
+                    exit = Exit::Problems;
+                }
+            }
+            Ok(exit)
         }
     }
 }
