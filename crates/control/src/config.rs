@@ -197,6 +197,11 @@ pub struct TierLimits {
     /// Product quotas (`[tiers.<name>.quotas] users = { limit = 5, period = "none" }`).
     #[serde(default)]
     pub quotas: BTreeMap<QuotaName, QuotaLimit>,
+    /// For an agency of this tier: caps on the sum over all its clients
+    /// (`[tiers.<name>.client_quotas] devices = { limit = 10000, period = "none" }`). Each
+    /// client increment must fit both the client's own quota and its agency's cap.
+    #[serde(default)]
+    pub client_quotas: BTreeMap<QuotaName, QuotaLimit>,
     /// Features on for the tier's tenants unless a tenant's `features.<name>` setting says
     /// otherwise.
     #[serde(default)]
@@ -279,6 +284,7 @@ fn default_tiers() -> BTreeMap<Tier, TierLimits> {
                 (name("api_calls"), quota(calls, QuotaPeriod::Month)),
                 (name("alerts"), quota(alerts, QuotaPeriod::Month)),
             ]),
+            client_quotas: BTreeMap::new(),
             features: features.iter().map(|f| name(f)).collect(),
         }
     };
@@ -325,12 +331,20 @@ fn default_tiers() -> BTreeMap<Tier, TierLimits> {
                 150, 120, 600, 50, 20, 500, 1_000, 5_000, 500_000, 50_000, 730, ENTERPRISE,
             )),
         ),
-        (
-            name("msp"),
-            tier_of((
+        (name("msp"), {
+            let mut msp = tier_of((
                 150, 120, 600, 50, 20, 1_000, 1_000, 10_000, 1_000_000, 100_000, 730, MSP,
-            )),
-        ),
+            ));
+            // The MSP bundle's devices: all of an agency's clients together.
+            msp.client_quotas = BTreeMap::from([(
+                name("devices"),
+                QuotaLimit {
+                    limit: 10_000,
+                    period: QuotaPeriod::None,
+                },
+            )]);
+            msp
+        }),
     ])
 }
 
@@ -561,10 +575,15 @@ impl Config {
                     "tiers.{name}: connection_limit and pool_size must be at least 1"
                 )));
             }
-            if let Some((quota, _)) = limits.quotas.iter().find(|(_, q)| q.limit < 0) {
-                return Err(ControlError::Config(format!(
-                    "tiers.{name}.quotas.{quota}: limit must be 0 or more"
-                )));
+            for (table, quotas) in [
+                ("quotas", &limits.quotas),
+                ("client_quotas", &limits.client_quotas),
+            ] {
+                if let Some((quota, _)) = quotas.iter().find(|(_, q)| q.limit < 0) {
+                    return Err(ControlError::Config(format!(
+                        "tiers.{name}.{table}.{quota}: limit must be 0 or more"
+                    )));
+                }
             }
         }
         Ok(())

@@ -264,6 +264,10 @@ pub struct Problem {
     pub used: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resets_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `quota_exceeded` only, when the quota that refused is an agency's cap on the sum over
+    /// its clients: that agency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency_org_id: Option<crate::OrgId>,
 }
 
 /// The media type of a [`Problem`].
@@ -288,6 +292,7 @@ impl Problem {
             limit: None,
             used: None,
             resets_at: None,
+            agency_org_id: None,
         }
     }
 
@@ -298,6 +303,7 @@ impl Problem {
             limit: Some(quota.limit),
             used: Some(quota.used),
             resets_at: quota.resets_at,
+            agency_org_id: quota.agency_org_id.clone(),
             ..Self::new(ErrorCode::QuotaExceeded, detail)
         }
     }

@@ -114,6 +114,10 @@ pub struct QuotaStatus {
     /// When usage starts again from zero; absent for a quota that never resets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resets_at: Option<DateTime<Utc>>,
+    /// Set on an agency's cap on the sum over its clients: that agency. A client's increment
+    /// must fit both its own quota and this cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency_org_id: Option<crate::OrgId>,
 }
 
 impl QuotaStatus {
@@ -132,6 +136,15 @@ impl QuotaStatus {
             period,
             period_start: window.end.map(|_| window.start),
             resets_at: window.end,
+            agency_org_id: None,
+        }
+    }
+
+    /// The same figures, as `agency`'s cap on the sum over its clients.
+    pub fn of_agency(self, agency: crate::OrgId) -> Self {
+        Self {
+            agency_org_id: Some(agency),
+            ..self
         }
     }
 }

@@ -202,6 +202,7 @@ impl Resolver for RegistryResolver {
                         },
                         period_start: None,
                         resets_at: p.resets_at,
+                        agency_org_id: p.agency_org_id,
                     }),
                 }),
                 (StatusCode::NOT_FOUND, _) => Err(RouterError::InvalidQuota(format!(

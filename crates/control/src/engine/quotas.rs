@@ -1,9 +1,11 @@
 //! Product quotas: counting usage against the tenant's tier, listing and checking quotas, and
 //! the usage log.
 
-use chrono::Utc;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use tenancy_core::{
-    OrgId, QuotaCheck, QuotaCheckRequest, QuotaName, QuotaStatus, Tenant, UsageCounted,
+    OrgId, QuotaCheck, QuotaCheckRequest, QuotaName, QuotaStatus, Tenant, TenantKind, UsageCounted,
     UsageIncrement, UsageLogPage,
 };
 use tracing::instrument;
@@ -11,12 +13,12 @@ use tracing::instrument;
 use super::Engine;
 use crate::config::QuotaLimit;
 use crate::error::ControlError;
-use crate::store::{Actor, CountOutcome, Increment};
+use crate::store::{Actor, AgencyCap, CountOutcome, Increment};
 
 impl Engine {
     /// Counts `amount` of `resource` for the tenant: all of it if it fits in the quota's
-    /// current period, else nothing (`QuotaExceeded`). A repeated idempotency key counts
-    /// nothing and answers `replayed`.
+    /// current period (and, for a client, in its agency's cap on the clients' sum), else nothing
+    /// (`QuotaExceeded`). A repeated idempotency key counts nothing and answers `replayed`.
     #[instrument(skip_all, fields(%org_id, %resource, amount = increment.amount.get()))]
     pub async fn count_usage(
         &self,
@@ -27,7 +29,12 @@ impl Engine {
     ) -> Result<UsageCounted, ControlError> {
         let tenant = self.live_tenant(org_id).await?;
         let quota = self.quota_of(&tenant, resource)?;
-        let window = quota.period.window(Utc::now());
+        let now = Utc::now();
+        let window = quota.period.window(now);
+        let cap = self
+            .agency_cap(&tenant, resource)
+            .await?
+            .map(|(agency, cap)| (agency, cap, cap.period.window(now)));
         let amount = increment.amount.get();
         let counted = self
             .store()
@@ -39,6 +46,11 @@ impl Engine {
                 limit: quota.limit,
                 idempotency_key: increment.idempotency_key.as_ref(),
                 actor,
+                agency_cap: cap.as_ref().map(|(agency, cap, window)| AgencyCap {
+                    agency_org_id: agency,
+                    period_start: window.start,
+                    limit: cap.limit,
+                }),
             })
             .await?;
         let status =
@@ -58,15 +70,35 @@ impl Engine {
                 replayed: true,
                 quota: status(used),
             }),
-            CountOutcome::Exceeded { used } => {
-                metrics::counter!("tenancy_quota_refusals_total", "resource" => resource.to_string())
-                    .increment(1);
-                Err(ControlError::QuotaExceeded {
-                    amount,
-                    quota: Box::new(status(used)),
-                })
+            CountOutcome::Exceeded { used } => Err(refused(amount, status(used))),
+            CountOutcome::AgencyExceeded { used } => {
+                let (agency, cap, window) = cap.ok_or_else(|| {
+                    ControlError::Corrupt("an agency cap refused where none applied".into())
+                })?;
+                let status =
+                    QuotaStatus::new(resource.clone(), cap.limit, used, cap.period, window)
+                        .of_agency(agency);
+                Err(refused(amount, status))
             }
         }
+    }
+
+    /// A client's agency's cap on its clients' sum of `resource`, if its tier has one.
+    async fn agency_cap(
+        &self,
+        tenant: &Tenant,
+        resource: &QuotaName,
+    ) -> Result<Option<(OrgId, QuotaLimit)>, ControlError> {
+        let Some(parent) = &tenant.parent_org_id else {
+            return Ok(None);
+        };
+        let agency = self.tenant(parent).await?;
+        Ok(self
+            .config()
+            .tier_limits(&agency.tier)?
+            .client_quotas
+            .get(resource)
+            .map(|cap| (parent.clone(), *cap)))
     }
 
     /// Every quota of the tenant's tier, with what the current periods have counted.
@@ -75,36 +107,54 @@ impl Engine {
         self.quota_statuses(&tenant).await
     }
 
+    /// The tenant's own quotas, then the caps of the agency it is (on its clients' sum) or of
+    /// the agency it is a client of (marked with `agency_org_id`).
     async fn quota_statuses(&self, tenant: &Tenant) -> Result<Vec<QuotaStatus>, ControlError> {
         let limits = self.config().tier_limits(&tenant.tier)?;
         let counted = self.store().quota_usage(&tenant.org_id).await?;
-        let now = Utc::now();
-        Ok(limits
-            .quotas
-            .iter()
-            .map(|(resource, quota)| {
-                let window = quota.period.window(now);
-                let used = counted
-                    .iter()
-                    .find(|(r, start, _)| r == resource && *start == window.start)
-                    .map_or(0, |(_, _, used)| *used);
-                QuotaStatus::new(resource.clone(), quota.limit, used, quota.period, window)
-            })
-            .collect())
+        let mut statuses: Vec<QuotaStatus> = statuses_of(&limits.quotas, &counted).collect();
+        let agency = match (&tenant.parent_org_id, tenant.kind) {
+            (Some(parent), _) => Some(self.tenant(parent).await?),
+            (None, TenantKind::Agency) => Some(tenant.clone()),
+            (None, _) => None,
+        };
+        if let Some(agency) = agency {
+            let caps = &self.config().tier_limits(&agency.tier)?.client_quotas;
+            if !caps.is_empty() {
+                let counted = self.store().agency_quota_usage(&agency.org_id).await?;
+                statuses.extend(
+                    statuses_of(caps, &counted)
+                        .map(|status| status.of_agency(agency.org_id.clone())),
+                );
+            }
+        }
+        Ok(statuses)
     }
 
-    /// Whether `amount` more would fit, counting nothing.
+    /// Whether `amount` more would fit, counting nothing: in the tenant's own quota and, for a
+    /// client, in its agency's cap. The answer's quota is the one with less room.
     pub async fn check_quota(
         &self,
         org_id: &OrgId,
         request: &QuotaCheckRequest,
     ) -> Result<QuotaCheck, ControlError> {
         let tenant = self.tenant(org_id).await?;
-        let quota = self
-            .quota_statuses(&tenant)
-            .await?
-            .into_iter()
-            .find(|q| q.resource == request.resource)
+        let statuses = self.quota_statuses(&tenant).await?;
+        let applies = |q: &&QuotaStatus| {
+            q.resource == request.resource
+                && (q.agency_org_id.is_none() || q.agency_org_id == tenant.parent_org_id)
+        };
+        if !statuses
+            .iter()
+            .any(|q| applies(&q) && q.agency_org_id.is_none())
+        {
+            return Err(unknown_quota(&tenant, &request.resource));
+        }
+        let quota = statuses
+            .iter()
+            .filter(applies)
+            .min_by_key(|q| q.remaining)
+            .cloned()
             .ok_or_else(|| unknown_quota(&tenant, &request.resource))?;
         Ok(QuotaCheck {
             allowed: i64::from(request.amount.get()) <= quota.remaining,
@@ -138,6 +188,32 @@ impl Engine {
             .copied()
             .ok_or_else(|| unknown_quota(tenant, resource))
     }
+}
+
+/// A refused increment, counted in the refusals metric.
+fn refused(amount: u32, quota: QuotaStatus) -> ControlError {
+    metrics::counter!("tenancy_quota_refusals_total", "resource" => quota.resource.to_string())
+        .increment(1);
+    ControlError::QuotaExceeded {
+        amount,
+        quota: Box::new(quota),
+    }
+}
+
+/// Each quota's status in its current period, from what the periods have counted.
+fn statuses_of<'a>(
+    quotas: &'a BTreeMap<QuotaName, QuotaLimit>,
+    counted: &'a [(QuotaName, DateTime<Utc>, i64)],
+) -> impl Iterator<Item = QuotaStatus> + 'a {
+    let now = Utc::now();
+    quotas.iter().map(move |(resource, quota)| {
+        let window = quota.period.window(now);
+        let used = counted
+            .iter()
+            .find(|(r, start, _)| r == resource && *start == window.start)
+            .map_or(0, |(_, _, used)| *used);
+        QuotaStatus::new(resource.clone(), quota.limit, used, quota.period, window)
+    })
 }
 
 /// A quota the tenant's tier does not define: not found, never unlimited.

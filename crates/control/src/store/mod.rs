@@ -32,7 +32,7 @@ pub(crate) use audit::{audit, tenant_snapshot};
 pub use feed::TENANT_CHANGES_CHANNEL;
 pub use operations::{Cascade, DONE_CHANNEL, Finish, OPERATIONS_CHANNEL};
 pub use org_events::{OrgEventOutcome, PendingOrgEvent};
-pub use quotas::{CountOutcome, Increment};
+pub use quotas::{AgencyCap, CountOutcome, Increment};
 pub use servers::ServerChange;
 pub use settings::{StoredSetting, StoredValue};
 pub use tenants::{Created, NewTenant, TenantFilter};

@@ -23,6 +23,16 @@ pub enum CountOutcome {
     Replayed { amount: i64, used: i64 },
     /// It would have passed the limit; nothing was counted.
     Exceeded { used: i64 },
+    /// It would have passed the agency's cap on its clients' sum, which has counted `used`;
+    /// nothing was counted.
+    AgencyExceeded { used: i64 },
+}
+
+/// A client's agency's cap on the sum over its clients, counted with the client's increment.
+pub struct AgencyCap<'a> {
+    pub agency_org_id: &'a OrgId,
+    pub period_start: DateTime<Utc>,
+    pub limit: i64,
 }
 
 /// One increment to count.
@@ -34,6 +44,8 @@ pub struct Increment<'a> {
     pub limit: i64,
     pub idempotency_key: Option<&'a IdempotencyKey>,
     pub actor: &'a Actor,
+    /// For a client whose agency caps the resource: counted there too, in the same transaction.
+    pub agency_cap: Option<AgencyCap<'a>>,
 }
 
 #[derive(FromRow)]
@@ -127,6 +139,45 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(CountOutcome::Exceeded { used });
             };
+            // The agency's row is locked last by every client's increment, so concurrent
+            // clients queue on it without deadlocking.
+            if let Some(cap) = &inc.agency_cap {
+                sqlx::query(
+                    "INSERT INTO agency_quota_usage (agency_org_id, resource, period_start)
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(cap.agency_org_id.as_str())
+                .bind(inc.resource.as_str())
+                .bind(cap.period_start)
+                .execute(&mut *tx)
+                .await?;
+                let agency_used: Option<i64> = sqlx::query_scalar(
+                    "UPDATE agency_quota_usage SET used = used + $4
+                     WHERE agency_org_id = $1 AND resource = $2 AND period_start = $3
+                       AND used + $4 <= $5
+                     RETURNING used",
+                )
+                .bind(cap.agency_org_id.as_str())
+                .bind(inc.resource.as_str())
+                .bind(cap.period_start)
+                .bind(inc.amount)
+                .bind(cap.limit)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if agency_used.is_none() {
+                    let used: i64 = sqlx::query_scalar(
+                        "SELECT used FROM agency_quota_usage
+                         WHERE agency_org_id = $1 AND resource = $2 AND period_start = $3",
+                    )
+                    .bind(cap.agency_org_id.as_str())
+                    .bind(inc.resource.as_str())
+                    .bind(cap.period_start)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    tx.rollback().await?;
+                    return Ok(CountOutcome::AgencyExceeded { used });
+                }
+            }
             sqlx::query("UPDATE usage_log SET used_after = $2 WHERE id = $1")
                 .bind(log_id)
                 .bind(used)
@@ -139,10 +190,7 @@ impl Store {
     }
 
     /// What a tenant's quotas have counted, by resource and period start (past periods too).
-    pub async fn quota_usage(
-        &self,
-        org_id: &OrgId,
-    ) -> Result<Vec<(QuotaName, DateTime<Utc>, i64)>, ControlError> {
+    pub async fn quota_usage(&self, org_id: &OrgId) -> Result<UsageRows, ControlError> {
         self.run("quota_usage", async {
             let rows: Vec<(String, DateTime<Utc>, i64)> = sqlx::query_as(
                 "SELECT resource, period_start, used FROM quota_usage WHERE org_id = $1",
@@ -150,15 +198,25 @@ impl Store {
             .bind(org_id.as_str())
             .fetch_all(self.pool())
             .await?;
-            rows.into_iter()
-                .map(|(resource, start, used)| {
-                    Ok((
-                        resource.parse().map_err(ControlError::corrupt)?,
-                        start,
-                        used,
-                    ))
-                })
-                .collect()
+            parse_usage(rows)
+        })
+        .await
+    }
+
+    /// What an agency's caps on its clients' sum have counted, by resource and period start.
+    pub async fn agency_quota_usage(
+        &self,
+        agency_org_id: &OrgId,
+    ) -> Result<UsageRows, ControlError> {
+        self.run("agency_quota_usage", async {
+            let rows: Vec<(String, DateTime<Utc>, i64)> = sqlx::query_as(
+                "SELECT resource, period_start, used FROM agency_quota_usage
+                 WHERE agency_org_id = $1",
+            )
+            .bind(agency_org_id.as_str())
+            .fetch_all(self.pool())
+            .await?;
+            parse_usage(rows)
         })
         .await
     }
@@ -188,6 +246,20 @@ impl Store {
         })
         .await
     }
+}
+
+type UsageRows = Vec<(QuotaName, DateTime<Utc>, i64)>;
+
+fn parse_usage(rows: Vec<(String, DateTime<Utc>, i64)>) -> Result<UsageRows, ControlError> {
+    rows.into_iter()
+        .map(|(resource, start, used)| {
+            Ok((
+                resource.parse().map_err(ControlError::corrupt)?,
+                start,
+                used,
+            ))
+        })
+        .collect()
 }
 
 async fn used_in(tx: &mut super::Tx, inc: &Increment<'_>) -> Result<i64, ControlError> {

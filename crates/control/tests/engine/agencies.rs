@@ -343,3 +343,113 @@ async fn deleting_an_agency_with_cascade_deletes_each_client_by_an_operation_of_
         TenantStatus::Active
     );
 }
+
+/// An agency's cap on its clients' sum: clients racing on two engines (their own registry
+/// connections) count exactly up to the cap, each increment all or nothing, and the refusal
+/// names the agency. Each client's own quota still applies, and the agency's own usage is not
+/// capped by it.
+#[tokio::test]
+async fn an_agency_cap_bounds_the_sum_over_its_clients_under_racing_increments() {
+    use std::num::NonZeroU32;
+    use tenancy_control::QuotaLimit;
+    use tenancy_core::{QuotaCheckRequest, QuotaName, QuotaPeriod, UsageIncrement};
+
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    let devices: QuotaName = "devices".parse().unwrap();
+    let msp = config
+        .tiers
+        .get_mut(&"msp".parse::<tenancy_core::Tier>().unwrap())
+        .unwrap();
+    msp.client_quotas.insert(
+        devices.clone(),
+        QuotaLimit {
+            limit: 30,
+            period: QuotaPeriod::None,
+        },
+    );
+    let first = tenancy_control::Engine::start(config.clone())
+        .await
+        .unwrap();
+    std::mem::forget(first.run_workers());
+    let second = tenancy_control::Engine::start(config).await.unwrap();
+    let mut agency = create("8401", "Capped Agency", Some(TenantKind::Agency), None);
+    agency.tier = Some("msp".parse().unwrap());
+    let agency = onboard(&first, agency).await;
+    let mut clients = Vec::new();
+    for org_id in ["8402", "8403", "8404"] {
+        // professional: 100 devices each, far above the cap.
+        let mut client = create(org_id, &format!("Client {org_id}"), None, Some("8401"));
+        client.tier = Some("professional".parse().unwrap());
+        clients.push(onboard(&first, client).await.org_id);
+    }
+
+    let increment = |amount| UsageIncrement {
+        amount: NonZeroU32::new(amount).unwrap(),
+        idempotency_key: None,
+    };
+    let mut racers = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        for engine in [&first, &second] {
+            for _ in 0..8 {
+                let (engine, client, devices) = (engine.clone(), client.clone(), devices.clone());
+                let amount = 1 + (i as u32 % 2);
+                racers.push(tokio::spawn(async move {
+                    let counted = engine
+                        .count_usage(&client, &devices, &increment(amount), &actor())
+                        .await;
+                    (amount, counted)
+                }));
+            }
+        }
+    }
+    let mut counted = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            (amount, Ok(_)) => counted += i64::from(amount),
+            (_, Err(tenancy_control::ControlError::QuotaExceeded { quota, .. })) => {
+                assert_eq!(quota.agency_org_id.as_ref(), Some(&agency.org_id));
+                assert_eq!(quota.limit, 30);
+            }
+            (_, Err(other)) => panic!("{other}"),
+        }
+    }
+    // 48 increments of 1 or 2 (64 devices asked): the cap is filled to within one device.
+    assert!((29..=30).contains(&counted), "{counted} counted");
+    let sum: i64 = {
+        let mut sum = 0;
+        for client in &clients {
+            let quotas = first.quotas(client).await.unwrap();
+            let own = quotas
+                .iter()
+                .find(|q| q.resource == devices && q.agency_org_id.is_none())
+                .unwrap();
+            let cap = quotas
+                .iter()
+                .find(|q| q.resource == devices && q.agency_org_id.is_some())
+                .unwrap();
+            assert_eq!((own.limit, cap.limit, cap.used), (100, 30, counted));
+            sum += own.used;
+        }
+        sum
+    };
+    assert_eq!(sum, counted, "each client counted what the agency counted");
+
+    // A check sees the cap as the binding quota; the agency's own devices are its own.
+    let check = first
+        .check_quota(
+            &clients[0],
+            &QuotaCheckRequest {
+                resource: devices.clone(),
+                amount: NonZeroU32::new(2).unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!check.allowed);
+    assert_eq!(check.quota.agency_org_id, Some(agency.org_id.clone()));
+    first
+        .count_usage(&agency.org_id, &devices, &increment(50), &actor())
+        .await
+        .unwrap();
+}
