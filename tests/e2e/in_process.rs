@@ -74,17 +74,25 @@ impl InProcessRegistry {
         org_id: &str,
         name: &str,
     ) -> Result<()> {
+        self.create(http, json!({"org_id": org_id, "name": name}))
+            .await
+    }
+
+    /// Onboards the tenant `request` describes (`kind`, `parent_org_id`, `tier`, ...) with
+    /// [`DEV_TOKEN`] and waits until it is active.
+    pub async fn create(&self, http: &reqwest::Client, request: serde_json::Value) -> Result<()> {
         let response = http
             .post(format!("{}/v1/tenants?wait=30s", self.base))
             .bearer_auth(DEV_TOKEN)
-            .json(&json!({"org_id": org_id, "name": name}))
+            .json(&request)
             .send()
             .await
             .context("onboarding")?;
         let status = response.status();
         ensure!(
             status == reqwest::StatusCode::CREATED,
-            "onboarding {org_id} answered {status}: {}",
+            "onboarding {} answered {status}: {}",
+            request["org_id"],
             response.text().await.unwrap_or_default()
         );
         Ok(())

@@ -473,6 +473,8 @@ async fn router(tenants: usize) -> Result<()> {
             server_id: "bench-1".parse()?,
             status: TenantStatus::Active,
             tier: "free".parse().unwrap(),
+            kind: tenancy_core::TenantKind::Standalone,
+            parent_org_id: None,
             pool_size: 2,
             sslmode: tenancy_core::SslMode::Disable,
             ca_pem: None,

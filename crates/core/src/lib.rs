@@ -18,7 +18,7 @@ pub use ids::{
 pub use model::{
     AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationKind,
     OperationState, OrgAdmin, Server, ServerState, Step, Tenant, TenantChange, TenantHealth,
-    TenantKind, TenantStatus, TenantUsage, UnknownVariant, UpdateTenant, UsageSample,
+    TenantKind, TenantPlace, TenantStatus, TenantUsage, UnknownVariant, UpdateTenant, UsageSample,
 };
 pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 pub use quota::{

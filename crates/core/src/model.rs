@@ -90,6 +90,20 @@ string_enum!(
     }
 );
 
+/// Where a tenant sits in the hierarchy: its kind and, for a client, its agency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPlace {
+    pub kind: TenantKind,
+    pub parent_org_id: Option<OrgId>,
+}
+
+impl TenantKind {
+    /// The kind of a tenant that says none.
+    pub fn standalone() -> Self {
+        TenantKind::Standalone
+    }
+}
+
 string_enum!(
     /// Whether a database server takes new tenants.
     ServerState, "server state" {
@@ -373,6 +387,12 @@ pub struct ConnectionInfo {
     pub server_id: ServerId,
     pub status: TenantStatus,
     pub tier: Tier,
+    /// Whether the tenant is an agency, a client of one, or neither.
+    #[serde(default = "TenantKind::standalone")]
+    pub kind: TenantKind,
+    /// A client's agency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_org_id: Option<OrgId>,
     /// Connections one router process may keep for this tenant.
     pub pool_size: u32,
     /// How to encrypt connections to the server.

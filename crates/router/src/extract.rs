@@ -1,4 +1,4 @@
-//! axum extractor (feature `axum`): the verified caller's tenant connection.
+//! axum extractors (feature `axum`): the tenant a request acts in, and a connection to it.
 //!
 //! The authentication layer puts a [`tenancy_zitadel::Caller`] in the request extensions; the
 //! handler state gives the [`TenantRouter`] through `FromRef`:
@@ -8,19 +8,32 @@
 //!     let rows = db.query("SELECT id, title FROM tickets", &[]).await?;
 //!     ...
 //! }
+//!
+//! async fn whoami(CurrentTenant(tenant): CurrentTenant) -> String {
+//!     format!("{} ({}), via {:?}", tenant.org_id, tenant.kind, tenant.via_agency)
+//! }
 //! ```
+//!
+//! Both act in the caller's own organization, or in the client an agency's caller names in
+//! [`TENANT_HEADER`] (`X-Tenant-Id`), checked against the registry's answer for it: see
+//! [`TenantContext`]. A name the caller may not use is 403, whether or not that tenant exists.
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use tenancy_core::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
-use tenancy_zitadel::Caller;
+use tenancy_core::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem, TenantKind, TenantPlace};
+use tenancy_zitadel::{Caller, ContextError};
+pub use tenancy_zitadel::{TENANT_HEADER, TenantContext};
 
 use crate::{RouterError, TenantClient, TenantRouter};
 
-/// A pooled connection to the database of the caller's own organization.
+/// A pooled connection to the database of the tenant the request acts in (the caller's own
+/// organization, or the client its agency's caller names).
 pub struct TenantConnection(pub TenantClient);
+
+/// The tenant the request acts in: its kind, its agency, and the caller's roles there.
+pub struct CurrentTenant(pub TenantContext);
 
 /// Why no connection was given, as an HTTP answer: the same problem+json, with the same
 /// stable codes, as the registry's errors.
@@ -75,6 +88,63 @@ impl From<RouterError> for Rejection {
     }
 }
 
+impl From<ContextError> for Rejection {
+    fn from(error: ContextError) -> Self {
+        let code = match &error {
+            ContextError::NoOrganization => ErrorCode::NoOrganization,
+            ContextError::InvalidHeader(_) => ErrorCode::InvalidRequest,
+            ContextError::NotYourClient { .. } | ContextError::NoAgencyRole(_) => {
+                ErrorCode::Forbidden
+            }
+        };
+        Rejection::new(code, error.to_string())
+    }
+}
+
+/// The request's tenant context, decided once per request (later extractors reuse it).
+async fn tenant_context(
+    parts: &mut Parts,
+    router: &TenantRouter,
+) -> Result<TenantContext, Rejection> {
+    if let Some(context) = parts.extensions.get::<TenantContext>() {
+        return Ok(context.clone());
+    }
+    let caller = parts
+        .extensions
+        .get::<Caller>()
+        .ok_or_else(|| Rejection::new(ErrorCode::Unauthorized, "no verified caller"))?;
+    let requested = TenantContext::requested(&parts.headers)?;
+    let target = TenantContext::target(caller, requested.as_ref())?;
+    let place = match router.place(&target).await {
+        Ok(place) => place,
+        // Another organization that does not exist is refused like one that is not the
+        // caller's client: the answer tells nothing about which tenants exist.
+        Err(RouterError::UnknownTenant(_)) if caller.org_id.as_ref() != Some(&target) => {
+            TenantPlace {
+                kind: TenantKind::Standalone,
+                parent_org_id: None,
+            }
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let context = TenantContext::decide(caller, &target, place)?;
+    parts.extensions.insert(context.clone());
+    Ok(context)
+}
+
+impl<S> FromRequestParts<S> for CurrentTenant
+where
+    TenantRouter: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
+        let router = TenantRouter::from_ref(state);
+        Ok(CurrentTenant(tenant_context(parts, &router).await?))
+    }
+}
+
 impl<S> FromRequestParts<S> for TenantConnection
 where
     TenantRouter: FromRef<S>,
@@ -83,17 +153,8 @@ where
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejection> {
-        let caller = parts
-            .extensions
-            .get::<Caller>()
-            .ok_or_else(|| Rejection::new(ErrorCode::Unauthorized, "no verified caller"))?;
-        let org_id = caller.org_id.clone().ok_or_else(|| {
-            Rejection::new(
-                ErrorCode::NoOrganization,
-                "the caller's token names no organization",
-            )
-        })?;
         let router = TenantRouter::from_ref(state);
-        Ok(TenantConnection(router.get(&org_id).await?))
+        let context = tenant_context(parts, &router).await?;
+        Ok(TenantConnection(router.get(&context.org_id).await?))
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tenancy_core::{
     ChangeFeed, ConnectionInfo, EffectiveFeatures, OrgId, Problem, QuotaName, QuotaStatus, Setting,
-    TenantChange, UsageCounted, UsageIncrement,
+    Tenant, TenantChange, UsageCounted, UsageIncrement,
 };
 use tokio::sync::Notify;
 
@@ -37,6 +37,15 @@ pub trait Resolver: Send + Sync + 'static {
         Box::pin(async move {
             Err(RouterError::Registry(format!(
                 "this resolver has no settings (tenant {org_id})"
+            )))
+        })
+    }
+
+    /// An agency's clients, every status.
+    fn clients<'a>(&'a self, agency: &'a OrgId) -> BoxFuture<'a, Result<Vec<Tenant>, RouterError>> {
+        Box::pin(async move {
+            Err(RouterError::Registry(format!(
+                "this resolver lists no clients (agency {agency})"
             )))
         })
     }
@@ -143,7 +152,43 @@ impl RegistryResolver {
     }
 }
 
+/// A page of `GET /v1/tenants/{org_id}/clients`.
+#[derive(serde::Deserialize)]
+struct ClientPage {
+    items: Vec<Tenant>,
+    next_cursor: Option<OrgId>,
+}
+
 impl Resolver for RegistryResolver {
+    fn clients<'a>(&'a self, agency: &'a OrgId) -> BoxFuture<'a, Result<Vec<Tenant>, RouterError>> {
+        Box::pin(async move {
+            let mut clients = Vec::new();
+            let mut cursor: Option<OrgId> = None;
+            loop {
+                let mut path = format!("/v1/tenants/{agency}/clients?limit=500");
+                if let Some(after) = &cursor {
+                    path.push_str(&format!("&cursor={after}"));
+                }
+                let page: ClientPage = match self.get(&path, Duration::from_secs(10)).await? {
+                    (_, Some(page)) => page,
+                    (StatusCode::NOT_FOUND, None) => {
+                        return Err(RouterError::UnknownTenant(agency.clone()));
+                    }
+                    (status, None) => {
+                        return Err(RouterError::Registry(format!(
+                            "listing clients answered {status}"
+                        )));
+                    }
+                };
+                clients.extend(page.items);
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => return Ok(clients),
+                }
+            }
+        })
+    }
+
     fn settings<'a>(
         &'a self,
         org_id: &'a OrgId,

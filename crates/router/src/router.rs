@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use deadpool::Runtime;
 use deadpool::managed::{Metrics, PoolError, RecycleError, RecycleResult};
 use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
-use tenancy_core::{ConnectionInfo, EffectiveFeatures, OrgId, SslMode, TenantStatus};
+use tenancy_core::{
+    ConnectionInfo, EffectiveFeatures, OrgId, SslMode, Tenant, TenantPlace, TenantStatus,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{debug, warn};
@@ -96,6 +98,8 @@ struct Inner {
 
 struct Entry {
     state: EntryState,
+    /// The tenant's kind and agency, for tenant contexts.
+    place: TenantPlace,
     server: String,
     resolved_at: Instant,
     last_used: Instant,
@@ -201,6 +205,10 @@ impl TenantRouter {
         // Another borrower may have resolved it meanwhile: keep theirs, so there is one pool.
         let entry = entries.entry(org_id.clone()).or_insert(Entry {
             state,
+            place: TenantPlace {
+                kind: info.kind,
+                parent_org_id: info.parent_org_id.clone(),
+            },
             server,
             resolved_at: now,
             last_used: now,
@@ -292,6 +300,37 @@ impl TenantRouter {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| RouterError::Registry(format!("building a pool: {e}")))
+    }
+
+    /// The tenant's kind and agency, as resolved (and cached with its connection settings):
+    /// what a [`tenancy_zitadel::TenantContext`] is decided from. A suspended tenant still has
+    /// one; an unknown tenant is [`RouterError::UnknownTenant`].
+    pub async fn place(&self, org_id: &OrgId) -> Result<TenantPlace, RouterError> {
+        if let Some(place) = self.cached_place(org_id) {
+            return Ok(place);
+        }
+        match self.pool_for(org_id).await {
+            Ok(_)
+            | Err(
+                RouterError::Suspended(_) | RouterError::Deleted(_) | RouterError::NotActive { .. },
+            ) => {}
+            Err(other) => return Err(other),
+        }
+        self.cached_place(org_id)
+            .ok_or_else(|| RouterError::UnknownTenant(org_id.clone()))
+    }
+
+    fn cached_place(&self, org_id: &OrgId) -> Option<TenantPlace> {
+        let entries = self.inner.entries.lock().expect("entries lock");
+        entries
+            .get(org_id)
+            .filter(|entry| entry.resolved_at.elapsed() <= self.inner.config.cache_ttl)
+            .map(|entry| entry.place.clone())
+    }
+
+    /// An agency's clients (every status), from the registry, uncached.
+    pub async fn clients(&self, agency: &OrgId) -> Result<Vec<Tenant>, RouterError> {
+        self.inner.resolver.clients(agency).await
     }
 
     /// Forgets a tenant: its pool is closed (idle connections at once, borrowed ones when they

@@ -23,6 +23,8 @@ fn info(cluster: &PgCluster, org: &str, db: &str, status: TenantStatus) -> Conne
         server_id: "pg-1".parse().unwrap(),
         status,
         tier: "free".parse().unwrap(),
+        kind: tenancy_core::TenantKind::Standalone,
+        parent_org_id: None,
         pool_size: 2,
         sslmode: tenancy_core::SslMode::Disable,
         ca_pem: None,

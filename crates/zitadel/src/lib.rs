@@ -5,6 +5,8 @@
 //!   issuer's JWKS (from OIDC discovery; keys cached, refreshed on an unknown `kid` at most once per
 //!   `jwks_min_refresh`); anything else is an opaque token checked by the introspection endpoint
 //!   (client secret basic or private-key JWT), cached briefly;
+//! - [`TenantContext`]: the tenant a request acts in (an agency's caller may name one of its
+//!   clients in [`TENANT_HEADER`]), decided from the caller and the registry's answer;
 //! - [`CallerLayer`]: a tower layer that verifies `Authorization: Bearer` and puts the [`Caller`]
 //!   in the request extensions;
 //! - [`Management`]: the management API as a service account (personal access token or JWT
@@ -13,6 +15,7 @@
 //! - [`webhook`]: Actions v2 signature checks and organization events.
 
 mod caller;
+mod context;
 mod discovery;
 mod keyfile;
 mod layer;
@@ -21,6 +24,7 @@ mod verify;
 pub mod webhook;
 
 pub use caller::{Caller, roles};
+pub use context::{ContextError, TENANT_HEADER, TenantContext};
 pub use keyfile::{KeyFile, KeyFileError};
 pub use layer::{CallerLayer, CallerService};
 pub use management::{

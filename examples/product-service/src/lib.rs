@@ -1,23 +1,28 @@
 //! A small product service, as a team adopting the control plane would write it: ZITADEL
-//! verifies the caller ([`CallerLayer`]), the router hands out a connection to the caller's own
-//! tenant database ([`TenantConnection`]), and handlers run plain SQL on the template's schema.
+//! verifies the caller ([`CallerLayer`]), the router hands out a connection to the tenant the
+//! request acts in ([`TenantConnection`]), and handlers run plain SQL on the template's schema.
+//!
+//! Agencies: an agency's user may act in one of its clients by sending `X-Tenant-Id: <client>`
+//! (checked against the registry, see [`CurrentTenant`]), and `GET /agency/tickets` lists the
+//! tickets of every active client of the caller's agency.
 
 use std::sync::Arc;
 
-use axum::extract::Json;
+use axum::Router;
+use axum::extract::{Json, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
-use tenancy_router::TenantRouter;
-use tenancy_router::extract::TenantConnection;
-use tenancy_zitadel::{Caller, CallerLayer, Verifier};
+use tenancy_router::extract::{CurrentTenant, TenantConnection};
+use tenancy_router::{TenantClient, TenantRouter};
+use tenancy_zitadel::{CallerLayer, Verifier};
 
 /// The service's routes. Every request needs a ZITADEL token; every query runs in the caller's
 /// organization's database, as that tenant's role.
 pub fn app(router: TenantRouter, verifier: Arc<Verifier>) -> Router {
     Router::new()
         .route("/tickets", get(list_tickets).post(open_ticket))
+        .route("/agency/tickets", get(agency_tickets))
         .route("/whoami", get(whoami))
         .layer(CallerLayer::new(verifier))
         .with_state(router)
@@ -45,6 +50,11 @@ fn internal(e: tokio_postgres::Error) -> (StatusCode, String) {
 }
 
 async fn list_tickets(TenantConnection(db): TenantConnection) -> ApiResult<Json<Vec<Ticket>>> {
+    Ok(Json(tickets_in(&db).await?))
+}
+
+/// Every ticket of the tenant `db` is connected to.
+async fn tickets_in(db: &TenantClient) -> ApiResult<Vec<Ticket>> {
     let rows = db
         .query(
             "SELECT t.id, c.name, t.title, t.state::text FROM tickets t JOIN clients c ON c.id = t.client_id ORDER BY t.id",
@@ -52,16 +62,15 @@ async fn list_tickets(TenantConnection(db): TenantConnection) -> ApiResult<Json<
         )
         .await
         .map_err(internal)?;
-    Ok(Json(
-        rows.iter()
-            .map(|r| Ticket {
-                id: r.get(0),
-                client: r.get(1),
-                title: r.get(2),
-                state: r.get(3),
-            })
-            .collect(),
-    ))
+    Ok(rows
+        .iter()
+        .map(|r| Ticket {
+            id: r.get(0),
+            client: r.get(1),
+            title: r.get(2),
+            state: r.get(3),
+        })
+        .collect())
 }
 
 async fn open_ticket(
@@ -96,6 +105,61 @@ async fn open_ticket(
     ))
 }
 
-async fn whoami(Extension(caller): Extension<Caller>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"subject": caller.subject, "org_id": caller.org_id}))
+/// A ticket of one of an agency's clients.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClientTicket {
+    /// The client tenant (organization) it belongs to.
+    pub org_id: String,
+    #[serde(flatten)]
+    pub ticket: Ticket,
+}
+
+/// The agency view: every active client's tickets, each from that client's own database. Only
+/// an agency's callers; the registry says which tenants are its clients.
+async fn agency_tickets(
+    State(router): State<TenantRouter>,
+    CurrentTenant(tenant): CurrentTenant,
+) -> ApiResult<Json<Vec<ClientTicket>>> {
+    if tenant.kind != tenancy_core::TenantKind::Agency || tenant.via_agency.is_some() {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "the agency view is for an agency's own users".into(),
+        ));
+    }
+    let clients = router.clients(&tenant.org_id).await.map_err(unavailable)?;
+    let mut all = Vec::new();
+    for client in clients
+        .iter()
+        .filter(|c| c.status == tenancy_core::TenantStatus::Active)
+    {
+        let db = router.get(&client.org_id).await.map_err(unavailable)?;
+        all.extend(
+            tickets_in(&db)
+                .await?
+                .into_iter()
+                .map(|ticket| ClientTicket {
+                    org_id: client.org_id.to_string(),
+                    ticket,
+                }),
+        );
+    }
+    Ok(Json(all))
+}
+
+fn unavailable(e: tenancy_router::RouterError) -> (StatusCode, String) {
+    tracing::warn!(error = %e, "a client's database is unavailable");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a client's database is unavailable".into(),
+    )
+}
+
+async fn whoami(CurrentTenant(tenant): CurrentTenant) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "org_id": tenant.org_id,
+        "kind": tenant.kind,
+        "parent_org_id": tenant.parent_org_id,
+        "roles": tenant.roles,
+        "via_agency": tenant.via_agency,
+    }))
 }

@@ -90,3 +90,148 @@ async fn each_organization_sees_only_its_own_tickets_and_a_suspended_one_is_refu
         "other tenants are unaffected"
     );
 }
+
+/// Agencies: an agency's user lists the tickets of all its clients and acts in one by naming it
+/// (`X-Tenant-Id`); a client's user is refused on its sibling, and nobody names a tenant that is
+/// not its agency's client, whether it exists or not. Tokens come from the ZITADEL stand-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_user_sees_its_clients_tickets_and_a_client_user_is_refused_on_a_sibling() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let registry = InProcessRegistry::start().await.unwrap();
+    let http = reqwest::Client::new();
+    for request in [
+        json!({"org_id": "300", "name": "Agency", "kind": "agency"}),
+        json!({"org_id": "301", "name": "Client One", "parent_org_id": "300"}),
+        json!({"org_id": "302", "name": "Client Two", "parent_org_id": "300"}),
+        json!({"org_id": "400", "name": "Other Agency", "kind": "agency"}),
+        json!({"org_id": "401", "name": "Other Client", "parent_org_id": "400"}),
+    ] {
+        registry.create(&http, request).await.unwrap();
+    }
+    let router = TenantRouter::new(
+        Arc::new(RegistryResolver::new(&registry.base, DEV_TOKEN)),
+        RouterConfig::default(),
+    );
+    let verifier = Arc::new(Verifier::new(VerifierConfig::new(
+        &zitadel.issuer,
+        zitadel.project_id(),
+    )));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            tenancy_example_product_service::app(router, verifier),
+        )
+        .await
+    });
+
+    let agent = zitadel.jwt(&TokenClaims::new("agent", "300", "tenant_user"));
+    let one = zitadel.jwt(&TokenClaims::new("carol", "301", "tenant_user"));
+    let two = zitadel.jwt(&TokenClaims::new("dave", "302", "tenant_user"));
+    let outsider = zitadel.jwt(&TokenClaims::new("erin", "400", "tenant_user"));
+    let call = |method: reqwest::Method, path: &str, token: &str, tenant: Option<&str>| {
+        let mut request = http
+            .request(method, format!("{service}{path}"))
+            .bearer_auth(token);
+        if let Some(tenant) = tenant {
+            request = request.header("X-Tenant-Id", tenant);
+        }
+        request
+    };
+
+    // Each client's own user opens a ticket in its own database.
+    for (token, title) in [(&one, "One's printer"), (&two, "Two's VPN")] {
+        let created = call(reqwest::Method::POST, "/tickets", token, None)
+            .json(&json!({"client": "HQ", "title": title}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+    // The agent, acting in client one, opens a ticket there.
+    let created = call(reqwest::Method::POST, "/tickets", &agent, Some("301"))
+        .json(&json!({"client": "HQ", "title": "Opened by the agency"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let whoami: Value = call(reqwest::Method::GET, "/whoami", &agent, Some("301"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            &whoami["org_id"],
+            &whoami["kind"],
+            &whoami["parent_org_id"],
+            &whoami["via_agency"]
+        ),
+        (
+            &json!("301"),
+            &json!("client"),
+            &json!("300"),
+            &json!("300")
+        )
+    );
+
+    // The agency view: both clients' tickets, each tagged with its client.
+    let view = call(reqwest::Method::GET, "/agency/tickets", &agent, None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(view.status(), 200);
+    let view: Value = view.json().await.unwrap();
+    let mut seen: Vec<(String, String)> = view
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["org_id"].as_str().unwrap().to_owned(),
+                t["title"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("301".into(), "One's printer".into()),
+            ("301".into(), "Opened by the agency".into()),
+            ("302".into(), "Two's VPN".into()),
+        ]
+    );
+    // Client two's user sees only its own.
+    let own: Value = call(reqwest::Method::GET, "/tickets", &two, None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(own.as_array().unwrap().len(), 1);
+
+    // Refused: a client user on its sibling, an agency on another agency's client or on a
+    // tenant that does not exist (the same answer), a client user on the agency view, and a
+    // header that is not an organization id.
+    for (token, path, tenant, status) in [
+        (&two, "/tickets", Some("301"), 403),
+        (&two, "/tickets", Some("300"), 403),
+        (&agent, "/tickets", Some("401"), 403),
+        (&agent, "/tickets", Some("999999"), 403),
+        (&outsider, "/tickets", Some("301"), 403),
+        (&one, "/agency/tickets", None, 403),
+        (&agent, "/agency/tickets", Some("301"), 403),
+        (&agent, "/tickets", Some("30 1"), 400),
+    ] {
+        let response = call(reqwest::Method::GET, path, token, tenant)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{path} as {tenant:?}");
+    }
+}

@@ -59,6 +59,8 @@ impl Engine {
             status: tenant.status,
             pool_size: self.config().tier_limits(&tenant.tier)?.pool_size,
             tier: tenant.tier,
+            kind: tenant.kind,
+            parent_org_id: tenant.parent_org_id,
             sslmode: admin.config().sslmode(),
             ca_pem: admin.config().ca_pem.clone(),
         })

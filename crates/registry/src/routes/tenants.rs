@@ -183,8 +183,8 @@ pub struct ClientParams {
     pub cursor: Option<OrgId>,
 }
 
-/// An agency's clients, in pages ordered by `org_id`. Platform admins and the agency's own
-/// admins.
+/// An agency's clients, in pages ordered by `org_id`. Platform admins, the agency's own
+/// admins, and router services (which build agency views and tenant contexts).
 #[utoipa::path(get, path = "/v1/tenants/{org_id}/clients", tag = "tenants", operation_id = "list_clients",
     params(("org_id" = OrgId, Path), ClientParams),
     responses((status = 200, body = TenantPage), (status = 404, body = Problem)))]
@@ -194,7 +194,9 @@ pub async fn clients(
     Path(org_id): Path<OrgId>,
     Query(params): Query<ClientParams>,
 ) -> ApiResult<axum::Json<TenantPage>> {
-    auth.require_tenant_read(&org_id)?;
+    if !auth.caller.can_route() {
+        auth.require_tenant_read(&org_id)?;
+    }
     state.engine.tenant(&org_id).await?;
     let filter = TenantFilter {
         parent_org_id: Some(org_id),
