@@ -9,7 +9,7 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tenancy_control::{ActivationError, AdminActivation, AdminActivator};
-use tenancy_core::{OrgAdmin, OrgId, TenantName};
+use tenancy_core::{OrgAdmin, OrgId, TenantKind, TenantName};
 use tenancy_zitadel::{
     HumanUser, IntrospectionClient, KeyFile, Management, ManagementConfig, ManagementError,
     Organization, Paging, ServiceAccount, Verifier, VerifierConfig, roles,
@@ -57,6 +57,8 @@ pub struct Identity {
     management: Management,
     project_id: String,
     ignored: BTreeSet<String>,
+    /// Whether new organizations are placed from their metadata.
+    placement_metadata: bool,
     pub sync_interval: Duration,
     pub sync_max_deletes: usize,
 }
@@ -86,6 +88,7 @@ impl Identity {
             management: Management::new(config)?,
             project_id: project_id(settings)?,
             ignored: settings.ignored_orgs(),
+            placement_metadata: settings.zitadel_placement_metadata,
             sync_interval: settings.zitadel_org_sync_interval,
             sync_max_deletes: settings.zitadel_org_sync_max_deletes,
         })))
@@ -101,11 +104,13 @@ impl Identity {
     }
 
     /// Creates the organization in ZITADEL (or finds the one an earlier attempt of the same
-    /// request made) and returns its id.
+    /// request made) and returns its id. Its place (an agency, or a client of one) is written
+    /// to its metadata, so ZITADEL tells the same story as the registry.
     pub async fn create_org(
         &self,
         name: &TenantName,
         admin: Option<&OrgAdmin>,
+        place: &Placement,
     ) -> Result<OrgId, ManagementError> {
         let admin = admin.map(human_user);
         let id = org_id_for(name.as_str());
@@ -113,9 +118,72 @@ impl Identity {
             .management
             .create_organization(id.as_str(), name.as_str(), admin.as_ref())
             .await?;
+        if let Some(kind) = place.kind {
+            self.management
+                .set_org_metadata(&org.id, KIND_METADATA, kind.as_str())
+                .await?;
+        }
+        if let Some(agency) = &place.parent_org_id {
+            self.management
+                .set_org_metadata(&org.id, AGENCY_METADATA, agency.as_str())
+                .await?;
+        }
         org.id
             .parse()
             .map_err(|e| ManagementError::Protocol(format!("organization id {:?}: {e}", org.id)))
+    }
+
+    /// Whether new organizations are placed from their metadata.
+    pub fn places_from_metadata(&self) -> bool {
+        self.placement_metadata
+    }
+
+    /// Where the organization's metadata places its tenant; nothing when placement from
+    /// metadata is off. A value that is not a kind or an organization id is an error, never a
+    /// standalone tenant.
+    pub async fn placement(&self, org_id: &OrgId) -> Result<Placement, ManagementError> {
+        if !self.placement_metadata {
+            return Ok(Placement::default());
+        }
+        let read = |key: &'static str| self.management.org_metadata(org_id.as_str(), key);
+        let unusable = |key: &str, e: String| {
+            ManagementError::Protocol(format!("organization {org_id} metadata {key}: {e}"))
+        };
+        let kind = read(KIND_METADATA)
+            .await?
+            .map(|v| v.trim().parse::<TenantKind>())
+            .transpose()
+            .map_err(|e| unusable(KIND_METADATA, e.to_string()))?;
+        let parent_org_id = read(AGENCY_METADATA)
+            .await?
+            .map(|v| v.trim().parse::<OrgId>())
+            .transpose()
+            .map_err(|e| unusable(AGENCY_METADATA, e.to_string()))?;
+        Ok(Placement {
+            kind,
+            parent_org_id,
+        })
+    }
+}
+
+/// Organization metadata naming the tenant's kind (`agency`, `client`, `standalone`).
+pub const KIND_METADATA: &str = "tenancy.kind";
+/// Organization metadata naming a client's agency (its organization id).
+pub const AGENCY_METADATA: &str = "tenancy.agency";
+
+/// Where a new organization's tenant goes: its kind and, for a client, its agency (unset: a
+/// standalone tenant, or a client when an agency is named).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Placement {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TenantKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_org_id: Option<OrgId>,
+}
+
+impl Placement {
+    pub fn is_empty(&self) -> bool {
+        self.kind.is_none() && self.parent_org_id.is_none()
     }
 }
 

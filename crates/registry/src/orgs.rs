@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 use utoipa::ToSchema;
 
-use crate::identity::Identity;
+use crate::identity::{Identity, Placement};
 
 /// The `status_reason` of a tenant suspended because its organization was deactivated. Only such
 /// a suspension is undone by a reactivation; an operator's suspension stays.
@@ -31,8 +31,15 @@ const EVENT_ATTEMPTS: i32 = 40;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum OrgChange {
-    Added { name: TenantName },
-    Renamed { name: TenantName },
+    /// A new organization; `place` is read from its metadata when it is applied.
+    Added {
+        name: TenantName,
+        #[serde(default, flatten)]
+        place: Placement,
+    },
+    Renamed {
+        name: TenantName,
+    },
     Deactivated,
     Reactivated,
     Removed,
@@ -83,8 +90,10 @@ async fn apply_once(
     actor: &Actor,
 ) -> Result<(), ControlError> {
     let result = match change {
-        OrgChange::Added { name } => {
-            let request = CreateTenant::new(org_id.clone(), name.clone());
+        OrgChange::Added { name, place } => {
+            let mut request = CreateTenant::new(org_id.clone(), name.clone());
+            request.kind = place.kind;
+            request.parent_org_id = place.parent_org_id.clone();
             engine.onboard(request, actor).await.map(drop)
         }
         OrgChange::Renamed { name } => {
@@ -147,8 +156,16 @@ pub async fn apply(
     }
 }
 
+/// How long a new organization's event waits, once, for placement metadata that is not there
+/// yet (it is usually written just after the organization is created).
+const PLACEMENT_GRACE: Duration = Duration::from_secs(5);
+
 /// Applies one recorded event, and says whether to try it again later.
-async fn apply_recorded(engine: &Engine, event: PendingOrgEvent) -> OrgEventOutcome {
+async fn apply_recorded(
+    engine: &Engine,
+    identity: Option<&Identity>,
+    event: PendingOrgEvent,
+) -> OrgEventOutcome {
     let parsed = event
         .org_id
         .parse::<OrgId>()
@@ -158,10 +175,30 @@ async fn apply_recorded(engine: &Engine, event: PendingOrgEvent) -> OrgEventOutc
                 .map(|change| (org, change))
                 .map_err(|e| e.to_string())
         });
-    let (org_id, change) = match parsed {
+    let (org_id, mut change) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => return OrgEventOutcome::Failed(format!("unreadable event: {e}")),
     };
+    if let (OrgChange::Added { place, .. }, Some(identity)) = (&mut change, identity) {
+        match identity.placement(&org_id).await {
+            Ok(found)
+                if found.is_empty() && identity.places_from_metadata() && event.attempts == 0 =>
+            {
+                return OrgEventOutcome::Later(
+                    PLACEMENT_GRACE,
+                    "no placement metadata yet; looking again once".into(),
+                );
+            }
+            Ok(found) => *place = found,
+            Err(e) if e.is_retryable() && event.attempts < EVENT_ATTEMPTS => {
+                return OrgEventOutcome::Later(Duration::from_secs(5), e.to_string());
+            }
+            Err(e) => {
+                warn!(%org_id, error = %e, "organization placement unreadable; not onboarded");
+                return OrgEventOutcome::Failed(e.to_string());
+            }
+        }
+    }
     let actor = Actor {
         subject: "zitadel:event".into(),
         org_id: Some(event.org_id.clone()),
@@ -172,8 +209,11 @@ async fn apply_recorded(engine: &Engine, event: PendingOrgEvent) -> OrgEventOutc
             info!(%org_id, event_type = event.event_type, sequence = event.sequence, "ZITADEL event applied");
             OrgEventOutcome::Applied
         }
+        // A client's agency may still be on its way (its own event not applied yet).
         Err(e)
-            if (e.is_retryable() || e.code() == ErrorCode::OperationInProgress)
+            if (e.is_retryable()
+                || e.code() == ErrorCode::OperationInProgress
+                || e.code() == ErrorCode::UnknownParent)
                 && event.attempts < EVENT_ATTEMPTS =>
         {
             let delay = Duration::from_millis(250 * 2u64.pow(event.attempts.clamp(0, 8) as u32));
@@ -188,7 +228,12 @@ async fn apply_recorded(engine: &Engine, event: PendingOrgEvent) -> OrgEventOutc
 
 /// Applies recorded events until cancelled; woken by `wake` when the webhook records one, and
 /// every second otherwise (events waiting for their retry).
-pub fn spawn_event_applier(engine: Engine, wake: Arc<Notify>, cancel: CancellationToken) {
+pub fn spawn_event_applier(
+    engine: Engine,
+    identity: Option<Arc<Identity>>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
     tokio::spawn(
         async move {
             loop {
@@ -196,7 +241,9 @@ pub fn spawn_event_applier(engine: Engine, wake: Arc<Notify>, cancel: Cancellati
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 match engine
-                    .apply_next_org_event(async |event| apply_recorded(&engine, event).await)
+                    .apply_next_org_event(async |event| {
+                        apply_recorded(&engine, identity.as_deref(), event).await
+                    })
                     .await
                 {
                     Ok(true) => continue,
@@ -290,7 +337,14 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
         let name = tenant_name(&org.name);
         let change = match (live.get(org.id.as_str()), name) {
             (None, Some(name)) if org.is_active() && !known.contains(org.id.as_str()) => {
-                Some(OrgChange::Added { name })
+                match identity.placement(&org_id).await {
+                    Ok(place) => Some(OrgChange::Added { name, place }),
+                    Err(e) => {
+                        warn!(%org_id, error = %e, "organization placement unreadable; not onboarded");
+                        report.failed.push(org_id.to_string());
+                        None
+                    }
+                }
             }
             (None, None) if org.is_active() && !known.contains(org.id.as_str()) => {
                 warn!(%org_id, "organization has no usable name; not onboarded");
@@ -334,6 +388,10 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
     } else {
         changes.extend(gone.into_iter().map(|id| (id, OrgChange::Removed)));
     }
+    // Agencies before clients, so that a new client's new agency exists when it is onboarded.
+    changes.sort_by_key(|(_, change)| {
+        matches!(change, OrgChange::Added { place, .. } if place.parent_org_id.is_some())
+    });
     // One organization that cannot be applied never stops the others.
     for (org_id, change) in changes {
         info!(%org_id, change = change.label(), "organization sync applies a missed change");

@@ -97,6 +97,17 @@ pub struct Settings {
     )]
     pub zitadel_org_sync_max_deletes: usize,
 
+    /// Place new organizations from their ZITADEL metadata: `tenancy.kind` (`agency`) and
+    /// `tenancy.agency` (the agency's organization id, for a client). Only for instances where
+    /// organization owners cannot write their organization's metadata (organizations made by
+    /// the platform only): an owner who can would place its organization under any agency.
+    #[arg(
+        long,
+        env = "TENANCY_ZITADEL_PLACEMENT_METADATA",
+        default_value_t = false
+    )]
+    pub zitadel_placement_metadata: bool,
+
     /// Organizations that are never tenants, comma separated (the platform's own organization):
     /// their events and the sync leave them alone.
     #[arg(long, env = "TENANCY_ZITADEL_IGNORE_ORGS", value_delimiter = ',')]
@@ -191,6 +202,7 @@ impl Settings {
             zitadel_list_paging: ListPaging::Query,
             zitadel_org_sync_interval: std::time::Duration::from_secs(300),
             zitadel_org_sync_max_deletes: 10,
+            zitadel_placement_metadata: false,
             zitadel_ignore_orgs: Vec::new(),
             zitadel_webhook_keys: None,
             log_format: LogFormat::Text,

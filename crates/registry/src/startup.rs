@@ -121,7 +121,12 @@ impl Application {
             orgs::spawn_sync(engine.clone(), identity.clone(), background.clone());
         }
         let org_events = Arc::new(tokio::sync::Notify::new());
-        orgs::spawn_event_applier(engine.clone(), org_events.clone(), background.clone());
+        orgs::spawn_event_applier(
+            engine.clone(),
+            identity.clone(),
+            org_events.clone(),
+            background.clone(),
+        );
         let workers = engine.run_workers();
         let (api, openapi) = crate::routes::api();
         let state = AppState {

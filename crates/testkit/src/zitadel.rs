@@ -48,6 +48,8 @@ pub struct Org {
     pub name: String,
     /// `ORGANIZATION_STATE_ACTIVE` or `ORGANIZATION_STATE_INACTIVE`.
     pub state: String,
+    /// Metadata, decoded.
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// A human user in the stand-in.
@@ -194,6 +196,10 @@ impl ZitadelStandIn {
             .route("/v2/users", post(search_users))
             .route("/v2/users/{user_id}/invite_code", post(invite))
             .route("/management/v1/users/{user_id}/grants", post(grant))
+            .route(
+                "/management/v1/metadata/{key}",
+                get(get_org_metadata).post(set_org_metadata),
+            )
             .route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 management_auth,
@@ -337,8 +343,17 @@ impl ZitadelStandIn {
             id: id.clone(),
             name: name.into(),
             state: "ORGANIZATION_STATE_ACTIVE".into(),
+            metadata: Default::default(),
         });
         id
+    }
+
+    /// Sets an organization's metadata, as an operator (or the organization's owner) would in
+    /// the console.
+    pub fn set_organization_metadata(&self, id: &str, key: &str, value: &str) {
+        self.change_organization(id, |org| {
+            org.metadata.insert(key.into(), value.into());
+        });
     }
 
     /// Deactivates (false) or reactivates (true) an organization.
@@ -550,6 +565,7 @@ async fn create_org(State(state): Shared, Json(body): Json<Value>) -> Response {
         id: id.clone(),
         name: name.into(),
         state: "ORGANIZATION_STATE_ACTIVE".into(),
+        metadata: Default::default(),
     });
     let mut created = Vec::new();
     for admin in body["admins"].as_array().into_iter().flatten() {
@@ -677,6 +693,65 @@ async fn grant(
         .collect();
     Json(json!({"userGrantId": format!("grant-{user_id}"), "details": {"sequence": "3"}}))
         .into_response()
+}
+
+/// The organization a v1 management call acts on: `x-zitadel-orgid`, which must name one.
+fn header_org(state: &State_, headers: &HeaderMap) -> Result<usize, Response> {
+    let Some(org) = headers.get("x-zitadel-orgid").and_then(|v| v.to_str().ok()) else {
+        return Err(zitadel_error(
+            StatusCode::BAD_REQUEST,
+            3,
+            "Errors.Org.IDMissing",
+        ));
+    };
+    state
+        .orgs
+        .iter()
+        .position(|o| o.id == org)
+        .ok_or_else(|| zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.Org.NotFound"))
+}
+
+async fn get_org_metadata(
+    State(state): Shared,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let state = state.lock().unwrap();
+    let org = match header_org(&state, &headers) {
+        Ok(org) => &state.orgs[org],
+        Err(refused) => return refused,
+    };
+    match org.metadata.get(&key) {
+        Some(value) => Json(json!({"metadata": {
+            "details": {"sequence": "4", "resourceOwner": org.id},
+            "key": key,
+            "value": STANDARD.encode(value),
+        }}))
+        .into_response(),
+        None => zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.Metadata.NotFound"),
+    }
+}
+
+async fn set_org_metadata(
+    State(state): Shared,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    let org = match header_org(&state, &headers) {
+        Ok(org) => org,
+        Err(refused) => return refused,
+    };
+    let decoded = body["value"]
+        .as_str()
+        .and_then(|v| STANDARD.decode(v).ok())
+        .and_then(|v| String::from_utf8(v).ok());
+    let Some(value) = decoded.filter(|_| !key.is_empty()) else {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.Metadata.Invalid");
+    };
+    state.orgs[org].metadata.insert(key, value);
+    Json(json!({"details": {"sequence": "5"}})).into_response()
 }
 
 async fn discovery(State(state): Shared) -> Json<Value> {

@@ -9,6 +9,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -341,6 +343,55 @@ impl Management {
             Err(e) if e.already_done() => Ok(()),
             other => other.map(drop),
         }
+    }
+
+    // ----- organization metadata -----
+
+    /// The organization's metadata value under `key` (decoded), `None` when it has none.
+    pub async fn org_metadata(
+        &self,
+        org_id: &str,
+        key: &str,
+    ) -> Result<Option<String>, ManagementError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            metadata: Entry,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            #[serde(default)]
+            value: String,
+        }
+        let path = format!("/management/v1/metadata/{key}");
+        match self
+            .call::<Answer>(Method::GET, &path, None, Some(org_id))
+            .await
+        {
+            Ok(answer) => {
+                let bytes = BASE64
+                    .decode(answer.metadata.value.as_bytes())
+                    .map_err(|e| ManagementError::Protocol(format!("metadata {key}: {e}")))?;
+                String::from_utf8(bytes)
+                    .map(Some)
+                    .map_err(|e| ManagementError::Protocol(format!("metadata {key}: {e}")))
+            }
+            Err(ManagementError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets the organization's metadata `key` to `value` (adds or replaces: safe to repeat).
+    pub async fn set_org_metadata(
+        &self,
+        org_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), ManagementError> {
+        let path = format!("/management/v1/metadata/{key}");
+        let body = json!({"value": BASE64.encode(value.as_bytes())});
+        self.call::<Value>(Method::POST, &path, Some(&body), Some(org_id))
+            .await
+            .map(drop)
     }
 
     /// Grants project roles to the user in the organization; an existing grant counts as done.

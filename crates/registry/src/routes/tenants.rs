@@ -102,7 +102,13 @@ async fn create_organization(
     let identity = state.identity()?;
     state.engine.check_onboarding(request)?;
     let name = create_org.name.as_ref().unwrap_or(&request.name);
-    Ok(identity.create_org(name, create_org.admin.as_ref()).await?)
+    let place = crate::identity::Placement {
+        kind: request.kind,
+        parent_org_id: request.parent_org_id.clone(),
+    };
+    Ok(identity
+        .create_org(name, create_org.admin.as_ref(), &place)
+        .await?)
 }
 
 /// 202 with the operation and where to follow it.

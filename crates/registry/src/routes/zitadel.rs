@@ -59,7 +59,7 @@ pub async fn events(
             None
         }
         // Organizations the registry creates itself (`create_org`) are onboarded by that request.
-        Some(OrgChange::Added { name }) if org_id_for(name.as_str()) == org_id => {
+        Some(OrgChange::Added { name, .. }) if org_id_for(name.as_str()) == org_id => {
             info!(%org_id, "organization created by the registry: onboarded by its request");
             None
         }
@@ -92,7 +92,10 @@ fn change(event: &OrgEvent) -> Option<OrgChange> {
                 .name()
                 .and_then(orgs::tenant_name)
                 .or_else(|| orgs::tenant_name(&event.org_id))?;
-            Some(OrgChange::Added { name })
+            Some(OrgChange::Added {
+                name,
+                place: Default::default(),
+            })
         }
         "org.changed" => event
             .name()

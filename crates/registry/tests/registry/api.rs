@@ -14,7 +14,7 @@ use tenancy_control::Config;
 use tenancy_registry::auth::{AuthError, Authenticator};
 use tenancy_registry::{Application, Settings};
 
-use crate::common::{DEV_TOKEN, TestApp, dev_settings};
+use crate::common::{DEV_TOKEN, TestApp, Webhook, dev_settings};
 use tenancy_zitadel::{Caller, roles};
 
 /// `tenant-admin-<org>` is a tenant admin of `<org>`; `router` holds `tenant_router`.
@@ -474,44 +474,6 @@ async fn tenant_admins_see_codes_not_causes_and_nothing_of_other_organizations()
         (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
     );
     assert_eq!(body["code"], "not_found");
-}
-
-/// Signs and delivers ZITADEL organization events to a registry.
-struct Webhook<'a> {
-    app: &'a TestApp,
-    key: &'static str,
-}
-
-impl Webhook<'_> {
-    fn body(org: &str, kind: &str, seq: i64, name: &str) -> String {
-        json!({"aggregateID": org, "aggregateType": "org", "resourceOwner": org,
-               "instanceID": "1", "version": "v1", "sequence": seq, "event_type": kind,
-               "created_at": "2026-11-22T14:00:00.123Z", "userID": "9",
-               "event_payload": {"name": name}})
-        .to_string()
-    }
-
-    async fn post(&self, body: String, signature: String) -> StatusCode {
-        self.app
-            .http
-            .post(format!("{}/v1/zitadel/events", self.app.base()))
-            .header("zitadel-signature", signature)
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    }
-
-    async fn deliver(&self, org: &str, kind: &str, seq: i64, name: &str) -> StatusCode {
-        let body = Self::body(org, kind, seq, name);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let signature = tenancy_zitadel::webhook::sign(body.as_bytes(), self.key, now);
-        self.post(body, signature).await
-    }
 }
 
 /// The webhook survives any header, records each event once however often and however

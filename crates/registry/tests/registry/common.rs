@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tenancy_control::Config;
 use tenancy_e2e::in_process::InProcessRegistry;
 pub use tenancy_e2e::in_process::{DEV_TOKEN, dev_settings};
@@ -85,5 +85,43 @@ impl TestApp {
     pub async fn wait_status(&self, org_id: &str, status: &str) -> Value {
         self.wait_until(&format!("/v1/tenants/{org_id}"), |t| t["status"] == status)
             .await
+    }
+}
+
+/// Signs and delivers ZITADEL organization events to a registry.
+pub struct Webhook<'a> {
+    pub app: &'a TestApp,
+    pub key: &'static str,
+}
+
+impl Webhook<'_> {
+    pub fn body(org: &str, kind: &str, seq: i64, name: &str) -> String {
+        json!({"aggregateID": org, "aggregateType": "org", "resourceOwner": org,
+               "instanceID": "1", "version": "v1", "sequence": seq, "event_type": kind,
+               "created_at": "2026-11-22T14:00:00.123Z", "userID": "9",
+               "event_payload": {"name": name}})
+        .to_string()
+    }
+
+    pub async fn post(&self, body: String, signature: String) -> StatusCode {
+        self.app
+            .http
+            .post(format!("{}/v1/zitadel/events", self.app.base()))
+            .header("zitadel-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    pub async fn deliver(&self, org: &str, kind: &str, seq: i64, name: &str) -> StatusCode {
+        let body = Self::body(org, kind, seq, name);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let signature = tenancy_zitadel::webhook::sign(body.as_bytes(), self.key, now);
+        self.post(body, signature).await
     }
 }

@@ -10,7 +10,7 @@ use tenancy_registry::Settings;
 use tenancy_testkit::{PLATFORM_ORG_ID, TokenClaims, ZITADEL_PAT, ZitadelStandIn};
 use tenancy_zitadel::roles;
 
-use crate::common::{TestApp, dev_settings};
+use crate::common::{TestApp, Webhook, dev_settings};
 
 /// ZITADEL for tokens and for the management API (PAT or key file); no development token (it
 /// is refused beside ZITADEL).
@@ -326,4 +326,91 @@ async fn sync(app: &TestApp) -> Value {
     let (status, report) = app.admin_call(Method::POST, "/v1/zitadel/sync", None).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     report
+}
+
+/// Agencies in ZITADEL: `create_org` writes an organization's place to its metadata; with
+/// placement from metadata on, a new organization marked as an agency's client is onboarded
+/// under it, by its event and by the sync, and a mark that names no agency onboards nothing.
+#[tokio::test]
+async fn organizations_marked_as_an_agencys_clients_are_placed_under_it() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let mut settings = zitadel_settings(&zitadel, None);
+    settings.zitadel_placement_metadata = true;
+    settings.zitadel_webhook_keys = Some(SecretString::from("signing-key"));
+    let app = start(settings, Some(&zitadel)).await;
+
+    // The registry creates an agency and a client of it: ZITADEL's metadata says so too.
+    let (status, agency) = app
+        .admin_call(
+            Method::POST,
+            "/v1/tenants?wait=30s",
+            Some(json!({"name": "Agency Org", "kind": "agency", "create_org": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{agency}");
+    let agency_id = agency["org_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        zitadel.organization(&agency_id).unwrap().metadata["tenancy.kind"],
+        "agency"
+    );
+    let (status, client) = app
+        .admin_call(
+            Method::POST,
+            "/v1/tenants?wait=30s",
+            Some(json!({"name": "Client Org", "parent_org_id": agency_id, "create_org": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{client}");
+    let client_id = client["org_id"].as_str().unwrap();
+    assert_eq!(
+        zitadel.organization(client_id).unwrap().metadata["tenancy.agency"],
+        agency_id
+    );
+
+    // Made in the console and marked there: the sync places it under the agency.
+    let synced = zitadel.add_organization("Console Client");
+    zitadel.set_organization_metadata(&synced, "tenancy.agency", &agency_id);
+    let wrong = zitadel.add_organization("Marked Wrongly");
+    zitadel.set_organization_metadata(&wrong, "tenancy.agency", "not an id");
+    let report = sync(&app).await;
+    assert!(
+        report["failed"].as_array().unwrap().contains(&json!(wrong)),
+        "{report}"
+    );
+    let tenant = app.wait_status(&synced, "active").await;
+    assert_eq!(
+        (&tenant["kind"], &tenant["parent_org_id"]),
+        (&json!("client"), &json!(agency_id))
+    );
+    let (status, _) = app
+        .admin_call(Method::GET, &format!("/v1/tenants/{wrong}"), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "an unreadable mark is no standalone tenant"
+    );
+
+    // Made and marked, then announced by its event: placed under the agency too.
+    let announced = zitadel.add_organization("Announced Client");
+    zitadel.set_organization_metadata(&announced, "tenancy.agency", &agency_id);
+    let hook = Webhook {
+        app: &app,
+        key: "signing-key",
+    };
+    assert_eq!(
+        hook.deliver(&announced, "org.added", 1, "Announced Client")
+            .await,
+        StatusCode::OK
+    );
+    let tenant = app.wait_status(&announced, "active").await;
+    assert_eq!(tenant["parent_org_id"], json!(agency_id));
+    let (_, clients) = app
+        .admin_call(
+            Method::GET,
+            &format!("/v1/tenants/{agency_id}/clients"),
+            None,
+        )
+        .await;
+    assert_eq!(clients["items"].as_array().unwrap().len(), 3, "{clients}");
 }
