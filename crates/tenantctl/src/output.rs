@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use anyhow::{Result, bail};
 use clap::ValueEnum;
 use comfy_table::Table;
-use tenancy_core::{Operation, Tenant};
+use tenancy_core::{Operation, OrgId, Tenant, TenantKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -75,6 +75,66 @@ pub fn tenants(tenants: &[Tenant], json: bool) -> Result<()> {
         "org_id", "name", "database", "server", "tier", "status", "version",
     ];
     println!("{}", table(header, lines));
+    Ok(())
+}
+
+/// Agencies with their clients beneath them (`tenants list --tree`); clients whose agency is
+/// not in the list come last, under their agency's id.
+pub fn tenant_tree(tenants: &[Tenant], json: bool) -> Result<()> {
+    let listed: std::collections::HashSet<&OrgId> = tenants.iter().map(|t| &t.org_id).collect();
+    let clients_of = |agency: &OrgId| -> Vec<&Tenant> {
+        tenants
+            .iter()
+            .filter(|t| t.parent_org_id.as_ref() == Some(agency))
+            .collect()
+    };
+    let roots = tenants
+        .iter()
+        .filter(|t| t.parent_org_id.as_ref().is_none_or(|p| !listed.contains(p)));
+    if json {
+        let tree: Vec<serde_json::Value> = roots
+            .map(|t| {
+                let mut node = serde_json::to_value(t).unwrap_or_default();
+                if t.kind == TenantKind::Agency {
+                    node["clients"] =
+                        serde_json::to_value(clients_of(&t.org_id)).unwrap_or_default();
+                }
+                node
+            })
+            .collect();
+        return self::json(&tree);
+    }
+    let line = |t: &Tenant, name: String| {
+        [
+            t.org_id.to_string(),
+            name,
+            t.kind.to_string(),
+            t.tier.to_string(),
+            t.status.to_string(),
+            opt(t.server_id.as_ref()),
+        ]
+    };
+    let mut lines = Vec::new();
+    for root in roots {
+        let name = match &root.parent_org_id {
+            Some(agency) => format!("{} (client of {agency})", root.name),
+            None => root.name.to_string(),
+        };
+        lines.push(line(root, name));
+        if root.kind == TenantKind::Agency {
+            let clients = clients_of(&root.org_id);
+            for (i, client) in clients.iter().enumerate() {
+                let branch = if i + 1 == clients.len() {
+                    "└─"
+                } else {
+                    "├─"
+                };
+                lines.push(line(client, format!("{branch} {}", client.name)));
+            }
+        }
+    }
+    let header = ["org_id", "name", "kind", "tier", "status", "server"];
+    println!("{}", table(header, lines.into_iter()));
     Ok(())
 }
 

@@ -532,3 +532,76 @@ fn every_command_has_help_with_an_example() {
         assert!(help.contains("Example"), "{args:?} has no example:\n{help}");
     }
 }
+
+/// Agencies from the command line, with no registry running: create an agency and clients of
+/// it, print the tree, suspend the agency (its clients' suspensions are the command's work
+/// too), and delete it with its clients.
+#[tokio::test]
+async fn agencies_are_created_listed_as_a_tree_and_cascade_from_the_command_line() {
+    let fleet = Fleet::new();
+    let engine = fleet.onboard(0).await;
+    let succeed = |args: &[&str]| {
+        let out = fleet.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    succeed(&[
+        "tenants",
+        "create",
+        "3000",
+        "Northwind MSP",
+        "--kind",
+        "agency",
+        "--wait",
+        "60s",
+    ]);
+    for (org, name) in [("3001", "Contoso"), ("3002", "Fabrikam")] {
+        succeed(&[
+            "tenants", "create", org, name, "--agency", "3000", "--wait", "60s",
+        ]);
+    }
+    let refused = fleet.run(&[
+        "tenants", "create", "3003", "Orphan", "--agency", "3999", "--wait", "60s",
+    ]);
+    assert!(!refused.status.success());
+
+    let tree = succeed(&["tenants", "list", "--tree", "--output", "table"]);
+    let rows: Vec<&str> = tree.lines().filter(|l| l.contains("300")).collect();
+    assert_eq!(rows.len(), 3, "{tree}");
+    assert!(
+        rows[0].contains("Northwind MSP") && rows[0].contains("agency"),
+        "{tree}"
+    );
+    assert!(
+        rows[1].contains("├─ Contoso") && rows[1].contains("client"),
+        "{tree}"
+    );
+    assert!(rows[2].contains("└─ Fabrikam"), "{tree}");
+
+    succeed(&["tenants", "suspend", "3000", "--yes"]);
+    let status = |org: &'static str| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .tenant(&org.parse().unwrap())
+                .await
+                .unwrap()
+                .status
+                .to_string()
+        }
+    };
+    assert_eq!(status("3001").await, "suspended");
+    assert_eq!(status("3002").await, "suspended");
+
+    let refused = fleet.run(&["tenants", "delete", "3000", "--yes"]);
+    assert!(!refused.status.success());
+    assert_eq!(status("3000").await, "suspended");
+    succeed(&["tenants", "delete", "3000", "--cascade", "--yes"]);
+    for org in ["3000", "3001", "3002"] {
+        assert_eq!(status(org).await, "deleted", "{org}");
+    }
+}

@@ -5,7 +5,8 @@ use std::time::Duration;
 use anyhow::Result;
 use tenancy_control::{Cascade, Engine, Onboarded, TenantFilter};
 use tenancy_core::{
-    CreateTenant, Operation, OperationState, OrgId, Region, Slug, TenantName, TenantStatus, Tier,
+    CreateTenant, Operation, OperationState, OrgId, Region, Slug, TenantKind, TenantName,
+    TenantStatus, Tier,
 };
 
 use crate::output::{self, confirm};
@@ -19,7 +20,10 @@ const DEFAULT_WAIT: &str = "60s";
 #[command(after_help = "Example:\n  tenantctl tenants list")]
 pub enum Command {
     /// List tenants.
-    #[command(after_help = "Example:\n  tenantctl tenants list --status suspended --output json")]
+    #[command(after_help = "Examples:
+  tenantctl tenants list --status suspended --output json
+  tenantctl tenants list --tree                  # agencies with their clients beneath them
+  tenantctl tenants list --agency 263014839178313730")]
     List {
         #[arg(long)]
         status: Option<TenantStatus>,
@@ -27,13 +31,24 @@ pub enum Command {
         region: Option<Region>,
         #[arg(long)]
         tier: Option<Tier>,
+        /// standalone, agency or client.
+        #[arg(long)]
+        kind: Option<TenantKind>,
+        /// This agency's clients only.
+        #[arg(long)]
+        agency: Option<OrgId>,
+        /// Print agencies with their clients beneath them.
+        #[arg(long)]
+        tree: bool,
     },
     /// One tenant and its recent operations.
     #[command(after_help = "Example:\n  tenantctl tenants show 263014839178313731")]
     Show { org_id: OrgId },
     /// Onboard an organization.
-    #[command(after_help = "Example:
+    #[command(after_help = "Examples:
   tenantctl tenants create 263014839178313731 'Acme Corp' --tier professional --wait 60s
+  tenantctl tenants create 263014839178313730 'Northwind MSP' --kind agency --tier msp
+  tenantctl tenants create 263014839178313732 'Contoso' --agency 263014839178313730
 
 With --wait, the provisioning runs in this process when no registry worker has it, so it \
 completes with no registry running; no other operation is ever taken.")]
@@ -46,6 +61,12 @@ completes with no registry running; no other operation is ever taken.")]
         region: Option<Region>,
         #[arg(long)]
         tier: Option<Tier>,
+        /// `agency` for a tenant that will have clients (a client is made with --agency).
+        #[arg(long)]
+        kind: Option<TenantKind>,
+        /// Make the tenant a client of this agency (an active agency tenant).
+        #[arg(long)]
+        agency: Option<OrgId>,
         /// Wait this long for the tenant to be active (`30s`, `2m`).
         #[arg(long, value_parser = humantime::parse_duration)]
         wait: Option<Duration>,
@@ -108,15 +129,24 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
             status,
             region,
             tier,
+            kind,
+            agency,
+            tree,
         } => {
             let filter = TenantFilter {
                 status,
                 region,
                 tier,
+                kind,
+                parent_org_id: agency,
                 ..Default::default()
             };
             let tenants = cx.engine().await?.all_tenants(&filter).await?;
-            output::tenants(&tenants, cx.json)?;
+            if tree {
+                output::tenant_tree(&tenants, cx.json)?;
+            } else {
+                output::tenants(&tenants, cx.json)?;
+            }
             Ok(Exit::Done)
         }
         Command::Show { org_id } => {
@@ -137,6 +167,8 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
             slug,
             region,
             tier,
+            kind,
+            agency,
             wait,
         } => {
             let engine = cx.engine().await?;
@@ -144,6 +176,8 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
                 slug,
                 region,
                 tier,
+                kind,
+                parent_org_id: agency,
                 ..CreateTenant::new(org_id, name)
             };
             match engine.onboard(request, &cx.actor).await? {
@@ -169,12 +203,12 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
             )?;
             let engine = cx.engine().await?;
             let op = engine.suspend(&org_id, &cx.actor).await?;
-            finish(&engine, op, wait).await
+            finish_with_cascades(&engine, op, wait).await
         }
         Command::Resume { org_id, wait } => {
             let engine = cx.engine().await?;
             let op = engine.resume(&org_id, &cx.actor).await?;
-            finish(&engine, op, wait).await
+            finish_with_cascades(&engine, op, wait).await
         }
         Command::Rotate { org_id, wait } => {
             let engine = cx.engine().await?;
@@ -211,18 +245,23 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
                 };
                 engine.delete(&org_id, cascade, &cx.actor).await?
             };
-            let mut exit = finish(&engine, op.clone(), wait).await?;
-            // The clients' deletes are this command's work too.
-            for client_op in engine.operations_with_cascades(&org_id, 1000).await? {
-                if client_op.parent_operation_id == Some(op.id)
-                    && matches!(finish(&engine, client_op, wait).await?, Exit::Problems)
-                {
-                    exit = Exit::Problems;
-                }
-            }
-            Ok(exit)
+            finish_with_cascades(&engine, op, wait).await
         }
     }
+}
+
+/// As [`finish`], then the same for each operation it queued for an agency's clients: they are
+/// this command's work too.
+async fn finish_with_cascades(engine: &Engine, op: Operation, wait: Duration) -> Result<Exit> {
+    let mut exit = finish(engine, op.clone(), wait).await?;
+    for cascaded in engine.operations_with_cascades(&op.org_id, 1000).await? {
+        if cascaded.parent_operation_id == Some(op.id)
+            && finish(engine, cascaded, wait).await? == Exit::Problems
+        {
+            exit = Exit::Problems;
+        }
+    }
+    Ok(exit)
 }
 
 /// Waits for the command's own operation (running it here when no worker has it).
