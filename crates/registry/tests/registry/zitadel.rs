@@ -414,3 +414,186 @@ async fn organizations_marked_as_an_agencys_clients_are_placed_under_it() {
         .await;
     assert_eq!(clients["items"].as_array().unwrap().len(), 3, "{clients}");
 }
+
+/// The hierarchy's authorization matrix with the stand-in's own tokens (verified through its
+/// JWKS, as with a real provider): an agency's tenant_admin reads its clients and suspends or
+/// resumes them, but does not create, delete, re-tier or read their connection or settings,
+/// and sees nothing of another agency's clients; a client's admin sees only its own tenant.
+#[tokio::test]
+async fn the_hierarchy_authorizes_stand_in_tokens_of_agency_and_client_admins() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let app = start(zitadel_settings(&zitadel, None), Some(&zitadel)).await;
+    for request in [
+        json!({"org_id": "700", "name": "Agency A", "kind": "agency"}),
+        json!({"org_id": "701", "name": "Client A1", "parent_org_id": "700"}),
+        json!({"org_id": "702", "name": "Client A2", "parent_org_id": "700"}),
+        json!({"org_id": "800", "name": "Agency B", "kind": "agency"}),
+        json!({"org_id": "801", "name": "Client B1", "parent_org_id": "800"}),
+    ] {
+        let (status, body) = app
+            .admin_call(Method::POST, "/v1/tenants?wait=30s", Some(request))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let agency_admin = zitadel.jwt(&TokenClaims::new("ann", "700", roles::TENANT_ADMIN));
+    let client_admin = zitadel.jwt(&TokenClaims::new("carl", "701", roles::TENANT_ADMIN));
+
+    let get = Method::GET;
+    let post = Method::POST;
+    let allowed = StatusCode::OK;
+    let forbidden = StatusCode::FORBIDDEN;
+    let matrix: Vec<(&str, Method, &str, Option<Value>, StatusCode)> = vec![
+        // The agency's admin on its own clients: reads.
+        (&agency_admin, get.clone(), "/v1/tenants/701", None, allowed),
+        (
+            &agency_admin,
+            get.clone(),
+            "/v1/tenants/701/operations",
+            None,
+            allowed,
+        ),
+        (
+            &agency_admin,
+            get.clone(),
+            "/v1/tenants/701/usage",
+            None,
+            allowed,
+        ),
+        (
+            &agency_admin,
+            get.clone(),
+            "/v1/tenants/701/quotas",
+            None,
+            allowed,
+        ),
+        (
+            &agency_admin,
+            get.clone(),
+            "/v1/tenants/701/health",
+            None,
+            allowed,
+        ),
+        (
+            &agency_admin,
+            get.clone(),
+            "/v1/tenants/700/clients",
+            None,
+            allowed,
+        ),
+        // ... but not secrets, settings or changes of the tenant's life.
+        (
+            &agency_admin,
+            get.clone(),
+            "/v1/tenants/701/connection",
+            None,
+            forbidden,
+        ),
+        (
+            &agency_admin,
+            get.clone(),
+            "/v1/tenants/701/settings",
+            None,
+            forbidden,
+        ),
+        (
+            &agency_admin,
+            Method::DELETE,
+            "/v1/tenants/701",
+            None,
+            forbidden,
+        ),
+        (
+            &agency_admin,
+            Method::PATCH,
+            "/v1/tenants/701",
+            Some(json!({"tier": "business"})),
+            forbidden,
+        ),
+        (
+            &agency_admin,
+            post.clone(),
+            "/v1/tenants",
+            Some(json!({"org_id": "703", "name": "A3", "parent_org_id": "700"})),
+            forbidden,
+        ),
+        // Another agency's client: nothing.
+        (
+            &agency_admin,
+            get.clone(),
+            "/v1/tenants/801",
+            None,
+            forbidden,
+        ),
+        (
+            &agency_admin,
+            get.clone(),
+            "/v1/tenants/801/operations",
+            None,
+            forbidden,
+        ),
+        (
+            &agency_admin,
+            post.clone(),
+            "/v1/tenants/801/suspend",
+            None,
+            forbidden,
+        ),
+        (
+            &agency_admin,
+            get.clone(),
+            "/v1/tenants/800/clients",
+            None,
+            forbidden,
+        ),
+        // A client's admin: its own tenant only; not its sibling, not its agency's list.
+        (&client_admin, get.clone(), "/v1/tenants/701", None, allowed),
+        (
+            &client_admin,
+            get.clone(),
+            "/v1/tenants/702",
+            None,
+            forbidden,
+        ),
+        (
+            &client_admin,
+            get.clone(),
+            "/v1/tenants/702/usage",
+            None,
+            forbidden,
+        ),
+        (
+            &client_admin,
+            post.clone(),
+            "/v1/tenants/702/suspend",
+            None,
+            forbidden,
+        ),
+        (
+            &client_admin,
+            get.clone(),
+            "/v1/tenants/700/clients",
+            None,
+            forbidden,
+        ),
+    ];
+    for (token, method, path, body, expected) in matrix {
+        let (status, answer) = app.call(token, method.clone(), path, body).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+    }
+
+    // Suspend and resume a client of one's own agency.
+    let (status, body) = app
+        .call(&agency_admin, post.clone(), "/v1/tenants/702/suspend", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.wait_until(
+        &format!("/v1/operations/{}", body["id"].as_str().unwrap()),
+        |op| op["state"] == "succeeded",
+    )
+    .await;
+    let (status, body) = app
+        .call(&agency_admin, post, "/v1/tenants/702/resume", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.wait_status("702", "active").await;
+}
