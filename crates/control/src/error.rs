@@ -20,7 +20,7 @@ pub enum ControlError {
     #[error("{detail}")]
     Conflict { code: ErrorCode, detail: String },
     /// A usage increment that would pass the quota; nothing was counted.
-    #[error("{} more {resource} would pass the quota of {limit} ({used} used)", amount, resource = quota.resource, limit = quota.limit, used = quota.used)]
+    #[error("{amount} more {resource} would pass {whose} of {limit} ({used} used)", resource = quota.resource, limit = quota.limit, used = quota.used, whose = whose_quota(quota))]
     QuotaExceeded {
         amount: u32,
         quota: Box<QuotaStatus>,
@@ -172,4 +172,12 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         error,
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
     )
+}
+
+/// Which quota refused: the tenant's own, or its agency's cap on the sum over its clients.
+fn whose_quota(quota: &QuotaStatus) -> String {
+    match &quota.agency_org_id {
+        Some(agency) => format!("agency {agency}'s cap on its clients' sum"),
+        None => "the quota".to_owned(),
+    }
 }
