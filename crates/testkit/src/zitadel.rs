@@ -696,19 +696,19 @@ async fn grant(
 }
 
 /// The organization a v1 management call acts on: `x-zitadel-orgid`, which must name one.
-fn header_org(state: &State_, headers: &HeaderMap) -> Result<usize, Response> {
+/// (Its refusal as status, gRPC code and message key.)
+fn header_org(
+    state: &State_,
+    headers: &HeaderMap,
+) -> Result<usize, (StatusCode, i64, &'static str)> {
     let Some(org) = headers.get("x-zitadel-orgid").and_then(|v| v.to_str().ok()) else {
-        return Err(zitadel_error(
-            StatusCode::BAD_REQUEST,
-            3,
-            "Errors.Org.IDMissing",
-        ));
+        return Err((StatusCode::BAD_REQUEST, 3, "Errors.Org.IDMissing"));
     };
-    state
-        .orgs
-        .iter()
-        .position(|o| o.id == org)
-        .ok_or_else(|| zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.Org.NotFound"))
+    state.orgs.iter().position(|o| o.id == org).ok_or((
+        StatusCode::NOT_FOUND,
+        5,
+        "Errors.Org.NotFound",
+    ))
 }
 
 async fn get_org_metadata(
@@ -719,7 +719,7 @@ async fn get_org_metadata(
     let state = state.lock().unwrap();
     let org = match header_org(&state, &headers) {
         Ok(org) => &state.orgs[org],
-        Err(refused) => return refused,
+        Err((status, code, key)) => return zitadel_error(status, code, key),
     };
     match org.metadata.get(&key) {
         Some(value) => Json(json!({"metadata": {
@@ -741,7 +741,7 @@ async fn set_org_metadata(
     let mut state = state.lock().unwrap();
     let org = match header_org(&state, &headers) {
         Ok(org) => org,
-        Err(refused) => return refused,
+        Err((status, code, key)) => return zitadel_error(status, code, key),
     };
     let decoded = body["value"]
         .as_str()
