@@ -36,6 +36,52 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     #[serde(default)]
     pub usage: UsageConfig,
+    #[serde(default)]
+    pub warm_pool: WarmPoolConfig,
+}
+
+/// The warm pool: databases cloned from the template ahead of demand, so that onboarding is a
+/// rename, a role and a few grants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmPoolConfig {
+    /// Spare databases kept on each active server (a server's `warm_pool` overrides it); 0 turns
+    /// the pool off.
+    #[serde(default)]
+    pub size: u32,
+    /// How often the pool is refilled (one clone at a time per server).
+    #[serde(default = "default_refill_interval", with = "humantime_serde")]
+    pub refill_interval: Duration,
+}
+
+impl Default for WarmPoolConfig {
+    fn default() -> Self {
+        Self {
+            size: 0,
+            refill_interval: default_refill_interval(),
+        }
+    }
+}
+
+fn default_refill_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl Config {
+    /// Spare databases to keep on `server` (configured servers may override the size; servers
+    /// registered through the API take the default).
+    pub fn warm_pool_size(&self, server: &ServerId) -> u32 {
+        self.servers
+            .iter()
+            .find(|s| &s.id == server)
+            .and_then(|s| s.warm_pool)
+            .unwrap_or(self.warm_pool.size)
+    }
+
+    /// Whether any server keeps spares.
+    pub fn warm_pool_on(&self) -> bool {
+        self.warm_pool.size > 0 || self.servers.iter().any(|s| s.warm_pool.unwrap_or(0) > 0)
+    }
 }
 
 /// The usage sampler: every tenant's database size and sessions, which enforce storage quotas.
@@ -398,6 +444,9 @@ pub struct ServerConfig {
     /// The CA itself (from `ca_file`, or set by embedders and the API).
     #[serde(skip)]
     pub ca_pem: Option<String>,
+    /// Spare databases kept on this server, overriding `[warm_pool] size`.
+    #[serde(default)]
+    pub warm_pool: Option<u32>,
 }
 
 impl ServerConfig {
@@ -425,6 +474,7 @@ impl ServerConfig {
             sslmode: None,
             ca_file: None,
             ca_pem: None,
+            warm_pool: None,
         }
     }
 
@@ -663,6 +713,7 @@ impl Config {
             default_tier: default_tier(),
             servers: Vec::new(),
             usage: UsageConfig::default(),
+            warm_pool: WarmPoolConfig::default(),
         }
     }
 }

@@ -30,8 +30,12 @@ mod worker;
 
 pub use activator::{ActivationError, AdminActivation, AdminActivator};
 pub use admins::ServerAdmins;
-pub use config::{Config, EngineConfig, QuotaLimit, ServerConfig, TierLimits, UsageConfig};
-pub use engine::{Engine, Onboarded, SampleRound, Secrets, TierRollout, TierStatus, Workers};
+pub use config::{
+    Config, EngineConfig, QuotaLimit, ServerConfig, TierLimits, UsageConfig, WarmPoolConfig,
+};
+pub use engine::{
+    Engine, Onboarded, Refill, SampleRound, Secrets, TierRollout, TierStatus, Workers,
+};
 pub use error::ControlError;
 pub use reconcile::{Finding, FindingKind, Repair};
 pub use store::{

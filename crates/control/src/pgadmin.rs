@@ -31,6 +31,9 @@ use crate::sql::{ddl, ident, literal};
 /// the same privileges in its own database only.
 pub const APP_GROUP_ROLE: &str = "tenancy_app";
 
+/// The comment every spare database of the warm pool carries until it is claimed.
+pub const SPARE_TAG: &str = "tenancy:spare";
+
 /// The comment every tenant database and role carries: `tenancy:org_id=<org_id>`.
 pub fn tag(org_id: &OrgId) -> String {
     format!("tenancy:org_id={org_id}")
@@ -481,6 +484,62 @@ impl ServerAdmin {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Clones the template into the spare `name`: closed to every connection, no PUBLIC grant,
+    /// tagged as a spare. A spare is no tenant's until it is claimed and renamed.
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn clone_spare(&self, name: &DbName) -> Result<(), ControlError> {
+        self.execute(format!(
+            "CREATE DATABASE {} TEMPLATE {} ALLOW_CONNECTIONS false",
+            ident(name.as_str()),
+            ident(DbName::template().as_str())
+        ))
+        .await?;
+        self.execute(format!(
+            "REVOKE ALL ON DATABASE {d} FROM PUBLIC; COMMENT ON DATABASE {d} IS {tag};",
+            d = ident(name.as_str()),
+            tag = literal(SPARE_TAG),
+        ))
+        .await
+    }
+
+    /// Makes the claimed spare the tenant's database: tagged for the tenant, then renamed. Safe
+    /// to repeat: a spare already renamed is the tenant's database, tagged for it.
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn adopt_spare(
+        &self,
+        spare: &DbName,
+        db: &DbName,
+        org_id: &OrgId,
+    ) -> Result<(), ControlError> {
+        if self.database_facts(spare).await?.is_some() {
+            self.tag(Some(spare), None, org_id).await?;
+            self.execute(format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                ident(spare.as_str()),
+                ident(db.as_str())
+            ))
+            .await?;
+        }
+        match self.database_facts(db).await? {
+            Some((_, tag)) if tagged_org(tag.as_deref()) == Some(org_id.as_str()) => Ok(()),
+            _ => Err(ControlError::Corrupt(format!(
+                "spare {spare} was claimed for tenant {org_id} but neither it nor {db} is there"
+            ))),
+        }
+    }
+
+    /// The server's spare databases (`spare_*`): whether each allows connections and whether
+    /// PUBLIC may connect to it (a spare must allow neither).
+    pub async fn spare_databases(&self) -> Result<Vec<(String, bool, bool)>, ControlError> {
+        sqlx::query_as(
+            "SELECT datname::text, datallowconn, has_database_privilege('public', oid, 'CONNECT')
+             FROM pg_database WHERE datname LIKE 'spare\\_%'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err())
     }
 
     /// Whether the database allows connections, and its tag, if it exists.

@@ -58,6 +58,11 @@ pub enum FindingKind {
     OrphanDatabase,
     /// A `tenant_*` role no tenant owns.
     OrphanRole,
+    /// A `spare_*` database the warm pool does not record (a clone a crash left; holds nothing
+    /// of value), or a recorded spare that is gone.
+    UntrackedSpare,
+    /// A spare that allows connections, or that PUBLIC may connect to.
+    SpareNotLockedDown,
     /// A tenant in a transitional status with no operation to move it on.
     StuckTenant,
     /// The server could not be inspected.
@@ -224,6 +229,9 @@ impl Reconciler<'_> {
                 &mut findings,
             )
             .await;
+            if let Err(e) = self.spares(&server_id, &admin, &mut findings).await {
+                tracing::warn!(server_id = %server_id, error = %e, "spares not checked");
+            }
         }
         if fix {
             metrics::gauge!("tenancy_tenants_missing_database").set(f64::from(missing));
@@ -419,6 +427,68 @@ impl Reconciler<'_> {
                 repaired,
             });
         }
+    }
+}
+
+impl Reconciler<'_> {
+    /// The server's spares against the warm pool's records: spares are neither tenants nor
+    /// orphans, but each must be recorded and closed. Reported only (a refill round drops
+    /// spares it does not want).
+    async fn spares(
+        &self,
+        server_id: &ServerId,
+        admin: &crate::pgadmin::ServerAdmin,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), ControlError> {
+        // Any record covers a database (one being cloned too); only a ready, unclaimed spare is
+        // expected on the server.
+        let records = self.store.spares(server_id).await?;
+        let recorded: HashSet<String> = records.iter().map(|s| s.db_name.to_string()).collect();
+        let expected: Vec<String> = records
+            .iter()
+            .filter(|s| s.ready && s.claimed_by.is_none())
+            .map(|s| s.db_name.to_string())
+            .collect();
+        let mut finding = |kind, name: &str, detail: &str| {
+            findings.push(Finding {
+                kind,
+                server_id: Some(server_id.clone()),
+                org_id: None,
+                name: name.to_owned(),
+                detail: detail.to_owned(),
+                repaired: false,
+            });
+        };
+        let present = admin.spare_databases().await?;
+        for (name, allows_connections, public_connect) in &present {
+            if allows_connections | public_connect {
+                finding(
+                    FindingKind::SpareNotLockedDown,
+                    name,
+                    "spare database allows connections or PUBLIC may connect; a tenant role \
+                     could reach it",
+                );
+            }
+            if !recorded.contains(name) {
+                finding(
+                    FindingKind::UntrackedSpare,
+                    name,
+                    "spare database the warm pool does not record (left by a crash while \
+                     cloning?); drop it by hand",
+                );
+            }
+        }
+        for name in expected {
+            if !present.iter().any(|(n, _, _)| *n == name) {
+                finding(
+                    FindingKind::UntrackedSpare,
+                    &name,
+                    "the warm pool records a spare that is not on the server; the next refill \
+                     replaces it",
+                );
+            }
+        }
+        Ok(())
     }
 }
 

@@ -17,8 +17,9 @@ pub use ids::{
 };
 pub use model::{
     AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationKind,
-    OperationState, OrgAdmin, Server, ServerState, Step, Tenant, TenantChange, TenantHealth,
-    TenantKind, TenantPlace, TenantStatus, TenantUsage, UnknownVariant, UpdateTenant, UsageSample,
+    OperationState, OrgAdmin, ProvisionPath, Server, ServerState, Step, Tenant, TenantChange,
+    TenantHealth, TenantKind, TenantPlace, TenantStatus, TenantUsage, UnknownVariant, UpdateTenant,
+    UsageSample,
 };
 pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 pub use quota::{

@@ -105,6 +105,14 @@ impl TenantKind {
 }
 
 string_enum!(
+    /// How a provisioning got its database.
+    ProvisionPath, "provision path" {
+        Warm => "warm",
+        Cold => "cold",
+    }
+);
+
+string_enum!(
     /// Whether a database server takes new tenants.
     ServerState, "server state" {
         Active => "active",
@@ -148,6 +156,7 @@ string_enum!(
     Step, "step" {
         Place => "place",
         Role => "role",
+        ClaimSpare => "claim_spare",
         Database => "database",
         Lockdown => "lockdown",
         Verify => "verify",
@@ -309,6 +318,10 @@ pub struct Operation {
     /// cascading from the agency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_operation_id: Option<Uuid>,
+    /// A provisioning's way to its database: `warm` (a spare claimed from the warm pool) or
+    /// `cold` (cloned from the template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provision_path: Option<ProvisionPath>,
 }
 
 #[cfg(test)]
@@ -451,6 +464,8 @@ pub struct Server {
     pub state: ServerState,
     pub template_version: Option<i32>,
     pub tenants: i64,
+    /// Spare databases ready to be claimed (at the server's template version).
+    pub spares: i64,
     pub sslmode: crate::SslMode,
 }
 

@@ -47,6 +47,11 @@ impl Engine {
         tasks.push(tokio::spawn(
             sample(self.clone(), cancel.clone()).instrument(info_span!("usage_sampler")),
         ));
+        if self.config().warm_pool_on() {
+            tasks.push(tokio::spawn(
+                refill(self.clone(), cancel.clone()).instrument(info_span!("warm_pool")),
+            ));
+        }
         Workers { cancel, tasks }
     }
 
@@ -99,6 +104,20 @@ async fn sample(engine: Engine, cancel: CancellationToken) {
             warn!(error = %e, "usage sampling failed");
         }
         lock.release().await;
+    }
+}
+
+/// Keeps the warm pool full: a round at once, then every `refill_interval`.
+async fn refill(engine: Engine, cancel: CancellationToken) {
+    let interval = engine.config().warm_pool.refill_interval;
+    loop {
+        if let Err(e) = engine.refill_warm_pool().await {
+            warn!(error = %e, "warm pool refill failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => return,
+        }
     }
 }
 

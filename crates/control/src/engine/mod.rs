@@ -25,6 +25,7 @@ mod servers;
 mod settings;
 mod tenants;
 mod usage;
+mod warm_pool;
 
 use std::sync::{Arc, OnceLock};
 
@@ -70,6 +71,7 @@ pub struct TierRollout {
 }
 pub use tenants::Onboarded;
 pub use usage::SampleRound;
+pub use warm_pool::Refill;
 
 /// The control plane's engine. Cheap to clone; every clone shares the same pools.
 #[derive(Clone)]

@@ -63,6 +63,7 @@ impl Engine {
             sslmode: request.sslmode,
             ca_file: None,
             ca_pem: request.ca_pem.clone(),
+            warm_pool: None,
         };
         if let Some(pem) = &config.ca_pem {
             tenancy_pgtls::parse_ca(pem)

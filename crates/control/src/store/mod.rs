@@ -15,6 +15,7 @@ mod quotas;
 mod rollouts;
 mod servers;
 mod settings;
+mod spares;
 mod tenants;
 mod usage;
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use tenancy_core::{
-    ErrorCode, Operation, OperationKind, OperationState, OrgId, Step, Tenant, TenantStatus,
+    ErrorCode, Operation, OperationKind, OperationState, OrgId, ProvisionPath, Step, Tenant,
+    TenantStatus,
 };
 use uuid::Uuid;
 
@@ -23,7 +24,7 @@ pub const DONE_CHANNEL: &str = "tenancy_operation_done";
 
 /// The one column list of an operation read.
 const OPERATION_COLUMNS: &str = "id, org_id, kind, state, step, attempts, last_error, \
-    last_error_code, created_at, finished_at, parent_operation_id";
+    last_error_code, created_at, finished_at, parent_operation_id, provision_path";
 
 #[derive(FromRow)]
 struct OperationRow {
@@ -43,6 +44,8 @@ struct OperationRow {
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
     parent_operation_id: Option<Uuid>,
+    #[sqlx(try_from = "Option<String>")]
+    provision_path: Maybe<ProvisionPath>,
 }
 
 impl From<OperationRow> for Operation {
@@ -59,6 +62,7 @@ impl From<OperationRow> for Operation {
             created_at: row.created_at,
             finished_at: row.finished_at,
             parent_operation_id: row.parent_operation_id,
+            provision_path: row.provision_path.0,
         }
     }
 }

@@ -12,7 +12,9 @@ use crate::error::ControlError;
 /// The one column list of a server read, with its tenant count.
 const SERVER_COLUMNS: &str = "s.id, s.region, s.host, s.port, s.admin_user, s.password_env, \
     s.admin_database, s.capacity, s.state, s.template_version, s.sslmode, s.ca_pem, \
-    (SELECT count(*) FROM tenants t WHERE t.server_id = s.id) AS tenants";
+    (SELECT count(*) FROM tenants t WHERE t.server_id = s.id) AS tenants, \
+    (SELECT count(*) FROM spare_databases p WHERE p.server_id = s.id AND p.ready \
+        AND p.claimed_by IS NULL AND p.template_version = s.template_version) AS spares";
 
 #[derive(FromRow)]
 struct ServerRow {
@@ -33,6 +35,7 @@ struct ServerRow {
     sslmode: Maybe<SslMode>,
     ca_pem: Option<String>,
     tenants: i64,
+    spares: i64,
 }
 
 impl ServerRow {
@@ -51,6 +54,7 @@ impl ServerRow {
             sslmode: self.sslmode.0,
             ca_file: None,
             ca_pem: self.ca_pem.clone(),
+            warm_pool: None,
         })
     }
 
@@ -64,6 +68,7 @@ impl ServerRow {
             state: self.state,
             template_version: self.template_version,
             tenants: self.tenants,
+            spares: self.spares,
             sslmode: self.config()?.sslmode(),
         })
     }

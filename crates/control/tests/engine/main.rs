@@ -17,4 +17,5 @@ mod storage;
 mod tiers;
 mod tls;
 mod validation;
+mod warm_pool;
 mod workers;

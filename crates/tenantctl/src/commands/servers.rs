@@ -161,11 +161,12 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
                 s.state.to_string(),
                 s.tenants.to_string(),
                 s.capacity.to_string(),
+                s.spares.to_string(),
                 opt(s.template_version),
             ]
         });
         let header = [
-            "id", "region", "host", "state", "tenants", "capacity", "template",
+            "id", "region", "host", "state", "tenants", "capacity", "spares", "template",
         ];
         println!("{}", table(header, lines));
     }

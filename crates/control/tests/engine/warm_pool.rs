@@ -1,0 +1,263 @@
+//! The warm pool: spares cloned ahead of demand, claimed by provisioning (a rename), never by
+//! two tenants, never at an old template version, never connectable.
+
+use std::time::Duration;
+
+use tenancy_control::{Config, Engine};
+use tenancy_core::{OperationState, ProvisionPath, TenantStatus};
+use tenancy_testkit::{TestFleet, eventually};
+
+use crate::helpers::*;
+
+fn pooled(fleet: &TestFleet, size: u32) -> Config {
+    let mut config = config(fleet);
+    config.warm_pool.size = size;
+    // Rounds are run by hand (or once at start): a test sees what it did.
+    config.warm_pool.refill_interval = Duration::from_secs(3600);
+    config
+}
+
+/// The names of the cluster's databases matching `pattern` (LIKE), oldest first.
+fn databases(cluster: &tenancy_testkit::PgCluster, pattern: &str) -> Vec<String> {
+    cluster
+        .psql(
+            "postgres",
+            &format!("SELECT datname FROM pg_database WHERE datname LIKE '{pattern}' ORDER BY oid"),
+        )
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn spares(engine: &Engine) -> i64 {
+    engine.servers().await.unwrap()[0].spares
+}
+
+async fn provision_path(engine: &Engine, tenant: &tenancy_core::Tenant) -> Option<ProvisionPath> {
+    engine
+        .tenant_operations(&tenant.org_id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|op| op.kind == tenancy_core::OperationKind::Provision)
+        .and_then(|op| op.provision_path)
+}
+
+/// Onboarding claims a spare (no clone during the request): the tenant's database is the
+/// renamed spare, at the template's version, and the pool refills; a spare admits no tenant
+/// role (nor anyone: it allows no connections).
+#[tokio::test]
+async fn onboarding_claims_a_spare_and_the_pool_refills() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = Engine::start(pooled(&fleet, 2)).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    eventually(Duration::from_secs(30), "pool filled", || async {
+        (spares(&engine).await == 2).then_some(())
+    })
+    .await;
+    let cluster = fleet.cluster("pg-1");
+    let before = databases(cluster, "spare\\_%");
+    assert_eq!(before.len(), 2);
+
+    let tenant = onboard(&engine, request("9101", "Warm Start")).await;
+    assert_eq!(
+        provision_path(&engine, &tenant).await,
+        Some(ProvisionPath::Warm)
+    );
+    let after = databases(cluster, "spare\\_%");
+    assert_eq!(
+        after,
+        before[1..],
+        "the oldest spare became the tenant's database"
+    );
+    let server = &engine.servers().await.unwrap()[0];
+    assert_eq!(tenant.schema_version, server.template_version);
+    connect_own(&engine, cluster, &tenant).await.unwrap();
+    assert!(
+        connect_as(&engine, cluster, &tenant, &after[0])
+            .await
+            .is_err(),
+        "a tenant role connected to a spare"
+    );
+
+    // The next round brings the pool back to its size.
+    let refill = engine.refill_warm_pool().await.unwrap();
+    assert_eq!((refill.cloned, refill.dropped), (1, 0));
+    assert_eq!(spares(&engine).await, 2);
+}
+
+/// A new template version: spares of the old one are never claimed (the tenant is cloned
+/// cold), and the next round replaces them.
+#[tokio::test]
+async fn spares_of_an_old_template_version_are_never_claimed() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = Engine::start(pooled(&fleet, 2)).await.unwrap();
+    engine.refill_warm_pool().await.unwrap();
+    assert_eq!(spares(&engine).await, 2);
+    // As a fleet migration records the template's new version.
+    let mut registry = registry(&fleet).await;
+    sqlx::query("UPDATE database_servers SET template_version = template_version + 1")
+        .execute(&mut registry)
+        .await
+        .unwrap();
+    assert_eq!(spares(&engine).await, 0, "old spares are not available");
+    std::mem::forget(engine.listen());
+    let op = match engine
+        .onboard(request("9201", "After Migration"), &actor())
+        .await
+        .unwrap()
+    {
+        tenancy_control::Onboarded::Created { operation, .. } => operation,
+        other => panic!("{other:?}"),
+    };
+    let op = engine
+        .drive_operation(op.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    assert_eq!(op.provision_path, Some(ProvisionPath::Cold));
+    let refill = engine.refill_warm_pool().await.unwrap();
+    assert_eq!((refill.cloned, refill.dropped), (2, 2));
+}
+
+/// Two engines (their own registry connections and workers) racing 50 onboardings over a pool
+/// of 10: exactly 50 databases, each spare claimed once, the rest cloned cold.
+#[tokio::test]
+async fn racing_engines_claim_each_spare_once() {
+    let fleet = TestFleet::single().unwrap();
+    let first = Engine::start(pooled(&fleet, 10)).await.unwrap();
+    first.refill_warm_pool().await.unwrap();
+    let second = Engine::start(pooled(&fleet, 10)).await.unwrap();
+    std::mem::forget(first.run_workers());
+    std::mem::forget(second.run_workers());
+    // Each engine's refill runs a round at start, then not for an hour: let those find the
+    // pool full before the race, so that nothing refills it during the race.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(spares(&first).await, 10);
+    let mut ops = Vec::new();
+    for i in 0..50 {
+        let engine = if i % 2 == 0 { &first } else { &second };
+        let org = format!("93{i:02}");
+        match engine
+            .onboard(request(&org, &format!("Racer {i}")), &actor())
+            .await
+            .unwrap()
+        {
+            tenancy_control::Onboarded::Created { operation, .. } => ops.push(operation),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut warm = 0;
+    for op in ops {
+        let op = first
+            .wait_operation(op.id, Duration::from_secs(120))
+            .await
+            .unwrap();
+        assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+        if op.provision_path == Some(ProvisionPath::Warm) {
+            warm += 1;
+        }
+    }
+    let tenants = first
+        .all_tenants(&tenancy_control::TenantFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(tenants.len(), 50);
+    assert!(tenants.iter().all(|t| t.status == TenantStatus::Active));
+    assert_eq!(
+        databases(fleet.cluster("pg-1"), "tenant\\_racer%").len(),
+        50
+    );
+    // Each of the 10 spares went to one tenant (a second claim of one would have failed its
+    // tenant), and the other 40 were cloned.
+    assert_eq!(warm, 10);
+    assert_eq!(spares(&first).await, 0);
+    assert!(databases(fleet.cluster("pg-1"), "spare\\_%").is_empty());
+}
+
+/// A worker dying around each claim step leaves work the next one finishes to one database for
+/// the tenant, on the warm path; no spare is lost (recorded but gone) or leaked (on the server
+/// but not recorded), and no claim is left behind.
+#[tokio::test]
+async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_leaked() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tenancy_control::faults::Moment;
+    use tenancy_core::{OperationKind, Step};
+
+    let fleet = TestFleet::single().unwrap();
+    let cluster = fleet.cluster("pg-1");
+    let points = [
+        (Step::ClaimSpare, Moment::After),
+        (Step::Database, Moment::Before),
+        (Step::Database, Moment::After),
+        (Step::Lockdown, Moment::After),
+    ];
+    for (i, (step, moment)) in points.into_iter().enumerate() {
+        let crashed = Arc::new(AtomicBool::new(false));
+        let flag = crashed.clone();
+        let fault = move |k, s, m| {
+            k == OperationKind::Provision
+                && s == step
+                && m == moment
+                && !flag.swap(true, Ordering::SeqCst)
+        };
+        let mut config = pooled(&fleet, 2);
+        config.engine.workers = 1;
+        let doomed = Engine::start_with_faults(config, Arc::new(fault))
+            .await
+            .unwrap();
+        doomed.refill_warm_pool().await.unwrap();
+        let workers = doomed.run_workers();
+        let org_id = format!("94{i:02}");
+        doomed
+            .onboard(request(&org_id, &format!("Crash Claim {i}")), &actor())
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(60), "the fault fires", || async {
+            crashed.load(Ordering::SeqCst).then_some(())
+        })
+        .await;
+        workers.shutdown().await;
+
+        let rescuer = Engine::start(pooled(&fleet, 2)).await.unwrap();
+        let workers = rescuer.run_workers();
+        let tenant = wait_status(
+            &rescuer,
+            &org(&org_id),
+            TenantStatus::Active,
+            Duration::from_secs(60),
+        )
+        .await;
+        workers.shutdown().await;
+        assert_eq!(
+            provision_path(&rescuer, &tenant).await,
+            Some(ProvisionPath::Warm),
+            "{step:?} {moment:?}"
+        );
+        assert_eq!(
+            databases(cluster, &format!("{}%", tenant.db_name)),
+            [tenant.db_name.to_string()],
+            "{step:?} {moment:?}"
+        );
+        connect_own(&rescuer, cluster, &tenant).await.unwrap();
+
+        let mut registry = registry(&fleet).await;
+        let claimed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM spare_databases WHERE claimed_by IS NOT NULL")
+                .fetch_one(&mut registry)
+                .await
+                .unwrap();
+        assert_eq!(claimed, 0, "{step:?} {moment:?}");
+        let mut recorded: Vec<String> =
+            sqlx::query_scalar("SELECT db_name FROM spare_databases ORDER BY db_name")
+                .fetch_all(&mut registry)
+                .await
+                .unwrap();
+        let mut present = databases(cluster, "spare\\_%");
+        recorded.sort();
+        present.sort();
+        assert_eq!(recorded, present, "{step:?} {moment:?}");
+    }
+}
