@@ -46,6 +46,7 @@ enum Which {
     Router,
     Quotas,
     Sampler,
+    WarmPool,
 }
 
 #[tokio::main]
@@ -65,6 +66,9 @@ async fn main() -> Result<()> {
     }
     if matches!(args.only, Which::All | Which::Sampler) {
         sampler(args.sampler_tenants).await?;
+    }
+    if matches!(args.only, Which::All | Which::WarmPool) {
+        warm_pool(args.tenants).await?;
     }
     Ok(())
 }
@@ -174,6 +178,132 @@ async fn onboarding(n: usize) -> Result<()> {
         "  ratio engine/raw: p50 {:.2}x, p99 {:.2}x (target p50 <= 1.25x)",
         eng50.as_secs_f64() / raw50.as_secs_f64(),
         eng99.as_secs_f64() / raw99.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Onboards one tenant and connects as it: the time from request to a connectable database.
+async fn onboard_and_connect(
+    engine: &Engine,
+    cluster: &PgCluster,
+    org: usize,
+) -> Result<(Duration, Option<tenancy_core::ProvisionPath>)> {
+    let request = request(org, &format!("Warm Org {org}"))?;
+    let started = Instant::now();
+    let Onboarded::Created { tenant, operation } =
+        engine.onboard(request, &Actor::named("bench")).await?
+    else {
+        bail!("tenant {org} already existed");
+    };
+    let op = engine
+        .wait_operation(operation.id, Duration::from_secs(120))
+        .await?;
+    if op.state != OperationState::Succeeded {
+        bail!("onboarding {org} did not succeed: {op:?}");
+    }
+    let password = engine.tenant_password(&tenant.org_id).await?;
+    let mut conn = PgConnection::connect(&cluster.url_as(
+        tenant.slug.role_name().as_str(),
+        password.expose_secret(),
+        tenant.db_name.as_str(),
+    ))
+    .await
+    .context("connecting as the tenant")?;
+    sqlx::query("SELECT 1").execute(&mut conn).await?;
+    let elapsed = started.elapsed();
+    conn.close().await?;
+    Ok((elapsed, op.provision_path))
+}
+
+/// Warm onboarding (a spare claimed) beside raw `CREATE DATABASE ... TEMPLATE` plus a
+/// connection, alternating; then a burst of 100 concurrent sign-ups over a pool of 20.
+async fn warm_pool(n: usize) -> Result<()> {
+    let cluster = PgCluster::start_with(ClusterOptions {
+        durable: true,
+        ..Default::default()
+    })?;
+    cluster.create_database("tenancy_registry")?;
+    let mut config = bench_config(&cluster)?;
+    config.warm_pool.size = u32::try_from(n + 3)?;
+    // Filled before each part; no refill competes with the measurements.
+    config.warm_pool.refill_interval = Duration::from_secs(3600);
+    let engine = Engine::start(config.clone()).await?;
+    let workers = engine.run_workers();
+    engine.refill_warm_pool().await?;
+
+    let mut admin = PgConnection::connect(&cluster.url("postgres")).await?;
+    let (mut raw, mut warm) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n + 3 {
+        let started = Instant::now();
+        let name = format!("raw_warm_{i}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE tenant_template"
+        )))
+        .execute(&mut admin)
+        .await?;
+        let mut conn = PgConnection::connect(&cluster.url(&name)).await?;
+        sqlx::query("SELECT 1").execute(&mut conn).await?;
+        let raw_time = started.elapsed();
+        conn.close().await?;
+        let (warm_time, path) = onboard_and_connect(&engine, &cluster, 400_000 + i).await?;
+        if path != Some(tenancy_core::ProvisionPath::Warm) {
+            bail!("onboarding {i} took the {path:?} path, not a spare");
+        }
+        if i >= 3 {
+            raw.push(raw_time);
+            warm.push(warm_time);
+        }
+    }
+    let (raw50, raw99) = percentiles(&mut raw);
+    let (warm50, warm99) = percentiles(&mut warm);
+    println!("warm pool: request to connectable database, {n} tenants, durable cluster");
+    println!("  {:<38} {:>10} {:>10}", "", "p50", "p99");
+    println!(
+        "  {:<38} {:>10} {:>10}",
+        "raw CREATE DATABASE ... TEMPLATE",
+        fmt(raw50),
+        fmt(raw99)
+    );
+    println!(
+        "  {:<38} {:>10} {:>10}",
+        "engine onboard, spare claimed",
+        fmt(warm50),
+        fmt(warm99)
+    );
+    println!(
+        "  ratio warm/raw: p50 {:.2}x, p99 {:.2}x (target p50 <= 10 ms)",
+        warm50.as_secs_f64() / raw50.as_secs_f64(),
+        warm99.as_secs_f64() / raw99.as_secs_f64()
+    );
+    workers.shutdown().await;
+
+    // The burst: 100 sign-ups at once, 20 spares.
+    let mut config = config;
+    config.warm_pool.size = 20;
+    let engine = Engine::start(config).await?;
+    engine.refill_warm_pool().await?;
+    let workers = engine.run_workers();
+    let cluster = std::sync::Arc::new(cluster);
+    let started = Instant::now();
+    let mut signups = Vec::new();
+    for i in 0..100 {
+        let (engine, cluster) = (engine.clone(), cluster.clone());
+        signups.push(tokio::spawn(async move {
+            onboard_and_connect(&engine, &cluster, 500_000 + i).await
+        }));
+    }
+    let mut warm = 0;
+    for signup in signups {
+        if signup.await??.1 == Some(tenancy_core::ProvisionPath::Warm) {
+            warm += 1;
+        }
+    }
+    let burst = started.elapsed();
+    workers.shutdown().await;
+    println!(
+        "  burst: 100 concurrent sign-ups, pool of 20: all connectable in {} ({warm} warm, {} cold)",
+        fmt(burst),
+        100 - warm
     );
     Ok(())
 }
