@@ -9,3 +9,4 @@ mod lifecycle;
 mod openapi;
 mod quotas;
 mod servers;
+mod warm_pool;

@@ -198,3 +198,70 @@ async fn racing_clients_on_two_replicas_never_pass_a_quota_or_count_a_key_twice(
     }
     assert_eq!(seen, 1001);
 }
+
+/// An agency's cap on its clients' sum, raced by 8 clients on two replicas: counted exactly up
+/// to the cap, never past it, each increment all or nothing.
+#[tokio::test]
+async fn an_agency_cap_raced_on_two_replicas_is_never_passed() {
+    let deployment = Deployment::new().unwrap();
+    let replicas = [
+        deployment.start().await.unwrap(),
+        deployment.start().await.unwrap(),
+    ];
+    let mut requests =
+        vec![json!({"org_id": "6000", "name": "MSP", "kind": "agency", "tier": "msp"})];
+    requests.extend((1..=4).map(|i| {
+        json!({"org_id": format!("600{i}"), "name": format!("MSP Client {i}"),
+               "parent_org_id": "6000", "tier": "msp"})
+    }));
+    for request in requests {
+        let created = replicas[0]
+            .call(Method::POST, "/v1/tenants?wait=60s", Some(request))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    }
+    // The msp cap: 10,000 devices over all clients. 8 racers, 4 increments of 500 each: 16,000
+    // asked, 20 increments fit.
+    let statuses = futures::future::join_all((0..8).map(|racer| {
+        let registry = &replicas[racer % 2];
+        let client = format!("600{}", racer % 4 + 1);
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..4 {
+                let answer = registry
+                    .call(
+                        Method::POST,
+                        &format!("/v1/tenants/{client}/usage/devices"),
+                        Some(json!({"amount": 500})),
+                    )
+                    .await;
+                if answer.status == StatusCode::TOO_MANY_REQUESTS {
+                    assert_eq!(answer.body["agency_org_id"], "6000", "{answer:?}");
+                }
+                statuses.push(answer.status.as_u16());
+            }
+            statuses
+        }
+    }))
+    .await;
+    let mut tally = BTreeMap::new();
+    for status in statuses.into_iter().flatten() {
+        *tally.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(tally, BTreeMap::from([(200, 20), (429, 12)]));
+    let quotas = replicas[1]
+        .call(Method::GET, "/v1/tenants/6001/quotas", None)
+        .await;
+    let cap = quotas
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["resource"] == "devices" && q["agency_org_id"] == "6000")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (cap["used"].as_i64(), cap["limit"].as_i64()),
+        (Some(10000), Some(10000))
+    );
+}
