@@ -486,20 +486,70 @@ impl ServerAdmin {
         }
     }
 
-    /// Clones the template into the spare `name`: closed to every connection, no PUBLIC grant,
-    /// tagged as a spare. A spare is no tenant's until it is claimed and renamed.
+    /// Clones the template into the spare `name`, with a role of the same name (NOLOGIN) that
+    /// gets the template's privileges inside it now, so that a claim only renames both. The
+    /// database is closed to every connection but the admin's while the privileges are
+    /// mirrored, and to all after; PUBLIC has no grant on it; both are tagged as a spare.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn clone_spare(&self, name: &DbName) -> Result<(), ControlError> {
-        self.execute(format!(
-            "CREATE DATABASE {} TEMPLATE {} ALLOW_CONNECTIONS false",
+        let role: RoleName = name.as_str().parse().map_err(ControlError::corrupt)?;
+        let (d, r, tag) = (
             ident(name.as_str()),
+            ident(role.as_str()),
+            literal(SPARE_TAG),
+        );
+        self.execute(format!(
+            "CREATE ROLE {r} NOLOGIN; COMMENT ON ROLE {r} IS {tag};"
+        ))
+        .await?;
+        self.execute(format!(
+            "CREATE DATABASE {d} TEMPLATE {} ALLOW_CONNECTIONS false",
             ident(DbName::template().as_str())
         ))
         .await?;
         self.execute(format!(
-            "REVOKE ALL ON DATABASE {d} FROM PUBLIC; COMMENT ON DATABASE {d} IS {tag};",
-            d = ident(name.as_str()),
-            tag = literal(SPARE_TAG),
+            "REVOKE ALL ON DATABASE {d} FROM PUBLIC; COMMENT ON DATABASE {d} IS {tag};
+             ALTER DATABASE {d} ALLOW_CONNECTIONS true;"
+        ))
+        .await?;
+        self.execute_in(name.as_str(), mirror_app_privileges(&role))
+            .await?;
+        self.execute(format!("ALTER DATABASE {d} ALLOW_CONNECTIONS false"))
+            .await
+    }
+
+    /// Whether a role of this name exists on the server.
+    pub async fn role_exists(&self, role: &RoleName) -> Result<bool, ControlError> {
+        Ok(self.role_tag(role).await?.is_some())
+    }
+
+    /// Drops a spare and its role.
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn drop_spare(&self, name: &DbName) -> Result<(), ControlError> {
+        self.drop_database(name).await?;
+        self.execute(format!("DROP ROLE IF EXISTS {}", ident(name.as_str())))
+            .await
+    }
+
+    /// Makes the claimed spare's role the tenant's role: tagged for the tenant, then renamed,
+    /// in one transaction. Nothing to do when the tenant's role exists (a repeated step) or the
+    /// spare's role is gone.
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn adopt_spare_role(
+        &self,
+        spare: &DbName,
+        role: &RoleName,
+        org_id: &OrgId,
+    ) -> Result<(), ControlError> {
+        let spare_role: RoleName = spare.as_str().parse().map_err(ControlError::corrupt)?;
+        if self.role_tag(role).await?.is_some() || self.role_tag(&spare_role).await?.is_none() {
+            return Ok(());
+        }
+        self.execute(format!(
+            "COMMENT ON ROLE {s} IS {tag}; ALTER ROLE {s} RENAME TO {r};",
+            s = ident(spare_role.as_str()),
+            r = ident(role.as_str()),
+            tag = literal(&tag(org_id)),
         ))
         .await
     }
@@ -587,6 +637,17 @@ impl ServerAdmin {
     /// sessions of anyone but the tenant and the admin are ended.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn lockdown(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
+        self.lockdown_with(db, role, true).await
+    }
+
+    /// As [`Self::lockdown`]; without `mirror`, the role has the template's privileges inside
+    /// the database already (a claimed spare's role) and no connection into it is opened.
+    pub async fn lockdown_with(
+        &self,
+        db: &DbName,
+        role: &RoleName,
+        mirror: bool,
+    ) -> Result<(), ControlError> {
         let d = ident(db.as_str());
         let r = ident(role.as_str());
         self.execute(format!(
@@ -597,8 +658,10 @@ impl ServerAdmin {
             memberships = revoke_memberships(role)
         ))
         .await?;
-        self.execute_in(db.as_str(), mirror_app_privileges(role))
-            .await?;
+        if mirror {
+            self.execute_in(db.as_str(), mirror_app_privileges(role))
+                .await?;
+        }
         sqlx::query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
              WHERE datname = $1 AND usename NOT IN ($2, current_user) AND pid <> pg_backend_pid()",

@@ -72,7 +72,7 @@ impl Engine {
                 available += 1;
                 continue;
             }
-            admin.drop_database(&spare.db_name).await?;
+            admin.drop_spare(&spare.db_name).await?;
             self.store().forget_spare(&spare.db_name).await?;
             done.dropped += 1;
         }

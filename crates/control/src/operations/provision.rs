@@ -1,7 +1,8 @@
-//! `provision`: a new tenant's database. Placed on a server, its role created, its database
-//! taken from the server's warm pool (a spare claimed and renamed) or else cloned from the
-//! template, locked down, verified by connecting as the tenant, then the tenant is active (and
-//! its first admin's activation queued, when it names one).
+//! `provision`: a new tenant's database. Placed on a server, a spare of the server's warm pool
+//! claimed when there is one, its role created (or the spare's renamed), its database taken
+//! from the spare (renamed) or else cloned from the template, locked down, verified by
+//! connecting as the tenant, then the tenant is active (and its first admin's activation
+//! queued, when it names one).
 
 use tenancy_core::{ProvisionPath, Step};
 
@@ -11,8 +12,8 @@ use crate::store::Finish;
 
 pub(super) const STEPS: &[Step] = &[
     Step::Place,
-    Step::Role,
     Step::ClaimSpare,
+    Step::Role,
     Step::Database,
     Step::Lockdown,
     Step::Verify,
@@ -30,14 +31,21 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         }
         Step::Role => {
             let password = cx.password().await?;
-            cx.admin()
-                .await?
+            let admin = cx.admin().await?;
+            if let Some(spare) = cx.store.claimed_spare(&cx.tenant.org_id).await?
+                && spare.has_role
+            {
+                admin
+                    .adopt_spare_role(&spare.db_name, &role, &cx.tenant.org_id)
+                    .await?;
+            }
+            admin
                 .ensure_role(&role, &password, cx.limits()?, &cx.tenant.org_id, true)
                 .await
         }
         Step::ClaimSpare => claim_spare(cx).await,
         Step::Database => database(cx).await,
-        Step::Lockdown => cx.admin().await?.lockdown(db, &role).await,
+        Step::Lockdown => lockdown(cx).await,
         Step::Verify => {
             let password = cx.password().await?;
             let version = cx
@@ -76,20 +84,43 @@ async fn claim_spare(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// The tenant's database: the spare it claimed, renamed (its record goes, and the operation
-/// records the warm path, in one transaction), else a clone of the template.
+/// The tenant's database: the spare it claimed, renamed, else a clone of the template.
 async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     let admin = cx.admin().await?;
     let org_id = &cx.tenant.org_id;
     let db = &cx.tenant.db_name;
     match cx.store.claimed_spare(org_id).await? {
-        Some(spare) => {
-            admin.adopt_spare(&spare.db_name, db, org_id).await?;
-            cx.store.spare_taken(&spare.db_name, cx.op.id).await
-        }
+        Some(spare) => admin.adopt_spare(&spare.db_name, db, org_id).await,
         None => {
             admin.create_database(db, org_id).await?;
             cx.store.set_cold_path(cx.op.id).await
         }
+    }
+}
+
+/// Locks the database down for the tenant. A claimed spare whose role became the tenant's (the
+/// spare's role is gone: renamed) has the template's privileges already, so no connection into
+/// the database is needed. Then the spare's record goes, and the operation records the warm
+/// path, in one transaction.
+async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
+    let admin = cx.admin().await?;
+    let claimed = cx.store.claimed_spare(&cx.tenant.org_id).await?;
+    let role_adopted = match &claimed {
+        Some(spare) if spare.has_role => {
+            let spare_role = spare
+                .db_name
+                .as_str()
+                .parse()
+                .map_err(ControlError::corrupt)?;
+            !admin.role_exists(&spare_role).await?
+        }
+        _ => false,
+    };
+    admin
+        .lockdown_with(&cx.tenant.db_name, &cx.tenant.role_name(), !role_adopted)
+        .await?;
+    match claimed {
+        Some(spare) => cx.store.spare_taken(&spare.db_name, cx.op.id).await,
+        None => Ok(()),
     }
 }

@@ -17,12 +17,14 @@ pub(crate) struct Spare {
     pub template_version: i32,
     pub ready: bool,
     pub claimed_by: Option<OrgId>,
+    /// Whether the spare has its own role (of the spare's name) with the template's privileges.
+    pub has_role: bool,
 }
 
-type SpareRow = (String, String, i32, bool, Option<String>);
+type SpareRow = (String, String, i32, bool, Option<String>, bool);
 
 fn spare(row: SpareRow) -> Result<Spare, ControlError> {
-    let (db_name, server_id, template_version, ready, claimed_by) = row;
+    let (db_name, server_id, template_version, ready, claimed_by, has_role) = row;
     Ok(Spare {
         db_name: db_name.parse().map_err(ControlError::corrupt)?,
         server_id: server_id.parse().map_err(ControlError::corrupt)?,
@@ -32,10 +34,11 @@ fn spare(row: SpareRow) -> Result<Spare, ControlError> {
             .map(|o| o.parse())
             .transpose()
             .map_err(ControlError::corrupt)?,
+        has_role,
     })
 }
 
-const SPARE_COLUMNS: &str = "db_name, server_id, template_version, ready, claimed_by";
+const SPARE_COLUMNS: &str = "db_name, server_id, template_version, ready, claimed_by, has_role";
 
 impl Store {
     /// Records a spare about to be cloned on `server` at `template_version`; its name is new.
@@ -49,8 +52,8 @@ impl Store {
                 .parse()
                 .map_err(ControlError::corrupt)?;
             sqlx::query(
-                "INSERT INTO spare_databases (db_name, server_id, template_version)
-                 VALUES ($1, $2, $3)",
+                "INSERT INTO spare_databases (db_name, server_id, template_version, has_role)
+                 VALUES ($1, $2, $3, true)",
             )
             .bind(name.as_str())
             .bind(server.as_str())

@@ -73,7 +73,17 @@ async fn onboarding_claims_a_spare_and_the_pool_refills() {
     );
     let server = &engine.servers().await.unwrap()[0];
     assert_eq!(tenant.schema_version, server.template_version);
-    connect_own(&engine, cluster, &tenant).await.unwrap();
+    // The renamed spare role has the template's privileges: it reads and writes its tables.
+    let mut own = connect_own(&engine, cluster, &tenant).await.unwrap();
+    sqlx::query("INSERT INTO clients (name) VALUES ('Warm Client')")
+        .execute(&mut own)
+        .await
+        .unwrap();
+    let clients: i64 = sqlx::query_scalar("SELECT count(*) FROM clients")
+        .fetch_one(&mut own)
+        .await
+        .unwrap();
+    assert_eq!(clients, 1);
     assert!(
         connect_as(&engine, cluster, &tenant, &after[0])
             .await
@@ -190,6 +200,7 @@ async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_
     let cluster = fleet.cluster("pg-1");
     let points = [
         (Step::ClaimSpare, Moment::After),
+        (Step::Role, Moment::After),
         (Step::Database, Moment::Before),
         (Step::Database, Moment::After),
         (Step::Lockdown, Moment::After),
@@ -259,5 +270,16 @@ async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_
         recorded.sort();
         present.sort();
         assert_eq!(recorded, present, "{step:?} {moment:?}");
+        // Each spare has its role, and no spare's role is left over.
+        let roles: Vec<String> = cluster
+            .psql(
+                "postgres",
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE 'spare\\_%' ORDER BY 1",
+            )
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(roles, recorded, "{step:?} {moment:?}");
     }
 }
