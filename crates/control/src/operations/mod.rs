@@ -242,6 +242,9 @@ mod tests {
             assert!(!steps.is_empty(), "{kind}");
             assert_eq!(next_step(*kind, *steps.last().unwrap()), Step::Done);
         }
-        assert_eq!(next_step(OperationKind::Provision, Step::Place), Step::Role);
+        assert_eq!(
+            next_step(OperationKind::Provision, Step::Place),
+            Step::ClaimSpare
+        );
     }
 }
