@@ -146,6 +146,7 @@ async fn run_steps(
         op,
         worker,
         tenant,
+        claimed_spare: None,
     };
     loop {
         if *step == Step::Done {

@@ -109,6 +109,9 @@ pub(crate) struct StepContext<'a> {
     /// The worker holding the operation's lease: finishing is fenced by it.
     pub worker: &'a str,
     pub tenant: Tenant,
+    /// The warm-pool spare this provisioning claimed, once read: only its own `claim_spare` and
+    /// `lockdown` steps change the claim, so one read serves the steps of a run.
+    pub claimed_spare: Option<Option<crate::store::Spare>>,
 }
 
 impl StepContext<'_> {

@@ -8,7 +8,7 @@ use tenancy_core::{ProvisionPath, Step};
 
 use super::StepContext;
 use crate::error::ControlError;
-use crate::store::Finish;
+use crate::store::{Finish, Spare};
 
 pub(super) const STEPS: &[Step] = &[
     Step::Place,
@@ -32,7 +32,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::Role => {
             let password = cx.password().await?;
             let admin = cx.admin().await?;
-            if let Some(spare) = cx.store.claimed_spare(&cx.tenant.org_id).await?
+            if let Some(spare) = claimed(cx).await?
                 && spare.has_role
             {
                 admin
@@ -66,30 +66,41 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
 /// database of the tenant's name exists (an interrupted clone is finished as a clone). The claim
 /// is one committed transaction; the next step renames what it claimed.
 async fn claim_spare(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
-    let org_id = &cx.tenant.org_id;
-    if !cx.config.warm_pool_on() || cx.store.claimed_spare(org_id).await?.is_some() {
+    if !cx.config.warm_pool_on() || claimed(cx).await?.is_some() {
         return Ok(());
     }
     let admin = cx.admin().await?;
     if admin.database_exists(&cx.tenant.db_name).await? {
         return Ok(());
     }
-    let claimed = cx.store.claim_spare(org_id, admin.id()).await?;
-    let path = if claimed.is_some() {
+    let spare = cx.store.claim_spare(&cx.tenant.org_id, admin.id()).await?;
+    let path = if spare.is_some() {
         ProvisionPath::Warm
     } else {
         ProvisionPath::Cold
     };
     metrics::counter!("tenancy_warm_pool_claims_total", "path" => path.as_str()).increment(1);
+    cx.claimed_spare = Some(spare);
     Ok(())
+}
+
+/// The spare this provisioning claimed, read once per run (see `StepContext::claimed_spare`).
+async fn claimed(cx: &mut StepContext<'_>) -> Result<Option<Spare>, ControlError> {
+    if let Some(known) = &cx.claimed_spare {
+        return Ok(known.clone());
+    }
+    let found = cx.store.claimed_spare(&cx.tenant.org_id).await?;
+    cx.claimed_spare = Some(found.clone());
+    Ok(found)
 }
 
 /// The tenant's database: the spare it claimed, renamed, else a clone of the template.
 async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     let admin = cx.admin().await?;
+    let claimed = claimed(cx).await?;
     let org_id = &cx.tenant.org_id;
     let db = &cx.tenant.db_name;
-    match cx.store.claimed_spare(org_id).await? {
+    match claimed {
         Some(spare) => admin.adopt_spare(&spare.db_name, db, org_id).await,
         None => {
             admin.create_database(db, org_id).await?;
@@ -104,7 +115,7 @@ async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
 /// path, in one transaction.
 async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     let admin = cx.admin().await?;
-    let claimed = cx.store.claimed_spare(&cx.tenant.org_id).await?;
+    let claimed = claimed(cx).await?;
     let role_adopted = match &claimed {
         Some(spare) if spare.has_role => {
             let spare_role = spare
@@ -119,8 +130,9 @@ async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     admin
         .lockdown_with(&cx.tenant.db_name, &cx.tenant.role_name(), !role_adopted)
         .await?;
-    match claimed {
-        Some(spare) => cx.store.spare_taken(&spare.db_name, cx.op.id).await,
-        None => Ok(()),
+    if let Some(spare) = claimed {
+        cx.store.spare_taken(&spare.db_name, cx.op.id).await?;
+        cx.claimed_spare = Some(None);
     }
+    Ok(())
 }

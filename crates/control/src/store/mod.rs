@@ -36,6 +36,7 @@ pub use org_events::{OrgEventOutcome, PendingOrgEvent};
 pub use quotas::{AgencyCap, CountOutcome, Increment};
 pub use servers::ServerChange;
 pub use settings::{StoredSetting, StoredValue};
+pub(crate) use spares::Spare;
 pub use tenants::{Created, NewTenant, TenantFilter};
 pub use usage::Sample;
 

@@ -122,19 +122,13 @@ impl Store {
         org_id: &OrgId,
         limit: i64,
     ) -> Result<Vec<Operation>, ControlError> {
-        self.run("operations_with_cascades", async {
-            let rows = sqlx::query_as::<_, OperationRow>(sql(format!(
-                "SELECT {OPERATION_COLUMNS} FROM operations
-                 WHERE org_id = $1
-                    OR parent_operation_id IN (SELECT id FROM operations WHERE org_id = $1)
-                 ORDER BY created_at DESC LIMIT $2"
-            )))
-            .bind(org_id.as_str())
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
-            Ok(rows.into_iter().map(Operation::from).collect())
-        })
+        self.operations_where(
+            "operations_with_cascades",
+            "org_id = $1
+             OR parent_operation_id IN (SELECT id FROM operations WHERE org_id = $1)",
+            org_id,
+            limit,
+        )
         .await
     }
 
@@ -144,9 +138,22 @@ impl Store {
         org_id: &OrgId,
         limit: i64,
     ) -> Result<Vec<Operation>, ControlError> {
-        self.run("tenant_operations", async {
+        self.operations_where("tenant_operations", "org_id = $1", org_id, limit)
+            .await
+    }
+
+    /// Operations matching `filter` (a fixed condition on `$1`, the organization), newest first.
+    /// Each caller's condition stays its own statement, so the plain one keeps its index plan.
+    async fn operations_where(
+        &self,
+        name: &'static str,
+        filter: &'static str,
+        org_id: &OrgId,
+        limit: i64,
+    ) -> Result<Vec<Operation>, ControlError> {
+        self.run(name, async {
             let rows = sqlx::query_as::<_, OperationRow>(sql(format!(
-                "SELECT {OPERATION_COLUMNS} FROM operations WHERE org_id = $1
+                "SELECT {OPERATION_COLUMNS} FROM operations WHERE {filter}
                  ORDER BY created_at DESC LIMIT $2"
             )))
             .bind(org_id.as_str())
