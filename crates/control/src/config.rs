@@ -38,6 +38,51 @@ pub struct Config {
     pub usage: UsageConfig,
     #[serde(default)]
     pub warm_pool: WarmPoolConfig,
+    #[serde(default)]
+    pub moves: MovesConfig,
+}
+
+/// Moving tenants between servers (`POST /v1/tenants/{org_id}/move`, `tenantctl tenants move`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovesConfig {
+    /// Where `pg_dump` and `pg_restore` are; the `PATH`, then the newest
+    /// `/usr/lib/postgresql/*/bin`, when unset.
+    #[serde(default)]
+    pub pg_bin_dir: Option<std::path::PathBuf>,
+    /// An online move cuts over once the target is this close behind the source (WAL bytes).
+    #[serde(default = "default_cutover_lag")]
+    pub cutover_lag: bytesize::ByteSize,
+    /// How long an online move's initial copy and catch-up may take before the step is retried.
+    #[serde(default = "default_catch_up_timeout", with = "humantime_serde")]
+    pub catch_up_timeout: Duration,
+    /// How long the cutover waits for the target to apply the source's last changes (the
+    /// tenant is blocked meanwhile) before the step is retried.
+    #[serde(default = "default_cutover_timeout", with = "humantime_serde")]
+    pub cutover_timeout: Duration,
+}
+
+impl Default for MovesConfig {
+    fn default() -> Self {
+        Self {
+            pg_bin_dir: None,
+            cutover_lag: default_cutover_lag(),
+            catch_up_timeout: default_catch_up_timeout(),
+            cutover_timeout: default_cutover_timeout(),
+        }
+    }
+}
+
+fn default_cutover_lag() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(16)
+}
+
+fn default_catch_up_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_cutover_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// The warm pool: databases cloned from the template ahead of demand, so that onboarding is a
@@ -714,6 +759,7 @@ impl Config {
             servers: Vec::new(),
             usage: UsageConfig::default(),
             warm_pool: WarmPoolConfig::default(),
+            moves: MovesConfig::default(),
         }
     }
 }

@@ -45,6 +45,9 @@ pub enum ControlError {
         #[source]
         source: sqlx::Error,
     },
+    /// `pg_dump` or `pg_restore` failed (a move's copy); the step is tried again.
+    #[error("copy: {0}")]
+    Copy(String),
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("configuration: {0}")]
@@ -78,9 +81,9 @@ impl ControlError {
             ControlError::NoCapacity { .. } => ErrorCode::NoCapacity,
             ControlError::TemplateBusy { .. } => ErrorCode::TemplateBusy,
             ControlError::Registry(source) if is_unavailable(source) => ErrorCode::Unavailable,
-            ControlError::Server { .. } | ControlError::UnknownServer(_) => {
-                ErrorCode::ServerUnavailable
-            }
+            ControlError::Server { .. }
+            | ControlError::UnknownServer(_)
+            | ControlError::Copy(_) => ErrorCode::ServerUnavailable,
             ControlError::Timeout(_) => ErrorCode::Timeout,
             ControlError::Activation(_) => ErrorCode::ZitadelError,
             ControlError::Registry(_)
@@ -116,6 +119,7 @@ impl ControlError {
             | ControlError::ClientsBusy { .. }
             | ControlError::Registry(_)
             | ControlError::Migration(_)
+            | ControlError::Copy(_)
             | ControlError::Timeout(_) => true,
         }
     }

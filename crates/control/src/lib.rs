@@ -22,6 +22,7 @@ pub mod fleet;
 pub mod migrate;
 mod operations;
 pub mod pgadmin;
+mod pgtools;
 mod reconcile;
 pub mod secrets;
 pub mod sql;
@@ -31,10 +32,12 @@ mod worker;
 pub use activator::{ActivationError, AdminActivation, AdminActivator};
 pub use admins::ServerAdmins;
 pub use config::{
-    Config, EngineConfig, QuotaLimit, ServerConfig, TierLimits, UsageConfig, WarmPoolConfig,
+    Config, EngineConfig, MovesConfig, QuotaLimit, ServerConfig, TierLimits, UsageConfig,
+    WarmPoolConfig,
 };
 pub use engine::{
-    Engine, Onboarded, Refill, SampleRound, Secrets, TierRollout, TierStatus, Workers,
+    Balance, Engine, Onboarded, PlannedMove, Refill, SampleRound, Secrets, TierRollout, TierStatus,
+    Workers,
 };
 pub use error::ControlError;
 pub use reconcile::{Finding, FindingKind, Repair};

@@ -63,6 +63,9 @@ pub enum FindingKind {
     UntrackedSpare,
     /// A spare that allows connections, or that PUBLIC may connect to.
     SpareNotLockedDown,
+    /// A replication slot a move made (`tenancy_move_*`) that no move under way owns: it keeps
+    /// WAL on the server until dropped, and can fill its disk.
+    OrphanReplicationSlot,
     /// A tenant in a transitional status with no operation to move it on.
     StuckTenant,
     /// The server could not be inspected.
@@ -224,11 +227,14 @@ impl Reconciler<'_> {
                 &server_id,
                 &admin,
                 &inventory,
-                &tenants,
+                (&tenants, &busy),
                 repair,
                 &mut findings,
             )
             .await;
+            if let Err(e) = self.slots(&server_id, &admin, repair, &mut findings).await {
+                tracing::warn!(server_id = %server_id, error = %e, "replication slots not checked");
+            }
             if let Err(e) = self.spares(&server_id, &admin, &mut findings).await {
                 tracing::warn!(server_id = %server_id, error = %e, "spares not checked");
             }
@@ -366,19 +372,21 @@ impl Reconciler<'_> {
         Ok(None)
     }
 
-    /// `tenant_*` databases and roles no tenant names.
+    /// `tenant_*` databases and roles no tenant names. A tenant with an operation under way
+    /// (`busy`) may have its database on another server too (a move's target): that is the
+    /// operation's business.
     async fn orphans(
         &self,
         server_id: &ServerId,
         admin: &crate::pgadmin::ServerAdmin,
         inventory: &Inventory,
-        tenants: &[Tenant],
+        (tenants, busy): (&[Tenant], &HashSet<OrgId>),
         repair: Repair,
         findings: &mut Vec<Finding>,
     ) {
         let known_dbs: HashSet<&str> = tenants
             .iter()
-            .filter(|t| t.server_id.as_ref() == Some(server_id))
+            .filter(|t| t.server_id.as_ref() == Some(server_id) || busy.contains(&t.org_id))
             .map(|t| t.db_name.as_str())
             .collect();
         // A role any tenant names is never dropped, whichever server that tenant is on.
@@ -431,6 +439,46 @@ impl Reconciler<'_> {
 }
 
 impl Reconciler<'_> {
+    /// The server's replication slots that moves made against the moves under way: any other
+    /// is reported, and dropped with `Repair::Everything` when no one uses it.
+    async fn slots(
+        &self,
+        server_id: &ServerId,
+        admin: &crate::pgadmin::ServerAdmin,
+        repair: Repair,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), ControlError> {
+        let slots = admin.move_slots().await?;
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let owned: HashSet<String> = self
+            .store
+            .open_moves()
+            .await?
+            .into_iter()
+            .map(crate::pgadmin::replication_name)
+            .collect();
+        for (slot, active) in slots.into_iter().filter(|(s, _)| !owned.contains(s)) {
+            let repaired =
+                repair == Repair::Everything && !active && admin.drop_slot(&slot).await.is_ok();
+            findings.push(Finding {
+                kind: FindingKind::OrphanReplicationSlot,
+                server_id: Some(server_id.clone()),
+                org_id: None,
+                name: slot,
+                detail: if repaired {
+                    "replication slot of no move under way; dropped".into()
+                } else {
+                    "replication slot of no move under way: it holds WAL back until dropped                      (`tenantctl reconcile --repair` drops it once inactive)"
+                        .into()
+                },
+                repaired,
+            });
+        }
+        Ok(())
+    }
+
     /// The server's spares against the warm pool's records: spares are neither tenants nor
     /// orphans, but each must be recorded and closed. Reported only (a refill round drops
     /// spares it does not want).

@@ -221,6 +221,11 @@ async fn settle(
                 cx.store
                     .retry_later(op.id, worker, &e, engine.backoff_base, engine.backoff_max)
                     .await
+            } else if let Err(undo) = abandon(cx, worker, op, &e).await {
+                warn!(%step, error = %message, undo_error = %undo, "operation gives up, but undoing its half-done work failed: kept queued to try again");
+                cx.store
+                    .retry_later(op.id, worker, &e, engine.backoff_base, engine.backoff_max)
+                    .await
             } else {
                 error!(%step, error = %message, "operation failed");
                 metrics::counter!("tenancy_operations_total", "kind" => kind, "outcome" => "failed")
@@ -234,6 +239,30 @@ async fn settle(
         warn!(error = %e, "could not record the operation's outcome; its lease will expire");
     }
     Outcome::Handled
+}
+
+/// Lets the operation's kind undo what it leaves half done before it is marked failed.
+async fn abandon(
+    cx: &WorkerContext,
+    worker: &str,
+    op: &Operation,
+    why: &ControlError,
+) -> Result<(), ControlError> {
+    let Some(tenant) = cx.store.tenant(&op.org_id).await? else {
+        return Ok(());
+    };
+    let mut step_cx = StepContext {
+        store: &cx.store,
+        admins: &cx.admins,
+        config: &cx.config,
+        keyring: &cx.keyring,
+        activator: cx.activator.as_deref(),
+        op,
+        worker,
+        tenant,
+        claimed_spare: None,
+    };
+    operations::abandon(&mut step_cx, why).await
 }
 
 #[cfg(feature = "testing")]

@@ -16,10 +16,10 @@ pub use ids::{
     TenantName, Tier,
 };
 pub use model::{
-    AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationKind,
-    OperationState, OrgAdmin, ProvisionPath, Server, ServerState, Step, Tenant, TenantChange,
-    TenantHealth, TenantKind, TenantPlace, TenantStatus, TenantUsage, UnknownVariant, UpdateTenant,
-    UsageSample,
+    AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, MoveMode, MoveTenant,
+    Operation, OperationKind, OperationState, OrgAdmin, ProvisionPath, Server, ServerState, Step,
+    Tenant, TenantChange, TenantHealth, TenantKind, TenantMove, TenantPlace, TenantStatus,
+    TenantUsage, UnknownVariant, UpdateTenant, UsageSample,
 };
 pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 pub use quota::{

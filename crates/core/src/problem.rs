@@ -54,6 +54,8 @@ pub enum ErrorCode {
     UnknownParent,
     /// `parent_org_id` names a tenant that cannot take clients (not an agency, or not active).
     InvalidParent,
+    /// A move's target is the source, draining, disabled, full or in another region.
+    InvalidTarget,
     /// The password variable a server registration names is not set in the registry process.
     PasswordEnvUnset,
     /// The request needs ZITADEL's management API, which is not configured.
@@ -68,6 +70,13 @@ pub enum ErrorCode {
     ValidationFailed,
     /// A ZITADEL event the registry cannot read.
     InvalidEvent,
+    /// A move cannot run as asked: `online` without `wal_level = logical` on the source or with
+    /// tables logical replication cannot carry, `pg_dump`/`pg_restore` missing or too old, or a
+    /// target server older than the source.
+    MoveUnsupported,
+    /// A move's copy differs from its source (tables, row counts or checksums); the tenant
+    /// stayed on the source.
+    VerificationFailed,
     // 5xx: nothing internal is said.
     /// A bug or an unexpected state; the cause is in the logs.
     Internal,
@@ -119,13 +128,13 @@ impl ErrorCode {
             TenantExists | SlugTaken | OperationInProgress | InvalidState | NothingToRetry
             | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists
             | HasClients | UnknownRegion | UnknownParent | InvalidParent | PasswordEnvUnset
-            | ZitadelNotConfigured => 409,
+            | ZitadelNotConfigured | InvalidTarget => 409,
             TenantDeleted => 410,
             BodyTooLarge => 413,
             QuotaExceeded => 429,
             UnsupportedMediaType => 415,
-            ValidationFailed | InvalidEvent => 422,
-            Internal => 500,
+            ValidationFailed | InvalidEvent | MoveUnsupported => 422,
+            Internal | VerificationFailed => 500,
             ZitadelError => 502,
             NoCapacity | Unavailable | ServerUnavailable | TemplateBusy | ZitadelUnavailable
             | TenantNotReady | PoolTimeout | DatabaseUnavailable | Overloaded => 503,
@@ -160,6 +169,9 @@ impl ErrorCode {
             UnsupportedMediaType => "unsupported_media_type",
             ValidationFailed => "validation_failed",
             InvalidEvent => "invalid_event",
+            InvalidTarget => "invalid_target",
+            MoveUnsupported => "move_unsupported",
+            VerificationFailed => "verification_failed",
             ZitadelNotConfigured => "zitadel_not_configured",
             Internal => "internal",
             ZitadelError => "zitadel_error",

@@ -42,7 +42,7 @@ pub struct TestFleet {
 
 /// Builds a [`TestFleet`].
 pub struct FleetBuilder {
-    servers: Vec<(String, String)>,
+    servers: Vec<(String, String, Option<ClusterOptions>)>,
     engine: BTreeMap<String, String>,
     options: ClusterOptions,
 }
@@ -50,7 +50,13 @@ pub struct FleetBuilder {
 impl FleetBuilder {
     /// Adds a server `id` in `region`.
     pub fn server(mut self, id: &str, region: &str) -> Self {
-        self.servers.push((id.into(), region.into()));
+        self.servers.push((id.into(), region.into(), None));
+        self
+    }
+
+    /// Adds a server `id` in `region` whose cluster is tuned its own way.
+    pub fn server_with(mut self, id: &str, region: &str, options: ClusterOptions) -> Self {
+        self.servers.push((id.into(), region.into(), Some(options)));
         self
     }
 
@@ -75,17 +81,19 @@ impl FleetBuilder {
     pub fn build(self) -> Result<TestFleet> {
         crate::init_test_logging();
         let servers = if self.servers.is_empty() {
-            vec![("pg-1".to_owned(), "local".to_owned())]
+            vec![("pg-1".to_owned(), "local".to_owned(), None)]
         } else {
             self.servers
         };
         let servers = servers
             .into_iter()
-            .map(|(id, region)| {
+            .map(|(id, region, options)| {
                 Ok(TestServer {
                     id,
                     region,
-                    cluster: PgCluster::start_with(self.options.clone())?,
+                    cluster: PgCluster::start_with(
+                        options.unwrap_or_else(|| self.options.clone()),
+                    )?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

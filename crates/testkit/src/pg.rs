@@ -23,12 +23,21 @@ pub struct ClusterOptions {
     /// TLS on, and required of every TCP connection (`hostssl` only), with a certificate for
     /// these names signed by a CA of the cluster's own ([`PgCluster::ca_pem`]). `None`: plain.
     pub tls: Option<Vec<String>>,
+    /// `wal_level = logical`, with room for the replication slots and senders of several
+    /// moves (a source of online moves).
+    pub logical: bool,
 }
 
 impl ClusterOptions {
     /// TLS required, with a certificate for `127.0.0.1` and `localhost`.
     pub fn with_tls(self) -> Self {
         self.with_tls_names(&["127.0.0.1", "localhost"])
+    }
+
+    /// `wal_level = logical`.
+    pub fn logical(mut self) -> Self {
+        self.logical = true;
+        self
     }
 
     /// TLS required, with a certificate for `names` only.
@@ -44,6 +53,7 @@ impl Default for ClusterOptions {
             durable: false,
             max_connections: 200,
             tls: None,
+            logical: false,
         }
     }
 }
@@ -119,6 +129,12 @@ impl PgCluster {
             port = self.port,
             max = options.max_connections,
         );
+        if options.logical {
+            server_options.push_str(
+                " -c wal_level=logical -c max_replication_slots=40 -c max_wal_senders=40 \
+                 -c max_worker_processes=40 -c max_logical_replication_workers=30",
+            );
+        }
         if self.ca.is_some() {
             server_options
                 .push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");

@@ -148,6 +148,9 @@ async fn maintain(engine: Engine, cancel: CancellationToken) {
             }
             Err(e) => warn!(error = %e, "could not list expired tenants"),
         }
+        if let Err(e) = engine.drop_retained_sources().await {
+            warn!(error = %e, "could not list moved tenants' source copies past retention");
+        }
         // One replica reconciles at a time; the others would only repeat its reads.
         let lock = match engine.try_lock("tenancy.reconcile").await {
             Ok(Some(lock)) => lock,

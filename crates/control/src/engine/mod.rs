@@ -10,6 +10,7 @@
 //! - `servers`: database servers (list, add, drain, the configuration file's servers);
 //! - `observe`: what services and operators read (connection info, usage, health, audit,
 //!   metrics);
+//! - `moves`: moving tenants between servers, and the plans of a drain or a rebalance;
 //! - `usage`: usage figures and history, and the sampler that enforces storage quotas;
 //! - `background`: workers, the listener and the maintenance loop (purge, reconcile).
 //!
@@ -18,6 +19,7 @@
 
 mod background;
 mod feed;
+mod moves;
 mod observe;
 mod operations;
 mod quotas;
@@ -44,6 +46,7 @@ use crate::store::{Actor, RegistryLock, Store, TenantFilter};
 use tenancy_core::{OperationKind, TenantStatus};
 
 pub use background::Workers;
+pub use moves::{Balance, PlannedMove};
 pub use settings::Secrets;
 
 /// A tier's rollout, as `tenantctl tiers` shows it.

@@ -12,6 +12,7 @@
 mod activate_admin;
 mod converge;
 mod deprovision;
+mod move_tenant;
 mod provision;
 mod purge;
 mod resume;
@@ -42,6 +43,7 @@ pub(crate) fn steps(kind: OperationKind) -> &'static [Step] {
         OperationKind::ActivateAdmin => activate_admin::STEPS,
         OperationKind::RotateCredentials => rotate_credentials::STEPS,
         OperationKind::Converge => converge::STEPS,
+        OperationKind::Move => move_tenant::STEPS,
     }
 }
 
@@ -78,7 +80,8 @@ pub(crate) fn runnable(kind: OperationKind, has_activator: bool) -> bool {
         | OperationKind::Deprovision
         | OperationKind::Purge
         | OperationKind::RotateCredentials
-        | OperationKind::Converge => true,
+        | OperationKind::Converge
+        | OperationKind::Move => true,
     }
 }
 
@@ -94,8 +97,24 @@ pub(crate) async fn run_step(cx: &mut StepContext<'_>, step: Step) -> Result<(),
         OperationKind::ActivateAdmin => activate_admin::run(cx, step).await,
         OperationKind::RotateCredentials => rotate_credentials::run(cx, step).await,
         OperationKind::Converge => converge::run(cx, step).await,
+        OperationKind::Move => move_tenant::run(cx, step).await,
     }
 }
+
+/// Undoes what an operation that gives up for good leaves half done, before it is marked
+/// failed; an error here keeps the operation queued so that this is tried again. Only a move
+/// has anything to undo (see `move_tenant`).
+pub(crate) async fn abandon(
+    cx: &mut StepContext<'_>,
+    why: &ControlError,
+) -> Result<(), ControlError> {
+    match cx.op.kind {
+        OperationKind::Move => move_tenant::abandon(cx, why).await,
+        _ => Ok(()),
+    }
+}
+
+pub(crate) use move_tenant::requirements as move_requirements;
 
 /// What a step may use: the registry, the servers' admin connections, the configuration, the
 /// identity provider, and the operation with its tenant. Nothing else of the engine.
@@ -130,9 +149,15 @@ impl StepContext<'_> {
     /// never placed. The change is fenced by the lease: a worker whose operation was taken over
     /// (its lease expired) gets [`ControlError::LeaseLost`] instead of applying a stale change.
     async fn placed_admin(&self) -> Result<Option<ServerAdmin>, ControlError> {
-        let Some(server) = &self.tenant.server_id else {
-            return Ok(None);
-        };
+        match &self.tenant.server_id {
+            Some(server) => self.admin_of(server).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The admin connections of `server` for a change there, fenced by the lease like
+    /// [`Self::placed_admin`].
+    async fn admin_of(&self, server: &tenancy_core::ServerId) -> Result<ServerAdmin, ControlError> {
         let lease = self.config.engine.lease;
         if !self
             .store
@@ -141,7 +166,7 @@ impl StepContext<'_> {
         {
             return Err(ControlError::LeaseLost);
         }
-        self.admins.get(server).await.map(Some)
+        self.admins.get(server).await
     }
 
     /// What the tenant role's password derives from now.

@@ -668,7 +668,10 @@ impl Store {
 }
 
 /// The tenant's open operation outside the admin-activation lane.
-async fn open_operation(tx: &mut Tx, org_id: &OrgId) -> Result<Option<Operation>, ControlError> {
+pub(super) async fn open_operation(
+    tx: &mut Tx,
+    org_id: &OrgId,
+) -> Result<Option<Operation>, ControlError> {
     Ok(sqlx::query_as::<_, OperationRow>(sql(format!(
         "SELECT {OPERATION_COLUMNS} FROM operations
          WHERE org_id = $1 AND state IN ('queued', 'running') AND kind <> 'activate_admin'"
@@ -689,7 +692,7 @@ pub(super) async fn insert_operation(
 }
 
 /// Queues an operation, naming the agency operation that cascaded it, if any.
-async fn insert_operation_under(
+pub(super) async fn insert_operation_under(
     tx: &mut Tx,
     org_id: &OrgId,
     kind: OperationKind,

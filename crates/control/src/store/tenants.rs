@@ -772,3 +772,20 @@ pub(super) async fn check_agency(tx: &mut Tx, parent: &OrgId) -> Result<(), Cont
     }
     Ok(())
 }
+
+/// Puts the tenant on another server (a move's switch).
+pub(super) async fn set_server(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    server: &ServerId,
+) -> Result<Tenant, ControlError> {
+    Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+        "UPDATE tenants SET server_id = $2, updated_at = now()
+         WHERE org_id = $1 RETURNING {TENANT_COLUMNS}"
+    )))
+    .bind(org_id.as_str())
+    .bind(server.as_str())
+    .fetch_one(&mut **tx)
+    .await?
+    .into())
+}

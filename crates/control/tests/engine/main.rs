@@ -9,6 +9,7 @@ mod credentials;
 mod feed;
 mod isolation;
 mod lifecycle;
+mod moves;
 mod onboarding;
 mod placement;
 mod reconcile;

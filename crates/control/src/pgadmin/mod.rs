@@ -12,6 +12,8 @@
 //! - every database and role the engine creates carries its tenant's `org_id` in a comment, and
 //!   one tagged for another tenant (or not at all) is never adopted.
 
+mod moves;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -26,6 +28,11 @@ use crate::error::ControlError;
 use crate::migrate;
 use crate::secrets::scram_verifier;
 use crate::sql::{ddl, ident, literal};
+
+pub use moves::{
+    MOVE_REPLICATION_PREFIX, ServerFacts, TableChecksums, moved_tag, replication_name,
+    retained_name,
+};
 
 /// NOLOGIN role the template grants its privileges to. It has no members: each tenant role gets
 /// the same privileges in its own database only.

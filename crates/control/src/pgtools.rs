@@ -1,0 +1,230 @@
+//! `pg_dump` and `pg_restore`, for moving a tenant's database between servers: finding them,
+//! their version, and a dump streamed into a restore (through this process, counted, with no
+//! file of the whole database anywhere). Credentials reach them in the environment, never on a
+//! command line; the children die with the future that runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use secrecy::ExposeSecret;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+use crate::config::ServerConfig;
+use crate::error::ControlError;
+
+/// The PostgreSQL client tools a move runs.
+#[derive(Debug, Clone)]
+pub struct PgTools {
+    dump: PathBuf,
+    restore: PathBuf,
+    /// Major version of `pg_dump` (it dumps servers up to its own version).
+    pub major: u32,
+}
+
+impl PgTools {
+    /// `pg_dump` and `pg_restore` in `dir`, else on the `PATH`, else in the newest
+    /// `/usr/lib/postgresql/*/bin`.
+    pub async fn find(dir: Option<&Path>) -> Result<Self, ControlError> {
+        let dirs: Vec<PathBuf> = match dir {
+            Some(dir) => vec![dir.to_owned()],
+            None => {
+                let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+                    .map(|path| std::env::split_paths(&path).collect())
+                    .unwrap_or_default();
+                let mut installed: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| {
+                        let major = e.file_name().to_str()?.parse().ok()?;
+                        Some((major, e.path().join("bin")))
+                    })
+                    .collect();
+                installed.sort();
+                dirs.extend(installed.into_iter().rev().map(|(_, dir)| dir));
+                dirs
+            }
+        };
+        let found = dirs
+            .iter()
+            .find(|d| d.join("pg_dump").is_file() && d.join("pg_restore").is_file())
+            .ok_or_else(|| {
+                unsupported(format!(
+                    "pg_dump and pg_restore were not found ({}); install the PostgreSQL client \
+                     or set [moves] pg_bin_dir",
+                    match dir {
+                        Some(dir) => format!("not in {}", dir.display()),
+                        None => "not on the PATH nor in /usr/lib/postgresql/*/bin".to_owned(),
+                    }
+                ))
+            })?;
+        let dump = found.join("pg_dump");
+        let output = Command::new(&dump)
+            .arg("--version")
+            .output()
+            .await
+            .map_err(|e| unsupported(format!("cannot run {}: {e}", dump.display())))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let major = parse_major(&text).ok_or_else(|| {
+            unsupported(format!(
+                "cannot read {}'s version from {text:?}",
+                dump.display()
+            ))
+        })?;
+        Ok(Self {
+            restore: found.join("pg_restore"),
+            dump,
+            major,
+        })
+    }
+
+    /// Streams `pg_dump -Fc` of `source_db` into `pg_restore` on `target_db` (one transaction,
+    /// stopping at the first error; objects owned by the restoring admin, privileges kept).
+    /// `schema_only` copies no rows. Returns the bytes of the dump.
+    pub async fn copy(
+        &self,
+        source: &ServerConfig,
+        source_db: &str,
+        target: &ServerConfig,
+        target_db: &str,
+        schema_only: bool,
+    ) -> Result<u64, ControlError> {
+        let source_env = ConnectionEnv::new(source, source_db)?;
+        let target_env = ConnectionEnv::new(target, target_db)?;
+        let mut dump = source_env
+            .command(&self.dump)
+            .args(["--format=custom", "--no-password", "--compress=0"])
+            .args(schema_only.then_some("--schema-only"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| copy_error(format!("cannot start pg_dump: {e}")))?;
+        let mut restore = target_env
+            .command(&self.restore)
+            .args([
+                "--no-password",
+                "--no-owner",
+                "--single-transaction",
+                "--exit-on-error",
+                "--dbname",
+                target_db,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| copy_error(format!("cannot start pg_restore: {e}")))?;
+        let mut from = dump.stdout.take().expect("piped");
+        let mut to = restore.stdin.take().expect("piped");
+        let copied = tokio::io::copy(&mut from, &mut to).await;
+        drop(to);
+        let dumped = finish("pg_dump", &mut dump).await;
+        let restored = finish("pg_restore", &mut restore).await;
+        dumped?;
+        restored?;
+        copied.map_err(|e| copy_error(format!("streaming the dump into pg_restore: {e}")))
+    }
+}
+
+/// libpq's environment for one server's database: host, port, user, password, TLS.
+struct ConnectionEnv {
+    vars: Vec<(&'static str, String)>,
+    /// The server's CA, written out for libpq (removed when dropped).
+    _ca: Option<tempfile::NamedTempFile>,
+}
+
+impl ConnectionEnv {
+    fn new(server: &ServerConfig, dbname: &str) -> Result<Self, ControlError> {
+        let mut vars = vec![
+            ("PGHOST", server.host.clone()),
+            ("PGPORT", server.port.to_string()),
+            ("PGUSER", server.admin_user.clone()),
+            ("PGDATABASE", dbname.to_owned()),
+            ("PGSSLMODE", server.sslmode().as_str().to_owned()),
+            ("PGAPPNAME", "tenancy-move".to_owned()),
+            ("PGCONNECT_TIMEOUT", "10".to_owned()),
+        ];
+        if let Some(password) = &server.password {
+            vars.push(("PGPASSWORD", password.expose_secret().to_owned()));
+        }
+        let ca = match &server.ca_pem {
+            Some(pem) => {
+                let file = tempfile::NamedTempFile::new()
+                    .and_then(|mut f| {
+                        std::io::Write::write_all(&mut f, pem.as_bytes())?;
+                        Ok(f)
+                    })
+                    .map_err(|e| copy_error(format!("writing the server's CA: {e}")))?;
+                vars.push(("PGSSLROOTCERT", file.path().display().to_string()));
+                Some(file)
+            }
+            None => None,
+        };
+        Ok(Self { vars, _ca: ca })
+    }
+
+    /// A command with this environment and nothing else of libpq's from ours.
+    fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| k.starts_with("PG")) {
+                command.env_remove(key);
+            }
+        }
+        command
+            .envs(self.vars.iter().map(|(k, v)| (*k, v)))
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+}
+
+/// Waits for a tool; its failure carries the end of what it wrote on stderr.
+async fn finish(name: &str, child: &mut Child) -> Result<(), ControlError> {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr).await;
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| copy_error(format!("waiting for {name}: {e}")))?;
+    if status.success() {
+        return Ok(());
+    }
+    let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+    Err(copy_error(format!("{name} failed ({status}): {tail}")))
+}
+
+fn parse_major(version: &str) -> Option<u32> {
+    version
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn unsupported(detail: String) -> ControlError {
+    ControlError::conflict(tenancy_core::ErrorCode::MoveUnsupported, detail)
+}
+
+fn copy_error(detail: String) -> ControlError {
+    ControlError::Copy(detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_major_version() {
+        assert_eq!(
+            parse_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(parse_major("pg_dump (PostgreSQL) 17beta1"), None);
+        assert_eq!(parse_major("nothing"), None);
+    }
+}

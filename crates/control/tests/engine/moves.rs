@@ -1,0 +1,559 @@
+//! Moving a tenant's database between servers: online (logical replication, under write load),
+//! offline (dump and restore), the mode rules, a crash at every step, and a copy that does not
+//! verify. Each ends with exactly one writable copy and no replication object left behind.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::Row;
+use tenancy_control::faults::Moment;
+use tenancy_control::{Config, Engine};
+use tenancy_core::{
+    ErrorCode, MoveMode, MoveTenant, OperationKind, OperationState, Step, Tenant, TenantMove,
+};
+use tenancy_testkit::{ClusterOptions, PgCluster, TestFleet, eventually};
+use tokio::task::JoinHandle;
+
+use crate::helpers::*;
+
+/// Two servers in one region; the first a source of online moves only when `logical`.
+fn two_servers(logical: bool) -> TestFleet {
+    let source = if logical {
+        ClusterOptions::default().logical()
+    } else {
+        ClusterOptions::default()
+    };
+    TestFleet::builder()
+        .server_with("pg-1", "local", source)
+        .server_with("pg-2", "local", ClusterOptions::default().logical())
+        .build()
+        .unwrap()
+}
+
+/// Capacity 1 on pg-2 would take the tenant there at onboarding: the tenant starts on pg-1.
+async fn tenant_on_pg1(engine: &Engine, org_id: &str) -> Tenant {
+    let tenant = onboard(engine, request(org_id, &format!("Mover {org_id}"))).await;
+    assert_eq!(tenant.server_id.as_ref().unwrap().as_str(), "pg-1");
+    tenant
+}
+
+fn config_pg1_first(fleet: &TestFleet) -> Config {
+    let mut config = config(fleet);
+    // Placement picks the emptiest server, by id on a tie: new tenants land on pg-1 while pg-2
+    // is "full", and pg-2 opens for the moves.
+    config.servers[1].capacity = 0;
+    config
+}
+
+async fn open_pg2(fleet: &TestFleet) {
+    let mut registry = registry(fleet).await;
+    sqlx::query("UPDATE database_servers SET capacity = 100 WHERE id = 'pg-2'")
+        .execute(&mut registry)
+        .await
+        .unwrap();
+}
+
+/// Rows that exercise the copy: an enum, foreign keys, identity sequences, large JSON values.
+async fn seed(engine: &Engine, cluster: &PgCluster, tenant: &Tenant) {
+    let mut conn = connect_own(engine, cluster, tenant).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO members (zitadel_user, email, display_name, role)
+           SELECT 'u' || i, 'u' || i || '@example.com', 'User ' || i,
+                  (ARRAY['owner','admin','member','viewer'])[1 + i % 4]::member_role
+           FROM generate_series(1, 200) i;
+         INSERT INTO teams (name) SELECT 'team ' || i FROM generate_series(1, 20) i;
+         INSERT INTO team_members SELECT t.id, m.id FROM teams t, members m WHERE m.id % 20 = t.id % 20;
+         INSERT INTO settings (key, value)
+           SELECT 'big' || i, to_jsonb(repeat(md5(i::text), 20000)) FROM generate_series(1, 5) i;
+         INSERT INTO activity_log (member_id, action, detail)
+           SELECT 1 + i % 200, 'seed', jsonb_build_object('i', i) FROM generate_series(1, 2000) i;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+/// Inserts into the tenant's `activity_log` as its role until stopped, reconnecting wherever
+/// the registry says the tenant is whenever a write fails; returns the ids of acknowledged
+/// writes.
+fn writer(
+    engine: Engine,
+    fleet: Arc<TestFleet>,
+    tenant: Tenant,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<Vec<i64>> {
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut conn = None;
+        while !stop.load(Ordering::SeqCst) {
+            if conn.is_none() {
+                let now = engine.tenant(&tenant.org_id).await.unwrap();
+                let cluster = fleet.cluster(now.server_id.as_ref().unwrap().as_str());
+                conn = connect_own(&engine, cluster, &now).await.ok();
+                if conn.is_none() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            }
+            let written = sqlx::query_scalar::<_, i64>(
+                "INSERT INTO activity_log (action, detail) VALUES ('write', '{\"w\": true}') RETURNING id",
+            )
+            .fetch_one(conn.as_mut().unwrap())
+            .await;
+            match written {
+                Ok(id) => acked.push(id),
+                Err(_) => conn = None,
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        acked
+    })
+}
+
+async fn run_move(
+    engine: &Engine,
+    tenant: &Tenant,
+    to: &str,
+    mode: Option<MoveMode>,
+) -> TenantMove {
+    let request = MoveTenant {
+        server_id: Some(to.parse().unwrap()),
+        mode,
+    };
+    let op = engine
+        .move_tenant(&tenant.org_id, &request, &actor())
+        .await
+        .unwrap();
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    engine
+        .tenant_moves(&tenant.org_id, 1)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+fn lines(cluster: &PgCluster, db: &str, sql: &str) -> Vec<String> {
+    cluster
+        .psql(db, sql)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// No publication, slot or subscription a move made is left on either server.
+fn no_replication_left(fleet: &TestFleet, tenant: &Tenant) {
+    for server in ["pg-1", "pg-2"] {
+        let cluster = fleet.cluster(server);
+        assert!(
+            lines(
+                cluster,
+                "postgres",
+                "SELECT slot_name FROM pg_replication_slots"
+            )
+            .is_empty(),
+            "{server}"
+        );
+        assert!(
+            lines(cluster, "postgres", "SELECT subname FROM pg_subscription").is_empty(),
+            "{server}"
+        );
+    }
+    let on = tenant.server_id.as_ref().unwrap().as_str();
+    assert!(
+        lines(
+            fleet.cluster(on),
+            tenant.db_name.as_str(),
+            "SELECT pubname FROM pg_publication"
+        )
+        .is_empty()
+    );
+}
+
+/// The tenant's data on `cluster`: rows per table, and a checksum of the settings' values.
+fn fingerprint(cluster: &PgCluster, db: &str) -> Vec<String> {
+    lines(
+        cluster,
+        db,
+        "SELECT (SELECT count(*) FROM members) || ' ' || (SELECT count(*) FROM teams) || ' ' ||
+                (SELECT count(*) FROM team_members) || ' ' || (SELECT md5(string_agg(value::text, '' ORDER BY key)) FROM settings)
+                || ' ' || (SELECT string_agg(role::text, ',' ORDER BY id) FROM members WHERE id <= 8)",
+    )
+}
+
+/// The source copy is kept closed under its new name; the tenant's role is gone from there.
+fn source_retired(cluster: &PgCluster, tenant: &Tenant, m: &TenantMove) {
+    let kept = m.retained_db_name.as_deref().expect("source kept");
+    assert_eq!(
+        lines(
+            cluster,
+            "postgres",
+            &format!("SELECT datallowconn FROM pg_database WHERE datname = '{kept}'")
+        ),
+        ["f"]
+    );
+    assert!(
+        lines(
+            cluster,
+            "postgres",
+            &format!(
+                "SELECT 1 FROM pg_database WHERE datname = '{}'",
+                tenant.db_name
+            )
+        )
+        .is_empty()
+    );
+    assert!(
+        lines(
+            cluster,
+            "postgres",
+            &format!(
+                "SELECT 1 FROM pg_roles WHERE rolname = '{}'",
+                tenant.role_name()
+            )
+        )
+        .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn an_online_move_under_writes_keeps_every_acknowledged_write() {
+    let fleet = Arc::new(two_servers(true));
+    let engine = Engine::start(config_pg1_first(&fleet)).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let tenant = tenant_on_pg1(&engine, "8101").await;
+    seed(&engine, fleet.cluster("pg-1"), &tenant).await;
+    let before = fingerprint(fleet.cluster("pg-1"), tenant.db_name.as_str());
+    open_pg2(&fleet).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = writer(engine.clone(), fleet.clone(), tenant.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let m = run_move(&engine, &tenant, "pg-2", None).await;
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = writes.await.unwrap();
+
+    let moved = engine.tenant(&tenant.org_id).await.unwrap();
+    assert_eq!(moved.server_id.as_ref().unwrap().as_str(), "pg-2");
+    assert_eq!(m.mode, MoveMode::Online);
+    assert!(!m.mode_requested);
+    let downtime = m.downtime_ms.expect("downtime measured");
+    println!(
+        "online move: {} acknowledged writes, total {took:?}, downtime {downtime} ms, lag at cutover {:?} bytes, {}",
+        acked.len(),
+        m.lag_bytes_at_cutover,
+        m.verification.as_deref().unwrap_or_default()
+    );
+    assert!(downtime < 2000, "downtime {downtime} ms");
+    assert!(m.verification.as_deref().unwrap().contains("identical"));
+    assert!(
+        acked.len() > 50,
+        "the writer wrote throughout ({})",
+        acked.len()
+    );
+
+    // Every acknowledged write is on the target; the sequence continued past them.
+    let target = fleet.cluster("pg-2");
+    let db = tenant.db_name.as_str();
+    let ids: Vec<String> = acked.iter().map(i64::to_string).collect();
+    let found = lines(
+        target,
+        db,
+        &format!(
+            "SELECT count(*) FROM activity_log WHERE id IN ({})",
+            ids.join(",")
+        ),
+    );
+    assert_eq!(found, [acked.len().to_string()]);
+    assert_eq!(fingerprint(target, db), before);
+    let mut conn = connect_own(&engine, target, &moved).await.unwrap();
+    let next: i64 =
+        sqlx::query_scalar("INSERT INTO activity_log (action) VALUES ('after') RETURNING id")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(next > *acked.iter().max().unwrap());
+    // The tenant's role works as before: no CREATE in public, its tables readable.
+    let denied = sqlx::query("CREATE TABLE sneaky (x int)")
+        .execute(&mut conn)
+        .await;
+    assert!(denied.is_err(), "a tenant role may not create in public");
+    let members: i64 = sqlx::query("SELECT count(*) FROM members")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(members, 200);
+
+    no_replication_left(&fleet, &moved);
+    source_retired(fleet.cluster("pg-1"), &tenant, &m);
+    assert!(
+        connect_own(&engine, fleet.cluster("pg-1"), &tenant)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_offline_move_copies_everything_and_online_is_refused_without_logical_wal() {
+    let fleet = Arc::new(two_servers(false));
+    let engine = Engine::start(config_pg1_first(&fleet)).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let tenant = tenant_on_pg1(&engine, "8201").await;
+    seed(&engine, fleet.cluster("pg-1"), &tenant).await;
+    let before = fingerprint(fleet.cluster("pg-1"), tenant.db_name.as_str());
+    open_pg2(&fleet).await;
+
+    let online = MoveTenant {
+        server_id: Some("pg-2".parse().unwrap()),
+        mode: Some(MoveMode::Online),
+    };
+    let refused = engine
+        .move_tenant(&tenant.org_id, &online, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::MoveUnsupported);
+    assert!(refused.to_string().contains("wal_level"), "{refused}");
+    let to_itself = MoveTenant {
+        server_id: Some("pg-1".parse().unwrap()),
+        mode: None,
+    };
+    let refused = engine
+        .move_tenant(&tenant.org_id, &to_itself, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::InvalidTarget);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = writer(engine.clone(), fleet.clone(), tenant.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let m = run_move(&engine, &tenant, "pg-2", None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = writes.await.unwrap();
+    assert_eq!(m.mode, MoveMode::Offline);
+    println!(
+        "offline move: downtime {} ms, {} bytes streamed, {}",
+        m.downtime_ms.unwrap(),
+        m.bytes_copied.unwrap(),
+        m.verification.as_deref().unwrap_or_default()
+    );
+    assert!(m.bytes_copied.unwrap() > 1_000_000);
+    let target = fleet.cluster("pg-2");
+    let db = tenant.db_name.as_str();
+    assert_eq!(fingerprint(target, db), before);
+    let ids: Vec<String> = acked.iter().map(i64::to_string).collect();
+    assert_eq!(
+        lines(
+            target,
+            db,
+            &format!(
+                "SELECT count(*) FROM activity_log WHERE id IN ({})",
+                ids.join(",")
+            )
+        ),
+        [acked.len().to_string()]
+    );
+    let moved = engine.tenant(&tenant.org_id).await.unwrap();
+    source_retired(fleet.cluster("pg-1"), &tenant, &m);
+    no_replication_left(&fleet, &moved);
+
+    // Undo within retention: back to pg-1, with the writes made on pg-2.
+    let op = engine.undo_move(&tenant.org_id, &actor()).await.unwrap();
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    let back = engine.tenant(&tenant.org_id).await.unwrap();
+    assert_eq!(back.server_id.as_ref().unwrap().as_str(), "pg-1");
+    assert_eq!(fingerprint(fleet.cluster("pg-1"), db), before);
+    connect_own(&engine, fleet.cluster("pg-1"), &back)
+        .await
+        .unwrap();
+}
+
+/// An engine whose single worker dies at `(move, step, moment)`.
+async fn doomed(config: Config, step: Step, moment: Moment) -> (Engine, Arc<AtomicBool>) {
+    let crashed = Arc::new(AtomicBool::new(false));
+    let flag = crashed.clone();
+    let fault = move |k, s, m| {
+        k == OperationKind::Move && s == step && m == moment && !flag.swap(true, Ordering::SeqCst)
+    };
+    let mut config = config;
+    config.engine.workers = 1;
+    let engine = Engine::start_with_faults(config, Arc::new(fault))
+        .await
+        .unwrap();
+    (engine, crashed)
+}
+
+#[tokio::test]
+async fn a_crash_at_any_move_step_resumes_to_one_writable_copy() {
+    let fleet = Arc::new(two_servers(true));
+    let setup = Engine::start(config_pg1_first(&fleet)).await.unwrap();
+    let workers = setup.run_workers();
+    let steps = [
+        Step::CheckMove,
+        Step::TargetRole,
+        Step::TargetDatabase,
+        Step::Subscribe,
+        Step::CatchUp,
+        Step::Cutover,
+        Step::Verify,
+        Step::Switch,
+        Step::RetireSource,
+    ];
+    let mut tenants = Vec::new();
+    for i in 0..steps.len() {
+        let tenant = tenant_on_pg1(&setup, &format!("83{i:02}")).await;
+        seed(&setup, fleet.cluster("pg-1"), &tenant).await;
+        tenants.push(tenant);
+    }
+    workers.shutdown().await;
+    open_pg2(&fleet).await;
+    let mut config = config(&fleet);
+    config.engine.workers = 1;
+
+    for (step, tenant) in steps.iter().zip(&tenants) {
+        let (engine, crashed) = doomed(config.clone(), *step, Moment::After).await;
+        let workers = engine.run_workers();
+        let request = MoveTenant {
+            server_id: Some("pg-2".parse().unwrap()),
+            mode: None,
+        };
+        let op = engine
+            .move_tenant(&tenant.org_id, &request, &actor())
+            .await
+            .unwrap();
+        eventually(
+            Duration::from_secs(60),
+            format!("crash after {step}"),
+            || async { crashed.load(Ordering::SeqCst).then_some(()) },
+        )
+        .await;
+        workers.shutdown().await;
+
+        let rescuer = Engine::start(config.clone()).await.unwrap();
+        let workers = rescuer.run_workers();
+        let op = rescuer
+            .wait_operation(op.id, Duration::from_secs(90))
+            .await
+            .unwrap();
+        workers.shutdown().await;
+        assert_eq!(op.state, OperationState::Succeeded, "after {step}: {op:?}");
+        let moved = rescuer.tenant(&tenant.org_id).await.unwrap();
+        assert_eq!(
+            moved.server_id.as_ref().unwrap().as_str(),
+            "pg-2",
+            "after {step}"
+        );
+        connect_own(&rescuer, fleet.cluster("pg-2"), &moved)
+            .await
+            .unwrap();
+        assert!(
+            connect_own(&rescuer, fleet.cluster("pg-1"), &moved)
+                .await
+                .is_err(),
+            "after {step}"
+        );
+        let m = rescuer
+            .tenant_moves(&tenant.org_id, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        source_retired(fleet.cluster("pg-1"), tenant, &m);
+        no_replication_left(&fleet, &moved);
+    }
+}
+
+#[tokio::test]
+async fn a_copy_that_does_not_verify_leaves_the_tenant_on_its_source() {
+    let fleet = Arc::new(two_servers(false));
+    let setup = Engine::start(config_pg1_first(&fleet)).await.unwrap();
+    let workers = setup.run_workers();
+    let tenant = tenant_on_pg1(&setup, "8401").await;
+    seed(&setup, fleet.cluster("pg-1"), &tenant).await;
+    workers.shutdown().await;
+    open_pg2(&fleet).await;
+
+    // The copy is damaged between the cutover and the verification.
+    let (engine, crashed) = doomed(config(&fleet), Step::Verify, Moment::Before).await;
+    let workers = engine.run_workers();
+    let request = MoveTenant {
+        server_id: Some("pg-2".parse().unwrap()),
+        mode: None,
+    };
+    let op = engine
+        .move_tenant(&tenant.org_id, &request, &actor())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(60), "cutover done", || async {
+        crashed.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    workers.shutdown().await;
+    fleet
+        .cluster("pg-2")
+        .psql(
+            tenant.db_name.as_str(),
+            "DELETE FROM team_members WHERE team_id = 1",
+        )
+        .unwrap();
+
+    let rescuer = Engine::start(config(&fleet)).await.unwrap();
+    let workers = rescuer.run_workers();
+    let op = rescuer
+        .wait_operation(op.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    workers.shutdown().await;
+    assert_eq!(op.state, OperationState::Failed, "{op:?}");
+    assert_eq!(op.last_error_code, Some(ErrorCode::VerificationFailed));
+    let m = rescuer
+        .tenant_moves(&tenant.org_id, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        m.aborted.as_deref().unwrap().contains("team_members"),
+        "{m:?}"
+    );
+    let stayed = rescuer.tenant(&tenant.org_id).await.unwrap();
+    assert_eq!(stayed.server_id.as_ref().unwrap().as_str(), "pg-1");
+    assert_eq!(stayed.status, tenancy_core::TenantStatus::Active);
+    connect_own(&rescuer, fleet.cluster("pg-1"), &stayed)
+        .await
+        .unwrap();
+    let pg2 = fleet.cluster("pg-2");
+    assert!(
+        lines(
+            pg2,
+            "postgres",
+            &format!(
+                "SELECT 1 FROM pg_database WHERE datname = '{}'",
+                tenant.db_name
+            )
+        )
+        .is_empty()
+    );
+    assert!(
+        lines(
+            pg2,
+            "postgres",
+            &format!(
+                "SELECT 1 FROM pg_roles WHERE rolname = '{}'",
+                tenant.role_name()
+            )
+        )
+        .is_empty()
+    );
+}
