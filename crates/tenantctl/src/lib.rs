@@ -65,6 +65,7 @@ enum Command {
     Servers(commands::servers::Command),
     Reconcile(commands::reconcile::Args),
     Rekey(commands::rekey::Args),
+    Rebalance(commands::moves::RebalanceArgs),
     Tiers(commands::tiers::Args),
     Psql(commands::psql::Args),
 }
@@ -131,6 +132,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Servers(command) => commands::servers::run(command, &cx).await,
         Command::Reconcile(args) => commands::reconcile::run(args, &cx).await,
         Command::Rekey(args) => commands::rekey::run(args, &cx).await,
+        Command::Rebalance(args) => commands::moves::rebalance(args, &cx).await,
         Command::Tiers(args) => commands::tiers::run(args, &cx).await,
         Command::Psql(args) => commands::psql::run(args, &cx).await,
     };

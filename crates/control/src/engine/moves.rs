@@ -258,8 +258,9 @@ impl Engine {
         }
         let total = |tenants: &Vec<(OrgId, i64)>| tenants.iter().map(|(_, w)| w).sum::<i64>();
         let mean = load.values().map(total).sum::<i64>() as f64 / load.len() as f64;
+        // By count, as even as whole tenants allow whatever the spread.
         let allowed = (mean * spread).max(match by {
-            Balance::Tenants => 1.0,
+            Balance::Tenants => 0.5,
             Balance::Size => 0.0,
         });
         let mut plan = Vec::new();

@@ -35,6 +35,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::operations))
         .routes(routes!(tenants::clients))
         .routes(routes!(tenants::move_to_agency))
+        .routes(routes!(tenants::move_tenant))
+        .routes(routes!(tenants::moves))
         .routes(routes!(tenants::connection))
         .routes(routes!(tenants::usage))
         .routes(routes!(tenants::health))

@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tenancy_control::{Cascade, Onboarded, TenantFilter};
 use tenancy_core::{
-    ConnectionInfo, CreateOrg, CreateTenant, Operation, OperationState, OrgId, Region, ServerId,
-    Tenant, TenantHealth, TenantKind, TenantStatus, TenantUsage, Tier, UpdateTenant,
+    ConnectionInfo, CreateOrg, CreateTenant, MoveTenant, Operation, OperationState, OrgId, Region,
+    ServerId, Tenant, TenantHealth, TenantKind, TenantMove, TenantStatus, TenantUsage, Tier,
+    UpdateTenant,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -452,6 +453,52 @@ pub async fn health(
 pub struct MoveToAgency {
     /// The client's new agency: an agency tenant, active or provisioning.
     pub parent_org_id: OrgId,
+}
+
+/// Move the tenant's database to another server: online (logical replication, then a cutover
+/// of well under two seconds) when the source server has `wal_level = logical`, else offline
+/// (blocked while it is dumped and restored). Routers follow the switch through the change feed.
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/move", tag = "tenants", operation_id = "move_tenant",
+    params(("org_id" = OrgId, Path)), request_body = MoveTenant,
+    responses(
+        (status = 202, description = "Move queued", body = Operation),
+        (status = 404, description = "`not_found`: no such tenant, or no such server", body = Problem),
+        (status = 409, description = "`invalid_state` (not active or suspended), \
+            `operation_in_progress`, `not_placed`, `invalid_target` (the tenant's own server, \
+            draining or disabled, full, another region, or no server with room)", body = Problem),
+        (status = 422, description = "`validation_failed` (the body breaks its schema), \
+            `move_unsupported` (`online` asked for but not possible, client tools missing or \
+            too old, target server older than the source)", body = Problem),
+        (status = 503, description = "`server_unavailable`: the source or target server cannot \
+            be reached to check the move", body = Problem),
+    ))]
+pub async fn move_tenant(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+    Json(request): Json<MoveTenant>,
+) -> ApiResult<Response> {
+    auth.require_platform_admin()?;
+    Ok(accepted(
+        state
+            .engine
+            .move_tenant(&org_id, &request, &auth.actor())
+            .await?,
+    ))
+}
+
+/// The tenant's moves between servers, newest first: mode, bytes copied, lag at cutover,
+/// downtime, the verification, and the source copy kept.
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/moves", tag = "tenants", operation_id = "list_tenant_moves",
+    params(("org_id" = OrgId, Path)),
+    responses((status = 200, body = Vec<TenantMove>), (status = 404, body = Problem)))]
+pub async fn moves(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<axum::Json<Vec<TenantMove>>> {
+    auth.require_platform_admin()?;
+    Ok(axum::Json(state.engine.tenant_moves(&org_id, 100).await?))
 }
 
 /// Move a client to another agency (audited).

@@ -1,6 +1,7 @@
 //! One module per command: its arguments (with `--help` text and examples) and its `run`.
 
 pub mod migrate;
+pub mod moves;
 pub mod psql;
 pub mod reconcile;
 pub mod rekey;

@@ -50,10 +50,27 @@ must be a TENANCY_SERVER_PASSWORD_* variable, set in every registry process.")]
         #[arg(long, value_name = "PATH")]
         ca_file: Option<std::path::PathBuf>,
     },
-    /// Stop placing new tenants on a server (its tenants stay).
-    #[command(after_help = "Example:\n  tenantctl servers drain pg-eu-1 --yes")]
+    /// Stop placing new tenants on a server; with --move, also move every tenant off it.
+    #[command(after_help = "Examples:
+  tenantctl servers drain pg-eu-1 --yes                        # no new tenants; its tenants stay
+  tenantctl servers drain pg-eu-1 --move --concurrency 4 --yes # and move them all off it
+
+With --move, each live tenant (active or suspended) moves to the server placement chooses in its \
+region, online when the server allows it, else offline (see `tenantctl tenants move --help`), \
+with a progress bar. Run it again to resume: moves under way are picked up. Deleted tenants stay \
+until purged; tenants that cannot move now (provisioning, failed, deleting) are listed.
+Exit status is 1 when a move failed or a tenant could not move.")]
     Drain {
         id: ServerId,
+        /// Move every live tenant off the server.
+        #[arg(long = "move")]
+        move_tenants: bool,
+        /// Moves at once (with --move).
+        #[arg(long, default_value = "2", requires = "move_tenants")]
+        concurrency: usize,
+        /// How long to wait for each move (with --move).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
+        wait: std::time::Duration,
         #[arg(long)]
         yes: bool,
     },
@@ -76,10 +93,20 @@ disabled) is never changed by the file.")]
 
 pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
     let engine = match &command {
-        Command::Drain { id, yes } => {
+        Command::Drain {
+            id,
+            yes,
+            move_tenants,
+            ..
+        } => {
+            let also = if *move_tenants {
+                " Every live tenant on it will be moved to another server."
+            } else {
+                ""
+            };
             confirm(
                 *yes,
-                &format!("drain server {id}? No new tenants will be placed on it."),
+                &format!("drain server {id}? No new tenants will be placed on it.{also}"),
             )?;
             cx.engine().await?
         }
@@ -118,10 +145,35 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
             };
             engine.add_server(&request, &cx.actor).await?;
         }
-        Command::Drain { id, .. } => {
+        Command::Drain {
+            id,
+            move_tenants,
+            concurrency,
+            wait,
+            ..
+        } => {
             engine
                 .set_server_state(&id, ServerState::Draining, &cx.actor)
                 .await?;
+            if move_tenants {
+                let (plan, stuck) = engine.drain_plan(&id).await?;
+                for org_id in &stuck {
+                    eprintln!(
+                        "tenant {org_id} cannot move now (not active or suspended): left on {id}"
+                    );
+                }
+                let exit = super::moves::run_moves(&engine, plan, concurrency, wait, cx).await?;
+                let (left, _) = engine.drain_plan(&id).await?;
+                eprintln!(
+                    "server {id}: {} live tenant(s) left",
+                    left.len() + stuck.len()
+                );
+                return Ok(if stuck.is_empty() {
+                    exit
+                } else {
+                    Exit::Problems
+                });
+            }
         }
         Command::Activate { id } => {
             engine

@@ -5,8 +5,8 @@ use std::time::Duration;
 use anyhow::Result;
 use tenancy_control::{Cascade, Engine, Onboarded, TenantFilter};
 use tenancy_core::{
-    CreateTenant, Operation, OperationState, OrgId, Region, Slug, TenantKind, TenantName,
-    TenantStatus, Tier,
+    CreateTenant, MoveMode, Operation, OperationState, OrgId, Region, ServerId, Slug, TenantKind,
+    TenantName, TenantStatus, Tier,
 };
 
 use crate::output::{self, confirm};
@@ -70,6 +70,38 @@ completes with no registry running; no other operation is ever taken.")]
         /// Wait this long for the tenant to be active (`30s`, `2m`).
         #[arg(long, value_parser = humantime::parse_duration)]
         wait: Option<Duration>,
+    },
+    /// Move the tenant's database to another server (or back, with --undo).
+    #[command(after_help = "Examples:
+  tenantctl tenants move 263014839178313731 --to pg-eu-2 --yes
+  tenantctl tenants move 263014839178313731 --mode offline --yes   # placement chooses the server
+  tenantctl tenants move 263014839178313731 --undo --yes           # back where it came from
+
+online (the default when the source server has wal_level = logical and every table has a primary \
+key or replica identity): the rows are copied by logical replication while the tenant keeps \
+working, then a cutover of well under two seconds blocks it, lets the target catch up, copies \
+sequences and switches. offline: the tenant is blocked while pg_dump streams into pg_restore. \
+Both verify every table's rows and checksum before the switch; a mismatch leaves the tenant on \
+its source. Routers follow the switch through the change feed. The source copy is kept, renamed \
+and closed, for the retention period: --undo within it moves the tenant back (a fresh copy of \
+its current data).
+Exit status is 1 when the move failed.")]
+    Move {
+        org_id: OrgId,
+        /// The server to move to (active, same region, with room); placement chooses when unset.
+        #[arg(long, conflicts_with = "undo")]
+        to: Option<ServerId>,
+        /// `online` or `offline`; online when possible when unset.
+        #[arg(long, conflicts_with = "undo")]
+        mode: Option<MoveMode>,
+        /// Move back to where the last move came from (within its retention).
+        #[arg(long)]
+        undo: bool,
+        #[arg(long)]
+        yes: bool,
+        /// How long to wait for the move.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
+        wait: Duration,
     },
     /// Suspend: the tenant can no longer connect, open sessions end.
     #[command(after_help = "Example:\n  tenantctl tenants suspend 263014839178313731 --yes")]
@@ -196,6 +228,14 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
                 }
             }
         }
+        Command::Move {
+            org_id,
+            to,
+            mode,
+            undo,
+            yes,
+            wait,
+        } => super::moves::move_one(org_id, to, mode, undo, (yes, wait), cx).await,
         Command::Suspend { org_id, yes, wait } => {
             confirm(
                 yes,
