@@ -21,13 +21,21 @@ use crate::quotas::{QuotaCounters, Quotas};
 use crate::resolver::Resolver;
 use crate::settings::{SettingsCache, TenantSettings};
 
-/// How long a borrow refused at login waits before it resolves the tenant again and retries.
-const LOGIN_RETRY_DELAY: Duration = Duration::from_millis(150);
+/// How long a borrow refused at login waits before it resolves the tenant again and retries;
+/// the wait doubles, up to the second figure, while the borrower's `acquire_timeout` lasts.
+const LOGIN_RETRY_DELAY: Duration = Duration::from_millis(100);
+const MAX_LOGIN_RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// A server that refused the tenant's credentials (SQLSTATE class 28).
 fn is_login_refusal(error: &RouterError) -> bool {
     matches!(error, RouterError::ServerUnavailable { source, .. }
-        if source.code().is_some_and(|c| c.code().starts_with("28")))
+    if source.code().is_some_and(|c| {
+        let code = c.code();
+        // 28: refused at login (a rotated password, a role blocked by a suspension or by
+        // a move's cutover); 42501: no CONNECT on the database (blocked); 3D000: the
+        // database is gone from this server (a move kept it under another name).
+        code.starts_with("28") || code == "42501" || code == "3D000"
+    }))
 }
 
 /// How a router behaves. The defaults suit a typical product service.
@@ -136,21 +144,31 @@ impl TenantRouter {
     /// typed errors, never connections.
     pub async fn get(&self, org_id: &OrgId) -> Result<TenantClient, RouterError> {
         let started = Instant::now();
-        let result = match self.borrow(org_id).await {
-            // Refused at login: the password was rotated (or the tenant suspended) since it was
-            // resolved. Resolve again and retry once, after a moment for the registry to record
-            // the rotation it is finishing.
-            Err(error) if is_login_refusal(&error) => {
-                self.invalidate(org_id);
-                tokio::time::sleep(LOGIN_RETRY_DELAY).await;
-                metrics::counter!("tenancy_router_login_retries_total").increment(1);
-                self.borrow(org_id).await.inspect_err(|error| {
-                    if is_login_refusal(error) {
+        let mut delay = LOGIN_RETRY_DELAY;
+        let result = loop {
+            match self.borrow(org_id).await {
+                // Refused at login: the password was rotated, or the tenant suspended or being
+                // moved (its cutover blocks it on the old server until the registry switches
+                // it), since it was resolved. Resolve again and retry, a little later each
+                // time, for as long as a borrower waits for a connection: the caller sees a
+                // short wait, or the registry's answer (suspended) once it has one.
+                Err(error)
+                    if is_login_refusal(&error)
+                        && started.elapsed() + delay < self.inner.config.acquire_timeout =>
+                {
+                    self.invalidate(org_id);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_LOGIN_RETRY_DELAY);
+                    metrics::counter!("tenancy_router_login_retries_total").increment(1);
+                }
+                Err(error) => {
+                    if is_login_refusal(&error) {
                         self.invalidate(org_id);
                     }
-                })
+                    break Err(error);
+                }
+                Ok(client) => break Ok(client),
             }
-            other => other,
         };
         metrics::histogram!("tenancy_router_wait_seconds").record(started.elapsed().as_secs_f64());
         result

@@ -370,6 +370,122 @@ async fn a_credential_rotation_is_invisible_to_borrowers() {
     assert_eq!(failures.load(Ordering::SeqCst), 0, "no borrow failed");
 }
 
+/// A tenant moved to another server while borrowers work: no borrow fails (a refusal during the
+/// cutover is retried inside `get`), and the next borrows reach the new server with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_another_server_is_a_short_wait_for_borrowers() {
+    let fleet = tenancy_testkit::TestFleet::builder()
+        .server_with("pg-1", "local", ClusterOptions::default().logical())
+        .server_with("pg-2", "local", ClusterOptions::default().logical())
+        .build()
+        .unwrap();
+    let new_port = fleet.cluster("pg-2").port();
+    let registry = InProcessRegistry::start_on(
+        fleet,
+        tenancy_e2e::in_process::dev_settings(),
+        Vec::new(),
+        |config| config.servers[1].capacity = 0,
+    )
+    .await
+    .unwrap();
+    registry.onboard("400", "Moving").await.unwrap();
+    registry.fleet.servers[0]
+        .cluster
+        .psql(
+            "tenancy_registry",
+            "UPDATE database_servers SET capacity = 10",
+        )
+        .unwrap();
+    let router = TenantRouter::new(
+        Arc::new(RegistryResolver::new(&registry.base, DEV_TOKEN)),
+        RouterConfig::default(),
+    );
+    let org: OrgId = "400".parse().unwrap();
+    drop(router.get(&org).await.unwrap());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let (borrows, on_new) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (router, org, stop) = (router.clone(), org.clone(), stop.clone());
+        let (borrows, on_new, failures) = (borrows.clone(), on_new.clone(), failures.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            while !stop.load(Ordering::SeqCst) {
+                let started = Instant::now();
+                match router.get(&org).await {
+                    Ok(client) => {
+                        worst = worst.max(started.elapsed());
+                        // A session the cutover ends under a running query fails that query:
+                        // the borrow itself succeeded.
+                        if let Ok(row) = client.query_one("SELECT inet_server_port()", &[]).await {
+                            borrows.fetch_add(1, Ordering::SeqCst);
+                            if row.get::<_, i32>(0) == i32::from(new_port) {
+                                on_new.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("borrow failed: {e}");
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            worst
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let http = reqwest::Client::new();
+    let op: serde_json::Value = http
+        .post(format!("{}/v1/tenants/400/move", registry.base))
+        .bearer_auth(DEV_TOKEN)
+        .json(&serde_json::json!({"server_id": "pg-2"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/v1/operations/{}",
+        registry.base,
+        op["id"].as_str().unwrap()
+    );
+    eventually(Duration::from_secs(60), "the move finishes", || async {
+        let op: serde_json::Value = http
+            .get(&url)
+            .bearer_auth(DEV_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_ne!(op["state"], "failed", "{op}");
+        (op["state"] == "succeeded").then_some(())
+    })
+    .await;
+    let seen = on_new.load(Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(5),
+        "borrows reach the new server",
+        || async { (on_new.load(Ordering::SeqCst) > seen + 20).then_some(()) },
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let mut worst = Duration::ZERO;
+    for task in tasks {
+        worst = worst.max(task.await.unwrap());
+    }
+    println!(
+        "longest borrow during the move: {worst:?}, {} borrows",
+        borrows.load(Ordering::SeqCst)
+    );
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "no borrow failed");
+}
+
 /// Every link encrypted: the router asks the registry over HTTPS (trusting the registry's CA
 /// only), and connects to a server that accepts TLS only, verifying it with the CA the
 /// connection info carries.

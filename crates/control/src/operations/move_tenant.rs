@@ -196,6 +196,11 @@ async fn cutover(cx: &StepContext<'_>, m: &TenantMove, name: &str) -> Result<(),
                 .await?;
             source.end_replication(db, name, Some(&target)).await?;
             let (size, _) = source.usage(db).await?;
+            metrics::counter!("tenancy_move_bytes_total", "mode" => "online")
+                .increment(u64::try_from(size).unwrap_or(0));
+            if let Some(lag) = lag {
+                metrics::histogram!("tenancy_move_cutover_lag_bytes").record(lag as f64);
+            }
             cx.store.move_copied(cx.op.id, size, lag).await
         }
         MoveMode::Offline => {
