@@ -23,7 +23,10 @@ async fn the_whole_tenant_lifecycle_over_http() {
     );
     assert_eq!(created.body["status"], "active");
     assert_eq!(created.body["db_name"], "tenant_acme_corp");
-    assert_eq!(created.body["schema_version"], 4);
+    assert_eq!(
+        created.body["schema_version"],
+        tenancy_control::migrate::latest_template_version()
+    );
 
     // The same request again: 200, nothing new. A different one: 409.
     let again = registry.call(Method::POST, "/v1/tenants", Some(acme)).await;
@@ -246,7 +249,10 @@ async fn the_whole_tenant_lifecycle_over_http() {
     // Servers: listed, drained.
     let servers = registry.call(Method::GET, "/v1/servers", None).await;
     assert_eq!(servers.body[0]["id"], "pg-1");
-    assert_eq!(servers.body[0]["template_version"], 4);
+    assert_eq!(
+        servers.body[0]["template_version"],
+        tenancy_control::migrate::latest_template_version()
+    );
     let drained = registry
         .call(Method::POST, "/v1/servers/pg-1/drain", None)
         .await;

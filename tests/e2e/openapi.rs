@@ -33,6 +33,8 @@ async fn the_openapi_document_lists_every_route() {
         "GET /v1/tenants/{org_id}/operations",
         "GET /v1/tenants/{org_id}/clients",
         "POST /v1/tenants/{org_id}/move-to-agency",
+        "POST /v1/tenants/{org_id}/move",
+        "GET /v1/tenants/{org_id}/moves",
         "GET /v1/tenants/{org_id}/connection",
         "GET /v1/tenants/{org_id}/usage",
         "GET /v1/tenants/{org_id}/health",

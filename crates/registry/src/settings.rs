@@ -122,8 +122,10 @@ pub struct Settings {
     #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum, default_value = "auto")]
     pub log_format: LogFormat,
 
-    /// Largest request body accepted, in bytes.
-    #[arg(long, env = "TENANCY_MAX_BODY", default_value_t = 64 * 1024)]
+    /// Largest request body accepted, in bytes. The default takes the largest body the API's
+    /// schema allows even with every character JSON-escaped (a 16 KiB CA or setting value as
+    /// `\uXXXX` is 96 KiB), so a body that breaks the schema is answered 422, not 413.
+    #[arg(long, env = "TENANCY_MAX_BODY", default_value_t = 128 * 1024)]
     pub max_body: usize,
 
     /// Open connections at most; more are closed as soon as they are accepted.
@@ -206,7 +208,7 @@ impl Settings {
             zitadel_ignore_orgs: Vec::new(),
             zitadel_webhook_keys: None,
             log_format: LogFormat::Text,
-            max_body: 64 * 1024,
+            max_body: 128 * 1024,
             max_connections: 1024,
             max_in_flight: 256,
             metrics_interval: std::time::Duration::from_secs(15),

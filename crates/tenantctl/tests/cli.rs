@@ -11,6 +11,11 @@ use tenancy_control::{Actor, Config, Engine, Onboarded};
 use tenancy_core::{CreateTenant, OperationState};
 use tenancy_testkit::TestFleet;
 
+/// The template's newest version: what `migrate` brings every tenant to.
+fn latest() -> i32 {
+    tenancy_control::migrate::latest_template_version()
+}
+
 /// Two servers in one region (the registry on the first), driven through the real binary.
 struct Fleet {
     fleet: TestFleet,
@@ -33,7 +38,8 @@ impl Fleet {
         config
     }
 
-    /// Onboards `n` tenants with templates at version 3, so version 4 is the "new migration".
+    /// Onboards `n` tenants with templates at version 3, so the later versions are the "new
+    /// migrations".
     async fn onboard(&self, n: usize) -> Engine {
         let engine = Engine::start(self.config(Some(3))).await.unwrap();
         let workers = engine.run_workers();
@@ -165,7 +171,7 @@ async fn fifty_tenants_over_two_servers_reach_the_new_version_and_new_tenants_ar
     assert_eq!(run_events.iter().filter(|e| e["canary"] == true).count(), 2);
     let summary = run_events.iter().find(|e| e["event"] == "summary").unwrap();
     assert_eq!(summary["report"]["migrated"], 50);
-    let latest = tenancy_control::migrate::latest_template_version();
+    let latest = latest();
     for i in 0..50 {
         assert_eq!(fleet.version(&format!("tenant_fleet_{i}")), latest);
     }
@@ -202,7 +208,7 @@ async fn fifty_tenants_over_two_servers_reach_the_new_version_and_new_tenants_ar
         String::from_utf8_lossy(&out.stderr)
     );
     workers.shutdown().await;
-    assert_eq!(fleet.version("tenant_newcomer"), 4);
+    assert_eq!(fleet.version("tenant_newcomer"), latest());
 
     // A second run has nothing to do.
     let again = fleet.run(&["migrate"]);
@@ -270,7 +276,7 @@ async fn a_poisoned_tenant_fails_alone_keeps_its_version_and_a_rerun_after_the_f
     let kept = fleet.run(&["migrate", "--keep-going"]);
     assert_eq!(kept.status.code(), Some(1));
     for i in 1..6 {
-        assert_eq!(fleet.version(&format!("tenant_fleet_{i}")), 4);
+        assert_eq!(fleet.version(&format!("tenant_fleet_{i}")), latest());
     }
     assert_eq!(fleet.version("tenant_fleet_0"), 3);
     let status = fleet.run(&["status", "--drift-only"]);
@@ -294,7 +300,7 @@ async fn a_poisoned_tenant_fails_alone_keeps_its_version_and_a_rerun_after_the_f
         String::from_utf8_lossy(&fixed.stdout)
     );
     assert_eq!(migrated_orgs(&events(&fixed)), ["1000"]);
-    assert_eq!(fleet.version("tenant_fleet_0"), 4);
+    assert_eq!(fleet.version("tenant_fleet_0"), latest());
     let recorded = engine.tenant(&"1000".parse().unwrap()).await.unwrap();
     assert_eq!(recorded.last_migration_error, None);
 
@@ -362,7 +368,7 @@ async fn a_killed_run_is_finished_by_the_next_with_no_tenant_migrated_twice() {
         "a tenant was migrated twice: {count:?}"
     );
     for i in 0..30 {
-        assert_eq!(fleet.version(&format!("tenant_fleet_{i}")), 4);
+        assert_eq!(fleet.version(&format!("tenant_fleet_{i}")), latest());
     }
 }
 
