@@ -171,9 +171,9 @@ async fn fifty_tenants_over_two_servers_reach_the_new_version_and_new_tenants_ar
     assert_eq!(run_events.iter().filter(|e| e["canary"] == true).count(), 2);
     let summary = run_events.iter().find(|e| e["event"] == "summary").unwrap();
     assert_eq!(summary["report"]["migrated"], 50);
-    let latest = latest();
+    let newest = latest();
     for i in 0..50 {
-        assert_eq!(fleet.version(&format!("tenant_fleet_{i}")), latest);
+        assert_eq!(fleet.version(&format!("tenant_fleet_{i}")), newest);
     }
     for s in &fleet.fleet.servers {
         assert_eq!(
@@ -183,7 +183,7 @@ async fn fifty_tenants_over_two_servers_reach_the_new_version_and_new_tenants_ar
                     "SELECT max(version) FROM refinery_schema_history"
                 )
                 .unwrap(),
-            latest.to_string()
+            newest.to_string()
         );
     }
     let tenants = engine
@@ -194,7 +194,7 @@ async fn fifty_tenants_over_two_servers_reach_the_new_version_and_new_tenants_ar
         .await
         .unwrap();
     assert!(
-        tenants.iter().all(|t| t.schema_version == Some(latest)),
+        tenants.iter().all(|t| t.schema_version == Some(newest)),
         "the registry records versions"
     );
 
