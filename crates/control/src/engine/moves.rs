@@ -11,7 +11,7 @@ use tracing::{info, instrument, warn};
 
 use super::Engine;
 use crate::error::ControlError;
-use crate::store::{Actor, MOVABLE, NewMove, TenantFilter};
+use crate::store::{Actor, MOVABLE, NewMove, Requested, TenantFilter};
 
 /// What `rebalance` evens out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl Engine {
                 format!("tenant {org_id} has no database yet"),
             )
         })?;
-        let target = match &request.server_id {
+        let mut target = match &request.server_id {
             Some(target) => target.clone(),
             None => self.store().move_target(&tenant).await?.ok_or_else(|| {
                 ControlError::conflict(
@@ -71,16 +71,50 @@ impl Engine {
                 )
             })?,
         };
+        // A chosen target another request took room on meanwhile is chosen again (a few times).
+        for _ in 0..5 {
+            let mode = self
+                .move_mode(&tenant, &source, &target, request.mode)
+                .await?;
+            let new = NewMove {
+                source: &source,
+                target: &target,
+                target_chosen: request.server_id.is_none(),
+                mode,
+                mode_requested: request.mode.is_some(),
+            };
+            match self.store().request_move(org_id, new, actor).await? {
+                Requested::Queued(op) => {
+                    info!(op_id = %op.id, %source, %target, mode = %mode, "move queued");
+                    return Ok(op);
+                }
+                Requested::Elsewhere(better) => target = better,
+            }
+        }
+        Err(ControlError::conflict(
+            ErrorCode::OperationInProgress,
+            format!("placement for tenant {org_id}'s move kept changing; ask again"),
+        ))
+    }
+
+    /// The mode a move from `source` to `target` runs in, after checking what it needs.
+    async fn move_mode(
+        &self,
+        tenant: &tenancy_core::Tenant,
+        source: &ServerId,
+        target: &ServerId,
+        requested: Option<MoveMode>,
+    ) -> Result<MoveMode, ControlError> {
         if target == source {
             return Err(ControlError::conflict(
                 ErrorCode::InvalidTarget,
-                format!("tenant {org_id} is on server {target} already"),
+                format!("tenant {} is on server {target} already", tenant.org_id),
             ));
         }
         let (source_admin, target_admin) = (
-            self.admins().get(&source).await?,
+            self.admins().get(source).await?,
             self.admins()
-                .get(&target)
+                .get(target)
                 .await
                 .map_err(|_| ControlError::NotFound {
                     what: format!("server {target}"),
@@ -93,7 +127,7 @@ impl Engine {
             &tenant.db_name,
         )
         .await?;
-        let mode = match (request.mode, online) {
+        Ok(match (requested, online) {
             (Some(MoveMode::Online), Err(why)) => {
                 return Err(ControlError::conflict(
                     ErrorCode::MoveUnsupported,
@@ -106,22 +140,7 @@ impl Engine {
                 info!(%why, "online move not possible: moving offline");
                 MoveMode::Offline
             }
-        };
-        let op = self
-            .store()
-            .request_move(
-                org_id,
-                NewMove {
-                    source: &source,
-                    target: &target,
-                    mode,
-                    mode_requested: request.mode.is_some(),
-                },
-                actor,
-            )
-            .await?;
-        info!(op_id = %op.id, %source, %target, mode = %mode, "move queued");
-        Ok(op)
+        })
     }
 
     /// Moves the tenant back to where its last move took it from, while that move's source

@@ -32,7 +32,7 @@ use crate::error::{ControlError, sqlstate};
 pub use audit::{Actor, AuditEvent};
 pub(crate) use audit::{audit, tenant_snapshot};
 pub use feed::TENANT_CHANGES_CHANNEL;
-pub use moves::{MOVABLE, NewMove};
+pub use moves::{MOVABLE, NewMove, Requested};
 pub use operations::{Cascade, DONE_CHANNEL, Finish, OPERATIONS_CHANNEL};
 pub use org_events::{OrgEventOutcome, PendingOrgEvent};
 pub use quotas::{AgencyCap, CountOutcome, Increment};

@@ -76,6 +76,9 @@ impl TryFrom<MoveRow> for TenantMove {
 pub struct NewMove<'a> {
     pub source: &'a ServerId,
     pub target: &'a ServerId,
+    /// The target was chosen by [`Store::move_target`], not named: it must still be the best
+    /// choice when the move is recorded.
+    pub target_chosen: bool,
     pub mode: MoveMode,
     pub mode_requested: bool,
 }
@@ -96,27 +99,8 @@ impl Store {
     /// The server a move of `tenant` would go to when none is named: active, in its region,
     /// not its server, with room (counting moves already heading there), fewest tenants first.
     pub async fn move_target(&self, tenant: &Tenant) -> Result<Option<ServerId>, ControlError> {
-        self.run("move_target", async {
-            let chosen: Option<String> = sqlx::query_scalar(
-                "SELECT s.id FROM database_servers s
-                 LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenants t WHERE t.server_id = s.id) c ON true
-                 LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenant_moves m JOIN operations o
-                                    ON o.id = m.operation_id
-                                    WHERE m.target_server_id = s.id
-                                      AND o.state IN ('queued', 'running')) incoming ON true
-                 WHERE s.region = $1 AND s.state = 'active' AND s.id IS DISTINCT FROM $2
-                   AND c.n + incoming.n < s.capacity
-                 ORDER BY c.n + incoming.n, s.id LIMIT 1",
-            )
-            .bind(tenant.region.as_str())
-            .bind(tenant.server_id.as_ref().map(|s| s.as_str()))
-            .fetch_optional(self.pool())
-            .await?;
-            chosen
-                .map(|id| id.parse().map_err(ControlError::corrupt))
-                .transpose()
-        })
-        .await
+        self.run("move_target", best_target(self.pool(), tenant))
+            .await
     }
 
     /// Queues a move of the tenant, with its record, in one transaction: the tenant must still
@@ -128,13 +112,13 @@ impl Store {
         org_id: &OrgId,
         new: NewMove<'_>,
         actor: &Actor,
-    ) -> Result<Operation, ControlError> {
+    ) -> Result<Requested, ControlError> {
         self.run("request_move", async {
             let mut tx = self.begin().await?;
             let tenant = lock_tenant(&mut tx, org_id).await?;
             if let Some(open) = open_operation(&mut tx, org_id).await? {
                 if open.kind == OperationKind::Move {
-                    return Ok(open);
+                    return Ok(Requested::Queued(open));
                 }
                 return Err(ControlError::conflict(
                     ErrorCode::OperationInProgress,
@@ -155,6 +139,28 @@ impl Store {
                     ErrorCode::InvalidState,
                     format!("tenant {org_id} is no longer on server {}", new.source),
                 ));
+            }
+            if new.target_chosen {
+                // Placements and moves of the region queue here, so racing requests spread.
+                sqlx::query(
+                    "SELECT id FROM database_servers WHERE region = $1 ORDER BY id FOR UPDATE",
+                )
+                .bind(tenant.region.as_str())
+                .execute(&mut *tx)
+                .await?;
+                match best_target(&mut *tx, &tenant).await? {
+                    Some(best) if &best == new.target => {}
+                    Some(best) => return Ok(Requested::Elsewhere(best)),
+                    None => {
+                        return Err(ControlError::conflict(
+                            ErrorCode::InvalidTarget,
+                            format!(
+                                "no other active server in region {} has room for tenant {org_id}",
+                                tenant.region
+                            ),
+                        ));
+                    }
+                }
             }
             check_target(&mut tx, &tenant, new.target).await?;
             let op = insert_operation_under(&mut tx, org_id, OperationKind::Move, None).await?;
@@ -186,7 +192,7 @@ impl Store {
             )
             .await?;
             tx.commit().await?;
-            Ok(op)
+            Ok(Requested::Queued(op))
         })
         .await
     }
@@ -444,6 +450,40 @@ impl Store {
         })
         .await
     }
+}
+
+/// What asking for a move did.
+pub enum Requested {
+    Queued(Operation),
+    /// The chosen target is no longer the best (another move or placement took room there
+    /// meanwhile): check the move against this one and ask again.
+    Elsewhere(ServerId),
+}
+
+/// The best server for the tenant to move to: active, in its region, not its server, with room
+/// (counting moves already heading there), fewest tenants first.
+async fn best_target(
+    executor: impl sqlx::PgExecutor<'_>,
+    tenant: &Tenant,
+) -> Result<Option<ServerId>, ControlError> {
+    let chosen: Option<String> = sqlx::query_scalar(
+        "SELECT s.id FROM database_servers s
+         LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenants t WHERE t.server_id = s.id) c ON true
+         LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenant_moves m JOIN operations o
+                            ON o.id = m.operation_id
+                            WHERE m.target_server_id = s.id
+                              AND o.state IN ('queued', 'running')) incoming ON true
+         WHERE s.region = $1 AND s.state = 'active' AND s.id IS DISTINCT FROM $2
+           AND c.n + incoming.n < s.capacity
+         ORDER BY c.n + incoming.n, s.id LIMIT 1",
+    )
+    .bind(tenant.region.as_str())
+    .bind(tenant.server_id.as_ref().map(|s| s.as_str()))
+    .fetch_optional(executor)
+    .await?;
+    chosen
+        .map(|id| id.parse().map_err(ControlError::corrupt))
+        .transpose()
 }
 
 /// The move's target can take the tenant: active, in its region, not its server, and under
