@@ -153,6 +153,22 @@ async fn rebalance_evens_out_three_servers() {
         12,
         "a dry run moves nothing"
     );
+    // By size: the databases the servers report, each weighed in bytes.
+    let by_size = run(&fleet, &["rebalance", "--by", "size", "--dry-run"]);
+    assert!(
+        by_size.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_size.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&by_size.stdout).unwrap();
+    let moves = plan.as_array().unwrap();
+    assert!(moves.len() >= 6, "{plan}");
+    assert!(
+        moves
+            .iter()
+            .all(|m| m["from"] == "pg-0" && m["bytes"].as_i64().unwrap() > 1_000_000),
+        "{plan}"
+    );
 
     let out = run(
         &fleet,

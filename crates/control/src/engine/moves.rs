@@ -334,8 +334,9 @@ impl Engine {
         Ok(plan)
     }
 
-    /// Drops the source copies moves kept once their retention ran out.
-    pub(crate) async fn drop_retained_sources(&self) -> Result<(), ControlError> {
+    /// Drops the source copies moves kept once their retention ran out (the maintenance loop
+    /// does this every `reconcile_interval`).
+    pub async fn drop_retained_sources(&self) -> Result<(), ControlError> {
         for kept in self.store().retained_sources_due().await? {
             let dropped = async {
                 self.admins()

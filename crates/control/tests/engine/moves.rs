@@ -557,3 +557,36 @@ async fn a_copy_that_does_not_verify_leaves_the_tenant_on_its_source() {
         .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_kept_source_is_dropped_once_its_retention_ran_out() {
+    let fleet = Arc::new(two_servers(false));
+    let mut config = config_pg1_first(&fleet);
+    config.engine.retention = Duration::from_secs(1);
+    let engine = Engine::start(config).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let tenant = tenant_on_pg1(&engine, "8501").await;
+    open_pg2(&fleet).await;
+    let m = run_move(&engine, &tenant, "pg-2", None).await;
+    let kept = m.retained_db_name.clone().unwrap();
+    let pg1 = fleet.cluster("pg-1");
+    let present = |name: &str| {
+        !lines(
+            pg1,
+            "postgres",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+        )
+        .is_empty()
+    };
+    engine.drop_retained_sources().await.unwrap();
+    assert!(present(&kept), "kept until its retention ran out");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    engine.drop_retained_sources().await.unwrap();
+    assert!(!present(&kept), "dropped after its retention");
+    // An undo now is refused: nothing is kept to go back to within retention.
+    let refused = engine
+        .undo_move(&tenant.org_id, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::InvalidState);
+}

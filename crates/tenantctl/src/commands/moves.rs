@@ -238,7 +238,7 @@ pub async fn move_one(
     to: Option<tenancy_core::ServerId>,
     mode: Option<MoveMode>,
     undo: bool,
-    (yes, wait): (bool, Duration),
+    (yes, wait): (bool, Option<Duration>),
     cx: &Context,
 ) -> Result<Exit> {
     let question = if undo {
@@ -267,6 +267,13 @@ pub async fn move_one(
                 &cx.actor,
             )
             .await?
+    };
+    let Some(wait) = wait else {
+        output::operations(std::slice::from_ref(&op));
+        eprintln!(
+            "queued: a registry worker runs it (`tenantctl tenants show {org_id}` follows it)"
+        );
+        return Ok(Exit::Done);
     };
     let op = engine.drive_operation(op.id, wait).await?;
     output::operations(std::slice::from_ref(&op));

@@ -73,9 +73,9 @@ completes with no registry running; no other operation is ever taken.")]
     },
     /// Move the tenant's database to another server (or back, with --undo).
     #[command(after_help = "Examples:
-  tenantctl tenants move 263014839178313731 --to pg-eu-2 --yes
-  tenantctl tenants move 263014839178313731 --mode offline --yes   # placement chooses the server
-  tenantctl tenants move 263014839178313731 --undo --yes           # back where it came from
+  tenantctl tenants move 263014839178313731 --to pg-eu-2 --wait --yes
+  tenantctl tenants move 263014839178313731 --mode offline --yes   # placement chooses; queued
+  tenantctl tenants move 263014839178313731 --undo --wait --yes    # back where it came from
 
 online (the default when the source server has wal_level = logical and every table has a primary \
 key or replica identity): the rows are copied by logical replication while the tenant keeps \
@@ -99,9 +99,10 @@ Exit status is 1 when the move failed.")]
         undo: bool,
         #[arg(long)]
         yes: bool,
-        /// How long to wait for the move.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
-        wait: Duration,
+        /// Wait for the move to finish, running it here when no registry worker has it (30m,
+        /// or this long); without it the move is queued for the registry's workers.
+        #[arg(long, value_parser = humantime::parse_duration, num_args = 0..=1, default_missing_value = "30m")]
+        wait: Option<Duration>,
     },
     /// Suspend: the tenant can no longer connect, open sessions end.
     #[command(after_help = "Example:\n  tenantctl tenants suspend 263014839178313731 --yes")]
