@@ -59,6 +59,16 @@ impl Engine {
                 format!("tenant {org_id} has no database yet"),
             )
         })?;
+        // Moves to a chosen server queue per region, from choice to record, so that concurrent
+        // requests (a drain's) spread instead of all choosing the same emptiest server.
+        let placing = match &request.server_id {
+            Some(_) => None,
+            None => Some(
+                self.store()
+                    .lock(&format!("tenancy.move_placement.{}", tenant.region))
+                    .await?,
+            ),
+        };
         let mut target = match &request.server_id {
             Some(target) => target.clone(),
             None => self.store().move_target(&tenant).await?.ok_or_else(|| {
@@ -85,9 +95,13 @@ impl Engine {
             };
             match self.store().request_move(org_id, new, actor).await? {
                 Requested::Queued(op) => {
+                    if let Some(lock) = placing {
+                        lock.release().await;
+                    }
                     info!(op_id = %op.id, %source, %target, mode = %mode, "move queued");
                     return Ok(op);
                 }
+                // An onboarding placed a tenant there meanwhile.
                 Requested::Elsewhere(better) => target = better,
             }
         }

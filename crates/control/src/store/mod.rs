@@ -101,6 +101,20 @@ impl Store {
         .await
     }
 
+    /// Takes the registry-wide lock `name`, waiting for its holder (every replica and tool) to
+    /// release it. Released when the guard is dropped, or when its holder dies.
+    pub async fn lock(&self, name: &str) -> Result<RegistryLock, ControlError> {
+        self.run("lock", async {
+            let mut connection = PgConnection::connect_with(&self.pool.connect_options()).await?;
+            sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+                .bind(name)
+                .execute(&mut connection)
+                .await?;
+            Ok(RegistryLock { connection })
+        })
+        .await
+    }
+
     /// The registry's migration version (for readiness, and for tools that must not migrate).
     pub async fn schema_version(&self) -> Result<Option<i32>, ControlError> {
         self.run("schema_version", async {

@@ -461,7 +461,7 @@ pub enum Requested {
 }
 
 /// The best server for the tenant to move to: active, in its region, not its server, with room
-/// (counting moves already heading there), fewest tenants first.
+/// (counting moves heading there that have not switched yet), fewest tenants first.
 async fn best_target(
     executor: impl sqlx::PgExecutor<'_>,
     tenant: &Tenant,
@@ -469,9 +469,10 @@ async fn best_target(
     let chosen: Option<String> = sqlx::query_scalar(
         "SELECT s.id FROM database_servers s
          LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenants t WHERE t.server_id = s.id) c ON true
-         LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenant_moves m JOIN operations o
-                            ON o.id = m.operation_id
-                            WHERE m.target_server_id = s.id
+         LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenant_moves m
+                            JOIN operations o ON o.id = m.operation_id
+                            JOIN tenants t ON t.org_id = m.org_id
+                            WHERE m.target_server_id = s.id AND t.server_id <> s.id
                               AND o.state IN ('queued', 'running')) incoming ON true
          WHERE s.region = $1 AND s.state = 'active' AND s.id IS DISTINCT FROM $2
            AND c.n + incoming.n < s.capacity
@@ -492,8 +493,11 @@ async fn check_target(tx: &mut Tx, tenant: &Tenant, target: &ServerId) -> Result
     let row: Option<(String, String, i32, i64)> = sqlx::query_as(
         "SELECT s.region, s.state, s.capacity,
                 (SELECT count(*) FROM tenants t WHERE t.server_id = s.id)
-                + (SELECT count(*) FROM tenant_moves m JOIN operations o ON o.id = m.operation_id
-                   WHERE m.target_server_id = s.id AND o.state IN ('queued', 'running'))
+                + (SELECT count(*) FROM tenant_moves m
+                   JOIN operations o ON o.id = m.operation_id
+                   JOIN tenants t ON t.org_id = m.org_id
+                   WHERE m.target_server_id = s.id AND t.server_id <> s.id
+                     AND o.state IN ('queued', 'running'))
          FROM database_servers s WHERE s.id = $1 FOR UPDATE OF s",
     )
     .bind(target.as_str())
