@@ -48,10 +48,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
     let name = replication_name(cx.op.id);
     match step {
         Step::CheckMove => {
-            let (source, target) = (
-                cx.admin_of(&m.source_server_id).await?,
-                cx.admin_of(&m.target_server_id).await?,
-            );
+            let (source, target) = admins(cx, m).await?;
             let possible = requirements(cx.config, &source, &target, db).await?;
             if online && let Err(why) = possible {
                 return Err(unsupported(format!(
@@ -68,10 +65,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
                 .await
         }
         Step::TargetDatabase if online => {
-            let (source, target) = (
-                cx.admin_of(&m.source_server_id).await?,
-                cx.admin_of(&m.target_server_id).await?,
-            );
+            let (source, target) = admins(cx, m).await?;
             target.create_move_target(db, org_id, &source).await?;
             tools(cx.config)
                 .await?
@@ -86,10 +80,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
                 .map(drop)
         }
         Step::Subscribe if online => {
-            let (source, target) = (
-                cx.admin_of(&m.source_server_id).await?,
-                cx.admin_of(&m.target_server_id).await?,
-            );
+            let (source, target) = admins(cx, m).await?;
             source.publish(db, &name).await?;
             target.subscribe(db, &name, &source).await
         }
@@ -97,10 +88,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::TargetDatabase | Step::Subscribe | Step::CatchUp => Ok(()),
         Step::Cutover => cutover(cx, m, &name).await,
         Step::Verify => {
-            let (source, target) = (
-                cx.admin_of(&m.source_server_id).await?,
-                cx.admin_of(&m.target_server_id).await?,
-            );
+            let (source, target) = admins(cx, m).await?;
             let started = Instant::now();
             let (before, after) =
                 tokio::try_join!(source.table_checksums(db), target.table_checksums(db))?;
@@ -145,13 +133,21 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
     }
 }
 
+/// The admin connections of the move's source and target (fenced by the lease).
+async fn admins(
+    cx: &StepContext<'_>,
+    m: &TenantMove,
+) -> Result<(ServerAdmin, ServerAdmin), ControlError> {
+    Ok((
+        cx.admin_of(&m.source_server_id).await?,
+        cx.admin_of(&m.target_server_id).await?,
+    ))
+}
+
 /// Online: waits until every table's initial copy is done and the target is within
 /// `[moves] cutover_lag` of the source.
 async fn catch_up(cx: &StepContext<'_>, m: &TenantMove, name: &str) -> Result<(), ControlError> {
-    let (source, target) = (
-        cx.admin_of(&m.source_server_id).await?,
-        cx.admin_of(&m.target_server_id).await?,
-    );
+    let (source, target) = admins(cx, m).await?;
     let moves = &cx.config.moves;
     let started = Instant::now();
     loop {
@@ -174,10 +170,7 @@ async fn catch_up(cx: &StepContext<'_>, m: &TenantMove, name: &str) -> Result<()
 /// the rest and copies sequences (online) or copies the database (offline).
 async fn cutover(cx: &StepContext<'_>, m: &TenantMove, name: &str) -> Result<(), ControlError> {
     let db = &cx.tenant.db_name;
-    let (source, target) = (
-        cx.admin_of(&m.source_server_id).await?,
-        cx.admin_of(&m.target_server_id).await?,
-    );
+    let (source, target) = admins(cx, m).await?;
     cx.store.move_blocked(cx.op.id).await?;
     source.block(db, &cx.tenant.role_name()).await?;
     match m.mode {
@@ -268,10 +261,7 @@ pub(super) async fn abandon(
     if cx.tenant.server_id.as_ref() == Some(&m.target_server_id) {
         return Ok(());
     }
-    let (source, target) = (
-        cx.admin_of(&m.source_server_id).await?,
-        cx.admin_of(&m.target_server_id).await?,
-    );
+    let (source, target) = admins(cx, m).await?;
     let db = &cx.tenant.db_name;
     let role = cx.tenant.role_name();
     source
