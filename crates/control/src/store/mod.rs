@@ -86,6 +86,18 @@ impl Store {
         Ok(self.pool.begin().await?)
     }
 
+    /// A transaction whose commit does not wait for its WAL to reach disk: for bookkeeping an
+    /// operation can lose in a crash of the registry database and redo, since every step is
+    /// idempotent (a step advance, a lease renewal). Visibility and row locks, and so the lease
+    /// fencing, are as in any transaction; only durability is relaxed.
+    async fn begin_relaxed(&self) -> Result<Tx, ControlError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
     /// Takes the registry-wide lock `name` if no one holds it (a session advisory lock on a
     /// connection of its own): at most one holder across every replica and tool. Released when
     /// the guard is dropped, or when its holder dies.

@@ -431,6 +431,7 @@ impl Store {
         lease: Duration,
     ) -> Result<bool, ControlError> {
         self.run("renew_lease", async {
+            let mut tx = self.begin_relaxed().await?;
             let done = sqlx::query(
                 "UPDATE operations SET lease_expires_at = now() + make_interval(secs => $3)
                  WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
@@ -438,8 +439,9 @@ impl Store {
             .bind(id)
             .bind(worker)
             .bind(lease.as_secs_f64())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(done.rows_affected() == 1)
         })
         .await
@@ -454,6 +456,7 @@ impl Store {
         lease: Duration,
     ) -> Result<(), ControlError> {
         self.run("advance", async {
+            let mut tx = self.begin_relaxed().await?;
             let done = sqlx::query(
                 "UPDATE operations SET step = $3, updated_at = now(),
                         lease_expires_at = now() + make_interval(secs => $4)
@@ -463,8 +466,9 @@ impl Store {
             .bind(worker)
             .bind(step.as_str())
             .bind(lease.as_secs_f64())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             if done.rows_affected() == 1 {
                 Ok(())
             } else {
