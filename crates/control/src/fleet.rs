@@ -22,6 +22,9 @@ use crate::pgadmin::ServerAdmin;
 use crate::store::TenantFilter;
 use tenancy_core::ErrorCode;
 
+/// The registry lock a fleet migration holds: one runs at a time, and no move starts meanwhile.
+pub const FLEET_MIGRATION_LOCK: &str = "tenancy.fleet_migration";
+
 /// Which tenants to migrate and how.
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
@@ -104,6 +107,12 @@ pub enum FleetEvent {
         error: String,
         canary: bool,
     },
+    /// Left alone: the tenant is being moved to another server (its schema must not change
+    /// under an online move). Migrate it again once the move is done.
+    TenantMoving {
+        org_id: OrgId,
+        db_name: DbName,
+    },
     Halted {
         reason: String,
     },
@@ -118,12 +127,14 @@ pub struct FleetReport {
     pub failed: Vec<(OrgId, String)>,
     /// Tenants not attempted because the run halted.
     pub not_attempted: usize,
+    /// Tenants left alone because a move of theirs was under way.
+    pub moving: Vec<OrgId>,
     pub millis: u128,
 }
 
 impl FleetReport {
     pub fn success(&self) -> bool {
-        self.failed.is_empty() && self.not_attempted == 0
+        self.failed.is_empty() && self.not_attempted == 0 && self.moving.is_empty()
     }
 }
 
@@ -188,7 +199,7 @@ impl Engine {
     ) -> Result<FleetReport, ControlError> {
         let started = Instant::now();
         let plan = self.plan_migration(options).await?;
-        let Some(lock) = self.try_lock("tenancy.fleet_migration").await? else {
+        let Some(lock) = self.try_lock(FLEET_MIGRATION_LOCK).await? else {
             return Err(ControlError::conflict(
                 ErrorCode::MigrationRunning,
                 "another fleet migration is running",
@@ -271,8 +282,11 @@ impl Engine {
         let mut report = Arc::try_unwrap(report)
             .map(Mutex::into_inner)
             .unwrap_or_else(|r| r.blocking_lock().clone());
-        report.not_attempted =
-            plan.tenants.len() - report.migrated - report.up_to_date - report.failed.len();
+        report.not_attempted = plan.tenants.len()
+            - report.migrated
+            - report.up_to_date
+            - report.failed.len()
+            - report.moving.len();
         report.millis = started.elapsed().as_millis();
         Ok(report)
     }
@@ -286,6 +300,14 @@ impl Engine {
         on_event: &Arc<dyn Fn(FleetEvent) + Send + Sync>,
     ) -> Result<bool, ControlError> {
         let org_id = &tenant.org_id;
+        if self.store().moving(org_id).await? {
+            report.lock().await.moving.push(org_id.clone());
+            on_event(FleetEvent::TenantMoving {
+                org_id: org_id.clone(),
+                db_name: tenant.db_name.clone(),
+            });
+            return Ok(true);
+        }
         let admin = self.server_admin(&tenant.server_id).await?;
         let started = Instant::now();
         let current = tenant_version(&admin, tenant.db_name.as_str()).await;

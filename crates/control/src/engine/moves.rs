@@ -11,6 +11,7 @@ use tracing::{info, instrument, warn};
 
 use super::Engine;
 use crate::error::ControlError;
+use crate::fleet::FLEET_MIGRATION_LOCK;
 use crate::store::{Actor, MOVABLE, NewMove, Requested, TenantFilter};
 
 /// What `rebalance` evens out.
@@ -52,6 +53,17 @@ impl Engine {
                 ErrorCode::InvalidState,
                 format!("cannot move tenant {org_id} while it is {}", tenant.status),
             ));
+        }
+        // A fleet migration changes schemas under way, which an online move's copy would miss;
+        // it skips tenants with a move under way, and moves wait for it to end.
+        match self.try_lock(FLEET_MIGRATION_LOCK).await? {
+            Some(lock) => lock.release().await,
+            None => {
+                return Err(ControlError::conflict(
+                    ErrorCode::MigrationRunning,
+                    "a fleet migration is running: move once it has finished",
+                ));
+            }
         }
         let source = tenant.server_id.clone().ok_or_else(|| {
             ControlError::conflict(

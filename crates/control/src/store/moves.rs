@@ -420,6 +420,21 @@ impl Store {
         .await
     }
 
+    /// Whether the tenant has a move under way.
+    pub(crate) async fn moving(&self, org_id: &OrgId) -> Result<bool, ControlError> {
+        self.run("moving", async {
+            Ok(sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM tenant_moves m JOIN operations o
+                                ON o.id = m.operation_id
+                                WHERE m.org_id = $1 AND o.state IN ('queued', 'running'))",
+            )
+            .bind(org_id.as_str())
+            .fetch_one(self.pool())
+            .await?)
+        })
+        .await
+    }
+
     /// The moves under way: the replication objects they own are not orphans.
     pub(crate) async fn open_moves(&self) -> Result<Vec<Uuid>, ControlError> {
         self.run("open_moves", async {

@@ -590,3 +590,74 @@ async fn a_kept_source_is_dropped_once_its_retention_ran_out() {
         .unwrap_err();
     assert_eq!(refused.code(), ErrorCode::InvalidState);
 }
+
+/// A fleet migration and a move never overlap on a tenant: a move is refused while a migration
+/// runs, and a migration leaves a tenant with a move under way alone (and says so).
+#[tokio::test]
+async fn moves_and_fleet_migrations_keep_apart() {
+    use tenancy_control::fleet::{FLEET_MIGRATION_LOCK, FleetEvent, MigrateOptions};
+    let fleet = Arc::new(two_servers(false));
+    let mut config = config_pg1_first(&fleet);
+    config.engine.template_version = Some(4);
+    let setup = Engine::start(config).await.unwrap();
+    let workers = setup.run_workers();
+    let moving = tenant_on_pg1(&setup, "8601").await;
+    let staying = tenant_on_pg1(&setup, "8602").await;
+    workers.shutdown().await;
+    open_pg2(&fleet).await;
+    // No workers from here: a move asked for stays queued.
+    let engine = engine(&fleet).await;
+    let request = MoveTenant {
+        server_id: Some("pg-2".parse().unwrap()),
+        mode: None,
+    };
+
+    let migration = engine
+        .try_lock(FLEET_MIGRATION_LOCK)
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = engine
+        .move_tenant(&moving.org_id, &request, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::MigrationRunning);
+    migration.release().await;
+
+    engine
+        .move_tenant(&moving.org_id, &request, &actor())
+        .await
+        .unwrap();
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let report = engine
+        .migrate_fleet(
+            &MigrateOptions::default(),
+            Arc::new(move |event| seen.lock().unwrap().push(event)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.moving, [moving.org_id.clone()]);
+    assert_eq!(report.migrated, 1);
+    assert!(
+        !report.success(),
+        "a tenant left alone is something to look at"
+    );
+    assert!(
+        events.lock().unwrap().iter().any(
+            |e| matches!(e, FleetEvent::TenantMoving { org_id, .. } if *org_id == moving.org_id)
+        )
+    );
+    let version = |t: &Tenant| {
+        lines(
+            fleet.cluster("pg-1"),
+            t.db_name.as_str(),
+            "SELECT max(version) FROM refinery_schema_history",
+        )
+    };
+    assert_eq!(version(&moving), ["4"], "left at its version");
+    assert_eq!(
+        version(&staying),
+        [tenancy_control::migrate::latest_template_version().to_string()]
+    );
+}

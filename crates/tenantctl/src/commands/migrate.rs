@@ -104,6 +104,10 @@ fn progress(bar: Option<&ProgressBar>, json: bool, event: &FleetEvent) {
                 bar.println(format!("template on {server_id} at version {version}"))
             }
             FleetEvent::Halted { reason } => bar.println(format!("halted: {reason}")),
+            FleetEvent::TenantMoving { org_id, .. } => {
+                bar.inc(1);
+                bar.println(format!("moving, left alone: {org_id}"));
+            }
         },
         None if json => {
             let line = serde_json::to_string(event).expect("serializable");
@@ -168,5 +172,8 @@ fn print_report(report: &FleetReport, json: bool) {
     println!("{}", table(header, [line]));
     for (org, error) in &report.failed {
         println!("failed {org}: {error}");
+    }
+    for org in &report.moving {
+        println!("left alone {org}: a move is under way; migrate again once it is done");
     }
 }
