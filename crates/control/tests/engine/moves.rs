@@ -637,7 +637,7 @@ async fn moves_and_fleet_migrations_keep_apart() {
         )
         .await
         .unwrap();
-    assert_eq!(report.moving, [moving.org_id.clone()]);
+    assert_eq!(report.moving, std::slice::from_ref(&moving.org_id));
     assert_eq!(report.migrated, 1);
     assert!(
         !report.success(),
