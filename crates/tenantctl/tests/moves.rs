@@ -184,7 +184,8 @@ async fn rebalance_evens_out_three_servers() {
     );
     assert!(
         out.status.success(),
-        "{}",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(

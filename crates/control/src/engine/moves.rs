@@ -56,14 +56,11 @@ impl Engine {
         }
         // A fleet migration changes schemas under way, which an online move's copy would miss;
         // it skips tenants with a move under way, and moves wait for it to end.
-        match self.try_lock(FLEET_MIGRATION_LOCK).await? {
-            Some(lock) => lock.release().await,
-            None => {
-                return Err(ControlError::conflict(
-                    ErrorCode::MigrationRunning,
-                    "a fleet migration is running: move once it has finished",
-                ));
-            }
+        if self.store().lock_held(FLEET_MIGRATION_LOCK).await? {
+            return Err(ControlError::conflict(
+                ErrorCode::MigrationRunning,
+                "a fleet migration is running: move once it has finished",
+            ));
         }
         let source = tenant.server_id.clone().ok_or_else(|| {
             ControlError::conflict(

@@ -113,6 +113,25 @@ impl Store {
         .await
     }
 
+    /// Whether someone holds the registry-wide lock `name` (asked without taking it, so that
+    /// any number of askers never get in each other's way or the holder's).
+    pub async fn lock_held(&self, name: &str) -> Result<bool, ControlError> {
+        self.run("lock_held", async {
+            Ok(sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks
+                                WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                                  AND database = (SELECT oid FROM pg_database
+                                                  WHERE datname = current_database())
+                                  AND ((classid::bigint << 32) | objid::bigint)
+                                      = hashtext($1)::bigint)",
+            )
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?)
+        })
+        .await
+    }
+
     /// Takes the registry-wide lock `name`, waiting for its holder (every replica and tool) to
     /// release it. Released when the guard is dropped, or when its holder dies.
     pub async fn lock(&self, name: &str) -> Result<RegistryLock, ControlError> {
