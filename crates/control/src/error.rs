@@ -131,6 +131,11 @@ impl ControlError {
         }
     }
 
+    /// A move that cannot run as asked (`move_unsupported`).
+    pub(crate) fn move_unsupported(detail: String) -> Self {
+        Self::conflict(ErrorCode::MoveUnsupported, detail)
+    }
+
     pub(crate) fn corrupt(e: impl std::fmt::Display) -> Self {
         ControlError::Corrupt(e.to_string())
     }

@@ -50,7 +50,7 @@ impl PgTools {
             .iter()
             .find(|d| d.join("pg_dump").is_file() && d.join("pg_restore").is_file())
             .ok_or_else(|| {
-                unsupported(format!(
+                ControlError::move_unsupported(format!(
                     "pg_dump and pg_restore were not found ({}); install the PostgreSQL client \
                      or set [moves] pg_bin_dir",
                     match dir {
@@ -64,10 +64,12 @@ impl PgTools {
             .arg("--version")
             .output()
             .await
-            .map_err(|e| unsupported(format!("cannot run {}: {e}", dump.display())))?;
+            .map_err(|e| {
+                ControlError::move_unsupported(format!("cannot run {}: {e}", dump.display()))
+            })?;
         let text = String::from_utf8_lossy(&output.stdout);
         let major = parse_major(&text).ok_or_else(|| {
-            unsupported(format!(
+            ControlError::move_unsupported(format!(
                 "cannot read {}'s version from {text:?}",
                 dump.display()
             ))
@@ -204,10 +206,6 @@ fn parse_major(version: &str) -> Option<u32> {
         .next()?
         .parse()
         .ok()
-}
-
-fn unsupported(detail: String) -> ControlError {
-    ControlError::conflict(tenancy_core::ErrorCode::MoveUnsupported, detail)
 }
 
 fn copy_error(detail: String) -> ControlError {

@@ -32,6 +32,26 @@ pub(crate) struct WorkerContext {
 }
 
 impl WorkerContext {
+    /// What the steps of `op` (claimed by `worker`) on `tenant` may use.
+    fn step_context<'a>(
+        &'a self,
+        op: &'a Operation,
+        worker: &'a str,
+        tenant: tenancy_core::Tenant,
+    ) -> StepContext<'a> {
+        StepContext {
+            store: &self.store,
+            admins: &self.admins,
+            config: &self.config,
+            keyring: &self.keyring,
+            activator: self.activator.as_deref(),
+            op,
+            worker,
+            tenant,
+            claimed_spare: None,
+        }
+    }
+
     /// The kinds this worker can run.
     fn kinds(&self) -> Vec<OperationKind> {
         OperationKind::ALL
@@ -137,17 +157,7 @@ async fn run_steps(
         .tenant(&op.org_id)
         .await?
         .ok_or_else(|| ControlError::TenantNotFound(op.org_id.clone()))?;
-    let mut step_cx = StepContext {
-        store: &cx.store,
-        admins: &cx.admins,
-        config: &cx.config,
-        keyring: &cx.keyring,
-        activator: cx.activator.as_deref(),
-        op,
-        worker,
-        tenant,
-        claimed_spare: None,
-    };
+    let mut step_cx = cx.step_context(op, worker, tenant);
     loop {
         if *step == Step::Done {
             return Ok(Progress::Finished);
@@ -251,18 +261,7 @@ async fn abandon(
     let Some(tenant) = cx.store.tenant(&op.org_id).await? else {
         return Ok(());
     };
-    let mut step_cx = StepContext {
-        store: &cx.store,
-        admins: &cx.admins,
-        config: &cx.config,
-        keyring: &cx.keyring,
-        activator: cx.activator.as_deref(),
-        op,
-        worker,
-        tenant,
-        claimed_spare: None,
-    };
-    operations::abandon(&mut step_cx, why).await
+    operations::abandon(&mut cx.step_context(op, worker, tenant), why).await
 }
 
 #[cfg(feature = "testing")]

@@ -80,15 +80,7 @@ impl Engine {
         };
         let mut target = match &request.server_id {
             Some(target) => target.clone(),
-            None => self.store().move_target(&tenant).await?.ok_or_else(|| {
-                ControlError::conflict(
-                    ErrorCode::InvalidTarget,
-                    format!(
-                        "no other active server in region {} has room for tenant {org_id}",
-                        tenant.region
-                    ),
-                )
-            })?,
+            None => self.store().move_target(&tenant).await?,
         };
         // A chosen target another request took room on meanwhile is chosen again (a few times).
         for _ in 0..5 {
@@ -152,10 +144,9 @@ impl Engine {
         .await?;
         Ok(match (requested, online) {
             (Some(MoveMode::Online), Err(why)) => {
-                return Err(ControlError::conflict(
-                    ErrorCode::MoveUnsupported,
-                    format!("an online move is not possible: {why}; ask for mode offline"),
-                ));
+                return Err(ControlError::move_unsupported(format!(
+                    "an online move is not possible: {why}; ask for mode offline"
+                )));
             }
             (Some(mode), _) => mode,
             (None, Ok(())) => MoveMode::Online,

@@ -51,7 +51,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             let (source, target) = admins(cx, m).await?;
             let possible = requirements(cx.config, &source, &target, db).await?;
             if online && let Err(why) = possible {
-                return Err(unsupported(format!(
+                return Err(ControlError::move_unsupported(format!(
                     "an online move is no longer possible: {why}"
                 )));
             }
@@ -293,7 +293,7 @@ pub(crate) async fn requirements(
     let tools = tools(config).await?;
     let (from, to) = tokio::try_join!(source.server_facts(), target.server_facts())?;
     if tools.major < from.major() {
-        return Err(unsupported(format!(
+        return Err(ControlError::move_unsupported(format!(
             "pg_dump {} cannot dump server {} (PostgreSQL {}); install a newer client or set \
              [moves] pg_bin_dir",
             tools.major,
@@ -302,7 +302,7 @@ pub(crate) async fn requirements(
         )));
     }
     if to.major() < from.major() {
-        return Err(unsupported(format!(
+        return Err(ControlError::move_unsupported(format!(
             "server {} runs PostgreSQL {}, older than server {}'s {}: a dump cannot be restored \
              into an older server",
             target.id(),
@@ -334,10 +334,6 @@ pub(crate) async fn requirements(
         )));
     }
     Ok(Ok(()))
-}
-
-fn unsupported(detail: String) -> ControlError {
-    ControlError::conflict(ErrorCode::MoveUnsupported, detail)
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
 impl Store {
     /// The server a move of `tenant` would go to when none is named: active, in its region,
     /// not its server, with room (counting moves already heading there), fewest tenants first.
-    pub async fn move_target(&self, tenant: &Tenant) -> Result<Option<ServerId>, ControlError> {
+    pub async fn move_target(&self, tenant: &Tenant) -> Result<ServerId, ControlError> {
         self.run("move_target", best_target(self.pool(), tenant))
             .await
     }
@@ -148,18 +148,9 @@ impl Store {
                 .bind(tenant.region.as_str())
                 .execute(&mut *tx)
                 .await?;
-                match best_target(&mut *tx, &tenant).await? {
-                    Some(best) if &best == new.target => {}
-                    Some(best) => return Ok(Requested::Elsewhere(best)),
-                    None => {
-                        return Err(ControlError::conflict(
-                            ErrorCode::InvalidTarget,
-                            format!(
-                                "no other active server in region {} has room for tenant {org_id}",
-                                tenant.region
-                            ),
-                        ));
-                    }
+                let best = best_target(&mut *tx, &tenant).await?;
+                if &best != new.target {
+                    return Ok(Requested::Elsewhere(best));
                 }
             }
             check_target(&mut tx, &tenant, new.target).await?;
@@ -480,41 +471,45 @@ pub enum Requested {
 async fn best_target(
     executor: impl sqlx::PgExecutor<'_>,
     tenant: &Tenant,
-) -> Result<Option<ServerId>, ControlError> {
-    let chosen: Option<String> = sqlx::query_scalar(
-        "SELECT s.id FROM database_servers s
-         LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenants t WHERE t.server_id = s.id) c ON true
-         LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenant_moves m
-                            JOIN operations o ON o.id = m.operation_id
-                            JOIN tenants t ON t.org_id = m.org_id
-                            WHERE m.target_server_id = s.id AND t.server_id <> s.id
-                              AND o.state IN ('queued', 'running')) incoming ON true
+) -> Result<ServerId, ControlError> {
+    let chosen: Option<String> = sqlx::query_scalar(sql(format!(
+        "SELECT s.id FROM database_servers s, LATERAL (SELECT {SERVER_LOAD} AS n) taken
          WHERE s.region = $1 AND s.state = 'active' AND s.id IS DISTINCT FROM $2
-           AND c.n + incoming.n < s.capacity
-         ORDER BY c.n + incoming.n, s.id LIMIT 1",
-    )
+           AND taken.n < s.capacity
+         ORDER BY taken.n, s.id LIMIT 1"
+    )))
     .bind(tenant.region.as_str())
     .bind(tenant.server_id.as_ref().map(|s| s.as_str()))
     .fetch_optional(executor)
     .await?;
-    chosen
-        .map(|id| id.parse().map_err(ControlError::corrupt))
-        .transpose()
+    match chosen {
+        Some(id) => id.parse().map_err(ControlError::corrupt),
+        None => Err(ControlError::conflict(
+            ErrorCode::InvalidTarget,
+            format!(
+                "no other active server in region {} has room for tenant {}",
+                tenant.region, tenant.org_id
+            ),
+        )),
+    }
 }
+
+/// The tenants on server `s`, plus the moves heading there that have not switched yet: what
+/// placement and capacity count for a move's target.
+const SERVER_LOAD: &str = "(SELECT count(*) FROM tenants t WHERE t.server_id = s.id)
+    + (SELECT count(*) FROM tenant_moves m
+       JOIN operations o ON o.id = m.operation_id
+       JOIN tenants t ON t.org_id = m.org_id
+       WHERE m.target_server_id = s.id AND t.server_id <> s.id
+         AND o.state IN ('queued', 'running'))";
 
 /// The move's target can take the tenant: active, in its region, not its server, and under
 /// capacity counting the moves already heading there (its row locked until the commit).
 async fn check_target(tx: &mut Tx, tenant: &Tenant, target: &ServerId) -> Result<(), ControlError> {
-    let row: Option<(String, String, i32, i64)> = sqlx::query_as(
-        "SELECT s.region, s.state, s.capacity,
-                (SELECT count(*) FROM tenants t WHERE t.server_id = s.id)
-                + (SELECT count(*) FROM tenant_moves m
-                   JOIN operations o ON o.id = m.operation_id
-                   JOIN tenants t ON t.org_id = m.org_id
-                   WHERE m.target_server_id = s.id AND t.server_id <> s.id
-                     AND o.state IN ('queued', 'running'))
-         FROM database_servers s WHERE s.id = $1 FOR UPDATE OF s",
-    )
+    let row: Option<(String, String, i32, i64)> = sqlx::query_as(sql(format!(
+        "SELECT s.region, s.state, s.capacity, {SERVER_LOAD}
+         FROM database_servers s WHERE s.id = $1 FOR UPDATE OF s"
+    )))
     .bind(target.as_str())
     .fetch_optional(&mut **tx)
     .await?;
