@@ -1,42 +1,12 @@
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tenancy_control::Repair;
 use tenancy_control::faults::Moment;
-use tenancy_control::{Engine, Repair};
 use tenancy_core::{OperationKind, OperationState, Step, TenantStatus};
 
 use crate::helpers::*;
 use tenancy_testkit::TestFleet;
 use tenancy_testkit::eventually;
-
-/// An engine whose single worker dies at `(kind, step, moment)`; the flag tells when it did.
-async fn doomed_engine(
-    fleet: &TestFleet,
-    kind: OperationKind,
-    step: Step,
-    moment: Moment,
-) -> (Engine, Arc<AtomicBool>) {
-    let crashed = Arc::new(AtomicBool::new(false));
-    let flag = crashed.clone();
-    let fault = move |k, s, m| {
-        let hit = k == kind && s == step && m == moment;
-        hit && !flag.swap(true, Ordering::SeqCst)
-    };
-    let mut config = config(fleet);
-    config.engine.workers = 1;
-    let engine = Engine::start_with_faults(config, Arc::new(fault))
-        .await
-        .unwrap();
-    (engine, crashed)
-}
-
-async fn wait_crash(crashed: &AtomicBool) {
-    eventually(Duration::from_secs(60), "the fault fires", || async {
-        crashed.load(Ordering::SeqCst).then_some(())
-    })
-    .await
-}
 
 #[tokio::test]
 async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_same_end() {
@@ -54,7 +24,8 @@ async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_sa
 
     for (i, (step, moment)) in points.into_iter().enumerate() {
         let org_id = format!("7{i:03}");
-        let (doomed, crashed) = doomed_engine(&fleet, OperationKind::Provision, step, moment).await;
+        let (doomed, crashed) =
+            doomed_engine(config(&fleet), OperationKind::Provision, step, moment).await;
         let doomed_workers = doomed.run_workers();
         doomed
             .onboard(request(&org_id, &format!("Crash {i}")), &actor())
@@ -126,7 +97,7 @@ async fn a_worker_dying_while_purging_is_resumed_and_leaves_nothing_behind() {
     workers.shutdown().await;
 
     let (doomed, crashed) = doomed_engine(
-        &fleet,
+        config(&fleet),
         OperationKind::Purge,
         Step::DropDatabase,
         Moment::After,
@@ -179,7 +150,7 @@ async fn shutdown_hands_unfinished_work_back_without_spending_an_attempt() {
 async fn a_cascade_cut_short_by_a_crash_converges_with_each_client_suspended_once() {
     let fleet = TestFleet::single().unwrap();
     let (doomed, crashed) = doomed_engine(
-        &fleet,
+        config(&fleet),
         OperationKind::Suspend,
         Step::CascadeClients,
         Moment::After,

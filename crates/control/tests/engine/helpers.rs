@@ -129,3 +129,33 @@ pub async fn connect_own(
 ) -> Result<PgConnection, sqlx::Error> {
     connect_as(engine, cluster, tenant, tenant.db_name.as_str()).await
 }
+
+/// An engine on `config` whose single worker dies at `(kind, step, moment)`, once; the flag
+/// tells when it did.
+pub async fn doomed_engine(
+    mut config: Config,
+    kind: tenancy_core::OperationKind,
+    step: tenancy_core::Step,
+    moment: tenancy_control::faults::Moment,
+) -> (Engine, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let crashed = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = crashed.clone();
+    let fault =
+        move |k, s, m| k == kind && s == step && m == moment && !flag.swap(true, Ordering::SeqCst);
+    config.engine.workers = 1;
+    let engine = Engine::start_with_faults(config, std::sync::Arc::new(fault))
+        .await
+        .unwrap();
+    (engine, crashed)
+}
+
+/// Waits until a [`doomed_engine`]'s fault fired.
+pub async fn wait_crash(crashed: &std::sync::atomic::AtomicBool) {
+    eventually(Duration::from_secs(60), "the fault fires", || async {
+        crashed
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(())
+    })
+    .await
+}

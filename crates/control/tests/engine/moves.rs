@@ -12,7 +12,7 @@ use tenancy_control::{Config, Engine};
 use tenancy_core::{
     ErrorCode, MoveMode, MoveTenant, OperationKind, OperationState, Step, Tenant, TenantMove,
 };
-use tenancy_testkit::{ClusterOptions, PgCluster, TestFleet, eventually};
+use tenancy_testkit::{ClusterOptions, PgCluster, TestFleet};
 use tokio::task::JoinHandle;
 
 use crate::helpers::*;
@@ -381,21 +381,6 @@ async fn an_offline_move_copies_everything_and_online_is_refused_without_logical
         .unwrap();
 }
 
-/// An engine whose single worker dies at `(move, step, moment)`.
-async fn doomed(config: Config, step: Step, moment: Moment) -> (Engine, Arc<AtomicBool>) {
-    let crashed = Arc::new(AtomicBool::new(false));
-    let flag = crashed.clone();
-    let fault = move |k, s, m| {
-        k == OperationKind::Move && s == step && m == moment && !flag.swap(true, Ordering::SeqCst)
-    };
-    let mut config = config;
-    config.engine.workers = 1;
-    let engine = Engine::start_with_faults(config, Arc::new(fault))
-        .await
-        .unwrap();
-    (engine, crashed)
-}
-
 #[tokio::test]
 async fn a_crash_at_any_move_step_resumes_to_one_writable_copy() {
     let fleet = Arc::new(two_servers(true));
@@ -424,7 +409,8 @@ async fn a_crash_at_any_move_step_resumes_to_one_writable_copy() {
     config.engine.workers = 1;
 
     for (step, tenant) in steps.iter().zip(&tenants) {
-        let (engine, crashed) = doomed(config.clone(), *step, Moment::After).await;
+        let (engine, crashed) =
+            doomed_engine(config.clone(), OperationKind::Move, *step, Moment::After).await;
         let workers = engine.run_workers();
         let request = MoveTenant {
             server_id: Some("pg-2".parse().unwrap()),
@@ -434,12 +420,7 @@ async fn a_crash_at_any_move_step_resumes_to_one_writable_copy() {
             .move_tenant(&tenant.org_id, &request, &actor())
             .await
             .unwrap();
-        eventually(
-            Duration::from_secs(60),
-            format!("crash after {step}"),
-            || async { crashed.load(Ordering::SeqCst).then_some(()) },
-        )
-        .await;
+        wait_crash(&crashed).await;
         workers.shutdown().await;
 
         let rescuer = Engine::start(config.clone()).await.unwrap();
@@ -486,7 +467,13 @@ async fn a_copy_that_does_not_verify_leaves_the_tenant_on_its_source() {
     open_pg2(&fleet).await;
 
     // The copy is damaged between the cutover and the verification.
-    let (engine, crashed) = doomed(config(&fleet), Step::Verify, Moment::Before).await;
+    let (engine, crashed) = doomed_engine(
+        config(&fleet),
+        OperationKind::Move,
+        Step::Verify,
+        Moment::Before,
+    )
+    .await;
     let workers = engine.run_workers();
     let request = MoveTenant {
         server_id: Some("pg-2".parse().unwrap()),
@@ -496,10 +483,7 @@ async fn a_copy_that_does_not_verify_leaves_the_tenant_on_its_source() {
         .move_tenant(&tenant.org_id, &request, &actor())
         .await
         .unwrap();
-    eventually(Duration::from_secs(60), "cutover done", || async {
-        crashed.load(Ordering::SeqCst).then_some(())
-    })
-    .await;
+    wait_crash(&crashed).await;
     workers.shutdown().await;
     fleet
         .cluster("pg-2")

@@ -191,8 +191,6 @@ async fn racing_engines_claim_each_spare_once() {
 /// but not recorded), and no claim is left behind.
 #[tokio::test]
 async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_leaked() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use tenancy_control::faults::Moment;
     use tenancy_core::{OperationKind, Step};
 
@@ -206,19 +204,8 @@ async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_
         (Step::Lockdown, Moment::After),
     ];
     for (i, (step, moment)) in points.into_iter().enumerate() {
-        let crashed = Arc::new(AtomicBool::new(false));
-        let flag = crashed.clone();
-        let fault = move |k, s, m| {
-            k == OperationKind::Provision
-                && s == step
-                && m == moment
-                && !flag.swap(true, Ordering::SeqCst)
-        };
-        let mut config = pooled(&fleet, 2);
-        config.engine.workers = 1;
-        let doomed = Engine::start_with_faults(config, Arc::new(fault))
-            .await
-            .unwrap();
+        let (doomed, crashed) =
+            doomed_engine(pooled(&fleet, 2), OperationKind::Provision, step, moment).await;
         doomed.refill_warm_pool().await.unwrap();
         let workers = doomed.run_workers();
         let org_id = format!("94{i:02}");
@@ -226,10 +213,7 @@ async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_
             .onboard(request(&org_id, &format!("Crash Claim {i}")), &actor())
             .await
             .unwrap();
-        eventually(Duration::from_secs(60), "the fault fires", || async {
-            crashed.load(Ordering::SeqCst).then_some(())
-        })
-        .await;
+        wait_crash(&crashed).await;
         workers.shutdown().await;
 
         let rescuer = Engine::start(pooled(&fleet, 2)).await.unwrap();
