@@ -172,9 +172,13 @@ pub struct RegistryLock {
 }
 
 impl RegistryLock {
-    /// Releases the lock now (dropping the guard releases it too, when the server sees the
-    /// connection close).
-    pub async fn release(self) {
+    /// Releases the lock now, so that whoever asks next (see [`Store::lock_held`]) finds it
+    /// free. Closing alone would not do: the server lets go of a closed session's locks a little
+    /// later. Dropping the guard releases the lock too, that little later.
+    pub async fn release(mut self) {
+        let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut self.connection)
+            .await;
         let _ = self.connection.close().await;
     }
 }

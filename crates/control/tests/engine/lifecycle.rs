@@ -287,7 +287,7 @@ async fn a_registry_lock_has_one_holder_until_released_or_its_holder_is_gone() {
         .try_lock("tenancy.test")
         .await
         .unwrap()
-        .expect("released");
+        .expect("free at once once released");
     // A holder that disappears without releasing (a process killed) frees the lock too.
     drop(again);
     eventually(Duration::from_secs(10), "the lock is freed", || async {
