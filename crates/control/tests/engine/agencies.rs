@@ -201,7 +201,16 @@ async fn an_agency_suspension_carries_to_its_clients_and_its_resumption_only_und
     )
     .await;
     assert_eq!(client.status_reason.as_deref(), Some("agency suspended"));
-    // Its role really is blocked.
+    // The status changes when the client's suspension is asked for (so routers refuse it at
+    // once); its role is blocked when that operation has run.
+    let client_suspension = engine
+        .tenant_operations(&carried.org_id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|op| op.kind == tenancy_core::OperationKind::Suspend)
+        .expect("the client's own suspension");
+    settled(&engine, client_suspension).await;
     assert!(
         connect_own(&engine, fleet.cluster("pg-1"), &carried)
             .await
