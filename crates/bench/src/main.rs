@@ -1,6 +1,8 @@
 //! `make bench`: every benchmark runs its plain baseline in the same run, on the same cluster,
 //! and prints the ratio.
 
+mod breakdown;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -11,6 +13,8 @@ use tenancy_control::{Actor, Config, Engine, Onboarded, QuotaLimit, ServerConfig
 use tenancy_core::{CreateTenant, OperationState, QuotaPeriod};
 use tenancy_e2e::in_process::{DEV_TOKEN, InProcessRegistry, dev_settings};
 use tenancy_testkit::{ClusterOptions, PgCluster};
+
+use crate::breakdown::Breakdown;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks of the control plane against their plain baselines")]
@@ -56,8 +60,9 @@ enum Which {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let breakdown = Breakdown::install()?;
     if matches!(args.only, Which::All | Which::Onboarding) {
-        onboarding(args.tenants).await?;
+        onboarding(args.tenants, &breakdown).await?;
     }
     if matches!(args.only, Which::All | Which::Router) {
         router(args.router_tenants).await?;
@@ -72,7 +77,7 @@ async fn main() -> Result<()> {
         sampler(args.sampler_tenants).await?;
     }
     if matches!(args.only, Which::All | Which::WarmPool) {
-        warm_pool(args.tenants).await?;
+        warm_pool(args.tenants, &breakdown).await?;
     }
     if matches!(args.only, Which::All | Which::Move) {
         move_tenant(args.move_mb).await?;
@@ -107,7 +112,7 @@ fn request(org_id: usize, name: &str) -> Result<CreateTenant> {
 
 /// Onboarding latency, request to connectable database, beside raw `CREATE DATABASE ... TEMPLATE`
 /// plus a connection, alternating one of each so both see the same cluster state.
-async fn onboarding(n: usize) -> Result<()> {
+async fn onboarding(n: usize, breakdown: &Breakdown) -> Result<()> {
     let cluster = PgCluster::start_with(ClusterOptions {
         durable: true,
         ..Default::default()
@@ -122,6 +127,9 @@ async fn onboarding(n: usize) -> Result<()> {
     let mut engine_times = Vec::with_capacity(n);
     for i in 0..n + 3 {
         let warmup = i < 3;
+        if i == 3 {
+            breakdown.reset();
+        }
         let started = Instant::now();
         let name = format!("raw_clone_{i}");
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
@@ -186,6 +194,7 @@ async fn onboarding(n: usize) -> Result<()> {
         eng50.as_secs_f64() / raw50.as_secs_f64(),
         eng99.as_secs_f64() / raw99.as_secs_f64()
     );
+    breakdown.print("provision", n);
     Ok(())
 }
 
@@ -224,7 +233,7 @@ async fn onboard_and_connect(
 
 /// Warm onboarding (a spare claimed) beside raw `CREATE DATABASE ... TEMPLATE` plus a
 /// connection, alternating; then a burst of 100 concurrent sign-ups over a pool of 20.
-async fn warm_pool(n: usize) -> Result<()> {
+async fn warm_pool(n: usize, breakdown: &Breakdown) -> Result<()> {
     let cluster = PgCluster::start_with(ClusterOptions {
         durable: true,
         ..Default::default()
@@ -241,6 +250,9 @@ async fn warm_pool(n: usize) -> Result<()> {
     let mut admin = PgConnection::connect(&cluster.url("postgres")).await?;
     let (mut raw, mut warm) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n + 3 {
+        if i == 3 {
+            breakdown.reset();
+        }
         let started = Instant::now();
         let name = format!("raw_warm_{i}");
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
@@ -282,6 +294,7 @@ async fn warm_pool(n: usize) -> Result<()> {
         warm50.as_secs_f64() / raw50.as_secs_f64(),
         warm99.as_secs_f64() / raw99.as_secs_f64()
     );
+    breakdown.print("provision", n);
     workers.shutdown().await;
 
     // The burst: 100 sign-ups at once, 20 spares.

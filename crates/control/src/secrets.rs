@@ -230,10 +230,55 @@ fn setting_aad(org_id: &OrgId, key: &str) -> Vec<u8> {
     [org_id.as_str().as_bytes(), b"/", key.as_bytes()].concat()
 }
 
-/// The SCRAM-SHA-256 verifier of a password, so that `CREATE ROLE` never carries the plain text
-/// (and it never shows in the server's logs or `pg_stat_statements`).
+/// PBKDF2 iterations of the SCRAM verifiers of tenant roles. Iterations slow down guessing a
+/// password from a stolen verifier; a tenant password is 256 random bits (see
+/// [`tenant_password`]), which no number of guesses reaches, so more iterations would only cost
+/// time: on every onboarding and, far more often, on every connection a router opens (the client
+/// repeats them to log in). PostgreSQL's own 4096 are meant for passwords people choose.
+pub const TENANT_SCRAM_ITERATIONS: u32 = 128;
+
+/// The SCRAM-SHA-256 verifier of a tenant password (a random salt, [`TENANT_SCRAM_ITERATIONS`]),
+/// so that `CREATE ROLE` never carries the plain text (and it never shows in the server's logs
+/// or `pg_stat_statements`).
 pub fn scram_verifier(password: &SecretString) -> String {
-    postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes())
+    use aes_gcm::aead::OsRng;
+    use aes_gcm::aead::rand_core::RngCore;
+    let mut salt = [0u8; 16];
+    OsRng.fill_bytes(&mut salt);
+    scram_verifier_with(password, &salt, TENANT_SCRAM_ITERATIONS)
+}
+
+/// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, as PostgreSQL keeps it (RFC 5802;
+/// a tenant password is ASCII, which SASLprep leaves as it is).
+fn scram_verifier_with(password: &SecretString, salt: &[u8], iterations: u32) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use sha2::Digest;
+    let salted = salted_password(password, salt, iterations);
+    let stored_key = Sha256::digest(hmac_bytes(&salted, b"Client Key"));
+    let server_key = hmac_bytes(&salted, b"Server Key");
+    format!(
+        "SCRAM-SHA-256${iterations}:{}${}:{}",
+        STANDARD.encode(salt),
+        STANDARD.encode(stored_key),
+        STANDARD.encode(server_key)
+    )
+}
+
+fn salted_password(password: &SecretString, salt: &[u8], iterations: u32) -> [u8; 32] {
+    let mut salted = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(
+        password.expose_secret().as_bytes(),
+        salt,
+        iterations,
+        &mut salted,
+    );
+    salted
+}
+
+fn hmac_bytes(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// Whether a SCRAM-SHA-256 verifier (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`,
@@ -259,17 +304,8 @@ pub fn scram_matches(password: &SecretString, verifier: &str) -> bool {
     let Some((iterations, salt, stored)) = parse() else {
         return false;
     };
-    let mut salted = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(
-        password.expose_secret().as_bytes(),
-        &salt,
-        iterations,
-        &mut salted,
-    );
-    let mut mac = Hmac::<Sha256>::new_from_slice(&salted).expect("HMAC takes keys of any length");
-    mac.update(b"Client Key");
-    let client_key = mac.finalize().into_bytes();
-    Sha256::digest(client_key).as_slice() == stored.as_slice()
+    let salted = salted_password(password, &salt, iterations);
+    Sha256::digest(hmac_bytes(&salted, b"Client Key")).as_slice() == stored.as_slice()
 }
 
 fn hmac(key: &SecretString, parts: &[&[u8]]) -> [u8; 32] {
@@ -356,8 +392,16 @@ mod tests {
         assert!(tenant_password(&keyring, &unknown).is_err());
         let p: SecretString = p.into();
         let verifier = scram_verifier(&p);
-        assert!(verifier.starts_with("SCRAM-SHA-256$4096:"));
+        assert!(verifier.starts_with("SCRAM-SHA-256$128:"));
         assert!(scram_matches(&p, &verifier));
+        assert_ne!(verifier, scram_verifier(&p), "a salt of its own each time");
+        // The same computation as PostgreSQL's client library, given its salt and iterations.
+        let theirs = postgres_protocol::password::scram_sha_256(p.expose_secret().as_bytes());
+        let salt = theirs.split(['$', ':']).nth(2).unwrap();
+        let salt = base64::engine::general_purpose::STANDARD
+            .decode(salt)
+            .unwrap();
+        assert_eq!(scram_verifier_with(&p, &salt, 4096), theirs);
         assert!(!scram_matches(&"another".into(), &verifier));
         assert!(!scram_matches(&p, "md5abc"));
     }

@@ -49,6 +49,9 @@ impl WorkerContext {
             worker,
             tenant,
             claimed_spare: None,
+            spare_adopted: false,
+            credentials: None,
+            lease_extended_at: None,
         }
     }
 
@@ -182,9 +185,11 @@ async fn run_steps(
             // The last step recorded the operation's end in its own transaction.
             return Ok(Progress::Finished);
         }
+        let advancing = Instant::now();
         cx.store
             .advance(op.id, worker, next, cx.config.engine.lease)
             .await?;
+        step_cx.lease_extended_at = Some(advancing);
         *step = next;
     }
 }

@@ -25,8 +25,8 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
     }
 }
 
-async fn converge(cx: &StepContext<'_>) -> Result<(), ControlError> {
-    let tenant = &cx.tenant;
+async fn converge(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
+    let tenant = &cx.tenant.clone();
     let blocked = match tenant.status {
         TenantStatus::Active => false,
         TenantStatus::Suspended | TenantStatus::Deleting | TenantStatus::Deleted => true,

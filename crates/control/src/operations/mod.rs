@@ -131,6 +131,14 @@ pub(crate) struct StepContext<'a> {
     /// The warm-pool spare this provisioning claimed, once read: only its own `claim_spare` and
     /// `lockdown` steps change the claim, so one read serves the steps of a run.
     pub claimed_spare: Option<Option<crate::store::Spare>>,
+    /// Whether this run's `role` step made the claimed spare the tenant's whole (see
+    /// `provision`), leaving nothing on the server to the steps after it.
+    pub spare_adopted: bool,
+    /// The tenant's credentials, once read: only a rotation's last step changes them.
+    pub credentials: Option<Credentials>,
+    /// When this worker last extended the operation's lease by advancing it (taken before the
+    /// advance was sent, so the lease runs at least `lease` from then).
+    pub lease_extended_at: Option<std::time::Instant>,
 }
 
 impl StepContext<'_> {
@@ -157,12 +165,19 @@ impl StepContext<'_> {
 
     /// The admin connections of `server` for a change there, fenced by the lease like
     /// [`Self::placed_admin`].
+    /// A lease extended within the last quarter of its length is renewed no sooner: it is this
+    /// worker's for three quarters more at least, and the renewal would be a registry write on the
+    /// way of every step.
     async fn admin_of(&self, server: &tenancy_core::ServerId) -> Result<ServerAdmin, ControlError> {
         let lease = self.config.engine.lease;
-        if !self
-            .store
-            .renew_lease(self.op.id, self.worker, lease)
-            .await?
+        let fresh = self
+            .lease_extended_at
+            .is_some_and(|at| at.elapsed() < lease / 4);
+        if !fresh
+            && !self
+                .store
+                .renew_lease(self.op.id, self.worker, lease)
+                .await?
         {
             return Err(ControlError::LeaseLost);
         }
@@ -170,16 +185,23 @@ impl StepContext<'_> {
     }
 
     /// What the tenant role's password derives from now.
-    async fn credentials(&self) -> Result<Credentials, ControlError> {
-        self.store
+    async fn credentials(&mut self) -> Result<Credentials, ControlError> {
+        if let Some(known) = &self.credentials {
+            return Ok(known.clone());
+        }
+        let read = self
+            .store
             .credentials(&self.tenant.org_id)
             .await?
-            .ok_or_else(|| ControlError::TenantNotFound(self.tenant.org_id.clone()))
+            .ok_or_else(|| ControlError::TenantNotFound(self.tenant.org_id.clone()))?;
+        self.credentials = Some(read.clone());
+        Ok(read)
     }
 
     /// The tenant role's password, derived from its master key.
-    async fn password(&self) -> Result<SecretString, ControlError> {
-        secrets::tenant_password(self.keyring, &self.credentials().await?)
+    async fn password(&mut self) -> Result<SecretString, ControlError> {
+        let credentials = self.credentials().await?;
+        secrets::tenant_password(self.keyring, &credentials)
     }
 
     fn limits(&self) -> Result<&TierLimits, ControlError> {

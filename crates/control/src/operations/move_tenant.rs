@@ -42,9 +42,9 @@ pub(super) const STEPS: &[Step] = &[
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     let m = &cx.store.move_record(cx.op.id).await?;
     let online = m.mode == MoveMode::Online;
-    let db = &cx.tenant.db_name;
+    let db = &cx.tenant.db_name.clone();
     let role = cx.tenant.role_name();
-    let org_id = &cx.tenant.org_id;
+    let org_id = &cx.tenant.org_id.clone();
     let name = replication_name(cx.op.id);
     match step {
         Step::CheckMove => {

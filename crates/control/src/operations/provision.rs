@@ -3,6 +3,11 @@
 //! from the spare (renamed) or else cloned from the template, locked down, verified by
 //! connecting as the tenant, then the tenant is active (and its first admin's activation
 //! queued, when it names one).
+//!
+//! A claimed spare is made the tenant's in one transaction on its server by the `role` step
+//! (role, database, lockdown at once: see `ServerAdmin::adopt_spare`); the `database` and
+//! `lockdown` steps of that run then only record it. After a crash they repeat their own parts,
+//! which find the work done.
 
 use tenancy_core::{ProvisionPath, Step};
 
@@ -21,7 +26,7 @@ pub(super) const STEPS: &[Step] = &[
 ];
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
-    let db = &cx.tenant.db_name;
+    let db = &cx.tenant.db_name.clone();
     let role = cx.tenant.role_name();
     match step {
         Step::Place => {
@@ -35,6 +40,16 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             if let Some(spare) = claimed(cx).await?
                 && spare.has_role
             {
+                let tenant = (db, &role);
+                let limits = cx.limits()?;
+                let org_id = &cx.tenant.org_id;
+                if admin
+                    .adopt_spare(&spare.db_name, tenant, &password, limits, org_id)
+                    .await?
+                {
+                    cx.spare_adopted = true;
+                    return Ok(());
+                }
                 admin
                     .adopt_spare_role(&spare.db_name, &role, &cx.tenant.org_id)
                     .await?;
@@ -96,12 +111,15 @@ async fn claimed(cx: &mut StepContext<'_>) -> Result<Option<Spare>, ControlError
 
 /// The tenant's database: the spare it claimed, renamed, else a clone of the template.
 async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
+    if cx.spare_adopted {
+        return Ok(());
+    }
     let admin = cx.admin().await?;
     let claimed = claimed(cx).await?;
     let org_id = &cx.tenant.org_id;
     let db = &cx.tenant.db_name;
     match claimed {
-        Some(spare) => admin.adopt_spare(&spare.db_name, db, org_id).await,
+        Some(spare) => admin.adopt_spare_database(&spare.db_name, db, org_id).await,
         None => {
             admin.create_database(db, org_id).await?;
             cx.store.set_cold_path(cx.op.id).await
@@ -114,8 +132,13 @@ async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
 /// the database is needed. Then the spare's record goes, and the operation records the warm
 /// path, in one transaction.
 async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
-    let admin = cx.admin().await?;
     let claimed = claimed(cx).await?;
+    if cx.spare_adopted
+        && let Some(spare) = claimed
+    {
+        return spare_taken(cx, &spare).await;
+    }
+    let admin = cx.admin().await?;
     let role_adopted = match &claimed {
         Some(spare) if spare.has_role => {
             let spare_role = spare
@@ -130,9 +153,15 @@ async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     admin
         .lockdown_with(&cx.tenant.db_name, &cx.tenant.role_name(), !role_adopted)
         .await?;
-    if let Some(spare) = claimed {
-        cx.store.spare_taken(&spare.db_name, cx.op.id).await?;
-        cx.claimed_spare = Some(None);
+    match claimed {
+        Some(spare) => spare_taken(cx, &spare).await,
+        None => Ok(()),
     }
+}
+
+/// The spare's record goes and the operation records the warm path, in one transaction.
+async fn spare_taken(cx: &mut StepContext<'_>, spare: &Spare) -> Result<(), ControlError> {
+    cx.store.spare_taken(&spare.db_name, cx.op.id).await?;
+    cx.claimed_spare = Some(None);
     Ok(())
 }

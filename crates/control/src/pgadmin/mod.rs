@@ -326,13 +326,7 @@ impl ServerAdmin {
         login: bool,
     ) -> Result<(), ControlError> {
         let r = ident(role.as_str());
-        let attributes = format!(
-            "{} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT \
-             CONNECTION LIMIT {} PASSWORD {}",
-            if login { "LOGIN" } else { "NOLOGIN" },
-            limits.connection_limit,
-            literal(&scram_verifier(password)),
-        );
+        let attributes = role_attributes(login, limits, password);
         let create = match self.role_tag(role).await? {
             None => format!(
                 "CREATE ROLE {r} WITH {attributes};
@@ -538,6 +532,73 @@ impl ServerAdmin {
             .await
     }
 
+    /// Makes a claimed spare the tenant's, in one transaction: its role tagged for the tenant,
+    /// renamed to the tenant's and given the tenant's login, password and limits; its database
+    /// tagged, renamed to the tenant's, closed to PUBLIC and opened to the role (who has the
+    /// template's privileges inside since the spare was made). A spare never had a session to
+    /// end: it never allowed connections. Returns `false`, changing nothing, unless the spare's
+    /// database and role are there, tagged as a spare, and nothing of the tenant's is: a claim
+    /// half done by a step of an older version (or a spare without a role) goes step by step.
+    #[instrument(skip(self, password, limits), fields(server_id = %self.id))]
+    pub async fn adopt_spare(
+        &self,
+        spare: &DbName,
+        tenant: (&DbName, &RoleName),
+        password: &SecretString,
+        limits: &TierLimits,
+        org_id: &OrgId,
+    ) -> Result<bool, ControlError> {
+        let (db, role) = tenant;
+        let spare_role: RoleName = spare.as_str().parse().map_err(ControlError::corrupt)?;
+        let found: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT 'database', datname::text, shobj_description(oid, 'pg_database')
+             FROM pg_database WHERE datname IN ($1, $2)
+             UNION ALL
+             SELECT 'role', rolname::text, shobj_description(oid, 'pg_authid')
+             FROM pg_roles WHERE rolname IN ($3, $4)",
+        )
+        .bind(spare.as_str())
+        .bind(db.as_str())
+        .bind(spare_role.as_str())
+        .bind(role.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err())?;
+        let spare_only = |kind: &str, name: &str| {
+            found.iter().filter(|(k, ..)| k == kind).count() == 1
+                && found
+                    .iter()
+                    .any(|(k, n, tag)| k == kind && n == name && tag.as_deref() == Some(SPARE_TAG))
+        };
+        if !(spare_only("database", spare.as_str()) && spare_only("role", spare_role.as_str())) {
+            return Ok(false);
+        }
+        let (sd, sr, d, r) = (
+            ident(spare.as_str()),
+            ident(spare_role.as_str()),
+            ident(db.as_str()),
+            ident(role.as_str()),
+        );
+        self.execute(format!(
+            "COMMENT ON ROLE {sr} IS {tag};
+             ALTER ROLE {sr} RENAME TO {r};
+             ALTER ROLE {r} WITH {attributes};
+             {revokes}
+             {settings}
+             COMMENT ON DATABASE {sd} IS {tag};
+             ALTER DATABASE {sd} RENAME TO {d};
+             REVOKE ALL ON DATABASE {d} FROM PUBLIC;
+             GRANT CONNECT, TEMPORARY ON DATABASE {d} TO {r};
+             ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
+            tag = literal(&tag(org_id)),
+            attributes = role_attributes(true, limits, password),
+            revokes = revoke_memberships(role),
+            settings = role_settings(&r, limits),
+        ))
+        .await?;
+        Ok(true)
+    }
+
     /// Makes the claimed spare's role the tenant's role: tagged for the tenant, then renamed,
     /// in one transaction. Nothing to do when the tenant's role exists (a repeated step) or the
     /// spare's role is gone.
@@ -564,7 +625,7 @@ impl ServerAdmin {
     /// Makes the claimed spare the tenant's database: tagged for the tenant, then renamed. Safe
     /// to repeat: a spare already renamed is the tenant's database, tagged for it.
     #[instrument(skip(self), fields(server_id = %self.id))]
-    pub async fn adopt_spare(
+    pub async fn adopt_spare_database(
         &self,
         spare: &DbName,
         db: &DbName,
@@ -924,6 +985,18 @@ fn with_tls(options: PgConnectOptions, config: &ServerConfig) -> PgConnectOption
 /// The tier's session settings on a tenant role (`r` already quoted); a limit the tier leaves
 /// unset is reset to the server's default. `temp_file_limit` is a superuser setting: the admin
 /// must be a superuser, or have been granted `SET ON PARAMETER temp_file_limit`.
+/// What `CREATE ROLE` or `ALTER ROLE` gives a tenant role: login or not, no privilege beyond
+/// its own database, the tier's connection limit, the password as a SCRAM verifier.
+fn role_attributes(login: bool, limits: &TierLimits, password: &SecretString) -> String {
+    format!(
+        "{} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT \
+         CONNECTION LIMIT {} PASSWORD {}",
+        if login { "LOGIN" } else { "NOLOGIN" },
+        limits.connection_limit,
+        literal(&scram_verifier(password)),
+    )
+}
+
 fn role_settings(r: &str, limits: &TierLimits) -> String {
     let set_or_reset = |name: &str, value: Option<u128>| match value {
         Some(value) => format!("ALTER ROLE {r} SET {name} = {value};"),

@@ -7,6 +7,22 @@
 //! and times it (`tenancy_store_seconds{op}`, `tenancy_store_errors_total{op}`). Anything that
 //! changes a tenant writes its audit event in the same transaction.
 
+/// A single-statement write (its text, a literal ending in its `WHERE` condition) whose commit
+/// does not wait for its WAL to reach disk: for bookkeeping an operation can lose in a crash of
+/// the registry database and redo, since every step is idempotent (a step advance, a lease
+/// renewal). `set_config(.., true)` holds until the statement's own transaction ends, commit
+/// included, and nothing after it; the uncorrelated subquery runs once, before any row is
+/// written. One round trip, where `BEGIN; SET LOCAL ...; UPDATE; COMMIT` takes four. Visibility
+/// and row locks, and so the lease fencing, are as in any write; only durability is relaxed.
+macro_rules! relaxed_commit {
+    ($write:literal) => {
+        concat!(
+            $write,
+            " AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"
+        )
+    };
+}
+
 mod audit;
 mod feed;
 mod moves;
@@ -84,18 +100,6 @@ impl Store {
 
     async fn begin(&self) -> Result<Tx, ControlError> {
         Ok(self.pool.begin().await?)
-    }
-
-    /// A transaction whose commit does not wait for its WAL to reach disk: for bookkeeping an
-    /// operation can lose in a crash of the registry database and redo, since every step is
-    /// idempotent (a step advance, a lease renewal). Visibility and row locks, and so the lease
-    /// fencing, are as in any transaction; only durability is relaxed.
-    async fn begin_relaxed(&self) -> Result<Tx, ControlError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
     }
 
     /// Takes the registry-wide lock `name` if no one holds it (a session advisory lock on a

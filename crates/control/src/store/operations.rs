@@ -431,17 +431,15 @@ impl Store {
         lease: Duration,
     ) -> Result<bool, ControlError> {
         self.run("renew_lease", async {
-            let mut tx = self.begin_relaxed().await?;
-            let done = sqlx::query(
+            let done = sqlx::query(relaxed_commit!(
                 "UPDATE operations SET lease_expires_at = now() + make_interval(secs => $3)
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
-            )
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'"
+            ))
             .bind(id)
             .bind(worker)
             .bind(lease.as_secs_f64())
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-            tx.commit().await?;
             Ok(done.rows_affected() == 1)
         })
         .await
@@ -456,19 +454,17 @@ impl Store {
         lease: Duration,
     ) -> Result<(), ControlError> {
         self.run("advance", async {
-            let mut tx = self.begin_relaxed().await?;
-            let done = sqlx::query(
+            let done = sqlx::query(relaxed_commit!(
                 "UPDATE operations SET step = $3, updated_at = now(),
                         lease_expires_at = now() + make_interval(secs => $4)
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
-            )
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'"
+            ))
             .bind(id)
             .bind(worker)
             .bind(step.as_str())
             .bind(lease.as_secs_f64())
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-            tx.commit().await?;
             if done.rows_affected() == 1 {
                 Ok(())
             } else {

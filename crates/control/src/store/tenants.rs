@@ -444,15 +444,18 @@ impl Store {
         .await
     }
 
+    /// Records the schema version provisioning verified. Its commit need not wait for the disk:
+    /// lost in a crash, the step that follows (and its advance, written after it) is lost too,
+    /// and the verification runs again.
     pub async fn set_schema_version(
         &self,
         org_id: &OrgId,
         version: Option<i32>,
     ) -> Result<(), ControlError> {
         self.run("set_schema_version", async {
-            sqlx::query(
-                "UPDATE tenants SET schema_version = $2, updated_at = now() WHERE org_id = $1",
-            )
+            sqlx::query(relaxed_commit!(
+                "UPDATE tenants SET schema_version = $2, updated_at = now() WHERE org_id = $1"
+            ))
             .bind(org_id.as_str())
             .bind(version)
             .execute(self.pool())
