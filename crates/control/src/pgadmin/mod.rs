@@ -742,8 +742,9 @@ impl ServerAdmin {
         Ok(())
     }
 
-    /// Refuses new connections of the tenant role and ends its open sessions. Missing role or
-    /// database (a tenant that never finished provisioning) is not an error.
+    /// Refuses new connections of the tenant role and ends its open sessions, returning once none
+    /// is left (see [`Self::end_sessions`]). Missing role or database (a tenant that never
+    /// finished provisioning) is not an error.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn block(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
         if self.role_tag(role).await?.is_some() {
@@ -758,7 +759,37 @@ impl ServerAdmin {
                 .await?;
             }
         }
-        self.terminate_sessions(db, role).await
+        self.end_sessions(db, role).await
+    }
+
+    /// Ends the role's sessions in the database and waits until none is left, for a role that
+    /// may no longer connect. Signalling a session does not end it at once: it may still finish
+    /// a commit, and one that logged in just before the refusal shows a moment later. A move's
+    /// cutover reads the source's WAL position next and must see neither. Done when two rounds
+    /// in a row, 10 ms apart, find no session.
+    async fn end_sessions(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
+        const WAIT: Duration = Duration::from_secs(10);
+        let started = std::time::Instant::now();
+        let mut quiet_rounds = 0;
+        loop {
+            let signalled: i64 = sqlx::query_scalar(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = $1 AND usename = $2 AND pid <> pg_backend_pid()",
+            )
+            .bind(db.as_str())
+            .bind(role.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err())?;
+            quiet_rounds = if signalled == 0 { quiet_rounds + 1 } else { 0 };
+            if quiet_rounds == 2 {
+                return Ok(());
+            }
+            if started.elapsed() > WAIT {
+                return Err(ControlError::Timeout(WAIT));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Ends the role's sessions in the database.
