@@ -178,11 +178,18 @@ async fn cutover(cx: &StepContext<'_>, m: &TenantMove, name: &str) -> Result<(),
             let mut lag = None;
             // Gone only if an earlier run got past the wait (replication ends last).
             if target.subscription_state(db, name).await?.is_some() {
-                let (lsn, behind) = source.replication_lag(name).await?;
-                lag = behind;
-                source
-                    .wait_applied(name, &lsn, cx.config.moves.cutover_timeout)
-                    .await?;
+                // Once more if a session shows up after the wait (one that logged in just
+                // before the block can): it may have written after the position waited for.
+                loop {
+                    let (lsn, behind) = source.replication_lag(name).await?;
+                    lag = lag.or(behind);
+                    source
+                        .wait_applied(name, &lsn, cx.config.moves.cutover_timeout)
+                        .await?;
+                    if source.end_sessions(db, &cx.tenant.role_name()).await? == 0 {
+                        break;
+                    }
+                }
             }
             target
                 .set_sequences(db, &source.sequences(db).await?)

@@ -759,18 +759,18 @@ impl ServerAdmin {
                 .await?;
             }
         }
-        self.end_sessions(db, role).await
+        self.end_sessions(db, role).await.map(drop)
     }
 
     /// Ends the role's sessions in the database and waits until none is left, for a role that
     /// may no longer connect. Signalling a session does not end it at once: it may still finish
     /// a commit, and one that logged in just before the refusal shows a moment later. A move's
     /// cutover reads the source's WAL position next and must see neither. Done when two rounds
-    /// in a row, 10 ms apart, find no session.
-    async fn end_sessions(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
+    /// in a row, 10 ms apart, find no session; returns how many sessions it signalled.
+    pub async fn end_sessions(&self, db: &DbName, role: &RoleName) -> Result<i64, ControlError> {
         const WAIT: Duration = Duration::from_secs(10);
         let started = std::time::Instant::now();
-        let mut quiet_rounds = 0;
+        let (mut quiet_rounds, mut ended) = (0, 0);
         loop {
             let signalled: i64 = sqlx::query_scalar(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
@@ -781,9 +781,10 @@ impl ServerAdmin {
             .fetch_one(&self.pool)
             .await
             .map_err(self.err())?;
+            ended += signalled;
             quiet_rounds = if signalled == 0 { quiet_rounds + 1 } else { 0 };
             if quiet_rounds == 2 {
-                return Ok(());
+                return Ok(ended);
             }
             if started.elapsed() > WAIT {
                 return Err(ControlError::Timeout(WAIT));
