@@ -602,9 +602,12 @@ async fn router(tenants: usize) -> Result<()> {
         max_connections: 200,
         ..ClusterOptions::default()
     })?;
+    // The verifier a tenant role gets from the engine (fewer PBKDF2 iterations than
+    // PostgreSQL's own), so that opening a connection costs what it costs a real router.
+    let verifier = tenancy_control::secrets::scram_verifier(&"app-password".into());
     cluster.psql(
         "postgres",
-        "CREATE ROLE app_user LOGIN PASSWORD 'app-password'",
+        &format!("CREATE ROLE app_user LOGIN PASSWORD '{verifier}'"),
     )?;
     let mut admin = PgConnection::connect(&cluster.url("postgres")).await?;
     let resolver = Arc::new(StaticResolver::new());
