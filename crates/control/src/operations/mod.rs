@@ -165,6 +165,7 @@ impl StepContext<'_> {
 
     /// The admin connections of `server` for a change there, fenced by the lease like
     /// [`Self::placed_admin`].
+    ///
     /// A lease extended within the last quarter of its length is renewed no sooner: it is this
     /// worker's for three quarters more at least, and the renewal would be a registry write on the
     /// way of every step.

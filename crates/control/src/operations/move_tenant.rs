@@ -66,18 +66,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         }
         Step::TargetDatabase if online => {
             let (source, target) = admins(cx, m).await?;
-            target.create_move_target(db, org_id, &source).await?;
-            tools(cx.config)
-                .await?
-                .copy(
-                    source.config(),
-                    db.as_str(),
-                    target.config(),
-                    db.as_str(),
-                    true,
-                )
-                .await
-                .map(drop)
+            copy_to_target(cx, &source, &target, true).await.map(drop)
         }
         Step::Subscribe if online => {
             let (source, target) = admins(cx, m).await?;
@@ -204,19 +193,7 @@ async fn cutover(cx: &StepContext<'_>, m: &TenantMove, name: &str) -> Result<(),
             cx.store.move_copied(cx.op.id, size, lag).await
         }
         MoveMode::Offline => {
-            target
-                .create_move_target(db, &cx.tenant.org_id, &source)
-                .await?;
-            let bytes = tools(cx.config)
-                .await?
-                .copy(
-                    source.config(),
-                    db.as_str(),
-                    target.config(),
-                    db.as_str(),
-                    false,
-                )
-                .await?;
+            let bytes = copy_to_target(cx, &source, &target, false).await?;
             metrics::counter!("tenancy_move_bytes_total", "mode" => "offline").increment(bytes);
             cx.store
                 .move_copied(cx.op.id, i64::try_from(bytes).unwrap_or(i64::MAX), None)
@@ -285,6 +262,31 @@ pub(super) async fn abandon(
 }
 
 /// The client tools, as configured.
+/// The tenant's database made afresh on the target and filled from the source's by
+/// `pg_dump | pg_restore`: its schema alone (online: replication brings the rows) or all of it
+/// (offline). Returns the bytes streamed.
+async fn copy_to_target(
+    cx: &StepContext<'_>,
+    source: &ServerAdmin,
+    target: &ServerAdmin,
+    schema_only: bool,
+) -> Result<u64, ControlError> {
+    let db = &cx.tenant.db_name;
+    target
+        .create_move_target(db, &cx.tenant.org_id, source)
+        .await?;
+    tools(cx.config)
+        .await?
+        .copy(
+            source.config(),
+            db.as_str(),
+            target.config(),
+            db.as_str(),
+            schema_only,
+        )
+        .await
+}
+
 async fn tools(config: &Config) -> Result<PgTools, ControlError> {
     PgTools::find(config.moves.pg_bin_dir.as_deref()).await
 }

@@ -772,15 +772,7 @@ impl ServerAdmin {
         let started = std::time::Instant::now();
         let (mut quiet_rounds, mut ended) = (0, 0);
         loop {
-            let signalled: i64 = sqlx::query_scalar(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                 WHERE datname = $1 AND usename = $2 AND pid <> pg_backend_pid()",
-            )
-            .bind(db.as_str())
-            .bind(role.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(self.err())?;
+            let signalled = self.terminate_sessions(db, role).await?;
             ended += signalled;
             quiet_rounds = if signalled == 0 { quiet_rounds + 1 } else { 0 };
             if quiet_rounds == 2 {
@@ -793,18 +785,17 @@ impl ServerAdmin {
         }
     }
 
-    /// Ends the role's sessions in the database.
-    async fn terminate_sessions(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    /// Signals the end to the role's sessions in the database; returns how many it signalled.
+    async fn terminate_sessions(&self, db: &DbName, role: &RoleName) -> Result<i64, ControlError> {
+        sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
              WHERE datname = $1 AND usename = $2 AND pid <> pg_backend_pid()",
         )
         .bind(db.as_str())
         .bind(role.as_str())
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
-        .map_err(self.err())?;
-        Ok(())
+        .map_err(self.err())
     }
 
     /// Undoes [`Self::block`].
