@@ -176,6 +176,22 @@ fn no_replication_left(fleet: &TestFleet, tenant: &Tenant) {
 }
 
 /// The tenant's data on `cluster`: rows per table, and a checksum of the settings' values.
+/// Two servers (the source with logical WAL or not) and an engine running workers; a tenant on
+/// pg-1, seeded, with its fingerprint; then pg-2 opened to it.
+async fn seeded_on_pg1(
+    logical: bool,
+    org_id: &str,
+) -> (Arc<TestFleet>, Engine, Tenant, Vec<String>) {
+    let fleet = Arc::new(two_servers(logical));
+    let engine = Engine::start(config_pg1_first(&fleet)).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let tenant = tenant_on_pg1(&engine, org_id).await;
+    seed(&engine, fleet.cluster("pg-1"), &tenant).await;
+    let before = fingerprint(fleet.cluster("pg-1"), tenant.db_name.as_str());
+    open_pg2(&fleet).await;
+    (fleet, engine, tenant, before)
+}
+
 fn fingerprint(cluster: &PgCluster, db: &str) -> Vec<String> {
     lines(
         cluster,
@@ -223,13 +239,7 @@ fn source_retired(cluster: &PgCluster, tenant: &Tenant, m: &TenantMove) {
 
 #[tokio::test]
 async fn an_online_move_under_writes_keeps_every_acknowledged_write() {
-    let fleet = Arc::new(two_servers(true));
-    let engine = Engine::start(config_pg1_first(&fleet)).await.unwrap();
-    std::mem::forget(engine.run_workers());
-    let tenant = tenant_on_pg1(&engine, "8101").await;
-    seed(&engine, fleet.cluster("pg-1"), &tenant).await;
-    let before = fingerprint(fleet.cluster("pg-1"), tenant.db_name.as_str());
-    open_pg2(&fleet).await;
+    let (fleet, engine, tenant, before) = seeded_on_pg1(true, "8101").await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let writes = writer(engine.clone(), fleet.clone(), tenant.clone(), stop.clone());
@@ -304,13 +314,7 @@ async fn an_online_move_under_writes_keeps_every_acknowledged_write() {
 
 #[tokio::test]
 async fn an_offline_move_copies_everything_and_online_is_refused_without_logical_wal() {
-    let fleet = Arc::new(two_servers(false));
-    let engine = Engine::start(config_pg1_first(&fleet)).await.unwrap();
-    std::mem::forget(engine.run_workers());
-    let tenant = tenant_on_pg1(&engine, "8201").await;
-    seed(&engine, fleet.cluster("pg-1"), &tenant).await;
-    let before = fingerprint(fleet.cluster("pg-1"), tenant.db_name.as_str());
-    open_pg2(&fleet).await;
+    let (fleet, engine, tenant, before) = seeded_on_pg1(false, "8201").await;
 
     let online = MoveTenant {
         server_id: Some("pg-2".parse().unwrap()),
