@@ -27,6 +27,11 @@ impl Breakdown {
     /// Prints, for the operations of `kind` since the last reset, the median of each step, and
     /// each registry query's median and count per operation; then forgets them.
     pub fn print(&self, kind: &str, operations: usize) {
+        self.take(kind, operations).print();
+    }
+
+    /// What [`Self::print`] prints, taken now (and forgotten), to print later.
+    pub fn take(&self, kind: &str, operations: usize) -> Report {
         let mut steps = Vec::new();
         let mut store = Vec::new();
         for (key, _, _, value) in self.0.snapshot().into_vec() {
@@ -51,15 +56,40 @@ impl Breakdown {
         };
         steps.sort_by(by_cost);
         store.sort_by(by_cost);
+        Report {
+            kind: kind.to_owned(),
+            operations,
+            steps,
+            store,
+        }
+    }
+}
+
+/// Medians of steps and registry queries (name, median in seconds, how many).
+pub struct Report {
+    kind: String,
+    operations: usize,
+    steps: Vec<(String, f64, usize)>,
+    store: Vec<(String, f64, usize)>,
+}
+
+impl Report {
+    pub fn print(&self) {
+        let Self {
+            kind,
+            operations,
+            steps,
+            store,
+        } = self;
         println!("  where the time goes (p50 per {kind} step):");
         let mut total = 0.0;
-        for (step, p50, _) in &steps {
+        for (step, p50, _) in steps {
             total += p50;
             println!("    {step:<24} {:>8.2} ms", p50 * 1000.0);
         }
         println!("    {:<24} {:>8.2} ms", "sum of steps", total * 1000.0);
         println!("  registry queries (p50, and how many per operation):");
-        let per_op = operations.max(1) as f64;
+        let per_op = (*operations).max(1) as f64;
         for (op, p50, count) in store.iter().take(8) {
             println!(
                 "    {op:<24} {:>8.2} ms x {:.1}",

@@ -120,7 +120,6 @@ async fn onboarding(n: usize, breakdown: &Breakdown) -> Result<()> {
     cluster.create_database("tenancy_registry")?;
     let engine = Engine::start(bench_config(&cluster)?).await?;
     let workers = engine.run_workers();
-    let actor = Actor::named("bench");
 
     let mut admin = PgConnection::connect(&cluster.url("postgres")).await?;
     let mut raw = Vec::with_capacity(n);
@@ -130,42 +129,10 @@ async fn onboarding(n: usize, breakdown: &Breakdown) -> Result<()> {
         if i == 3 {
             breakdown.reset();
         }
-        let started = Instant::now();
-        let name = format!("raw_clone_{i}");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE {name} TEMPLATE tenant_template"
-        )))
-        .execute(&mut admin)
-        .await?;
-        let mut conn = PgConnection::connect(&cluster.url(&name)).await?;
-        sqlx::query("SELECT 1").execute(&mut conn).await?;
-        let raw_time = started.elapsed();
-        conn.close().await?;
+        let raw_time = raw_clone(&mut admin, &cluster, &format!("raw_clone_{i}")).await?;
 
-        let request = request(100_000 + i, &format!("Bench Org {i}"))?;
-        let started = Instant::now();
-        let Onboarded::Created { tenant, operation } = engine.onboard(request, &actor).await?
-        else {
-            bail!("tenant {i} already existed");
-        };
-        let op = engine
-            .wait_operation(operation.id, Duration::from_secs(60))
-            .await?;
-        if op.state != OperationState::Succeeded {
-            bail!("onboarding {i} did not succeed: {op:?}");
-        }
-        let role = tenant.slug.role_name();
-        let password = engine.tenant_password(&tenant.org_id).await?;
-        let mut conn = PgConnection::connect(&cluster.url_as(
-            role.as_str(),
-            password.expose_secret(),
-            tenant.db_name.as_str(),
-        ))
-        .await
-        .context("connecting as the tenant")?;
-        sqlx::query("SELECT 1").execute(&mut conn).await?;
-        let engine_time = started.elapsed();
-        conn.close().await?;
+        let signup = onboard_and_connect(&engine, &cluster, 100_000 + i).await?;
+        let engine_time = signup.total;
         if !warmup {
             raw.push(raw_time);
             engine_times.push(engine_time);
@@ -198,25 +165,33 @@ async fn onboarding(n: usize, breakdown: &Breakdown) -> Result<()> {
     Ok(())
 }
 
+/// One onboarding, request to a connectable database, and its phases.
+struct Signup {
+    path: Option<tenancy_core::ProvisionPath>,
+    total: Duration,
+    /// The request (`onboard_and_wait`, as `POST /v1/tenants?wait=` calls it) until it answers.
+    answered: Duration,
+    /// The client's part: the tenant's password looked up, a first connection, `SELECT 1`.
+    connected: Duration,
+}
+
 /// Onboards one tenant and connects as it: the time from request to a connectable database.
-async fn onboard_and_connect(
-    engine: &Engine,
-    cluster: &PgCluster,
-    org: usize,
-) -> Result<(Duration, Option<tenancy_core::ProvisionPath>)> {
+async fn onboard_and_connect(engine: &Engine, cluster: &PgCluster, org: usize) -> Result<Signup> {
     let request = request(org, &format!("Warm Org {org}"))?;
     let started = Instant::now();
-    let Onboarded::Created { tenant, operation } =
-        engine.onboard(request, &Actor::named("bench")).await?
+    let Onboarded::Created {
+        tenant,
+        operation: op,
+    } = engine
+        .onboard_and_wait(request, &Actor::named("bench"), Duration::from_secs(120))
+        .await?
     else {
         bail!("tenant {org} already existed");
     };
-    let op = engine
-        .wait_operation(operation.id, Duration::from_secs(120))
-        .await?;
     if op.state != OperationState::Succeeded {
         bail!("onboarding {org} did not succeed: {op:?}");
     }
+    let answered = started.elapsed();
     let password = engine.tenant_password(&tenant.org_id).await?;
     let mut conn = PgConnection::connect(&cluster.url_as(
         tenant.slug.role_name().as_str(),
@@ -226,13 +201,20 @@ async fn onboard_and_connect(
     .await
     .context("connecting as the tenant")?;
     sqlx::query("SELECT 1").execute(&mut conn).await?;
-    let elapsed = started.elapsed();
+    let total = started.elapsed();
     conn.close().await?;
-    Ok((elapsed, op.provision_path))
+    Ok(Signup {
+        path: op.provision_path,
+        total,
+        answered,
+        connected: total - answered,
+    })
 }
 
 /// Warm onboarding (a spare claimed) beside raw `CREATE DATABASE ... TEMPLATE` plus a
-/// connection, alternating; then a burst of 100 concurrent sign-ups over a pool of 20.
+/// connection: the raw clones first, then the onboardings on a quiet server (a checkpoint
+/// between), then onboardings each right after a raw clone (the clone's writes still landing);
+/// then a burst of 100 concurrent sign-ups over a pool of 20.
 async fn warm_pool(n: usize, breakdown: &Breakdown) -> Result<()> {
     let cluster = PgCluster::start_with(ClusterOptions {
         durable: true,
@@ -240,61 +222,78 @@ async fn warm_pool(n: usize, breakdown: &Breakdown) -> Result<()> {
     })?;
     cluster.create_database("tenancy_registry")?;
     let mut config = bench_config(&cluster)?;
-    config.warm_pool.size = u32::try_from(n + 3)?;
+    config.warm_pool.size = u32::try_from(2 * (n + 3))?;
     // Filled before each part; no refill competes with the measurements.
     config.warm_pool.refill_interval = Duration::from_secs(3600);
     let engine = Engine::start(config.clone()).await?;
-    let workers = engine.run_workers();
     engine.refill_warm_pool().await?;
+    let workers = engine.run_workers();
 
     let mut admin = PgConnection::connect(&cluster.url("postgres")).await?;
-    let (mut raw, mut warm) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut raw = Vec::with_capacity(n);
+    for i in 0..n + 3 {
+        let took = raw_clone(&mut admin, &cluster, &format!("raw_warm_{i}")).await?;
+        if i >= 3 {
+            raw.push(took);
+        }
+    }
+    sqlx::raw_sql("CHECKPOINT").execute(&mut admin).await?;
+
+    let mut warm = Vec::with_capacity(n);
+    let mut phases = [(); 2].map(|()| Vec::with_capacity(n));
     for i in 0..n + 3 {
         if i == 3 {
             breakdown.reset();
         }
-        let started = Instant::now();
-        let name = format!("raw_warm_{i}");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE {name} TEMPLATE tenant_template"
-        )))
-        .execute(&mut admin)
-        .await?;
-        let mut conn = PgConnection::connect(&cluster.url(&name)).await?;
-        sqlx::query("SELECT 1").execute(&mut conn).await?;
-        let raw_time = started.elapsed();
-        conn.close().await?;
-        let (warm_time, path) = onboard_and_connect(&engine, &cluster, 400_000 + i).await?;
-        if path != Some(tenancy_core::ProvisionPath::Warm) {
-            bail!("onboarding {i} took the {path:?} path, not a spare");
-        }
+        let signup = warm_signup(&engine, &cluster, 400_000 + i).await?;
         if i >= 3 {
-            raw.push(raw_time);
-            warm.push(warm_time);
+            warm.push(signup.total);
+            for (phase, took) in phases.iter_mut().zip([signup.answered, signup.connected]) {
+                phase.push(took);
+            }
         }
     }
+    let report = breakdown.take("provision", n);
+    let mut after_clone = Vec::with_capacity(n);
+    for i in 0..n + 3 {
+        raw_clone(&mut admin, &cluster, &format!("raw_before_{i}")).await?;
+        let signup = warm_signup(&engine, &cluster, 450_000 + i).await?;
+        if i >= 3 {
+            after_clone.push(signup.total);
+        }
+    }
+
     let (raw50, raw99) = percentiles(&mut raw);
     let (warm50, warm99) = percentiles(&mut warm);
+    let (after50, after99) = percentiles(&mut after_clone);
     println!("warm pool: request to connectable database, {n} tenants, durable cluster");
     println!("  {:<38} {:>10} {:>10}", "", "p50", "p99");
-    println!(
-        "  {:<38} {:>10} {:>10}",
-        "raw CREATE DATABASE ... TEMPLATE",
-        fmt(raw50),
-        fmt(raw99)
-    );
-    println!(
-        "  {:<38} {:>10} {:>10}",
-        "engine onboard, spare claimed",
-        fmt(warm50),
-        fmt(warm99)
-    );
+    for (what, p50, p99) in [
+        ("raw CREATE DATABASE ... TEMPLATE", raw50, raw99),
+        ("engine onboard, spare claimed", warm50, warm99),
+        ("  the same, right after a raw clone", after50, after99),
+    ] {
+        println!("  {what:<38} {:>10} {:>10}", fmt(p50), fmt(p99));
+    }
     println!(
         "  ratio warm/raw: p50 {:.2}x, p99 {:.2}x (target p50 <= 10 ms)",
         warm50.as_secs_f64() / raw50.as_secs_f64(),
         warm99.as_secs_f64() / raw99.as_secs_f64()
     );
-    breakdown.print("provision", n);
+    println!("  the request's phases (p50, quiet server):");
+    for (phase, mut took) in [
+        "request answered (tenant active)",
+        "client: password, connect, SELECT 1",
+    ]
+    .into_iter()
+    .zip(phases)
+    {
+        println!(
+            "    {phase:<38} {:>8.2} ms",
+            percentiles(&mut took).0.as_secs_f64() * 1000.0
+        );
+    }
+    report.print();
     workers.shutdown().await;
 
     // The burst: 100 sign-ups at once, 20 spares.
@@ -314,7 +313,7 @@ async fn warm_pool(n: usize, breakdown: &Breakdown) -> Result<()> {
     }
     let mut warm = 0;
     for signup in signups {
-        if signup.await??.1 == Some(tenancy_core::ProvisionPath::Warm) {
+        if signup.await??.path == Some(tenancy_core::ProvisionPath::Warm) {
             warm += 1;
         }
     }
@@ -326,6 +325,34 @@ async fn warm_pool(n: usize, breakdown: &Breakdown) -> Result<()> {
         100 - warm
     );
     Ok(())
+}
+
+/// `CREATE DATABASE ... TEMPLATE tenant_template`, then a first connection to it: how long
+/// until it answered.
+async fn raw_clone(admin: &mut PgConnection, cluster: &PgCluster, name: &str) -> Result<Duration> {
+    let started = Instant::now();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE tenant_template"
+    )))
+    .execute(&mut *admin)
+    .await?;
+    let mut conn = PgConnection::connect(&cluster.url(name)).await?;
+    sqlx::query("SELECT 1").execute(&mut conn).await?;
+    let took = started.elapsed();
+    conn.close().await?;
+    Ok(took)
+}
+
+/// An onboarding that must claim a spare.
+async fn warm_signup(engine: &Engine, cluster: &PgCluster, org: usize) -> Result<Signup> {
+    let signup = onboard_and_connect(engine, cluster, org).await?;
+    if signup.path != Some(tenancy_core::ProvisionPath::Warm) {
+        bail!(
+            "onboarding {org} took the {:?} path, not a spare",
+            signup.path
+        );
+    }
+    Ok(signup)
 }
 
 fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
@@ -792,7 +819,7 @@ async fn move_tenant(mb: i64) -> Result<()> {
     let engine = Engine::start(config).await?;
     let workers = engine.run_workers();
     let org: tenancy_core::OrgId = "900001".parse()?;
-    let (_, _) = onboard_and_connect(&engine, &a, 900_001).await?;
+    onboard_and_connect(&engine, &a, 900_001).await?;
     let tenant = engine.tenant(&org).await?;
     let db = tenant.db_name.to_string();
     // Rows of incompressible text until the database holds `mb` MB.

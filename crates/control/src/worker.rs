@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::error::ControlError;
 use crate::operations::{self, StepContext};
 use crate::secrets::Keyring;
-use crate::store::Store;
+use crate::store::{Finished, Store};
 
 /// What a worker needs, and nothing more of the engine.
 pub(crate) struct WorkerContext {
@@ -52,6 +52,9 @@ impl WorkerContext {
             spare_adopted: false,
             credentials: None,
             lease_extended_at: None,
+            verified_version: None,
+            nothing_to_record: false,
+            finished: None,
         }
     }
 
@@ -67,8 +70,9 @@ impl WorkerContext {
 
 /// How running an operation ended for this worker.
 pub(crate) enum Outcome {
-    /// Finished, failed for good, or given back for a retry: the worker goes on.
-    Handled,
+    /// Finished (with how, when it succeeded here), failed for good, or given back for a
+    /// retry: the worker goes on.
+    Handled(Option<Box<Finished>>),
     /// A test fault stood for the process dying: the worker stops with the lease held.
     #[cfg(feature = "testing")]
     Crashed,
@@ -87,11 +91,16 @@ pub(crate) async fn run(cx: Arc<WorkerContext>, name: String, cancel: Cancellati
             return;
         }
         match cx.store.claim(&name, engine.lease, &kinds).await {
-            Ok(Some(op)) => match run_claimed(&cx, &name, op, &cancel).await {
-                Outcome::Handled => {}
-                #[cfg(feature = "testing")]
-                Outcome::Crashed => return,
-            },
+            Ok(Some(op)) => {
+                // One notification wakes one worker; this one passes it on, so that the
+                // operations queued together are all taken by idle workers.
+                cx.wake.notify_one();
+                match run_claimed(&cx, &name, op, &cancel, Known::default()).await {
+                    Outcome::Handled(_) => {}
+                    #[cfg(feature = "testing")]
+                    Outcome::Crashed => return,
+                }
+            }
             Ok(None) => {
                 tokio::select! {
                     _ = &mut notified => {}
@@ -110,12 +119,25 @@ pub(crate) async fn run(cx: Arc<WorkerContext>, name: String, cancel: Cancellati
     }
 }
 
+/// What whoever claimed an operation knows of it already, so that its run does not read it
+/// again.
+#[derive(Default)]
+pub(crate) struct Known {
+    pub tenant: Option<tenancy_core::Tenant>,
+    /// The warm-pool spare the operation's tenant holds (see `StepContext::claimed_spare`).
+    pub claimed_spare: Option<Option<crate::store::Spare>>,
+    pub credentials: Option<crate::secrets::Credentials>,
+    /// When the lease was taken (before it was asked for).
+    pub leased_at: Option<Instant>,
+}
+
 /// Runs an operation this worker has claimed, to its end or to its next retry.
 pub(crate) async fn run_claimed(
     cx: &Arc<WorkerContext>,
     worker: &str,
     op: Operation,
     cancel: &CancellationToken,
+    known: Known,
 ) -> Outcome {
     let span = info_span!("operation", op_id = %op.id, org_id = %op.org_id, kind = %op.kind, attempt = op.attempts);
     async {
@@ -125,7 +147,7 @@ pub(crate) async fn run_claimed(
             if let Err(e) = cx.store.release(op.id, worker).await {
                 warn!(error = %e, "could not hand the operation back");
             }
-            return Outcome::Handled;
+            return Outcome::Handled(None);
         }
         // Aborted when this future ends or is dropped, so a lease is never renewed for nobody.
         let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
@@ -135,7 +157,7 @@ pub(crate) async fn run_claimed(
             cx.config.engine.lease,
         )));
         let mut step = op.step;
-        let result = run_steps(cx, worker, &op, &mut step, cancel).await;
+        let result = run_steps(cx, worker, &op, &mut step, cancel, known).await;
         drop(heartbeat);
         settle(cx, worker, &op, step, result).await
     }
@@ -144,7 +166,7 @@ pub(crate) async fn run_claimed(
 }
 
 enum Progress {
-    Finished,
+    Finished(Option<Box<Finished>>),
     Released,
 }
 
@@ -154,16 +176,23 @@ async fn run_steps(
     op: &Operation,
     step: &mut Step,
     cancel: &CancellationToken,
+    known: Known,
 ) -> Result<Progress, ControlError> {
-    let tenant = cx
-        .store
-        .tenant(&op.org_id)
-        .await?
-        .ok_or_else(|| ControlError::TenantNotFound(op.org_id.clone()))?;
+    let tenant = match known.tenant {
+        Some(tenant) => tenant,
+        None => cx
+            .store
+            .tenant(&op.org_id)
+            .await?
+            .ok_or_else(|| ControlError::TenantNotFound(op.org_id.clone()))?,
+    };
     let mut step_cx = cx.step_context(op, worker, tenant);
+    step_cx.claimed_spare = known.claimed_spare;
+    step_cx.credentials = known.credentials;
+    step_cx.lease_extended_at = known.leased_at;
     loop {
         if *step == Step::Done {
-            return Ok(Progress::Finished);
+            return Ok(Progress::Finished(None));
         }
         if cancel.is_cancelled() {
             cx.store.release(op.id, worker).await?;
@@ -183,7 +212,11 @@ async fn run_steps(
         let next = operations::next_step(op.kind, *step);
         if next == Step::Done {
             // The last step recorded the operation's end in its own transaction.
-            return Ok(Progress::Finished);
+            return Ok(Progress::Finished(step_cx.finished.take().map(Box::new)));
+        }
+        if std::mem::take(&mut step_cx.nothing_to_record) {
+            *step = next;
+            continue;
         }
         let advancing = Instant::now();
         cx.store
@@ -203,11 +236,13 @@ async fn settle(
     result: Result<Progress, ControlError>,
 ) -> Outcome {
     let kind = op.kind.as_str();
+    let mut finished = None;
     let recorded = match result {
-        Ok(Progress::Finished) => {
+        Ok(Progress::Finished(how)) => {
             metrics::counter!("tenancy_operations_total", "kind" => kind, "outcome" => "succeeded")
                 .increment(1);
             info!("operation succeeded");
+            finished = how;
             Ok(())
         }
         Ok(Progress::Released) => {
@@ -253,7 +288,7 @@ async fn settle(
     if let Err(e) = recorded {
         warn!(error = %e, "could not record the operation's outcome; its lease will expire");
     }
-    Outcome::Handled
+    Outcome::Handled(finished)
 }
 
 /// Lets the operation's kind undo what it leaves half done before it is marked failed.

@@ -4,19 +4,24 @@
 
 use std::sync::Arc;
 
-use tenancy_core::OperationKind;
+use tenancy_core::{Operation, OperationKind};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Engine;
 use crate::reconcile::Repair;
+use crate::store::Finished;
 use crate::worker::{self, WorkerContext};
 
 /// Background tasks of this process; stop them with [`Workers::shutdown`].
 pub struct Workers {
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// The operations requests run here (see [`Runner`]).
+    runs: TaskTracker,
 }
 
 impl Workers {
@@ -27,6 +32,59 @@ impl Workers {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.runs.close();
+        self.runs.wait().await;
+    }
+}
+
+/// Runs the provisioning of a tenant whose onboarding waits for it in this process, at once, so
+/// that the request waits neither for a worker to wake nor for its claim (see
+/// [`Engine::onboard_and_wait`]). As many at once as the process has workers; a request beyond
+/// that leaves its operation to the workers.
+pub(super) struct Runner {
+    context: Arc<WorkerContext>,
+    /// The lease holder's name for operations run here.
+    name: String,
+    slots: Arc<Semaphore>,
+    cancel: CancellationToken,
+    runs: TaskTracker,
+}
+
+/// A free place in the [`Runner`], held until the run it is used for ends.
+pub(super) struct RunSlot {
+    runner: Arc<Runner>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl RunSlot {
+    /// Who the operation's lease goes to.
+    pub(super) fn worker(&self) -> &str {
+        &self.runner.name
+    }
+
+    /// Runs the operation, claimed for [`Self::worker`] already, in the background; the handle
+    /// ends with the run: how the operation ended when it succeeded, else `None` (handed back,
+    /// or left for a retry or failed).
+    pub(super) fn run(
+        self,
+        op: Operation,
+        known: worker::Known,
+    ) -> JoinHandle<Option<Box<Finished>>> {
+        let runner = self.runner.clone();
+        let span = info_span!("worker", worker = %runner.name);
+        self.runner.runs.spawn(
+            async move {
+                let _permit = self.permit;
+                match worker::run_claimed(&runner.context, &runner.name, op, &runner.cancel, known)
+                    .await
+                {
+                    worker::Outcome::Handled(finished) => finished,
+                    #[cfg(feature = "testing")]
+                    worker::Outcome::Crashed => None,
+                }
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -36,6 +94,14 @@ impl Engine {
         let cancel = CancellationToken::new();
         let mut tasks = vec![self.spawn_listener(&cancel)];
         let context = Arc::new(self.worker_context());
+        let runs = TaskTracker::new();
+        *self.inner.runner.lock().expect("runner lock") = Some(Arc::new(Runner {
+            context: context.clone(),
+            name: format!("{}-request", self.inner.instance),
+            slots: Arc::new(Semaphore::new(self.config().engine.workers)),
+            cancel: cancel.clone(),
+            runs: runs.clone(),
+        }));
         for n in 0..self.config().engine.workers {
             let name = format!("{}-w{n}", self.inner.instance);
             let span = info_span!("worker", worker = %name);
@@ -52,14 +118,33 @@ impl Engine {
                 refill(self.clone(), cancel.clone()).instrument(info_span!("warm_pool")),
             ));
         }
-        Workers { cancel, tasks }
+        Workers {
+            cancel,
+            tasks,
+            runs,
+        }
+    }
+
+    /// A free place to run an operation in this process at once, if its workers run and one is
+    /// free.
+    pub(super) fn run_slot(&self) -> Option<RunSlot> {
+        let runner = self.inner.runner.lock().expect("runner lock").clone()?;
+        if runner.cancel.is_cancelled() {
+            return None;
+        }
+        let permit = runner.slots.clone().try_acquire_owned().ok()?;
+        Some(RunSlot { runner, permit })
     }
 
     /// Only the notification listener (tools that wait for operations, and tests).
     pub fn listen(&self) -> Workers {
         let cancel = CancellationToken::new();
         let tasks = vec![self.spawn_listener(&cancel)];
-        Workers { cancel, tasks }
+        Workers {
+            cancel,
+            tasks,
+            runs: TaskTracker::new(),
+        }
     }
 
     fn spawn_listener(&self, cancel: &CancellationToken) -> JoinHandle<()> {

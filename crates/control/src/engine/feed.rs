@@ -78,7 +78,8 @@ pub(super) async fn listen(
                 }
             };
             match notification.channel() {
-                OPERATIONS_CHANNEL => signals.wake.notify_waiters(),
+                // One worker; it wakes the next when it found something (see `worker::run`).
+                OPERATIONS_CHANNEL => signals.wake.notify_one(),
                 TENANT_CHANGES_CHANNEL => signals.tenant_changed.notify_waiters(),
                 DONE_CHANNEL => match notification.payload().parse() {
                     Ok(id) => {

@@ -94,6 +94,8 @@ struct Inner {
     activator: OnceLock<Arc<dyn AdminActivator>>,
     /// Unique per engine instance; worker names derive from it.
     instance: String,
+    /// Runs operations for the requests that wait for them, while the workers run.
+    runner: std::sync::Mutex<Option<Arc<background::Runner>>>,
     /// Consulted around every step by this engine's workers (crash tests).
     #[cfg(feature = "testing")]
     faults: OnceLock<Arc<dyn crate::faults::FaultInjector>>,
@@ -283,6 +285,7 @@ impl Engine {
                 }),
                 checks: Default::default(),
                 activator: OnceLock::new(),
+                runner: Default::default(),
                 instance: format!(
                     "{}-{}",
                     std::process::id(),

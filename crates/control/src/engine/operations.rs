@@ -103,11 +103,15 @@ impl Engine {
         let result = loop {
             if runnable && !cancel.is_cancelled() {
                 match self.store().claim_one(id, &name, lease).await {
-                    Ok(Some(op)) => match worker::run_claimed(&context, &name, op, &cancel).await {
-                        Outcome::Handled => {}
-                        #[cfg(feature = "testing")]
-                        Outcome::Crashed => {}
-                    },
+                    Ok(Some(op)) => {
+                        match worker::run_claimed(&context, &name, op, &cancel, Default::default())
+                            .await
+                        {
+                            Outcome::Handled(_) => {}
+                            #[cfg(feature = "testing")]
+                            Outcome::Crashed => {}
+                        }
+                    }
                     Ok(None) => {}
                     Err(e) => break Err(e),
                 }

@@ -1,17 +1,21 @@
 //! Onboarding and the tenant lifecycle. Each change is recorded (with its audit event) and
 //! queues an operation in one transaction; the workers do the rest.
 
+use std::time::{Duration, Instant};
+
 use tenancy_core::{
-    CreateTenant, ErrorCode, Operation, OperationKind, OrgId, Region, Tenant, TenantKind,
-    TenantStatus, Tier, UpdateTenant, slug_from_name,
+    CreateTenant, ErrorCode, Operation, OperationKind, OperationState, OrgId, Region, Tenant,
+    TenantKind, TenantStatus, Tier, UpdateTenant, slug_from_name,
 };
 use tracing::{info, instrument};
 
 use super::Engine;
 use crate::error::ControlError;
 use crate::store::{
-    Actor, Cascade, Created, NewTenant, OrgEventOutcome, PendingOrgEvent, TenantFilter,
+    Actor, Cascade, Created, Lease, NewTenant, OrgEventOutcome, PendingOrgEvent, Recorded,
+    TenantFilter,
 };
+use crate::worker::Known;
 
 /// What onboarding did.
 #[derive(Debug, Clone)]
@@ -26,15 +30,79 @@ pub enum Onboarded {
 }
 
 impl Engine {
-    /// Onboards an organization: records the tenant and queues its provisioning. Idempotent per
+    /// Onboards an organization: records the tenant (placed on a server, with a spare of the
+    /// warm pool claimed when there is one) and queues its provisioning. Idempotent per
     /// `org_id`: the same request again returns the existing tenant, a different one is a
     /// conflict.
-    #[instrument(skip_all, fields(org_id = ?request.org_id))]
     pub async fn onboard(
         &self,
         request: CreateTenant,
         actor: &Actor,
     ) -> Result<Onboarded, ControlError> {
+        Ok(self.onboard_with(request, actor, None).await?.0)
+    }
+
+    /// Onboards as [`Engine::onboard`], then waits up to `wait` for the provisioning to end,
+    /// and returns the tenant and operation as they are then. While this process runs its
+    /// workers and has a run slot free, the provisioning runs here at once, without waiting for
+    /// a worker; otherwise the workers (of any replica) run it.
+    pub async fn onboard_and_wait(
+        &self,
+        request: CreateTenant,
+        actor: &Actor,
+        wait: Duration,
+    ) -> Result<Onboarded, ControlError> {
+        let slot = if wait.is_zero() {
+            None
+        } else {
+            self.run_slot()
+        };
+        let leased_at = Instant::now();
+        let lease = slot.as_ref().map(|slot| Lease {
+            worker: slot.worker(),
+            length: self.config().engine.lease,
+        });
+        let (onboarded, known) = self.onboard_with(request, actor, lease).await?;
+        let Onboarded::Created { tenant, operation } = onboarded else {
+            return Ok(onboarded);
+        };
+        if wait.is_zero() {
+            return Ok(Onboarded::Created { tenant, operation });
+        }
+        let id = operation.id;
+        let deadline = tokio::time::Instant::now() + wait;
+        if let Some(slot) = slot {
+            let known = Known {
+                leased_at: Some(leased_at),
+                ..known
+            };
+            // Cut short, the run goes on without the request.
+            if let Ok(Ok(Some(finished))) =
+                tokio::time::timeout_at(deadline, slot.run(operation, known)).await
+            {
+                return Ok(Onboarded::Created {
+                    tenant: finished.tenant.unwrap_or(tenant),
+                    operation: finished.operation,
+                });
+            }
+        }
+        // Also after a run here that ended in a retry: the workers take it from there.
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let operation = self.wait_operation(id, remaining).await?;
+        let tenant = match operation.state {
+            OperationState::Succeeded => self.tenant(&tenant.org_id).await?,
+            _ => tenant,
+        };
+        Ok(Onboarded::Created { tenant, operation })
+    }
+
+    #[instrument(skip_all, fields(org_id = ?request.org_id))]
+    async fn onboard_with(
+        &self,
+        request: CreateTenant,
+        actor: &Actor,
+        runner: Option<Lease<'_>>,
+    ) -> Result<(Onboarded, Known), ControlError> {
         let region = self.check_onboarding(&request)?;
         let org_id = request.org_id.as_ref().ok_or_else(|| {
             ControlError::Validation(
@@ -54,13 +122,30 @@ impl Engine {
             kind: tenant_kind(&request)?,
             explicit_slug: request.slug.is_some(),
             key_id: self.keyring().current().id(),
+            claim_spare: self.config().warm_pool_on(),
+            runner,
         };
         match self.store().create_tenant(new, actor).await? {
-            Created::New(tenant, operation) => {
-                info!(op_id = %operation.id, db_name = %tenant.db_name, "tenant recorded, provisioning queued");
-                Ok(Onboarded::Created { tenant, operation })
+            Created::New(recorded) => {
+                let Recorded {
+                    tenant,
+                    operation,
+                    spare,
+                    credentials,
+                } = *recorded;
+                info!(op_id = %operation.id, db_name = %tenant.db_name, server_id = ?tenant.server_id,
+                    spare = ?spare.as_ref().map(|s| &s.db_name), "tenant recorded, provisioning queued");
+                let known = Known {
+                    tenant: Some(tenant.clone()),
+                    claimed_spare: Some(spare),
+                    credentials: Some(credentials),
+                    leased_at: None,
+                };
+                Ok((Onboarded::Created { tenant, operation }, known))
             }
-            Created::Existing(tenant) => Ok(Onboarded::Existing { tenant }),
+            Created::Existing(tenant) => {
+                Ok((Onboarded::Existing { tenant: *tenant }, Known::default()))
+            }
         }
     }
 

@@ -128,8 +128,8 @@ pub(crate) struct StepContext<'a> {
     /// The worker holding the operation's lease: finishing is fenced by it.
     pub worker: &'a str,
     pub tenant: Tenant,
-    /// The warm-pool spare this provisioning claimed, once read: only its own `claim_spare` and
-    /// `lockdown` steps change the claim, so one read serves the steps of a run.
+    /// The warm-pool spare this provisioning claimed, once read: only its onboarding and its
+    /// own `claim_spare` step claim one, so one read serves the steps of a run.
     pub claimed_spare: Option<Option<crate::store::Spare>>,
     /// Whether this run's `role` step made the claimed spare the tenant's whole (see
     /// `provision`), leaving nothing on the server to the steps after it.
@@ -139,6 +139,13 @@ pub(crate) struct StepContext<'a> {
     /// When this worker last extended the operation's lease by advancing it (taken before the
     /// advance was sent, so the lease runs at least `lease` from then).
     pub lease_extended_at: Option<std::time::Instant>,
+    /// The schema version this run's `verify` step saw, for the step that activates the tenant.
+    pub verified_version: Option<Option<i32>>,
+    /// Set by a step that changed nothing a repeat would not redo as cheaply: the worker goes
+    /// on to the next step without recording the advance (one registry write less).
+    pub nothing_to_record: bool,
+    /// How the operation ended, once its last step ended it.
+    pub finished: Option<crate::store::Finished>,
 }
 
 impl StepContext<'_> {
@@ -210,8 +217,9 @@ impl StepContext<'_> {
     }
 
     /// Ends the operation with its effect on the tenant (fenced by the lease).
-    async fn finish(&self, effect: Finish) -> Result<(), ControlError> {
-        self.store.finish(self.op, self.worker, effect).await
+    async fn finish(&mut self, effect: Finish) -> Result<(), ControlError> {
+        self.finished = Some(self.store.finish(self.op, self.worker, effect).await?);
+        Ok(())
     }
 
     /// An agency's step carrying its `kind` to its clients in one of the statuses `from` (and,

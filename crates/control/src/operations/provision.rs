@@ -4,12 +4,17 @@
 //! connecting as the tenant, then the tenant is active (and its first admin's activation
 //! queued, when it names one).
 //!
+//! Onboarding places the tenant and claims its spare in the request's own transaction (see
+//! `Store::create_tenant`), so the operation usually starts at `role`; `place` and
+//! `claim_spare` run when it could not place it then.
+//!
 //! A claimed spare is made the tenant's in one transaction on its server by the `role` step
 //! (role, database, lockdown at once: see `ServerAdmin::adopt_spare`); the `database` and
-//! `lockdown` steps of that run then only record it. After a crash they repeat their own parts,
-//! which find the work done.
+//! `lockdown` steps of that run then have nothing to do. The worker records no advance for
+//! these steps nor for `verify`: after a crash they repeat their own parts, which find the work
+//! done, at the cost of a few reads. The spare's record goes when the tenant is activated.
 
-use tenancy_core::{ProvisionPath, Step};
+use tenancy_core::Step;
 
 use super::StepContext;
 use crate::error::ControlError;
@@ -48,6 +53,8 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
                     .await?
                 {
                     cx.spare_adopted = true;
+                    // A repeat finds the spare gone and the role the tenant's: a few reads.
+                    cx.nothing_to_record = true;
                     return Ok(());
                 }
                 admin
@@ -62,17 +69,18 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::Database => database(cx).await,
         Step::Lockdown => lockdown(cx).await,
         Step::Verify => {
-            let password = cx.password().await?;
-            let version = cx
-                .admin()
-                .await?
-                .verify_tenant(db, &role, &password)
-                .await?;
-            cx.store
-                .set_schema_version(&cx.tenant.org_id, version)
-                .await
+            cx.verified_version = Some(verify(cx).await?);
+            // Cheap to repeat: `activate` verifies again when a crash lost this.
+            cx.nothing_to_record = true;
+            Ok(())
         }
-        Step::Activate => cx.finish(Finish::Provisioned).await,
+        Step::Activate => {
+            let schema_version = match cx.verified_version.take() {
+                Some(version) => version,
+                None => verify(cx).await?,
+            };
+            cx.finish(Finish::Provisioned { schema_version }).await
+        }
         other => Err(cx.unexpected(other)),
     }
 }
@@ -89,12 +97,6 @@ async fn claim_spare(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
         return Ok(());
     }
     let spare = cx.store.claim_spare(&cx.tenant.org_id, admin.id()).await?;
-    let path = if spare.is_some() {
-        ProvisionPath::Warm
-    } else {
-        ProvisionPath::Cold
-    };
-    metrics::counter!("tenancy_warm_pool_claims_total", "path" => path.as_str()).increment(1);
     cx.claimed_spare = Some(spare);
     Ok(())
 }
@@ -109,9 +111,29 @@ async fn claimed(cx: &mut StepContext<'_>) -> Result<Option<Spare>, ControlError
     Ok(found)
 }
 
+/// Connects as the tenant to its database, which proves that the server lets the role in with
+/// its password; returns the tenant's schema version. A clone's is read there; a claimed
+/// spare's is the template version it was cloned at (nothing migrates a tenant still
+/// provisioning), which spares a first query in a database no session has warmed yet.
+async fn verify(cx: &mut StepContext<'_>) -> Result<Option<i32>, ControlError> {
+    let password = cx.password().await?;
+    let role = cx.tenant.role_name();
+    let spare = claimed(cx).await?;
+    let admin = cx.admin().await?;
+    let db = &cx.tenant.db_name;
+    match spare {
+        Some(spare) => {
+            admin.verify_login(db, &role, &password).await?;
+            Ok(Some(spare.template_version))
+        }
+        None => admin.verify_tenant(db, &role, &password).await,
+    }
+}
+
 /// The tenant's database: the spare it claimed, renamed, else a clone of the template.
 async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     if cx.spare_adopted {
+        cx.nothing_to_record = true;
         return Ok(());
     }
     let admin = cx.admin().await?;
@@ -129,15 +151,13 @@ async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
 
 /// Locks the database down for the tenant. A claimed spare whose role became the tenant's (the
 /// spare's role is gone: renamed) has the template's privileges already, so no connection into
-/// the database is needed. Then the spare's record goes, and the operation records the warm
-/// path, in one transaction.
+/// the database is needed.
 async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
-    let claimed = claimed(cx).await?;
-    if cx.spare_adopted
-        && let Some(spare) = claimed
-    {
-        return spare_taken(cx, &spare).await;
+    if cx.spare_adopted {
+        cx.nothing_to_record = true;
+        return Ok(());
     }
+    let claimed = claimed(cx).await?;
     let admin = cx.admin().await?;
     let role_adopted = match &claimed {
         Some(spare) if spare.has_role => {
@@ -152,16 +172,5 @@ async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     };
     admin
         .lockdown_with(&cx.tenant.db_name, &cx.tenant.role_name(), !role_adopted)
-        .await?;
-    match claimed {
-        Some(spare) => spare_taken(cx, &spare).await,
-        None => Ok(()),
-    }
-}
-
-/// The spare's record goes and the operation records the warm path, in one transaction.
-async fn spare_taken(cx: &mut StepContext<'_>, spare: &Spare) -> Result<(), ControlError> {
-    cx.store.spare_taken(&spare.db_name, cx.op.id).await?;
-    cx.claimed_spare = Some(None);
-    Ok(())
+        .await
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 use tenancy_core::{DbName, ErrorCode, OrgId, RoleName, ServerId, SslMode};
 use tracing::{info, instrument};
 
@@ -40,6 +40,18 @@ pub const APP_GROUP_ROLE: &str = "tenancy_app";
 
 /// The comment every spare database of the warm pool carries until it is claimed.
 pub const SPARE_TAG: &str = "tenancy:spare";
+
+/// The SQLSTATE (one of our own) of a claim that finds the spare not whole (see
+/// `ServerAdmin::adopt_spare`).
+const NOT_A_WHOLE_SPARE: &str = "TS001";
+
+/// Says goodbye to the server off the caller's path: nothing waits for a verification's
+/// connection to close.
+fn close_in_background(conn: PgConnection) {
+    tokio::spawn(async move {
+        let _ = conn.close().await;
+    });
+}
 
 /// The comment every tenant database and role carries: `tenancy:org_id=<org_id>`.
 pub fn tag(org_id: &OrgId) -> String {
@@ -550,37 +562,26 @@ impl ServerAdmin {
     ) -> Result<bool, ControlError> {
         let (db, role) = tenant;
         let spare_role: RoleName = spare.as_str().parse().map_err(ControlError::corrupt)?;
-        let found: Vec<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT 'database', datname::text, shobj_description(oid, 'pg_database')
-             FROM pg_database WHERE datname IN ($1, $2)
-             UNION ALL
-             SELECT 'role', rolname::text, shobj_description(oid, 'pg_authid')
-             FROM pg_roles WHERE rolname IN ($3, $4)",
-        )
-        .bind(spare.as_str())
-        .bind(db.as_str())
-        .bind(spare_role.as_str())
-        .bind(role.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.err())?;
-        let spare_only = |kind: &str, name: &str| {
-            found.iter().filter(|(k, ..)| k == kind).count() == 1
-                && found
-                    .iter()
-                    .any(|(k, n, tag)| k == kind && n == name && tag.as_deref() == Some(SPARE_TAG))
-        };
-        if !(spare_only("database", spare.as_str()) && spare_only("role", spare_role.as_str())) {
-            return Ok(false);
-        }
         let (sd, sr, d, r) = (
             ident(spare.as_str()),
             ident(spare_role.as_str()),
             ident(db.as_str()),
             ident(role.as_str()),
         );
-        self.execute(format!(
-            "COMMENT ON ROLE {sr} IS {tag};
+        // The check runs first in the same transaction: no round trip of its own.
+        let adopted = self
+            .execute(format!(
+                "DO $check$ BEGIN
+                   IF (SELECT count(*) FROM pg_database WHERE datname IN ({sd_name}, {d_name})) <> 1
+                      OR NOT EXISTS (SELECT FROM pg_database WHERE datname = {sd_name}
+                                     AND shobj_description(oid, 'pg_database') = {spare_tag})
+                      OR (SELECT count(*) FROM pg_roles WHERE rolname IN ({sr_name}, {r_name})) <> 1
+                      OR NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {sr_name}
+                                     AND shobj_description(oid, 'pg_authid') = {spare_tag})
+                   THEN RAISE EXCEPTION 'not a whole spare' USING ERRCODE = '{NOT_A_WHOLE_SPARE}';
+                   END IF;
+                 END $check$;
+             COMMENT ON ROLE {sr} IS {tag};
              ALTER ROLE {sr} RENAME TO {r};
              ALTER ROLE {r} WITH {attributes};
              {revokes}
@@ -590,13 +591,26 @@ impl ServerAdmin {
              REVOKE ALL ON DATABASE {d} FROM PUBLIC;
              GRANT CONNECT, TEMPORARY ON DATABASE {d} TO {r};
              ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
-            tag = literal(&tag(org_id)),
-            attributes = role_attributes(true, limits, password),
-            revokes = revoke_memberships(role),
-            settings = role_settings(&r, limits),
-        ))
-        .await?;
-        Ok(true)
+                sd_name = literal(spare.as_str()),
+                d_name = literal(db.as_str()),
+                sr_name = literal(spare_role.as_str()),
+                r_name = literal(role.as_str()),
+                spare_tag = literal(SPARE_TAG),
+                tag = literal(&tag(org_id)),
+                attributes = role_attributes(true, limits, password),
+                revokes = revoke_memberships(role),
+                settings = role_settings(&r, limits),
+            ))
+            .await;
+        match adopted {
+            Ok(()) => Ok(true),
+            Err(ControlError::Server { source, .. })
+                if crate::error::sqlstate(&source).as_deref() == Some(NOT_A_WHOLE_SPARE) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Makes the claimed spare's role the tenant's role: tagged for the tenant, then renamed,
@@ -859,19 +873,41 @@ impl ServerAdmin {
         role: &RoleName,
         password: &SecretString,
     ) -> Result<Option<i32>, ControlError> {
+        let mut conn = self.tenant_login(db, role, password).await?;
+        // One round trip (the simple protocol): a statement is not prepared for one use.
+        let version = sqlx::raw_sql("SELECT max(version) FROM refinery_schema_history")
+            .fetch_one(&mut conn)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(self.err());
+        close_in_background(conn);
+        version
+    }
+
+    /// Connects to the tenant database as the tenant role, proving it can, and nothing more.
+    #[instrument(skip(self, password), fields(server_id = %self.id))]
+    pub async fn verify_login(
+        &self,
+        db: &DbName,
+        role: &RoleName,
+        password: &SecretString,
+    ) -> Result<(), ControlError> {
+        close_in_background(self.tenant_login(db, role, password).await?);
+        Ok(())
+    }
+
+    async fn tenant_login(
+        &self,
+        db: &DbName,
+        role: &RoleName,
+        password: &SecretString,
+    ) -> Result<PgConnection, ControlError> {
         let options = self
             .tenant_options(db, role, password)
             .application_name("tenancy-verify");
-        let mut conn = PgConnection::connect_with(&options)
+        PgConnection::connect_with(&options)
             .await
-            .map_err(self.err())?;
-        let version: Option<i32> =
-            sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
-                .fetch_one(&mut conn)
-                .await
-                .map_err(self.err())?;
-        let _ = conn.close().await;
-        Ok(version)
+            .map_err(self.err())
     }
 
     /// Connection settings for a tenant role on its database.

@@ -49,13 +49,13 @@ pub use audit::{Actor, AuditEvent};
 pub(crate) use audit::{audit, tenant_snapshot};
 pub use feed::TENANT_CHANGES_CHANNEL;
 pub use moves::{MOVABLE, NewMove, Requested};
-pub use operations::{Cascade, DONE_CHANNEL, Finish, OPERATIONS_CHANNEL};
+pub use operations::{Cascade, DONE_CHANNEL, Finish, Finished, OPERATIONS_CHANNEL};
 pub use org_events::{OrgEventOutcome, PendingOrgEvent};
 pub use quotas::{AgencyCap, CountOutcome, Increment};
 pub use servers::ServerChange;
 pub use settings::{StoredSetting, StoredValue};
 pub(crate) use spares::Spare;
-pub use tenants::{Created, NewTenant, TenantFilter};
+pub use tenants::{Created, Lease, NewTenant, Recorded, TenantFilter};
 pub use usage::Sample;
 
 /// Handle on the registry database. Cheap to clone.

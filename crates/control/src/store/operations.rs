@@ -12,7 +12,9 @@ use tenancy_core::{
 };
 use uuid::Uuid;
 
-use super::tenants::{delete_row, lock_tenant, mark_deleted, set_credentials, set_status};
+use super::tenants::{
+    Lease, activate, delete_row, lock_tenant, mark_deleted, set_credentials, set_status,
+};
 use super::{Actor, Maybe, Store, Tx, audit, is_unique_violation, notify, tenant_snapshot};
 use crate::error::ControlError;
 use crate::operations::first_step;
@@ -88,9 +90,10 @@ pub enum Cascade {
 pub enum Finish {
     /// The tenant takes this status (keeping the reason given when the operation was asked for).
     Status(TenantStatus),
-    /// The tenant's database is ready: it becomes active, and when it names a first admin, the
-    /// admin's activation is queued in the same transaction.
-    Provisioned,
+    /// The tenant's database is ready, at this schema version: it becomes active, the record
+    /// of the spare it was made from (if any) goes, and when it names a first admin, the
+    /// admin's activation is queued; all in the same transaction.
+    Provisioned { schema_version: Option<i32> },
     /// The operation changed the servers only (the tenant row was updated when it was asked for).
     Unchanged,
     /// Deleted, its database kept for `retention`.
@@ -99,6 +102,14 @@ pub enum Finish {
     Purged,
     /// The role's password was set to this generation under this master key.
     Rotated { generation: i32, key_id: String },
+}
+
+/// How an operation ended, as its last step recorded it.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub operation: Operation,
+    /// The tenant after it; `None` once its row is gone (purged).
+    pub tenant: Option<Tenant>,
 }
 
 impl Store {
@@ -580,22 +591,22 @@ impl Store {
         op: &Operation,
         worker: &str,
         effect: Finish,
-    ) -> Result<(), ControlError> {
+    ) -> Result<Finished, ControlError> {
         self.run("finish", async {
             let org_id = &op.org_id;
             let mut tx = self.begin().await?;
-            let done = sqlx::query(
+            let mut operation: Operation = sqlx::query_as::<_, OperationRow>(sql(format!(
                 "UPDATE operations SET state = 'succeeded', step = 'done', lease_owner = NULL,
                         lease_expires_at = NULL, finished_at = now(), updated_at = now()
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
-            )
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+                 RETURNING {OPERATION_COLUMNS}"
+            )))
             .bind(op.id)
             .bind(worker)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(ControlError::LeaseLost);
-            }
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(ControlError::LeaseLost)?
+            .into();
             let before = lock_tenant(&mut tx, org_id).await?;
             let (action, after): (String, Option<Tenant>) = match effect {
                 Finish::Status(status) => {
@@ -608,8 +619,12 @@ impl Store {
                     (format!("tenant.{status}"), Some(after))
                 }
                 Finish::Unchanged => (format!("operation.{}", op.kind), Some(before.clone())),
-                Finish::Provisioned => {
-                    let after = set_status(&mut tx, org_id, TenantStatus::Active, None).await?;
+                Finish::Provisioned { schema_version } => {
+                    let (after, from_spare) =
+                        activate(&mut tx, op.id, org_id, schema_version).await?;
+                    if from_spare {
+                        operation.provision_path = Some(ProvisionPath::Warm);
+                    }
                     if after.admin_email.is_some() {
                         insert_operation(&mut tx, org_id, OperationKind::ActivateAdmin).await?;
                     }
@@ -639,7 +654,10 @@ impl Store {
             .await?;
             notify(&mut tx, DONE_CHANNEL, &op.id.to_string()).await?;
             tx.commit().await?;
-            Ok(())
+            Ok(Finished {
+                operation,
+                tenant: after,
+            })
         })
         .await
     }
@@ -698,16 +716,43 @@ pub(super) async fn insert_operation_under(
     kind: OperationKind,
     parent: Option<Uuid>,
 ) -> Result<Operation, ControlError> {
+    insert_operation_with(tx, org_id, kind, first_step(kind), None, parent).await
+}
+
+/// Inserts an operation starting at `step`: queued (and the workers woken), or, with `runner`,
+/// already running under its lease (its first attempt).
+pub(super) async fn insert_operation_at(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    kind: OperationKind,
+    step: Step,
+    runner: Option<Lease<'_>>,
+) -> Result<Operation, ControlError> {
+    insert_operation_with(tx, org_id, kind, step, runner, None).await
+}
+
+async fn insert_operation_with(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    kind: OperationKind,
+    step: Step,
+    runner: Option<Lease<'_>>,
+    parent: Option<Uuid>,
+) -> Result<Operation, ControlError> {
     let op: Operation = sqlx::query_as::<_, OperationRow>(sql(format!(
-        "INSERT INTO operations (id, org_id, kind, state, step, parent_operation_id)
-         VALUES ($1, $2, $3, 'queued', $4, $5)
+        "INSERT INTO operations (id, org_id, kind, state, step, parent_operation_id, lease_owner,
+                                 lease_expires_at, attempts)
+         VALUES ($1, $2, $3, CASE WHEN $6::text IS NULL THEN 'queued' ELSE 'running' END, $4, $5,
+                 $6, now() + make_interval(secs => $7), CASE WHEN $6::text IS NULL THEN 0 ELSE 1 END)
          RETURNING {OPERATION_COLUMNS}"
     )))
     .bind(Uuid::now_v7())
     .bind(org_id.as_str())
     .bind(kind.as_str())
-    .bind(first_step(kind).as_str())
+    .bind(step.as_str())
     .bind(parent)
+    .bind(runner.map(|lease| lease.worker))
+    .bind(runner.map(|lease| lease.length.as_secs_f64()))
     .fetch_one(&mut **tx)
     .await
     .map_err(|e| {
@@ -724,6 +769,8 @@ pub(super) async fn insert_operation_under(
         }
     })?
     .into();
-    notify(tx, OPERATIONS_CHANNEL, &op.id.to_string()).await?;
+    if runner.is_none() {
+        notify(tx, OPERATIONS_CHANNEL, &op.id.to_string()).await?;
+    }
     Ok(op)
 }

@@ -40,6 +40,38 @@ fn spare(row: SpareRow) -> Result<Spare, ControlError> {
 
 const SPARE_COLUMNS: &str = "db_name, server_id, template_version, ready, claimed_by, has_role";
 
+/// Claims the oldest ready spare on `server` at its current template version for the tenant, in
+/// the caller's transaction (or alone). A spare another claim holds is skipped, not waited for.
+pub(super) async fn claim_spare_in(
+    executor: impl sqlx::PgExecutor<'_>,
+    org_id: &OrgId,
+    server: &ServerId,
+) -> Result<Option<Spare>, ControlError> {
+    let row: Option<SpareRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE spare_databases SET claimed_by = $1
+         WHERE db_name = (
+             SELECT p.db_name FROM spare_databases p
+             JOIN database_servers s ON s.id = p.server_id
+             WHERE p.server_id = $2 AND p.ready AND p.claimed_by IS NULL
+               AND p.template_version = s.template_version
+             ORDER BY p.created_at LIMIT 1
+             FOR UPDATE OF p SKIP LOCKED)
+         RETURNING {SPARE_COLUMNS}"
+    )))
+    .bind(org_id.as_str())
+    .bind(server.as_str())
+    .fetch_optional(executor)
+    .await?;
+    let claimed = row.map(spare).transpose()?;
+    let path = if claimed.is_some() {
+        ProvisionPath::Warm
+    } else {
+        ProvisionPath::Cold
+    };
+    metrics::counter!("tenancy_warm_pool_claims_total", "path" => path.as_str()).increment(1);
+    Ok(claimed)
+}
+
 impl Store {
     /// Records a spare about to be cloned on `server` at `template_version`; its name is new.
     pub async fn reserve_spare(
@@ -127,42 +159,7 @@ impl Store {
         server: &ServerId,
     ) -> Result<Option<Spare>, ControlError> {
         self.run("claim_spare", async {
-            let row: Option<SpareRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE spare_databases SET claimed_by = $1
-                 WHERE db_name = (
-                     SELECT p.db_name FROM spare_databases p
-                     JOIN database_servers s ON s.id = p.server_id
-                     WHERE p.server_id = $2 AND p.ready AND p.claimed_by IS NULL
-                       AND p.template_version = s.template_version
-                     ORDER BY p.created_at LIMIT 1
-                     FOR UPDATE OF p SKIP LOCKED)
-                 RETURNING {SPARE_COLUMNS}"
-            )))
-            .bind(org_id.as_str())
-            .bind(server.as_str())
-            .fetch_optional(self.pool())
-            .await?;
-            row.map(spare).transpose()
-        })
-        .await
-    }
-
-    /// The claimed spare is the tenant's database now: its record goes and the operation
-    /// records the warm path, in one transaction.
-    pub async fn spare_taken(&self, name: &DbName, op: Uuid) -> Result<(), ControlError> {
-        self.run("spare_taken", async {
-            let mut tx = self.begin().await?;
-            sqlx::query("DELETE FROM spare_databases WHERE db_name = $1")
-                .bind(name.as_str())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE operations SET provision_path = $2 WHERE id = $1")
-                .bind(op)
-                .bind(ProvisionPath::Warm.as_str())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(())
+            claim_spare_in(self.pool(), org_id, server).await
         })
         .await
     }

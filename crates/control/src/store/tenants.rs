@@ -2,13 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::FromRow;
+use sqlx::{FromRow, Row};
 use tenancy_core::{
-    CreateTenant, DbName, ErrorCode, Operation, OperationKind, OrgId, Region, ServerId, Slug,
+    CreateTenant, DbName, ErrorCode, Operation, OperationKind, OrgId, Region, ServerId, Slug, Step,
     Tenant, TenantKind, TenantName, TenantStatus, Tier,
 };
 
-use super::operations::insert_operation;
+use super::operations::{insert_operation, insert_operation_at};
+use super::spares::{Spare, claim_spare_in};
 use super::{Actor, Maybe, Store, Tx, audit, is_unique_violation, tenant_snapshot};
 use crate::error::ControlError;
 use crate::secrets::Credentials;
@@ -92,6 +93,18 @@ pub struct NewTenant<'a> {
     pub explicit_slug: bool,
     /// The master key the tenant's first password derives from.
     pub key_id: &'a str,
+    /// Whether to claim a spare of the warm pool on the server the tenant is placed on.
+    pub claim_spare: bool,
+    /// The worker that runs the provisioning at once (it is inserted running, leased to it);
+    /// `None` queues it for any worker.
+    pub runner: Option<Lease<'a>>,
+}
+
+/// An operation's lease: who holds it, and for how long from now.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub worker: &'a str,
+    pub length: std::time::Duration,
 }
 
 impl NewTenant<'_> {
@@ -110,10 +123,20 @@ impl NewTenant<'_> {
 
 /// What `create_tenant` did.
 pub enum Created {
-    /// A new tenant and its provisioning operation.
-    New(Tenant, Operation),
+    /// A new tenant and its provisioning operation. The tenant is placed when a server of its
+    /// region had room (the operation then starts at its `role` step), with the spare it
+    /// claimed, if any.
+    New(Box<Recorded>),
     /// The same request was made before: the tenant as it is.
-    Existing(Tenant),
+    Existing(Box<Tenant>),
+}
+
+/// A new tenant as onboarding recorded it.
+pub struct Recorded {
+    pub tenant: Tenant,
+    pub operation: Operation,
+    pub spare: Option<Spare>,
+    pub credentials: Credentials,
 }
 
 /// Filters of the tenant listing; `after` is the last `org_id` of the previous page.
@@ -257,7 +280,7 @@ impl Store {
                 ));
             }
             let tenant = lock_tenant(&mut tx, new.org_id).await?;
-            return Ok(Created::Existing(tenant));
+            return Ok(Created::Existing(Box::new(tenant)));
         }
         if let Some(parent) = &req.parent_org_id {
             check_agency(&mut tx, parent).await?;
@@ -267,11 +290,16 @@ impl Store {
         } else {
             free_slug(&mut tx, new.slug).await?
         };
+        // Placed here rather than by the operation's first step: one transaction less on the
+        // way to the tenant's database. Without room, the `place` step tries again later.
+        let server = choose_server(&mut tx, new.region).await?;
+        let nonce = uuid::Uuid::new_v4();
         let tenant: Tenant = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
             "INSERT INTO tenants (org_id, name, slug, db_name, role_name, region, tier, status,
                                   parent_org_id, admin_email, request, credential_generation,
-                                  credential_key_id, kind)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10, 1, $11, $12)
+                                  credential_key_id, kind, server_id, credential_nonce)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10, 1, $11, $12, $13,
+                     $14)
              RETURNING {TENANT_COLUMNS}"
         )))
         .bind(new.org_id.as_str())
@@ -286,10 +314,27 @@ impl Store {
         .bind(&normalized)
         .bind(new.key_id)
         .bind(new.kind.as_str())
+        .bind(server.as_ref().map(ServerId::as_str))
+        .bind(nonce)
         .fetch_one(&mut *tx)
         .await?
         .into();
-        let op = insert_operation(&mut tx, new.org_id, OperationKind::Provision).await?;
+        let (spare, first_step) = match &server {
+            Some(server) if new.claim_spare => (
+                claim_spare_in(&mut *tx, new.org_id, server).await?,
+                Step::Role,
+            ),
+            Some(_) => (None, Step::Role),
+            None => (None, Step::Place),
+        };
+        let op = insert_operation_at(
+            &mut tx,
+            new.org_id,
+            OperationKind::Provision,
+            first_step,
+            new.runner,
+        )
+        .await?;
         audit(
             &mut tx,
             actor,
@@ -300,7 +345,19 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(Created::New(tenant, op))
+        let credentials = Credentials {
+            org_id: new.org_id.clone(),
+            role: slug.role_name(),
+            nonce,
+            generation: 1,
+            key_id: Some(new.key_id.to_owned()),
+        };
+        Ok(Created::New(Box::new(Recorded {
+            tenant,
+            operation: op,
+            spare,
+            credentials,
+        })))
     }
 
     /// Moves a client to another agency (active or provisioning), audited.
@@ -404,10 +461,8 @@ impl Store {
         .await
     }
 
-    /// Chooses a server for the tenant (active, in its region, under capacity, fewest tenants)
-    /// and records it. Locking the region's servers serializes placements so concurrent workers
-    /// spread tenants instead of all picking the same emptiest server. Returns the existing
-    /// placement if there is one.
+    /// Chooses a server for a tenant its onboarding could not place (see [`choose_server`]) and
+    /// records it. Returns the existing placement if there is one.
     pub async fn place(&self, org_id: &OrgId) -> Result<ServerId, ControlError> {
         self.run("place", async {
             let mut tx = self.begin().await?;
@@ -415,52 +470,18 @@ impl Store {
             if let Some(server) = tenant.server_id {
                 return Ok(server);
             }
-            sqlx::query("SELECT id FROM database_servers WHERE region = $1 ORDER BY id FOR UPDATE")
-                .bind(tenant.region.as_str())
-                .execute(&mut *tx)
-                .await?;
-            let chosen: Option<String> = sqlx::query_scalar(
-                "SELECT s.id FROM database_servers s
-                 LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenants t WHERE t.server_id = s.id) c ON true
-                 WHERE s.region = $1 AND s.state = 'active' AND c.n < s.capacity
-                 ORDER BY c.n, s.id LIMIT 1",
-            )
-            .bind(tenant.region.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(chosen) = chosen else {
+            let Some(chosen) = choose_server(&mut tx, &tenant.region).await? else {
                 return Err(ControlError::NoCapacity {
                     region: tenant.region.to_string(),
                 });
             };
             sqlx::query("UPDATE tenants SET server_id = $2, updated_at = now() WHERE org_id = $1")
                 .bind(org_id.as_str())
-                .bind(&chosen)
+                .bind(chosen.as_str())
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            chosen.parse().map_err(ControlError::corrupt)
-        })
-        .await
-    }
-
-    /// Records the schema version provisioning verified. Its commit need not wait for the disk:
-    /// lost in a crash, the step that follows (and its advance, written after it) is lost too,
-    /// and the verification runs again.
-    pub async fn set_schema_version(
-        &self,
-        org_id: &OrgId,
-        version: Option<i32>,
-    ) -> Result<(), ControlError> {
-        self.run("set_schema_version", async {
-            sqlx::query(relaxed_commit!(
-                "UPDATE tenants SET schema_version = $2, updated_at = now() WHERE org_id = $1"
-            ))
-            .bind(org_id.as_str())
-            .bind(version)
-            .execute(self.pool())
-            .await?;
-            Ok(())
+            Ok(chosen)
         })
         .await
     }
@@ -682,6 +703,35 @@ pub(super) async fn set_status(
     .into())
 }
 
+/// Makes a provisioned tenant active at `schema_version`. The spare it claimed, renamed to its
+/// database by now, is forgotten, and its operation (`op`) records the warm path; returns the
+/// tenant, and whether it was made from a spare.
+pub(super) async fn activate(
+    tx: &mut Tx,
+    op: uuid::Uuid,
+    org_id: &OrgId,
+    schema_version: Option<i32>,
+) -> Result<(Tenant, bool), ControlError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH taken AS (DELETE FROM spare_databases WHERE claimed_by = $1 RETURNING db_name),
+              warm AS (UPDATE operations SET provision_path = 'warm'
+                       WHERE id = $3 AND EXISTS (SELECT 1 FROM taken) RETURNING id)
+         UPDATE tenants SET status = 'active', status_reason = NULL, schema_version = $2,
+                updated_at = now()
+         WHERE org_id = $1
+         RETURNING {TENANT_COLUMNS}, EXISTS (SELECT FROM taken) AS from_spare"
+    )))
+    .bind(org_id.as_str())
+    .bind(schema_version)
+    .bind(op)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok((
+        TenantRow::from_row(&row)?.into(),
+        row.try_get("from_spare")?,
+    ))
+}
+
 /// Marks a tenant deleted, its database kept until `purge_after`.
 pub(super) async fn mark_deleted(
     tx: &mut Tx,
@@ -728,6 +778,28 @@ pub(super) async fn delete_row(tx: &mut Tx, org_id: &OrgId) -> Result<(), Contro
 }
 
 /// The first of `base`, `base_2`, `base_3`, ... that no tenant uses (and that fits 63 bytes).
+/// The server a new tenant of `region` goes to: active, under capacity, fewest tenants. Locking
+/// the region's servers (until the transaction ends) serializes placements, so that concurrent
+/// ones spread tenants instead of all picking the same emptiest server.
+async fn choose_server(tx: &mut Tx, region: &Region) -> Result<Option<ServerId>, ControlError> {
+    sqlx::query("SELECT id FROM database_servers WHERE region = $1 ORDER BY id FOR UPDATE")
+        .bind(region.as_str())
+        .execute(&mut **tx)
+        .await?;
+    let chosen: Option<String> = sqlx::query_scalar(
+        "SELECT s.id FROM database_servers s
+         LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenants t WHERE t.server_id = s.id) c ON true
+         WHERE s.region = $1 AND s.state = 'active' AND c.n < s.capacity
+         ORDER BY c.n, s.id LIMIT 1",
+    )
+    .bind(region.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    chosen
+        .map(|id| id.parse().map_err(ControlError::corrupt))
+        .transpose()
+}
+
 async fn free_slug(tx: &mut Tx, base: &Slug) -> Result<Slug, ControlError> {
     let taken: Vec<String> =
         sqlx::query_scalar("SELECT slug FROM tenants WHERE slug = $1 OR slug LIKE $2")

@@ -11,8 +11,8 @@ use tenancy_testkit::eventually;
 #[tokio::test]
 async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_same_end() {
     let fleet = TestFleet::single().unwrap();
+    // Onboarding placed the tenant: its operation starts at `role`.
     let steps = [
-        Step::Place,
         Step::Role,
         Step::Database,
         Step::Lockdown,
@@ -20,6 +20,7 @@ async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_sa
         Step::Activate,
     ];
     let mut points: Vec<(Step, Moment)> = steps.iter().map(|s| (*s, Moment::After)).collect();
+    points.push((Step::Role, Moment::Before));
     points.push((Step::Database, Moment::Before));
 
     for (i, (step, moment)) in points.into_iter().enumerate() {

@@ -163,3 +163,66 @@ async fn two_engines_racing_over_100_onboardings_make_exactly_100_databases() {
         vec![(OperationState::Succeeded.as_str().to_owned(), 100)]
     );
 }
+
+/// An onboarding that waits runs its provisioning in its own process at once: no worker is woken
+/// (no notification of a queued operation) and none would look (they poll once an hour here),
+/// yet it is active within the wait, in one attempt.
+/// Beyond the process's run slots (one per worker), waiting onboardings fall back to the
+/// workers and end active too.
+#[tokio::test]
+async fn a_waiting_onboarding_runs_at_once_in_its_own_process() {
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    config.engine.poll_interval = Duration::from_secs(3600);
+    config.engine.workers = 1;
+    let engine = tenancy_control::Engine::start(config).await.unwrap();
+    let workers = engine.run_workers();
+    let mut queued = sqlx::postgres::PgListener::connect(&fleet.registry_url())
+        .await
+        .unwrap();
+    queued.listen("tenancy_operations").await.unwrap();
+
+    let waited = engine
+        .onboard_and_wait(
+            request("9801", "Right Away"),
+            &actor(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let Onboarded::Created { tenant, operation } = waited else {
+        panic!("a new tenant");
+    };
+    assert_eq!(operation.state, OperationState::Succeeded);
+    assert_eq!(operation.attempts, 1);
+    assert_eq!(tenant.status, TenantStatus::Active);
+    while let Ok(notification) =
+        tokio::time::timeout(Duration::from_millis(300), queued.recv()).await
+    {
+        assert_ne!(
+            notification.unwrap().payload(),
+            operation.id.to_string(),
+            "queued for the workers"
+        );
+    }
+    connect_own(&engine, fleet.cluster("pg-1"), &tenant)
+        .await
+        .unwrap();
+
+    let actor = actor();
+    let waits = (0..3).map(|i| {
+        engine.onboard_and_wait(
+            request(&format!("981{i}"), &format!("Together {i}")),
+            &actor,
+            Duration::from_secs(60),
+        )
+    });
+    for waited in futures::future::join_all(waits).await {
+        let Onboarded::Created { tenant, operation } = waited.unwrap() else {
+            panic!("a new tenant");
+        };
+        assert_eq!(operation.state, OperationState::Succeeded, "{operation:?}");
+        assert_eq!(tenant.status, TenantStatus::Active);
+    }
+    workers.shutdown().await;
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tenancy_control::{Config, Engine};
+use tenancy_control::{Config, Engine, Onboarded};
 use tenancy_core::{OperationState, ProvisionPath, TenantStatus};
 use tenancy_testkit::{TestFleet, eventually};
 
@@ -186,9 +186,9 @@ async fn racing_engines_claim_each_spare_once() {
     assert!(databases(fleet.cluster("pg-1"), "spare\\_%").is_empty());
 }
 
-/// A worker dying around each claim step leaves work the next one finishes to one database for
-/// the tenant, on the warm path; no spare is lost (recorded but gone) or leaked (on the server
-/// but not recorded), and no claim is left behind.
+/// A worker dying around each claim step (the claim itself is the onboarding's) leaves work the
+/// next one finishes to one database for the tenant, on the warm path; no spare is lost
+/// (recorded but gone) or leaked (on the server but not recorded), and no claim is left behind.
 #[tokio::test]
 async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_leaked() {
     use tenancy_control::faults::Moment;
@@ -197,11 +197,12 @@ async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_
     let fleet = TestFleet::single().unwrap();
     let cluster = fleet.cluster("pg-1");
     let points = [
-        (Step::ClaimSpare, Moment::After),
+        (Step::Role, Moment::Before),
         (Step::Role, Moment::After),
         (Step::Database, Moment::Before),
         (Step::Database, Moment::After),
         (Step::Lockdown, Moment::After),
+        (Step::Verify, Moment::After),
     ];
     for (i, (step, moment)) in points.into_iter().enumerate() {
         let (doomed, crashed) =
@@ -266,4 +267,58 @@ async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_
             .collect();
         assert_eq!(roles, recorded, "{step:?} {moment:?}");
     }
+}
+
+/// Onboarding places the tenant and claims its spare itself; with no server taking tenants, the
+/// operation places it (and claims a spare there) once one does.
+#[tokio::test]
+async fn an_onboarding_with_no_room_is_placed_with_a_spare_once_a_server_takes_tenants() {
+    use tenancy_core::{ServerState, Step};
+
+    let fleet = TestFleet::single().unwrap();
+    let engine = Engine::start(pooled(&fleet, 1)).await.unwrap();
+    engine.refill_warm_pool().await.unwrap();
+    let server: tenancy_core::ServerId = "pg-1".parse().unwrap();
+    engine
+        .set_server_state(&server, ServerState::Draining, &actor())
+        .await
+        .unwrap();
+
+    let Onboarded::Created { tenant, operation } = engine
+        .onboard(request("9601", "No Room"), &actor())
+        .await
+        .unwrap()
+    else {
+        panic!("a new tenant");
+    };
+    assert_eq!(tenant.server_id, None);
+    assert_eq!(operation.step, Step::Place);
+    assert_eq!(spares(&engine).await, 1, "nothing claimed");
+    let workers = engine.run_workers();
+    eventually(Duration::from_secs(30), "a placement refused", || async {
+        let op = engine.operation(operation.id).await.unwrap();
+        (op.attempts >= 1 && op.state == OperationState::Queued).then_some(())
+    })
+    .await;
+
+    engine
+        .set_server_state(&server, ServerState::Active, &actor())
+        .await
+        .unwrap();
+    let tenant = wait_status(
+        &engine,
+        &tenant.org_id,
+        TenantStatus::Active,
+        Duration::from_secs(30),
+    )
+    .await;
+    workers.shutdown().await;
+    assert_eq!(tenant.server_id, Some(server));
+    assert_eq!(
+        provision_path(&engine, &tenant).await,
+        Some(ProvisionPath::Warm)
+    );
+    connect_own(&engine, fleet.cluster("pg-1"), &tenant)
+        .await
+        .unwrap();
 }

@@ -63,19 +63,18 @@ pub async fn create(
     if let Some(create_org) = request.create_org.take() {
         request.org_id = Some(create_organization(&state, &mut request, create_org).await?);
     }
-    match state.engine.onboard(request, &auth.actor()).await? {
+    match state
+        .engine
+        .onboard_and_wait(request, &auth.actor(), wait)
+        .await?
+    {
         Onboarded::Existing { tenant } => Ok((StatusCode::OK, axum::Json(tenant)).into_response()),
-        Onboarded::Created { tenant, operation } => {
-            if !wait.is_zero() {
-                let op = state.engine.wait_operation(operation.id, wait).await?;
-                if op.state == OperationState::Succeeded {
-                    let tenant = state.engine.tenant(&tenant.org_id).await?;
-                    return Ok((StatusCode::CREATED, axum::Json(tenant)).into_response());
-                }
-                return Ok(accepted(op));
-            }
-            Ok(accepted(operation))
+        Onboarded::Created { tenant, operation }
+            if operation.state == OperationState::Succeeded =>
+        {
+            Ok((StatusCode::CREATED, axum::Json(tenant)).into_response())
         }
+        Onboarded::Created { operation, .. } => Ok(accepted(operation)),
     }
 }
 
