@@ -24,7 +24,9 @@ use tenancy_core::Problem;
 #[into_params(parameter_in = Query)]
 pub struct CreateParams {
     /// Block until the tenant is active, up to this long (`30s`, `1m`; longer waits are cut to
-    /// the registry's maximum, 60 s unless configured otherwise). Without it the answer is 202 with the provisioning operation.
+    /// the registry's maximum, 60 s unless configured otherwise); the provisioning then runs at
+    /// once in the process that took the request, when it has a run slot free. Without it the
+    /// answer is 202 with the provisioning operation.
     #[param(inline)]
     pub wait: Option<Wait>,
 }
