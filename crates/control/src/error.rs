@@ -136,6 +136,11 @@ impl ControlError {
         Self::conflict(ErrorCode::MoveUnsupported, detail)
     }
 
+    /// Whether a server refused a statement with this SQLSTATE.
+    pub(crate) fn is_server_sqlstate(&self, code: &str) -> bool {
+        matches!(self, ControlError::Server { source, .. } if sqlstate(source).as_deref() == Some(code))
+    }
+
     pub(crate) fn corrupt(e: impl std::fmt::Display) -> Self {
         ControlError::Corrupt(e.to_string())
     }

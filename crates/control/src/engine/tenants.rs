@@ -52,11 +52,10 @@ impl Engine {
         actor: &Actor,
         wait: Duration,
     ) -> Result<Onboarded, ControlError> {
-        let slot = if wait.is_zero() {
-            None
-        } else {
-            self.run_slot()
-        };
+        if wait.is_zero() {
+            return self.onboard(request, actor).await;
+        }
+        let slot = self.run_slot();
         let leased_at = Instant::now();
         let lease = slot.as_ref().map(|slot| Lease {
             worker: slot.worker(),
@@ -66,9 +65,6 @@ impl Engine {
         let Onboarded::Created { tenant, operation } = onboarded else {
             return Ok(onboarded);
         };
-        if wait.is_zero() {
-            return Ok(Onboarded::Created { tenant, operation });
-        }
         let id = operation.id;
         let deadline = tokio::time::Instant::now() + wait;
         if let Some(slot) = slot {

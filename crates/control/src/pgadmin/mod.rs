@@ -487,9 +487,7 @@ impl ServerAdmin {
         match created {
             Ok(()) => self.tag(Some(db), None, org_id).await,
             // Another worker (one whose lease we took over) created it meanwhile.
-            Err(ControlError::Server { source, .. })
-                if crate::error::sqlstate(&source).as_deref() == Some("42P04") =>
-            {
+            Err(e) if e.is_server_sqlstate("42P04") => {
                 let existing = self.database_facts(db).await?.ok_or_else(|| {
                     ControlError::Corrupt(format!("database {db} exists and then does not"))
                 })?;
@@ -604,11 +602,7 @@ impl ServerAdmin {
             .await;
         match adopted {
             Ok(()) => Ok(true),
-            Err(ControlError::Server { source, .. })
-                if crate::error::sqlstate(&source).as_deref() == Some(NOT_A_WHOLE_SPARE) =>
-            {
-                Ok(false)
-            }
+            Err(e) if e.is_server_sqlstate(NOT_A_WHOLE_SPARE) => Ok(false),
             Err(e) => Err(e),
         }
     }
