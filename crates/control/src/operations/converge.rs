@@ -67,7 +67,7 @@ async fn converge(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     admin
         .ensure_role(&role, &password, cx.limits()?, &tenant.org_id, !blocked)
         .await?;
-    admin.lockdown(db, &role).await?;
+    admin.lockdown(db, &role, &tenant.org_id).await?;
     if blocked {
         admin.block(db, &role).await
     } else {

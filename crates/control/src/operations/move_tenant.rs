@@ -92,7 +92,9 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             target
                 .ensure_role(&role, &password, cx.limits()?, org_id, active)
                 .await?;
-            target.lockdown_with(db, &role, false).await?;
+            // The copy carries the privileges the source granted the role inside.
+            target.open_to(db, &role, org_id).await?;
+            target.end_other_sessions(db, &role).await?;
             if !active {
                 target.block(db, &role).await?;
             }

@@ -40,11 +40,14 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             Ok(())
         }
         Step::Role => {
+            let Some(spare) = claimed(cx).await? else {
+                // A clone's role is made beside the clone, by `database`.
+                cx.nothing_to_record = true;
+                return Ok(());
+            };
             let password = cx.password().await?;
             let admin = cx.admin().await?;
-            if let Some(spare) = claimed(cx).await?
-                && spare.has_role
-            {
+            if spare.has_role {
                 let tenant = (db, &role);
                 let limits = cx.limits()?;
                 let org_id = &cx.tenant.org_id;
@@ -69,7 +72,10 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::Database => database(cx).await,
         Step::Lockdown => lockdown(cx).await,
         Step::Verify => {
-            cx.verified_version = Some(verify(cx).await?);
+            // A clone's lockdown verified the login already.
+            if cx.verified_version.is_none() {
+                cx.verified_version = Some(verify(cx).await?);
+            }
             // Cheap to repeat: `activate` verifies again when a crash lost this.
             cx.nothing_to_record = true;
             Ok(())
@@ -130,28 +136,42 @@ async fn verify(cx: &mut StepContext<'_>) -> Result<Option<i32>, ControlError> {
     }
 }
 
-/// The tenant's database: the spare it claimed, renamed, else a clone of the template.
+/// The tenant's database: the spare it claimed, renamed, else a clone of the template, made
+/// while the tenant's role is (neither needs the other).
 async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     if cx.spare_adopted {
         cx.nothing_to_record = true;
         return Ok(());
     }
     let admin = cx.admin().await?;
-    let claimed = claimed(cx).await?;
-    let org_id = &cx.tenant.org_id;
-    let db = &cx.tenant.db_name;
-    match claimed {
-        Some(spare) => admin.adopt_spare_database(&spare.db_name, db, org_id).await,
-        None => {
-            admin.create_database(db, org_id).await?;
-            cx.store.set_cold_path(cx.op.id).await
+    if let Some(spare) = claimed(cx).await? {
+        let (db, org_id) = (&cx.tenant.db_name, &cx.tenant.org_id);
+        return admin.adopt_spare_database(&spare.db_name, db, org_id).await;
+    }
+    let password = cx.password().await?;
+    let role = cx.tenant.role_name();
+    let (org_id, db, limits) = (&cx.tenant.org_id, &cx.tenant.db_name, cx.limits()?);
+    // Both run to their end, also when one fails: a clone is never cut off halfway.
+    let (made_role, cloned) = tokio::join!(
+        admin.ensure_role(&role, &password, limits, org_id, true),
+        admin.create_database(db, org_id),
+    );
+    match (made_role, cloned) {
+        // A refused role (one that is not the tenant's) leaves no clone behind: nothing has
+        // connected to it, nothing else knows it.
+        (Err(refused), Ok(true)) => {
+            admin.drop_database(db).await?;
+            Err(refused)
         }
+        (made_role, cloned) => made_role.and(cloned).map(drop),
     }
 }
 
 /// Locks the database down for the tenant. A claimed spare whose role became the tenant's (the
 /// spare's role is gone: renamed) has the template's privileges already, so no connection into
-/// the database is needed.
+/// the database is needed. Otherwise the role is given them inside while its login is verified
+/// (it needs none of them), which leaves `verify` nothing to do. Sessions of anyone else are
+/// ended meanwhile (from the maintenance database: the view is slow to plan in a new one).
 async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     if cx.spare_adopted {
         cx.nothing_to_record = true;
@@ -170,7 +190,19 @@ async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
         }
         _ => false,
     };
-    admin
-        .lockdown_with(&cx.tenant.db_name, &cx.tenant.role_name(), !role_adopted)
-        .await
+    let (db, role) = (&cx.tenant.db_name.clone(), cx.tenant.role_name());
+    admin.open_to(db, &role, &cx.tenant.org_id).await?;
+    if role_adopted {
+        return admin.end_other_sessions(db, &role).await;
+    }
+    let password = cx.password().await?;
+    let (version, login, others) = tokio::join!(
+        admin.grant_app_privileges(db, &role),
+        admin.verify_login(db, &role, &password),
+        admin.end_other_sessions(db, &role),
+    );
+    login?;
+    others?;
+    cx.verified_version = Some(version?);
+    Ok(())
 }

@@ -45,6 +45,10 @@ pub const SPARE_TAG: &str = "tenancy:spare";
 /// `ServerAdmin::adopt_spare`).
 const NOT_A_WHOLE_SPARE: &str = "TS001";
 
+/// The SQLSTATE (one of our own) of an opening that finds the database tagged for someone else
+/// (see `ServerAdmin::open_to`).
+const NOT_THE_TENANTS: &str = "TS002";
+
 /// Says goodbye to the server off the caller's path: nothing waits for a verification's
 /// connection to close.
 fn close_in_background(conn: PgConnection) {
@@ -467,16 +471,12 @@ impl ServerAdmin {
         Ok(())
     }
 
-    /// Clones the template into `db`, closed to every connection until [`Self::lockdown`]
-    /// opens it, and tags it. `CREATE DATABASE` cannot run in a transaction and is atomic; a
-    /// crash between it and the tag leaves an untagged database that no one can connect to,
-    /// which the repeated step recognizes as its own and tags. Any other database of that name
-    /// is refused.
+    /// Clones the template into `db`, closed to every connection until [`Self::open_to`]
+    /// tags it and opens it to the tenant. A repeated step finds the database there: it takes
+    /// it when it is the tenant's (tagged for it, or untagged and still closed: a clone that
+    /// was never opened) and refuses any other. Returns whether this call made the clone.
     #[instrument(skip(self), fields(server_id = %self.id))]
-    pub async fn create_database(&self, db: &DbName, org_id: &OrgId) -> Result<(), ControlError> {
-        if let Some(existing) = self.database_facts(db).await? {
-            return self.take_existing(db, org_id, existing).await;
-        }
+    pub async fn create_database(&self, db: &DbName, org_id: &OrgId) -> Result<bool, ControlError> {
         let created = self
             .execute(format!(
                 "CREATE DATABASE {} TEMPLATE {} ALLOW_CONNECTIONS false",
@@ -485,13 +485,15 @@ impl ServerAdmin {
             ))
             .await;
         match created {
-            Ok(()) => self.tag(Some(db), None, org_id).await,
-            // Another worker (one whose lease we took over) created it meanwhile.
+            Ok(()) => Ok(true),
+            // A repeat, or another worker (one whose lease we took over) created it meanwhile.
             Err(e) if e.is_server_sqlstate("42P04") => {
                 let existing = self.database_facts(db).await?.ok_or_else(|| {
                     ControlError::Corrupt(format!("database {db} exists and then does not"))
                 })?;
-                self.take_existing(db, org_id, existing).await
+                self.take_existing(db, org_id, existing)
+                    .await
+                    .map(|()| false)
             }
             Err(e) => Err(e),
         }
@@ -523,8 +525,7 @@ impl ServerAdmin {
              ALTER DATABASE {d} ALLOW_CONNECTIONS true;"
         ))
         .await?;
-        self.execute_in(name.as_str(), mirror_app_privileges(&role))
-            .await?;
+        self.grant_app_privileges(name, &role).await?;
         self.execute(format!("ALTER DATABASE {d} ALLOW_CONNECTIONS false"))
             .await
     }
@@ -684,7 +685,7 @@ impl ServerAdmin {
     }
 
     /// An existing database of the tenant's name: its own (tagged for it, or untagged and still
-    /// closed, as [`Self::create_database`] leaves it when interrupted) or refused.
+    /// closed, as [`Self::create_database`] leaves it until it is opened) or refused.
     async fn take_existing(
         &self,
         db: &DbName,
@@ -693,7 +694,7 @@ impl ServerAdmin {
     ) -> Result<(), ControlError> {
         match tag {
             Some(tag) if tagged_org(Some(&tag)) == Some(org_id.as_str()) => Ok(()),
-            None if !allow_connections => self.tag(Some(db), None, org_id).await,
+            None if !allow_connections => Ok(()),
             tag => Err(ControlError::conflict(
                 ErrorCode::InvalidState,
                 format!(
@@ -706,38 +707,101 @@ impl ServerAdmin {
         }
     }
 
-    /// Makes the database the tenant's alone: PUBLIC loses every privilege on it and the tenant
-    /// role gets CONNECT and TEMPORARY before it is opened (so no other role can ever connect),
-    /// then, inside, the role gets the privileges the template grants the app role (tables,
-    /// sequences, functions, schemas, and the defaults for objects later migrations create);
-    /// sessions of anyone but the tenant and the admin are ended.
+    /// Makes the database the tenant's alone: see [`Self::open_to`] and
+    /// [`Self::grant_app_privileges`]; then ends the sessions of anyone but the role and the
+    /// admin.
     #[instrument(skip(self), fields(server_id = %self.id))]
-    pub async fn lockdown(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
-        self.lockdown_with(db, role, true).await
-    }
-
-    /// As [`Self::lockdown`]; without `mirror`, the role has the template's privileges inside
-    /// the database already (a claimed spare's role) and no connection into it is opened.
-    pub async fn lockdown_with(
+    pub async fn lockdown(
         &self,
         db: &DbName,
         role: &RoleName,
-        mirror: bool,
+        org_id: &OrgId,
     ) -> Result<(), ControlError> {
-        let d = ident(db.as_str());
-        let r = ident(role.as_str());
-        self.execute(format!(
-            "REVOKE ALL ON DATABASE {d} FROM PUBLIC;
-             GRANT CONNECT, TEMPORARY ON DATABASE {d} TO {r};
-             {memberships}
-             ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
-            memberships = revoke_memberships(role)
-        ))
-        .await?;
-        if mirror {
-            self.execute_in(db.as_str(), mirror_app_privileges(role))
-                .await?;
+        self.open_to(db, role, org_id).await?;
+        self.grant_app_privileges(db, role).await?;
+        self.end_other_sessions(db, role).await
+    }
+
+    /// Opens the database to the tenant's role alone, in one transaction: tagged for the tenant,
+    /// PUBLIC loses every privilege on it, the role gets CONNECT and TEMPORARY and loses any
+    /// membership, then connections are allowed (so no other role can ever connect). A database
+    /// tagged for anyone else is refused, changing nothing. Inside, the role has no privilege
+    /// yet but what it was given there before (see [`Self::grant_app_privileges`]).
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn open_to(
+        &self,
+        db: &DbName,
+        role: &RoleName,
+        org_id: &OrgId,
+    ) -> Result<(), ControlError> {
+        let (d, r, tag) = (
+            ident(db.as_str()),
+            ident(role.as_str()),
+            literal(&tag(org_id)),
+        );
+        let opened = self
+            .execute(format!(
+                "DO $check$ BEGIN
+                   IF coalesce(shobj_description((SELECT oid FROM pg_database WHERE datname = {name}),
+                                                 'pg_database'), {tag}) <> {tag}
+                   THEN RAISE EXCEPTION 'tagged for someone else' USING ERRCODE = '{NOT_THE_TENANTS}';
+                   END IF;
+                 END $check$;
+                 COMMENT ON DATABASE {d} IS {tag};
+                 REVOKE ALL ON DATABASE {d} FROM PUBLIC;
+                 GRANT CONNECT, TEMPORARY ON DATABASE {d} TO {r};
+                 {memberships}
+                 ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
+                name = literal(db.as_str()),
+                memberships = revoke_memberships(role)
+            ))
+            .await;
+        match opened {
+            Err(e) if e.is_server_sqlstate(NOT_THE_TENANTS) => Err(ControlError::conflict(
+                ErrorCode::InvalidState,
+                format!(
+                    "database {db} on server {} is tagged for someone else than tenant {org_id}; \
+                     it is never opened to it",
+                    self.id
+                ),
+            )),
+            other => other,
         }
+    }
+
+    /// Inside the database, grants the role every privilege the template grants the app role
+    /// (on schemas, tables, sequences and functions, and the same default privileges for objects
+    /// that later migrations create); returns the schema version read there. One round trip on
+    /// a connection of its own.
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn grant_app_privileges(
+        &self,
+        db: &DbName,
+        role: &RoleName,
+    ) -> Result<Option<i32>, ControlError> {
+        let mut conn = PgConnection::connect_with(&self.options(db.as_str()))
+            .await
+            .map_err(self.err())?;
+        let rows = sqlx::raw_sql(ddl(grant_app_privileges(role)))
+            .fetch_all(&mut conn)
+            .await;
+        close_in_background(conn);
+        // The version is the batch's only row.
+        match rows.map_err(self.err())?.first() {
+            Some(row) => row.try_get(0).map_err(self.err()),
+            None => Err(ControlError::Corrupt(format!(
+                "database {db} on server {} has no schema version",
+                self.id
+            ))),
+        }
+    }
+
+    /// Ends the sessions in the database of anyone but the role and the admin.
+    pub async fn end_other_sessions(
+        &self,
+        db: &DbName,
+        role: &RoleName,
+    ) -> Result<(), ControlError> {
         sqlx::query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
              WHERE datname = $1 AND usename NOT IN ($2, current_user) AND pid <> pg_backend_pid()",
@@ -1089,37 +1153,37 @@ fn revoke_memberships(role: &RoleName) -> String {
     )
 }
 
-/// Inside a tenant database: grants the role every privilege the template grants the app role,
-/// on schemas, tables, sequences and functions, and the same default privileges for objects
-/// that later migrations create.
-fn mirror_app_privileges(role: &RoleName) -> String {
+/// Inside a tenant database: grants `role` every privilege the template grants the app role
+/// (none when there is no app role), then reads the schema version (the batch's one row). One
+/// `GRANT` per privilege: grouping objects into fewer statements measured slower.
+fn grant_app_privileges(role: &RoleName) -> String {
     format!(
-        "DO $mirror$ DECLARE s text; BEGIN
-           IF to_regrole({app}) IS NULL THEN RETURN; END IF;
+        "DO $grants$ DECLARE s text; BEGIN
            FOR s IN
              SELECT format('GRANT %s ON SCHEMA %I TO %I', a.privilege_type, n.nspname, {role})
-             FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = {app}::regrole
+             FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = to_regrole({app})
              UNION ALL
              SELECT format('GRANT %s ON %s %s TO %I', a.privilege_type,
                            CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
                            c.oid::regclass, {role})
-             FROM pg_class c, aclexplode(c.relacl) a WHERE a.grantee = {app}::regrole
+             FROM pg_class c, aclexplode(c.relacl) a WHERE a.grantee = to_regrole({app})
              UNION ALL
              SELECT format('GRANT %s ON FUNCTION %s TO %I', a.privilege_type, p.oid::regprocedure, {role})
-             FROM pg_proc p, aclexplode(p.proacl) a WHERE a.grantee = {app}::regrole
+             FROM pg_proc p, aclexplode(p.proacl) a WHERE a.grantee = to_regrole({app})
              UNION ALL
              SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I %s GRANT %s ON %s TO %I',
                            pg_get_userbyid(d.defaclrole),
                            CASE WHEN d.defaclnamespace = 0 THEN ''
-                                ELSE format('IN SCHEMA %I', d.defaclnamespace::regnamespace::text) END,
+                                ELSE format('IN SCHEMA %s', d.defaclnamespace::regnamespace) END,
                            a.privilege_type,
                            CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES'
                                 WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END,
                            {role})
-             FROM pg_default_acl d, aclexplode(d.defaclacl) a WHERE a.grantee = {app}::regrole
+             FROM pg_default_acl d, aclexplode(d.defaclacl) a WHERE a.grantee = to_regrole({app})
            LOOP EXECUTE s; END LOOP;
-         END $mirror$;",
+         END $grants$;
+         SELECT max(version) FROM public.refinery_schema_history;",
         app = literal(APP_GROUP_ROLE),
-        role = literal(role.as_str())
+        role = literal(role.as_str()),
     )
 }

@@ -622,9 +622,11 @@ impl Store {
                 Finish::Provisioned { schema_version } => {
                     let (after, from_spare) =
                         activate(&mut tx, op.id, org_id, schema_version).await?;
-                    if from_spare {
-                        operation.provision_path = Some(ProvisionPath::Warm);
-                    }
+                    operation.provision_path = Some(if from_spare {
+                        ProvisionPath::Warm
+                    } else {
+                        ProvisionPath::Cold
+                    });
                     if after.admin_email.is_some() {
                         insert_operation(&mut tx, org_id, OperationKind::ActivateAdmin).await?;
                     }

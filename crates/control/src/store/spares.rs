@@ -163,20 +163,4 @@ impl Store {
         })
         .await
     }
-
-    /// The operation's provisioning cloned its database (unless it recorded a claimed spare: a
-    /// repeated step finds the renamed spare as the tenant's database and keeps `warm`).
-    pub async fn set_cold_path(&self, op: Uuid) -> Result<(), ControlError> {
-        self.run("set_cold_path", async {
-            sqlx::query(
-                "UPDATE operations SET provision_path = coalesce(provision_path, $2) WHERE id = $1",
-            )
-            .bind(op)
-            .bind(ProvisionPath::Cold.as_str())
-            .execute(self.pool())
-            .await?;
-            Ok(())
-        })
-        .await
-    }
 }

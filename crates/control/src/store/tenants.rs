@@ -704,8 +704,8 @@ pub(super) async fn set_status(
 }
 
 /// Makes a provisioned tenant active at `schema_version`. The spare it claimed, renamed to its
-/// database by now, is forgotten, and its operation (`op`) records the warm path; returns the
-/// tenant, and whether it was made from a spare.
+/// database by now, is forgotten, and its operation (`op`) records the path it took: warm with
+/// a spare, else cold; returns the tenant, and whether it was made from a spare.
 pub(super) async fn activate(
     tx: &mut Tx,
     op: uuid::Uuid,
@@ -714,8 +714,10 @@ pub(super) async fn activate(
 ) -> Result<(Tenant, bool), ControlError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH taken AS (DELETE FROM spare_databases WHERE claimed_by = $1 RETURNING db_name),
-              warm AS (UPDATE operations SET provision_path = 'warm'
-                       WHERE id = $3 AND EXISTS (SELECT 1 FROM taken) RETURNING id)
+              path AS (UPDATE operations
+                       SET provision_path = CASE WHEN EXISTS (SELECT FROM taken) THEN 'warm'
+                                                 ELSE 'cold' END
+                       WHERE id = $3 RETURNING id)
          UPDATE tenants SET status = 'active', status_reason = NULL, schema_version = $2,
                 updated_at = now()
          WHERE org_id = $1

@@ -182,3 +182,51 @@ async fn a_new_database_is_closed_until_it_is_locked_down() {
         "{err}"
     );
 }
+
+/// Opening a database to a tenant's role (the lockdown's first part, run by every provisioning,
+/// convergence and move) refuses one tagged for another tenant, changing nothing: the role gets
+/// no CONNECT, the database stays closed and keeps its tag.
+#[tokio::test]
+async fn a_database_tagged_for_another_tenant_is_never_opened_to_a_role() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let tenant = onboard(&engine, request("4103", "Opener")).await;
+    let cluster = fleet.cluster("pg-1");
+    cluster
+        .psql(
+            "postgres",
+            "CREATE DATABASE tenant_someone_else ALLOW_CONNECTIONS false",
+        )
+        .unwrap();
+    cluster
+        .psql(
+            "postgres",
+            "REVOKE ALL ON DATABASE tenant_someone_else FROM PUBLIC;
+             COMMENT ON DATABASE tenant_someone_else IS 'tenancy:org_id=9999'",
+        )
+        .unwrap();
+    let admin = tenancy_control::pgadmin::ServerAdmin::new(&config(&fleet).servers[0], 2).unwrap();
+    let err = admin
+        .open_to(
+            &"tenant_someone_else".parse().unwrap(),
+            &tenant.role_name(),
+            &tenant.org_id,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("tagged for someone else"), "{err}");
+    assert_eq!(
+        cluster
+            .psql(
+                "postgres",
+                &format!(
+                    "SELECT datallowconn, has_database_privilege('{}', oid, 'CONNECT'),
+                            shobj_description(oid, 'pg_database')
+                     FROM pg_database WHERE datname = 'tenant_someone_else'",
+                    tenant.role_name()
+                )
+            )
+            .unwrap(),
+        "f|f|tenancy:org_id=9999"
+    );
+}

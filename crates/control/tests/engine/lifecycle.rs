@@ -269,6 +269,16 @@ async fn a_database_or_role_that_is_not_the_tenants_is_never_adopted() {
         cluster.psql("postgres", "SELECT shobj_description(oid, 'pg_database') IS NULL FROM pg_database WHERE datname = 'tenant_wayne'").unwrap(),
         "t"
     );
+    // The clone made while the squatted role was refused is gone.
+    assert_eq!(
+        cluster
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_database WHERE datname = 'tenant_stark'"
+            )
+            .unwrap(),
+        "0"
+    );
 }
 
 #[tokio::test]
