@@ -43,19 +43,13 @@ async fn converge(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
         // Never recreated: the reconciler marks the tenant failed instead.
         return Ok(());
     };
-    let untagged_db = database.tag.is_none();
+    // An untagged database is tagged by the lockdown below, which opens it to the role.
     let untagged_role = inventory
         .roles
         .get(role.as_str())
         .is_some_and(|r| r.tag.is_none());
-    if untagged_db || untagged_role {
-        admin
-            .tag(
-                untagged_db.then_some(db),
-                untagged_role.then_some(&role),
-                &tenant.org_id,
-            )
-            .await?;
+    if untagged_role {
+        admin.tag(None, Some(&role), &tenant.org_id).await?;
     }
     if tagged_org(database.tag.as_deref()).is_some_and(|org| org != tenant.org_id.as_str()) {
         return Err(ControlError::Corrupt(format!(

@@ -44,6 +44,8 @@ async fn the_reconciler_verifies_every_tenant_and_never_invents_data() {
         "ALTER ROLE tenant_reopened LOGIN",
         "GRANT CONNECT ON DATABASE tenant_reopened TO tenant_reopened",
         "ALTER ROLE tenant_promoted CREATEDB",
+        // A database from before tags (its converge's lockdown tags it).
+        "COMMENT ON DATABASE tenant_kept IS NULL",
     ] {
         cluster.psql("postgres", sql).unwrap();
     }
@@ -71,6 +73,7 @@ async fn the_reconciler_verifies_every_tenant_and_never_invents_data() {
         kinds,
         vec![
             ("tenant_ghost".to_owned(), FindingKind::OrphanRole),
+            ("tenant_kept".to_owned(), FindingKind::Untagged),
             ("tenant_lost_db".to_owned(), FindingKind::MissingDatabase),
             ("tenant_lost_role".to_owned(), FindingKind::MissingRole),
             ("tenant_promoted".to_owned(), FindingKind::RoleDrift),
@@ -91,7 +94,7 @@ async fn the_reconciler_verifies_every_tenant_and_never_invents_data() {
         );
         assert_eq!(f.repaired, expected, "{f:?}");
     }
-    for tenant in [&lost_role, &reopened, &rekeyed, &promoted] {
+    for tenant in [&kept, &lost_role, &reopened, &rekeyed, &promoted] {
         eventually(Duration::from_secs(30), "converged", || async {
             let ops = engine.tenant_operations(&tenant.org_id, 1).await.unwrap();
             (ops[0].kind == OperationKind::Converge && ops[0].state == OperationState::Succeeded)
@@ -133,6 +136,16 @@ async fn the_reconciler_verifies_every_tenant_and_never_invents_data() {
             )
             .unwrap(),
         "f"
+    );
+    assert_eq!(
+        cluster
+            .psql(
+                "postgres",
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database
+                 WHERE datname = 'tenant_kept'"
+            )
+            .unwrap(),
+        "tenancy:org_id=8001"
     );
     assert!(
         fleet
