@@ -282,4 +282,9 @@ async fn the_whole_tenant_lifecycle_over_http() {
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // Two tenants provisioned (Acme's repeated request made no second one), no pool: two misses.
+    assert!(
+        metrics.contains("tenancy_warm_pool_claims_total{path=\"cold\"} 2"),
+        "{metrics}"
+    );
 }

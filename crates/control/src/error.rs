@@ -34,6 +34,12 @@ pub enum ControlError {
     NoCapacity { region: String },
     #[error("server {0} has no credentials in this process's configuration")]
     UnknownServer(ServerId),
+    /// A tenant provisioned from an older template than the server's, which a fleet migration
+    /// moved on meanwhile: provisioning migrates its database before activating it.
+    #[error(
+        "the template of server {server} is at version {version}, newer than the tenant's database"
+    )]
+    TemplateAhead { server: ServerId, version: i32 },
     /// `CREATE DATABASE ... TEMPLATE` refuses while anyone is connected to the template.
     #[error("template database on server {server} is in use by another session; retrying")]
     TemplateBusy { server: ServerId },
@@ -90,6 +96,7 @@ impl ControlError {
             | ControlError::Migration(_)
             | ControlError::Config(_)
             | ControlError::Corrupt(_)
+            | ControlError::TemplateAhead { .. }
             | ControlError::LeaseLost => ErrorCode::Internal,
             #[cfg(feature = "testing")]
             ControlError::InjectedCrash => ErrorCode::Internal,
@@ -116,6 +123,7 @@ impl ControlError {
             ControlError::NoCapacity { .. }
             | ControlError::UnknownServer(_)
             | ControlError::TemplateBusy { .. }
+            | ControlError::TemplateAhead { .. }
             | ControlError::ClientsBusy { .. }
             | ControlError::Registry(_)
             | ControlError::Migration(_)

@@ -217,14 +217,17 @@ impl Engine {
             });
         }
 
+        // Tenants are listed once the templates moved: one activated at the old version before
+        // its template's new version was recorded is in the list; one activated after is
+        // migrated by its own provisioning (see `Store::finish`).
+        let tenants = self.plan_migration(options).await?.tenants;
+
         let report = Arc::new(Mutex::new(FleetReport {
             target: plan.target,
             ..Default::default()
         }));
         let halted = Arc::new(AtomicBool::new(false));
-        let (canaries, rest) = plan
-            .tenants
-            .split_at(options.canary.min(plan.tenants.len()));
+        let (canaries, rest) = tenants.split_at(options.canary.min(tenants.len()));
         for tenant in canaries {
             if !self.migrate_one(tenant, true, &report, &on_event).await? {
                 halted.store(true, Ordering::SeqCst);
@@ -282,7 +285,7 @@ impl Engine {
         let mut report = Arc::try_unwrap(report)
             .map(Mutex::into_inner)
             .unwrap_or_else(|r| r.blocking_lock().clone());
-        report.not_attempted = plan.tenants.len()
+        report.not_attempted = tenants.len()
             - report.migrated
             - report.up_to_date
             - report.failed.len()
@@ -323,12 +326,9 @@ impl Engine {
             });
             return Ok(true);
         }
-        let result = migrate::migrate_schema(
-            &admin.tokio_postgres_config(tenant.db_name.as_str()),
-            admin.tls()?,
-            Some(tenant.to),
-        )
-        .await;
+        let result = admin
+            .migrate(tenant.db_name.as_str(), Some(tenant.to))
+            .await;
         match result {
             Ok(version) => {
                 self.record_migration(org_id, Some(version), None).await?;

@@ -16,6 +16,8 @@
 
 use tenancy_core::Step;
 
+use tracing::info;
+
 use super::StepContext;
 use crate::error::ControlError;
 use crate::store::{Finish, Spare};
@@ -85,9 +87,39 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
                 Some(version) => version,
                 None => verify(cx).await?,
             };
-            cx.finish(Finish::Provisioned { schema_version }).await
+            activate(cx, schema_version).await
         }
         other => Err(cx.unexpected(other)),
+    }
+}
+
+/// Activates the tenant at `schema_version`. When a fleet migration moved the server's template
+/// on since the spare or the clone was made, the activating transaction refuses; the tenant's
+/// database is then migrated to the template's version first, so no tenant starts at an old
+/// version (a migration already listing tenants would not see this one).
+async fn activate(
+    cx: &mut StepContext<'_>,
+    mut schema_version: Option<i32>,
+) -> Result<(), ControlError> {
+    loop {
+        match cx.finish(Finish::Provisioned { schema_version }).await {
+            Err(ControlError::TemplateAhead { version, .. }) => {
+                info!(template_version = version, tenant_version = ?schema_version,
+                      "the template moved on during provisioning; migrating the tenant's database");
+                let admin = cx.admin().await?;
+                let reached = admin
+                    .migrate(cx.tenant.db_name.as_str(), Some(version))
+                    .await?;
+                if reached < version {
+                    // An older binary than the one that migrated the template: do not loop.
+                    return Err(ControlError::Migration(format!(
+                        "the template is at version {version}, this build migrates up to {reached}"
+                    )));
+                }
+                schema_version = Some(reached);
+            }
+            done => return done,
+        }
     }
 }
 

@@ -300,12 +300,13 @@ impl ServerAdmin {
             ),
         )
         .await?;
-        migrate::migrate_schema(
-            &self.tokio_postgres_config(template.as_str()),
-            self.tls()?,
-            target,
-        )
-        .await
+        self.migrate(template.as_str(), target).await
+    }
+
+    /// Migrates a database of this server (the template or a tenant's) to `target` (the latest
+    /// when `None`); returns its version afterwards.
+    pub async fn migrate(&self, db: &str, target: Option<i32>) -> Result<i32, ControlError> {
+        migrate::migrate_schema(&self.tokio_postgres_config(db), self.tls()?, target).await
     }
 
     pub async fn database_exists(&self, db: &DbName) -> Result<bool, ControlError> {

@@ -621,7 +621,7 @@ impl Store {
                 Finish::Unchanged => (format!("operation.{}", op.kind), Some(before.clone())),
                 Finish::Provisioned { schema_version } => {
                     let (after, from_spare) =
-                        activate(&mut tx, op.id, org_id, schema_version).await?;
+                        activate(&mut tx, op.id, &before, schema_version).await?;
                     operation.provision_path = Some(if from_spare {
                         ProvisionPath::Warm
                     } else {
@@ -656,6 +656,11 @@ impl Store {
             .await?;
             notify(&mut tx, DONE_CHANNEL, &op.id.to_string()).await?;
             tx.commit().await?;
+            // Counted once committed: a claim rolled back or repeated after a crash is not a use.
+            if let Some(path) = operation.provision_path {
+                metrics::counter!("tenancy_warm_pool_claims_total", "path" => path.as_str())
+                    .increment(1);
+            }
             Ok(Finished {
                 operation,
                 tenant: after,

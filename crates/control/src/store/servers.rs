@@ -9,6 +9,11 @@ use super::{Actor, Maybe, Store, audit, is_unique_violation};
 use crate::config::ServerConfig;
 use crate::error::ControlError;
 
+/// The key of the advisory lock that orders a server's template versions against activations
+/// there (`$1` is the server's id): recording a new version takes it exclusively, activating a
+/// tenant takes it shared (see `tenants::activate`).
+pub(super) const TEMPLATE_VERSION_LOCK: &str = "hashtext('tenancy.template_version:' || $1)";
+
 /// The one column list of a server read, with its tenant count.
 const SERVER_COLUMNS: &str = "s.id, s.region, s.host, s.port, s.admin_user, s.password_env, \
     s.admin_database, s.capacity, s.state, s.template_version, s.sslmode, s.ca_pem, \
@@ -356,13 +361,21 @@ impl Store {
         version: Option<i32>,
     ) -> Result<(), ControlError> {
         self.run("set_template_version", async {
+            let mut tx = self.begin().await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_advisory_xact_lock({TEMPLATE_VERSION_LOCK})"
+            )))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(
                 "UPDATE database_servers SET template_version = $2, updated_at = now() WHERE id = $1",
             )
             .bind(id.as_str())
             .bind(version)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(())
         })
         .await

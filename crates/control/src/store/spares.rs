@@ -3,7 +3,7 @@
 //! provisionings, on any replicas, never get the same spare), and forgotten once renamed to the
 //! tenant's database.
 
-use tenancy_core::{DbName, OrgId, ProvisionPath, ServerId};
+use tenancy_core::{DbName, OrgId, ServerId};
 use uuid::Uuid;
 
 use super::Store;
@@ -62,14 +62,7 @@ pub(super) async fn claim_spare_in(
     .bind(server.as_str())
     .fetch_optional(executor)
     .await?;
-    let claimed = row.map(spare).transpose()?;
-    let path = if claimed.is_some() {
-        ProvisionPath::Warm
-    } else {
-        ProvisionPath::Cold
-    };
-    metrics::counter!("tenancy_warm_pool_claims_total", "path" => path.as_str()).increment(1);
-    Ok(claimed)
+    row.map(spare).transpose()
 }
 
 impl Store {

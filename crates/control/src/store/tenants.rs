@@ -9,6 +9,7 @@ use tenancy_core::{
 };
 
 use super::operations::{insert_operation, insert_operation_at};
+use super::servers::TEMPLATE_VERSION_LOCK;
 use super::spares::{Spare, claim_spare_in};
 use super::{Actor, Maybe, Store, Tx, audit, is_unique_violation, tenant_snapshot};
 use crate::error::ControlError;
@@ -706,12 +707,28 @@ pub(super) async fn set_status(
 /// Makes a provisioned tenant active at `schema_version`. The spare it claimed, renamed to its
 /// database by now, is forgotten, and its operation (`op`) records the path it took: warm with
 /// a spare, else cold; returns the tenant, and whether it was made from a spare.
+///
+/// Refused with [`ControlError::TemplateAhead`] when the server's template is at a newer version
+/// (a fleet migration moved it on after the spare or the clone was made). The version is read
+/// under the template version lock, taken shared: a fleet migration records a new version under
+/// it exclusively and only then lists the tenants it migrates, so a tenant activated at an old
+/// version is either in that list or refused here.
 pub(super) async fn activate(
     tx: &mut Tx,
     op: uuid::Uuid,
-    org_id: &OrgId,
+    tenant: &Tenant,
     schema_version: Option<i32>,
 ) -> Result<(Tenant, bool), ControlError> {
+    let org_id = &tenant.org_id;
+    if let Some(server) = &tenant.server_id {
+        // Its own statement: the next one's snapshot must be taken once the lock is held.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT pg_advisory_xact_lock_shared({TEMPLATE_VERSION_LOCK})"
+        )))
+        .bind(server.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH taken AS (DELETE FROM spare_databases WHERE claimed_by = $1 RETURNING db_name),
               path AS (UPDATE operations
@@ -721,13 +738,25 @@ pub(super) async fn activate(
          UPDATE tenants SET status = 'active', status_reason = NULL, schema_version = $2,
                 updated_at = now()
          WHERE org_id = $1
-         RETURNING {TENANT_COLUMNS}, EXISTS (SELECT FROM taken) AS from_spare"
+         RETURNING {TENANT_COLUMNS}, EXISTS (SELECT FROM taken) AS from_spare,
+                   (SELECT s.template_version FROM database_servers s
+                    WHERE s.id = tenants.server_id) AS template_version"
     )))
     .bind(org_id.as_str())
     .bind(schema_version)
     .bind(op)
     .fetch_one(&mut **tx)
     .await?;
+    let template_version: Option<i32> = row.try_get("template_version")?;
+    if let (Some(version), Some(ours), Some(server)) =
+        (template_version, schema_version, &tenant.server_id)
+        && version > ours
+    {
+        return Err(ControlError::TemplateAhead {
+            server: server.clone(),
+            version,
+        });
+    }
     Ok((
         TenantRow::from_row(&row)?.into(),
         row.try_get("from_spare")?,

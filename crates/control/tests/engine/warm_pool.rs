@@ -102,13 +102,11 @@ async fn onboarding_claims_a_spare_and_the_pool_refills() {
 #[tokio::test]
 async fn spares_of_an_old_template_version_are_never_claimed() {
     let fleet = TestFleet::single().unwrap();
-    let engine = Engine::start(pooled(&fleet, 2)).await.unwrap();
+    let engine = Engine::start(at_version(&fleet, 2, 4)).await.unwrap();
     engine.refill_warm_pool().await.unwrap();
     assert_eq!(spares(&engine).await, 2);
-    // As a fleet migration records the template's new version.
-    let mut registry = registry(&fleet).await;
-    sqlx::query("UPDATE database_servers SET template_version = template_version + 1")
-        .execute(&mut registry)
+    engine
+        .migrate_fleet(&migrate_to(5), std::sync::Arc::new(|_| {}))
         .await
         .unwrap();
     assert_eq!(spares(&engine).await, 0, "old spares are not available");
@@ -127,6 +125,8 @@ async fn spares_of_an_old_template_version_are_never_claimed() {
         .unwrap();
     assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
     assert_eq!(op.provision_path, Some(ProvisionPath::Cold));
+    let tenant = engine.tenant(&org("9201")).await.unwrap();
+    assert_eq!(tenant.schema_version, Some(5));
     let refill = engine.refill_warm_pool().await.unwrap();
     assert_eq!((refill.cloned, refill.dropped), (2, 2));
 }
@@ -321,4 +321,147 @@ async fn an_onboarding_with_no_room_is_placed_with_a_spare_once_a_server_takes_t
     connect_own(&engine, fleet.cluster("pg-1"), &tenant)
         .await
         .unwrap();
+}
+
+/// The version of a tenant's database, read in it.
+fn database_version(cluster: &tenancy_testkit::PgCluster, tenant: &tenancy_core::Tenant) -> i32 {
+    cluster
+        .psql(
+            tenant.db_name.as_str(),
+            "SELECT max(version) FROM refinery_schema_history",
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn at_version(fleet: &TestFleet, pool: u32, version: i32) -> Config {
+    let mut config = pooled(fleet, pool);
+    config.engine.template_version = Some(version);
+    config
+}
+
+fn migrate_to(version: i32) -> tenancy_control::fleet::MigrateOptions {
+    tenancy_control::fleet::MigrateOptions {
+        target: Some(version),
+        ..Default::default()
+    }
+}
+
+/// A spare claimed before a fleet migration moved the template on, whose tenant is activated
+/// after the migration listed its tenants: the tenant starts at the new version (its database
+/// migrated by its provisioning), never at the spare's.
+#[tokio::test]
+async fn a_spare_claimed_across_a_template_migration_starts_at_the_new_version() {
+    use tenancy_control::faults::Moment;
+    use tenancy_core::{OperationKind, Step};
+
+    let fleet = TestFleet::single().unwrap();
+    let cluster = fleet.cluster("pg-1");
+    let (doomed, crashed) = doomed_engine(
+        at_version(&fleet, 1, 3),
+        OperationKind::Provision,
+        Step::Activate,
+        Moment::Before,
+    )
+    .await;
+    doomed.refill_warm_pool().await.unwrap();
+    let workers = doomed.run_workers();
+    doomed
+        .onboard(request("9501", "Across Versions"), &actor())
+        .await
+        .unwrap();
+    wait_crash(&crashed).await;
+    workers.shutdown().await;
+
+    // The template moves on while the tenant is still provisioning, so the run leaves it out.
+    let rescuer = Engine::start(at_version(&fleet, 1, 3)).await.unwrap();
+    let report = rescuer
+        .migrate_fleet(&migrate_to(4), std::sync::Arc::new(|_| {}))
+        .await
+        .unwrap();
+    assert_eq!(report.migrated + report.up_to_date, 0, "{report:?}");
+    assert_eq!(
+        rescuer.servers().await.unwrap()[0].template_version,
+        Some(4)
+    );
+
+    let workers = rescuer.run_workers();
+    let tenant = wait_status(
+        &rescuer,
+        &org("9501"),
+        TenantStatus::Active,
+        Duration::from_secs(60),
+    )
+    .await;
+    workers.shutdown().await;
+    assert_eq!(
+        provision_path(&rescuer, &tenant).await,
+        Some(ProvisionPath::Warm)
+    );
+    assert_eq!(tenant.schema_version, Some(4));
+    assert_eq!(database_version(cluster, &tenant), 4);
+    // The tables of version 4 are the tenant's to use.
+    let mut own = connect_own(&rescuer, cluster, &tenant).await.unwrap();
+    sqlx::query("SELECT count(*) FROM alert_rules")
+        .execute(&mut own)
+        .await
+        .unwrap();
+}
+
+/// Onboardings racing a fleet migration on another engine, over a pool and beyond it (spares
+/// and clones made at the old version): every tenant ends at the new version, whether the run
+/// listed it or its provisioning migrated it.
+#[tokio::test]
+async fn onboardings_racing_a_fleet_migration_all_end_at_its_version() {
+    let fleet = TestFleet::single().unwrap();
+    let cluster = fleet.cluster("pg-1");
+    let onboarding = Engine::start(at_version(&fleet, 8, 3)).await.unwrap();
+    onboarding.refill_warm_pool().await.unwrap();
+    std::mem::forget(onboarding.run_workers());
+    let migrating = Engine::start(at_version(&fleet, 8, 3)).await.unwrap();
+
+    let mut ops = Vec::new();
+    let mut migration = None;
+    for i in 0..24 {
+        if i == 4 {
+            let engine = migrating.clone();
+            migration = Some(tokio::spawn(async move {
+                engine
+                    .migrate_fleet(&migrate_to(4), std::sync::Arc::new(|_| {}))
+                    .await
+            }));
+        }
+        match onboarding
+            .onboard(
+                request(&format!("96{i:02}"), &format!("Racing Migration {i}")),
+                &actor(),
+            )
+            .await
+            .unwrap()
+        {
+            Onboarded::Created { operation, .. } => ops.push(operation),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let report = migration.unwrap().await.unwrap().unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    for op in ops {
+        let op = onboarding
+            .wait_operation(op.id, Duration::from_secs(120))
+            .await
+            .unwrap();
+        assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    }
+    let tenants = onboarding
+        .all_tenants(&tenancy_control::TenantFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(tenants.len(), 24);
+    for tenant in &tenants {
+        assert_eq!(tenant.schema_version, Some(4), "{}", tenant.org_id);
+        assert_eq!(database_version(cluster, tenant), 4, "{}", tenant.org_id);
+    }
 }
