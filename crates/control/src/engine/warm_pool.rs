@@ -7,20 +7,27 @@
 //! is dropped. Spares of another template version than the server's are dropped too (a claim
 //! takes only the current version) and cloned again: for this template a clone takes tens of
 //! milliseconds, less than migrating a spare would (README, "Warm pool").
+//!
+//! Before each clone, refilling looks for work a clone would compete with for the server's I/O:
+//! a fleet migration, or a provisioning cloning the template there. It then stops until the
+//! next round, which comes soon (`refill_interval`); spares are for the quiet moments.
 
 use std::time::Instant;
 
 use tenancy_core::{ServerId, ServerState};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Engine;
 use crate::error::ControlError;
+use crate::fleet::FLEET_MIGRATION_LOCK;
 
 /// What one refill round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Refill {
     pub cloned: usize,
     pub dropped: usize,
+    /// Servers left short until a later round, so as not to compete with other work.
+    pub deferred: usize,
 }
 
 impl Engine {
@@ -48,6 +55,7 @@ impl Engine {
                 Ok(refill) => {
                     done.cloned += refill.cloned;
                     done.dropped += refill.dropped;
+                    done.deferred += refill.deferred;
                 }
                 Err(e) => warn!(server_id = %server.id, error = %e, "warm pool not refilled"),
             }
@@ -77,6 +85,14 @@ impl Engine {
             done.dropped += 1;
         }
         while available < size {
+            if let Some(reason) = self.busy_with_clones(server).await? {
+                debug!(server_id = %server, reason, "warm pool refill deferred");
+                metrics::counter!("tenancy_warm_pool_refill_deferred_total",
+                    "server" => server.to_string(), "reason" => reason)
+                .increment(1);
+                done.deferred = 1;
+                break;
+            }
             let started = Instant::now();
             let name = self.store().reserve_spare(server, version).await?;
             admin.clone_spare(&name).await?;
@@ -92,5 +108,19 @@ impl Engine {
             info!(server_id = %server, cloned = done.cloned, dropped = done.dropped, "warm pool refilled");
         }
         Ok(done)
+    }
+
+    /// What a spare's clone would compete with on the server now, if anything.
+    async fn busy_with_clones(
+        &self,
+        server: &ServerId,
+    ) -> Result<Option<&'static str>, ControlError> {
+        if self.store().lock_held(FLEET_MIGRATION_LOCK).await? {
+            return Ok(Some("fleet_migration"));
+        }
+        if self.store().cold_provisioning_running(server).await? {
+            return Ok(Some("cold_onboarding"));
+        }
+        Ok(None)
     }
 }

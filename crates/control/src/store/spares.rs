@@ -156,4 +156,23 @@ impl Store {
         })
         .await
     }
+
+    /// Whether a worker (alive: its lease holds) is provisioning a tenant on `server` without a
+    /// spare, that is cloning the template there or about to.
+    pub async fn cold_provisioning_running(&self, server: &ServerId) -> Result<bool, ControlError> {
+        self.run("cold_provisioning_running", async {
+            Ok(sqlx::query_scalar(
+                "SELECT EXISTS (
+                     SELECT FROM operations o JOIN tenants t ON t.org_id = o.org_id
+                     WHERE o.kind = 'provision' AND o.state = 'running'
+                       AND o.lease_expires_at > now() AND t.server_id = $1
+                       AND NOT EXISTS (SELECT FROM spare_databases p
+                                       WHERE p.claimed_by = o.org_id))",
+            )
+            .bind(server.as_str())
+            .fetch_one(self.pool())
+            .await?)
+        })
+        .await
+    }
 }

@@ -465,3 +465,54 @@ async fn onboardings_racing_a_fleet_migration_all_end_at_its_version() {
         assert_eq!(database_version(cluster, tenant), 4, "{}", tenant.org_id);
     }
 }
+
+/// Refilling stays out of the way of work a clone competes with for the server's I/O: while a
+/// fleet migration runs, and while a worker clones a tenant cold there, it clones nothing; once
+/// they are over (or the cloning worker is dead), the next round fills the pool.
+#[tokio::test]
+async fn refilling_waits_while_a_fleet_migration_runs_or_a_tenant_is_cloned() {
+    use tenancy_control::faults::Moment;
+    use tenancy_control::fleet::FLEET_MIGRATION_LOCK;
+    use tenancy_core::{OperationKind, Step};
+
+    let fleet = TestFleet::single().unwrap();
+    let engine = Engine::start(pooled(&fleet, 2)).await.unwrap();
+    let migration = engine
+        .try_lock(FLEET_MIGRATION_LOCK)
+        .await
+        .unwrap()
+        .unwrap();
+    let refill = engine.refill_warm_pool().await.unwrap();
+    assert_eq!((refill.cloned, refill.deferred), (0, 1));
+    migration.release().await;
+
+    // A worker that stops for good as it is about to clone, its lease held for long.
+    let mut doomed_config = pooled(&fleet, 2);
+    doomed_config.engine.lease = Duration::from_secs(600);
+    let (doomed, crashed) = doomed_engine(
+        doomed_config,
+        OperationKind::Provision,
+        Step::Database,
+        Moment::Before,
+    )
+    .await;
+    let workers = doomed.run_workers();
+    doomed
+        .onboard(request("9701", "Cloned Cold"), &actor())
+        .await
+        .unwrap();
+    wait_crash(&crashed).await;
+    workers.shutdown().await;
+    let refill = engine.refill_warm_pool().await.unwrap();
+    assert_eq!((refill.cloned, refill.deferred), (0, 1));
+    assert!(databases(fleet.cluster("pg-1"), "spare\\_%").is_empty());
+
+    // Its lease runs out: nothing is cloning any more.
+    sqlx::query("UPDATE operations SET lease_expires_at = now() WHERE org_id = '9701'")
+        .execute(&mut registry(&fleet).await)
+        .await
+        .unwrap();
+    let refill = engine.refill_warm_pool().await.unwrap();
+    assert_eq!((refill.cloned, refill.deferred), (2, 0));
+    assert_eq!(spares(&engine).await, 2);
+}
