@@ -612,3 +612,74 @@ async fn agencies_are_created_listed_as_a_tree_and_cascade_from_the_command_line
         assert_eq!(status(org).await, "deleted", "{org}");
     }
 }
+
+/// Onboardings racing `tenantctl migrate` in its own process, over a warm pool and beyond it
+/// (spares and clones made at the old version): every tenant ends at the run's version, whether
+/// the run listed it or its own provisioning migrated it.
+#[tokio::test]
+async fn onboardings_racing_a_fleet_migration_all_end_at_its_version() {
+    let fleet = Fleet::new();
+    let mut config = fleet.config(Some(3));
+    config.warm_pool.size = 4;
+    config.warm_pool.refill_interval = Duration::from_secs(3600);
+    let engine = Engine::start(config).await.unwrap();
+    engine.refill_warm_pool().await.unwrap();
+    let workers = engine.run_workers();
+
+    let mut operations = Vec::new();
+    let mut migration = None;
+    for i in 0..24 {
+        if i == 4 {
+            migration = Some(
+                fleet
+                    .command()
+                    .args(["migrate", "--target", "4"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        let request = CreateTenant::new(
+            format!("{}", 7000 + i).parse().unwrap(),
+            format!("Racing Migration {i}").parse().unwrap(),
+        );
+        match engine
+            .onboard(request, &Actor::named("test"))
+            .await
+            .unwrap()
+        {
+            Onboarded::Created { operation, .. } => operations.push(operation.id),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let run = migration.unwrap().wait_with_output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for id in operations {
+        let op = engine
+            .wait_operation(id, Duration::from_secs(120))
+            .await
+            .unwrap();
+        assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    }
+    workers.shutdown().await;
+    let tenants = engine
+        .all_tenants(&tenancy_control::TenantFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(tenants.len(), 24);
+    for tenant in &tenants {
+        assert_eq!(tenant.schema_version, Some(4), "{}", tenant.org_id);
+        assert_eq!(
+            fleet.version(tenant.db_name.as_str()),
+            4,
+            "{}",
+            tenant.org_id
+        );
+    }
+}

@@ -410,62 +410,6 @@ async fn a_spare_claimed_across_a_template_migration_starts_at_the_new_version()
         .unwrap();
 }
 
-/// Onboardings racing a fleet migration on another engine, over a pool and beyond it (spares
-/// and clones made at the old version): every tenant ends at the new version, whether the run
-/// listed it or its provisioning migrated it.
-#[tokio::test]
-async fn onboardings_racing_a_fleet_migration_all_end_at_its_version() {
-    let fleet = TestFleet::single().unwrap();
-    let cluster = fleet.cluster("pg-1");
-    let onboarding = Engine::start(at_version(&fleet, 8, 3)).await.unwrap();
-    onboarding.refill_warm_pool().await.unwrap();
-    std::mem::forget(onboarding.run_workers());
-    let migrating = Engine::start(at_version(&fleet, 8, 3)).await.unwrap();
-
-    let mut ops = Vec::new();
-    let mut migration = None;
-    for i in 0..24 {
-        if i == 4 {
-            let engine = migrating.clone();
-            migration = Some(tokio::spawn(async move {
-                engine
-                    .migrate_fleet(&migrate_to(4), std::sync::Arc::new(|_| {}))
-                    .await
-            }));
-        }
-        match onboarding
-            .onboard(
-                request(&format!("96{i:02}"), &format!("Racing Migration {i}")),
-                &actor(),
-            )
-            .await
-            .unwrap()
-        {
-            Onboarded::Created { operation, .. } => ops.push(operation),
-            other => panic!("{other:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(15)).await;
-    }
-    let report = migration.unwrap().await.unwrap().unwrap();
-    assert!(report.failed.is_empty(), "{report:?}");
-    for op in ops {
-        let op = onboarding
-            .wait_operation(op.id, Duration::from_secs(120))
-            .await
-            .unwrap();
-        assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
-    }
-    let tenants = onboarding
-        .all_tenants(&tenancy_control::TenantFilter::default())
-        .await
-        .unwrap();
-    assert_eq!(tenants.len(), 24);
-    for tenant in &tenants {
-        assert_eq!(tenant.schema_version, Some(4), "{}", tenant.org_id);
-        assert_eq!(database_version(cluster, tenant), 4, "{}", tenant.org_id);
-    }
-}
-
 /// Refilling stays out of the way of work a clone competes with for the server's I/O: while a
 /// fleet migration runs, and while a worker clones a tenant cold there, it clones nothing; once
 /// they are over (or the cloning worker is dead), the next round fills the pool.
