@@ -15,7 +15,6 @@
 //! done, at the cost of a few reads. The spare's record goes when the tenant is activated.
 
 use tenancy_core::Step;
-
 use tracing::info;
 
 use super::StepContext;
