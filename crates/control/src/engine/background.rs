@@ -113,11 +113,10 @@ impl Engine {
         tasks.push(tokio::spawn(
             sample(self.clone(), cancel.clone()).instrument(info_span!("usage_sampler")),
         ));
-        if self.config().warm_pool_on() {
-            tasks.push(tokio::spawn(
-                refill(self.clone(), cancel.clone()).instrument(info_span!("warm_pool")),
-            ));
-        }
+        // Also with the pool off: the spares of an earlier size are dropped.
+        tasks.push(tokio::spawn(
+            refill(self.clone(), cancel.clone()).instrument(info_span!("warm_pool")),
+        ));
         Workers {
             cancel,
             tasks,

@@ -8,6 +8,10 @@
 //! takes only the current version) and cloned again: for this template a clone takes tens of
 //! milliseconds, less than migrating a spare would (README, "Warm pool").
 //!
+//! A server that takes no new tenants (draining), or whose size went down, keeps no more
+//! spares than its size: the ones beyond it are taken out of the pool (no claim can take them
+//! then) and dropped. Disabled servers are left alone: they may be unreachable.
+//!
 //! Before each clone, refilling looks for work a clone would compete with for the server's I/O:
 //! a fleet migration, or a provisioning cloning the template there. It then stops until the
 //! next round, which comes soon (`refill_interval`); spares are for the quiet moments.
@@ -32,15 +36,21 @@ pub struct Refill {
 
 impl Engine {
     /// Brings every active server's pool to its size (`[warm_pool]`), dropping spares that can
-    /// no longer be claimed. A server another replica is refilling is skipped.
+    /// no longer be claimed and those beyond the size (every one of a draining server). A server
+    /// another replica is refilling is skipped.
     pub async fn refill_warm_pool(&self) -> Result<Refill, ControlError> {
         let mut done = Refill::default();
+        let holding = self.store().servers_with_spares().await?;
         for server in self.store().servers().await? {
-            let size = self.config().warm_pool_size(&server.id) as usize;
             let Some(version) = server.template_version else {
                 continue;
             };
-            if server.state != ServerState::Active || size == 0 {
+            let size = match server.state {
+                ServerState::Active => self.config().warm_pool_size(&server.id) as usize,
+                ServerState::Draining => 0,
+                ServerState::Disabled => continue,
+            };
+            if size == 0 && !holding.contains(&server.id) {
                 continue;
             }
             let Some(lock) = self
@@ -71,19 +81,29 @@ impl Engine {
     ) -> Result<Refill, ControlError> {
         let admin = self.server_admin(server).await?;
         let mut done = Refill::default();
-        let mut available = 0;
+        let mut available = Vec::new();
         for spare in self.store().spares(server).await? {
             if spare.claimed_by.is_some() {
                 continue;
             }
             if spare.ready && spare.template_version == version {
-                available += 1;
+                available.push(spare.db_name);
                 continue;
             }
             admin.drop_spare(&spare.db_name).await?;
             self.store().forget_spare(&spare.db_name).await?;
             done.dropped += 1;
         }
+        // The newest go first: claims take the oldest.
+        while available.len() > size {
+            let Some(name) = available.pop() else { break };
+            if self.store().retire_spare(&name).await? {
+                admin.drop_spare(&name).await?;
+                self.store().forget_spare(&name).await?;
+                done.dropped += 1;
+            }
+        }
+        let mut available = available.len();
         while available < size {
             if let Some(reason) = self.busy_with_clones(server).await? {
                 debug!(server_id = %server, reason, "warm pool refill deferred");

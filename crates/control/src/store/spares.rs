@@ -117,6 +117,38 @@ impl Store {
         .await
     }
 
+    /// The servers holding spares no tenant claimed.
+    pub async fn servers_with_spares(&self) -> Result<Vec<ServerId>, ControlError> {
+        self.run("servers_with_spares", async {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT server_id FROM spare_databases WHERE claimed_by IS NULL",
+            )
+            .fetch_all(self.pool())
+            .await?;
+            ids.into_iter()
+                .map(|id| id.parse().map_err(ControlError::corrupt))
+                .collect()
+        })
+        .await
+    }
+
+    /// Takes a spare out of the pool before it is dropped: no longer ready, so no claim takes
+    /// it. False when a claim took it first. A crash before the drop leaves a spare that is not
+    /// ready, which the next round drops.
+    pub async fn retire_spare(&self, name: &DbName) -> Result<bool, ControlError> {
+        self.run("retire_spare", async {
+            let retired = sqlx::query(
+                "UPDATE spare_databases SET ready = false
+                 WHERE db_name = $1 AND claimed_by IS NULL",
+            )
+            .bind(name.as_str())
+            .execute(self.pool())
+            .await?;
+            Ok(retired.rows_affected() == 1)
+        })
+        .await
+    }
+
     /// Forgets a spare that was dropped (or never cloned). A claimed one is never forgotten here.
     pub async fn forget_spare(&self, name: &DbName) -> Result<(), ControlError> {
         self.run("forget_spare", async {

@@ -269,20 +269,27 @@ async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_
     }
 }
 
-/// Onboarding places the tenant and claims its spare itself; with no server taking tenants, the
-/// operation places it (and claims a spare there) once one does.
+/// Onboarding places the tenant and claims its spare itself; with no server taking tenants (the
+/// only one full), the operation places it (and claims a spare there) once one does.
 #[tokio::test]
 async fn an_onboarding_with_no_room_is_placed_with_a_spare_once_a_server_takes_tenants() {
-    use tenancy_core::{ServerState, Step};
+    use tenancy_core::Step;
 
     let fleet = TestFleet::single().unwrap();
     let engine = Engine::start(pooled(&fleet, 1)).await.unwrap();
     engine.refill_warm_pool().await.unwrap();
     let server: tenancy_core::ServerId = "pg-1".parse().unwrap();
-    engine
-        .set_server_state(&server, ServerState::Draining, &actor())
-        .await
-        .unwrap();
+    let capacity = |n: i32| {
+        let fleet = &fleet;
+        async move {
+            sqlx::query("UPDATE database_servers SET capacity = $1")
+                .bind(n)
+                .execute(&mut registry(fleet).await)
+                .await
+                .unwrap();
+        }
+    };
+    capacity(0).await;
 
     let Onboarded::Created { tenant, operation } = engine
         .onboard(request("9601", "No Room"), &actor())
@@ -301,10 +308,7 @@ async fn an_onboarding_with_no_room_is_placed_with_a_spare_once_a_server_takes_t
     })
     .await;
 
-    engine
-        .set_server_state(&server, ServerState::Active, &actor())
-        .await
-        .unwrap();
+    capacity(100).await;
     let tenant = wait_status(
         &engine,
         &tenant.org_id,
@@ -459,4 +463,78 @@ async fn refilling_waits_while_a_fleet_migration_runs_or_a_tenant_is_cloned() {
     let refill = engine.refill_warm_pool().await.unwrap();
     assert_eq!((refill.cloned, refill.deferred), (2, 0));
     assert_eq!(spares(&engine).await, 2);
+}
+
+/// A pool made smaller, or a server draining, keeps no spares beyond its size: the newest are
+/// dropped. A spare a tenant claimed is never dropped: its tenant still gets it.
+#[tokio::test]
+async fn a_smaller_pool_or_a_draining_server_drops_the_spares_beyond_its_size() {
+    use tenancy_control::faults::Moment;
+    use tenancy_core::{OperationKind, ServerState, Step};
+
+    let fleet = TestFleet::single().unwrap();
+    let cluster = fleet.cluster("pg-1");
+    let engine = Engine::start(pooled(&fleet, 3)).await.unwrap();
+    engine.refill_warm_pool().await.unwrap();
+    assert_eq!(databases(cluster, "spare\\_%").len(), 3);
+
+    // A tenant claims the oldest spare; its worker stops before making it the tenant's (and
+    // its engine's refill may have cloned another one meanwhile).
+    let (doomed, crashed) = doomed_engine(
+        pooled(&fleet, 3),
+        OperationKind::Provision,
+        Step::Role,
+        Moment::Before,
+    )
+    .await;
+    let workers = doomed.run_workers();
+    doomed
+        .onboard(request("9801", "Kept Claim"), &actor())
+        .await
+        .unwrap();
+    wait_crash(&crashed).await;
+    workers.shutdown().await;
+    let spares_before = databases(cluster, "spare\\_%");
+    assert!(spares_before.len() >= 3);
+
+    let smaller = Engine::start(pooled(&fleet, 1)).await.unwrap();
+    let refill = smaller.refill_warm_pool().await.unwrap();
+    assert_eq!(
+        (refill.cloned, refill.dropped),
+        (0, spares_before.len() - 2)
+    );
+    assert_eq!(
+        databases(cluster, "spare\\_%"),
+        spares_before[..2],
+        "the claimed spare and the oldest free one are kept"
+    );
+
+    smaller
+        .set_server_state(&"pg-1".parse().unwrap(), ServerState::Draining, &actor())
+        .await
+        .unwrap();
+    let refill = smaller.refill_warm_pool().await.unwrap();
+    assert_eq!((refill.cloned, refill.dropped), (0, 1));
+    assert_eq!(databases(cluster, "spare\\_%"), spares_before[..1]);
+    assert_eq!(spares(&smaller).await, 0);
+
+    // The claim is finished on the draining server, warm.
+    sqlx::query("UPDATE operations SET lease_expires_at = now() WHERE org_id = '9801'")
+        .execute(&mut registry(&fleet).await)
+        .await
+        .unwrap();
+    let workers = smaller.run_workers();
+    let tenant = wait_status(
+        &smaller,
+        &org("9801"),
+        TenantStatus::Active,
+        Duration::from_secs(60),
+    )
+    .await;
+    workers.shutdown().await;
+    assert_eq!(
+        provision_path(&smaller, &tenant).await,
+        Some(ProvisionPath::Warm)
+    );
+    assert!(databases(cluster, "spare\\_%").is_empty());
 }
