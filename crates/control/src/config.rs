@@ -94,9 +94,13 @@ pub struct WarmPoolConfig {
     /// the pool off.
     #[serde(default)]
     pub size: u32,
-    /// How often the pool is refilled (one clone at a time per server).
+    /// How often the pool is refilled.
     #[serde(default = "default_refill_interval", with = "humantime_serde")]
     pub refill_interval: Duration,
+    /// Spares cloned at once on one server. One by default: a refill's clones queue behind each
+    /// other instead of together competing with onboarding for the server's I/O.
+    #[serde(default = "default_clones_at_once")]
+    pub clones_at_once: u32,
 }
 
 impl Default for WarmPoolConfig {
@@ -104,8 +108,13 @@ impl Default for WarmPoolConfig {
         Self {
             size: 0,
             refill_interval: default_refill_interval(),
+            clones_at_once: default_clones_at_once(),
         }
     }
+}
+
+fn default_clones_at_once() -> u32 {
+    1
 }
 
 fn default_refill_interval() -> Duration {
@@ -652,6 +661,11 @@ impl Config {
                 "engine.workers must be at least 1".into(),
             ));
         }
+        if self.warm_pool.clones_at_once == 0 {
+            return Err(ControlError::Config(
+                "warm_pool.clones_at_once must be at least 1".into(),
+            ));
+        }
         if self.engine.max_attempts < 1 {
             return Err(ControlError::Config(
                 "engine.max_attempts must be at least 1".into(),
@@ -861,6 +875,15 @@ mod tests {
             msp.features
                 .contains(&name::<FeatureName>("client_management"))
         );
+    }
+
+    #[test]
+    fn the_warm_pool_clones_one_spare_at_a_time_unless_told() {
+        assert_eq!(parse("").unwrap().warm_pool.clones_at_once, 1);
+        let three = parse("[warm_pool]\nclones_at_once = 3").unwrap();
+        assert_eq!(three.warm_pool.clones_at_once, 3);
+        let err = parse("[warm_pool]\nclones_at_once = 0").unwrap_err();
+        assert!(err.to_string().contains("clones_at_once"), "{err}");
     }
 
     #[test]

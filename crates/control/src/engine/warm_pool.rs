@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::Engine;
 use crate::error::ControlError;
 use crate::fleet::FLEET_MIGRATION_LOCK;
+use crate::pgadmin::ServerAdmin;
 
 /// What one refill round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -104,6 +105,7 @@ impl Engine {
             }
         }
         let mut available = available.len();
+        let at_once = self.config().warm_pool.clones_at_once.max(1) as usize;
         while available < size {
             if let Some(reason) = self.busy_with_clones(server).await? {
                 debug!(server_id = %server, reason, "warm pool refill deferred");
@@ -113,14 +115,13 @@ impl Engine {
                 done.deferred = 1;
                 break;
             }
-            let started = Instant::now();
-            let name = self.store().reserve_spare(server, version).await?;
-            admin.clone_spare(&name).await?;
-            self.store().spare_ready(&name).await?;
-            metrics::histogram!("tenancy_warm_pool_refill_seconds")
-                .record(started.elapsed().as_secs_f64());
-            available += 1;
-            done.cloned += 1;
+            let batch = (size - available).min(at_once);
+            let clones = (0..batch).map(|_| self.clone_spare(server, version, &admin));
+            for cloned in futures::future::join_all(clones).await {
+                cloned?;
+                available += 1;
+                done.cloned += 1;
+            }
         }
         metrics::gauge!("tenancy_warm_pool_spares", "server" => server.to_string(), "template_version" => version.to_string())
             .set(available as f64);
@@ -128,6 +129,22 @@ impl Engine {
             info!(server_id = %server, cloned = done.cloned, dropped = done.dropped, "warm pool refilled");
         }
         Ok(done)
+    }
+
+    /// One spare: recorded, cloned and locked down, then ready to be claimed.
+    async fn clone_spare(
+        &self,
+        server: &ServerId,
+        version: i32,
+        admin: &ServerAdmin,
+    ) -> Result<(), ControlError> {
+        let started = Instant::now();
+        let name = self.store().reserve_spare(server, version).await?;
+        admin.clone_spare(&name).await?;
+        self.store().spare_ready(&name).await?;
+        metrics::histogram!("tenancy_warm_pool_refill_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     /// What a spare's clone would compete with on the server now, if anything.

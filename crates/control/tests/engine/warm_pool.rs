@@ -538,3 +538,27 @@ async fn a_smaller_pool_or_a_draining_server_drops_the_spares_beyond_its_size() 
     );
     assert!(databases(cluster, "spare\\_%").is_empty());
 }
+
+/// With `clones_at_once`, a refill clones that many spares together; each is locked down.
+#[tokio::test]
+async fn a_refill_clones_several_spares_at_once_when_told() {
+    let fleet = TestFleet::single().unwrap();
+    let mut config = pooled(&fleet, 5);
+    config.warm_pool.clones_at_once = 2;
+    let engine = Engine::start(config).await.unwrap();
+    let refill = engine.refill_warm_pool().await.unwrap();
+    assert_eq!((refill.cloned, refill.dropped), (5, 0));
+    assert_eq!(spares(&engine).await, 5);
+    let open: Vec<String> = fleet
+        .cluster("pg-1")
+        .psql(
+            "postgres",
+            "SELECT datname FROM pg_database WHERE datname LIKE 'spare\\_%'
+               AND (datallowconn OR has_database_privilege('public', oid, 'CONNECT'))",
+        )
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(open.is_empty(), "spares open to connections: {open:?}");
+}
