@@ -115,6 +115,7 @@ async fn activate(
                         "the template is at version {version}, this build migrates up to {reached}"
                     )));
                 }
+                metrics::counter!("tenancy_provision_template_catch_ups_total").increment(1);
                 schema_version = Some(reached);
             }
             done => return done,
