@@ -95,9 +95,9 @@ impl Engine {
             self.store().forget_spare(&spare.db_name).await?;
             done.dropped += 1;
         }
-        // The newest go first: claims take the oldest.
-        while available.len() > size {
-            let Some(name) = available.pop() else { break };
+        // Those beyond the size, newest first: claims take the oldest.
+        let beyond = available.split_off(size.min(available.len()));
+        for name in beyond.into_iter().rev() {
             if self.store().retire_spare(&name).await? {
                 admin.drop_spare(&name).await?;
                 self.store().forget_spare(&name).await?;
