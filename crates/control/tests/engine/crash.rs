@@ -25,15 +25,8 @@ async fn a_worker_dying_in_any_provisioning_step_is_resumed_by_another_to_the_sa
 
     for (i, (step, moment)) in points.into_iter().enumerate() {
         let org_id = format!("7{i:03}");
-        let (doomed, crashed) =
-            doomed_engine(config(&fleet), OperationKind::Provision, step, moment).await;
-        let doomed_workers = doomed.run_workers();
-        doomed
-            .onboard(request(&org_id, &format!("Crash {i}")), &actor())
-            .await
-            .unwrap();
-        wait_crash(&crashed).await;
-        doomed_workers.shutdown().await;
+        let dying = request(&org_id, &format!("Crash {i}"));
+        onboard_and_die(config(&fleet), step, moment, dying).await;
 
         // Another process takes over once the dead worker's lease expires.
         let rescuer = engine(&fleet).await;

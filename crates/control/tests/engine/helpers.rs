@@ -150,6 +150,24 @@ pub async fn doomed_engine(
     (engine, crashed)
 }
 
+/// Onboards `request` on a [`doomed_engine`] whose provisioning dies at `(step, moment)`, its
+/// warm pool filled first (nothing to do without one), and returns once it died: the operation
+/// stays running under the dead worker's lease until that expires.
+pub async fn onboard_and_die(
+    config: Config,
+    step: tenancy_core::Step,
+    moment: tenancy_control::faults::Moment,
+    request: CreateTenant,
+) {
+    let (doomed, crashed) =
+        doomed_engine(config, tenancy_core::OperationKind::Provision, step, moment).await;
+    doomed.refill_warm_pool().await.unwrap();
+    let workers = doomed.run_workers();
+    doomed.onboard(request, &actor()).await.unwrap();
+    wait_crash(&crashed).await;
+    workers.shutdown().await;
+}
+
 /// Waits until a [`doomed_engine`]'s fault fired.
 pub async fn wait_crash(crashed: &std::sync::atomic::AtomicBool) {
     eventually(Duration::from_secs(60), "the fault fires", || async {

@@ -192,7 +192,7 @@ async fn racing_engines_claim_each_spare_once() {
 #[tokio::test]
 async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_leaked() {
     use tenancy_control::faults::Moment;
-    use tenancy_core::{OperationKind, Step};
+    use tenancy_core::Step;
 
     let fleet = TestFleet::single().unwrap();
     let cluster = fleet.cluster("pg-1");
@@ -205,17 +205,9 @@ async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_
         (Step::Verify, Moment::After),
     ];
     for (i, (step, moment)) in points.into_iter().enumerate() {
-        let (doomed, crashed) =
-            doomed_engine(pooled(&fleet, 2), OperationKind::Provision, step, moment).await;
-        doomed.refill_warm_pool().await.unwrap();
-        let workers = doomed.run_workers();
         let org_id = format!("94{i:02}");
-        doomed
-            .onboard(request(&org_id, &format!("Crash Claim {i}")), &actor())
-            .await
-            .unwrap();
-        wait_crash(&crashed).await;
-        workers.shutdown().await;
+        let dying = request(&org_id, &format!("Crash Claim {i}"));
+        onboard_and_die(pooled(&fleet, 2), step, moment, dying).await;
 
         let rescuer = Engine::start(pooled(&fleet, 2)).await.unwrap();
         let workers = rescuer.run_workers();
@@ -359,25 +351,18 @@ fn migrate_to(version: i32) -> tenancy_control::fleet::MigrateOptions {
 #[tokio::test]
 async fn a_spare_claimed_across_a_template_migration_starts_at_the_new_version() {
     use tenancy_control::faults::Moment;
-    use tenancy_core::{OperationKind, Step};
+    use tenancy_core::Step;
 
     let fleet = TestFleet::single().unwrap();
     let cluster = fleet.cluster("pg-1");
-    let (doomed, crashed) = doomed_engine(
+    let dying = request("9501", "Across Versions");
+    onboard_and_die(
         at_version(&fleet, 1, 3),
-        OperationKind::Provision,
         Step::Activate,
         Moment::Before,
+        dying,
     )
     .await;
-    doomed.refill_warm_pool().await.unwrap();
-    let workers = doomed.run_workers();
-    doomed
-        .onboard(request("9501", "Across Versions"), &actor())
-        .await
-        .unwrap();
-    wait_crash(&crashed).await;
-    workers.shutdown().await;
 
     // The template moves on while the tenant is still provisioning, so the run leaves it out.
     let rescuer = Engine::start(at_version(&fleet, 1, 3)).await.unwrap();
@@ -421,7 +406,7 @@ async fn a_spare_claimed_across_a_template_migration_starts_at_the_new_version()
 async fn refilling_waits_while_a_fleet_migration_runs_or_a_tenant_is_cloned() {
     use tenancy_control::faults::Moment;
     use tenancy_control::fleet::FLEET_MIGRATION_LOCK;
-    use tenancy_core::{OperationKind, Step};
+    use tenancy_core::Step;
 
     let fleet = TestFleet::single().unwrap();
     let engine = Engine::start(pooled(&fleet, 2)).await.unwrap();
@@ -434,23 +419,12 @@ async fn refilling_waits_while_a_fleet_migration_runs_or_a_tenant_is_cloned() {
     assert_eq!((refill.cloned, refill.deferred), (0, 1));
     migration.release().await;
 
-    // A worker that stops for good as it is about to clone, its lease held for long.
-    let mut doomed_config = pooled(&fleet, 2);
+    // A worker that stops for good as it is about to clone, its lease held for long (its own
+    // engine keeps no pool: nothing of it races the onboarding for a spare).
+    let mut doomed_config = pooled(&fleet, 0);
     doomed_config.engine.lease = Duration::from_secs(600);
-    let (doomed, crashed) = doomed_engine(
-        doomed_config,
-        OperationKind::Provision,
-        Step::Database,
-        Moment::Before,
-    )
-    .await;
-    let workers = doomed.run_workers();
-    doomed
-        .onboard(request("9701", "Cloned Cold"), &actor())
-        .await
-        .unwrap();
-    wait_crash(&crashed).await;
-    workers.shutdown().await;
+    let dying = request("9701", "Cloned Cold");
+    onboard_and_die(doomed_config, Step::Database, Moment::Before, dying).await;
     let refill = engine.refill_warm_pool().await.unwrap();
     assert_eq!((refill.cloned, refill.deferred), (0, 1));
     assert!(databases(fleet.cluster("pg-1"), "spare\\_%").is_empty());
@@ -470,7 +444,7 @@ async fn refilling_waits_while_a_fleet_migration_runs_or_a_tenant_is_cloned() {
 #[tokio::test]
 async fn a_smaller_pool_or_a_draining_server_drops_the_spares_beyond_its_size() {
     use tenancy_control::faults::Moment;
-    use tenancy_core::{OperationKind, ServerState, Step};
+    use tenancy_core::{ServerState, Step};
 
     let fleet = TestFleet::single().unwrap();
     let cluster = fleet.cluster("pg-1");
@@ -480,20 +454,8 @@ async fn a_smaller_pool_or_a_draining_server_drops_the_spares_beyond_its_size() 
 
     // A tenant claims the oldest spare; its worker stops before making it the tenant's (and
     // its engine's refill may have cloned another one meanwhile).
-    let (doomed, crashed) = doomed_engine(
-        pooled(&fleet, 3),
-        OperationKind::Provision,
-        Step::Role,
-        Moment::Before,
-    )
-    .await;
-    let workers = doomed.run_workers();
-    doomed
-        .onboard(request("9801", "Kept Claim"), &actor())
-        .await
-        .unwrap();
-    wait_crash(&crashed).await;
-    workers.shutdown().await;
+    let dying = request("9801", "Kept Claim");
+    onboard_and_die(pooled(&fleet, 3), Step::Role, Moment::Before, dying).await;
     let spares_before = databases(cluster, "spare\\_%");
     assert!(spares_before.len() >= 3);
 
