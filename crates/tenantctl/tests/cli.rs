@@ -11,6 +11,9 @@ use tenancy_control::{Actor, Config, Engine, Onboarded};
 use tenancy_core::{CreateTenant, OperationState};
 use tenancy_testkit::TestFleet;
 
+mod common;
+use common::{all_succeed, onboard_all, queue, request};
+
 /// The template's newest version: what `migrate` brings every tenant to.
 fn latest() -> i32 {
     tenancy_control::migrate::latest_template_version()
@@ -43,27 +46,11 @@ impl Fleet {
     async fn onboard(&self, n: usize) -> Engine {
         let engine = Engine::start(self.config(Some(3))).await.unwrap();
         let workers = engine.run_workers();
-        let mut operations = Vec::new();
-        for i in 0..n {
-            let request = CreateTenant::new(
-                format!("{}", 1000 + i).parse().unwrap(),
-                format!("Fleet {i}").parse().unwrap(),
-            );
-            if let Onboarded::Created { operation, .. } = engine
-                .onboard(request, &Actor::named("test"))
-                .await
-                .unwrap()
-            {
-                operations.push(operation.id);
-            }
-        }
-        for id in operations {
-            let op = engine
-                .wait_operation(id, Duration::from_secs(120))
-                .await
-                .unwrap();
-            assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
-        }
+        onboard_all(
+            &engine,
+            (0..n).map(|i| request(1000 + i, &format!("Fleet {i}"))),
+        )
+        .await;
         workers.shutdown().await;
         engine
     }
@@ -640,18 +627,8 @@ async fn onboardings_racing_a_fleet_migration_all_end_at_its_version() {
                     .unwrap(),
             );
         }
-        let request = CreateTenant::new(
-            format!("{}", 7000 + i).parse().unwrap(),
-            format!("Racing Migration {i}").parse().unwrap(),
-        );
-        match engine
-            .onboard(request, &Actor::named("test"))
-            .await
-            .unwrap()
-        {
-            Onboarded::Created { operation, .. } => operations.push(operation.id),
-            other => panic!("{other:?}"),
-        }
+        let racer = request(7000 + i, &format!("Racing Migration {i}"));
+        operations.push(queue(&engine, racer).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let run = migration.unwrap().wait_with_output().unwrap();
@@ -660,13 +637,7 @@ async fn onboardings_racing_a_fleet_migration_all_end_at_its_version() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    for id in operations {
-        let op = engine
-            .wait_operation(id, Duration::from_secs(120))
-            .await
-            .unwrap();
-        assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
-    }
+    all_succeed(&engine, operations).await;
     workers.shutdown().await;
     let tenants = engine
         .all_tenants(&tenancy_control::TenantFilter::default())

@@ -2,12 +2,13 @@
 //! `rebalance` evens out a region. Every tenant stays reachable where the registry says it is.
 
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
-use tenancy_control::{Actor, Config, Engine, Onboarded};
-use tenancy_core::{CreateTenant, OperationState};
+use tenancy_control::{Config, Engine};
 use tenancy_testkit::TestFleet;
+
+mod common;
+use common::{onboard_all, request};
 
 fn fleet(servers: &[&str]) -> TestFleet {
     servers
@@ -28,27 +29,11 @@ async fn onboard_onto(fleet: &TestFleet, only: &str, n: usize) -> Engine {
     }
     let engine = Engine::start(config).await.unwrap();
     let workers = engine.run_workers();
-    let mut operations = Vec::new();
-    for i in 0..n {
-        let request = CreateTenant::new(
-            format!("{}", 3000 + i).parse().unwrap(),
-            format!("Mover {i}").parse().unwrap(),
-        );
-        if let Onboarded::Created { operation, .. } = engine
-            .onboard(request, &Actor::named("test"))
-            .await
-            .unwrap()
-        {
-            operations.push(operation.id);
-        }
-    }
-    for id in operations {
-        let op = engine
-            .wait_operation(id, Duration::from_secs(120))
-            .await
-            .unwrap();
-        assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
-    }
+    onboard_all(
+        &engine,
+        (0..n).map(|i| request(3000 + i, &format!("Mover {i}"))),
+    )
+    .await;
     workers.shutdown().await;
     fleet.servers[0]
         .cluster
