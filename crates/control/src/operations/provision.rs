@@ -11,8 +11,9 @@
 //! A claimed spare is made the tenant's in one transaction on its server by the `role` step
 //! (role, database, lockdown at once: see `ServerAdmin::adopt_spare`); the `database` and
 //! `lockdown` steps of that run then have nothing to do. The worker records no advance for
-//! these steps nor for `verify`: after a crash they repeat their own parts, which find the work
-//! done, at the cost of a few reads. The spare's record goes when the tenant is activated.
+//! these steps nor for `verify`, nor for a clone's `lockdown`: after a crash they repeat their
+//! own parts, which find the work done at the cost of a few reads (a clone's lockdown is done
+//! again, for what it cost the first time). The spare's record goes when the tenant is activated.
 
 use tenancy_core::Step;
 use tracing::info;
@@ -236,5 +237,8 @@ async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     login?;
     others?;
     cx.verified_version = Some(version?);
+    // A repeat opens and grants again, for the same cost; what follows changes nothing on the
+    // server before `activate`, whose transaction checks the lease itself.
+    cx.nothing_to_record = true;
     Ok(())
 }

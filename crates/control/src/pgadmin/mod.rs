@@ -15,6 +15,7 @@
 mod moves;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -108,6 +109,32 @@ pub struct ServerAdmin {
     /// A few connections of their own for read-only probes (usage, health), so callers polling
     /// them can never take the connections operations need.
     probes: PgPool,
+    /// What each template version grants the app role (see [`Self::grant_app_privileges`]).
+    app_grants: AppGrants,
+}
+
+/// The statements that mirror the app role's privileges, per template version, each lacking only
+/// its grantee (`GRANT ... TO `). A version's privileges are those its migrations give, the
+/// same in every clone of it: read once from the first clone, not from each new one (a cold
+/// session in a fresh clone spends more on that catalog read than on the grants).
+#[derive(Clone, Default)]
+struct AppGrants(Arc<Mutex<HashMap<i32, Arc<[String]>>>>);
+
+impl AppGrants {
+    fn get(&self, version: i32) -> Option<Arc<[String]>> {
+        self.0
+            .lock()
+            .expect("app grants lock")
+            .get(&version)
+            .cloned()
+    }
+
+    fn remember(&self, version: i32, grants: Arc<[String]>) {
+        self.0
+            .lock()
+            .expect("app grants lock")
+            .insert(version, grants);
+    }
 }
 
 /// Connections of the probe pool, and how long a probe waits for one.
@@ -138,6 +165,7 @@ impl ServerAdmin {
             config: config.clone(),
             pool,
             probes,
+            app_grants: AppGrants::default(),
         })
     }
 
@@ -771,9 +799,10 @@ impl ServerAdmin {
     }
 
     /// Inside the database, grants the role every privilege the template grants the app role
-    /// (on schemas, tables, sequences and functions, and the same default privileges for objects
-    /// that later migrations create); returns the schema version read there. One round trip on
-    /// a connection of its own.
+    /// (on schemas, tables, sequences and routines, and the same default privileges for objects
+    /// that later migrations create), all in one transaction; returns the schema version read
+    /// there. On a connection of its own: the version read, then the grants (the statements of
+    /// that version, read from the database's catalogs the first time only).
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn grant_app_privileges(
         &self,
@@ -783,18 +812,46 @@ impl ServerAdmin {
         let mut conn = PgConnection::connect_with(&self.options(db.as_str()))
             .await
             .map_err(self.err())?;
-        let rows = sqlx::raw_sql(ddl(grant_app_privileges(role)))
-            .fetch_all(&mut conn)
-            .await;
+        let granted = self.grant_app_privileges_on(&mut conn, role).await;
         close_in_background(conn);
-        // The version is the batch's only row.
-        match rows.map_err(self.err())?.first() {
-            Some(row) => row.try_get(0).map_err(self.err()),
-            None => Err(ControlError::Corrupt(format!(
-                "database {db} on server {} has no schema version",
-                self.id
-            ))),
+        granted
+    }
+
+    async fn grant_app_privileges_on(
+        &self,
+        conn: &mut PgConnection,
+        role: &RoleName,
+    ) -> Result<Option<i32>, ControlError> {
+        let version: Option<i32> =
+            sqlx::raw_sql("SELECT max(version) FROM public.refinery_schema_history")
+                .fetch_one(&mut *conn)
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(self.err())?;
+        let grants = match version.and_then(|v| self.app_grants.get(v)) {
+            Some(known) => known,
+            None => {
+                let read: Arc<[String]> = sqlx::raw_sql(ddl(app_grants_query()))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .and_then(|rows| rows.iter().map(|row| row.try_get(0)).collect())
+                    .map_err(self.err())?;
+                if let Some(version) = version {
+                    self.app_grants.remember(version, read.clone());
+                }
+                read
+            }
+        };
+        if !grants.is_empty() {
+            let grantee = ident(role.as_str());
+            let batch: String = grants.iter().map(|g| format!("{g}{grantee};\n")).collect();
+            // One batch of the simple protocol: one implicit transaction, all or nothing.
+            sqlx::raw_sql(ddl(batch))
+                .execute(&mut *conn)
+                .await
+                .map_err(self.err())?;
         }
+        Ok(version)
     }
 
     /// Ends the sessions in the database of anyone but the role and the admin.
@@ -1154,37 +1211,38 @@ fn revoke_memberships(role: &RoleName) -> String {
     )
 }
 
-/// Inside a tenant database: grants `role` every privilege the template grants the app role
-/// (none when there is no app role), then reads the schema version (the batch's one row). One
-/// `GRANT` per privilege: grouping objects into fewer statements measured slower.
-fn grant_app_privileges(role: &RoleName) -> String {
+/// Inside a tenant database: the statements that give a role every privilege the template
+/// grants the app role, one per object (all its privileges at once), each ending in `TO ` for
+/// the grantee. Names are the catalogs' own, quoted by `format('%I')`.
+fn app_grants_query() -> String {
     format!(
-        "DO $grants$ DECLARE s text; BEGIN
-           FOR s IN
-             SELECT format('GRANT %s ON SCHEMA %I TO %I', a.privilege_type, n.nspname, {role})
-             FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = to_regrole({app})
-             UNION ALL
-             SELECT format('GRANT %s ON %s %s TO %I', a.privilege_type,
-                           CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
-                           c.oid::regclass, {role})
-             FROM pg_class c, aclexplode(c.relacl) a WHERE a.grantee = to_regrole({app})
-             UNION ALL
-             SELECT format('GRANT %s ON FUNCTION %s TO %I', a.privilege_type, p.oid::regprocedure, {role})
-             FROM pg_proc p, aclexplode(p.proacl) a WHERE a.grantee = to_regrole({app})
-             UNION ALL
-             SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I %s GRANT %s ON %s TO %I',
-                           pg_get_userbyid(d.defaclrole),
-                           CASE WHEN d.defaclnamespace = 0 THEN ''
-                                ELSE format('IN SCHEMA %s', d.defaclnamespace::regnamespace) END,
-                           a.privilege_type,
-                           CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES'
-                                WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END,
-                           {role})
-             FROM pg_default_acl d, aclexplode(d.defaclacl) a WHERE a.grantee = to_regrole({app})
-           LOOP EXECUTE s; END LOOP;
-         END $grants$;
-         SELECT max(version) FROM public.refinery_schema_history;",
+        "SELECT format('GRANT %s ON SCHEMA %I TO ', string_agg(a.privilege_type, ', '), n.nspname)
+         FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = to_regrole({app})
+         GROUP BY n.oid, n.nspname
+         UNION ALL
+         SELECT format('GRANT %s ON %s %I.%I TO ', string_agg(a.privilege_type, ', '),
+                       CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname)
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+         WHERE a.grantee = to_regrole({app})
+         GROUP BY c.oid, c.relkind, n.nspname, c.relname
+         UNION ALL
+         SELECT format('GRANT %s ON ROUTINE %I.%I(%s) TO ', string_agg(a.privilege_type, ', '),
+                       n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, aclexplode(p.proacl) a
+         WHERE p.proacl IS NOT NULL AND a.grantee = to_regrole({app})
+         GROUP BY p.oid, n.nspname, p.proname
+         UNION ALL
+         SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I %s GRANT %s ON %s TO ',
+                       pg_get_userbyid(d.defaclrole),
+                       CASE WHEN d.defaclnamespace = 0 THEN ''
+                            ELSE format('IN SCHEMA %I', n.nspname) END,
+                       string_agg(a.privilege_type, ', '),
+                       CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES'
+                            WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END)
+         FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,
+              aclexplode(d.defaclacl) a
+         WHERE a.grantee = to_regrole({app})
+         GROUP BY d.oid, d.defaclrole, d.defaclnamespace, n.nspname, d.defaclobjtype",
         app = literal(APP_GROUP_ROLE),
-        role = literal(role.as_str()),
     )
 }

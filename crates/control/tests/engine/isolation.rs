@@ -230,3 +230,74 @@ async fn a_database_tagged_for_another_tenant_is_never_opened_to_a_role() {
         "f|f|tenancy:org_id=9999"
     );
 }
+
+/// A tenant role holds in its database exactly the privileges the template grants the app role
+/// there: for a tenant cloned before a template migration (and migrated by it), and for tenants
+/// cloned after it by the same engine, which remembers the grants of each template version it
+/// has seen and must not use an older version's for a newer clone.
+#[tokio::test]
+async fn a_tenant_role_holds_exactly_the_app_privileges_of_its_template_version() {
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    config.engine.template_version = Some(3);
+    let engine = Engine::start(config).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let before = onboard(&engine, request("4101", "Before Alerts")).await;
+    assert_eq!(before.schema_version, Some(3));
+    let to_v4 = tenancy_control::fleet::MigrateOptions {
+        target: Some(4),
+        ..Default::default()
+    };
+    engine
+        .migrate_fleet(&to_v4, Arc::new(|_| {}))
+        .await
+        .unwrap();
+    let after = onboard(&engine, request("4102", "After Alerts")).await;
+    let again = onboard(&engine, request("4103", "Again Alerts")).await;
+
+    let cluster = fleet.cluster("pg-1");
+    for tenant in [&before, &after, &again] {
+        let role = tenant.role_name();
+        let compared = cluster
+            .psql(
+                tenant.db_name.as_str(),
+                &format!(
+                    "WITH acl (grantee, object, privilege) AS (
+                       SELECT a.grantee, 'relation ' || c.oid::regclass, a.privilege_type
+                       FROM pg_class c, aclexplode(c.relacl) a
+                       UNION ALL
+                       SELECT a.grantee, 'schema ' || n.nspname, a.privilege_type
+                       FROM pg_namespace n, aclexplode(n.nspacl) a
+                       UNION ALL
+                       SELECT a.grantee, 'routine ' || p.oid::regprocedure, a.privilege_type
+                       FROM pg_proc p, aclexplode(p.proacl) a
+                       UNION ALL
+                       SELECT a.grantee, format('default %s in %s', d.defaclobjtype, d.defaclnamespace),
+                              a.privilege_type
+                       FROM pg_default_acl d, aclexplode(d.defaclacl) a),
+                     held (who, what) AS (
+                       SELECT grantee, array_agg(object || ' ' || privilege ORDER BY object, privilege)
+                       FROM acl GROUP BY grantee)
+                     SELECT (SELECT what FROM held WHERE who = 'tenancy_app'::regrole)
+                              = (SELECT what FROM held WHERE who = '{role}'::regrole),
+                            (SELECT cardinality(what) FROM held WHERE who = '{role}'::regrole),
+                            (SELECT count(*) FROM acl
+                             WHERE grantee = '{role}'::regrole AND object = 'relation alert_rules')"
+                ),
+            )
+            .unwrap();
+        let [same, held, on_alert_rules] = compared.split('|').collect::<Vec<_>>()[..] else {
+            panic!("{compared}");
+        };
+        assert_eq!(same, "t", "{}: {compared}", tenant.slug);
+        assert!(held.parse::<i32>().unwrap() > 50, "{compared}");
+        assert_eq!(on_alert_rules, "4", "{}: version 4's table", tenant.slug);
+        let mut conn = connect_own(&engine, cluster, tenant).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO alert_rules (name, metric, threshold) VALUES ('disk full', 'disk', 0.9)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
