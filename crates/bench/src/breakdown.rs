@@ -24,13 +24,8 @@ impl Breakdown {
         let _ = self.0.snapshot();
     }
 
-    /// Prints, for the operations of `kind` since the last reset, the median of each step, and
-    /// each registry query's median and count per operation; then forgets them.
-    pub fn print(&self, kind: &str, operations: usize) {
-        self.take(kind, operations).print();
-    }
-
-    /// What [`Self::print`] prints, taken now (and forgotten), to print later.
+    /// For the operations of `kind` since the last reset: the median of each step, and each
+    /// registry query's median and count per operation; forgotten once taken.
     pub fn take(&self, kind: &str, operations: usize) -> Report {
         let mut steps = Vec::new();
         let mut store = Vec::new();
@@ -74,6 +69,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// The median of one step, in seconds.
+    pub fn step(&self, name: &str) -> Option<f64> {
+        self.steps
+            .iter()
+            .find(|(step, _, _)| step == name)
+            .map(|s| s.1)
+    }
+
     pub fn print(&self) {
         let Self {
             kind,

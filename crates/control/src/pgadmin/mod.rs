@@ -39,6 +39,10 @@ pub use moves::{
 /// the same privileges in its own database only.
 pub const APP_GROUP_ROLE: &str = "tenancy_app";
 
+/// How every comment the engine tags a database or role with starts (a tenant's, a spare's, a
+/// moved copy's).
+const TAG_PREFIX: &str = "tenancy:";
+
 /// The comment every spare database of the warm pool carries until it is claimed.
 pub const SPARE_TAG: &str = "tenancy:spare";
 
@@ -1213,23 +1217,33 @@ fn revoke_memberships(role: &RoleName) -> String {
 
 /// Inside a tenant database: the statements that give a role every privilege the template
 /// grants the app role, one per object (all its privileges at once), each ending in `TO ` for
-/// the grantee. Names are the catalogs' own, quoted by `format('%I')`.
+/// the grantee. Names are the catalogs' own, quoted by `format('%I')`. What a tagged role (a
+/// tenant's) granted the app role itself, on its temporary tables or through its own default
+/// privileges, is not the template's: it is never mirrored (and never remembered for the
+/// clones that follow).
 fn app_grants_query() -> String {
+    let ours = |grantor: &str| {
+        format!(
+            "coalesce(shobj_description({grantor}, 'pg_authid'), '') NOT LIKE {}",
+            literal(&format!("{TAG_PREFIX}%"))
+        )
+    };
     format!(
         "SELECT format('GRANT %s ON SCHEMA %I TO ', string_agg(a.privilege_type, ', '), n.nspname)
-         FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = to_regrole({app})
+         FROM pg_namespace n, aclexplode(n.nspacl) a
+         WHERE a.grantee = to_regrole({app}) AND {granted}
          GROUP BY n.oid, n.nspname
          UNION ALL
          SELECT format('GRANT %s ON %s %I.%I TO ', string_agg(a.privilege_type, ', '),
                        CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname)
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
-         WHERE a.grantee = to_regrole({app})
+         WHERE a.grantee = to_regrole({app}) AND {granted}
          GROUP BY c.oid, c.relkind, n.nspname, c.relname
          UNION ALL
          SELECT format('GRANT %s ON ROUTINE %I.%I(%s) TO ', string_agg(a.privilege_type, ', '),
                        n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, aclexplode(p.proacl) a
-         WHERE p.proacl IS NOT NULL AND a.grantee = to_regrole({app})
+         WHERE p.proacl IS NOT NULL AND a.grantee = to_regrole({app}) AND {granted}
          GROUP BY p.oid, n.nspname, p.proname
          UNION ALL
          SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I %s GRANT %s ON %s TO ',
@@ -1241,8 +1255,10 @@ fn app_grants_query() -> String {
                             WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END)
          FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,
               aclexplode(d.defaclacl) a
-         WHERE a.grantee = to_regrole({app})
+         WHERE a.grantee = to_regrole({app}) AND {defaults}
          GROUP BY d.oid, d.defaclrole, d.defaclnamespace, n.nspname, d.defaclobjtype",
         app = literal(APP_GROUP_ROLE),
+        granted = ours("a.grantor"),
+        defaults = ours("d.defaclrole"),
     )
 }
