@@ -396,9 +396,7 @@ async fn settle(admin: &mut PgConnection) -> Result<()> {
 }
 
 /// `CREATE DATABASE ... TEMPLATE tenant_template`, then a first connection to it: how long
-/// until it answered.
-/// Raw `CREATE DATABASE ... TEMPLATE` plus a first connection: the time of both, and of the
-/// clone alone.
+/// until it answered, and how long the clone alone took.
 async fn raw_clone(
     admin: &mut PgConnection,
     cluster: &PgCluster,
