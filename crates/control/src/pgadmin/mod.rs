@@ -1262,3 +1262,18 @@ fn app_grants_query() -> String {
         defaults = ours("d.defaclrole"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mirrored grants leave out those of roles whose comment starts with the prefix: every tag
+    /// the engine writes must.
+    #[test]
+    fn every_tag_starts_with_the_prefix() {
+        let org: OrgId = "4711".parse().unwrap();
+        for written in [SPARE_TAG.to_owned(), tag(&org), moved_tag(&org)] {
+            assert!(written.starts_with(TAG_PREFIX), "{written}");
+        }
+    }
+}
