@@ -1,10 +1,10 @@
 //! Prometheus metrics: the engine's (operations, steps, store queries) and the API's (request
-//! latency), plus tenants by status and operations by kind and state, refreshed on a timer.
+//! latency), plus gauges read from the registry on a timer: tenants by status, operations by
+//! kind and state, and the warm pool's spares by server and template version.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::Instant;
-
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use tenancy_control::Engine;
+use tenancy_core::{OperationKind, OperationState, Server, ServerId};
 use tokio_util::sync::CancellationToken;
 
 use crate::startup::AppState;
@@ -68,12 +69,14 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// Refreshes the registry's gauges (tenants by status, operations by kind and state) every
-/// `interval` until cancelled: on a timer, never per scrape, so scraping costs no query.
+/// Refreshes the registry's gauges every `interval` until cancelled: on a timer, never per
+/// scrape, so scraping costs no query. They are read from the registry, so every replica
+/// reports the same counts, whichever of them did the work.
 pub fn spawn_gauges(engine: Engine, interval: Duration, cancel: CancellationToken) {
     tokio::spawn(async move {
+        let mut spare_series = SpareSeries::default();
         loop {
-            if let Err(e) = refresh_gauges(&engine).await {
+            if let Err(e) = refresh_gauges(&engine, &mut spare_series).await {
                 tracing::warn!(error = %e, "could not refresh the registry's gauges");
             }
             tokio::select! {
@@ -84,7 +87,12 @@ pub fn spawn_gauges(engine: Engine, interval: Duration, cancel: CancellationToke
     });
 }
 
-async fn refresh_gauges(engine: &Engine) -> Result<(), tenancy_control::ControlError> {
+/// Every label set a gauge has shown is set on each round, to 0 when its count is gone (a
+/// grouped count has no row for it): a series never keeps a stale value.
+async fn refresh_gauges(
+    engine: &Engine,
+    spare_series: &mut SpareSeries,
+) -> Result<(), tenancy_control::ControlError> {
     let counts = engine.tenants_by_status().await?;
     for status in tenancy_core::TenantStatus::ALL {
         let count = counts
@@ -93,11 +101,49 @@ async fn refresh_gauges(engine: &Engine) -> Result<(), tenancy_control::ControlE
             .map_or(0, |(_, n)| *n);
         metrics::gauge!("tenancy_tenants", "status" => status.as_str()).set(count as f64);
     }
-    for (kind, op_state, count) in engine.operations_by_state().await? {
-        metrics::gauge!("tenancy_operations", "kind" => kind.as_str(), "state" => op_state.as_str())
-            .set(count as f64);
+    let counts = engine.operations_by_state().await?;
+    for kind in OperationKind::ALL {
+        for op_state in OperationState::ALL {
+            let count = counts
+                .iter()
+                .find(|(k, s, _)| k == kind && s == op_state)
+                .map_or(0, |(_, _, n)| *n);
+            metrics::gauge!("tenancy_operations", "kind" => kind.as_str(), "state" => op_state.as_str())
+                .set(count as f64);
+        }
+    }
+    for (server, version, spares) in spare_series.update(&engine.servers().await?) {
+        metrics::gauge!("tenancy_warm_pool_spares", "server" => server.to_string(),
+            "template_version" => version.to_string())
+        .set(spares as f64);
     }
     Ok(())
+}
+
+/// The template version each server's spares were last reported at. Only spares at a server's
+/// current version can be claimed: when the version moves on (or the server goes), the old
+/// series reads 0 once more, then is no longer set.
+#[derive(Default)]
+struct SpareSeries(HashMap<ServerId, i32>);
+
+impl SpareSeries {
+    /// The `(server, template version, spares)` values to set for these servers.
+    fn update(&mut self, servers: &[Server]) -> Vec<(ServerId, i32, i64)> {
+        let mut values = Vec::new();
+        let mut current = HashMap::new();
+        for server in servers {
+            if let Some(version) = server.template_version {
+                values.push((server.id.clone(), version, server.spares));
+                current.insert(server.id.clone(), version);
+            }
+        }
+        for (server, version) in std::mem::replace(&mut self.0, current) {
+            if self.0.get(&server) != Some(&version) {
+                values.push((server, version, 0));
+            }
+        }
+        values
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -107,4 +153,58 @@ pub async fn render(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tenancy_core::{ServerState, SslMode};
+
+    fn server(id: &str, template_version: Option<i32>, spares: i64) -> Server {
+        Server {
+            id: id.parse().unwrap(),
+            region: "eu".parse().unwrap(),
+            host: "db".into(),
+            port: 5432,
+            capacity: 100,
+            state: ServerState::Active,
+            template_version,
+            tenants: 0,
+            spares,
+            sslmode: SslMode::VerifyFull,
+        }
+    }
+
+    fn values(series: &mut SpareSeries, servers: &[Server]) -> Vec<(String, i32, i64)> {
+        let mut values: Vec<_> = series
+            .update(servers)
+            .into_iter()
+            .map(|(server, version, n)| (server.to_string(), version, n))
+            .collect();
+        values.sort();
+        values
+    }
+
+    #[test]
+    fn a_spare_series_reads_zero_once_its_version_or_server_is_gone() {
+        let mut series = SpareSeries::default();
+        let both = [server("pg-a", Some(4), 3), server("pg-b", Some(4), 1)];
+        assert_eq!(
+            values(&mut series, &both),
+            [("pg-a".into(), 4, 3), ("pg-b".into(), 4, 1)]
+        );
+        // pg-a's template moved on (its version 4 spares can no longer be claimed); pg-b went.
+        let moved = [server("pg-a", Some(5), 0)];
+        assert_eq!(
+            values(&mut series, &moved),
+            [
+                ("pg-a".into(), 4, 0),
+                ("pg-a".into(), 5, 0),
+                ("pg-b".into(), 4, 0)
+            ]
+        );
+        // Once zeroed, a series is no longer set; a server without a template yet has none.
+        let later = [server("pg-a", Some(5), 2), server("pg-c", None, 0)];
+        assert_eq!(values(&mut series, &later), [("pg-a".into(), 5, 2)]);
+    }
 }

@@ -123,8 +123,6 @@ impl Engine {
                 done.cloned += 1;
             }
         }
-        metrics::gauge!("tenancy_warm_pool_spares", "server" => server.to_string(), "template_version" => version.to_string())
-            .set(available as f64);
         if done != Refill::default() {
             info!(server_id = %server, cloned = done.cloned, dropped = done.dropped, "warm pool refilled");
         }
