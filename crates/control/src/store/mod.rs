@@ -208,6 +208,19 @@ async fn notify(tx: &mut Tx, channel: &str, payload: &str) -> Result<(), Control
     Ok(())
 }
 
+/// Typed identifiers from the text the registry stores: one that does not parse means a
+/// corrupt registry.
+fn parse_all<T, C>(ids: Vec<String>) -> Result<C, ControlError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+    C: FromIterator<T>,
+{
+    ids.into_iter()
+        .map(|id| id.parse().map_err(ControlError::corrupt))
+        .collect()
+}
+
 fn is_unique_violation(error: &ControlError, constraint: &str) -> bool {
     let ControlError::Registry(error) = error else {
         return false;

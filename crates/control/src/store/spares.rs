@@ -6,7 +6,7 @@
 use tenancy_core::{DbName, OrgId, ServerId};
 use uuid::Uuid;
 
-use super::Store;
+use super::{Store, parse_all};
 use crate::error::ControlError;
 
 /// A spare as the registry records it.
@@ -125,9 +125,7 @@ impl Store {
             )
             .fetch_all(self.pool())
             .await?;
-            ids.into_iter()
-                .map(|id| id.parse().map_err(ControlError::corrupt))
-                .collect()
+            parse_all(ids)
         })
         .await
     }

@@ -11,7 +11,7 @@ use tenancy_core::{
 use super::operations::{insert_operation, insert_operation_at};
 use super::servers::TEMPLATE_VERSION_LOCK;
 use super::spares::{Spare, claim_spare_in};
-use super::{Actor, Maybe, Store, Tx, audit, is_unique_violation, tenant_snapshot};
+use super::{Actor, Maybe, Store, Tx, audit, is_unique_violation, parse_all, tenant_snapshot};
 use crate::error::ControlError;
 use crate::secrets::Credentials;
 
@@ -535,9 +535,7 @@ impl Store {
             )
             .fetch_all(self.pool())
             .await?;
-            ids.into_iter()
-                .map(|id| id.parse().map_err(ControlError::corrupt))
-                .collect()
+            parse_all(ids)
         })
         .await
     }
@@ -595,9 +593,7 @@ impl Store {
             .bind(key_id)
             .fetch_all(self.pool())
             .await?;
-            ids.into_iter()
-                .map(|id| id.parse().map_err(ControlError::corrupt))
-                .collect()
+            parse_all(ids)
         })
         .await
     }
@@ -654,9 +650,7 @@ impl Store {
             )
             .fetch_all(self.pool())
             .await?;
-            ids.into_iter()
-                .map(|id| id.parse().map_err(ControlError::corrupt))
-                .collect()
+            parse_all(ids)
         })
         .await
     }
