@@ -28,6 +28,7 @@ impl Breakdown {
     /// registry query's median and count per operation; forgotten once taken.
     pub fn take(&self, kind: &str, operations: usize) -> Report {
         let mut steps = Vec::new();
+        let mut step_values = BTreeMap::new();
         let mut store = Vec::new();
         for (key, _, _, value) in self.0.snapshot().into_vec() {
             let DebugValue::Histogram(values) = value else {
@@ -38,6 +39,7 @@ impl Breakdown {
             let mut values: Vec<f64> = values.into_iter().map(f64::from).collect();
             match key.name() {
                 "tenancy_step_duration_seconds" if labels.get("kind") == Some(&kind) => {
+                    step_values.insert(labels["step"].to_owned(), values.clone());
                     steps.push((labels["step"].to_owned(), median(&mut values), values.len()));
                 }
                 "tenancy_store_seconds" => {
@@ -55,6 +57,7 @@ impl Breakdown {
             kind: kind.to_owned(),
             operations,
             steps,
+            step_values,
             store,
         }
     }
@@ -65,16 +68,15 @@ pub struct Report {
     kind: String,
     operations: usize,
     steps: Vec<(String, f64, usize)>,
+    /// Each step's timings in the order they were recorded, in seconds.
+    step_values: BTreeMap<String, Vec<f64>>,
     store: Vec<(String, f64, usize)>,
 }
 
 impl Report {
-    /// The median of one step, in seconds.
-    pub fn step(&self, name: &str) -> Option<f64> {
-        self.steps
-            .iter()
-            .find(|(step, _, _)| step == name)
-            .map(|s| s.1)
+    /// Every timing of one step, in the order the operations ran it.
+    pub fn step_values(&self, name: &str) -> &[f64] {
+        self.step_values.get(name).map_or(&[], Vec::as_slice)
     }
 
     pub fn print(&self) {
@@ -83,6 +85,7 @@ impl Report {
             operations,
             steps,
             store,
+            ..
         } = self;
         println!("  where the time goes (p50 per {kind} step):");
         let mut total = 0.0;

@@ -11,9 +11,10 @@
 //! A claimed spare is made the tenant's in one transaction on its server by the `role` step
 //! (role, database, lockdown at once: see `ServerAdmin::adopt_spare`); the `database` and
 //! `lockdown` steps of that run then have nothing to do. The worker records no advance for
-//! these steps nor for `verify`, nor for a clone's `lockdown`: after a crash they repeat their
-//! own parts, which find the work done at the cost of a few reads (a clone's lockdown is done
-//! again, for what it cost the first time). The spare's record goes when the tenant is activated.
+//! these steps, for a clone's `database` and `lockdown`, nor for `verify`: after a crash they
+//! repeat their own parts, which find the work done at the cost of a few reads (the clone is
+//! found and taken, being the tenant's; a clone's lockdown is done again, for what it cost the
+//! first time). The spare's record goes when the tenant is activated.
 
 use tenancy_core::Step;
 use tracing::info;
@@ -181,6 +182,9 @@ async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
         let (db, org_id) = (&cx.tenant.db_name, &cx.tenant.org_id);
         return admin.adopt_spare_database(&spare.db_name, db, org_id).await;
     }
+    // A repeat finds the role and the clone, and takes the clone: closed and untagged until the
+    // lockdown opens it to the tenant, tagged for it after.
+    cx.nothing_to_record = true;
     let password = cx.password().await?;
     let role = cx.tenant.role_name();
     let (org_id, db, limits) = (&cx.tenant.org_id, &cx.tenant.db_name, cx.limits()?);
