@@ -189,11 +189,14 @@ fn is_permission_error(error: &sqlx::Error) -> bool {
 }
 
 /// The registry database is down or overloaded (as opposed to a query that is wrong).
+/// Registry errors that the same request, tried again, gets past: the registry out of reach, or
+/// a transaction it ended for a conflict with another (a deadlock, a serialization failure).
 fn is_unavailable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    )
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(e) => matches!(e.code().as_deref(), Some("40001" | "40P01")),
+        _ => false,
+    }
 }
 
 /// Which quota refused: the tenant's own, or its agency's cap on the sum over its clients.

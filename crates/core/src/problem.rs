@@ -84,7 +84,8 @@ pub enum ErrorCode {
     ZitadelError,
     /// No active server with free capacity in the region.
     NoCapacity,
-    /// The registry database is unavailable.
+    /// The registry database is unavailable, or ended the request's transaction for a conflict
+    /// with another (a deadlock, a serialization failure): trying again gets past it.
     Unavailable,
     /// The tenant's database server is unavailable.
     ServerUnavailable,

@@ -307,6 +307,8 @@ impl Store {
     ) -> Result<(), ControlError> {
         self.run("switch_move", async {
             let mut tx = self.begin().await?;
+            // The tenant's row before the operation's (see `lock_tenant`).
+            let before = lock_tenant(&mut tx, &op.org_id).await?;
             let leased: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM operations WHERE id = $1 AND lease_owner = $2
                                 AND state = 'running' FOR UPDATE)",
@@ -318,7 +320,6 @@ impl Store {
             if !leased {
                 return Err(ControlError::LeaseLost);
             }
-            let before = lock_tenant(&mut tx, &op.org_id).await?;
             if before.server_id.as_ref() == Some(&m.target_server_id) {
                 return Ok(());
             }

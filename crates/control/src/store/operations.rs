@@ -13,7 +13,8 @@ use tenancy_core::{
 use uuid::Uuid;
 
 use super::tenants::{
-    Lease, activate, delete_row, lock_tenant, mark_deleted, set_credentials, set_status,
+    Lease, activate, delete_row, lock_tenant, lock_tenant_if_present, mark_deleted,
+    set_credentials, set_status,
 };
 use super::{Actor, Maybe, Store, Tx, audit, is_unique_violation, notify, tenant_snapshot};
 use crate::error::ControlError;
@@ -547,6 +548,11 @@ impl Store {
     ) -> Result<(), ControlError> {
         self.run("fail", async {
             let mut tx = self.begin().await?;
+            // The tenant's row before the operation's (see `lock_tenant`).
+            let before = match op.kind {
+                OperationKind::Provision => lock_tenant_if_present(&mut tx, &op.org_id).await?,
+                _ => None,
+            };
             let done = sqlx::query(
                 "UPDATE operations SET state = 'failed', last_error = $3, last_error_code = $4,
                         lease_owner = NULL, lease_expires_at = NULL, finished_at = now(),
@@ -562,9 +568,8 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(ControlError::LeaseLost);
             }
-            if op.kind == OperationKind::Provision {
+            if let Some(before) = before {
                 let reason = format!("provisioning failed at step {}: {error}", op.step);
-                let before = lock_tenant(&mut tx, &op.org_id).await?;
                 let after =
                     set_status(&mut tx, &op.org_id, TenantStatus::Failed, Some(&reason)).await?;
                 audit(
@@ -595,6 +600,9 @@ impl Store {
         self.run("finish", async {
             let org_id = &op.org_id;
             let mut tx = self.begin().await?;
+            // The tenant's row before the operation's (see `lock_tenant`); a purge taken over and
+            // finished by another worker has deleted it, which the lease check below tells.
+            let before = lock_tenant_if_present(&mut tx, org_id).await?;
             let mut operation: Operation = sqlx::query_as::<_, OperationRow>(sql(format!(
                 "UPDATE operations SET state = 'succeeded', step = 'done', lease_owner = NULL,
                         lease_expires_at = NULL, finished_at = now(), updated_at = now()
@@ -607,7 +615,7 @@ impl Store {
             .await?
             .ok_or(ControlError::LeaseLost)?
             .into();
-            let before = lock_tenant(&mut tx, org_id).await?;
+            let before = before.ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))?;
             let (action, after): (String, Option<Tenant>) = match effect {
                 Finish::Status(status) => {
                     // A status set when the operation was asked for keeps the reason given then.

@@ -671,13 +671,29 @@ impl Store {
 }
 
 /// The tenant, locked for the rest of the transaction.
+///
+/// Lock order: a transaction that changes a tenant's row and one of its operations locks the
+/// tenant's row first. Queuing an operation does so (the row, then the insert, which waits on
+/// any open operation of the tenant being changed); one that changed the operation first and
+/// then waited for the row would deadlock with it.
 pub(super) async fn lock_tenant(tx: &mut Tx, org_id: &OrgId) -> Result<Tenant, ControlError> {
-    sqlx::query_as::<_, TenantRow>(select("WHERE org_id = $1 FOR UPDATE"))
-        .bind(org_id.as_str())
-        .fetch_optional(&mut **tx)
+    lock_tenant_if_present(tx, org_id)
         .await?
-        .map(Tenant::from)
         .ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))
+}
+
+/// The tenant, locked for the rest of the transaction (see [`lock_tenant`]), if it exists.
+pub(super) async fn lock_tenant_if_present(
+    tx: &mut Tx,
+    org_id: &OrgId,
+) -> Result<Option<Tenant>, ControlError> {
+    Ok(
+        sqlx::query_as::<_, TenantRow>(select("WHERE org_id = $1 FOR UPDATE"))
+            .bind(org_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(Tenant::from),
+    )
 }
 
 pub(super) async fn set_status(

@@ -170,3 +170,119 @@ async fn a_worker_that_lost_its_lease_applies_no_stale_change() {
     let op = stalled.operation(op.id).await.unwrap();
     assert_eq!(op.state, OperationState::Running, "left to its new owner");
 }
+
+/// Finishing an operation and queuing one for the same tenant both lock the tenant's row
+/// first. A finish that changed its operation first and then waited for the row deadlocked with
+/// a request queuing one (a tier change, found by an API fuzzer): one of the two failed.
+#[tokio::test]
+async fn finishing_an_operation_never_deadlocks_with_queuing_one() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine(&fleet).await;
+    let workers = engine.run_workers();
+    onboard(&engine, request("1300", "Lock Order")).await;
+    workers.shutdown().await;
+    let suspension = engine.suspend(&org("1300"), &actor()).await.unwrap();
+
+    // A request queuing an operation, caught between its two statements: the tenant's row
+    // locked, the insert to come.
+    let mut queuing = registry(&fleet).await;
+    sqlx::raw_sql("BEGIN").execute(&mut queuing).await.unwrap();
+    sqlx::query("SELECT 1 FROM tenants WHERE org_id = $1 FOR UPDATE")
+        .bind("1300")
+        .execute(&mut queuing)
+        .await
+        .unwrap();
+    let workers = engine.run_workers();
+    let observer = sqlx::PgPool::connect(&fleet.registry_url()).await.unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the suspension's finish waits for the row",
+        || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT FROM pg_stat_activity
+                                WHERE datname = current_database() AND wait_event_type = 'Lock')",
+            )
+            .fetch_one(&observer)
+            .await
+            .unwrap()
+            .then_some(())
+        },
+    )
+    .await;
+    let queued = sqlx::query(
+        "INSERT INTO operations (id, org_id, kind, state, step)
+         VALUES (gen_random_uuid(), $1, 'retier', 'queued', 'apply_limits')",
+    )
+    .bind("1300")
+    .execute(&mut queuing)
+    .await;
+    let refused = queued.expect_err("the suspension is still open");
+    assert_eq!(
+        refused
+            .as_database_error()
+            .and_then(|e| e.constraint())
+            .map(str::to_owned),
+        Some("operations_one_open_per_tenant".to_owned()),
+        "{refused}"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut queuing)
+        .await
+        .unwrap();
+
+    let finished = eventually(Duration::from_secs(60), "the suspension ends", || async {
+        engine
+            .latest_operation(&org("1300"))
+            .await
+            .unwrap()
+            .filter(|op| op.finished_at.is_some())
+    })
+    .await;
+    workers.shutdown().await;
+    assert_eq!(finished.id, suspension.id);
+    assert_eq!(
+        (
+            finished.state,
+            finished.attempts,
+            finished.last_error.as_deref()
+        ),
+        (OperationState::Succeeded, 1, None),
+        "finished at its first attempt"
+    );
+}
+
+/// A registry transaction ended for a conflict with another one succeeds when tried again: it is
+/// answered 503 `unavailable` (with `Retry-After`), not 500 `internal`.
+#[tokio::test]
+async fn a_transaction_conflict_is_worth_trying_again() {
+    let fleet = TestFleet::single().unwrap();
+    let (mut first, mut second) = (registry(&fleet).await, registry(&fleet).await);
+    sqlx::raw_sql(
+        "CREATE TABLE conflict_probe (id int PRIMARY KEY, n int);
+         INSERT INTO conflict_probe VALUES (1, 0);",
+    )
+    .execute(&mut first)
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT n FROM conflict_probe WHERE id = 1;",
+    )
+    .execute(&mut first)
+    .await
+    .unwrap();
+    sqlx::raw_sql("UPDATE conflict_probe SET n = 1 WHERE id = 1")
+        .execute(&mut second)
+        .await
+        .unwrap();
+    let conflict = sqlx::raw_sql("UPDATE conflict_probe SET n = 2 WHERE id = 1")
+        .execute(&mut first)
+        .await
+        .expect_err("a serialization failure");
+    let error = tenancy_control::ControlError::Registry(conflict);
+    assert_eq!(
+        error.code(),
+        tenancy_core::ErrorCode::Unavailable,
+        "{error}"
+    );
+    assert_eq!(error.code().status(), 503);
+}
