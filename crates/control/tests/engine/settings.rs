@@ -211,3 +211,46 @@ async fn features_are_the_tiers_with_the_tenants_overrides_and_bad_values_change
     assert!(matches!(err, ControlError::NotFound { .. }), "{err}");
     assert!(engine.features(&tenant).await.unwrap().is_enabled("sso"));
 }
+
+/// Any JSON number a setting may hold reads back as it was written, from the settings and from
+/// the audit log: PostgreSQL prints jsonb numbers in full (f64::MAX as 309 digits), which
+/// serde_json's default parsing rounded past f64::MAX and refused (an API fuzzer's 500).
+#[tokio::test]
+async fn extreme_numbers_read_back_as_written() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine(&fleet).await;
+    engine
+        .onboard(request("7103", "Extreme Numbers"), &actor())
+        .await
+        .unwrap();
+    let tenant = org("7103");
+    let written = json!([
+        f64::MAX,
+        -f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        0.1,
+        u64::MAX,
+        i64::MIN
+    ]);
+    engine
+        .put_setting(
+            &tenant,
+            &key("limits.extremes"),
+            put(SettingType::Json, written.clone()),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let read = engine
+        .setting(&tenant, &key("limits.extremes"), Secrets::Reveal)
+        .await
+        .unwrap();
+    assert_eq!(read.value, Some(written.clone()));
+    let events = engine.audit_events(Some(&tenant), None, 10).await.unwrap();
+    let audited = events
+        .iter()
+        .find_map(|e| e.after.as_ref().filter(|a| a["key"] == "limits.extremes"))
+        .expect("the change is audited");
+    assert_eq!(audited["value"], written);
+}
