@@ -3,21 +3,11 @@
 //! minute and fails on any 5xx, any status or content type the document does not give for the
 //! route, any response that breaks its schema, any schema-valid request refused as invalid and
 //! any schema-violating one accepted.
-//!
-//! Path parameters named `org_id` are a tenant onboarded first, and `resource` a quota of its
-//! tier, so the routes of one tenant reach their work instead of a 404 (which is how a deadlock
-//! between a tier change and a finishing operation was found, and a float that read back out of
-//! range).
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use reqwest::{Method, StatusCode};
-use serde_json::json;
 use tenancy_e2e::{Deployment, TOKEN};
-
-/// The tenant the fuzzer's requests name.
-const FUZZED_ORG: &str = "263014839178400001";
 
 /// How long schemathesis generates requests (`SCHEMATHESIS_MAX_TIME` to change).
 const MAX_TIME_SECONDS: &str = "60";
@@ -57,21 +47,7 @@ async fn an_api_fuzzer_finds_the_registry_true_to_its_openapi_document() {
         ])
         .await
         .unwrap();
-    let onboarded = registry
-        .call(
-            Method::POST,
-            "/v1/tenants?wait=30s",
-            Some(json!({"org_id": FUZZED_ORG, "name": "Fuzzed Org"})),
-        )
-        .await;
-    assert_eq!(onboarded.status, StatusCode::CREATED, "{onboarded:?}");
     let reports = tempfile::tempdir().unwrap();
-    let config = reports.path().join("schemathesis.toml");
-    std::fs::write(
-        &config,
-        format!("[parameters]\norg_id = \"{FUZZED_ORG}\"\nresource = \"api_calls\"\n"),
-    )
-    .unwrap();
     let max_time =
         std::env::var("SCHEMATHESIS_MAX_TIME").unwrap_or_else(|_| MAX_TIME_SECONDS.into());
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261123".into());
@@ -80,8 +56,6 @@ async fn an_api_fuzzer_finds_the_registry_true_to_its_openapi_document() {
     let report_dir = reports.path().to_owned();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&program)
-            .arg("--config-file")
-            .arg(&config)
             .arg("run")
             .arg(&schema)
             .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
