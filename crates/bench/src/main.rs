@@ -207,7 +207,7 @@ async fn onboarding(n: usize, breakdown: &Breakdown) -> Result<()> {
     );
     // Clones vary with the disk from run to run, much more than the rest: what each adds to
     // its own clone tells which clones the ratio target holds for.
-    let raw_clone50 = percentiles(&mut raw_clones.clone()).0.as_secs_f64();
+    let raw_clone50 = percentiles(&mut raw_clones).0.as_secs_f64();
     let (engine_beyond, raw_beyond) = (
         percentiles(&mut engine_beyond).0.as_secs_f64(),
         percentiles(&mut raw_beyond).0.as_secs_f64(),

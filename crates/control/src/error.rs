@@ -188,7 +188,6 @@ fn is_permission_error(error: &sqlx::Error) -> bool {
     sqlstate(error).is_some_and(|code| code == "42501")
 }
 
-/// The registry database is down or overloaded (as opposed to a query that is wrong).
 /// Registry errors that the same request, tried again, gets past: the registry out of reach, or
 /// a transaction it ended for a conflict with another (a deadlock, a serialization failure).
 fn is_unavailable(error: &sqlx::Error) -> bool {

@@ -20,6 +20,24 @@ fn put(kind: SettingType, value: serde_json::Value) -> PutSetting {
     PutSetting { kind, value }
 }
 
+/// Sets a JSON setting and reads it back from the registry.
+async fn put_json_and_read(
+    engine: &Engine,
+    tenant: &tenancy_core::OrgId,
+    name: &str,
+    value: serde_json::Value,
+) -> Option<serde_json::Value> {
+    engine
+        .put_setting(tenant, &key(name), put(SettingType::Json, value), &actor())
+        .await
+        .unwrap();
+    engine
+        .setting(tenant, &key(name), Secrets::Reveal)
+        .await
+        .unwrap()
+        .value
+}
+
 async fn change_seq(fleet: &TestFleet, org_id: &str) -> i64 {
     sqlx::query_scalar("SELECT change_seq FROM tenants WHERE org_id = $1")
         .bind(org_id)
@@ -182,20 +200,8 @@ async fn features_are_the_tiers_with_the_tenants_overrides_and_bad_values_change
 
     // Any JSON is kept as given, U+0000 included (which jsonb refuses; found by the fuzzer).
     let odd = json!({"a\0b": ["x\0y", 1.5, null, {"deep": "\0"}]});
-    engine
-        .put_setting(
-            &tenant,
-            &key("odd.value"),
-            put(SettingType::Json, odd.clone()),
-            &actor(),
-        )
-        .await
-        .unwrap();
-    let read = engine
-        .setting(&tenant, &key("odd.value"), Secrets::Reveal)
-        .await
-        .unwrap();
-    assert_eq!(read.value, Some(odd));
+    let read = put_json_and_read(&engine, &tenant, "odd.value", odd.clone()).await;
+    assert_eq!(read, Some(odd));
     engine
         .delete_setting(&tenant, &key("odd.value"), &actor())
         .await
@@ -233,20 +239,8 @@ async fn extreme_numbers_read_back_as_written() {
         u64::MAX,
         i64::MIN
     ]);
-    engine
-        .put_setting(
-            &tenant,
-            &key("limits.extremes"),
-            put(SettingType::Json, written.clone()),
-            &actor(),
-        )
-        .await
-        .unwrap();
-    let read = engine
-        .setting(&tenant, &key("limits.extremes"), Secrets::Reveal)
-        .await
-        .unwrap();
-    assert_eq!(read.value, Some(written.clone()));
+    let read = put_json_and_read(&engine, &tenant, "limits.extremes", written.clone()).await;
+    assert_eq!(read, Some(written.clone()));
     let events = engine.audit_events(Some(&tenant), None, 10).await.unwrap();
     let audited = events
         .iter()
