@@ -52,7 +52,7 @@ impl WorkerContext {
             spare_adopted: false,
             credentials: None,
             lease_extended_at: None,
-            verified_version: None,
+            privileges_granted: false,
             nothing_to_record: false,
             finished: None,
         }

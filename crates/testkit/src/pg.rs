@@ -250,6 +250,16 @@ impl PgCluster {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
+    /// Replaces the server's client authentication rules (`pg_hba.conf`) and has it reload
+    /// them; returns the rules replaced. The server applies them shortly after, not at once.
+    pub fn set_hba(&self, rules: &str) -> Result<String> {
+        let path = self.dir.join("pg_hba.conf");
+        let before = fs::read_to_string(&path)?;
+        fs::write(&path, rules)?;
+        self.psql("postgres", "SELECT pg_reload_conf()")?;
+        Ok(before)
+    }
+
     /// Creates an empty database.
     pub fn create_database(&self, name: &str) -> Result<()> {
         self.psql("postgres", &format!("CREATE DATABASE \"{name}\""))?;

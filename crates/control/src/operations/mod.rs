@@ -139,8 +139,9 @@ pub(crate) struct StepContext<'a> {
     /// When this worker last extended the operation's lease by advancing it (taken before the
     /// advance was sent, so the lease runs at least `lease` from then).
     pub lease_extended_at: Option<std::time::Instant>,
-    /// The schema version this run's `verify` step saw, for the step that activates the tenant.
-    pub verified_version: Option<Option<i32>>,
+    /// Whether this run's `lockdown` found the tenant's role holding the app's privileges
+    /// already (a spare's role made the tenant's), which spares `activate` granting them.
+    pub privileges_granted: bool,
     /// Set by a step that changed nothing a repeat would not redo as cheaply: the worker goes
     /// on to the next step without recording the advance (one registry write less).
     pub nothing_to_record: bool,
@@ -219,6 +220,20 @@ impl StepContext<'_> {
     /// Ends the operation with its effect on the tenant (fenced by the lease).
     async fn finish(&mut self, effect: Finish) -> Result<(), ControlError> {
         self.finished = Some(self.store.finish(self.op, self.worker, effect).await?);
+        Ok(())
+    }
+
+    /// [`Self::finish`] with the effect `effect` resolves to, once `check` has succeeded; the
+    /// registry's part is done meanwhile (see `Store::finish_after`).
+    async fn finish_after(
+        &mut self,
+        effect: impl std::future::Future<Output = Result<Finish, ControlError>>,
+        check: impl std::future::Future<Output = Result<(), ControlError>>,
+    ) -> Result<(), ControlError> {
+        // Boxed: with its two futures it is large enough to overflow a stack where it is held.
+        let finished =
+            Box::pin(self.store.finish_after(self.op, self.worker, effect, check)).await?;
+        self.finished = Some(finished);
         Ok(())
     }
 

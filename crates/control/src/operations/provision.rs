@@ -1,8 +1,10 @@
 //! `provision`: a new tenant's database. Placed on a server, a spare of the server's warm pool
 //! claimed when there is one, its role created (or the spare's renamed), its database taken
-//! from the spare (renamed) or else cloned from the template, locked down, verified by
-//! connecting as the tenant, then the tenant is active (and its first admin's activation
-//! queued, when it names one).
+//! from the spare (renamed) or else cloned from the template, locked down, then the tenant is
+//! active (and its first admin's activation queued, when it names one) once its role has the
+//! app's privileges there and has connected as the tenant: `activate` does these last two while
+//! its registry transaction is under way, and commits it once they succeeded (`verify` is
+//! left with nothing to do).
 //!
 //! Onboarding places the tenant and claims its spare in the request's own transaction (see
 //! `Store::create_tenant`), so the operation usually starts at `role`; `place` and
@@ -11,10 +13,10 @@
 //! A claimed spare is made the tenant's in one transaction on its server by the `role` step
 //! (role, database, lockdown at once: see `ServerAdmin::adopt_spare`); the `database` and
 //! `lockdown` steps of that run then have nothing to do. The worker records no advance for
-//! these steps, for a clone's `database` and `lockdown`, nor for `verify`: after a crash they
+//! these steps, for a clone's `database`, for `lockdown` nor for `verify`: after a crash they
 //! repeat their own parts, which find the work done at the cost of a few reads (the clone is
-//! found and taken, being the tenant's; a clone's lockdown is done again, for what it cost the
-//! first time). The spare's record goes when the tenant is activated.
+//! found and taken, being the tenant's; the lockdown is done again, for what it cost the first
+//! time). The spare's record goes when the tenant is activated.
 
 use tenancy_core::Step;
 use tracing::info;
@@ -75,51 +77,88 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::Database => database(cx).await,
         Step::Lockdown => lockdown(cx).await,
         Step::Verify => {
-            // A clone's lockdown verified the login already.
-            if cx.verified_version.is_none() {
-                cx.verified_version = Some(verify(cx).await?);
-            }
-            // Cheap to repeat: `activate` verifies again when a crash lost this.
+            // The login is verified while `activate` commits.
             cx.nothing_to_record = true;
             Ok(())
         }
-        Step::Activate => {
-            let schema_version = match cx.verified_version.take() {
-                Some(version) => version,
-                None => verify(cx).await?,
-            };
-            activate(cx, schema_version).await
-        }
+        Step::Activate => activate(cx).await,
         other => Err(cx.unexpected(other)),
     }
 }
 
-/// Activates the tenant at `schema_version`. When a fleet migration moved the server's template
-/// on since the spare or the clone was made, the activating transaction refuses; the tenant's
-/// database is then migrated to the template's version first, so no tenant starts at an old
-/// version (a migration already listing tenants would not see this one).
-async fn activate(
-    cx: &mut StepContext<'_>,
-    mut schema_version: Option<i32>,
-) -> Result<(), ControlError> {
-    loop {
-        match cx.finish(Finish::Provisioned { schema_version }).await {
-            Err(ControlError::TemplateAhead { version, .. }) => {
-                info!(template_version = version, tenant_version = ?schema_version,
-                      "the template moved on during provisioning; migrating the tenant's database");
-                let admin = cx.admin().await?;
-                let reached = admin
-                    .migrate(cx.tenant.db_name.as_str(), Some(version))
-                    .await?;
-                if reached < version {
-                    // An older binary than the one that migrated the template: do not loop.
-                    return Err(ControlError::Migration(format!(
-                        "the template is at version {version}, this build migrates up to {reached}"
-                    )));
+/// Makes the database usable by the tenant and activates it, at once. The tenant's role logs
+/// in (which proves that the server lets it in with its password) and, unless its role came
+/// from a spare with them, is granted the app's privileges in the database by an admin session
+/// that first reads the schema version there; a spare's version is the template version it was
+/// cloned at (nothing migrates a tenant still provisioning). Sessions of anyone else in the
+/// database are ended meanwhile (from the maintenance database: the view is slow to plan in a
+/// new one). The activating transaction runs beside all this, its statements sent as soon as
+/// the version is known, and commits once every part succeeded (see `Store::finish_after`).
+///
+/// When a fleet migration moved the server's template on since the spare or the clone was
+/// made, the activating transaction refuses; the tenant's database is then migrated to the
+/// template's version first, so no tenant starts at an old version (a migration already listing
+/// tenants would not see this one).
+async fn activate(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
+    let admin = cx.admin().await?;
+    let password = cx.password().await?;
+    let (db, role) = (cx.tenant.db_name.clone(), cx.tenant.role_name());
+    let login = admin.verify_login(&db, &role, &password);
+    let others = admin.end_other_sessions(&db, &role);
+    let spare_version = match claimed(cx).await? {
+        Some(spare) if cx.privileges_granted => Some(spare.template_version),
+        _ => None,
+    };
+    let activated = match spare_version {
+        Some(version) => {
+            let effect = Finish::Provisioned {
+                schema_version: Some(version),
+            };
+            let check = async { tokio::try_join!(login, others).map(drop) };
+            cx.finish_after(std::future::ready(Ok(effect)), check).await
+        }
+        None => {
+            // The session the version is read on grants the privileges: handed from the one
+            // future to the other once the version is known. Should the first fail, its error
+            // ends the transaction and the second has nothing to do.
+            let (session_tx, session_rx) = tokio::sync::oneshot::channel();
+            let effect = async {
+                let (session, ()) = tokio::try_join!(admin.app_session(&db), login)?;
+                let schema_version = session.version();
+                let _ = session_tx.send(session);
+                Ok(Finish::Provisioned { schema_version })
+            };
+            let check = async {
+                match session_rx.await {
+                    Ok(session) => tokio::try_join!(session.grant(&role), others).map(drop),
+                    Err(_) => Ok(()),
                 }
-                metrics::counter!("tenancy_provision_template_catch_ups_total").increment(1);
-                schema_version = Some(reached);
-            }
+            };
+            cx.finish_after(effect, check).await
+        }
+    };
+    let mut ahead = match activated {
+        Err(ControlError::TemplateAhead { version, .. }) => version,
+        done => return done,
+    };
+    loop {
+        info!(
+            template_version = ahead,
+            "the template moved on during provisioning; migrating the tenant's database"
+        );
+        let reached = cx.admin().await?.migrate(db.as_str(), Some(ahead)).await?;
+        if reached < ahead {
+            // An older binary than the one that migrated the template: do not loop.
+            return Err(ControlError::Migration(format!(
+                "the template is at version {ahead}, this build migrates up to {reached}"
+            )));
+        }
+        metrics::counter!("tenancy_provision_template_catch_ups_total").increment(1);
+        let effect = Finish::Provisioned {
+            schema_version: Some(reached),
+        };
+        match cx.finish(effect).await {
+            Err(ControlError::TemplateAhead { version, .. }) => ahead = version,
             done => return done,
         }
     }
@@ -149,25 +188,6 @@ async fn claimed(cx: &mut StepContext<'_>) -> Result<Option<Spare>, ControlError
     let found = cx.store.claimed_spare(&cx.tenant.org_id).await?;
     cx.claimed_spare = Some(found.clone());
     Ok(found)
-}
-
-/// Connects as the tenant to its database, which proves that the server lets the role in with
-/// its password; returns the tenant's schema version. A clone's is read there; a claimed
-/// spare's is the template version it was cloned at (nothing migrates a tenant still
-/// provisioning), which spares a first query in a database no session has warmed yet.
-async fn verify(cx: &mut StepContext<'_>) -> Result<Option<i32>, ControlError> {
-    let password = cx.password().await?;
-    let role = cx.tenant.role_name();
-    let spare = claimed(cx).await?;
-    let admin = cx.admin().await?;
-    let db = &cx.tenant.db_name;
-    match spare {
-        Some(spare) => {
-            admin.verify_login(db, &role, &password).await?;
-            Ok(Some(spare.template_version))
-        }
-        None => admin.verify_tenant(db, &role, &password).await,
-    }
 }
 
 /// The tenant's database: the spare it claimed, renamed, else a clone of the template, made
@@ -204,14 +224,14 @@ async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     }
 }
 
-/// Locks the database down for the tenant. A claimed spare whose role became the tenant's (the
-/// spare's role is gone: renamed) has the template's privileges already, so no connection into
-/// the database is needed. Otherwise the role is given them inside while its login is verified
-/// (it needs none of them), which leaves `verify` nothing to do. Sessions of anyone else are
-/// ended meanwhile (from the maintenance database: the view is slow to plan in a new one).
+/// Locks the database down for the tenant: open to its role alone (see
+/// `ServerAdmin::open_to`). A claimed spare whose role became the tenant's (the spare's role is
+/// gone: renamed) has the template's privileges already, which spares `activate` granting
+/// them. Cheap to repeat: nothing is recorded.
 async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
+    cx.nothing_to_record = true;
     if cx.spare_adopted {
-        cx.nothing_to_record = true;
+        cx.privileges_granted = true;
         return Ok(());
     }
     let claimed = claimed(cx).await?;
@@ -227,22 +247,8 @@ async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
         }
         _ => false,
     };
-    let (db, role) = (&cx.tenant.db_name.clone(), cx.tenant.role_name());
+    let (db, role) = (&cx.tenant.db_name, cx.tenant.role_name());
     admin.open_to(db, &role, &cx.tenant.org_id).await?;
-    if role_adopted {
-        return admin.end_other_sessions(db, &role).await;
-    }
-    let password = cx.password().await?;
-    let (version, login, others) = tokio::join!(
-        admin.grant_app_privileges(db, &role),
-        admin.verify_login(db, &role, &password),
-        admin.end_other_sessions(db, &role),
-    );
-    login?;
-    others?;
-    cx.verified_version = Some(version?);
-    // A repeat opens and grants again, for the same cost; what follows changes nothing on the
-    // server before `activate`, whose transaction checks the lease itself.
-    cx.nothing_to_record = true;
+    cx.privileges_granted = role_adopted;
     Ok(())
 }

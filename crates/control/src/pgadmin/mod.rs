@@ -104,6 +104,33 @@ pub struct Inventory {
     pub sessions: HashMap<(String, String), i64>,
 }
 
+/// An admin session inside one database and the schema version read there (see
+/// [`ServerAdmin::app_session`]).
+pub struct AppSession {
+    admin: ServerAdmin,
+    conn: PgConnection,
+    version: Option<i32>,
+}
+
+impl AppSession {
+    /// The database's schema version, read when the session began.
+    pub fn version(&self) -> Option<i32> {
+        self.version
+    }
+
+    /// Grants `role` the app's privileges in the database (see
+    /// [`ServerAdmin::grant_app_privileges`]), then ends the session.
+    #[instrument(skip(self), fields(server_id = %self.admin.id))]
+    pub async fn grant(mut self, role: &RoleName) -> Result<(), ControlError> {
+        let granted = self
+            .admin
+            .grant_app_privileges_on(&mut self.conn, self.version, role)
+            .await;
+        close_in_background(self.conn);
+        granted
+    }
+}
+
 /// Admin connections to one database server.
 #[derive(Clone)]
 pub struct ServerAdmin {
@@ -805,33 +832,52 @@ impl ServerAdmin {
     /// Inside the database, grants the role every privilege the template grants the app role
     /// (on schemas, tables, sequences and routines, and the same default privileges for objects
     /// that later migrations create), all in one transaction; returns the schema version read
-    /// there. On a connection of its own: the version read, then the grants (the statements of
-    /// that version, read from the database's catalogs the first time only).
+    /// there. See [`Self::app_session`] and [`AppSession::grant`], its two halves.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn grant_app_privileges(
         &self,
         db: &DbName,
         role: &RoleName,
     ) -> Result<Option<i32>, ControlError> {
+        let session = self.app_session(db).await?;
+        let version = session.version;
+        session.grant(role).await?;
+        Ok(version)
+    }
+
+    /// An admin session inside the database, for granting a role the app's privileges there,
+    /// and the schema version read there first (which says what the app role is granted).
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn app_session(&self, db: &DbName) -> Result<AppSession, ControlError> {
         let mut conn = PgConnection::connect_with(&self.options(db.as_str()))
             .await
             .map_err(self.err())?;
-        let granted = self.grant_app_privileges_on(&mut conn, role).await;
-        close_in_background(conn);
-        granted
+        let version = sqlx::raw_sql("SELECT max(version) FROM public.refinery_schema_history")
+            .fetch_one(&mut conn)
+            .await
+            .and_then(|row| row.try_get(0));
+        match version {
+            Ok(version) => Ok(AppSession {
+                admin: self.clone(),
+                conn,
+                version,
+            }),
+            Err(e) => {
+                close_in_background(conn);
+                Err(self.err()(e))
+            }
+        }
     }
 
+    /// The grants of [`Self::grant_app_privileges`] on `conn`, a session in the database at
+    /// `version`: the statements of that version, read from the database's catalogs the first
+    /// time only.
     async fn grant_app_privileges_on(
         &self,
         conn: &mut PgConnection,
+        version: Option<i32>,
         role: &RoleName,
-    ) -> Result<Option<i32>, ControlError> {
-        let version: Option<i32> =
-            sqlx::raw_sql("SELECT max(version) FROM public.refinery_schema_history")
-                .fetch_one(&mut *conn)
-                .await
-                .and_then(|row| row.try_get(0))
-                .map_err(self.err())?;
+    ) -> Result<(), ControlError> {
         let grants = match version.and_then(|v| self.app_grants.get(v)) {
             Some(known) => known,
             None => {
@@ -855,7 +901,7 @@ impl ServerAdmin {
                 .await
                 .map_err(self.err())?;
         }
-        Ok(version)
+        Ok(())
     }
 
     /// Ends the sessions in the database of anyone but the role and the admin.
@@ -982,26 +1028,6 @@ impl ServerAdmin {
             ));
         }
         self.execute(sql).await
-    }
-
-    /// Connects to the tenant database as the tenant role (proving it can) and reads the schema
-    /// version.
-    #[instrument(skip(self, password), fields(server_id = %self.id))]
-    pub async fn verify_tenant(
-        &self,
-        db: &DbName,
-        role: &RoleName,
-        password: &SecretString,
-    ) -> Result<Option<i32>, ControlError> {
-        let mut conn = self.tenant_login(db, role, password).await?;
-        // One round trip (the simple protocol): a statement is not prepared for one use.
-        let version = sqlx::raw_sql("SELECT max(version) FROM refinery_schema_history")
-            .fetch_one(&mut conn)
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(self.err());
-        close_in_background(conn);
-        version
     }
 
     /// Connects to the tenant database as the tenant role, proving it can, and nothing more.

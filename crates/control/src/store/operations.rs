@@ -2,6 +2,7 @@
 //! step by step (fenced by the lease), retried with backoff computed in SQL, finished together
 //! with its effect on the tenant in one transaction.
 
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -597,84 +598,118 @@ impl Store {
         worker: &str,
         effect: Finish,
     ) -> Result<Finished, ControlError> {
-        self.run("finish", async {
-            let org_id = &op.org_id;
-            let mut tx = self.begin().await?;
-            // The tenant's row before the operation's (see `lock_tenant`); a purge taken over and
-            // finished by another worker has deleted it, which the lease check below tells.
-            let before = lock_tenant_if_present(&mut tx, org_id).await?;
-            let mut operation: Operation = sqlx::query_as::<_, OperationRow>(sql(format!(
-                "UPDATE operations SET state = 'succeeded', step = 'done', lease_owner = NULL,
-                        lease_expires_at = NULL, finished_at = now(), updated_at = now()
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'
-                 RETURNING {OPERATION_COLUMNS}"
-            )))
-            .bind(op.id)
-            .bind(worker)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(ControlError::LeaseLost)?
-            .into();
-            let before = before.ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))?;
-            let (action, after): (String, Option<Tenant>) = match effect {
-                Finish::Status(status) => {
-                    // A status set when the operation was asked for keeps the reason given then.
-                    let reason = before
-                        .status_reason
-                        .as_deref()
-                        .filter(|_| before.status == status);
-                    let after = set_status(&mut tx, org_id, status, reason).await?;
-                    (format!("tenant.{status}"), Some(after))
-                }
-                Finish::Unchanged => (format!("operation.{}", op.kind), Some(before.clone())),
-                Finish::Provisioned { schema_version } => {
-                    let (after, from_spare) =
-                        activate(&mut tx, op.id, &before, schema_version).await?;
-                    operation.provision_path = Some(if from_spare {
-                        ProvisionPath::Warm
-                    } else {
-                        ProvisionPath::Cold
-                    });
-                    if after.admin_email.is_some() {
-                        insert_operation(&mut tx, org_id, OperationKind::ActivateAdmin).await?;
-                    }
-                    ("tenant.active".to_owned(), Some(after))
-                }
-                Finish::Deleted { retention } => (
-                    "tenant.deleted".to_owned(),
-                    Some(mark_deleted(&mut tx, org_id, retention).await?),
-                ),
-                Finish::Purged => {
-                    delete_row(&mut tx, org_id).await?;
-                    ("tenant.purged".to_owned(), None)
-                }
-                Finish::Rotated { generation, key_id } => (
-                    "tenant.credentials_rotated".to_owned(),
-                    Some(set_credentials(&mut tx, org_id, generation, &key_id).await?),
-                ),
-            };
-            audit(
-                &mut tx,
-                &Actor::system(),
-                &action,
-                Some(org_id),
-                Some(tenant_snapshot(&before)),
-                after.as_ref().map(tenant_snapshot),
-            )
+        let effect = std::future::ready(Ok(effect));
+        self.finish_after(op, worker, effect, std::future::ready(Ok(())))
+            .await
+    }
+
+    /// [`Self::finish`] for an effect known only once `effect` resolves, and that holds only
+    /// once `check` has succeeded (the tenant's verifying login, say). The transaction starts at
+    /// once, fencing the lease and locking the tenant's and the operation's rows; the effect's
+    /// statements follow when it is known; the transaction commits once `check` has succeeded
+    /// too, and rolls back when either failed (the check's error is returned first). The step's
+    /// last work and the registry's round trips overlap instead of adding up.
+    pub async fn finish_after(
+        &self,
+        op: &Operation,
+        worker: &str,
+        effect: impl Future<Output = Result<Finish, ControlError>>,
+        check: impl Future<Output = Result<(), ControlError>>,
+    ) -> Result<Finished, ControlError> {
+        let (written, checked) = tokio::join!(
+            self.run("finish", self.write_finish(op, worker, effect)),
+            check
+        );
+        checked?;
+        let (tx, finished) = written?;
+        self.run("finish_commit", async { Ok(tx.commit().await?) })
             .await?;
-            notify(&mut tx, DONE_CHANNEL, &op.id.to_string()).await?;
-            tx.commit().await?;
-            // Counted once committed: a claim rolled back or repeated after a crash is not a use.
-            if let Some(path) = operation.provision_path {
-                metrics::counter!("tenancy_warm_pool_claims_total", "path" => path.as_str())
-                    .increment(1);
+        // Counted once committed: a claim rolled back or repeated after a crash is not a use.
+        if let Some(path) = finished.operation.provision_path {
+            metrics::counter!("tenancy_warm_pool_claims_total", "path" => path.as_str())
+                .increment(1);
+        }
+        Ok(finished)
+    }
+
+    /// The statements of [`Self::finish_after`], in the transaction returned for its commit.
+    async fn write_finish(
+        &self,
+        op: &Operation,
+        worker: &str,
+        effect: impl Future<Output = Result<Finish, ControlError>>,
+    ) -> Result<(Tx, Finished), ControlError> {
+        let org_id = &op.org_id;
+        let mut tx = self.begin().await?;
+        // The tenant's row before the operation's (see `lock_tenant`); a purge taken over and
+        // finished by another worker has deleted it, which the lease check below tells.
+        let before = lock_tenant_if_present(&mut tx, org_id).await?;
+        let mut operation: Operation = sqlx::query_as::<_, OperationRow>(sql(format!(
+            "UPDATE operations SET state = 'succeeded', step = 'done', lease_owner = NULL,
+                    lease_expires_at = NULL, finished_at = now(), updated_at = now()
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+             RETURNING {OPERATION_COLUMNS}"
+        )))
+        .bind(op.id)
+        .bind(worker)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(ControlError::LeaseLost)?
+        .into();
+        let before = before.ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))?;
+        let (action, after): (String, Option<Tenant>) = match effect.await? {
+            Finish::Status(status) => {
+                // A status set when the operation was asked for keeps the reason given then.
+                let reason = before
+                    .status_reason
+                    .as_deref()
+                    .filter(|_| before.status == status);
+                let after = set_status(&mut tx, org_id, status, reason).await?;
+                (format!("tenant.{status}"), Some(after))
             }
-            Ok(Finished {
+            Finish::Unchanged => (format!("operation.{}", op.kind), Some(before.clone())),
+            Finish::Provisioned { schema_version } => {
+                let (after, from_spare) = activate(&mut tx, op.id, &before, schema_version).await?;
+                operation.provision_path = Some(if from_spare {
+                    ProvisionPath::Warm
+                } else {
+                    ProvisionPath::Cold
+                });
+                if after.admin_email.is_some() {
+                    insert_operation(&mut tx, org_id, OperationKind::ActivateAdmin).await?;
+                }
+                ("tenant.active".to_owned(), Some(after))
+            }
+            Finish::Deleted { retention } => (
+                "tenant.deleted".to_owned(),
+                Some(mark_deleted(&mut tx, org_id, retention).await?),
+            ),
+            Finish::Purged => {
+                delete_row(&mut tx, org_id).await?;
+                ("tenant.purged".to_owned(), None)
+            }
+            Finish::Rotated { generation, key_id } => (
+                "tenant.credentials_rotated".to_owned(),
+                Some(set_credentials(&mut tx, org_id, generation, &key_id).await?),
+            ),
+        };
+        audit(
+            &mut tx,
+            &Actor::system(),
+            &action,
+            Some(org_id),
+            Some(tenant_snapshot(&before)),
+            after.as_ref().map(tenant_snapshot),
+        )
+        .await?;
+        notify(&mut tx, DONE_CHANNEL, &op.id.to_string()).await?;
+        Ok((
+            tx,
+            Finished {
                 operation,
                 tenant: after,
-            })
-        })
-        .await
+            },
+        ))
     }
 
     /// Operations per kind and state, for metrics.

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use sqlx::Connection;
 use tenancy_control::{Config, Engine, Onboarded};
 use tenancy_core::{OperationState, ProvisionPath, TenantStatus};
 use tenancy_testkit::{TestFleet, eventually};
@@ -523,4 +524,92 @@ async fn a_refill_clones_several_spares_at_once_when_told() {
         .map(str::to_owned)
         .collect();
     assert!(open.is_empty(), "spares open to connections: {open:?}");
+}
+
+/// A tenant is active only once its role has logged in to its database, warm or cold: the
+/// activating transaction, written while the login is tried, is rolled back when the server
+/// refuses it; a retry once the server lets tenants in activates it.
+#[tokio::test]
+async fn a_tenant_the_server_does_not_let_in_is_never_made_active() {
+    let fleet = TestFleet::single().unwrap();
+    let mut config = pooled(&fleet, 1);
+    config.engine.max_attempts = 1;
+    let engine = Engine::start(config).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    eventually(Duration::from_secs(30), "pool filled", || async {
+        (spares(&engine).await == 1).then_some(())
+    })
+    .await;
+    let cluster = fleet.cluster("pg-1");
+    let spare = databases(cluster, "spare\\_%");
+    cluster
+        .psql("postgres", "CREATE ROLE probe LOGIN PASSWORD 'probe'")
+        .unwrap();
+    let admin = cluster.admin_user();
+    let rules = cluster
+        .set_hba(&format!(
+            "local all all trust\nhost all {admin} 127.0.0.1/32 scram-sha-256\n\
+             host all all 127.0.0.1/32 reject\n"
+        ))
+        .unwrap();
+    // Past authentication, the probe is refused CONNECT on the maintenance database.
+    let probe = cluster.url_as("probe", "probe", "postgres");
+    let refused_by_rules = || async {
+        let refused = sqlx::PgConnection::connect(&probe).await.unwrap_err();
+        refused.to_string().contains("pg_hba.conf rejects")
+    };
+    eventually(Duration::from_secs(10), "logins are refused", || async {
+        refused_by_rules().await.then_some(())
+    })
+    .await;
+
+    // The first claims the spare, the second (the pool now empty) is cloned.
+    for (org_id, name) in [("9301", "Warm Refused"), ("9302", "Cold Refused")] {
+        engine
+            .onboard(request(org_id, name), &actor())
+            .await
+            .unwrap();
+        let failed = wait_status(
+            &engine,
+            &org(org_id),
+            TenantStatus::Failed,
+            Duration::from_secs(30),
+        )
+        .await;
+        let reason = failed.status_reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("pg_hba.conf rejects"), "{reason}");
+        assert_eq!(failed.schema_version, None, "never activated: {failed:?}");
+    }
+    assert!(
+        databases(cluster, "spare\\_%").is_empty(),
+        "{spare:?} was claimed"
+    );
+    assert_eq!(fleet.tenant_databases("pg-1").len(), 2);
+
+    cluster.set_hba(&rules).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "logins are let in again",
+        || async { (!refused_by_rules().await).then_some(()) },
+    )
+    .await;
+    for org_id in ["9301", "9302"] {
+        let op = engine.retry(&org(org_id), &actor()).await.unwrap();
+        let op = engine
+            .wait_operation(op.id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+        let tenant = engine.tenant(&org(org_id)).await.unwrap();
+        assert_eq!(tenant.status, TenantStatus::Active);
+        connect_own(&engine, cluster, &tenant).await.unwrap();
+    }
+    let paths = [
+        provision_path(&engine, &engine.tenant(&org("9301")).await.unwrap()).await,
+        provision_path(&engine, &engine.tenant(&org("9302")).await.unwrap()).await,
+    ];
+    assert_eq!(
+        paths,
+        [Some(ProvisionPath::Warm), Some(ProvisionPath::Cold)]
+    );
 }
