@@ -99,6 +99,35 @@ pub async fn wait_status(
     .await
 }
 
+/// Onboards a tenant whose provisioning is bound to fail, and waits until it is `failed`.
+pub async fn onboard_until_failed(engine: &Engine, org_id: &str, name: &str) -> Tenant {
+    engine
+        .onboard(request(org_id, name), &actor())
+        .await
+        .unwrap();
+    wait_status(
+        engine,
+        &org(org_id),
+        TenantStatus::Failed,
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+/// Retries a failed tenant's provisioning and waits until it succeeded; returns the tenant,
+/// active.
+pub async fn retry_until_active(engine: &Engine, org_id: &OrgId) -> Tenant {
+    let op = engine.retry(org_id, &actor()).await.unwrap();
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    let tenant = engine.tenant(org_id).await.unwrap();
+    assert_eq!(tenant.status, TenantStatus::Active);
+    tenant
+}
+
 /// Waits until the tenant is gone from the registry (purged).
 pub async fn wait_gone(engine: &Engine, org_id: &OrgId) {
     eventually(

@@ -194,17 +194,7 @@ async fn a_failed_tenant_can_be_retried_after_the_cause_is_fixed() {
     let engine = tenancy_control::Engine::start(config).await.unwrap();
     std::mem::forget(engine.run_workers());
 
-    engine
-        .onboard(request("3005", "Wayne Ent"), &actor())
-        .await
-        .unwrap();
-    let failed = wait_status(
-        &engine,
-        &org("3005"),
-        TenantStatus::Failed,
-        Duration::from_secs(30),
-    )
-    .await;
+    let failed = onboard_until_failed(&engine, "3005", "Wayne Ent").await;
     let reason = failed.status_reason.unwrap();
     assert!(
         reason.contains("no active server with free capacity in region local"),
@@ -216,16 +206,7 @@ async fn a_failed_tenant_can_be_retried_after_the_cause_is_fixed() {
         .execute(&mut registry(&fleet).await)
         .await
         .unwrap();
-    let op = engine.retry(&org("3005"), &actor()).await.unwrap();
-    let op = engine
-        .wait_operation(op.id, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
-    assert_eq!(
-        engine.tenant(&org("3005")).await.unwrap().status,
-        TenantStatus::Active
-    );
+    retry_until_active(&engine, &org("3005")).await;
 }
 
 #[tokio::test]
@@ -243,17 +224,7 @@ async fn a_database_or_role_that_is_not_the_tenants_is_never_adopted() {
         .psql("postgres", "CREATE DATABASE tenant_wayne")
         .unwrap();
     for (org_id, name, what) in [("3006", "Stark", "role"), ("3007", "Wayne", "database")] {
-        engine
-            .onboard(request(org_id, name), &actor())
-            .await
-            .unwrap();
-        let failed = wait_status(
-            &engine,
-            &org(org_id),
-            TenantStatus::Failed,
-            Duration::from_secs(30),
-        )
-        .await;
+        let failed = onboard_until_failed(&engine, org_id, name).await;
         let reason = failed.status_reason.unwrap();
         assert!(
             reason.contains("never adopted") && reason.contains(what),

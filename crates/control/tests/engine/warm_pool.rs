@@ -35,6 +35,14 @@ async fn spares(engine: &Engine) -> i64 {
     engine.servers().await.unwrap()[0].spares
 }
 
+/// Waits until the pool holds `size` spares.
+async fn pool_filled(engine: &Engine, size: i64) {
+    eventually(Duration::from_secs(30), "pool filled", || async {
+        (spares(engine).await == size).then_some(())
+    })
+    .await;
+}
+
 async fn provision_path(engine: &Engine, tenant: &tenancy_core::Tenant) -> Option<ProvisionPath> {
     engine
         .tenant_operations(&tenant.org_id, 10)
@@ -53,10 +61,7 @@ async fn onboarding_claims_a_spare_and_the_pool_refills() {
     let fleet = TestFleet::single().unwrap();
     let engine = Engine::start(pooled(&fleet, 2)).await.unwrap();
     std::mem::forget(engine.run_workers());
-    eventually(Duration::from_secs(30), "pool filled", || async {
-        (spares(&engine).await == 2).then_some(())
-    })
-    .await;
+    pool_filled(&engine, 2).await;
     let cluster = fleet.cluster("pg-1");
     let before = databases(cluster, "spare\\_%");
     assert_eq!(before.len(), 2);
@@ -536,10 +541,7 @@ async fn a_tenant_the_server_does_not_let_in_is_never_made_active() {
     config.engine.max_attempts = 1;
     let engine = Engine::start(config).await.unwrap();
     std::mem::forget(engine.run_workers());
-    eventually(Duration::from_secs(30), "pool filled", || async {
-        (spares(&engine).await == 1).then_some(())
-    })
-    .await;
+    pool_filled(&engine, 1).await;
     let cluster = fleet.cluster("pg-1");
     let spare = databases(cluster, "spare\\_%");
     cluster
@@ -565,17 +567,7 @@ async fn a_tenant_the_server_does_not_let_in_is_never_made_active() {
 
     // The first claims the spare, the second (the pool now empty) is cloned.
     for (org_id, name) in [("9301", "Warm Refused"), ("9302", "Cold Refused")] {
-        engine
-            .onboard(request(org_id, name), &actor())
-            .await
-            .unwrap();
-        let failed = wait_status(
-            &engine,
-            &org(org_id),
-            TenantStatus::Failed,
-            Duration::from_secs(30),
-        )
-        .await;
+        let failed = onboard_until_failed(&engine, org_id, name).await;
         let reason = failed.status_reason.as_deref().unwrap_or_default();
         assert!(reason.contains("pg_hba.conf rejects"), "{reason}");
         assert_eq!(failed.schema_version, None, "never activated: {failed:?}");
@@ -594,14 +586,7 @@ async fn a_tenant_the_server_does_not_let_in_is_never_made_active() {
     )
     .await;
     for org_id in ["9301", "9302"] {
-        let op = engine.retry(&org(org_id), &actor()).await.unwrap();
-        let op = engine
-            .wait_operation(op.id, Duration::from_secs(30))
-            .await
-            .unwrap();
-        assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
-        let tenant = engine.tenant(&org(org_id)).await.unwrap();
-        assert_eq!(tenant.status, TenantStatus::Active);
+        let tenant = retry_until_active(&engine, &org(org_id)).await;
         connect_own(&engine, cluster, &tenant).await.unwrap();
     }
     let paths = [
