@@ -26,7 +26,17 @@ pub fn binary(name: &str) -> PathBuf {
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let mut built = BUILT.lock().expect("build lock");
     if !built.iter().any(|b| b == name) {
-        let status = Command::new(env!("CARGO"))
+        let mut build = Command::new(env!("CARGO"));
+        // Cargo describes the running test's package in the environment. A build script that
+        // reads one of these (ring reads CARGO_MANIFEST_DIR) would find it changed since
+        // `cargo build` ran and rebuild half the workspace, and `cargo build` would rebuild it
+        // back after the tests.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(describes_the_test_package) {
+                build.env_remove(key);
+            }
+        }
+        let status = build
             .args(["build", "--quiet", "--bin", name])
             .current_dir(&root)
             .status()
@@ -35,6 +45,21 @@ pub fn binary(name: &str) -> PathBuf {
         built.push(name.to_owned());
     }
     target.join("debug").join(name)
+}
+
+/// Whether cargo sets `variable` for a running test, about the test's own package.
+fn describes_the_test_package(variable: &str) -> bool {
+    variable.starts_with("CARGO_PKG_")
+        || matches!(
+            variable,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_BIN_NAME"
+                | "CARGO_TARGET_TMPDIR"
+                | "OUT_DIR"
+        )
 }
 
 /// A fleet (one server, holding the registry database too) and the registry binary's log.
