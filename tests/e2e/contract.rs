@@ -1,15 +1,19 @@
 //! The OpenAPI document is a contract, checked by an API fuzzer that is not ours: schemathesis
-//! (installed by `make test` into `.local/venv`) runs against the registry binary for about a
-//! minute and fails on any 5xx, any status or content type the document does not give for the
-//! route, any response that breaks its schema, any schema-valid request refused as invalid and
-//! any schema-violating one accepted.
+//! (installed by `make test` into `.local/venv`) runs against the registry binary and fails on
+//! any 5xx, any status or content type the document does not give for the route, any response
+//! that breaks its schema, any schema-valid request refused as invalid and any schema-violating
+//! one accepted. One run covers every phase with generated identifiers (its stateful phase
+//! makes its own tenants and follows them); another aims the generated requests at a tenant
+//! that exists, so that a tenant's routes are reached past their 404.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use tenancy_e2e::{Deployment, TOKEN};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tenancy_e2e::{Deployment, Registry, TOKEN};
 
-/// How long schemathesis generates requests (`SCHEMATHESIS_MAX_TIME` to change).
+/// How long each run generates requests (`SCHEMATHESIS_MAX_TIME` to change).
 const MAX_TIME_SECONDS: &str = "60";
 
 /// What must hold (`SCHEMATHESIS_CHECKS` to change): every check schemathesis has, among them
@@ -22,6 +26,10 @@ const CHECKS: &str = "all";
 /// status `deleted`, through its retention period (`use_after_free` expects a 404 at once).
 const EXCLUDED_CHECKS: &str = "use_after_free";
 
+/// The tenant the second run aims at, and a quota of its tier (`free`).
+const ORG: &str = "281474976710655";
+const QUOTA: &str = "api_calls";
+
 fn schemathesis() -> PathBuf {
     std::env::var_os("SCHEMATHESIS").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.local/venv/bin/schemathesis"),
@@ -29,8 +37,20 @@ fn schemathesis() -> PathBuf {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_api_fuzzer_finds_the_registry_true_to_its_openapi_document() {
+/// A registry whose long polls answer within a second, so the time goes to requests.
+async fn registry(deployment: &Deployment) -> Registry {
+    deployment
+        .start_with_env(&[
+            ("TENANCY_MAX_WAIT", "1s"),
+            ("TENANCY_REQUEST_TIMEOUT", "20s"),
+        ])
+        .await
+        .unwrap()
+}
+
+/// Runs schemathesis against the registry's document with `args` added, in `dir` (its reports,
+/// and its `schemathesis.toml` when there is one), and fails the test on anything it finds.
+async fn fuzz(deployment: &Deployment, registry: &Registry, dir: &Path, args: &[&str]) {
     let program = schemathesis();
     assert!(
         program.is_file(),
@@ -38,23 +58,14 @@ async fn an_api_fuzzer_finds_the_registry_true_to_its_openapi_document() {
          (or set SCHEMATHESIS to its path)",
         program.display()
     );
-    let deployment = Deployment::new().unwrap();
-    // Long polls answer within a second, so the time goes to requests, not waiting.
-    let registry = deployment
-        .start_with_env(&[
-            ("TENANCY_MAX_WAIT", "1s"),
-            ("TENANCY_REQUEST_TIMEOUT", "20s"),
-        ])
-        .await
-        .unwrap();
-    let reports = tempfile::tempdir().unwrap();
     let max_time =
         std::env::var("SCHEMATHESIS_MAX_TIME").unwrap_or_else(|_| MAX_TIME_SECONDS.into());
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261123".into());
     let checks = std::env::var("SCHEMATHESIS_CHECKS").unwrap_or_else(|_| CHECKS.into());
     let schema = format!("{}/openapi.json", registry.base);
-    let report_dir = reports.path().to_owned();
-    let output = tokio::task::spawn_blocking(move || {
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|&arg| arg.to_owned()).collect();
+    let output: Output = tokio::task::spawn_blocking(move || {
         Command::new(&program)
             .arg("run")
             .arg(&schema)
@@ -67,9 +78,10 @@ async fn an_api_fuzzer_finds_the_registry_true_to_its_openapi_document() {
             .args(["--workers", "1"])
             .args(["--request-timeout", "25"])
             .args(["--output-truncate", "false"])
+            .args(&args)
             .arg("--report-dir")
-            .arg(&report_dir)
-            .current_dir(&report_dir)
+            .arg(&dir)
+            .current_dir(&dir)
             .env("NO_COLOR", "1")
             .output()
             .expect("running schemathesis")
@@ -84,6 +96,51 @@ async fn an_api_fuzzer_finds_the_registry_true_to_its_openapi_document() {
         tail(&deployment.log(), 40)
     );
     println!("{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_fuzzer_finds_the_registry_true_to_its_openapi_document() {
+    let deployment = Deployment::new().unwrap();
+    let registry = registry(&deployment).await;
+    let reports = tempfile::tempdir().unwrap();
+    fuzz(&deployment, &registry, reports.path(), &[]).await;
+}
+
+/// Every generated request names the same active tenant (and a quota of its tier), so its
+/// settings, usage, quotas, suspension, credentials and moves are exercised for real. Its
+/// deletion is left out: the rest of the run would only meet a deleted tenant. The stateful
+/// phase is the other test's: fixed parameters would override the identifiers it links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_fuzzer_finds_an_existing_tenants_routes_true_to_the_document() {
+    let deployment = Deployment::new().unwrap();
+    let registry = registry(&deployment).await;
+    let created = registry
+        .call(
+            Method::POST,
+            "/v1/tenants?wait=1s",
+            Some(json!({"org_id": ORG, "name": "Fuzzed Corp", "tier": "free"})),
+        )
+        .await;
+    assert!(
+        [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&created.status),
+        "{created:?}"
+    );
+    registry
+        .wait_for(&format!("/v1/tenants/{ORG}"), "status", "active")
+        .await;
+    let reports = tempfile::tempdir().unwrap();
+    std::fs::write(
+        reports.path().join("schemathesis.toml"),
+        format!("[parameters]\norg_id = \"{ORG}\"\nresource = \"{QUOTA}\"\n"),
+    )
+    .unwrap();
+    let args = [
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--exclude-operation-id",
+        "delete_tenant",
+    ];
+    fuzz(&deployment, &registry, reports.path(), &args).await;
 }
 
 fn tail(text: &str, lines: usize) -> String {
