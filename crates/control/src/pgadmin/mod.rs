@@ -831,18 +831,15 @@ impl ServerAdmin {
 
     /// Inside the database, grants the role every privilege the template grants the app role
     /// (on schemas, tables, sequences and routines, and the same default privileges for objects
-    /// that later migrations create), all in one transaction; returns the schema version read
-    /// there. See [`Self::app_session`] and [`AppSession::grant`], its two halves.
+    /// that later migrations create), all in one transaction. See [`Self::app_session`] and
+    /// [`AppSession::grant`], its two halves.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn grant_app_privileges(
         &self,
         db: &DbName,
         role: &RoleName,
-    ) -> Result<Option<i32>, ControlError> {
-        let session = self.app_session(db).await?;
-        let version = session.version;
-        session.grant(role).await?;
-        Ok(version)
+    ) -> Result<(), ControlError> {
+        self.app_session(db).await?.grant(role).await
     }
 
     /// An admin session inside the database, for granting a role the app's privileges there,

@@ -585,14 +585,12 @@ async fn a_tenant_the_server_does_not_let_in_is_never_made_active() {
         || async { (!refused_by_rules().await).then_some(()) },
     )
     .await;
+    let mut paths = Vec::new();
     for org_id in ["9301", "9302"] {
         let tenant = retry_until_active(&engine, &org(org_id)).await;
         connect_own(&engine, cluster, &tenant).await.unwrap();
+        paths.push(provision_path(&engine, &tenant).await);
     }
-    let paths = [
-        provision_path(&engine, &engine.tenant(&org("9301")).await.unwrap()).await,
-        provision_path(&engine, &engine.tenant(&org("9302")).await.unwrap()).await,
-    ];
     assert_eq!(
         paths,
         [Some(ProvisionPath::Warm), Some(ProvisionPath::Cold)]
