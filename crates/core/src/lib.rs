@@ -3,6 +3,7 @@
 //! the error codes every HTTP surface answers with. Nothing here does I/O.
 
 mod ids;
+mod integral;
 mod model;
 mod problem;
 mod quota;
@@ -16,7 +17,7 @@ pub use ids::{
     TenantName, Tier,
 };
 pub use model::{
-    AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, MoveMode, MoveTenant,
+    AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, Lane, MoveMode, MoveTenant,
     Operation, OperationKind, OperationState, OrgAdmin, ProvisionPath, Server, ServerState, Step,
     Tenant, TenantChange, TenantHealth, TenantKind, TenantMove, TenantPlace, TenantStatus,
     TenantUsage, UnknownVariant, UpdateTenant, UsageSample,

@@ -200,7 +200,7 @@ pub struct UsageLogPage {
 /// An amount from 1 to [`MAX_USAGE_AMOUNT`], as an integer or an integral float.
 fn amount<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
     use serde::de::{Error, Unexpected};
-    let value: u64 = crate::model::integral_number(d)?;
+    let value: u64 = crate::integral::number(d)?;
     usage_amount(value).ok_or_else(|| {
         D::Error::invalid_value(
             Unexpected::Unsigned(value),

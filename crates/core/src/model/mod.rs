@@ -1,0 +1,23 @@
+//! Tenant and operation states, and the registry API's request and response bodies, one file per
+//! resource (as the registry's routes are).
+
+mod feed;
+mod moves;
+mod operations;
+mod servers;
+mod states;
+mod tenants;
+mod usage;
+
+pub use feed::{ChangeFeed, TenantChange};
+pub use moves::{MoveTenant, TenantMove};
+pub use operations::Operation;
+pub use servers::{AddServer, Server};
+pub use states::{
+    Lane, MoveMode, OperationKind, OperationState, ProvisionPath, ServerState, Step, TenantKind,
+    TenantPlace, TenantStatus, UnknownVariant,
+};
+pub use tenants::{
+    ConnectionInfo, CreateOrg, CreateTenant, OrgAdmin, Tenant, TenantHealth, UpdateTenant,
+};
+pub use usage::{TenantUsage, UsageSample};
