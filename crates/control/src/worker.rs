@@ -209,7 +209,7 @@ async fn run_steps(
         result?;
         #[cfg(feature = "testing")]
         crash_if_injected(cx, op.kind, *step, crate::faults::Moment::After)?;
-        let next = operations::next_step(op.kind, *step);
+        let next = op.kind.next_step(*step);
         if next == Step::Done {
             // The last step recorded the operation's end in its own transaction.
             return Ok(Progress::Finished(step_cx.finished.take().map(Box::new)));
@@ -261,10 +261,7 @@ async fn settle(
         Err(e) => {
             let message = e.to_string();
             let engine = &cx.config.engine;
-            let max_attempts = match op.kind {
-                OperationKind::ActivateAdmin => engine.admin_activation_attempts,
-                _ => engine.max_attempts,
-            };
+            let max_attempts = operations::max_attempts(op.kind, engine);
             if e.is_retryable() && op.attempts < max_attempts {
                 warn!(%step, error = %message, "step failed, will retry");
                 metrics::counter!("tenancy_operation_retries_total", "kind" => kind).increment(1);

@@ -11,8 +11,6 @@ use crate::activator::AdminActivation;
 use crate::error::ControlError;
 use crate::store::Finish;
 
-pub(super) const STEPS: &[Step] = &[Step::InviteAdmin, Step::Finish];
-
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
         Step::InviteAdmin => invite(cx).await,

@@ -15,8 +15,6 @@ use crate::error::ControlError;
 use crate::pgadmin::tagged_org;
 use crate::store::Finish;
 
-pub(super) const STEPS: &[Step] = &[Step::Converge, Step::Finish];
-
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
         Step::Converge => converge(cx).await,

@@ -10,8 +10,6 @@ use super::StepContext;
 use crate::error::ControlError;
 use crate::store::Finish;
 
-pub(super) const STEPS: &[Step] = &[Step::Block, Step::CascadeClients, Step::Finish];
-
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
         Step::Block => match cx.placed_admin().await? {

@@ -25,27 +25,11 @@ use tenancy_core::{Operation, OperationKind, Step, Tenant};
 
 use crate::activator::AdminActivator;
 use crate::admins::ServerAdmins;
-use crate::config::{Config, TierLimits};
+use crate::config::{Config, EngineConfig, TierLimits};
 use crate::error::ControlError;
 use crate::pgadmin::ServerAdmin;
 use crate::secrets::{self, Credentials, Keyring};
-use crate::store::{Finish, Store};
-
-/// The steps `kind` runs, in order; `done` follows the last.
-pub(crate) fn steps(kind: OperationKind) -> &'static [Step] {
-    match kind {
-        OperationKind::Provision => provision::STEPS,
-        OperationKind::Suspend => suspend::STEPS,
-        OperationKind::Resume => resume::STEPS,
-        OperationKind::Retier => retier::STEPS,
-        OperationKind::Deprovision => deprovision::STEPS,
-        OperationKind::Purge => purge::STEPS,
-        OperationKind::ActivateAdmin => activate_admin::STEPS,
-        OperationKind::RotateCredentials => rotate_credentials::STEPS,
-        OperationKind::Converge => converge::STEPS,
-        OperationKind::Move => move_tenant::STEPS,
-    }
-}
+use crate::store::{Effect, Finish, Store};
 
 /// The statuses a tenant can be deleted from.
 pub(crate) const DELETABLE: &[tenancy_core::TenantStatus] = &[
@@ -54,17 +38,20 @@ pub(crate) const DELETABLE: &[tenancy_core::TenantStatus] = &[
     tenancy_core::TenantStatus::Failed,
 ];
 
-/// Where a new operation of `kind` starts.
-pub(crate) fn first_step(kind: OperationKind) -> Step {
-    steps(kind)[0]
-}
-
-/// The step after `step`, or `done`.
-pub(crate) fn next_step(kind: OperationKind, step: Step) -> Step {
-    let steps = steps(kind);
-    match steps.iter().position(|s| *s == step) {
-        Some(i) if i + 1 < steps.len() => steps[i + 1],
-        _ => Step::Done,
+/// How many attempts an operation of `kind` gets before it fails for good: inviting an admin
+/// depends on the identity provider and has a budget of its own.
+pub(crate) fn max_attempts(kind: OperationKind, engine: &EngineConfig) -> i32 {
+    match kind {
+        OperationKind::ActivateAdmin => engine.admin_activation_attempts,
+        OperationKind::Provision
+        | OperationKind::Suspend
+        | OperationKind::Resume
+        | OperationKind::Retier
+        | OperationKind::Deprovision
+        | OperationKind::Purge
+        | OperationKind::RotateCredentials
+        | OperationKind::Converge
+        | OperationKind::Move => engine.max_attempts,
     }
 }
 
@@ -219,7 +206,8 @@ impl StepContext<'_> {
 
     /// Ends the operation with its effect on the tenant (fenced by the lease).
     async fn finish(&mut self, effect: Finish) -> Result<(), ControlError> {
-        self.finished = Some(self.store.finish(self.op, self.worker, effect).await?);
+        let effect = Effect::Finish(effect);
+        self.finished = self.store.apply(self.op, self.worker, effect).await?;
         Ok(())
     }
 
@@ -302,23 +290,5 @@ impl StepContext<'_> {
             "step {step} is not a step of a {} operation",
             self.op.kind
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_kind_starts_somewhere_and_ends_done() {
-        for kind in OperationKind::ALL {
-            let steps = steps(*kind);
-            assert!(!steps.is_empty(), "{kind}");
-            assert_eq!(next_step(*kind, *steps.last().unwrap()), Step::Done);
-        }
-        assert_eq!(
-            next_step(OperationKind::Provision, Step::Place),
-            Step::ClaimSpare
-        );
     }
 }

@@ -23,21 +23,8 @@ use crate::config::Config;
 use crate::error::ControlError;
 use crate::pgadmin::{ServerAdmin, TableChecksums, replication_name, retained_name};
 use crate::pgtools::PgTools;
-use crate::store::Finish;
+use crate::store::{Effect, Finish};
 use tenancy_core::TenantMove;
-
-pub(super) const STEPS: &[Step] = &[
-    Step::CheckMove,
-    Step::TargetRole,
-    Step::TargetDatabase,
-    Step::Subscribe,
-    Step::CatchUp,
-    Step::Cutover,
-    Step::Verify,
-    Step::Switch,
-    Step::RetireSource,
-    Step::Finish,
-];
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     let m = &cx.store.move_record(cx.op.id).await?;
@@ -99,7 +86,11 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
                 target.block(db, &role).await?;
             }
             target.set_read_only(db, &role, cx.tenant.read_only).await?;
-            cx.store.switch_move(cx.op, cx.worker, m).await?;
+            let switched = Effect::Switched {
+                source: m.source_server_id.clone(),
+                target: m.target_server_id.clone(),
+            };
+            cx.store.apply(cx.op, cx.worker, switched).await?;
             metrics::counter!("tenancy_moves_total", "mode" => m.mode.as_str(), "outcome" => "switched").increment(1);
             let switched = cx.store.move_record(cx.op.id).await?;
             if let Some(ms) = switched.downtime_ms {

@@ -18,22 +18,12 @@
 //! found and taken, being the tenant's; the lockdown is done again, for what it cost the first
 //! time). The spare's record goes when the tenant is activated.
 
-use tenancy_core::Step;
+use tenancy_core::{OperationKind, Step};
 use tracing::info;
 
 use super::StepContext;
 use crate::error::ControlError;
 use crate::store::{Finish, Spare};
-
-pub(super) const STEPS: &[Step] = &[
-    Step::Place,
-    Step::ClaimSpare,
-    Step::Role,
-    Step::Database,
-    Step::Lockdown,
-    Step::Verify,
-    Step::Activate,
-];
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     let db = &cx.tenant.db_name.clone();
@@ -76,13 +66,24 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::ClaimSpare => claim_spare(cx).await,
         Step::Database => database(cx).await,
         Step::Lockdown => lockdown(cx).await,
-        Step::Verify => {
-            // The login is verified while `activate` commits.
-            cx.nothing_to_record = true;
-            Ok(())
-        }
         Step::Activate => activate(cx).await,
         other => Err(cx.unexpected(other)),
+    }
+}
+
+/// The follow-up of a provisioning, queued as it ends: inviting the first admin it names.
+fn then(cx: &StepContext<'_>) -> Option<OperationKind> {
+    cx.tenant
+        .admin_email
+        .is_some()
+        .then_some(OperationKind::ActivateAdmin)
+}
+
+/// The tenant is ready at `schema_version`.
+fn provisioned(cx: &StepContext<'_>, schema_version: Option<i32>) -> Finish {
+    Finish::Provisioned {
+        schema_version,
+        then: then(cx),
     }
 }
 
@@ -111,9 +112,7 @@ async fn activate(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     };
     let activated = match spare_version {
         Some(version) => {
-            let effect = Finish::Provisioned {
-                schema_version: Some(version),
-            };
+            let effect = provisioned(cx, Some(version));
             let check = async { tokio::try_join!(login, others).map(drop) };
             cx.finish_after(std::future::ready(Ok(effect)), check).await
         }
@@ -122,11 +121,15 @@ async fn activate(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
             // future to the other once the version is known. Should the first fail, its error
             // ends the transaction and the second has nothing to do.
             let (session_tx, session_rx) = tokio::sync::oneshot::channel();
+            let then = then(cx);
             let effect = async {
                 let (session, ()) = tokio::try_join!(admin.app_session(&db), login)?;
                 let schema_version = session.version();
                 let _ = session_tx.send(session);
-                Ok(Finish::Provisioned { schema_version })
+                Ok(Finish::Provisioned {
+                    schema_version,
+                    then,
+                })
             };
             let check = async {
                 match session_rx.await {
@@ -154,9 +157,7 @@ async fn activate(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
             )));
         }
         metrics::counter!("tenancy_provision_template_catch_ups_total").increment(1);
-        let effect = Finish::Provisioned {
-            schema_version: Some(reached),
-        };
+        let effect = provisioned(cx, Some(reached));
         match cx.finish(effect).await {
             Err(ControlError::TemplateAhead { version, .. }) => ahead = version,
             done => return done,

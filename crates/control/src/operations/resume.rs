@@ -8,8 +8,6 @@ use super::StepContext;
 use crate::error::ControlError;
 use crate::store::Finish;
 
-pub(super) const STEPS: &[Step] = &[Step::Unblock, Step::CascadeClients, Step::Finish];
-
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
         Step::Unblock => {

@@ -7,8 +7,6 @@ use super::StepContext;
 use crate::error::ControlError;
 use crate::store::Finish;
 
-pub(super) const STEPS: &[Step] = &[Step::ApplyLimits, Step::Finish];
-
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
         Step::ApplyLimits => {

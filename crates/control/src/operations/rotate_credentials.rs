@@ -11,8 +11,6 @@ use crate::error::ControlError;
 use crate::secrets;
 use crate::store::Finish;
 
-pub(super) const STEPS: &[Step] = &[Step::SetPassword, Step::Finish];
-
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     // The next generation is computed from the registry, which only `Finish` changes: a repeated
     // `SetPassword` sets the same password again.

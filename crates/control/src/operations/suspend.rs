@@ -9,8 +9,6 @@ use super::StepContext;
 use crate::error::ControlError;
 use crate::store::Finish;
 
-pub(super) const STEPS: &[Step] = &[Step::Block, Step::CascadeClients, Step::Finish];
-
 /// Why a client was suspended with its agency (and so is resumed with it).
 pub const AGENCY_SUSPENDED: &str = "agency suspended";
 
