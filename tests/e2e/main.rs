@@ -6,6 +6,7 @@ mod http;
 mod input;
 mod layout;
 mod lifecycle;
+mod modules;
 mod openapi;
 mod quotas;
 mod servers;

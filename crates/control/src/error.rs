@@ -1,4 +1,4 @@
-use tenancy_core::{ErrorCode, IdError, OrgId, QuotaStatus, ServerId, UnknownVariant};
+use tenancy_core::{ErrorCode, IdError, OrgId, QuotaStatus, Region, ServerId, UnknownVariant};
 
 use crate::activator::ActivationError;
 
@@ -31,7 +31,7 @@ pub enum ControlError {
     )]
     ClientsBusy { agency: OrgId, count: usize },
     #[error("no active server with free capacity in region {region}")]
-    NoCapacity { region: String },
+    NoCapacity { region: Region },
     #[error("server {0} has no credentials in this process's configuration")]
     UnknownServer(ServerId),
     /// A tenant provisioned from an older template than the server's, which a fleet migration

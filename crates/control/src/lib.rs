@@ -2,14 +2,18 @@
 //! PostgreSQL administration on every database server, template migrations and the reconciler.
 //! No HTTP: the registry service and `tenantctl` sit on top of [`Engine`].
 //!
-//! Where things are:
-//! - `engine/`: the facade, split by concern (tenants, operations, feed, servers, observe,
-//!   background);
-//! - `store/`: the registry database by aggregate; rows stay inside it;
-//! - `operations/`: one file per operation kind (its steps, their bodies, its finish);
+//! Where things are, top down (each imports only from the ones below it; `tests/layout.rs`
+//! keeps it so):
+//! - `engine/`: the facade, split by concern (tenants, operations, moves, fleet migrations,
+//!   tiers, warm pool, quotas, settings, usage, feed, servers, observe, background);
 //! - `worker`: claim, heartbeat, retry, fail;
-//! - `admins` + `pgadmin`: admin connections and PostgreSQL administration per server;
-//! - `reconcile`, `fleet`, `migrate`: drift repair, fleet migrations, refinery.
+//! - `reconcile`: drift between the registry and the servers, and its repair;
+//! - `operations/`: one file per operation kind (its steps, their bodies, its effects);
+//! - `admins` + `pgadmin/`: admin connections and PostgreSQL administration per server;
+//! - `store/`: the registry database by aggregate (rows stay inside it), the transactions that
+//!   span aggregates (`lifecycle`), placement, and the lock names and order (`locks`);
+//! - `config`, `secrets`, `migrate`, `pgtools`, `sql`: configuration, master keys, refinery,
+//!   the PostgreSQL client tools, identifier quoting.
 
 mod activator;
 mod admins;
@@ -18,7 +22,6 @@ mod engine;
 mod error;
 #[cfg(feature = "testing")]
 pub mod faults;
-pub mod fleet;
 pub mod migrate;
 mod operations;
 pub mod pgadmin;
@@ -35,6 +38,7 @@ pub use config::{
     Config, EngineConfig, MovesConfig, QuotaLimit, ServerConfig, TierLimits, UsageConfig,
     WarmPoolConfig,
 };
+pub use engine::fleet;
 pub use engine::{
     Balance, Engine, Onboarded, PlannedMove, Refill, SampleRound, Secrets, TierRollout, TierStatus,
     Workers,
@@ -42,6 +46,6 @@ pub use engine::{
 pub use error::ControlError;
 pub use reconcile::{Finding, FindingKind, Repair};
 pub use store::{
-    Actor, AuditEvent, Cascade, OrgEventOutcome, PendingOrgEvent, RegistryLock, ServerChange,
-    TenantFilter,
+    Actor, AuditEvent, Cascade, LockName, OrgEventOutcome, PendingOrgEvent, RegistryLock,
+    ServerChange, TenantFilter,
 };

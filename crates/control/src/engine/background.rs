@@ -13,7 +13,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::Engine;
 use crate::reconcile::Repair;
-use crate::store::Finished;
+use crate::store::{Finished, LockName};
 use crate::worker::{self, WorkerContext};
 
 /// Background tasks of this process; stop them with [`Workers::shutdown`].
@@ -176,7 +176,7 @@ async fn sample(engine: Engine, cancel: CancellationToken) {
             _ = tokio::time::sleep(interval) => {}
             _ = cancel.cancelled() => return,
         }
-        let lock = match engine.try_lock("tenancy.usage").await {
+        let lock = match engine.try_lock(&LockName::Usage).await {
             Ok(Some(lock)) => lock,
             Ok(None) => continue,
             Err(e) => {
@@ -236,7 +236,7 @@ async fn maintain(engine: Engine, cancel: CancellationToken) {
             warn!(error = %e, "could not list moved tenants' source copies past retention");
         }
         // One replica reconciles at a time; the others would only repeat its reads.
-        let lock = match engine.try_lock("tenancy.reconcile").await {
+        let lock = match engine.try_lock(&LockName::Reconcile).await {
             Ok(Some(lock)) => lock,
             Ok(None) => continue,
             Err(e) => {

@@ -15,15 +15,12 @@ use tenancy_core::{DbName, OrgId, Region, ServerId, TenantStatus, Tier};
 use tokio::sync::Mutex;
 use tracing::instrument;
 
-use crate::engine::Engine;
+use super::Engine;
 use crate::error::ControlError;
 use crate::migrate;
 use crate::pgadmin::ServerAdmin;
-use crate::store::TenantFilter;
+use crate::store::{LockName, TenantFilter};
 use tenancy_core::ErrorCode;
-
-/// The registry lock a fleet migration holds: one runs at a time, and no move starts meanwhile.
-pub const FLEET_MIGRATION_LOCK: &str = "tenancy.fleet_migration";
 
 /// Which tenants to migrate and how.
 #[derive(Debug, Clone)]
@@ -199,7 +196,7 @@ impl Engine {
     ) -> Result<FleetReport, ControlError> {
         let started = Instant::now();
         let plan = self.plan_migration(options).await?;
-        let Some(lock) = self.try_lock(FLEET_MIGRATION_LOCK).await? else {
+        let Some(lock) = self.try_lock(&LockName::FleetMigration).await? else {
             return Err(ControlError::conflict(
                 ErrorCode::MigrationRunning,
                 "another fleet migration is running",

@@ -11,6 +11,8 @@
 //! - `observe`: what services and operators read (connection info, usage, health, audit,
 //!   metrics);
 //! - `moves`: moving tenants between servers, and the plans of a drain or a rebalance;
+//! - `fleet`: fleet migrations (every tenant database to a template version), versions, drift;
+//! - `warm_pool`: keeping spare clones ready on each server;
 //! - `usage`: usage figures and history, and the sampler that enforces storage quotas;
 //! - `background`: workers, the listener and the maintenance loop (purge, reconcile).
 //!
@@ -19,6 +21,7 @@
 
 mod background;
 mod feed;
+pub mod fleet;
 mod moves;
 mod observe;
 mod operations;
@@ -42,7 +45,7 @@ use crate::config::Config;
 use crate::error::ControlError;
 use crate::migrate;
 use crate::secrets::Keyring;
-use crate::store::{Actor, RegistryLock, Store, TenantFilter};
+use crate::store::{Actor, LockName, RegistryLock, Store, TenantFilter};
 use tenancy_core::{OperationKind, TenantStatus};
 
 pub use background::Workers;
@@ -175,7 +178,7 @@ impl Engine {
     /// a busy tenant only delays the rollout. [`Engine::start`] calls it, and registry processes
     /// every maintenance round, one replica at a time (another one's call answers nothing).
     pub async fn roll_out_tiers(&self) -> Result<Vec<TierRollout>, ControlError> {
-        let Some(lock) = self.try_lock("tenancy.tiers").await? else {
+        let Some(lock) = self.try_lock(&LockName::Tiers).await? else {
             return Ok(Vec::new());
         };
         let result = self.roll_out_tiers_locked().await;
@@ -351,7 +354,7 @@ impl Engine {
     }
 
     /// Takes the registry-wide lock `name` if no replica or tool holds it.
-    pub async fn try_lock(&self, name: &str) -> Result<Option<RegistryLock>, ControlError> {
+    pub async fn try_lock(&self, name: &LockName) -> Result<Option<RegistryLock>, ControlError> {
         self.inner.store.try_lock(name).await
     }
 

@@ -11,8 +11,7 @@ use tracing::{info, instrument, warn};
 
 use super::Engine;
 use crate::error::ControlError;
-use crate::fleet::FLEET_MIGRATION_LOCK;
-use crate::store::{Actor, MOVABLE, NewMove, Requested, TenantFilter};
+use crate::store::{Actor, LockName, MOVABLE, NewMove, Requested, TenantFilter};
 
 /// What `rebalance` evens out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +55,7 @@ impl Engine {
         }
         // A fleet migration changes schemas under way, which an online move's copy would miss;
         // it skips tenants with a move under way, and moves wait for it to end.
-        if self.store().lock_held(FLEET_MIGRATION_LOCK).await? {
+        if self.store().lock_held(&LockName::FleetMigration).await? {
             return Err(ControlError::conflict(
                 ErrorCode::MigrationRunning,
                 "a fleet migration is running: move once it has finished",
@@ -74,7 +73,7 @@ impl Engine {
             Some(_) => None,
             None => Some(
                 self.store()
-                    .lock(&format!("tenancy.move_placement.{}", tenant.region))
+                    .lock(&LockName::MovePlacement(tenant.region.clone()))
                     .await?,
             ),
         };

@@ -23,8 +23,8 @@ use tracing::{debug, info, warn};
 
 use super::Engine;
 use crate::error::ControlError;
-use crate::fleet::FLEET_MIGRATION_LOCK;
 use crate::pgadmin::ServerAdmin;
+use crate::store::LockName;
 
 /// What one refill round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ impl Engine {
                 continue;
             }
             let Some(lock) = self
-                .try_lock(&format!("tenancy.warm_pool.{}", server.id))
+                .try_lock(&LockName::WarmPool(server.id.clone()))
                 .await?
             else {
                 continue;
@@ -150,7 +150,7 @@ impl Engine {
         &self,
         server: &ServerId,
     ) -> Result<Option<&'static str>, ControlError> {
-        if self.store().lock_held(FLEET_MIGRATION_LOCK).await? {
+        if self.store().lock_held(&LockName::FleetMigration).await? {
             return Ok(Some("fleet_migration"));
         }
         if self.store().cold_provisioning_running(server).await? {

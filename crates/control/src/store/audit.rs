@@ -71,6 +71,33 @@ pub(crate) async fn audit(
     Ok(())
 }
 
+/// Writes the audit event of a change to a tenant, with what it was `before` and is `after`
+/// (either absent where the tenant was not, or is no more), inside the caller's transaction.
+pub(crate) async fn audit_change(
+    tx: &mut Tx,
+    actor: &Actor,
+    action: &str,
+    before: Option<&Tenant>,
+    after: Option<&Tenant>,
+) -> Result<(), ControlError> {
+    let org_id = before.or(after).map(|t| &t.org_id);
+    let snapshot = |t: Option<&Tenant>| t.map(tenant_snapshot);
+    audit(tx, actor, action, org_id, snapshot(before), snapshot(after)).await
+}
+
+/// [`audit_change`], then commits: the tail of every transaction that changes a tenant.
+pub(crate) async fn commit_change(
+    mut tx: Tx,
+    actor: &Actor,
+    action: &str,
+    before: Option<&Tenant>,
+    after: Option<&Tenant>,
+) -> Result<(), ControlError> {
+    audit_change(&mut tx, actor, action, before, after).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// What an audit event records of a tenant.
 pub(crate) fn tenant_snapshot(tenant: &Tenant) -> Value {
     serde_json::json!({

@@ -1,5 +1,9 @@
-//! The registry database, by aggregate: `tenants`, `operations` (the queue), `servers`, `feed`
-//! (the change feed), `org_events` (ZITADEL events applied) and `audit`.
+//! The registry database, by aggregate: `tenants`, `operations` (the queue), `moves`, `servers`,
+//! `spares` (the warm pool), `settings`, `quotas`, `usage`, `rollouts` (tier roll-outs), `feed`
+//! (the change feed), `org_events` (ZITADEL events applied) and `audit`. The aggregates import
+//! nothing from each other: the transactions that span them live in `lifecycle`, and which
+//! server takes a tenant is decided in `placement` alone. Registry-wide locks are named in
+//! `locks`, with the lock order.
 //!
 //! Rows are private to this module and decode into `tenancy-core` types (`Tenant`, `Operation`,
 //! `Server`, ...) where they are read, so no caller compares a status as text. Every query is
@@ -25,9 +29,12 @@ macro_rules! relaxed_commit {
 
 mod audit;
 mod feed;
+mod lifecycle;
+mod locks;
 mod moves;
 mod operations;
 mod org_events;
+mod placement;
 mod quotas;
 mod rollouts;
 mod servers;
@@ -48,14 +55,16 @@ use crate::error::{ControlError, sqlstate};
 pub use audit::{Actor, AuditEvent};
 pub(crate) use audit::{audit, tenant_snapshot};
 pub use feed::TENANT_CHANGES_CHANNEL;
-pub use moves::{MOVABLE, NewMove, Requested};
-pub use operations::{Cascade, DONE_CHANNEL, Finish, Finished, OPERATIONS_CHANNEL};
+pub use lifecycle::{Cascade, Created, Effect, Finish, Finished, NewTenant, Recorded, Requested};
+pub use locks::LockName;
+pub use moves::{MOVABLE, NewMove};
+pub use operations::{DONE_CHANNEL, Lease, OPERATIONS_CHANNEL};
 pub use org_events::{OrgEventOutcome, PendingOrgEvent};
 pub use quotas::{AgencyCap, CountOutcome, Increment};
 pub use servers::ServerChange;
 pub use settings::{StoredSetting, StoredValue};
 pub(crate) use spares::Spare;
-pub use tenants::{Created, Lease, NewTenant, Recorded, TenantFilter};
+pub use tenants::TenantFilter;
 pub use usage::Sample;
 
 /// Handle on the registry database. Cheap to clone.
@@ -105,11 +114,11 @@ impl Store {
     /// Takes the registry-wide lock `name` if no one holds it (a session advisory lock on a
     /// connection of its own): at most one holder across every replica and tool. Released when
     /// the guard is dropped, or when its holder dies.
-    pub async fn try_lock(&self, name: &str) -> Result<Option<RegistryLock>, ControlError> {
+    pub async fn try_lock(&self, name: &LockName) -> Result<Option<RegistryLock>, ControlError> {
         self.run("try_lock", async {
             let mut connection = PgConnection::connect_with(&self.pool.connect_options()).await?;
             let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-                .bind(name)
+                .bind(name.to_string())
                 .fetch_one(&mut connection)
                 .await?;
             Ok(locked.then_some(RegistryLock { connection }))
@@ -119,7 +128,7 @@ impl Store {
 
     /// Whether someone holds the registry-wide lock `name` (asked without taking it, so that
     /// any number of askers never get in each other's way or the holder's).
-    pub async fn lock_held(&self, name: &str) -> Result<bool, ControlError> {
+    pub async fn lock_held(&self, name: &LockName) -> Result<bool, ControlError> {
         self.run("lock_held", async {
             Ok(sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM pg_locks
@@ -129,7 +138,7 @@ impl Store {
                                   AND ((classid::bigint << 32) | objid::bigint)
                                       = hashtext($1)::bigint)",
             )
-            .bind(name)
+            .bind(name.to_string())
             .fetch_one(&self.pool)
             .await?)
         })
@@ -138,11 +147,11 @@ impl Store {
 
     /// Takes the registry-wide lock `name`, waiting for its holder (every replica and tool) to
     /// release it. Released when the guard is dropped, or when its holder dies.
-    pub async fn lock(&self, name: &str) -> Result<RegistryLock, ControlError> {
+    pub async fn lock(&self, name: &LockName) -> Result<RegistryLock, ControlError> {
         self.run("lock", async {
             let mut connection = PgConnection::connect_with(&self.pool.connect_options()).await?;
             sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
-                .bind(name)
+                .bind(name.to_string())
                 .execute(&mut connection)
                 .await?;
             Ok(RegistryLock { connection })

@@ -5,15 +5,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tenancy_core::{
-    ErrorCode, MoveMode, Operation, OperationKind, OrgId, ServerId, Tenant, TenantMove,
-    TenantStatus,
-};
+use tenancy_core::{MoveMode, OrgId, ServerId, TenantMove, TenantStatus};
 use uuid::Uuid;
 
-use super::audit::{Actor, audit, tenant_snapshot};
-use super::operations::{insert_operation_under, open_operation};
-use super::tenants::lock_tenant;
 use super::{Store, Tx};
 use crate::error::ControlError;
 
@@ -72,17 +66,6 @@ impl TryFrom<MoveRow> for TenantMove {
     }
 }
 
-/// What a move request asks for, once the engine has checked it against the servers.
-pub struct NewMove<'a> {
-    pub source: &'a ServerId,
-    pub target: &'a ServerId,
-    /// The target was chosen by [`Store::move_target`], not named: it must still be the best
-    /// choice when the move is recorded.
-    pub target_chosen: bool,
-    pub mode: MoveMode,
-    pub mode_requested: bool,
-}
-
 /// A source database kept after a move whose retention has run out.
 #[derive(Debug, Clone)]
 pub(crate) struct RetainedSource {
@@ -96,98 +79,6 @@ fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
 }
 
 impl Store {
-    /// The server a move of `tenant` would go to when none is named: active, in its region,
-    /// not its server, with room (counting moves already heading there), fewest tenants first.
-    pub async fn move_target(&self, tenant: &Tenant) -> Result<ServerId, ControlError> {
-        self.run("move_target", best_target(self.pool(), tenant))
-            .await
-    }
-
-    /// Queues a move of the tenant, with its record, in one transaction: the tenant must still
-    /// be on `source` in a movable status with no operation under way, and the target active, in
-    /// the tenant's region and under capacity (its row locked, so racing moves cannot overfill
-    /// it). Asking again while the same move is open returns it.
-    pub async fn request_move(
-        &self,
-        org_id: &OrgId,
-        new: NewMove<'_>,
-        actor: &Actor,
-    ) -> Result<Requested, ControlError> {
-        self.run("request_move", async {
-            let mut tx = self.begin().await?;
-            let tenant = lock_tenant(&mut tx, org_id).await?;
-            if let Some(open) = open_operation(&mut tx, org_id).await? {
-                if open.kind == OperationKind::Move {
-                    return Ok(Requested::Queued(open));
-                }
-                return Err(ControlError::conflict(
-                    ErrorCode::OperationInProgress,
-                    format!(
-                        "tenant {org_id} has a {} operation in progress ({})",
-                        open.kind, open.id
-                    ),
-                ));
-            }
-            if !MOVABLE.contains(&tenant.status) {
-                return Err(ControlError::conflict(
-                    ErrorCode::InvalidState,
-                    format!("cannot move tenant {org_id} while it is {}", tenant.status),
-                ));
-            }
-            if tenant.server_id.as_ref() != Some(new.source) {
-                return Err(ControlError::conflict(
-                    ErrorCode::InvalidState,
-                    format!("tenant {org_id} is no longer on server {}", new.source),
-                ));
-            }
-            if new.target_chosen {
-                // Placements and moves of the region queue here, so racing requests spread.
-                sqlx::query(
-                    "SELECT id FROM database_servers WHERE region = $1 ORDER BY id FOR UPDATE",
-                )
-                .bind(tenant.region.as_str())
-                .execute(&mut *tx)
-                .await?;
-                let best = best_target(&mut *tx, &tenant).await?;
-                if &best != new.target {
-                    return Ok(Requested::Elsewhere(best));
-                }
-            }
-            check_target(&mut tx, &tenant, new.target).await?;
-            let op = insert_operation_under(&mut tx, org_id, OperationKind::Move, None).await?;
-            sqlx::query(
-                "INSERT INTO tenant_moves (operation_id, org_id, source_server_id, target_server_id,
-                                           mode, mode_requested)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(op.id)
-            .bind(org_id.as_str())
-            .bind(new.source.as_str())
-            .bind(new.target.as_str())
-            .bind(new.mode.as_str())
-            .bind(new.mode_requested)
-            .execute(&mut *tx)
-            .await?;
-            audit(
-                &mut tx,
-                actor,
-                "tenant.move",
-                Some(org_id),
-                Some(tenant_snapshot(&tenant)),
-                Some(serde_json::json!({
-                    "operation_id": op.id,
-                    "source_server_id": new.source,
-                    "target_server_id": new.target,
-                    "mode": new.mode,
-                })),
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(Requested::Queued(op))
-        })
-        .await
-    }
-
     /// The move an operation runs.
     pub(crate) async fn move_record(&self, operation_id: Uuid) -> Result<TenantMove, ControlError> {
         self.run("move_record", async {
@@ -291,63 +182,6 @@ impl Store {
             .bind(reason)
             .execute(self.pool())
             .await?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Switches the tenant to the move's target, in one transaction fenced by the operation's
-    /// lease: its `server_id` (the change feed tells routers), the downtime measured from the
-    /// block, and the audit event. Safe to repeat: a tenant already on the target is left as is.
-    pub(crate) async fn switch_move(
-        &self,
-        op: &Operation,
-        worker: &str,
-        m: &TenantMove,
-    ) -> Result<(), ControlError> {
-        self.run("switch_move", async {
-            let mut tx = self.begin().await?;
-            // The tenant's row before the operation's (see `lock_tenant`).
-            let before = lock_tenant(&mut tx, &op.org_id).await?;
-            let leased: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM operations WHERE id = $1 AND lease_owner = $2
-                                AND state = 'running' FOR UPDATE)",
-            )
-            .bind(op.id)
-            .bind(worker)
-            .fetch_one(&mut *tx)
-            .await?;
-            if !leased {
-                return Err(ControlError::LeaseLost);
-            }
-            if before.server_id.as_ref() == Some(&m.target_server_id) {
-                return Ok(());
-            }
-            if before.server_id.as_ref() != Some(&m.source_server_id) {
-                return Err(ControlError::Corrupt(format!(
-                    "tenant {} is on {:?}, neither the move's source nor its target",
-                    op.org_id, before.server_id
-                )));
-            }
-            let after: Tenant = super::tenants::set_server(&mut tx, &op.org_id, &m.target_server_id).await?;
-            sqlx::query(
-                "UPDATE tenant_moves SET switched_at = now(),
-                        downtime_ms = (extract(epoch FROM now() - coalesce(blocked_at, now())) * 1000)::bigint
-                 WHERE operation_id = $1",
-            )
-            .bind(op.id)
-            .execute(&mut *tx)
-            .await?;
-            audit(
-                &mut tx,
-                &Actor::system(),
-                "tenant.moved",
-                Some(&op.org_id),
-                Some(tenant_snapshot(&before)),
-                Some(tenant_snapshot(&after)),
-            )
-            .await?;
-            tx.commit().await?;
             Ok(())
         })
         .await
@@ -459,86 +293,49 @@ impl Store {
     }
 }
 
-/// What asking for a move did.
-pub enum Requested {
-    Queued(Operation),
-    /// The chosen target is no longer the best (another move or placement took room there
-    /// meanwhile): check the move against this one and ask again.
-    Elsewhere(ServerId),
+/// What a move request asks for, once the engine has checked it against the servers.
+pub struct NewMove<'a> {
+    pub source: &'a ServerId,
+    pub target: &'a ServerId,
+    /// The target was chosen by [`Store::move_target`], not named: it must still be the best
+    /// choice when the move is recorded.
+    pub target_chosen: bool,
+    pub mode: MoveMode,
+    pub mode_requested: bool,
 }
 
-/// The best server for the tenant to move to: active, in its region, not its server, with room
-/// (counting moves heading there that have not switched yet), fewest tenants first.
-async fn best_target(
-    executor: impl sqlx::PgExecutor<'_>,
-    tenant: &Tenant,
-) -> Result<ServerId, ControlError> {
-    let chosen: Option<String> = sqlx::query_scalar(sql(format!(
-        "SELECT s.id FROM database_servers s, LATERAL (SELECT {SERVER_LOAD} AS n) taken
-         WHERE s.region = $1 AND s.state = 'active' AND s.id IS DISTINCT FROM $2
-           AND taken.n < s.capacity
-         ORDER BY taken.n, s.id LIMIT 1"
-    )))
-    .bind(tenant.region.as_str())
-    .bind(tenant.server_id.as_ref().map(|s| s.as_str()))
-    .fetch_optional(executor)
+/// Records the move an operation runs.
+pub(super) async fn insert(
+    tx: &mut Tx,
+    operation_id: Uuid,
+    org_id: &OrgId,
+    new: &NewMove<'_>,
+) -> Result<(), ControlError> {
+    sqlx::query(
+        "INSERT INTO tenant_moves (operation_id, org_id, source_server_id, target_server_id,
+                                   mode, mode_requested)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(operation_id)
+    .bind(org_id.as_str())
+    .bind(new.source.as_str())
+    .bind(new.target.as_str())
+    .bind(new.mode.as_str())
+    .bind(new.mode_requested)
+    .execute(&mut **tx)
     .await?;
-    match chosen {
-        Some(id) => id.parse().map_err(ControlError::corrupt),
-        None => Err(ControlError::conflict(
-            ErrorCode::InvalidTarget,
-            format!(
-                "no other active server in region {} has room for tenant {}",
-                tenant.region, tenant.org_id
-            ),
-        )),
-    }
+    Ok(())
 }
 
-/// The tenants on server `s`, plus the moves heading there that have not switched yet: what
-/// placement and capacity count for a move's target.
-const SERVER_LOAD: &str = "(SELECT count(*) FROM tenants t WHERE t.server_id = s.id)
-    + (SELECT count(*) FROM tenant_moves m
-       JOIN operations o ON o.id = m.operation_id
-       JOIN tenants t ON t.org_id = m.org_id
-       WHERE m.target_server_id = s.id AND t.server_id <> s.id
-         AND o.state IN ('queued', 'running'))";
-
-/// The move's target can take the tenant: active, in its region, not its server, and under
-/// capacity counting the moves already heading there (its row locked until the commit).
-async fn check_target(tx: &mut Tx, tenant: &Tenant, target: &ServerId) -> Result<(), ControlError> {
-    let row: Option<(String, String, i32, i64)> = sqlx::query_as(sql(format!(
-        "SELECT s.region, s.state, s.capacity, {SERVER_LOAD}
-         FROM database_servers s WHERE s.id = $1 FOR UPDATE OF s"
-    )))
-    .bind(target.as_str())
-    .fetch_optional(&mut **tx)
+/// Records the switch, with the downtime measured from the block.
+pub(super) async fn mark_switched(tx: &mut Tx, operation_id: Uuid) -> Result<(), ControlError> {
+    sqlx::query(
+        "UPDATE tenant_moves SET switched_at = now(),
+                downtime_ms = (extract(epoch FROM now() - coalesce(blocked_at, now())) * 1000)::bigint
+         WHERE operation_id = $1",
+    )
+    .bind(operation_id)
+    .execute(&mut **tx)
     .await?;
-    let Some((region, state, capacity, taken)) = row else {
-        return Err(ControlError::NotFound {
-            what: format!("server {target}"),
-        });
-    };
-    let refuse = |why: String| Err(ControlError::conflict(ErrorCode::InvalidTarget, why));
-    if tenant.server_id.as_ref() == Some(target) {
-        return refuse(format!(
-            "tenant {} is on server {target} already",
-            tenant.org_id
-        ));
-    }
-    if region != tenant.region.as_str() {
-        return refuse(format!(
-            "server {target} is in region {region}, tenant {} in {}",
-            tenant.org_id, tenant.region
-        ));
-    }
-    if state != "active" {
-        return refuse(format!("server {target} is {state}: it takes no tenants"));
-    }
-    if taken >= i64::from(capacity) {
-        return refuse(format!(
-            "server {target} is full ({taken} of {capacity} tenants, counting moves heading there)"
-        ));
-    }
     Ok(())
 }

@@ -4,14 +4,12 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, Row};
 use tenancy_core::{
-    CreateTenant, DbName, ErrorCode, Operation, OperationKind, OrgId, Region, ServerId, Slug, Step,
-    Tenant, TenantKind, TenantName, TenantStatus, Tier,
+    CreateTenant, DbName, ErrorCode, OrgId, Region, ServerId, Slug, Tenant, TenantKind, TenantName,
+    TenantStatus, Tier,
 };
 
-use super::operations::{insert_operation, insert_operation_at};
 use super::servers::TEMPLATE_VERSION_LOCK;
-use super::spares::{Spare, claim_spare_in};
-use super::{Actor, Maybe, Store, Tx, audit, is_unique_violation, parse_all, tenant_snapshot};
+use super::{Actor, Maybe, Store, Tx, audit, parse_all, tenant_snapshot};
 use crate::error::ControlError;
 use crate::secrets::Credentials;
 
@@ -80,64 +78,6 @@ impl From<TenantRow> for Tenant {
 /// `SELECT <tenant columns> ...` as SQL text (the column list is a constant, never user text).
 fn select(rest: &str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!("SELECT {TENANT_COLUMNS} FROM tenants {rest}"))
-}
-
-/// A new tenant with its first operation, ready to insert.
-pub struct NewTenant<'a> {
-    pub org_id: &'a OrgId,
-    pub request: &'a CreateTenant,
-    pub slug: &'a Slug,
-    pub region: &'a Region,
-    pub tier: &'a Tier,
-    pub kind: TenantKind,
-    /// Whether the slug was given by the caller (a collision is then a conflict) or derived.
-    pub explicit_slug: bool,
-    /// The master key the tenant's first password derives from.
-    pub key_id: &'a str,
-    /// Whether to claim a spare of the warm pool on the server the tenant is placed on.
-    pub claim_spare: bool,
-    /// The worker that runs the provisioning at once (it is inserted running, leased to it);
-    /// `None` queues it for any worker.
-    pub runner: Option<Lease<'a>>,
-}
-
-/// An operation's lease: who holds it, and for how long from now.
-#[derive(Debug, Clone, Copy)]
-pub struct Lease<'a> {
-    pub worker: &'a str,
-    pub length: std::time::Duration,
-}
-
-impl NewTenant<'_> {
-    /// The request as the registry keeps it (`tenants.request`), with defaults resolved: a repeat
-    /// of the same request normalizes to the same value, whatever the tenant became since (a
-    /// rename, a re-tier). Used both to insert and to compare.
-    fn normalized(&self) -> Value {
-        let req = self.request;
-        serde_json::json!({
-            "name": req.name, "slug": req.slug, "region": self.region, "tier": self.tier,
-            "parent_org_id": req.parent_org_id, "admin_email": req.admin_email,
-            "kind": req.kind,
-        })
-    }
-}
-
-/// What `create_tenant` did.
-pub enum Created {
-    /// A new tenant and its provisioning operation. The tenant is placed when a server of its
-    /// region had room (the operation then starts at its `role` step), with the spare it
-    /// claimed, if any.
-    New(Box<Recorded>),
-    /// The same request was made before: the tenant as it is.
-    Existing(Box<Tenant>),
-}
-
-/// A new tenant as onboarding recorded it.
-pub struct Recorded {
-    pub tenant: Tenant,
-    pub operation: Operation,
-    pub spare: Option<Spare>,
-    pub credentials: Credentials,
 }
 
 /// Filters of the tenant listing; `after` is the last `org_id` of the previous page.
@@ -211,156 +151,6 @@ impl Store {
         }
     }
 
-    /// Inserts a tenant and its provisioning operation, or returns the existing tenant when the
-    /// same request was made before. A derived slug that is taken gets a numeric suffix; an
-    /// explicit one is a conflict.
-    pub async fn create_tenant(
-        &self,
-        new: NewTenant<'_>,
-        actor: &Actor,
-    ) -> Result<Created, ControlError> {
-        self.run("create_tenant", async {
-            // A concurrent insert of the same slug aborts our transaction; start over with the
-            // next one.
-            for _ in 0..8 {
-                match self.try_create_tenant(&new, actor).await {
-                    // The same organization inserted concurrently: the next round finds it.
-                    Err(e) if is_unique_violation(&e, "tenants_pkey") => continue,
-                    Err(e)
-                        if is_unique_violation(&e, "tenants_slug_key")
-                            || is_unique_violation(&e, "tenants_db_name_key")
-                            || is_unique_violation(&e, "tenants_role_name_key") =>
-                    {
-                        if new.explicit_slug {
-                            return Err(ControlError::conflict(
-                                ErrorCode::SlugTaken,
-                                format!("slug {} is already used by another tenant", new.slug),
-                            ));
-                        }
-                        continue;
-                    }
-                    other => return other,
-                }
-            }
-            Err(ControlError::conflict(
-                ErrorCode::SlugTaken,
-                "could not allocate a free slug",
-            ))
-        })
-        .await
-    }
-
-    async fn try_create_tenant(
-        &self,
-        new: &NewTenant<'_>,
-        actor: &Actor,
-    ) -> Result<Created, ControlError> {
-        let req = new.request;
-        let normalized = new.normalized();
-        let mut tx = self.begin().await?;
-        let existing: Option<(Value, TenantStatus)> =
-            sqlx::query_as("SELECT request, status FROM tenants WHERE org_id = $1 FOR UPDATE")
-                .bind(new.org_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|(request, status): (Value, String)| {
-                    status
-                        .parse()
-                        .map(|s| (request, s))
-                        .map_err(ControlError::corrupt)
-                })
-                .transpose()?;
-        if let Some((stored, status)) = existing {
-            if stored != normalized {
-                return Err(ControlError::conflict(
-                    ErrorCode::TenantExists,
-                    format!(
-                        "tenant {} already exists with a different request (status {status})",
-                        new.org_id
-                    ),
-                ));
-            }
-            let tenant = lock_tenant(&mut tx, new.org_id).await?;
-            return Ok(Created::Existing(Box::new(tenant)));
-        }
-        if let Some(parent) = &req.parent_org_id {
-            check_agency(&mut tx, parent).await?;
-        }
-        let slug = if new.explicit_slug {
-            new.slug.clone()
-        } else {
-            free_slug(&mut tx, new.slug).await?
-        };
-        // Placed here rather than by the operation's first step: one transaction less on the
-        // way to the tenant's database. Without room, the `place` step tries again later.
-        let server = choose_server(&mut tx, new.region).await?;
-        let nonce = uuid::Uuid::new_v4();
-        let tenant: Tenant = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO tenants (org_id, name, slug, db_name, role_name, region, tier, status,
-                                  parent_org_id, admin_email, request, credential_generation,
-                                  credential_key_id, kind, server_id, credential_nonce)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10, 1, $11, $12, $13,
-                     $14)
-             RETURNING {TENANT_COLUMNS}"
-        )))
-        .bind(new.org_id.as_str())
-        .bind(req.name.as_str())
-        .bind(slug.as_str())
-        .bind(slug.db_name().as_str())
-        .bind(slug.role_name().as_str())
-        .bind(new.region.as_str())
-        .bind(new.tier.as_str())
-        .bind(req.parent_org_id.as_ref().map(OrgId::as_str))
-        .bind(req.admin_email.as_ref().map(|e| e.as_str()))
-        .bind(&normalized)
-        .bind(new.key_id)
-        .bind(new.kind.as_str())
-        .bind(server.as_ref().map(ServerId::as_str))
-        .bind(nonce)
-        .fetch_one(&mut *tx)
-        .await?
-        .into();
-        let (spare, first_step) = match &server {
-            Some(server) if new.claim_spare => (
-                claim_spare_in(&mut *tx, new.org_id, server).await?,
-                Step::Role,
-            ),
-            Some(_) => (None, Step::Role),
-            None => (None, Step::Place),
-        };
-        let op = insert_operation_at(
-            &mut tx,
-            new.org_id,
-            OperationKind::Provision,
-            first_step,
-            new.runner,
-        )
-        .await?;
-        audit(
-            &mut tx,
-            actor,
-            "tenant.create",
-            Some(new.org_id),
-            None,
-            Some(tenant_snapshot(&tenant)),
-        )
-        .await?;
-        tx.commit().await?;
-        let credentials = Credentials {
-            org_id: new.org_id.clone(),
-            role: slug.role_name(),
-            nonce,
-            generation: 1,
-            key_id: Some(new.key_id.to_owned()),
-        };
-        Ok(Created::New(Box::new(Recorded {
-            tenant,
-            operation: op,
-            spare,
-            credentials,
-        })))
-    }
-
     /// Moves a client to another agency (active or provisioning), audited.
     pub async fn move_to_agency(
         &self,
@@ -407,82 +197,6 @@ impl Store {
             .await?;
             tx.commit().await?;
             Ok(after)
-        })
-        .await
-    }
-
-    /// Renames a tenant and/or changes its tier. A tier change queues a `retier` operation that
-    /// applies the new limits on the server; the tier itself (and so router pool sizes) changes
-    /// at once.
-    pub async fn update_tenant(
-        &self,
-        org_id: &OrgId,
-        name: Option<&TenantName>,
-        tier: Option<&Tier>,
-        actor: &Actor,
-    ) -> Result<(Tenant, Option<Operation>), ControlError> {
-        self.run("update_tenant", async {
-            let mut tx = self.begin().await?;
-            let before = lock_tenant(&mut tx, org_id).await?;
-            let mut op = None;
-            if tier.is_some_and(|t| *t != before.tier) {
-                if !matches!(before.status, TenantStatus::Active | TenantStatus::Suspended) {
-                    return Err(ControlError::conflict(
-                        ErrorCode::InvalidState,
-                        format!(
-                            "cannot change the tier of tenant {org_id} while it is {}",
-                            before.status
-                        ),
-                    ));
-                }
-                op = Some(insert_operation(&mut tx, org_id, OperationKind::Retier).await?);
-            }
-            let after: Tenant = sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
-                "UPDATE tenants SET name = coalesce($2, name), tier = coalesce($3, tier), updated_at = now()
-                 WHERE org_id = $1 RETURNING {TENANT_COLUMNS}"
-            )))
-            .bind(org_id.as_str())
-            .bind(name.map(TenantName::as_str))
-            .bind(tier.map(Tier::as_str))
-            .fetch_one(&mut *tx)
-            .await?
-            .into();
-            audit(
-                &mut tx,
-                actor,
-                "tenant.update",
-                Some(org_id),
-                Some(tenant_snapshot(&before)),
-                Some(tenant_snapshot(&after)),
-            )
-            .await?;
-            tx.commit().await?;
-            Ok((after, op))
-        })
-        .await
-    }
-
-    /// Chooses a server for a tenant its onboarding could not place (see [`choose_server`]) and
-    /// records it. Returns the existing placement if there is one.
-    pub async fn place(&self, org_id: &OrgId) -> Result<ServerId, ControlError> {
-        self.run("place", async {
-            let mut tx = self.begin().await?;
-            let tenant = lock_tenant(&mut tx, org_id).await?;
-            if let Some(server) = tenant.server_id {
-                return Ok(server);
-            }
-            let Some(chosen) = choose_server(&mut tx, &tenant.region).await? else {
-                return Err(ControlError::NoCapacity {
-                    region: tenant.region.to_string(),
-                });
-            };
-            sqlx::query("UPDATE tenants SET server_id = $2, updated_at = now() WHERE org_id = $1")
-                .bind(org_id.as_str())
-                .bind(chosen.as_str())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(chosen)
         })
         .await
     }
@@ -810,6 +524,87 @@ pub(super) async fn set_credentials(
     .into())
 }
 
+/// A tenant row to insert, provisioning (see `Store::create_tenant`).
+pub(super) struct Insert<'a> {
+    pub org_id: &'a OrgId,
+    pub request: &'a CreateTenant,
+    /// The request as stored, to recognize the same one again.
+    pub normalized: &'a Value,
+    pub slug: &'a Slug,
+    pub region: &'a Region,
+    pub tier: &'a Tier,
+    pub kind: TenantKind,
+    pub key_id: &'a str,
+    pub server: Option<&'a ServerId>,
+    pub nonce: uuid::Uuid,
+}
+
+pub(super) async fn insert(tx: &mut Tx, row: Insert<'_>) -> Result<Tenant, ControlError> {
+    let req = row.request;
+    let slug = row.slug;
+    Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO tenants (org_id, name, slug, db_name, role_name, region, tier, status,
+                              parent_org_id, admin_email, request, credential_generation,
+                              credential_key_id, kind, server_id, credential_nonce)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10, 1, $11, $12, $13, $14)
+         RETURNING {TENANT_COLUMNS}"
+    )))
+    .bind(row.org_id.as_str())
+    .bind(req.name.as_str())
+    .bind(slug.as_str())
+    .bind(slug.db_name().as_str())
+    .bind(slug.role_name().as_str())
+    .bind(row.region.as_str())
+    .bind(row.tier.as_str())
+    .bind(req.parent_org_id.as_ref().map(OrgId::as_str))
+    .bind(req.admin_email.as_ref().map(|e| e.as_str()))
+    .bind(row.normalized)
+    .bind(row.key_id)
+    .bind(row.kind.as_str())
+    .bind(row.server.map(ServerId::as_str))
+    .bind(row.nonce)
+    .fetch_one(&mut **tx)
+    .await?
+    .into())
+}
+
+/// The request a tenant was created by and its status, its row locked, if it exists.
+pub(super) async fn stored_request(
+    tx: &mut Tx,
+    org_id: &OrgId,
+) -> Result<Option<(Value, TenantStatus)>, ControlError> {
+    sqlx::query_as("SELECT request, status FROM tenants WHERE org_id = $1 FOR UPDATE")
+        .bind(org_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|(request, status): (Value, String)| {
+            status
+                .parse()
+                .map(|s| (request, s))
+                .map_err(ControlError::corrupt)
+        })
+        .transpose()
+}
+
+/// Renames the tenant and/or changes its tier (either left as is when `None`).
+pub(super) async fn rename_or_retier(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    name: Option<&TenantName>,
+    tier: Option<&Tier>,
+) -> Result<Tenant, ControlError> {
+    Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+        "UPDATE tenants SET name = coalesce($2, name), tier = coalesce($3, tier), updated_at = now()
+         WHERE org_id = $1 RETURNING {TENANT_COLUMNS}"
+    )))
+    .bind(org_id.as_str())
+    .bind(name.map(TenantName::as_str))
+    .bind(tier.map(Tier::as_str))
+    .fetch_one(&mut **tx)
+    .await?
+    .into())
+}
+
 pub(super) async fn delete_row(tx: &mut Tx, org_id: &OrgId) -> Result<(), ControlError> {
     sqlx::query("DELETE FROM tenants WHERE org_id = $1")
         .bind(org_id.as_str())
@@ -819,29 +614,7 @@ pub(super) async fn delete_row(tx: &mut Tx, org_id: &OrgId) -> Result<(), Contro
 }
 
 /// The first of `base`, `base_2`, `base_3`, ... that no tenant uses (and that fits 63 bytes).
-/// The server a new tenant of `region` goes to: active, under capacity, fewest tenants. Locking
-/// the region's servers (until the transaction ends) serializes placements, so that concurrent
-/// ones spread tenants instead of all picking the same emptiest server.
-async fn choose_server(tx: &mut Tx, region: &Region) -> Result<Option<ServerId>, ControlError> {
-    sqlx::query("SELECT id FROM database_servers WHERE region = $1 ORDER BY id FOR UPDATE")
-        .bind(region.as_str())
-        .execute(&mut **tx)
-        .await?;
-    let chosen: Option<String> = sqlx::query_scalar(
-        "SELECT s.id FROM database_servers s
-         LEFT JOIN LATERAL (SELECT count(*) AS n FROM tenants t WHERE t.server_id = s.id) c ON true
-         WHERE s.region = $1 AND s.state = 'active' AND c.n < s.capacity
-         ORDER BY c.n, s.id LIMIT 1",
-    )
-    .bind(region.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
-    chosen
-        .map(|id| id.parse().map_err(ControlError::corrupt))
-        .transpose()
-}
-
-async fn free_slug(tx: &mut Tx, base: &Slug) -> Result<Slug, ControlError> {
+pub(super) async fn free_slug(tx: &mut Tx, base: &Slug) -> Result<Slug, ControlError> {
     let taken: Vec<String> =
         sqlx::query_scalar("SELECT slug FROM tenants WHERE slug = $1 OR slug LIKE $2")
             .bind(base.as_str())

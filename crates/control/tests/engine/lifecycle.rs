@@ -4,6 +4,7 @@ use sqlx::Connection;
 use tenancy_core::{ErrorCode, OperationState, TenantStatus};
 
 use crate::helpers::*;
+use tenancy_control::LockName;
 use tenancy_testkit::TestFleet;
 use tenancy_testkit::eventually;
 
@@ -257,22 +258,28 @@ async fn a_registry_lock_has_one_holder_until_released_or_its_holder_is_gone() {
     let fleet = TestFleet::single().unwrap();
     let engine = engine(&fleet).await;
     let held = engine
-        .try_lock("tenancy.test")
+        .try_lock(&LockName::Usage)
         .await
         .unwrap()
         .expect("free");
-    assert!(engine.try_lock("tenancy.test").await.unwrap().is_none());
-    assert!(engine.try_lock("tenancy.other").await.unwrap().is_some());
+    assert!(engine.try_lock(&LockName::Usage).await.unwrap().is_none());
+    assert!(
+        engine
+            .try_lock(&LockName::Reconcile)
+            .await
+            .unwrap()
+            .is_some()
+    );
     held.release().await;
     let again = engine
-        .try_lock("tenancy.test")
+        .try_lock(&LockName::Usage)
         .await
         .unwrap()
         .expect("free at once once released");
     // A holder that disappears without releasing (a process killed) frees the lock too.
     drop(again);
     eventually(Duration::from_secs(10), "the lock is freed", || async {
-        engine.try_lock("tenancy.test").await.unwrap().map(drop)
+        engine.try_lock(&LockName::Usage).await.unwrap().map(drop)
     })
     .await;
 }

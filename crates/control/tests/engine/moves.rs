@@ -583,7 +583,8 @@ async fn a_kept_source_is_dropped_once_its_retention_ran_out() {
 /// runs, and a migration leaves a tenant with a move under way alone (and says so).
 #[tokio::test]
 async fn moves_and_fleet_migrations_keep_apart() {
-    use tenancy_control::fleet::{FLEET_MIGRATION_LOCK, FleetEvent, MigrateOptions};
+    use tenancy_control::LockName;
+    use tenancy_control::fleet::{FleetEvent, MigrateOptions};
     let fleet = Arc::new(two_servers(false));
     let mut config = config_pg1_first(&fleet);
     config.engine.template_version = Some(4);
@@ -601,7 +602,7 @@ async fn moves_and_fleet_migrations_keep_apart() {
     };
 
     let migration = engine
-        .try_lock(FLEET_MIGRATION_LOCK)
+        .try_lock(&LockName::FleetMigration)
         .await
         .unwrap()
         .unwrap();

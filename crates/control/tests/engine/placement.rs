@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use tenancy_core::{ErrorCode, ServerState, TenantStatus};
+use tenancy_control::{Engine, Onboarded};
+use tenancy_core::{ErrorCode, MoveMode, MoveTenant, ServerState, TenantStatus};
 
 use crate::helpers::*;
 use tenancy_testkit::TestFleet;
@@ -58,4 +60,88 @@ async fn tenants_spread_over_the_servers_of_a_region_and_never_land_on_a_drainin
     req.region = Some("ap-south".parse().unwrap());
     let err = engine.onboard(req, &actor()).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::UnknownRegion, "{err}");
+}
+
+/// Onboardings and a move race for the last place on a server, each through an engine of its
+/// own (as two registry replicas would): whoever wins, the server never holds more than its
+/// capacity, counting the move heading there, and the loser is told so or waits for room.
+#[tokio::test]
+async fn onboardings_and_a_move_never_overfill_a_server_with_one_place_left() {
+    let fleet = TestFleet::builder()
+        .server("pg-1", "local")
+        .server("pg-2", "local")
+        .build()
+        .unwrap();
+    let mut first = config(&fleet);
+    first.servers[1].capacity = 0;
+    let setup = Engine::start(first).await.unwrap();
+    let workers = setup.run_workers();
+    let mover = onboard(&setup, request("6100", "Mover")).await;
+    assert_eq!(mover.server_id.as_ref().unwrap().as_str(), "pg-1");
+    workers.shutdown().await;
+    // pg-1 is full with the mover; pg-2 has exactly one place (the configuration's capacity is
+    // what every engine starting on it records).
+    let mut full = config(&fleet);
+    full.servers[0].capacity = 1;
+    full.servers[1].capacity = 1;
+    let mut registry = registry(&fleet).await;
+
+    let actor = actor();
+    // The move's request checks both servers before it records anything, so the onboardings
+    // start later and later: in the first rounds they race its check, in the last they come
+    // after its record.
+    for (round, delay) in [0u64, 150, 400, 1500].into_iter().enumerate() {
+        let a = Engine::start(full.clone()).await.unwrap();
+        let b = Engine::start(full.clone()).await.unwrap();
+        let target = MoveTenant {
+            server_id: Some("pg-2".parse().unwrap()),
+            mode: Some(MoveMode::Offline),
+        };
+        let moving = a.move_tenant(&mover.org_id, &target, &actor);
+        let onboardings = futures::future::join_all((0..4).map(|i| {
+            let (b, actor) = (&b, &actor);
+            let mut req = request(&format!("62{round}{i}"), &format!("Racer {round} {i}"));
+            req.region = Some("local".parse().unwrap());
+            async move {
+                tokio::time::sleep(Duration::from_millis(delay + 20 * i as u64)).await;
+                b.onboard(req, actor).await
+            }
+        }));
+        let (moved, onboarded) = tokio::join!(moving, onboardings);
+        let placed_on_pg2: Vec<_> = onboarded
+            .into_iter()
+            .map(
+                |o| match o.expect("an onboarding is recorded, placed or not") {
+                    Onboarded::Created { tenant, .. } | Onboarded::Existing { tenant } => tenant,
+                },
+            )
+            .filter(|t| t.server_id.as_ref().is_some_and(|s| s.as_str() == "pg-2"))
+            .collect();
+        match &moved {
+            Ok(_) => assert!(placed_on_pg2.is_empty(), "round {round}: {placed_on_pg2:?}"),
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::InvalidTarget, "round {round}: {e}");
+                assert_eq!(placed_on_pg2.len(), 1, "round {round}");
+            }
+        }
+        let load: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM tenants WHERE server_id = 'pg-2')
+                  + (SELECT count(*) FROM tenant_moves m JOIN operations o ON o.id = m.operation_id
+                     WHERE m.target_server_id = 'pg-2' AND o.state IN ('queued', 'running'))",
+        )
+        .fetch_one(&mut registry)
+        .await
+        .unwrap();
+        assert_eq!(load, 1, "round {round}: exactly the one place is taken");
+        // Next round: the place is free again (the move or the tenant on pg-2 forgotten).
+        sqlx::raw_sql(
+            "DELETE FROM tenant_moves;
+             UPDATE operations SET state = 'failed', finished_at = now()
+               WHERE state IN ('queued', 'running');
+             UPDATE tenants SET server_id = NULL, status = 'failed' WHERE server_id = 'pg-2';",
+        )
+        .execute(&mut registry)
+        .await
+        .unwrap();
+    }
 }

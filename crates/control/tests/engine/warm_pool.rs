@@ -410,14 +410,14 @@ async fn a_spare_claimed_across_a_template_migration_starts_at_the_new_version()
 /// they are over (or the cloning worker is dead), the next round fills the pool.
 #[tokio::test]
 async fn refilling_waits_while_a_fleet_migration_runs_or_a_tenant_is_cloned() {
+    use tenancy_control::LockName;
     use tenancy_control::faults::Moment;
-    use tenancy_control::fleet::FLEET_MIGRATION_LOCK;
     use tenancy_core::Step;
 
     let fleet = TestFleet::single().unwrap();
     let engine = Engine::start(pooled(&fleet, 2)).await.unwrap();
     let migration = engine
-        .try_lock(FLEET_MIGRATION_LOCK)
+        .try_lock(&LockName::FleetMigration)
         .await
         .unwrap()
         .unwrap();
