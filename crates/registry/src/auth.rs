@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
@@ -16,7 +16,6 @@ use tenancy_control::Actor;
 use tenancy_zitadel::{Caller, roles};
 
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// Why a token gave no caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,10 +244,18 @@ impl Authenticated {
     }
 }
 
-impl FromRequestParts<AppState> for Authenticated {
+/// Every way a bearer token is accepted, tried in order.
+#[derive(Clone, Default)]
+pub struct Authenticators(pub Arc<Vec<Arc<dyn Authenticator>>>);
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Authenticators: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = parts
             .headers
             .get(AUTHORIZATION)
@@ -260,7 +267,8 @@ impl FromRequestParts<AppState> for Authenticated {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        let caller = authenticate(&state.authenticators, token)
+        let authenticators = Authenticators::from_ref(state);
+        let caller = authenticate(&authenticators.0, token)
             .await
             .map_err(|e| match e {
                 AuthError::Refused => ApiError::Unauthorized,

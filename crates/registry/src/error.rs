@@ -9,8 +9,6 @@ use tenancy_control::ControlError;
 use tenancy_core::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 use tenancy_zitadel::ManagementError;
 
-use crate::orgs::SyncError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
@@ -30,19 +28,6 @@ pub enum ApiError {
     NoRoute(String),
     #[error(transparent)]
     Zitadel(#[from] ManagementError),
-}
-
-impl From<SyncError> for ApiError {
-    fn from(error: SyncError) -> Self {
-        match error {
-            SyncError::Zitadel(e) => ApiError::Zitadel(e),
-            SyncError::Control(e) => ApiError::Control(e),
-            SyncError::Busy => ApiError::Refused {
-                code: ErrorCode::SyncRunning,
-                detail: error.to_string(),
-            },
-        }
-    }
 }
 
 impl ApiError {

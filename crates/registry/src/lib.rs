@@ -4,15 +4,16 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
-pub mod identity;
 pub mod metrics;
-pub mod orgs;
 pub mod routes;
 pub mod serve;
 pub mod settings;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 mod visible;
+pub mod zitadel;
 
 pub use settings::Settings;
-pub use startup::{AppState, Application};
+pub use startup::Application;
+pub use state::AppState;

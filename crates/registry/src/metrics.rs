@@ -16,7 +16,7 @@ use tenancy_control::Engine;
 use tenancy_core::{OperationKind, OperationState, Server, ServerId};
 use tokio_util::sync::CancellationToken;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The process-wide recorder (the `metrics` facade is global by design); installed once.
 pub fn handle() -> PrometheusHandle {

@@ -26,20 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::error::ApiError;
-
-/// What the server accepts at most.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Open connections; more are closed as soon as they are accepted.
-    pub max_connections: usize,
-    /// Requests handled at once, long polls of the change feed aside; more are answered
-    /// 503 `overloaded` at once.
-    pub max_in_flight: usize,
-    /// How long a client may take to send a request's headers.
-    pub header_read_timeout: Duration,
-    /// How long a request may take in all (longer than the longest `wait` a route allows).
-    pub request_timeout: Duration,
-}
+use crate::settings::Limits;
 
 /// A TLS acceptor for a certificate chain and its key (PEM files), offering HTTP/2 and HTTP/1.1.
 pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> anyhow::Result<TlsAcceptor> {

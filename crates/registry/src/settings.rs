@@ -1,10 +1,14 @@
 //! Command line and environment: every flag has an `env` twin.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use anyhow::bail;
 use clap::{Parser, ValueEnum};
 use secrecy::SecretString;
+use tenancy_core::OrgId;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -27,96 +31,8 @@ pub struct Settings {
     #[arg(long, env = "TENANCY_DEV_TOKEN", hide_env_values = true)]
     pub dev_token: Option<SecretString>,
 
-    /// ZITADEL instance URL (the token issuer, compared exactly). Enables ZITADEL tokens.
-    #[arg(long, env = "TENANCY_ZITADEL_ISSUER")]
-    pub zitadel_issuer: Option<String>,
-
-    /// The ZITADEL project whose id must be in a token's audience and whose roles count.
-    #[arg(long, env = "TENANCY_ZITADEL_PROJECT_ID")]
-    pub zitadel_project_id: Option<String>,
-
-    /// The platform's own organization: `platform_admin` and `tenant_router` count only when
-    /// granted there. Required with TENANCY_ZITADEL_ISSUER; never onboarded as a tenant.
-    #[arg(long, env = "TENANCY_ZITADEL_PLATFORM_ORG_ID")]
-    pub zitadel_platform_org_id: Option<tenancy_core::OrgId>,
-
-    /// Client id of the registry's API application, for introspecting opaque tokens.
-    #[arg(long, env = "TENANCY_ZITADEL_CLIENT_ID")]
-    pub zitadel_client_id: Option<String>,
-
-    /// Client secret of that application.
-    #[arg(long, env = "TENANCY_ZITADEL_CLIENT_SECRET", hide_env_values = true)]
-    pub zitadel_client_secret: Option<SecretString>,
-
-    /// Instead of a client secret: the API application's key file (JSON, from ZITADEL's
-    /// console), for private-key JWT introspection.
-    #[arg(
-        long,
-        env = "TENANCY_ZITADEL_APPLICATION_KEY_FILE",
-        conflicts_with = "zitadel_client_secret"
-    )]
-    pub zitadel_application_key_file: Option<PathBuf>,
-
-    /// Personal access token of the service account that calls ZITADEL's management API
-    /// (admin invitations, organization creation and sync).
-    #[arg(
-        long,
-        env = "TENANCY_ZITADEL_SERVICE_ACCOUNT_PAT",
-        hide_env_values = true
-    )]
-    pub zitadel_service_account_pat: Option<SecretString>,
-
-    /// Instead of a PAT: the service account's key file (JSON), for the JWT profile grant.
-    #[arg(
-        long,
-        env = "TENANCY_ZITADEL_SERVICE_ACCOUNT_KEY_FILE",
-        conflicts_with = "zitadel_service_account_pat"
-    )]
-    pub zitadel_service_account_key_file: Option<PathBuf>,
-
-    /// How list calls page on your ZITADEL version: `query` or `pagination`.
-    #[arg(
-        long,
-        env = "TENANCY_ZITADEL_LIST_PAGING",
-        value_enum,
-        default_value = "query"
-    )]
-    pub zitadel_list_paging: ListPaging,
-
-    /// How often the organization sync compares ZITADEL's organizations with the tenants and
-    /// converges (the safety net for missed events); `0s` turns it off. Needs a service account.
-    #[arg(long, env = "TENANCY_ZITADEL_ORG_SYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub zitadel_org_sync_interval: std::time::Duration,
-
-    /// The most tenants one sync run may delete (organizations gone from ZITADEL). More is taken
-    /// for a misconfiguration (a wrong instance): the run deletes none and logs an error.
-    #[arg(
-        long,
-        env = "TENANCY_ZITADEL_ORG_SYNC_MAX_DELETES",
-        default_value_t = 10
-    )]
-    pub zitadel_org_sync_max_deletes: usize,
-
-    /// Place new organizations from their ZITADEL metadata: `tenancy.kind` (`agency`) and
-    /// `tenancy.agency` (the agency's organization id, for a client). Only for instances where
-    /// organization owners cannot write their organization's metadata (organizations made by
-    /// the platform only): an owner who can would place its organization under any agency.
-    #[arg(
-        long,
-        env = "TENANCY_ZITADEL_PLACEMENT_METADATA",
-        default_value_t = false
-    )]
-    pub zitadel_placement_metadata: bool,
-
-    /// Organizations that are never tenants, comma separated (the platform's own organization):
-    /// their events and the sync leave them alone.
-    #[arg(long, env = "TENANCY_ZITADEL_IGNORE_ORGS", value_delimiter = ',')]
-    pub zitadel_ignore_orgs: Vec<String>,
-
-    /// Signing keys of the ZITADEL Actions target(s) that post organization events, comma
-    /// separated (several during a key rotation).
-    #[arg(long, env = "TENANCY_ZITADEL_WEBHOOK_KEYS", hide_env_values = true)]
-    pub zitadel_webhook_keys: Option<SecretString>,
+    #[command(flatten)]
+    pub zitadel: ZitadelArgs,
 
     /// Log format: `json` for machines, `text` for people; `auto` picks text on a terminal.
     #[arg(long, env = "TENANCY_LOG_FORMAT", value_enum, default_value = "auto")]
@@ -165,10 +81,135 @@ pub struct Settings {
     pub tls_key_file: Option<PathBuf>,
 }
 
+/// ZITADEL: tokens, the management API, organization events and sync. Each flag is
+/// `--zitadel-…` with its `TENANCY_ZITADEL_…` twin.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ZitadelArgs {
+    /// ZITADEL instance URL (the token issuer, compared exactly). Enables ZITADEL tokens.
+    #[arg(long = "zitadel-issuer", env = "TENANCY_ZITADEL_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// The ZITADEL project whose id must be in a token's audience and whose roles count.
+    #[arg(long = "zitadel-project-id", env = "TENANCY_ZITADEL_PROJECT_ID")]
+    pub project_id: Option<String>,
+
+    /// The platform's own organization: `platform_admin` and `tenant_router` count only when
+    /// granted there. Required with TENANCY_ZITADEL_ISSUER; never onboarded as a tenant.
+    #[arg(
+        long = "zitadel-platform-org-id",
+        env = "TENANCY_ZITADEL_PLATFORM_ORG_ID"
+    )]
+    pub platform_org_id: Option<OrgId>,
+
+    /// Client id of the registry's API application, for introspecting opaque tokens.
+    #[arg(long = "zitadel-client-id", env = "TENANCY_ZITADEL_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// Client secret of that application.
+    #[arg(
+        long = "zitadel-client-secret",
+        env = "TENANCY_ZITADEL_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<SecretString>,
+
+    /// Instead of a client secret: the API application's key file (JSON, from ZITADEL's
+    /// console), for private-key JWT introspection.
+    #[arg(
+        long = "zitadel-application-key-file",
+        env = "TENANCY_ZITADEL_APPLICATION_KEY_FILE",
+        conflicts_with = "client_secret"
+    )]
+    pub application_key_file: Option<PathBuf>,
+
+    /// Personal access token of the service account that calls ZITADEL's management API
+    /// (admin invitations, organization creation and sync).
+    #[arg(
+        long = "zitadel-service-account-pat",
+        env = "TENANCY_ZITADEL_SERVICE_ACCOUNT_PAT",
+        hide_env_values = true
+    )]
+    pub service_account_pat: Option<SecretString>,
+
+    /// Instead of a PAT: the service account's key file (JSON), for the JWT profile grant.
+    #[arg(
+        long = "zitadel-service-account-key-file",
+        env = "TENANCY_ZITADEL_SERVICE_ACCOUNT_KEY_FILE",
+        conflicts_with = "service_account_pat"
+    )]
+    pub service_account_key_file: Option<PathBuf>,
+
+    /// How list calls page on your ZITADEL version: `query` or `pagination`.
+    #[arg(
+        long = "zitadel-list-paging",
+        env = "TENANCY_ZITADEL_LIST_PAGING",
+        value_enum,
+        default_value = "query"
+    )]
+    pub list_paging: ListPaging,
+
+    /// How often the organization sync compares ZITADEL's organizations with the tenants and
+    /// converges (the safety net for missed events); `0s` turns it off. Needs a service account.
+    #[arg(long = "zitadel-org-sync-interval", env = "TENANCY_ZITADEL_ORG_SYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub org_sync_interval: std::time::Duration,
+
+    /// The most tenants one sync run may delete (organizations gone from ZITADEL). More is taken
+    /// for a misconfiguration (a wrong instance): the run deletes none and logs an error.
+    #[arg(
+        long = "zitadel-org-sync-max-deletes",
+        env = "TENANCY_ZITADEL_ORG_SYNC_MAX_DELETES",
+        default_value_t = 10
+    )]
+    pub org_sync_max_deletes: usize,
+
+    /// Place new organizations from their ZITADEL metadata: `tenancy.kind` (`agency`) and
+    /// `tenancy.agency` (the agency's organization id, for a client). Only for instances where
+    /// organization owners cannot write their organization's metadata (organizations made by
+    /// the platform only): an owner who can would place its organization under any agency.
+    #[arg(
+        long = "zitadel-placement-metadata",
+        env = "TENANCY_ZITADEL_PLACEMENT_METADATA",
+        default_value_t = false
+    )]
+    pub placement_metadata: bool,
+
+    /// Organizations that are never tenants, comma separated (the platform's own organization):
+    /// their events and the sync leave them alone.
+    #[arg(
+        long = "zitadel-ignore-orgs",
+        env = "TENANCY_ZITADEL_IGNORE_ORGS",
+        value_delimiter = ','
+    )]
+    pub ignore_orgs: Vec<OrgId>,
+
+    /// Signing keys of the ZITADEL Actions target(s) that post organization events, comma
+    /// separated (several during a key rotation).
+    #[arg(
+        long = "zitadel-webhook-keys",
+        env = "TENANCY_ZITADEL_WEBHOOK_KEYS",
+        hide_env_values = true
+    )]
+    pub webhook_keys: Option<SecretString>,
+}
+
+/// What the server holds itself to (see `serve`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Requests handled at once, long polls of the change feed aside; more are answered
+    /// 503 `overloaded` at once.
+    pub max_in_flight: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// How long a request may take in all (longer than the longest `wait` a route allows).
+    pub request_timeout: Duration,
+}
+
 impl Settings {
     /// The server's limits.
-    pub fn limits(&self) -> crate::serve::Limits {
-        crate::serve::Limits {
+    pub fn limits(&self) -> Limits {
+        Limits {
             max_connections: self.max_connections.max(1),
             max_in_flight: self.max_in_flight.max(1),
             header_read_timeout: self.header_read_timeout,
@@ -177,47 +218,53 @@ impl Settings {
     }
 
     /// Organizations that are never tenants: the ignore list and the platform's own.
-    pub fn ignored_orgs(&self) -> std::collections::BTreeSet<String> {
-        self.zitadel_ignore_orgs
+    pub fn ignored_orgs(&self) -> BTreeSet<OrgId> {
+        self.zitadel
+            .ignore_orgs
             .iter()
-            .map(|o| o.trim().to_owned())
-            .chain(self.zitadel_platform_org_id.iter().map(ToString::to_string))
-            .filter(|o| !o.is_empty())
+            .cloned()
+            .chain(self.zitadel.platform_org_id.iter().cloned())
             .collect()
     }
 
-    /// Defaults for embedding the service (tests, tools): no configuration file, no
-    /// authentication yet, text logs, 64 KiB bodies.
+    /// The defaults of every flag, listening on `listen`: no configuration file, no
+    /// authentication yet, text logs. For embedding the service (tests, tools); the
+    /// environment's `TENANCY_*` variables apply, as they do to the binary.
     pub fn new(listen: SocketAddr) -> Self {
-        Self {
-            config: None,
-            listen,
-            dev_token: None,
-            zitadel_issuer: None,
-            zitadel_project_id: None,
-            zitadel_platform_org_id: None,
-            zitadel_client_id: None,
-            zitadel_client_secret: None,
-            zitadel_application_key_file: None,
-            zitadel_service_account_pat: None,
-            zitadel_service_account_key_file: None,
-            zitadel_list_paging: ListPaging::Query,
-            zitadel_org_sync_interval: std::time::Duration::from_secs(300),
-            zitadel_org_sync_max_deletes: 10,
-            zitadel_placement_metadata: false,
-            zitadel_ignore_orgs: Vec::new(),
-            zitadel_webhook_keys: None,
-            log_format: LogFormat::Text,
-            max_body: 128 * 1024,
-            max_connections: 1024,
-            max_in_flight: 256,
-            metrics_interval: std::time::Duration::from_secs(15),
-            header_read_timeout: std::time::Duration::from_secs(10),
-            request_timeout: std::time::Duration::from_secs(90),
-            max_wait: std::time::Duration::from_secs(60),
-            tls_cert_file: None,
-            tls_key_file: None,
+        let mut settings = Self::try_parse_from(["tenancy-registry", "--log-format", "text"])
+            .expect("the defaults parse");
+        settings.listen = listen;
+        settings
+    }
+
+    /// The checks that need more than one flag: refused at start-up, before anything runs.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.request_timeout <= self.max_wait {
+            bail!(
+                "TENANCY_REQUEST_TIMEOUT ({:?}) must be longer than TENANCY_MAX_WAIT ({:?}), or \
+                 every long wait would time out",
+                self.request_timeout,
+                self.max_wait
+            );
         }
+        if self.dev_token.is_some() {
+            if !self.listen.ip().is_loopback() {
+                bail!(
+                    "the development token is only allowed on a loopback listen address, not {}",
+                    self.listen
+                );
+            }
+            if self.zitadel.issuer.is_some() {
+                bail!(
+                    "the development token is refused when ZITADEL tokens are on \
+                     (TENANCY_ZITADEL_ISSUER): unset TENANCY_DEV_TOKEN"
+                );
+            }
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            bail!("TENANCY_TLS_CERT_FILE and TENANCY_TLS_KEY_FILE go together");
+        }
+        Ok(())
     }
 }
 

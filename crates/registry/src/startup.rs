@@ -1,5 +1,6 @@
-//! `Application::build` binds (port 0 in tests) and starts the engine; `run_until_stopped`
-//! serves until SIGTERM or SIGINT, then stops taking work and lets in-flight steps finish.
+//! The composition root: `Application::build` checks the settings, starts the engine and the
+//! background tasks, assembles the state and the routes (`routes::router`), and binds (port 0 in tests); `run_until_stopped` serves
+//! until SIGTERM or SIGINT, then stops taking work and lets in-flight steps finish.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,58 +8,22 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum::http::{HeaderName, Request};
-use metrics_exporter_prometheus::PrometheusHandle;
 use tenancy_control::{Config, Engine, Workers};
 use tokio::net::TcpListener;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 use tracing::info;
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Authenticator, DevToken};
-use crate::error::ApiError;
-use crate::identity::{self, Identity};
-use crate::orgs;
-use crate::settings::Settings;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub engine: Engine,
-    pub authenticators: Arc<Vec<Arc<dyn Authenticator>>>,
-    pub metrics: PrometheusHandle,
-    /// The OpenAPI document as served.
-    pub openapi: Arc<serde_json::Value>,
-    /// Signing keys that ZITADEL's organization events must be signed with.
-    pub webhook_keys: Arc<Vec<SecretString>>,
-    /// ZITADEL's management API, when a service account is configured.
-    pub identity: Option<Arc<Identity>>,
-    /// Organizations that are never tenants (the ignore list and the platform's own).
-    pub ignored_orgs: Arc<std::collections::BTreeSet<String>>,
-    /// The longest `wait` honoured.
-    pub max_wait: std::time::Duration,
-    /// Wakes the applier of recorded organization events.
-    pub org_events: Arc<tokio::sync::Notify>,
-}
-
-impl AppState {
-    /// The management API, or a clear refusal when no service account is configured.
-    pub fn identity(&self) -> Result<&Identity, ApiError> {
-        self.identity.as_deref().ok_or(ApiError::Refused {
-            code: tenancy_core::ErrorCode::ZitadelNotConfigured,
-            detail: "ZITADEL's management API is not configured: set TENANCY_ZITADEL_ISSUER and a \
-                     service account (TENANCY_ZITADEL_SERVICE_ACCOUNT_PAT or _KEY_FILE)"
-                .into(),
-        })
-    }
-}
+use crate::auth::{Authenticator, Authenticators, DevToken};
+use crate::settings::{Limits, Settings};
+use crate::state::AppState;
+use crate::zitadel::{self, Identity, org_sync as orgs};
 
 pub struct Application {
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    limits: crate::serve::Limits,
+    limits: Limits,
     router: Router,
     engine: Engine,
     workers: Workers,
@@ -80,30 +45,11 @@ impl Application {
         config: Config,
         mut authenticators: Vec<Arc<dyn Authenticator>>,
     ) -> anyhow::Result<Self> {
-        if settings.request_timeout <= settings.max_wait {
-            bail!(
-                "TENANCY_REQUEST_TIMEOUT ({:?}) must be longer than TENANCY_MAX_WAIT ({:?}), or \
-                 every long wait would time out",
-                settings.request_timeout,
-                settings.max_wait
-            );
-        }
+        settings.validate()?;
         if let Some(token) = &settings.dev_token {
-            if !settings.listen.ip().is_loopback() {
-                bail!(
-                    "the development token is only allowed on a loopback listen address, not {}",
-                    settings.listen
-                );
-            }
-            if settings.zitadel_issuer.is_some() {
-                bail!(
-                    "the development token is refused when ZITADEL tokens are on \
-                     (TENANCY_ZITADEL_ISSUER): unset TENANCY_DEV_TOKEN"
-                );
-            }
             authenticators.push(Arc::new(DevToken::new(token).map_err(anyhow::Error::msg)?));
         }
-        if let Some(verifier) = identity::verifier(&settings)? {
+        if let Some(verifier) = zitadel::verifier(&settings)? {
             authenticators.push(Arc::new(verifier));
         }
         let identity = Identity::from_settings(&settings)?;
@@ -131,7 +77,7 @@ impl Application {
         let (api, openapi) = crate::routes::api();
         let state = AppState {
             engine: engine.clone(),
-            authenticators: Arc::new(authenticators),
+            authenticators: Authenticators(Arc::new(authenticators)),
             metrics,
             openapi: Arc::new(crate::routes::openapi::finish(
                 openapi,
@@ -139,7 +85,8 @@ impl Application {
             )),
             webhook_keys: Arc::new(
                 settings
-                    .zitadel_webhook_keys
+                    .zitadel
+                    .webhook_keys
                     .iter()
                     .flat_map(|keys| {
                         keys.expose_secret()
@@ -155,28 +102,10 @@ impl Application {
             org_events,
             max_wait: settings.max_wait,
         };
-        let request_id = HeaderName::from_static("x-request-id");
-        let router = api
-            .merge(crate::routes::system())
-            .fallback(|uri: axum::http::Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
-            .with_state(state)
-            .layer(axum::middleware::from_fn_with_state(
-                crate::serve::Shedding::new(&settings.limits()),
-                crate::serve::shed,
-            ))
-            .layer(axum::middleware::from_fn(crate::metrics::track))
-            // Enforced by the body extractors, so an oversized body is answered as problem+json.
-            .layer(axum::extract::DefaultBodyLimit::max(settings.max_body))
-            .layer(PropagateRequestIdLayer::new(request_id.clone()))
-            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id, subject = tracing::field::Empty)
-            }))
-            .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+        let router = crate::routes::router(api, state, &settings);
         let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
             (Some(cert), Some(key)) => Some(crate::serve::tls_acceptor(cert, key)?),
-            (None, None) => None,
-            _ => bail!("TENANCY_TLS_CERT_FILE and TENANCY_TLS_KEY_FILE go together"),
+            _ => None,
         };
         let listener = TcpListener::bind(settings.listen)
             .await

@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Query, Wait};
-use crate::startup::AppState;
+use crate::state::AppState;
 use tenancy_core::Problem;
 
 /// How long a long poll without `wait` waits.

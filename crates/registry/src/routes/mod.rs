@@ -2,14 +2,20 @@
 //! registrations, so it lists exactly the routes that exist.
 
 use axum::Router;
+use axum::http::{HeaderName, Request};
 use axum::routing::get;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use self::openapi::ApiDoc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::startup::AppState;
+use crate::error::ApiError;
+use crate::serve::{Shedding, shed};
+use crate::settings::Settings;
+use crate::state::AppState;
 
 pub mod audit;
 pub mod changes;
@@ -21,6 +27,36 @@ pub mod settings;
 pub mod system;
 pub mod tenants;
 pub mod zitadel;
+
+/// The whole service: the API, the probes and documents, and the layers every request goes
+/// through (load shedding, metrics, the body limit, request ids, tracing).
+pub fn router(api: Router<AppState>, state: AppState, settings: &Settings) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    api.merge(system())
+        .fallback(|uri: axum::http::Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Shedding::new(&settings.limits()),
+            shed,
+        ))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        // Enforced by the body extractors, so an oversized body is answered as problem+json.
+        .layer(axum::extract::DefaultBodyLimit::max(settings.max_body))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %request.method(),
+                    path = %request.uri().path(), request_id = %id,
+                    subject = tracing::field::Empty)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
 
 /// The API routes and their OpenAPI document.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::auth::Authenticated;
 use crate::error::ApiResult;
 use crate::extract::Path;
-use crate::startup::AppState;
+use crate::state::AppState;
 use tenancy_core::Problem;
 
 /// One operation. Tenant admins may read their own organization's; another organization's

@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Count usage of a product quota, all or nothing.
 ///

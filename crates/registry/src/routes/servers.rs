@@ -7,7 +7,7 @@ use tenancy_core::{AddServer, Server, ServerId, ServerState};
 use crate::auth::Authenticated;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path};
-use crate::startup::AppState;
+use crate::state::AppState;
 use tenancy_core::Problem;
 
 /// Every server with its state, capacity, tenant count and template version.

@@ -11,7 +11,7 @@ use tenancy_core::{EffectiveFeatures, OrgId, Problem, PutSetting, Setting, Setti
 use crate::auth::Authenticated;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Platform admins and router services see secrets; tenant admins see that one is set.
 fn secrets_for(auth: &Authenticated) -> Secrets {

@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query, Wait};
-use crate::startup::AppState;
+use crate::state::AppState;
 use tenancy_core::Problem;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -104,7 +104,7 @@ async fn create_organization(
     let identity = state.identity()?;
     state.engine.check_onboarding(request)?;
     let name = create_org.name.as_ref().unwrap_or(&request.name);
-    let place = crate::identity::Placement {
+    let place = crate::zitadel::Placement {
         kind: request.kind,
         parent_org_id: request.parent_org_id.clone(),
     };

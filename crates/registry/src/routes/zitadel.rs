@@ -12,9 +12,9 @@ use tracing::info;
 
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult};
-use crate::identity::org_id_for;
-use crate::orgs::{self, OrgChange, SyncReport};
-use crate::startup::AppState;
+use crate::state::AppState;
+use crate::zitadel::org_id_for;
+use crate::zitadel::org_sync::{self as orgs, OrgChange, SyncReport};
 use tenancy_core::Problem;
 
 const TOLERANCE_SECS: u64 = 300;

@@ -1,5 +1,8 @@
 //! The registry's side of ZITADEL, built from the settings: the token verifier, and the service
-//! account's management client behind admin activation, organization creation and the sync.
+//! account's management client behind admin activation, organization creation and the sync
+//! (`org_sync`: organization events and the periodic comparison, applied to tenants).
+
+pub mod org_sync;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,19 +22,19 @@ use crate::settings::{ListPaging, Settings};
 
 /// The token verifier, when an issuer is configured.
 pub fn verifier(settings: &Settings) -> anyhow::Result<Option<Verifier>> {
-    let Some(issuer) = &settings.zitadel_issuer else {
+    let Some(issuer) = &settings.zitadel.issuer else {
         return Ok(None);
     };
     let project = project_id(settings)?;
     let mut config = VerifierConfig::new(issuer.trim_end_matches('/'), project);
-    config.platform_org_id = Some(settings.zitadel_platform_org_id.clone().context(
+    config.platform_org_id = Some(settings.zitadel.platform_org_id.clone().context(
         "TENANCY_ZITADEL_PLATFORM_ORG_ID is required with TENANCY_ZITADEL_ISSUER: platform roles \
          count only when granted in the platform's own organization",
     )?);
     config.introspection = match (
-        &settings.zitadel_client_id,
-        &settings.zitadel_client_secret,
-        &settings.zitadel_application_key_file,
+        &settings.zitadel.client_id,
+        &settings.zitadel.client_secret,
+        &settings.zitadel.application_key_file,
     ) {
         (Some(client_id), Some(client_secret), _) => Some(IntrospectionClient::Secret {
             client_id: client_id.clone(),
@@ -47,7 +50,8 @@ pub fn verifier(settings: &Settings) -> anyhow::Result<Option<Verifier>> {
 
 fn project_id(settings: &Settings) -> anyhow::Result<String> {
     settings
-        .zitadel_project_id
+        .zitadel
+        .project_id
         .clone()
         .context("TENANCY_ZITADEL_PROJECT_ID is required with TENANCY_ZITADEL_ISSUER")
 }
@@ -56,7 +60,7 @@ fn project_id(settings: &Settings) -> anyhow::Result<String> {
 pub struct Identity {
     management: Management,
     project_id: String,
-    ignored: BTreeSet<String>,
+    ignored: BTreeSet<OrgId>,
     /// Whether new organizations are placed from their metadata.
     placement_metadata: bool,
     pub sync_interval: Duration,
@@ -67,8 +71,8 @@ impl Identity {
     /// Built when an issuer and a service account (PAT or key file) are configured.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Option<Arc<Self>>> {
         let account = match (
-            &settings.zitadel_service_account_pat,
-            &settings.zitadel_service_account_key_file,
+            &settings.zitadel.service_account_pat,
+            &settings.zitadel.service_account_key_file,
         ) {
             (Some(pat), _) => ServiceAccount::Pat(pat.clone()),
             (_, Some(path)) => ServiceAccount::KeyFile(
@@ -76,11 +80,11 @@ impl Identity {
             ),
             (None, None) => return Ok(None),
         };
-        let issuer = settings.zitadel_issuer.as_deref().context(
+        let issuer = settings.zitadel.issuer.as_deref().context(
             "TENANCY_ZITADEL_ISSUER is required with a service account (PAT or key file)",
         )?;
         let mut config = ManagementConfig::new(issuer.trim_end_matches('/'), account);
-        config.paging = match settings.zitadel_list_paging {
+        config.paging = match settings.zitadel.list_paging {
             ListPaging::Query => Paging::Query,
             ListPaging::Pagination => Paging::Pagination,
         };
@@ -88,9 +92,9 @@ impl Identity {
             management: Management::new(config)?,
             project_id: project_id(settings)?,
             ignored: settings.ignored_orgs(),
-            placement_metadata: settings.zitadel_placement_metadata,
-            sync_interval: settings.zitadel_org_sync_interval,
-            sync_max_deletes: settings.zitadel_org_sync_max_deletes,
+            placement_metadata: settings.zitadel.placement_metadata,
+            sync_interval: settings.zitadel.org_sync_interval,
+            sync_max_deletes: settings.zitadel.org_sync_max_deletes,
         })))
     }
 

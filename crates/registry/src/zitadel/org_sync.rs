@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 use utoipa::ToSchema;
 
-use crate::identity::{Identity, Placement};
+use super::{Identity, Placement};
+use crate::error::ApiError;
 
 /// The `status_reason` of a tenant suspended because its organization was deactivated. Only such
 /// a suspension is undone by a reactivation; an operator's suspension stays.
@@ -304,7 +305,7 @@ pub enum SyncError {
 /// for events that never arrived.
 pub async fn sync(engine: &Engine, identity: &Identity) -> Result<SyncReport, SyncError> {
     // One replica at a time: the others would only repeat its reads.
-    let Some(lock) = engine.try_lock("tenancy.org_sync").await? else {
+    let Some(lock) = engine.try_lock(&tenancy_control::LockName::OrgSync).await? else {
         return Err(SyncError::Busy);
     };
     let result = converge(engine, identity).await;
@@ -437,6 +438,19 @@ pub fn spawn_sync(engine: Engine, identity: Arc<Identity>, cancel: CancellationT
         }
         .instrument(info_span!("org_sync")),
     );
+}
+
+impl From<SyncError> for ApiError {
+    fn from(error: SyncError) -> Self {
+        match error {
+            SyncError::Zitadel(e) => ApiError::Zitadel(e),
+            SyncError::Control(e) => ApiError::Control(e),
+            SyncError::Busy => ApiError::Refused {
+                code: ErrorCode::SyncRunning,
+                detail: error.to_string(),
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -182,9 +182,9 @@ async fn a_short_development_token_or_one_beside_zitadel_is_refused() {
     assert!(err.to_string().contains("at least 32"), "{err}");
 
     let mut beside = dev_settings();
-    beside.zitadel_issuer = Some("https://id.example".into());
-    beside.zitadel_project_id = Some("1".into());
-    beside.zitadel_platform_org_id = Some("2".parse().unwrap());
+    beside.zitadel.issuer = Some("https://id.example".into());
+    beside.zitadel.project_id = Some("1".into());
+    beside.zitadel.platform_org_id = Some("2".parse().unwrap());
     let err = Application::build_with(beside, config(), Vec::new())
         .await
         .err()
@@ -193,8 +193,8 @@ async fn a_short_development_token_or_one_beside_zitadel_is_refused() {
 
     // ZITADEL tokens without the platform organization: refused too.
     let mut no_platform = Settings::new("127.0.0.1:0".parse().unwrap());
-    no_platform.zitadel_issuer = Some("https://id.example".into());
-    no_platform.zitadel_project_id = Some("1".into());
+    no_platform.zitadel.issuer = Some("https://id.example".into());
+    no_platform.zitadel.project_id = Some("1".into());
     let err = Application::build_with(no_platform, config(), Vec::new())
         .await
         .err()
@@ -212,12 +212,12 @@ async fn zitadel_tokens_are_verified_and_mapped_to_roles() {
     let zitadel = ZitadelStandIn::start().await.unwrap();
     // No development token: ZITADEL's tokens are the only way in.
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
-    settings.zitadel_issuer = Some(zitadel.issuer.clone());
-    settings.zitadel_project_id = Some(zitadel.project_id().into());
-    settings.zitadel_platform_org_id = Some(tenancy_testkit::PLATFORM_ORG_ID.parse().unwrap());
+    settings.zitadel.issuer = Some(zitadel.issuer.clone());
+    settings.zitadel.project_id = Some(zitadel.project_id().into());
+    settings.zitadel.platform_org_id = Some(tenancy_testkit::PLATFORM_ORG_ID.parse().unwrap());
     let (id, secret) = zitadel.client();
-    settings.zitadel_client_id = Some(id.into());
-    settings.zitadel_client_secret = Some(SecretString::from(secret));
+    settings.zitadel.client_id = Some(id.into());
+    settings.zitadel.client_secret = Some(SecretString::from(secret));
     let app = TestApp::start_with(settings, Vec::new(), |_| {}).await;
 
     let platform = zitadel.jwt(&TokenClaims::platform("ops", roles::PLATFORM_ADMIN));
@@ -317,7 +317,7 @@ async fn status(
 #[tokio::test]
 async fn organization_events_drive_the_tenant_lifecycle() {
     let mut settings = dev_settings();
-    settings.zitadel_webhook_keys = Some(SecretString::from("old-key, signing-key"));
+    settings.zitadel.webhook_keys = Some(SecretString::from("old-key, signing-key"));
     let app = TestApp::start_with(settings, Vec::new(), |_| {}).await;
     const ORG: &str = "263014839178313731";
     let now = || {
@@ -482,8 +482,8 @@ async fn tenant_admins_see_codes_not_causes_and_nothing_of_other_organizations()
 #[tokio::test]
 async fn the_webhook_records_events_once_answers_at_once_and_refuses_hostile_headers() {
     let mut settings = dev_settings();
-    settings.zitadel_webhook_keys = Some(SecretString::from("signing-key"));
-    settings.zitadel_ignore_orgs = vec!["263014839178300009".into()];
+    settings.zitadel.webhook_keys = Some(SecretString::from("signing-key"));
+    settings.zitadel.ignore_orgs = vec!["263014839178300009".parse().unwrap()];
     let app = TestApp::start_with(settings, Vec::new(), |config| {
         config.engine.backoff_base = Duration::from_millis(100);
         config.engine.backoff_max = Duration::from_millis(200);

@@ -16,15 +16,15 @@ use crate::common::{TestApp, Webhook, dev_settings};
 /// is refused beside ZITADEL).
 fn zitadel_settings(zitadel: &ZitadelStandIn, key_file: Option<&std::path::Path>) -> Settings {
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
-    settings.zitadel_issuer = Some(zitadel.issuer.clone());
-    settings.zitadel_project_id = Some(zitadel.project_id().into());
-    settings.zitadel_platform_org_id = Some(PLATFORM_ORG_ID.parse().unwrap());
+    settings.zitadel.issuer = Some(zitadel.issuer.clone());
+    settings.zitadel.project_id = Some(zitadel.project_id().into());
+    settings.zitadel.platform_org_id = Some(PLATFORM_ORG_ID.parse().unwrap());
     match key_file {
-        Some(path) => settings.zitadel_service_account_key_file = Some(path.into()),
-        None => settings.zitadel_service_account_pat = Some(SecretString::from(ZITADEL_PAT)),
+        Some(path) => settings.zitadel.service_account_key_file = Some(path.into()),
+        None => settings.zitadel.service_account_pat = Some(SecretString::from(ZITADEL_PAT)),
     }
     // Tests run the sync by hand unless they say otherwise.
-    settings.zitadel_org_sync_interval = Duration::ZERO;
+    settings.zitadel.org_sync_interval = Duration::ZERO;
     settings
 }
 
@@ -246,9 +246,9 @@ async fn the_sync_repairs_missed_organization_events() {
     let zitadel = ZitadelStandIn::start().await.unwrap();
     let platform_org = zitadel.add_organization("Platform");
     let mut settings = zitadel_settings(&zitadel, None);
-    settings.zitadel_ignore_orgs = vec![platform_org.clone()];
-    settings.zitadel_org_sync_interval = Duration::from_millis(300);
-    settings.zitadel_org_sync_max_deletes = 1;
+    settings.zitadel.ignore_orgs = vec![platform_org.parse().unwrap()];
+    settings.zitadel.org_sync_interval = Duration::from_millis(300);
+    settings.zitadel.org_sync_max_deletes = 1;
     let app = start(settings, Some(&zitadel)).await;
 
     // An organization added while the webhook was down: the periodic sync onboards it.
@@ -352,8 +352,8 @@ async fn sync(app: &TestApp) -> Value {
 async fn organizations_marked_as_an_agencys_clients_are_placed_under_it() {
     let zitadel = ZitadelStandIn::start().await.unwrap();
     let mut settings = zitadel_settings(&zitadel, None);
-    settings.zitadel_placement_metadata = true;
-    settings.zitadel_webhook_keys = Some(SecretString::from("signing-key"));
+    settings.zitadel.placement_metadata = true;
+    settings.zitadel.webhook_keys = Some(SecretString::from("signing-key"));
     let app = start(settings, Some(&zitadel)).await;
 
     // The registry creates an agency and a client of it: ZITADEL's metadata says so too.
