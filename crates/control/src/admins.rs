@@ -1,7 +1,7 @@
 //! [`ServerAdmins`]: the admin connections to every database server, owned in one place and
 //! shared by the engine, the workers and the reconciler.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use secrecy::SecretString;
@@ -26,6 +26,8 @@ struct Inner {
     configured: Vec<ServerConfig>,
     pool_size: u32,
     admins: RwLock<HashMap<ServerId, ServerAdmin>>,
+    /// Servers this process has no password for (see [`ServerAdmins::unreachable`]).
+    unreachable: RwLock<BTreeSet<ServerId>>,
 }
 
 impl ServerAdmins {
@@ -39,6 +41,7 @@ impl ServerAdmins {
                 configured: config.servers.clone(),
                 pool_size,
                 admins: RwLock::default(),
+                unreachable: RwLock::default(),
             }),
         }
     }
@@ -48,13 +51,23 @@ impl ServerAdmins {
         if let Some(admin) = self.inner.admins.read().expect("admins lock").get(id) {
             return Ok(admin.clone());
         }
-        let mut config = self
-            .inner
-            .store
-            .server_config(id)
-            .await?
-            .ok_or_else(|| ControlError::UnknownServer(id.clone()))?;
-        config.password = Some(self.password(&config)?);
+        let mut config =
+            self.inner
+                .store
+                .server_config(id)
+                .await?
+                .ok_or_else(|| ControlError::NotFound {
+                    what: format!("server {id}"),
+                })?;
+        let password = self.password(&config);
+        let mut unreachable = self.inner.unreachable.write().expect("unreachable lock");
+        if let Err(ControlError::UnknownServer { .. }) = &password {
+            unreachable.insert(id.clone());
+        } else {
+            unreachable.remove(id);
+        }
+        drop(unreachable);
+        config.password = Some(password?);
         let admin = ServerAdmin::new(&config, self.inner.pool_size)?;
         Ok(self
             .inner
@@ -79,7 +92,12 @@ impl ServerAdmins {
         let var = server
             .password_env
             .as_deref()
-            .ok_or_else(|| ControlError::UnknownServer(server.id.clone()))?;
+            .ok_or_else(|| ControlError::UnknownServer {
+                server: server.id.clone(),
+                why: "it is not in this process's configuration file and its record names no \
+                      password variable"
+                    .into(),
+            })?;
         // A variable named by a record (registered through the API) is read only when it is a
         // server password's: the registry never sends another secret of its own to a host.
         if !var.starts_with(SERVER_PASSWORD_PREFIX) {
@@ -89,12 +107,25 @@ impl ServerAdmins {
                 server.id
             )));
         }
-        std::env::var(var).map(SecretString::from).map_err(|_| {
-            ControlError::Config(format!(
-                "server {}: environment variable {var} is not set in this process",
-                server.id
-            ))
-        })
+        std::env::var(var)
+            .map(SecretString::from)
+            .map_err(|_| ControlError::UnknownServer {
+                server: server.id.clone(),
+                why: format!("its password variable {var} is not set in this process"),
+            })
+    }
+
+    /// The servers this process found it cannot open admin connections to (it has no password
+    /// for them): placement in this process leaves them out. Read from memory: a server is
+    /// found out the first time this process needs it.
+    pub fn unreachable(&self) -> Vec<ServerId> {
+        self.inner
+            .unreachable
+            .read()
+            .expect("unreachable lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Every server the registry knows, in id order.

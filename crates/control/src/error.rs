@@ -32,8 +32,10 @@ pub enum ControlError {
     ClientsBusy { agency: OrgId, count: usize },
     #[error("no active server with free capacity in region {region}")]
     NoCapacity { region: Region },
-    #[error("server {0} has no credentials in this process's configuration")]
-    UnknownServer(ServerId),
+    /// A server this process cannot open admin connections to (no password here for it): other
+    /// processes may; placement here skips it, and a provisioning placed on it is placed again.
+    #[error("server {server} cannot be reached from this process: {why}")]
+    UnknownServer { server: ServerId, why: String },
     /// A tenant provisioned from an older template than the server's, which a fleet migration
     /// moved on meanwhile: provisioning migrates its database before activating it.
     #[error(
@@ -88,7 +90,7 @@ impl ControlError {
             ControlError::TemplateBusy { .. } => ErrorCode::TemplateBusy,
             ControlError::Registry(source) if is_unavailable(source) => ErrorCode::Unavailable,
             ControlError::Server { .. }
-            | ControlError::UnknownServer(_)
+            | ControlError::UnknownServer { .. }
             | ControlError::Copy(_) => ErrorCode::ServerUnavailable,
             ControlError::Timeout(_) => ErrorCode::Timeout,
             ControlError::Activation(_) => ErrorCode::ZitadelError,
@@ -121,7 +123,7 @@ impl ControlError {
             ControlError::Server { source, .. } => !is_permission_error(source),
             ControlError::Activation(e) => e.retryable,
             ControlError::NoCapacity { .. }
-            | ControlError::UnknownServer(_)
+            | ControlError::UnknownServer { .. }
             | ControlError::TemplateBusy { .. }
             | ControlError::TemplateAhead { .. }
             | ControlError::ClientsBusy { .. }

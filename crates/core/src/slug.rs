@@ -3,9 +3,10 @@ use crate::ids::{MAX_DERIVED_SLUG, RESERVED_SLUG, Slug};
 /// Derives a slug from a display name: transliterated to ASCII, lowercased, every run of other
 /// characters folded to one `_`, trimmed to [`MAX_DERIVED_SLUG`] bytes (so a collision suffix
 /// always fits). `Acme Corp` -> `acme_corp`,
-/// `Café Zürich` -> `cafe_zurich`. A name with nothing usable (only symbols, or a leading digit)
-/// gets the `org_` prefix so the result always starts with a letter.
-pub fn slug_from_name(name: &str) -> Slug {
+/// `Café Zürich` -> `cafe_zurich`. A name starting with a digit gets the `org_` prefix so the
+/// result always starts with a letter. A name with no letter or digit at all gives none: the
+/// caller asks for an explicit slug instead of inventing one.
+pub fn slug_from_name(name: &str) -> Option<Slug> {
     let ascii = deunicode::deunicode(name).to_ascii_lowercase();
     let mut out = String::with_capacity(ascii.len());
     for c in ascii.chars() {
@@ -16,6 +17,9 @@ pub fn slug_from_name(name: &str) -> Slug {
         }
     }
     let trimmed = out.trim_end_matches('_');
+    if trimmed.is_empty() {
+        return None;
+    }
     let mut slug = if trimmed.starts_with(|c: char| c.is_ascii_lowercase()) {
         trimmed.to_owned()
     } else {
@@ -26,8 +30,10 @@ pub fn slug_from_name(name: &str) -> Slug {
     if slug == RESERVED_SLUG {
         slug.push_str("_org");
     }
-    slug.parse()
-        .expect("derived slugs satisfy the slug rule by construction")
+    Some(
+        slug.parse()
+            .expect("derived slugs satisfy the slug rule by construction"),
+    )
 }
 
 #[cfg(test)]
@@ -36,6 +42,7 @@ mod tests {
 
     #[test]
     fn derives_readable_slugs() {
+        let slug_from_name = |name: &str| slug_from_name(name).expect(name);
         assert_eq!(slug_from_name("Acme Corp").as_str(), "acme_corp");
         assert_eq!(slug_from_name("Café Zürich").as_str(), "cafe_zurich");
         assert_eq!(
@@ -43,7 +50,6 @@ mod tests {
             "robert_drop_table_x"
         );
         assert_eq!(slug_from_name("42 Labs").as_str(), "org_42_labs");
-        assert_eq!(slug_from_name("!!!").as_str(), "org");
         assert_eq!(slug_from_name("Template").as_str(), "template_org");
         assert_eq!(slug_from_name("日本").as_str(), "ri_ben");
         let long = slug_from_name(&"Long Name ".repeat(30));
@@ -53,5 +59,11 @@ mod tests {
             "a suffix fits"
         );
         assert!(!long.as_str().ends_with('_'));
+    }
+
+    #[test]
+    fn a_name_of_symbols_only_gives_no_slug() {
+        assert_eq!(slug_from_name("!!!"), None);
+        assert_eq!(slug_from_name("  -- ** "), None);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tenancy_core::{Operation, OperationKind};
+use tenancy_core::{Operation, OperationKind, ServerId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -251,7 +251,7 @@ async fn maintain(engine: Engine, cancel: CancellationToken) {
         {
             Ok(findings) => {
                 for f in findings {
-                    warn!(kind = ?f.kind, server_id = ?f.server_id, name = %f.name, repaired = f.repaired, "{}", f.detail);
+                    warn!(kind = ?f.kind, server_id = f.server_id.as_ref().map(ServerId::as_str), name = %f.name, repaired = f.repaired, "{}", f.detail);
                 }
             }
             Err(e) => warn!(error = %e, "reconcile failed"),

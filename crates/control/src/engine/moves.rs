@@ -77,9 +77,10 @@ impl Engine {
                     .await?,
             ),
         };
+        let avoid = self.admins().unreachable();
         let mut target = match &request.server_id {
             Some(target) => target.clone(),
-            None => self.store().move_target(&tenant).await?,
+            None => self.store().move_target(&tenant, &avoid).await?,
         };
         // A chosen target another request took room on meanwhile is chosen again (a few times).
         for _ in 0..5 {
@@ -92,6 +93,7 @@ impl Engine {
                 target_chosen: request.server_id.is_none(),
                 mode,
                 mode_requested: request.mode.is_some(),
+                avoid: &avoid,
             };
             match self.store().request_move(org_id, new, actor).await? {
                 Requested::Queued(op) => {
@@ -127,12 +129,7 @@ impl Engine {
         }
         let (source_admin, target_admin) = (
             self.admins().get(source).await?,
-            self.admins()
-                .get(target)
-                .await
-                .map_err(|_| ControlError::NotFound {
-                    what: format!("server {target}"),
-                })?,
+            self.admins().get(target).await?,
         );
         let online = crate::operations::move_requirements(
             self.config(),

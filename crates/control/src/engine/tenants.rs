@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use tenancy_core::{
-    CreateTenant, ErrorCode, Operation, OperationKind, OperationState, OrgId, Region, Tenant,
-    TenantKind, TenantStatus, Tier, UpdateTenant, slug_from_name,
+    CreateTenant, ErrorCode, Operation, OperationKind, OperationState, OrgId, Region, ServerId,
+    Slug, Tenant, TenantKind, TenantStatus, Tier, UpdateTenant, slug_from_name,
 };
 use tracing::{info, instrument};
 
@@ -105,10 +105,7 @@ impl Engine {
                 "org_id is required (or create_org, to create the organization in ZITADEL)".into(),
             )
         })?;
-        let slug = request
-            .slug
-            .clone()
-            .unwrap_or_else(|| slug_from_name(request.name.as_str()));
+        let slug = slug_of(&request)?;
         let new = NewTenant {
             org_id,
             request: &request,
@@ -120,6 +117,7 @@ impl Engine {
             key_id: self.keyring().current().id(),
             claim_spare: self.config().warm_pool_on(),
             runner,
+            avoid: &self.admins().unreachable(),
         };
         match self.store().create_tenant(new, actor).await? {
             Created::New(recorded) => {
@@ -129,7 +127,7 @@ impl Engine {
                     spare,
                     credentials,
                 } = *recorded;
-                info!(op_id = %operation.id, db_name = %tenant.db_name, server_id = ?tenant.server_id,
+                info!(op_id = %operation.id, db_name = %tenant.db_name, server_id = tenant.server_id.as_ref().map(ServerId::as_str),
                     spare = ?spare.as_ref().map(|s| &s.db_name), "tenant recorded, provisioning queued");
                 let known = Known {
                     tenant: Some(tenant.clone()),
@@ -168,10 +166,11 @@ impl Engine {
             self.check_tier(tier)?;
         }
         tenant_kind(request)?;
+        slug_of(request)?;
         if request.admin_email.is_some() && self.inner.activator.get().is_none() {
             return Err(ControlError::conflict(
                 ErrorCode::ZitadelNotConfigured,
-                "admin_email needs ZITADEL's management API configured (see the README's ZITADEL section)",
+                "admin_email needs ZITADEL's management API configured (see docs/zitadel.md)",
             ));
         }
         Ok(region)
@@ -422,11 +421,26 @@ fn tenant_kind(request: &CreateTenant) -> Result<TenantKind, ControlError> {
             Ok(TenantKind::Client)
         }
         (Some(kind), Some(_)) => Err(ControlError::Validation(format!(
-            "only a client has a parent_org_id; a {kind} tenant has none"
+            "only a client has a parent_org_id; {} tenant has none",
+            kind.with_article()
         ))),
         (Some(TenantKind::Client), None) => Err(ControlError::Validation(
             "a client names its agency in parent_org_id".into(),
         )),
         (kind, None) => Ok(kind.unwrap_or(TenantKind::Standalone)),
+    }
+}
+
+/// The tenant's slug: the one asked for, or one derived from its name; a name with no letter or
+/// digit to derive one from needs an explicit slug.
+fn slug_of(request: &CreateTenant) -> Result<Slug, ControlError> {
+    match &request.slug {
+        Some(slug) => Ok(slug.clone()),
+        None => slug_from_name(request.name.as_str()).ok_or_else(|| {
+            ControlError::Validation(format!(
+                "name {:?} has no letter or digit to derive a slug from: give a slug",
+                request.name.as_str()
+            ))
+        }),
     }
 }

@@ -19,18 +19,39 @@
 //! time). The spare's record goes when the tenant is activated.
 
 use tenancy_core::{OperationKind, Step};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::StepContext;
 use crate::error::ControlError;
 use crate::store::{Finish, Spare};
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
+    if cx.tenant.server_id.is_none() && step != Step::Place {
+        // Taken off a server this process cannot reach (see below): placed again first.
+        let avoid = cx.admins.unreachable();
+        cx.tenant.server_id = Some(cx.store.place(&cx.tenant.org_id, &avoid).await?);
+    }
+    let result = run_step(cx, step).await;
+    // Nothing of the tenant is on a server this process cannot reach before `lockdown`: the
+    // tenant is taken off it, and the retry places it on one this process can reach.
+    if let (Err(ControlError::UnknownServer { server, .. }), Step::Role | Step::Database) =
+        (&result, step)
+    {
+        warn!(org_id = %cx.tenant.org_id, %server, "placed on a server this process cannot reach; placing again");
+        cx.store.unplace(&cx.tenant.org_id, server).await?;
+    }
+    result
+}
+
+async fn run_step(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     let db = &cx.tenant.db_name.clone();
     let role = cx.tenant.role_name();
     match step {
         Step::Place => {
-            let server = cx.store.place(&cx.tenant.org_id).await?;
+            let server = cx
+                .store
+                .place(&cx.tenant.org_id, &cx.admins.unreachable())
+                .await?;
             cx.tenant.server_id = Some(server);
             Ok(())
         }

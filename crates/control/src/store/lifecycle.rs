@@ -103,6 +103,8 @@ pub struct NewTenant<'a> {
     /// The worker that runs the provisioning at once (it is inserted running, leased to it);
     /// `None` queues it for any worker.
     pub runner: Option<Lease<'a>>,
+    /// Servers the onboarding process cannot reach: not chosen.
+    pub avoid: &'a [ServerId],
 }
 
 impl NewTenant<'_> {
@@ -216,7 +218,7 @@ impl Store {
         };
         // Placed here rather than by the operation's first step: one transaction less on the
         // way to the tenant's database. Without room, the `place` step tries again later.
-        let server = choose_server(&mut tx, new.region).await?;
+        let server = choose_server(&mut tx, new.region, new.avoid).await?;
         let nonce = uuid::Uuid::new_v4();
         let insert = tenants::Insert {
             org_id: new.org_id,
@@ -667,7 +669,7 @@ impl Store {
             if new.target_chosen {
                 // Placements and moves of the region queue here, so racing requests spread.
                 lock_region(&mut tx, &tenant.region).await?;
-                let best = best_target(&mut *tx, &tenant).await?;
+                let best = best_target(&mut *tx, &tenant, new.avoid).await?;
                 if &best != new.target {
                     return Ok(Requested::Elsewhere(best));
                 }

@@ -302,6 +302,8 @@ pub struct NewMove<'a> {
     pub target_chosen: bool,
     pub mode: MoveMode,
     pub mode_requested: bool,
+    /// Servers the requesting process cannot reach: never the chosen target.
+    pub avoid: &'a [ServerId],
 }
 
 /// Records the move an operation runs.

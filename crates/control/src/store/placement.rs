@@ -12,7 +12,8 @@
 
 use tenancy_core::{ErrorCode, OrgId, Region, ServerId, Tenant};
 
-use super::tenants::{lock_tenant, set_server};
+use super::spares::release_spare;
+use super::tenants::{clear_server, lock_tenant, set_server};
 use super::{Store, Tx};
 use crate::error::ControlError;
 
@@ -32,14 +33,18 @@ fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
 impl Store {
     /// Chooses a server for a tenant its onboarding could not place (see [`choose_server`]) and
     /// records it. Returns the existing placement if there is one.
-    pub async fn place(&self, org_id: &OrgId) -> Result<ServerId, ControlError> {
+    pub async fn place(
+        &self,
+        org_id: &OrgId,
+        avoid: &[ServerId],
+    ) -> Result<ServerId, ControlError> {
         self.run("place", async {
             let mut tx = self.begin().await?;
             let tenant = lock_tenant(&mut tx, org_id).await?;
             if let Some(server) = tenant.server_id {
                 return Ok(server);
             }
-            let Some(chosen) = choose_server(&mut tx, &tenant.region).await? else {
+            let Some(chosen) = choose_server(&mut tx, &tenant.region, avoid).await? else {
                 return Err(ControlError::NoCapacity {
                     region: tenant.region.clone(),
                 });
@@ -52,9 +57,31 @@ impl Store {
     }
 
     /// The server a move of `tenant` would go to when none is named (see [`best_target`]).
-    pub async fn move_target(&self, tenant: &Tenant) -> Result<ServerId, ControlError> {
-        self.run("move_target", best_target(self.pool(), tenant))
+    pub async fn move_target(
+        &self,
+        tenant: &Tenant,
+        avoid: &[ServerId],
+    ) -> Result<ServerId, ControlError> {
+        self.run("move_target", best_target(self.pool(), tenant, avoid))
             .await
+    }
+
+    /// Takes a provisioning tenant off `server`, which this process cannot reach, before
+    /// anything of it was made there: its claimed spare goes back to the pool, and the next
+    /// attempt places it again. A tenant no longer on `server` is left as it is.
+    pub async fn unplace(&self, org_id: &OrgId, server: &ServerId) -> Result<(), ControlError> {
+        self.run("unplace", async {
+            let mut tx = self.begin().await?;
+            let tenant = lock_tenant(&mut tx, org_id).await?;
+            if tenant.server_id.as_ref() != Some(server) {
+                return Ok(());
+            }
+            release_spare(&mut tx, org_id).await?;
+            clear_server(&mut tx, org_id).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -68,20 +95,23 @@ pub(super) async fn lock_region(tx: &mut Tx, region: &Region) -> Result<(), Cont
     Ok(())
 }
 
-/// The active server of `region` with the least load and room left, other than `besides`.
+/// The active server of `region` with the least load and room left, other than `besides` and
+/// those in `avoid`.
 async fn least_loaded(
     executor: impl sqlx::PgExecutor<'_>,
     region: &Region,
     besides: Option<&ServerId>,
+    avoid: &[ServerId],
 ) -> Result<Option<ServerId>, ControlError> {
     let chosen: Option<String> = sqlx::query_scalar(sql(format!(
         "SELECT s.id FROM database_servers s, LATERAL (SELECT {SERVER_LOAD} AS n) load
          WHERE s.region = $1 AND s.state = 'active' AND s.id IS DISTINCT FROM $2
-           AND load.n < s.capacity
+           AND s.id <> ALL($3) AND load.n < s.capacity
          ORDER BY load.n, s.id LIMIT 1"
     )))
     .bind(region.as_str())
     .bind(besides.map(ServerId::as_str))
+    .bind(avoid.iter().map(ServerId::as_str).collect::<Vec<_>>())
     .fetch_optional(executor)
     .await?;
     chosen
@@ -89,14 +119,16 @@ async fn least_loaded(
         .transpose()
 }
 
-/// The server a new tenant of `region` goes to: active, with room, least loaded; the region's
-/// servers locked until the transaction ends (see [`lock_region`]).
+/// The server a new tenant of `region` goes to: active, with room, least loaded, not one of
+/// `avoid` (servers the placing process cannot reach); the region's servers locked until the
+/// transaction ends (see [`lock_region`]).
 pub(super) async fn choose_server(
     tx: &mut Tx,
     region: &Region,
+    avoid: &[ServerId],
 ) -> Result<Option<ServerId>, ControlError> {
     lock_region(tx, region).await?;
-    least_loaded(&mut **tx, region, None).await
+    least_loaded(&mut **tx, region, None, avoid).await
 }
 
 /// The best server for the tenant to move to: active, in its region, not its server, with room,
@@ -104,8 +136,9 @@ pub(super) async fn choose_server(
 pub(super) async fn best_target(
     executor: impl sqlx::PgExecutor<'_>,
     tenant: &Tenant,
+    avoid: &[ServerId],
 ) -> Result<ServerId, ControlError> {
-    least_loaded(executor, &tenant.region, tenant.server_id.as_ref())
+    least_loaded(executor, &tenant.region, tenant.server_id.as_ref(), avoid)
         .await?
         .ok_or_else(|| {
             ControlError::conflict(

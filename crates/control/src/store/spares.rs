@@ -65,6 +65,16 @@ pub(super) async fn claim_spare_in(
     row.map(spare).transpose()
 }
 
+/// Gives the spare a tenant claimed back to the pool (the tenant was taken off its server
+/// before the spare was made its own).
+pub(super) async fn release_spare(tx: &mut super::Tx, org_id: &OrgId) -> Result<(), ControlError> {
+    sqlx::query("UPDATE spare_databases SET claimed_by = NULL WHERE claimed_by = $1")
+        .bind(org_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// Records a spare about to be cloned on `server` at `template_version`; its name is new.
     pub async fn reserve_spare(

@@ -165,8 +165,8 @@ impl Store {
                 return Err(ControlError::conflict(
                     ErrorCode::InvalidState,
                     format!(
-                        "tenant {org_id} is a {} tenant; only clients move",
-                        before.kind
+                        "tenant {org_id} is {} tenant; only clients move",
+                        before.kind.with_article()
                     ),
                 ));
             }
@@ -641,19 +641,29 @@ pub(super) async fn check_agency(tx: &mut Tx, parent: &OrgId) -> Result<(), Cont
             .bind(parent.as_str())
             .fetch_optional(&mut **tx)
             .await?;
+    let row = row
+        .map(|(kind, status)| {
+            let kind: TenantKind = kind.parse().map_err(ControlError::corrupt)?;
+            let status: TenantStatus = status.parse().map_err(ControlError::corrupt)?;
+            Ok::<_, ControlError>((kind, status))
+        })
+        .transpose()?;
     let Some((kind, status)) = row else {
         return Err(ControlError::conflict(
             ErrorCode::UnknownParent,
             format!("parent_org_id {parent} is not a tenant"),
         ));
     };
-    if kind != TenantKind::Agency.as_str() {
+    if kind != TenantKind::Agency {
         return Err(ControlError::conflict(
             ErrorCode::InvalidParent,
-            format!("parent_org_id {parent} is a {kind} tenant, not an agency"),
+            format!(
+                "parent_org_id {parent} is {} tenant, not an agency",
+                kind.with_article()
+            ),
         ));
     }
-    if status != TenantStatus::Active.as_str() && status != TenantStatus::Provisioning.as_str() {
+    if !matches!(status, TenantStatus::Active | TenantStatus::Provisioning) {
         return Err(ControlError::conflict(
             ErrorCode::InvalidParent,
             format!("agency {parent} is {status}; clients go under an active agency"),
@@ -662,7 +672,16 @@ pub(super) async fn check_agency(tx: &mut Tx, parent: &OrgId) -> Result<(), Cont
     Ok(())
 }
 
-/// Puts the tenant on another server (a move's switch).
+/// Takes a provisioning tenant off its server (see `Store::unplace`).
+pub(super) async fn clear_server(tx: &mut Tx, org_id: &OrgId) -> Result<(), ControlError> {
+    sqlx::query("UPDATE tenants SET server_id = NULL, updated_at = now() WHERE org_id = $1")
+        .bind(org_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Puts the tenant on a server (its placement, or a move's switch).
 pub(super) async fn set_server(
     tx: &mut Tx,
     org_id: &OrgId,

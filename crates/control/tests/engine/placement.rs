@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tenancy_control::{Engine, Onboarded};
-use tenancy_core::{ErrorCode, MoveMode, MoveTenant, ServerState, TenantStatus};
+use tenancy_core::{ErrorCode, MoveMode, MoveTenant, OperationState, ServerState, TenantStatus};
 
 use crate::helpers::*;
 use tenancy_testkit::TestFleet;
@@ -144,4 +144,69 @@ async fn onboardings_and_a_move_never_overfill_a_server_with_one_place_left() {
         .await
         .unwrap();
     }
+}
+
+/// A process that has no password for a server (another replica registered it) never leaves a
+/// tenant on it: the tenant placed there is placed again and provisioned elsewhere, later ones
+/// are not placed there at all, and a move there is refused naming the missing password.
+#[tokio::test]
+async fn a_server_this_process_cannot_reach_is_skipped_and_its_tenant_placed_again() {
+    let fleet = TestFleet::builder()
+        .server("pg-1", "local")
+        .server("pg-2", "local")
+        .build()
+        .unwrap();
+    // One replica knows pg-1 only. Another, started later, records pg-2 too (with a password in
+    // its own process only) and fills pg-1 a little, so placement prefers pg-2.
+    let mut only_pg1 = config(&fleet);
+    only_pg1.servers.retain(|s| s.id.as_str() == "pg-1");
+    let replica = Engine::start(only_pg1).await.unwrap();
+    let both = engine(&fleet).await;
+    let both_workers = both.run_workers();
+    let first = onboard(&both, request("6300", "First")).await;
+    assert_eq!(first.server_id.as_ref().unwrap().as_str(), "pg-1");
+    // From here on only the replica works: a worker that can reach pg-2 would rightly put the
+    // tenant there.
+    both_workers.shutdown().await;
+    let workers = replica.run_workers();
+
+    let tenant = onboard(&replica, request("6301", "Replaced")).await;
+    assert_eq!(tenant.status, TenantStatus::Active);
+    assert_eq!(tenant.server_id.as_ref().unwrap().as_str(), "pg-1");
+    let op = replica
+        .latest_operation(&tenant.org_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    assert!(op.attempts >= 2, "placed on pg-2 first, then again: {op:?}");
+    assert!(
+        fleet.tenant_databases("pg-2").is_empty(),
+        "nothing left on pg-2"
+    );
+
+    let next = onboard(&replica, request("6302", "Straight")).await;
+    assert_eq!(next.server_id.as_ref().unwrap().as_str(), "pg-1");
+    let op = replica
+        .latest_operation(&next.org_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(op.attempts, 1, "pg-2 is known to be out of reach: {op:?}");
+
+    let to_pg2 = MoveTenant {
+        server_id: Some("pg-2".parse().unwrap()),
+        mode: Some(MoveMode::Offline),
+    };
+    let err = replica
+        .move_tenant(&next.org_id, &to_pg2, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ServerUnavailable, "{err}");
+    assert!(
+        err.to_string()
+            .contains("server pg-2 cannot be reached from this process"),
+        "{err}"
+    );
+    workers.shutdown().await;
 }

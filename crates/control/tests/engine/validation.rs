@@ -41,6 +41,13 @@ async fn hostile_input_is_refused_and_touches_nothing() {
     unknown_region.region = Some("mars-1".parse().unwrap());
     let refused = engine.onboard(unknown_region, &actor()).await.unwrap_err();
     assert_eq!(refused.code(), tenancy_core::ErrorCode::UnknownRegion);
+    // A name with nothing to make a slug of asks for one, rather than inventing one.
+    let refused = engine
+        .onboard(request("6005", "!!! ???"), &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tenancy_core::ErrorCode::ValidationFailed);
+    assert!(refused.to_string().contains("give a slug"), "{refused}");
 
     let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
         .fetch_one(&mut registry(&fleet).await)

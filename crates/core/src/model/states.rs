@@ -97,6 +97,15 @@ impl TenantKind {
     pub fn standalone() -> Self {
         TenantKind::Standalone
     }
+
+    /// The kind with its indefinite article, for messages: "an agency", "a client".
+    pub fn with_article(self) -> &'static str {
+        match self {
+            TenantKind::Standalone => "a standalone",
+            TenantKind::Agency => "an agency",
+            TenantKind::Client => "a client",
+        }
+    }
 }
 
 string_enum!(
