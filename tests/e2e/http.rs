@@ -97,7 +97,15 @@ async fn slow_and_numerous_clients_cannot_hold_the_service() {
         .send()
         .await
         .unwrap();
-    assert!(odd.status().is_client_error());
+    // Answered like every other error: problem+json, with the methods the route takes.
+    assert_eq!(odd.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        odd.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    assert!(odd.headers()["allow"].to_str().unwrap().contains("POST"));
+    let problem: serde_json::Value = odd.json().await.unwrap();
+    assert_eq!(problem["code"], "method_not_allowed", "{problem}");
     let metrics = reqwest::get(format!("{}/metrics", registry.base))
         .await
         .unwrap()

@@ -124,6 +124,21 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
             vec![b' '; 200_000],
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
+        // Durations need their unit, as everywhere else.
+        (
+            Method::POST,
+            "/v1/tenants?wait=30".into(),
+            "application/json",
+            json!({"org_id": "1", "name": "A"}).to_string().into_bytes(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::DELETE,
+            "/v1/servers".into(),
+            "application/json",
+            vec![],
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
         (
             Method::POST,
             "/v1/tenants?wait=forever".into(),
@@ -216,6 +231,20 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
             "{answer:?}"
         );
     }
+
+    // An oversized body is told the limit.
+    let large = registry
+        .raw(
+            Method::POST,
+            "/v1/tenants",
+            "application/json",
+            vec![b' '; 200_000],
+        )
+        .await;
+    assert_eq!(
+        large.body["detail"],
+        "the request body is larger than the limit of 131072 bytes"
+    );
 
     // No token, or a wrong one: 401.
     for token in [None, Some("wrong")] {

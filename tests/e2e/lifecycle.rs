@@ -120,6 +120,11 @@ async fn the_whole_tenant_lifecycle_over_http() {
         .find(|op| op["kind"] == "retier")
         .unwrap()
         .clone();
+    // The answer names the operation that applies the new tier.
+    assert_eq!(
+        patched.location,
+        Some(format!("/v1/operations/{}", retier["id"].as_str().unwrap()))
+    );
     registry
         .wait_for(
             &format!("/v1/operations/{}", retier["id"].as_str().unwrap()),
@@ -281,6 +286,10 @@ async fn the_whole_tenant_lifecycle_over_http() {
         "tenancy_store_seconds",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP line"
+        );
     }
     // Two tenants provisioned (Acme's repeated request made no second one), no pool: two misses.
     assert!(

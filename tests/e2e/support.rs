@@ -144,6 +144,8 @@ pub struct Registry {
 pub struct Answer {
     pub status: StatusCode,
     pub content_type: String,
+    /// The `Location` header, when there is one.
+    pub location: Option<String>,
     pub body: Value,
 }
 
@@ -261,11 +263,17 @@ async fn answer(response: reqwest::Response) -> Answer {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let bytes = response.bytes().await.unwrap_or_default();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Answer {
         status,
         content_type,
+        location,
         body,
     }
 }

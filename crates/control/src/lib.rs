@@ -30,6 +30,7 @@ mod reconcile;
 pub mod secrets;
 pub mod sql;
 mod store;
+mod telemetry;
 mod worker;
 
 pub use activator::{ActivationError, AdminActivation, AdminActivator};
@@ -49,3 +50,4 @@ pub use store::{
     Actor, AuditEvent, Cascade, LockName, OrgEventOutcome, PendingOrgEvent, RegistryLock,
     ServerChange, TenantFilter,
 };
+pub use telemetry::describe_metrics;

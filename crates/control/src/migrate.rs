@@ -1,6 +1,7 @@
 //! Refinery migrations: the registry database's (`registry-migrations/`) and the template's
-//! (`tenant-template/`), both compiled into the binary. Refinery runs each migration in its own
-//! transaction, so a failed migration leaves a database at its previous version.
+//! (`tenant-template/`), both compiled into the binary. The registry's run each in its own
+//! transaction; a template or tenant database's pending migrations run in one (see
+//! [`migrate_schema`]). Either way a failed migration leaves a database at a version it had.
 
 use refinery::Target;
 use tenancy_core::SslMode;
@@ -44,6 +45,10 @@ async fn with_client<T>(
     tls: MakeRustlsConnect,
     work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, ControlError>,
 ) -> Result<T, ControlError> {
+    // Refinery creates its history table with IF NOT EXISTS on every run: PostgreSQL's notice
+    // that it exists already is not news worth a log line at each start.
+    let mut config = config.clone();
+    config.options("-c client_min_messages=warning");
     let (mut client, connection) = config
         .connect(tls)
         .await

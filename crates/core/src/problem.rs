@@ -25,6 +25,9 @@ pub enum ErrorCode {
     // 404.
     /// No such tenant, operation, server or route (also: one the caller may not see).
     NotFound,
+    // 405.
+    /// The route exists, but not with this method (the `Allow` header lists those it takes).
+    MethodNotAllowed,
     // 409: the request contradicts what exists.
     /// A different create request was made for this organization before.
     TenantExists,
@@ -126,6 +129,7 @@ impl ErrorCode {
             Unauthorized => 401,
             Forbidden | TenantSuspended | NoOrganization => 403,
             NotFound | TenantUnknown => 404,
+            MethodNotAllowed => 405,
             TenantExists | SlugTaken | OperationInProgress | InvalidState | NothingToRetry
             | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists
             | HasClients | UnknownRegion | UnknownParent | InvalidParent | PasswordEnvUnset
@@ -151,6 +155,7 @@ impl ErrorCode {
             Unauthorized => "unauthorized",
             Forbidden => "forbidden",
             NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
             TenantExists => "tenant_exists",
             SlugTaken => "slug_taken",
             OperationInProgress => "operation_in_progress",
@@ -328,6 +333,7 @@ fn reason_phrase(status: u16) -> &'static str {
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         409 => "Conflict",
         410 => "Gone",
         413 => "Payload Too Large",

@@ -192,8 +192,8 @@ pub struct UsageLogEntry {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageLogPage {
     pub entries: Vec<UsageLogEntry>,
-    /// Pass as `cursor` for older entries; absent on the last page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Pass as `cursor` for older entries; `null` on the last page, as in every list.
+    #[serde(default)]
     pub next_cursor: Option<i64>,
 }
 

@@ -26,6 +26,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("no route for {0}")]
     NoRoute(String),
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
     #[error(transparent)]
     Zitadel(#[from] ManagementError),
 }
@@ -56,6 +58,7 @@ impl ApiError {
             ApiError::IdentityUnavailable => ErrorCode::ZitadelUnavailable,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::NoRoute(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             ApiError::Zitadel(ManagementError::Conflict(_)) => ErrorCode::OrganizationExists,
             ApiError::Zitadel(e) if e.is_retryable() => ErrorCode::ZitadelUnavailable,
             ApiError::Zitadel(_) => ErrorCode::ZitadelError,

@@ -20,9 +20,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let limit = req.extensions().get::<BodyLimit>().copied();
         let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state)
             .await
-            .map_err(json_rejection)?;
+            .map_err(|rejection| json_rejection(rejection, limit))?;
         if !value.is_object() {
             return Err(ApiError::Refused {
                 code: ErrorCode::ValidationFailed,
@@ -41,17 +42,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let code = match &rejection {
-        JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
+/// The largest request body the service takes, in bytes (`TENANCY_MAX_BODY`), for the answer
+/// to one that is larger.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+fn json_rejection(rejection: JsonRejection, limit: Option<BodyLimit>) -> ApiError {
+    match &rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::Refused {
+            code: ErrorCode::UnsupportedMediaType,
+            detail: rejection.body_text(),
+        },
         JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ErrorCode::BodyTooLarge
+            ApiError::Refused {
+                code: ErrorCode::BodyTooLarge,
+                detail: match limit {
+                    Some(BodyLimit(bytes)) => {
+                        format!("the request body is larger than the limit of {bytes} bytes")
+                    }
+                    None => rejection.body_text(),
+                },
+            }
         }
-        _ => ErrorCode::InvalidRequest,
-    };
-    ApiError::Refused {
-        code,
-        detail: rejection.body_text(),
+        _ => ApiError::invalid(rejection.body_text()),
     }
 }
 
@@ -77,15 +90,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// A `wait` query parameter: digits and a unit (`500ms`, `30s`, `1m`; plain digits are
-/// seconds). A route waits at most its own maximum: a longer wait is shortened, never refused,
+/// A `wait` query parameter: digits and a unit (`500ms`, `30s`, `1m`), like every duration
+/// the service takes; digits alone are refused. A route waits at most its own maximum: a longer wait is shortened, never refused,
 /// so every value the OpenAPI pattern allows is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub struct Wait(std::time::Duration);
 
 impl Wait {
-    const PATTERN: &'static str = r"^[0-9]{1,6}(ms|s|m)?$";
+    const PATTERN: &'static str = r"^[0-9]{1,6}(ms|s|m)$";
 
     /// The wait, shortened to `max`.
     pub fn at_most(self, max: std::time::Duration) -> std::time::Duration {
@@ -103,11 +116,11 @@ impl TryFrom<String> for Wait {
         };
         let wait = match (number, &value[digits.len()..]) {
             (Some(n), "ms") => std::time::Duration::from_millis(n),
-            (Some(n), "s" | "") => std::time::Duration::from_secs(n),
+            (Some(n), "s") => std::time::Duration::from_secs(n),
             (Some(n), "m") => std::time::Duration::from_secs(n * 60),
             _ => {
                 return Err(format!(
-                    "invalid wait {value:?}: digits and ms, s or m (30s, 1m)"
+                    "invalid wait {value:?}: digits and a unit, ms, s or m (500ms, 30s, 1m)"
                 ));
             }
         };
@@ -138,7 +151,7 @@ mod tests {
         let pattern = regex::Regex::new(Wait::PATTERN).unwrap();
         for (text, expected) in [
             ("30s", Duration::from_secs(30)),
-            ("45", Duration::from_secs(45)),
+            ("45s", Duration::from_secs(45)),
             ("250ms", Duration::from_millis(250)),
             ("1m", Duration::from_secs(60)),
             ("999999m", Duration::from_secs(60)),
@@ -147,7 +160,7 @@ mod tests {
             let wait = Wait::try_from(text.to_owned()).unwrap();
             assert_eq!(wait.at_most(Duration::from_secs(60)), expected, "{text}");
         }
-        for text in ["", "s", "1h", "-1s", "1000000s", "3.5s", " 1s", "1 s"] {
+        for text in ["", "s", "45", "1h", "-1s", "1000000s", "3.5s", " 1s", "1 s"] {
             assert!(!pattern.is_match(text), "{text}");
             assert!(Wait::try_from(text.to_owned()).is_err(), "{text}");
         }

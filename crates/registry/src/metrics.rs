@@ -33,10 +33,60 @@ pub fn handle() -> PrometheusHandle {
                 .expect("valid buckets")
                 .build_recorder();
             let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                tenancy_control::describe_metrics();
+                describe();
+            }
             handle
         })
         .clone()
+}
+
+/// What the service's own metrics mean (the engine describes its own).
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer a request, by method, route template and status"
+    );
+    describe_counter!(
+        "http_requests_shed_total",
+        "Requests answered 503 overloaded at once (TENANCY_MAX_IN_FLIGHT reached)"
+    );
+    describe_counter!(
+        "http_connections_refused_total",
+        "Connections closed on accept (TENANCY_MAX_CONNECTIONS reached)"
+    );
+    describe_counter!(
+        "http_tls_handshake_failures_total",
+        "TLS handshakes that failed or timed out"
+    );
+    describe_gauge!("tenancy_tenants", "Tenants, by status");
+    describe_gauge!(
+        "tenancy_operations",
+        "Operations, by kind and state (read from the registry on a timer)"
+    );
+    describe_gauge!(
+        "tenancy_warm_pool_spares",
+        "Spare databases ready to claim, by server and template version"
+    );
+    describe_counter!(
+        "tenancy_org_events_total",
+        "ZITADEL organization events, by outcome"
+    );
+    describe_counter!(
+        "tenancy_org_sync_runs_total",
+        "Organization sync runs, by outcome"
+    );
+    describe_counter!(
+        "tenancy_org_sync_changes_total",
+        "Changes the organization sync applied, by change"
+    );
+    describe_counter!(
+        "tenancy_introspection_limited_total",
+        "Token introspections refused by the rate limit"
+    );
 }
 
 /// Records `http_request_duration_seconds` by method, route template and status. Labels come

@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
+use crate::extract::BodyLimit;
 use crate::serve::{Shedding, shed};
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -34,14 +35,24 @@ pub fn router(api: Router<AppState>, state: AppState, settings: &Settings) -> Ro
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(system())
         .fallback(|uri: axum::http::Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiError::MethodNotAllowed {
+                    method: method.to_string(),
+                    path: uri.path().to_owned(),
+                }
+            },
+        )
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             Shedding::new(&settings.limits()),
             shed,
         ))
         .layer(axum::middleware::from_fn(crate::metrics::track))
-        // Enforced by the body extractors, so an oversized body is answered as problem+json.
+        // Enforced by the body extractors, so an oversized body is answered as problem+json
+        // that states the limit.
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body))
+        .layer(axum::Extension(BodyLimit(settings.max_body)))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

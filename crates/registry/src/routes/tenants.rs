@@ -145,7 +145,7 @@ pub struct ListParams {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TenantPage {
     pub items: Vec<Tenant>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<OrgId>,
 }
 
@@ -253,25 +253,33 @@ pub async fn get(
     Ok(axum::Json(auth.tenant(state.engine.tenant(&org_id).await?)))
 }
 
-/// Rename and/or re-tier. A tier change applies the new limits through a `retier` operation.
+/// Rename and/or re-tier. A tier change takes effect in the registry at once and applies the new
+/// limits on the server through a `retier` operation, which the answer's `Location` names.
 #[utoipa::path(patch, path = "/v1/tenants/{org_id}", tag = "tenants", operation_id = "update_tenant", params(("org_id" = OrgId, Path)),
-    request_body = UpdateTenant, responses((status = 200, body = Tenant), (status = 409, body = Problem)))]
+    request_body = UpdateTenant, responses((status = 200, body = Tenant, headers(("Location" = String,
+        description = "With a tier change: the `retier` operation applying it (`/v1/operations/{id}`)"))),
+        (status = 409, body = Problem)))]
 pub async fn update(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
     Json(update): Json<UpdateTenant>,
-) -> ApiResult<axum::Json<Tenant>> {
+) -> ApiResult<Response> {
     auth.require_platform_admin()?;
     if update.name.is_none() && update.tier.is_none() {
         // Nothing asked, nothing changed.
-        return Ok(axum::Json(state.engine.tenant(&org_id).await?));
+        return Ok(axum::Json(state.engine.tenant(&org_id).await?).into_response());
     }
-    let (tenant, _) = state
+    let (tenant, operation) = state
         .engine
         .update_tenant(&org_id, &update, &auth.actor())
         .await?;
-    Ok(axum::Json(tenant))
+    let location = operation.map(|op| format!("/v1/operations/{}", op.id));
+    Ok((
+        location.map(|l| [(header::LOCATION, l)]),
+        axum::Json(tenant),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

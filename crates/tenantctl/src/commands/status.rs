@@ -25,6 +25,15 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
     }
     if cx.json {
         crate::output::json(&rows)?;
+    } else if rows.is_empty() {
+        println!(
+            "{}",
+            if args.drift_only {
+                "no drift: every tenant database is at its server's template version"
+            } else {
+                "no tenants"
+            }
+        );
     } else {
         let lines = rows.iter().map(|r| {
             [

@@ -1,0 +1,96 @@
+//! What every metric the engine records means, for the `# HELP` line of an exporter. The
+//! registry calls [`describe_metrics`] once its recorder is installed.
+
+/// Describes the engine's metrics to the installed `metrics` recorder.
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "tenancy_operations_total",
+        "Operations that ended, by kind and outcome"
+    );
+    describe_counter!(
+        "tenancy_operation_retries_total",
+        "Operation steps that failed and were queued again, by kind"
+    );
+    describe_histogram!(
+        "tenancy_step_duration_seconds",
+        Unit::Seconds,
+        "Time one operation step took, by kind and step"
+    );
+    describe_histogram!(
+        "tenancy_store_seconds",
+        Unit::Seconds,
+        "Time one registry query or transaction took, by its name"
+    );
+    describe_counter!(
+        "tenancy_store_errors_total",
+        "Registry queries or transactions that failed, by name"
+    );
+    describe_counter!(
+        "tenancy_provision_template_catch_ups_total",
+        "Provisionings that migrated their database because the template moved on meanwhile"
+    );
+    describe_counter!(
+        "tenancy_warm_pool_claims_total",
+        "Provisionings, by path: warm (a spare claimed) or cold (a clone)"
+    );
+    describe_histogram!(
+        "tenancy_warm_pool_refill_seconds",
+        Unit::Seconds,
+        "Time one spare took to clone"
+    );
+    describe_counter!(
+        "tenancy_warm_pool_refill_deferred_total",
+        "Refills put off (a fleet migration or a cold clone under way), by reason"
+    );
+    describe_counter!("tenancy_moves_total", "Moves, by mode and outcome");
+    describe_counter!(
+        "tenancy_move_bytes_total",
+        Unit::Bytes,
+        "Bytes copied by moves, by mode"
+    );
+    describe_histogram!(
+        "tenancy_move_downtime_seconds",
+        Unit::Seconds,
+        "How long a moved tenant could not write, by mode"
+    );
+    describe_histogram!(
+        "tenancy_move_cutover_lag_bytes",
+        Unit::Bytes,
+        "How far an online move's target was behind when its cutover began"
+    );
+    describe_histogram!(
+        "tenancy_tenant_migration_seconds",
+        Unit::Seconds,
+        "Time one tenant database's migration took in a fleet migration"
+    );
+    describe_gauge!(
+        "tenancy_drift_items",
+        "Differences between the registry and the servers at the last reconciliation, by kind"
+    );
+    describe_gauge!(
+        "tenancy_tenants_missing_database",
+        "Active or suspended tenants whose database is missing on their server"
+    );
+    describe_histogram!(
+        "tenancy_usage_round_seconds",
+        Unit::Seconds,
+        "Time one usage-sampling round took"
+    );
+    describe_counter!(
+        "tenancy_usage_counted_total",
+        "Product usage counted, by resource"
+    );
+    describe_counter!(
+        "tenancy_quota_refusals_total",
+        "Usage increments refused for a quota, by resource"
+    );
+    describe_counter!(
+        "tenancy_quota_warnings_total",
+        "Storage-quota warnings sent, by level"
+    );
+    describe_counter!(
+        "tenancy_webhook_deliveries_total",
+        "Storage-warning webhook deliveries, by outcome"
+    );
+}
