@@ -4,7 +4,7 @@ CARGO ?= cargo
 # nextest runs each test in its own process (each starts its own PostgreSQL clusters).
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run test bench lint fmt deps fuzz-deps
+.PHONY: run stop reset test bench lint fmt deps fuzz-deps
 
 VENV := .local/venv
 
@@ -22,6 +22,14 @@ $(VENV)/.installed: scripts/api-fuzz-requirements.txt
 ## Runs the registry on a private PostgreSQL cluster under .local/ (kept between runs).
 run: deps
 	@deploy/local/run.sh
+
+## Stops what `make run` started: the registry and the local cluster.
+stop:
+	@deploy/local/stop.sh
+
+## Stops, then removes the local cluster and secrets after asking (TENANCY_RESET_YES=1 skips the question).
+reset:
+	@deploy/local/stop.sh --reset
 
 ## Every test, against throw-away PostgreSQL clusters the tests start and stop themselves.
 test: deps fuzz-deps

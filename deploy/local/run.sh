@@ -67,12 +67,19 @@ export TENANCY_MASTER_KEY=$MASTER_KEY
 export TENANCY_DEV_TOKEN=$DEV_TOKEN
 export TENANCY_LISTEN=${TENANCY_LISTEN:-127.0.0.1:8080}
 
+# Everything curl and tenantctl need in another shell: `source .local/registry.env`.
 (umask 077; cat > "$LOCAL/registry.env" <<ENV
 export REGISTRY_URL=http://$TENANCY_LISTEN
 export REGISTRY_TOKEN=$DEV_TOKEN
+export TENANCY_CONFIG=$TENANCY_CONFIG
+export TENANCY_REGISTRY__URL=$TENANCY_REGISTRY__URL
+export TENANCY_LOCAL_PG_PASSWORD=$PG_PASSWORD
+export TENANCY_MASTER_KEY=$MASTER_KEY
+export PATH="$ROOT/target/release:\$PATH"
 ENV
 )
-cargo build --release -q -p tenancy-registry -p tenantctl
+echo "building tenancy-registry and tenantctl (release; the first build takes about ten minutes)"
+cargo build --release -p tenancy-registry -p tenantctl
 cat <<MSG
 
   registry:          http://$TENANCY_LISTEN
@@ -81,6 +88,10 @@ cat <<MSG
 
   In another shell:  source .local/registry.env
                      curl -H "Authorization: Bearer \$REGISTRY_TOKEN" \$REGISTRY_URL/v1/tenants
+                     tenantctl status
+  make stop          stops the registry and the local PostgreSQL cluster
+  make reset         removes the local state (asks first)
 
 MSG
+echo $$ > "$LOCAL/registry.pid"
 exec "$ROOT/target/release/tenancy-registry"
