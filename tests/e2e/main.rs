@@ -10,4 +10,5 @@ mod modules;
 mod openapi;
 mod quotas;
 mod servers;
+mod tour;
 mod warm_pool;

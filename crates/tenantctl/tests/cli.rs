@@ -290,7 +290,13 @@ async fn a_poisoned_tenant_fails_alone_keeps_its_version_and_a_rerun_after_the_f
     assert_eq!(fleet.version("tenant_fleet_0"), latest());
     let recorded = engine.tenant(&"1000".parse().unwrap()).await.unwrap();
     assert_eq!(recorded.last_migration_error, None);
-    let clean = fleet.run(&["--output", "table", "status", "--drift-only"]);
+    let clean = fleet
+        .fleet
+        .command(env!("CARGO_BIN_EXE_tenantctl"))
+        .unwrap()
+        .args(["--output", "table", "status", "--drift-only"])
+        .output()
+        .unwrap();
     assert!(
         String::from_utf8_lossy(&clean.stdout).starts_with("no drift"),
         "{}",

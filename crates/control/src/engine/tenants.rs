@@ -105,7 +105,7 @@ impl Engine {
                 "org_id is required (or create_org, to create the organization in ZITADEL)".into(),
             )
         })?;
-        let slug = slug_of(&request)?;
+        let slug = slug_of(&request, org_id);
         let new = NewTenant {
             org_id,
             request: &request,
@@ -166,7 +166,6 @@ impl Engine {
             self.check_tier(tier)?;
         }
         tenant_kind(request)?;
-        slug_of(request)?;
         if request.admin_email.is_some() && self.inner.activator.get().is_none() {
             return Err(ControlError::conflict(
                 ErrorCode::ZitadelNotConfigured,
@@ -431,16 +430,13 @@ fn tenant_kind(request: &CreateTenant) -> Result<TenantKind, ControlError> {
     }
 }
 
-/// The tenant's slug: the one asked for, or one derived from its name; a name with no letter or
-/// digit to derive one from needs an explicit slug.
-fn slug_of(request: &CreateTenant) -> Result<Slug, ControlError> {
-    match &request.slug {
-        Some(slug) => Ok(slug.clone()),
-        None => slug_from_name(request.name.as_str()).ok_or_else(|| {
-            ControlError::Validation(format!(
-                "name {:?} has no letter or digit to derive a slug from: give a slug",
-                request.name.as_str()
-            ))
-        }),
-    }
+/// The tenant's slug: the one asked for, or one derived from its name, or, for a name with no
+/// letter or digit, from its organization's id (`org_<org_id>`): never a made-up one that says
+/// nothing of the tenant.
+fn slug_of(request: &CreateTenant, org_id: &OrgId) -> Slug {
+    request.slug.clone().unwrap_or_else(|| {
+        slug_from_name(request.name.as_str())
+            .or_else(|| slug_from_name(&format!("org {org_id}")))
+            .expect("an organization id has a letter or digit")
+    })
 }

@@ -666,9 +666,11 @@ impl Store {
                     format!("tenant {org_id} is no longer on server {}", new.source),
                 ));
             }
+            // Placements and moves of the region queue here, so racing requests spread, and
+            // every one locks the region's servers in the same order (the move's record then
+            // only reads them, through its foreign keys).
+            lock_region(&mut tx, &tenant.region).await?;
             if new.target_chosen {
-                // Placements and moves of the region queue here, so racing requests spread.
-                lock_region(&mut tx, &tenant.region).await?;
                 let best = best_target(&mut *tx, &tenant, new.avoid).await?;
                 if &best != new.target {
                     return Ok(Requested::Elsewhere(best));

@@ -208,7 +208,6 @@ async fn a_crash_around_a_claim_resumes_to_one_database_and_no_spare_is_lost_or_
         (Step::Database, Moment::Before),
         (Step::Database, Moment::After),
         (Step::Lockdown, Moment::After),
-        (Step::Verify, Moment::After),
     ];
     for (i, (step, moment)) in points.into_iter().enumerate() {
         let org_id = format!("94{i:02}");

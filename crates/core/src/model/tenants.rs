@@ -20,7 +20,8 @@ pub struct CreateTenant {
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub org_id: Option<OrgId>,
     pub name: TenantName,
-    /// Derived from `name` when absent; an explicit slug that is taken is a conflict, not renamed.
+    /// Derived from `name` when absent (from `org_id`, as `org_<org_id>`, for a name with no
+    /// letter or digit); an explicit slug that is taken is a conflict, not renamed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug: Option<Slug>,
     /// The configured default region when absent.

@@ -6,16 +6,23 @@ use tenancy_core::OrgId;
 
 use crate::{Context, Exit};
 
-/// Open psql on a tenant's database (as the server's admin user).
+/// Open psql on a tenant's database (as the server's admin user, or as the tenant's own role).
 #[derive(clap::Args)]
-#[command(after_help = "Example:
+#[command(after_help = "Examples:
   tenantctl psql 263014839178313731 -- -c 'SELECT count(*) FROM tickets'
+  tenantctl psql 263014839178313731 --as-tenant -- -c 'SELECT current_user'
+
+--as-tenant connects as the tenant's login role with its current password, to see exactly what
+the tenant can (an active tenant only; a suspended one cannot log in).
 
 The server's TLS settings are passed on (PGSSLMODE; PGSSLROOTCERT when the registry holds the
 server's CA). Without a CA of its own, verify-ca and verify-full use libpq's default roots.
 Exit status is psql's.")]
 pub struct Args {
     org_id: OrgId,
+    /// Connect as the tenant's own role instead of the server's admin user.
+    #[arg(long)]
+    as_tenant: bool,
     /// Extra arguments for psql, after `--`.
     #[arg(last = true)]
     args: Vec<String>,
@@ -47,10 +54,25 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
         }
         (None, None) => None,
     };
+    let (user, password) = if args.as_tenant {
+        let info = engine.connection_info(&args.org_id).await?;
+        let password = info.password.with_context(|| {
+            format!(
+                "tenant {} is {}: its role cannot log in",
+                args.org_id, info.status
+            )
+        })?;
+        (info.user.to_string(), password)
+    } else {
+        (
+            config.admin_user.clone(),
+            password.expose_secret().to_owned(),
+        )
+    };
     let status = psql
-        .env("PGPASSWORD", password.expose_secret())
+        .env("PGPASSWORD", password)
         .args(["-h", &config.host, "-p", &config.port.to_string()])
-        .args(["-U", &config.admin_user, "-d", tenant.db_name.as_str()])
+        .args(["-U", &user, "-d", tenant.db_name.as_str()])
         .args(&args.args)
         .status()
         .context("running psql (is it installed?)")?;
