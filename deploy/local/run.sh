@@ -3,31 +3,11 @@
 # the registry on 127.0.0.1:8080 with a development token.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
-LOCAL=$ROOT/.local
-PGDATA=$LOCAL/pgdata
+. deploy/local/common.sh
 PORT=${TENANCY_LOCAL_PG_PORT:-54329}
 mkdir -p "$LOCAL"
 chmod 755 "$LOCAL"
 
-pg_bin() {
-  if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; return; fi
-  local d
-  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  if [ -n "$d" ]; then echo "$d"; else dirname "$(command -v initdb)"; fi
-}
-BIN=$(pg_bin)
-
-# initdb refuses to run as root: PostgreSQL runs as the unprivileged 'postgres' user then.
-as_pg() {
-  if [ "$(id -u)" -eq 0 ]; then
-    local user=postgres
-    id "$user" >/dev/null 2>&1 || user=nobody
-    runuser -u "$user" -- "$@"
-  else
-    "$@"
-  fi
-}
 own() { if [ "$(id -u)" -eq 0 ]; then chown -R "$(id -u postgres 2>/dev/null || id -u nobody)" "$@"; fi; }
 
 secret() { # secret FILE: a random value, made once

@@ -3,8 +3,7 @@
 # `make reset` (with --reset): then removes the local state, after asking.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-LOCAL=$PWD/.local
-PGDATA=$LOCAL/pgdata
+. deploy/local/common.sh
 
 if [ -s "$LOCAL/registry.pid" ]; then
   pid=$(cat "$LOCAL/registry.pid")
@@ -16,17 +15,6 @@ if [ -s "$LOCAL/registry.pid" ]; then
   rm -f "$LOCAL/registry.pid"
 fi
 
-BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
-[ -n "$BIN" ] || BIN=$(dirname "$(command -v pg_ctl)")
-as_pg() {
-  if [ "$(id -u)" -eq 0 ]; then
-    local user=postgres
-    id "$user" >/dev/null 2>&1 || user=nobody
-    runuser -u "$user" -- "$@"
-  else
-    "$@"
-  fi
-}
 if [ -f "$PGDATA/PG_VERSION" ] && as_pg "$BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
   echo "stopping the local PostgreSQL cluster"
   as_pg "$BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null

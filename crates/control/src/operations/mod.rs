@@ -21,7 +21,7 @@ mod rotate_credentials;
 mod suspend;
 
 use secrecy::SecretString;
-use tenancy_core::{Operation, OperationKind, Step, Tenant};
+use tenancy_core::{Lane, Operation, OperationKind, Step, Tenant};
 
 use crate::activator::AdminActivator;
 use crate::admins::ServerAdmins;
@@ -38,37 +38,21 @@ pub(crate) const DELETABLE: &[tenancy_core::TenantStatus] = &[
     tenancy_core::TenantStatus::Failed,
 ];
 
-/// How many attempts an operation of `kind` gets before it fails for good: inviting an admin
-/// depends on the identity provider and has a budget of its own.
+/// How many attempts an operation of `kind` gets before it fails for good: the identity lane
+/// (inviting an admin) depends on the identity provider and has a budget of its own.
 pub(crate) fn max_attempts(kind: OperationKind, engine: &EngineConfig) -> i32 {
-    match kind {
-        OperationKind::ActivateAdmin => engine.admin_activation_attempts,
-        OperationKind::Provision
-        | OperationKind::Suspend
-        | OperationKind::Resume
-        | OperationKind::Retier
-        | OperationKind::Deprovision
-        | OperationKind::Purge
-        | OperationKind::RotateCredentials
-        | OperationKind::Converge
-        | OperationKind::Move => engine.max_attempts,
+    match kind.lane() {
+        Lane::Identity => engine.admin_activation_attempts,
+        Lane::Tenant => engine.max_attempts,
     }
 }
 
-/// Whether a worker can run `kind`: admin activation needs an identity provider. A worker that
+/// Whether a worker can run `kind`: the identity lane needs an identity provider. A worker that
 /// cannot run a kind never claims it; another replica will.
 pub(crate) fn runnable(kind: OperationKind, has_activator: bool) -> bool {
-    match kind {
-        OperationKind::ActivateAdmin => has_activator,
-        OperationKind::Provision
-        | OperationKind::Suspend
-        | OperationKind::Resume
-        | OperationKind::Retier
-        | OperationKind::Deprovision
-        | OperationKind::Purge
-        | OperationKind::RotateCredentials
-        | OperationKind::Converge
-        | OperationKind::Move => true,
+    match kind.lane() {
+        Lane::Identity => has_activator,
+        Lane::Tenant => true,
     }
 }
 
