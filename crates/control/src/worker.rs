@@ -14,7 +14,7 @@ use crate::activator::AdminActivator;
 use crate::admins::ServerAdmins;
 use crate::config::Config;
 use crate::error::ControlError;
-use crate::operations::{self, StepContext};
+use crate::operations::{self, Advance, Prefetched, StepContext};
 use crate::secrets::Keyring;
 use crate::store::{Finished, Store};
 
@@ -48,12 +48,10 @@ impl WorkerContext {
             op,
             worker,
             tenant,
-            claimed_spare: None,
-            spare_adopted: false,
             credentials: None,
             lease_extended_at: None,
-            privileges_granted: false,
-            nothing_to_record: false,
+            provision: Default::default(),
+            moving: Default::default(),
             finished: None,
         }
     }
@@ -95,7 +93,7 @@ pub(crate) async fn run(cx: Arc<WorkerContext>, name: String, cancel: Cancellati
                 // One notification wakes one worker; this one passes it on, so that the
                 // operations queued together are all taken by idle workers.
                 cx.wake.notify_one();
-                match run_claimed(&cx, &name, op, &cancel, Known::default()).await {
+                match run_claimed(&cx, &name, op, &cancel, Prefetched::default()).await {
                     Outcome::Handled(_) => {}
                     #[cfg(feature = "testing")]
                     Outcome::Crashed => return,
@@ -119,25 +117,13 @@ pub(crate) async fn run(cx: Arc<WorkerContext>, name: String, cancel: Cancellati
     }
 }
 
-/// What whoever claimed an operation knows of it already, so that its run does not read it
-/// again.
-#[derive(Default)]
-pub(crate) struct Known {
-    pub tenant: Option<tenancy_core::Tenant>,
-    /// The warm-pool spare the operation's tenant holds (see `StepContext::claimed_spare`).
-    pub claimed_spare: Option<Option<crate::store::Spare>>,
-    pub credentials: Option<crate::secrets::Credentials>,
-    /// When the lease was taken (before it was asked for).
-    pub leased_at: Option<Instant>,
-}
-
 /// Runs an operation this worker has claimed, to its end or to its next retry.
 pub(crate) async fn run_claimed(
     cx: &Arc<WorkerContext>,
     worker: &str,
     op: Operation,
     cancel: &CancellationToken,
-    known: Known,
+    known: Prefetched,
 ) -> Outcome {
     let span = info_span!("operation", op_id = %op.id, org_id = %op.org_id, kind = %op.kind, attempt = op.attempts);
     async {
@@ -176,7 +162,7 @@ async fn run_steps(
     op: &Operation,
     step: &mut Step,
     cancel: &CancellationToken,
-    known: Known,
+    known: Prefetched,
 ) -> Result<Progress, ControlError> {
     let tenant = match known.tenant {
         Some(tenant) => tenant,
@@ -187,7 +173,7 @@ async fn run_steps(
             .ok_or_else(|| ControlError::TenantNotFound(op.org_id.clone()))?,
     };
     let mut step_cx = cx.step_context(op, worker, tenant);
-    step_cx.claimed_spare = known.claimed_spare;
+    step_cx.provision.claimed_spare = known.claimed_spare;
     step_cx.credentials = known.credentials;
     step_cx.lease_extended_at = known.leased_at;
     loop {
@@ -206,7 +192,7 @@ async fn run_steps(
             .await;
         metrics::histogram!("tenancy_step_duration_seconds", "kind" => op.kind.as_str(), "step" => step.as_str())
             .record(started.elapsed().as_secs_f64());
-        result?;
+        let advance = result?;
         #[cfg(feature = "testing")]
         crash_if_injected(cx, op.kind, *step, crate::faults::Moment::After)?;
         let next = op.kind.next_step(*step);
@@ -214,7 +200,7 @@ async fn run_steps(
             // The last step recorded the operation's end in its own transaction.
             return Ok(Progress::Finished(step_cx.finished.take().map(Box::new)));
         }
-        if std::mem::take(&mut step_cx.nothing_to_record) {
+        if advance == Advance::Skip {
             *step = next;
             continue;
         }

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Engine;
+use crate::operations::Prefetched;
 use crate::reconcile::Repair;
 use crate::store::{Finished, LockName};
 use crate::worker::{self, WorkerContext};
@@ -65,11 +66,7 @@ impl RunSlot {
     /// Runs the operation, claimed for [`Self::worker`] already, in the background; the handle
     /// ends with the run: how the operation ended when it succeeded, else `None` (handed back,
     /// or left for a retry or failed).
-    pub(super) fn run(
-        self,
-        op: Operation,
-        known: worker::Known,
-    ) -> JoinHandle<Option<Box<Finished>>> {
+    pub(super) fn run(self, op: Operation, known: Prefetched) -> JoinHandle<Option<Box<Finished>>> {
         let runner = self.runner.clone();
         let span = info_span!("worker", worker = %runner.name);
         self.runner.runs.spawn(

@@ -11,11 +11,11 @@ use tracing::{info, instrument};
 
 use super::Engine;
 use crate::error::ControlError;
+use crate::operations::Prefetched;
 use crate::store::{
     Actor, Cascade, Created, Lease, NewTenant, OrgEventOutcome, PendingOrgEvent, Recorded,
     TenantFilter,
 };
-use crate::worker::Known;
 
 /// What onboarding did.
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ impl Engine {
         let id = operation.id;
         let deadline = tokio::time::Instant::now() + wait;
         if let Some(slot) = slot {
-            let known = Known {
+            let known = Prefetched {
                 leased_at: Some(leased_at),
                 ..known
             };
@@ -98,7 +98,7 @@ impl Engine {
         request: CreateTenant,
         actor: &Actor,
         runner: Option<Lease<'_>>,
-    ) -> Result<(Onboarded, Known), ControlError> {
+    ) -> Result<(Onboarded, Prefetched), ControlError> {
         let region = self.check_onboarding(&request)?;
         let org_id = request.org_id.as_ref().ok_or_else(|| {
             ControlError::Validation(
@@ -129,7 +129,7 @@ impl Engine {
                 } = *recorded;
                 info!(op_id = %operation.id, db_name = %tenant.db_name, server_id = tenant.server_id.as_ref().map(ServerId::as_str),
                     spare = ?spare.as_ref().map(|s| &s.db_name), "tenant recorded, provisioning queued");
-                let known = Known {
+                let known = Prefetched {
                     tenant: Some(tenant.clone()),
                     claimed_spare: Some(spare),
                     credentials: Some(credentials),
@@ -137,9 +137,10 @@ impl Engine {
                 };
                 Ok((Onboarded::Created { tenant, operation }, known))
             }
-            Created::Existing(tenant) => {
-                Ok((Onboarded::Existing { tenant: *tenant }, Known::default()))
-            }
+            Created::Existing(tenant) => Ok((
+                Onboarded::Existing { tenant: *tenant },
+                Prefetched::default(),
+            )),
         }
     }
 

@@ -56,20 +56,45 @@ pub(crate) fn runnable(kind: OperationKind, has_activator: bool) -> bool {
     }
 }
 
-/// Runs one step of the context's operation.
-pub(crate) async fn run_step(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
+/// Whether a step's work is worth recording as the operation's advance. A step that changed
+/// nothing a repeat would not redo as cheaply is not: the worker goes on to the next step
+/// without a registry write, and after a crash the step runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Advance {
+    Record,
+    Skip,
+}
+
+/// Runs one step of the context's operation; says whether to record it.
+pub(crate) async fn run_step(
+    cx: &mut StepContext<'_>,
+    step: Step,
+) -> Result<Advance, ControlError> {
+    let recorded = |()| Advance::Record;
     match cx.op.kind {
         OperationKind::Provision => provision::run(cx, step).await,
-        OperationKind::Suspend => suspend::run(cx, step).await,
-        OperationKind::Resume => resume::run(cx, step).await,
-        OperationKind::Retier => retier::run(cx, step).await,
-        OperationKind::Deprovision => deprovision::run(cx, step).await,
-        OperationKind::Purge => purge::run(cx, step).await,
-        OperationKind::ActivateAdmin => activate_admin::run(cx, step).await,
-        OperationKind::RotateCredentials => rotate_credentials::run(cx, step).await,
-        OperationKind::Converge => converge::run(cx, step).await,
-        OperationKind::Move => move_tenant::run(cx, step).await,
+        OperationKind::Suspend => suspend::run(cx, step).await.map(recorded),
+        OperationKind::Resume => resume::run(cx, step).await.map(recorded),
+        OperationKind::Retier => retier::run(cx, step).await.map(recorded),
+        OperationKind::Deprovision => deprovision::run(cx, step).await.map(recorded),
+        OperationKind::Purge => purge::run(cx, step).await.map(recorded),
+        OperationKind::ActivateAdmin => activate_admin::run(cx, step).await.map(recorded),
+        OperationKind::RotateCredentials => rotate_credentials::run(cx, step).await.map(recorded),
+        OperationKind::Converge => converge::run(cx, step).await.map(recorded),
+        OperationKind::Move => move_tenant::run(cx, step).await.map(recorded),
     }
+}
+
+/// What whoever claimed an operation knows of it already, so that its run does not read it
+/// again (the request that onboards a tenant and runs its provisioning at once).
+#[derive(Default)]
+pub(crate) struct Prefetched {
+    pub tenant: Option<Tenant>,
+    /// The warm-pool spare the operation's tenant holds (see [`provision::Run`]).
+    pub claimed_spare: Option<Option<crate::store::Spare>>,
+    pub credentials: Option<Credentials>,
+    /// When the lease was taken (before it was asked for).
+    pub leased_at: Option<std::time::Instant>,
 }
 
 /// Undoes what an operation that gives up for good leaves half done, before it is marked
@@ -99,23 +124,15 @@ pub(crate) struct StepContext<'a> {
     /// The worker holding the operation's lease: finishing is fenced by it.
     pub worker: &'a str,
     pub tenant: Tenant,
-    /// The warm-pool spare this provisioning claimed, once read: only its onboarding and its
-    /// own `claim_spare` step claim one, so one read serves the steps of a run.
-    pub claimed_spare: Option<Option<crate::store::Spare>>,
-    /// Whether this run's `role` step made the claimed spare the tenant's whole (see
-    /// `provision`), leaving nothing on the server to the steps after it.
-    pub spare_adopted: bool,
     /// The tenant's credentials, once read: only a rotation's last step changes them.
     pub credentials: Option<Credentials>,
     /// When this worker last extended the operation's lease by advancing it (taken before the
     /// advance was sent, so the lease runs at least `lease` from then).
     pub lease_extended_at: Option<std::time::Instant>,
-    /// Whether this run's `lockdown` found the tenant's role holding the app's privileges
-    /// already (a spare's role made the tenant's), which spares `activate` granting them.
-    pub privileges_granted: bool,
-    /// Set by a step that changed nothing a repeat would not redo as cheaply: the worker goes
-    /// on to the next step without recording the advance (one registry write less).
-    pub nothing_to_record: bool,
+    /// What this run of a provisioning learned on its way.
+    pub provision: provision::Run,
+    /// What this run of a move read of its move.
+    pub moving: move_tenant::Run,
     /// How the operation ended, once its last step ended it.
     pub finished: Option<crate::store::Finished>,
 }

@@ -26,8 +26,25 @@ use crate::pgtools::PgTools;
 use crate::store::{Effect, Finish};
 use tenancy_core::TenantMove;
 
+/// What one run of a move read of its move: its record, read once per run. The steps use what
+/// does not change (mode, source, target); what they measure they write to the registry.
+#[derive(Default)]
+pub(crate) struct Run {
+    record: Option<TenantMove>,
+}
+
+/// The move this operation runs (see [`Run`]).
+async fn record(cx: &mut StepContext<'_>) -> Result<TenantMove, ControlError> {
+    if let Some(record) = &cx.moving.record {
+        return Ok(record.clone());
+    }
+    let record = cx.store.move_record(cx.op.id).await?;
+    cx.moving.record = Some(record.clone());
+    Ok(record)
+}
+
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
-    let m = &cx.store.move_record(cx.op.id).await?;
+    let m = &record(cx).await?;
     let online = m.mode == MoveMode::Online;
     let db = &cx.tenant.db_name.clone();
     let role = cx.tenant.role_name();
@@ -234,7 +251,7 @@ pub(super) async fn abandon(
     cx: &mut StepContext<'_>,
     why: &ControlError,
 ) -> Result<(), ControlError> {
-    let m = &cx.store.move_record(cx.op.id).await?;
+    let m = &record(cx).await?;
     if cx.tenant.server_id.as_ref() == Some(&m.target_server_id) {
         return Ok(());
     }

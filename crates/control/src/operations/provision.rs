@@ -3,8 +3,7 @@
 //! from the spare (renamed) or else cloned from the template, locked down, then the tenant is
 //! active (and its first admin's activation queued, when it names one) once its role has the
 //! app's privileges there and has connected as the tenant: `activate` does these last two while
-//! its registry transaction is under way, and commits it once they succeeded (`verify` is
-//! left with nothing to do).
+//! its registry transaction is under way, and commits it once they succeeded.
 //!
 //! Onboarding places the tenant and claims its spare in the request's own transaction (see
 //! `Store::create_tenant`), so the operation usually starts at `role`; `place` and
@@ -12,20 +11,37 @@
 //!
 //! A claimed spare is made the tenant's in one transaction on its server by the `role` step
 //! (role, database, lockdown at once: see `ServerAdmin::adopt_spare`); the `database` and
-//! `lockdown` steps of that run then have nothing to do. The worker records no advance for
-//! these steps, for a clone's `database`, for `lockdown` nor for `verify`: after a crash they
-//! repeat their own parts, which find the work done at the cost of a few reads (the clone is
-//! found and taken, being the tenant's; the lockdown is done again, for what it cost the first
-//! time). The spare's record goes when the tenant is activated.
+//! `lockdown` steps of that run then have nothing to do. Each step says whether its work is
+//! worth recording as the operation's advance ([`Advance`]): these steps, a clone's `database`
+//! and `lockdown` are not; after a crash they repeat their own parts, which find the work done
+//! at the cost of a few reads (the clone is found and taken, being the tenant's; the lockdown is
+//! done again, for what it cost the first time). The spare's record goes when the tenant is
+//! activated. What a run learns on its way is its [`Run`].
 
 use tenancy_core::{OperationKind, Step};
 use tracing::{info, warn};
 
-use super::StepContext;
+use super::{Advance, StepContext};
 use crate::error::ControlError;
 use crate::store::{Finish, Spare};
 
-pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
+/// What one run of a provisioning learns on its way, so that its later steps neither read it
+/// again nor redo it. A new run (after a crash or a retry) starts empty and reads what it
+/// needs.
+#[derive(Default)]
+pub(crate) struct Run {
+    /// The warm-pool spare this provisioning claimed, once read: only its onboarding and its
+    /// own `claim_spare` step claim one, so one read serves the steps of a run.
+    pub claimed_spare: Option<Option<Spare>>,
+    /// Whether this run's `role` step made the claimed spare the tenant's whole (see
+    /// `ServerAdmin::adopt_spare`), leaving nothing on the server to the steps after it.
+    spare_adopted: bool,
+    /// Whether this run's `lockdown` found the tenant's role holding the app's privileges
+    /// already (a spare's role made the tenant's), which spares `activate` granting them.
+    privileges_granted: bool,
+}
+
+pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<Advance, ControlError> {
     if cx.tenant.server_id.is_none() && step != Step::Place {
         // Taken off a server this process cannot reach (see below): placed again first.
         let avoid = cx.admins.unreachable();
@@ -43,7 +59,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
     result
 }
 
-async fn run_step(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
+async fn run_step(cx: &mut StepContext<'_>, step: Step) -> Result<Advance, ControlError> {
     let db = &cx.tenant.db_name.clone();
     let role = cx.tenant.role_name();
     match step {
@@ -53,13 +69,12 @@ async fn run_step(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlErr
                 .place(&cx.tenant.org_id, &cx.admins.unreachable())
                 .await?;
             cx.tenant.server_id = Some(server);
-            Ok(())
+            Ok(Advance::Record)
         }
         Step::Role => {
             let Some(spare) = claimed(cx).await? else {
                 // A clone's role is made beside the clone, by `database`.
-                cx.nothing_to_record = true;
-                return Ok(());
+                return Ok(Advance::Skip);
             };
             let password = cx.password().await?;
             let admin = cx.admin().await?;
@@ -71,10 +86,9 @@ async fn run_step(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlErr
                     .adopt_spare(&spare.db_name, tenant, &password, limits, org_id)
                     .await?
                 {
-                    cx.spare_adopted = true;
+                    cx.provision.spare_adopted = true;
                     // A repeat finds the spare gone and the role the tenant's: a few reads.
-                    cx.nothing_to_record = true;
-                    return Ok(());
+                    return Ok(Advance::Skip);
                 }
                 admin
                     .adopt_spare_role(&spare.db_name, &role, &cx.tenant.org_id)
@@ -82,12 +96,13 @@ async fn run_step(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlErr
             }
             admin
                 .ensure_role(&role, &password, cx.limits()?, &cx.tenant.org_id, true)
-                .await
+                .await?;
+            Ok(Advance::Record)
         }
-        Step::ClaimSpare => claim_spare(cx).await,
+        Step::ClaimSpare => claim_spare(cx).await.map(|()| Advance::Record),
         Step::Database => database(cx).await,
-        Step::Lockdown => lockdown(cx).await,
-        Step::Activate => activate(cx).await,
+        Step::Lockdown => lockdown(cx).await.map(|()| Advance::Skip),
+        Step::Activate => activate(cx).await.map(|()| Advance::Record),
         other => Err(cx.unexpected(other)),
     }
 }
@@ -128,7 +143,7 @@ async fn activate(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     let login = admin.verify_login(&db, &role, &password);
     let others = admin.end_other_sessions(&db, &role);
     let spare_version = match claimed(cx).await? {
-        Some(spare) if cx.privileges_granted => Some(spare.template_version),
+        Some(spare) if cx.provision.privileges_granted => Some(spare.template_version),
         _ => None,
     };
     let activated = match spare_version {
@@ -198,35 +213,36 @@ async fn claim_spare(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
         return Ok(());
     }
     let spare = cx.store.claim_spare(&cx.tenant.org_id, admin.id()).await?;
-    cx.claimed_spare = Some(spare);
+    cx.provision.claimed_spare = Some(spare);
     Ok(())
 }
 
-/// The spare this provisioning claimed, read once per run (see `StepContext::claimed_spare`).
+/// The spare this provisioning claimed, read once per run (see [`Run::claimed_spare`]).
 async fn claimed(cx: &mut StepContext<'_>) -> Result<Option<Spare>, ControlError> {
-    if let Some(known) = &cx.claimed_spare {
+    if let Some(known) = &cx.provision.claimed_spare {
         return Ok(known.clone());
     }
     let found = cx.store.claimed_spare(&cx.tenant.org_id).await?;
-    cx.claimed_spare = Some(found.clone());
+    cx.provision.claimed_spare = Some(found.clone());
     Ok(found)
 }
 
 /// The tenant's database: the spare it claimed, renamed, else a clone of the template, made
 /// while the tenant's role is (neither needs the other).
-async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
-    if cx.spare_adopted {
-        cx.nothing_to_record = true;
-        return Ok(());
+async fn database(cx: &mut StepContext<'_>) -> Result<Advance, ControlError> {
+    if cx.provision.spare_adopted {
+        return Ok(Advance::Skip);
     }
     let admin = cx.admin().await?;
     if let Some(spare) = claimed(cx).await? {
         let (db, org_id) = (&cx.tenant.db_name, &cx.tenant.org_id);
-        return admin.adopt_spare_database(&spare.db_name, db, org_id).await;
+        admin
+            .adopt_spare_database(&spare.db_name, db, org_id)
+            .await?;
+        return Ok(Advance::Record);
     }
-    // A repeat finds the role and the clone, and takes the clone: closed and untagged until the
-    // lockdown opens it to the tenant, tagged for it after.
-    cx.nothing_to_record = true;
+    // A repeat finds the role and the clone, and takes the clone (closed and untagged until the
+    // lockdown opens it to the tenant, tagged for it after): nothing to record.
     let password = cx.password().await?;
     let role = cx.tenant.role_name();
     let (org_id, db, limits) = (&cx.tenant.org_id, &cx.tenant.db_name, cx.limits()?);
@@ -242,7 +258,7 @@ async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
             admin.drop_database(db).await?;
             Err(refused)
         }
-        (made_role, cloned) => made_role.and(cloned).map(drop),
+        (made_role, cloned) => made_role.and(cloned).map(|_| Advance::Skip),
     }
 }
 
@@ -251,9 +267,8 @@ async fn database(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
 /// gone: renamed) has the template's privileges already, which spares `activate` granting
 /// them. Cheap to repeat: nothing is recorded.
 async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
-    cx.nothing_to_record = true;
-    if cx.spare_adopted {
-        cx.privileges_granted = true;
+    if cx.provision.spare_adopted {
+        cx.provision.privileges_granted = true;
         return Ok(());
     }
     let claimed = claimed(cx).await?;
@@ -271,6 +286,6 @@ async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     };
     let (db, role) = (&cx.tenant.db_name, cx.tenant.role_name());
     admin.open_to(db, &role, &cx.tenant.org_id).await?;
-    cx.privileges_granted = role_adopted;
+    cx.provision.privileges_granted = role_adopted;
     Ok(())
 }

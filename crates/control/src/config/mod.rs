@@ -3,7 +3,11 @@
 //! registry URL may come from `TENANCY_REGISTRY__URL`, server passwords and the master key from the
 //! environment variables the file names.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod engine;
+mod servers;
+mod tiers;
+
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,12 +15,17 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 use serde::Deserialize;
-use tenancy_core::{
-    FeatureName, QuotaName, QuotaPeriod, Region, ServerId, ServerState, SslMode, Tier,
-};
+use tenancy_core::{Region, ServerId, Tier};
 
 use crate::error::ControlError;
 use crate::secrets::{Keyring, MasterKey};
+
+pub use engine::{EngineConfig, MovesConfig, UsageConfig, WarmPoolConfig};
+pub use servers::ServerConfig;
+pub use tiers::{QuotaLimit, TierLimits};
+
+use engine::check_webhook_url;
+use tiers::default_tiers;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -42,85 +51,6 @@ pub struct Config {
     pub moves: MovesConfig,
 }
 
-/// Moving tenants between servers (`POST /v1/tenants/{org_id}/move`, `tenantctl tenants move`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MovesConfig {
-    /// Where `pg_dump` and `pg_restore` are; the `PATH`, then the newest
-    /// `/usr/lib/postgresql/*/bin`, when unset.
-    #[serde(default)]
-    pub pg_bin_dir: Option<std::path::PathBuf>,
-    /// An online move cuts over once the target is this close behind the source (WAL bytes).
-    #[serde(default = "default_cutover_lag")]
-    pub cutover_lag: bytesize::ByteSize,
-    /// How long an online move's initial copy and catch-up may take before the step is retried.
-    #[serde(default = "default_catch_up_timeout", with = "humantime_serde")]
-    pub catch_up_timeout: Duration,
-    /// How long the cutover waits for the target to apply the source's last changes (the
-    /// tenant is blocked meanwhile) before the step is retried.
-    #[serde(default = "default_cutover_timeout", with = "humantime_serde")]
-    pub cutover_timeout: Duration,
-}
-
-impl Default for MovesConfig {
-    fn default() -> Self {
-        Self {
-            pg_bin_dir: None,
-            cutover_lag: default_cutover_lag(),
-            catch_up_timeout: default_catch_up_timeout(),
-            cutover_timeout: default_cutover_timeout(),
-        }
-    }
-}
-
-fn default_cutover_lag() -> bytesize::ByteSize {
-    bytesize::ByteSize::mib(16)
-}
-
-fn default_catch_up_timeout() -> Duration {
-    Duration::from_secs(3600)
-}
-
-fn default_cutover_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-/// The warm pool: databases cloned from the template ahead of demand, so that onboarding is a
-/// rename, a role and a few grants.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WarmPoolConfig {
-    /// Spare databases kept on each active server (a server's `warm_pool` overrides it); 0 turns
-    /// the pool off.
-    #[serde(default)]
-    pub size: u32,
-    /// How often the pool is refilled.
-    #[serde(default = "default_refill_interval", with = "humantime_serde")]
-    pub refill_interval: Duration,
-    /// Spares cloned at once on one server. One by default: a refill's clones queue behind each
-    /// other instead of together competing with onboarding for the server's I/O.
-    #[serde(default = "default_clones_at_once")]
-    pub clones_at_once: u32,
-}
-
-impl Default for WarmPoolConfig {
-    fn default() -> Self {
-        Self {
-            size: 0,
-            refill_interval: default_refill_interval(),
-            clones_at_once: default_clones_at_once(),
-        }
-    }
-}
-
-fn default_clones_at_once() -> u32 {
-    1
-}
-
-fn default_refill_interval() -> Duration {
-    Duration::from_secs(2)
-}
-
 impl Config {
     /// Spare databases to keep on `server` (configured servers may override the size; servers
     /// registered through the API take the default).
@@ -138,63 +68,6 @@ impl Config {
     }
 }
 
-/// The usage sampler: every tenant's database size and sessions, which enforce storage quotas.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UsageConfig {
-    /// How often each server is sampled (one query per server per round).
-    #[serde(default = "default_sample_interval", with = "humantime_serde")]
-    pub sample_interval: Duration,
-    /// How long samples are kept.
-    #[serde(default = "default_usage_keep", with = "humantime_serde")]
-    pub keep: Duration,
-    /// Where storage warnings (80%, 95%) are also posted, signed with HMAC-SHA256; none when
-    /// unset. `https://` (plain `http://` only to a loopback host).
-    #[serde(default)]
-    pub warning_webhook_url: Option<String>,
-    /// The environment variable holding the webhook's signing secret (required with the URL).
-    #[serde(default)]
-    pub warning_webhook_secret_env: Option<String>,
-    /// The signing secret, read from `warning_webhook_secret_env` at load.
-    #[serde(skip)]
-    pub warning_webhook_secret: Option<SecretString>,
-}
-
-impl Default for UsageConfig {
-    fn default() -> Self {
-        Self {
-            sample_interval: default_sample_interval(),
-            keep: default_usage_keep(),
-            warning_webhook_url: None,
-            warning_webhook_secret_env: None,
-            warning_webhook_secret: None,
-        }
-    }
-}
-
-/// A webhook URL: `https://`, or `http://` to a loopback host (a local relay).
-fn check_webhook_url(url: &str) -> Result<(), ControlError> {
-    let refused =
-        |why: &str| ControlError::Config(format!("usage.warning_webhook_url {url:?}: {why}"));
-    let parsed = reqwest::Url::parse(url).map_err(|e| refused(&e.to_string()))?;
-    let host = parsed.host_str().ok_or_else(|| refused("no host"))?;
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if tenancy_core::is_loopback_host(host) => Ok(()),
-        _ => Err(refused(
-            "must be https:// (http:// only to a loopback host)",
-        )),
-    }
-}
-
-fn default_sample_interval() -> Duration {
-    Duration::from_secs(300)
-}
-
-fn default_usage_keep() -> Duration {
-    Duration::from_secs(30 * 24 * 3600)
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
@@ -202,250 +75,6 @@ pub struct RegistryConfig {
     pub url: SecretString,
     #[serde(default = "default_registry_pool")]
     pub max_connections: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EngineConfig {
-    /// Operation workers in this process. Several processes may run side by side.
-    pub workers: usize,
-    /// How long a claimed operation stays ours without a heartbeat; a worker that dies is taken
-    /// over by another after this.
-    #[serde(with = "humantime_serde")]
-    pub lease: Duration,
-    /// Fallback poll when no notification arrives.
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    /// Attempts of one operation before it is marked failed (retry resets the count).
-    pub max_attempts: i32,
-    /// Attempts of an admin activation: it waits out identity-provider outages, so it gets
-    /// more (with the backoff capped at `backoff_max`, 30 attempts last about two hours).
-    pub admin_activation_attempts: i32,
-    #[serde(with = "humantime_serde")]
-    pub backoff_base: Duration,
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
-    /// How long a deleted tenant's database is kept before it is dropped.
-    #[serde(with = "humantime_serde")]
-    pub retention: Duration,
-    /// How often the reconciler compares the registry with the servers (and purges expired tenants).
-    #[serde(with = "humantime_serde")]
-    pub reconcile_interval: Duration,
-    /// Version the engine migrates templates to when it starts; the latest when unset. Pin it to
-    /// roll a new migration out with `tenantctl migrate` (canaries first) instead of at deploy.
-    pub template_version: Option<i32>,
-    /// The environment variable holding the master key tenant role passwords are derived from
-    /// (at least 32 bytes).
-    pub master_key_env: String,
-    /// Set from `master_key_env` when the configuration is loaded, or directly by embedders.
-    #[serde(skip)]
-    pub master_key: Option<SecretString>,
-    /// While the master key is rotated: the variable holding the previous one, so tenants not
-    /// yet re-keyed (`tenantctl rekey`) keep working.
-    pub previous_master_key_env: Option<String>,
-    /// Set from `previous_master_key_env` when the configuration is loaded.
-    #[serde(skip)]
-    pub previous_master_key: Option<SecretString>,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            workers: 4,
-            lease: Duration::from_secs(30),
-            poll_interval: Duration::from_secs(1),
-            max_attempts: 8,
-            admin_activation_attempts: 30,
-            backoff_base: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
-            retention: Duration::from_secs(7 * 24 * 3600),
-            reconcile_interval: Duration::from_secs(300),
-            master_key_env: "TENANCY_MASTER_KEY".into(),
-            master_key: None,
-            previous_master_key_env: None,
-            previous_master_key: None,
-            template_version: None,
-        }
-    }
-}
-
-/// What a tier gives its tenants: limits on the tenant role (applied at provisioning and by
-/// re-tiering) and router pools, a storage quota, product quotas, retention and features.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TierLimits {
-    /// `CONNECTION LIMIT` of the tenant role, over all services.
-    pub connection_limit: i32,
-    /// The role's `statement_timeout`.
-    #[serde(with = "humantime_serde")]
-    pub statement_timeout: Duration,
-    /// The role's `idle_in_transaction_session_timeout`; unset is PostgreSQL's (none).
-    #[serde(default, with = "humantime_serde")]
-    pub idle_in_transaction_timeout: Option<Duration>,
-    /// The role's `temp_file_limit` (`"1 GiB"`); unset is PostgreSQL's (none).
-    #[serde(default)]
-    pub temp_file_limit: Option<bytesize::ByteSize>,
-    /// Connections one router process keeps for one tenant.
-    pub pool_size: u32,
-    /// Database size (`"1 GiB"`) past which the tenant becomes read-only; unset is no quota.
-    #[serde(default)]
-    pub storage_quota: Option<bytesize::ByteSize>,
-    /// Days of data the product keeps for the tenant (the product applies it); unset is
-    /// forever.
-    #[serde(default)]
-    pub retention_days: Option<u32>,
-    /// Product quotas (`[tiers.<name>.quotas] users = { limit = 5, period = "none" }`).
-    #[serde(default)]
-    pub quotas: BTreeMap<QuotaName, QuotaLimit>,
-    /// For an agency of this tier: caps on the sum over all its clients
-    /// (`[tiers.<name>.client_quotas] devices = { limit = 10000, period = "none" }`). Each
-    /// client increment must fit both the client's own quota and its agency's cap.
-    #[serde(default)]
-    pub client_quotas: BTreeMap<QuotaName, QuotaLimit>,
-    /// Features on for the tier's tenants unless a tenant's `features.<name>` setting says
-    /// otherwise.
-    #[serde(default)]
-    pub features: BTreeSet<FeatureName>,
-}
-
-impl TierLimits {
-    /// The figures a `retier` applies to the tenant's role, as text: when they change between
-    /// configurations, every tenant of the tier is re-tiered.
-    pub fn role_figures(&self) -> String {
-        let or_none = |value: Option<String>| value.unwrap_or_else(|| "none".into());
-        format!(
-            "connections {}, statements {}, idle in transaction {}, temp files {}",
-            self.connection_limit,
-            humantime::format_duration(self.statement_timeout),
-            or_none(
-                self.idle_in_transaction_timeout
-                    .map(|d| humantime::format_duration(d).to_string())
-            ),
-            or_none(self.temp_file_limit.map(|s| s.to_string())),
-        )
-    }
-}
-
-/// A product quota of a tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuotaLimit {
-    /// Most usage a period may count.
-    pub limit: i64,
-    /// `none` (a count that never resets, like users) or `month` (calendar months in UTC).
-    pub period: QuotaPeriod,
-}
-
-/// The tiers of a configuration that names none: the five of `deploy/local/tenancy.toml`.
-fn default_tiers() -> BTreeMap<Tier, TierLimits> {
-    // connection limit, statement timeout (s), idle in transaction (s), temp files (GiB), pool,
-    // storage (GiB), users, devices, API calls a month, alerts a month, retention (days),
-    // features.
-    type Figures = (
-        i32,
-        u64,
-        u64,
-        u64,
-        u32,
-        u64,
-        i64,
-        i64,
-        i64,
-        i64,
-        u32,
-        &'static [&'static str],
-    );
-    let tier_of = |(
-        connections,
-        secs,
-        idle,
-        temp,
-        pool,
-        storage,
-        users,
-        devices,
-        calls,
-        alerts,
-        retention,
-        features,
-    ): Figures| {
-        let quota = |limit, period| QuotaLimit { limit, period };
-        TierLimits {
-            connection_limit: connections,
-            statement_timeout: Duration::from_secs(secs),
-            idle_in_transaction_timeout: Some(Duration::from_secs(idle)),
-            temp_file_limit: Some(bytesize::ByteSize::gib(temp)),
-            pool_size: pool,
-            storage_quota: Some(bytesize::ByteSize::gib(storage)),
-            retention_days: Some(retention),
-            quotas: BTreeMap::from([
-                (name("users"), quota(users, QuotaPeriod::None)),
-                (name("devices"), quota(devices, QuotaPeriod::None)),
-                (name("api_calls"), quota(calls, QuotaPeriod::Month)),
-                (name("alerts"), quota(alerts, QuotaPeriod::Month)),
-            ]),
-            client_quotas: BTreeMap::new(),
-            features: features.iter().map(|f| name(f)).collect(),
-        }
-    };
-    const BUSINESS: &[&str] = &["api_access", "audit_export", "sso"];
-    const ENTERPRISE: &[&str] = &["api_access", "audit_export", "custom_domains", "sso"];
-    const MSP: &[&str] = &[
-        "api_access",
-        "audit_export",
-        "client_management",
-        "custom_domains",
-        "sso",
-    ];
-    BTreeMap::from([
-        (
-            name("free"),
-            tier_of((5, 15, 60, 1, 2, 1, 5, 10, 1_000, 100, 30, &[])),
-        ),
-        (
-            name("professional"),
-            tier_of((
-                20,
-                30,
-                120,
-                5,
-                5,
-                10,
-                50,
-                100,
-                10_000,
-                1_000,
-                90,
-                &["api_access"],
-            )),
-        ),
-        (
-            name("business"),
-            tier_of((
-                60, 60, 300, 20, 10, 100, 500, 1_000, 100_000, 10_000, 365, BUSINESS,
-            )),
-        ),
-        (
-            name("enterprise"),
-            tier_of((
-                150, 120, 600, 50, 20, 500, 1_000, 5_000, 500_000, 50_000, 730, ENTERPRISE,
-            )),
-        ),
-        (name("msp"), {
-            let mut msp = tier_of((
-                150, 120, 600, 50, 20, 1_000, 1_000, 10_000, 1_000_000, 100_000, 730, MSP,
-            ));
-            // The MSP bundle's devices: all of an agency's clients together.
-            msp.client_quotas = BTreeMap::from([(
-                name("devices"),
-                QuotaLimit {
-                    limit: 10_000,
-                    period: QuotaPeriod::None,
-                },
-            )]);
-            msp
-        }),
-    ])
 }
 
 fn default_tier() -> Tier {
@@ -459,96 +88,6 @@ fn name<T: std::str::FromStr<Err: std::fmt::Debug>>(text: &str) -> T {
 
 fn default_registry_pool() -> u32 {
     10
-}
-
-/// A database server that holds tenant databases.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    pub id: ServerId,
-    pub region: Region,
-    pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    /// A superuser (or a role with CREATEDB, CREATEROLE and membership in every tenant role).
-    pub admin_user: String,
-    /// The environment variable holding `admin_user`'s password.
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// Set from `password_env` when the configuration is loaded, or directly by embedders.
-    #[serde(skip)]
-    pub password: Option<SecretString>,
-    /// The maintenance database the engine connects to for DDL.
-    #[serde(default = "default_admin_database")]
-    pub admin_database: String,
-    /// Most tenant databases this server may hold.
-    pub capacity: u32,
-    /// State given to a server the registry has not seen before; afterwards the registry's
-    /// state (changed by `drain`) wins.
-    #[serde(default = "default_state")]
-    pub state: ServerState,
-    /// How connections to the server are encrypted: `disable`, `require`, `verify-ca` or
-    /// `verify-full`. Default: `verify-full`, or plain text on a loopback host.
-    #[serde(default)]
-    pub sslmode: Option<SslMode>,
-    /// A file with the CA that signs the server's certificate (PEM); the public web roots when
-    /// unset. Read when the configuration is loaded.
-    #[serde(default)]
-    pub ca_file: Option<std::path::PathBuf>,
-    /// The CA itself (from `ca_file`, or set by embedders and the API).
-    #[serde(skip)]
-    pub ca_pem: Option<String>,
-    /// Spare databases kept on this server, overriding `[warm_pool] size`.
-    #[serde(default)]
-    pub warm_pool: Option<u32>,
-}
-
-impl ServerConfig {
-    /// An active server with a password in hand (embedders and tests), capacity 1000, maintenance
-    /// database `postgres`.
-    pub fn new(
-        id: ServerId,
-        region: Region,
-        host: impl Into<String>,
-        port: u16,
-        admin_user: impl Into<String>,
-        password: SecretString,
-    ) -> Self {
-        Self {
-            id,
-            region,
-            host: host.into(),
-            port,
-            admin_user: admin_user.into(),
-            password_env: None,
-            password: Some(password),
-            admin_database: default_admin_database(),
-            capacity: 1000,
-            state: ServerState::Active,
-            sslmode: None,
-            ca_file: None,
-            ca_pem: None,
-            warm_pool: None,
-        }
-    }
-
-    /// How connections to the server are encrypted.
-    pub fn sslmode(&self) -> SslMode {
-        self.sslmode
-            .unwrap_or_else(|| SslMode::default_for(&self.host))
-    }
-}
-
-fn default_port() -> u16 {
-    5432
-}
-
-fn default_admin_database() -> String {
-    "postgres".into()
-}
-
-fn default_state() -> ServerState {
-    ServerState::Active
 }
 
 impl Config {
@@ -781,6 +320,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tenancy_core::{FeatureName, QuotaName, QuotaPeriod};
 
     fn tier(text: &str) -> Tier {
         name(text)
@@ -852,7 +392,7 @@ mod tests {
 
     #[test]
     fn the_shipped_tiers_are_the_built_in_ones() {
-        let shipped = include_str!("../../../deploy/local/tenancy.toml");
+        let shipped = include_str!("../../../../deploy/local/tenancy.toml");
         let config = Config::from_toml(shipped, |_| Some("k".repeat(32))).unwrap();
         assert_eq!(config.tiers, default_tiers());
         assert_eq!(

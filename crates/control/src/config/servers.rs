@@ -1,0 +1,95 @@
+//! `[[servers]]`: the database servers that hold tenant databases.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use tenancy_core::{Region, ServerId, ServerState, SslMode};
+
+/// A database server that holds tenant databases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub id: ServerId,
+    pub region: Region,
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// A superuser (or a role with CREATEDB, CREATEROLE and membership in every tenant role).
+    pub admin_user: String,
+    /// The environment variable holding `admin_user`'s password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Set from `password_env` when the configuration is loaded, or directly by embedders.
+    #[serde(skip)]
+    pub password: Option<SecretString>,
+    /// The maintenance database the engine connects to for DDL.
+    #[serde(default = "default_admin_database")]
+    pub admin_database: String,
+    /// Most tenant databases this server may hold.
+    pub capacity: u32,
+    /// State given to a server the registry has not seen before; afterwards the registry's
+    /// state (changed by `drain`) wins.
+    #[serde(default = "default_state")]
+    pub state: ServerState,
+    /// How connections to the server are encrypted: `disable`, `require`, `verify-ca` or
+    /// `verify-full`. Default: `verify-full`, or plain text on a loopback host.
+    #[serde(default)]
+    pub sslmode: Option<SslMode>,
+    /// A file with the CA that signs the server's certificate (PEM); the public web roots when
+    /// unset. Read when the configuration is loaded.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The CA itself (from `ca_file`, or set by embedders and the API).
+    #[serde(skip)]
+    pub ca_pem: Option<String>,
+    /// Spare databases kept on this server, overriding `[warm_pool] size`.
+    #[serde(default)]
+    pub warm_pool: Option<u32>,
+}
+
+impl ServerConfig {
+    /// An active server with a password in hand (embedders and tests), capacity 1000, maintenance
+    /// database `postgres`.
+    pub fn new(
+        id: ServerId,
+        region: Region,
+        host: impl Into<String>,
+        port: u16,
+        admin_user: impl Into<String>,
+        password: SecretString,
+    ) -> Self {
+        Self {
+            id,
+            region,
+            host: host.into(),
+            port,
+            admin_user: admin_user.into(),
+            password_env: None,
+            password: Some(password),
+            admin_database: default_admin_database(),
+            capacity: 1000,
+            state: ServerState::Active,
+            sslmode: None,
+            ca_file: None,
+            ca_pem: None,
+            warm_pool: None,
+        }
+    }
+
+    /// How connections to the server are encrypted.
+    pub fn sslmode(&self) -> SslMode {
+        self.sslmode
+            .unwrap_or_else(|| SslMode::default_for(&self.host))
+    }
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+fn default_admin_database() -> String {
+    "postgres".into()
+}
+
+fn default_state() -> ServerState {
+    ServerState::Active
+}

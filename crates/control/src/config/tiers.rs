@@ -1,0 +1,92 @@
+//! `[tiers.<name>]`: what a tier gives its tenants. A configuration that names no tiers gets the
+//! five of `default-tiers.toml` (the same as `deploy/local/tenancy.toml`'s).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tenancy_core::{FeatureName, QuotaName, QuotaPeriod, Tier};
+
+/// What a tier gives its tenants: limits on the tenant role (applied at provisioning and by
+/// re-tiering) and router pools, a storage quota, product quotas, retention and features.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierLimits {
+    /// `CONNECTION LIMIT` of the tenant role, over all services.
+    pub connection_limit: i32,
+    /// The role's `statement_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// The role's `idle_in_transaction_session_timeout`; unset is PostgreSQL's (none).
+    #[serde(default, with = "humantime_serde")]
+    pub idle_in_transaction_timeout: Option<Duration>,
+    /// The role's `temp_file_limit` (`"1 GiB"`); unset is PostgreSQL's (none).
+    #[serde(default)]
+    pub temp_file_limit: Option<bytesize::ByteSize>,
+    /// Connections one router process keeps for one tenant.
+    pub pool_size: u32,
+    /// Database size (`"1 GiB"`) past which the tenant becomes read-only; unset is no quota.
+    #[serde(default)]
+    pub storage_quota: Option<bytesize::ByteSize>,
+    /// Days of data the product keeps for the tenant (the product applies it); unset is
+    /// forever.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    /// Product quotas (`[tiers.<name>.quotas] users = { limit = 5, period = "none" }`).
+    #[serde(default)]
+    pub quotas: BTreeMap<QuotaName, QuotaLimit>,
+    /// For an agency of this tier: caps on the sum over all its clients
+    /// (`[tiers.<name>.client_quotas] devices = { limit = 10000, period = "none" }`). Each
+    /// client increment must fit both the client's own quota and its agency's cap.
+    #[serde(default)]
+    pub client_quotas: BTreeMap<QuotaName, QuotaLimit>,
+    /// Features on for the tier's tenants unless a tenant's `features.<name>` setting says
+    /// otherwise.
+    #[serde(default)]
+    pub features: BTreeSet<FeatureName>,
+}
+
+impl TierLimits {
+    /// The figures a `retier` applies to the tenant's role, as text: when they change between
+    /// configurations, every tenant of the tier is re-tiered.
+    pub fn role_figures(&self) -> String {
+        let or_none = |value: Option<String>| value.unwrap_or_else(|| "none".into());
+        format!(
+            "connections {}, statements {}, idle in transaction {}, temp files {}",
+            self.connection_limit,
+            humantime::format_duration(self.statement_timeout),
+            or_none(
+                self.idle_in_transaction_timeout
+                    .map(|d| humantime::format_duration(d).to_string())
+            ),
+            or_none(self.temp_file_limit.map(|s| s.to_string())),
+        )
+    }
+}
+
+/// A product quota of a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaLimit {
+    /// Most usage a period may count.
+    pub limit: i64,
+    /// `none` (a count that never resets, like users) or `month` (calendar months in UTC).
+    pub period: QuotaPeriod,
+}
+
+/// The tiers of a configuration that names none, written as a configuration would.
+const DEFAULT_TIERS: &str = include_str!("default-tiers.toml");
+
+/// The tiers of a configuration that names none: the five of `default-tiers.toml`.
+pub(super) fn default_tiers() -> BTreeMap<Tier, TierLimits> {
+    #[derive(Deserialize)]
+    struct Tiers {
+        tiers: BTreeMap<Tier, TierLimits>,
+    }
+    figment::Figment::from(
+        <figment::providers::Toml as figment::providers::Format>::string(DEFAULT_TIERS),
+    )
+    .extract::<Tiers>()
+    .expect("the built-in tiers parse")
+    .tiers
+}
