@@ -1,0 +1,172 @@
+//! Tenant login roles: made, given their password and their tier's limits, dropped.
+
+use secrecy::SecretString;
+use tenancy_core::{ErrorCode, OrgId, RoleName};
+use tracing::instrument;
+
+use super::{ServerAdmin, tag, tagged_org};
+use crate::config::TierLimits;
+use crate::error::ControlError;
+use crate::secrets::scram_verifier;
+use crate::sql::{ident, literal};
+
+impl ServerAdmin {
+    /// The role's tag, or `None` when the role does not exist (`Some(None)`: exists, untagged).
+    pub(super) async fn role_tag(
+        &self,
+        role: &RoleName,
+    ) -> Result<Option<Option<String>>, ControlError> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(role.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.err())?;
+        Ok(row.map(|(tag,)| tag))
+    }
+
+    /// Creates the tenant's role (tagged with its organization), or brings the existing one, if
+    /// it is this tenant's, back to the wanted attributes: LOGIN or not, no superuser, no
+    /// CREATEDB, CREATEROLE, REPLICATION or BYPASSRLS, member of nothing, the tier's limits, the
+    /// password (as a SCRAM verifier). A role of that name that is not this tenant's is refused.
+    #[instrument(skip(self, password), fields(server_id = %self.id))]
+    pub async fn ensure_role(
+        &self,
+        role: &RoleName,
+        password: &SecretString,
+        limits: &TierLimits,
+        org_id: &OrgId,
+        login: bool,
+    ) -> Result<(), ControlError> {
+        let r = ident(role.as_str());
+        let attributes = role_attributes(login, limits, password);
+        let create = match self.role_tag(role).await? {
+            None => format!(
+                "CREATE ROLE {r} WITH {attributes};
+                 COMMENT ON ROLE {r} IS {};",
+                literal(&tag(org_id))
+            ),
+            Some(existing) if tagged_org(existing.as_deref()) == Some(org_id.as_str()) => {
+                format!("ALTER ROLE {r} WITH {attributes};")
+            }
+            Some(existing) => {
+                return Err(ControlError::conflict(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "role {role} exists on server {} and is not tenant {org_id}'s ({}); it is \
+                         never adopted: drop or rename it, then retry",
+                        self.id,
+                        existing.map_or_else(|| "untagged".to_owned(), |t| format!("tagged {t}"))
+                    ),
+                ));
+            }
+        };
+        // One implicit transaction: the role is never there without its tag.
+        self.execute(format!(
+            "{create}
+             {revokes}
+             {settings}",
+            revokes = revoke_memberships(role),
+            settings = role_settings(&r, limits),
+        ))
+        .await
+    }
+
+    /// Gives an existing role a new password (as a SCRAM verifier), nothing else.
+    #[instrument(skip(self, password), fields(server_id = %self.id))]
+    pub async fn set_password(
+        &self,
+        role: &RoleName,
+        password: &SecretString,
+    ) -> Result<(), ControlError> {
+        self.execute(format!(
+            "ALTER ROLE {} PASSWORD {}",
+            ident(role.as_str()),
+            literal(&scram_verifier(password))
+        ))
+        .await
+    }
+
+    /// Applies a tier's limits to an existing role without touching its login state.
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn apply_limits(
+        &self,
+        role: &RoleName,
+        limits: &TierLimits,
+    ) -> Result<(), ControlError> {
+        let r = ident(role.as_str());
+        self.execute(format!(
+            "ALTER ROLE {r} CONNECTION LIMIT {limit};
+             {settings}",
+            limit = limits.connection_limit,
+            settings = role_settings(&r, limits),
+        ))
+        .await
+    }
+
+    /// Whether a role of this name exists on the server.
+    pub async fn role_exists(&self, role: &RoleName) -> Result<bool, ControlError> {
+        Ok(self.role_tag(role).await?.is_some())
+    }
+
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn drop_role(&self, role: &RoleName) -> Result<(), ControlError> {
+        self.execute(format!("DROP ROLE IF EXISTS {}", ident(role.as_str())))
+            .await
+    }
+}
+
+/// The tier's session settings on a tenant role (`r` already quoted); a limit the tier leaves
+/// unset is reset to the server's default. `temp_file_limit` is a superuser setting: the admin
+/// must be a superuser, or have been granted `SET ON PARAMETER temp_file_limit`.
+/// What `CREATE ROLE` or `ALTER ROLE` gives a tenant role: login or not, no privilege beyond
+/// its own database, the tier's connection limit, the password as a SCRAM verifier.
+pub(super) fn role_attributes(login: bool, limits: &TierLimits, password: &SecretString) -> String {
+    format!(
+        "{} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT \
+         CONNECTION LIMIT {} PASSWORD {}",
+        if login { "LOGIN" } else { "NOLOGIN" },
+        limits.connection_limit,
+        literal(&scram_verifier(password)),
+    )
+}
+
+pub(super) fn role_settings(r: &str, limits: &TierLimits) -> String {
+    let set_or_reset = |name: &str, value: Option<u128>| match value {
+        Some(value) => format!("ALTER ROLE {r} SET {name} = {value};"),
+        None => format!("ALTER ROLE {r} RESET {name};"),
+    };
+    [
+        set_or_reset(
+            "statement_timeout",
+            Some(limits.statement_timeout.as_millis()),
+        ),
+        set_or_reset(
+            "idle_in_transaction_session_timeout",
+            limits.idle_in_transaction_timeout.map(|t| t.as_millis()),
+        ),
+        // In kB, PostgreSQL's unit for it.
+        set_or_reset(
+            "temp_file_limit",
+            limits
+                .temp_file_limit
+                .map(|size| u128::from(size.as_u64() / 1024)),
+        ),
+    ]
+    .join("\n")
+}
+
+/// Removes the role from every role it is a member of (the app role of the older model, or
+/// anything granted by hand): a tenant role's privileges are its own.
+pub(super) fn revoke_memberships(role: &RoleName) -> String {
+    format!(
+        "DO $revoke$ DECLARE g text; BEGIN
+           FOR g IN SELECT b.rolname FROM pg_auth_members m
+                    JOIN pg_roles b ON b.oid = m.roleid JOIN pg_roles r ON r.oid = m.member
+                    WHERE r.rolname = {role}
+           LOOP EXECUTE format('REVOKE %I FROM %I', g, {role}); END LOOP;
+         END $revoke$;",
+        role = literal(role.as_str())
+    )
+}
