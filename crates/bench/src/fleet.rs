@@ -1,0 +1,94 @@
+//! A fleet migration of many tenants beside a sequential loop of migrations.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use tenancy_control::{Actor, Engine, Onboarded};
+use tenancy_core::OperationState;
+use tenancy_testkit::{ClusterOptions, PgCluster};
+
+use crate::measure::*;
+use crate::{bench_config, request};
+
+/// Fleet migration of `n` tenants with the engine (concurrency per server) beside a sequential
+/// loop over another `n` tenants, both applying the same migration (template version 3 to 4).
+pub(crate) async fn fleet(n: usize, concurrency: usize) -> Result<()> {
+    let cluster = PgCluster::start_with(ClusterOptions {
+        durable: true,
+        max_connections: 300,
+        ..ClusterOptions::default()
+    })?;
+    cluster.create_database("tenancy_registry")?;
+    let mut config = bench_config(&cluster)?;
+    config.engine.template_version = Some(3);
+    let engine = Engine::start(config).await?;
+    let workers = engine.run_workers();
+    let actor = Actor::named("bench");
+    let mut operations = Vec::new();
+    for i in 0..2 * n {
+        if let Onboarded::Created { operation, .. } = engine
+            .onboard(request(200_000 + i, &format!("Fleet Org {i}"))?, &actor)
+            .await?
+        {
+            operations.push(operation.id);
+        }
+    }
+    for id in operations {
+        let op = engine.wait_operation(id, Duration::from_secs(600)).await?;
+        if op.state != OperationState::Succeeded {
+            bail!("onboarding did not succeed: {op:?}");
+        }
+    }
+    workers.shutdown().await;
+    let admin = engine.server_admin(&"bench-1".parse()?).await?;
+    let latest = tenancy_control::migrate::latest_template_version();
+
+    let started = Instant::now();
+    for i in 0..n {
+        let db = format!("tenant_fleet_org_{i}");
+        tenancy_control::migrate::migrate_schema(
+            &admin.tokio_postgres_config(&db),
+            admin.tls()?,
+            Some(latest),
+        )
+        .await?;
+    }
+    let sequential = started.elapsed();
+
+    let options = tenancy_control::fleet::MigrateOptions {
+        org_ids: (n..2 * n)
+            .map(|i| (200_000 + i).to_string().parse())
+            .collect::<Result<_, _>>()?,
+        concurrency,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let report = engine
+        .migrate_fleet(&options, std::sync::Arc::new(|_| {}))
+        .await?;
+    let parallel = started.elapsed();
+    if !report.success() || report.migrated != n {
+        bail!("fleet migration did not migrate every tenant: {report:?}");
+    }
+    println!(
+        "fleet migration: {n} tenants per side, version 3 -> {latest}, durable cluster, 2 cores"
+    );
+    println!("  {:<38} {:>10} {:>14}", "", "total", "per tenant");
+    println!(
+        "  {:<38} {:>10} {:>14}",
+        "sequential loop (baseline)",
+        fmt(sequential),
+        fmt(sequential / n as u32)
+    );
+    println!(
+        "  {:<38} {:>10} {:>14}",
+        format!("tenantctl migrate, concurrency {concurrency}"),
+        fmt(parallel),
+        fmt(parallel / n as u32)
+    );
+    println!(
+        "  speed-up: {:.2}x",
+        sequential.as_secs_f64() / parallel.as_secs_f64()
+    );
+    Ok(())
+}
