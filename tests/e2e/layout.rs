@@ -40,10 +40,13 @@ fn the_crate_graph_points_one_way() {
             .collect();
         graph.insert(package["name"].as_str().unwrap().to_owned(), deps);
     }
+    // The test kit is a dependency only behind a crate's `testing` feature (optional).
     let ours = |name: &str| -> BTreeSet<String> {
         graph[name]
             .iter()
-            .filter(|(d, _)| d.starts_with("tenancy-"))
+            .filter(|(d, optional)| {
+                d.starts_with("tenancy-") && !(d == "tenancy-testkit" && *optional)
+            })
             .map(|(d, _)| d.clone())
             .collect()
     };
@@ -74,4 +77,11 @@ fn the_crate_graph_points_one_way() {
         graph["tenancy-registry"].iter().all(|(d, _)| d != "sqlx"),
         "the registry works through the engine, never sqlx"
     );
+    // Benchmarks and examples never depend on the test suite.
+    for (name, deps) in &graph {
+        assert!(
+            deps.iter().all(|(d, _)| d != "tenancy-e2e"),
+            "{name} depends on the end-to-end test suite"
+        );
+    }
 }

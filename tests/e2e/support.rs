@@ -1,7 +1,5 @@
-//! Runs the real `tenancy-registry` binary on a free loopback port against a test-kit cluster;
-//! [`in_process`] runs the registry inside the test instead.
-
-pub mod in_process;
+//! Runs the real `tenancy-registry` binary on a free loopback port against a test-kit cluster
+//! (`tenancy_registry::testing` runs the registry inside a test instead).
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;

@@ -1,9 +1,9 @@
-//! The README's quick tour, run as a newcomer would: every `$ ` command of its console blocks,
-//! in one shell, after `make run`'s environment (`.local/registry.env`) is in place, against the
-//! real registry binary and the real `tenantctl`. Each command's output must have the shape the
-//! README shows: the same JSON fields (and the same values where they do not vary from run to
-//! run), the same table headers, the same lines with ids and numbers masked. So the tour cannot
-//! drift from what the code does.
+//! The README's quick tour and the walkthroughs of `docs/`, run as a newcomer would: every `$ `
+//! command of their console blocks, in one shell, after `make run`'s environment
+//! (`.local/registry.env`) is in place, against the real registry binary and the real
+//! `tenantctl`. Each command's output must have the shape the page shows: the same JSON fields
+//! (and the same values where they do not vary from run to run), the same table headers, the same
+//! lines with ids and numbers masked. So the pages cannot drift from what the code does.
 
 use std::path::{Path, PathBuf};
 
@@ -18,20 +18,25 @@ struct Step {
     shown: Vec<String>,
 }
 
-fn readme() -> String {
+/// A page of the repository, by its path from the root.
+fn page(path: &str) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::read_to_string(root.join("README.md")).unwrap()
+    std::fs::read_to_string(root.join(path)).unwrap()
 }
 
-/// The `$ ` commands of the console blocks in the quick tour, with what each shows.
-fn tour(readme: &str) -> Vec<Step> {
-    let section = readme
+/// The README's quick tour.
+fn quick_tour(readme: &str) -> &str {
+    readme
         .split("\n## Quick tour\n")
         .nth(1)
         .expect("a quick tour")
         .split("\n## ")
         .next()
-        .unwrap();
+        .unwrap()
+}
+
+/// The `$ ` commands of the console blocks of `section`, with what each shows.
+fn tour(section: &str) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
     let mut in_console = false;
     let mut continued = false;
@@ -235,11 +240,15 @@ fn run_all(deployment: &Deployment, dir: &Path, steps: &[Step]) -> Vec<(String, 
     outputs
 }
 
-#[tokio::test]
-async fn the_readme_quick_tour_runs_as_shown() {
-    let steps = tour(&readme());
-    assert!(steps.len() > 10, "the tour has its commands: {steps:#?}");
-    assert!(steps.iter().any(|s| s.command.starts_with("tenantctl")));
+/// Runs the walkthrough's commands on a fresh `make run`-like deployment, and fails on the first
+/// answers that do not have the shape shown.
+async fn runs_as_shown(steps: Vec<Step>) {
+    assert!(
+        steps
+            .first()
+            .is_some_and(|s| s.command == "source .local/registry.env"),
+        "a walkthrough starts from make run's environment: {steps:#?}"
+    );
     let fleet = TestFleet::builder()
         .server("local-1", "local")
         .engine("poll_interval", "\"200ms\"")
@@ -264,6 +273,24 @@ async fn the_readme_quick_tour_runs_as_shown() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+#[tokio::test]
+async fn the_readme_quick_tour_runs_as_shown() {
+    let steps = tour(quick_tour(&page("README.md")));
+    assert!(steps.len() > 10, "the tour has its commands: {steps:#?}");
+    assert!(steps.iter().any(|s| s.command.starts_with("tenantctl")));
+    runs_as_shown(steps).await;
+}
+
+#[tokio::test]
+async fn the_agency_walkthrough_runs_as_shown() {
+    runs_as_shown(tour(&page("docs/agencies.md"))).await;
+}
+
+#[tokio::test]
+async fn the_quota_and_settings_walkthrough_runs_as_shown() {
+    runs_as_shown(tour(&page("docs/tiers-and-quotas.md"))).await;
 }
 
 #[test]

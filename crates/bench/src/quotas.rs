@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use tenancy_control::QuotaLimit;
 use tenancy_core::QuotaPeriod;
-use tenancy_e2e::in_process::{DEV_TOKEN, InProcessRegistry, dev_settings};
+use tenancy_registry::testing::{DEV_TOKEN, InProcessRegistry, dev_settings};
 
 /// Usage increments per second through the API (16 clients, each increment with its own
 /// idempotency key), beside the same conditional `UPDATE` sent straight to the registry

@@ -11,6 +11,8 @@ pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod visible;
 pub mod zitadel;
 

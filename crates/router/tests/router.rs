@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use sqlx::Connection;
 use tenancy_core::{ConnectionInfo, OrgId, TenantStatus};
-use tenancy_e2e::in_process::{DEV_TOKEN, InProcessRegistry};
+use tenancy_registry::testing::{DEV_TOKEN, InProcessRegistry};
 use tenancy_router::{RegistryResolver, RouterConfig, RouterError, StaticResolver, TenantRouter};
 use tenancy_testkit::{ClusterOptions, PgCluster, eventually};
 
@@ -382,7 +382,7 @@ async fn a_move_to_another_server_is_a_short_wait_for_borrowers() {
     let new_port = fleet.cluster("pg-2").port();
     let registry = InProcessRegistry::start_on(
         fleet,
-        tenancy_e2e::in_process::dev_settings(),
+        tenancy_registry::testing::dev_settings(),
         Vec::new(),
         |config| config.servers[1].capacity = 0,
     )
@@ -500,7 +500,7 @@ async fn the_router_reaches_the_registry_over_https_and_tenants_over_verified_tl
     );
     std::fs::write(&cert_file, &issued.cert_pem).unwrap();
     std::fs::write(&key_file, &issued.key_pem).unwrap();
-    let mut settings = tenancy_e2e::in_process::dev_settings();
+    let mut settings = tenancy_registry::testing::dev_settings();
     settings.tls_cert_file = Some(cert_file);
     settings.tls_key_file = Some(key_file);
     let registry = InProcessRegistry::start_on(fleet, settings, Vec::new(), |_| {})

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tenancy_e2e::in_process::{DEV_TOKEN, InProcessRegistry};
+use tenancy_registry::testing::{DEV_TOKEN, InProcessRegistry};
 use tenancy_router::{RegistryResolver, RouterConfig, TenantRouter};
 use tenancy_testkit::{TokenClaims, ZitadelStandIn, eventually};
 use tenancy_zitadel::{Verifier, VerifierConfig, roles};

@@ -1,4 +1,4 @@
-//! The registry in-process (see `tenancy_e2e::in_process`), and a client for it.
+//! The registry in-process (see `tenancy_registry::testing`), and a client for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,10 +6,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tenancy_control::Config;
-use tenancy_e2e::in_process::InProcessRegistry;
-pub use tenancy_e2e::in_process::{DEV_TOKEN, dev_settings};
 use tenancy_registry::Settings;
 use tenancy_registry::auth::Authenticator;
+use tenancy_registry::testing::InProcessRegistry;
+pub use tenancy_registry::testing::{DEV_TOKEN, dev_settings};
 use tenancy_testkit::eventually;
 
 pub struct TestApp {

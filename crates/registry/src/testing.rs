@@ -1,15 +1,16 @@
-//! The registry in-process (real HTTP, real engine, workers) on a test fleet: for tests that
-//! need a registry but not its binary, such as the registry's own API tests, the router's and
-//! the example service's.
+//! The registry in-process (real HTTP, real engine, workers) on a test fleet: for tests and
+//! benchmarks that need a registry but not its binary, such as the registry's own API tests, the
+//! router's, the example service's and `make bench`'s. Behind the `testing` feature, so that
+//! nothing in production links the test kit.
 
 use std::sync::Arc;
 
+use crate::auth::Authenticator;
+use crate::{Application, Settings};
 use anyhow::{Context, Result, ensure};
 use secrecy::SecretString;
 use serde_json::json;
 use tenancy_control::Config;
-use tenancy_registry::auth::Authenticator;
-use tenancy_registry::{Application, Settings};
 use tenancy_testkit::TestFleet;
 
 /// The development token of [`dev_settings`]: every role.
