@@ -98,6 +98,21 @@ pub(crate) async fn commit_change(
     Ok(())
 }
 
+/// [`audit`], then commits: the tail of every transaction that changes something else (a
+/// setting, a server, a tenant's read-only state).
+pub(crate) async fn commit_audited(
+    mut tx: Tx,
+    actor: &Actor,
+    action: &str,
+    org_id: Option<&OrgId>,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> Result<(), ControlError> {
+    audit(&mut tx, actor, action, org_id, before, after).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// What an audit event records of a tenant.
 pub(crate) fn tenant_snapshot(tenant: &Tenant) -> Value {
     serde_json::json!({

@@ -19,7 +19,7 @@ use tenancy_core::{
 };
 use uuid::Uuid;
 
-use super::audit::{Actor, audit, audit_change, commit_change, tenant_snapshot};
+use super::audit::{Actor, audit, audit_change, commit_audited, commit_change, tenant_snapshot};
 use super::moves::{self, MOVABLE, NewMove};
 use super::operations::{
     DONE_CHANNEL, Lease, end_failed, fence, insert_operation, insert_operation_at,
@@ -395,8 +395,8 @@ impl Store {
                 return Ok(None);
             }
             let op = insert_operation(&mut tx, org_id, kind).await?;
-            audit(
-                &mut tx,
+            commit_audited(
+                tx,
                 &Actor::system(),
                 &format!("operation.{kind}"),
                 Some(org_id),
@@ -404,7 +404,6 @@ impl Store {
                 None,
             )
             .await?;
-            tx.commit().await?;
             Ok(Some(op))
         })
         .await

@@ -53,7 +53,7 @@ use tracing::Instrument;
 use crate::error::{ControlError, sqlstate};
 
 pub use audit::{Actor, AuditEvent};
-pub(crate) use audit::{audit, tenant_snapshot};
+pub(crate) use audit::{audit, commit_audited, commit_change};
 pub use feed::TENANT_CHANGES_CHANNEL;
 pub use lifecycle::{Cascade, Created, Effect, Finish, Finished, NewTenant, Recorded, Requested};
 pub use locks::LockName;

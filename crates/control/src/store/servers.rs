@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 use tenancy_core::{ErrorCode, Region, Server, ServerId, ServerState, SslMode};
 
-use super::{Actor, Maybe, Store, audit, is_unique_violation};
+use super::{Actor, Maybe, Store, audit, commit_audited, is_unique_violation};
 use crate::config::ServerConfig;
 use crate::error::ControlError;
 
@@ -340,8 +340,8 @@ impl Store {
                 .bind(state.as_str())
                 .execute(&mut *tx)
                 .await?;
-            audit(
-                &mut tx,
+            commit_audited(
+                tx,
                 actor,
                 "server.set_state",
                 None,
@@ -349,7 +349,6 @@ impl Store {
                 Some(serde_json::json!({"server_id": id, "state": state})),
             )
             .await?;
-            tx.commit().await?;
             Ok(())
         })
         .await

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::FromRow;
 use tenancy_core::{OrgId, SettingKey, SettingType};
 
-use super::{Actor, Store, Tx, audit};
+use super::{Actor, Store, Tx, commit_audited};
 use crate::error::ControlError;
 use crate::secrets::SealedSetting;
 
@@ -148,8 +148,8 @@ impl Store {
             .await?;
             let after = StoredSetting::try_from(row)?;
             bump_settings_version(&mut tx, org_id).await?;
-            audit(
-                &mut tx,
+            commit_audited(
+                tx,
                 actor,
                 "setting.put",
                 Some(org_id),
@@ -157,7 +157,6 @@ impl Store {
                 Some(after.audited()),
             )
             .await?;
-            tx.commit().await?;
             Ok(after)
         })
         .await
@@ -181,8 +180,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             bump_settings_version(&mut tx, org_id).await?;
-            audit(
-                &mut tx,
+            commit_audited(
+                tx,
                 actor,
                 "setting.deleted",
                 Some(org_id),
@@ -190,7 +189,6 @@ impl Store {
                 None,
             )
             .await?;
-            tx.commit().await?;
             Ok(true)
         })
         .await

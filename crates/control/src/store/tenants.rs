@@ -9,7 +9,7 @@ use tenancy_core::{
 };
 
 use super::servers::TEMPLATE_VERSION_LOCK;
-use super::{Actor, Maybe, Store, Tx, audit, parse_all, tenant_snapshot};
+use super::{Actor, Maybe, Store, Tx, commit_change, parse_all};
 use crate::error::ControlError;
 use crate::secrets::Credentials;
 
@@ -186,16 +186,14 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?
             .into();
-            audit(
-                &mut tx,
+            commit_change(
+                tx,
                 actor,
                 "tenant.moved_to_agency",
-                Some(org_id),
-                Some(tenant_snapshot(&before)),
-                Some(tenant_snapshot(&after)),
+                Some(&before),
+                Some(&after),
             )
             .await?;
-            tx.commit().await?;
             Ok(after)
         })
         .await
@@ -339,16 +337,7 @@ impl Store {
                 return Ok(false);
             }
             let after = set_status(&mut tx, org_id, TenantStatus::Failed, Some(reason)).await?;
-            audit(
-                &mut tx,
-                actor,
-                "tenant.failed",
-                Some(org_id),
-                Some(tenant_snapshot(&before)),
-                Some(tenant_snapshot(&after)),
-            )
-            .await?;
-            tx.commit().await?;
+            commit_change(tx, actor, "tenant.failed", Some(&before), Some(&after)).await?;
             Ok(true)
         })
         .await

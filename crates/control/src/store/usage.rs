@@ -7,7 +7,7 @@ use serde_json::json;
 use sqlx::FromRow;
 use tenancy_core::{OrgId, UsageSample};
 
-use super::{Actor, Store, audit};
+use super::{Actor, Store, audit, commit_audited};
 use crate::error::ControlError;
 
 /// One tenant's figures in a sampling round.
@@ -236,8 +236,8 @@ impl Store {
             } else {
                 "tenant.writable"
             };
-            audit(
-                &mut tx,
+            commit_audited(
+                tx,
                 &Actor::named("system:usage"),
                 action,
                 Some(org_id),
@@ -245,7 +245,6 @@ impl Store {
                 Some(json!({"read_only": reason.is_some(), "reason": reason})),
             )
             .await?;
-            tx.commit().await?;
             Ok(())
         })
         .await
