@@ -56,9 +56,12 @@ pub(crate) async fn fleet(n: usize, concurrency: usize) -> Result<()> {
     let sequential = started.elapsed();
 
     let options = tenancy_control::fleet::MigrateOptions {
-        org_ids: (n..2 * n)
-            .map(|i| (200_000 + i).to_string().parse())
-            .collect::<Result<_, _>>()?,
+        selector: tenancy_core::TenantSelector {
+            org_ids: (n..2 * n)
+                .map(|i| (200_000 + i).to_string().parse())
+                .collect::<Result<_, _>>()?,
+            ..Default::default()
+        },
         concurrency,
         ..Default::default()
     };

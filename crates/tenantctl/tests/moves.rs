@@ -61,7 +61,10 @@ async fn spread(engine: &Engine, fleet: &TestFleet) -> Vec<(String, usize)> {
     let mut counts = Vec::new();
     for server in &fleet.servers {
         let filter = tenancy_control::TenantFilter {
-            server_id: Some(server.id.parse().unwrap()),
+            selector: tenancy_core::TenantSelector {
+                server_id: Some(server.id.parse().unwrap()),
+                ..Default::default()
+            },
             limit: 1000,
             ..Default::default()
         };

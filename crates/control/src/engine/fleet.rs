@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
-use tenancy_core::{DbName, OrgId, Region, ServerId, TenantStatus, Tier};
+use tenancy_core::{DbName, OrgId, ServerId, TenantSelector, TenantStatus};
 use tokio::sync::Mutex;
 use tracing::instrument;
 
@@ -25,12 +25,8 @@ use tenancy_core::ErrorCode;
 /// Which tenants to migrate and how.
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
-    pub org_ids: Vec<OrgId>,
-    pub region: Option<Region>,
-    pub server: Option<ServerId>,
-    pub tier: Option<Tier>,
-    /// Statuses to include; active and suspended when empty.
-    pub statuses: Vec<TenantStatus>,
+    /// The tenants to migrate; active and suspended ones when it names no status.
+    pub selector: TenantSelector,
     /// Version to migrate to; the latest when `None`.
     pub target: Option<i32>,
     /// Tenant databases migrated at once on one server.
@@ -44,11 +40,7 @@ pub struct MigrateOptions {
 impl Default for MigrateOptions {
     fn default() -> Self {
         Self {
-            org_ids: Vec::new(),
-            region: None,
-            server: None,
-            tier: None,
-            statuses: Vec::new(),
+            selector: TenantSelector::default(),
             target: None,
             concurrency: 4,
             canary: 0,
@@ -150,22 +142,13 @@ impl Engine {
                 migrate::latest_template_version()
             )));
         }
-        let statuses = if options.statuses.is_empty() {
-            vec![TenantStatus::Active, TenantStatus::Suspended]
-        } else {
-            options.statuses.clone()
-        };
+        let mut selector = options.selector.clone();
+        if selector.statuses.is_empty() {
+            selector.statuses = vec![TenantStatus::Active, TenantStatus::Suspended];
+        }
         let mut tenants = Vec::new();
-        for tenant in self.all_tenants(&TenantFilter::default()).await? {
-            let selected = statuses.contains(&tenant.status)
-                && (options.org_ids.is_empty() || options.org_ids.contains(&tenant.org_id))
-                && options.region.as_ref().is_none_or(|r| *r == tenant.region)
-                && options
-                    .server
-                    .as_ref()
-                    .is_none_or(|s| Some(s) == tenant.server_id.as_ref())
-                && options.tier.as_ref().is_none_or(|t| *t == tenant.tier);
-            if let (true, Some(server_id)) = (selected, tenant.server_id) {
+        for tenant in self.all_tenants(&selector.into()).await? {
+            if let Some(server_id) = tenant.server_id {
                 tenants.push(PlannedTenant {
                     org_id: tenant.org_id,
                     db_name: tenant.db_name,
@@ -176,7 +159,7 @@ impl Engine {
             }
         }
         let mut servers: Vec<ServerId> = self.servers().await?.into_iter().map(|s| s.id).collect();
-        if let Some(only) = &options.server {
+        if let Some(only) = &options.selector.server_id {
             servers.retain(|s| s == only);
         }
         Ok(FleetPlan {

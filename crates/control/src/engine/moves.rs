@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use tenancy_core::{
     ErrorCode, MoveMode, MoveTenant, Operation, OrgId, Region, ServerId, ServerState, TenantMove,
+    TenantSelector,
 };
 use tracing::{info, instrument, warn};
 
@@ -209,10 +210,10 @@ impl Engine {
         &self,
         server: &ServerId,
     ) -> Result<(Vec<PlannedMove>, Vec<OrgId>), ControlError> {
-        let filter = TenantFilter {
+        let filter = TenantFilter::from(TenantSelector {
             server_id: Some(server.clone()),
             ..Default::default()
-        };
+        });
         let mut moves = Vec::new();
         let mut stuck = Vec::new();
         for tenant in self.store().all_tenants(&filter).await? {
@@ -265,10 +266,10 @@ impl Engine {
                     .map(|(db, bytes, _)| (db, bytes))
                     .collect(),
             };
-            let filter = TenantFilter {
+            let filter = TenantFilter::from(TenantSelector {
                 server_id: Some(server.id.clone()),
                 ..Default::default()
-            };
+            });
             let tenants = self.store().all_tenants(&filter).await?;
             counts.insert(server.id.clone(), tenants.len() as i64);
             capacity.insert(server.id.clone(), i64::from(server.capacity));

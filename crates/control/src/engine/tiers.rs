@@ -2,7 +2,7 @@
 //! `retier` of each of its tenants, once, whichever replica starts first; `tenantctl tiers`
 //! shows where each stands.
 
-use tenancy_core::{OperationKind, TenantStatus};
+use tenancy_core::{OperationKind, TenantSelector, TenantStatus};
 use tracing::info;
 
 use super::Engine;
@@ -82,10 +82,10 @@ impl Engine {
             if applied.get(tier) == Some(&figures) {
                 continue;
             }
-            let filter = TenantFilter {
+            let filter = TenantFilter::from(TenantSelector {
                 tier: Some(tier.clone()),
-                ..TenantFilter::default()
-            };
+                ..TenantSelector::default()
+            });
             let mut rollout = TierRollout {
                 tier: tier.clone(),
                 queued: 0,

@@ -21,7 +21,7 @@ mod rotate_credentials;
 mod suspend;
 
 use secrecy::SecretString;
-use tenancy_core::{Lane, Operation, OperationKind, Step, Tenant};
+use tenancy_core::{Lane, Operation, OperationKind, Step, Tenant, TenantSelector};
 
 use crate::activator::AdminActivator;
 use crate::admins::ServerAdmins;
@@ -242,10 +242,7 @@ impl StepContext<'_> {
         if self.tenant.kind != tenancy_core::TenantKind::Agency {
             return Ok(());
         }
-        let filter = crate::store::TenantFilter {
-            parent_org_id: Some(self.tenant.org_id.clone()),
-            ..Default::default()
-        };
+        let filter = TenantSelector::clients_of(&self.tenant.org_id).into();
         let actor = crate::store::Actor::named("system:agency-cascade");
         let mut busy = 0;
         for client in self.store.all_tenants(&filter).await? {

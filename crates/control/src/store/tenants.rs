@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::{FromRow, Row};
 use tenancy_core::{
     CreateTenant, DbName, ErrorCode, OrgId, Region, ServerId, Slug, Tenant, TenantKind, TenantName,
-    TenantStatus, Tier,
+    TenantSelector, TenantStatus, Tier,
 };
 
 use super::servers::TEMPLATE_VERSION_LOCK;
@@ -80,18 +80,21 @@ fn select(rest: &str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!("SELECT {TENANT_COLUMNS} FROM tenants {rest}"))
 }
 
-/// Filters of the tenant listing; `after` is the last `org_id` of the previous page.
+/// A page of the tenants a selector selects: `after` is the last `org_id` of the previous page.
 #[derive(Debug, Clone, Default)]
 pub struct TenantFilter {
-    pub status: Option<TenantStatus>,
-    pub region: Option<Region>,
-    pub tier: Option<Tier>,
-    pub server_id: Option<ServerId>,
-    pub kind: Option<TenantKind>,
-    /// An agency's clients.
-    pub parent_org_id: Option<OrgId>,
+    pub selector: TenantSelector,
     pub after: Option<OrgId>,
     pub limit: i64,
+}
+
+impl From<TenantSelector> for TenantFilter {
+    fn from(selector: TenantSelector) -> Self {
+        Self {
+            selector,
+            ..Self::default()
+        }
+    }
 }
 
 impl Store {
@@ -108,22 +111,26 @@ impl Store {
 
     /// Tenants matching the filter, ordered by `org_id`.
     pub async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<Tenant>, ControlError> {
+        let s = &filter.selector;
         self.run("list_tenants", async {
             let rows = sqlx::query_as::<_, TenantRow>(select(
-                "WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR region = $2)
+                "WHERE (cardinality($1::text[]) = 0 OR status = ANY($1))
+                   AND ($2::text IS NULL OR region = $2)
                    AND ($3::text IS NULL OR tier = $3) AND ($4::text IS NULL OR server_id = $4)
                    AND ($5::text IS NULL OR org_id > $5)
                    AND ($7::text IS NULL OR kind = $7) AND ($8::text IS NULL OR parent_org_id = $8)
+                   AND (cardinality($9::text[]) = 0 OR org_id = ANY($9))
                  ORDER BY org_id LIMIT $6",
             ))
-            .bind(filter.status.map(TenantStatus::as_str))
-            .bind(filter.region.as_ref().map(Region::as_str))
-            .bind(filter.tier.as_ref().map(Tier::as_str))
-            .bind(filter.server_id.as_ref().map(ServerId::as_str))
+            .bind(s.statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+            .bind(s.region.as_ref().map(Region::as_str))
+            .bind(s.tier.as_ref().map(Tier::as_str))
+            .bind(s.server_id.as_ref().map(ServerId::as_str))
             .bind(filter.after.as_ref().map(OrgId::as_str))
             .bind(filter.limit)
-            .bind(filter.kind.map(TenantKind::as_str))
-            .bind(filter.parent_org_id.as_ref().map(OrgId::as_str))
+            .bind(s.kind.map(TenantKind::as_str))
+            .bind(s.parent_org_id.as_ref().map(OrgId::as_str))
+            .bind(s.org_ids.iter().map(OrgId::as_str).collect::<Vec<_>>())
             .fetch_all(self.pool())
             .await?;
             Ok(rows.into_iter().map(Tenant::from).collect())

@@ -106,7 +106,7 @@ async fn clients_go_under_live_agencies_only_and_the_hierarchy_is_two_deep() {
 
     // Listing by agency and kind.
     let filter = tenancy_control::TenantFilter {
-        parent_org_id: Some(agency.org_id.clone()),
+        selector: tenancy_core::TenantSelector::clients_of(&agency.org_id),
         limit: 100,
         ..Default::default()
     };
@@ -120,7 +120,10 @@ async fn clients_go_under_live_agencies_only_and_the_hierarchy_is_two_deep() {
     );
     let agencies = engine
         .list_tenants(&tenancy_control::TenantFilter {
-            kind: Some(TenantKind::Agency),
+            selector: tenancy_core::TenantSelector {
+                kind: Some(TenantKind::Agency),
+                ..Default::default()
+            },
             limit: 100,
             ..Default::default()
         })

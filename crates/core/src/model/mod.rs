@@ -4,6 +4,7 @@
 mod feed;
 mod moves;
 mod operations;
+mod selector;
 mod servers;
 mod states;
 mod tenants;
@@ -12,6 +13,7 @@ mod usage;
 pub use feed::{ChangeFeed, TenantChange};
 pub use moves::{MoveTenant, TenantMove};
 pub use operations::Operation;
+pub use selector::TenantSelector;
 pub use servers::{AddServer, Server};
 pub use states::{
     Lane, MoveMode, OperationKind, OperationState, ProvisionPath, ServerState, Step, TenantKind,

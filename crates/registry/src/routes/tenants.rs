@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use tenancy_control::{Cascade, Onboarded, TenantFilter};
 use tenancy_core::{
     ConnectionInfo, CreateOrg, CreateTenant, MoveTenant, Operation, OperationState, OrgId, Region,
-    ServerId, Tenant, TenantHealth, TenantKind, TenantMove, TenantStatus, TenantUsage, Tier,
-    UpdateTenant,
+    ServerId, Tenant, TenantHealth, TenantKind, TenantMove, TenantSelector, TenantStatus,
+    TenantUsage, Tier, UpdateTenant,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -168,12 +168,15 @@ pub async fn list(
         )));
     }
     let filter = TenantFilter {
-        status: params.status,
-        region: params.region,
-        tier: params.tier,
-        server_id: params.server_id,
-        kind: params.kind,
-        parent_org_id: params.parent_org_id,
+        selector: TenantSelector {
+            statuses: params.status.into_iter().collect(),
+            region: params.region,
+            tier: params.tier,
+            server_id: params.server_id,
+            kind: params.kind,
+            parent_org_id: params.parent_org_id,
+            org_ids: Vec::new(),
+        },
         after: params.cursor,
         limit,
     };
@@ -207,10 +210,9 @@ pub async fn clients(
     }
     state.engine.tenant(&org_id).await?;
     let filter = TenantFilter {
-        parent_org_id: Some(org_id),
+        selector: TenantSelector::clients_of(&org_id),
         after: params.cursor,
         limit: page_size(params.limit)?,
-        ..TenantFilter::default()
     };
     let mut page = page(&state, filter).await?;
     page.items = page.items.into_iter().map(|t| auth.tenant(t)).collect();

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use tenancy_control::fleet::{FleetEvent, FleetPlan, FleetReport, MigrateOptions};
-use tenancy_core::{OrgId, Region, ServerId, TenantStatus, Tier};
 
 use crate::output::{opt, table};
 use crate::{Context, Exit};
@@ -22,18 +21,9 @@ use crate::{Context, Exit};
 A failed tenant stays at its previous version with the error recorded; rerunning continues where \
 the last run stopped. Exit status is 1 when any tenant failed or was not attempted.")]
 pub struct Args {
-    /// Only these organizations (repeatable).
-    #[arg(long = "org")]
-    org_ids: Vec<OrgId>,
-    #[arg(long)]
-    region: Option<Region>,
-    #[arg(long)]
-    server: Option<ServerId>,
-    #[arg(long)]
-    tier: Option<Tier>,
-    /// Statuses to include (repeatable); active and suspended by default.
-    #[arg(long)]
-    status: Vec<TenantStatus>,
+    /// The tenants to migrate (active and suspended ones unless --status says otherwise).
+    #[command(flatten)]
+    select: super::select::Select,
     /// Migrate to this version instead of the latest.
     #[arg(long)]
     target: Option<i32>,
@@ -53,11 +43,7 @@ pub struct Args {
 
 pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
     let options = MigrateOptions {
-        org_ids: args.org_ids,
-        region: args.region,
-        server: args.server,
-        tier: args.tier,
-        statuses: args.status,
+        selector: args.select.into(),
         target: args.target,
         concurrency: usize::from(args.concurrency),
         canary: args.canary,

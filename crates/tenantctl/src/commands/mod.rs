@@ -5,6 +5,7 @@ pub mod moves;
 pub mod psql;
 pub mod reconcile;
 pub mod rekey;
+pub mod select;
 pub mod servers;
 pub mod status;
 pub mod tenants;

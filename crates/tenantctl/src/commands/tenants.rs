@@ -6,7 +6,7 @@ use anyhow::Result;
 use tenancy_control::{Cascade, Engine, Onboarded, TenantFilter};
 use tenancy_core::{
     CreateTenant, MoveMode, Operation, OperationState, OrgId, Region, ServerId, Slug, TenantKind,
-    TenantName, TenantStatus, Tier,
+    TenantName, TenantSelector, Tier,
 };
 
 use crate::output::{self, confirm};
@@ -25,18 +25,8 @@ pub enum Command {
   tenantctl tenants list --tree                  # agencies with their clients beneath them
   tenantctl tenants list --agency 263014839178313730")]
     List {
-        #[arg(long)]
-        status: Option<TenantStatus>,
-        #[arg(long)]
-        region: Option<Region>,
-        #[arg(long)]
-        tier: Option<Tier>,
-        /// standalone, agency or client.
-        #[arg(long)]
-        kind: Option<TenantKind>,
-        /// This agency's clients only.
-        #[arg(long)]
-        agency: Option<OrgId>,
+        #[command(flatten)]
+        select: super::select::Select,
         /// Print agencies with their clients beneath them.
         #[arg(long)]
         tree: bool,
@@ -158,22 +148,8 @@ rotation; a borrow that meets the old password in between is retried once.")]
 
 pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
     match command {
-        Command::List {
-            status,
-            region,
-            tier,
-            kind,
-            agency,
-            tree,
-        } => {
-            let filter = TenantFilter {
-                status,
-                region,
-                tier,
-                kind,
-                parent_org_id: agency,
-                ..Default::default()
-            };
+        Command::List { select, tree } => {
+            let filter = TenantFilter::from(TenantSelector::from(select));
             let tenants = cx.engine().await?.all_tenants(&filter).await?;
             if tree {
                 output::tenant_tree(&tenants, cx.json)?;
