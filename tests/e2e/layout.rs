@@ -40,12 +40,14 @@ fn the_crate_graph_points_one_way() {
             .collect();
         graph.insert(package["name"].as_str().unwrap().to_owned(), deps);
     }
-    // The test kit is a dependency only behind a crate's `testing` feature (optional).
+    // The test kit (and the typed client it onboards through) are dependencies only behind the
+    // registry's `testing` feature (optional).
     let ours = |name: &str| -> BTreeSet<String> {
         graph[name]
             .iter()
             .filter(|(d, optional)| {
-                d.starts_with("tenancy-") && !(d == "tenancy-testkit" && *optional)
+                d.starts_with("tenancy-")
+                    && !(*optional && (d == "tenancy-testkit" || d == "tenancy-client"))
             })
             .map(|(d, _)| d.clone())
             .collect()
@@ -53,6 +55,7 @@ fn the_crate_graph_points_one_way() {
     let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     assert!(ours("tenancy-core").is_empty());
     assert_eq!(ours("tenancy-pgtls"), set(&["tenancy-core"]));
+    assert_eq!(ours("tenancy-client"), set(&["tenancy-core"]));
     assert_eq!(
         ours("tenancy-control"),
         set(&["tenancy-core", "tenancy-pgtls"])

@@ -10,7 +10,9 @@ use crate::{Application, Settings};
 use anyhow::{Context, Result, ensure};
 use secrecy::SecretString;
 use serde_json::json;
+use tenancy_client::{Onboarding, RegistryClient};
 use tenancy_control::Config;
+use tenancy_core::CreateTenant;
 use tenancy_testkit::TestFleet;
 
 /// The development token of [`dev_settings`]: every role.
@@ -82,19 +84,16 @@ impl InProcessRegistry {
     /// Onboards the tenant `request` describes (`kind`, `parent_org_id`, `tier`, ...) with
     /// [`DEV_TOKEN`] and waits until it is active.
     pub async fn create(&self, http: &reqwest::Client, request: serde_json::Value) -> Result<()> {
-        let response = http
-            .post(format!("{}/v1/tenants?wait=30s", self.base))
-            .bearer_auth(DEV_TOKEN)
-            .json(&request)
-            .send()
+        let request: CreateTenant = serde_json::from_value(request).context("the request")?;
+        let client = RegistryClient::with_http(http.clone(), self.base.as_str(), DEV_TOKEN);
+        let onboarded = client
+            .onboard(&request, Some(std::time::Duration::from_secs(30)))
             .await
             .context("onboarding")?;
-        let status = response.status();
         ensure!(
-            status == reqwest::StatusCode::CREATED,
-            "onboarding {} answered {status}: {}",
-            request["org_id"],
-            response.text().await.unwrap_or_default()
+            matches!(onboarded, Onboarding::Active(_)),
+            "onboarding {:?} answered {onboarded:?}",
+            request.org_id
         );
         Ok(())
     }

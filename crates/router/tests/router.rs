@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use sqlx::Connection;
-use tenancy_core::{ConnectionInfo, OrgId, TenantStatus};
+use tenancy_client::RegistryClient;
+use tenancy_core::{
+    ConnectionInfo, MoveTenant, OperationState, OrgId, PutSetting, SettingType, TenantStatus,
+};
 use tenancy_registry::testing::{DEV_TOKEN, InProcessRegistry};
 use tenancy_router::{RegistryResolver, RouterConfig, RouterError, StaticResolver, TenantRouter};
 use tenancy_testkit::{ClusterOptions, PgCluster, eventually};
@@ -180,7 +183,6 @@ async fn refused_and_unknown_tenants_are_typed_errors() {
 async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_restores() {
     let registry = InProcessRegistry::start().await.unwrap();
     let base = registry.base.clone();
-    let http = reqwest::Client::new();
     for (org, name) in [("100", "Routed A"), ("200", "Routed B")] {
         registry.onboard(org, name).await.unwrap();
     }
@@ -215,14 +217,8 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
     // Let the router's feed follower catch up with the onboarding changes first.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let suspended_at = Instant::now();
-    let response = http
-        .post(format!("{base}/v1/tenants/100/suspend"))
-        .bearer_auth(DEV_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let suspension: serde_json::Value = response.json().await.unwrap();
+    let registry = RegistryClient::new(base.as_str(), DEV_TOKEN);
+    let suspension = registry.suspend(&a).await.unwrap();
     eventually(
         Duration::from_secs(2),
         "the suspension is refused",
@@ -243,35 +239,13 @@ async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_r
     eprintln!("suspension refused after {:?}", suspended_at.elapsed());
 
     // A resume while the suspension's operation still runs would be 409: let it finish.
-    let op_url = format!(
-        "{base}/v1/operations/{}",
-        suspension["id"].as_str().unwrap()
-    );
-    eventually(
-        Duration::from_secs(30),
-        "the suspension finishes",
-        || async {
-            let op: serde_json::Value = http
-                .get(&op_url)
-                .bearer_auth(DEV_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (op["state"] == "succeeded").then_some(())
-        },
-    )
-    .await;
-    let resumed_at = Instant::now();
-    let response = http
-        .post(format!("{base}/v1/tenants/100/resume"))
-        .bearer_auth(DEV_TOKEN)
-        .send()
+    let suspended = registry
+        .wait_operation(suspension.id, Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(response.status(), 202);
+    assert_eq!(suspended.state, OperationState::Succeeded);
+    let resumed_at = Instant::now();
+    registry.resume(&a).await.unwrap();
     let client = eventually(
         Duration::from_secs(5),
         "served again after resume",
@@ -328,36 +302,15 @@ async fn a_credential_rotation_is_invisible_to_borrowers() {
         }
     }));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let http = reqwest::Client::new();
+    let client = RegistryClient::new(registry.base.as_str(), DEV_TOKEN);
     for _ in 0..3 {
-        let op: serde_json::Value = http
-            .post(format!(
-                "{}/v1/tenants/300/rotate-credentials",
-                registry.base
-            ))
-            .bearer_auth(DEV_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
+        let op = client
+            .rotate_credentials(&"300".parse().unwrap())
             .await
             .unwrap();
-        let url = format!(
-            "{}/v1/operations/{}",
-            registry.base,
-            op["id"].as_str().unwrap()
-        );
         eventually(Duration::from_secs(30), "the rotation finishes", || async {
-            let op: serde_json::Value = http
-                .get(&url)
-                .bearer_auth(DEV_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (op["state"] == "succeeded").then_some(())
+            let op = client.operation(op.id).await.unwrap();
+            (op.state == OperationState::Succeeded).then_some(())
         })
         .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -437,36 +390,20 @@ async fn a_move_to_another_server_is_a_short_wait_for_borrowers() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let http = reqwest::Client::new();
-    let op: serde_json::Value = http
-        .post(format!("{}/v1/tenants/400/move", registry.base))
-        .bearer_auth(DEV_TOKEN)
-        .json(&serde_json::json!({"server_id": "pg-2"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let client = RegistryClient::new(registry.base.as_str(), DEV_TOKEN);
+    let to_pg2 = MoveTenant {
+        server_id: Some("pg-2".parse().unwrap()),
+        mode: None,
+    };
+    let op = client
+        .move_tenant(&"400".parse().unwrap(), &to_pg2)
         .await
         .unwrap();
-    let url = format!(
-        "{}/v1/operations/{}",
-        registry.base,
-        op["id"].as_str().unwrap()
-    );
-    eventually(Duration::from_secs(60), "the move finishes", || async {
-        let op: serde_json::Value = http
-            .get(&url)
-            .bearer_auth(DEV_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_ne!(op["state"], "failed", "{op}");
-        (op["state"] == "succeeded").then_some(())
-    })
-    .await;
+    let moved = client
+        .wait_operation(op.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(moved.state, OperationState::Succeeded, "{moved:?}");
     let seen = on_new.load(Ordering::SeqCst);
     eventually(
         Duration::from_secs(5),
@@ -574,17 +511,19 @@ async fn settings_features_and_quotas_through_the_router() {
         },
     );
     let org: OrgId = "400".parse().unwrap();
-    let http = reqwest::Client::new();
-    let put = |key: &'static str, body: serde_json::Value| {
-        let request = http
-            .put(format!("{}/v1/tenants/400/settings/{key}", registry.base))
-            .bearer_auth(DEV_TOKEN)
-            .json(&body);
-        async move { assert!(request.send().await.unwrap().status().is_success()) }
+    let client = RegistryClient::new(registry.base.as_str(), DEV_TOKEN);
+    let put = |key: &'static str, kind: SettingType, value: serde_json::Value| {
+        let (client, org) = (&client, &org);
+        async move {
+            let setting = PutSetting { kind, value };
+            let key = key.parse().unwrap();
+            client.put_setting(org, &key, &setting).await.unwrap();
+        }
     };
     put(
         "smtp.password",
-        serde_json::json!({"type": "secret", "value": "pa55"}),
+        SettingType::Secret,
+        serde_json::json!("pa55"),
     )
     .await;
     let settings = router.settings(&org).await.unwrap();
@@ -595,11 +534,7 @@ async fn settings_features_and_quotas_through_the_router() {
     assert!(!settings.is_enabled("sso"), "free has no sso");
 
     // A change reaches the router through the change feed, within two seconds.
-    put(
-        "features.sso",
-        serde_json::json!({"type": "bool", "value": true}),
-    )
-    .await;
+    put("features.sso", SettingType::Bool, serde_json::json!(true)).await;
     let changed = tokio::time::Instant::now();
     while !router.features(&org).await.unwrap().is_enabled("sso") {
         assert!(
@@ -638,22 +573,12 @@ async fn settings_features_and_quotas_through_the_router() {
         quotas.increment("api_calls", 1).is_err(),
         "refused locally once exhausted"
     );
-    let status: serde_json::Value = http
-        .get(format!("{}/v1/tenants/400/quotas", registry.base))
-        .bearer_auth(DEV_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = client.quotas(&org).await.unwrap();
     let calls = status
-        .as_array()
-        .unwrap()
         .iter()
-        .find(|q| q["resource"] == "api_calls")
+        .find(|q| q.resource.as_str() == "api_calls")
         .unwrap();
-    assert_eq!(calls["used"], 1000);
+    assert_eq!(calls.used, 1000);
     assert!(
         (1000..1500).contains(&accepted),
         "accepted {accepted}: past the limit by at most one flush's worth"

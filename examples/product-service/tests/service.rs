@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tenancy_client::RegistryClient;
 use tenancy_registry::testing::{DEV_TOKEN, InProcessRegistry};
 use tenancy_router::{RegistryResolver, RouterConfig, TenantRouter};
 use tenancy_testkit::{TokenClaims, ZitadelStandIn, eventually};
@@ -72,9 +73,8 @@ async fn each_organization_sees_only_its_own_tickets_and_a_suspended_one_is_refu
 
     // Suspending organization 200 in the registry: Bob is refused within two seconds.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    http.post(format!("{registry_url}/v1/tenants/200/suspend"))
-        .bearer_auth(DEV_TOKEN)
-        .send()
+    RegistryClient::new(registry_url.as_str(), DEV_TOKEN)
+        .suspend(&"200".parse().unwrap())
         .await
         .unwrap();
     let refused = eventually(Duration::from_secs(2), "Bob is refused", || async {
