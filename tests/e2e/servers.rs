@@ -146,3 +146,64 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
     assert_eq!(added.body["sslmode"], "verify-full");
     assert!(added.body.get("ca_pem").is_none(), "{added:?}");
 }
+
+/// A server `tenantctl` adds is placed on only once a running registry has connected to it
+/// itself: a registry without the server's password leaves it disabled (and says why), one with
+/// it activates it within seconds.
+#[tokio::test]
+async fn a_server_added_by_tenantctl_is_activated_only_by_a_registry_that_reaches_it() {
+    let deployment = Deployment::new().unwrap();
+    let extra = PgCluster::start().unwrap();
+    let without = deployment.start().await.unwrap();
+    let added = deployment
+        .fleet
+        .command(tenancy_e2e::binary("tenantctl"))
+        .unwrap()
+        .env("TENANCY_SERVER_PASSWORD_EXTRA", extra.admin_password())
+        .args(["servers", "add", "--id", "extra", "--region", "local"])
+        .args(["--host", "127.0.0.1", "--port", &extra.port().to_string()])
+        .args(["--admin-user", "postgres", "--capacity", "10"])
+        .args(["--password-env", "TENANCY_SERVER_PASSWORD_EXTRA"])
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+
+    // Several refill rounds (every 2 s) go by: this registry cannot reach it.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(state(&without, "extra").await, "disabled");
+    assert!(
+        deployment
+            .log()
+            .contains("cannot activate the server from this registry"),
+        "{}",
+        deployment.log()
+    );
+    drop(without);
+
+    let with = deployment
+        .start_with_env(&[("TENANCY_SERVER_PASSWORD_EXTRA", extra.admin_password())])
+        .await
+        .unwrap();
+    tenancy_testkit::eventually(
+        std::time::Duration::from_secs(15),
+        "the registry that reaches it activates it",
+        || async { (state(&with, "extra").await == "active").then_some(()) },
+    )
+    .await;
+}
+
+/// The state the registry shows for server `id`.
+async fn state(registry: &tenancy_e2e::Registry, id: &str) -> String {
+    let servers = registry.call(Method::GET, "/v1/servers", None).await;
+    let server = servers
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id);
+    server.unwrap()["state"].as_str().unwrap().to_owned()
+}

@@ -188,10 +188,14 @@ async fn sample(engine: Engine, cancel: CancellationToken) {
     }
 }
 
-/// Keeps the warm pool full: a round at once, then every `refill_interval`.
+/// Activates the servers a tool asked for that this process reaches, and keeps the warm pool
+/// full: a round at once, then every `refill_interval`.
 async fn refill(engine: Engine, cancel: CancellationToken) {
     let interval = engine.config().warm_pool.refill_interval;
     loop {
+        if let Err(e) = engine.activate_requested_servers().await {
+            warn!(error = %e, "could not read the servers asked to be activated");
+        }
         if let Err(e) = engine.refill_warm_pool().await {
             warn!(error = %e, "warm pool refill failed");
         }

@@ -7,6 +7,7 @@ use crate::config::ServerConfig;
 use crate::error::ControlError;
 use crate::pgadmin::ServerAdmin;
 use crate::store::{Actor, ServerChange};
+use tracing::{info, warn};
 
 impl Engine {
     pub async fn servers(&self) -> Result<Vec<Server>, ControlError> {
@@ -37,6 +38,61 @@ impl Engine {
         request: &AddServer,
         actor: &Actor,
     ) -> Result<Server, ControlError> {
+        self.record_server(request, actor).await?;
+        self.prepare_and_activate(&request.id, actor).await
+    }
+
+    /// As [`Engine::add_server`] from a tool (`tenantctl`): the server is recorded and prepared
+    /// from this process, then left disabled for a registry replica to activate once it has
+    /// connected to it itself (see [`Engine::activate_requested_servers`]), so that no registry
+    /// places tenants on a server it cannot reach.
+    pub async fn register_server(
+        &self,
+        request: &AddServer,
+        actor: &Actor,
+    ) -> Result<Server, ControlError> {
+        self.record_server(request, actor).await?;
+        self.request_activation(&request.id, actor).await
+    }
+
+    /// Asks a registry replica to activate `id` once it has connected to it; prepares it first
+    /// when it never was (see [`Engine::register_server`]).
+    pub async fn request_activation(
+        &self,
+        id: &ServerId,
+        actor: &Actor,
+    ) -> Result<Server, ControlError> {
+        if self.server(id).await?.template_version.is_none() {
+            let admin = self.inner.admins.get(id).await?;
+            let version = admin.prepare(self.config().engine.template_version).await?;
+            self.record_template_version(id, version).await?;
+        }
+        self.store().request_activation(id, actor).await?;
+        self.server(id).await
+    }
+
+    /// Activates the servers a tool asked to be activated that this process can reach (it
+    /// prepares each again, which proves its connection and its privileges). A server this
+    /// process has no password for stays as it is; it is said once, and another replica may
+    /// activate it.
+    pub(crate) async fn activate_requested_servers(&self) -> Result<(), ControlError> {
+        for id in self.store().activations_requested().await? {
+            if self.admins().unreachable().contains(&id) {
+                continue;
+            }
+            match self.prepare_and_activate(&id, &Actor::system()).await {
+                Ok(_) => info!(server_id = %id, "server activated: this registry reaches it"),
+                Err(e @ ControlError::UnknownServer { .. }) => {
+                    warn!(server_id = %id, error = %e, "cannot activate the server from this registry")
+                }
+                Err(e) => warn!(server_id = %id, error = %e, "server not activated yet"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a server from a request, disabled, once its password is at hand here.
+    async fn record_server(&self, request: &AddServer, actor: &Actor) -> Result<(), ControlError> {
         if std::env::var_os(request.password_env.as_str()).is_none() {
             return Err(ControlError::conflict(
                 ErrorCode::PasswordEnvUnset,
@@ -69,8 +125,7 @@ impl Engine {
             tenancy_pgtls::parse_ca(pem)
                 .map_err(|e| ControlError::Validation(format!("ca_pem: {e}")))?;
         }
-        self.store().add_server(&config, actor).await?;
-        self.prepare_and_activate(&config.id, actor).await
+        self.store().add_server(&config, actor).await
     }
 
     /// Prepares a server and marks it active; on failure it stays as it was.

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 use tenancy_core::{ErrorCode, Region, Server, ServerId, ServerState, SslMode};
 
-use super::{Actor, Maybe, Store, audit, commit_audited, is_unique_violation};
+use super::{Actor, Maybe, Store, audit, commit_audited, is_unique_violation, parse_all};
 use crate::config::ServerConfig;
 use crate::error::ControlError;
 
@@ -317,6 +317,57 @@ impl Store {
         .await
     }
 
+    /// Asks that a registry replica activate the server once it has connected to it itself
+    /// (see [`Store::activations_requested`]); the server stays as it is until then.
+    pub async fn request_activation(
+        &self,
+        id: &ServerId,
+        actor: &Actor,
+    ) -> Result<(), ControlError> {
+        self.run("request_activation", async {
+            let mut tx = self.begin().await?;
+            let done = sqlx::query(
+                "UPDATE database_servers SET activation_requested_at = now(), updated_at = now()
+                 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(ControlError::NotFound {
+                    what: format!("server {id}"),
+                });
+            }
+            let server = serde_json::json!({"server_id": id});
+            commit_audited(
+                tx,
+                actor,
+                "server.activation_requested",
+                None,
+                None,
+                Some(server),
+            )
+            .await
+        })
+        .await
+    }
+
+    /// Servers a tool asked a registry replica to activate: prepared, not active yet.
+    pub async fn activations_requested(&self) -> Result<Vec<ServerId>, ControlError> {
+        self.run("activations_requested", async {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM database_servers
+                 WHERE activation_requested_at IS NOT NULL AND state <> 'active'
+                   AND template_version IS NOT NULL
+                 ORDER BY id",
+            )
+            .fetch_all(self.pool())
+            .await?;
+            parse_all(ids)
+        })
+        .await
+    }
+
     pub async fn set_server_state(
         &self,
         id: &ServerId,
@@ -335,11 +386,17 @@ impl Store {
                     what: format!("server {id}"),
                 });
             };
-            sqlx::query("UPDATE database_servers SET state = $2, updated_at = now() WHERE id = $1")
-                .bind(id.as_str())
-                .bind(state.as_str())
-                .execute(&mut *tx)
-                .await?;
+            // Active now: no request for a registry to activate it is left open.
+            sqlx::query(
+                "UPDATE database_servers SET state = $2, updated_at = now(),
+                        activation_requested_at = CASE WHEN $2 = 'active' THEN NULL
+                                                       ELSE activation_requested_at END
+                 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(state.as_str())
+            .execute(&mut *tx)
+            .await?;
             commit_audited(
                 tx,
                 actor,

@@ -25,9 +25,10 @@ pub enum Command {
 
 Connections are encrypted and the certificate checked against --ca-file (or the public web roots)
 unless the host is a loopback address; --sslmode takes libpq's disable, require, verify-ca and
-verify-full. The server stays disabled until it has been prepared (template created and migrated); if it
-cannot be reached now, `tenantctl servers activate ID` prepares it later. The password variable
-must be a TENANCY_SERVER_PASSWORD_* variable, set in every registry process.")]
+verify-full. The server is prepared from this process (template created and migrated), then stays
+disabled until a running registry has connected to it itself and activates it (within seconds);
+if it cannot be reached now, `tenantctl servers activate ID` prepares it later. The password
+variable must be a TENANCY_SERVER_PASSWORD_* variable, set here and in every registry process.")]
     Add {
         #[arg(long)]
         id: ServerId,
@@ -74,7 +75,7 @@ Exit status is 1 when a move failed or a tenant could not move.")]
         #[arg(long)]
         yes: bool,
     },
-    /// Place new tenants on a server again.
+    /// Place new tenants on a server again (once a registry replica has connected to it).
     #[command(after_help = "Example:\n  tenantctl servers activate pg-eu-1")]
     Activate { id: ServerId },
     /// Show how the configuration file's servers differ from the registry, and apply them.
@@ -143,7 +144,13 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
                 ca_pem,
                 capacity,
             };
-            engine.add_server(&request, &cx.actor).await?;
+            let env = request.password_env.clone();
+            engine.register_server(&request, &cx.actor).await?;
+            eprintln!(
+                "server {} prepared; a registry replica places tenants on it once it has \
+                 connected to it itself ({env} must be set in every replica)",
+                request.id
+            );
         }
         Command::Drain {
             id,
@@ -176,9 +183,11 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
             }
         }
         Command::Activate { id } => {
-            engine
-                .set_server_state(&id, ServerState::Active, &cx.actor)
-                .await?;
+            engine.request_activation(&id, &cx.actor).await?;
+            eprintln!(
+                "server {id}: a registry replica places tenants on it again once it has \
+                 connected to it itself"
+            );
         }
         Command::Sync { yes } => {
             let changes = engine.configured_server_changes().await?;
