@@ -23,9 +23,12 @@ pub(crate) async fn router(tenants: usize) -> Result<()> {
         max_connections: 200,
         ..ClusterOptions::default()
     })?;
-    // The verifier a tenant role gets from the engine (fewer PBKDF2 iterations than
-    // PostgreSQL's own), so that opening a connection costs what it costs a real router.
-    let verifier = tenancy_control::secrets::scram_verifier(&"app-password".into());
+    // The verifier a tenant role gets from the engine by default, so that opening a connection
+    // costs what it costs a real router.
+    let verifier = tenancy_control::secrets::scram_verifier(
+        &"app-password".into(),
+        tenancy_control::secrets::DEFAULT_SCRAM_ITERATIONS,
+    );
     cluster.psql(
         "postgres",
         &format!("CREATE ROLE app_user LOGIN PASSWORD '{verifier}'"),

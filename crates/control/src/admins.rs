@@ -26,6 +26,7 @@ struct Inner {
     configured: Vec<ServerConfig>,
     pool_size: u32,
     admins: RwLock<HashMap<ServerId, ServerAdmin>>,
+    scram_iterations: u32,
     /// Servers this process has no password for (see [`ServerAdmins::unreachable`]).
     unreachable: RwLock<BTreeSet<ServerId>>,
 }
@@ -41,6 +42,7 @@ impl ServerAdmins {
                 configured: config.servers.clone(),
                 pool_size,
                 admins: RwLock::default(),
+                scram_iterations: config.engine.scram_iterations,
                 unreachable: RwLock::default(),
             }),
         }
@@ -68,7 +70,8 @@ impl ServerAdmins {
         }
         drop(unreachable);
         config.password = Some(password?);
-        let admin = ServerAdmin::new(&config, self.inner.pool_size)?;
+        let admin = ServerAdmin::new(&config, self.inner.pool_size)?
+            .with_scram_iterations(self.inner.scram_iterations);
         Ok(self
             .inner
             .admins

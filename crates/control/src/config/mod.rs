@@ -173,6 +173,12 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ControlError> {
+        if !(1..=100_000).contains(&self.engine.scram_iterations) {
+            return Err(ControlError::Config(format!(
+                "engine.scram_iterations is {}: from 1 to 100000 (4096 by default)",
+                self.engine.scram_iterations
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         for server in &self.servers {
             if !seen.insert(&server.id) {

@@ -88,6 +88,8 @@ pub struct ServerAdmin {
     probes: PgPool,
     /// What each template version grants the app role (see [`Self::grant_app_privileges`]).
     app_grants: AppGrants,
+    /// PBKDF2 rounds of the tenant roles' SCRAM verifiers (`[engine] scram_iterations`).
+    scram_iterations: u32,
 }
 
 /// Connections of the probe pool, and how long a probe waits for one.
@@ -119,7 +121,14 @@ impl ServerAdmin {
             pool,
             probes,
             app_grants: AppGrants::default(),
+            scram_iterations: crate::secrets::DEFAULT_SCRAM_ITERATIONS,
         })
+    }
+
+    /// Tenant roles' SCRAM verifiers made by this admin take `iterations` rounds.
+    pub fn with_scram_iterations(mut self, iterations: u32) -> Self {
+        self.scram_iterations = iterations;
+        self
     }
 
     fn options_for(config: &ServerConfig, dbname: &str) -> PgConnectOptions {

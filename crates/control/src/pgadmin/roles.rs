@@ -40,7 +40,7 @@ impl ServerAdmin {
         login: bool,
     ) -> Result<(), ControlError> {
         let r = ident(role.as_str());
-        let attributes = role_attributes(login, limits, password);
+        let attributes = role_attributes(login, limits, password, self.scram_iterations);
         let create = match self.role_tag(role).await? {
             None => format!(
                 "CREATE ROLE {r} WITH {attributes};
@@ -83,7 +83,7 @@ impl ServerAdmin {
         self.execute(format!(
             "ALTER ROLE {} PASSWORD {}",
             ident(role.as_str()),
-            literal(&scram_verifier(password))
+            literal(&scram_verifier(password, self.scram_iterations))
         ))
         .await
     }
@@ -122,13 +122,18 @@ impl ServerAdmin {
 /// must be a superuser, or have been granted `SET ON PARAMETER temp_file_limit`.
 /// What `CREATE ROLE` or `ALTER ROLE` gives a tenant role: login or not, no privilege beyond
 /// its own database, the tier's connection limit, the password as a SCRAM verifier.
-pub(super) fn role_attributes(login: bool, limits: &TierLimits, password: &SecretString) -> String {
+pub(super) fn role_attributes(
+    login: bool,
+    limits: &TierLimits,
+    password: &SecretString,
+    iterations: u32,
+) -> String {
     format!(
         "{} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT \
          CONNECTION LIMIT {} PASSWORD {}",
         if login { "LOGIN" } else { "NOLOGIN" },
         limits.connection_limit,
-        literal(&scram_verifier(password)),
+        literal(&scram_verifier(password, iterations)),
     )
 }
 

@@ -103,7 +103,7 @@ impl ServerAdmin {
                 r_name = literal(role.as_str()),
                 spare_tag = literal(SPARE_TAG),
                 tag = literal(&tag(org_id)),
-                attributes = role_attributes(true, limits, password),
+                attributes = role_attributes(true, limits, password, self.scram_iterations),
                 revokes = revoke_memberships(role),
                 settings = role_settings(&r, limits),
             ))
