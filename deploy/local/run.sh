@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: a private PostgreSQL cluster under .local/ (created once, kept between runs), then
-# the registry on 127.0.0.1:8080 with a development token.
+# the registry on 127.0.0.1:8080 with a development token (none when TENANCY_ZITADEL_ISSUER is
+# set: the registry then takes ZITADEL's tokens only).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . deploy/local/common.sh
@@ -44,7 +45,15 @@ export TENANCY_CONFIG=$ROOT/deploy/local/tenancy.toml
 export TENANCY_REGISTRY__URL="postgres://postgres:$PG_PASSWORD@127.0.0.1:$PORT/tenancy_registry"
 export TENANCY_LOCAL_PG_PASSWORD=$PG_PASSWORD
 export TENANCY_MASTER_KEY=$MASTER_KEY
-export TENANCY_DEV_TOKEN=$DEV_TOKEN
+if [ -n "${TENANCY_ZITADEL_ISSUER:-}" ]; then
+  # The registry refuses the development token beside ZITADEL's tokens.
+  unset TENANCY_DEV_TOKEN
+  DEV_TOKEN=""
+  TOKEN_NOTE="none: TENANCY_ZITADEL_ISSUER is set, so use a ZITADEL token (REGISTRY_TOKEN is empty)"
+else
+  export TENANCY_DEV_TOKEN=$DEV_TOKEN
+  TOKEN_NOTE=$DEV_TOKEN
+fi
 export TENANCY_LISTEN=${TENANCY_LISTEN:-127.0.0.1:8080}
 
 # Everything curl and tenantctl need in another shell: `source .local/registry.env`.
@@ -63,7 +72,7 @@ cargo build --release -p tenancy-registry -p tenantctl
 cat <<MSG
 
   registry:          http://$TENANCY_LISTEN
-  development token: $DEV_TOKEN
+  development token: $TOKEN_NOTE
   PostgreSQL:        127.0.0.1:$PORT (data in .local/pgdata)
 
   In another shell:  source .local/registry.env
