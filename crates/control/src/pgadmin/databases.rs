@@ -3,7 +3,7 @@
 use tenancy_core::{DbName, ErrorCode, OrgId, RoleName};
 use tracing::instrument;
 
-use super::{ServerAdmin, tag, tagged_org};
+use super::{ServerAdmin, not_the_tenants, tag, tagged_org};
 use crate::error::ControlError;
 use crate::sql::{ident, literal};
 
@@ -115,6 +115,28 @@ impl ServerAdmin {
             ident(db.as_str())
         ))
         .await
+    }
+
+    /// Drops the tenant's database, if it exists and is tagged for the tenant; one tagged for
+    /// anyone else, or not at all, is refused and left as it is (after a restore of the
+    /// registry, a name can be another tenant's now).
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn purge_tenant_database(
+        &self,
+        db: &DbName,
+        org_id: &OrgId,
+    ) -> Result<(), ControlError> {
+        match self.database_facts(db).await? {
+            None => Ok(()),
+            Some((_, found)) if tagged_org(found.as_deref()) == Some(org_id.as_str()) => {
+                self.drop_database(db).await
+            }
+            Some((_, found)) => Err(not_the_tenants(
+                &format!("database {db} on server {}", self.id),
+                org_id,
+                found.as_deref(),
+            )),
+        }
     }
 
     /// Whether the database allows connections, and its tag, if it exists.

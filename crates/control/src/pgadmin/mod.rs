@@ -26,7 +26,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection};
-use tenancy_core::{OrgId, ServerId, SslMode};
+use tenancy_core::{ErrorCode, OrgId, ServerId, SslMode};
 
 use crate::config::ServerConfig;
 use crate::error::ControlError;
@@ -58,6 +58,22 @@ pub(super) const NOT_A_WHOLE_SPARE: &str = "TS001";
 /// The SQLSTATE (one of our own) of an opening that finds the database tagged for someone else
 /// (see `ServerAdmin::open_to`).
 pub(super) const NOT_THE_TENANTS: &str = "TS002";
+
+/// The refusal of a destructive step on something not tagged for the tenant: a conflict (the
+/// operation fails for good, with this reason, and nothing is dropped).
+pub(super) fn not_the_tenants(what: &str, org_id: &OrgId, found: Option<&str>) -> ControlError {
+    ControlError::conflict(
+        ErrorCode::InvalidState,
+        format!(
+            "{what} is {} rather than for tenant {org_id}: it is not the tenant's, and is left \
+             as it is",
+            match found {
+                Some(found) => format!("tagged {found:?}"),
+                None => "not tagged".to_owned(),
+            }
+        ),
+    )
+}
 
 /// Says goodbye to the server off the caller's path: nothing waits for a verification's
 /// connection to close.

@@ -4,7 +4,7 @@ use secrecy::SecretString;
 use tenancy_core::{ErrorCode, OrgId, RoleName};
 use tracing::instrument;
 
-use super::{ServerAdmin, tag, tagged_org};
+use super::{NOT_THE_TENANTS, ServerAdmin, not_the_tenants, tag, tagged_org};
 use crate::config::TierLimits;
 use crate::error::ControlError;
 use crate::secrets::scram_verifier;
@@ -111,15 +111,49 @@ impl ServerAdmin {
     }
 
     #[instrument(skip(self), fields(server_id = %self.id))]
+    /// Drops the tenant's role, if it exists and is tagged for the tenant, in one statement that
+    /// checks the tag; one tagged for anyone else, or not at all, is refused and left as it is.
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn purge_tenant_role(
+        &self,
+        role: &RoleName,
+        org_id: &OrgId,
+    ) -> Result<(), ControlError> {
+        let dropped = self
+            .execute(format!(
+                "DO $drop$ DECLARE found text; BEGIN
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name}) THEN RETURN; END IF;
+                   SELECT shobj_description(oid, 'pg_authid') INTO found
+                     FROM pg_roles WHERE rolname = {name};
+                   IF found IS DISTINCT FROM {tag} THEN
+                     RAISE EXCEPTION 'tagged %', coalesce(found, 'not at all')
+                       USING ERRCODE = '{NOT_THE_TENANTS}';
+                   END IF;
+                   EXECUTE format('DROP ROLE %I', {name});
+                 END $drop$;",
+                name = literal(role.as_str()),
+                tag = literal(&tag(org_id)),
+            ))
+            .await;
+        match dropped {
+            Err(e) if e.is_server_sqlstate(NOT_THE_TENANTS) => {
+                let found = self.role_tag(role).await?.flatten();
+                Err(not_the_tenants(
+                    &format!("role {role} on server {}", self.id),
+                    org_id,
+                    found.as_deref(),
+                ))
+            }
+            other => other,
+        }
+    }
+
     pub async fn drop_role(&self, role: &RoleName) -> Result<(), ControlError> {
         self.execute(format!("DROP ROLE IF EXISTS {}", ident(role.as_str())))
             .await
     }
 }
 
-/// The tier's session settings on a tenant role (`r` already quoted); a limit the tier leaves
-/// unset is reset to the server's default. `temp_file_limit` is a superuser setting: the admin
-/// must be a superuser, or have been granted `SET ON PARAMETER temp_file_limit`.
 /// What `CREATE ROLE` or `ALTER ROLE` gives a tenant role: login or not, no privilege beyond
 /// its own database, the tier's connection limit, the password as a SCRAM verifier.
 pub(super) fn role_attributes(
@@ -137,6 +171,9 @@ pub(super) fn role_attributes(
     )
 }
 
+/// The tier's session settings on a tenant role (`r` already quoted); a limit the tier leaves
+/// unset is reset to the server's default. `temp_file_limit` is a superuser setting: the admin
+/// must be a superuser, or have been granted `SET ON PARAMETER temp_file_limit`.
 pub(super) fn role_settings(r: &str, limits: &TierLimits) -> String {
     let set_or_reset = |name: &str, value: Option<u128>| match value {
         Some(value) => format!("ALTER ROLE {r} SET {name} = {value};"),

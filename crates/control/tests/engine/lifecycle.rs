@@ -119,6 +119,69 @@ async fn delete_keeps_the_database_until_purge_then_drops_everything() {
     assert_eq!(again.status, TenantStatus::Active);
 }
 
+/// A purge drops only what is tagged for its tenant: after the registry and a server diverged
+/// (a registry restored from a backup, say), a database or role of the tenant's name that is
+/// tagged for another organization, or not at all, is left as it is and the purge fails with
+/// the reason.
+#[tokio::test]
+async fn a_purge_never_drops_a_database_or_role_that_is_not_its_tenants() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let cluster = fleet.cluster("pg-1");
+    // (organization, name, what changed on the server, whether the database is still the
+    // tenant's, and so dropped)
+    for (org, name, retag, own_database) in [
+        (
+            "3101",
+            "Initrode",
+            "COMMENT ON DATABASE tenant_initrode IS 'tenancy:org_id=9999'",
+            false,
+        ),
+        (
+            "3102",
+            "Umbrella",
+            "COMMENT ON ROLE tenant_umbrella IS NULL",
+            true,
+        ),
+    ] {
+        let tenant = onboard(&engine, request(org, name)).await;
+        let op = engine
+            .delete(&tenant.org_id, tenancy_control::Cascade::Refuse, &actor())
+            .await
+            .unwrap();
+        engine
+            .wait_operation(op.id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        // What is on the server now belongs to someone else (or to no one the engine knows).
+        cluster.psql("postgres", retag).unwrap();
+        let op = engine.purge(&tenant.org_id, &actor()).await.unwrap();
+        let op = engine
+            .wait_operation(op.id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(op.state, OperationState::Failed, "{op:?}");
+        assert_eq!(op.last_error_code, Some(ErrorCode::InvalidState), "{op:?}");
+        assert!(
+            op.last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("not the tenant's"),
+            "{op:?}"
+        );
+        let db = tenant.db_name.to_string();
+        assert_eq!(
+            fleet.tenant_databases("pg-1").contains(&db),
+            !own_database,
+            "{name}: only the tenant's own database is dropped"
+        );
+        assert!(
+            fleet.tenant_roles("pg-1").contains(&db),
+            "{name}: role kept"
+        );
+    }
+}
+
 #[tokio::test]
 async fn retention_expiry_purges_automatically() {
     let fleet = TestFleet::single().unwrap();
