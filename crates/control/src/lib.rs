@@ -41,8 +41,8 @@ pub use config::{
 };
 pub use engine::fleet;
 pub use engine::{
-    Balance, Engine, Onboarded, PlannedMove, Refill, SampleRound, Secrets, TierRollout, TierStatus,
-    Workers,
+    Authority, Balance, Engine, Onboarded, PlannedMove, Refill, SampleRound, Secrets, TierRollout,
+    TierStatus, Workers,
 };
 pub use error::ControlError;
 pub use reconcile::{Finding, FindingKind, Repair};

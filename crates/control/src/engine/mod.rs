@@ -51,7 +51,7 @@ use crate::store::{Actor, LockName, RegistryLock, Store};
 
 pub use background::Workers;
 pub use moves::{Balance, PlannedMove};
-pub use settings::Secrets;
+pub use settings::{Authority, Secrets};
 pub use tiers::{TierRollout, TierStatus};
 
 pub use tenants::Onboarded;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use tenancy_core::{
-    EffectiveFeatures, FEATURE_PREFIX, FeatureName, OrgId, PutSetting, Setting, SettingKey,
-    SettingType,
+    EffectiveFeatures, ErrorCode, FEATURE_PREFIX, FeatureName, OrgId, PutSetting, Setting,
+    SettingKey, SettingType,
 };
 use tracing::instrument;
 
@@ -21,6 +21,15 @@ use crate::store::{Actor, StoredSetting, StoredValue};
 pub enum Secrets {
     Reveal,
     Redact,
+}
+
+/// Who changes a setting, which decides what they may change of a tenant's features: a platform
+/// admin anything; a tenant admin only to turn off a feature the tier grants, and never a
+/// feature override a platform admin made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    Platform,
+    Tenant,
 }
 
 impl Engine {
@@ -63,10 +72,32 @@ impl Engine {
         org_id: &OrgId,
         key: &SettingKey,
         put: PutSetting,
+        authority: Authority,
         actor: &Actor,
     ) -> Result<Setting, ControlError> {
         put.check(key).map_err(ControlError::Validation)?;
-        self.live_tenant(org_id).await?;
+        let tenant = self.live_tenant(org_id).await?;
+        if authority == Authority::Tenant
+            && let Some(feature) = key.as_str().strip_prefix(FEATURE_PREFIX)
+        {
+            // A tenant admin may only turn off what its tier grants.
+            let granted = self
+                .config()
+                .tier_limits(&tenant.tier)?
+                .features
+                .iter()
+                .any(|f| f.as_str() == feature);
+            if put.value != Value::Bool(false) || !granted {
+                return Err(ControlError::conflict(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "a tenant admin may only turn off a feature its tier ({}) grants; \
+                         {feature} is for a platform admin to change",
+                        tenant.tier
+                    ),
+                ));
+            }
+        }
         let value = match (put.kind, put.value) {
             (SettingType::Secret, Value::String(secret)) => {
                 StoredValue::Sealed(seal_setting(self.keyring(), org_id, key.as_str(), &secret))
@@ -75,7 +106,14 @@ impl Engine {
         };
         let stored = self
             .store()
-            .put_setting(org_id, key, put.kind, value, actor)
+            .put_setting(
+                org_id,
+                key,
+                put.kind,
+                value,
+                authority == Authority::Platform,
+                actor,
+            )
             .await?;
         self.shown(org_id, stored, Secrets::Redact)
     }
@@ -85,10 +123,16 @@ impl Engine {
         &self,
         org_id: &OrgId,
         key: &SettingKey,
+        authority: Authority,
         actor: &Actor,
     ) -> Result<(), ControlError> {
         self.live_tenant(org_id).await?;
-        if self.store().delete_setting(org_id, key, actor).await? {
+        let by_platform = authority == Authority::Platform;
+        if self
+            .store()
+            .delete_setting(org_id, key, by_platform, actor)
+            .await?
+        {
             Ok(())
         } else {
             Err(ControlError::NotFound {

@@ -119,21 +119,25 @@ impl Store {
         key: &SettingKey,
         kind: SettingType,
         value: StoredValue,
+        by_platform: bool,
         actor: &Actor,
     ) -> Result<StoredSetting, ControlError> {
         self.run("put_setting", async {
             let mut tx = self.begin().await?;
             let before = lock_setting(&mut tx, org_id, key).await?;
+            refuse_platforms(&mut tx, org_id, key, by_platform).await?;
             let (plain, sealed) = match &value {
                 StoredValue::Plain(v) => (Some(v.to_string()), None),
                 StoredValue::Sealed(s) => (None, Some(s)),
             };
             let row = sqlx::query_as::<_, SettingRow>(concat!(
-                "INSERT INTO tenant_settings (org_id, key, type, value, ciphertext, key_id)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO tenant_settings (org_id, key, type, value, ciphertext, key_id,
+                                              set_by_platform)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (org_id, key) DO UPDATE SET type = EXCLUDED.type,
                      value = EXCLUDED.value, ciphertext = EXCLUDED.ciphertext,
-                     key_id = EXCLUDED.key_id, updated_at = now()
+                     key_id = EXCLUDED.key_id, set_by_platform = EXCLUDED.set_by_platform,
+                     updated_at = now()
                  RETURNING ",
                 columns!(),
                 ""
@@ -144,6 +148,7 @@ impl Store {
             .bind(plain)
             .bind(sealed.map(|s| s.bytes.as_slice()))
             .bind(sealed.map(|s| s.key_id.as_str()))
+            .bind(by_platform)
             .fetch_one(&mut *tx)
             .await?;
             let after = StoredSetting::try_from(row)?;
@@ -167,6 +172,7 @@ impl Store {
         &self,
         org_id: &OrgId,
         key: &SettingKey,
+        by_platform: bool,
         actor: &Actor,
     ) -> Result<bool, ControlError> {
         self.run("delete_setting", async {
@@ -174,6 +180,7 @@ impl Store {
             let Some(before) = lock_setting(&mut tx, org_id, key).await? else {
                 return Ok(false);
             };
+            refuse_platforms(&mut tx, org_id, key, by_platform).await?;
             sqlx::query("DELETE FROM tenant_settings WHERE org_id = $1 AND key = $2")
                 .bind(org_id.as_str())
                 .bind(key.as_str())
@@ -282,5 +289,32 @@ async fn bump_settings_version(tx: &mut Tx, org_id: &OrgId) -> Result<(), Contro
         .bind(org_id.as_str())
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Refuses a change by a tenant admin (`by_platform` false) to a setting a platform admin made
+/// (its row locked by the caller).
+async fn refuse_platforms(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    key: &SettingKey,
+    by_platform: bool,
+) -> Result<(), ControlError> {
+    if by_platform {
+        return Ok(());
+    }
+    let platforms: Option<bool> = sqlx::query_scalar(
+        "SELECT set_by_platform FROM tenant_settings WHERE org_id = $1 AND key = $2",
+    )
+    .bind(org_id.as_str())
+    .bind(key.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    if platforms == Some(true) && key.as_str().starts_with(tenancy_core::FEATURE_PREFIX) {
+        return Err(ControlError::conflict(
+            tenancy_core::ErrorCode::Forbidden,
+            format!("setting {key} was set by a platform admin: only a platform admin changes it"),
+        ));
+    }
     Ok(())
 }

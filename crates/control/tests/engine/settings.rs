@@ -4,8 +4,8 @@
 use secrecy::SecretString;
 use serde_json::json;
 use sqlx::Row;
-use tenancy_control::{ControlError, Engine, Secrets};
-use tenancy_core::{CreateTenant, PutSetting, SettingKey, SettingType};
+use tenancy_control::{Authority, ControlError, Engine, Secrets};
+use tenancy_core::{CreateTenant, ErrorCode, PutSetting, SettingKey, SettingType};
 use tenancy_testkit::{MASTER_KEY, TestFleet};
 
 use crate::helpers::*;
@@ -28,7 +28,13 @@ async fn put_json_and_read(
     value: serde_json::Value,
 ) -> Option<serde_json::Value> {
     engine
-        .put_setting(tenant, &key(name), put(SettingType::Json, value), &actor())
+        .put_setting(
+            tenant,
+            &key(name),
+            put(SettingType::Json, value),
+            Authority::Platform,
+            &actor(),
+        )
         .await
         .unwrap();
     engine
@@ -61,6 +67,7 @@ async fn secrets_are_sealed_at_rest_redacted_for_tenants_and_survive_a_master_ke
             &acme,
             &key("smtp.password"),
             put(SettingType::Secret, json!(SECRET)),
+            Authority::Platform,
             &actor(),
         )
         .await
@@ -75,6 +82,7 @@ async fn secrets_are_sealed_at_rest_redacted_for_tenants_and_survive_a_master_ke
             &acme,
             &key("smtp.host"),
             put(SettingType::String, json!("mail.example")),
+            Authority::Platform,
             &actor(),
         )
         .await
@@ -163,6 +171,7 @@ async fn features_are_the_tiers_with_the_tenants_overrides_and_bad_values_change
                 &tenant,
                 &key(name),
                 put(SettingType::Bool, json!(on)),
+                Authority::Platform,
                 &actor(),
             )
             .await
@@ -184,7 +193,7 @@ async fn features_are_the_tiers_with_the_tenants_overrides_and_bad_values_change
         ),
     ] {
         let err = engine
-            .put_setting(&tenant, &key(name), bad, &actor())
+            .put_setting(&tenant, &key(name), bad, Authority::Platform, &actor())
             .await
             .unwrap_err();
         assert!(matches!(err, ControlError::Validation(_)), "{name}: {err}");
@@ -203,19 +212,81 @@ async fn features_are_the_tiers_with_the_tenants_overrides_and_bad_values_change
     let read = put_json_and_read(&engine, &tenant, "odd.value", odd.clone()).await;
     assert_eq!(read, Some(odd));
     engine
-        .delete_setting(&tenant, &key("odd.value"), &actor())
+        .delete_setting(&tenant, &key("odd.value"), Authority::Platform, &actor())
         .await
         .unwrap();
     engine
-        .delete_setting(&tenant, &key("features.sso"), &actor())
+        .delete_setting(&tenant, &key("features.sso"), Authority::Platform, &actor())
         .await
         .unwrap();
     let err = engine
-        .delete_setting(&tenant, &key("features.sso"), &actor())
+        .delete_setting(&tenant, &key("features.sso"), Authority::Platform, &actor())
         .await
         .unwrap_err();
     assert!(matches!(err, ControlError::NotFound { .. }), "{err}");
     assert!(engine.features(&tenant).await.unwrap().is_enabled("sso"));
+
+    // A tenant admin turns off only what the tier grants, and never undoes the platform.
+    let as_tenant = |name: &str, on: bool| {
+        let (engine, tenant) = (&engine, &tenant);
+        let (key, put) = (key(name), put(SettingType::Bool, json!(on)));
+        async move {
+            engine
+                .put_setting(tenant, &key, put, Authority::Tenant, &actor())
+                .await
+        }
+    };
+    fn code<T: std::fmt::Debug>(r: Result<T, ControlError>) -> ErrorCode {
+        r.unwrap_err().code()
+    }
+    assert_eq!(
+        code(as_tenant("features.client_management", true).await),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        code(as_tenant("features.custom_domains", false).await),
+        ErrorCode::Forbidden
+    );
+    as_tenant("features.sso", false).await.unwrap();
+    assert!(!engine.features(&tenant).await.unwrap().is_enabled("sso"));
+    engine
+        .delete_setting(&tenant, &key("features.sso"), Authority::Tenant, &actor())
+        .await
+        .unwrap();
+    engine
+        .put_setting(
+            &tenant,
+            &key("features.api_access"),
+            put(SettingType::Bool, json!(false)),
+            Authority::Platform,
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let removed = engine
+        .delete_setting(
+            &tenant,
+            &key("features.api_access"),
+            Authority::Tenant,
+            &actor(),
+        )
+        .await;
+    assert_eq!(
+        code(removed),
+        ErrorCode::Forbidden,
+        "the platform's penalty stays"
+    );
+    assert_eq!(
+        code(as_tenant("features.api_access", false).await),
+        ErrorCode::Forbidden
+    );
+    assert!(
+        !engine
+            .features(&tenant)
+            .await
+            .unwrap()
+            .is_enabled("api_access")
+    );
 }
 
 /// Any JSON number a setting may hold reads back as it was written, from the settings and from

@@ -5,7 +5,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use tenancy_control::Secrets;
+use tenancy_control::{Authority, Secrets};
 use tenancy_core::{EffectiveFeatures, OrgId, Problem, PutSetting, Setting, SettingKey};
 
 use crate::auth::Authenticated;
@@ -19,6 +19,16 @@ fn secrets_for(auth: &Authenticated) -> Secrets {
         Secrets::Reveal
     } else {
         Secrets::Redact
+    }
+}
+
+/// Platform admins change any setting; a tenant admin changes a feature only to turn off what
+/// its tier grants, and never a feature override a platform admin made.
+fn authority(auth: &Authenticated) -> Authority {
+    if auth.caller.is_platform_admin() {
+        Authority::Platform
+    } else {
+        Authority::Tenant
     }
 }
 
@@ -57,14 +67,17 @@ pub async fn get(
 
 /// Set a setting.
 ///
-/// The value must be of its `type` and at most 16 KiB; `features.<name>` keys are `bool`. A
-/// `secret` is encrypted at rest and never answered to tenant admins. Every change is an audit
-/// event (secrets redacted) and reaches routers through the change feed.
+/// The value must be of its `type` and at most 16 KiB; `features.<name>` keys are `bool`, and a
+/// tenant admin may set one only to `false`, for a feature its tier grants, and not over a
+/// platform admin's (403 otherwise). A `secret` is encrypted at rest and never answered to
+/// tenant admins. Every change is an audit event (secrets redacted) and reaches routers through
+/// the change feed.
 #[utoipa::path(put, path = "/v1/tenants/{org_id}/settings/{key}", tag = "settings",
     operation_id = "put_setting", params(("org_id" = OrgId, Path), ("key" = SettingKey, Path)),
     request_body = PutSetting,
     responses(
         (status = 200, description = "Set; a secret's value is not repeated", body = Setting),
+        (status = 403, description = "`forbidden`: a feature a tenant admin may not change", body = Problem),
         (status = 404, body = Problem),
         (status = 409, description = "`invalid_state`: the tenant is deleted", body = Problem),
     ))]
@@ -78,7 +91,7 @@ pub async fn put(
     Ok(axum::Json(
         state
             .engine
-            .put_setting(&org_id, &key, put, &auth.actor())
+            .put_setting(&org_id, &key, put, authority(&auth), &auth.actor())
             .await?,
     ))
 }
@@ -88,6 +101,7 @@ pub async fn put(
     operation_id = "delete_setting", params(("org_id" = OrgId, Path), ("key" = SettingKey, Path)),
     responses(
         (status = 204, description = "Removed"),
+        (status = 403, description = "`forbidden`: a platform admin's feature override, for a tenant admin", body = Problem),
         (status = 404, description = "`not_found`: no such tenant or setting", body = Problem),
         (status = 409, description = "`invalid_state`: the tenant is deleted", body = Problem),
     ))]
@@ -99,7 +113,7 @@ pub async fn delete(
     auth.require_tenant_admin(&org_id)?;
     state
         .engine
-        .delete_setting(&org_id, &key, &auth.actor())
+        .delete_setting(&org_id, &key, authority(&auth), &auth.actor())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
