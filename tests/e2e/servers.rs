@@ -12,8 +12,13 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
     let sealed = PgCluster::start_with(ClusterOptions::default().with_tls()).unwrap();
     let registry = deployment
         .start_with_env(&[
-            ("TENANCY_SERVER_PASSWORD_EXTRA", extra.admin_password()),
-            ("TENANCY_SERVER_PASSWORD_SEALED", sealed.admin_password()),
+            ("TENANCY_SERVER_PASSWORD_PG_EXTRA", extra.admin_password()),
+            ("TENANCY_SERVER_PASSWORD_PG_DOWN", extra.admin_password()),
+            (
+                "TENANCY_SERVER_PASSWORD_PG_WRONG_CA",
+                sealed.admin_password(),
+            ),
+            ("TENANCY_SERVER_PASSWORD_PG_SEALED", sealed.admin_password()),
         ])
         .await
         .unwrap();
@@ -29,6 +34,15 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
     bad_ca["ca_pem"] = "-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----".into();
     let mut falls_back = server("prefer", extra.port(), "TENANCY_SERVER_PASSWORD_EXTRA");
     falls_back["sslmode"] = "prefer".into();
+    // Another server's password variable, or a remote host in the clear: never sent there.
+    let stealer = server(
+        "pg-stealer",
+        extra.port(),
+        "TENANCY_SERVER_PASSWORD_PG_EXTRA",
+    );
+    let mut clear = server("pg-clear", extra.port(), "TENANCY_SERVER_PASSWORD_PG_CLEAR");
+    clear["host"] = "db.example.com".into();
+    clear["sslmode"] = "disable".into();
     for body in [
         bad_ca,
         falls_back,
@@ -48,12 +62,22 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
         assert_eq!(answer.body["code"], "validation_failed");
     }
 
+    // Another server's password variable, or a remote host in the clear: refused before any
+    // connection, nothing recorded.
+    for body in [stealer, clear] {
+        let answer = registry
+            .call(Method::POST, "/v1/servers", Some(body.clone()))
+            .await;
+        assert_eq!(answer.status, StatusCode::CONFLICT, "{body}: {answer:?}");
+        assert_eq!(answer.body["code"], "server_refused", "{answer:?}");
+    }
+
     // A server that cannot be reached: registered, disabled, never placed on.
     let unreachable = registry
         .call(
             Method::POST,
             "/v1/servers",
-            Some(server("pg-down", 1, "TENANCY_SERVER_PASSWORD_EXTRA")),
+            Some(server("pg-down", 1, "TENANCY_SERVER_PASSWORD_PG_DOWN")),
         )
         .await;
     assert_eq!(
@@ -90,7 +114,7 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
             Some(server(
                 "pg-extra",
                 extra.port(),
-                "TENANCY_SERVER_PASSWORD_EXTRA",
+                "TENANCY_SERVER_PASSWORD_PG_EXTRA",
             )),
         )
         .await;
@@ -118,7 +142,8 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
     // A server that takes TLS only: with its CA, verified and prepared; with another CA, kept
     // disabled. The CA is never answered back.
     let tls_server = |id: &str, ca: String| {
-        let mut body = server(id, sealed.port(), "TENANCY_SERVER_PASSWORD_SEALED");
+        let env = tenancy_control::password_env_of(&id.parse().unwrap());
+        let mut body = server(id, sealed.port(), &env);
         body["sslmode"] = "verify-full".into();
         body["ca_pem"] = ca.into();
         body

@@ -150,7 +150,13 @@ impl Reconciler<'_> {
             });
         }
         let mut missing = 0;
-        for server_id in self.admins.ids().await? {
+        // A server never prepared holds nothing, and a registration that could not be prepared
+        // is not sent its password again every round.
+        let prepared = self.store.servers().await?.into_iter();
+        for server_id in prepared
+            .filter(|s| s.template_version.is_some())
+            .map(|s| s.id)
+        {
             let inventory = match self.admins.get(&server_id).await {
                 Ok(admin) => admin.inventory().await.map(|inv| (admin, inv)),
                 Err(e) => Err(e),

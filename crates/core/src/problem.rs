@@ -61,6 +61,10 @@ pub enum ErrorCode {
     InvalidTarget,
     /// The password variable a server registration names is not set in the registry process.
     PasswordEnvUnset,
+    /// A server registration that would send a password where it must not: a variable that is
+    /// not the server's own (named after its id) or another server's, or a remote host without
+    /// verified TLS.
+    ServerRefused,
     /// The request needs ZITADEL's management API, which is not configured.
     ZitadelNotConfigured,
     // 413, 415, 422.
@@ -133,7 +137,7 @@ impl ErrorCode {
             TenantExists | SlugTaken | OperationInProgress | InvalidState | NothingToRetry
             | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists
             | HasClients | UnknownRegion | UnknownParent | InvalidParent | PasswordEnvUnset
-            | ZitadelNotConfigured | InvalidTarget => 409,
+            | ServerRefused | ZitadelNotConfigured | InvalidTarget => 409,
             TenantDeleted => 410,
             BodyTooLarge => 413,
             QuotaExceeded => 429,
@@ -171,6 +175,7 @@ impl ErrorCode {
             UnknownParent => "unknown_parent",
             InvalidParent => "invalid_parent",
             PasswordEnvUnset => "password_env_unset",
+            ServerRefused => "server_refused",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             ValidationFailed => "validation_failed",

@@ -51,6 +51,7 @@ use crate::store::{Actor, LockName, RegistryLock, Store};
 
 pub use background::Workers;
 pub use moves::{Balance, PlannedMove};
+pub use servers::password_env_of;
 pub use settings::{Authority, Secrets};
 pub use tiers::{TierRollout, TierStatus};
 

@@ -1,6 +1,8 @@
 //! Database servers: listing, registering, draining, and the configuration file's servers.
 
-use tenancy_core::{AddServer, ErrorCode, Server, ServerId, ServerState};
+use tenancy_core::{
+    AddServer, ErrorCode, SERVER_PASSWORD_PREFIX, Server, ServerId, ServerState, SslMode,
+};
 
 use super::Engine;
 use crate::config::ServerConfig;
@@ -91,8 +93,60 @@ impl Engine {
         Ok(())
     }
 
-    /// Records a server from a request, disabled, once its password is at hand here.
+    /// Records a server from a request, disabled, once its password is at hand here. The
+    /// password variable is the server's own (named after its id, used by no other server), and
+    /// a remote host is reached over verified TLS: a request can neither make the registry send
+    /// another server's password nor send one in the clear.
     async fn record_server(&self, request: &AddServer, actor: &Actor) -> Result<(), ControlError> {
+        if let Some(pem) = &request.ca_pem {
+            tenancy_pgtls::parse_ca(pem)
+                .map_err(|e| ControlError::Validation(format!("ca_pem: {e}")))?;
+        }
+        let own = password_env_of(&request.id);
+        if request.password_env.as_str() != own {
+            return Err(ControlError::conflict(
+                ErrorCode::ServerRefused,
+                format!(
+                    "password_env: server {}'s password variable is {own} (named after the \
+                     server, so that no request can name another server's)",
+                    request.id
+                ),
+            ));
+        }
+        let configured = self
+            .config()
+            .servers
+            .iter()
+            .map(|s| (&s.id, &s.password_env));
+        let other = match configured
+            .filter(|(id, _)| **id != request.id)
+            .find(|(_, env)| env.as_deref() == Some(own.as_str()))
+        {
+            Some((other, _)) => Some(other.clone()),
+            None => {
+                self.store()
+                    .server_with_password_env(&own, &request.id)
+                    .await?
+            }
+        };
+        if let Some(other) = other {
+            return Err(ControlError::conflict(
+                ErrorCode::ServerRefused,
+                format!("{own} is server {other}'s password variable"),
+            ));
+        }
+        if !tenancy_core::is_loopback_host(request.host.as_str())
+            && matches!(request.sslmode, Some(SslMode::Disable | SslMode::Require))
+        {
+            return Err(ControlError::conflict(
+                ErrorCode::ServerRefused,
+                format!(
+                    "sslmode: a server at {} is reached over verified TLS (verify-ca with its CA, \
+                     or verify-full); disable and require are for loopback hosts only",
+                    request.host
+                ),
+            ));
+        }
         if std::env::var_os(request.password_env.as_str()).is_none() {
             return Err(ControlError::conflict(
                 ErrorCode::PasswordEnvUnset,
@@ -121,10 +175,6 @@ impl Engine {
             ca_pem: request.ca_pem.clone(),
             warm_pool: None,
         };
-        if let Some(pem) = &config.ca_pem {
-            tenancy_pgtls::parse_ca(pem)
-                .map_err(|e| ControlError::Validation(format!("ca_pem: {e}")))?;
-        }
         self.store().add_server(&config, actor).await
     }
 
@@ -179,4 +229,13 @@ impl Engine {
             .apply_configured_servers(&self.config().servers, actor)
             .await
     }
+}
+
+/// The password variable a server registered through the API or `tenantctl` must use:
+/// `TENANCY_SERVER_PASSWORD_` and its id, upper-cased, `-` as `_`.
+pub fn password_env_of(id: &ServerId) -> String {
+    format!(
+        "{SERVER_PASSWORD_PREFIX}{}",
+        id.as_str().to_ascii_uppercase().replace(['-', '.'], "_")
+    )
 }

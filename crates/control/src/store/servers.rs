@@ -352,6 +352,26 @@ impl Store {
         .await
     }
 
+    /// The other server whose record names `env` as its password variable, if any.
+    pub async fn server_with_password_env(
+        &self,
+        env: &str,
+        besides: &ServerId,
+    ) -> Result<Option<ServerId>, ControlError> {
+        self.run("server_with_password_env", async {
+            let id: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM database_servers WHERE password_env = $1 AND id <> $2 LIMIT 1",
+            )
+            .bind(env)
+            .bind(besides.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+            id.map(|id| id.parse().map_err(ControlError::corrupt))
+                .transpose()
+        })
+        .await
+    }
+
     /// Servers a tool asked a registry replica to activate: prepared, not active yet.
     pub async fn activations_requested(&self) -> Result<Vec<ServerId>, ControlError> {
         self.run("activations_requested", async {

@@ -27,8 +27,9 @@ pub struct Server {
 
 /// `POST /v1/servers`: register a database server. It stays `disabled` until the registry has
 /// prepared it (template created and migrated); its admin password is read, in every registry
-/// process, from the environment variable `password_env` names, which must start with
-/// `TENANCY_SERVER_PASSWORD_`.
+/// process, from the environment variable `password_env` names: the server's own,
+/// `TENANCY_SERVER_PASSWORD_` and its id upper-cased (`-` as `_`), named by no other server. A
+/// host that is not a loopback address takes `verify-ca` or `verify-full` only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

@@ -23,7 +23,11 @@ pub async fn list(
 /// Register a server and prepare its template. Its admin password must be in the environment
 /// variable `password_env` of every registry process.
 #[utoipa::path(post, path = "/v1/servers", tag = "servers", operation_id = "add_server", request_body = AddServer,
-    responses((status = 201, body = Server), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Server),
+        (status = 409, description = "`server_exists`, `password_env_unset`, or `server_refused`: \
+            a password variable that is not the server's own (`TENANCY_SERVER_PASSWORD_` and its \
+            id) or is another server's, or a remote host without verified TLS", body = Problem),
+        (status = 422, body = Problem)))]
 pub async fn add(
     State(state): State<AppState>,
     auth: Authenticated,
