@@ -82,6 +82,10 @@ pub fn describe_metrics() {
         "Product usage counted, by resource"
     );
     describe_counter!(
+        "tenancy_usage_enforcement_failures_total",
+        "Tenants whose storage quota could not be enforced in a sampling round (tried again next round)"
+    );
+    describe_counter!(
         "tenancy_quota_refusals_total",
         "Usage increments refused for a quota, by resource"
     );

@@ -149,8 +149,15 @@ impl Engine {
                     connections,
                 });
                 let level = warnings.get(&tenant.org_id).copied().unwrap_or(0);
-                self.enforce_storage(&admin, &tenant, size, level, &mut round)
-                    .await?;
+                // One tenant's enforcement failing never costs the others theirs: it is tried
+                // again next round.
+                if let Err(e) = self
+                    .enforce_storage(&admin, &tenant, size, level, &mut round)
+                    .await
+                {
+                    warn!(org_id = %tenant.org_id, %server_id, error = %e, "usage: storage quota not enforced this round");
+                    metrics::counter!("tenancy_usage_enforcement_failures_total").increment(1);
+                }
             }
             round.tenants += samples.len();
             self.store().record_samples(now, &samples).await?;

@@ -201,3 +201,33 @@ async fn storage_warnings_reach_the_webhook_signed_and_a_failed_delivery_is_retr
     distinct.dedup();
     assert_eq!(distinct, [80, 95]);
 }
+
+/// One tenant whose enforcement fails (its role gone from the server, say) does not cost the
+/// others of the round theirs (security review N13): it is tried again next round.
+#[tokio::test]
+async fn one_tenant_failing_enforcement_does_not_stop_the_round() {
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    let mut tiny = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
+    tiny.storage_quota = Some(bytesize::ByteSize::mib(4));
+    config.tiers.insert("tiny".parse().unwrap(), tiny);
+    let engine = tenancy_control::Engine::start(config).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let mut tenants = Vec::new();
+    for (org, name) in [("7401", "Broken Hog"), ("7402", "Plain Hog")] {
+        let mut create: CreateTenant = request(org, name);
+        create.tier = Some("tiny".parse().unwrap());
+        tenants.push(onboard(&engine, create).await);
+    }
+    // The first (in org_id order) has lost its role on the server (renamed by hand): its
+    // enforcement fails.
+    fleet
+        .cluster("pg-1")
+        .psql("postgres", "ALTER ROLE tenant_broken_hog RENAME TO broken_hog_elsewhere")
+        .unwrap();
+
+    let round = engine.sample_usage().await.unwrap();
+    assert_eq!(round.made_read_only, [tenants[1].org_id.clone()]);
+    assert!(engine.tenant(&tenants[1].org_id).await.unwrap().read_only);
+    assert!(!engine.tenant(&tenants[0].org_id).await.unwrap().read_only);
+}
