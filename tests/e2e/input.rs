@@ -260,3 +260,38 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
     assert_eq!(list.body["items"], json!([]));
     assert!(deployment.tenant_databases().is_empty());
 }
+
+/// A caller's request id is a correlation id only: one of a sane shape is kept (and answered
+/// back), any other is replaced by one of the registry's own (security review L12).
+#[tokio::test]
+async fn a_request_id_is_kept_only_when_it_is_a_plain_correlation_id() {
+    let deployment = Deployment::new().unwrap();
+    let registry = deployment.start().await.unwrap();
+    let answered = |id: &'static str| {
+        let registry = &registry;
+        async move {
+            let response = registry
+                .http
+                .get(format!("{}/v1/tenants", registry.base))
+                .bearer_auth(tenancy_e2e::TOKEN)
+                .header("x-request-id", id)
+                .send()
+                .await
+                .unwrap();
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(answered("trace-42.a:b_c").await, "trace-42.a:b_c");
+    for odd in [
+        "<script>alert(1)</script>",
+        "with space",
+        "x-really-long-0123456789-0123456789-0123456789-0123456789-0123456789",
+    ] {
+        let got = answered(odd).await;
+        assert_ne!(got, odd);
+        assert!(uuid::Uuid::parse_str(&got).is_ok(), "{got}");
+    }
+}

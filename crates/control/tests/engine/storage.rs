@@ -223,7 +223,10 @@ async fn one_tenant_failing_enforcement_does_not_stop_the_round() {
     // enforcement fails.
     fleet
         .cluster("pg-1")
-        .psql("postgres", "ALTER ROLE tenant_broken_hog RENAME TO broken_hog_elsewhere")
+        .psql(
+            "postgres",
+            "ALTER ROLE tenant_broken_hog RENAME TO broken_hog_elsewhere",
+        )
         .unwrap();
 
     let round = engine.sample_usage().await.unwrap();

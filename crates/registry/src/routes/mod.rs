@@ -67,6 +67,27 @@ pub fn router(api: Router<AppState>, state: AppState, settings: &Settings) -> Ro
             }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::map_request(correlation_id_only))
+}
+
+/// A caller's `x-request-id` is kept only as a correlation id of a sane shape (at most 64
+/// letters, digits, `-`, `_`, `.` or `:`); any other is replaced by one of ours, so that nothing
+/// a caller sends is copied into logs and audit events as it came.
+async fn correlation_id_only(mut request: Request<axum::body::Body>) -> Request<axum::body::Body> {
+    let sane = |v: &axum::http::HeaderValue| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 64
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    };
+    let headers = request.headers_mut();
+    let all: Vec<_> = headers.get_all("x-request-id").iter().cloned().collect();
+    if all.len() > 1 || all.first().is_some_and(|v| !sane(v)) {
+        headers.remove("x-request-id");
+    }
+    request
 }
 
 /// The API routes and their OpenAPI document.
