@@ -13,6 +13,7 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
     let registry = deployment
         .start_with_env(&[
             ("TENANCY_SERVER_PASSWORD_PG_EXTRA", extra.admin_password()),
+            ("TENANCY_SERVER_PASSWORD_BAD_CA", extra.admin_password()),
             ("TENANCY_SERVER_PASSWORD_PG_DOWN", extra.admin_password()),
             (
                 "TENANCY_SERVER_PASSWORD_PG_WRONG_CA",
@@ -30,7 +31,7 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
     // Secrets the registry holds are never named; bad fields are refused, nothing recorded.
     let mut bad_host = server("bad-host", extra.port(), "TENANCY_SERVER_PASSWORD_EXTRA");
     bad_host["host"] = "evil.example/path".into();
-    let mut bad_ca = server("bad-ca", extra.port(), "TENANCY_SERVER_PASSWORD_EXTRA");
+    let mut bad_ca = server("bad-ca", extra.port(), "TENANCY_SERVER_PASSWORD_BAD_CA");
     bad_ca["ca_pem"] = "-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----".into();
     let mut falls_back = server("prefer", extra.port(), "TENANCY_SERVER_PASSWORD_EXTRA");
     falls_back["sslmode"] = "prefer".into();

@@ -98,10 +98,6 @@ impl Engine {
     /// a remote host is reached over verified TLS: a request can neither make the registry send
     /// another server's password nor send one in the clear.
     async fn record_server(&self, request: &AddServer, actor: &Actor) -> Result<(), ControlError> {
-        if let Some(pem) = &request.ca_pem {
-            tenancy_pgtls::parse_ca(pem)
-                .map_err(|e| ControlError::Validation(format!("ca_pem: {e}")))?;
-        }
         let own = password_env_of(&request.id);
         if request.password_env.as_str() != own {
             return Err(ControlError::conflict(
@@ -155,6 +151,10 @@ impl Engine {
                     request.password_env
                 ),
             ));
+        }
+        if let Some(pem) = &request.ca_pem {
+            tenancy_pgtls::parse_ca(pem)
+                .map_err(|e| ControlError::Validation(format!("ca_pem: {e}")))?;
         }
         let config = ServerConfig {
             id: request.id.clone(),
