@@ -14,15 +14,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tenancy_core::{
-    CreateTenant, ErrorCode, Operation, OperationKind, OperationState, OrgId, ProvisionPath,
-    Region, ServerId, Slug, Tenant, TenantKind, TenantName, TenantStatus, Tier,
+    CreateTenant, ErrorCode, Operation, OperationKind, OrgId, ProvisionPath, Region, ServerId,
+    Slug, Tenant, TenantKind, TenantName, TenantStatus, Tier,
 };
 use uuid::Uuid;
 
 use super::audit::{Actor, audit, audit_change, commit_audited, commit_change, tenant_snapshot};
 use super::moves::{self, MOVABLE, NewMove};
 use super::operations::{
-    DONE_CHANNEL, Lease, end_failed, fence, insert_operation, insert_operation_at,
+    DONE_CHANNEL, Lease, end_failed, end_succeeded, fence, insert_operation, insert_operation_at,
     insert_operation_under, last_failed, open_operation, requeue,
 };
 use super::placement::{best_target, check_target, choose_server, lock_region};
@@ -534,7 +534,7 @@ impl Store {
                 self.run("switch_move", async {
                     let mut tx = self.begin().await?;
                     let before = lock_tenant(&mut tx, &op.org_id).await?;
-                    fence(&mut tx, op.id, worker, None).await?;
+                    fence(&mut tx, op.id, worker).await?;
                     if before.server_id.as_ref() == Some(&target) {
                         return Ok(None);
                     }
@@ -567,9 +567,7 @@ impl Store {
         // The tenant's row before the operation's (see `lock_tenant`); a purge taken over and
         // finished by another worker has deleted it, which the lease check below tells.
         let before = lock_tenant_if_present(&mut tx, org_id).await?;
-        let mut operation = fence(&mut tx, op.id, worker, Some(OperationState::Succeeded))
-            .await?
-            .ok_or(ControlError::LeaseLost)?;
+        let mut operation = end_succeeded(&mut tx, op.id, worker).await?;
         let before = before.ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))?;
         let (action, after): (String, Option<Tenant>) = match effect.await? {
             Finish::Status(status) => {

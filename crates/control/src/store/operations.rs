@@ -376,42 +376,37 @@ pub(super) async fn requeue(tx: &mut Tx, id: Uuid) -> Result<Operation, ControlE
 }
 
 /// The lease fence of a change an operation makes: its row locked, and
-/// [`ControlError::LeaseLost`] unless `worker` still holds it running. With `end`, the
-/// operation is ended too, succeeded (and returned), in the same statement.
-pub(super) async fn fence(
+/// [`ControlError::LeaseLost`] unless `worker` still holds it running.
+pub(super) async fn fence(tx: &mut Tx, id: Uuid, worker: &str) -> Result<(), ControlError> {
+    let leased: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM operations WHERE id = $1 AND lease_owner = $2
+                        AND state = 'running' FOR UPDATE)",
+    )
+    .bind(id)
+    .bind(worker)
+    .fetch_one(&mut **tx)
+    .await?;
+    leased.then_some(()).ok_or(ControlError::LeaseLost)
+}
+
+/// Ends an operation succeeded, fenced by its lease like [`fence`] in the same statement.
+pub(super) async fn end_succeeded(
     tx: &mut Tx,
     id: Uuid,
     worker: &str,
-    end: Option<OperationState>,
-) -> Result<Option<Operation>, ControlError> {
-    match end {
-        None => {
-            let leased: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM operations WHERE id = $1 AND lease_owner = $2
-                                AND state = 'running' FOR UPDATE)",
-            )
-            .bind(id)
-            .bind(worker)
-            .fetch_one(&mut **tx)
-            .await?;
-            leased.then_some(None).ok_or(ControlError::LeaseLost)
-        }
-        Some(state) => {
-            let ended = sqlx::query_as::<_, OperationRow>(sql(format!(
-                "UPDATE operations SET state = $3, step = 'done', lease_owner = NULL,
-                        lease_expires_at = NULL, finished_at = now(), updated_at = now()
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'running'
-                 RETURNING {OPERATION_COLUMNS}"
-            )))
-            .bind(id)
-            .bind(worker)
-            .bind(state.as_str())
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or(ControlError::LeaseLost)?;
-            Ok(Some(ended.into()))
-        }
-    }
+) -> Result<Operation, ControlError> {
+    Ok(sqlx::query_as::<_, OperationRow>(sql(format!(
+        "UPDATE operations SET state = 'succeeded', step = 'done', lease_owner = NULL,
+                lease_expires_at = NULL, finished_at = now(), updated_at = now()
+         WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+         RETURNING {OPERATION_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(worker)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(ControlError::LeaseLost)?
+    .into())
 }
 
 /// Ends an operation failed for good, with its error; fenced by the lease.

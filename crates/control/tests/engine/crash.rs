@@ -74,14 +74,7 @@ async fn a_worker_dying_while_purging_is_resumed_and_leaves_nothing_behind() {
     let engine = engine(&fleet).await;
     let workers = engine.run_workers();
     let t = onboard(&engine, request("7100", "Purged")).await;
-    let op = engine
-        .delete(&t.org_id, tenancy_control::Cascade::Refuse, &actor())
-        .await
-        .unwrap();
-    engine
-        .wait_operation(op.id, Duration::from_secs(30))
-        .await
-        .unwrap();
+    delete_and_wait(&engine, &t.org_id).await;
     workers.shutdown().await;
 
     let (doomed, crashed) = doomed_engine(

@@ -85,6 +85,18 @@ pub async fn onboard(engine: &Engine, req: CreateTenant) -> Tenant {
     engine.tenant(&org_id).await.unwrap()
 }
 
+/// Deletes the tenant (refusing if it is an agency with clients) and waits for the deletion.
+pub async fn delete_and_wait(engine: &Engine, org_id: &OrgId) -> tenancy_core::Operation {
+    let op = engine
+        .delete(org_id, tenancy_control::Cascade::Refuse, &actor())
+        .await
+        .unwrap();
+    engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap()
+}
+
 /// Waits until the tenant reaches `status`.
 pub async fn wait_status(
     engine: &Engine,

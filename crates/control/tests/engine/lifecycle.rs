@@ -145,14 +145,7 @@ async fn a_purge_never_drops_a_database_or_role_that_is_not_its_tenants() {
         ),
     ] {
         let tenant = onboard(&engine, request(org, name)).await;
-        let op = engine
-            .delete(&tenant.org_id, tenancy_control::Cascade::Refuse, &actor())
-            .await
-            .unwrap();
-        engine
-            .wait_operation(op.id, Duration::from_secs(30))
-            .await
-            .unwrap();
+        delete_and_wait(&engine, &tenant.org_id).await;
         // What is on the server now belongs to someone else (or to no one the engine knows).
         cluster.psql("postgres", retag).unwrap();
         let op = engine.purge(&tenant.org_id, &actor()).await.unwrap();
@@ -191,14 +184,7 @@ async fn retention_expiry_purges_automatically() {
     let engine = tenancy_control::Engine::start(config).await.unwrap();
     std::mem::forget(engine.run_workers());
     let tenant = onboard(&engine, request("3003", "Hooli")).await;
-    let op = engine
-        .delete(&tenant.org_id, tenancy_control::Cascade::Refuse, &actor())
-        .await
-        .unwrap();
-    engine
-        .wait_operation(op.id, Duration::from_secs(30))
-        .await
-        .unwrap();
+    delete_and_wait(&engine, &tenant.org_id).await;
     wait_gone(&engine, &tenant.org_id).await;
     assert!(fleet.tenant_databases("pg-1").is_empty());
 }

@@ -28,14 +28,19 @@ async fn feed_says_read_only(engine: &tenancy_control::Engine, tenant: &Tenant) 
         .read_only
 }
 
+/// Adds the tier `tiny`: `free` with a 4 MiB storage quota, which a fresh tenant database (about
+/// 8 MB) is over from the start.
+fn with_tiny_tier(config: &mut tenancy_control::Config) {
+    let mut tiny = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
+    tiny.storage_quota = Some(bytesize::ByteSize::mib(4));
+    config.tiers.insert("tiny".parse().unwrap(), tiny);
+}
+
 #[tokio::test]
 async fn a_tenant_over_its_storage_quota_becomes_read_only_until_its_tier_grows() {
     let fleet = TestFleet::single().unwrap();
     let mut config = config(&fleet);
-    // A fresh tenant database is about 8 MB: over a 4 MiB quota from the start.
-    let mut tiny = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
-    tiny.storage_quota = Some(bytesize::ByteSize::mib(4));
-    config.tiers.insert("tiny".parse().unwrap(), tiny);
+    with_tiny_tier(&mut config);
     let engine = tenancy_control::Engine::start(config).await.unwrap();
     std::mem::forget(engine.run_workers());
     let mut create: CreateTenant = request("7301", "Storage Hog");
@@ -141,9 +146,7 @@ async fn storage_warnings_reach_the_webhook_signed_and_a_failed_delivery_is_retr
 
     let fleet = TestFleet::single().unwrap();
     let mut config = config(&fleet);
-    let mut tiny = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
-    tiny.storage_quota = Some(bytesize::ByteSize::mib(4));
-    config.tiers.insert("tiny".parse().unwrap(), tiny);
+    with_tiny_tier(&mut config);
     config.usage.warning_webhook_url = Some(url);
     config.usage.warning_webhook_secret = Some(SECRET.into());
     let engine = tenancy_control::Engine::start(config).await.unwrap();
@@ -208,9 +211,7 @@ async fn storage_warnings_reach_the_webhook_signed_and_a_failed_delivery_is_retr
 async fn one_tenant_failing_enforcement_does_not_stop_the_round() {
     let fleet = TestFleet::single().unwrap();
     let mut config = config(&fleet);
-    let mut tiny = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
-    tiny.storage_quota = Some(bytesize::ByteSize::mib(4));
-    config.tiers.insert("tiny".parse().unwrap(), tiny);
+    with_tiny_tier(&mut config);
     let engine = tenancy_control::Engine::start(config).await.unwrap();
     std::mem::forget(engine.run_workers());
     let mut tenants = Vec::new();
