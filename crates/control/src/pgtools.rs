@@ -83,7 +83,9 @@ impl PgTools {
 
     /// Streams `pg_dump -Fc` of `source_db` into `pg_restore` on `target_db` (one transaction,
     /// stopping at the first error; objects owned by the restoring admin, privileges kept).
-    /// `schema_only` copies no rows. Returns the bytes of the dump.
+    /// `schema_only` copies no rows. Large objects are left out: restored without their owner
+    /// they would be the admin's, so moves copy them themselves
+    /// (`ServerAdmin::copy_large_objects`). Returns the bytes of the dump.
     pub async fn copy(
         &self,
         source: &ServerConfig,
@@ -96,7 +98,12 @@ impl PgTools {
         let target_env = ConnectionEnv::new(target, target_db)?;
         let mut dump = source_env
             .command(&self.dump)
-            .args(["--format=custom", "--no-password", "--compress=0"])
+            .args([
+                "--format=custom",
+                "--no-password",
+                "--compress=0",
+                "--no-blobs",
+            ])
             .args(schema_only.then_some("--schema-only"))
             .stdout(Stdio::piped())
             .spawn()

@@ -83,9 +83,17 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::Verify => {
             let (source, target) = admins(cx, m).await?;
             let started = Instant::now();
-            let (before, after) =
-                tokio::try_join!(source.table_checksums(db), target.table_checksums(db))?;
-            let summary = compare(&before, &after, started.elapsed())
+            let (before, after, objects_before, objects_after) = tokio::try_join!(
+                source.table_checksums(db),
+                target.table_checksums(db),
+                source.large_object_digest(db, &role),
+                target.large_object_digest(db, &role),
+            )?;
+            let copies = Copies {
+                tables: (&before, &after),
+                large_objects: (&objects_before, &objects_after),
+            };
+            let summary = compare(copies, started.elapsed())
                 .map_err(|why| ControlError::conflict(ErrorCode::VerificationFailed, why))?;
             cx.store.move_verified(cx.op.id, &summary).await
         }
@@ -193,6 +201,9 @@ async fn cutover(cx: &StepContext<'_>, m: &TenantMove, name: &str) -> Result<(),
             target
                 .set_sequences(db, &source.sequences(db).await?)
                 .await?;
+            source
+                .copy_large_objects(db, &cx.tenant.role_name(), &target)
+                .await?;
             source.end_replication(db, name, Some(&target)).await?;
             let (size, _) = source.usage(db).await?;
             metrics::counter!("tenancy_move_bytes_total", "mode" => "online")
@@ -203,7 +214,11 @@ async fn cutover(cx: &StepContext<'_>, m: &TenantMove, name: &str) -> Result<(),
             cx.store.move_copied(cx.op.id, size, lag).await
         }
         MoveMode::Offline => {
-            let bytes = copy_to_target(cx, &source, &target, false).await?;
+            let dumped = copy_to_target(cx, &source, &target, false).await?;
+            let bytes = dumped
+                + source
+                    .copy_large_objects(db, &cx.tenant.role_name(), &target)
+                    .await?;
             metrics::counter!("tenancy_move_bytes_total", "mode" => "offline").increment(bytes);
             cx.store
                 .move_copied(cx.op.id, i64::try_from(bytes).unwrap_or(i64::MAX), None)
@@ -212,12 +227,16 @@ async fn cutover(cx: &StepContext<'_>, m: &TenantMove, name: &str) -> Result<(),
     }
 }
 
+/// What a verification compares: per-table checksums and the large objects' digest (count and
+/// digest), each of the source and the target.
+struct Copies<'a> {
+    tables: (&'a TableChecksums, &'a TableChecksums),
+    large_objects: (&'a (i64, String), &'a (i64, String)),
+}
+
 /// What the verification found, or why the copy differs.
-fn compare(
-    source: &TableChecksums,
-    target: &TableChecksums,
-    took: Duration,
-) -> Result<String, String> {
+fn compare(copies: Copies<'_>, took: Duration) -> Result<String, String> {
+    let (source, target) = copies.tables;
     let mut problems = Vec::new();
     for (table, (rows, sum)) in source {
         match target.get(table) {
@@ -230,6 +249,14 @@ fn compare(
     for table in target.keys().filter(|t| !source.contains_key(*t)) {
         problems.push(format!("{table} is not on the source"));
     }
+    let ((objects, digest), (copied, copied_digest)) = copies.large_objects;
+    if copied != objects {
+        problems.push(format!(
+            "{copied} large objects on the target, not {objects}"
+        ));
+    } else if copied_digest != digest {
+        problems.push("large objects differ (content, owner or grants)".to_owned());
+    }
     if !problems.is_empty() {
         return Err(format!(
             "the copy differs from the source: {}; the tenant stays on the source",
@@ -238,7 +265,8 @@ fn compare(
     }
     let rows: i64 = source.values().map(|(r, _)| r).sum();
     Ok(format!(
-        "{} tables, {rows} rows: identical (every row checksummed, in {} ms)",
+        "{} tables, {rows} rows, {objects} large objects: identical (every row and object \
+         checksummed, in {} ms)",
         source.len(),
         took.as_millis()
     ))
@@ -366,41 +394,61 @@ mod tests {
             .collect()
     }
 
+    static NO_OBJECTS: (i64, String) = (0, String::new());
+
+    fn tables<'a>(source: &'a TableChecksums, target: &'a TableChecksums) -> Copies<'a> {
+        Copies {
+            tables: (source, target),
+            large_objects: (&NO_OBJECTS, &NO_OBJECTS),
+        }
+    }
+
     #[test]
     fn a_copy_must_match_table_by_table() {
         let source = sums(&[("public.a", 2, "10"), ("public.b", 0, "")]);
         assert!(
-            compare(&source, &source, Duration::ZERO)
+            compare(tables(&source, &source), Duration::ZERO)
                 .unwrap()
-                .starts_with("2 tables, 2 rows")
+                .starts_with("2 tables, 2 rows, 0 large objects")
         );
-        let fewer = sums(&[("public.a", 1, "10"), ("public.b", 0, "")]);
-        assert!(
-            compare(&source, &fewer, Duration::ZERO)
-                .unwrap_err()
-                .contains("has 1 rows, not 2")
-        );
-        let changed = sums(&[("public.a", 2, "11"), ("public.b", 0, "")]);
-        assert!(
-            compare(&source, &changed, Duration::ZERO)
-                .unwrap_err()
-                .contains("rows differ")
-        );
-        let missing = sums(&[("public.a", 2, "10")]);
-        assert!(
-            compare(&source, &missing, Duration::ZERO)
-                .unwrap_err()
-                .contains("public.b is missing")
-        );
-        let extra = sums(&[
-            ("public.a", 2, "10"),
-            ("public.b", 0, ""),
-            ("public.c", 0, ""),
-        ]);
-        assert!(
-            compare(&source, &extra, Duration::ZERO)
-                .unwrap_err()
-                .contains("not on the source")
-        );
+        for (target, problem) in [
+            (
+                sums(&[("public.a", 1, "10"), ("public.b", 0, "")]),
+                "has 1 rows, not 2",
+            ),
+            (
+                sums(&[("public.a", 2, "11"), ("public.b", 0, "")]),
+                "rows differ",
+            ),
+            (sums(&[("public.a", 2, "10")]), "public.b is missing"),
+            (
+                sums(&[
+                    ("public.a", 2, "10"),
+                    ("public.b", 0, ""),
+                    ("public.c", 0, ""),
+                ]),
+                "not on the source",
+            ),
+        ] {
+            let refused = compare(tables(&source, &target), Duration::ZERO).unwrap_err();
+            assert!(refused.contains(problem), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_copy_must_carry_every_large_object() {
+        let source = sums(&[("public.a", 1, "10")]);
+        let three = (3, "42".to_owned());
+        for (copied, problem) in [
+            ((0, "0".to_owned()), "0 large objects on the target, not 3"),
+            ((3, "41".to_owned()), "large objects differ"),
+        ] {
+            let copies = Copies {
+                tables: (&source, &source),
+                large_objects: (&three, &copied),
+            };
+            let refused = compare(copies, Duration::ZERO).unwrap_err();
+            assert!(refused.contains(problem), "{refused}");
+        }
     }
 }

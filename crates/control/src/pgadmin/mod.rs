@@ -15,6 +15,7 @@
 mod access;
 mod databases;
 mod inventory;
+mod large_objects;
 mod moves;
 mod roles;
 mod sessions;

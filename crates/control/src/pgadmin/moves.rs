@@ -57,7 +57,7 @@ impl ServerFacts {
 pub type TableChecksums = BTreeMap<String, (i64, String)>;
 
 impl ServerAdmin {
-    async fn connect_to(&self, db: &str) -> Result<PgConnection, ControlError> {
+    pub(super) async fn connect_to(&self, db: &str) -> Result<PgConnection, ControlError> {
         PgConnection::connect_with(&self.options(db))
             .await
             .map_err(self.err())

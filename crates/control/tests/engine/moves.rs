@@ -67,7 +67,14 @@ async fn seed(engine: &Engine, cluster: &PgCluster, tenant: &Tenant) {
          INSERT INTO settings (key, value)
            SELECT 'big' || i, to_jsonb(repeat(md5(i::text), 20000)) FROM generate_series(1, 5) i;
          INSERT INTO activity_log (member_id, action, detail)
-           SELECT 1 + i % 200, 'seed', jsonb_build_object('i', i) FROM generate_series(1, 2000) i;",
+           SELECT 1 + i % 200, 'seed', jsonb_build_object('i', i) FROM generate_series(1, 2000) i;
+         -- Large objects (an invoice over several of a move's chunks, and one shared with
+         -- everyone), their ids kept in a row as an application would.
+         INSERT INTO settings (key, value) VALUES ('invoice', to_jsonb(
+           lo_from_bytea(0, convert_to(repeat('invoice line ', 200000), 'UTF8'))::bigint));
+         DO $$ BEGIN
+           EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', lo_from_bytea(0, 'shared'));
+         END $$;",
     )
     .execute(&mut conn)
     .await
@@ -198,8 +205,27 @@ fn fingerprint(cluster: &PgCluster, db: &str) -> Vec<String> {
         db,
         "SELECT (SELECT count(*) FROM members) || ' ' || (SELECT count(*) FROM teams) || ' ' ||
                 (SELECT count(*) FROM team_members) || ' ' || (SELECT md5(string_agg(value::text, '' ORDER BY key)) FROM settings)
-                || ' ' || (SELECT string_agg(role::text, ',' ORDER BY id) FROM members WHERE id <= 8)",
+                || ' ' || (SELECT string_agg(role::text, ',' ORDER BY id) FROM members WHERE id <= 8)
+                || ' ' || (SELECT count(*) || ' ' || string_agg(oid || '=' || pg_get_userbyid(lomowner) || ':'
+                                  || coalesce(lomacl::text, '') || ':' || md5(lo_get(oid)), ',' ORDER BY oid)
+                           FROM pg_largeobject_metadata)",
     )
+}
+
+/// The tenant's role reads its large objects (the invoice, by the id its row keeps) and
+/// writes to them: they are its own wherever the tenant is.
+async fn owns_its_large_objects(conn: &mut sqlx::PgConnection) {
+    let length: i32 = sqlx::query_scalar(
+        "SELECT length(lo_get((SELECT value::text::bigint FROM settings WHERE key = 'invoice')::oid))",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(length, 13 * 200_000);
+    sqlx::query("SELECT lo_put((SELECT value::text::bigint FROM settings WHERE key = 'invoice')::oid, 0, 'invoice line')")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
 }
 
 /// The source copy is kept closed under its new name; the tenant's role is gone from there.
@@ -296,6 +322,14 @@ async fn an_online_move_under_writes_keeps_every_acknowledged_write() {
         .execute(&mut conn)
         .await;
     assert!(denied.is_err(), "a tenant role may not create in public");
+    assert!(
+        m.verification
+            .as_deref()
+            .unwrap()
+            .contains("2 large objects"),
+        "{m:?}"
+    );
+    owns_its_large_objects(&mut conn).await;
     let members: i64 = sqlx::query("SELECT count(*) FROM members")
         .fetch_one(&mut conn)
         .await
@@ -369,6 +403,7 @@ async fn an_offline_move_copies_everything_and_online_is_refused_without_logical
     let moved = engine.tenant(&tenant.org_id).await.unwrap();
     source_retired(fleet.cluster("pg-1"), &tenant, &m);
     no_replication_left(&fleet, &moved);
+    owns_its_large_objects(&mut connect_own(&engine, target, &moved).await.unwrap()).await;
 
     // Undo within retention: back to pg-1, with the writes made on pg-2.
     let op = engine.undo_move(&tenant.org_id, &actor()).await.unwrap();
