@@ -52,6 +52,7 @@ pub(crate) async fn router(tenants: usize) -> Result<()> {
             tier: "free".parse().unwrap(),
             kind: tenancy_core::TenantKind::Standalone,
             parent_org_id: None,
+            agency_status: None,
             pool_size: 2,
             sslmode: tenancy_core::SslMode::Disable,
             ca_pem: None,

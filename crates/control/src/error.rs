@@ -134,6 +134,12 @@ impl ControlError {
         }
     }
 
+    /// Whether the step waits for other work to end rather than failed: it is tried again
+    /// without spending an attempt.
+    pub(crate) fn is_waiting(&self) -> bool {
+        matches!(self, ControlError::ClientsBusy { .. })
+    }
+
     pub(crate) fn conflict(code: ErrorCode, detail: impl Into<String>) -> Self {
         ControlError::Conflict {
             code,

@@ -68,6 +68,10 @@ pub enum FindingKind {
     OrphanReplicationSlot,
     /// A tenant in a transitional status with no operation to move it on.
     StuckTenant,
+    /// An active client of an agency that is not active (suspended, being deleted, deleted):
+    /// the agency's cascade did not reach it. Reported only; suspend or delete it, or the
+    /// agency's operation is still to run.
+    ClientOfInactiveAgency,
     /// The server could not be inspected.
     ServerUnreachable,
     /// The server's admin user may not read password verifiers (not a superuser): passwords
@@ -149,6 +153,7 @@ impl Reconciler<'_> {
                 repaired,
             });
         }
+        findings.extend(self.clients_of_inactive_agencies().await?);
         let mut missing = 0;
         // A server never prepared holds nothing, and a registration that could not be prepared
         // is not sent its password again every round.
@@ -251,6 +256,33 @@ impl Reconciler<'_> {
         metrics::gauge!("tenancy_drift_items")
             .set(findings.iter().filter(|f| !f.repaired).count() as f64);
         Ok(findings)
+    }
+
+    /// Active clients whose agency is not active, and has no operation under way that will
+    /// carry its status to them.
+    async fn clients_of_inactive_agencies(&self) -> Result<Vec<Finding>, ControlError> {
+        let tenants = self.store.all_tenants(&TenantFilter::default()).await?;
+        let busy = self.store.tenants_with_open_operations().await?;
+        let status: HashMap<&OrgId, TenantStatus> =
+            tenants.iter().map(|t| (&t.org_id, t.status)).collect();
+        Ok(tenants
+            .iter()
+            .filter(|t| t.status == TenantStatus::Active)
+            .filter_map(|client| {
+                let agency = client.parent_org_id.as_ref()?;
+                let agency_status = status.get(agency).copied().unwrap_or(TenantStatus::Deleted);
+                (agency_status != TenantStatus::Active && !busy.contains(agency)).then(|| Finding {
+                    kind: FindingKind::ClientOfInactiveAgency,
+                    server_id: client.server_id.clone(),
+                    org_id: Some(client.org_id.clone()),
+                    name: client.db_name.to_string(),
+                    detail: format!(
+                        "client is active while its agency {agency} is {agency_status}"
+                    ),
+                    repaired: false,
+                })
+            })
+            .collect())
     }
 
     /// The first difference between the tenant's registry record and its server, if any.

@@ -248,7 +248,12 @@ async fn settle(
             let message = e.to_string();
             let engine = &cx.config.engine;
             let max_attempts = operations::max_attempts(op.kind, engine);
-            if e.is_retryable() && op.attempts < max_attempts {
+            if e.is_waiting() {
+                info!(%step, error = %message, "waiting for other operations");
+                cx.store
+                    .wait_later(op.id, worker, &e, engine.backoff_base * 4)
+                    .await
+            } else if e.is_retryable() && op.attempts < max_attempts {
                 warn!(%step, error = %message, "step failed, will retry");
                 metrics::counter!("tenancy_operation_retries_total", "kind" => kind).increment(1);
                 cx.store

@@ -19,8 +19,8 @@ pub use ids::{
 pub use model::{
     AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, Lane, MoveMode, MoveTenant,
     Operation, OperationKind, OperationState, OrgAdmin, ProvisionPath, Server, ServerState, Step,
-    Tenant, TenantChange, TenantHealth, TenantKind, TenantMove, TenantPlace, TenantSelector,
-    TenantStatus, TenantUsage, UnknownVariant, UpdateTenant, UsageSample,
+    SuspendedBy, Tenant, TenantChange, TenantHealth, TenantKind, TenantMove, TenantPlace,
+    TenantSelector, TenantStatus, TenantUsage, UnknownVariant, UpdateTenant, UsageSample,
 };
 pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 pub use quota::{

@@ -201,14 +201,17 @@ impl Authenticated {
         Ok(self.caller.can_read_tenant(org) || self.admin_of_agency(engine, org).await?)
     }
 
-    /// Platform admins, and a client's agency's admins: who may suspend or resume a tenant.
+    /// Platform admins, and a client's agency's admins: who may suspend or resume a tenant,
+    /// and as whom (a platform admin's suspension is not the agency's to lift).
     pub async fn require_platform_or_agency_admin(
         &self,
         engine: &tenancy_control::Engine,
         org: &tenancy_core::OrgId,
-    ) -> Result<(), ApiError> {
-        if self.caller.is_platform_admin() || self.admin_of_agency(engine, org).await? {
-            Ok(())
+    ) -> Result<tenancy_core::SuspendedBy, ApiError> {
+        if self.caller.is_platform_admin() {
+            Ok(tenancy_core::SuspendedBy::Platform)
+        } else if self.admin_of_agency(engine, org).await? {
+            Ok(tenancy_core::SuspendedBy::Agency)
         } else {
             Err(ApiError::Forbidden(
                 "this needs platform_admin, or tenant_admin of the tenant's agency",

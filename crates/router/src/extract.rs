@@ -93,9 +93,9 @@ impl From<ContextError> for Rejection {
         let code = match &error {
             ContextError::NoOrganization => ErrorCode::NoOrganization,
             ContextError::InvalidHeader(_) => ErrorCode::InvalidRequest,
-            ContextError::NotYourClient { .. } | ContextError::NoAgencyRole(_) => {
-                ErrorCode::Forbidden
-            }
+            ContextError::NotYourClient { .. }
+            | ContextError::NoAgencyRole(_)
+            | ContextError::AgencyNotActive { .. } => ErrorCode::Forbidden,
         };
         Rejection::new(code, error.to_string())
     }
@@ -123,6 +123,7 @@ async fn tenant_context(
             TenantPlace {
                 kind: TenantKind::Standalone,
                 parent_org_id: None,
+                agency_status: None,
             }
         }
         Err(error) => return Err(error.into()),

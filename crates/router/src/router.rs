@@ -108,6 +108,8 @@ struct Entry {
     state: EntryState,
     /// The tenant's kind and agency, for tenant contexts.
     place: TenantPlace,
+    /// The agency changed since `place` was read (its status may have): read again before use.
+    place_stale: bool,
     server: String,
     resolved_at: Instant,
     last_used: Instant,
@@ -117,6 +119,17 @@ enum EntryState {
     Ready(TenantPool),
     /// Refused (suspended, deleted, not active): cached so a refused tenant costs no registry call.
     Refused(TenantStatus),
+}
+
+/// A cached place whose agency changed since it was read.
+struct Stale;
+
+fn place_of(info: &ConnectionInfo) -> TenantPlace {
+    TenantPlace {
+        kind: info.kind,
+        parent_org_id: info.parent_org_id.clone(),
+        agency_status: info.agency_status,
+    }
 }
 
 impl TenantRouter {
@@ -223,10 +236,8 @@ impl TenantRouter {
         // Another borrower may have resolved it meanwhile: keep theirs, so there is one pool.
         let entry = entries.entry(org_id.clone()).or_insert(Entry {
             state,
-            place: TenantPlace {
-                kind: info.kind,
-                parent_org_id: info.parent_org_id.clone(),
-            },
+            place: place_of(&info),
+            place_stale: false,
             server,
             resolved_at: now,
             last_used: now,
@@ -324,8 +335,18 @@ impl TenantRouter {
     /// what a [`tenancy_zitadel::TenantContext`] is decided from. A suspended tenant still has
     /// one; an unknown tenant is [`RouterError::UnknownTenant`].
     pub async fn place(&self, org_id: &OrgId) -> Result<TenantPlace, RouterError> {
-        if let Some(place) = self.cached_place(org_id) {
-            return Ok(place);
+        match self.cached_place(org_id) {
+            Some(Ok(place)) => return Ok(place),
+            Some(Err(Stale)) => {
+                let place = place_of(&self.inner.resolver.resolve(org_id).await?);
+                let mut entries = self.inner.entries.lock().expect("entries lock");
+                if let Some(entry) = entries.get_mut(org_id) {
+                    entry.place = place.clone();
+                    entry.place_stale = false;
+                }
+                return Ok(place);
+            }
+            None => {}
         }
         match self.pool_for(org_id).await {
             Ok(_)
@@ -334,16 +355,25 @@ impl TenantRouter {
             ) => {}
             Err(other) => return Err(other),
         }
-        self.cached_place(org_id)
-            .ok_or_else(|| RouterError::UnknownTenant(org_id.clone()))
+        match self.cached_place(org_id) {
+            Some(Ok(place)) => Ok(place),
+            _ => Err(RouterError::UnknownTenant(org_id.clone())),
+        }
     }
 
-    fn cached_place(&self, org_id: &OrgId) -> Option<TenantPlace> {
+    /// The cached place, `Err(Stale)` when its agency changed since it was read.
+    fn cached_place(&self, org_id: &OrgId) -> Option<Result<TenantPlace, Stale>> {
         let entries = self.inner.entries.lock().expect("entries lock");
         entries
             .get(org_id)
             .filter(|entry| entry.resolved_at.elapsed() <= self.inner.config.cache_ttl)
-            .map(|entry| entry.place.clone())
+            .map(|entry| {
+                if entry.place_stale {
+                    Err(Stale)
+                } else {
+                    Ok(entry.place.clone())
+                }
+            })
     }
 
     /// An agency's clients (every status), from the registry, uncached.
@@ -404,12 +434,19 @@ impl TenantRouter {
 }
 
 impl Inner {
+    /// Forgets a tenant, and its clients' places (an agency's status is part of them).
     fn invalidate(&self, org_id: &OrgId) {
         self.settings.invalidate(org_id);
-        if let Some(entry) = self.entries.lock().expect("entries lock").remove(org_id)
+        let mut entries = self.entries.lock().expect("entries lock");
+        if let Some(entry) = entries.remove(org_id)
             && let EntryState::Ready(pool) = entry.state
         {
             pool.close();
+        }
+        for entry in entries.values_mut() {
+            if entry.place.parent_org_id.as_ref() == Some(org_id) {
+                entry.place_stale = true;
+            }
         }
     }
 

@@ -28,6 +28,7 @@ fn info(cluster: &PgCluster, org: &str, db: &str, status: TenantStatus) -> Conne
         tier: "free".parse().unwrap(),
         kind: tenancy_core::TenantKind::Standalone,
         parent_org_id: None,
+        agency_status: None,
         pool_size: 2,
         sslmode: tenancy_core::SslMode::Disable,
         ca_pem: None,

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use http::HeaderMap;
-use tenancy_core::{OrgId, TenantKind, TenantPlace};
+use tenancy_core::{OrgId, TenantKind, TenantPlace, TenantStatus};
 
 use crate::Caller;
 
@@ -46,6 +46,13 @@ pub enum ContextError {
     NotYourClient { target: OrgId, own: OrgId },
     #[error("acting in a client needs a project role in your agency {0}")]
     NoAgencyRole(OrgId),
+    /// The caller's agency is suspended (or being deleted): its users act in none of its
+    /// clients until it is active again.
+    #[error("your agency {agency} is {status}: you cannot act in its clients")]
+    AgencyNotActive {
+        agency: OrgId,
+        status: tenancy_core::TenantStatus,
+    },
 }
 
 impl TenantContext {
@@ -110,6 +117,14 @@ impl TenantContext {
         if roles.is_empty() {
             return Err(ContextError::NoAgencyRole(own.clone()));
         }
+        // An answer without the agency's status (an older registry) counts as not active.
+        let status = place.agency_status.unwrap_or(TenantStatus::Deleted);
+        if status != TenantStatus::Active {
+            return Err(ContextError::AgencyNotActive {
+                agency: own.clone(),
+                status,
+            });
+        }
         Ok(Self {
             org_id: target.clone(),
             kind: place.kind,
@@ -150,6 +165,7 @@ mod tests {
         TenantPlace {
             kind: TenantKind::Client,
             parent_org_id: Some(org(agency)),
+            agency_status: Some(TenantStatus::Active),
         }
     }
 
@@ -162,6 +178,7 @@ mod tests {
             TenantPlace {
                 kind: TenantKind::Agency,
                 parent_org_id: None,
+                agency_status: None,
             },
         )
         .unwrap();
@@ -178,6 +195,36 @@ mod tests {
             TenantContext::decide(&roleless, &org("11"), client_of("1")),
             Err(ContextError::NoAgencyRole(org("1")))
         );
+    }
+
+    #[test]
+    fn nobody_acts_in_a_client_for_an_agency_that_is_not_active() {
+        let agent = caller("1", &["tenant_admin"]);
+        for status in [TenantStatus::Suspended, TenantStatus::Deleting] {
+            let place = TenantPlace {
+                agency_status: Some(status),
+                ..client_of("1")
+            };
+            assert_eq!(
+                TenantContext::decide(&agent, &org("11"), place),
+                Err(ContextError::AgencyNotActive {
+                    agency: org("1"),
+                    status
+                })
+            );
+        }
+        let unknown = TenantPlace {
+            agency_status: None,
+            ..client_of("1")
+        };
+        assert!(TenantContext::decide(&agent, &org("11"), unknown).is_err());
+        // The client's own users are not refused for their agency's status.
+        let user = caller("11", &["tenant_admin"]);
+        let place = TenantPlace {
+            agency_status: Some(TenantStatus::Suspended),
+            ..client_of("1")
+        };
+        assert!(TenantContext::decide(&user, &org("11"), place).is_ok());
     }
 
     #[test]

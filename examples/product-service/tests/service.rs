@@ -234,4 +234,36 @@ async fn an_agency_user_sees_its_clients_tickets_and_a_client_user_is_refused_on
             .unwrap();
         assert_eq!(response.status(), status, "{path} as {tenant:?}");
     }
+
+    // The agency suspended, and client one resumed by a platform admin: the client's own user
+    // works there, the agency's user no longer does (security review 2, N1).
+    let platform = RegistryClient::new(registry.base.as_str(), DEV_TOKEN);
+    platform.suspend(&"300".parse().unwrap()).await.unwrap();
+    eventually(Duration::from_secs(30), "client one resumed", || async {
+        platform.resume(&"301".parse().unwrap()).await.ok()
+    })
+    .await;
+    eventually(Duration::from_secs(30), "client one active", || async {
+        let tenant = platform.tenant(&"301".parse().unwrap()).await.unwrap();
+        (tenant.status == tenancy_core::TenantStatus::Active).then_some(())
+    })
+    .await;
+    let refused = eventually(Duration::from_secs(2), "the agent is refused", || async {
+        let response = call(reqwest::Method::GET, "/tickets", &agent, Some("301"))
+            .send()
+            .await
+            .unwrap();
+        (response.status() == 403).then_some(response)
+    })
+    .await;
+    let problem: Value = refused.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("is suspended"),
+        "{problem}"
+    );
+    let own = call(reqwest::Method::GET, "/tickets", &one, None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
 }

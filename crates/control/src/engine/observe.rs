@@ -48,6 +48,13 @@ impl Engine {
         } else {
             None
         };
+        let agency_status = match &tenant.parent_org_id {
+            Some(agency) => Some(match self.store().tenant(agency).await? {
+                Some(agency) => agency.status,
+                None => TenantStatus::Deleted,
+            }),
+            None => None,
+        };
         Ok(ConnectionInfo {
             org_id: org_id.clone(),
             host: admin.config().host.clone(),
@@ -61,6 +68,7 @@ impl Engine {
             tier: tenant.tier,
             kind: tenant.kind,
             parent_org_id: tenant.parent_org_id,
+            agency_status,
             sslmode: admin.config().sslmode(),
             ca_pem: admin.config().ca_pem.clone(),
         })

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tenancy_core::{
     CreateTenant, ErrorCode, Operation, OperationKind, OperationState, OrgId, Region, ServerId,
-    Slug, Tenant, TenantKind, TenantStatus, Tier, UpdateTenant, slug_from_name,
+    Slug, SuspendedBy, Tenant, TenantKind, TenantStatus, Tier, UpdateTenant, slug_from_name,
 };
 use tracing::{info, instrument};
 
@@ -13,7 +13,7 @@ use super::Engine;
 use crate::error::ControlError;
 use crate::operations::Prefetched;
 use crate::store::{
-    Actor, Cascade, Created, Lease, NewTenant, OrgEventOutcome, PendingOrgEvent, Recorded,
+    Actor, Cascade, Created, Lease, NewTenant, Now, OrgEventOutcome, PendingOrgEvent, Recorded,
     TenantFilter,
 };
 
@@ -178,39 +178,40 @@ impl Engine {
 
     /// Suspends an active tenant: its status changes at once (routers refuse it from the next
     /// change-feed answer), then its role can no longer log in and open sessions are ended.
-    pub async fn suspend(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
-        self.suspend_because(org_id, None, actor).await
-    }
-
-    /// As [`Engine::suspend`], recording why in the tenant's `status_reason` (so that, say, a
-    /// suspension that followed an organization's deactivation can be told from an operator's).
-    pub async fn suspend_because(
+    /// `by` is recorded: it decides who may resume the tenant (see [`SuspendedBy::may_lift`]).
+    pub async fn suspend(
         &self,
         org_id: &OrgId,
-        reason: Option<&str>,
+        by: SuspendedBy,
         actor: &Actor,
     ) -> Result<Operation, ControlError> {
-        use TenantStatus::*;
         self.store()
             .request_operation(
                 org_id,
                 OperationKind::Suspend,
-                &[Active],
-                Some((Suspended, reason)),
+                &[TenantStatus::Active],
+                Now::Suspend(by),
                 Cascade::Refuse,
                 actor,
             )
             .await
     }
 
-    /// Undoes a suspension.
-    pub async fn resume(&self, org_id: &OrgId, actor: &Actor) -> Result<Operation, ControlError> {
+    /// Undoes a suspension, if `by` may lift it: a platform admin lifts any; ZITADEL, an
+    /// agency (while it is active itself) and an agency's cascade only their own (`forbidden`
+    /// otherwise).
+    pub async fn resume(
+        &self,
+        org_id: &OrgId,
+        by: SuspendedBy,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
         self.store()
             .request_operation(
                 org_id,
                 OperationKind::Resume,
                 &[TenantStatus::Suspended],
-                None,
+                Now::Lift(by),
                 Cascade::Refuse,
                 actor,
             )
@@ -232,7 +233,7 @@ impl Engine {
                 org_id,
                 OperationKind::Deprovision,
                 crate::operations::DELETABLE,
-                Some((TenantStatus::Deleting, None)),
+                Now::Status(TenantStatus::Deleting),
                 cascade,
                 actor,
             )
@@ -246,7 +247,7 @@ impl Engine {
                 org_id,
                 OperationKind::Purge,
                 &[TenantStatus::Deleted],
-                None,
+                Now::Unchanged,
                 Cascade::Refuse,
                 actor,
             )
@@ -266,7 +267,7 @@ impl Engine {
                 org_id,
                 OperationKind::RotateCredentials,
                 &[Active, Suspended],
-                None,
+                Now::Unchanged,
                 Cascade::Refuse,
                 actor,
             )

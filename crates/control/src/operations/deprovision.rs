@@ -8,7 +8,7 @@ use tenancy_core::{OperationKind, Step, TenantStatus};
 
 use super::StepContext;
 use crate::error::ControlError;
-use crate::store::Finish;
+use crate::store::{Finish, Now};
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
@@ -24,8 +24,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             cx.cascade_to_clients(
                 OperationKind::Deprovision,
                 super::DELETABLE,
-                None,
-                Some((TenantStatus::Deleting, None)),
+                Now::Status(TenantStatus::Deleting),
             )
             .await
         }

@@ -226,18 +226,18 @@ impl StepContext<'_> {
         Ok(())
     }
 
-    /// An agency's step carrying its `kind` to its clients in one of the statuses `from` (and,
-    /// with `reason`, only those whose `status_reason` is it), each as an operation of its own
-    /// (naming this one) moved to `status_now`. Clients already carried over are no longer in
-    /// `from`, so the step can run again after a crash. A client with another operation under
-    /// way, or still provisioning (it would come out active under a suspended or deleted
-    /// agency), makes the step retry later.
+    /// An agency's step carrying its `kind` to its clients in one of the statuses `from` (for
+    /// a resumption, only those its suspension suspended), each as an operation of its own
+    /// (naming this one) with `now`. Clients already carried over are no longer in `from`, so
+    /// the step can run again after a crash. A client with another operation under way, or
+    /// still provisioning (it would come out active under a suspended or deleted agency),
+    /// makes the step wait for it ([`ControlError::ClientsBusy`], which spends no attempt):
+    /// no client is ever skipped.
     async fn cascade_to_clients(
         &self,
         kind: tenancy_core::OperationKind,
         from: &[tenancy_core::TenantStatus],
-        reason: Option<&str>,
-        status_now: Option<(tenancy_core::TenantStatus, Option<&str>)>,
+        now: crate::store::Now,
     ) -> Result<(), ControlError> {
         if self.tenant.kind != tenancy_core::TenantKind::Agency {
             return Ok(());
@@ -250,9 +250,9 @@ impl StepContext<'_> {
                 busy += 1;
                 continue;
             }
-            if !from.contains(&client.status)
-                || (reason.is_some() && client.status_reason.as_deref() != reason)
-            {
+            let lifts_other = matches!(now, crate::store::Now::Lift(lifter)
+                if !client.suspended_by.is_some_and(|by| lifter.may_lift(by)));
+            if !from.contains(&client.status) || lifts_other {
                 continue;
             }
             match self
@@ -261,7 +261,7 @@ impl StepContext<'_> {
                     &client.org_id,
                     kind,
                     from,
-                    status_now,
+                    now,
                     crate::store::Cascade::From(self.op.id),
                     &actor,
                 )
@@ -269,7 +269,11 @@ impl StepContext<'_> {
             {
                 Ok(_) => {}
                 Err(e) if e.code() == tenancy_core::ErrorCode::OperationInProgress => busy += 1,
-                Err(e) if e.code() == tenancy_core::ErrorCode::InvalidState => {}
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        tenancy_core::ErrorCode::InvalidState | tenancy_core::ErrorCode::Forbidden
+                    ) => {}
                 Err(e) => return Err(e),
             }
         }

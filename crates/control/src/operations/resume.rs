@@ -2,11 +2,11 @@
 //! agency's clients that its suspension suspended are resumed with it; a client an operator
 //! suspended stays suspended.
 
-use tenancy_core::{OperationKind, Step, TenantStatus};
+use tenancy_core::{OperationKind, Step, SuspendedBy, TenantStatus};
 
 use super::StepContext;
 use crate::error::ControlError;
-use crate::store::Finish;
+use crate::store::{Finish, Now};
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
@@ -20,8 +20,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             cx.cascade_to_clients(
                 OperationKind::Resume,
                 &[TenantStatus::Suspended],
-                Some(super::suspend::AGENCY_SUSPENDED),
-                None,
+                Now::Lift(SuspendedBy::AgencyCascade),
             )
             .await
         }

@@ -1,16 +1,13 @@
 //! `suspend`: the tenant was marked suspended when this was asked for (routers refuse it from
 //! the next change-feed answer); here its role loses LOGIN and CONNECT, and its sessions end.
-//! An agency's active clients are suspended with it (reason [`AGENCY_SUSPENDED`]), each by an
-//! operation of its own.
+//! An agency's active clients are suspended with it ([`SuspendedBy::AgencyCascade`]), each by
+//! an operation of its own.
 
-use tenancy_core::{OperationKind, Step, TenantStatus};
+use tenancy_core::{OperationKind, Step, SuspendedBy, TenantStatus};
 
 use super::StepContext;
 use crate::error::ControlError;
-use crate::store::Finish;
-
-/// Why a client was suspended with its agency (and so is resumed with it).
-pub const AGENCY_SUSPENDED: &str = "agency suspended";
+use crate::store::{Finish, Now};
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
@@ -26,8 +23,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             cx.cascade_to_clients(
                 OperationKind::Suspend,
                 &[TenantStatus::Active],
-                None,
-                Some((TenantStatus::Suspended, Some(AGENCY_SUSPENDED))),
+                Now::Suspend(SuspendedBy::AgencyCascade),
             )
             .await
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tenancy_core::{
     CreateTenant, ErrorCode, Operation, OperationKind, OrgId, ProvisionPath, Region, ServerId,
-    Slug, Tenant, TenantKind, TenantName, TenantStatus, Tier,
+    Slug, SuspendedBy, Tenant, TenantKind, TenantName, TenantStatus, Tier,
 };
 use uuid::Uuid;
 
@@ -46,6 +46,20 @@ pub enum Cascade {
     WithClients,
     /// Queued by this operation of the client's agency (its `cascade_clients` step).
     From(Uuid),
+}
+
+/// What asking for an operation does to its tenant at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Now {
+    /// Nothing: the operation changes the tenant when it finishes.
+    Unchanged,
+    /// The tenant takes this status (not `suspended`: see [`Now::Suspend`]).
+    Status(TenantStatus),
+    /// The tenant is suspended, by this party.
+    Suspend(SuspendedBy),
+    /// Nothing yet, but the operation lifts a suspension: asked by this party, which may lift
+    /// only what [`SuspendedBy::may_lift`] allows (an agency, only while it is active itself).
+    Lift(SuspendedBy),
 }
 
 /// How a finished operation changes its tenant.
@@ -303,13 +317,18 @@ impl Store {
         org_id: &OrgId,
         kind: OperationKind,
         from: &[TenantStatus],
-        status_now: Option<(TenantStatus, Option<&str>)>,
+        now: Now,
         cascade: Cascade,
         actor: &Actor,
     ) -> Result<Operation, ControlError> {
         self.run("request_operation", async {
             let mut tx = self.begin().await?;
             let tenant = lock_tenant(&mut tx, org_id).await?;
+            if let Now::Lift(lifter) = now
+                && tenant.status == TenantStatus::Suspended
+            {
+                check_lift(&mut tx, &tenant, lifter).await?;
+            }
             if let Some(open) = open_operation(&mut tx, org_id).await? {
                 if open.kind == kind {
                     return Ok(open);
@@ -371,9 +390,19 @@ impl Store {
                 Cascade::Refuse | Cascade::WithClients => None,
             };
             let op = insert_operation_under(&mut tx, org_id, kind, parent).await?;
-            let after = match status_now {
-                Some((status, reason)) => set_status(&mut tx, org_id, status, reason).await?,
-                None => tenant.clone(),
+            let after = match now {
+                Now::Status(status) => set_status(&mut tx, org_id, status, None, None).await?,
+                Now::Suspend(by) => {
+                    set_status(
+                        &mut tx,
+                        org_id,
+                        TenantStatus::Suspended,
+                        Some(by.reason()),
+                        Some(by),
+                    )
+                    .await?
+                }
+                Now::Unchanged | Now::Lift(_) => tenant.clone(),
             };
             let action = format!("tenant.{kind}");
             commit_change(tx, actor, &action, Some(&tenant), Some(&after)).await?;
@@ -430,7 +459,7 @@ impl Store {
             };
             let op = requeue(&mut tx, last.id).await?;
             let after = if tenant.status == TenantStatus::Failed {
-                set_status(&mut tx, org_id, TenantStatus::Provisioning, None).await?
+                set_status(&mut tx, org_id, TenantStatus::Provisioning, None, None).await?
             } else {
                 tenant.clone()
             };
@@ -457,8 +486,14 @@ impl Store {
             end_failed(&mut tx, op.id, worker, error).await?;
             if let Some(before) = before {
                 let reason = format!("provisioning failed at step {}: {error}", op.step);
-                let after =
-                    set_status(&mut tx, &op.org_id, TenantStatus::Failed, Some(&reason)).await?;
+                let after = set_status(
+                    &mut tx,
+                    &op.org_id,
+                    TenantStatus::Failed,
+                    Some(&reason),
+                    None,
+                )
+                .await?;
                 let system = Actor::system();
                 audit_change(
                     &mut tx,
@@ -572,11 +607,10 @@ impl Store {
         let (action, after): (String, Option<Tenant>) = match effect.await? {
             Finish::Status(status) => {
                 // A status set when the operation was asked for keeps the reason given then.
-                let reason = before
-                    .status_reason
-                    .as_deref()
-                    .filter(|_| before.status == status);
-                let after = set_status(&mut tx, org_id, status, reason).await?;
+                let same = before.status == status;
+                let reason = before.status_reason.as_deref().filter(|_| same);
+                let by = before.suspended_by.filter(|_| same);
+                let after = set_status(&mut tx, org_id, status, reason, by).await?;
                 (format!("tenant.{status}"), Some(after))
             }
             Finish::Unchanged => (format!("operation.{}", op.kind), Some(before.clone())),
@@ -695,4 +729,44 @@ impl Store {
         })
         .await
     }
+}
+
+/// Refuses a resumption `lifter` may not make (see [`Now::Lift`]). The agency's status is read
+/// without a lock: an agency suspended just after this read suspends the client again (its
+/// cascade waits for this resumption to end).
+async fn check_lift(tx: &mut Tx, tenant: &Tenant, lifter: SuspendedBy) -> Result<(), ControlError> {
+    let suspender = tenant.suspended_by.unwrap_or(SuspendedBy::Platform);
+    if !lifter.may_lift(suspender) {
+        return Err(ControlError::conflict(
+            ErrorCode::Forbidden,
+            format!(
+                "tenant {} was suspended by {suspender}; only {} may resume it",
+                tenant.org_id,
+                match suspender {
+                    SuspendedBy::Platform => "a platform admin",
+                    SuspendedBy::Zitadel =>
+                        "its organization's reactivation in ZITADEL, or a platform admin",
+                    SuspendedBy::Agency => "its agency's admins, or a platform admin",
+                    SuspendedBy::AgencyCascade => "its agency's resumption, or a platform admin",
+                }
+            ),
+        ));
+    }
+    if lifter == SuspendedBy::Agency
+        && let Some(agency) = &tenant.parent_org_id
+    {
+        let status: String = sqlx::query_scalar("SELECT status FROM tenants WHERE org_id = $1")
+            .bind(agency.as_str())
+            .fetch_one(&mut **tx)
+            .await?;
+        if status != TenantStatus::Active.as_str() {
+            return Err(ControlError::conflict(
+                ErrorCode::InvalidState,
+                format!(
+                    "agency {agency} is {status}: its admins resume none of its clients until it is active"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

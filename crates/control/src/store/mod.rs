@@ -55,7 +55,9 @@ use crate::error::{ControlError, sqlstate};
 pub use audit::{Actor, AuditEvent};
 pub(crate) use audit::{audit, commit_audited, commit_change};
 pub use feed::TENANT_CHANGES_CHANNEL;
-pub use lifecycle::{Cascade, Created, Effect, Finish, Finished, NewTenant, Recorded, Requested};
+pub use lifecycle::{
+    Cascade, Created, Effect, Finish, Finished, NewTenant, Now, Recorded, Requested,
+};
 pub use locks::LockName;
 pub use moves::{MOVABLE, NewMove};
 pub use operations::{DONE_CHANNEL, Lease, OPERATIONS_CHANNEL};

@@ -308,6 +308,36 @@ impl Store {
         .await
     }
 
+    /// Gives the operation back to the queue while what it waits for (another operation) goes
+    /// on: tried again after `delay`, and the attempt does not count, so waiting never fails
+    /// it.
+    pub async fn wait_later(
+        &self,
+        id: Uuid,
+        worker: &str,
+        error: &ControlError,
+        delay: Duration,
+    ) -> Result<(), ControlError> {
+        self.run("wait_later", async {
+            sqlx::query(
+                "UPDATE operations SET state = 'queued', last_error = $3, last_error_code = $5,
+                        lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+                        attempts = greatest(attempts - 1, 0),
+                        run_after = now() + make_interval(secs => $4 * (0.75 + random() / 2))
+                 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(id)
+            .bind(worker)
+            .bind(error.to_string())
+            .bind(delay.as_secs_f64())
+            .bind(error.code().as_str())
+            .execute(self.pool())
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Operations per kind and state, for metrics.
     pub async fn operations_by_state(
         &self,

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, Row};
 use tenancy_core::{
-    CreateTenant, DbName, ErrorCode, OrgId, Region, ServerId, Slug, Tenant, TenantKind, TenantName,
-    TenantSelector, TenantStatus, Tier,
+    CreateTenant, DbName, ErrorCode, OrgId, Region, ServerId, Slug, SuspendedBy, Tenant,
+    TenantKind, TenantName, TenantSelector, TenantStatus, Tier,
 };
 
 use super::servers::TEMPLATE_VERSION_LOCK;
@@ -15,7 +15,7 @@ use crate::secrets::Credentials;
 
 /// The one column list of a tenant read.
 const TENANT_COLUMNS: &str = "org_id, name, slug, db_name, server_id, region, tier, status, \
-    status_reason, kind, parent_org_id, admin_email, schema_version, last_migration_error, read_only, \
+    status_reason, suspended_by, kind, parent_org_id, admin_email, schema_version, last_migration_error, read_only, \
     read_only_reason, created_at, updated_at";
 
 #[derive(FromRow)]
@@ -37,6 +37,8 @@ struct TenantRow {
     #[sqlx(try_from = "String")]
     status: TenantStatus,
     status_reason: Option<String>,
+    #[sqlx(try_from = "Option<String>")]
+    suspended_by: Maybe<SuspendedBy>,
     #[sqlx(try_from = "String")]
     kind: TenantKind,
     #[sqlx(try_from = "Option<String>")]
@@ -62,6 +64,7 @@ impl From<TenantRow> for Tenant {
             tier: row.tier,
             status: row.status,
             status_reason: row.status_reason,
+            suspended_by: row.suspended_by.0,
             kind: row.kind,
             parent_org_id: row.parent_org_id.0,
             schema_version: row.schema_version,
@@ -343,7 +346,8 @@ impl Store {
             {
                 return Ok(false);
             }
-            let after = set_status(&mut tx, org_id, TenantStatus::Failed, Some(reason)).await?;
+            let after =
+                set_status(&mut tx, org_id, TenantStatus::Failed, Some(reason), None).await?;
             commit_change(tx, actor, "tenant.failed", Some(&before), Some(&after)).await?;
             Ok(true)
         })
@@ -411,14 +415,16 @@ pub(super) async fn set_status(
     org_id: &OrgId,
     status: TenantStatus,
     reason: Option<&str>,
+    suspended_by: Option<SuspendedBy>,
 ) -> Result<Tenant, ControlError> {
     Ok(sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
-        "UPDATE tenants SET status = $2, status_reason = $3, updated_at = now()
+        "UPDATE tenants SET status = $2, status_reason = $3, suspended_by = $4, updated_at = now()
          WHERE org_id = $1 RETURNING {TENANT_COLUMNS}"
     )))
     .bind(org_id.as_str())
     .bind(status.as_str())
     .bind(reason)
+    .bind(suspended_by.map(SuspendedBy::as_str))
     .fetch_one(&mut **tx)
     .await?
     .into())

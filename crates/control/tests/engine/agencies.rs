@@ -2,7 +2,7 @@
 //! be an active (or provisioning) agency; an agency goes after its clients.
 
 use tenancy_control::ControlError;
-use tenancy_core::{CreateTenant, ErrorCode, TenantKind};
+use tenancy_core::{CreateTenant, ErrorCode, SuspendedBy, TenantKind};
 use tenancy_testkit::TestFleet;
 
 use crate::helpers::*;
@@ -164,6 +164,12 @@ async fn settled(engine: &tenancy_control::Engine, op: tenancy_core::Operation) 
     assert_eq!(op.state, tenancy_core::OperationState::Succeeded, "{op:?}");
 }
 
+/// Waits for the tenant's latest operation (one a cascade queued, say) to succeed.
+async fn settle_latest(engine: &tenancy_control::Engine, org_id: &tenancy_core::OrgId) {
+    let latest = engine.tenant_operations(org_id, 1).await.unwrap();
+    settled(engine, latest.into_iter().next().expect("an operation")).await;
+}
+
 /// Suspending an agency suspends its active clients (reason `agency suspended`), each by an
 /// operation of its own; resuming it resumes only those: a client an operator suspended before
 /// stays suspended.
@@ -187,13 +193,19 @@ async fn an_agency_suspension_carries_to_its_clients_and_its_resumption_only_und
     let held = onboard(&engine, create("8203", "Held Client", None, Some("8201"))).await;
     settled(
         &engine,
-        engine.suspend(&held.org_id, &actor()).await.unwrap(),
+        engine
+            .suspend(&held.org_id, SuspendedBy::Platform, &actor())
+            .await
+            .unwrap(),
     )
     .await;
 
     settled(
         &engine,
-        engine.suspend(&agency.org_id, &actor()).await.unwrap(),
+        engine
+            .suspend(&agency.org_id, SuspendedBy::Platform, &actor())
+            .await
+            .unwrap(),
     )
     .await;
     let client = wait_status(
@@ -204,6 +216,7 @@ async fn an_agency_suspension_carries_to_its_clients_and_its_resumption_only_und
     )
     .await;
     assert_eq!(client.status_reason.as_deref(), Some("agency suspended"));
+    assert_eq!(client.suspended_by, Some(SuspendedBy::AgencyCascade));
     // The status changes when the client's suspension is asked for (so routers refuse it at
     // once); its role is blocked when that operation has run.
     let client_suspension = engine
@@ -227,13 +240,16 @@ async fn an_agency_suspension_carries_to_its_clients_and_its_resumption_only_und
     .await;
     assert_eq!(suspends, 1);
     assert_eq!(
-        engine.tenant(&held.org_id).await.unwrap().status_reason,
-        None
+        engine.tenant(&held.org_id).await.unwrap().suspended_by,
+        Some(SuspendedBy::Platform)
     );
 
     settled(
         &engine,
-        engine.resume(&agency.org_id, &actor()).await.unwrap(),
+        engine
+            .resume(&agency.org_id, SuspendedBy::Platform, &actor())
+            .await
+            .unwrap(),
     )
     .await;
     wait_status(
@@ -252,6 +268,246 @@ async fn an_agency_suspension_carries_to_its_clients_and_its_resumption_only_und
         TenantStatus::Suspended,
         "an operator's suspension stays"
     );
+}
+
+/// Who suspended decides who resumes (security review 2, N1): an agency's admins lift only the
+/// agency's own suspensions, and none while the agency itself is not active; ZITADEL lifts only
+/// its deactivation's; a platform admin lifts any. Every change is checked in the same
+/// transaction that queues the resumption.
+#[tokio::test]
+async fn an_agency_lifts_only_its_own_suspensions_and_none_while_it_is_suspended() {
+    use std::time::Duration;
+    use tenancy_core::TenantStatus;
+
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let agency = onboard(
+        &engine,
+        create("8401", "Strict Agency", Some(TenantKind::Agency), None),
+    )
+    .await;
+    let by_platform = onboard(&engine, create("8402", "Abuser", None, Some("8401"))).await;
+    let by_agency = onboard(&engine, create("8403", "Late Payer", None, Some("8401"))).await;
+    let by_cascade = onboard(&engine, create("8404", "Bystander", None, Some("8401"))).await;
+    for (client, by) in [
+        (&by_platform, SuspendedBy::Platform),
+        (&by_agency, SuspendedBy::Agency),
+    ] {
+        settled(
+            &engine,
+            engine.suspend(&client.org_id, by, &actor()).await.unwrap(),
+        )
+        .await;
+    }
+
+    for lifter in [
+        SuspendedBy::Agency,
+        SuspendedBy::Zitadel,
+        SuspendedBy::AgencyCascade,
+    ] {
+        let refused = engine
+            .resume(&by_platform.org_id, lifter, &actor())
+            .await
+            .unwrap_err();
+        assert_eq!(code(&refused), ErrorCode::Forbidden, "{lifter}: {refused}");
+    }
+    let refused = engine
+        .resume(&by_agency.org_id, SuspendedBy::Zitadel, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refused), ErrorCode::Forbidden, "{refused}");
+
+    // The agency suspended: its admins resume nothing, not even their own suspension.
+    settled(
+        &engine,
+        engine
+            .suspend(&agency.org_id, SuspendedBy::Platform, &actor())
+            .await
+            .unwrap(),
+    )
+    .await;
+    wait_status(
+        &engine,
+        &by_cascade.org_id,
+        TenantStatus::Suspended,
+        Duration::from_secs(30),
+    )
+    .await;
+    for client in [&by_agency, &by_cascade] {
+        let refused = engine
+            .resume(&client.org_id, SuspendedBy::Agency, &actor())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                code(&refused),
+                ErrorCode::InvalidState | ErrorCode::Forbidden
+            ),
+            "{refused}"
+        );
+    }
+    let refused = engine
+        .resume(&by_agency.org_id, SuspendedBy::Agency, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refused), ErrorCode::InvalidState, "{refused}");
+    // A platform admin may lift the cascade's suspension meanwhile: the reconciler reports an
+    // active client under a suspended agency.
+    settle_latest(&engine, &by_cascade.org_id).await;
+    settled(
+        &engine,
+        engine
+            .resume(&by_cascade.org_id, SuspendedBy::Platform, &actor())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let report = engine
+        .reconcile(tenancy_control::Repair::Nothing)
+        .await
+        .unwrap();
+    let reported: Vec<_> = report
+        .iter()
+        .filter(|f| f.kind == tenancy_control::FindingKind::ClientOfInactiveAgency)
+        .map(|f| f.org_id.clone().unwrap())
+        .collect();
+    assert_eq!(reported, vec![by_cascade.org_id.clone()], "{report:?}");
+    settled(
+        &engine,
+        engine
+            .suspend(&by_cascade.org_id, SuspendedBy::AgencyCascade, &actor())
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    // The agency resumed: its cascade lifts only what it suspended.
+    settled(
+        &engine,
+        engine
+            .resume(&agency.org_id, SuspendedBy::Platform, &actor())
+            .await
+            .unwrap(),
+    )
+    .await;
+    wait_status(
+        &engine,
+        &by_cascade.org_id,
+        TenantStatus::Active,
+        Duration::from_secs(30),
+    )
+    .await;
+    for (client, by) in [
+        (&by_platform, SuspendedBy::Platform),
+        (&by_agency, SuspendedBy::Agency),
+    ] {
+        let tenant = engine.tenant(&client.org_id).await.unwrap();
+        assert_eq!(
+            (tenant.status, tenant.suspended_by),
+            (TenantStatus::Suspended, Some(by))
+        );
+    }
+    // Now the agency's admins lift their own, and a platform admin lifts the platform's.
+    settled(
+        &engine,
+        engine
+            .resume(&by_agency.org_id, SuspendedBy::Agency, &actor())
+            .await
+            .unwrap(),
+    )
+    .await;
+    settled(
+        &engine,
+        engine
+            .resume(&by_platform.org_id, SuspendedBy::Platform, &actor())
+            .await
+            .unwrap(),
+    )
+    .await;
+    for client in [&by_platform, &by_agency] {
+        let tenant = engine.tenant(&client.org_id).await.unwrap();
+        assert_eq!(
+            (tenant.status, tenant.suspended_by),
+            (TenantStatus::Active, None)
+        );
+    }
+}
+
+/// A client busy with another operation when its agency is suspended is suspended once that
+/// operation ends, however long it takes (security review 2, N1): the cascade waits without
+/// spending its attempts. Before, it gave up after `max_attempts` and left the client active.
+#[tokio::test]
+async fn a_busy_client_is_suspended_with_its_agency_once_it_is_free() {
+    use std::time::Duration;
+    use tenancy_core::{OperationState, TenantStatus};
+
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    config.engine.max_attempts = 1;
+    config.engine.backoff_base = Duration::from_millis(20);
+    let engine = tenancy_control::Engine::start(config).await.unwrap();
+    let workers = engine.run_workers();
+    let agency = onboard(
+        &engine,
+        create("8501", "Busy Agency", Some(TenantKind::Agency), None),
+    )
+    .await;
+    let client = onboard(&engine, create("8502", "Busy Client", None, Some("8501"))).await;
+    workers.shutdown().await;
+    // The client busy: an operation another worker holds for the next hour.
+    let busy = engine
+        .rotate_credentials(&client.org_id, &actor())
+        .await
+        .unwrap();
+    let mut registry = registry(&fleet).await;
+    sqlx::query(
+        "UPDATE operations SET state = 'running', lease_owner = 'another-worker',
+                lease_expires_at = now() + interval '1 hour'
+         WHERE id = $1",
+    )
+    .bind(busy.id)
+    .execute(&mut registry)
+    .await
+    .unwrap();
+    std::mem::forget(engine.run_workers());
+
+    let suspension = engine
+        .suspend(&agency.org_id, SuspendedBy::Platform, &actor())
+        .await
+        .unwrap();
+    // Many times the backoff a failing step would be given.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = engine.operation(suspension.id).await.unwrap();
+    assert!(
+        matches!(
+            waiting.state,
+            OperationState::Queued | OperationState::Running
+        ),
+        "the cascade waits: {waiting:?}"
+    );
+    assert_eq!(
+        engine.tenant(&client.org_id).await.unwrap().status,
+        TenantStatus::Active
+    );
+
+    // The other operation ends: the client is suspended with its agency.
+    sqlx::query(
+        "UPDATE operations SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1",
+    )
+    .bind(busy.id)
+    .execute(&mut registry)
+    .await
+    .unwrap();
+    settled(&engine, suspension).await;
+    let client = wait_status(
+        &engine,
+        &client.org_id,
+        TenantStatus::Suspended,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(client.suspended_by, Some(SuspendedBy::AgencyCascade));
 }
 
 /// Deleting an agency with live clients is refused unless it takes them along: then each client
@@ -274,7 +530,10 @@ async fn deleting_an_agency_with_cascade_deletes_each_client_by_an_operation_of_
     let held = onboard(&engine, create("8303", "Held Client", None, Some("8301"))).await;
     settled(
         &engine,
-        engine.suspend(&held.org_id, &actor()).await.unwrap(),
+        engine
+            .suspend(&held.org_id, SuspendedBy::Platform, &actor())
+            .await
+            .unwrap(),
     )
     .await;
     let bystander = onboard(&engine, request("8304", "Bystander")).await;

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use tenancy_control::Repair;
 use tenancy_control::faults::Moment;
-use tenancy_core::{OperationKind, OperationState, Step, TenantStatus};
+use tenancy_core::{OperationKind, OperationState, Step, SuspendedBy, TenantStatus};
 
 use crate::helpers::*;
 use tenancy_testkit::TestFleet;
@@ -147,7 +147,10 @@ async fn a_cascade_cut_short_by_a_crash_converges_with_each_client_suspended_onc
         client.parent_org_id = Some(agency.org_id.clone());
         clients.push(onboard(&doomed, client).await);
     }
-    doomed.suspend(&agency.org_id, &actor()).await.unwrap();
+    doomed
+        .suspend(&agency.org_id, SuspendedBy::Platform, &actor())
+        .await
+        .unwrap();
     wait_crash(&crashed).await;
     workers.shutdown().await;
 

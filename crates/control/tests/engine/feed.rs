@@ -1,4 +1,5 @@
 use std::time::{Duration, Instant};
+use tenancy_core::SuspendedBy;
 
 use crate::helpers::*;
 use tenancy_testkit::TestFleet;
@@ -29,9 +30,15 @@ async fn a_waiting_long_poll_returns_within_milliseconds_of_a_change() {
         // Parked well inside its one-second fallback tick.
         tokio::time::sleep(Duration::from_millis(150)).await;
         let operation = if round % 2 == 0 {
-            engine.suspend(&tenant.org_id, &actor()).await.unwrap()
+            engine
+                .suspend(&tenant.org_id, SuspendedBy::Platform, &actor())
+                .await
+                .unwrap()
         } else {
-            engine.resume(&tenant.org_id, &actor()).await.unwrap()
+            engine
+                .resume(&tenant.org_id, SuspendedBy::Platform, &actor())
+                .await
+                .unwrap()
         };
         let committed = Instant::now();
         let (answered, feed) = poll.await.unwrap();

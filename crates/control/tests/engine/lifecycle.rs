@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use sqlx::Connection;
-use tenancy_core::{ErrorCode, OperationState, TenantStatus};
+use tenancy_core::{ErrorCode, OperationState, SuspendedBy, TenantStatus};
 
 use crate::helpers::*;
 use tenancy_control::LockName;
@@ -16,7 +16,10 @@ async fn suspend_refuses_new_connections_and_ends_open_ones_and_resume_restores(
     let cluster = fleet.cluster("pg-1");
     let mut open = connect_own(&engine, cluster, &tenant).await.unwrap();
 
-    let op = engine.suspend(&tenant.org_id, &actor()).await.unwrap();
+    let op = engine
+        .suspend(&tenant.org_id, SuspendedBy::Platform, &actor())
+        .await
+        .unwrap();
     let op = engine
         .wait_operation(op.id, Duration::from_secs(30))
         .await
@@ -35,9 +38,15 @@ async fn suspend_refuses_new_connections_and_ends_open_ones_and_resume_restores(
     );
 
     // Suspending again is refused with a clear reason; resuming restores access.
-    let err = engine.suspend(&tenant.org_id, &actor()).await.unwrap_err();
+    let err = engine
+        .suspend(&tenant.org_id, SuspendedBy::Platform, &actor())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidState, "{err}");
-    let op = engine.resume(&tenant.org_id, &actor()).await.unwrap();
+    let op = engine
+        .resume(&tenant.org_id, SuspendedBy::Platform, &actor())
+        .await
+        .unwrap();
     engine
         .wait_operation(op.id, Duration::from_secs(30))
         .await

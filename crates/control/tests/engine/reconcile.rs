@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use sqlx::Connection;
 use tenancy_control::{FindingKind, Repair};
-use tenancy_core::{OperationKind, OperationState, TenantStatus};
+use tenancy_core::{OperationKind, OperationState, SuspendedBy, TenantStatus};
 use tenancy_testkit::{TestFleet, eventually};
 
 use crate::helpers::*;
@@ -20,7 +20,10 @@ async fn the_reconciler_verifies_every_tenant_and_never_invents_data() {
     let reopened = onboard(&engine, request("8005", "Reopened")).await;
     let rekeyed = onboard(&engine, request("8006", "Rekeyed")).await;
     let promoted = onboard(&engine, request("8007", "Promoted")).await;
-    let op = engine.suspend(&reopened.org_id, &actor()).await.unwrap();
+    let op = engine
+        .suspend(&reopened.org_id, SuspendedBy::Platform, &actor())
+        .await
+        .unwrap();
     engine
         .wait_operation(op.id, Duration::from_secs(30))
         .await

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tenancy_control::{ActivationError, AdminActivation, AdminActivator};
-use tenancy_core::{OperationKind, OperationState};
+use tenancy_core::{OperationKind, OperationState, SuspendedBy};
 use tenancy_testkit::{TestFleet, eventually};
 
 use crate::helpers::*;
@@ -138,7 +138,10 @@ async fn a_worker_that_lost_its_lease_applies_no_stale_change() {
         .await
         .unwrap();
     let stalled_workers = stalled.run_workers();
-    let op = stalled.suspend(&tenant.org_id, &actor()).await.unwrap();
+    let op = stalled
+        .suspend(&tenant.org_id, SuspendedBy::Platform, &actor())
+        .await
+        .unwrap();
     tokio::task::spawn_blocking(move || on_pause.recv_timeout(Duration::from_secs(30)))
         .await
         .unwrap()
@@ -181,7 +184,10 @@ async fn finishing_an_operation_never_deadlocks_with_queuing_one() {
     let workers = engine.run_workers();
     onboard(&engine, request("1300", "Lock Order")).await;
     workers.shutdown().await;
-    let suspension = engine.suspend(&org("1300"), &actor()).await.unwrap();
+    let suspension = engine
+        .suspend(&org("1300"), SuspendedBy::Platform, &actor())
+        .await
+        .unwrap();
 
     // A request queuing an operation, caught between its two statements: the tenant's row
     // locked, the insert to come.

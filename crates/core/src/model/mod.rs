@@ -16,8 +16,8 @@ pub use operations::Operation;
 pub use selector::TenantSelector;
 pub use servers::{AddServer, Server};
 pub use states::{
-    Lane, MoveMode, OperationKind, OperationState, ProvisionPath, ServerState, Step, TenantKind,
-    TenantPlace, TenantStatus, UnknownVariant,
+    Lane, MoveMode, OperationKind, OperationState, ProvisionPath, ServerState, Step, SuspendedBy,
+    TenantKind, TenantPlace, TenantStatus, UnknownVariant,
 };
 pub use tenants::{
     ConnectionInfo, CreateOrg, CreateTenant, OrgAdmin, Tenant, TenantHealth, UpdateTenant,

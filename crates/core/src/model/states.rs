@@ -85,11 +85,43 @@ string_enum!(
     }
 );
 
-/// Where a tenant sits in the hierarchy: its kind and, for a client, its agency.
+string_enum!(
+    /// Who suspended a tenant, which decides who may resume it: a platform admin lifts any
+    /// suspension; ZITADEL's reactivation lifts only its deactivation's; an agency's admin lifts
+    /// only what the agency suspended; an agency's resumption lifts only what its suspension
+    /// cascaded to.
+    SuspendedBy, "suspended_by" {
+        Platform => "platform",
+        Zitadel => "zitadel",
+        Agency => "agency",
+        AgencyCascade => "agency_cascade",
+    }
+);
+
+impl SuspendedBy {
+    /// Whether `self`, resuming, may lift a suspension made by `suspender`.
+    pub fn may_lift(self, suspender: SuspendedBy) -> bool {
+        self == SuspendedBy::Platform || self == suspender
+    }
+
+    /// The tenant's `status_reason` while it is suspended so.
+    pub fn reason(self) -> &'static str {
+        match self {
+            SuspendedBy::Platform => "suspended by a platform admin",
+            SuspendedBy::Zitadel => "organization deactivated in ZITADEL",
+            SuspendedBy::Agency => "suspended by its agency",
+            SuspendedBy::AgencyCascade => "agency suspended",
+        }
+    }
+}
+
+/// Where a tenant sits in the hierarchy: its kind and, for a client, its agency and the
+/// agency's status (a client is not acted in for a suspended agency).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantPlace {
     pub kind: TenantKind,
     pub parent_org_id: Option<OrgId>,
+    pub agency_status: Option<TenantStatus>,
 }
 
 impl TenantKind {

@@ -104,6 +104,9 @@ pub struct Tenant {
     pub status: TenantStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
+    /// Who suspended the tenant (while it is suspended): who may resume it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_by: Option<crate::SuspendedBy>,
     pub kind: TenantKind,
     /// A client's agency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +167,10 @@ pub struct ConnectionInfo {
     /// A client's agency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_org_id: Option<OrgId>,
+    /// A client's agency's status: product services do not let an agency's users act in its
+    /// clients while the agency is not active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency_status: Option<TenantStatus>,
     /// Connections one router process may keep for this tenant.
     pub pool_size: u32,
     /// How to encrypt connections to the server.

@@ -318,32 +318,43 @@ pub async fn delete(
     ))
 }
 
-/// Suspend: the tenant's role can no longer log in and its sessions end.
+/// Suspend: the tenant's role can no longer log in and its sessions end. Platform admins, and a
+/// client's agency's admins; who suspended is recorded (`suspended_by`) and decides who may
+/// resume.
 #[utoipa::path(post, path = "/v1/tenants/{org_id}/suspend", tag = "tenants", operation_id = "suspend_tenant", params(("org_id" = OrgId, Path)),
-    responses((status = 202, body = Operation), (status = 409, body = Problem)))]
+    responses((status = 202, body = Operation), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "`invalid_state` (not active), `operation_in_progress`", body = Problem)))]
 pub async fn suspend(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<Response> {
-    auth.require_platform_or_agency_admin(&state.engine, &org_id)
+    let by = auth
+        .require_platform_or_agency_admin(&state.engine, &org_id)
         .await?;
     Ok(accepted(
-        state.engine.suspend(&org_id, &auth.actor()).await?,
+        state.engine.suspend(&org_id, by, &auth.actor()).await?,
     ))
 }
 
-/// Resume a suspended tenant.
+/// Resume a suspended tenant. A platform admin lifts any suspension; a client's agency's admins
+/// only the agency's own (`suspended_by: agency`), and nothing while the agency is not active.
 #[utoipa::path(post, path = "/v1/tenants/{org_id}/resume", tag = "tenants", operation_id = "resume_tenant", params(("org_id" = OrgId, Path)),
-    responses((status = 202, body = Operation), (status = 409, body = Problem)))]
+    responses((status = 202, body = Operation), (status = 403, description = "`forbidden`: not the caller's \
+            suspension to lift", body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "`invalid_state` (not suspended, or the agency is not active), \
+            `operation_in_progress`", body = Problem)))]
 pub async fn resume(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<Response> {
-    auth.require_platform_or_agency_admin(&state.engine, &org_id)
+    let by = auth
+        .require_platform_or_agency_admin(&state.engine, &org_id)
         .await?;
-    Ok(accepted(state.engine.resume(&org_id, &auth.actor()).await?))
+    Ok(accepted(
+        state.engine.resume(&org_id, by, &auth.actor()).await?,
+    ))
 }
 
 /// Run the tenant's last failed operation again.

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use tenancy_control::{
     Actor, ControlError, Engine, OrgEventOutcome, PendingOrgEvent, TenantFilter,
 };
-use tenancy_core::{CreateTenant, ErrorCode, OrgId, TenantName, TenantStatus, UpdateTenant};
+use tenancy_core::{
+    CreateTenant, ErrorCode, OrgId, SuspendedBy, TenantName, TenantStatus, UpdateTenant,
+};
 use tenancy_zitadel::ManagementError;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -20,10 +22,6 @@ use utoipa::ToSchema;
 
 use super::{Identity, Placement};
 use crate::error::ApiError;
-
-/// The `status_reason` of a tenant suspended because its organization was deactivated. Only such
-/// a suspension is undone by a reactivation; an operator's suspension stays.
-pub const DEACTIVATED_REASON: &str = "organization deactivated in ZITADEL";
 
 /// How many times an event is tried before it is given up (about half an hour of backoff).
 const EVENT_ATTEMPTS: i32 = 40;
@@ -105,13 +103,16 @@ async fn apply_once(
             engine.update_tenant(org_id, &update, actor).await.map(drop)
         }
         OrgChange::Deactivated => engine
-            .suspend_because(org_id, Some(DEACTIVATED_REASON), actor)
+            .suspend(org_id, SuspendedBy::Zitadel, actor)
             .await
             .map(drop),
         OrgChange::Reactivated => {
             let tenant = engine.tenant(org_id).await?;
-            if tenant.status_reason.as_deref() == Some(DEACTIVATED_REASON) {
-                engine.resume(org_id, actor).await.map(drop)
+            if tenant.suspended_by == Some(SuspendedBy::Zitadel) {
+                engine
+                    .resume(org_id, SuspendedBy::Zitadel, actor)
+                    .await
+                    .map(drop)
             } else {
                 if tenant.status == TenantStatus::Suspended {
                     info!(%org_id, reason = ?tenant.status_reason, "suspended for another reason: not resumed");
@@ -358,7 +359,7 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
             }
             (Some(t), _)
                 if org.is_active()
-                    && t.status_reason.as_deref() == Some(DEACTIVATED_REASON)
+                    && t.suspended_by == Some(SuspendedBy::Zitadel)
                     && t.status == TenantStatus::Suspended =>
             {
                 Some(OrgChange::Reactivated)

@@ -837,6 +837,47 @@ async fn agency_admins_manage_their_clients_and_nothing_else() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
+    // The review's N1 repro: the platform's suspensions are not the agency's to lift, directly
+    // or through its own suspension's cascade; the agency's own are, while it is active.
+    let (status, op) = app
+        .call(DEV_TOKEN, Method::POST, "/v1/tenants/501/suspend", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{op}");
+    let tenant = app.wait_status("501", "suspended").await;
+    assert_eq!(tenant["suspended_by"], "platform");
+    let (status, refused) = app
+        .call(agency, Method::POST, "/v1/tenants/501/resume", None)
+        .await;
+    assert_eq!(
+        (status, &refused["code"]),
+        (StatusCode::FORBIDDEN, &json!("forbidden")),
+        "{refused}"
+    );
+    let (status, op) = app
+        .call(DEV_TOKEN, Method::POST, "/v1/tenants/500/suspend", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{op}");
+    let tenant = app.wait_status("502", "suspended").await;
+    assert_eq!(tenant["suspended_by"], "agency_cascade");
+    for client in ["501", "502"] {
+        let (status, refused) = app
+            .call(
+                agency,
+                Method::POST,
+                &format!("/v1/tenants/{client}/resume"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{client}: {refused}");
+    }
+    let (status, op) = app
+        .call(DEV_TOKEN, Method::POST, "/v1/tenants/500/resume", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{op}");
+    app.wait_status("502", "active").await;
+    let tenant = app.wait_status("501", "suspended").await;
+    assert_eq!(tenant["suspended_by"], "platform", "stays the platform's");
+
     let forbidden = [
         (agency, Method::GET, "/v1/tenants/601", None),
         (agency, Method::GET, "/v1/tenants/601/operations", None),

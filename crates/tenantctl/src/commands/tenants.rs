@@ -5,8 +5,8 @@ use std::time::Duration;
 use anyhow::Result;
 use tenancy_control::{Cascade, Engine, Onboarded, TenantFilter};
 use tenancy_core::{
-    CreateTenant, MoveMode, Operation, OperationState, OrgId, Region, ServerId, Slug, TenantKind,
-    TenantName, TenantSelector, Tier,
+    CreateTenant, MoveMode, Operation, OperationState, OrgId, Region, ServerId, Slug, SuspendedBy,
+    TenantKind, TenantName, TenantSelector, Tier,
 };
 
 use crate::output::{self, confirm};
@@ -219,12 +219,16 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
                 &format!("suspend tenant {org_id}? Its sessions will be ended."),
             )?;
             let engine = cx.engine().await?;
-            let op = engine.suspend(&org_id, &cx.actor).await?;
+            let op = engine
+                .suspend(&org_id, SuspendedBy::Platform, &cx.actor)
+                .await?;
             finish_with_cascades(&engine, op, wait).await
         }
         Command::Resume { org_id, wait } => {
             let engine = cx.engine().await?;
-            let op = engine.resume(&org_id, &cx.actor).await?;
+            let op = engine
+                .resume(&org_id, SuspendedBy::Platform, &cx.actor)
+                .await?;
             finish_with_cascades(&engine, op, wait).await
         }
         Command::Rotate { org_id, wait } => {
