@@ -10,7 +10,7 @@
 //! - `tenant_*` roles no tenant owns are dropped only by an explicit full repair
 //!   (`tenantctl reconcile --repair`); orphan databases only ever reported.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 use secrecy::ExposeSecret;
@@ -21,7 +21,7 @@ use tenancy_core::{DbName, OperationKind, OrgId, RoleName, ServerId, Tenant, Ten
 use crate::admins::ServerAdmins;
 use crate::config::Config;
 use crate::error::ControlError;
-use crate::pgadmin::{Inventory, tagged_org};
+use crate::pgadmin::{Inventory, READ_ONLY_SETTING, tagged_org, tier_settings};
 use crate::secrets::{self, Keyring};
 use crate::store::{Actor, Store, TenantFilter};
 
@@ -363,6 +363,27 @@ impl Reconciler<'_> {
                         ""
                     },
                     facts.connection_limit
+                ),
+            )));
+        }
+        let settings = tier_settings(self.config.tier_limits(&tenant.tier)?);
+        let in_database: BTreeSet<String> = tenant
+            .read_only
+            .then(|| READ_ONLY_SETTING.to_owned())
+            .into_iter()
+            .collect();
+        let found_in_database = facts
+            .database_settings
+            .get(tenant.db_name.as_str())
+            .cloned()
+            .unwrap_or_default();
+        if facts.settings != settings || found_in_database != in_database {
+            return Ok(Some((
+                FindingKind::RoleDrift,
+                format!(
+                    "role's session settings are {:?} and {:?} in its database, not the tier's \
+                     {:?} and {:?}; converging",
+                    facts.settings, found_in_database, settings, in_database
                 ),
             )));
         }

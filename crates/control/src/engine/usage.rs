@@ -286,6 +286,10 @@ impl Engine {
             } else {
                 round.made_writable.push(tenant.org_id.clone());
             }
+        } else if tenant.read_only {
+            // Asserted every round: a fleet migration's new table, a resumption, anything
+            // that granted privileges since is taken back.
+            admin.set_read_only(db, &role, true).await?;
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! `converge`: brings the tenant's database and role back to what the registry says of the
 //! tenant, as the reconciler found they are not: the role's attributes, limits and password
-//! re-asserted, its privileges its own, and its access matching the status (an active tenant
+//! re-asserted (its session settings the tier's, read-only as the registry says), its
+//! privileges its own, and its access matching the status (an active tenant
 //! can connect; a suspended or deleted one cannot, and has no sessions). Queued by the
 //! reconciler, so a repair never races the tenant's other operations and is fenced by the lease
 //! like any step.
@@ -61,8 +62,10 @@ async fn converge(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
         .await?;
     admin.lockdown(db, &role, &tenant.org_id).await?;
     if blocked {
-        admin.block(db, &role).await
+        admin.block(db, &role).await?;
     } else {
-        admin.unblock(db, &role).await
+        admin.unblock(db, &role).await?;
     }
+    // Last: the grants above are a writable tenant's.
+    admin.set_read_only(db, &role, tenant.read_only).await
 }

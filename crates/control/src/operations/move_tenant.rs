@@ -110,12 +110,20 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             if !active {
                 target.block(db, &role).await?;
             }
-            target.set_read_only(db, &role, cx.tenant.read_only).await?;
+            // The flag as it is now, not as this run read it: the sampler may have changed it
+            // during the move (on the source); read again once the switch committed, so a
+            // change in between is carried too.
+            let read_only = current_read_only(cx).await?;
+            target.set_read_only(db, &role, read_only).await?;
             let switched = Effect::Switched {
                 source: m.source_server_id.clone(),
                 target: m.target_server_id.clone(),
             };
             cx.store.apply(cx.op, cx.worker, switched).await?;
+            let now = current_read_only(cx).await?;
+            if now != read_only {
+                target.set_read_only(db, &role, now).await?;
+            }
             metrics::counter!("tenancy_moves_total", "mode" => m.mode.as_str(), "outcome" => "switched").increment(1);
             let switched = cx.store.move_record(cx.op.id).await?;
             if let Some(ms) = switched.downtime_ms {
@@ -138,6 +146,12 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::Finish => cx.finish(Finish::Unchanged).await,
         other => Err(cx.unexpected(other)),
     }
+}
+
+/// The tenant's read-only flag as the registry holds it now.
+async fn current_read_only(cx: &StepContext<'_>) -> Result<bool, ControlError> {
+    let tenant = cx.store.tenant(&cx.tenant.org_id).await?;
+    Ok(tenant.is_some_and(|t| t.read_only))
 }
 
 /// The admin connections of the move's source and target (fenced by the lease).

@@ -11,10 +11,14 @@ use crate::store::{Finish, Now};
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
         Step::Unblock => {
-            cx.admin()
-                .await?
-                .unblock(&cx.tenant.db_name, &cx.tenant.role_name())
-                .await
+            let admin = cx.admin().await?;
+            let (db, role) = (&cx.tenant.db_name, cx.tenant.role_name());
+            admin.unblock(db, &role).await?;
+            // Unblocking grants TEMPORARY back, which a read-only tenant does not have.
+            if cx.tenant.read_only {
+                admin.set_read_only(db, &role, true).await?;
+            }
+            Ok(())
         }
         Step::CascadeClients => {
             cx.cascade_to_clients(

@@ -7,6 +7,18 @@ use super::{ServerAdmin, not_the_tenants, tag, tagged_org};
 use crate::error::ControlError;
 use crate::sql::{ident, literal};
 
+/// The one setting a tenant's role carries in its own database: while it is read-only (as
+/// PostgreSQL lists it in `pg_db_role_setting`).
+pub const READ_ONLY_SETTING: &str = "default_transaction_read_only=on";
+
+/// The functions that create or write large objects, which PostgreSQL lets everyone call; a
+/// read-only tenant may call none (see [`ServerAdmin::set_read_only`]). Never the server-side
+/// `lo_import`, which reads the server's files: it stays the superuser's.
+const LARGE_OBJECT_WRITERS: &str = "pg_catalog.lo_creat(integer), pg_catalog.lo_create(oid), \
+    pg_catalog.lo_from_bytea(oid, bytea), pg_catalog.lo_put(oid, bigint, bytea), \
+    pg_catalog.lowrite(integer, bytea), pg_catalog.lo_truncate(integer, integer), \
+    pg_catalog.lo_truncate64(integer, bigint)";
+
 impl ServerAdmin {
     pub async fn database_exists(&self, db: &DbName) -> Result<bool, ControlError> {
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
@@ -53,9 +65,14 @@ impl ServerAdmin {
         .map_err(self.err())
     }
 
-    /// Makes the tenant's database read-only for its role (`default_transaction_read_only` on
-    /// the role and the database) and ends the role's sessions, so they reconnect read-only; or
-    /// undoes that. Idempotent.
+    /// Makes the tenant's database read-only for its role, or writable again. Enforced with
+    /// privileges, which no setting of the tenant's undoes: the role loses `INSERT`, `UPDATE`,
+    /// `DELETE` and `TRUNCATE` on every table, `TEMPORARY` on the database, and nobody but the
+    /// admin may call the functions that write large objects. Its open sessions are refused at
+    /// their next write. `default_transaction_read_only` on the role in the database only makes
+    /// the refusal read plainly; nothing is set on the database, so the engine's own sessions
+    /// (migrations, moves, grants) work on a read-only tenant. Writable again: the app's
+    /// privileges mirrored once more. Idempotent: the sampler asserts it every round.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn set_read_only(
         &self,
@@ -64,20 +81,50 @@ impl ServerAdmin {
         read_only: bool,
     ) -> Result<(), ControlError> {
         let (d, r) = (ident(db.as_str()), ident(role.as_str()));
-        let change = if read_only {
-            "SET default_transaction_read_only = on"
-        } else {
-            "RESET default_transaction_read_only"
-        };
-        self.execute(format!(
-            "ALTER ROLE {r} {change};
-             ALTER DATABASE {d} {change};"
-        ))
-        .await?;
+        // Earlier versions set the flag on the role and on the database.
+        let legacy = format!(
+            "ALTER ROLE {r} RESET default_transaction_read_only;
+             ALTER DATABASE {d} RESET default_transaction_read_only;"
+        );
         if read_only {
-            self.terminate_sessions(db, role).await?;
+            self.execute(format!(
+                "{legacy}
+                 ALTER ROLE {r} IN DATABASE {d} RESET ALL;
+                 ALTER ROLE {r} IN DATABASE {d} SET default_transaction_read_only = on;
+                 REVOKE TEMPORARY ON DATABASE {d} FROM {r};"
+            ))
+            .await?;
+            self.execute_in(
+                db.as_str(),
+                format!(
+                    "DO $read_only$ DECLARE s text; BEGIN
+                       FOR s IN SELECT nspname FROM pg_namespace
+                                WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+                                  AND nspname NOT LIKE 'pg\\_%'
+                       LOOP
+                         EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA %I FROM %I',
+                                        s, {role});
+                       END LOOP;
+                     END $read_only$;
+                     REVOKE EXECUTE ON FUNCTION {LARGE_OBJECT_WRITERS} FROM PUBLIC, {r};",
+                    role = literal(role.as_str()),
+                ),
+            )
+            .await
+        } else {
+            self.execute(format!(
+                "{legacy}
+                 ALTER ROLE {r} IN DATABASE {d} RESET ALL;
+                 GRANT TEMPORARY ON DATABASE {d} TO {r};"
+            ))
+            .await?;
+            self.execute_in(
+                db.as_str(),
+                format!("GRANT EXECUTE ON FUNCTION {LARGE_OBJECT_WRITERS} TO PUBLIC;"),
+            )
+            .await?;
+            self.grant_app_privileges(db, role).await
         }
-        Ok(())
     }
 
     /// Clones the template into `db`, closed to every connection until [`Self::open_to`]

@@ -1,6 +1,6 @@
 //! What a server holds, for the reconciler to compare with the registry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use tenancy_core::{DbName, RoleName};
 
@@ -26,6 +26,10 @@ pub struct RoleFacts {
     /// Member of another role (the app role of the older model, or anything else).
     pub member_of_any: bool,
     pub tag: Option<String>,
+    /// Its settings for every database (`name=value`, from `pg_db_role_setting`).
+    pub settings: BTreeSet<String>,
+    /// Its settings in one database, by database.
+    pub database_settings: HashMap<String, BTreeSet<String>>,
 }
 
 /// Everything the reconciler compares with the registry, read in a few queries per server.
@@ -61,6 +65,15 @@ impl ServerAdmin {
         .fetch_all(&self.pool)
         .await
         .map_err(self.err())?;
+        let settings: Vec<(String, Option<String>, Vec<String>)> = sqlx::query_as(
+            "SELECT r.rolname, d.datname, s.setconfig FROM pg_db_role_setting s
+             JOIN pg_roles r ON r.oid = s.setrole
+             LEFT JOIN pg_database d ON d.oid = s.setdatabase
+             WHERE r.rolname LIKE 'tenant\\_%'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err())?;
         let sessions: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT datname, usename, count(*) FROM pg_stat_activity
              WHERE datname LIKE 'tenant\\_%' AND usename IS NOT NULL GROUP BY 1, 2",
@@ -75,7 +88,7 @@ impl ServerAdmin {
         .fetch_all(&self.pool)
         .await
         .ok();
-        Ok(Inventory {
+        let mut inventory = Inventory {
             databases: databases
                 .into_iter()
                 .map(|(name, allow_connections, tag)| {
@@ -98,6 +111,8 @@ impl ServerAdmin {
                             connection_limit,
                             member_of_any,
                             tag,
+                            settings: BTreeSet::new(),
+                            database_settings: HashMap::new(),
                         };
                         (name, facts)
                     },
@@ -112,7 +127,18 @@ impl ServerAdmin {
                 .into_iter()
                 .map(|(db, role, n)| ((db, role), n))
                 .collect(),
-        })
+        };
+        for (role, db, config) in settings {
+            let Some(facts) = inventory.roles.get_mut(&role) else {
+                continue;
+            };
+            let set = match db {
+                Some(db) => facts.database_settings.entry(db).or_default(),
+                None => &mut facts.settings,
+            };
+            set.extend(config);
+        }
+        Ok(inventory)
     }
 
     /// Whether each (role, database) pair has CONNECT (pairs whose role or database is missing

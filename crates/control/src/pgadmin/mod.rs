@@ -35,11 +35,13 @@ use crate::sql::ddl;
 
 use access::AppGrants;
 pub use access::AppSession;
+pub use databases::READ_ONLY_SETTING;
 pub use inventory::{DatabaseFacts, Inventory, RoleFacts};
 pub use moves::{
     MOVE_REPLICATION_PREFIX, ServerFacts, TableChecksums, moved_tag, replication_name,
     retained_name,
 };
+pub use roles::tier_settings;
 
 /// NOLOGIN role the template grants its privileges to. It has no members: each tenant role gets
 /// the same privileges in its own database only.

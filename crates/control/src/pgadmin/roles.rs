@@ -171,32 +171,44 @@ pub(super) fn role_attributes(
     )
 }
 
-/// The tier's session settings on a tenant role (`r` already quoted); a limit the tier leaves
-/// unset is reset to the server's default. `temp_file_limit` is a superuser setting: the admin
-/// must be a superuser, or have been granted `SET ON PARAMETER temp_file_limit`.
+/// The tier's session settings on a tenant role (`r` already quoted): every other setting is
+/// reset (a tenant's role may set its own defaults), then the tier's set; a limit the tier
+/// leaves unset stays at the server's default. `temp_file_limit` is a superuser setting: the
+/// admin must be a superuser, or have been granted `SET ON PARAMETER temp_file_limit`.
 pub(super) fn role_settings(r: &str, limits: &TierLimits) -> String {
-    let set_or_reset = |name: &str, value: Option<u128>| match value {
-        Some(value) => format!("ALTER ROLE {r} SET {name} = {value};"),
-        None => format!("ALTER ROLE {r} RESET {name};"),
-    };
+    let mut sql = format!("ALTER ROLE {r} RESET ALL;");
+    for setting in tier_settings(limits) {
+        sql.push_str(&format!(
+            "\nALTER ROLE {r} SET {};",
+            setting.replace('=', " = ")
+        ));
+    }
+    sql
+}
+
+/// The settings a tenant role of this tier carries (for every database), as PostgreSQL lists
+/// them in `pg_db_role_setting`: `name=value`.
+pub fn tier_settings(limits: &TierLimits) -> std::collections::BTreeSet<String> {
     [
-        set_or_reset(
+        (
             "statement_timeout",
             Some(limits.statement_timeout.as_millis()),
         ),
-        set_or_reset(
+        (
             "idle_in_transaction_session_timeout",
             limits.idle_in_transaction_timeout.map(|t| t.as_millis()),
         ),
         // In kB, PostgreSQL's unit for it.
-        set_or_reset(
+        (
             "temp_file_limit",
             limits
                 .temp_file_limit
                 .map(|size| u128::from(size.as_u64() / 1024)),
         ),
     ]
-    .join("\n")
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|v| format!("{name}={v}")))
+    .collect()
 }
 
 /// Removes the role from every role it is a member of (the app role of the older model, or

@@ -1,5 +1,6 @@
 //! Storage quotas, enforced in PostgreSQL: a tenant over its tier's quota becomes read-only
-//! (writes fail with PostgreSQL's read-only error, reads work, open sessions are ended), the
+//! (writes fail with PostgreSQL's read-only error, reads work, open sessions are refused at
+//! their next write, and nothing the tenant's role may do undoes it), the
 //! change feed says so, warnings are recorded once per crossing, and a bigger tier makes it
 //! writable again.
 
@@ -58,7 +59,7 @@ async fn a_tenant_over_its_storage_quota_becomes_read_only_until_its_tier_grows(
         round.warnings,
         [(tenant.org_id.clone(), 80), (tenant.org_id.clone(), 95)]
     );
-    // The open session was ended; a new one reads but cannot write.
+    // The open session is refused; a new one reads but cannot write.
     assert!(write(&mut open, "after").await.is_err());
     let mut conn = connect_own(&engine, cluster, &tenant).await.unwrap();
     let err = write(&mut conn, "after").await.unwrap_err();
@@ -108,6 +109,155 @@ async fn a_tenant_over_its_storage_quota_becomes_read_only_until_its_tier_grows(
     .await
     .unwrap();
     assert_eq!(warnings, 2, "once per crossing");
+}
+
+/// The SQLSTATE of a failed statement.
+fn sqlstate(result: Result<impl Sized, sqlx::Error>) -> Option<String> {
+    result.err().and_then(|e| {
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned())
+    })
+}
+
+/// Read-only is held by privileges, not by a setting the tenant may change (security review 2,
+/// N5): as the tenant's own role, no `SET`, `BEGIN READ WRITE`, role setting, temporary table
+/// or large object writes anything; the reconciler finds a role setting the tenant made and
+/// converges it; and the engine's own work (a converge, a fleet migration) goes on in the
+/// read-only database, whose new tables the next sampling round closes too.
+#[tokio::test]
+async fn a_read_only_tenant_cannot_write_by_any_means_and_the_engine_still_can() {
+    use tenancy_control::{FindingKind, Repair};
+
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    with_tiny_tier(&mut config);
+    config.engine.template_version = Some(4);
+    let engine = tenancy_control::Engine::start(config).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let mut create: CreateTenant = request("7401", "Escape Artist");
+    create.tier = Some("tiny".parse().unwrap());
+    let tenant = onboard(&engine, create).await;
+    let cluster = fleet.cluster("pg-1");
+    let db = tenant.db_name.as_str();
+    let round = engine.sample_usage().await.unwrap();
+    assert_eq!(round.made_read_only, std::slice::from_ref(&tenant.org_id));
+
+    let mut conn = connect_own(&engine, cluster, &tenant).await.unwrap();
+    sqlx::raw_sql("SET default_transaction_read_only = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        sqlstate(write(&mut conn, "set").await).as_deref(),
+        Some("42501")
+    );
+    let escapes = [
+        "BEGIN READ WRITE; INSERT INTO settings (key, value) VALUES ('rw', '1'); COMMIT",
+        "UPDATE settings SET value = '2'",
+        "DELETE FROM settings",
+        "TRUNCATE settings",
+        "CREATE TEMPORARY TABLE scratch (x int)",
+        "SELECT lo_from_bytea(0, 'more bytes')",
+        "SELECT lo_create(0)",
+    ];
+    for sql in escapes {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
+        let state = sqlstate(sqlx::raw_sql(sql).execute(&mut conn).await);
+        assert_eq!(state.as_deref(), Some("42501"), "{sql}");
+    }
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
+    // The role's own default, for its later sessions: allowed, and useless.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER ROLE CURRENT_USER IN DATABASE {db} SET default_transaction_read_only = off;
+         ALTER ROLE CURRENT_USER SET statement_timeout = 0"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let mut later = connect_own(&engine, cluster, &tenant).await.unwrap();
+    assert_eq!(
+        sqlstate(write(&mut later, "later").await).as_deref(),
+        Some("42501")
+    );
+    drop((conn, later));
+
+    // The reconciler sees the settings and converges them.
+    let report = engine.reconcile(Repair::Nothing).await.unwrap();
+    assert!(
+        report.iter().any(|f| f.kind == FindingKind::RoleDrift
+            && f.org_id.as_ref() == Some(&tenant.org_id)
+            && f.detail.contains("session settings")),
+        "{report:?}"
+    );
+    engine.reconcile(Repair::Tenants).await.unwrap();
+    let converge = engine.tenant_operations(&tenant.org_id, 1).await.unwrap();
+    assert_eq!(converge[0].kind, tenancy_core::OperationKind::Converge);
+    let converge = engine
+        .wait_operation(converge[0].id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        converge.state,
+        tenancy_core::OperationState::Succeeded,
+        "{converge:?}"
+    );
+    assert!(engine.reconcile(Repair::Nothing).await.unwrap().is_empty());
+    let settings = cluster
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT coalesce(d.datname, '*') || ':' || array_to_string(s.setconfig, ',')
+                 FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase
+                 WHERE s.setrole = '{}'::regrole ORDER BY 1",
+                tenant.role_name()
+            ),
+        )
+        .unwrap();
+    assert!(
+        settings.contains(&format!("{db}:default_transaction_read_only=on"))
+            && !settings.contains("statement_timeout=0"),
+        "{settings}"
+    );
+    let mut conn = connect_own(&engine, cluster, &tenant).await.unwrap();
+    assert!(write(&mut conn, "after converge").await.is_err());
+
+    // The engine's own sessions work in the read-only database: a fleet migration.
+    let to_v5 = tenancy_control::fleet::MigrateOptions {
+        target: Some(5),
+        ..Default::default()
+    };
+    engine
+        .migrate_fleet(&to_v5, std::sync::Arc::new(|_| {}))
+        .await
+        .unwrap();
+    assert_eq!(
+        engine.tenant(&tenant.org_id).await.unwrap().schema_version,
+        Some(5)
+    );
+    engine.sample_usage().await.unwrap();
+    let writable = cluster
+        .psql(
+            db,
+            &format!(
+                "SELECT count(*) FROM information_schema.table_privileges
+                 WHERE grantee = '{}' AND privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')",
+                tenant.role_name()
+            ),
+        )
+        .unwrap();
+    assert_eq!(writable, "0", "the new version's tables are closed too");
+
+    // A tier with room: every way of writing back.
+    retier(&engine, &tenant.org_id, "free").await;
+    let round = engine.sample_usage().await.unwrap();
+    assert_eq!(round.made_writable, std::slice::from_ref(&tenant.org_id));
+    let mut conn = connect_own(&engine, cluster, &tenant).await.unwrap();
+    write(&mut conn, "writable").await.unwrap();
+    sqlx::raw_sql("CREATE TEMPORARY TABLE scratch (x int); SELECT lo_from_bytea(0, 'back')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }
 
 /// With a webhook configured, each warning is also posted, signed; a failed delivery is tried
