@@ -1,7 +1,7 @@
-//! Fault injection for crash tests: a hook the worker consults around every step. Production
-//! engines have none.
+//! Fault injection for crash and race tests: a hook the worker consults around every step, and
+//! the reconciler between its reads. Production engines have none.
 
-use tenancy_core::{OperationKind, Step};
+use tenancy_core::{OperationKind, ServerId, Step};
 
 /// Where in a step the worker asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,10 @@ pub enum Moment {
 /// operation over once the lease expires.
 pub trait FaultInjector: Send + Sync + 'static {
     fn crash_at(&self, kind: OperationKind, step: Step, moment: Moment) -> bool;
+
+    /// Called by the reconciler right after it read a server's inventory, before it reads the
+    /// registry: a test pauses here to change the registry in between.
+    fn after_inventory(&self, _server: &ServerId) {}
 }
 
 impl<F> FaultInjector for F

@@ -123,6 +123,8 @@ pub(crate) struct Reconciler<'a> {
     pub config: &'a Config,
     pub keyring: &'a Keyring,
     pub checks: &'a PasswordChecks,
+    #[cfg(feature = "testing")]
+    pub faults: Option<&'a std::sync::Arc<dyn crate::faults::FaultInjector>>,
 }
 
 impl Reconciler<'_> {
@@ -180,6 +182,10 @@ impl Reconciler<'_> {
                     continue;
                 }
             };
+            #[cfg(feature = "testing")]
+            if let Some(faults) = self.faults {
+                faults.after_inventory(&server_id);
+            }
             // The registry is read after the server, and tenants with an operation under way
             // are left to it: a status the registry records ahead of the server (a resume
             // half-done) is never "repaired" backwards.
@@ -213,10 +219,31 @@ impl Reconciler<'_> {
                 let repaired = if !fix {
                     false
                 } else if kind == FindingKind::MissingDatabase {
-                    missing += 1;
-                    self.store
-                        .mark_failed(&tenant.org_id, &detail, &Actor::named("system:reconciler"))
-                        .await?
+                    // The inventory may predate the tenant's database (a provisioning or a move
+                    // that ended since): asked again on the tenant's server of now, under its
+                    // row's lock.
+                    let admins = self.admins;
+                    let still_missing = |now: Tenant| async move {
+                        let Some(server) = now.server_id else {
+                            return Ok(false);
+                        };
+                        Ok(!admins
+                            .get(&server)
+                            .await?
+                            .database_exists(&now.db_name)
+                            .await?)
+                    };
+                    let marked = self
+                        .store
+                        .mark_failed(
+                            &tenant.org_id,
+                            &detail,
+                            &Actor::named("system:reconciler"),
+                            still_missing,
+                        )
+                        .await?;
+                    missing += i32::from(marked);
+                    marked
                 } else if kind == FindingKind::Foreign {
                     false
                 } else {

@@ -248,6 +248,8 @@ impl Engine {
             config: self.config(),
             keyring: self.keyring(),
             checks: &self.inner.checks,
+            #[cfg(feature = "testing")]
+            faults: self.inner.faults.get(),
         }
     }
 

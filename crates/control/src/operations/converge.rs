@@ -6,10 +6,13 @@
 //! reconciler, so a repair never races the tenant's other operations and is fenced by the lease
 //! like any step.
 //!
+//! A tenant the reconciler marked failed (its database was missing) is converged when it is
+//! retried: active again if its database is back, failed still (the operation fails) if not.
+//!
 //! A database or role made before tags existed is tagged here (the registry records that the
 //! engine made it); one tagged for another tenant is refused.
 
-use tenancy_core::{Step, TenantStatus};
+use tenancy_core::{ErrorCode, Step, TenantStatus};
 
 use super::StepContext;
 use crate::error::ControlError;
@@ -19,6 +22,10 @@ use crate::store::Finish;
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
         Step::Converge => converge(cx).await,
+        // A tenant the reconciler failed, whose database is back: active again.
+        Step::Finish if cx.tenant.status == TenantStatus::Failed => {
+            cx.finish(Finish::Status(TenantStatus::Active)).await
+        }
         Step::Finish => cx.finish(Finish::Unchanged).await,
         other => Err(cx.unexpected(other)),
     }
@@ -26,11 +33,13 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
 
 async fn converge(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     let tenant = &cx.tenant.clone();
+    let recovering = tenant.status == TenantStatus::Failed;
     let blocked = match tenant.status {
-        TenantStatus::Active => false,
+        // A failed tenant is here when it is retried after the reconciler failed it.
+        TenantStatus::Active | TenantStatus::Failed => false,
         TenantStatus::Suspended | TenantStatus::Deleting | TenantStatus::Deleted => true,
-        // Provisioning and failed tenants are their operations' business.
-        TenantStatus::Provisioning | TenantStatus::Failed => return Ok(()),
+        // Provisioning is its operation's business.
+        TenantStatus::Provisioning => return Ok(()),
     };
     let Some(admin) = cx.placed_admin().await? else {
         return Ok(());
@@ -39,6 +48,15 @@ async fn converge(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     let db = &tenant.db_name;
     let inventory = admin.inventory().await?;
     let Some(database) = inventory.databases.get(db.as_str()) else {
+        if recovering {
+            return Err(ControlError::conflict(
+                ErrorCode::InvalidState,
+                format!(
+                    "database {db} is still not on server {}; the tenant stays failed",
+                    admin.id()
+                ),
+            ));
+        }
         // Never recreated: the reconciler marks the tenant failed instead.
         return Ok(());
     };

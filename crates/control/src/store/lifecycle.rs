@@ -452,13 +452,22 @@ impl Store {
             }
             let last = last_failed(&mut tx, org_id).await?;
             let Some(last) = last else {
+                // Failed with no failed operation: the reconciler found its database missing.
+                // A converge checks that it is back, and makes the tenant active again.
+                if tenant.status == TenantStatus::Failed && tenant.server_id.is_some() {
+                    let op = insert_operation(&mut tx, org_id, OperationKind::Converge).await?;
+                    commit_change(tx, actor, "tenant.retry", Some(&tenant), Some(&tenant)).await?;
+                    return Ok(op);
+                }
                 return Err(ControlError::conflict(
                     ErrorCode::NothingToRetry,
                     format!("tenant {org_id} has no failed operation to retry"),
                 ));
             };
             let op = requeue(&mut tx, last.id).await?;
-            let after = if tenant.status == TenantStatus::Failed {
+            let after = if tenant.status == TenantStatus::Failed
+                && last.kind == OperationKind::Provision
+            {
                 set_status(&mut tx, org_id, TenantStatus::Provisioning, None, None).await?
             } else {
                 tenant.clone()

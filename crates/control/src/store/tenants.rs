@@ -320,14 +320,21 @@ impl Store {
         .await
     }
 
-    /// Marks a settled tenant (active or suspended, with no operation under way) failed, with
-    /// the reason; false when it is not settled (anymore).
-    pub async fn mark_failed(
+    /// Marks an active tenant with no operation under way failed, with the reason, if
+    /// `still_missing` (asked with its row locked, given the tenant as it is now) says its
+    /// database is still not on its server; false otherwise. A suspended tenant is not marked
+    /// (nobody reaches it; the reconciler reports it): its suspension is kept.
+    pub async fn mark_failed<F, Fut>(
         &self,
         org_id: &OrgId,
         reason: &str,
         actor: &Actor,
-    ) -> Result<bool, ControlError> {
+        still_missing: F,
+    ) -> Result<bool, ControlError>
+    where
+        F: FnOnce(Tenant) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, ControlError>>,
+    {
         self.run("mark_failed", async {
             let mut tx = self.begin().await?;
             let before = lock_tenant(&mut tx, org_id).await?;
@@ -338,12 +345,11 @@ impl Store {
             .bind(org_id.as_str())
             .fetch_one(&mut *tx)
             .await?;
-            if open
-                || !matches!(
-                    before.status,
-                    TenantStatus::Active | TenantStatus::Suspended
-                )
-            {
+            if open || before.status != TenantStatus::Active {
+                return Ok(false);
+            }
+            // Asked with the row locked: no move can switch it meanwhile.
+            if !still_missing(before.clone()).await? {
                 return Ok(false);
             }
             let after =

@@ -175,3 +175,123 @@ async fn the_reconciler_verifies_every_tenant_and_never_invents_data() {
             .contains(&"tenant_stray".to_owned())
     );
 }
+
+/// A tenant provisioned between the reconciler's read of its server and its read of the
+/// registry is absent from the first and active in the second: it is never marked failed,
+/// because the database is asked for again, under the tenant's lock, on its server of now
+/// (security review 2, N3). Before, the reconciler failed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_made_while_the_reconciler_runs_is_never_failed() {
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+
+    struct Pause {
+        paused: Mutex<mpsc::Sender<()>>,
+        resume: Mutex<mpsc::Receiver<()>>,
+    }
+    impl tenancy_control::faults::FaultInjector for Pause {
+        fn crash_at(
+            &self,
+            _: OperationKind,
+            _: tenancy_core::Step,
+            _: tenancy_control::faults::Moment,
+        ) -> bool {
+            false
+        }
+        fn after_inventory(&self, _: &tenancy_core::ServerId) {
+            let _ = self.paused.lock().unwrap().send(());
+            tokio::task::block_in_place(|| {
+                let _ = self
+                    .resume
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(30));
+            });
+        }
+    }
+    let fleet = TestFleet::single().unwrap();
+    let (paused_tx, paused) = mpsc::channel();
+    let (resume, resume_rx) = mpsc::channel();
+    let pause = Arc::new(Pause {
+        paused: Mutex::new(paused_tx),
+        resume: Mutex::new(resume_rx),
+    });
+    let engine = tenancy_control::Engine::start_with_faults(config(&fleet), pause)
+        .await
+        .unwrap();
+    std::mem::forget(engine.run_workers());
+
+    let reconciling = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.reconcile(Repair::Tenants).await.unwrap() }
+    });
+    tokio::task::spawn_blocking(move || paused.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("the reconciler read the inventory");
+    let tenant = onboard(&engine, request("8601", "Made Meanwhile")).await;
+    assert_eq!(tenant.status, TenantStatus::Active);
+    resume.send(()).unwrap();
+    let report = reconciling.await.unwrap();
+
+    let missing: Vec<_> = report
+        .iter()
+        .filter(|f| f.kind == FindingKind::MissingDatabase)
+        .collect();
+    assert!(missing.iter().all(|f| !f.repaired), "{missing:?}");
+    assert_eq!(
+        engine.tenant(&tenant.org_id).await.unwrap().status,
+        TenantStatus::Active
+    );
+}
+
+/// A tenant the reconciler failed because its database was gone has a way back once the
+/// database is there again: `retry` converges it and makes it active; while the database is
+/// still missing, the retry fails and the tenant stays failed.
+#[tokio::test]
+async fn a_tenant_failed_for_a_missing_database_is_active_again_when_it_is_back() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    let tenant = onboard(&engine, request("8701", "Mislaid")).await;
+    let cluster = fleet.cluster("pg-1");
+    cluster
+        .psql(
+            "postgres",
+            "ALTER DATABASE tenant_mislaid RENAME TO mislaid_by_hand",
+        )
+        .unwrap();
+    engine.reconcile(Repair::Tenants).await.unwrap();
+    assert_eq!(
+        engine.tenant(&tenant.org_id).await.unwrap().status,
+        TenantStatus::Failed
+    );
+
+    let op = engine.retry(&tenant.org_id, &actor()).await.unwrap();
+    assert_eq!(op.kind, OperationKind::Converge);
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Failed, "still missing: {op:?}");
+    assert_eq!(
+        engine.tenant(&tenant.org_id).await.unwrap().status,
+        TenantStatus::Failed
+    );
+
+    cluster
+        .psql(
+            "postgres",
+            "ALTER DATABASE mislaid_by_hand RENAME TO tenant_mislaid",
+        )
+        .unwrap();
+    let op = engine.retry(&tenant.org_id, &actor()).await.unwrap();
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    let back = engine.tenant(&tenant.org_id).await.unwrap();
+    assert_eq!(back.status, TenantStatus::Active);
+    connect_own(&engine, cluster, &back).await.unwrap();
+    assert!(engine.reconcile(Repair::Nothing).await.unwrap().is_empty());
+}

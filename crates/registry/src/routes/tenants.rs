@@ -357,9 +357,11 @@ pub async fn resume(
     ))
 }
 
-/// Run the tenant's last failed operation again.
+/// Run the tenant's last failed operation again; for a tenant the reconciler failed (its
+/// database was missing), a `converge` that makes it active again if its database is back.
 #[utoipa::path(post, path = "/v1/tenants/{org_id}/retry", tag = "tenants", operation_id = "retry_tenant", params(("org_id" = OrgId, Path)),
-    responses((status = 202, body = Operation), (status = 409, body = Problem)))]
+    responses((status = 202, body = Operation), (status = 404, body = Problem),
+        (status = 409, description = "`nothing_to_retry`", body = Problem)))]
 pub async fn retry(
     State(state): State<AppState>,
     auth: Authenticated,
