@@ -260,6 +260,11 @@ impl PgCluster {
         Ok(before)
     }
 
+    /// What the server has logged so far.
+    pub fn server_log(&self) -> String {
+        fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
     /// Creates an empty database.
     pub fn create_database(&self, name: &str) -> Result<()> {
         self.psql("postgres", &format!("CREATE DATABASE \"{name}\""))?;

@@ -230,6 +230,16 @@ impl ServerAdmin {
                 .await
                 .map_err(self.err())?;
         if !exists {
+            // The statement carries the source admin's password: this session keeps it out of
+            // the target's log (whatever `log_statement`, and when it fails) and out of
+            // `pg_stat_statements` (a placeholder setting when that module is not loaded).
+            sqlx::raw_sql(
+                "SET log_statement = 'none'; SET log_min_error_statement = 'panic';
+                 SET log_min_duration_statement = -1; SET pg_stat_statements.track_utility = off",
+            )
+            .execute(&mut conn)
+            .await
+            .map_err(self.err())?;
             let n = ident(name);
             sqlx::raw_sql(ddl(format!(
                 "CREATE SUBSCRIPTION {n} CONNECTION {conninfo} PUBLICATION {n}

@@ -465,13 +465,12 @@ impl Store {
                 ));
             };
             let op = requeue(&mut tx, last.id).await?;
-            let after = if tenant.status == TenantStatus::Failed
-                && last.kind == OperationKind::Provision
-            {
-                set_status(&mut tx, org_id, TenantStatus::Provisioning, None, None).await?
-            } else {
-                tenant.clone()
-            };
+            let after =
+                if tenant.status == TenantStatus::Failed && last.kind == OperationKind::Provision {
+                    set_status(&mut tx, org_id, TenantStatus::Provisioning, None, None).await?
+                } else {
+                    tenant.clone()
+                };
             commit_change(tx, actor, "tenant.retry", Some(&tenant), Some(&after)).await?;
             Ok(op)
         })

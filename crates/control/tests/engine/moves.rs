@@ -267,6 +267,13 @@ fn source_retired(cluster: &PgCluster, tenant: &Tenant, m: &TenantMove) {
 async fn an_online_move_under_writes_keeps_every_acknowledged_write() {
     let (fleet, engine, tenant, before) = seeded_on_pg1(true, "8101").await;
 
+    // The target logs every statement: none may carry the source's password (security review
+    // 2, N6).
+    let target = fleet.cluster("pg-2");
+    target
+        .psql("postgres", "ALTER SYSTEM SET log_statement = 'all'")
+        .unwrap();
+    target.psql("postgres", "SELECT pg_reload_conf()").unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let writes = writer(engine.clone(), fleet.clone(), tenant.clone(), stop.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -338,6 +345,12 @@ async fn an_online_move_under_writes_keeps_every_acknowledged_write() {
     assert_eq!(members, 200);
 
     no_replication_left(&fleet, &moved);
+    let log = fleet.cluster("pg-2").server_log();
+    assert!(log.contains("DROP SUBSCRIPTION"), "statements are logged");
+    assert!(
+        !log.contains(fleet.cluster("pg-1").admin_password()) && !log.contains("password="),
+        "the source's password is in the target's log"
+    );
     source_retired(fleet.cluster("pg-1"), &tenant, &m);
     assert!(
         connect_own(&engine, fleet.cluster("pg-1"), &tenant)
