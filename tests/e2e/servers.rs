@@ -171,6 +171,36 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
     assert_eq!(added.body["state"], "active");
     assert_eq!(added.body["sslmode"], "verify-full");
     assert!(added.body.get("ca_pem").is_none(), "{added:?}");
+
+    // A registration that was never prepared can be deleted, and is never visited again; a
+    // prepared one, or one of the configuration file, cannot.
+    for (id, status, code) in [
+        ("pg-extra", StatusCode::CONFLICT, Some("invalid_state")),
+        ("pg-1", StatusCode::CONFLICT, Some("server_refused")),
+        ("pg-nowhere", StatusCode::NOT_FOUND, Some("not_found")),
+        ("pg-down", StatusCode::NO_CONTENT, None),
+        ("pg-wrong-ca", StatusCode::NO_CONTENT, None),
+    ] {
+        let answer = registry
+            .call(Method::DELETE, &format!("/v1/servers/{id}"), None)
+            .await;
+        assert_eq!(answer.status, status, "{id}: {answer:?}");
+        if let Some(code) = code {
+            assert_eq!(answer.body["code"], code, "{id}: {answer:?}");
+        }
+    }
+    let servers = registry.call(Method::GET, "/v1/servers", None).await;
+    let ids: Vec<&str> = servers
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert!(
+        !ids.contains(&"pg-down") && ids.contains(&"pg-extra"),
+        "{ids:?}"
+    );
 }
 
 /// A server `tenantctl` adds is placed on only once a running registry has connected to it

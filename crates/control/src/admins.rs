@@ -82,6 +82,19 @@ impl ServerAdmins {
             .clone())
     }
 
+    /// Closes and forgets a server's admin connections (the server was deleted).
+    pub(crate) fn forget(&self, id: &ServerId) {
+        let admin = self.inner.admins.write().expect("admins lock").remove(id);
+        self.inner
+            .unreachable
+            .write()
+            .expect("unreachable lock")
+            .remove(id);
+        if let Some(admin) = admin {
+            tokio::spawn(async move { admin.close().await });
+        }
+    }
+
     fn password(&self, server: &ServerConfig) -> Result<SecretString, ControlError> {
         if let Some(password) = self
             .inner

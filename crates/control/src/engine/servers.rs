@@ -217,6 +217,21 @@ impl Engine {
         self.store().set_server_state(id, state, actor).await
     }
 
+    /// Deletes a server registered through the API that was never prepared (see
+    /// [`crate::store::Store::delete_server`]). A server of the configuration file is the
+    /// file's: refused (`server_refused`), remove it there.
+    pub async fn delete_server(&self, id: &ServerId, actor: &Actor) -> Result<(), ControlError> {
+        if self.config().servers.iter().any(|s| &s.id == id) {
+            return Err(ControlError::conflict(
+                ErrorCode::ServerRefused,
+                format!("server {id} is in the configuration file: remove it there"),
+            ));
+        }
+        self.store().delete_server(id, actor).await?;
+        self.inner.admins.forget(id);
+        Ok(())
+    }
+
     /// How the configuration file's servers differ from the registry's records.
     pub async fn configured_server_changes(&self) -> Result<Vec<ServerChange>, ControlError> {
         self.store().server_changes(&self.config().servers).await

@@ -184,6 +184,11 @@ impl ServerAdmin {
         &self.config
     }
 
+    /// Closes the server's connections (its record is gone).
+    pub async fn close(&self) {
+        tokio::join!(self.pool.close(), self.probes.close());
+    }
+
     fn err(&self) -> impl FnOnce(sqlx::Error) -> ControlError + '_ {
         ControlError::server(&self.id)
     }

@@ -317,6 +317,60 @@ impl Store {
         .await
     }
 
+    /// Forgets a server that was never prepared (no template there, so nothing of any tenant
+    /// either): a registration that named the wrong host, say. One that was prepared is
+    /// refused (`invalid_state`): drain it and take it out of service instead.
+    pub async fn delete_server(&self, id: &ServerId, actor: &Actor) -> Result<(), ControlError> {
+        self.run("delete_server", async {
+            let mut tx = self.begin().await?;
+            let prepared: Option<Option<i32>> = sqlx::query_scalar(
+                "SELECT template_version FROM database_servers WHERE id = $1 FOR UPDATE",
+            )
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            match prepared {
+                None => {
+                    return Err(ControlError::NotFound {
+                        what: format!("server {id}"),
+                    });
+                }
+                Some(Some(version)) => {
+                    return Err(ControlError::conflict(
+                        ErrorCode::InvalidState,
+                        format!(
+                            "server {id} was prepared (its template is at version {version}) and \
+                             may hold tenants' data: drain it instead"
+                        ),
+                    ));
+                }
+                Some(None) => {}
+            }
+            sqlx::query("DELETE FROM database_servers WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    ControlError::conflict(
+                        ErrorCode::InvalidState,
+                        format!("server {id} is still referred to: {e}"),
+                    )
+                })?;
+            audit(
+                &mut tx,
+                actor,
+                "server.delete",
+                None,
+                None,
+                Some(serde_json::json!({ "server_id": id })),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Asks that a registry replica activate the server once it has connected to it itself
     /// (see [`Store::activations_requested`]); the server stays as it is until then.
     pub async fn request_activation(

@@ -118,6 +118,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(operations::get))
         .routes(routes!(changes::list))
         .routes(routes!(servers::list, servers::add))
+        .routes(routes!(servers::delete))
         .routes(routes!(servers::drain))
         .routes(routes!(servers::activate))
         .routes(routes!(audit::list))

@@ -40,6 +40,23 @@ pub async fn add(
     ))
 }
 
+/// Delete a server registered through the API that was never prepared (one that could not be
+/// reached, say). A prepared server is refused: drain it instead; a configured one is the
+/// configuration file's.
+#[utoipa::path(delete, path = "/v1/servers/{id}", tag = "servers", operation_id = "delete_server", params(("id" = ServerId, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, body = Problem),
+        (status = 409, description = "`invalid_state`: the server was prepared; `server_refused`: \
+            it is in the configuration file", body = Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<ServerId>,
+) -> ApiResult<StatusCode> {
+    auth.require_platform_admin()?;
+    state.engine.delete_server(&id, &auth.actor()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Stop placing new tenants on a server; its tenants stay.
 #[utoipa::path(post, path = "/v1/servers/{id}/drain", tag = "servers", operation_id = "drain_server", params(("id" = ServerId, Path)),
     responses((status = 200, body = Server), (status = 404, body = Problem)))]
