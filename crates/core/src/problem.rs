@@ -67,6 +67,9 @@ pub enum ErrorCode {
     ServerRefused,
     /// The request needs ZITADEL's management API, which is not configured.
     ZitadelNotConfigured,
+    /// The operation was cancelled (a move, by an operator or by a suspension or deletion
+    /// that preempted it).
+    Cancelled,
     // 413, 415, 422.
     /// The body is larger than the registry accepts.
     BodyTooLarge,
@@ -137,7 +140,7 @@ impl ErrorCode {
             TenantExists | SlugTaken | OperationInProgress | InvalidState | NothingToRetry
             | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists
             | HasClients | UnknownRegion | UnknownParent | InvalidParent | PasswordEnvUnset
-            | ServerRefused | ZitadelNotConfigured | InvalidTarget => 409,
+            | ServerRefused | ZitadelNotConfigured | InvalidTarget | Cancelled => 409,
             TenantDeleted => 410,
             BodyTooLarge => 413,
             QuotaExceeded => 429,
@@ -184,6 +187,7 @@ impl ErrorCode {
             MoveUnsupported => "move_unsupported",
             VerificationFailed => "verification_failed",
             ZitadelNotConfigured => "zitadel_not_configured",
+            Cancelled => "cancelled",
             Internal => "internal",
             ZitadelError => "zitadel_error",
             NoCapacity => "no_capacity",

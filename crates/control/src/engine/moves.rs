@@ -154,6 +154,18 @@ impl Engine {
         })
     }
 
+    /// Cancels the tenant's move if it has not switched yet: its worker abandons it at its
+    /// next check (within a second while it waits for the target to catch up), leaving the
+    /// tenant on its source, writable as before, and the target's copy dropped. Returns the
+    /// move's operation (it ends `failed`, `cancelled`).
+    pub async fn cancel_move(
+        &self,
+        org_id: &OrgId,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
+        self.store().cancel_move(org_id, actor).await
+    }
+
     /// Moves the tenant back to where its last move took it from, while that move's source
     /// copy is still kept (a fresh move: the kept copy is older than the tenant's data).
     pub async fn undo_move(

@@ -50,6 +50,9 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
     let role = cx.tenant.role_name();
     let org_id = &cx.tenant.org_id.clone();
     let name = replication_name(cx.op.id);
+    if BEFORE_SWITCH.contains(&step) {
+        check_not_cancelled(cx).await?;
+    }
     match step {
         Step::CheckMove => {
             let (source, target) = admins(cx, m).await?;
@@ -154,6 +157,29 @@ async fn current_read_only(cx: &StepContext<'_>) -> Result<bool, ControlError> {
     Ok(tenant.is_some_and(|t| t.read_only))
 }
 
+/// The steps a cancel stops (the switch checks again in its own transaction).
+const BEFORE_SWITCH: &[Step] = &[
+    Step::CheckMove,
+    Step::TargetRole,
+    Step::TargetDatabase,
+    Step::Subscribe,
+    Step::CatchUp,
+    Step::Cutover,
+    Step::Verify,
+    Step::Switch,
+];
+
+/// Fails the step (`cancelled`, not retried: the move is abandoned) once a cancel was asked.
+async fn check_not_cancelled(cx: &StepContext<'_>) -> Result<(), ControlError> {
+    if cx.store.move_cancel_requested(cx.op.id).await? {
+        return Err(ControlError::conflict(
+            ErrorCode::Cancelled,
+            "the move was cancelled before its switch; the tenant stays on its source",
+        ));
+    }
+    Ok(())
+}
+
 /// The admin connections of the move's source and target (fenced by the lease).
 async fn admins(
     cx: &StepContext<'_>,
@@ -171,7 +197,13 @@ async fn catch_up(cx: &StepContext<'_>, m: &TenantMove, name: &str) -> Result<()
     let (source, target) = admins(cx, m).await?;
     let moves = &cx.config.moves;
     let started = Instant::now();
+    let mut round = 0u64;
     loop {
+        round += 1;
+        // About once a second: a cancel stops the wait (which may last an hour).
+        if round.is_multiple_of(10) {
+            check_not_cancelled(cx).await?;
+        }
         let copying = target
             .subscription_state(&cx.tenant.db_name, name)
             .await?
@@ -305,7 +337,9 @@ pub(super) async fn abandon(
         .await?;
     target.drop_move_target(db, &cx.tenant.org_id).await?;
     target.drop_tenant_role(&role, &cx.tenant.org_id).await?;
-    if cx.tenant.status == TenantStatus::Active {
+    // The status of now: a suspension that preempted the move leaves the source blocked.
+    let status = cx.store.tenant(&cx.tenant.org_id).await?.map(|t| t.status);
+    if status == Some(TenantStatus::Active) {
         source.unblock(db, &role).await?;
     }
     metrics::counter!("tenancy_moves_total", "mode" => m.mode.as_str(), "outcome" => "aborted")

@@ -329,17 +329,18 @@ impl Store {
             {
                 check_lift(&mut tx, &tenant, lifter).await?;
             }
+            // A suspension or a deletion preempts a move that has not switched yet.
+            let mut preempted = None;
             if let Some(open) = open_operation(&mut tx, org_id).await? {
                 if open.kind == kind {
                     return Ok(open);
                 }
-                return Err(ControlError::conflict(
-                    ErrorCode::OperationInProgress,
-                    format!(
-                        "tenant {org_id} has a {} operation in progress ({})",
-                        open.kind, open.id
-                    ),
-                ));
+                let preempts = open.kind == OperationKind::Move
+                    && matches!(kind, OperationKind::Suspend | OperationKind::Deprovision);
+                if !preempts {
+                    return Err(in_progress(org_id, &open));
+                }
+                preempted = Some(open);
             }
             if !from.contains(&tenant.status) {
                 return Err(ControlError::conflict(
@@ -385,11 +386,24 @@ impl Store {
                     ));
                 }
             }
-            let parent = match cascade {
-                Cascade::From(parent) => Some(parent),
-                Cascade::Refuse | Cascade::WithClients => None,
+            let op = match preempted {
+                // Queued by the move's end, once it is abandoned (see `Store::fail`).
+                Some(the_move) => {
+                    if !moves::request_cancel(&mut tx, the_move.id, &actor.subject, Some(kind))
+                        .await?
+                    {
+                        return Err(in_progress(org_id, &the_move));
+                    }
+                    the_move
+                }
+                None => {
+                    let parent = match cascade {
+                        Cascade::From(parent) => Some(parent),
+                        Cascade::Refuse | Cascade::WithClients => None,
+                    };
+                    insert_operation_under(&mut tx, org_id, kind, parent).await?
+                }
             };
-            let op = insert_operation_under(&mut tx, org_id, kind, parent).await?;
             let after = match now {
                 Now::Status(status) => set_status(&mut tx, org_id, status, None, None).await?,
                 Now::Suspend(by) => {
@@ -407,6 +421,49 @@ impl Store {
             let action = format!("tenant.{kind}");
             commit_change(tx, actor, &action, Some(&tenant), Some(&after)).await?;
             Ok(op)
+        })
+        .await
+    }
+
+    /// Asks that the tenant's move, if it has not switched yet, be abandoned: its worker undoes
+    /// it at its next check and the tenant stays on its source. Returns the move's operation.
+    pub async fn cancel_move(
+        &self,
+        org_id: &OrgId,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
+        self.run("cancel_move", async {
+            let mut tx = self.begin().await?;
+            let tenant = lock_tenant(&mut tx, org_id).await?;
+            let the_move = open_operation(&mut tx, org_id)
+                .await?
+                .filter(|op| op.kind == OperationKind::Move)
+                .ok_or_else(|| {
+                    ControlError::conflict(
+                        ErrorCode::InvalidState,
+                        format!("tenant {org_id} has no move under way"),
+                    )
+                })?;
+            if !moves::request_cancel(&mut tx, the_move.id, &actor.subject, None).await? {
+                return Err(ControlError::conflict(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "tenant {org_id}'s move has switched it to its target already; move it \
+                         back with an undo once it has finished"
+                    ),
+                ));
+            }
+            audit(
+                &mut tx,
+                actor,
+                "tenant.move_cancel",
+                Some(org_id),
+                None,
+                Some(serde_json::json!({ "operation_id": the_move.id, "server_id": tenant.server_id })),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(the_move)
         })
         .await
     }
@@ -488,10 +545,19 @@ impl Store {
             let mut tx = self.begin().await?;
             // The tenant's row before the operation's (see `lock_tenant`).
             let before = match op.kind {
-                OperationKind::Provision => lock_tenant_if_present(&mut tx, &op.org_id).await?,
+                OperationKind::Provision | OperationKind::Move => {
+                    lock_tenant_if_present(&mut tx, &op.org_id).await?
+                }
                 _ => None,
             };
             end_failed(&mut tx, op.id, worker, error).await?;
+            if op.kind == OperationKind::Move {
+                // What preempted the move runs now that it is abandoned.
+                if let Some(Some(then)) = moves::cancel_of(&mut tx, op.id).await? {
+                    insert_operation_under(&mut tx, &op.org_id, then, Some(op.id)).await?;
+                }
+            }
+            let before = before.filter(|_| op.kind == OperationKind::Provision);
             if let Some(before) = before {
                 let reason = format!("provisioning failed at step {}: {error}", op.step);
                 let after = set_status(
@@ -586,6 +652,14 @@ impl Store {
                             "tenant {} is on {:?}, neither the move's source nor its target",
                             op.org_id, before.server_id
                         )));
+                    }
+                    // Checked under the tenant's lock, which a cancel takes too: a move is
+                    // either cancelled or switched, never both.
+                    if moves::cancel_of(&mut tx, op.id).await?.is_some() {
+                        return Err(ControlError::conflict(
+                            ErrorCode::Cancelled,
+                            "the move was cancelled before its switch",
+                        ));
                     }
                     let after = set_server(&mut tx, &op.org_id, &target).await?;
                     moves::mark_switched(&mut tx, op.id).await?;
@@ -777,4 +851,15 @@ async fn check_lift(tx: &mut Tx, tenant: &Tenant, lifter: SuspendedBy) -> Result
         }
     }
     Ok(())
+}
+
+/// `operation_in_progress`: the tenant has `open` under way.
+fn in_progress(org_id: &OrgId, open: &Operation) -> ControlError {
+    ControlError::conflict(
+        ErrorCode::OperationInProgress,
+        format!(
+            "tenant {org_id} has a {} operation in progress ({})",
+            open.kind, open.id
+        ),
+    )
 }

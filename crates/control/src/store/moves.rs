@@ -30,12 +30,15 @@ struct MoveRow {
     retained_db_name: Option<String>,
     retained_until: Option<DateTime<Utc>>,
     aborted: Option<String>,
+    cancel_requested_at: Option<DateTime<Utc>>,
+    cancelled_by: Option<String>,
     created_at: DateTime<Utc>,
 }
 
 const MOVE_COLUMNS: &str = "operation_id, org_id, source_server_id, target_server_id, mode,
     mode_requested, bytes_copied, lag_bytes_at_cutover, downtime_ms, verification,
-    switched_at, retained_db_name, retained_until, aborted, created_at";
+    switched_at, retained_db_name, retained_until, aborted, cancel_requested_at, cancelled_by,
+    created_at";
 
 impl TryFrom<MoveRow> for TenantMove {
     type Error = ControlError;
@@ -61,6 +64,8 @@ impl TryFrom<MoveRow> for TenantMove {
             retained_db_name: row.retained_db_name,
             retained_until: row.retained_until,
             aborted: row.aborted,
+            cancel_requested_at: row.cancel_requested_at,
+            cancelled_by: row.cancelled_by,
             created_at: row.created_at,
         })
     }
@@ -114,6 +119,24 @@ impl Store {
             .into_iter()
             .map(TenantMove::try_from)
             .collect()
+        })
+        .await
+    }
+
+    /// Whether a cancel of the move was asked for (the worker checks before each step before
+    /// the switch, and while it waits for the target to catch up).
+    pub(crate) async fn move_cancel_requested(
+        &self,
+        operation_id: Uuid,
+    ) -> Result<bool, ControlError> {
+        self.run("move_cancel_requested", async {
+            Ok(sqlx::query_scalar(
+                "SELECT cancel_requested_at IS NOT NULL FROM tenant_moves WHERE operation_id = $1",
+            )
+            .bind(operation_id)
+            .fetch_optional(self.pool())
+            .await?
+            .unwrap_or(false))
         })
         .await
     }
@@ -327,6 +350,50 @@ pub(super) async fn insert(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Asks that a move not switched yet be abandoned (`then`: the operation that preempted it,
+/// queued once it is); false when it has switched already.
+pub(super) async fn request_cancel(
+    tx: &mut Tx,
+    operation_id: Uuid,
+    by: &str,
+    then: Option<tenancy_core::OperationKind>,
+) -> Result<bool, ControlError> {
+    Ok(sqlx::query(
+        "UPDATE tenant_moves SET cancel_requested_at = coalesce(cancel_requested_at, now()),
+                cancelled_by = coalesce(cancelled_by, $2),
+                cancel_then = coalesce(cancel_then, $3)
+         WHERE operation_id = $1 AND switched_at IS NULL",
+    )
+    .bind(operation_id)
+    .bind(by)
+    .bind(then.map(|k| k.as_str()))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Whether a cancel was asked for, and the operation to queue once the move is abandoned.
+pub(super) async fn cancel_of(
+    tx: &mut Tx,
+    operation_id: Uuid,
+) -> Result<Option<Option<tenancy_core::OperationKind>>, ControlError> {
+    let row: Option<(Option<DateTime<Utc>>, Option<String>)> = sqlx::query_as(
+        "SELECT cancel_requested_at, cancel_then FROM tenant_moves WHERE operation_id = $1",
+    )
+    .bind(operation_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match row {
+        Some((Some(_), then)) => Ok(Some(
+            then.map(|k| k.parse())
+                .transpose()
+                .map_err(ControlError::corrupt)?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 /// Records the switch, with the downtime measured from the block.

@@ -698,3 +698,192 @@ async fn moves_and_fleet_migrations_keep_apart() {
         [tenancy_control::migrate::latest_template_version().to_string()]
     );
 }
+
+/// Pauses every move's catch-up once armed, until told to go on.
+struct CatchUpPause {
+    armed: AtomicBool,
+    paused: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    go_on: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl tenancy_control::faults::FaultInjector for CatchUpPause {
+    fn crash_at(&self, kind: OperationKind, step: Step, moment: Moment) -> bool {
+        if kind == OperationKind::Move
+            && step == Step::CatchUp
+            && moment == Moment::Before
+            && self.armed.swap(false, Ordering::SeqCst)
+        {
+            let _ = self.paused.lock().unwrap().send(());
+            tokio::task::block_in_place(|| {
+                let _ = self
+                    .go_on
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(30));
+            });
+        }
+        false
+    }
+}
+
+/// An emergency stop (security review 2, N10): a move is cancelled before its switch, by an
+/// operator (the tenant stays on its source, writable, nothing of the move left) or by a
+/// suspension (the tenant is suspended at once, the move abandoned, then the suspension runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_move_is_cancelled_or_preempted_by_a_suspension_before_its_switch() {
+    let fleet = Arc::new(two_servers(true));
+    let (paused_tx, paused) = std::sync::mpsc::channel();
+    let (go_on, go_on_rx) = std::sync::mpsc::channel();
+    let pause = Arc::new(CatchUpPause {
+        armed: AtomicBool::new(false),
+        paused: std::sync::Mutex::new(paused_tx),
+        go_on: std::sync::Mutex::new(go_on_rx),
+    });
+    let engine = Engine::start_with_faults(config_pg1_first(&fleet), pause.clone())
+        .await
+        .unwrap();
+    std::mem::forget(engine.run_workers());
+    let tenant = tenant_on_pg1(&engine, "8801").await;
+    let before = fingerprint(fleet.cluster("pg-1"), tenant.db_name.as_str());
+    open_pg2(&fleet).await;
+    let refused = engine
+        .cancel_move(&tenant.org_id, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        ErrorCode::InvalidState,
+        "no move: {refused}"
+    );
+    let to_pg2 = MoveTenant {
+        server_id: Some("pg-2".parse().unwrap()),
+        mode: Some(MoveMode::Online),
+    };
+    let paused = Arc::new(std::sync::Mutex::new(paused));
+    let wait_paused = || {
+        let paused = paused.clone();
+        tokio::task::spawn_blocking(move || {
+            paused
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the move reached its catch-up")
+        })
+    };
+
+    // Cancelled by an operator while catching up.
+    pause.armed.store(true, Ordering::SeqCst);
+    let op = engine
+        .move_tenant(&tenant.org_id, &to_pg2, &actor())
+        .await
+        .unwrap();
+    wait_paused().await.unwrap();
+    let cancelled = engine.cancel_move(&tenant.org_id, &actor()).await.unwrap();
+    assert_eq!(cancelled.id, op.id);
+    go_on.send(()).unwrap();
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        (op.state, op.last_error_code),
+        (OperationState::Failed, Some(ErrorCode::Cancelled)),
+        "{op:?}"
+    );
+    let m = engine
+        .tenant_moves(&tenant.org_id, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        m.cancel_requested_at.is_some() && m.aborted.is_some(),
+        "{m:?}"
+    );
+    assert_eq!(m.cancelled_by.as_deref(), Some("test"));
+    let here = engine.tenant(&tenant.org_id).await.unwrap();
+    assert_eq!(here.server_id.as_ref().unwrap().as_str(), "pg-1");
+    no_replication_left(&fleet, &here);
+    assert!(
+        lines(
+            fleet.cluster("pg-2"),
+            "postgres",
+            &format!(
+                "SELECT 1 FROM pg_database WHERE datname = '{}'",
+                tenant.db_name
+            )
+        )
+        .is_empty(),
+        "the target's copy is dropped"
+    );
+    assert_eq!(
+        fingerprint(fleet.cluster("pg-1"), tenant.db_name.as_str()),
+        before
+    );
+    let mut conn = connect_own(&engine, fleet.cluster("pg-1"), &here)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO activity_log (action) VALUES ('after the cancel')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    // Preempted by a suspension: the tenant is suspended at once, then blocked.
+    pause.armed.store(true, Ordering::SeqCst);
+    let op = engine
+        .move_tenant(&tenant.org_id, &to_pg2, &actor())
+        .await
+        .unwrap();
+    wait_paused().await.unwrap();
+    let answer = engine
+        .suspend(
+            &tenant.org_id,
+            tenancy_core::SuspendedBy::Platform,
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.id, op.id, "the answer is the move it preempted");
+    assert_eq!(
+        engine.tenant(&tenant.org_id).await.unwrap().status,
+        tenancy_core::TenantStatus::Suspended
+    );
+    go_on.send(()).unwrap();
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(op.last_error_code, Some(ErrorCode::Cancelled), "{op:?}");
+    let suspension = tenancy_testkit::eventually(
+        Duration::from_secs(30),
+        "the suspension queued behind the move",
+        || async {
+            engine
+                .tenant_operations(&tenant.org_id, 1)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.kind == OperationKind::Suspend)
+        },
+    )
+    .await;
+    assert_eq!(suspension.parent_operation_id, Some(op.id));
+    let suspension = engine
+        .wait_operation(suspension.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        suspension.state,
+        OperationState::Succeeded,
+        "{suspension:?}"
+    );
+    let here = engine.tenant(&tenant.org_id).await.unwrap();
+    assert_eq!(here.server_id.as_ref().unwrap().as_str(), "pg-1");
+    assert!(
+        connect_own(&engine, fleet.cluster("pg-1"), &here)
+            .await
+            .is_err(),
+        "suspended: its role no longer logs in"
+    );
+    no_replication_left(&fleet, &here);
+}

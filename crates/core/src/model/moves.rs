@@ -60,5 +60,12 @@ pub struct TenantMove {
     /// Why the move ended with the tenant left on the source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
+    /// When a cancel was asked for (by an operator, or by a suspension or deletion that
+    /// preempted the move); the move is abandoned at its next step, before its switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// Who asked for the cancel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<String>,
     pub created_at: DateTime<Utc>,
 }

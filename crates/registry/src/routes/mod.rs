@@ -104,6 +104,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::clients))
         .routes(routes!(tenants::move_to_agency))
         .routes(routes!(tenants::move_tenant))
+        .routes(routes!(tenants::cancel_move))
         .routes(routes!(tenants::moves))
         .routes(routes!(tenants::connection))
         .routes(routes!(tenants::usage))

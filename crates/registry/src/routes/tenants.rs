@@ -295,7 +295,9 @@ pub struct DeleteParams {
     pub cascade: bool,
 }
 
-/// Soft delete: refused at once, database kept for the retention period, then dropped.
+/// Soft delete: refused at once, database kept for the retention period, then dropped. A move
+/// under way that has not switched is preempted (abandoned first; the answer is then the move's
+/// operation).
 #[utoipa::path(delete, path = "/v1/tenants/{org_id}", tag = "tenants", operation_id = "delete_tenant",
     params(("org_id" = OrgId, Path), DeleteParams),
     responses((status = 202, body = Operation), (status = 404, body = Problem),
@@ -320,7 +322,9 @@ pub async fn delete(
 
 /// Suspend: the tenant's role can no longer log in and its sessions end. Platform admins, and a
 /// client's agency's admins; who suspended is recorded (`suspended_by`) and decides who may
-/// resume.
+/// resume. A move under way that has not switched is preempted: the tenant is suspended at
+/// once, the move abandoned, then the suspension runs (the answer is then the move's
+/// operation).
 #[utoipa::path(post, path = "/v1/tenants/{org_id}/suspend", tag = "tenants", operation_id = "suspend_tenant", params(("org_id" = OrgId, Path)),
     responses((status = 202, body = Operation), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, description = "`invalid_state` (not active), `operation_in_progress`", body = Problem)))]
@@ -508,6 +512,28 @@ pub async fn move_tenant(
             .engine
             .move_tenant(&org_id, &request, &auth.actor())
             .await?,
+    ))
+}
+
+/// Cancel the tenant's move before its switch: it is abandoned at its next step (within about
+/// a second while it waits for the target), the tenant stays on its source, and the target's
+/// copy is dropped. Answers the move's operation, which ends `failed` with `cancelled`.
+#[utoipa::path(post, path = "/v1/tenants/{org_id}/move/cancel", tag = "tenants", operation_id = "cancel_move",
+    params(("org_id" = OrgId, Path)),
+    responses(
+        (status = 202, description = "Cancel asked for", body = Operation),
+        (status = 404, body = Problem),
+        (status = 409, description = "`invalid_state`: no move under way, or it has switched the \
+            tenant already", body = Problem),
+    ))]
+pub async fn cancel_move(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<Response> {
+    auth.require_platform_admin()?;
+    Ok(accepted(
+        state.engine.cancel_move(&org_id, &auth.actor()).await?,
     ))
 }
 

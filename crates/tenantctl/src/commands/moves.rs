@@ -233,40 +233,55 @@ pub fn show_moves(moves: &[&TenantMove]) {
 }
 
 /// `tenants move`: one tenant, to a server or where placement says; or back (`--undo`).
+/// What `tenants move` does.
+pub enum MoveAction {
+    Move {
+        to: Option<tenancy_core::ServerId>,
+        mode: Option<MoveMode>,
+    },
+    Undo,
+    Cancel,
+}
+
 pub async fn move_one(
     org_id: OrgId,
-    to: Option<tenancy_core::ServerId>,
-    mode: Option<MoveMode>,
-    undo: bool,
+    what: MoveAction,
     (yes, wait): (bool, Option<Duration>),
     cx: &Context,
 ) -> Result<Exit> {
-    let question = if undo {
-        format!("move tenant {org_id} back to the server its last move took it from?")
-    } else {
-        format!(
+    let question = match &what {
+        MoveAction::Undo => {
+            format!("move tenant {org_id} back to the server its last move took it from?")
+        }
+        MoveAction::Cancel => format!(
+            "cancel tenant {org_id}'s move? It stays on its source; the target's copy is dropped."
+        ),
+        MoveAction::Move { to, .. } => format!(
             "move tenant {org_id} to {}? It cannot write during the cutover.",
             to.as_ref().map_or_else(
                 || "the server placement chooses".to_owned(),
                 ToString::to_string
             )
-        )
+        ),
     };
     confirm(yes, &question)?;
     let engine = cx.engine().await?;
-    let op = if undo {
-        engine.undo_move(&org_id, &cx.actor).await?
-    } else {
-        engine
-            .move_tenant(
-                &org_id,
-                &MoveTenant {
-                    server_id: to,
-                    mode,
-                },
-                &cx.actor,
-            )
-            .await?
+    let cancelling = matches!(what, MoveAction::Cancel);
+    let op = match what {
+        MoveAction::Undo => engine.undo_move(&org_id, &cx.actor).await?,
+        MoveAction::Cancel => engine.cancel_move(&org_id, &cx.actor).await?,
+        MoveAction::Move { to, mode } => {
+            engine
+                .move_tenant(
+                    &org_id,
+                    &MoveTenant {
+                        server_id: to,
+                        mode,
+                    },
+                    &cx.actor,
+                )
+                .await?
+        }
     };
     let Some(wait) = wait else {
         output::operations(std::slice::from_ref(&op));
@@ -284,5 +299,11 @@ pub async fn move_one(
             show_moves(&[m]);
         }
     }
-    Ok(Exit::problems_if(op.state != OperationState::Succeeded))
+    let ended_as_asked = if cancelling {
+        op.state == OperationState::Failed
+            && op.last_error_code == Some(tenancy_core::ErrorCode::Cancelled)
+    } else {
+        op.state == OperationState::Succeeded
+    };
+    Ok(Exit::problems_if(!ended_as_asked))
 }

@@ -66,6 +66,7 @@ completes with no registry running; no other operation is ever taken.")]
   tenantctl tenants move 263014839178313731 --to pg-eu-2 --wait --yes
   tenantctl tenants move 263014839178313731 --mode offline --yes   # placement chooses; queued
   tenantctl tenants move 263014839178313731 --undo --wait --yes    # back where it came from
+  tenantctl tenants move 263014839178313731 --cancel --wait --yes  # stop it before its switch
 
 online (the default when the source server has wal_level = logical and every table has a primary \
 key or replica identity): the rows are copied by logical replication while the tenant keeps \
@@ -74,8 +75,9 @@ sequences and switches. offline: the tenant is blocked while pg_dump streams int
 Both verify every table's rows and checksum before the switch; a mismatch leaves the tenant on \
 its source. Routers follow the switch through the change feed. The source copy is kept, renamed \
 and closed, for the retention period: --undo within it moves the tenant back (a fresh copy of \
-its current data).
-Exit status is 1 when the move failed.")]
+its current data). --cancel stops a move before its switch: it is abandoned at its next step \
+(within about a second while it waits for the target), and the tenant stays on its source.
+Exit status is 1 when the move failed (or, with --cancel, when it could not be cancelled).")]
     Move {
         org_id: OrgId,
         /// The server to move to (active, same region, with room); placement chooses when unset.
@@ -85,8 +87,11 @@ Exit status is 1 when the move failed.")]
         #[arg(long, conflicts_with = "undo")]
         mode: Option<MoveMode>,
         /// Move back to where the last move came from (within its retention).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cancel")]
         undo: bool,
+        /// Cancel the move under way (before its switch).
+        #[arg(long, conflicts_with_all = ["to", "mode"])]
+        cancel: bool,
         #[arg(long)]
         yes: bool,
         /// Wait for the move to finish, running it here when no registry worker has it (30m,
@@ -210,9 +215,19 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
             to,
             mode,
             undo,
+            cancel,
             yes,
             wait,
-        } => super::moves::move_one(org_id, to, mode, undo, (yes, wait), cx).await,
+        } => {
+            let what = if cancel {
+                super::moves::MoveAction::Cancel
+            } else if undo {
+                super::moves::MoveAction::Undo
+            } else {
+                super::moves::MoveAction::Move { to, mode }
+            };
+            super::moves::move_one(org_id, what, (yes, wait), cx).await
+        }
         Command::Suspend { org_id, yes, wait } => {
             confirm(
                 yes,
