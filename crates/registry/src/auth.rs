@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -27,11 +28,13 @@ pub enum AuthError {
     Unavailable,
 }
 
-/// Turns a bearer token into a verified caller, or refuses it.
+/// Turns a bearer token into a verified caller, or refuses it. `client` is the address the
+/// request came from (when known), for per-client limits.
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
+        client: Option<IpAddr>,
     ) -> Pin<Box<dyn Future<Output = Result<Caller, AuthError>> + Send + 'a>>;
 }
 
@@ -62,6 +65,7 @@ impl Authenticator for DevToken {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
+        _client: Option<IpAddr>,
     ) -> Pin<Box<dyn Future<Output = Result<Caller, AuthError>> + Send + 'a>> {
         // Comparing digests keeps the comparison's timing independent of the secret.
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -92,9 +96,10 @@ impl Authenticator for tenancy_zitadel::Verifier {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
+        client: Option<IpAddr>,
     ) -> Pin<Box<dyn Future<Output = Result<Caller, AuthError>> + Send + 'a>> {
         Box::pin(async move {
-            self.verify(token).await.map_err(|e| {
+            self.verify_from(token, client).await.map_err(|e| {
                 if e.is_refusal() {
                     tracing::info!(error = %e, "ZITADEL token refused");
                     AuthError::Refused
@@ -271,7 +276,11 @@ where
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         let authenticators = Authenticators::from_ref(state);
-        let caller = authenticate(&authenticators.0, token)
+        let client = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        let caller = authenticate(&authenticators.0, token, client)
             .await
             .map_err(|e| match e {
                 AuthError::Refused => ApiError::Unauthorized,
@@ -292,10 +301,11 @@ where
 async fn authenticate(
     authenticators: &[Arc<dyn Authenticator>],
     token: &str,
+    client: Option<IpAddr>,
 ) -> Result<Caller, AuthError> {
     let mut outcome = AuthError::Refused;
     for authenticator in authenticators {
-        match authenticator.authenticate(token).await {
+        match authenticator.authenticate(token, client).await {
             Ok(caller) => return Ok(caller),
             Err(AuthError::Unavailable) => outcome = AuthError::Unavailable,
             Err(AuthError::Refused) => {}

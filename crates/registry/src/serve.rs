@@ -4,12 +4,13 @@
 //! graceful drain on shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -76,8 +77,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, say: wait a moment rather than spin.
                 warn!(error = %e, "accept failed");
@@ -99,13 +100,15 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, router, &builder, watcher).await,
+                None => serve_connection(stream, peer, router, &builder, watcher).await,
                 // The handshake gets the header-read timeout: a client that opens a connection
                 // and says nothing holds it no longer over TLS than without.
                 Some(tls) => {
                     match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await
                     {
-                        Ok(Ok(stream)) => serve_connection(stream, router, &builder, watcher).await,
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, router, &builder, watcher).await;
+                        }
                         Ok(Err(e)) => {
                             metrics::counter!("http_tls_handshake_failures_total").increment(1);
                             tracing::debug!(error = %e, "TLS handshake failed");
@@ -128,14 +131,20 @@ pub async fn serve(
     Ok(())
 }
 
+/// Serves one connection; its requests carry the client's address (`ConnectInfo`), which
+/// per-client limits key on.
 async fn serve_connection<I>(
     io: I,
+    peer: SocketAddr,
     router: Router,
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let router = tower::ServiceBuilder::new()
+        .layer(axum::Extension(ConnectInfo(peer)))
+        .service(router);
     let service = TowerToHyperService::new(router);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let _ = watcher.watch(connection.into_owned()).await;

@@ -1,9 +1,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::RwLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -86,9 +87,16 @@ pub struct VerifierConfig {
     pub introspection_cache: Duration,
     /// The most introspection answers kept.
     pub introspection_cache_size: u64,
-    /// Introspection calls per second at most; beyond it, unknown opaque tokens are turned away
-    /// as "unavailable" without asking the provider.
+    /// Introspection calls per second at most for tokens never seen valid; beyond it, they are
+    /// turned away as "unavailable" without asking the provider. Tokens seen valid before have
+    /// a budget of their own, as large, so a flood of junk never locks them out.
     pub introspection_rate: NonZeroU32,
+    /// Introspection calls per second at most for one client address (of tokens never seen
+    /// valid): one client cannot spend the whole budget.
+    pub introspection_rate_per_client: NonZeroU32,
+    /// While the budget is spent, a positive answer is reused this long past
+    /// `introspection_cache` (never past the token's `exp`).
+    pub introspection_stale: Duration,
     /// Asymmetric algorithms only: HMAC with a public key and `none` can never verify.
     pub algorithms: Vec<Algorithm>,
 }
@@ -107,6 +115,8 @@ impl VerifierConfig {
             introspection_cache: Duration::from_secs(30),
             introspection_cache_size: 10_000,
             introspection_rate: NonZeroU32::new(50).expect("non-zero"),
+            introspection_rate_per_client: NonZeroU32::new(10).expect("non-zero"),
+            introspection_stale: Duration::from_secs(300),
             algorithms: vec![
                 RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
             ],
@@ -114,8 +124,15 @@ impl VerifierConfig {
     }
 }
 
-/// An introspection answer: until when it may be reused, and the caller (or inactive).
-type CachedAnswer = (Instant, Result<Caller, ()>);
+/// An introspection answer: until when it may be reused, until when it may be reused while the
+/// budget is spent (a positive one), and the caller (or inactive).
+type CachedAnswer = (Instant, Instant, Result<Caller, ()>);
+
+/// How long a token that introspected valid counts as "seen before" (its own budget).
+const SEEN_VALID_FOR: Duration = Duration::from_secs(3600);
+
+/// Client addresses whose budgets are kept before the idle ones are forgotten.
+const CLIENTS_KEPT: usize = 10_000;
 
 #[derive(Default)]
 struct Keys {
@@ -135,7 +152,11 @@ pub struct Verifier {
     /// One JWKS fetch at a time; held only around the fetch, never by verifications of known keys.
     refreshing: tokio::sync::Mutex<()>,
     introspected: moka::sync::Cache<[u8; 32], CachedAnswer>,
+    /// Digests of tokens that introspected valid lately: they spend `known_limit`.
+    seen_valid: moka::sync::Cache<[u8; 32], ()>,
     introspection_limit: DefaultDirectRateLimiter,
+    known_limit: DefaultDirectRateLimiter,
+    per_client: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl Verifier {
@@ -151,19 +172,35 @@ impl Verifier {
             refreshing: tokio::sync::Mutex::new(()),
             introspected: moka::sync::Cache::builder()
                 .max_capacity(config.introspection_cache_size)
-                .time_to_live(config.introspection_cache)
+                .time_to_live(config.introspection_cache + config.introspection_stale)
+                .build(),
+            seen_valid: moka::sync::Cache::builder()
+                .max_capacity(config.introspection_cache_size)
+                .time_to_live(SEEN_VALID_FOR)
                 .build(),
             introspection_limit: RateLimiter::direct(Quota::per_second(config.introspection_rate)),
+            known_limit: RateLimiter::direct(Quota::per_second(config.introspection_rate)),
+            per_client: RateLimiter::keyed(Quota::per_second(config.introspection_rate_per_client)),
             config,
         }
     }
 
     /// Verifies a bearer token: a JWT locally, anything else by introspection.
     pub async fn verify(&self, token: &str) -> Result<Caller, VerifyError> {
+        self.verify_from(token, None).await
+    }
+
+    /// As [`Verifier::verify`], for a request from `client`: an opaque token never seen valid
+    /// spends that address's introspection budget too.
+    pub async fn verify_from(
+        &self,
+        token: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Caller, VerifyError> {
         if token.matches('.').count() == 2 {
             self.verify_jwt(token).await
         } else {
-            self.introspect(token).await
+            self.introspect(token, client).await
         }
     }
 
@@ -289,19 +326,31 @@ impl Verifier {
         caller_from_claims(&data.claims, &self.config)
     }
 
-    async fn introspect(&self, token: &str) -> Result<Caller, VerifyError> {
+    async fn introspect(&self, token: &str, from: Option<IpAddr>) -> Result<Caller, VerifyError> {
         let Some(client) = &self.config.introspection else {
             return Err(VerifyError::Malformed(
                 "opaque token, and no introspection client configured".into(),
             ));
         };
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some((until, answer)) = self.introspected.get(&digest)
-            && Instant::now() < until
-        {
-            return answer.map_err(|()| VerifyError::Inactive);
+        if !plausible_opaque_token(token) {
+            return Err(VerifyError::Malformed(
+                "not an opaque token ZITADEL issues (length or characters)".into(),
+            ));
         }
-        if self.introspection_limit.check().is_err() {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self.introspected.get(&digest);
+        if let Some((until, _, answer)) = &cached
+            && Instant::now() < *until
+        {
+            return answer.clone().map_err(|()| VerifyError::Inactive);
+        }
+        if !self.may_introspect(&digest, from) {
+            if let Some((_, stale_until, Ok(caller))) = cached
+                && Instant::now() < stale_until
+            {
+                metrics::counter!("tenancy_introspection_stale_total").increment(1);
+                return Ok(caller);
+            }
             metrics::counter!("tenancy_introspection_limited_total").increment(1);
             return Err(VerifyError::RateLimited);
         }
@@ -359,18 +408,56 @@ impl Verifier {
             Err(VerifyError::Inactive)
         };
         // Reused until min(cache period, exp); refusals are remembered as long (negative cache).
-        let mut until = Instant::now() + self.config.introspection_cache;
+        // A positive answer may serve longer while the budget is spent, never past `exp`.
+        let now = Instant::now();
+        let mut until = now + self.config.introspection_cache;
+        let mut stale_until = until + self.config.introspection_stale;
         if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
-            let now = SystemTime::now()
+            let unix_now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs();
-            until = until.min(Instant::now() + Duration::from_secs(exp.saturating_sub(now)));
+            let expires = now + Duration::from_secs(exp.saturating_sub(unix_now));
+            until = until.min(expires);
+            stale_until = stale_until.min(expires);
+        }
+        if answer.is_ok() {
+            self.seen_valid.insert(digest, ());
+        } else {
+            stale_until = until;
         }
         let cached = answer.as_ref().map(Clone::clone).map_err(|_| ());
-        self.introspected.insert(digest, (until, cached));
+        self.introspected
+            .insert(digest, (until, stale_until, cached));
         answer
     }
+
+    /// Whether a token may be introspected now: one seen valid lately spends its own budget;
+    /// any other its client address's, then the shared one.
+    fn may_introspect(&self, digest: &[u8; 32], from: Option<IpAddr>) -> bool {
+        if self.seen_valid.contains_key(digest) {
+            return self.known_limit.check().is_ok();
+        }
+        if let Some(address) = from {
+            if self.per_client.len() > CLIENTS_KEPT {
+                self.per_client.retain_recent();
+            }
+            if self.per_client.check_key(&address).is_err() {
+                return false;
+            }
+        }
+        self.introspection_limit.check().is_ok()
+    }
+}
+
+/// Whether a token could be an opaque token ZITADEL issues (an access token or a personal
+/// access token): RFC 6750's token characters, of a sensible length. Anything else is refused
+/// without spending an introspection.
+fn plausible_opaque_token(token: &str) -> bool {
+    (20..=2048).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
 }
 
 /// Introspection answers carry the same claims as a JWT; ZITADEL already checked the signature,

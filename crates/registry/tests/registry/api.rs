@@ -24,6 +24,7 @@ impl Authenticator for TestTokens {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
+        _client: Option<std::net::IpAddr>,
     ) -> Pin<Box<dyn Future<Output = Result<Caller, AuthError>> + Send + 'a>> {
         let caller = if let Some(org) = token.strip_prefix("tenant-admin-") {
             let org = org.parse().ok();

@@ -341,7 +341,10 @@ async fn introspection_is_cached_until_expiry_and_rate_limited() {
 
     for _ in 0..10 {
         assert!(matches!(
-            verifier.verify("garbage-token").await.unwrap_err(),
+            verifier
+                .verify("garbage-token-000000000")
+                .await
+                .unwrap_err(),
             VerifyError::Inactive
         ));
     }
@@ -349,7 +352,9 @@ async fn introspection_is_cached_until_expiry_and_rate_limited() {
 
     let mut limited = 0;
     for i in 0..100 {
-        if let Err(VerifyError::RateLimited) = verifier.verify(&format!("garbage-{i}")).await {
+        if let Err(VerifyError::RateLimited) =
+            verifier.verify(&format!("garbage-token-{i:09}")).await
+        {
             limited += 1;
         }
     }
@@ -375,4 +380,87 @@ async fn introspection_is_cached_until_expiry_and_rate_limited() {
         VerifyError::Inactive
     ));
     assert_eq!(zitadel.introspections(), calls + 1);
+}
+
+/// Junk opaque tokens cannot lock real ones out (security review 2, N8): what cannot be a
+/// ZITADEL token is refused without an introspection; one client address spends its own
+/// budget, not everyone's; a token seen valid before has a budget of its own; and while the
+/// budgets are spent, a positive answer is served past its cache time.
+#[tokio::test]
+async fn junk_opaque_tokens_do_not_lock_out_real_ones() {
+    use std::net::IpAddr;
+
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let mut config = config(&zitadel);
+    let (id, secret) = zitadel.client();
+    config.introspection = Some(IntrospectionClient::Secret {
+        client_id: id.into(),
+        client_secret: SecretString::from(secret),
+    });
+    config.introspection_rate = std::num::NonZeroU32::new(5).unwrap();
+    config.introspection_rate_per_client = std::num::NonZeroU32::new(2).unwrap();
+    config.introspection_cache = Duration::from_millis(500);
+    let verifier = Verifier::new(config);
+    let attacker: Option<IpAddr> = Some("192.0.2.66".parse().unwrap());
+    let router: Option<IpAddr> = Some("10.1.2.3".parse().unwrap());
+    let pat = zitadel.opaque(&TokenClaims::platform("router-1", roles::TENANT_ROUTER));
+    verifier.verify_from(&pat, router).await.unwrap();
+    let calls = zitadel.introspections();
+
+    // Not a token at all: refused, nothing asked.
+    for junk in ["junk12345", "x", &"ä".repeat(30), &"a".repeat(5000)] {
+        assert!(matches!(
+            verifier.verify_from(junk, attacker).await.unwrap_err(),
+            VerifyError::Malformed(_)
+        ));
+    }
+    assert_eq!(zitadel.introspections(), calls);
+
+    // A flood of plausible junk from one address spends that address's budget only.
+    for i in 0..200 {
+        let _ = verifier
+            .verify_from(&format!("plausible-junk-{i:012}"), attacker)
+            .await;
+    }
+    assert!(
+        zitadel.introspections() <= calls + 3,
+        "{} calls",
+        zitadel.introspections() - calls
+    );
+    let newcomer = zitadel.opaque(&TokenClaims::platform("router-2", roles::TENANT_ROUTER));
+    verifier
+        .verify_from(&newcomer, router)
+        .await
+        .expect("another client's token is introspected");
+
+    // Junk from many addresses spends the shared budget; a token seen valid before is still
+    // introspected again once its cache time passed (its own budget)...
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for i in 0..200u32 {
+        let from: IpAddr = format!("198.51.100.{}", i % 250).parse().unwrap();
+        let _ = verifier
+            .verify_from(&format!("plausible-junk-{i:012}-b"), Some(from))
+            .await;
+    }
+    let before = zitadel.introspections();
+    verifier.verify_from(&pat, router).await.unwrap();
+    assert_eq!(zitadel.introspections(), before + 1, "asked again");
+    // And while its own budget is spent too, its last answer serves past its cache time.
+    let mut config = self::config(&zitadel);
+    config.introspection = Some(IntrospectionClient::Secret {
+        client_id: id.into(),
+        client_secret: SecretString::from(zitadel.client().1),
+    });
+    config.introspection_rate = std::num::NonZeroU32::new(1).unwrap();
+    config.introspection_cache = Duration::from_millis(200);
+    let slow = Verifier::new(config);
+    slow.verify_from(&pat, router).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    slow.verify_from(&pat, router).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let before = zitadel.introspections();
+    slow.verify_from(&pat, router)
+        .await
+        .expect("served from its last answer while its budget is spent");
+    assert_eq!(zitadel.introspections(), before, "not asked");
 }
