@@ -70,6 +70,8 @@ pub enum ErrorCode {
     /// The operation was cancelled (a move, by an operator or by a suspension or deletion
     /// that preempted it).
     Cancelled,
+    /// A tenant's settings would pass their caps (count or bytes).
+    SettingsLimit,
     // 413, 415, 422.
     /// The body is larger than the registry accepts.
     BodyTooLarge,
@@ -110,6 +112,9 @@ pub enum ErrorCode {
     // 429.
     /// The usage increment would pass the tenant's quota; nothing was counted.
     QuotaExceeded,
+    /// Too many changes of this kind lately (a tenant admin's settings writes): try again
+    /// later.
+    RateLimited,
     // The router's answers to product services' callers.
     /// The caller's organization is not a tenant.
     TenantUnknown,
@@ -140,10 +145,12 @@ impl ErrorCode {
             TenantExists | SlugTaken | OperationInProgress | InvalidState | NothingToRetry
             | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists
             | HasClients | UnknownRegion | UnknownParent | InvalidParent | PasswordEnvUnset
-            | ServerRefused | ZitadelNotConfigured | InvalidTarget | Cancelled => 409,
+            | ServerRefused | ZitadelNotConfigured | InvalidTarget | Cancelled | SettingsLimit => {
+                409
+            }
             TenantDeleted => 410,
             BodyTooLarge => 413,
-            QuotaExceeded => 429,
+            QuotaExceeded | RateLimited => 429,
             UnsupportedMediaType => 415,
             ValidationFailed | InvalidEvent | MoveUnsupported => 422,
             Internal | VerificationFailed => 500,
@@ -188,6 +195,8 @@ impl ErrorCode {
             VerificationFailed => "verification_failed",
             ZitadelNotConfigured => "zitadel_not_configured",
             Cancelled => "cancelled",
+            SettingsLimit => "settings_limit",
+            RateLimited => "rate_limited",
             Internal => "internal",
             ZitadelError => "zitadel_error",
             NoCapacity => "no_capacity",

@@ -8,6 +8,46 @@ use serde::Deserialize;
 
 use crate::error::ControlError;
 
+/// What one tenant may keep in settings, and how fast its admins may change them: the registry
+/// keeps every value (and an audit event of each change), and every change reaches every
+/// router through the change feed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsConfig {
+    /// Settings one tenant may have.
+    #[serde(default = "default_settings_per_tenant")]
+    pub per_tenant: u32,
+    /// Bytes of values one tenant may keep in all.
+    #[serde(default = "default_settings_bytes")]
+    pub bytes_per_tenant: bytesize::ByteSize,
+    /// Changes a tenant's own admins may make per minute (platform admins are not limited);
+    /// each registry process counts its own.
+    #[serde(default = "default_tenant_writes")]
+    pub tenant_writes_per_minute: u32,
+}
+
+impl Default for SettingsConfig {
+    fn default() -> Self {
+        Self {
+            per_tenant: default_settings_per_tenant(),
+            bytes_per_tenant: default_settings_bytes(),
+            tenant_writes_per_minute: default_tenant_writes(),
+        }
+    }
+}
+
+fn default_settings_per_tenant() -> u32 {
+    200
+}
+
+fn default_settings_bytes() -> bytesize::ByteSize {
+    bytesize::ByteSize::kib(256)
+}
+
+fn default_tenant_writes() -> u32 {
+    60
+}
+
 /// Moving tenants between servers (`POST /v1/tenants/{org_id}/move`, `tenantctl tenants move`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

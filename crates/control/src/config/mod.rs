@@ -20,7 +20,7 @@ use tenancy_core::{Region, ServerId, Tier};
 use crate::error::ControlError;
 use crate::secrets::{Keyring, MasterKey};
 
-pub use engine::{EngineConfig, MovesConfig, UsageConfig, WarmPoolConfig};
+pub use engine::{EngineConfig, MovesConfig, SettingsConfig, UsageConfig, WarmPoolConfig};
 pub use servers::ServerConfig;
 pub use tiers::{QuotaLimit, TierLimits};
 
@@ -49,6 +49,8 @@ pub struct Config {
     pub warm_pool: WarmPoolConfig,
     #[serde(default)]
     pub moves: MovesConfig,
+    #[serde(default)]
+    pub settings: SettingsConfig,
 }
 
 impl Config {
@@ -211,6 +213,12 @@ impl Config {
                 "warm_pool.clones_at_once must be at least 1".into(),
             ));
         }
+        if self.settings.per_tenant == 0 || self.settings.tenant_writes_per_minute == 0 {
+            return Err(ControlError::Config(
+                "settings.per_tenant and settings.tenant_writes_per_minute must be at least 1"
+                    .into(),
+            ));
+        }
         if self.engine.max_attempts < 1 {
             return Err(ControlError::Config(
                 "engine.max_attempts must be at least 1".into(),
@@ -319,6 +327,7 @@ impl Config {
             usage: UsageConfig::default(),
             warm_pool: WarmPoolConfig::default(),
             moves: MovesConfig::default(),
+            settings: SettingsConfig::default(),
         }
     }
 }

@@ -79,6 +79,8 @@ struct Inner {
     instance: String,
     /// Runs operations for the requests that wait for them, while the workers run.
     runner: std::sync::Mutex<Option<Arc<background::Runner>>>,
+    /// Tenant admins' settings writes, per tenant (`settings.tenant_writes_per_minute`).
+    tenant_setting_writes: governor::DefaultKeyedRateLimiter<tenancy_core::OrgId>,
     /// Consulted around every step by this engine's workers (crash tests).
     #[cfg(feature = "testing")]
     faults: OnceLock<Arc<dyn crate::faults::FaultInjector>>,
@@ -152,6 +154,8 @@ impl Engine {
         .await?;
         let admins = ServerAdmins::new(store.clone(), &config);
         let (done, _) = broadcast::channel(1024);
+        let tenant_writes = std::num::NonZeroU32::new(config.settings.tenant_writes_per_minute)
+            .unwrap_or(std::num::NonZeroU32::MIN);
         Ok(Engine {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
@@ -166,6 +170,9 @@ impl Engine {
                 checks: Default::default(),
                 activator: OnceLock::new(),
                 runner: Default::default(),
+                tenant_setting_writes: governor::RateLimiter::keyed(governor::Quota::per_minute(
+                    tenant_writes,
+                )),
                 instance: format!(
                     "{}-{}",
                     std::process::id(),

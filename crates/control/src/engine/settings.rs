@@ -13,7 +13,7 @@ use tracing::instrument;
 use super::Engine;
 use crate::error::ControlError;
 use crate::secrets::{open_setting, seal_setting};
-use crate::store::{Actor, StoredSetting, StoredValue};
+use crate::store::{Actor, SettingWrite, StoredSetting, StoredValue};
 
 /// Whether secret values are shown in plain text (platform admins and router services) or only
 /// as set (everyone else).
@@ -104,16 +104,16 @@ impl Engine {
             }
             (_, value) => StoredValue::Plain(value),
         };
+        self.check_write_rate(org_id, authority)?;
+        let caps = &self.config().settings;
+        let write = SettingWrite {
+            by_platform: authority == Authority::Platform,
+            max_count: caps.per_tenant,
+            max_bytes: caps.bytes_per_tenant.as_u64(),
+        };
         let stored = self
             .store()
-            .put_setting(
-                org_id,
-                key,
-                put.kind,
-                value,
-                authority == Authority::Platform,
-                actor,
-            )
+            .put_setting(org_id, key, put.kind, value, write, actor)
             .await?;
         self.shown(org_id, stored, Secrets::Redact)
     }
@@ -127,6 +127,7 @@ impl Engine {
         actor: &Actor,
     ) -> Result<(), ControlError> {
         self.live_tenant(org_id).await?;
+        self.check_write_rate(org_id, authority)?;
         let by_platform = authority == Authority::Platform;
         if self
             .store()
@@ -139,6 +140,27 @@ impl Engine {
                 what: format!("setting {key}"),
             })
         }
+    }
+
+    /// Refuses a tenant admin's write past `settings.tenant_writes_per_minute` (`rate_limited`).
+    fn check_write_rate(&self, org_id: &OrgId, authority: Authority) -> Result<(), ControlError> {
+        if authority == Authority::Platform {
+            return Ok(());
+        }
+        let limiter = &self.inner.tenant_setting_writes;
+        if limiter.len() > 10_000 {
+            limiter.retain_recent();
+        }
+        limiter.check_key(org_id).map_err(|_| {
+            metrics::counter!("tenancy_setting_writes_limited_total").increment(1);
+            ControlError::conflict(
+                ErrorCode::RateLimited,
+                format!(
+                    "tenant {org_id}'s admins may change {} settings a minute; try again shortly",
+                    self.config().settings.tenant_writes_per_minute
+                ),
+            )
+        })
     }
 
     /// The tenant's features: its tier's defaults with its `features.<name>` settings over them.

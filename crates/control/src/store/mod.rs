@@ -64,7 +64,7 @@ pub use operations::{DONE_CHANNEL, Lease, OPERATIONS_CHANNEL};
 pub use org_events::{OrgEventOutcome, PendingOrgEvent};
 pub use quotas::{AgencyCap, CountOutcome, Increment};
 pub use servers::ServerChange;
-pub use settings::{StoredSetting, StoredValue};
+pub use settings::{SettingWrite, StoredSetting, StoredValue};
 pub(crate) use spares::Spare;
 pub use tenants::TenantFilter;
 pub use usage::Sample;

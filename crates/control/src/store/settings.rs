@@ -6,9 +6,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::FromRow;
-use tenancy_core::{OrgId, SettingKey, SettingType};
+use tenancy_core::{ErrorCode, OrgId, SettingKey, SettingType};
 
-use super::{Actor, Store, Tx, commit_audited};
+use sha2::Digest;
+
+use super::{Actor, Store, Tx, audit};
 use crate::error::ControlError;
 use crate::secrets::SealedSetting;
 
@@ -24,6 +26,30 @@ pub enum StoredValue {
     Plain(Value),
     Sealed(SealedSetting),
 }
+
+impl StoredValue {
+    /// Bytes it takes in the registry (counted against the tenant's cap).
+    fn stored_bytes(&self) -> usize {
+        match self {
+            StoredValue::Plain(value) => value.to_string().len(),
+            StoredValue::Sealed(sealed) => sealed.bytes.len(),
+        }
+    }
+}
+
+/// Who writes a setting, and the caps of the tenant's settings the write must stay within.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingWrite {
+    /// A platform admin's write (see [`Store::put_setting`]).
+    pub by_platform: bool,
+    /// Settings the tenant may have.
+    pub max_count: u32,
+    /// Bytes of values the tenant may keep.
+    pub max_bytes: u64,
+}
+
+/// Values longer than this are audited as a digest, not copied into every audit event.
+const AUDITED_VALUE_BYTES: usize = 1024;
 
 #[derive(FromRow)]
 struct SettingRow {
@@ -84,7 +110,14 @@ impl StoredSetting {
     fn audited(&self) -> Value {
         match &self.value {
             StoredValue::Plain(value) => {
-                json!({"key": self.key, "type": self.kind, "value": without_nul(value)})
+                let text = value.to_string();
+                if text.len() > AUDITED_VALUE_BYTES {
+                    let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+                    json!({"key": self.key, "type": self.kind,
+                           "value_sha256": digest, "value_bytes": text.len()})
+                } else {
+                    json!({"key": self.key, "type": self.kind, "value": without_nul(value)})
+                }
             }
             StoredValue::Sealed(_) => {
                 json!({"key": self.key, "type": self.kind, "value": "[redacted]"})
@@ -119,13 +152,18 @@ impl Store {
         key: &SettingKey,
         kind: SettingType,
         value: StoredValue,
-        by_platform: bool,
+        write: SettingWrite,
         actor: &Actor,
     ) -> Result<StoredSetting, ControlError> {
+        let by_platform = write.by_platform;
         self.run("put_setting", async {
             let mut tx = self.begin().await?;
+            // The tenant's row first (as everywhere): one tenant's writes take turns, so the
+            // caps hold under racing writes.
+            lock_for_settings(&mut tx, org_id).await?;
             let before = lock_setting(&mut tx, org_id, key).await?;
             refuse_platforms(&mut tx, org_id, key, by_platform).await?;
+            check_caps(&mut tx, org_id, key, value.stored_bytes(), write).await?;
             let (plain, sealed) = match &value {
                 StoredValue::Plain(v) => (Some(v.to_string()), None),
                 StoredValue::Sealed(s) => (None, Some(s)),
@@ -152,12 +190,12 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             let after = StoredSetting::try_from(row)?;
-            bump_settings_version(&mut tx, org_id).await?;
-            commit_audited(
+            // Last: the change feed's sequence lock is held from here to the commit.
+            commit_setting_change(
                 tx,
                 actor,
                 "setting.put",
-                Some(org_id),
+                org_id,
                 before.as_ref().map(StoredSetting::audited),
                 Some(after.audited()),
             )
@@ -177,6 +215,7 @@ impl Store {
     ) -> Result<bool, ControlError> {
         self.run("delete_setting", async {
             let mut tx = self.begin().await?;
+            lock_for_settings(&mut tx, org_id).await?;
             let Some(before) = lock_setting(&mut tx, org_id, key).await? else {
                 return Ok(false);
             };
@@ -186,12 +225,11 @@ impl Store {
                 .bind(key.as_str())
                 .execute(&mut *tx)
                 .await?;
-            bump_settings_version(&mut tx, org_id).await?;
-            commit_audited(
+            commit_setting_change(
                 tx,
                 actor,
                 "setting.deleted",
-                Some(org_id),
+                org_id,
                 Some(before.audited()),
                 None,
             )
@@ -284,11 +322,66 @@ async fn lock_setting(
     .transpose()
 }
 
-async fn bump_settings_version(tx: &mut Tx, org_id: &OrgId) -> Result<(), ControlError> {
+/// Locks the tenant's row for a settings write (not for a key change: readers go on).
+async fn lock_for_settings(tx: &mut Tx, org_id: &OrgId) -> Result<(), ControlError> {
+    sqlx::query("SELECT 1 FROM tenants WHERE org_id = $1 FOR NO KEY UPDATE")
+        .bind(org_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| ControlError::TenantNotFound(org_id.clone()))?;
+    Ok(())
+}
+
+/// Refuses a write that would take the tenant past its caps: with `key` written at `bytes`,
+/// its settings must number at most `max_count` and hold at most `max_bytes`.
+async fn check_caps(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    key: &SettingKey,
+    bytes: usize,
+    write: SettingWrite,
+) -> Result<(), ControlError> {
+    let (others, other_bytes): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(coalesce(octet_length(value), 0)
+                                       + coalesce(octet_length(ciphertext), 0)), 0)::bigint
+         FROM tenant_settings WHERE org_id = $1 AND key <> $2",
+    )
+    .bind(org_id.as_str())
+    .bind(key.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    let count = u64::try_from(others).unwrap_or(0) + 1;
+    let total = u64::try_from(other_bytes).unwrap_or(0) + bytes as u64;
+    if count > u64::from(write.max_count) || total > write.max_bytes {
+        return Err(ControlError::conflict(
+            ErrorCode::SettingsLimit,
+            format!(
+                "tenant {org_id} may have {} settings of {} bytes in all; this one would make \
+                 {count} of {total} bytes",
+                write.max_count, write.max_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Bumps the tenant's settings version (routers hear of it through the change feed), audits,
+/// and commits. The version's trigger takes the change feed's sequence lock, held until the
+/// commit: it comes last, so every other tenant's change waits the least.
+async fn commit_setting_change(
+    mut tx: Tx,
+    actor: &Actor,
+    action: &str,
+    org_id: &OrgId,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> Result<(), ControlError> {
+    audit(&mut tx, actor, action, Some(org_id), before, after).await?;
     sqlx::query("UPDATE tenants SET settings_version = settings_version + 1 WHERE org_id = $1")
         .bind(org_id.as_str())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -319,3 +319,107 @@ async fn extreme_numbers_read_back_as_written() {
         .expect("the change is audited");
     assert_eq!(audited["value"], written);
 }
+
+/// A tenant cannot fill the registry (security review 2, N9): its settings are capped in count
+/// and bytes, under racing writes from two engines too; its admins' writes are rate-limited
+/// (a platform admin's are not); and a large value is audited as a digest, not copied.
+#[tokio::test]
+async fn settings_are_capped_rate_limited_and_large_values_audited_as_digests() {
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    config.settings.per_tenant = 5;
+    config.settings.bytes_per_tenant = bytesize::ByteSize::b(4096);
+    config.settings.tenant_writes_per_minute = 3;
+    let engine = Engine::start(config.clone()).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let other = Engine::start(config).await.unwrap();
+    let tenant = onboard(&engine, request("8901", "Hoarder")).await;
+    let org = tenant.org_id.clone();
+
+    // Twenty racing writes of new keys, from two engines: five land.
+    let writes = (0..20).map(|i| {
+        let (engine, org) = (if i % 2 == 0 { &engine } else { &other }, &org);
+        async move {
+            engine
+                .put_setting(
+                    org,
+                    &key(&format!("app.k{i}")),
+                    put(SettingType::String, json!("v")),
+                    Authority::Platform,
+                    &actor(),
+                )
+                .await
+        }
+    });
+    let results = futures::future::join_all(writes).await;
+    let landed = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(landed, 5, "{results:?}");
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(refused.code(), ErrorCode::SettingsLimit, "{refused}");
+    }
+    assert_eq!(
+        engine.settings(&org, Secrets::Redact).await.unwrap().len(),
+        5
+    );
+    // Replacing one is no new setting; too many bytes are refused.
+    let first = results.iter().position(Result::is_ok).unwrap();
+    let replaced = key(&format!("app.k{first}"));
+    let big = put(SettingType::String, json!("x".repeat(2000)));
+    engine
+        .put_setting(&org, &replaced, big.clone(), Authority::Platform, &actor())
+        .await
+        .unwrap();
+    let refused = engine
+        .put_setting(
+            &org,
+            &replaced,
+            put(SettingType::String, json!("x".repeat(5000))),
+            Authority::Platform,
+            &actor(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::SettingsLimit, "{refused}");
+
+    // The 2,000-byte value is in the audit log as a digest only.
+    let after: serde_json::Value = sqlx::query_scalar(
+        "SELECT after FROM audit_events WHERE action = 'setting.put' AND org_id = $1
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(org.as_str())
+    .fetch_one(&mut registry(&fleet).await)
+    .await
+    .unwrap();
+    assert!(after.get("value").is_none(), "{after}");
+    assert_eq!(after["value_bytes"], 2002);
+    assert_eq!(after["value_sha256"].as_str().unwrap().len(), 64);
+
+    // A tenant admin's writes: three a minute here.
+    let mut outcomes = Vec::new();
+    for _ in 0..4 {
+        outcomes.push(
+            engine
+                .put_setting(
+                    &org,
+                    &replaced,
+                    put(SettingType::String, json!("mine")),
+                    Authority::Tenant,
+                    &actor(),
+                )
+                .await
+                .map_err(|e: ControlError| e.code()),
+        );
+    }
+    assert!(outcomes[..3].iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(outcomes[3].clone().unwrap_err(), ErrorCode::RateLimited);
+    engine
+        .put_setting(
+            &org,
+            &replaced,
+            put(SettingType::String, json!("platform")),
+            Authority::Platform,
+            &actor(),
+        )
+        .await
+        .expect("a platform admin is not limited");
+}

@@ -79,7 +79,11 @@ pub async fn get(
         (status = 200, description = "Set; a secret's value is not repeated", body = Setting),
         (status = 403, description = "`forbidden`: a feature a tenant admin may not change", body = Problem),
         (status = 404, body = Problem),
-        (status = 409, description = "`invalid_state`: the tenant is deleted", body = Problem),
+        (status = 409, description = "`invalid_state`: the tenant is deleted; `settings_limit`: \
+            the tenant would have more settings, or more bytes of them, than \
+            `[settings] per_tenant` and `bytes_per_tenant` allow", body = Problem),
+        (status = 429, description = "`rate_limited`: a tenant admin's writes past \
+            `[settings] tenant_writes_per_minute`", body = Problem),
     ))]
 pub async fn put(
     State(state): State<AppState>,
@@ -104,6 +108,8 @@ pub async fn put(
         (status = 403, description = "`forbidden`: a platform admin's feature override, for a tenant admin", body = Problem),
         (status = 404, description = "`not_found`: no such tenant or setting", body = Problem),
         (status = 409, description = "`invalid_state`: the tenant is deleted", body = Problem),
+        (status = 429, description = "`rate_limited`: a tenant admin's writes past \
+            `[settings] tenant_writes_per_minute`", body = Problem),
     ))]
 pub async fn delete(
     State(state): State<AppState>,
