@@ -47,8 +47,13 @@ async fn with_client<T>(
 ) -> Result<T, ControlError> {
     // Refinery creates its history table with IF NOT EXISTS on every run: PostgreSQL's notice
     // that it exists already is not news worth a log line at each start.
+    // Added to the caller's options (a search path, a lock timeout), never in their place.
     let mut config = config.clone();
-    config.options("-c client_min_messages=warning");
+    let options = format!(
+        "{} -c client_min_messages=warning",
+        config.get_options().unwrap_or_default()
+    );
+    config.options(options.trim_start());
     let (mut client, connection) = config
         .connect(tls)
         .await

@@ -96,6 +96,10 @@ pub fn tagged_org(comment: Option<&str>) -> Option<&str> {
     comment.and_then(|c| c.strip_prefix("tenancy:org_id="))
 }
 
+/// How long an admin or migration statement waits for a lock a tenant's session holds before
+/// it fails (and its operation, or the tenant's migration, is tried again later).
+pub const ADMIN_LOCK_TIMEOUT: &str = "5s";
+
 /// Admin connections to one database server.
 #[derive(Clone)]
 pub struct ServerAdmin {
@@ -157,6 +161,9 @@ impl ServerAdmin {
             .username(&config.admin_user)
             .database(dbname)
             .application_name("tenancy-control")
+            // A tenant's session holding a lock (`LOCK TABLE`, a transaction left open) makes
+            // the engine's statement fail after this, to be retried, rather than wait forever.
+            .options([("lock_timeout", ADMIN_LOCK_TIMEOUT)])
             // DDL carries SCRAM verifiers: keep it out of logs at every level.
             .disable_statement_logging();
         if let Some(password) = &config.password {
@@ -204,7 +211,9 @@ impl ServerAdmin {
             .user(&self.config.admin_user)
             .dbname(dbname)
             .application_name("tenancy-migrate")
-            .options("-c search_path=public")
+            .options(format!(
+                "-c search_path=public -c lock_timeout={ADMIN_LOCK_TIMEOUT}"
+            ))
             .ssl_mode(tenancy_pgtls::tokio_ssl_mode(self.config.sslmode()));
         if let Some(password) = &self.config.password {
             config.password(password.expose_secret());

@@ -20,7 +20,8 @@ impl ServerAdmin {
         let mut conn = PgConnection::connect_with(&self.options(&self.config.admin_database))
             .await
             .map_err(self.err())?;
-        sqlx::query("SELECT pg_advisory_lock(hashtext('tenancy.prepare'))")
+        // Another engine preparing the server holds the lock as long as its migrations take.
+        sqlx::raw_sql("SET lock_timeout = 0; SELECT pg_advisory_lock(hashtext('tenancy.prepare'))")
             .execute(&mut conn)
             .await
             .map_err(self.err())?;

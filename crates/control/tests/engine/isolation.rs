@@ -377,3 +377,49 @@ fn mirrors_the_app_role(cluster: &PgCluster, db: &str, role: &RoleName) -> (bool
         None => panic!("{compared}"),
     }
 }
+
+/// A tenant's session holding a lock cannot stall the engine (security review 2, N14): a fleet
+/// migration waits at most the admin lock timeout for the tenant's table, reports the tenant
+/// failed and goes on; once the lock is gone it migrates.
+#[tokio::test]
+async fn a_tenant_holding_a_lock_fails_its_migration_instead_of_stalling_it() {
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    config.engine.template_version = Some(4);
+    let engine = Engine::start(config).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let tenant = onboard(&engine, request("4301", "Lock Holder")).await;
+    let mut held = connect_own(&engine, fleet.cluster("pg-1"), &tenant)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE alert_rule_scopes IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut held)
+        .await
+        .unwrap();
+
+    let to_v5 = tenancy_control::fleet::MigrateOptions {
+        target: Some(5),
+        keep_going: true,
+        ..Default::default()
+    };
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        engine.migrate_fleet(&to_v5, Arc::new(|_| {})),
+    )
+    .await
+    .expect("the migration does not wait for the tenant's lock")
+    .unwrap();
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].1.contains("lock timeout"), "{report:?}");
+
+    sqlx::raw_sql("ROLLBACK").execute(&mut held).await.unwrap();
+    let report = engine
+        .migrate_fleet(&to_v5, Arc::new(|_| {}))
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(
+        engine.tenant(&tenant.org_id).await.unwrap().schema_version,
+        Some(5)
+    );
+}
