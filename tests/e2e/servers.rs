@@ -65,7 +65,14 @@ async fn a_registered_server_names_only_server_passwords_and_stays_disabled_unti
 
     // Another server's password variable, or a remote host in the clear: refused before any
     // connection, nothing recorded.
-    for body in [stealer, clear] {
+    let mut nameless = server(
+        "pg-nameless",
+        extra.port(),
+        "TENANCY_SERVER_PASSWORD_PG_NAMELESS",
+    );
+    nameless["host"] = "db.example.com".into();
+    nameless["sslmode"] = "verify-ca".into();
+    for body in [stealer, clear, nameless] {
         let answer = registry
             .call(Method::POST, "/v1/servers", Some(body.clone()))
             .await;

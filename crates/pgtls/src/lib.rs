@@ -78,6 +78,12 @@ pub fn client_config(
         SslMode::Disable | SslMode::Require => {
             Arc::new(Unchecked(provider.signature_verification_algorithms))
         }
+        // verify-ca checks no name: against the public web roots any certificate would pass.
+        SslMode::VerifyCa if ca_pem.is_none() => {
+            return Err(TlsError::Setup(
+                "sslmode verify-ca needs the server's CA; use verify-full with public roots".into(),
+            ));
+        }
         SslMode::VerifyCa | SslMode::VerifyFull => {
             let webpki = WebPkiServerVerifier::builder_with_provider(
                 Arc::new(roots(ca_pem)?),

@@ -69,6 +69,8 @@ async fn each_mode_checks_what_libpq_checks() {
             .await
             .is_err()
     );
+    // verify-ca without a CA would trust any public certificate for any name: refused.
+    assert!(tenancy_pgtls::client_config(SslMode::VerifyCa, None).is_err());
 
     // require: encrypted, the certificate unchecked.
     assert_eq!(

@@ -183,6 +183,7 @@ impl Config {
         }
         let mut seen = std::collections::HashSet::new();
         for server in &self.servers {
+            server.check_tls().map_err(ControlError::Config)?;
             if !seen.insert(&server.id) {
                 return Err(ControlError::Config(format!(
                     "server {} is listed twice",
@@ -439,6 +440,40 @@ mod tests {
         assert_eq!(three.warm_pool.clones_at_once, 3);
         let err = parse("[warm_pool]\nclones_at_once = 0").unwrap_err();
         assert!(err.to_string().contains("clones_at_once"), "{err}");
+    }
+
+    /// A remote server is reached over verified TLS unless the file says the network is
+    /// trusted; verify-ca needs the server's CA (security review 2, N15).
+    #[test]
+    fn a_remote_server_takes_verified_tls_unless_allowed() {
+        let server = |host: &str, extra: &str| {
+            let toml = format!(
+                "[registry]\nurl = \"postgres://u:p@127.0.0.1/r\"\n[[servers]]\nid = \"pg-1\"\n\
+                 region = \"eu\"\nhost = \"{host}\"\nadmin_user = \"postgres\"\n\
+                 capacity = 10\npassword_env = \"TENANCY_SERVER_PASSWORD_PG_1\"\n{extra}"
+            );
+            Config::from_toml(&toml, |_| Some("k".repeat(32)))
+        };
+        assert!(
+            server("db.example.com", "").is_ok(),
+            "verify-full by default"
+        );
+        assert!(server("127.0.0.1", "sslmode = \"disable\"").is_ok());
+        for refused in [
+            "sslmode = \"disable\"",
+            "sslmode = \"require\"",
+            "sslmode = \"verify-ca\"",
+        ] {
+            let err = server("db.example.com", refused).unwrap_err();
+            assert!(err.to_string().contains("sslmode"), "{refused}: {err}");
+        }
+        assert!(
+            server(
+                "db.example.com",
+                "sslmode = \"require\"\nallow_unverified_tls = true"
+            )
+            .is_ok()
+        );
     }
 
     #[test]

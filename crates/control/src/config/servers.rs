@@ -44,6 +44,10 @@ pub struct ServerConfig {
     /// Spare databases kept on this server, overriding `[warm_pool] size`.
     #[serde(default)]
     pub warm_pool: Option<u32>,
+    /// Allows `sslmode` `disable` or `require` (no certificate check) for a host that is not a
+    /// loopback address: a network the operator trusts. Refused otherwise.
+    #[serde(default)]
+    pub allow_unverified_tls: bool,
 }
 
 impl ServerConfig {
@@ -72,7 +76,37 @@ impl ServerConfig {
             ca_file: None,
             ca_pem: None,
             warm_pool: None,
+            allow_unverified_tls: false,
         }
+    }
+
+    /// Refuses TLS settings that would send the admin password unverified: `verify-ca`
+    /// without a CA (any publicly trusted certificate for any name would pass), and `disable`
+    /// or `require` for a host that is not a loopback address unless allowed.
+    pub fn check_tls(&self) -> Result<(), String> {
+        let mode = self.sslmode();
+        if mode == SslMode::VerifyCa && self.ca_pem.is_none() {
+            return Err(format!(
+                "server {}: sslmode verify-ca needs the server's CA (ca_file, or ca_pem through \
+                 the API); with the public web roots any certificate for any name would pass: \
+                 use verify-full",
+                self.id
+            ));
+        }
+        if matches!(mode, SslMode::Disable | SslMode::Require)
+            && !tenancy_core::is_loopback_host(&self.host)
+            && !self.allow_unverified_tls
+        {
+            return Err(format!(
+                "server {}: sslmode {} sends the admin password to {} without checking who \
+                 answers; use verify-ca or verify-full, or set allow_unverified_tls = true for a \
+                 network you trust",
+                self.id,
+                mode.as_str(),
+                self.host
+            ));
+        }
+        Ok(())
     }
 
     /// How connections to the server are encrypted.

@@ -131,6 +131,13 @@ impl Engine {
                 format!("{own} is server {other}'s password variable"),
             ));
         }
+        if request.sslmode == Some(SslMode::VerifyCa) && request.ca_pem.is_none() {
+            return Err(ControlError::conflict(
+                ErrorCode::ServerRefused,
+                "sslmode verify-ca needs the server's CA in ca_pem (with the public web roots any \
+                 certificate for any name would pass); or use verify-full",
+            ));
+        }
         if !tenancy_core::is_loopback_host(request.host.as_str())
             && matches!(request.sslmode, Some(SslMode::Disable | SslMode::Require))
         {
@@ -174,6 +181,7 @@ impl Engine {
             ca_file: None,
             ca_pem: request.ca_pem.clone(),
             warm_pool: None,
+            allow_unverified_tls: false,
         };
         self.store().add_server(&config, actor).await
     }

@@ -60,6 +60,7 @@ impl ServerRow {
             ca_file: None,
             ca_pem: self.ca_pem.clone(),
             warm_pool: None,
+            allow_unverified_tls: false,
         })
     }
 
