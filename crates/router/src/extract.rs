@@ -114,6 +114,7 @@ async fn tenant_context(
         .get::<Caller>()
         .ok_or_else(|| Rejection::new(ErrorCode::Unauthorized, "no verified caller"))?;
     let requested = TenantContext::requested(&parts.headers)?;
+    TenantContext::precheck(caller, requested.as_ref())?;
     let target = TenantContext::target(caller, requested.as_ref())?;
     let place = match router.place(&target).await {
         Ok(place) => place,

@@ -315,11 +315,17 @@ pub struct StaticResolver {
 struct StaticState {
     tenants: HashMap<OrgId, ConnectionInfo>,
     changes: Vec<TenantChange>,
+    resolutions: usize,
 }
 
 impl StaticResolver {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many times a tenant was resolved (what a router asked its registry).
+    pub fn resolutions(&self) -> usize {
+        self.state.lock().expect("resolver lock").resolutions
     }
 
     /// Adds or replaces a tenant, and tells watching routers.
@@ -344,13 +350,10 @@ impl Resolver for StaticResolver {
         &'a self,
         org_id: &'a OrgId,
     ) -> BoxFuture<'a, Result<ConnectionInfo, RouterError>> {
-        let found = self
-            .state
-            .lock()
-            .expect("resolver lock")
-            .tenants
-            .get(org_id)
-            .cloned();
+        let mut state = self.state.lock().expect("resolver lock");
+        state.resolutions += 1;
+        let found = state.tenants.get(org_id).cloned();
+        drop(state);
         Box::pin(async move { found.ok_or_else(|| RouterError::UnknownTenant(org_id.clone())) })
     }
 

@@ -53,6 +53,10 @@ pub struct RouterConfig {
     pub watch_changes: bool,
     /// How often [`crate::Quotas::increment`]'s counts are sent to the registry.
     pub quota_flush_interval: Duration,
+    /// How long an organization the registry does not know is answered "unknown" without
+    /// asking again (an onboarding reported by the change feed ends it sooner): requests naming
+    /// random organizations cost the registry one call each per this period at most.
+    pub unknown_ttl: Duration,
 }
 
 impl Default for RouterConfig {
@@ -64,9 +68,13 @@ impl Default for RouterConfig {
             cache_ttl: Duration::from_secs(60),
             watch_changes: true,
             quota_flush_interval: Duration::from_secs(1),
+            unknown_ttl: Duration::from_secs(5),
         }
     }
 }
+
+/// The most unknown organizations remembered; past it the oldest half are forgotten.
+const UNKNOWN_KEPT: usize = 10_000;
 
 /// A pooled connection to one tenant's database, as the tenant's role. Derefs to
 /// [`tokio_postgres::Client`]; returned to its pool when dropped.
@@ -102,6 +110,8 @@ struct Inner {
     connectors: Mutex<HashMap<(SslMode, Option<String>), MakeRustlsConnect>>,
     settings: SettingsCache,
     quotas: Arc<QuotaCounters>,
+    /// Organizations the registry answered "unknown" for, and when.
+    unknown: Mutex<HashMap<OrgId, Instant>>,
 }
 
 struct Entry {
@@ -144,6 +154,7 @@ impl TenantRouter {
             connectors: Mutex::new(HashMap::new()),
             settings: SettingsCache::default(),
             quotas: Arc::default(),
+            unknown: Mutex::new(HashMap::new()),
         });
         if inner.config.watch_changes {
             tokio::spawn(follow_changes(Arc::downgrade(&inner)));
@@ -223,8 +234,18 @@ impl TenantRouter {
             metrics::counter!("tenancy_router_cache_total", "result" => "hit").increment(1);
             return found;
         }
+        if self.known_unknown(org_id) {
+            metrics::counter!("tenancy_router_cache_total", "result" => "unknown").increment(1);
+            return Err(RouterError::UnknownTenant(org_id.clone()));
+        }
         metrics::counter!("tenancy_router_cache_total", "result" => "miss").increment(1);
-        let info = self.inner.resolver.resolve(org_id).await?;
+        let info = match self.inner.resolver.resolve(org_id).await {
+            Err(RouterError::UnknownTenant(unknown)) => {
+                self.remember_unknown(&unknown);
+                return Err(RouterError::UnknownTenant(unknown));
+            }
+            other => other?,
+        };
         let server = format!("{}:{}", info.host, info.port);
         let state = match (info.status, &info.password) {
             (TenantStatus::Active, Some(_)) => EntryState::Ready(self.build_pool(&info, &server)?),
@@ -247,6 +268,26 @@ impl TenantRouter {
             EntryState::Ready(pool) => Ok(pool.clone()),
             EntryState::Refused(status) => Err(RouterError::for_status(org_id, *status)),
         }
+    }
+
+    /// Whether the registry answered "unknown" for the organization lately.
+    fn known_unknown(&self, org_id: &OrgId) -> bool {
+        let unknown = self.inner.unknown.lock().expect("unknown lock");
+        unknown
+            .get(org_id)
+            .is_some_and(|at| at.elapsed() < self.inner.config.unknown_ttl)
+    }
+
+    fn remember_unknown(&self, org_id: &OrgId) {
+        let mut unknown = self.inner.unknown.lock().expect("unknown lock");
+        if unknown.len() >= UNKNOWN_KEPT {
+            let ttl = self.inner.config.unknown_ttl;
+            unknown.retain(|_, at| at.elapsed() < ttl);
+            if unknown.len() >= UNKNOWN_KEPT {
+                unknown.clear();
+            }
+        }
+        unknown.insert(org_id.clone(), Instant::now());
     }
 
     fn cached(&self, org_id: &OrgId) -> Option<Result<TenantPool, RouterError>> {
@@ -437,6 +478,7 @@ impl Inner {
     /// Forgets a tenant, and its clients' places (an agency's status is part of them).
     fn invalidate(&self, org_id: &OrgId) {
         self.settings.invalidate(org_id);
+        self.unknown.lock().expect("unknown lock").remove(org_id);
         let mut entries = self.entries.lock().expect("entries lock");
         if let Some(entry) = entries.remove(org_id)
             && let EntryState::Ready(pool) = entry.state

@@ -163,6 +163,25 @@ async fn refused_and_unknown_tenants_are_typed_errors() {
         router.get(&"4".parse().unwrap()).await,
         Err(RouterError::UnknownTenant(_))
     ));
+    // An unknown organization is remembered a while (security review 2, N16): asking again
+    // costs the registry nothing, until the change feed reports it onboarded.
+    let asked = resolver.resolutions();
+    for _ in 0..100 {
+        assert!(matches!(
+            router.get(&"4".parse().unwrap()).await,
+            Err(RouterError::UnknownTenant(_))
+        ));
+    }
+    assert_eq!(resolver.resolutions(), asked);
+    resolver.set(info(&cluster, "4", "postgres", TenantStatus::Suspended));
+    eventually(Duration::from_secs(2), "the onboarded tenant", || async {
+        matches!(
+            router.get(&"4".parse().unwrap()).await,
+            Err(RouterError::Suspended(_))
+        )
+        .then_some(())
+    })
+    .await;
 
     // A server that refuses the password: a typed error, not a panic.
     let mut bad = info(&cluster, "5", "postgres", TenantStatus::Active);

@@ -82,6 +82,24 @@ impl TenantContext {
         }
     }
 
+    /// Refuses, before anything is resolved, a caller naming another organization than its
+    /// own while holding no role in its own: it could act in none, and its requests cost the
+    /// registry nothing.
+    pub fn precheck(caller: &Caller, requested: Option<&OrgId>) -> Result<(), ContextError> {
+        let own = caller.org_id.as_ref().ok_or(ContextError::NoOrganization)?;
+        match requested {
+            Some(target) if target != own => {
+                let has_role = caller.roles.values().any(|orgs| orgs.contains(own));
+                if has_role {
+                    Ok(())
+                } else {
+                    Err(ContextError::NoAgencyRole(own.clone()))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The context of `caller` in `target` (from [`TenantContext::target`]), given the
     /// registry's answer for it.
     pub fn decide(
@@ -225,6 +243,19 @@ mod tests {
             ..client_of("1")
         };
         assert!(TenantContext::decide(&user, &org("11"), place).is_ok());
+    }
+
+    #[test]
+    fn a_caller_without_a_role_names_no_other_organization_before_anything_is_resolved() {
+        let roleless = caller("1", &[]);
+        assert_eq!(
+            TenantContext::precheck(&roleless, Some(&org("11"))),
+            Err(ContextError::NoAgencyRole(org("1")))
+        );
+        assert!(TenantContext::precheck(&roleless, Some(&org("1"))).is_ok());
+        assert!(TenantContext::precheck(&roleless, None).is_ok());
+        let agent = caller("1", &["tenant_user"]);
+        assert!(TenantContext::precheck(&agent, Some(&org("11"))).is_ok());
     }
 
     #[test]
