@@ -95,6 +95,7 @@ impl From<ContextError> for Rejection {
             ContextError::InvalidHeader(_) => ErrorCode::InvalidRequest,
             ContextError::NotYourClient { .. }
             | ContextError::NoAgencyRole(_)
+            | ContextError::MissingRole { .. }
             | ContextError::AgencyNotActive { .. } => ErrorCode::Forbidden,
         };
         Rejection::new(code, error.to_string())

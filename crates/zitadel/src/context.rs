@@ -46,6 +46,8 @@ pub enum ContextError {
     NotYourClient { target: OrgId, own: OrgId },
     #[error("acting in a client needs a project role in your agency {0}")]
     NoAgencyRole(OrgId),
+    #[error("this needs one of the roles {roles} in organization {org}")]
+    MissingRole { org: OrgId, roles: String },
     /// The caller's agency is suspended (or being deleted): its users act in none of its
     /// clients until it is active again.
     #[error("your agency {agency} is {status}: you cannot act in its clients")]
@@ -155,6 +157,21 @@ impl TenantContext {
     /// Whether the caller holds `role` here.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.contains(role)
+    }
+
+    /// Refuses a caller without any of `roles` here. A context in the caller's own organization
+    /// carries no role check of its own (any verified user of the organization has one): a
+    /// handler that reaches beyond the caller's own data (an agency's view of its clients, say)
+    /// asks for the role it needs.
+    pub fn require_role(&self, roles: &[&str]) -> Result<(), ContextError> {
+        if roles.iter().any(|role| self.has_role(role)) {
+            Ok(())
+        } else {
+            Err(ContextError::MissingRole {
+                org: self.via_agency.clone().unwrap_or_else(|| self.org_id.clone()),
+                roles: roles.join(", "),
+            })
+        }
     }
 }
 

@@ -114,8 +114,12 @@ pub struct ClientTicket {
     pub ticket: Ticket,
 }
 
+/// Who may see every client's tickets at once: the same roles that act in one client.
+const AGENCY_VIEW_ROLES: &[&str] = &["tenant_user", "tenant_admin"];
+
 /// The agency view: every active client's tickets, each from that client's own database. Only
-/// an agency's callers; the registry says which tenants are its clients.
+/// an agency's callers holding a role there (a context in one's own organization checks none);
+/// the registry says which tenants are its clients.
 async fn agency_tickets(
     State(router): State<TenantRouter>,
     CurrentTenant(tenant): CurrentTenant,
@@ -126,6 +130,9 @@ async fn agency_tickets(
             "the agency view is for an agency's own users".into(),
         ));
     }
+    tenant
+        .require_role(AGENCY_VIEW_ROLES)
+        .map_err(|e| (StatusCode::FORBIDDEN, e.to_string()))?;
     let clients = router.clients(&tenant.org_id).await.map_err(unavailable)?;
     let mut all = Vec::new();
     for client in clients

@@ -130,6 +130,9 @@ async fn an_agency_user_sees_its_clients_tickets_and_a_client_user_is_refused_on
     let one = zitadel.jwt(&TokenClaims::new("carol", "301", "tenant_user"));
     let two = zitadel.jwt(&TokenClaims::new("dave", "302", "tenant_user"));
     let outsider = zitadel.jwt(&TokenClaims::new("erin", "400", "tenant_user"));
+    let mut no_roles = TokenClaims::new("frank", "300", "tenant_user");
+    no_roles.roles.clear();
+    let roleless = zitadel.jwt(&no_roles);
     let call = |method: reqwest::Method, path: &str, token: &str, tenant: Option<&str>| {
         let mut request = http
             .request(method, format!("{service}{path}"))
@@ -226,6 +229,9 @@ async fn an_agency_user_sees_its_clients_tickets_and_a_client_user_is_refused_on
         (&outsider, "/tickets", Some("301"), 403),
         (&one, "/agency/tickets", None, 403),
         (&agent, "/agency/tickets", Some("301"), 403),
+        // An agency's user without a role: neither the agency view nor a client.
+        (&roleless, "/agency/tickets", None, 403),
+        (&roleless, "/tickets", Some("301"), 403),
         (&agent, "/tickets", Some("30 1"), 400),
     ] {
         let response = call(reqwest::Method::GET, path, token, tenant)
