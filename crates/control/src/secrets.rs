@@ -41,6 +41,12 @@ impl MasterKey {
         Ok(Self { id, secret })
     }
 
+    /// A secret for `purpose`, derived from the key (HMAC-SHA256): what the registry needs
+    /// beside tenant passwords never uses the key itself.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        hmac(&self.secret, &[b"tenancy/derived/", purpose.as_bytes()])
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }

@@ -52,7 +52,6 @@ impl Application {
         if let Some(verifier) = zitadel::verifier(&settings)? {
             authenticators.push(Arc::new(verifier));
         }
-        let identity = Identity::from_settings(&settings)?;
         if authenticators.is_empty() {
             bail!(
                 "no authentication configured: set TENANCY_ZITADEL_ISSUER and TENANCY_ZITADEL_PROJECT_ID, \
@@ -61,6 +60,8 @@ impl Application {
         }
         let metrics = crate::metrics::handle();
         let engine = Engine::start(config).await.context("starting the engine")?;
+        let identity =
+            Identity::from_settings(&settings, engine.derived_secret("zitadel organization ids"))?;
         let background = CancellationToken::new();
         if let Some(identity) = &identity {
             engine.set_admin_activator(identity.clone());

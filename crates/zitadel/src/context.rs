@@ -168,7 +168,10 @@ impl TenantContext {
             Ok(())
         } else {
             Err(ContextError::MissingRole {
-                org: self.via_agency.clone().unwrap_or_else(|| self.org_id.clone()),
+                org: self
+                    .via_agency
+                    .clone()
+                    .unwrap_or_else(|| self.org_id.clone()),
                 roles: roles.join(", "),
             })
         }

@@ -242,6 +242,12 @@ impl Engine {
         self.inner.store.try_lock(name).await
     }
 
+    /// A secret for `purpose`, derived from the current master key (the registry's ids of the
+    /// organizations it creates, say). It changes when the master key does.
+    pub fn derived_secret(&self, purpose: &str) -> [u8; 32] {
+        self.inner.keyring.current().derive(purpose)
+    }
+
     /// The master keys tenant passwords derive from.
     pub(crate) fn keyring(&self) -> &Keyring {
         &self.inner.keyring

@@ -13,7 +13,6 @@ use tracing::info;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::zitadel::org_id_for;
 use crate::zitadel::org_sync::{self as orgs, OrgChange, SyncReport};
 use tenancy_core::Problem;
 
@@ -59,7 +58,12 @@ pub async fn events(
             None
         }
         // Organizations the registry creates itself (`create_org`) are onboarded by that request.
-        Some(OrgChange::Added { name, .. }) if org_id_for(name.as_str()) == org_id => {
+        Some(OrgChange::Added { name, .. })
+            if state
+                .identity
+                .as_ref()
+                .is_some_and(|identity| identity.org_id_for(&name) == org_id) =>
+        {
             info!(%org_id, "organization created by the registry: onboarded by its request");
             None
         }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::BoxFuture;
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use tenancy_control::{ActivationError, AdminActivation, AdminActivator};
 use tenancy_core::{OrgAdmin, OrgId, TenantKind, TenantName};
 use tenancy_zitadel::{
@@ -65,11 +66,17 @@ pub struct Identity {
     placement_metadata: bool,
     pub sync_interval: Duration,
     pub sync_max_deletes: usize,
+    /// See [`org_id_for`].
+    org_id_key: [u8; 32],
 }
 
 impl Identity {
-    /// Built when an issuer and a service account (PAT or key file) are configured.
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Option<Arc<Self>>> {
+    /// Built when an issuer and a service account (PAT or key file) are configured;
+    /// `org_id_key` keeps the ids of the organizations it creates unguessable.
+    pub fn from_settings(
+        settings: &Settings,
+        org_id_key: [u8; 32],
+    ) -> anyhow::Result<Option<Arc<Self>>> {
         let account = match (
             &settings.zitadel.service_account_pat,
             &settings.zitadel.service_account_key_file,
@@ -95,11 +102,17 @@ impl Identity {
             placement_metadata: settings.zitadel.placement_metadata,
             sync_interval: settings.zitadel.org_sync_interval,
             sync_max_deletes: settings.zitadel.org_sync_max_deletes,
+            org_id_key,
         })))
     }
 
     pub fn management(&self) -> &Management {
         &self.management
+    }
+
+    /// The id [`Identity::create_org`] gives an organization of this name.
+    pub fn org_id_for(&self, name: &TenantName) -> OrgId {
+        org_id_for(&self.org_id_key, name.as_str())
     }
 
     /// Organizations that are never tenants (the platform's own).
@@ -117,7 +130,7 @@ impl Identity {
         place: &Placement,
     ) -> Result<OrgId, ManagementError> {
         let admin = admin.map(human_user);
-        let id = org_id_for(name.as_str());
+        let id = self.org_id_for(name);
         let org: Organization = self
             .management
             .create_organization(id.as_str(), name.as_str(), admin.as_ref())
@@ -204,9 +217,13 @@ fn human_user(admin: &OrgAdmin) -> HumanUser {
 
 /// The id the registry gives an organization it creates: derived from the name, so a repeated
 /// request finds the organization the first one made (ZITADEL's creates are not idempotent,
-/// and names are unique in an instance). 18 decimal digits, like ZITADEL's own ids.
-pub fn org_id_for(name: &str) -> OrgId {
-    let digest = Sha256::digest(format!("tenancy-org:{name}").as_bytes());
+/// and names are unique in an instance), under a secret of the registry's (`key`), so nobody
+/// else can tell it in advance and create an organization of that id first to have it adopted.
+/// 18 decimal digits, like ZITADEL's own ids.
+pub fn org_id_for(key: &[u8; 32], name: &str) -> OrgId {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key");
+    mac.update(format!("tenancy-org:{name}").as_bytes());
+    let digest = mac.finalize().into_bytes();
     let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % 10u64.pow(17);
     format!("9{n:017}")
         .parse()
@@ -243,9 +260,15 @@ mod tests {
 
     #[test]
     fn organization_ids_are_stable_per_name_and_look_like_zitadel_ids() {
-        let a = org_id_for("Acme Corp");
-        assert_eq!(a, org_id_for("Acme Corp"));
-        assert_ne!(a, org_id_for("Acme Corp."));
+        let key = [7u8; 32];
+        let a = org_id_for(&key, "Acme Corp");
+        assert_eq!(a, org_id_for(&key, "Acme Corp"));
+        assert_ne!(a, org_id_for(&key, "Acme Corp."));
+        assert_ne!(
+            a,
+            org_id_for(&[8u8; 32], "Acme Corp"),
+            "another registry's key"
+        );
         assert_eq!(a.as_str().len(), 18);
         assert!(a.as_str().chars().all(|c| c.is_ascii_digit()));
     }
