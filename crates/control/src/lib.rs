@@ -41,8 +41,8 @@ pub use config::{
 };
 pub use engine::fleet;
 pub use engine::{
-    Authority, Balance, Engine, Onboarded, PlannedMove, Refill, SampleRound, Secrets, TierRollout,
-    TierStatus, Workers, password_env_of,
+    Authority, Balance, Engine, Onboarded, PlannedMove, Refill, Rekeyed, SampleRound, Secrets,
+    TierRollout, TierStatus, Workers, password_env_of,
 };
 pub use error::ControlError;
 pub use reconcile::{Finding, FindingKind, Repair};

@@ -55,7 +55,7 @@ pub use servers::password_env_of;
 pub use settings::{Authority, Secrets};
 pub use tiers::{TierRollout, TierStatus};
 
-pub use tenants::Onboarded;
+pub use tenants::{Onboarded, Rekeyed};
 pub use usage::SampleRound;
 pub use warm_pool::Refill;
 

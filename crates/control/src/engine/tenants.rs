@@ -17,6 +17,18 @@ use crate::store::{
     TenantFilter,
 };
 
+/// What [`Engine::rekey`] did.
+#[derive(Debug)]
+pub struct Rekeyed {
+    /// Credential rotations queued (active and suspended tenants).
+    pub queued: Vec<Operation>,
+    /// Tenants moved to the current key in the registry alone (the others).
+    pub in_registry: Vec<OrgId>,
+    /// Tenants still on another key, and not being rotated now (an operation under way):
+    /// run it again later; the previous key must stay until this is empty.
+    pub left: Vec<OrgId>,
+}
+
 /// What onboarding did.
 #[derive(Debug, Clone)]
 pub enum Onboarded {
@@ -274,23 +286,36 @@ impl Engine {
             .await
     }
 
-    /// Queues a credential rotation for every tenant whose password does not derive from the
-    /// current master key yet (the second half of rotating the master key); returns the queued
-    /// operations, and the tenants skipped because another operation is under way.
-    pub async fn rekey(&self, actor: &Actor) -> Result<(Vec<Operation>, Vec<OrgId>), ControlError> {
+    /// Moves every tenant whose password does not derive from the current master key yet to it
+    /// (the second half of rotating the master key): active and suspended tenants by a
+    /// credential rotation each; any other (failed, provisioning, deleting, deleted) in the
+    /// registry alone, its role being blocked or absent. Tenants with an operation under way
+    /// are left for a later run, and reported in `left`.
+    pub async fn rekey(&self, actor: &Actor) -> Result<Rekeyed, ControlError> {
         let current = self.keyring().current().id().to_owned();
         let mut queued = Vec::new();
-        let mut busy = Vec::new();
         for org_id in self.store().tenants_to_rekey(&current).await? {
             match self.rotate_credentials(&org_id, actor).await {
                 Ok(op) => queued.push(op),
-                Err(e) if e.code() == tenancy_core::ErrorCode::OperationInProgress => {
-                    busy.push(org_id)
-                }
+                Err(e) if e.code() == tenancy_core::ErrorCode::OperationInProgress => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok((queued, busy))
+        let in_registry = self.store().rekey_in_registry(&current, actor).await?;
+        let rotating: std::collections::HashSet<&OrgId> =
+            queued.iter().map(|op| &op.org_id).collect();
+        let left = self
+            .store()
+            .tenants_on_other_keys(&current)
+            .await?
+            .into_iter()
+            .filter(|org_id| !rotating.contains(org_id))
+            .collect();
+        Ok(Rekeyed {
+            queued,
+            in_registry,
+            left,
+        })
     }
 
     /// Runs the tenant's last failed operation again with a fresh attempt budget.

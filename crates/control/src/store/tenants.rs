@@ -320,6 +320,62 @@ impl Store {
         .await
     }
 
+    /// Moves every tenant that is neither active nor suspended, and has no operation under way,
+    /// to a new credential generation under `key_id` in the registry alone: its role is blocked
+    /// or not there, and whatever makes it usable again (a retried provisioning, a converge)
+    /// sets the password from the registry. Returns the tenants moved.
+    pub async fn rekey_in_registry(
+        &self,
+        key_id: &str,
+        actor: &Actor,
+    ) -> Result<Vec<OrgId>, ControlError> {
+        self.run("rekey_in_registry", async {
+            let mut tx = self.begin().await?;
+            let ids: Vec<String> = sqlx::query_scalar(
+                "UPDATE tenants t SET credential_generation = credential_generation + 1,
+                        credential_key_id = $1, updated_at = now()
+                 WHERE status NOT IN ('active', 'suspended')
+                   AND (credential_key_id IS DISTINCT FROM $1 OR credential_generation = 0)
+                   AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.org_id = t.org_id
+                                   AND o.state IN ('queued', 'running'))
+                 RETURNING org_id",
+            )
+            .bind(key_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            if !ids.is_empty() {
+                super::audit(
+                    &mut tx,
+                    actor,
+                    "tenants.credentials_rekeyed",
+                    None,
+                    None,
+                    Some(serde_json::json!({ "tenants": ids, "key_id": key_id })),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            parse_all(ids)
+        })
+        .await
+    }
+
+    /// Tenants whose password does not derive from `key_id` yet, whatever their status.
+    pub async fn tenants_on_other_keys(&self, key_id: &str) -> Result<Vec<OrgId>, ControlError> {
+        self.run("tenants_on_other_keys", async {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT org_id FROM tenants
+                 WHERE credential_key_id IS DISTINCT FROM $1 OR credential_generation = 0
+                 ORDER BY org_id",
+            )
+            .bind(key_id)
+            .fetch_all(self.pool())
+            .await?;
+            parse_all(ids)
+        })
+        .await
+    }
+
     /// Marks an active tenant with no operation under way failed, with the reason, if
     /// `still_missing` (asked with its row locked, given the tenant as it is now) says its
     /// database is still not on its server; false otherwise. A suspended tenant is not marked

@@ -117,6 +117,9 @@ async fn the_master_key_rotates_with_no_tenant_locked_out() {
     let old_workers = old_engine.run_workers();
     let a = onboard(&old_engine, request("9301", "Keyed A")).await;
     let b = onboard(&old_engine, request("9302", "Keyed B")).await;
+    // A deleted tenant moves to the new key too (security review 2, N20): in the registry.
+    let c = onboard(&old_engine, request("9303", "Keyed C")).await;
+    delete_and_wait(&old_engine, &c.org_id).await;
     old_workers.shutdown().await;
     let cluster = fleet.cluster("pg-1");
 
@@ -131,9 +134,17 @@ async fn the_master_key_rotates_with_no_tenant_locked_out() {
             .unwrap();
     }
     let workers = engine.run_workers();
-    let (queued, busy) = engine.rekey(&actor()).await.unwrap();
-    assert_eq!((queued.len(), busy.len()), (2, 0));
-    for op in queued {
+    let rekeyed = engine.rekey(&actor()).await.unwrap();
+    assert_eq!(
+        (
+            rekeyed.queued.len(),
+            rekeyed.in_registry.clone(),
+            rekeyed.left.len()
+        ),
+        (2, vec![c.org_id.clone()], 0),
+        "{rekeyed:?}"
+    );
+    for op in rekeyed.queued {
         let op = engine
             .wait_operation(op.id, Duration::from_secs(30))
             .await
@@ -141,12 +152,15 @@ async fn the_master_key_rotates_with_no_tenant_locked_out() {
         assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
     }
     workers.shutdown().await;
+    let again = engine.rekey(&actor()).await.unwrap();
     assert!(
-        engine.rekey(&actor()).await.unwrap().0.is_empty(),
-        "nothing left"
+        again.queued.is_empty() && again.in_registry.is_empty() && again.left.is_empty(),
+        "nothing left: {again:?}"
     );
 
-    // The old key can go now.
+    // The old key can go now: every tenant's password derives from the new one, the deleted
+    // one's too (purging it needs no password, but a registry restored to before its deletion
+    // would).
     let mut rotated = config(&fleet);
     rotated.engine.master_key = Some(SecretString::from(new_key));
     let engine = Engine::start(rotated).await.unwrap();
@@ -155,4 +169,5 @@ async fn the_master_key_rotates_with_no_tenant_locked_out() {
             .await
             .unwrap();
     }
+    password(&engine, &c).await;
 }

@@ -21,8 +21,11 @@ use crate::{Context, Exit};
   2. tenantctl rekey --yes        # every tenant's password and secret setting moves to the new key
   3. Run it again until it reports nothing left, then remove the previous key.
 
-Tenants with an operation under way are skipped and reported: run rekey again later.
-Exit status is 1 when a rotation failed or a tenant was skipped.")]
+Active and suspended tenants get a credential rotation each; failed, provisioning, deleting and \
+deleted ones move to the new key in the registry alone (their role is blocked or absent, and \
+whatever makes it usable again sets its password). Tenants with an operation under way are left \
+and reported: run rekey again later; the previous key must stay until none is left.
+Exit status is 1 when a rotation failed or a tenant was left on the old key.")]
 pub struct Args {
     /// Do not ask first.
     #[arg(long)]
@@ -38,7 +41,8 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
         "rotate every tenant's password to the current master key? Routers pick the new passwords up through the change feed.",
     )?;
     let engine = cx.engine().await?;
-    let (queued, busy) = engine.rekey(&cx.actor).await?;
+    let rekeyed = engine.rekey(&cx.actor).await?;
+    let (queued, left) = (rekeyed.queued, rekeyed.left);
     let resealed = engine.reseal_settings().await?;
     let bar = (!cx.json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(queued.len() as u64);
@@ -68,7 +72,8 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
     let summary = serde_json::json!({
         "rotated": queued.len() - failed.len(),
         "failed": failed.iter().map(|op| op.org_id.to_string()).collect::<Vec<_>>(),
-        "skipped_busy": busy.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "rekeyed_in_registry": rekeyed.in_registry.len(),
+        "left": left.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "secret_settings_resealed": resealed,
     });
     if cx.json {
@@ -76,11 +81,14 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
     } else {
         output::operations(&failed);
         println!(
-            "{} rotated, {} failed, {} skipped (operation under way); {resealed} secret settings re-encrypted",
+            "{} rotated, {} failed, {} moved in the registry alone (not active or suspended), \
+             {} left on the old key (operation under way: run again later); \
+             {resealed} secret settings re-encrypted",
             summary["rotated"],
             failed.len(),
-            busy.len()
+            rekeyed.in_registry.len(),
+            left.len()
         );
     }
-    Ok(Exit::problems_if(!failed.is_empty() || !busy.is_empty()))
+    Ok(Exit::problems_if(!failed.is_empty() || !left.is_empty()))
 }
