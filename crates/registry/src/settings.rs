@@ -173,6 +173,19 @@ pub struct ZitadelArgs {
     )]
     pub placement_metadata: bool,
 
+    /// Which new ZITADEL organizations the events and the sync onboard: `all`; `marked`, only
+    /// those whose metadata `tenancy.onboard` is `true` (written by whoever approves them; the
+    /// organization's own owners must not be able to write it); or `none` (onboarding only
+    /// through `POST /v1/tenants`). Renames, deactivations and removals of tenants follow
+    /// ZITADEL whatever this says.
+    #[arg(
+        long = "zitadel-auto-onboard",
+        env = "TENANCY_ZITADEL_AUTO_ONBOARD",
+        value_enum,
+        default_value_t = AutoOnboard::All
+    )]
+    pub auto_onboard: AutoOnboard,
+
     /// Organizations that are never tenants, comma separated (the platform's own organization):
     /// their events and the sync leave them alone.
     #[arg(
@@ -266,6 +279,14 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Which new organizations are onboarded without a request (see `--zitadel-auto-onboard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AutoOnboard {
+    All,
+    Marked,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

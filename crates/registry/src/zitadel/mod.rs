@@ -19,7 +19,7 @@ use tenancy_zitadel::{
     Organization, Paging, ServiceAccount, Verifier, VerifierConfig, roles,
 };
 
-use crate::settings::{ListPaging, Settings};
+use crate::settings::{AutoOnboard, ListPaging, Settings};
 
 /// The token verifier, when an issuer is configured.
 pub fn verifier(settings: &Settings) -> anyhow::Result<Option<Verifier>> {
@@ -64,6 +64,8 @@ pub struct Identity {
     ignored: BTreeSet<OrgId>,
     /// Whether new organizations are placed from their metadata.
     placement_metadata: bool,
+    /// Which new organizations events and the sync onboard.
+    auto_onboard: AutoOnboard,
     pub sync_interval: Duration,
     pub sync_max_deletes: usize,
     /// See [`org_id_for`].
@@ -100,6 +102,7 @@ impl Identity {
             project_id: project_id(settings)?,
             ignored: settings.ignored_orgs(),
             placement_metadata: settings.zitadel.placement_metadata,
+            auto_onboard: settings.zitadel.auto_onboard,
             sync_interval: settings.zitadel.org_sync_interval,
             sync_max_deletes: settings.zitadel.org_sync_max_deletes,
             org_id_key,
@@ -150,6 +153,25 @@ impl Identity {
             .map_err(|e| ManagementError::Protocol(format!("organization id {:?}: {e}", org.id)))
     }
 
+    /// Whether events and the sync onboard this new organization (see
+    /// `--zitadel-auto-onboard`).
+    pub async fn may_onboard(&self, org_id: &OrgId) -> Result<bool, ManagementError> {
+        match self.auto_onboard {
+            AutoOnboard::All => Ok(true),
+            AutoOnboard::None => Ok(false),
+            AutoOnboard::Marked => Ok(self
+                .management
+                .org_metadata(org_id.as_str(), ONBOARD_METADATA)
+                .await?
+                .is_some_and(|v| v.trim() == "true")),
+        }
+    }
+
+    /// Whether new organizations are onboarded only once marked.
+    pub fn onboards_marked_only(&self) -> bool {
+        self.auto_onboard == AutoOnboard::Marked
+    }
+
     /// Whether new organizations are placed from their metadata.
     pub fn places_from_metadata(&self) -> bool {
         self.placement_metadata
@@ -182,6 +204,10 @@ impl Identity {
         })
     }
 }
+
+/// Organization metadata approving an organization for onboarding (`true`), with
+/// `--zitadel-auto-onboard marked`.
+pub const ONBOARD_METADATA: &str = "tenancy.onboard";
 
 /// Organization metadata naming the tenant's kind (`agency`, `client`, `standalone`).
 pub const KIND_METADATA: &str = "tenancy.kind";

@@ -182,6 +182,24 @@ async fn apply_recorded(
         Err(e) => return OrgEventOutcome::Failed(format!("unreadable event: {e}")),
     };
     if let (OrgChange::Added { place, .. }, Some(identity)) = (&mut change, identity) {
+        match identity.may_onboard(&org_id).await {
+            Ok(true) => {}
+            // The approval may be written just after the organization: looked for once more.
+            Ok(false) if identity.onboards_marked_only() && event.attempts == 0 => {
+                return OrgEventOutcome::Later(
+                    PLACEMENT_GRACE,
+                    "not marked for onboarding yet; looking again once".into(),
+                );
+            }
+            Ok(false) => {
+                info!(%org_id, "organization not approved for onboarding; left alone");
+                return OrgEventOutcome::Applied;
+            }
+            Err(e) if e.is_retryable() && event.attempts < EVENT_ATTEMPTS => {
+                return OrgEventOutcome::Later(Duration::from_secs(5), e.to_string());
+            }
+            Err(e) => return OrgEventOutcome::Failed(e.to_string()),
+        }
         match identity.placement(&org_id).await {
             Ok(found)
                 if found.is_empty() && identity.places_from_metadata() && event.attempts == 0 =>
@@ -277,6 +295,9 @@ pub struct SyncReport {
     /// Organizations whose change could not be applied this run (the log says why); the run
     /// went on with the others.
     pub failed: Vec<String>,
+    /// New organizations left alone: not approved for onboarding (`--zitadel-auto-onboard`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_approved: Vec<String>,
 }
 
 impl SyncReport {
@@ -339,8 +360,18 @@ async fn converge(engine: &Engine, identity: &Identity) -> Result<SyncReport, Sy
         let name = tenant_name(&org.name);
         let change = match (live.get(org.id.as_str()), name) {
             (None, Some(name)) if org.is_active() && !known.contains(org.id.as_str()) => {
-                match identity.placement(&org_id).await {
-                    Ok(place) => Some(OrgChange::Added { name, place }),
+                let approved = identity.may_onboard(&org_id).await;
+                let placed = match approved {
+                    Ok(true) => identity.placement(&org_id).await.map(Some),
+                    Ok(false) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                match placed {
+                    Ok(Some(place)) => Some(OrgChange::Added { name, place }),
+                    Ok(None) => {
+                        report.not_approved.push(org_id.to_string());
+                        None
+                    }
                     Err(e) => {
                         warn!(%org_id, error = %e, "organization placement unreadable; not onboarded");
                         report.failed.push(org_id.to_string());

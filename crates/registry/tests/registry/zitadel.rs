@@ -614,3 +614,53 @@ async fn the_hierarchy_authorizes_stand_in_tokens_of_agency_and_client_admins() 
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     app.wait_status("702", "active").await;
 }
+
+/// Which organizations are onboarded without a request (first security review, L3): with
+/// `--zitadel-auto-onboard marked`, only those whose metadata `tenancy.onboard` is `true`, by the
+/// sync and by their event; the others are reported and left alone until marked.
+#[tokio::test]
+async fn only_organizations_marked_for_onboarding_get_a_database() {
+    use tenancy_registry::settings::AutoOnboard;
+
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let mut settings = zitadel_settings(&zitadel, None);
+    settings.zitadel.auto_onboard = AutoOnboard::Marked;
+    settings.zitadel.webhook_keys = Some(SecretString::from("signing-key"));
+    let app = start(settings, Some(&zitadel)).await;
+
+    let unmarked = zitadel.add_organization("Signed Up Alone");
+    let approved = zitadel.add_organization("Approved Customer");
+    zitadel.set_organization_metadata(&approved, "tenancy.onboard", "true");
+    let report = sync(&app).await;
+    assert!(
+        report["not_approved"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(unmarked)),
+        "{report}"
+    );
+    app.wait_status(&approved, "active").await;
+    let (status, _) = app
+        .admin_call(Method::GET, &format!("/v1/tenants/{unmarked}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not approved: no database");
+
+    // Approved later: the next sync onboards it.
+    zitadel.set_organization_metadata(&unmarked, "tenancy.onboard", "true");
+    sync(&app).await;
+    app.wait_status(&unmarked, "active").await;
+
+    // Marked when announced: its event onboards it.
+    let announced = zitadel.add_organization("Announced Approved");
+    zitadel.set_organization_metadata(&announced, "tenancy.onboard", "true");
+    let hook = Webhook {
+        app: &app,
+        key: "signing-key",
+    };
+    assert_eq!(
+        hook.deliver(&announced, "org.added", 1, "Announced Approved")
+            .await,
+        StatusCode::OK
+    );
+    app.wait_status(&announced, "active").await;
+}
