@@ -323,6 +323,12 @@ impl StaticResolver {
         Self::default()
     }
 
+    /// Starts the change sequence over, as a registry restored from a backup does: routers
+    /// asking after a number it no longer has are told to reset.
+    pub fn restart_feed(&self) {
+        self.state.lock().expect("resolver lock").changes.clear();
+    }
+
     /// How many times a tenant was resolved (what a router asked its registry).
     pub fn resolutions(&self) -> usize {
         self.state.lock().expect("resolver lock").resolutions
@@ -368,18 +374,30 @@ impl Resolver for StaticResolver {
                 let notified = self.changed.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                let changes: Vec<TenantChange> = {
+                let (changes, last): (Vec<TenantChange>, i64) = {
                     let state = self.state.lock().expect("resolver lock");
-                    state
+                    let changes = state
                         .changes
                         .iter()
                         .filter(|c| c.seq > after)
                         .cloned()
-                        .collect()
+                        .collect();
+                    (changes, state.changes.len() as i64)
                 };
+                if after > last {
+                    return Ok(ChangeFeed {
+                        changes: Vec::new(),
+                        last_seq: last,
+                        reset: true,
+                    });
+                }
                 if !changes.is_empty() || tokio::time::Instant::now() >= deadline {
                     let last_seq = changes.last().map_or(after, |c| c.seq);
-                    return Ok(ChangeFeed { changes, last_seq });
+                    return Ok(ChangeFeed {
+                        changes,
+                        last_seq,
+                        reset: false,
+                    });
                 }
                 let _ = tokio::time::timeout_at(deadline, notified).await;
             }

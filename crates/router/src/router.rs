@@ -475,6 +475,18 @@ impl TenantRouter {
 }
 
 impl Inner {
+    /// Forgets every tenant (the change feed restarted: anything cached may be stale).
+    fn invalidate_all(&self) {
+        self.settings.clear();
+        self.unknown.lock().expect("unknown lock").clear();
+        let entries = std::mem::take(&mut *self.entries.lock().expect("entries lock"));
+        for entry in entries.into_values() {
+            if let EntryState::Ready(pool) = entry.state {
+                pool.close();
+            }
+        }
+    }
+
     /// Forgets a tenant, and its clients' places (an agency's status is part of them).
     fn invalidate(&self, org_id: &OrgId) {
         self.settings.invalidate(org_id);
@@ -613,6 +625,14 @@ async fn follow_changes(inner: Weak<Inner>) {
                 let Some(router) = inner.upgrade() else {
                     return;
                 };
+                if feed.reset {
+                    warn!(
+                        after,
+                        last_seq = feed.last_seq,
+                        "the registry's change feed restarted: dropping every cached tenant"
+                    );
+                    router.invalidate_all();
+                }
                 for change in &feed.changes {
                     router.invalidate(&change.org_id);
                 }

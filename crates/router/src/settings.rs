@@ -76,4 +76,10 @@ impl SettingsCache {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         entries.remove(org_id);
     }
+
+    pub(crate) fn clear(&self) {
+        let mut entries = self.entries.lock().expect("settings lock");
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
+    }
 }

@@ -198,6 +198,36 @@ async fn refused_and_unknown_tenants_are_typed_errors() {
     );
 }
 
+/// A registry restored from a backup starts its change sequence over: a router asking after a
+/// number it no longer has is told to reset, drops everything it cached, and follows the new
+/// sequence (first security review, L13). Before, it waited for changes that never came.
+#[tokio::test]
+async fn a_restarted_change_feed_resets_the_cache() {
+    let cluster = PgCluster::start().unwrap();
+    let resolver = Arc::new(StaticResolver::new());
+    for org in ["1", "2", "3"] {
+        resolver.set(info(&cluster, org, "postgres", TenantStatus::Suspended));
+    }
+    let router = TenantRouter::new(resolver.clone(), RouterConfig::default());
+    assert!(matches!(
+        router.get(&"1".parse().unwrap()).await,
+        Err(RouterError::Suspended(_))
+    ));
+    // The follower has caught up with the three changes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    resolver.restart_feed();
+    resolver.set(info(&cluster, "1", "postgres", TenantStatus::Deleted));
+    eventually(Duration::from_secs(2), "the restored state", || async {
+        matches!(
+            router.get(&"1".parse().unwrap()).await,
+            Err(RouterError::Deleted(_))
+        )
+        .then_some(())
+    })
+    .await;
+}
+
 /// The registry in-process (real HTTP, real engine), the router following its change feed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspension_in_the_registry_is_refused_within_two_seconds_and_resume_restores() {

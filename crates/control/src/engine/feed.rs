@@ -14,13 +14,22 @@ use crate::store::{DONE_CHANNEL, OPERATIONS_CHANNEL, Store, TENANT_CHANGES_CHANN
 impl Engine {
     /// Changes after `after`; when there are none, waits up to `wait` for one (long poll). The
     /// answer comes as soon as the change is committed (the listener relays the trigger's
-    /// notification), with a one-second poll behind it for a listener that is reconnecting.
+    /// notification), with a one-second poll behind it for a listener that is reconnecting. An
+    /// `after` the registry never gave is answered at once with `reset` (see [`ChangeFeed`]).
     pub async fn changes(
         &self,
         after: i64,
         limit: i64,
         wait: Duration,
     ) -> Result<ChangeFeed, ControlError> {
+        let last = self.store().last_change_seq().await?;
+        if after > last {
+            return Ok(ChangeFeed {
+                changes: Vec::new(),
+                last_seq: last,
+                reset: true,
+            });
+        }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let changed = self.inner.signals.tenant_changed.notified();
@@ -30,7 +39,11 @@ impl Engine {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !changes.is_empty() || remaining.is_zero() {
                 let last_seq = changes.last().map_or(after, |c| c.seq);
-                return Ok(ChangeFeed { changes, last_seq });
+                return Ok(ChangeFeed {
+                    changes,
+                    last_seq,
+                    reset: false,
+                });
             }
             let _ = tokio::time::timeout(remaining.min(Duration::from_secs(1)), changed).await;
         }

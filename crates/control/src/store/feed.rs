@@ -37,6 +37,18 @@ impl From<ChangeRow> for TenantChange {
 
 impl Store {
     /// Changes after `after`, oldest first: the latest state of each tenant that changed.
+    /// The last change sequence number given (0 before the first).
+    pub async fn last_change_seq(&self) -> Result<i64, ControlError> {
+        self.run("last_change_seq", async {
+            Ok(sqlx::query_scalar(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM tenant_change_seq",
+            )
+            .fetch_one(self.pool())
+            .await?)
+        })
+        .await
+    }
+
     pub async fn changes(&self, after: i64, limit: i64) -> Result<Vec<TenantChange>, ControlError> {
         self.run("changes", async {
             let rows = sqlx::query_as::<_, ChangeRow>(

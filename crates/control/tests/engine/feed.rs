@@ -54,3 +54,37 @@ async fn a_waiting_long_poll_returns_within_milliseconds_of_a_change() {
             .unwrap();
     }
 }
+
+/// Asked after a sequence number it never gave (a registry restored from a backup), the feed
+/// answers at once with `reset` and where to go on from (first security review, L13).
+#[tokio::test]
+async fn a_sequence_number_from_the_future_is_answered_with_a_reset() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = engine_with_workers(&fleet).await;
+    onboard(&engine, request("9901", "Fed")).await;
+    let now = engine
+        .changes(0, 1000, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(!now.reset && now.last_seq > 0, "{now:?}");
+    let started = std::time::Instant::now();
+    let ahead = engine
+        .changes(
+            now.last_seq + 1000,
+            1000,
+            std::time::Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered at once"
+    );
+    assert!(ahead.reset && ahead.changes.is_empty(), "{ahead:?}");
+    assert_eq!(ahead.last_seq, now.last_seq);
+    let caught_up = engine
+        .changes(now.last_seq, 1000, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(!caught_up.reset, "{caught_up:?}");
+}

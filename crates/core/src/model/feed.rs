@@ -25,4 +25,9 @@ pub struct TenantChange {
 pub struct ChangeFeed {
     pub changes: Vec<TenantChange>,
     pub last_seq: i64,
+    /// The sequence number asked after is one the registry never gave (it was restored from a
+    /// backup, say): whatever the client cached may be stale. It drops its cache and asks after
+    /// `last_seq` from now on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
 }
