@@ -243,6 +243,18 @@ impl Authenticated {
         }
     }
 
+    /// Router services only (`tenant_router`), platform admins not: tenants' connection
+    /// passwords are for the services that connect, never for people.
+    pub fn require_router_service(&self) -> Result<(), ApiError> {
+        if self.caller.is_router_service() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "connection info is for router services (the tenant_router role) only",
+            ))
+        }
+    }
+
     pub fn require_router(&self) -> Result<(), ApiError> {
         if self.caller.can_route() {
             Ok(())

@@ -50,7 +50,13 @@ impl Caller {
         self.is_platform_admin() || self.has_role_in(roles::TENANT_ADMIN, org)
     }
 
-    /// Connection info and the change feed: router services and platform admins.
+    /// A router service (`tenant_router`): the only caller given tenants' connection passwords.
+    pub fn is_router_service(&self) -> bool {
+        self.has_role(roles::TENANT_ROUTER)
+    }
+
+    /// The change feed, settings in plain text and quota reads: router services and platform
+    /// admins.
     pub fn can_route(&self) -> bool {
         self.is_platform_admin() || self.has_role(roles::TENANT_ROUTER)
     }

@@ -423,17 +423,18 @@ pub async fn operations(
     ))
 }
 
-/// Where a router connects for this tenant (role `tenant_router`). The password is given only
-/// while the tenant is active.
+/// Where a router connects for this tenant: router services only (role `tenant_router`; not
+/// platform admins, whose people have `tenantctl psql`). The password is given only while the
+/// tenant is active.
 #[utoipa::path(get, path = "/v1/tenants/{org_id}/connection", tag = "routing", operation_id = "get_connection", params(("org_id" = OrgId, Path)),
-    responses((status = 200, body = ConnectionInfo), (status = 404, body = Problem),
+    responses((status = 200, body = ConnectionInfo), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, description = "`not_placed`: the tenant has no database yet", body = Problem)))]
 pub async fn connection(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(org_id): Path<OrgId>,
 ) -> ApiResult<axum::Json<ConnectionInfo>> {
-    auth.require_router()?;
+    auth.require_router_service()?;
     Ok(axum::Json(state.engine.connection_info(&org_id).await?))
 }
 

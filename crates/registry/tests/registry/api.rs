@@ -33,6 +33,15 @@ impl Authenticator for TestTokens {
                 org_id: Some(org.clone()),
                 roles: BTreeMap::from([(roles::TENANT_ADMIN.to_owned(), BTreeSet::from([org]))]),
             })
+        } else if token == "platform-admin" {
+            Some(Caller {
+                subject: "operator".into(),
+                org_id: Some("900".parse().unwrap()),
+                roles: BTreeMap::from([(
+                    roles::PLATFORM_ADMIN.to_owned(),
+                    BTreeSet::from(["900".parse().unwrap()]),
+                )]),
+            })
         } else if token == "router" {
             Some(Caller {
                 subject: "svc".into(),
@@ -128,6 +137,25 @@ async fn a_router_service_reads_connection_info_and_changes_only() {
         .call("router", Method::GET, "/v1/tenants/100/connection", None)
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Connection passwords are for router services, not for people (first security review,
+    // L14): a platform admin without tenant_router is refused them.
+    let (status, refused) = app
+        .call(
+            "platform-admin",
+            Method::GET,
+            "/v1/tenants/100/connection",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, _) = app
+        .call("platform-admin", Method::GET, "/v1/tenants/100", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the rest of the API is the platform admin's"
+    );
     assert_eq!(info["user"], "tenant_routed");
     let (status, feed) = app
         .call("router", Method::GET, "/v1/changes?after=0&wait=0s", None)
