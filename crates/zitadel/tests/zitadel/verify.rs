@@ -185,8 +185,16 @@ async fn opaque_tokens_are_introspected_and_cached() {
         VerifyError::Inactive
     ));
     assert!(matches!(
-        verifier.verify("never-issued").await.unwrap_err(),
+        verifier
+            .verify("never-issued-but-plausible-0001")
+            .await
+            .unwrap_err(),
         VerifyError::Inactive
+    ));
+    // Too short to be anything ZITADEL issues: refused without an introspection.
+    assert!(matches!(
+        verifier.verify("never-issued").await.unwrap_err(),
+        VerifyError::Malformed(_)
     ));
 
     let mut wrong_audience = TokenClaims::platform("machine-1", roles::TENANT_ROUTER);
