@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tenancy_e2e::{Deployment, Registry, TOKEN};
+use tenancy_testkit::PgCluster;
 
 /// How long each run generates requests (`SCHEMATHESIS_MAX_TIME` to change).
 const MAX_TIME_SECONDS: &str = "60";
@@ -46,18 +47,28 @@ fn schemathesis() -> PathBuf {
 
 /// A registry whose long polls answer within a second, so the time goes to requests.
 async fn registry(deployment: &Deployment) -> Registry {
-    deployment
-        .start_with_env(&[
-            ("TENANCY_MAX_WAIT", "1s"),
-            ("TENANCY_REQUEST_TIMEOUT", "20s"),
-        ])
-        .await
-        .unwrap()
+    registry_with(deployment, &[]).await
+}
+
+async fn registry_with(deployment: &Deployment, env: &[(&str, &str)]) -> Registry {
+    let mut all = vec![
+        ("TENANCY_MAX_WAIT", "1s"),
+        ("TENANCY_REQUEST_TIMEOUT", "20s"),
+    ];
+    all.extend_from_slice(env);
+    deployment.start_with_env(&all).await.unwrap()
 }
 
 /// Runs schemathesis against the registry's document with `args` added, in `dir` (its reports,
-/// and its `schemathesis.toml` when there is one), and fails the test on anything it finds.
-async fn fuzz(deployment: &Deployment, registry: &Registry, dir: &Path, args: &[&str]) {
+/// and its `schemathesis.toml` when there is one), for `max_time` seconds unless
+/// `SCHEMATHESIS_MAX_TIME` says otherwise, and fails the test on anything it finds.
+async fn fuzz(
+    deployment: &Deployment,
+    registry: &Registry,
+    dir: &Path,
+    max_time: &str,
+    args: &[&str],
+) {
     let program = schemathesis();
     assert!(
         program.is_file(),
@@ -65,8 +76,7 @@ async fn fuzz(deployment: &Deployment, registry: &Registry, dir: &Path, args: &[
          (or set SCHEMATHESIS to its path)",
         program.display()
     );
-    let max_time =
-        std::env::var("SCHEMATHESIS_MAX_TIME").unwrap_or_else(|_| MAX_TIME_SECONDS.into());
+    let max_time = std::env::var("SCHEMATHESIS_MAX_TIME").unwrap_or_else(|_| max_time.into());
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261123".into());
     let checks = std::env::var("SCHEMATHESIS_CHECKS").unwrap_or_else(|_| CHECKS.into());
     let schema = format!("{}/openapi.json", registry.base);
@@ -111,7 +121,14 @@ async fn an_api_fuzzer_finds_the_registry_true_to_its_openapi_document() {
     let registry = registry(&deployment).await;
     let reports = tempfile::tempdir().unwrap();
     std::fs::write(reports.path().join("schemathesis.toml"), CONFIG).unwrap();
-    fuzz(&deployment, &registry, reports.path(), &[]).await;
+    fuzz(
+        &deployment,
+        &registry,
+        reports.path(),
+        MAX_TIME_SECONDS,
+        &[],
+    )
+    .await;
 }
 
 /// Every generated request names the same active tenant (and a quota of its tier), so its
@@ -148,7 +165,172 @@ async fn an_api_fuzzer_finds_an_existing_tenants_routes_true_to_the_document() {
         "--exclude-operation-id",
         "delete_tenant",
     ];
-    fuzz(&deployment, &registry, reports.path(), &args).await;
+    fuzz(
+        &deployment,
+        &registry,
+        reports.path(),
+        MAX_TIME_SECONDS,
+        &args,
+    )
+    .await;
+}
+
+/// A registry in service holds more than fresh tenants: agencies with clients, an agency
+/// suspended with its clients, a tenant made read-only by its storage quota, a tenant on a
+/// second server whose move is retrying its last step, a deleted tenant, and a server added
+/// through the API and drained. The fuzzer is aimed at each tenant in turn (and at that
+/// server), so the routes answer every one of those states as the document says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_fuzzer_finds_a_populated_registry_true_to_the_document() {
+    let fleet = Deployment::fleet()
+        .server("pg-1", "local")
+        .server("pg-2", "local")
+        .build()
+        .unwrap();
+    let deployment = Deployment::on(fleet);
+    let extra = PgCluster::start().unwrap();
+    let registry = registry_with(
+        &deployment,
+        &[("TENANCY_SERVER_PASSWORD_PG_EXTRA", extra.admin_password())],
+    )
+    .await;
+    let sql = |statement: &str| {
+        deployment
+            .fleet
+            .cluster("pg-1")
+            .psql("tenancy_registry", statement)
+            .unwrap()
+    };
+
+    let (agency, client, cascaded, read_only, moved, deleted) = (
+        "282000000000001",
+        "282000000000011",
+        "282000000000022",
+        "282000000000003",
+        "282000000000004",
+        "282000000000005",
+    );
+    for body in [
+        json!({"org_id": agency, "name": "Agency One", "kind": "agency"}),
+        json!({"org_id": "282000000000002", "name": "Agency Two", "kind": "agency"}),
+        json!({"org_id": client, "name": "Client One", "parent_org_id": agency}),
+        json!({"org_id": cascaded, "name": "Client Two", "parent_org_id": "282000000000002"}),
+        json!({"org_id": read_only, "name": "Full Disk", "tier": "free"}),
+        json!({"org_id": moved, "name": "Moved Corp", "tier": "free"}),
+        json!({"org_id": deleted, "name": "Gone Corp", "tier": "free"}),
+    ] {
+        let org = body["org_id"].as_str().unwrap().to_owned();
+        let created = registry
+            .call(Method::POST, "/v1/tenants?wait=1s", Some(body))
+            .await;
+        assert!(
+            [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&created.status),
+            "{created:?}"
+        );
+        registry
+            .wait_for(&format!("/v1/tenants/{org}"), "status", "active")
+            .await;
+    }
+
+    // The second agency suspended: its client is suspended by the cascade.
+    let suspended = registry
+        .call(Method::POST, "/v1/tenants/282000000000002/suspend", None)
+        .await;
+    assert_eq!(suspended.status, StatusCode::ACCEPTED, "{suspended:?}");
+    registry
+        .wait_for(&format!("/v1/tenants/{cascaded}"), "status", "suspended")
+        .await;
+
+    // Read-only, as the sampler leaves a tenant over its storage quota.
+    sql(&format!(
+        "UPDATE tenants SET read_only = true, read_only_reason = 'storage quota exceeded' \
+         WHERE org_id = '{read_only}'"
+    ));
+
+    // Moved to the other server; then its move made to retry its last step, later.
+    let before = registry
+        .call(Method::GET, &format!("/v1/tenants/{moved}"), None)
+        .await;
+    let target = if before.body["server_id"] == "pg-1" {
+        "pg-2"
+    } else {
+        "pg-1"
+    };
+    let started = registry
+        .call(
+            Method::POST,
+            &format!("/v1/tenants/{moved}/move"),
+            Some(json!({"server_id": target, "mode": "offline"})),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{started:?}");
+    let operation = started.body["id"].as_str().unwrap().to_owned();
+    registry
+        .wait_for(&format!("/v1/operations/{operation}"), "state", "succeeded")
+        .await;
+    sql(&format!(
+        "UPDATE operations SET state = 'queued', step = 'retire_source', attempts = 3, \
+             last_error = 'server_unavailable: the source did not answer', \
+             run_after = now() + interval '1 day', finished_at = NULL \
+         WHERE id = '{operation}'; \
+         UPDATE tenant_moves SET retained_db_name = NULL, retained_until = NULL \
+         WHERE operation_id = '{operation}'"
+    ));
+
+    let gone = registry
+        .call(Method::DELETE, &format!("/v1/tenants/{deleted}"), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::ACCEPTED, "{gone:?}");
+    registry
+        .wait_for(&format!("/v1/tenants/{deleted}"), "status", "deleted")
+        .await;
+
+    // A server added through the API, then drained.
+    let added = registry
+        .call(
+            Method::POST,
+            "/v1/servers",
+            Some(
+                json!({"id": "pg-extra", "region": "local", "host": "127.0.0.1",
+                        "port": extra.port(), "admin_user": "postgres",
+                        "password_env": "TENANCY_SERVER_PASSWORD_PG_EXTRA", "capacity": 10}),
+            ),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{added:?}");
+    let drained = registry
+        .call(Method::POST, "/v1/servers/pg-extra/drain", None)
+        .await;
+    assert_eq!(drained.status, StatusCode::OK, "{drained:?}");
+
+    for (org, resource) in [
+        (agency, QUOTA),
+        (client, QUOTA),
+        (cascaded, QUOTA),
+        (read_only, QUOTA),
+        (moved, QUOTA),
+        (deleted, QUOTA),
+    ] {
+        let reports = tempfile::tempdir().unwrap();
+        std::fs::write(
+            reports.path().join("schemathesis.toml"),
+            format!(
+                "[parameters]\norg_id = \"{org}\"\nresource = \"{resource}\"\n\n\
+                 [[operations]]\ninclude-path-regex = \"^/v1/servers/\"\n\
+                 parameters = {{ id = \"pg-extra\" }}\n\n\
+                 [[operations]]\ninclude-path-regex = \"^/v1/operations/\"\n\
+                 parameters = {{ id = \"{operation}\" }}\n\n{CONFIG}"
+            ),
+        )
+        .unwrap();
+        let args = [
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--exclude-operation-id",
+            "delete_tenant",
+        ];
+        fuzz(&deployment, &registry, reports.path(), "15", &args).await;
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {

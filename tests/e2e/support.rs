@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use tenancy_testkit::{TestFleet, eventually};
+use tenancy_testkit::{FleetBuilder, TestFleet, eventually};
 
 pub const TOKEN: &str = "e2e-dev-token-0123456789abcdef0123";
 
@@ -66,15 +66,25 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// One server, `pg-1`.
     pub fn new() -> Result<Self> {
-        let fleet = TestFleet::builder()
+        Ok(Self::on(Self::fleet().build()?))
+    }
+
+    /// The fleet a deployment runs with (add servers to it before building it).
+    pub fn fleet() -> FleetBuilder {
+        TestFleet::builder()
             .engine("workers", "4")
             .engine("lease", "\"3s\"")
             .engine("poll_interval", "\"200ms\"")
             .engine("backoff_base", "\"200ms\"")
             .engine("backoff_max", "\"2s\"")
-            .build()?;
-        Ok(Self { fleet })
+    }
+
+    /// A deployment on a fleet built from [`Deployment::fleet`]; its first server holds the
+    /// registry database.
+    pub fn on(fleet: TestFleet) -> Self {
+        Self { fleet }
     }
 
     /// Starts the registry and waits until it is ready.

@@ -5,6 +5,7 @@
 mod ids;
 mod integral;
 mod model;
+mod present;
 mod problem;
 mod quota;
 mod settings;

@@ -145,14 +145,13 @@ impl ErrorCode {
             TenantExists | SlugTaken | OperationInProgress | InvalidState | NothingToRetry
             | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists
             | HasClients | UnknownRegion | UnknownParent | InvalidParent | PasswordEnvUnset
-            | ServerRefused | ZitadelNotConfigured | InvalidTarget | Cancelled | SettingsLimit => {
-                409
-            }
+            | ServerRefused | ZitadelNotConfigured | InvalidTarget | Cancelled | SettingsLimit
+            | MoveUnsupported => 409,
             TenantDeleted => 410,
             BodyTooLarge => 413,
             QuotaExceeded | RateLimited => 429,
             UnsupportedMediaType => 415,
-            ValidationFailed | InvalidEvent | MoveUnsupported => 422,
+            ValidationFailed | InvalidEvent => 422,
             Internal | VerificationFailed => 500,
             ZitadelError => 502,
             NoCapacity | Unavailable | ServerUnavailable | TemplateBusy | ZitadelUnavailable

@@ -14,12 +14,20 @@ use crate::ids::{OrgId, ServerId};
 pub struct MoveTenant {
     /// The server to move to: active, in the tenant's region, with free capacity. Chosen like
     /// a placement (fewest tenants) when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub server_id: Option<ServerId>,
     /// `online` when the source server has `wal_level = logical` and every table can be
     /// replicated, else `offline`. Asking for `online` when it is not possible is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub mode: Option<MoveMode>,
 }

@@ -16,7 +16,11 @@ use crate::ids::{
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// The ZITADEL organization. Required unless `create_org` asks the registry to create it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub org_id: Option<OrgId>,
     pub name: TenantName,
@@ -40,7 +44,11 @@ pub struct CreateTenant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_email: Option<Email>,
     /// Create the organization in ZITADEL first (instead of giving `org_id`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub create_org: Option<CreateOrg>,
 }
@@ -72,7 +80,11 @@ pub struct CreateOrg {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<TenantName>,
     /// Made the organization's owner in ZITADEL, then invited and granted `tenant_admin`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub admin: Option<OrgAdmin>,
 }

@@ -494,10 +494,10 @@ pub struct MoveToAgency {
         (status = 404, description = "`not_found`: no such tenant, or no such server", body = Problem),
         (status = 409, description = "`invalid_state` (not active or suspended), \
             `operation_in_progress`, `not_placed`, `invalid_target` (the tenant's own server, \
-            draining or disabled, full, another region, or no server with room)", body = Problem),
-        (status = 422, description = "`validation_failed` (the body breaks its schema), \
+            draining or disabled, full, another region, or no server with room), \
             `move_unsupported` (`online` asked for but not possible, client tools missing or \
             too old, target server older than the source)", body = Problem),
+        (status = 422, description = "`validation_failed`: the body breaks its schema", body = Problem),
         (status = 503, description = "`server_unavailable`: the source or target server cannot \
             be reached to check the move", body = Problem),
     ))]
