@@ -21,7 +21,7 @@ use tenancy_core::{DbName, OperationKind, OrgId, RoleName, ServerId, Tenant, Ten
 use crate::admins::ServerAdmins;
 use crate::config::Config;
 use crate::error::ControlError;
-use crate::pgadmin::{Inventory, READ_ONLY_SETTING, tagged_org, tier_settings};
+use crate::pgadmin::{DatabasePrivileges, Inventory, READ_ONLY_SETTING, tagged_org, tier_settings};
 use crate::secrets::{self, Keyring};
 use crate::store::{Actor, Store, TenantFilter};
 
@@ -199,7 +199,7 @@ impl Reconciler<'_> {
                 .iter()
                 .map(|t| (t.role_name(), t.db_name.clone()))
                 .collect();
-            let connect = admin.connect_privileges(&pairs).await?;
+            let privileges = admin.database_privileges(&pairs).await?;
             if inventory.verifiers.is_none() {
                 findings.push(Finding {
                     kind: FindingKind::PasswordsUnchecked,
@@ -212,7 +212,7 @@ impl Reconciler<'_> {
                 });
             }
             for tenant in here.iter().copied().filter(|t| !busy.contains(&t.org_id)) {
-                let found = self.check(tenant, &inventory, &connect).await?;
+                let found = self.check(tenant, &inventory, &privileges).await?;
                 let Some((kind, detail)) = found else {
                     continue;
                 };
@@ -317,22 +317,23 @@ impl Reconciler<'_> {
         &self,
         tenant: &Tenant,
         inventory: &Inventory,
-        connect: &HashMap<(String, String), bool>,
+        privileges: &HashMap<(String, String), DatabasePrivileges>,
     ) -> Result<Option<(FindingKind, String)>, ControlError> {
+        let role = tenant.role_name();
+        let held = privileges
+            .get(&(role.to_string(), tenant.db_name.to_string()))
+            .copied()
+            .unwrap_or_default();
         let blocked = match tenant.status {
             TenantStatus::Active => false,
             TenantStatus::Suspended => true,
             TenantStatus::Deleting | TenantStatus::Deleted => {
                 // Kept for retention: whatever is left must be closed.
-                let role = tenant.role_name();
                 let open = inventory
                     .roles
                     .get(role.as_str())
                     .is_some_and(|r| r.can_login)
-                    || connect
-                        .get(&(role.to_string(), tenant.db_name.to_string()))
-                        .copied()
-                        .unwrap_or(false)
+                    || held.connect
                     || sessions(inventory, tenant) > 0;
                 return Ok(open.then(|| {
                     (
@@ -343,7 +344,6 @@ impl Reconciler<'_> {
             }
             TenantStatus::Provisioning | TenantStatus::Failed => return Ok(None),
         };
-        let role = tenant.role_name();
         let ours = |tag: Option<&str>| match tagged_org(tag) {
             Some(org) => org == tenant.org_id.as_str(),
             None => true,
@@ -373,7 +373,8 @@ impl Reconciler<'_> {
                 ),
             )));
         }
-        let limit = self.config.tier_limits(&tenant.tier)?.connection_limit;
+        let limits = self.config.tier_limits(&tenant.tier)?;
+        let limit = limits.connection_limit;
         if facts.privileged || facts.member_of_any || facts.connection_limit != limit {
             return Ok(Some((
                 FindingKind::RoleDrift,
@@ -393,7 +394,7 @@ impl Reconciler<'_> {
                 ),
             )));
         }
-        let settings = tier_settings(self.config.tier_limits(&tenant.tier)?);
+        let settings = tier_settings(limits);
         let in_database: BTreeSet<String> = tenant
             .read_only
             .then(|| READ_ONLY_SETTING.to_owned())
@@ -431,12 +432,7 @@ impl Reconciler<'_> {
                 )));
             }
         }
-        let can_connect = facts.can_login
-            && database.allow_connections
-            && connect
-                .get(&(role.to_string(), tenant.db_name.to_string()))
-                .copied()
-                .unwrap_or(false);
+        let can_connect = facts.can_login && database.allow_connections && held.connect;
         if blocked && (can_connect || facts.can_login || sessions(inventory, tenant) > 0) {
             return Ok(Some((
                 FindingKind::AccessMismatch,
@@ -447,6 +443,17 @@ impl Reconciler<'_> {
             return Ok(Some((
                 FindingKind::AccessMismatch,
                 "active tenant cannot connect; unblocking".into(),
+            )));
+        }
+        let temp_tables = !blocked && !tenant.read_only && limits.temp_tables;
+        if held.temporary != temp_tables {
+            return Ok(Some((
+                FindingKind::RoleDrift,
+                format!(
+                    "role {} create temporary tables, which its tier and state {}; converging",
+                    if held.temporary { "may" } else { "may not" },
+                    if temp_tables { "allow" } else { "forbid" }
+                ),
             )));
         }
         if database.tag.is_none() || facts.tag.is_none() {

@@ -23,6 +23,11 @@ pub struct TierLimits {
     /// The role's `temp_file_limit` (`"1 GiB"`); unset is PostgreSQL's (none).
     #[serde(default)]
     pub temp_file_limit: Option<bytesize::ByteSize>,
+    /// Whether the tenant role may create temporary tables (`TEMPORARY` on its database, while
+    /// it is writable). Off unless asked for: temporary tables count against neither
+    /// `temp_file_limit` nor the storage quota, and fill the server's disk between samples.
+    #[serde(default)]
+    pub temp_tables: bool,
     /// Connections one router process keeps for one tenant.
     pub pool_size: u32,
     /// Database size (`"1 GiB"`) past which the tenant becomes read-only; unset is no quota.
@@ -52,7 +57,7 @@ impl TierLimits {
     pub fn role_figures(&self) -> String {
         let or_none = |value: Option<String>| value.unwrap_or_else(|| "none".into());
         format!(
-            "connections {}, statements {}, idle in transaction {}, temp files {}",
+            "connections {}, statements {}, idle in transaction {}, temp files {}, temp tables {}",
             self.connection_limit,
             humantime::format_duration(self.statement_timeout),
             or_none(
@@ -60,6 +65,7 @@ impl TierLimits {
                     .map(|d| humantime::format_duration(d).to_string())
             ),
             or_none(self.temp_file_limit.map(|s| s.to_string())),
+            if self.temp_tables { "yes" } else { "no" },
         )
     }
 }

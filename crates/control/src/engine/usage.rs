@@ -230,11 +230,8 @@ impl Engine {
         level: i16,
         round: &mut SampleRound,
     ) -> Result<(), ControlError> {
-        let quota = self
-            .config()
-            .tier_limits(&tenant.tier)?
-            .storage_quota
-            .map(quota_bytes);
+        let limits = self.config().tier_limits(&tenant.tier)?;
+        let quota = limits.storage_quota.map(quota_bytes);
         let verdict = match quota {
             Some(quota) => verdict(size, quota, tenant.read_only),
             // No quota: never read-only, no warnings.
@@ -270,6 +267,9 @@ impl Engine {
         if verdict.read_only != tenant.read_only {
             // The server first, then the registry: a crash between them is repeated next round.
             admin.set_read_only(db, &role, verdict.read_only).await?;
+            if !verdict.read_only && tenant.status == TenantStatus::Active {
+                admin.set_temp_tables(db, &role, limits.temp_tables).await?;
+            }
             let reason = verdict.read_only.then(|| {
                 format!(
                     "storage quota exceeded: {size} bytes of {} ({:.0}%)",

@@ -85,5 +85,7 @@ async fn converge(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
         admin.unblock(db, &role).await?;
     }
     // Last: the grants above are a writable tenant's.
-    admin.set_read_only(db, &role, tenant.read_only).await
+    admin.set_read_only(db, &role, tenant.read_only).await?;
+    let allowed = cx.temp_tables(!blocked, tenant.read_only)?;
+    admin.set_temp_tables(db, &role, allowed).await
 }

@@ -127,6 +127,9 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             if now != read_only {
                 target.set_read_only(db, &role, now).await?;
             }
+            target
+                .set_temp_tables(db, &role, cx.temp_tables(active, now)?)
+                .await?;
             metrics::counter!("tenancy_moves_total", "mode" => m.mode.as_str(), "outcome" => "switched").increment(1);
             let switched = cx.store.move_record(cx.op.id).await?;
             if let Some(ms) = switched.downtime_ms {
@@ -338,9 +341,11 @@ pub(super) async fn abandon(
     target.drop_move_target(db, &cx.tenant.org_id).await?;
     target.drop_tenant_role(&role, &cx.tenant.org_id).await?;
     // The status of now: a suspension that preempted the move leaves the source blocked.
-    let status = cx.store.tenant(&cx.tenant.org_id).await?.map(|t| t.status);
-    if status == Some(TenantStatus::Active) {
+    let now = cx.store.tenant(&cx.tenant.org_id).await?;
+    if let Some(now) = now.filter(|t| t.status == TenantStatus::Active) {
         source.unblock(db, &role).await?;
+        let allowed = cx.temp_tables(true, now.read_only)?;
+        source.set_temp_tables(db, &role, allowed).await?;
     }
     metrics::counter!("tenancy_moves_total", "mode" => m.mode.as_str(), "outcome" => "aborted")
         .increment(1);

@@ -286,6 +286,9 @@ async fn lockdown(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     };
     let (db, role) = (&cx.tenant.db_name, cx.tenant.role_name());
     admin.open_to(db, &role, &cx.tenant.org_id).await?;
+    admin
+        .set_temp_tables(db, &role, cx.temp_tables(true, false)?)
+        .await?;
     cx.provision.privileges_granted = role_adopted;
     Ok(())
 }

@@ -14,11 +14,11 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             let admin = cx.admin().await?;
             let (db, role) = (&cx.tenant.db_name, cx.tenant.role_name());
             admin.unblock(db, &role).await?;
-            // Unblocking grants TEMPORARY back, which a read-only tenant does not have.
             if cx.tenant.read_only {
                 admin.set_read_only(db, &role, true).await?;
             }
-            Ok(())
+            let allowed = cx.temp_tables(true, cx.tenant.read_only)?;
+            admin.set_temp_tables(db, &role, allowed).await
         }
         Step::CascadeClients => {
             cx.cascade_to_clients(

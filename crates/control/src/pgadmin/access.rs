@@ -81,8 +81,9 @@ impl ServerAdmin {
     }
 
     /// Opens the database to the tenant's role alone, in one transaction: tagged for the tenant,
-    /// PUBLIC loses every privilege on it, the role gets CONNECT and TEMPORARY and loses any
-    /// membership, then connections are allowed (so no other role can ever connect). A database
+    /// PUBLIC loses every privilege on it, the role gets CONNECT (TEMPORARY is its tier's, see
+    /// [`Self::set_temp_tables`]) and loses any membership, then connections are allowed (so no
+    /// other role can ever connect). A database
     /// tagged for anyone else is refused, changing nothing. Inside, the role has no privilege
     /// yet but what it was given there before (see [`Self::grant_app_privileges`]).
     #[instrument(skip(self), fields(server_id = %self.id))]
@@ -107,7 +108,7 @@ impl ServerAdmin {
                  END $check$;
                  COMMENT ON DATABASE {d} IS {tag};
                  REVOKE ALL ON DATABASE {d} FROM PUBLIC;
-                 GRANT CONNECT, TEMPORARY ON DATABASE {d} TO {r};
+                 GRANT CONNECT ON DATABASE {d} TO {r};
                  {memberships}
                  ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
                 name = literal(db.as_str()),

@@ -72,7 +72,8 @@ impl ServerAdmin {
     /// their next write. `default_transaction_read_only` on the role in the database only makes
     /// the refusal read plainly; nothing is set on the database, so the engine's own sessions
     /// (migrations, moves, grants) work on a read-only tenant. Writable again: the app's
-    /// privileges mirrored once more. Idempotent: the sampler asserts it every round.
+    /// privileges mirrored once more (not `TEMPORARY`: see [`Self::set_temp_tables`]).
+    /// Idempotent: the sampler asserts it every round.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn set_read_only(
         &self,
@@ -112,10 +113,10 @@ impl ServerAdmin {
             )
             .await
         } else {
+            // TEMPORARY stays as it is: the tier decides it ([`Self::set_temp_tables`]).
             self.execute(format!(
                 "{legacy}
-                 ALTER ROLE {r} IN DATABASE {d} RESET ALL;
-                 GRANT TEMPORARY ON DATABASE {d} TO {r};"
+                 ALTER ROLE {r} IN DATABASE {d} RESET ALL;"
             ))
             .await?;
             self.execute_in(
@@ -125,6 +126,25 @@ impl ServerAdmin {
             .await?;
             self.grant_app_privileges(db, role).await
         }
+    }
+
+    /// Grants or revokes `TEMPORARY` on the tenant's database to its role: granted only when
+    /// its tier allows temporary tables and it is writable, since they count against neither
+    /// `temp_file_limit` nor the storage quota. No other path grants it.
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn set_temp_tables(
+        &self,
+        db: &DbName,
+        role: &RoleName,
+        allowed: bool,
+    ) -> Result<(), ControlError> {
+        let (d, r) = (ident(db.as_str()), ident(role.as_str()));
+        self.execute(if allowed {
+            format!("GRANT TEMPORARY ON DATABASE {d} TO {r}")
+        } else {
+            format!("REVOKE TEMPORARY ON DATABASE {d} FROM {r}")
+        })
+        .await
     }
 
     /// Clones the template into `db`, closed to every connection until [`Self::open_to`]

@@ -32,6 +32,13 @@ pub struct RoleFacts {
     pub database_settings: HashMap<String, BTreeSet<String>>,
 }
 
+/// A role's privileges on a database, as the reconciler compares them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DatabasePrivileges {
+    pub connect: bool,
+    pub temporary: bool,
+}
+
 /// Everything the reconciler compares with the registry, read in a few queries per server.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
@@ -141,16 +148,17 @@ impl ServerAdmin {
         Ok(inventory)
     }
 
-    /// Whether each (role, database) pair has CONNECT (pairs whose role or database is missing
-    /// are left out).
-    pub async fn connect_privileges(
+    /// What each (role, database) pair may do on the database (pairs whose role or database is
+    /// missing are left out).
+    pub async fn database_privileges(
         &self,
         pairs: &[(RoleName, DbName)],
-    ) -> Result<HashMap<(String, String), bool>, ControlError> {
+    ) -> Result<HashMap<(String, String), DatabasePrivileges>, ControlError> {
         let roles: Vec<&str> = pairs.iter().map(|(r, _)| r.as_str()).collect();
         let dbs: Vec<&str> = pairs.iter().map(|(_, d)| d.as_str()).collect();
-        let rows: Vec<(String, String, bool)> = sqlx::query_as(
-            "SELECT p.role, p.db, has_database_privilege(p.role, p.db, 'CONNECT')
+        let rows: Vec<(String, String, bool, bool)> = sqlx::query_as(
+            "SELECT p.role, p.db, has_database_privilege(p.role, p.db, 'CONNECT'),
+                    has_database_privilege(p.role, p.db, 'TEMPORARY')
              FROM unnest($1::text[], $2::text[]) AS p(role, db)
              WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p.role)
                AND EXISTS (SELECT 1 FROM pg_database WHERE datname = p.db)",
@@ -162,7 +170,9 @@ impl ServerAdmin {
         .map_err(self.err())?;
         Ok(rows
             .into_iter()
-            .map(|(role, db, ok)| ((role, db), ok))
+            .map(|(role, db, connect, temporary)| {
+                ((role, db), DatabasePrivileges { connect, temporary })
+            })
             .collect())
     }
 }

@@ -36,7 +36,7 @@ use crate::sql::ddl;
 use access::AppGrants;
 pub use access::AppSession;
 pub use databases::READ_ONLY_SETTING;
-pub use inventory::{DatabaseFacts, Inventory, RoleFacts};
+pub use inventory::{DatabaseFacts, DatabasePrivileges, Inventory, RoleFacts};
 pub use moves::{
     MOVE_REPLICATION_PREFIX, ServerFacts, TableChecksums, moved_tag, replication_name,
     retained_name,

@@ -91,12 +91,12 @@ impl ServerAdmin {
         .map_err(self.err())
     }
 
-    /// Undoes [`Self::block`].
+    /// Undoes [`Self::block`], but for `TEMPORARY` (see [`Self::set_temp_tables`]).
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn unblock(&self, db: &DbName, role: &RoleName) -> Result<(), ControlError> {
         self.execute(format!(
             "ALTER ROLE {r} LOGIN;
-             GRANT CONNECT, TEMPORARY ON DATABASE {d} TO {r};
+             GRANT CONNECT ON DATABASE {d} TO {r};
              ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
             d = ident(db.as_str()),
             r = ident(role.as_str()),

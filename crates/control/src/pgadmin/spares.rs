@@ -95,7 +95,7 @@ impl ServerAdmin {
              COMMENT ON DATABASE {sd} IS {tag};
              ALTER DATABASE {sd} RENAME TO {d};
              REVOKE ALL ON DATABASE {d} FROM PUBLIC;
-             GRANT CONNECT, TEMPORARY ON DATABASE {d} TO {r};
+             GRANT CONNECT ON DATABASE {d} TO {r};
              ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
                 sd_name = literal(spare.as_str()),
                 d_name = literal(db.as_str()),

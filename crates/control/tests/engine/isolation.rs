@@ -290,7 +290,12 @@ async fn a_tenant_role_holds_exactly_the_app_privileges_of_its_template_version(
 #[tokio::test]
 async fn what_a_tenant_grants_the_app_role_never_reaches_other_databases() {
     let fleet = TestFleet::single().unwrap();
-    let engine = engine_with_workers(&fleet).await;
+    let mut with_temp_tables = config(&fleet);
+    for limits in with_temp_tables.tiers.values_mut() {
+        limits.temp_tables = true;
+    }
+    let engine = Engine::start(with_temp_tables).await.unwrap();
+    std::mem::forget(engine.run_workers());
     let tenant = onboard(&engine, request("4104", "Granter")).await;
     let cluster = fleet.cluster("pg-1");
     let mut session = connect_own(&engine, cluster, &tenant).await.unwrap();

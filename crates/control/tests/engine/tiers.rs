@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use sqlx::Row;
+use tenancy_control::{FindingKind, Repair};
 use tenancy_core::{ErrorCode, UpdateTenant};
 use tenancy_testkit::TestFleet;
 
@@ -190,4 +191,123 @@ async fn changed_tier_figures_roll_out_to_every_tenant_of_the_tier_after_a_resta
         second.roll_out_tiers().await.unwrap().is_empty(),
         "done once"
     );
+}
+
+/// Whether a new session of the tenant's role may create a temporary table (after lifting the
+/// read-only default, which is the tenant's own to lift).
+async fn creates_temp_table(
+    engine: &tenancy_control::Engine,
+    fleet: &TestFleet,
+    tenant: &tenancy_core::Tenant,
+) -> bool {
+    let mut conn = connect_own(engine, fleet.cluster("pg-1"), tenant)
+        .await
+        .unwrap();
+    sqlx::raw_sql("SET default_transaction_read_only = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    match sqlx::raw_sql("CREATE TEMPORARY TABLE scratch (id int)")
+        .execute(&mut conn)
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                e.to_string()
+                    .contains("permission denied to create temporary tables"),
+                "{e}"
+            );
+            false
+        }
+    }
+}
+
+/// Temporary tables count against neither `temp_file_limit` nor the storage quota, so a tenant
+/// role may create them only when its tier says `temp_tables = true`, and only while it is
+/// active and writable; the reconciler finds a role that holds them against that and converges
+/// it (security review 2, N19).
+#[tokio::test]
+async fn temporary_tables_are_the_tiers_choice_and_never_a_read_only_tenants() {
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    let free = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
+    let mut scratch = free.clone();
+    scratch.temp_tables = true;
+    let mut full = scratch.clone();
+    full.storage_quota = Some(bytesize::ByteSize::mib(4));
+    config.tiers.insert("scratch".parse().unwrap(), scratch);
+    config.tiers.insert("full".parse().unwrap(), full);
+    let engine = tenancy_control::Engine::start(config).await.unwrap();
+    std::mem::forget(engine.run_workers());
+
+    let tenant = onboard(&engine, request("7401", "Temp Free")).await;
+    assert!(!creates_temp_table(&engine, &fleet, &tenant).await);
+    let mut create = request("7402", "Temp Scratch");
+    create.tier = Some("scratch".parse().unwrap());
+    let scratch = onboard(&engine, create).await;
+    assert!(creates_temp_table(&engine, &fleet, &scratch).await);
+
+    // A re-tier gives and takes them.
+    retier(&engine, &tenant.org_id, "scratch").await;
+    assert!(creates_temp_table(&engine, &fleet, &tenant).await);
+    retier(&engine, &tenant.org_id, "free").await;
+    assert!(!creates_temp_table(&engine, &fleet, &tenant).await);
+
+    // Read-only (over its storage quota) takes them; writable again gives them back.
+    retier(&engine, &scratch.org_id, "full").await;
+    let round = engine.sample_usage().await.unwrap();
+    assert_eq!(round.made_read_only, std::slice::from_ref(&scratch.org_id));
+    assert!(!creates_temp_table(&engine, &fleet, &scratch).await);
+    retier(&engine, &scratch.org_id, "scratch").await;
+    let round = engine.sample_usage().await.unwrap();
+    assert_eq!(round.made_writable, std::slice::from_ref(&scratch.org_id));
+    assert!(creates_temp_table(&engine, &fleet, &scratch).await);
+
+    // A suspension takes them, the resumption gives them back.
+    let actor = tenancy_control::Actor::named("test");
+    let by = tenancy_core::SuspendedBy::Platform;
+    let op = engine.suspend(&scratch.org_id, by, &actor).await.unwrap();
+    engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let op = engine.resume(&scratch.org_id, by, &actor).await.unwrap();
+    engine
+        .wait_operation(op.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(creates_temp_table(&engine, &fleet, &scratch).await);
+
+    // Granted by hand against the tier: found, and taken back by the repair.
+    fleet
+        .cluster("pg-1")
+        .psql(
+            "postgres",
+            &format!(
+                "GRANT TEMPORARY ON DATABASE {} TO {}",
+                tenant.db_name,
+                tenant.role_name()
+            ),
+        )
+        .unwrap();
+    let found = engine.reconcile(Repair::Nothing).await.unwrap();
+    assert!(
+        found.iter().any(|f| f.kind == FindingKind::RoleDrift
+            && f.org_id.as_ref() == Some(&tenant.org_id)
+            && f.detail.contains("temporary tables")),
+        "{found:?}"
+    );
+    engine.reconcile(Repair::Tenants).await.unwrap();
+    tenancy_testkit::eventually(Duration::from_secs(30), "the repair converges", || async {
+        let ops = engine.tenant_operations(&tenant.org_id, 10).await.unwrap();
+        let converged = ops.iter().any(|op| {
+            op.kind == tenancy_core::OperationKind::Converge
+                && op.state == tenancy_core::OperationState::Succeeded
+        });
+        converged.then_some(())
+    })
+    .await;
+    assert!(engine.reconcile(Repair::Nothing).await.unwrap().is_empty());
+    assert!(!creates_temp_table(&engine, &fleet, &tenant).await);
 }
