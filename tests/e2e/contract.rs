@@ -303,6 +303,12 @@ async fn an_api_fuzzer_finds_a_populated_registry_true_to_the_document() {
         .await;
     assert_eq!(drained.status, StatusCode::OK, "{drained:?}");
 
+    // Every phase with made-up identifiers, stateful links included, which reach the tenants
+    // above through the lists.
+    let reports = tempfile::tempdir().unwrap();
+    std::fs::write(reports.path().join("schemathesis.toml"), CONFIG).unwrap();
+    fuzz(&deployment, &registry, reports.path(), "30", &[]).await;
+
     for (org, resource) in [
         (agency, QUOTA),
         (client, QUOTA),
