@@ -177,9 +177,10 @@ async fn an_api_fuzzer_finds_an_existing_tenants_routes_true_to_the_document() {
 
 /// A registry in service holds more than fresh tenants: agencies with clients, an agency
 /// suspended with its clients, a tenant made read-only by its storage quota, a tenant on a
-/// second server whose move is retrying its last step, a deleted tenant, and a server added
-/// through the API and drained. The fuzzer is aimed at each tenant in turn (and at that
-/// server), so the routes answer every one of those states as the document says.
+/// second server whose move is retrying its last step, a deleted tenant, a server added
+/// through the API and drained, and one that could not be reached. The fuzzer runs free first,
+/// then is aimed at each tenant in turn (and at one of those servers), so the routes answer
+/// every one of those states as the document says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_fuzzer_finds_a_populated_registry_true_to_the_document() {
     let fleet = Deployment::fleet()
@@ -191,7 +192,10 @@ async fn an_api_fuzzer_finds_a_populated_registry_true_to_the_document() {
     let extra = PgCluster::start().unwrap();
     let registry = registry_with(
         &deployment,
-        &[("TENANCY_SERVER_PASSWORD_PG_EXTRA", extra.admin_password())],
+        &[
+            ("TENANCY_SERVER_PASSWORD_PG_EXTRA", extra.admin_password()),
+            ("TENANCY_SERVER_PASSWORD_PG_DOWN", extra.admin_password()),
+        ],
     )
     .await;
     let sql = |statement: &str| {
@@ -302,6 +306,19 @@ async fn an_api_fuzzer_finds_a_populated_registry_true_to_the_document() {
         .call(Method::POST, "/v1/servers/pg-extra/drain", None)
         .await;
     assert_eq!(drained.status, StatusCode::OK, "{drained:?}");
+    // And one that cannot be reached: registered disabled, never prepared.
+    let down = registry
+        .call(
+            Method::POST,
+            "/v1/servers",
+            Some(
+                json!({"id": "pg-down", "region": "local", "host": "127.0.0.1", "port": 1,
+                        "admin_user": "postgres",
+                        "password_env": "TENANCY_SERVER_PASSWORD_PG_DOWN", "capacity": 10}),
+            ),
+        )
+        .await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE, "{down:?}");
 
     // Every phase with made-up identifiers, stateful links included, which reach the tenants
     // above through the lists.
@@ -309,21 +326,21 @@ async fn an_api_fuzzer_finds_a_populated_registry_true_to_the_document() {
     std::fs::write(reports.path().join("schemathesis.toml"), CONFIG).unwrap();
     fuzz(&deployment, &registry, reports.path(), "30", &[]).await;
 
-    for (org, resource) in [
-        (agency, QUOTA),
-        (client, QUOTA),
-        (cascaded, QUOTA),
-        (read_only, QUOTA),
-        (moved, QUOTA),
-        (deleted, QUOTA),
+    for (org, server) in [
+        (agency, "pg-extra"),
+        (client, "pg-down"),
+        (cascaded, "pg-extra"),
+        (read_only, "pg-down"),
+        (moved, "pg-extra"),
+        (deleted, "pg-down"),
     ] {
         let reports = tempfile::tempdir().unwrap();
         std::fs::write(
             reports.path().join("schemathesis.toml"),
             format!(
-                "[parameters]\norg_id = \"{org}\"\nresource = \"{resource}\"\n\n\
+                "[parameters]\norg_id = \"{org}\"\nresource = \"{QUOTA}\"\n\n\
                  [[operations]]\ninclude-path-regex = \"^/v1/servers/\"\n\
-                 parameters = {{ id = \"pg-extra\" }}\n\n\
+                 parameters = {{ id = \"{server}\" }}\n\n\
                  [[operations]]\ninclude-path-regex = \"^/v1/operations/\"\n\
                  parameters = {{ id = \"{operation}\" }}\n\n{CONFIG}"
             ),
