@@ -51,7 +51,9 @@ impl ServerAdmin {
     }
 
     /// Size and open sessions of every tenant database on the server, in one query (the usage
-    /// sampler's round asks each server once, whatever its number of tenants).
+    /// sampler's round asks each server once, whatever its number of tenants). On the operations
+    /// pool, not the probes': callers polling `/usage` and `/health` never make the sampler, and
+    /// so storage-quota enforcement, skip a server.
     pub async fn sample_usage(&self) -> Result<Vec<(String, i64, i64)>, ControlError> {
         sqlx::query_as(
             "SELECT d.datname::text, pg_database_size(d.oid), coalesce(a.sessions, 0)
@@ -60,7 +62,7 @@ impl ServerAdmin {
                  ON a.datid = d.oid
              WHERE d.datname LIKE 'tenant\\_%' AND d.datname <> 'tenant_template'",
         )
-        .fetch_all(&self.probes)
+        .fetch_all(&self.pool)
         .await
         .map_err(self.err())
     }

@@ -386,3 +386,53 @@ async fn one_tenant_failing_enforcement_does_not_stop_the_round() {
     assert!(engine.tenant(&tenants[1].org_id).await.unwrap().read_only);
     assert!(!engine.tenant(&tenants[0].org_id).await.unwrap().read_only);
 }
+
+/// Callers polling `/usage` and `/health` use the probe connections; the sampler does not, so
+/// they never make it skip a server and its storage quotas (first security review, M6). Here
+/// every probe connection is stuck behind a lock on `pg_database` held for three seconds: the
+/// sampler waits for the lock on its own connection and enforces the quota.
+#[tokio::test]
+async fn probes_held_by_callers_never_make_the_sampler_skip_a_server() {
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    with_tiny_tier(&mut config);
+    let engine = tenancy_control::Engine::start(config).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let mut create: CreateTenant = request("7311", "Probed Hog");
+    create.tier = Some("tiny".parse().unwrap());
+    let tenant = onboard(&engine, create).await;
+    // The sampler's connection exists already, as in a registry that has been running.
+    engine.sample_usage().await.unwrap();
+    sqlx::query("UPDATE tenants SET read_only = false WHERE org_id = $1")
+        .bind(tenant.org_id.as_str())
+        .execute(&mut registry(&fleet).await)
+        .await
+        .unwrap();
+
+    let cluster = fleet.cluster("pg-1");
+    let mut locker = <PgConnection as sqlx::Connection>::connect(&cluster.url("postgres"))
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE pg_database IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let pollers: Vec<_> = (0..4)
+        .map(|_| {
+            let (engine, org_id) = (engine.clone(), tenant.org_id.clone());
+            tokio::spawn(async move { engine.usage(&org_id, None).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        sqlx::raw_sql("ROLLBACK").execute(&mut locker).await.unwrap();
+    });
+    let round = engine.sample_usage().await.unwrap();
+    assert_eq!(round.servers, 1, "the server was sampled: {round:?}");
+    assert_eq!(round.made_read_only, std::slice::from_ref(&tenant.org_id));
+    release.await.unwrap();
+    for poller in pollers {
+        let _ = poller.await.unwrap();
+    }
+}
