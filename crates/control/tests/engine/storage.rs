@@ -426,7 +426,10 @@ async fn probes_held_by_callers_never_make_the_sampler_skip_a_server() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        sqlx::raw_sql("ROLLBACK").execute(&mut locker).await.unwrap();
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut locker)
+            .await
+            .unwrap();
     });
     let round = engine.sample_usage().await.unwrap();
     assert_eq!(round.servers, 1, "the server was sampled: {round:?}");
