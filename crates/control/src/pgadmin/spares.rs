@@ -52,7 +52,8 @@ impl ServerAdmin {
 
     /// Makes a claimed spare the tenant's, in one transaction: its role tagged for the tenant,
     /// renamed to the tenant's and given the tenant's login, password and limits; its database
-    /// tagged, renamed to the tenant's, closed to PUBLIC and opened to the role (who has the
+    /// tagged, renamed to the tenant's, closed to PUBLIC and opened to the role (`TEMPORARY` too
+    /// when its tier allows temporary tables; the role has the
     /// template's privileges inside since the spare was made). A spare never had a session to
     /// end: it never allowed connections. Returns `false`, changing nothing, unless the spare's
     /// database and role are there, tagged as a spare, and nothing of the tenant's is: a claim
@@ -95,7 +96,7 @@ impl ServerAdmin {
              COMMENT ON DATABASE {sd} IS {tag};
              ALTER DATABASE {sd} RENAME TO {d};
              REVOKE ALL ON DATABASE {d} FROM PUBLIC;
-             GRANT CONNECT ON DATABASE {d} TO {r};
+             GRANT {privileges} ON DATABASE {d} TO {r};
              ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
                 sd_name = literal(spare.as_str()),
                 d_name = literal(db.as_str()),
@@ -106,6 +107,12 @@ impl ServerAdmin {
                 attributes = role_attributes(true, limits, password, self.scram_iterations),
                 revokes = revoke_memberships(role),
                 settings = role_settings(&r, limits),
+                // A new tenant is active and writable: temporary tables are its tier's choice.
+                privileges = if limits.temp_tables {
+                    "CONNECT, TEMPORARY"
+                } else {
+                    "CONNECT"
+                },
             ))
             .await;
         match adopted {

@@ -59,7 +59,11 @@ async fn provision_path(engine: &Engine, tenant: &tenancy_core::Tenant) -> Optio
 #[tokio::test]
 async fn onboarding_claims_a_spare_and_the_pool_refills() {
     let fleet = TestFleet::single().unwrap();
-    let engine = Engine::start(pooled(&fleet, 2)).await.unwrap();
+    let mut config = pooled(&fleet, 2);
+    let mut scratch = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
+    scratch.temp_tables = true;
+    config.tiers.insert("scratch".parse().unwrap(), scratch);
+    let engine = Engine::start(config).await.unwrap();
     std::mem::forget(engine.run_workers());
     pool_filled(&engine, 2).await;
     let cluster = fleet.cluster("pg-1");
@@ -96,10 +100,26 @@ async fn onboarding_claims_a_spare_and_the_pool_refills() {
             .is_err(),
         "a tenant role connected to a spare"
     );
+    // Temporary tables as the tier says, a spare claimed or not.
+    let temp = "CREATE TEMPORARY TABLE scratch (id int)";
+    let refused = sqlx::raw_sql(temp).execute(&mut own).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    let mut create = request("9102", "Warm Scratch");
+    create.tier = Some("scratch".parse().unwrap());
+    let scratch = onboard(&engine, create).await;
+    assert_eq!(
+        provision_path(&engine, &scratch).await,
+        Some(ProvisionPath::Warm)
+    );
+    let mut own = connect_own(&engine, cluster, &scratch).await.unwrap();
+    sqlx::raw_sql(temp).execute(&mut own).await.unwrap();
 
     // The next round brings the pool back to its size.
     let refill = engine.refill_warm_pool().await.unwrap();
-    assert_eq!((refill.cloned, refill.dropped), (1, 0));
+    assert_eq!((refill.cloned, refill.dropped), (2, 0));
     assert_eq!(spares(&engine).await, 2);
 }
 
