@@ -6,7 +6,7 @@
 //! makes its own tenants and follows them); another aims the generated requests at a tenant
 //! that exists, so that a tenant's routes are reached past their 404.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use reqwest::{Method, StatusCode};
@@ -59,16 +59,28 @@ async fn registry_with(deployment: &Deployment, env: &[(&str, &str)]) -> Registr
     deployment.start_with_env(&all).await.unwrap()
 }
 
-/// Runs schemathesis against the registry's document with `args` added, in `dir` (its reports,
-/// and its `schemathesis.toml` when there is one), for `max_time` seconds unless
-/// `SCHEMATHESIS_MAX_TIME` says otherwise, and fails the test on anything it finds.
+/// `fuzz`'s arguments for a run aimed at one tenant: every phase but the stateful one (fixed
+/// parameters would override the identifiers it links), and not the tenant's deletion (the rest
+/// of the run would only meet a deleted tenant).
+const AIMED: &[&str] = &[
+    "--phases",
+    "examples,coverage,fuzzing",
+    "--exclude-operation-id",
+    "delete_tenant",
+];
+
+/// Runs schemathesis against the registry's document with `args` added, in a directory of its
+/// own holding its reports and `config` as its `schemathesis.toml`, for `max_time` seconds
+/// unless `SCHEMATHESIS_MAX_TIME` says otherwise, and fails the test on anything it finds.
 async fn fuzz(
     deployment: &Deployment,
     registry: &Registry,
-    dir: &Path,
+    config: &str,
     max_time: &str,
     args: &[&str],
 ) {
+    let reports = tempfile::tempdir().unwrap();
+    std::fs::write(reports.path().join("schemathesis.toml"), config).unwrap();
     let program = schemathesis();
     assert!(
         program.is_file(),
@@ -80,7 +92,7 @@ async fn fuzz(
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261123".into());
     let checks = std::env::var("SCHEMATHESIS_CHECKS").unwrap_or_else(|_| CHECKS.into());
     let schema = format!("{}/openapi.json", registry.base);
-    let dir = dir.to_owned();
+    let dir = reports.path().to_owned();
     let args: Vec<String> = args.iter().map(|&arg| arg.to_owned()).collect();
     let output: Output = tokio::task::spawn_blocking(move || {
         Command::new(&program)
@@ -119,60 +131,38 @@ async fn fuzz(
 async fn an_api_fuzzer_finds_the_registry_true_to_its_openapi_document() {
     let deployment = Deployment::new().unwrap();
     let registry = registry(&deployment).await;
-    let reports = tempfile::tempdir().unwrap();
-    std::fs::write(reports.path().join("schemathesis.toml"), CONFIG).unwrap();
-    fuzz(
-        &deployment,
-        &registry,
-        reports.path(),
-        MAX_TIME_SECONDS,
-        &[],
-    )
-    .await;
+    fuzz(&deployment, &registry, CONFIG, MAX_TIME_SECONDS, &[]).await;
 }
 
-/// Every generated request names the same active tenant (and a quota of its tier), so its
-/// settings, usage, quotas, suspension, credentials and moves are exercised for real. Its
-/// deletion is left out: the rest of the run would only meet a deleted tenant. The stateful
-/// phase is the other test's: fixed parameters would override the identifiers it links.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_api_fuzzer_finds_an_existing_tenants_routes_true_to_the_document() {
-    let deployment = Deployment::new().unwrap();
-    let registry = registry(&deployment).await;
+/// Onboards a tenant through the API and waits until it is active.
+async fn onboard(registry: &Registry, body: serde_json::Value) {
+    let org = body["org_id"].as_str().unwrap().to_owned();
     let created = registry
-        .call(
-            Method::POST,
-            "/v1/tenants?wait=1s",
-            Some(json!({"org_id": ORG, "name": "Fuzzed Corp", "tier": "free"})),
-        )
+        .call(Method::POST, "/v1/tenants?wait=1s", Some(body))
         .await;
     assert!(
         [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&created.status),
         "{created:?}"
     );
     registry
-        .wait_for(&format!("/v1/tenants/{ORG}"), "status", "active")
+        .wait_for(&format!("/v1/tenants/{org}"), "status", "active")
         .await;
-    let reports = tempfile::tempdir().unwrap();
-    std::fs::write(
-        reports.path().join("schemathesis.toml"),
-        format!("[parameters]\norg_id = \"{ORG}\"\nresource = \"{QUOTA}\"\n\n{CONFIG}"),
-    )
-    .unwrap();
-    let args = [
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--exclude-operation-id",
-        "delete_tenant",
-    ];
-    fuzz(
-        &deployment,
+}
+
+/// Every generated request names the same active tenant (and a quota of its tier), so its
+/// settings, usage, quotas, suspension, credentials and moves are exercised for real (see
+/// [`AIMED`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_fuzzer_finds_an_existing_tenants_routes_true_to_the_document() {
+    let deployment = Deployment::new().unwrap();
+    let registry = registry(&deployment).await;
+    onboard(
         &registry,
-        reports.path(),
-        MAX_TIME_SECONDS,
-        &args,
+        json!({"org_id": ORG, "name": "Fuzzed Corp", "tier": "free"}),
     )
     .await;
+    let config = format!("[parameters]\norg_id = \"{ORG}\"\nresource = \"{QUOTA}\"\n\n{CONFIG}");
+    fuzz(&deployment, &registry, &config, MAX_TIME_SECONDS, AIMED).await;
 }
 
 /// A registry in service holds more than fresh tenants: agencies with clients, an agency
@@ -223,17 +213,7 @@ async fn an_api_fuzzer_finds_a_populated_registry_true_to_the_document() {
         json!({"org_id": moved, "name": "Moved Corp", "tier": "free"}),
         json!({"org_id": deleted, "name": "Gone Corp", "tier": "free"}),
     ] {
-        let org = body["org_id"].as_str().unwrap().to_owned();
-        let created = registry
-            .call(Method::POST, "/v1/tenants?wait=1s", Some(body))
-            .await;
-        assert!(
-            [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&created.status),
-            "{created:?}"
-        );
-        registry
-            .wait_for(&format!("/v1/tenants/{org}"), "status", "active")
-            .await;
+        onboard(&registry, body).await;
     }
 
     // The second agency suspended: its client is suspended by the cascade.
@@ -322,9 +302,7 @@ async fn an_api_fuzzer_finds_a_populated_registry_true_to_the_document() {
 
     // Every phase with made-up identifiers, stateful links included, which reach the tenants
     // above through the lists.
-    let reports = tempfile::tempdir().unwrap();
-    std::fs::write(reports.path().join("schemathesis.toml"), CONFIG).unwrap();
-    fuzz(&deployment, &registry, reports.path(), "30", &[]).await;
+    fuzz(&deployment, &registry, CONFIG, "30", &[]).await;
 
     for (org, server) in [
         (agency, "pg-extra"),
@@ -334,25 +312,14 @@ async fn an_api_fuzzer_finds_a_populated_registry_true_to_the_document() {
         (moved, "pg-extra"),
         (deleted, "pg-down"),
     ] {
-        let reports = tempfile::tempdir().unwrap();
-        std::fs::write(
-            reports.path().join("schemathesis.toml"),
-            format!(
-                "[parameters]\norg_id = \"{org}\"\nresource = \"{QUOTA}\"\n\n\
-                 [[operations]]\ninclude-path-regex = \"^/v1/servers/\"\n\
-                 parameters = {{ id = \"{server}\" }}\n\n\
-                 [[operations]]\ninclude-path-regex = \"^/v1/operations/\"\n\
-                 parameters = {{ id = \"{operation}\" }}\n\n{CONFIG}"
-            ),
-        )
-        .unwrap();
-        let args = [
-            "--phases",
-            "examples,coverage,fuzzing",
-            "--exclude-operation-id",
-            "delete_tenant",
-        ];
-        fuzz(&deployment, &registry, reports.path(), "15", &args).await;
+        let config = format!(
+            "[parameters]\norg_id = \"{org}\"\nresource = \"{QUOTA}\"\n\n\
+             [[operations]]\ninclude-path-regex = \"^/v1/servers/\"\n\
+             parameters = {{ id = \"{server}\" }}\n\n\
+             [[operations]]\ninclude-path-regex = \"^/v1/operations/\"\n\
+             parameters = {{ id = \"{operation}\" }}\n\n{CONFIG}"
+        );
+        fuzz(&deployment, &registry, &config, "15", AIMED).await;
     }
 }
 
