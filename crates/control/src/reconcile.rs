@@ -445,7 +445,7 @@ impl Reconciler<'_> {
                 "active tenant cannot connect; unblocking".into(),
             )));
         }
-        let temp_tables = !blocked && !tenant.read_only && limits.temp_tables;
+        let temp_tables = limits.temp_tables_for(!blocked, tenant.read_only);
         if held.temporary != temp_tables {
             return Ok(Some((
                 FindingKind::RoleDrift,

@@ -52,6 +52,13 @@ pub struct TierLimits {
 }
 
 impl TierLimits {
+    /// Whether a tenant of this tier may hold `TEMPORARY` on its database: the tier allows
+    /// temporary tables, and the tenant is active and writable. The operations grant by it and
+    /// the reconciler checks by it.
+    pub fn temp_tables_for(&self, active: bool, read_only: bool) -> bool {
+        self.temp_tables && active && !read_only
+    }
+
     /// The figures a `retier` applies to the tenant's role, as text: when they change between
     /// configurations, every tenant of the tier is re-tiered.
     pub fn role_figures(&self) -> String {

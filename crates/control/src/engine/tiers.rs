@@ -59,8 +59,8 @@ impl Engine {
     }
 
     /// Rolls changed tier figures out: for each tier whose role figures (connection limit,
-    /// timeouts, temp file limit, temporary tables) differ from those last rolled out, queues a `retier` of every
-    /// tenant of the tier, then records the figures. A tenant with another operation under way
+    /// timeouts, temp file limit, temporary tables) differ from those last rolled out, queues a
+    /// `retier` of every tenant of the tier, then records the figures. A tenant with another operation under way
     /// is left for the next call (the figures stay unrecorded until none is left), so a crash or
     /// a busy tenant only delays the rollout. [`Engine::start`] calls it, and registry processes
     /// every maintenance round, one replica at a time (another one's call answers nothing).

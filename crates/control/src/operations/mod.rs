@@ -205,10 +205,10 @@ impl StepContext<'_> {
         self.config.tier_limits(&self.tenant.tier)
     }
 
-    /// Whether the tenant's role may have temporary tables: its tier allows them, and it is
-    /// active and writable (`read_only` as the caller last read it).
+    /// Whether the tenant's role may have temporary tables (see [`TierLimits::temp_tables_for`];
+    /// `read_only` as the caller last read it).
     fn temp_tables(&self, active: bool, read_only: bool) -> Result<bool, ControlError> {
-        Ok(active && !read_only && self.limits()?.temp_tables)
+        Ok(self.limits()?.temp_tables_for(active, read_only))
     }
 
     /// Ends the operation with its effect on the tenant (fenced by the lease).

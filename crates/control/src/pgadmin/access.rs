@@ -83,9 +83,9 @@ impl ServerAdmin {
     /// Opens the database to the tenant's role alone, in one transaction: tagged for the tenant,
     /// PUBLIC loses every privilege on it, the role gets CONNECT (TEMPORARY is its tier's, see
     /// [`Self::set_temp_tables`]) and loses any membership, then connections are allowed (so no
-    /// other role can ever connect). A database
-    /// tagged for anyone else is refused, changing nothing. Inside, the role has no privilege
-    /// yet but what it was given there before (see [`Self::grant_app_privileges`]).
+    /// other role can ever connect). A database tagged for anyone else is refused, changing
+    /// nothing. Inside, the role has no privilege yet but what it was given there before (see
+    /// [`Self::grant_app_privileges`]).
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn open_to(
         &self,

@@ -53,8 +53,8 @@ impl ServerAdmin {
     /// Makes a claimed spare the tenant's, in one transaction: its role tagged for the tenant,
     /// renamed to the tenant's and given the tenant's login, password and limits; its database
     /// tagged, renamed to the tenant's, closed to PUBLIC and opened to the role (`TEMPORARY` too
-    /// when its tier allows temporary tables; the role has the
-    /// template's privileges inside since the spare was made). A spare never had a session to
+    /// when its tier allows temporary tables; the role has the template's privileges inside
+    /// since the spare was made). A spare never had a session to
     /// end: it never allowed connections. Returns `false`, changing nothing, unless the spare's
     /// database and role are there, tagged as a spare, and nothing of the tenant's is: a claim
     /// half done by a step of an older version (or a spare without a role) goes step by step.
