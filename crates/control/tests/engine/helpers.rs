@@ -2,13 +2,20 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sqlx::{Connection, PgConnection};
-use tenancy_control::{Actor, Config, Engine, Onboarded};
+use tenancy_control::{Actor, Config, Engine, Onboarded, TierLimits};
 use tenancy_core::{CreateTenant, OperationState, OrgId, Tenant, TenantStatus};
 use tenancy_testkit::{PgCluster, TestFleet, eventually};
 
 /// The fleet as the engine's configuration.
 pub fn config(fleet: &TestFleet) -> Config {
     Config::from_toml(&fleet.toml(), |var| fleet.secret(var)).expect("fleet configuration")
+}
+
+/// Adds the tier `name`: `free` as `change` leaves it.
+pub fn add_tier(config: &mut Config, name: &str, change: impl FnOnce(&mut TierLimits)) {
+    let mut tier = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
+    change(&mut tier);
+    config.tiers.insert(name.parse().unwrap(), tier);
 }
 
 /// An engine on the fleet (registry migrated, servers prepared), no workers.

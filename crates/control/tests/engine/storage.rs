@@ -32,9 +32,9 @@ async fn feed_says_read_only(engine: &tenancy_control::Engine, tenant: &Tenant) 
 /// Adds the tier `tiny`: `free` with a 4 MiB storage quota, which a fresh tenant database (about
 /// 8 MB) is over from the start.
 fn with_tiny_tier(config: &mut tenancy_control::Config) {
-    let mut tiny = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
-    tiny.storage_quota = Some(bytesize::ByteSize::mib(4));
-    config.tiers.insert("tiny".parse().unwrap(), tiny);
+    add_tier(config, "tiny", |tiny| {
+        tiny.storage_quota = Some(bytesize::ByteSize::mib(4));
+    });
 }
 
 #[tokio::test]

@@ -231,13 +231,11 @@ async fn creates_temp_table(
 async fn temporary_tables_are_the_tiers_choice_and_never_a_read_only_tenants() {
     let fleet = TestFleet::single().unwrap();
     let mut config = config(&fleet);
-    let free = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
-    let mut scratch = free.clone();
-    scratch.temp_tables = true;
-    let mut full = scratch.clone();
-    full.storage_quota = Some(bytesize::ByteSize::mib(4));
-    config.tiers.insert("scratch".parse().unwrap(), scratch);
-    config.tiers.insert("full".parse().unwrap(), full);
+    add_tier(&mut config, "scratch", |scratch| scratch.temp_tables = true);
+    add_tier(&mut config, "full", |full| {
+        full.temp_tables = true;
+        full.storage_quota = Some(bytesize::ByteSize::mib(4));
+    });
     let engine = tenancy_control::Engine::start(config).await.unwrap();
     std::mem::forget(engine.run_workers());
 

@@ -60,9 +60,7 @@ async fn provision_path(engine: &Engine, tenant: &tenancy_core::Tenant) -> Optio
 async fn onboarding_claims_a_spare_and_the_pool_refills() {
     let fleet = TestFleet::single().unwrap();
     let mut config = pooled(&fleet, 2);
-    let mut scratch = config.tiers[&"free".parse::<tenancy_core::Tier>().unwrap()].clone();
-    scratch.temp_tables = true;
-    config.tiers.insert("scratch".parse().unwrap(), scratch);
+    add_tier(&mut config, "scratch", |scratch| scratch.temp_tables = true);
     let engine = Engine::start(config).await.unwrap();
     std::mem::forget(engine.run_workers());
     pool_filled(&engine, 2).await;
