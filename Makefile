@@ -4,19 +4,19 @@ CARGO ?= cargo
 # nextest runs each test in its own process (each starts its own PostgreSQL clusters).
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run stop reset test bench lint fmt deps fuzz-deps
+.PHONY: run stop reset test bench lint fmt deps test-deps
 
 VENV := .local/venv
 
 deps:
 	@scripts/ensure-postgres.sh
 
-## schemathesis, the API fuzzer the contract test runs, in a virtual environment of its own.
-fuzz-deps: $(VENV)/.installed
+## The Python tools tests run (the API fuzzer, pg8000, an S3 server), in a virtual environment of their own.
+test-deps: $(VENV)/.installed
 
-$(VENV)/.installed: scripts/api-fuzz-requirements.txt
+$(VENV)/.installed: scripts/test-requirements.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/api-fuzz-requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
 	touch $@
 
 ## Runs the registry on a private PostgreSQL cluster under .local/ (kept between runs).
@@ -32,7 +32,7 @@ reset:
 	@deploy/local/stop.sh --reset
 
 ## Every test, against throw-away PostgreSQL clusters the tests start and stop themselves.
-test: deps fuzz-deps
+test: deps test-deps
 	$(CARGO) build --workspace --bins
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast

@@ -56,6 +56,16 @@ pub enum ControlError {
     /// `pg_dump` or `pg_restore` failed (a move's copy); the step is tried again.
     #[error("copy: {0}")]
     Copy(String),
+    /// The backup store failed a request; the step is tried again.
+    #[error("backup store: {0}")]
+    BackupStore(String),
+    /// A stored backup that does not decrypt and authenticate.
+    #[error("backup {0}")]
+    BackupUnreadable(String),
+    /// The server runs as many backups and restores as `[backups] per_server` allows: the step
+    /// waits for one to end.
+    #[error("server {0} runs as many backups as it may at once; waiting")]
+    BackupSlotsBusy(ServerId),
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("configuration: {0}")]
@@ -85,7 +95,11 @@ impl ControlError {
             ControlError::TenantNotFound(_) | ControlError::NotFound { .. } => ErrorCode::NotFound,
             ControlError::Conflict { code, .. } => *code,
             ControlError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
-            ControlError::ClientsBusy { .. } => ErrorCode::OperationInProgress,
+            ControlError::ClientsBusy { .. } | ControlError::BackupSlotsBusy(_) => {
+                ErrorCode::OperationInProgress
+            }
+            ControlError::BackupStore(_) => ErrorCode::BackupStoreUnavailable,
+            ControlError::BackupUnreadable(_) => ErrorCode::BackupUnreadable,
             ControlError::NoCapacity { .. } => ErrorCode::NoCapacity,
             ControlError::TemplateBusy { .. } => ErrorCode::TemplateBusy,
             ControlError::Registry(source) if is_unavailable(source) => ErrorCode::Unavailable,
@@ -117,6 +131,7 @@ impl ControlError {
             | ControlError::QuotaExceeded { .. }
             | ControlError::Config(_)
             | ControlError::Corrupt(_)
+            | ControlError::BackupUnreadable(_)
             | ControlError::LeaseLost => false,
             #[cfg(feature = "testing")]
             ControlError::InjectedCrash => false,
@@ -127,6 +142,8 @@ impl ControlError {
             | ControlError::TemplateBusy { .. }
             | ControlError::TemplateAhead { .. }
             | ControlError::ClientsBusy { .. }
+            | ControlError::BackupSlotsBusy(_)
+            | ControlError::BackupStore(_)
             | ControlError::Registry(_)
             | ControlError::Migration(_)
             | ControlError::Copy(_)
@@ -137,7 +154,10 @@ impl ControlError {
     /// Whether the step waits for other work to end rather than failed: it is tried again
     /// without spending an attempt.
     pub(crate) fn is_waiting(&self) -> bool {
-        matches!(self, ControlError::ClientsBusy { .. })
+        matches!(
+            self,
+            ControlError::ClientsBusy { .. } | ControlError::BackupSlotsBusy(_)
+        )
     }
 
     pub(crate) fn conflict(code: ErrorCode, detail: impl Into<String>) -> Self {

@@ -17,6 +17,7 @@
 
 mod activator;
 mod admins;
+pub mod backups;
 pub mod config;
 mod engine;
 mod error;
@@ -36,13 +37,13 @@ mod worker;
 pub use activator::{ActivationError, AdminActivation, AdminActivator};
 pub use admins::ServerAdmins;
 pub use config::{
-    Config, EngineConfig, MovesConfig, QuotaLimit, ServerConfig, TierLimits, UsageConfig,
-    WarmPoolConfig,
+    BackupsConfig, Config, EngineConfig, MovesConfig, QuotaLimit, ServerConfig, TierLimits,
+    UsageConfig, WarmPoolConfig,
 };
 pub use engine::fleet;
 pub use engine::{
-    Authority, Balance, Engine, Onboarded, PlannedMove, Refill, Rekeyed, SampleRound, Secrets,
-    TierRollout, TierStatus, Workers, password_env_of,
+    Authority, Balance, Engine, Export, MAX_BACKUP_PAGE, Onboarded, PlannedMove, Refill, Rekeyed,
+    SampleRound, Secrets, TierRollout, TierStatus, Workers, password_env_of,
 };
 pub use error::ControlError;
 pub use reconcile::{Finding, FindingKind, Repair};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use secrecy::ExposeSecret;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::process::{Child, Command};
 
 use crate::config::ServerConfig;
@@ -131,6 +131,116 @@ impl PgTools {
         dumped?;
         restored?;
         copied.map_err(|e| copy_error(format!("streaming the dump into pg_restore: {e}")))
+    }
+    /// Streams `pg_dump -Fc` of `db` as the exported `snapshot` sees it (large objects
+    /// included, owners and privileges recorded) into `into`; returns the archive's bytes. A
+    /// failing writer stops the dump.
+    pub async fn dump_into<W: AsyncWrite + Unpin>(
+        &self,
+        server: &ServerConfig,
+        db: &str,
+        snapshot: &str,
+        into: &mut W,
+    ) -> Result<u64, ControlError> {
+        let env = ConnectionEnv::new(server, db)?;
+        let mut dump = env
+            .command(&self.dump)
+            .args(["--format=custom", "--no-password", "--snapshot", snapshot])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| copy_error(format!("cannot start pg_dump: {e}")))?;
+        let mut from = dump.stdout.take().expect("piped");
+        let copied = tokio::io::copy(&mut from, into).await;
+        if copied.is_err() {
+            let _ = dump.start_kill();
+        }
+        let dumped = finish("pg_dump", &mut dump).await;
+        let bytes = copied.map_err(|e| copy_error(format!("storing the dump: {e}")))?;
+        dumped?;
+        Ok(bytes)
+    }
+
+    /// Streams an archive read from `from` into `pg_restore` on `db`: one transaction, stopping
+    /// at the first error, owners and privileges as the archive records them. A reader that
+    /// fails (a backup that does not authenticate) kills `pg_restore` before it can commit.
+    /// Returns the archive's bytes.
+    pub async fn restore_from<R: AsyncRead + Unpin>(
+        &self,
+        server: &ServerConfig,
+        db: &str,
+        from: &mut R,
+    ) -> Result<u64, ControlError> {
+        let env = ConnectionEnv::new(server, db)?;
+        let mut restore = env
+            .command(&self.restore)
+            .args([
+                "--no-password",
+                "--single-transaction",
+                "--exit-on-error",
+                "--dbname",
+                db,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| copy_error(format!("cannot start pg_restore: {e}")))?;
+        let mut to = restore.stdin.take().expect("piped");
+        let copied = tokio::io::copy(from, &mut to).await;
+        if let Err(e) = copied {
+            let _ = restore.kill().await;
+            return Err(match e.get_ref().map(|inner| inner.to_string()) {
+                Some(inner) => ControlError::BackupUnreadable(format!("read failed: {inner}")),
+                None => ControlError::BackupUnreadable(format!("read failed: {e}")),
+            });
+        }
+        drop(to);
+        finish("pg_restore", &mut restore).await?;
+        Ok(copied.unwrap_or_default())
+    }
+
+    /// Reads a whole archive from `from` with `pg_restore --list`; returns how many entries
+    /// its table of contents has.
+    pub async fn list_archive<R: AsyncRead + Unpin>(
+        &self,
+        from: &mut R,
+    ) -> Result<usize, ControlError> {
+        let mut list = Command::new(&self.restore)
+            .arg("--list")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| copy_error(format!("cannot start pg_restore: {e}")))?;
+        let mut to = list.stdin.take().expect("piped");
+        let mut out = list.stdout.take().expect("piped");
+        let reading = async {
+            let mut text = String::new();
+            out.read_to_string(&mut text).await.map(|_| text)
+        };
+        let writing = async {
+            let copied = tokio::io::copy(from, &mut to).await;
+            drop(to);
+            copied
+        };
+        let (copied, text) = tokio::join!(writing, reading);
+        if let Err(e) = copied {
+            // pg_restore reads the table of contents and stops: the rest must still be read,
+            // to authenticate it; a pipe it closed is no failure of the archive.
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                let _ = list.kill().await;
+                return Err(ControlError::BackupUnreadable(format!("read failed: {e}")));
+            }
+            tokio::io::copy(from, &mut tokio::io::sink())
+                .await
+                .map_err(|e| ControlError::BackupUnreadable(format!("read failed: {e}")))?;
+        }
+        finish("pg_restore --list", &mut list).await?;
+        let text = text.map_err(|e| copy_error(format!("reading pg_restore --list: {e}")))?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+            .count())
     }
 }
 

@@ -72,6 +72,12 @@ pub enum FindingKind {
     /// the agency's cascade did not reach it. Reported only; suspend or delete it, or the
     /// agency's operation is still to run.
     ClientOfInactiveAgency,
+    /// An object in the backup store that the backup catalog does not record (reported only).
+    OrphanBackupObject,
+    /// A completed backup in the catalog whose object is not in the backup store.
+    MissingBackupObject,
+    /// The backup store could not be listed.
+    BackupStoreUnreachable,
     /// The server could not be inspected.
     ServerUnreachable,
     /// The server's admin user may not read password verifiers (not a superuser): passwords
@@ -123,6 +129,7 @@ pub(crate) struct Reconciler<'a> {
     pub config: &'a Config,
     pub keyring: &'a Keyring,
     pub checks: &'a PasswordChecks,
+    pub backups: &'a crate::backups::BackupStore,
     #[cfg(feature = "testing")]
     pub faults: Option<&'a std::sync::Arc<dyn crate::faults::FaultInjector>>,
 }
@@ -276,6 +283,16 @@ impl Reconciler<'_> {
             if let Err(e) = self.spares(&server_id, &admin, &mut findings).await {
                 tracing::warn!(server_id = %server_id, error = %e, "spares not checked");
             }
+        }
+        if let Err(e) = self.backup_objects(&mut findings).await {
+            findings.push(Finding {
+                kind: FindingKind::BackupStoreUnreachable,
+                server_id: None,
+                org_id: None,
+                name: self.backups.location().to_owned(),
+                detail: e.to_string(),
+                repaired: false,
+            });
         }
         if fix {
             metrics::gauge!("tenancy_tenants_missing_database").set(f64::from(missing));
@@ -532,6 +549,49 @@ impl Reconciler<'_> {
 }
 
 impl Reconciler<'_> {
+    /// The backup store's objects against the catalog: an object no row records, or a completed
+    /// backup whose object is gone, is reported (never repaired: either may be evidence).
+    /// Running backups are left out (their object appears when their upload completes).
+    async fn backup_objects(&self, findings: &mut Vec<Finding>) -> Result<(), ControlError> {
+        let catalog = self.store.backup_objects().await?;
+        let stored: HashSet<String> = self
+            .backups
+            .list("tenants")
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        let recorded: HashSet<&str> = catalog.iter().map(|(key, _)| key.as_str()).collect();
+        let mut orphans: Vec<&String> = stored
+            .iter()
+            .filter(|key| !recorded.contains(key.as_str()))
+            .collect();
+        orphans.sort();
+        for key in orphans {
+            findings.push(Finding {
+                kind: FindingKind::OrphanBackupObject,
+                server_id: None,
+                org_id: None,
+                name: key.clone(),
+                detail: "object in the backup store that no backup records; left in place".into(),
+                repaired: false,
+            });
+        }
+        for (key, completed) in &catalog {
+            if *completed && !stored.contains(key) {
+                findings.push(Finding {
+                    kind: FindingKind::MissingBackupObject,
+                    server_id: None,
+                    org_id: None,
+                    name: key.clone(),
+                    detail: "completed backup whose object is not in the backup store".into(),
+                    repaired: false,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The server's replication slots that moves made against the moves under way: any other
     /// is reported, and dropped with `Repair::Everything` when no one uses it.
     async fn slots(

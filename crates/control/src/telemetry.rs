@@ -59,6 +59,33 @@ pub fn describe_metrics() {
         Unit::Bytes,
         "How far an online move's target was behind when its cutover began"
     );
+    describe_counter!(
+        "tenancy_backups_total",
+        "Backups (and restores' safeguard backups) by outcome: completed, failed"
+    );
+    describe_counter!(
+        "tenancy_backup_bytes_total",
+        Unit::Bytes,
+        "Bytes stored by backups (encrypted)"
+    );
+    describe_histogram!(
+        "tenancy_backup_duration_seconds",
+        Unit::Seconds,
+        "Time one backup's dump and upload took"
+    );
+    describe_counter!(
+        "tenancy_backup_downloads_total",
+        "Backups downloaded as exports"
+    );
+    describe_counter!(
+        "tenancy_restores_total",
+        "Restores by outcome: swapped, abandoned"
+    );
+    describe_histogram!(
+        "tenancy_restore_duration_seconds",
+        Unit::Seconds,
+        "Time one restore's download, decryption and pg_restore took"
+    );
     describe_histogram!(
         "tenancy_tenant_migration_seconds",
         Unit::Seconds,

@@ -12,6 +12,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::activator::AdminActivator;
 use crate::admins::ServerAdmins;
+use crate::backups::BackupStore;
 use crate::config::Config;
 use crate::error::ControlError;
 use crate::operations::{self, Advance, Prefetched, StepContext};
@@ -24,6 +25,7 @@ pub(crate) struct WorkerContext {
     pub admins: ServerAdmins,
     pub config: Arc<Config>,
     pub keyring: Keyring,
+    pub backups: BackupStore,
     pub activator: Option<Arc<dyn AdminActivator>>,
     /// Woken when an operation is queued.
     pub wake: Arc<Notify>,
@@ -44,6 +46,7 @@ impl WorkerContext {
             admins: &self.admins,
             config: &self.config,
             keyring: &self.keyring,
+            backups: &self.backups,
             activator: self.activator.as_deref(),
             op,
             worker,

@@ -18,10 +18,11 @@ pub use ids::{
     TenantName, Tier,
 };
 pub use model::{
-    AddServer, ChangeFeed, ConnectionInfo, CreateOrg, CreateTenant, Lane, MoveMode, MoveTenant,
-    Operation, OperationKind, OperationState, OrgAdmin, ProvisionPath, Server, ServerState, Step,
-    SuspendedBy, Tenant, TenantChange, TenantHealth, TenantKind, TenantMove, TenantPlace,
-    TenantSelector, TenantStatus, TenantUsage, UnknownVariant, UpdateTenant, UsageSample,
+    AddServer, Backup, BackupKind, BackupPage, BackupState, ChangeFeed, ConnectionInfo, CreateOrg,
+    CreateTenant, Lane, MoveMode, MoveTenant, Operation, OperationKind, OperationState, OrgAdmin,
+    ProvisionPath, RestoreTenant, Server, ServerState, Step, SuspendedBy, Tenant, TenantChange,
+    TenantHealth, TenantKind, TenantMove, TenantPlace, TenantSelector, TenantStatus, TenantUsage,
+    UnknownVariant, UpdateTenant, UsageSample,
 };
 pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 pub use quota::{

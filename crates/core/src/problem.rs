@@ -89,6 +89,9 @@ pub enum ErrorCode {
     /// A move's copy differs from its source (tables, row counts or checksums); the tenant
     /// stayed on the source.
     VerificationFailed,
+    /// A stored backup does not decrypt and authenticate (tampered, truncated, or its tenant's
+    /// key is gone); nothing was restored from it.
+    BackupUnreadable,
     // 5xx: nothing internal is said.
     /// A bug or an unexpected state; the cause is in the logs.
     Internal,
@@ -101,6 +104,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The tenant's database server is unavailable.
     ServerUnavailable,
+    /// The backup store cannot be reached or refused the request.
+    BackupStoreUnavailable,
     /// The template is in use by another session; onboarding retries.
     TemplateBusy,
     /// ZITADEL is unreachable or overloaded.
@@ -146,7 +151,7 @@ impl ErrorCode {
             | NotPlaced | ServerExists | MigrationRunning | SyncRunning | OrganizationExists
             | HasClients | UnknownRegion | UnknownParent | InvalidParent | PasswordEnvUnset
             | ServerRefused | ZitadelNotConfigured | InvalidTarget | Cancelled | SettingsLimit
-            | MoveUnsupported => 409,
+            | MoveUnsupported | BackupUnreadable => 409,
             TenantDeleted => 410,
             BodyTooLarge => 413,
             QuotaExceeded | RateLimited => 429,
@@ -154,8 +159,16 @@ impl ErrorCode {
             ValidationFailed | InvalidEvent => 422,
             Internal | VerificationFailed => 500,
             ZitadelError => 502,
-            NoCapacity | Unavailable | ServerUnavailable | TemplateBusy | ZitadelUnavailable
-            | TenantNotReady | PoolTimeout | DatabaseUnavailable | Overloaded => 503,
+            NoCapacity
+            | Unavailable
+            | ServerUnavailable
+            | TemplateBusy
+            | ZitadelUnavailable
+            | BackupStoreUnavailable
+            | TenantNotReady
+            | PoolTimeout
+            | DatabaseUnavailable
+            | Overloaded => 503,
             Timeout => 504,
         }
     }
@@ -192,6 +205,7 @@ impl ErrorCode {
             InvalidTarget => "invalid_target",
             MoveUnsupported => "move_unsupported",
             VerificationFailed => "verification_failed",
+            BackupUnreadable => "backup_unreadable",
             ZitadelNotConfigured => "zitadel_not_configured",
             Cancelled => "cancelled",
             SettingsLimit => "settings_limit",
@@ -201,6 +215,7 @@ impl ErrorCode {
             NoCapacity => "no_capacity",
             Unavailable => "unavailable",
             ServerUnavailable => "server_unavailable",
+            BackupStoreUnavailable => "backup_store_unavailable",
             TemplateBusy => "template_busy",
             ZitadelUnavailable => "zitadel_unavailable",
             Timeout => "timeout",

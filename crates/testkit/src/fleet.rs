@@ -158,6 +158,11 @@ impl TestFleet {
             toml.push_str(&format!("{key} = {value}\n"));
         }
         toml.push_str(&format!("master_key_env = \"{MASTER_KEY_ENV}\"\n"));
+        // Backups in the fleet's own directory, never the working directory's default.
+        toml.push_str(&format!(
+            "\n[backups]\nurl = \"{}\"\n",
+            self.dir().join("backups").display()
+        ));
         for server in &self.servers {
             toml.push_str(&format!(
                 "\n[[servers]]\nid = \"{}\"\nregion = \"{}\"\nhost = \"{}\"\nport = {}\n\

@@ -10,12 +10,14 @@
 mod eventually;
 mod fleet;
 mod pg;
+mod s3;
 mod tls;
 mod zitadel;
 
 pub use eventually::eventually;
 pub use fleet::{FleetBuilder, MASTER_KEY, MASTER_KEY_ENV, TestFleet, TestServer};
 pub use pg::{ClusterOptions, PgCluster, pg_bin_dir};
+pub use s3::S3Server;
 pub use tls::{Issued, TestCa};
 pub use zitadel::{
     Org, PAT as ZITADEL_PAT, PLATFORM_ORG_ID, PROJECT_ID, TokenClaims, User, ZitadelStandIn,

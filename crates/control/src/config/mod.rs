@@ -3,6 +3,7 @@
 //! registry URL may come from `TENANCY_REGISTRY__URL`, server passwords and the master key from the
 //! environment variables the file names.
 
+mod backups;
 mod engine;
 mod servers;
 mod tiers;
@@ -20,6 +21,7 @@ use tenancy_core::{Region, ServerId, Tier};
 use crate::error::ControlError;
 use crate::secrets::{Keyring, MasterKey};
 
+pub use backups::BackupsConfig;
 pub use engine::{EngineConfig, MovesConfig, SettingsConfig, UsageConfig, WarmPoolConfig};
 pub use servers::ServerConfig;
 pub use tiers::{QuotaLimit, TierLimits};
@@ -51,6 +53,8 @@ pub struct Config {
     pub moves: MovesConfig,
     #[serde(default)]
     pub settings: SettingsConfig,
+    #[serde(default)]
+    pub backups: BackupsConfig,
 }
 
 impl Config {
@@ -152,6 +156,7 @@ impl Config {
         ) {
             self.usage.warning_webhook_secret = Some(read(var)?);
         }
+        self.backups.with_secrets(read)?;
         for server in &mut self.servers {
             if let (None, Some(var)) = (&server.password, &server.password_env) {
                 server.password = Some(read(var)?);
@@ -220,6 +225,7 @@ impl Config {
                     .into(),
             ));
         }
+        self.backups.validate()?;
         if self.engine.max_attempts < 1 {
             return Err(ControlError::Config(
                 "engine.max_attempts must be at least 1".into(),
@@ -329,6 +335,7 @@ impl Config {
             warm_pool: WarmPoolConfig::default(),
             moves: MovesConfig::default(),
             settings: SettingsConfig::default(),
+            backups: BackupsConfig::default(),
         }
     }
 }

@@ -157,6 +157,7 @@ impl Engine {
             admins: self.inner.admins.clone(),
             config: self.inner.config.clone(),
             keyring: self.inner.keyring.clone(),
+            backups: self.inner.backups.clone(),
             activator: self.inner.activator.get().cloned(),
             wake: self.inner.signals.wake.clone(),
             #[cfg(feature = "testing")]
@@ -235,6 +236,9 @@ async fn maintain(engine: Engine, cancel: CancellationToken) {
         }
         if let Err(e) = engine.drop_retained_sources().await {
             warn!(error = %e, "could not list moved tenants' source copies past retention");
+        }
+        if let Err(e) = engine.drop_replaced_databases().await {
+            warn!(error = %e, "could not list databases restores replaced past retention");
         }
         // One replica reconciles at a time; the others would only repeat its reads.
         let lock = match engine.try_lock(&LockName::Reconcile).await {

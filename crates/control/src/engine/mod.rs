@@ -21,6 +21,7 @@
 //! reconciler the store and the admin connections, never the engine itself.
 
 mod background;
+mod backups;
 mod feed;
 pub mod fleet;
 mod moves;
@@ -50,6 +51,7 @@ use crate::secrets::Keyring;
 use crate::store::{Actor, LockName, RegistryLock, Store};
 
 pub use background::Workers;
+pub use backups::{Export, MAX_BACKUP_PAGE};
 pub use moves::{Balance, PlannedMove};
 pub use servers::password_env_of;
 pub use settings::{Authority, Secrets};
@@ -68,6 +70,8 @@ pub struct Engine {
 struct Inner {
     config: Arc<Config>,
     keyring: Keyring,
+    /// Where tenant backups are kept.
+    backups: crate::backups::BackupStore,
     store: Store,
     admins: ServerAdmins,
     signals: Arc<Signals>,
@@ -153,6 +157,7 @@ impl Engine {
         )
         .await?;
         let admins = ServerAdmins::new(store.clone(), &config);
+        let backups = crate::backups::BackupStore::open(&config.backups)?;
         let (done, _) = broadcast::channel(1024);
         let tenant_writes = std::num::NonZeroU32::new(config.settings.tenant_writes_per_minute)
             .unwrap_or(std::num::NonZeroU32::MIN);
@@ -160,6 +165,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
                 keyring,
+                backups,
                 store,
                 admins,
                 signals: Arc::new(Signals {
@@ -260,6 +266,7 @@ impl Engine {
             admins: self.admins(),
             config: self.config(),
             keyring: self.keyring(),
+            backups: &self.inner.backups,
             checks: &self.inner.checks,
             #[cfg(feature = "testing")]
             faults: self.inner.faults.get(),

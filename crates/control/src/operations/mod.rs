@@ -10,11 +10,13 @@
 //! worker (after the lease expires) repeats safely.
 
 mod activate_admin;
+mod backup;
 mod converge;
 mod deprovision;
 mod move_tenant;
 mod provision;
 mod purge;
+mod restore;
 mod resume;
 mod retier;
 mod rotate_credentials;
@@ -82,6 +84,8 @@ pub(crate) async fn run_step(
         OperationKind::RotateCredentials => rotate_credentials::run(cx, step).await.map(recorded),
         OperationKind::Converge => converge::run(cx, step).await.map(recorded),
         OperationKind::Move => move_tenant::run(cx, step).await.map(recorded),
+        OperationKind::Backup => backup::run(cx, step).await.map(recorded),
+        OperationKind::Restore => restore::run(cx, step).await.map(recorded),
     }
 }
 
@@ -99,13 +103,16 @@ pub(crate) struct Prefetched {
 
 /// Undoes what an operation that gives up for good leaves half done, before it is marked
 /// failed; an error here keeps the operation queued so that this is tried again. Only a move
-/// has anything to undo (see `move_tenant`).
+/// has anything to undo (see `move_tenant`), a backup (its object) and a restore (its fresh
+/// database).
 pub(crate) async fn abandon(
     cx: &mut StepContext<'_>,
     why: &ControlError,
 ) -> Result<(), ControlError> {
     match cx.op.kind {
         OperationKind::Move => move_tenant::abandon(cx, why).await,
+        OperationKind::Backup => backup::abandon(cx, why).await,
+        OperationKind::Restore => restore::abandon(cx, why).await,
         _ => Ok(()),
     }
 }
@@ -119,6 +126,7 @@ pub(crate) struct StepContext<'a> {
     pub admins: &'a ServerAdmins,
     pub config: &'a Config,
     pub keyring: &'a Keyring,
+    pub backups: &'a crate::backups::BackupStore,
     pub activator: Option<&'a dyn AdminActivator>,
     pub op: &'a Operation,
     /// The worker holding the operation's lease: finishing is fenced by it.

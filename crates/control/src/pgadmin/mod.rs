@@ -13,6 +13,7 @@
 //!   one tagged for another tenant (or not at all) is never adopted.
 
 mod access;
+mod backups;
 mod databases;
 mod inventory;
 mod large_objects;
@@ -35,6 +36,9 @@ use crate::sql::ddl;
 
 use access::AppGrants;
 pub use access::AppSession;
+pub use backups::{
+    Contents, DumpSnapshot, replaced_name, replaced_tag, restoring_name, restoring_tag,
+};
 pub use databases::READ_ONLY_SETTING;
 pub use inventory::{DatabaseFacts, DatabasePrivileges, Inventory, RoleFacts};
 pub use moves::{

@@ -529,8 +529,8 @@ impl ServerAdmin {
         Ok(())
     }
 
-    /// Drops a source database a move kept, once its retention ran out (only one tagged as
-    /// this server's moved copy).
+    /// Drops a database a move or a restore kept, once its retention ran out (only one tagged
+    /// as a moved or replaced copy).
     pub async fn drop_retained(&self, name: &str) -> Result<(), ControlError> {
         let Ok(db) = name.parse::<DbName>() else {
             return Err(ControlError::Corrupt(format!(
@@ -538,7 +538,9 @@ impl ServerAdmin {
             )));
         };
         match self.database_facts(&db).await? {
-            Some((_, Some(tag))) if tag.starts_with("tenancy:moved=") => {
+            Some((_, Some(tag)))
+                if tag.starts_with("tenancy:moved=") || tag.starts_with("tenancy:restored=") =>
+            {
                 self.drop_database(&db).await
             }
             Some((_, tag)) => Err(ControlError::Corrupt(format!(

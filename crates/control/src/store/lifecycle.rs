@@ -854,7 +854,7 @@ async fn check_lift(tx: &mut Tx, tenant: &Tenant, lifter: SuspendedBy) -> Result
 }
 
 /// `operation_in_progress`: the tenant has `open` under way.
-fn in_progress(org_id: &OrgId, open: &Operation) -> ControlError {
+pub(super) fn in_progress(org_id: &OrgId, open: &Operation) -> ControlError {
     ControlError::conflict(
         ErrorCode::OperationInProgress,
         format!(

@@ -44,6 +44,9 @@ pub enum LockName {
     WarmPool(ServerId),
     /// Choosing move targets in a region, so that racing moves spread.
     MovePlacement(Region),
+    /// One of a server's `[backups] per_server` slots: held by a backup or restore while it
+    /// streams.
+    BackupSlot(ServerId, u32),
 }
 
 impl fmt::Display for LockName {
@@ -56,6 +59,7 @@ impl fmt::Display for LockName {
             LockName::OrgSync => f.write_str("tenancy.org_sync"),
             LockName::WarmPool(server) => write!(f, "tenancy.warm_pool.{server}"),
             LockName::MovePlacement(region) => write!(f, "tenancy.move_placement.{region}"),
+            LockName::BackupSlot(server, slot) => write!(f, "tenancy.backup.{server}.{slot}"),
         }
     }
 }

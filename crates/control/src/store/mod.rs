@@ -28,6 +28,7 @@ macro_rules! relaxed_commit {
 }
 
 mod audit;
+mod backups;
 mod feed;
 mod lifecycle;
 mod locks;
@@ -54,6 +55,7 @@ use crate::error::{ControlError, sqlstate};
 
 pub use audit::{Actor, AuditEvent};
 pub(crate) use audit::{audit, commit_audited, commit_change};
+pub use backups::{Measured, StoredBackup};
 pub use feed::TENANT_CHANGES_CHANNEL;
 pub use lifecycle::{
     Cascade, Created, Effect, Finish, Finished, NewTenant, Now, Recorded, Requested,

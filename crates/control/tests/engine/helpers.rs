@@ -225,3 +225,30 @@ pub async fn wait_crash(crashed: &std::sync::atomic::AtomicBool) {
     })
     .await
 }
+
+/// Rows that exercise a copy (a move's, a backup's): an enum, foreign keys, identity sequences, large JSON values.
+pub async fn seed_tenant(engine: &Engine, cluster: &PgCluster, tenant: &Tenant) {
+    let mut conn = connect_own(engine, cluster, tenant).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO members (zitadel_user, email, display_name, role)
+           SELECT 'u' || i, 'u' || i || '@example.com', 'User ' || i,
+                  (ARRAY['owner','admin','member','viewer'])[1 + i % 4]::member_role
+           FROM generate_series(1, 200) i;
+         INSERT INTO teams (name) SELECT 'team ' || i FROM generate_series(1, 20) i;
+         INSERT INTO team_members SELECT t.id, m.id FROM teams t, members m WHERE m.id % 20 = t.id % 20;
+         INSERT INTO settings (key, value)
+           SELECT 'big' || i, to_jsonb(repeat(md5(i::text), 20000)) FROM generate_series(1, 5) i;
+         INSERT INTO activity_log (member_id, action, detail)
+           SELECT 1 + i % 200, 'seed', jsonb_build_object('i', i) FROM generate_series(1, 2000) i;
+         -- Large objects (an invoice over several of a move's chunks, and one shared with
+         -- everyone), their ids kept in a row as an application would.
+         INSERT INTO settings (key, value) VALUES ('invoice', to_jsonb(
+           lo_from_bytea(0, convert_to(repeat('invoice line ', 200000), 'UTF8'))::bigint));
+         DO $$ BEGIN
+           EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', lo_from_bytea(0, 'shared'));
+         END $$;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod agencies;
+mod backups;
 mod crash;
 mod credentials;
 mod feed;

@@ -54,33 +54,6 @@ async fn open_pg2(fleet: &TestFleet) {
         .unwrap();
 }
 
-/// Rows that exercise the copy: an enum, foreign keys, identity sequences, large JSON values.
-async fn seed(engine: &Engine, cluster: &PgCluster, tenant: &Tenant) {
-    let mut conn = connect_own(engine, cluster, tenant).await.unwrap();
-    sqlx::raw_sql(
-        "INSERT INTO members (zitadel_user, email, display_name, role)
-           SELECT 'u' || i, 'u' || i || '@example.com', 'User ' || i,
-                  (ARRAY['owner','admin','member','viewer'])[1 + i % 4]::member_role
-           FROM generate_series(1, 200) i;
-         INSERT INTO teams (name) SELECT 'team ' || i FROM generate_series(1, 20) i;
-         INSERT INTO team_members SELECT t.id, m.id FROM teams t, members m WHERE m.id % 20 = t.id % 20;
-         INSERT INTO settings (key, value)
-           SELECT 'big' || i, to_jsonb(repeat(md5(i::text), 20000)) FROM generate_series(1, 5) i;
-         INSERT INTO activity_log (member_id, action, detail)
-           SELECT 1 + i % 200, 'seed', jsonb_build_object('i', i) FROM generate_series(1, 2000) i;
-         -- Large objects (an invoice over several of a move's chunks, and one shared with
-         -- everyone), their ids kept in a row as an application would.
-         INSERT INTO settings (key, value) VALUES ('invoice', to_jsonb(
-           lo_from_bytea(0, convert_to(repeat('invoice line ', 200000), 'UTF8'))::bigint));
-         DO $$ BEGIN
-           EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO PUBLIC', lo_from_bytea(0, 'shared'));
-         END $$;",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-}
-
 /// Inserts into the tenant's `activity_log` as its role until stopped, reconnecting wherever
 /// the registry says the tenant is whenever a write fails; returns the ids of acknowledged
 /// writes.
@@ -193,7 +166,7 @@ async fn seeded_on_pg1(
     let engine = Engine::start(config_pg1_first(&fleet)).await.unwrap();
     std::mem::forget(engine.run_workers());
     let tenant = tenant_on_pg1(&engine, org_id).await;
-    seed(&engine, fleet.cluster("pg-1"), &tenant).await;
+    seed_tenant(&engine, fleet.cluster("pg-1"), &tenant).await;
     let before = fingerprint(fleet.cluster("pg-1"), tenant.db_name.as_str());
     open_pg2(&fleet).await;
     (fleet, engine, tenant, before)
@@ -452,7 +425,7 @@ async fn a_crash_at_any_move_step_resumes_to_one_writable_copy() {
     let mut tenants = Vec::new();
     for i in 0..steps.len() {
         let tenant = tenant_on_pg1(&setup, &format!("83{i:02}")).await;
-        seed(&setup, fleet.cluster("pg-1"), &tenant).await;
+        seed_tenant(&setup, fleet.cluster("pg-1"), &tenant).await;
         tenants.push(tenant);
     }
     workers.shutdown().await;
@@ -514,7 +487,7 @@ async fn a_copy_that_does_not_verify_leaves_the_tenant_on_its_source() {
     let setup = Engine::start(config_pg1_first(&fleet)).await.unwrap();
     let workers = setup.run_workers();
     let tenant = tenant_on_pg1(&setup, "8401").await;
-    seed(&setup, fleet.cluster("pg-1"), &tenant).await;
+    seed_tenant(&setup, fleet.cluster("pg-1"), &tenant).await;
     workers.shutdown().await;
     open_pg2(&fleet).await;
 

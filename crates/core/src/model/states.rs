@@ -175,6 +175,29 @@ string_enum!(
         RotateCredentials => "rotate_credentials",
         Converge => "converge",
         Move => "move",
+        Backup => "backup",
+        Restore => "restore",
+    }
+);
+
+string_enum!(
+    /// Why a backup was taken: by its tier's schedule, asked for, or as the safeguard of a
+    /// restore in place or of a deletion.
+    BackupKind, "backup kind" {
+        Scheduled => "scheduled",
+        Manual => "manual",
+        PreRestore => "pre_restore",
+        PreDelete => "pre_delete",
+    }
+);
+
+string_enum!(
+    /// A backup is `running` until it is stored and checked readable (`completed`), or gave up
+    /// (`failed`).
+    BackupState, "backup state" {
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
     }
 );
 
@@ -224,6 +247,13 @@ string_enum!(
         Cutover => "cutover",
         Switch => "switch",
         RetireSource => "retire_source",
+        Dump => "dump",
+        CheckBackup => "check_backup",
+        Safeguard => "safeguard",
+        RestoreDatabase => "restore_database",
+        Swap => "swap",
+        RetireRestored => "retire_restored",
+        ShredBackups => "shred_backups",
         Finish => "finish",
         Done => "done",
     }
@@ -248,10 +278,19 @@ impl OperationKind {
             OperationKind::Suspend | OperationKind::Deprovision => &[Block, CascadeClients, Finish],
             OperationKind::Resume => &[Unblock, CascadeClients, Finish],
             OperationKind::Retier => &[ApplyLimits, Finish],
-            OperationKind::Purge => &[DropDatabase, DropRole, Finish],
+            OperationKind::Purge => &[DropDatabase, DropRole, ShredBackups, Finish],
             OperationKind::ActivateAdmin => &[InviteAdmin, Finish],
             OperationKind::RotateCredentials => &[SetPassword, Finish],
             OperationKind::Converge => &[Converge, Finish],
+            OperationKind::Backup => &[Dump, CheckBackup, Finish],
+            OperationKind::Restore => &[
+                Safeguard,
+                RestoreDatabase,
+                Verify,
+                Swap,
+                RetireRestored,
+                Finish,
+            ],
             OperationKind::Move => &[
                 CheckMove,
                 TargetRole,
@@ -303,7 +342,9 @@ impl OperationKind {
             | OperationKind::Purge
             | OperationKind::RotateCredentials
             | OperationKind::Converge
-            | OperationKind::Move => Lane::Tenant,
+            | OperationKind::Move
+            | OperationKind::Backup
+            | OperationKind::Restore => Lane::Tenant,
         }
     }
 

@@ -19,6 +19,7 @@ use crate::settings::Settings;
 use crate::state::AppState;
 
 pub mod audit;
+pub mod backups;
 pub mod changes;
 pub mod openapi;
 pub mod operations;
@@ -106,6 +107,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::move_tenant))
         .routes(routes!(tenants::cancel_move))
         .routes(routes!(tenants::moves))
+        .routes(routes!(backups::create, backups::list))
+        .routes(routes!(backups::get))
+        .routes(routes!(backups::download))
+        .routes(routes!(backups::restore))
         .routes(routes!(tenants::connection))
         .routes(routes!(tenants::usage))
         .routes(routes!(tenants::health))

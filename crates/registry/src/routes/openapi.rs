@@ -20,6 +20,7 @@ use tenancy_core::PROBLEM_CONTENT_TYPE;
     tags(
         (name = "tenants", description = "Onboarding and the tenant lifecycle"),
         (name = "operations", description = "Asynchronous work"),
+        (name = "backups", description = "Encrypted per-tenant backups, their export, and restores"),
         (name = "routing", description = "For services that run the router"),
         (name = "quotas", description = "Product quotas: counting usage against the tenant's tier"),
         (name = "settings", description = "Per-tenant settings (secrets encrypted at rest) and features"),

@@ -44,6 +44,7 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
     let rekeyed = engine.rekey(&cx.actor).await?;
     let (queued, left) = (rekeyed.queued, rekeyed.left);
     let resealed = engine.reseal_settings().await?;
+    let backup_keys = engine.reseal_backup_keys().await?;
     let bar = (!cx.json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(queued.len() as u64);
         bar.set_style(
@@ -75,6 +76,7 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
         "rekeyed_in_registry": rekeyed.in_registry.len(),
         "left": left.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "secret_settings_resealed": resealed,
+        "backup_keys_resealed": backup_keys,
     });
     if cx.json {
         output::json(&summary)?;
@@ -83,7 +85,7 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
         println!(
             "{} rotated, {} failed, {} moved in the registry alone (not active or suspended), \
              {} left on the old key (operation under way: run again later); \
-             {resealed} secret settings re-encrypted",
+             {resealed} secret settings and {backup_keys} backup keys re-encrypted",
             summary["rotated"],
             failed.len(),
             rekeyed.in_registry.len(),

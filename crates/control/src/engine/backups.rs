@@ -1,0 +1,196 @@
+//! Backups and restores of one tenant: asking for them (operations do the work, see
+//! `operations::backup` and `operations::restore`), the catalog, the export (a backup
+//! decrypted as it streams), and what a purge erases.
+
+use tenancy_core::{Backup, BackupKind, BackupState, ErrorCode, Operation, OrgId};
+use tokio::io::AsyncRead;
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+
+use super::Engine;
+use crate::backups::{BackupStore, Hashing, crypt};
+use crate::error::ControlError;
+use crate::store::{Actor, StoredBackup};
+
+/// The longest page of backups a list returns.
+pub const MAX_BACKUP_PAGE: i64 = 200;
+
+/// A backup's export: the plain `pg_dump` archive, decrypted as it is read. A stored object
+/// that does not authenticate fails the read where it is detected; no byte past a bad chunk is
+/// returned.
+pub struct Export {
+    pub backup: Backup,
+    pub reader: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+impl Engine {
+    pub fn backup_store(&self) -> &BackupStore {
+        &self.inner.backups
+    }
+
+    /// Queues a backup of the tenant (`manual` unless the scheduler asks).
+    #[instrument(skip(self, actor), fields(%org_id))]
+    pub async fn request_backup(
+        &self,
+        org_id: &OrgId,
+        kind: BackupKind,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
+        let op = self.store().request_backup(org_id, kind, actor).await?;
+        info!(op_id = %op.id, %kind, "backup queued");
+        Ok(op)
+    }
+
+    /// One page of the tenant's backups, newest first.
+    pub async fn backups(
+        &self,
+        org_id: &OrgId,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Backup>, ControlError> {
+        self.tenant(org_id).await?;
+        self.store()
+            .backups(org_id, after, limit.clamp(1, MAX_BACKUP_PAGE))
+            .await
+    }
+
+    /// The tenant's backup `id`; another tenant's is not found.
+    pub async fn backup(&self, org_id: &OrgId, id: Uuid) -> Result<Backup, ControlError> {
+        Ok(self.stored_backup(org_id, id).await?.backup)
+    }
+
+    async fn stored_backup(&self, org_id: &OrgId, id: Uuid) -> Result<StoredBackup, ControlError> {
+        self.store()
+            .backup(org_id, id)
+            .await?
+            .ok_or_else(|| ControlError::NotFound {
+                what: format!("backup {id} of tenant {org_id}"),
+            })
+    }
+
+    /// The export of the tenant's completed backup `id`, audited (who, which backup). The
+    /// object's header is read and its key checked before this returns.
+    #[instrument(skip(self, actor), fields(%org_id, %id))]
+    pub async fn export_backup(
+        &self,
+        org_id: &OrgId,
+        id: Uuid,
+        actor: &Actor,
+    ) -> Result<Export, ControlError> {
+        let stored = self.stored_backup(org_id, id).await?;
+        if stored.backup.state != BackupState::Completed {
+            return Err(ControlError::conflict(
+                ErrorCode::InvalidState,
+                format!(
+                    "backup {id} is {}; only a completed one can be downloaded",
+                    stored.backup.state
+                ),
+            ));
+        }
+        let identity = self.backup_identity(org_id).await?;
+        let object = self.inner.backups.reader(&stored.object_key).await?;
+        let reader = crypt::decrypting(&identity, object, &format!("backup {id}")).await?;
+        self.store()
+            .audit_backups(
+                actor,
+                "tenant.backup_download",
+                org_id,
+                serde_json::json!({ "backup_id": id, "size_bytes": stored.backup.size_bytes }),
+            )
+            .await?;
+        metrics::counter!("tenancy_backup_downloads_total").increment(1);
+        Ok(Export {
+            backup: stored.backup,
+            reader: Box::new(reader),
+        })
+    }
+
+    /// Reads the tenant's backup `id` back from the store: the bytes stored (SHA-256),
+    /// decrypting and authenticating to the end. Returns the archive's bytes.
+    pub async fn check_backup(&self, org_id: &OrgId, id: Uuid) -> Result<u64, ControlError> {
+        let stored = self.stored_backup(org_id, id).await?;
+        let identity = self.backup_identity(org_id).await?;
+        let what = format!("backup {id}");
+        let mut read = Hashing::new(self.inner.backups.reader(&stored.object_key).await?);
+        let plain_bytes = {
+            let mut plain = crypt::decrypting(&identity, &mut read, &what).await?;
+            tokio::io::copy(&mut plain, &mut tokio::io::sink())
+                .await
+                .map_err(|e| ControlError::BackupUnreadable(format!("{what}: {e}")))?
+        };
+        let (bytes, sha256) = read.finish();
+        if Some(sha256.as_str()) != stored.backup.sha256.as_deref()
+            || Some(bytes as i64) != stored.backup.stored_bytes
+        {
+            return Err(ControlError::BackupUnreadable(format!(
+                "{what}: the store holds other bytes than were stored"
+            )));
+        }
+        Ok(plain_bytes)
+    }
+
+    async fn backup_identity(&self, org_id: &OrgId) -> Result<age::pq::Identity, ControlError> {
+        let (sealed, _) = self.store().backup_key(org_id).await?.ok_or_else(|| {
+            ControlError::BackupUnreadable(format!("tenant {org_id} has no backup key"))
+        })?;
+        crypt::open_backup_key(&self.inner.keyring, org_id, &sealed)
+    }
+
+    /// Queues a restore of the tenant, in place, from its completed backup `backup_id`.
+    #[instrument(skip(self, actor), fields(%org_id, %backup_id))]
+    pub async fn request_restore(
+        &self,
+        org_id: &OrgId,
+        backup_id: Uuid,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
+        let op = self
+            .store()
+            .request_restore(org_id, backup_id, actor)
+            .await?;
+        info!(op_id = %op.id, "restore queued");
+        Ok(op)
+    }
+
+    /// Re-seals every tenant's backup key sealed under another master key than the current one
+    /// (the backups half of `tenantctl rekey`; the keys themselves, and so every stored backup,
+    /// stay as they are); returns how many were re-sealed.
+    pub async fn reseal_backup_keys(&self) -> Result<usize, ControlError> {
+        let keyring = &self.inner.keyring;
+        let current = keyring.current().id().to_owned();
+        let mut resealed = 0;
+        for (org_id, sealed) in self.store().backup_keys_to_reseal(&current).await? {
+            let again = crypt::reseal_backup_key(keyring, &org_id, &sealed)?;
+            self.store()
+                .reseal_backup_key(&org_id, &sealed.key_id, &again)
+                .await?;
+            resealed += 1;
+        }
+        Ok(resealed)
+    }
+
+    /// Drops the databases restores replaced once their retention ran out (the maintenance
+    /// loop does this every `reconcile_interval`).
+    pub async fn drop_replaced_databases(&self) -> Result<(), ControlError> {
+        for kept in self.store().replaced_databases_due().await? {
+            let dropped = async {
+                self.admins()
+                    .get(&kept.server_id)
+                    .await?
+                    .drop_retained(&kept.name)
+                    .await?;
+                self.store()
+                    .replaced_database_dropped(kept.operation_id)
+                    .await
+            }
+            .await;
+            match dropped {
+                Ok(()) => info!(server_id = %kept.server_id, db_name = %kept.name,
+                    "database a restore replaced dropped after retention"),
+                Err(e) => warn!(server_id = %kept.server_id, db_name = %kept.name, error = %e,
+                    "could not drop a database a restore replaced"),
+            }
+        }
+        Ok(())
+    }
+}
