@@ -85,3 +85,10 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+-- Backups run in a lane of their own: one open backup per tenant, beside its other operations.
+DROP INDEX operations_one_open_per_tenant;
+CREATE UNIQUE INDEX operations_one_open_per_tenant ON operations (org_id)
+    WHERE state IN ('queued', 'running') AND kind NOT IN ('activate_admin', 'backup');
+CREATE UNIQUE INDEX operations_one_open_backup ON operations (org_id)
+    WHERE state IN ('queued', 'running') AND kind = 'backup';

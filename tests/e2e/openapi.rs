@@ -36,6 +36,11 @@ async fn the_openapi_document_lists_every_route() {
         "POST /v1/tenants/{org_id}/move",
         "POST /v1/tenants/{org_id}/move/cancel",
         "GET /v1/tenants/{org_id}/moves",
+        "POST /v1/tenants/{org_id}/backups",
+        "GET /v1/tenants/{org_id}/backups",
+        "GET /v1/tenants/{org_id}/backups/{backup_id}",
+        "GET /v1/tenants/{org_id}/backups/{backup_id}/download",
+        "POST /v1/tenants/{org_id}/restore",
         "GET /v1/tenants/{org_id}/connection",
         "GET /v1/tenants/{org_id}/usage",
         "GET /v1/tenants/{org_id}/health",
@@ -74,7 +79,8 @@ async fn the_openapi_document_lists_every_route() {
         let (method, path) = route.split_once(' ').unwrap();
         let path = path
             .replace("{org_id}", "1")
-            .replace("{id}", "00000000-0000-0000-0000-000000000000");
+            .replace("{id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{backup_id}", "00000000-0000-0000-0000-000000000000");
         let answer = registry
             .call_as(None, method.parse().unwrap(), &path, None)
             .await;

@@ -66,6 +66,9 @@ pub enum ControlError {
     /// waits for one to end.
     #[error("server {0} runs as many backups as it may at once; waiting")]
     BackupSlotsBusy(ServerId),
+    /// A purge waits for the tenant's backup under way to end before it erases backups.
+    #[error("backup operation {0} is under way; waiting for it to end")]
+    BackupUnderWay(uuid::Uuid),
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("configuration: {0}")]
@@ -95,9 +98,9 @@ impl ControlError {
             ControlError::TenantNotFound(_) | ControlError::NotFound { .. } => ErrorCode::NotFound,
             ControlError::Conflict { code, .. } => *code,
             ControlError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
-            ControlError::ClientsBusy { .. } | ControlError::BackupSlotsBusy(_) => {
-                ErrorCode::OperationInProgress
-            }
+            ControlError::ClientsBusy { .. }
+            | ControlError::BackupSlotsBusy(_)
+            | ControlError::BackupUnderWay(_) => ErrorCode::OperationInProgress,
             ControlError::BackupStore(_) => ErrorCode::BackupStoreUnavailable,
             ControlError::BackupUnreadable(_) => ErrorCode::BackupUnreadable,
             ControlError::NoCapacity { .. } => ErrorCode::NoCapacity,
@@ -143,6 +146,7 @@ impl ControlError {
             | ControlError::TemplateAhead { .. }
             | ControlError::ClientsBusy { .. }
             | ControlError::BackupSlotsBusy(_)
+            | ControlError::BackupUnderWay(_)
             | ControlError::BackupStore(_)
             | ControlError::Registry(_)
             | ControlError::Migration(_)
@@ -156,7 +160,9 @@ impl ControlError {
     pub(crate) fn is_waiting(&self) -> bool {
         matches!(
             self,
-            ControlError::ClientsBusy { .. } | ControlError::BackupSlotsBusy(_)
+            ControlError::ClientsBusy { .. }
+                | ControlError::BackupSlotsBusy(_)
+                | ControlError::BackupUnderWay(_)
         )
     }
 

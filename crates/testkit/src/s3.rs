@@ -16,7 +16,8 @@ pub struct S3Server {
 impl S3Server {
     /// Starts the server and makes `bucket`.
     pub fn start(bucket: &str) -> Result<Self> {
-        let program = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/venv/bin/moto_server");
+        let program =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/venv/bin/moto_server");
         if !program.is_file() {
             bail!(
                 "{} not found: `make test` installs moto into .local/venv",

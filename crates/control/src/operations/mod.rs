@@ -45,7 +45,7 @@ pub(crate) const DELETABLE: &[tenancy_core::TenantStatus] = &[
 pub(crate) fn max_attempts(kind: OperationKind, engine: &EngineConfig) -> i32 {
     match kind.lane() {
         Lane::Identity => engine.admin_activation_attempts,
-        Lane::Tenant => engine.max_attempts,
+        Lane::Tenant | Lane::Backup => engine.max_attempts,
     }
 }
 
@@ -54,7 +54,7 @@ pub(crate) fn max_attempts(kind: OperationKind, engine: &EngineConfig) -> i32 {
 pub(crate) fn runnable(kind: OperationKind, has_activator: bool) -> bool {
     match kind.lane() {
         Lane::Identity => has_activator,
-        Lane::Tenant => true,
+        Lane::Tenant | Lane::Backup => true,
     }
 }
 

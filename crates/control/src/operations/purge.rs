@@ -39,6 +39,10 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
 /// holds. The audit event says how many objects were erased.
 async fn shred_backups(cx: &StepContext<'_>) -> Result<(), ControlError> {
     let org_id = &cx.tenant.org_id;
+    // A backup still running would store an object after the erasure: wait for it to end.
+    if let Some(backup) = cx.store.open_backup(org_id).await? {
+        return Err(ControlError::BackupUnderWay(backup));
+    }
     let stored = cx.store.all_backups(org_id).await?;
     for backup in &stored {
         cx.backups.delete(&backup.object_key).await?;

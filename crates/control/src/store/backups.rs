@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tenancy_core::{
-    Backup, BackupKind, BackupState, ErrorCode, Operation, OperationKind, OrgId, TenantStatus,
+    Backup, BackupKind, BackupState, ErrorCode, Lane, Operation, OperationKind, OrgId, TenantStatus,
 };
 use uuid::Uuid;
 
-use super::operations::{insert_operation_under, open_operation};
+use super::operations::{insert_operation_under, open_operation, open_operation_in};
 use super::tenants::lock_tenant;
 use super::{Actor, Store, audit};
 use crate::error::ControlError;
@@ -124,7 +124,9 @@ fn int(n: u64) -> i64 {
 
 impl Store {
     /// Queues a backup of the tenant: its operation and its catalog row (`running`), in one
-    /// transaction. Asking again while a backup is under way returns it.
+    /// transaction. Asking again while a backup is under way returns it. A backup runs beside
+    /// the tenant's other operations, but not beside a restore or a purge (nor before the
+    /// tenant is provisioned).
     pub async fn request_backup(
         &self,
         org_id: &OrgId,
@@ -134,10 +136,12 @@ impl Store {
         self.run("request_backup", async {
             let mut tx = self.begin().await?;
             let tenant = lock_tenant(&mut tx, org_id).await?;
-            if let Some(open) = open_operation(&mut tx, org_id).await? {
-                if open.kind == OperationKind::Backup {
-                    return Ok(open);
-                }
+            if let Some(open) = open_operation_in(&mut tx, org_id, Lane::Backup).await? {
+                return Ok(open);
+            }
+            if let Some(open) = open_operation(&mut tx, org_id).await?
+                && matches!(open.kind, OperationKind::Restore | OperationKind::Purge)
+            {
                 return Err(super::lifecycle::in_progress(org_id, &open));
             }
             if !BACKUPABLE.contains(&tenant.status) || tenant.server_id.is_none() {
@@ -198,6 +202,17 @@ impl Store {
             };
             tx.commit().await?;
             row.try_into()
+        })
+        .await
+    }
+
+    /// The tenant's backup under way, if any.
+    pub(crate) async fn open_backup(&self, org_id: &OrgId) -> Result<Option<Uuid>, ControlError> {
+        self.run("open_backup", async {
+            let mut tx = self.begin().await?;
+            let open = open_operation_in(&mut tx, org_id, Lane::Backup).await?;
+            tx.commit().await?;
+            Ok(open.map(|op| op.id))
         })
         .await
     }
@@ -514,8 +529,10 @@ impl Store {
         self.run("request_restore", async {
             let mut tx = self.begin().await?;
             let tenant = lock_tenant(&mut tx, org_id).await?;
-            if let Some(open) = open_operation(&mut tx, org_id).await? {
-                return Err(super::lifecycle::in_progress(org_id, &open));
+            for lane in [Lane::Tenant, Lane::Backup] {
+                if let Some(open) = open_operation_in(&mut tx, org_id, lane).await? {
+                    return Err(super::lifecycle::in_progress(org_id, &open));
+                }
             }
             if !BACKUPABLE.contains(&tenant.status) || tenant.server_id.is_none() {
                 return Err(ControlError::conflict(

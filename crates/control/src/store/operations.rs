@@ -384,6 +384,7 @@ pub(super) async fn last_failed(
     )))
     .bind(org_id.as_str())
     .bind(OperationKind::in_lane(Lane::Identity))
+    .bind(OperationKind::in_lane(Lane::Backup))
     .fetch_optional(&mut **tx)
     .await?
     .map(Operation::from))
@@ -469,12 +470,21 @@ pub(super) async fn open_operation(
     tx: &mut Tx,
     org_id: &OrgId,
 ) -> Result<Option<Operation>, ControlError> {
+    open_operation_in(tx, org_id, Lane::Tenant).await
+}
+
+/// The tenant's open operation in `lane`.
+pub(super) async fn open_operation_in(
+    tx: &mut Tx,
+    org_id: &OrgId,
+    lane: Lane,
+) -> Result<Option<Operation>, ControlError> {
     Ok(sqlx::query_as::<_, OperationRow>(sql(format!(
         "SELECT {OPERATION_COLUMNS} FROM operations
          WHERE org_id = $1 AND state IN ('queued', 'running') AND kind = ANY($2)"
     )))
     .bind(org_id.as_str())
-    .bind(OperationKind::in_lane(Lane::Tenant))
+    .bind(OperationKind::in_lane(lane))
     .fetch_optional(&mut **tx)
     .await?
     .map(Operation::from))

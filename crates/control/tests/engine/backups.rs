@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use tenancy_control::faults::Moment;
 use tenancy_control::Engine;
+use tenancy_control::faults::Moment;
 use tenancy_core::{
     Backup, BackupKind, BackupState, ErrorCode, OperationKind, OperationState, Tenant,
 };
@@ -44,7 +44,11 @@ async fn restored(engine: &Engine, tenant: &Tenant, backup: &Backup) -> tenancy_
 }
 
 /// What the tenant's role sees: members, activity rows, large objects and their owners.
-async fn fingerprint(engine: &Engine, fleet: &TestFleet, tenant: &Tenant) -> (i64, i64, Vec<String>) {
+async fn fingerprint(
+    engine: &Engine,
+    fleet: &TestFleet,
+    tenant: &Tenant,
+) -> (i64, i64, Vec<String>) {
     let mut conn = connect_own(engine, fleet.cluster("pg-1"), tenant)
         .await
         .unwrap();
@@ -170,7 +174,10 @@ async fn a_backup_restores_in_place_what_it_held() {
         .find(|b| b.kind == BackupKind::PreRestore)
         .expect("a pre_restore backup");
     assert_eq!(safeguard.state, BackupState::Completed);
-    assert_eq!(safeguard.row_counts.as_ref().unwrap()["public.activity_log"], 0);
+    assert_eq!(
+        safeguard.row_counts.as_ref().unwrap()["public.activity_log"],
+        0
+    );
     assert_eq!(safeguard.large_objects, Some(1));
     let audit = engine
         .audit_events(Some(&tenant.org_id), None, 50)
@@ -202,7 +209,11 @@ async fn a_tampered_or_truncated_backup_is_refused_and_the_tenant_untouched() {
         .unwrap_err();
     assert_eq!(refused.code(), ErrorCode::NotFound);
     assert_eq!(
-        engine.backup(&other.org_id, backup.id).await.unwrap_err().code(),
+        engine
+            .backup(&other.org_id, backup.id)
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::NotFound
     );
 
@@ -279,7 +290,10 @@ async fn a_crash_at_every_step_of_a_backup_and_a_restore_resumes() {
             .unwrap()
             .remove(0);
         assert_eq!(taken.state, BackupState::Completed, "after {step}");
-        rescuer.check_backup(&tenant.org_id, taken.id).await.unwrap();
+        rescuer
+            .check_backup(&tenant.org_id, taken.id)
+            .await
+            .unwrap();
         backup = Some(taken);
     }
     let backup = backup.unwrap();
@@ -387,11 +401,7 @@ async fn backups_go_to_an_s3_protocol_store() {
     seed_tenant(&engine, fleet.cluster("pg-1"), &tenant).await;
     let before = fingerprint(&engine, &fleet, &tenant).await;
     let backup = backed_up(&engine, &tenant).await;
-    let listed = engine
-        .backup_store()
-        .list("tenants/9501")
-        .await
-        .unwrap();
+    let listed = engine.backup_store().list("tenants/9501").await.unwrap();
     assert_eq!(
         listed,
         vec![(
@@ -403,4 +413,72 @@ async fn backups_go_to_an_s3_protocol_store() {
     let op = restored(&engine, &tenant, &backup).await;
     assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
     assert_eq!(fingerprint(&engine, &fleet, &tenant).await, before);
+}
+
+#[tokio::test]
+async fn a_restore_is_refused_while_another_operation_runs_or_from_an_unfinished_backup() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = Engine::start(config(&fleet)).await.unwrap();
+    let workers = engine.run_workers();
+    let tenant = onboard(&engine, request("9601", "Busy")).await;
+    let done = backed_up(&engine, &tenant).await;
+    workers.shutdown().await;
+
+    // No workers now: what is asked stays queued.
+    let queued = engine
+        .request_backup(&tenant.org_id, BackupKind::Manual, &actor())
+        .await
+        .unwrap();
+    let again = engine
+        .request_backup(&tenant.org_id, BackupKind::Manual, &actor())
+        .await
+        .unwrap();
+    assert_eq!(
+        again.id, queued.id,
+        "asking again answers the backup under way"
+    );
+    let refused = engine
+        .request_restore(&tenant.org_id, done.id, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::OperationInProgress);
+    // A suspension never waits for a backup: it runs in a lane of its own.
+    let suspension = engine
+        .suspend(
+            &tenant.org_id,
+            tenancy_core::SuspendedBy::Platform,
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let running = engine
+        .backups(&tenant.org_id, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|b| b.operation_id == queued.id)
+        .unwrap();
+    assert_eq!(running.state, BackupState::Running);
+
+    // A restore never starts from a backup that is not completed.
+    let workers = engine.run_workers();
+    for op in [queued.id, suspension.id] {
+        let op = engine
+            .wait_operation(op, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    }
+    workers.shutdown().await;
+    let mut registry = registry(&fleet).await;
+    sqlx::query("UPDATE backups SET state = 'failed' WHERE id = $1")
+        .bind(running.id)
+        .execute(&mut registry)
+        .await
+        .unwrap();
+    let refused = engine
+        .request_restore(&tenant.org_id, running.id, &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::InvalidState);
 }

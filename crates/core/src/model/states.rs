@@ -261,11 +261,14 @@ string_enum!(
 
 /// Which operations of one tenant may run at the same time: one per lane. The identity lane
 /// (inviting the first admin in ZITADEL) touches nothing on the database server, so it runs
-/// beside the tenant's own operations.
+/// beside the tenant's own operations. A backup only reads the database (through the admin's
+/// connection), so suspending, resuming or re-tiering never waits for one; a restore and a
+/// purge do (they refuse or wait while one is open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lane {
     Tenant,
     Identity,
+    Backup,
 }
 
 impl OperationKind {
@@ -334,6 +337,7 @@ impl OperationKind {
     pub fn lane(self) -> Lane {
         match self {
             OperationKind::ActivateAdmin => Lane::Identity,
+            OperationKind::Backup => Lane::Backup,
             OperationKind::Provision
             | OperationKind::Suspend
             | OperationKind::Resume
@@ -343,7 +347,6 @@ impl OperationKind {
             | OperationKind::RotateCredentials
             | OperationKind::Converge
             | OperationKind::Move
-            | OperationKind::Backup
             | OperationKind::Restore => Lane::Tenant,
         }
     }

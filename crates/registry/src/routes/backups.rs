@@ -63,7 +63,7 @@ pub struct BackupListParams {
         (status = 200, body = BackupPage),
         (status = 403, body = Problem),
         (status = 404, body = Problem),
-        (status = 422, description = "`validation_failed`: limit out of range", body = Problem),
+        (status = 400, description = "`invalid_request`: limit out of range, or a cursor that is no backup id", body = Problem),
     ))]
 pub async fn list(
     State(state): State<AppState>,

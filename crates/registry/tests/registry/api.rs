@@ -957,3 +957,157 @@ async fn agency_admins_manage_their_clients_and_nothing_else() {
     assert_eq!((status, &own["kind"]), (StatusCode::OK, &json!("client")));
     assert_eq!(own["parent_org_id"], "500");
 }
+
+/// A tenant's admins back it up, list, download and restore its backups; no one else's.
+#[tokio::test]
+async fn tenant_admins_back_up_download_and_restore_their_own_tenant_only() {
+    let app = start().await;
+    for (org, name) in [("100", "Own Org"), ("200", "Other Org")] {
+        let (status, _) = app
+            .call(
+                DEV_TOKEN,
+                Method::POST,
+                "/v1/tenants?wait=30s",
+                Some(json!({"org_id": org, "name": name})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let admin = "tenant-admin-100";
+    let (status, op) = app
+        .call(admin, Method::POST, "/v1/tenants/100/backups", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{op}");
+    assert_eq!(op["kind"], "backup");
+    let op_path = format!("/v1/operations/{}", op["id"].as_str().unwrap());
+    app.wait_until(&op_path, |op| op["state"] == "succeeded")
+        .await;
+
+    let (status, page) = app
+        .call(admin, Method::GET, "/v1/tenants/100/backups", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["next_cursor"], Value::Null);
+    let backup = page["backups"][0].clone();
+    assert_eq!(backup["state"], "completed", "{page}");
+    assert_eq!(backup["kind"], "manual");
+    assert_eq!(backup["created_by"], "admin-of-100");
+    let id = backup["id"].as_str().unwrap();
+    let (status, one) = app
+        .call(
+            admin,
+            Method::GET,
+            &format!("/v1/tenants/100/backups/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!((status, &one), (StatusCode::OK, &backup));
+    let (status, problem) = app
+        .call(admin, Method::GET, "/v1/tenants/100/backups?limit=0", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+
+    // Another organization's admin, and another tenant's path, get nothing.
+    let other = "tenant-admin-200";
+    for (method, path) in [
+        (Method::POST, "/v1/tenants/100/backups".to_owned()),
+        (Method::GET, "/v1/tenants/100/backups".to_owned()),
+        (Method::GET, format!("/v1/tenants/100/backups/{id}")),
+        (
+            Method::GET,
+            format!("/v1/tenants/100/backups/{id}/download"),
+        ),
+    ] {
+        let (status, _) = app.call(other, method.clone(), &path, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    let (status, _) = app
+        .call(
+            DEV_TOKEN,
+            Method::GET,
+            &format!("/v1/tenants/200/backups/{id}/download"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The download is the pg_dump archive, which pg_restore reads.
+    let response = app
+        .http
+        .get(format!(
+            "{}/v1/tenants/100/backups/{id}/download",
+            app.base()
+        ))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
+    assert_eq!(
+        response.headers()["content-length"].to_str().unwrap(),
+        backup["size_bytes"].to_string()
+    );
+    let archive = response.bytes().await.unwrap();
+    assert!(archive.starts_with(b"PGDMP"));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &archive).unwrap();
+    let listing = std::process::Command::new(
+        tenancy_testkit::pg_bin_dir()
+            .map(|dir| dir.join("pg_restore"))
+            .unwrap_or_else(|| "pg_restore".into()),
+    )
+    .arg("--list")
+    .arg(file.path())
+    .output()
+    .unwrap();
+    assert!(listing.status.success());
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("TABLE DATA public members"));
+
+    // Restores: the body is checked, another tenant's backup is not found, then it runs.
+    for body in [
+        json!({"backup_id": "nope"}),
+        json!({"backup_id": id, "into": "x"}),
+    ] {
+        let (status, problem) = app
+            .call(admin, Method::POST, "/v1/tenants/100/restore", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    }
+    let (status, problem) = app
+        .call(
+            DEV_TOKEN,
+            Method::POST,
+            "/v1/tenants/200/restore",
+            Some(json!({"backup_id": id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    let (status, op) = app
+        .call(
+            admin,
+            Method::POST,
+            "/v1/tenants/100/restore",
+            Some(json!({"backup_id": id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{op}");
+    let op_path = format!("/v1/operations/{}", op["id"].as_str().unwrap());
+    app.wait_until(&op_path, |op| op["state"] == "succeeded")
+        .await;
+    let (_, audit) = app
+        .call(DEV_TOKEN, Method::GET, "/v1/audit?org_id=100", None)
+        .await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in ["tenant.backup", "tenant.backup_download", "tenant.restore"] {
+        assert!(actions.contains(&action), "{action}: {actions:?}");
+    }
+}
