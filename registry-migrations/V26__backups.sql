@@ -39,6 +39,11 @@ CREATE TABLE backups (
     created_at      timestamptz NOT NULL DEFAULT now(),
     completed_at    timestamptz,
     expires_at      timestamptz,
+    -- The last verification (`tenantctl backups verify`): restored into a scratch database
+    -- and compared with `row_counts`.
+    verified_at     timestamptz,
+    verification    text,
+    verified_ok     boolean,
     UNIQUE (operation_id, kind)
 );
 CREATE INDEX backups_by_tenant ON backups (org_id, created_at DESC, id DESC);

@@ -78,6 +78,10 @@ pub fn describe_metrics() {
         "Backups downloaded as exports"
     );
     describe_counter!(
+        "tenancy_backup_verifications_total",
+        "Backups restored into a scratch database and compared, by outcome: whole, damaged"
+    );
+    describe_counter!(
         "tenancy_restores_total",
         "Restores by outcome: swapped, abandoned"
     );

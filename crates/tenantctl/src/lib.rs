@@ -23,6 +23,7 @@ Examples:
   tenantctl migrate --canary 5 --concurrency 8
   tenantctl tenants create 263014839178313731 'Acme Corp' --wait 60s
   tenantctl servers sync
+  tenantctl backups create 263014839178313731
   tenantctl psql 263014839178313731
 
 Exit status:
@@ -63,6 +64,9 @@ enum Command {
     Tenants(commands::tenants::Command),
     #[command(subcommand)]
     Servers(commands::servers::Command),
+    /// Tenant backups: create, list, download, restore, verify.
+    #[command(subcommand)]
+    Backups(commands::backups::Command),
     Reconcile(commands::reconcile::Args),
     Rekey(commands::rekey::Args),
     Rebalance(commands::moves::RebalanceArgs),
@@ -130,6 +134,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Status(args) => commands::status::run(args, &cx).await,
         Command::Tenants(command) => commands::tenants::run(command, &cx).await,
         Command::Servers(command) => commands::servers::run(command, &cx).await,
+        Command::Backups(command) => commands::backups::run(command, &cx).await,
         Command::Reconcile(args) => commands::reconcile::run(args, &cx).await,
         Command::Rekey(args) => commands::rekey::run(args, &cx).await,
         Command::Rebalance(args) => commands::moves::rebalance(args, &cx).await,

@@ -10,6 +10,8 @@ use uuid::Uuid;
 use super::Engine;
 use crate::backups::{BackupStore, Hashing, crypt};
 use crate::error::ControlError;
+use crate::pgadmin::{Contents, restoring_name};
+use crate::pgtools::PgTools;
 use crate::store::{Actor, StoredBackup};
 
 /// The longest page of backups a list returns.
@@ -127,6 +129,71 @@ impl Engine {
             )));
         }
         Ok(plain_bytes)
+    }
+
+    /// Restores the tenant's backup `id` into a scratch database on the tenant's server,
+    /// compares its tables' rows and large objects with what the catalog counted when it was
+    /// taken, drops the scratch database, and records the result. Returns whether the backup is
+    /// whole, and what was found.
+    #[instrument(skip(self), fields(%org_id, %id))]
+    pub async fn verify_backup(
+        &self,
+        org_id: &OrgId,
+        id: Uuid,
+    ) -> Result<(bool, String), ControlError> {
+        let stored = self.stored_backup(org_id, id).await?;
+        let tenant = self.tenant(org_id).await?;
+        let server = tenant.server_id.clone().ok_or_else(|| {
+            ControlError::conflict(
+                ErrorCode::NotPlaced,
+                format!("tenant {org_id} has no server to verify on"),
+            )
+        })?;
+        let admin = self.admins().get(&server).await?;
+        let _slot =
+            crate::backups::slot(self.store(), self.config().backups.per_server, &server).await?;
+        let tools = PgTools::find(self.config().moves.pg_bin_dir.as_deref()).await?;
+        let identity = self.backup_identity(org_id).await?;
+        let scratch = restoring_name(Uuid::new_v4());
+        admin
+            .create_restore_target(&scratch, &tenant.db_name, org_id)
+            .await?;
+        let checked = async {
+            let what = format!("backup {id}");
+            let object = self.inner.backups.reader(&stored.object_key).await?;
+            let mut plain = crypt::decrypting(&identity, object, &what).await?;
+            tools
+                .restore_from(admin.config(), scratch.as_str(), &mut plain)
+                .await?;
+            admin.contents(&scratch).await
+        }
+        .await;
+        admin.drop_restore_target(&scratch, org_id).await?;
+        let (ok, found) = match checked {
+            Ok(found) => {
+                let expected = Contents {
+                    rows: stored.backup.row_counts.clone().unwrap_or_default(),
+                    large_objects: stored.backup.large_objects.unwrap_or(0),
+                };
+                match crate::operations::compare_contents(&expected, &found) {
+                    Ok(summary) => (true, summary),
+                    Err(why) => (false, why),
+                }
+            }
+            Err(e) if e.code() == ErrorCode::BackupUnreadable => (false, e.to_string()),
+            Err(e) if matches!(e, ControlError::Copy(_)) => (false, e.to_string()),
+            Err(e) => return Err(e),
+        };
+        self.store().backup_verified(id, ok, &found).await?;
+        metrics::counter!("tenancy_backup_verifications_total",
+            "outcome" => if ok { "whole" } else { "damaged" })
+        .increment(1);
+        Ok((ok, found))
+    }
+
+    /// The newest completed backup of each of these tenants (every tenant when empty).
+    pub async fn latest_backups(&self, org_ids: &[OrgId]) -> Result<Vec<Backup>, ControlError> {
+        self.store().latest_backups(org_ids).await
     }
 
     async fn backup_identity(&self, org_id: &OrgId) -> Result<age::pq::Identity, ControlError> {

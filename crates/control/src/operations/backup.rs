@@ -13,7 +13,7 @@ use super::StepContext;
 use crate::backups::crypt;
 use crate::error::ControlError;
 use crate::pgtools::PgTools;
-use crate::store::{Finish, LockName, Measured, RegistryLock, StoredBackup};
+use crate::store::{Finish, Measured, RegistryLock, StoredBackup};
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
@@ -133,22 +133,12 @@ async fn check(cx: &mut StepContext<'_>, kind: BackupKind) -> Result<(), Control
     Ok(())
 }
 
-/// One of the server's backup slots, or [`ControlError::BackupSlotsBusy`] (the step waits
-/// without spending an attempt).
+/// One of the server's backup slots (see [`crate::backups::slot`]).
 pub(super) async fn slot(
     cx: &StepContext<'_>,
     server: &tenancy_core::ServerId,
 ) -> Result<RegistryLock, ControlError> {
-    for n in 0..cx.config.backups.per_server {
-        if let Some(lock) = cx
-            .store
-            .try_lock(&LockName::BackupSlot(server.clone(), n))
-            .await?
-        {
-            return Ok(lock);
-        }
-    }
-    Err(ControlError::BackupSlotsBusy(server.clone()))
+    crate::backups::slot(cx.store, cx.config.backups.per_server, server).await
 }
 
 /// The tenant's backup key's public half (made on its first backup) and the break-glass key.

@@ -118,6 +118,7 @@ pub(crate) async fn abandon(
 }
 
 pub(crate) use move_tenant::requirements as move_requirements;
+pub(crate) use restore::compare_contents;
 
 /// What a step may use: the registry, the servers' admin connections, the configuration, the
 /// identity provider, and the operation with its tenant. Nothing else of the engine.

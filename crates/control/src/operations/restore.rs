@@ -73,8 +73,13 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
                 rows: source.backup.row_counts.clone().unwrap_or_default(),
                 large_objects: source.backup.large_objects.unwrap_or(0),
             };
-            let summary = compare(&expected, &found)
-                .map_err(|why| ControlError::conflict(ErrorCode::VerificationFailed, why))?;
+            let summary = compare_contents(&expected, &found)
+                .map_err(|why| {
+                    ControlError::conflict(
+                        ErrorCode::VerificationFailed,
+                        format!("{why}; the live database is untouched"),
+                    )
+                })?;
             cx.store.restore_verified(cx.op.id, &summary).await
         }
         Step::Swap => {
@@ -132,7 +137,7 @@ async fn source(cx: &StepContext<'_>) -> Result<StoredBackup, ControlError> {
 }
 
 /// What the restored database holds beside what the catalog recorded when it was dumped.
-fn compare(expected: &Contents, found: &Contents) -> Result<String, String> {
+pub(crate) fn compare_contents(expected: &Contents, found: &Contents) -> Result<String, String> {
     let mut problems = Vec::new();
     for (table, rows) in &expected.rows {
         match found.rows.get(table) {
@@ -156,7 +161,7 @@ fn compare(expected: &Contents, found: &Contents) -> Result<String, String> {
     }
     if !problems.is_empty() {
         return Err(format!(
-            "the restored database differs from the backup: {}; the live database is untouched",
+            "the restored database differs from the backup: {}",
             problems.join("; ")
         ));
     }
@@ -211,7 +216,7 @@ mod tests {
     fn a_restore_must_hold_what_was_counted() {
         let expected = contents(&[("public.a", 2), ("public.b", 0)], 1);
         assert!(
-            compare(&expected, &expected)
+            compare_contents(&expected, &expected)
                 .unwrap()
                 .starts_with("2 tables, 2 rows, 1 large objects")
         );
@@ -230,7 +235,7 @@ mod tests {
                 "0 large objects, not 1",
             ),
         ] {
-            let refused = compare(&expected, &found).unwrap_err();
+            let refused = compare_contents(&expected, &found).unwrap_err();
             assert!(refused.contains(problem), "{refused}");
         }
     }

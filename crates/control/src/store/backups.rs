@@ -42,11 +42,15 @@ struct BackupRow {
     created_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
+    verified_at: Option<DateTime<Utc>>,
+    verification: Option<String>,
+    verified_ok: Option<bool>,
 }
 
 const BACKUP_COLUMNS: &str = "id, org_id, operation_id, kind, state, object_key, server_id,
     size_bytes, stored_bytes, sha256, schema_version, row_counts, large_objects, duration_ms,
-    error, created_by, created_at, completed_at, expires_at";
+    error, created_by, created_at, completed_at, expires_at, verified_at, verification,
+    verified_ok";
 
 /// A catalog row with where its object is.
 #[derive(Debug, Clone)]
@@ -83,6 +87,9 @@ impl TryFrom<BackupRow> for StoredBackup {
                 created_at: row.created_at,
                 completed_at: row.completed_at,
                 expires_at: row.expires_at,
+                verified_at: row.verified_at,
+                verification: row.verification,
+                verified_ok: row.verified_ok,
             },
         })
     }
@@ -276,6 +283,47 @@ impl Store {
             .execute(&self.pool)
             .await?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Records a verification of backup `id`.
+    pub(crate) async fn backup_verified(
+        &self,
+        id: Uuid,
+        ok: bool,
+        verification: &str,
+    ) -> Result<(), ControlError> {
+        self.run("backup_verified", async {
+            sqlx::query(
+                "UPDATE backups SET verified_at = now(), verified_ok = $2, verification = $3
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(ok)
+            .bind(verification)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The newest completed backup of each tenant of `org_ids` (every tenant when empty).
+    pub async fn latest_backups(&self, org_ids: &[OrgId]) -> Result<Vec<Backup>, ControlError> {
+        let orgs: Vec<&str> = org_ids.iter().map(OrgId::as_str).collect();
+        self.run("latest_backups", async {
+            sqlx::query_as::<_, BackupRow>(sqlx::AssertSqlSafe(format!(
+                "SELECT DISTINCT ON (org_id) {BACKUP_COLUMNS} FROM backups
+                 WHERE state = 'completed' AND (cardinality($1::text[]) = 0 OR org_id = ANY($1))
+                 ORDER BY org_id, created_at DESC"
+            )))
+            .bind(&orgs)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| StoredBackup::try_from(r).map(|s| s.backup))
+            .collect()
         })
         .await
     }

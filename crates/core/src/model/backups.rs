@@ -53,6 +53,15 @@ pub struct Backup {
     /// When retention deletes it; `null` keeps it until the tenant is purged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it was last restored into a scratch database and compared with its row counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<DateTime<Utc>>,
+    /// What that verification found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<String>,
+    /// Whether that verification found the backup whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_ok: Option<bool>,
 }
 
 /// `GET /v1/tenants/{org_id}/backups`: newest first.

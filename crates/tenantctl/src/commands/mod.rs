@@ -1,5 +1,6 @@
 //! One module per command: its arguments (with `--help` text and examples) and its `run`.
 
+pub mod backups;
 pub mod migrate;
 pub mod moves;
 pub mod psql;
