@@ -1,5 +1,6 @@
 //! End-to-end: the real registry binary, driven over HTTP.
 
+mod backups;
 mod clients;
 mod contract;
 mod crash;

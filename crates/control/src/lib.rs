@@ -42,8 +42,8 @@ pub use config::{
 };
 pub use engine::fleet;
 pub use engine::{
-    Authority, Balance, Engine, Export, MAX_BACKUP_PAGE, Onboarded, PlannedMove, Refill, Rekeyed,
-    SampleRound, Secrets, TierRollout, TierStatus, Workers, password_env_of,
+    Authority, BackupRound, Balance, Engine, Export, MAX_BACKUP_PAGE, Onboarded, PlannedMove,
+    Refill, Rekeyed, SampleRound, Secrets, TierRollout, TierStatus, Workers, password_env_of,
 };
 pub use error::ControlError;
 pub use reconcile::{Finding, FindingKind, Repair};

@@ -78,6 +78,19 @@ pub fn describe_metrics() {
         "Backups downloaded as exports"
     );
     describe_counter!(
+        "tenancy_backups_expired_total",
+        "Backups deleted past their tier's retention"
+    );
+    describe_gauge!(
+        "tenancy_tenants_past_backup_interval",
+        "Active and suspended tenants with no completed backup within their tier's interval, by tier"
+    );
+    describe_gauge!(
+        "tenancy_backup_oldest_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest newest completed backup among a tier's tenants, by tier"
+    );
+    describe_counter!(
         "tenancy_backup_verifications_total",
         "Backups restored into a scratch database and compared, by outcome: whole, damaged"
     );

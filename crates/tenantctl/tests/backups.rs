@@ -38,7 +38,11 @@ async fn backups_are_taken_listed_downloaded_verified_and_restored_from_the_cli(
     let config = Config::from_toml(&fleet.toml(), |v| fleet.secret(v)).unwrap();
     let engine = Engine::start(config).await.unwrap();
     let workers = engine.run_workers();
-    onboard_all(&engine, [request(5000, "Cli One"), request(5001, "Cli Two")]).await;
+    onboard_all(
+        &engine,
+        [request(5000, "Cli One"), request(5001, "Cli Two")],
+    )
+    .await;
     workers.shutdown().await;
     let db = engine
         .tenant(&"5000".parse().unwrap())
@@ -48,21 +52,30 @@ async fn backups_are_taken_listed_downloaded_verified_and_restored_from_the_cli(
     let psql = |sql: &str| fleet.cluster("pg-1").psql(db.as_str(), sql).unwrap();
     psql("INSERT INTO teams (name) SELECT 'team ' || i FROM generate_series(1, 30) i");
 
-    let created: Value = serde_json::from_str(&ok(&run(&fleet, &["backups", "create", "5000"]))).unwrap();
+    let created: Value =
+        serde_json::from_str(&ok(&run(&fleet, &["backups", "create", "5000"]))).unwrap();
     let backup = &created[0];
     assert_eq!(backup["state"], "completed");
     assert_eq!(backup["row_counts"]["public.teams"], 30);
     let id = backup["id"].as_str().unwrap().to_owned();
     ok(&run(&fleet, &["backups", "create", "5001"]));
 
-    let listed: Value = serde_json::from_str(&ok(&run(&fleet, &["backups", "list", "5000"]))).unwrap();
+    let listed: Value =
+        serde_json::from_str(&ok(&run(&fleet, &["backups", "list", "5000"]))).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["id"], id.as_str());
 
     let out = fleet.dir().join("export.dump");
     let line: Value = serde_json::from_str(&ok(&run(
         &fleet,
-        &["backups", "download", "5000", &id, "--out", out.to_str().unwrap()],
+        &[
+            "backups",
+            "download",
+            "5000",
+            &id,
+            "--out",
+            out.to_str().unwrap(),
+        ],
     )))
     .unwrap();
     let archive = std::fs::read(&out).unwrap();
@@ -71,7 +84,10 @@ async fn backups_are_taken_listed_downloaded_verified_and_restored_from_the_cli(
 
     // Verification restores both tenants' newest backups into scratch databases.
     let verified = ok(&run(&fleet, &["backups", "verify"]));
-    let lines: Vec<Value> = verified.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = verified
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{verified}");
     assert!(lines.iter().all(|l| l["ok"] == true), "{verified}");
     // A catalog that no longer matches is found damaged, and the command says so.
@@ -89,7 +105,12 @@ async fn backups_are_taken_listed_downloaded_verified_and_restored_from_the_cli(
     assert_eq!(damaged.status.code(), Some(1));
     let line: Value = serde_json::from_slice(&damaged.stdout).unwrap();
     assert_eq!(line["ok"], false);
-    assert!(line["found"].as_str().unwrap().contains("public.teams has 30 rows, not 31"));
+    assert!(
+        line["found"]
+            .as_str()
+            .unwrap()
+            .contains("public.teams has 30 rows, not 31")
+    );
     assert_eq!(
         fleet
             .cluster("pg-1")

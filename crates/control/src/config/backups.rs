@@ -19,6 +19,13 @@ pub struct BackupsConfig {
     /// Backups (and restores) running at once on one database server.
     #[serde(default = "default_per_server")]
     pub per_server: u32,
+    /// How often one replica looks for tenants due a scheduled backup and for backups past
+    /// retention (give or take a tenth, so replicas drift apart).
+    #[serde(default = "default_schedule_every", with = "humantime_serde")]
+    pub schedule_every: std::time::Duration,
+    /// Take a `pre_delete` backup when a tenant is deleted (kept until the tenant is purged).
+    #[serde(default = "default_true")]
+    pub before_delete: bool,
     /// An age post-quantum public key (`age1pq1...`, made by `age-keygen -pq`, age 1.3 or
     /// later) every backup is also encrypted to, so that its holder can decrypt backups without
     /// the registry (`age -d -i key.txt`). Its private half must not be kept where the
@@ -51,6 +58,8 @@ impl Default for BackupsConfig {
         Self {
             url: default_url(),
             per_server: default_per_server(),
+            schedule_every: default_schedule_every(),
+            before_delete: true,
             break_glass_recipient: None,
             endpoint: None,
             region: None,
@@ -106,6 +115,11 @@ impl BackupsConfig {
     }
 
     pub(super) fn validate(&self) -> Result<(), ControlError> {
+        if self.schedule_every < std::time::Duration::from_millis(100) {
+            return Err(ControlError::Config(
+                "backups.schedule_every must be at least 100ms".into(),
+            ));
+        }
         if self.per_server == 0 {
             return Err(ControlError::Config(
                 "backups.per_server must be at least 1".into(),
@@ -128,4 +142,12 @@ fn default_url() -> String {
 
 fn default_per_server() -> u32 {
     1
+}
+
+fn default_schedule_every() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
+}
+
+fn default_true() -> bool {
+    true
 }

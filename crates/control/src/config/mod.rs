@@ -24,7 +24,7 @@ use crate::secrets::{Keyring, MasterKey};
 pub use backups::BackupsConfig;
 pub use engine::{EngineConfig, MovesConfig, SettingsConfig, UsageConfig, WarmPoolConfig};
 pub use servers::ServerConfig;
-pub use tiers::{QuotaLimit, TierLimits};
+pub use tiers::{QuotaLimit, TierBackups, TierLimits};
 
 use engine::check_webhook_url;
 use tiers::default_tiers;
@@ -242,6 +242,13 @@ impl Config {
             if limits.connection_limit < 1 || limits.pool_size < 1 {
                 return Err(ControlError::Config(format!(
                     "tiers.{name}: connection_limit and pool_size must be at least 1"
+                )));
+            }
+            if let Some(backups) = &limits.backups
+                && (backups.interval < Duration::from_secs(1) || backups.keep == 0)
+            {
+                return Err(ControlError::Config(format!(
+                    "tiers.{name}.backups: interval must be at least 1s and keep at least 1"
                 )));
             }
             for (table, quotas) in [

@@ -49,6 +49,33 @@ pub struct TierLimits {
     /// otherwise.
     #[serde(default)]
     pub features: BTreeSet<FeatureName>,
+    /// Scheduled backups of the tier's tenants and how long they are kept
+    /// (`[tiers.<name>.backups]`); none scheduled when unset.
+    #[serde(default)]
+    pub backups: Option<TierBackups>,
+}
+
+/// `[tiers.<name>.backups]`: how often the tier's tenants are backed up, and which backups are
+/// kept. The newest `keep` completed backups of a tenant are kept whatever their age; older
+/// ones are deleted once older than `keep_for` (at once when `keep_for` is unset). The newest
+/// completed backup is never deleted by retention.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierBackups {
+    /// A tenant is backed up once its newest backup (or, before its first, the tenant itself)
+    /// is this old.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Completed backups kept per tenant, whatever their age (at least 1).
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+    /// Backups beyond `keep` are deleted once this old.
+    #[serde(default, with = "humantime_serde")]
+    pub keep_for: Option<Duration>,
+}
+
+fn default_keep() -> u32 {
+    7
 }
 
 impl TierLimits {

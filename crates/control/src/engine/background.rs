@@ -110,6 +110,10 @@ impl Engine {
         tasks.push(tokio::spawn(
             sample(self.clone(), cancel.clone()).instrument(info_span!("usage_sampler")),
         ));
+        tasks.push(tokio::spawn(
+            schedule_backups(self.clone(), cancel.clone())
+                .instrument(info_span!("backup_scheduler")),
+        ));
         // Also with the pool off: the spares of an earlier size are dropped.
         tasks.push(tokio::spawn(
             refill(self.clone(), cancel.clone()).instrument(info_span!("warm_pool")),
@@ -162,6 +166,30 @@ impl Engine {
             wake: self.inner.signals.wake.clone(),
             #[cfg(feature = "testing")]
             faults: self.inner.faults.get().cloned(),
+        }
+    }
+}
+
+/// The backup scheduler (`Engine::backup_round`): one replica per round, rounds about
+/// `[backups] schedule_every` apart (a tenth either way, at random, so replicas drift apart).
+async fn schedule_backups(engine: Engine, cancel: CancellationToken) {
+    let every = engine.config().backups.schedule_every;
+    loop {
+        let jitter = rand::random_range(0.9..1.1);
+        tokio::select! {
+            _ = tokio::time::sleep(every.mul_f64(jitter)) => {}
+            _ = cancel.cancelled() => return,
+        }
+        match engine.backup_round().await {
+            Ok(Some(round)) if !round.queued.is_empty() || round.expired > 0 => {
+                info!(
+                    queued = round.queued.len(),
+                    expired = round.expired,
+                    "backup round"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "backup round failed; trying again next round"),
         }
     }
 }

@@ -12,7 +12,19 @@ use crate::backups::{BackupStore, Hashing, crypt};
 use crate::error::ControlError;
 use crate::pgadmin::{Contents, restoring_name};
 use crate::pgtools::PgTools;
-use crate::store::{Actor, StoredBackup};
+use crate::store::{Actor, LockName, StoredBackup};
+
+/// Scheduled backups one round queues per tier at most (the next round queues more).
+const SCHEDULED_PER_ROUND: i64 = 500;
+
+/// What one round of the backup scheduler did.
+#[derive(Debug, Default)]
+pub struct BackupRound {
+    /// Scheduled backups queued.
+    pub queued: Vec<Operation>,
+    /// Backups deleted past retention.
+    pub expired: usize,
+}
 
 /// The longest page of backups a list returns.
 pub const MAX_BACKUP_PAGE: i64 = 200;
@@ -234,6 +246,73 @@ impl Engine {
             resealed += 1;
         }
         Ok(resealed)
+    }
+
+    /// One round of the backup scheduler, on the replica holding the schedule's registry lock
+    /// (`None` on the others): queues a `scheduled` backup of every tenant due one by its tier,
+    /// deletes the backups past their tier's retention (object, then catalog row, each
+    /// audited), and sets the gauges of tenants past their interval.
+    pub async fn backup_round(&self) -> Result<Option<BackupRound>, ControlError> {
+        let Some(lock) = self.store().try_lock(&LockName::BackupSchedule).await? else {
+            return Ok(None);
+        };
+        let scheduler = Actor::named("system:scheduler");
+        let mut round = BackupRound::default();
+        for (tier, limits) in &self.config().tiers {
+            let Some(schedule) = &limits.backups else {
+                continue;
+            };
+            for org_id in self
+                .store()
+                .due_backups(tier, schedule.interval, SCHEDULED_PER_ROUND)
+                .await?
+            {
+                match self
+                    .store()
+                    .request_backup(&org_id, BackupKind::Scheduled, &scheduler)
+                    .await
+                {
+                    Ok(op) => round.queued.push(op),
+                    // A restore or a purge under way, or the tenant changed meanwhile: the
+                    // next round sees it again.
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            ErrorCode::OperationInProgress | ErrorCode::InvalidState
+                        ) => {}
+                    Err(e) => warn!(%org_id, error = %e, "could not queue a scheduled backup"),
+                }
+            }
+            for expired in self
+                .store()
+                .expired_backups(tier, schedule.keep, schedule.keep_for)
+                .await?
+            {
+                self.inner.backups.delete(&expired.object_key).await?;
+                self.store().forget_backup(expired.backup.id).await?;
+                self.store()
+                    .audit_backups(
+                        &Actor::named("system:retention"),
+                        "tenant.backup_expired",
+                        &expired.backup.org_id,
+                        serde_json::json!({
+                            "backup_id": expired.backup.id,
+                            "created_at": expired.backup.created_at,
+                            "stored_bytes": expired.backup.stored_bytes,
+                        }),
+                    )
+                    .await?;
+                metrics::counter!("tenancy_backups_expired_total").increment(1);
+                round.expired += 1;
+            }
+            let (past, oldest) = self.store().backup_lag(tier, schedule.interval).await?;
+            metrics::gauge!("tenancy_tenants_past_backup_interval", "tier" => tier.to_string())
+                .set(past as f64);
+            metrics::gauge!("tenancy_backup_oldest_age_seconds", "tier" => tier.to_string())
+                .set(oldest);
+        }
+        lock.release().await;
+        Ok(Some(round))
     }
 
     /// Drops the databases restores replaced once their retention ran out (the maintenance

@@ -51,7 +51,7 @@ use crate::secrets::Keyring;
 use crate::store::{Actor, LockName, RegistryLock, Store};
 
 pub use background::Workers;
-pub use backups::{Export, MAX_BACKUP_PAGE};
+pub use backups::{BackupRound, Export, MAX_BACKUP_PAGE};
 pub use moves::{Balance, PlannedMove};
 pub use servers::password_env_of;
 pub use settings::{Authority, Secrets};

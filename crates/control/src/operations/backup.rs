@@ -60,6 +60,12 @@ async fn dump(cx: &mut StepContext<'_>, kind: BackupKind) -> Result<StoredBackup
     let recipients = recipients(cx).await?;
     let tools = tools(cx).await?;
     let db = &cx.tenant.db_name;
+    if !admin.database_exists(db).await? {
+        return Err(ControlError::conflict(
+            tenancy_core::ErrorCode::InvalidState,
+            format!("tenant {}'s database is gone", cx.tenant.org_id),
+        ));
+    }
     let started = Instant::now();
     let snapshot = admin.dump_snapshot(db).await?;
     let mut upload = cx.backups.writer(&stored.object_key);
@@ -128,7 +134,10 @@ async fn check(cx: &mut StepContext<'_>, kind: BackupKind) -> Result<(), Control
             "{what} holds an empty archive"
         )));
     }
-    cx.store.backup_completed(stored.backup.id).await?;
+    let expires_in = cx.limits()?.backups.as_ref().and_then(|b| b.keep_for);
+    cx.store
+        .backup_completed(stored.backup.id, expires_in)
+        .await?;
     metrics::counter!("tenancy_backups_total", "outcome" => "completed").increment(1);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `deprovision` (soft delete): the tenant was marked deleting when this was asked for; here it
-//! is blocked like a suspension, then marked deleted with its database kept for the retention
+//! is blocked like a suspension, a `pre_delete` backup of it is queued (`[backups]
+//! before_delete`; it runs beside, in the backup lane), then it is marked deleted with its database kept for the retention
 //! period (the maintenance loop queues the purge when it runs out). An agency's live clients
 //! are deleted with it, each by an operation of its own: the delete was refused if it had any,
 //! unless it was asked with `cascade=true`, and no client can join a deleting agency.
@@ -16,7 +17,8 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             Some(admin) => {
                 admin
                     .block(&cx.tenant.db_name, &cx.tenant.role_name())
-                    .await
+                    .await?;
+                safeguard(cx).await
             }
             None => Ok(()),
         },
@@ -33,5 +35,25 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             cx.finish(Finish::Deleted { retention }).await
         }
         other => Err(cx.unexpected(other)),
+    }
+}
+
+/// Queues the deletion's `pre_delete` backup, once.
+async fn safeguard(cx: &StepContext<'_>) -> Result<(), ControlError> {
+    let org_id = &cx.tenant.org_id;
+    if !cx.config.backups.before_delete
+        || cx.store.pre_delete_backup_since(org_id, cx.op.id).await?
+    {
+        return Ok(());
+    }
+    let actor = crate::store::Actor::named("system:deletion");
+    match cx
+        .store
+        .request_backup(org_id, tenancy_core::BackupKind::PreDelete, &actor)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == tenancy_core::ErrorCode::InvalidState => Ok(()),
+        Err(e) => Err(e),
     }
 }

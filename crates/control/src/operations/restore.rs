@@ -73,13 +73,12 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
                 rows: source.backup.row_counts.clone().unwrap_or_default(),
                 large_objects: source.backup.large_objects.unwrap_or(0),
             };
-            let summary = compare_contents(&expected, &found)
-                .map_err(|why| {
-                    ControlError::conflict(
-                        ErrorCode::VerificationFailed,
-                        format!("{why}; the live database is untouched"),
-                    )
-                })?;
+            let summary = compare_contents(&expected, &found).map_err(|why| {
+                ControlError::conflict(
+                    ErrorCode::VerificationFailed,
+                    format!("{why}; the live database is untouched"),
+                )
+            })?;
             cx.store.restore_verified(cx.op.id, &summary).await
         }
         Step::Swap => {

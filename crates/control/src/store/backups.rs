@@ -151,7 +151,9 @@ impl Store {
             {
                 return Err(super::lifecycle::in_progress(org_id, &open));
             }
-            if !BACKUPABLE.contains(&tenant.status) || tenant.server_id.is_none() {
+            // A deletion's safeguard is taken of the tenant being deleted.
+            let may = kind == BackupKind::PreDelete && tenant.status == TenantStatus::Deleting;
+            if !(may || BACKUPABLE.contains(&tenant.status)) || tenant.server_id.is_none() {
                 return Err(ControlError::conflict(
                     ErrorCode::InvalidState,
                     format!(
@@ -173,6 +175,28 @@ impl Store {
             .await?;
             tx.commit().await?;
             Ok(op)
+        })
+        .await
+    }
+
+    /// Whether the tenant has a `pre_delete` backup taken since the operation `since` began
+    /// (a deletion asks for its safeguard once, whatever its retries).
+    pub(crate) async fn pre_delete_backup_since(
+        &self,
+        org_id: &OrgId,
+        since: Uuid,
+    ) -> Result<bool, ControlError> {
+        self.run("pre_delete_backup_since", async {
+            Ok(sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM backups
+                                WHERE org_id = $1 AND kind = 'pre_delete'
+                                  AND created_at >= (SELECT created_at FROM operations
+                                                     WHERE id = $2))",
+            )
+            .bind(org_id.as_str())
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?)
         })
         .await
     }
@@ -272,17 +296,112 @@ impl Store {
         .await
     }
 
-    /// Marks a checked backup completed.
-    pub(crate) async fn backup_completed(&self, id: Uuid) -> Result<(), ControlError> {
+    /// Marks a checked backup completed; retention may delete it `expires_in` from now.
+    pub(crate) async fn backup_completed(
+        &self,
+        id: Uuid,
+        expires_in: Option<Duration>,
+    ) -> Result<(), ControlError> {
         self.run("backup_completed", async {
             sqlx::query(
-                "UPDATE backups SET state = 'completed', completed_at = coalesce(completed_at, now())
+                "UPDATE backups SET state = 'completed', completed_at = coalesce(completed_at, now()),
+                     expires_at = now() + $2 * interval '1 second'
                  WHERE id = $1",
             )
             .bind(id)
+            .bind(expires_in.map(|d| d.as_secs_f64()))
             .execute(&self.pool)
             .await?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Tenants of `tier` due a scheduled backup: active or suspended, placed, with no backup
+    /// (completed or under way) taken within `interval`, and older than `interval`.
+    pub(crate) async fn due_backups(
+        &self,
+        tier: &tenancy_core::Tier,
+        interval: Duration,
+        limit: i64,
+    ) -> Result<Vec<OrgId>, ControlError> {
+        self.run("due_backups", async {
+            let due: Vec<String> = sqlx::query_scalar(
+                "SELECT t.org_id FROM tenants t
+                 WHERE t.tier = $1 AND t.status IN ('active', 'suspended')
+                   AND t.server_id IS NOT NULL
+                   AND t.created_at < now() - $2 * interval '1 second'
+                   AND NOT EXISTS (SELECT 1 FROM backups b
+                                   WHERE b.org_id = t.org_id AND b.state <> 'failed'
+                                     AND b.created_at > now() - $2 * interval '1 second')
+                 ORDER BY t.org_id LIMIT $3",
+            )
+            .bind(tier.as_str())
+            .bind(interval.as_secs_f64())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            due.into_iter()
+                .map(|o| o.parse().map_err(ControlError::corrupt))
+                .collect()
+        })
+        .await
+    }
+
+    /// Completed backups of `tier`'s live tenants past retention: not among the newest `keep`
+    /// of their tenant, and older than `keep_for` when set.
+    pub(crate) async fn expired_backups(
+        &self,
+        tier: &tenancy_core::Tier,
+        keep: u32,
+        keep_for: Option<Duration>,
+    ) -> Result<Vec<StoredBackup>, ControlError> {
+        self.run("expired_backups", async {
+            sqlx::query_as::<_, BackupRow>(sqlx::AssertSqlSafe(format!(
+                "SELECT {BACKUP_COLUMNS} FROM (
+                     SELECT b.*, row_number() OVER (PARTITION BY b.org_id
+                                                    ORDER BY b.created_at DESC) AS newest
+                     FROM backups b JOIN tenants t ON t.org_id = b.org_id
+                     WHERE t.tier = $1 AND t.status IN ('active', 'suspended', 'failed')
+                       AND b.state = 'completed') ranked
+                 WHERE newest > greatest($2, 1)
+                   AND ($3::float8 IS NULL OR created_at < now() - $3 * interval '1 second')"
+            )))
+            .bind(tier.as_str())
+            .bind(i64::from(keep))
+            .bind(keep_for.map(|d| d.as_secs_f64()))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(StoredBackup::try_from)
+            .collect()
+        })
+        .await
+    }
+
+    /// Of `tier`'s active and suspended tenants older than `interval`: how many have no
+    /// completed backup within it, and the age in seconds of the oldest newest backup (the
+    /// tenant's own age for one never backed up).
+    pub(crate) async fn backup_lag(
+        &self,
+        tier: &tenancy_core::Tier,
+        interval: Duration,
+    ) -> Result<(i64, f64), ControlError> {
+        self.run("backup_lag", async {
+            let (past, oldest): (i64, Option<f64>) = sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE last < now() - $2 * interval '1 second'),
+                        max(extract(epoch FROM now() - last))::float8
+                 FROM (SELECT coalesce((SELECT max(b.completed_at) FROM backups b
+                                        WHERE b.org_id = t.org_id AND b.state = 'completed'),
+                                       t.created_at) AS last
+                       FROM tenants t
+                       WHERE t.tier = $1 AND t.status IN ('active', 'suspended')) tenants",
+            )
+            .bind(tier.as_str())
+            .bind(interval.as_secs_f64())
+            .fetch_one(&self.pool)
+            .await?;
+            Ok((past, oldest.unwrap_or(0.0)))
         })
         .await
     }

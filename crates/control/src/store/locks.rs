@@ -44,6 +44,8 @@ pub enum LockName {
     WarmPool(ServerId),
     /// Choosing move targets in a region, so that racing moves spread.
     MovePlacement(Region),
+    /// Scheduling backups and deleting expired ones (one replica at a time).
+    BackupSchedule,
     /// One of a server's `[backups] per_server` slots: held by a backup or restore while it
     /// streams.
     BackupSlot(ServerId, u32),
@@ -59,6 +61,7 @@ impl fmt::Display for LockName {
             LockName::OrgSync => f.write_str("tenancy.org_sync"),
             LockName::WarmPool(server) => write!(f, "tenancy.warm_pool.{server}"),
             LockName::MovePlacement(region) => write!(f, "tenancy.move_placement.{region}"),
+            LockName::BackupSchedule => f.write_str("tenancy.backup_schedule"),
             LockName::BackupSlot(server, slot) => write!(f, "tenancy.backup.{server}.{slot}"),
         }
     }

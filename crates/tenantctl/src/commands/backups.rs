@@ -233,7 +233,9 @@ fn show(backups: &[Backup], json: bool) -> Result<()> {
     println!(
         "{}",
         output::table(
-            ["ID", "KIND", "STATE", "SIZE", "STORED", "CREATED", "VERIFIED"],
+            [
+                "ID", "KIND", "STATE", "SIZE", "STORED", "CREATED", "VERIFIED"
+            ],
             lines
         )
     );
