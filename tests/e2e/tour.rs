@@ -197,6 +197,10 @@ fn check(step: &Step, got: &[String]) -> Result<(), String> {
 fn workdir(deployment: &Deployment, base: &str) -> PathBuf {
     let dir = deployment.fleet.dir().join("tour");
     std::fs::create_dir_all(dir.join(".local")).unwrap();
+    // `make run` keeps backups in `.local/backups`; the fleet keeps them in its directory.
+    let backups = deployment.fleet.dir().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::os::unix::fs::symlink(&backups, dir.join(".local/backups")).unwrap();
     let bin = binary("tenantctl");
     let bin_dir = bin.parent().unwrap();
     // What `make run` writes (deploy/local/run.sh), for this deployment.
@@ -291,6 +295,11 @@ async fn the_agency_walkthrough_runs_as_shown() {
 #[tokio::test]
 async fn the_quota_and_settings_walkthrough_runs_as_shown() {
     runs_as_shown(tour(&page("docs/tiers-and-quotas.md"))).await;
+}
+
+#[tokio::test]
+async fn the_backup_walkthrough_runs_as_shown() {
+    runs_as_shown(tour(&page("docs/backups.md"))).await;
 }
 
 #[test]
