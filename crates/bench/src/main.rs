@@ -1,6 +1,7 @@
 //! `make bench`: every benchmark runs its plain baseline in the same run, on the same cluster,
 //! and prints the ratio.
 
+mod backups;
 mod breakdown;
 mod fleet;
 mod measure;
@@ -20,6 +21,7 @@ use tenancy_control::{Config, ServerConfig};
 use tenancy_core::CreateTenant;
 use tenancy_testkit::PgCluster;
 
+use crate::backups::backups;
 use crate::breakdown::Breakdown;
 use crate::fleet::fleet;
 use crate::moves::move_tenant;
@@ -56,6 +58,9 @@ struct Args {
     /// Size of the tenant database the move benchmark moves, in MB.
     #[arg(long, default_value_t = 100)]
     move_mb: i64,
+    /// Size of the tenant database the backup benchmark backs up and restores, in MB.
+    #[arg(long, default_value_t = 200)]
+    backup_mb: i64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,6 +73,7 @@ enum Which {
     Sampler,
     WarmPool,
     Move,
+    Backups,
 }
 
 #[tokio::main]
@@ -94,6 +100,9 @@ async fn main() -> Result<()> {
     }
     if matches!(args.only, Which::All | Which::Move) {
         move_tenant(args.move_mb).await?;
+    }
+    if matches!(args.only, Which::All | Which::Backups) {
+        backups(args.backup_mb).await?;
     }
     Ok(())
 }

@@ -40,25 +40,7 @@ pub(crate) async fn move_tenant(mb: i64) -> Result<()> {
     onboard_and_connect(&engine, &a, 900_001).await?;
     let tenant = engine.tenant(&org).await?;
     let db = tenant.db_name.to_string();
-    // Rows of incompressible text until the database holds `mb` MB.
-    let mut admin = PgConnection::connect(&a.url(&db)).await?;
-    loop {
-        let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
-            .fetch_one(&mut admin)
-            .await?;
-        if size >= mb * 1_000_000 {
-            break;
-        }
-        sqlx::query(
-            "INSERT INTO activity_log (action, detail)
-             SELECT 'bench', jsonb_build_object('text', array_to_string(
-                 ARRAY(SELECT md5(random()::text || n.i) FROM generate_series(1, 30)), ''))
-             FROM generate_series(1, 5000) AS n(i)",
-        )
-        .execute(&mut admin)
-        .await?;
-    }
-    admin.close().await?;
+    fill(&a, &db, mb).await?;
     let size: i64 = {
         let mut conn = PgConnection::connect(&a.url("postgres")).await?;
         sqlx::query_scalar("SELECT pg_database_size($1)")
@@ -219,4 +201,27 @@ pub(crate) async fn timed_move(
     }
     let m = engine.tenant_moves(&tenant.org_id, 1).await?.remove(0);
     Ok((total, m.downtime_ms.unwrap_or_default(), writes))
+}
+
+/// Rows of incompressible text in the tenant's `activity_log` until its database holds `mb` MB.
+pub(crate) async fn fill(cluster: &PgCluster, db: &str, mb: i64) -> Result<()> {
+    let mut admin = PgConnection::connect(&cluster.url(db)).await?;
+    loop {
+        let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(&mut admin)
+            .await?;
+        if size >= mb * 1_000_000 {
+            break;
+        }
+        sqlx::query(
+            "INSERT INTO activity_log (action, detail)
+             SELECT 'bench', jsonb_build_object('text', array_to_string(
+                 ARRAY(SELECT md5(random()::text || n.i) FROM generate_series(1, 30)), ''))
+             FROM generate_series(1, 5000) AS n(i)",
+        )
+        .execute(&mut admin)
+        .await?;
+    }
+    admin.close().await?;
+    Ok(())
 }

@@ -121,3 +121,93 @@ where
         .map_err(|e| ControlError::BackupUnreadable(format!("{what} does not decrypt: {e}")))?;
     Ok(reader.compat())
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::secrets::MasterKey;
+
+    fn keyring() -> Keyring {
+        Keyring::new(
+            MasterKey::new(SecretString::from("k".repeat(32))).unwrap(),
+            None,
+        )
+    }
+
+    async fn encrypted(recipients: &[age::pq::Recipient], plain: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut writer = encrypting(recipients, &mut out).await.unwrap();
+        writer.write_all(plain).await.unwrap();
+        writer.shutdown().await.unwrap();
+        drop(writer);
+        out
+    }
+
+    async fn decrypted(identity: &age::pq::Identity, object: &[u8]) -> Result<Vec<u8>, String> {
+        let mut reader = decrypting(identity, object, "test")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut plain = Vec::new();
+        reader
+            .read_to_end(&mut plain)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(plain)
+    }
+
+    #[tokio::test]
+    async fn the_tenant_key_and_the_break_glass_key_open_a_backup_and_no_other_key_does() {
+        let keyring = keyring();
+        let org: OrgId = "42".parse().unwrap();
+        let tenant = new_backup_key(&keyring, &org);
+        let own = open_backup_key(&keyring, &org, &tenant.sealed).unwrap();
+        assert_eq!(own.to_public().to_string(), tenant.recipient);
+        // The sealed key is bound to its tenant.
+        assert!(open_backup_key(&keyring, &"43".parse().unwrap(), &tenant.sealed).is_err());
+        let break_glass = age::pq::Identity::generate();
+        let plain: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let object = encrypted(
+            &[recipient(&tenant.recipient).unwrap(), break_glass.to_public()],
+            &plain,
+        )
+        .await;
+        assert!(object.starts_with(b"age-encryption.org/v1\n"));
+        assert_eq!(decrypted(&own, &object).await.unwrap(), plain);
+        assert_eq!(decrypted(&break_glass, &object).await.unwrap(), plain);
+        let stranger = age::pq::Identity::generate();
+        assert!(decrypted(&stranger, &object).await.is_err());
+        // Re-sealed under another master key, the same key opens the same backups.
+        let rotated = Keyring::new(
+            MasterKey::new(SecretString::from("n".repeat(32))).unwrap(),
+            Some(MasterKey::new(SecretString::from("k".repeat(32))).unwrap()),
+        );
+        let resealed = reseal_backup_key(&rotated, &org, &tenant.sealed).unwrap();
+        assert_ne!(resealed.key_id, tenant.sealed.key_id);
+        let again = open_backup_key(&rotated, &org, &resealed).unwrap();
+        assert_eq!(decrypted(&again, &object).await.unwrap(), plain);
+    }
+
+    #[tokio::test]
+    async fn a_changed_cut_or_extended_object_is_refused() {
+        let identity = age::pq::Identity::generate();
+        let plain = vec![7u8; 300_000];
+        let object = encrypted(&[identity.to_public()], &plain).await;
+        let mut flipped = object.clone();
+        let last = flipped.len() - 10;
+        flipped[last] ^= 1;
+        let cut = object[..object.len() - 1].to_vec();
+        let chunk_cut = object[..object.len() - 65_536].to_vec();
+        let mut extended = object.clone();
+        extended.extend_from_slice(b"more");
+        for (what, bad) in [
+            ("flipped", flipped),
+            ("cut", cut),
+            ("cut at a chunk", chunk_cut),
+            ("extended", extended),
+        ] {
+            assert!(decrypted(&identity, &bad).await.is_err(), "{what}");
+        }
+    }
+}
