@@ -121,11 +121,27 @@ pub(crate) async fn backups(mb: i64) -> Result<()> {
     );
     for (name, time, base) in [
         ("pg_dump -Fc to a file (baseline)", dump, dump),
-        ("backup: dump, encrypt, store (target >= 0.80x)", dumped, dump),
-        ("backup operation, with its read-back check", backup_total, dump),
+        (
+            "backup: dump, encrypt, store (target >= 0.80x)",
+            dumped,
+            dump,
+        ),
+        (
+            "backup operation, with its read-back check",
+            backup_total,
+            dump,
+        ),
         ("pg_restore of that file (baseline)", restore, restore),
-        ("restore into a scratch db + counts (target >= 0.70x)", verify, restore),
-        ("restore in place: safeguard backup, restore, swap", in_place, restore),
+        (
+            "restore into a scratch db + counts (target >= 0.70x)",
+            verify,
+            restore,
+        ),
+        (
+            "restore in place: safeguard backup, restore, swap",
+            in_place,
+            restore,
+        ),
     ] {
         println!(
             "  {:<52} {:>10} {:>8.1} {:>15.2}x",

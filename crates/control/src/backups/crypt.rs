@@ -169,7 +169,10 @@ mod tests {
         let break_glass = age::pq::Identity::generate();
         let plain: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
         let object = encrypted(
-            &[recipient(&tenant.recipient).unwrap(), break_glass.to_public()],
+            &[
+                recipient(&tenant.recipient).unwrap(),
+                break_glass.to_public(),
+            ],
             &plain,
         )
         .await;

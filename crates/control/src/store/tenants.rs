@@ -323,7 +323,8 @@ impl Store {
     /// Moves every tenant that is neither active nor suspended, and has no operation under way,
     /// to a new credential generation under `key_id` in the registry alone: its role is blocked
     /// or not there, and whatever makes it usable again (a retried provisioning, a converge)
-    /// sets the password from the registry. Returns the tenants moved.
+    /// sets the password from the registry. A backup under way (it reads as the admin) does not
+    /// hold a tenant back. Returns the tenants moved.
     pub async fn rekey_in_registry(
         &self,
         key_id: &str,
@@ -337,7 +338,8 @@ impl Store {
                  WHERE status NOT IN ('active', 'suspended')
                    AND (credential_key_id IS DISTINCT FROM $1 OR credential_generation = 0)
                    AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.org_id = t.org_id
-                                   AND o.state IN ('queued', 'running'))
+                                   AND o.state IN ('queued', 'running')
+                                   AND o.kind <> 'backup')
                  RETURNING org_id",
             )
             .bind(key_id)

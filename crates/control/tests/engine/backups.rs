@@ -356,6 +356,17 @@ async fn purging_a_tenant_erases_its_backups_and_destroys_its_key() {
 
     let op = delete_and_wait(&engine, &tenant.org_id).await;
     assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    // The deletion took its safeguard.
+    let safeguard = tenancy_testkit::eventually(Duration::from_secs(30), "pre_delete", || async {
+        engine
+            .backups(&tenant.org_id, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|b| b.kind == BackupKind::PreDelete && b.state == BackupState::Completed)
+    })
+    .await;
+    assert_eq!(safeguard.created_by, "system:deletion");
     let op = engine.purge(&tenant.org_id, &actor()).await.unwrap();
     let op = engine
         .wait_operation(op.id, Duration::from_secs(60))
@@ -379,7 +390,7 @@ async fn purging_a_tenant_erases_its_backups_and_destroys_its_key() {
     .fetch_one(&mut registry)
     .await
     .unwrap();
-    assert_eq!(erased["objects_erased"], 2);
+    assert_eq!(erased["objects_erased"], 3);
     assert_eq!(erased["key_destroyed"], true);
     // Another tenant's backups are untouched.
     engine.check_backup(&kept.org_id, other.id).await.unwrap();

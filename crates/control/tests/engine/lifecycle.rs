@@ -118,8 +118,11 @@ async fn delete_keeps_the_database_until_purge_then_drops_everything() {
             "tenant.create",
             "tenant.active",
             "tenant.deprovision",
+            // The deletion's safeguard (`[backups] before_delete`), erased by the purge.
+            "tenant.backup",
             "tenant.deleted",
             "tenant.purge",
+            "tenant.backups_shredded",
             "tenant.purged"
         ]
     );
