@@ -26,6 +26,13 @@ pub struct BackupsConfig {
     /// Take a `pre_delete` backup when a tenant is deleted (kept until the tenant is purged).
     #[serde(default = "default_true")]
     pub before_delete: bool,
+    /// A restore drill this often: the scheduler verifies `drill_sample` tenants' newest
+    /// backups, chosen at random, in scratch databases (as `tenantctl backups verify
+    /// --sample`). Off when unset.
+    #[serde(default, with = "humantime_serde")]
+    pub drill_every: Option<std::time::Duration>,
+    #[serde(default = "default_drill_sample")]
+    pub drill_sample: usize,
     /// An age post-quantum public key (`age1pq1...`, made by `age-keygen -pq`, age 1.3 or
     /// later) every backup is also encrypted to, so that its holder can decrypt backups without
     /// the registry (`age -d -i key.txt`). Its private half must not be kept where the
@@ -60,6 +67,8 @@ impl Default for BackupsConfig {
             per_server: default_per_server(),
             schedule_every: default_schedule_every(),
             before_delete: true,
+            drill_every: None,
+            drill_sample: default_drill_sample(),
             break_glass_recipient: None,
             endpoint: None,
             region: None,
@@ -146,6 +155,10 @@ fn default_per_server() -> u32 {
 
 fn default_schedule_every() -> std::time::Duration {
     std::time::Duration::from_secs(60)
+}
+
+fn default_drill_sample() -> usize {
+    1
 }
 
 fn default_true() -> bool {

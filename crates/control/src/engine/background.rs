@@ -181,10 +181,14 @@ async fn schedule_backups(engine: Engine, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
         }
         match engine.backup_round().await {
-            Ok(Some(round)) if !round.queued.is_empty() || round.expired > 0 => {
+            Ok(Some(round))
+                if !round.queued.is_empty() || round.expired > 0 || round.drilled.0 > 0 =>
+            {
                 info!(
                     queued = round.queued.len(),
                     expired = round.expired,
+                    drilled = round.drilled.0,
+                    damaged = round.drilled.1,
                     "backup round"
                 );
             }

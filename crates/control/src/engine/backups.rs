@@ -24,6 +24,8 @@ pub struct BackupRound {
     pub queued: Vec<Operation>,
     /// Backups deleted past retention.
     pub expired: usize,
+    /// Backups the restore drill verified, and how many of them were damaged.
+    pub drilled: (usize, usize),
 }
 
 /// The longest page of backups a list returns.
@@ -311,8 +313,43 @@ impl Engine {
             metrics::gauge!("tenancy_backup_oldest_age_seconds", "tier" => tier.to_string())
                 .set(oldest);
         }
+        round.drilled = self.drill().await?;
         lock.release().await;
         Ok(Some(round))
+    }
+
+    /// The restore drill, when `[backups] drill_every` has passed since the last verification:
+    /// `drill_sample` tenants' newest backups, chosen at random, verified. Returns how many
+    /// were, and how many of those were damaged (also logged and counted).
+    async fn drill(&self) -> Result<(usize, usize), ControlError> {
+        use rand::seq::SliceRandom;
+        let backups = &self.config().backups;
+        let Some(every) = backups.drill_every else {
+            return Ok((0, 0));
+        };
+        let due = self.store().last_verification().await?.is_none_or(|at| {
+            chrono::Utc::now() - at > chrono::Duration::from_std(every).unwrap_or_default()
+        });
+        if !due {
+            return Ok((0, 0));
+        }
+        let mut sample = self.latest_backups(&[]).await?;
+        sample.shuffle(&mut rand::rng());
+        sample.truncate(backups.drill_sample);
+        let mut damaged = 0;
+        for backup in &sample {
+            match self.verify_backup(&backup.org_id, backup.id).await {
+                Ok((true, _)) => {}
+                Ok((false, found)) => {
+                    damaged += 1;
+                    warn!(org_id = %backup.org_id, backup_id = %backup.id, %found,
+                        "restore drill: the backup is damaged");
+                }
+                Err(e) => warn!(org_id = %backup.org_id, backup_id = %backup.id, error = %e,
+                    "restore drill: could not verify"),
+            }
+        }
+        Ok((sample.len(), damaged))
     }
 
     /// Drops the databases restores replaced once their retention ran out (the maintenance

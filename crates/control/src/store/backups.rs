@@ -406,6 +406,16 @@ impl Store {
         .await
     }
 
+    /// When a backup was last verified, any backup.
+    pub(crate) async fn last_verification(&self) -> Result<Option<DateTime<Utc>>, ControlError> {
+        self.run("last_verification", async {
+            Ok(sqlx::query_scalar("SELECT max(verified_at) FROM backups")
+                .fetch_one(&self.pool)
+                .await?)
+        })
+        .await
+    }
+
     /// Records a verification of backup `id`.
     pub(crate) async fn backup_verified(
         &self,

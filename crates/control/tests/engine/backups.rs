@@ -493,3 +493,70 @@ async fn a_restore_is_refused_while_another_operation_runs_or_from_an_unfinished
         .unwrap_err();
     assert_eq!(refused.code(), ErrorCode::InvalidState);
 }
+
+#[tokio::test]
+async fn the_reconciler_reports_an_object_without_a_row_and_a_backup_without_its_object() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = Engine::start(config(&fleet)).await.unwrap();
+    let workers = engine.run_workers();
+    let tenant = onboard(&engine, request("9701", "Reconciled")).await;
+    let kept = backed_up(&engine, &tenant).await;
+    let lost = backed_up(&engine, &tenant).await;
+    workers.shutdown().await;
+    let store = engine.backup_store();
+    store
+        .put("tenants/9701/stray.age", b"planted".to_vec())
+        .await
+        .unwrap();
+    store
+        .delete(&format!("tenants/9701/{}.age", lost.id))
+        .await
+        .unwrap();
+    let findings = engine
+        .reconcile(tenancy_control::Repair::Everything)
+        .await
+        .unwrap();
+    let about = |kind| {
+        findings
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        about(tenancy_control::FindingKind::OrphanBackupObject),
+        ["tenants/9701/stray.age"]
+    );
+    assert_eq!(
+        about(tenancy_control::FindingKind::MissingBackupObject),
+        [format!("tenants/9701/{}.age", lost.id)]
+    );
+    // Reported, never repaired: the stray object stays, the intact backup too.
+    assert_eq!(store.list("tenants/9701").await.unwrap().len(), 2);
+    engine.check_backup(&tenant.org_id, kept.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_restore_drill_verifies_a_sample_on_its_own() {
+    let fleet = TestFleet::single().unwrap();
+    let mut config = config(&fleet);
+    config.backups.schedule_every = Duration::from_millis(200);
+    config.backups.drill_every = Some(Duration::from_secs(1));
+    config.backups.drill_sample = 1;
+    let engine = Engine::start(config).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let tenant = onboard(&engine, request("9801", "Drilled")).await;
+    let backup = backed_up(&engine, &tenant).await;
+    let verified = tenancy_testkit::eventually(Duration::from_secs(30), "a drill", || async {
+        let now = engine.backup(&tenant.org_id, backup.id).await.unwrap();
+        now.verified_at.is_some().then_some(now)
+    })
+    .await;
+    assert_eq!(verified.verified_ok, Some(true), "{verified:?}");
+    assert!(
+        verified
+            .verification
+            .unwrap()
+            .contains("as counted when the backup was taken")
+    );
+}
