@@ -3,7 +3,7 @@ ALTER TABLE operations DROP CONSTRAINT operations_kind_check;
 ALTER TABLE operations ADD CONSTRAINT operations_kind_check
     CHECK (kind IN ('provision', 'suspend', 'resume', 'retier', 'deprovision', 'purge',
                     'activate_admin', 'rotate_credentials', 'converge', 'move', 'backup',
-                    'restore'));
+                    'restore', 'restore_copy'));
 
 -- Each tenant's backup key: an X25519 identity (age), sealed under the master key `key_id` like
 -- a secret setting. Every backup of the tenant is encrypted to its public half; a purge deletes
@@ -50,10 +50,12 @@ CREATE INDEX backups_by_tenant ON backups (org_id, created_at DESC, id DESC);
 CREATE INDEX backups_expiring ON backups (expires_at) WHERE expires_at IS NOT NULL;
 
 -- One row per restore operation: which backup, what the verification found, and the database
--- it replaced, kept (renamed, closed) until `retained_until`.
+-- it replaced, kept (renamed, closed) until `retained_until`. A copy into a new tenant names it
+-- (`into_org_id`); `org_id` is the tenant whose backup it is.
 CREATE TABLE tenant_restores (
     operation_id        uuid PRIMARY KEY REFERENCES operations (id),
     org_id              text NOT NULL,
+    into_org_id         text,
     backup_id           uuid REFERENCES backups (id) ON DELETE SET NULL,
     server_id           text,
     verification        text,
@@ -94,6 +96,7 @@ $$;
 -- Backups run in a lane of their own: one open backup per tenant, beside its other operations.
 DROP INDEX operations_one_open_per_tenant;
 CREATE UNIQUE INDEX operations_one_open_per_tenant ON operations (org_id)
-    WHERE state IN ('queued', 'running') AND kind NOT IN ('activate_admin', 'backup');
+    WHERE state IN ('queued', 'running')
+      AND kind NOT IN ('activate_admin', 'backup', 'restore_copy');
 CREATE UNIQUE INDEX operations_one_open_backup ON operations (org_id)
-    WHERE state IN ('queued', 'running') AND kind = 'backup';
+    WHERE state IN ('queued', 'running') AND kind IN ('backup', 'restore_copy');

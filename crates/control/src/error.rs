@@ -66,6 +66,9 @@ pub enum ControlError {
     /// waits for one to end.
     #[error("server {0} runs as many backups as it may at once; waiting")]
     BackupSlotsBusy(ServerId),
+    /// A copy into a new tenant waits for the tenant's provisioning to end.
+    #[error("tenant {0} is still being provisioned; the copy waits for it")]
+    TargetProvisioning(OrgId),
     /// A purge waits for the tenant's backup under way to end before it erases backups.
     #[error("backup operation {0} is under way; waiting for it to end")]
     BackupUnderWay(uuid::Uuid),
@@ -100,7 +103,8 @@ impl ControlError {
             ControlError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             ControlError::ClientsBusy { .. }
             | ControlError::BackupSlotsBusy(_)
-            | ControlError::BackupUnderWay(_) => ErrorCode::OperationInProgress,
+            | ControlError::BackupUnderWay(_)
+            | ControlError::TargetProvisioning(_) => ErrorCode::OperationInProgress,
             ControlError::BackupStore(_) => ErrorCode::BackupStoreUnavailable,
             ControlError::BackupUnreadable(_) => ErrorCode::BackupUnreadable,
             ControlError::NoCapacity { .. } => ErrorCode::NoCapacity,
@@ -147,6 +151,7 @@ impl ControlError {
             | ControlError::ClientsBusy { .. }
             | ControlError::BackupSlotsBusy(_)
             | ControlError::BackupUnderWay(_)
+            | ControlError::TargetProvisioning(_)
             | ControlError::BackupStore(_)
             | ControlError::Registry(_)
             | ControlError::Migration(_)
@@ -163,6 +168,7 @@ impl ControlError {
             ControlError::ClientsBusy { .. }
                 | ControlError::BackupSlotsBusy(_)
                 | ControlError::BackupUnderWay(_)
+                | ControlError::TargetProvisioning(_)
         )
     }
 

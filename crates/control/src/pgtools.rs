@@ -161,14 +161,16 @@ impl PgTools {
     }
 
     /// Streams an archive read from `from` into `pg_restore` on `db`: one transaction, stopping
-    /// at the first error, owners and privileges as the archive records them. A reader that
-    /// fails (a backup that does not authenticate) kills `pg_restore` before it can commit.
-    /// Returns the archive's bytes.
+    /// at the first error; owners and privileges as the archive records them, or, with
+    /// `as_admin`, none of them (everything the admin's: the archive's roles are another
+    /// tenant's). A reader that fails (a backup that does not authenticate) kills `pg_restore`
+    /// before it can commit. Returns the archive's bytes.
     pub async fn restore_from<R: AsyncRead + Unpin>(
         &self,
         server: &ServerConfig,
         db: &str,
         from: &mut R,
+        as_admin: bool,
     ) -> Result<u64, ControlError> {
         let env = ConnectionEnv::new(server, db)?;
         let mut restore = env
@@ -180,6 +182,12 @@ impl PgTools {
                 "--dbname",
                 db,
             ])
+            .args(
+                as_admin
+                    .then_some(["--no-owner", "--no-privileges"])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

@@ -138,4 +138,24 @@ async fn backups_are_taken_listed_downloaded_verified_and_restored_from_the_cli(
     assert_eq!(refused.status.code(), Some(2));
     ok(&run(&fleet, &["backups", "restore", "5000", &id, "--yes"]));
     assert_eq!(psql("SELECT count(*) FROM teams"), "30");
+
+    // A copy into a new tenant (no question: nothing is replaced).
+    ok(&run(
+        &fleet,
+        &[
+            "backups", "restore", "5000", &id, "--into", "5002", "--name", "Cli Copy",
+        ],
+    ));
+    let copy = engine
+        .tenant(&"5002".parse().unwrap())
+        .await
+        .unwrap()
+        .db_name;
+    assert_eq!(
+        fleet
+            .cluster("pg-1")
+            .psql(copy.as_str(), "SELECT count(*) FROM teams")
+            .unwrap(),
+        "30"
+    );
 }

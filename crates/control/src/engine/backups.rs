@@ -177,7 +177,7 @@ impl Engine {
             let object = self.inner.backups.reader(&stored.object_key).await?;
             let mut plain = crypt::decrypting(&identity, object, &what).await?;
             tools
-                .restore_from(admin.config(), scratch.as_str(), &mut plain)
+                .restore_from(admin.config(), scratch.as_str(), &mut plain, false)
                 .await?;
             admin.contents(&scratch).await
         }
@@ -230,6 +230,69 @@ impl Engine {
             .request_restore(org_id, backup_id, actor)
             .await?;
         info!(op_id = %op.id, "restore queued");
+        Ok(op)
+    }
+
+    /// Copies the tenant's completed backup `backup_id` into a new tenant `into` named `name`
+    /// (onboarded here with the source's tier and region; provisioned like any other), and
+    /// queues the copy, which waits for that provisioning. `into` must be new: an existing
+    /// tenant is never overwritten with another's data (asking again after a copy was queued
+    /// into it answers that copy).
+    #[instrument(skip(self, name, actor), fields(%org_id, %backup_id, %into))]
+    pub async fn request_restore_copy(
+        &self,
+        org_id: &OrgId,
+        backup_id: Uuid,
+        into: &OrgId,
+        name: tenancy_core::TenantName,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
+        if into == org_id {
+            return Err(ControlError::Validation(
+                "into_org_id is the tenant itself: restore in place by leaving it out".into(),
+            ));
+        }
+        let source = self.tenant(org_id).await?;
+        let stored = self.stored_backup(org_id, backup_id).await?;
+        if stored.backup.state != BackupState::Completed {
+            return Err(ControlError::conflict(
+                ErrorCode::InvalidState,
+                format!(
+                    "backup {backup_id} is {}; only a completed one restores",
+                    stored.backup.state
+                ),
+            ));
+        }
+        if let Some(op) = self.store().copy_into(into).await? {
+            return Ok(op);
+        }
+        // Refused before anything is made when the source's backup lane is busy (a backup
+        // under way): the copy would be refused after the onboarding otherwise.
+        if let Some(busy) = self.store().open_backup(org_id).await? {
+            return Err(ControlError::conflict(
+                ErrorCode::OperationInProgress,
+                format!("tenant {org_id} has a backup under way ({busy}); copy once it ended"),
+            ));
+        }
+        let mut request = tenancy_core::CreateTenant::new(into.clone(), name);
+        request.tier = Some(source.tier.clone());
+        request.region = Some(source.region.clone());
+        match self.onboard(request, actor).await? {
+            super::Onboarded::Created { .. } => {}
+            super::Onboarded::Existing { .. } => {
+                return Err(ControlError::conflict(
+                    ErrorCode::TenantExists,
+                    format!(
+                        "tenant {into} exists already: a backup is copied into a new tenant only"
+                    ),
+                ));
+            }
+        }
+        let op = self
+            .store()
+            .request_restore_copy(org_id, backup_id, into, actor)
+            .await?;
+        info!(op_id = %op.id, "copy into a new tenant queued");
         Ok(op)
     }
 

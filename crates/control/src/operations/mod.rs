@@ -85,7 +85,9 @@ pub(crate) async fn run_step(
         OperationKind::Converge => converge::run(cx, step).await.map(recorded),
         OperationKind::Move => move_tenant::run(cx, step).await.map(recorded),
         OperationKind::Backup => backup::run(cx, step).await.map(recorded),
-        OperationKind::Restore => restore::run(cx, step).await.map(recorded),
+        OperationKind::Restore | OperationKind::RestoreCopy => {
+            restore::run(cx, step).await.map(recorded)
+        }
     }
 }
 
@@ -112,7 +114,7 @@ pub(crate) async fn abandon(
     match cx.op.kind {
         OperationKind::Move => move_tenant::abandon(cx, why).await,
         OperationKind::Backup => backup::abandon(cx, why).await,
-        OperationKind::Restore => restore::abandon(cx, why).await,
+        OperationKind::Restore | OperationKind::RestoreCopy => restore::abandon(cx, why).await,
         _ => Ok(()),
     }
 }

@@ -1,4 +1,7 @@
-//! `restore`: the tenant's database is brought back, in place, as it was at one of its backups.
+//! `restore`: the tenant's database is brought back, in place, as it was at one of its backups;
+//! `restore_copy`: one of its backups is copied into a new tenant (waiting until that tenant is
+//! provisioned, restored as the admin and granted to the new tenant's role, then swapped in as
+//! below; no safeguard, the new tenant holds nothing yet).
 //!
 //! A `pre_restore` backup of the live database is taken first. The backup is then restored into
 //! a fresh database beside the live one (decrypted as it streams; one that does not
@@ -12,63 +15,92 @@
 
 use std::time::Instant;
 
-use tenancy_core::{BackupKind, ErrorCode, Step, TenantStatus};
+use tenancy_core::{BackupKind, ErrorCode, OperationKind, Step, Tenant, TenantStatus};
 
 use super::StepContext;
 use super::backup;
 use crate::backups::{Hashing, crypt};
 use crate::error::ControlError;
-use crate::pgadmin::{Contents, replaced_name, restoring_name};
+use crate::pgadmin::{Contents, ServerAdmin, replaced_name, restoring_name};
 use crate::store::{Finish, StoredBackup};
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
-    let org_id = &cx.tenant.org_id.clone();
-    let db = &cx.tenant.db_name.clone();
     let restoring = restoring_name(cx.op.id);
     match step {
         Step::Safeguard => backup::take(cx, BackupKind::PreRestore).await,
+        Step::TargetTenant => {
+            let target = target(cx).await?;
+            match target.status {
+                TenantStatus::Active | TenantStatus::Suspended => Ok(()),
+                TenantStatus::Provisioning => Err(ControlError::TargetProvisioning(target.org_id)),
+                other => Err(ControlError::conflict(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "tenant {} is {other}: a backup is copied only into an active or \
+                         suspended tenant",
+                        target.org_id
+                    ),
+                )),
+            }
+        }
         Step::RestoreDatabase => {
             let source = source(cx).await?;
-            let admin = cx.admin().await?;
+            let target = target(cx).await?;
+            let admin = admin_of(cx, &target).await?;
             let _slot = backup::slot(cx, admin.id()).await?;
             let tools = backup::tools(cx).await?;
             let identity = backup::identity(cx).await?;
-            admin.create_restore_target(&restoring, db, org_id).await?;
+            let copy = cx.op.kind == OperationKind::RestoreCopy;
+            admin
+                .create_restore_target(&restoring, &target.db_name, &target.org_id)
+                .await?;
             let started = Instant::now();
             let what = format!("backup {}", source.backup.id);
             let mut read = Hashing::new(cx.backups.reader(&source.object_key).await?);
             let restored = async {
                 let mut plain = crypt::decrypting(&identity, &mut read, &what).await?;
                 tools
-                    .restore_from(admin.config(), restoring.as_str(), &mut plain)
-                    .await
+                    .restore_from(admin.config(), restoring.as_str(), &mut plain, copy)
+                    .await?;
+                if copy {
+                    // The archive's owners and grants name the source's role: the copy's
+                    // objects are the admin's, its role gets what the template grants.
+                    let role = target.role_name();
+                    admin.grant_app_privileges(&restoring, &role).await?;
+                    admin.own_large_objects(&restoring, &role).await?;
+                }
+                Ok::<_, ControlError>(())
             }
             .await;
             let (bytes, sha256) = read.finish();
             let unchanged = Some(sha256.as_str()) == source.backup.sha256.as_deref()
                 && Some(bytes as i64) == source.backup.stored_bytes;
             match restored {
-                Ok(_) if unchanged => {
+                Ok(()) if unchanged => {
                     metrics::histogram!("tenancy_restore_duration_seconds")
                         .record(started.elapsed().as_secs_f64());
                     Ok(())
                 }
-                Ok(_) => {
-                    admin.drop_restore_target(&restoring, org_id).await?;
+                Ok(()) => {
+                    admin
+                        .drop_restore_target(&restoring, &target.org_id)
+                        .await?;
                     Err(ControlError::BackupUnreadable(format!(
                         "{what}: the store returned other bytes than were stored"
                     )))
                 }
                 Err(e) => {
-                    admin.drop_restore_target(&restoring, org_id).await?;
+                    admin
+                        .drop_restore_target(&restoring, &target.org_id)
+                        .await?;
                     Err(e)
                 }
             }
         }
         Step::Verify => {
             let source = source(cx).await?;
-            let admin = cx.admin().await?;
-            let found = admin.contents(&restoring).await?;
+            let target = target(cx).await?;
+            let found = admin_of(cx, &target).await?.contents(&restoring).await?;
             let expected = Contents {
                 rows: source.backup.row_counts.clone().unwrap_or_default(),
                 large_objects: source.backup.large_objects.unwrap_or(0),
@@ -82,8 +114,9 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             cx.store.restore_verified(cx.op.id, &summary).await
         }
         Step::Swap => {
-            let admin = cx.admin().await?;
-            let role = cx.tenant.role_name();
+            let target = target(cx).await?;
+            let admin = admin_of(cx, &target).await?;
+            let (db, org_id, role) = (&target.db_name, &target.org_id, target.role_name());
             let replaced = replaced_name(cx.op.id);
             admin.block(db, &role).await?;
             admin
@@ -100,17 +133,21 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
             } else {
                 admin.block(db, &role).await?;
             }
-            admin
-                .set_temp_tables(db, &role, cx.temp_tables(active, read_only)?)
-                .await
+            let allowed = cx
+                .config
+                .tier_limits(&target.tier)?
+                .temp_tables_for(active, read_only);
+            admin.set_temp_tables(db, &role, allowed).await
         }
         Step::RetireRestored => {
+            let target = target(cx).await?;
+            let server = placed(&target)?;
             let replaced = replaced_name(cx.op.id);
             cx.store
                 .restore_swapped(
                     cx.op.id,
-                    org_id,
-                    replaced.as_str(),
+                    &target.org_id,
+                    (server, replaced.as_str()),
                     cx.config.engine.retention,
                 )
                 .await?;
@@ -120,6 +157,38 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
         Step::Finish => cx.finish(Finish::Unchanged).await,
         other => Err(cx.unexpected(other)),
     }
+}
+
+/// The tenant the backup goes into: the operation's own (in place), or the new tenant of a copy
+/// (as the registry has it now).
+async fn target(cx: &StepContext<'_>) -> Result<Tenant, ControlError> {
+    if cx.op.kind != OperationKind::RestoreCopy {
+        return Ok(cx.tenant.clone());
+    }
+    let into = cx
+        .store
+        .restore_record(cx.op.id)
+        .await?
+        .into_org_id
+        .ok_or_else(|| ControlError::Corrupt(format!("copy {} names no tenant", cx.op.id)))?;
+    cx.store
+        .tenant(&into)
+        .await?
+        .ok_or(ControlError::TenantNotFound(into))
+}
+
+fn placed(tenant: &Tenant) -> Result<&tenancy_core::ServerId, ControlError> {
+    tenant.server_id.as_ref().ok_or_else(|| {
+        ControlError::conflict(
+            ErrorCode::NotPlaced,
+            format!("tenant {} has no database yet", tenant.org_id),
+        )
+    })
+}
+
+/// The admin connections of the target's server (fenced by the lease).
+async fn admin_of(cx: &StepContext<'_>, target: &Tenant) -> Result<ServerAdmin, ControlError> {
+    cx.admin_of(placed(target)?).await
 }
 
 /// The backup this restore restores (still this tenant's and completed).
@@ -172,28 +241,35 @@ pub(crate) fn compare_contents(expected: &Contents, found: &Contents) -> Result<
     ))
 }
 
-/// Undoes a restore that gives up before its swap: its fresh database is dropped, the tenant
+/// Undoes a restore that gives up before its swap: its fresh database is dropped, the target
 /// unblocked if active (a swap that failed half way blocked it). After the swap there is
 /// nothing to undo.
 pub(super) async fn abandon(
     cx: &mut StepContext<'_>,
     why: &ControlError,
 ) -> Result<(), ControlError> {
-    let Some(admin) = cx.placed_admin().await? else {
-        return Ok(());
+    let target = match target(cx).await {
+        Ok(target) => target,
+        Err(ControlError::TenantNotFound(_)) => return backup::abandon(cx, why).await,
+        Err(e) => return Err(e),
     };
-    let org_id = &cx.tenant.org_id;
-    let restoring = restoring_name(cx.op.id);
-    admin.drop_restore_target(&restoring, org_id).await?;
-    let db = &cx.tenant.db_name;
-    let role = cx.tenant.role_name();
-    if let Some(now) = cx.store.tenant(org_id).await?
-        && now.status == TenantStatus::Active
-        && admin.database_exists(db).await?
-    {
-        admin.unblock(db, &role).await?;
-        let allowed = cx.temp_tables(true, now.read_only)?;
-        admin.set_temp_tables(db, &role, allowed).await?;
+    if target.server_id.is_some() {
+        let admin = admin_of(cx, &target).await?;
+        admin
+            .drop_restore_target(&restoring_name(cx.op.id), &target.org_id)
+            .await?;
+        let (db, role) = (&target.db_name, target.role_name());
+        if let Some(now) = cx.store.tenant(&target.org_id).await?
+            && now.status == TenantStatus::Active
+            && admin.database_exists(db).await?
+        {
+            admin.unblock(db, &role).await?;
+            let allowed = cx
+                .config
+                .tier_limits(&now.tier)?
+                .temp_tables_for(true, now.read_only);
+            admin.set_temp_tables(db, &role, allowed).await?;
+        }
     }
     backup::abandon(cx, why).await?;
     metrics::counter!("tenancy_restores_total", "outcome" => "abandoned").increment(1);

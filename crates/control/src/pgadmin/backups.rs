@@ -249,6 +249,27 @@ impl ServerAdmin {
         .await
     }
 
+    /// Hands every large object of `db` to `role` (a copy restored as the admin).
+    #[instrument(skip(self), fields(server_id = %self.id))]
+    pub async fn own_large_objects(
+        &self,
+        db: &DbName,
+        role: &RoleName,
+    ) -> Result<(), ControlError> {
+        self.execute_in(
+            db.as_str(),
+            format!(
+                "DO $own$ DECLARE o oid; BEGIN
+                   FOR o IN SELECT oid FROM pg_largeobject_metadata LOOP
+                     EXECUTE format('ALTER LARGE OBJECT %s OWNER TO %I', o, {role});
+                   END LOOP;
+                 END $own$;",
+                role = literal(role.as_str())
+            ),
+        )
+        .await
+    }
+
     /// Ends every session in `db` but this one's, and waits (up to 5 s) until they are gone.
     async fn end_database_sessions(&self, db: &DbName) -> Result<(), ControlError> {
         for _ in 0..50 {

@@ -115,6 +115,8 @@ pub struct Measured<'a> {
 #[derive(Debug, Clone)]
 pub struct RestoreRecord {
     pub backup_id: Option<Uuid>,
+    /// The new tenant a copy restores into; `None` for a restore in place.
+    pub into_org_id: Option<OrgId>,
 }
 
 /// A database a restore replaced whose retention ran out.
@@ -144,7 +146,10 @@ impl Store {
             let mut tx = self.begin().await?;
             let tenant = lock_tenant(&mut tx, org_id).await?;
             if let Some(open) = open_operation_in(&mut tx, org_id, Lane::Backup).await? {
-                return Ok(open);
+                if open.kind == OperationKind::Backup {
+                    return Ok(open);
+                }
+                return Err(super::lifecycle::in_progress(org_id, &open));
             }
             if let Some(open) = open_operation(&mut tx, org_id).await?
                 && matches!(open.kind, OperationKind::Restore | OperationKind::Purge)
@@ -720,26 +725,7 @@ impl Store {
                     ),
                 ));
             }
-            let state: Option<String> =
-                sqlx::query_scalar("SELECT state FROM backups WHERE id = $1 AND org_id = $2")
-                    .bind(backup_id)
-                    .bind(org_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            match state.as_deref() {
-                None => {
-                    return Err(ControlError::NotFound {
-                        what: format!("backup {backup_id} of tenant {org_id}"),
-                    });
-                }
-                Some("completed") => {}
-                Some(other) => {
-                    return Err(ControlError::conflict(
-                        ErrorCode::InvalidState,
-                        format!("backup {backup_id} is {other}; only a completed one restores"),
-                    ));
-                }
-            }
+            completed_backup(&mut tx, org_id, backup_id).await?;
             let op = insert_operation_under(&mut tx, org_id, OperationKind::Restore, None).await?;
             sqlx::query(
                 "INSERT INTO tenant_restores (operation_id, org_id, backup_id, server_id)
@@ -766,17 +752,88 @@ impl Store {
         .await
     }
 
+    /// Queues a copy of `org_id`'s completed backup `backup_id` into the tenant `into` (made
+    /// by the caller just before): an operation of the source in its backup lane, so that the
+    /// source's own operations go on meanwhile.
+    pub async fn request_restore_copy(
+        &self,
+        org_id: &OrgId,
+        backup_id: Uuid,
+        into: &OrgId,
+        actor: &Actor,
+    ) -> Result<Operation, ControlError> {
+        self.run("request_restore_copy", async {
+            let mut tx = self.begin().await?;
+            lock_tenant(&mut tx, org_id).await?;
+            if let Some(open) = open_operation_in(&mut tx, org_id, Lane::Backup).await? {
+                return Err(super::lifecycle::in_progress(org_id, &open));
+            }
+            completed_backup(&mut tx, org_id, backup_id).await?;
+            let op =
+                insert_operation_under(&mut tx, org_id, OperationKind::RestoreCopy, None).await?;
+            sqlx::query(
+                "INSERT INTO tenant_restores (operation_id, org_id, backup_id, into_org_id)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(op.id)
+            .bind(org_id.as_str())
+            .bind(backup_id)
+            .bind(into.as_str())
+            .execute(&mut *tx)
+            .await?;
+            audit(
+                &mut tx,
+                actor,
+                "tenant.restore_copy",
+                Some(org_id),
+                None,
+                Some(serde_json::json!({
+                    "operation_id": op.id, "backup_id": backup_id, "into_org_id": into,
+                })),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(op)
+        })
+        .await
+    }
+
+    /// The copy queued into the tenant `into`, if any (what a repeated copy request answers).
+    pub(crate) async fn copy_into(&self, into: &OrgId) -> Result<Option<Operation>, ControlError> {
+        self.run("copy_into", async {
+            let op: Option<Uuid> = sqlx::query_scalar(
+                "SELECT operation_id FROM tenant_restores WHERE into_org_id = $1
+                 ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(into.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            match op {
+                Some(id) => self.operation(id).await,
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     pub(crate) async fn restore_record(
         &self,
         operation_id: Uuid,
     ) -> Result<RestoreRecord, ControlError> {
         self.run("restore_record", async {
-            let backup_id: Option<Uuid> =
-                sqlx::query_scalar("SELECT backup_id FROM tenant_restores WHERE operation_id = $1")
-                    .bind(operation_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-            Ok(RestoreRecord { backup_id })
+            let (backup_id, into): (Option<Uuid>, Option<String>) = sqlx::query_as(
+                "SELECT backup_id, into_org_id FROM tenant_restores WHERE operation_id = $1",
+            )
+            .bind(operation_id)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(RestoreRecord {
+                backup_id,
+                into_org_id: into
+                    .map(|o| o.parse())
+                    .transpose()
+                    .map_err(ControlError::corrupt)?,
+            })
         })
         .await
     }
@@ -797,13 +854,14 @@ impl Store {
         .await
     }
 
-    /// Records the swap: the replaced database kept until `retention` from now, and the
-    /// tenant's `restored_at` set (a change routers see on the feed).
+    /// Records the swap: the database `org_id` had on `server`, replaced, kept until
+    /// `retention` from now, and the tenant's `restored_at` set (a change routers see on the
+    /// feed).
     pub(crate) async fn restore_swapped(
         &self,
         operation_id: Uuid,
         org_id: &OrgId,
-        replaced: &str,
+        (server, replaced): (&tenancy_core::ServerId, &str),
         retention: Duration,
     ) -> Result<(), ControlError> {
         self.run("restore_swapped", async {
@@ -811,12 +869,14 @@ impl Store {
             sqlx::query(
                 "UPDATE tenant_restores SET swapped_at = coalesce(swapped_at, now()),
                      retained_db_name = $2,
-                     retained_until = coalesce(retained_until, now() + $3 * interval '1 second')
+                     retained_until = coalesce(retained_until, now() + $3 * interval '1 second'),
+                     server_id = $4
                  WHERE operation_id = $1",
             )
             .bind(operation_id)
             .bind(replaced)
             .bind(retention.as_secs_f64())
+            .bind(server.as_str())
             .execute(&mut *tx)
             .await?;
             sqlx::query("UPDATE tenants SET restored_at = now() WHERE org_id = $1")
@@ -893,4 +953,28 @@ async fn insert_backup(
     .execute(&mut **tx)
     .await?;
     Ok(id)
+}
+
+/// Refuses a backup that is not `org_id`'s (not found) or not completed.
+async fn completed_backup(
+    tx: &mut super::Tx,
+    org_id: &OrgId,
+    backup_id: Uuid,
+) -> Result<(), ControlError> {
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM backups WHERE id = $1 AND org_id = $2")
+            .bind(backup_id)
+            .bind(org_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    match state.as_deref() {
+        None => Err(ControlError::NotFound {
+            what: format!("backup {backup_id} of tenant {org_id}"),
+        }),
+        Some("completed") => Ok(()),
+        Some(other) => Err(ControlError::conflict(
+            ErrorCode::InvalidState,
+            format!("backup {backup_id} is {other}; only a completed one restores"),
+        )),
+    }
 }

@@ -339,7 +339,7 @@ impl Store {
                    AND (credential_key_id IS DISTINCT FROM $1 OR credential_generation = 0)
                    AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.org_id = t.org_id
                                    AND o.state IN ('queued', 'running')
-                                   AND o.kind <> 'backup')
+                                   AND o.kind NOT IN ('backup', 'restore_copy'))
                  RETURNING org_id",
             )
             .bind(key_id)

@@ -560,3 +560,97 @@ async fn the_restore_drill_verifies_a_sample_on_its_own() {
             .contains("as counted when the backup was taken")
     );
 }
+
+#[tokio::test]
+async fn a_backup_is_copied_into_a_new_tenant_with_its_own_role_even_after_a_deletion() {
+    let fleet = TestFleet::single().unwrap();
+    let engine = Engine::start(config(&fleet)).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let source = onboard(&engine, request("9901", "Original")).await;
+    seed_tenant(&engine, fleet.cluster("pg-1"), &source).await;
+    let (members, activity, objects) = fingerprint(&engine, &fleet, &source).await;
+    let backup = backed_up(&engine, &source).await;
+
+    let copy_of = |into: &'static str| {
+        let engine = engine.clone();
+        let source = source.org_id.clone();
+        async move {
+            engine
+                .request_restore_copy(
+                    &source,
+                    backup.id,
+                    &org(into),
+                    format!("Copy {into}").parse().unwrap(),
+                    &actor(),
+                )
+                .await
+        }
+    };
+    let op = copy_of("9902").await.unwrap();
+    assert_eq!(op.kind, OperationKind::RestoreCopy);
+    assert_eq!(
+        copy_of("9902").await.unwrap().id,
+        op.id,
+        "asking again answers the copy"
+    );
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    let copy = engine.tenant(&org("9902")).await.unwrap();
+    assert_eq!(copy.tier, source.tier);
+    let (m, a, o) = fingerprint(&engine, &fleet, &copy).await;
+    assert_eq!((m, a), (members, activity));
+    // The same large objects, now the copy's role's.
+    let own = |objects: &[String], role: &str| {
+        objects
+            .iter()
+            .map(|o| o.replace(role, "<owner>"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        own(&o, copy.role_name().as_str()),
+        own(&objects, source.role_name().as_str())
+    );
+    let mut conn = connect_own(&engine, fleet.cluster("pg-1"), &copy)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO activity_log (action) VALUES ('in the copy')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // The source's role has nothing in the copy.
+    assert!(
+        connect_as(
+            &engine,
+            fleet.cluster("pg-1"),
+            &source,
+            copy.db_name.as_str()
+        )
+        .await
+        .is_err()
+    );
+    // A tenant that exists is never overwritten.
+    let other = onboard(&engine, request("9903", "Existing")).await;
+    let refused = copy_of("9903").await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::TenantExists);
+    assert_eq!(fingerprint(&engine, &fleet, &other).await.0, 0);
+
+    // Deleted (not yet purged), the source's backups still come back as a new tenant.
+    let op = delete_and_wait(&engine, &source.org_id).await;
+    assert_eq!(op.state, OperationState::Succeeded);
+    // (Once its pre_delete backup, in the same lane, is done.)
+    let op = tenancy_testkit::eventually(Duration::from_secs(30), "the copy queued", || {
+        let copy = copy_of("9904");
+        async move { copy.await.ok() }
+    })
+    .await;
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    let back = engine.tenant(&org("9904")).await.unwrap();
+    assert_eq!(fingerprint(&engine, &fleet, &back).await.0, members);
+}

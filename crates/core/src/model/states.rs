@@ -177,6 +177,7 @@ string_enum!(
         Move => "move",
         Backup => "backup",
         Restore => "restore",
+        RestoreCopy => "restore_copy",
     }
 );
 
@@ -254,6 +255,7 @@ string_enum!(
         Swap => "swap",
         RetireRestored => "retire_restored",
         ShredBackups => "shred_backups",
+        TargetTenant => "target_tenant",
         Finish => "finish",
         Done => "done",
     }
@@ -286,6 +288,14 @@ impl OperationKind {
             OperationKind::RotateCredentials => &[SetPassword, Finish],
             OperationKind::Converge => &[Converge, Finish],
             OperationKind::Backup => &[Dump, CheckBackup, Finish],
+            OperationKind::RestoreCopy => &[
+                TargetTenant,
+                RestoreDatabase,
+                Verify,
+                Swap,
+                RetireRestored,
+                Finish,
+            ],
             OperationKind::Restore => &[
                 Safeguard,
                 RestoreDatabase,
@@ -337,7 +347,8 @@ impl OperationKind {
     pub fn lane(self) -> Lane {
         match self {
             OperationKind::ActivateAdmin => Lane::Identity,
-            OperationKind::Backup => Lane::Backup,
+            // A copy into a new tenant reads only the source's backup.
+            OperationKind::Backup | OperationKind::RestoreCopy => Lane::Backup,
             OperationKind::Provision
             | OperationKind::Suspend
             | OperationKind::Resume

@@ -1071,6 +1071,9 @@ async fn tenant_admins_back_up_download_and_restore_their_own_tenant_only() {
     for body in [
         json!({"backup_id": "nope"}),
         json!({"backup_id": id, "into": "x"}),
+        json!({"backup_id": id, "name": "No Target"}),
+        json!({"backup_id": id, "into_org_id": "300"}),
+        json!({"backup_id": id, "into_org_id": null, "name": "Null"}),
     ] {
         let (status, problem) = app
             .call(admin, Method::POST, "/v1/tenants/100/restore", Some(body))
@@ -1086,6 +1089,33 @@ async fn tenant_admins_back_up_download_and_restore_their_own_tenant_only() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    // A copy into a new tenant makes a tenant: platform admins only.
+    let (status, _) = app
+        .call(
+            admin,
+            Method::POST,
+            "/v1/tenants/100/restore",
+            Some(json!({"backup_id": id, "into_org_id": "300", "name": "Copy"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, copy) = app
+        .call(
+            DEV_TOKEN,
+            Method::POST,
+            "/v1/tenants/100/restore",
+            Some(json!({"backup_id": id, "into_org_id": "300", "name": "Copy"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{copy}");
+    assert_eq!(copy["kind"], "restore_copy");
+    let copy_path = format!("/v1/operations/{}", copy["id"].as_str().unwrap());
+    app.wait_until(&copy_path, |op| op["state"] == "succeeded")
+        .await;
+    let (_, copied) = app
+        .call(DEV_TOKEN, Method::GET, "/v1/tenants/300", None)
+        .await;
+    assert_eq!(copied["status"], "active");
     let (status, op) = app
         .call(
             admin,

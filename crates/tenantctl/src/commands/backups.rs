@@ -46,10 +46,17 @@ pub enum Command {
         out: PathBuf,
     },
     /// Restore a tenant in place from one of its backups (a pre_restore backup is taken
-    /// first; the replaced database is kept for the retention period).
+    /// first; the replaced database is kept for the retention period), or copy the backup into
+    /// a new tenant with --into and --name.
     Restore {
         org_id: OrgId,
         backup_id: Uuid,
+        /// Copy into this new organization's tenant instead of restoring in place.
+        #[arg(long, requires = "name")]
+        into: Option<OrgId>,
+        /// The new tenant's name (with --into).
+        #[arg(long, requires = "into")]
+        name: Option<tenancy_core::TenantName>,
         /// Do not ask first.
         #[arg(long)]
         yes: bool,
@@ -101,19 +108,43 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
         Command::Restore {
             org_id,
             backup_id,
+            into,
+            name,
             yes,
             wait,
         } => {
-            confirm(
-                yes,
-                &format!(
-                    "replace tenant {org_id}'s database with backup {backup_id}? Its sessions end \
-                     for the swap."
-                ),
-            )?;
-            let op = engine
-                .request_restore(&org_id, backup_id, &cx.actor)
-                .await?;
+            let op = match (into, name) {
+                (Some(into), Some(name)) => {
+                    let copy = engine
+                        .request_restore_copy(&org_id, backup_id, &into, name, &cx.actor)
+                        .await?;
+                    // The copy waits for the new tenant's provisioning: run it here too when
+                    // no registry worker has it.
+                    for op in engine.tenant_operations(&into, 10).await? {
+                        if op.kind == tenancy_core::OperationKind::Provision
+                            && !matches!(
+                                op.state,
+                                OperationState::Succeeded | OperationState::Failed
+                            )
+                        {
+                            engine.drive_operation(op.id, wait).await?;
+                        }
+                    }
+                    copy
+                }
+                _ => {
+                    confirm(
+                        yes,
+                        &format!(
+                            "replace tenant {org_id}'s database with backup {backup_id}? Its \
+                             sessions end for the swap."
+                        ),
+                    )?;
+                    engine
+                        .request_restore(&org_id, backup_id, &cx.actor)
+                        .await?
+                }
+            };
             let op = engine.drive_operation(op.id, wait).await?;
             output::operations(std::slice::from_ref(&op));
             Ok(Exit::problems_if(op.state != OperationState::Succeeded))
