@@ -20,9 +20,9 @@ pub use ids::{
 pub use model::{
     AddServer, Backup, BackupKind, BackupPage, BackupState, ChangeFeed, ConnectionInfo, CreateOrg,
     CreateTenant, Lane, MoveMode, MoveTenant, Operation, OperationKind, OperationState, OrgAdmin,
-    ProvisionPath, RestoreTenant, Server, ServerState, Step, SuspendedBy, Tenant, TenantChange,
-    TenantHealth, TenantKind, TenantMove, TenantPlace, TenantSelector, TenantStatus, TenantUsage,
-    UnknownVariant, UpdateTenant, UsageSample,
+    ProvisionPath, RestoreInto, RestoreTenant, Server, ServerState, Step, SuspendedBy, Tenant,
+    TenantChange, TenantHealth, TenantKind, TenantMove, TenantPlace, TenantSelector, TenantStatus,
+    TenantUsage, UnknownVariant, UpdateTenant, UsageSample,
 };
 pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 pub use quota::{

@@ -248,8 +248,11 @@ impl Engine {
         actor: &Actor,
     ) -> Result<Operation, ControlError> {
         if into == org_id {
-            return Err(ControlError::Validation(
-                "into_org_id is the tenant itself: restore in place by leaving it out".into(),
+            return Err(ControlError::conflict(
+                ErrorCode::InvalidTarget,
+                format!(
+                    "tenant {into} is the backup's own: restore in place by leaving `into` out"
+                ),
             ));
         }
         let source = self.tenant(org_id).await?;

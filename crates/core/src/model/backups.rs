@@ -75,28 +75,29 @@ pub struct BackupPage {
 }
 
 /// `POST /v1/tenants/{org_id}/restore`: bring the tenant's database back as it was at a backup,
-/// in place; or, with `into_org_id`, copy the backup into a new tenant.
+/// in place; or, with `into`, copy the backup into a new tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RestoreTenant {
     /// A completed backup of this tenant.
     pub backup_id: Uuid,
-    /// Restore into a new tenant of this organization (onboarded with the source's tier and
-    /// region) instead of in place. Platform admins only.
+    /// Copy into a new tenant instead of restoring in place (platform admins only).
     #[serde(
         default,
         deserialize_with = "crate::present::present",
         skip_serializing_if = "Option::is_none"
     )]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
-    pub into_org_id: Option<OrgId>,
-    /// The new tenant's name; required with `into_org_id`.
-    #[serde(
-        default,
-        deserialize_with = "crate::present::present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
-    pub name: Option<crate::ids::TenantName>,
+    pub into: Option<RestoreInto>,
+}
+
+/// The new tenant a backup is copied into: onboarded with the source's tier and region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RestoreInto {
+    /// An organization that is no tenant yet.
+    pub org_id: OrgId,
+    pub name: crate::ids::TenantName,
 }

@@ -11,7 +11,7 @@ mod states;
 mod tenants;
 mod usage;
 
-pub use backups::{Backup, BackupPage, RestoreTenant};
+pub use backups::{Backup, BackupPage, RestoreInto, RestoreTenant};
 pub use feed::{ChangeFeed, TenantChange};
 pub use moves::{MoveTenant, TenantMove};
 pub use operations::Operation;

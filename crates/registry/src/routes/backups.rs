@@ -158,8 +158,8 @@ pub async fn download(
 /// backup of the current data is taken first; the backup is restored beside the live
 /// database, verified against the row counts recorded when it was taken, then swapped in (the
 /// tenant is blocked only for the swap; the replaced database is kept for the retention
-/// period). Routers follow through the change feed. With `into_org_id` and `name` (platform
-/// admins), the backup is copied into a new tenant instead (a `restore_copy` operation of this
+/// period). Routers follow through the change feed. With `into` (platform admins), the backup
+/// is copied into a new tenant instead (a `restore_copy` operation of this
 /// tenant, which waits for the new tenant's provisioning); this tenant may then be in any
 /// status, a deleted one included, until it is purged.
 #[utoipa::path(post, path = "/v1/tenants/{org_id}/restore", tag = "backups", operation_id = "restore_tenant",
@@ -171,9 +171,9 @@ pub async fn download(
             (another tenant's backup is not found either)", body = Problem),
         (status = 409, description = "`invalid_state` (the tenant is not active or suspended, \
             or the backup is not completed), `operation_in_progress` (a move, a backup or any \
-            other operation of the tenant), `tenant_exists` (`into_org_id` is a tenant already)", body = Problem),
-        (status = 422, description = "`validation_failed`: the body breaks its schema, `name` \
-            without `into_org_id` or the reverse, or `into_org_id` the tenant itself", body = Problem),
+            other operation of the tenant), `tenant_exists` (`into.org_id` is a tenant already), \
+            `invalid_target` (`into.org_id` is this tenant)", body = Problem),
+        (status = 422, description = "`validation_failed`: the body breaks its schema", body = Problem),
     ))]
 pub async fn restore(
     State(state): State<AppState>,
@@ -182,26 +182,24 @@ pub async fn restore(
     Json(request): Json<RestoreTenant>,
 ) -> ApiResult<Response> {
     let engine = &state.engine;
-    let op = match (request.into_org_id, request.name) {
-        (None, None) => {
+    let op = match request.into {
+        None => {
             auth.require_tenant_admin(&org_id)?;
             engine
                 .request_restore(&org_id, request.backup_id, &auth.actor())
                 .await?
         }
-        (Some(into), Some(name)) => {
+        Some(into) => {
             auth.require_platform_admin()?;
             engine
-                .request_restore_copy(&org_id, request.backup_id, &into, name, &auth.actor())
+                .request_restore_copy(
+                    &org_id,
+                    request.backup_id,
+                    &into.org_id,
+                    into.name,
+                    &auth.actor(),
+                )
                 .await?
-        }
-        (Some(_), None) => {
-            return Err(ApiError::unprocessable("name is required with into_org_id"));
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::unprocessable(
-                "name is given only with into_org_id",
-            ));
         }
     };
     Ok(accepted(op))

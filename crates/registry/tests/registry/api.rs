@@ -1071,9 +1071,9 @@ async fn tenant_admins_back_up_download_and_restore_their_own_tenant_only() {
     for body in [
         json!({"backup_id": "nope"}),
         json!({"backup_id": id, "into": "x"}),
-        json!({"backup_id": id, "name": "No Target"}),
-        json!({"backup_id": id, "into_org_id": "300"}),
-        json!({"backup_id": id, "into_org_id": null, "name": "Null"}),
+        json!({"backup_id": id, "into": {"name": "No Target"}}),
+        json!({"backup_id": id, "into": {"org_id": "300"}}),
+        json!({"backup_id": id, "into": null}),
     ] {
         let (status, problem) = app
             .call(admin, Method::POST, "/v1/tenants/100/restore", Some(body))
@@ -1095,7 +1095,7 @@ async fn tenant_admins_back_up_download_and_restore_their_own_tenant_only() {
             admin,
             Method::POST,
             "/v1/tenants/100/restore",
-            Some(json!({"backup_id": id, "into_org_id": "300", "name": "Copy"})),
+            Some(json!({"backup_id": id, "into": {"org_id": "300", "name": "Copy"}})),
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -1104,7 +1104,7 @@ async fn tenant_admins_back_up_download_and_restore_their_own_tenant_only() {
             DEV_TOKEN,
             Method::POST,
             "/v1/tenants/100/restore",
-            Some(json!({"backup_id": id, "into_org_id": "300", "name": "Copy"})),
+            Some(json!({"backup_id": id, "into": {"org_id": "300", "name": "Copy"}})),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{copy}");
@@ -1116,6 +1116,16 @@ async fn tenant_admins_back_up_download_and_restore_their_own_tenant_only() {
         .call(DEV_TOKEN, Method::GET, "/v1/tenants/300", None)
         .await;
     assert_eq!(copied["status"], "active");
+    let (status, problem) = app
+        .call(
+            DEV_TOKEN,
+            Method::POST,
+            "/v1/tenants/100/restore",
+            Some(json!({"backup_id": id, "into": {"org_id": "100", "name": "Self"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "invalid_target");
     let (status, op) = app
         .call(
             admin,
