@@ -203,9 +203,12 @@ impl<R> Hashing<R> {
         }
     }
 
-    /// Bytes read and their hex SHA-256.
-    pub fn finish(self) -> (u64, String) {
-        (self.bytes, hex::encode(self.digest.finalize()))
+    /// Whether what was read is the object `backup` records: its size and SHA-256 (what a
+    /// store returning other bytes, or a cut read, fails).
+    pub fn is_stored(self, backup: &tenancy_core::Backup) -> bool {
+        let sha256 = hex::encode(self.digest.finalize());
+        Some(sha256.as_str()) == backup.sha256.as_deref()
+            && i64::try_from(self.bytes).ok() == backup.stored_bytes
     }
 }
 

@@ -134,10 +134,7 @@ impl Engine {
                 .await
                 .map_err(|e| ControlError::BackupUnreadable(format!("{what}: {e}")))?
         };
-        let (bytes, sha256) = read.finish();
-        if Some(sha256.as_str()) != stored.backup.sha256.as_deref()
-            || Some(bytes as i64) != stored.backup.stored_bytes
-        {
+        if !read.is_stored(&stored.backup) {
             return Err(ControlError::BackupUnreadable(format!(
                 "{what}: the store holds other bytes than were stored"
             )));

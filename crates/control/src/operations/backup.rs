@@ -121,10 +121,7 @@ async fn check(cx: &mut StepContext<'_>, kind: BackupKind) -> Result<(), Control
         let mut plain = crypt::decrypting(&identity, &mut read, &what).await?;
         tools.list_archive(&mut plain).await?
     };
-    let (bytes, sha256) = read.finish();
-    if Some(sha256.as_str()) != stored.backup.sha256.as_deref()
-        || Some(bytes as i64) != stored.backup.stored_bytes
-    {
+    if !read.is_stored(&stored.backup) {
         return Err(ControlError::BackupUnreadable(format!(
             "{what}: the store returned other bytes than were stored"
         )));

@@ -72,9 +72,7 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
                 Ok::<_, ControlError>(())
             }
             .await;
-            let (bytes, sha256) = read.finish();
-            let unchanged = Some(sha256.as_str()) == source.backup.sha256.as_deref()
-                && Some(bytes as i64) == source.backup.stored_bytes;
+            let unchanged = read.is_stored(&source.backup);
             match restored {
                 Ok(()) if unchanged => {
                     metrics::histogram!("tenancy_restore_duration_seconds")

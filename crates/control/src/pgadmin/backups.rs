@@ -147,9 +147,9 @@ impl ServerAdmin {
         })
     }
 
-    /// Creates the empty database a restore fills (from `template0`, with the live database's
-    /// encoding and locale, closed to PUBLIC, tagged as this tenant's restore); one this
-    /// restore left before (an interrupted restore) is dropped first.
+    /// Creates the empty database a restore fills (see [`Self::create_empty_like`]: like the
+    /// live database, tagged as this tenant's restore); one this restore left before (an
+    /// interrupted restore) is dropped first.
     #[instrument(skip(self), fields(server_id = %self.id))]
     pub async fn create_restore_target(
         &self,
@@ -158,27 +158,8 @@ impl ServerAdmin {
         org_id: &OrgId,
     ) -> Result<(), ControlError> {
         self.drop_restore_target(name, org_id).await?;
-        let (encoding, collate, ctype): (String, String, String) = sqlx::query_as(
-            "SELECT pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text
-             FROM pg_database WHERE datname = $1",
-        )
-        .bind(like.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(self.err())?;
-        let d = ident(name.as_str());
-        self.execute(format!(
-            "CREATE DATABASE {d} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-            literal(&encoding),
-            literal(&collate),
-            literal(&ctype)
-        ))
-        .await?;
-        self.execute(format!(
-            "REVOKE ALL ON DATABASE {d} FROM PUBLIC; COMMENT ON DATABASE {d} IS {};",
-            literal(&restoring_tag(org_id))
-        ))
-        .await
+        self.create_empty_like(name, (self, like), &restoring_tag(org_id))
+            .await
     }
 
     /// Drops a restore's database if it is there and tagged as this tenant's restore.

@@ -208,6 +208,40 @@ impl ServerAdmin {
         }
     }
 
+    /// Creates `name` empty (from `template0`, with the encoding and locale of `like`'s database
+    /// `like_db`), closed to PUBLIC and tagged `tag` before anyone but the admin may connect.
+    pub(super) async fn create_empty_like(
+        &self,
+        name: &DbName,
+        (like, like_db): (&ServerAdmin, &DbName),
+        tag: &str,
+    ) -> Result<(), ControlError> {
+        let (encoding, collate, ctype): (String, String, String) = sqlx::query_as(
+            "SELECT pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text
+             FROM pg_database WHERE datname = $1",
+        )
+        .bind(like_db.as_str())
+        .fetch_one(&like.pool)
+        .await
+        .map_err(like.err())?;
+        let d = ident(name.as_str());
+        self.execute(format!(
+            "CREATE DATABASE {d} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}
+             ALLOW_CONNECTIONS false",
+            literal(&encoding),
+            literal(&collate),
+            literal(&ctype)
+        ))
+        .await?;
+        self.execute(format!(
+            "REVOKE ALL ON DATABASE {d} FROM PUBLIC;
+             COMMENT ON DATABASE {d} IS {};
+             ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
+            literal(tag)
+        ))
+        .await
+    }
+
     /// Whether the database allows connections, and its tag, if it exists.
     pub(super) async fn database_facts(
         &self,

@@ -115,30 +115,7 @@ impl ServerAdmin {
         like: &ServerAdmin,
     ) -> Result<(), ControlError> {
         self.drop_move_target(db, org_id).await?;
-        let (encoding, collate, ctype): (String, String, String) = sqlx::query_as(
-            "SELECT pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text
-             FROM pg_database WHERE datname = $1",
-        )
-        .bind(db.as_str())
-        .fetch_one(&like.pool)
-        .await
-        .map_err(like.err())?;
-        let d = ident(db.as_str());
-        self.execute(format!(
-            "CREATE DATABASE {d} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}
-             ALLOW_CONNECTIONS false",
-            literal(&encoding),
-            literal(&collate),
-            literal(&ctype)
-        ))
-        .await?;
-        self.execute(format!(
-            "REVOKE ALL ON DATABASE {d} FROM PUBLIC;
-             COMMENT ON DATABASE {d} IS {};
-             ALTER DATABASE {d} ALLOW_CONNECTIONS true;",
-            literal(&tag(org_id))
-        ))
-        .await
+        self.create_empty_like(db, (like, db), &tag(org_id)).await
     }
 
     /// Drops a move's target database, if it is there and is this tenant's (one tagged for
