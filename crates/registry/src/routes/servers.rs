@@ -27,7 +27,9 @@ pub async fn list(
         (status = 409, description = "`server_exists`, `password_env_unset`, or `server_refused`: \
             a password variable that is not the server's own (`TENANCY_SERVER_PASSWORD_` and its \
             id) or is another server's, or a remote host without verified TLS", body = Problem),
-        (status = 422, body = Problem)))]
+        (status = 422, body = Problem),
+        (status = 503, description = "`server_unavailable`: the server is registered, disabled, \
+            but cannot be reached to prepare its template; activate it once it can", body = Problem)))]
 pub async fn add(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -70,7 +72,9 @@ pub async fn drain(
 
 /// Take new tenants on a server again.
 #[utoipa::path(post, path = "/v1/servers/{id}/activate", tag = "servers", operation_id = "activate_server", params(("id" = ServerId, Path)),
-    responses((status = 200, body = Server), (status = 404, body = Problem)))]
+    responses((status = 200, body = Server), (status = 404, body = Problem),
+        (status = 503, description = "`server_unavailable`: a server never prepared cannot be \
+            reached to prepare its template; it stays disabled", body = Problem)))]
 pub async fn activate(
     State(state): State<AppState>,
     auth: Authenticated,
