@@ -97,7 +97,9 @@ pub(crate) async fn backups(mb: i64) -> Result<()> {
         bail!("the backup did not verify");
     }
     let started = Instant::now();
-    let op = engine.request_restore(&org, backup.id, &actor).await?;
+    let op = engine
+        .request_restore(&org, tenancy_core::RestoreSource::Backup(backup.id), &actor)
+        .await?;
     let op = engine
         .wait_operation(op.id, Duration::from_secs(3600))
         .await?;

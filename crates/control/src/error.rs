@@ -25,6 +25,12 @@ pub enum ControlError {
         amount: u32,
         quota: Box<QuotaStatus>,
     },
+    /// A point-in-time restore to a moment the archive cannot reach; what it reaches now.
+    #[error("{detail}")]
+    OutsideRestoreWindow {
+        detail: String,
+        window: Box<tenancy_core::RestoreWindow>,
+    },
     /// Some of an agency's clients had an operation under way: the cascade is tried again.
     #[error(
         "{count} client(s) of agency {agency} have an operation under way; the cascade is tried again"
@@ -101,6 +107,7 @@ impl ControlError {
             ControlError::TenantNotFound(_) | ControlError::NotFound { .. } => ErrorCode::NotFound,
             ControlError::Conflict { code, .. } => *code,
             ControlError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            ControlError::OutsideRestoreWindow { .. } => ErrorCode::OutsideRestoreWindow,
             ControlError::ClientsBusy { .. }
             | ControlError::BackupSlotsBusy(_)
             | ControlError::BackupUnderWay(_)
@@ -136,6 +143,7 @@ impl ControlError {
             | ControlError::NotFound { .. }
             | ControlError::Conflict { .. }
             | ControlError::QuotaExceeded { .. }
+            | ControlError::OutsideRestoreWindow { .. }
             | ControlError::Config(_)
             | ControlError::Corrupt(_)
             | ControlError::BackupUnreadable(_)

@@ -17,6 +17,7 @@
 
 mod activator;
 mod admins;
+mod archive;
 pub mod backups;
 pub mod config;
 mod engine;
@@ -37,8 +38,8 @@ mod worker;
 pub use activator::{ActivationError, AdminActivation, AdminActivator};
 pub use admins::ServerAdmins;
 pub use config::{
-    BackupsConfig, Config, EngineConfig, MovesConfig, QuotaLimit, ServerConfig, TierLimits,
-    UsageConfig, WarmPoolConfig,
+    ArchiveConfig, BackupsConfig, Config, EngineConfig, MovesConfig, QuotaLimit, ServerArchive,
+    ServerConfig, TierLimits, UsageConfig, WarmPoolConfig,
 };
 pub use engine::fleet;
 pub use engine::{

@@ -18,6 +18,8 @@ use crate::error::ControlError;
 pub struct PgTools {
     dump: PathBuf,
     restore: PathBuf,
+    /// Where they are (`pg_receivewal` and `pg_basebackup` are beside them).
+    dir: PathBuf,
     /// Major version of `pg_dump` (it dumps servers up to its own version).
     pub major: u32,
 }
@@ -75,6 +77,7 @@ impl PgTools {
             ))
         })?;
         Ok(Self {
+            dir: found.clone(),
             restore: found.join("pg_restore"),
             dump,
             major,
@@ -250,6 +253,55 @@ impl PgTools {
             .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
             .count())
     }
+}
+
+impl PgTools {
+    /// Starts `pg_receivewal` streaming `server`'s WAL into `dir` from where the segments in
+    /// `dir` end (no slot of its own: the keeper holds the archive's slot and advances it only
+    /// past what is stored). `--no-loop`: the keeper restarts it.
+    pub fn receive_wal(&self, server: &ServerConfig, dir: &Path) -> Result<Running, ControlError> {
+        let env = ConnectionEnv::new(server, "replication")?;
+        let child = env
+            .command(&self.dir.join("pg_receivewal"))
+            .env("PGAPPNAME", "tenancy-wal-keeper")
+            .args(["--no-loop", "--no-password", "--status-interval=1"])
+            .arg("--directory")
+            .arg(dir)
+            .spawn()
+            .map_err(|e| copy_error(format!("cannot start pg_receivewal: {e}")))?;
+        Ok(Running { child, _env: env })
+    }
+
+    /// Starts `pg_basebackup` writing one tar stream of `server` to its stdout (no WAL: the
+    /// archive has it), after a fast checkpoint.
+    pub fn base_backup(&self, server: &ServerConfig) -> Result<Running, ControlError> {
+        let env = ConnectionEnv::new(server, "replication")?;
+        let child = env
+            .command(&self.dir.join("pg_basebackup"))
+            .env("PGAPPNAME", "tenancy-base-backup")
+            .args([
+                "--pgdata=-",
+                "--format=tar",
+                "--wal-method=none",
+                "--checkpoint=fast",
+                "--no-password",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| copy_error(format!("cannot start pg_basebackup: {e}")))?;
+        Ok(Running { child, _env: env })
+    }
+
+    /// Waits for a tool started here; its failure carries the end of its stderr.
+    pub async fn finish(name: &str, child: &mut Child) -> Result<(), ControlError> {
+        finish(name, child).await
+    }
+}
+
+/// A tool started here, with what its connection needs kept until it ends (the CA file).
+pub struct Running {
+    pub child: Child,
+    _env: ConnectionEnv,
 }
 
 /// libpq's environment for one server's database: host, port, user, password, TLS.

@@ -168,11 +168,34 @@ pub fn seal_setting(
     key: &str,
     plaintext: &str,
 ) -> SealedSetting {
+    seal_scoped(keyring, org_id.as_str(), key, plaintext)
+}
+
+/// Decrypts a secret setting sealed by [`seal_setting`] under the current or previous key.
+pub fn open_setting(
+    keyring: &Keyring,
+    org_id: &OrgId,
+    key: &str,
+    sealed: &SealedSetting,
+) -> Result<SecretString, ControlError> {
+    open_scoped(
+        keyring,
+        org_id.as_str(),
+        &format!("tenant {org_id}"),
+        key,
+        sealed,
+    )
+}
+
+/// [`seal_setting`] for what belongs to something else than a tenant (a server's WAL archive
+/// key): `scope` takes the tenant's place in the associated data, so it must never be a
+/// tenant's id (prefix it, e.g. `server:pg-1`).
+pub fn seal_scoped(keyring: &Keyring, scope: &str, key: &str, plaintext: &str) -> SealedSetting {
     use aes_gcm::aead::{Aead, AeadCore, OsRng, Payload};
     let master = keyring.current();
     let cipher = setting_cipher(master);
     let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
-    let aad = setting_aad(org_id, key);
+    let aad = setting_aad(scope, key);
     let ciphertext = cipher
         .encrypt(
             &nonce,
@@ -190,23 +213,25 @@ pub fn seal_setting(
     }
 }
 
-/// Decrypts a secret setting sealed by [`seal_setting`] under the current or previous key.
-pub fn open_setting(
+/// Opens what [`seal_scoped`] sealed; `whose` names its owner in errors.
+pub fn open_scoped(
     keyring: &Keyring,
-    org_id: &OrgId,
+    scope: &str,
+    whose: &str,
     key: &str,
     sealed: &SealedSetting,
 ) -> Result<SecretString, ControlError> {
     use aes_gcm::aead::{Aead, Payload};
     let master = keyring.get(&sealed.key_id).ok_or_else(|| {
         ControlError::Config(format!(
-            "setting {key} of tenant {org_id} is sealed under master key {}, which is neither              the master key nor the previous one configured",
+            "setting {key} of {whose} is sealed under master key {}, which is neither \
+             the master key nor the previous one configured",
             sealed.key_id
         ))
     })?;
     if sealed.bytes.len() < NONCE_BYTES {
         return Err(ControlError::Corrupt(format!(
-            "setting {key} of tenant {org_id}: too short"
+            "setting {key} of {whose}: too short"
         )));
     }
     let (nonce, ciphertext) = sealed.bytes.split_at(NONCE_BYTES);
@@ -215,12 +240,10 @@ pub fn open_setting(
             aes_gcm::Nonce::from_slice(nonce),
             Payload {
                 msg: ciphertext,
-                aad: &setting_aad(org_id, key),
+                aad: &setting_aad(scope, key),
             },
         )
-        .map_err(|_| {
-            ControlError::Corrupt(format!("setting {key} of tenant {org_id} does not decrypt"))
-        })?;
+        .map_err(|_| ControlError::Corrupt(format!("setting {key} of {whose} does not decrypt")))?;
     String::from_utf8(plaintext)
         .map(SecretString::from)
         .map_err(ControlError::corrupt)
@@ -232,8 +255,8 @@ fn setting_cipher(master: &MasterKey) -> aes_gcm::Aes256Gcm {
     aes_gcm::Aes256Gcm::new(&key.into())
 }
 
-fn setting_aad(org_id: &OrgId, key: &str) -> Vec<u8> {
-    [org_id.as_str().as_bytes(), b"/", key.as_bytes()].concat()
+fn setting_aad(scope: &str, key: &str) -> Vec<u8> {
+    [scope.as_bytes(), b"/", key.as_bytes()].concat()
 }
 
 /// PBKDF2 iterations of the SCRAM verifiers of tenant roles unless configured otherwise

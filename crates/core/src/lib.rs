@@ -20,9 +20,10 @@ pub use ids::{
 pub use model::{
     AddServer, Backup, BackupKind, BackupPage, BackupState, ChangeFeed, ConnectionInfo, CreateOrg,
     CreateTenant, Lane, MoveMode, MoveTenant, Operation, OperationKind, OperationState, OrgAdmin,
-    ProvisionPath, RestoreInto, RestoreTenant, Server, ServerState, Step, SuspendedBy, Tenant,
-    TenantChange, TenantHealth, TenantKind, TenantMove, TenantPlace, TenantSelector, TenantStatus,
-    TenantUsage, UnknownVariant, UpdateTenant, UsageSample,
+    ProvisionPath, RestoreFromBackup, RestoreInto, RestoreSource, RestoreTenant, RestoreToMoment,
+    RestoreWindow, Server, ServerState, Step, SuspendedBy, Tenant, TenantChange, TenantHealth,
+    TenantKind, TenantMove, TenantPlace, TenantSelector, TenantStatus, TenantUsage, UnknownVariant,
+    UpdateTenant, UsageSample, WalStatus,
 };
 pub use problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem};
 pub use quota::{

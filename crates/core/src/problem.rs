@@ -92,6 +92,10 @@ pub enum ErrorCode {
     /// A stored backup does not decrypt and authenticate (tampered, truncated, or its tenant's
     /// key is gone); nothing was restored from it.
     BackupUnreadable,
+    /// A point-in-time restore to a moment the WAL archive cannot reach (before its earliest
+    /// moment, in the future, or on a server whose WAL is not archived); `earliest` and
+    /// `latest` say what it can reach now.
+    OutsideRestoreWindow,
     // 5xx: nothing internal is said.
     /// A bug or an unexpected state; the cause is in the logs.
     Internal,
@@ -156,7 +160,7 @@ impl ErrorCode {
             BodyTooLarge => 413,
             QuotaExceeded | RateLimited => 429,
             UnsupportedMediaType => 415,
-            ValidationFailed | InvalidEvent => 422,
+            ValidationFailed | InvalidEvent | OutsideRestoreWindow => 422,
             Internal | VerificationFailed => 500,
             ZitadelError => 502,
             NoCapacity
@@ -206,6 +210,7 @@ impl ErrorCode {
             MoveUnsupported => "move_unsupported",
             VerificationFailed => "verification_failed",
             BackupUnreadable => "backup_unreadable",
+            OutsideRestoreWindow => "outside_restore_window",
             ZitadelNotConfigured => "zitadel_not_configured",
             Cancelled => "cancelled",
             SettingsLimit => "settings_limit",
@@ -318,6 +323,11 @@ pub struct Problem {
     /// its clients: that agency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agency_org_id: Option<crate::OrgId>,
+    /// `outside_restore_window` only: the moments a point-in-time restore reaches now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earliest: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The media type of a [`Problem`].
@@ -343,6 +353,8 @@ impl Problem {
             used: None,
             resets_at: None,
             agency_org_id: None,
+            earliest: None,
+            latest: None,
         }
     }
 
@@ -355,6 +367,20 @@ impl Problem {
             resets_at: quota.resets_at,
             agency_org_id: quota.agency_org_id.clone(),
             ..Self::new(ErrorCode::QuotaExceeded, detail)
+        }
+    }
+}
+
+impl Problem {
+    /// `outside_restore_window`, with the window.
+    pub fn outside_restore_window(
+        detail: impl Into<String>,
+        window: &crate::RestoreWindow,
+    ) -> Self {
+        Self {
+            earliest: window.earliest,
+            latest: window.latest,
+            ..Self::new(ErrorCode::OutsideRestoreWindow, detail)
         }
     }
 }

@@ -76,6 +76,9 @@ impl IntoResponse for ApiError {
             ApiError::Control(ControlError::QuotaExceeded { quota, .. }) => {
                 Problem::quota_exceeded(self.to_string(), quota)
             }
+            ApiError::Control(ControlError::OutsideRestoreWindow { window, .. }) => {
+                Problem::outside_restore_window(self.to_string(), window)
+            }
             _ => Problem::new(code, self.to_string()),
         };
         let status =

@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use futures::io::AsyncWrite as FuturesWrite;
 use secrecy::{ExposeSecret, SecretString};
-use tenancy_core::OrgId;
+use tenancy_core::{OrgId, ServerId};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::compat::{
     FuturesAsyncReadCompatExt, FuturesAsyncWriteCompatExt, TokioAsyncReadCompatExt,
@@ -70,6 +70,46 @@ pub fn reseal_backup_key(
         SEALED_AS,
         secret.expose_secret(),
     ))
+}
+
+/// What a server's WAL archive key is sealed as, and the scope it is bound to.
+const SERVER_SEALED_AS: &str = "tenancy/wal-archive-key";
+
+fn server_scope(server: &ServerId) -> String {
+    format!("server:{server}")
+}
+
+/// Makes a new WAL archive key for `server` (its base backups and WAL segments are encrypted
+/// to it), sealed under the current master key.
+pub fn new_server_key(keyring: &Keyring, server: &ServerId) -> SealedBackupKey {
+    let identity = age::pq::Identity::generate();
+    let secret = identity.to_string();
+    SealedBackupKey {
+        sealed: secrets::seal_scoped(
+            keyring,
+            &server_scope(server),
+            SERVER_SEALED_AS,
+            secret.expose_secret(),
+        ),
+        recipient: identity.to_public().to_string(),
+    }
+}
+
+/// The identity a sealed WAL archive key holds.
+pub fn open_server_key(
+    keyring: &Keyring,
+    server: &ServerId,
+    sealed: &SealedSetting,
+) -> Result<age::pq::Identity, ControlError> {
+    let secret = secrets::open_scoped(
+        keyring,
+        &server_scope(server),
+        &format!("server {server}"),
+        SERVER_SEALED_AS,
+        sealed,
+    )?;
+    age::pq::Identity::from_str(secret.expose_secret())
+        .map_err(|e| ControlError::Corrupt(format!("WAL archive key of server {server}: {e}")))
 }
 
 /// Parses an age post-quantum public key.

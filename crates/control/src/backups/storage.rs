@@ -206,9 +206,16 @@ impl<R> Hashing<R> {
     /// Whether what was read is the object `backup` records: its size and SHA-256 (what a
     /// store returning other bytes, or a cut read, fails).
     pub fn is_stored(self, backup: &tenancy_core::Backup) -> bool {
-        let sha256 = hex::encode(self.digest.finalize());
-        Some(sha256.as_str()) == backup.sha256.as_deref()
-            && i64::try_from(self.bytes).ok() == backup.stored_bytes
+        match (backup.stored_bytes, backup.sha256.as_deref()) {
+            (Some(bytes), Some(sha256)) => self.is(bytes, sha256),
+            _ => false,
+        }
+    }
+
+    /// Whether what was read is `bytes` long with SHA-256 `sha256`.
+    pub fn is(self, bytes: i64, sha256: &str) -> bool {
+        hex::encode(self.digest.finalize()) == sha256
+            && i64::try_from(self.bytes).ok() == Some(bytes)
     }
 }
 

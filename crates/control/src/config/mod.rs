@@ -3,6 +3,7 @@
 //! registry URL may come from `TENANCY_REGISTRY__URL`, server passwords and the master key from the
 //! environment variables the file names.
 
+mod archive;
 mod backups;
 mod engine;
 mod servers;
@@ -21,6 +22,7 @@ use tenancy_core::{Region, ServerId, Tier};
 use crate::error::ControlError;
 use crate::secrets::{Keyring, MasterKey};
 
+pub use archive::{ArchiveConfig, ServerArchive};
 pub use backups::BackupsConfig;
 pub use engine::{EngineConfig, MovesConfig, SettingsConfig, UsageConfig, WarmPoolConfig};
 pub use servers::ServerConfig;
@@ -55,6 +57,8 @@ pub struct Config {
     pub settings: SettingsConfig,
     #[serde(default)]
     pub backups: BackupsConfig,
+    #[serde(default)]
+    pub wal_archive: ArchiveConfig,
 }
 
 impl Config {
@@ -343,7 +347,16 @@ impl Config {
             moves: MovesConfig::default(),
             settings: SettingsConfig::default(),
             backups: BackupsConfig::default(),
+            wal_archive: ArchiveConfig::default(),
         }
+    }
+
+    /// How `server`'s WAL is archived, if it is (configured servers only).
+    pub fn server_archive(&self, server: &ServerId) -> Option<&ServerArchive> {
+        self.servers
+            .iter()
+            .find(|s| &s.id == server)
+            .and_then(|s| s.wal_archive.as_ref())
     }
 }
 

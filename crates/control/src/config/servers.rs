@@ -48,6 +48,10 @@ pub struct ServerConfig {
     /// loopback address: a network the operator trusts. Refused otherwise.
     #[serde(default)]
     pub allow_unverified_tls: bool,
+    /// Archive this server's WAL for point-in-time restores (`wal_archive = {}` for the
+    /// defaults); unset, it is not archived.
+    #[serde(default)]
+    pub wal_archive: Option<super::ServerArchive>,
 }
 
 impl ServerConfig {
@@ -77,6 +81,7 @@ impl ServerConfig {
             ca_pem: None,
             warm_pool: None,
             allow_unverified_tls: false,
+            wal_archive: None,
         }
     }
 

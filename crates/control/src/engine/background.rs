@@ -114,6 +114,11 @@ impl Engine {
             schedule_backups(self.clone(), cancel.clone())
                 .instrument(info_span!("backup_scheduler")),
         ));
+        for server in &self.config().servers {
+            if server.wal_archive.is_some() {
+                tasks.push(self.spawn_keeper(server.id.clone(), cancel.clone()));
+            }
+        }
         // Also with the pool off: the spares of an earlier size are dropped.
         tasks.push(tokio::spawn(
             refill(self.clone(), cancel.clone()).instrument(info_span!("warm_pool")),
@@ -246,6 +251,11 @@ async fn maintain(engine: Engine, cancel: CancellationToken) {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = cancel.cancelled() => return,
+        }
+        match engine.sweep_scratch().await {
+            Ok(0) => {}
+            Ok(n) => info!(removed = n, "scratch instances of ended restores removed"),
+            Err(e) => warn!(error = %e, "could not sweep scratch instances"),
         }
         // Changed tier figures (rolled out at start): tenants that were busy then.
         if let Err(e) = engine.roll_out_tiers().await {

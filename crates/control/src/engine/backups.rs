@@ -2,7 +2,7 @@
 //! `operations::backup` and `operations::restore`), the catalog, the export (a backup
 //! decrypted as it streams), and what a purge erases.
 
-use tenancy_core::{Backup, BackupKind, BackupState, ErrorCode, Operation, OrgId};
+use tenancy_core::{Backup, BackupKind, BackupState, ErrorCode, Operation, OrgId, RestoreSource};
 use tokio::io::AsyncRead;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
@@ -215,17 +215,15 @@ impl Engine {
     }
 
     /// Queues a restore of the tenant, in place, from its completed backup `backup_id`.
-    #[instrument(skip(self, actor), fields(%org_id, %backup_id))]
+    #[instrument(skip(self, actor), fields(%org_id, ?source))]
     pub async fn request_restore(
         &self,
         org_id: &OrgId,
-        backup_id: Uuid,
+        source: RestoreSource,
         actor: &Actor,
     ) -> Result<Operation, ControlError> {
-        let op = self
-            .store()
-            .request_restore(org_id, backup_id, actor)
-            .await?;
+        self.check_restore_source(org_id, source).await?;
+        let op = self.store().request_restore(org_id, source, actor).await?;
         info!(op_id = %op.id, "restore queued");
         Ok(op)
     }
@@ -235,11 +233,11 @@ impl Engine {
     /// queues the copy, which waits for that provisioning. `into` must be new: an existing
     /// tenant is never overwritten with another's data (asking again after a copy was queued
     /// into it answers that copy).
-    #[instrument(skip(self, name, actor), fields(%org_id, %backup_id, %into))]
+    #[instrument(skip(self, name, actor), fields(%org_id, ?source, %into))]
     pub async fn request_restore_copy(
         &self,
         org_id: &OrgId,
-        backup_id: Uuid,
+        source: RestoreSource,
         into: &OrgId,
         name: tenancy_core::TenantName,
         actor: &Actor,
@@ -252,17 +250,8 @@ impl Engine {
                 ),
             ));
         }
-        let source = self.tenant(org_id).await?;
-        let stored = self.stored_backup(org_id, backup_id).await?;
-        if stored.backup.state != BackupState::Completed {
-            return Err(ControlError::conflict(
-                ErrorCode::InvalidState,
-                format!(
-                    "backup {backup_id} is {}; only a completed one restores",
-                    stored.backup.state
-                ),
-            ));
-        }
+        let tenant = self.tenant(org_id).await?;
+        self.check_restore_source(org_id, source).await?;
         if let Some(op) = self.store().copy_into(into).await? {
             return Ok(op);
         }
@@ -275,8 +264,8 @@ impl Engine {
             ));
         }
         let mut request = tenancy_core::CreateTenant::new(into.clone(), name);
-        request.tier = Some(source.tier.clone());
-        request.region = Some(source.region.clone());
+        request.tier = Some(tenant.tier.clone());
+        request.region = Some(tenant.region.clone());
         match self.onboard(request, actor).await? {
             super::Onboarded::Created { .. } => {}
             super::Onboarded::Existing { .. } => {
@@ -290,10 +279,34 @@ impl Engine {
         }
         let op = self
             .store()
-            .request_restore_copy(org_id, backup_id, into, actor)
+            .request_restore_copy(org_id, source, into, actor)
             .await?;
         info!(op_id = %op.id, "copy into a new tenant queued");
         Ok(op)
+    }
+
+    /// A backup to restore from must be completed; a moment must be in the tenant's window.
+    async fn check_restore_source(
+        &self,
+        org_id: &OrgId,
+        source: RestoreSource,
+    ) -> Result<(), ControlError> {
+        match source {
+            RestoreSource::Backup(backup_id) => {
+                let stored = self.stored_backup(org_id, backup_id).await?;
+                if stored.backup.state != BackupState::Completed {
+                    return Err(ControlError::conflict(
+                        ErrorCode::InvalidState,
+                        format!(
+                            "backup {backup_id} is {}; only a completed one restores",
+                            stored.backup.state
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            RestoreSource::Moment(moment) => self.check_moment(org_id, moment).await,
+        }
     }
 
     /// Re-seals every tenant's backup key sealed under another master key than the current one

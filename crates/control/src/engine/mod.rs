@@ -20,6 +20,7 @@
 //! The engine owns the parts; workers get a narrow [`crate::worker::WorkerContext`] and the
 //! reconciler the store and the admin connections, never the engine itself.
 
+mod archive;
 mod background;
 mod backups;
 mod feed;

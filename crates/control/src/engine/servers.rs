@@ -182,6 +182,7 @@ impl Engine {
             ca_pem: request.ca_pem.clone(),
             warm_pool: None,
             allow_unverified_tls: false,
+            wal_archive: None,
         };
         self.store().add_server(&config, actor).await
     }

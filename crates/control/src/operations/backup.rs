@@ -12,12 +12,13 @@ use tokio::io::AsyncWriteExt;
 use super::StepContext;
 use crate::backups::crypt;
 use crate::error::ControlError;
+use crate::pgadmin::ServerAdmin;
 use crate::pgtools::PgTools;
 use crate::store::{Finish, Measured, RegistryLock, StoredBackup};
 
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     match step {
-        Step::Dump => dump(cx, BackupKind::Manual).await.map(drop),
+        Step::Dump => dump(cx, BackupKind::Manual, None).await.map(drop),
         Step::CheckBackup => check(cx, BackupKind::Manual).await,
         Step::Finish => cx.finish(Finish::Unchanged).await,
         other => Err(cx.unexpected(other)),
@@ -26,8 +27,20 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
 
 /// Dumps and checks the operation's backup of `kind` (both idempotent).
 pub(super) async fn take(cx: &mut StepContext<'_>, kind: BackupKind) -> Result<(), ControlError> {
-    dump(cx, kind).await?;
+    dump(cx, kind, None).await?;
     check(cx, kind).await
+}
+
+/// [`take`] of the tenant's database as `scratch` (a recovered instance) holds it; recorded
+/// as of the tenant's server.
+pub(super) async fn take_from(
+    cx: &mut StepContext<'_>,
+    kind: BackupKind,
+    scratch: &ServerAdmin,
+) -> Result<StoredBackup, ControlError> {
+    dump(cx, kind, Some(scratch)).await?;
+    check(cx, kind).await?;
+    this_backup(cx, kind).await
 }
 
 /// The operation's backup of `kind`: a `backup` operation's row was made with it (its kind is
@@ -49,14 +62,24 @@ async fn this_backup(cx: &StepContext<'_>, kind: BackupKind) -> Result<StoredBac
         .await
 }
 
-/// Streams the dump into the store, unless it was stored already.
-async fn dump(cx: &mut StepContext<'_>, kind: BackupKind) -> Result<StoredBackup, ControlError> {
+/// Streams the dump into the store, unless it was stored already: of the tenant's server, or
+/// of `from`.
+async fn dump(
+    cx: &mut StepContext<'_>,
+    kind: BackupKind,
+    from: Option<&ServerAdmin>,
+) -> Result<StoredBackup, ControlError> {
     let stored = this_backup(cx, kind).await?;
     if stored.backup.state == BackupState::Completed || stored.backup.sha256.is_some() {
         return Ok(stored);
     }
-    let admin = cx.admin().await?;
-    let _slot = slot(cx, admin.id()).await?;
+    let own = cx.admin().await?;
+    let _slot = match from {
+        None => Some(slot(cx, own.id()).await?),
+        // A scratch instance is not the server: its slots are not taken.
+        Some(_) => None,
+    };
+    let admin = from.unwrap_or(&own);
     let recipients = recipients(cx).await?;
     let tools = tools(cx).await?;
     let db = &cx.tenant.db_name;
@@ -91,7 +114,7 @@ async fn dump(cx: &mut StepContext<'_>, kind: BackupKind) -> Result<StoredBackup
     };
     let (stored_bytes, sha256) = upload.stored();
     let measured = Measured {
-        server_id: admin.id(),
+        server_id: own.id(),
         size_bytes: size,
         stored_bytes,
         sha256: &sha256,

@@ -13,12 +13,13 @@
 //! a restore that gives up ([`abandon`]) drops its fresh database and leaves the tenant as it
 //! was.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tenancy_core::{BackupKind, ErrorCode, OperationKind, Step, Tenant, TenantStatus};
 
 use super::StepContext;
 use super::backup;
+use crate::archive::scratch::{Plan, Scratch};
 use crate::backups::{Hashing, crypt};
 use crate::error::ControlError;
 use crate::pgadmin::{Contents, ServerAdmin, replaced_name, restoring_name};
@@ -27,6 +28,7 @@ use crate::store::{Finish, StoredBackup};
 pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), ControlError> {
     let restoring = restoring_name(cx.op.id);
     match step {
+        Step::Recover => recover(cx).await,
         Step::Safeguard => backup::take(cx, BackupKind::PreRestore).await,
         Step::TargetTenant => {
             let target = target(cx).await?;
@@ -157,6 +159,109 @@ pub(super) async fn run(cx: &mut StepContext<'_>, step: Step) -> Result<(), Cont
     }
 }
 
+/// How long a restore to a recent moment waits for the archive to reach past it.
+const ARCHIVE_WAIT: Duration = Duration::from_secs(120);
+
+/// A point-in-time restore's recovery (nothing for a restore from a backup): the tenant's
+/// server's archive is brought past the moment (a mark, then a WAL switch, when the moment is
+/// recent), a scratch instance recovered to the moment, and the tenant's database dumped from
+/// it into a `point_in_time` backup, which the steps after restore as any other.
+async fn recover(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
+    let record = cx.store.restore_record(cx.op.id).await?;
+    let Some(moment) = record.point_in_time else {
+        return Ok(());
+    };
+    if record.backup_id.is_some() {
+        return Ok(());
+    }
+    let server = placed(&cx.tenant)?.clone();
+    let admin = cx.admin_of(&server).await?;
+    let through = archived_past(cx, &admin, moment).await?;
+    let facts = admin.wal_facts().await?;
+    let state = cx.store.archive_state(&server).await?;
+    let outside = |why: String| ControlError::conflict(ErrorCode::OutsideRestoreWindow, why);
+    let timeline = state
+        .timeline
+        .ok_or_else(|| outside(format!("server {server}'s WAL archive is empty")))?;
+    let base = cx
+        .store
+        .base_backup_before(&server, timeline, state.unbroken_from.unwrap_or(0), moment)
+        .await?
+        .ok_or_else(|| {
+            outside(format!(
+                "no base backup of server {server} ended before {moment} with WAL after it"
+            ))
+        })?;
+    let others = cx
+        .store
+        .other_tenant_databases(&server, &cx.tenant.org_id)
+        .await?;
+    let plan = Plan::new(base, facts.segments, through, &others)?;
+    let (sealed, _) = cx.store.archive_key(&server).await?.ok_or_else(|| {
+        ControlError::BackupUnreadable(format!("server {server} has no WAL archive key"))
+    })?;
+    let identity = crypt::open_server_key(cx.keyring, &server, &sealed)?;
+    let scratch = Scratch::recover(
+        cx.config,
+        cx.store,
+        cx.backups,
+        &identity,
+        admin.config(),
+        &plan,
+        moment,
+        cx.op.id,
+    )
+    .await?;
+    let dumped = backup::take_from(cx, BackupKind::PointInTime, &scratch.admin).await;
+    scratch.remove(cx.config).await;
+    let stored = dumped?;
+    cx.store
+        .restore_recovered(cx.op.id, stored.backup.id, &server)
+        .await?;
+    metrics::counter!("tenancy_point_in_time_recoveries_total").increment(1);
+    Ok(())
+}
+
+/// Where the WAL a recovery to `moment` needs ends, once it is archived: the first mark after
+/// the moment. A recent moment has none yet: one is made and the segment switched, and the
+/// keeper stores it.
+async fn archived_past(
+    cx: &StepContext<'_>,
+    admin: &ServerAdmin,
+    moment: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::archive::wal::Lsn, ControlError> {
+    let server = admin.id();
+    let started = Instant::now();
+    let mut switched: Option<Instant> = None;
+    loop {
+        let mark = cx.store.mark_after(server, moment).await?;
+        let archived_to = cx.store.archive_state(server).await?.archived_to;
+        if let (Some(mark), Some(to)) = (mark, archived_to)
+            && mark <= to
+        {
+            return Ok(mark);
+        }
+        if started.elapsed() > ARCHIVE_WAIT {
+            return Err(ControlError::BackupStore(format!(
+                "server {server}'s WAL archive did not reach {moment} in {}s; is its keeper \
+                 running? (tenantctl servers wal-status)",
+                ARCHIVE_WAIT.as_secs()
+            )));
+        }
+        if switched.is_none_or(|at| at.elapsed() > Duration::from_secs(10))
+            && chrono::Utc::now() > moment
+        {
+            if mark.is_none() {
+                let (at, lsn) = admin.wal_mark().await?;
+                cx.store.insert_mark(server, at, lsn).await?;
+            }
+            admin.switch_wal().await?;
+            switched = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The tenant the backup goes into: the operation's own (in place), or the new tenant of a copy
 /// (as the registry has it now).
 async fn target(cx: &StepContext<'_>) -> Result<Tenant, ControlError> {
@@ -246,6 +351,7 @@ pub(super) async fn abandon(
     cx: &mut StepContext<'_>,
     why: &ControlError,
 ) -> Result<(), ControlError> {
+    crate::archive::scratch::remove_dir(cx.config, &Scratch::dir_of(cx.config, cx.op.id)).await;
     let target = match target(cx).await {
         Ok(target) => target,
         Err(ControlError::TenantNotFound(_)) => return backup::abandon(cx, why).await,

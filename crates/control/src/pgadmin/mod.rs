@@ -13,6 +13,7 @@
 //!   one tagged for another tenant (or not at all) is never adopted.
 
 mod access;
+mod archive;
 mod backups;
 mod databases;
 mod inventory;
@@ -36,6 +37,7 @@ use crate::sql::ddl;
 
 use access::AppGrants;
 pub use access::AppSession;
+pub use archive::WalFacts;
 pub use backups::{
     Contents, DumpSnapshot, replaced_name, replaced_tag, restoring_name, restoring_tag,
 };

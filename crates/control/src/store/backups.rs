@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tenancy_core::{
-    Backup, BackupKind, BackupState, ErrorCode, Lane, Operation, OperationKind, OrgId, TenantStatus,
+    Backup, BackupKind, BackupState, ErrorCode, Lane, Operation, OperationKind, OrgId,
+    RestoreSource, TenantStatus,
 };
 use uuid::Uuid;
 
@@ -100,6 +101,14 @@ pub fn object_key(org_id: &OrgId, id: Uuid) -> String {
     format!("tenants/{org_id}/{id}.age")
 }
 
+/// The `backup_id` and `point_in_time` columns of a restore from `source`.
+fn source_columns(source: RestoreSource) -> (Option<Uuid>, Option<DateTime<Utc>>) {
+    match source {
+        RestoreSource::Backup(id) => (Some(id), None),
+        RestoreSource::Moment(moment) => (None, Some(moment)),
+    }
+}
+
 /// What a stored backup measured.
 pub struct Measured<'a> {
     pub server_id: &'a tenancy_core::ServerId,
@@ -115,6 +124,8 @@ pub struct Measured<'a> {
 #[derive(Debug, Clone)]
 pub struct RestoreRecord {
     pub backup_id: Option<Uuid>,
+    /// A point-in-time restore's moment (its backup is made by its `recover` step).
+    pub point_in_time: Option<DateTime<Utc>>,
     /// The new tenant a copy restores into; `None` for a restore in place.
     pub into_org_id: Option<OrgId>,
 }
@@ -701,11 +712,12 @@ impl Store {
         .await
     }
 
-    /// Queues a restore of the tenant from its backup `backup_id` (completed, this tenant's).
+    /// Queues a restore of the tenant from its backup (completed, this tenant's) or to a
+    /// moment (its window checked by the caller).
     pub async fn request_restore(
         &self,
         org_id: &OrgId,
-        backup_id: Uuid,
+        source: RestoreSource,
         actor: &Actor,
     ) -> Result<Operation, ControlError> {
         self.run("request_restore", async {
@@ -725,16 +737,21 @@ impl Store {
                     ),
                 ));
             }
-            completed_backup(&mut tx, org_id, backup_id).await?;
+            let (backup_id, moment) = source_columns(source);
+            if let Some(backup_id) = backup_id {
+                completed_backup(&mut tx, org_id, backup_id).await?;
+            }
             let op = insert_operation_under(&mut tx, org_id, OperationKind::Restore, None).await?;
             sqlx::query(
-                "INSERT INTO tenant_restores (operation_id, org_id, backup_id, server_id)
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO tenant_restores
+                     (operation_id, org_id, backup_id, server_id, point_in_time)
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(op.id)
             .bind(org_id.as_str())
             .bind(backup_id)
             .bind(tenant.server_id.as_ref().map(|s| s.as_str()))
+            .bind(moment)
             .execute(&mut *tx)
             .await?;
             audit(
@@ -743,7 +760,9 @@ impl Store {
                 "tenant.restore",
                 Some(org_id),
                 None,
-                Some(serde_json::json!({ "operation_id": op.id, "backup_id": backup_id })),
+                Some(serde_json::json!({
+                    "operation_id": op.id, "backup_id": backup_id, "point_in_time": moment,
+                })),
             )
             .await?;
             tx.commit().await?;
@@ -758,7 +777,7 @@ impl Store {
     pub async fn request_restore_copy(
         &self,
         org_id: &OrgId,
-        backup_id: Uuid,
+        source: RestoreSource,
         into: &OrgId,
         actor: &Actor,
     ) -> Result<Operation, ControlError> {
@@ -768,17 +787,22 @@ impl Store {
             if let Some(open) = open_operation_in(&mut tx, org_id, Lane::Backup).await? {
                 return Err(super::lifecycle::in_progress(org_id, &open));
             }
-            completed_backup(&mut tx, org_id, backup_id).await?;
+            let (backup_id, moment) = source_columns(source);
+            if let Some(backup_id) = backup_id {
+                completed_backup(&mut tx, org_id, backup_id).await?;
+            }
             let op =
                 insert_operation_under(&mut tx, org_id, OperationKind::RestoreCopy, None).await?;
             sqlx::query(
-                "INSERT INTO tenant_restores (operation_id, org_id, backup_id, into_org_id)
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO tenant_restores
+                     (operation_id, org_id, backup_id, into_org_id, point_in_time)
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(op.id)
             .bind(org_id.as_str())
             .bind(backup_id)
             .bind(into.as_str())
+            .bind(moment)
             .execute(&mut *tx)
             .await?;
             audit(
@@ -788,7 +812,8 @@ impl Store {
                 Some(org_id),
                 None,
                 Some(serde_json::json!({
-                    "operation_id": op.id, "backup_id": backup_id, "into_org_id": into,
+                    "operation_id": op.id, "backup_id": backup_id, "point_in_time": moment,
+                    "into_org_id": into,
                 })),
             )
             .await?;
@@ -821,19 +846,47 @@ impl Store {
         operation_id: Uuid,
     ) -> Result<RestoreRecord, ControlError> {
         self.run("restore_record", async {
-            let (backup_id, into): (Option<Uuid>, Option<String>) = sqlx::query_as(
-                "SELECT backup_id, into_org_id FROM tenant_restores WHERE operation_id = $1",
+            let (backup_id, into, point_in_time): (
+                Option<Uuid>,
+                Option<String>,
+                Option<DateTime<Utc>>,
+            ) = sqlx::query_as(
+                "SELECT backup_id, into_org_id, point_in_time FROM tenant_restores
+                 WHERE operation_id = $1",
             )
             .bind(operation_id)
             .fetch_one(&self.pool)
             .await?;
             Ok(RestoreRecord {
                 backup_id,
+                point_in_time,
                 into_org_id: into
                     .map(|o| o.parse())
                     .transpose()
                     .map_err(ControlError::corrupt)?,
             })
+        })
+        .await
+    }
+
+    /// Records the backup a point-in-time restore's recovery made, and of which server.
+    pub(crate) async fn restore_recovered(
+        &self,
+        operation_id: Uuid,
+        backup_id: Uuid,
+        from: &tenancy_core::ServerId,
+    ) -> Result<(), ControlError> {
+        self.run("restore_recovered", async {
+            sqlx::query(
+                "UPDATE tenant_restores SET backup_id = $2, recovered_from = $3
+                 WHERE operation_id = $1",
+            )
+            .bind(operation_id)
+            .bind(backup_id)
+            .bind(from.as_str())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
         })
         .await
     }

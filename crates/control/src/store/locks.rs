@@ -49,6 +49,8 @@ pub enum LockName {
     /// One of a server's `[backups] per_server` slots: held by a backup or restore while it
     /// streams.
     BackupSlot(ServerId, u32),
+    /// Keeping one server's WAL archive (one keeper per server across replicas).
+    WalKeeper(ServerId),
 }
 
 impl fmt::Display for LockName {
@@ -63,6 +65,7 @@ impl fmt::Display for LockName {
             LockName::MovePlacement(region) => write!(f, "tenancy.move_placement.{region}"),
             LockName::BackupSchedule => f.write_str("tenancy.backup_schedule"),
             LockName::BackupSlot(server, slot) => write!(f, "tenancy.backup.{server}.{slot}"),
+            LockName::WalKeeper(server) => write!(f, "tenancy.wal_keeper.{server}"),
         }
     }
 }

@@ -27,6 +27,7 @@ macro_rules! relaxed_commit {
     };
 }
 
+mod archive;
 mod audit;
 mod backups;
 mod feed;
@@ -53,6 +54,7 @@ use tracing::Instrument;
 
 use crate::error::{ControlError, sqlstate};
 
+pub use archive::BaseBackup;
 pub use audit::{Actor, AuditEvent};
 pub(crate) use audit::{audit, commit_audited, commit_change};
 pub use backups::{Measured, StoredBackup};
@@ -189,6 +191,15 @@ pub struct RegistryLock {
 }
 
 impl RegistryLock {
+    /// Whether the lock's session is still there (a lost connection lost the lock: another
+    /// replica may hold it now).
+    pub async fn is_held(&mut self) -> bool {
+        sqlx::query("SELECT 1")
+            .execute(&mut self.connection)
+            .await
+            .is_ok()
+    }
+
     /// Releases the lock now, so that whoever asks next (see [`Store::lock_held`]) finds it
     /// free. Closing alone would not do: the server lets go of a closed session's locks a little
     /// later. Dropping the guard releases the lock too, that little later.

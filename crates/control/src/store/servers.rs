@@ -61,6 +61,7 @@ impl ServerRow {
             ca_pem: self.ca_pem.clone(),
             warm_pool: None,
             allow_unverified_tls: false,
+            wal_archive: None,
         })
     }
 

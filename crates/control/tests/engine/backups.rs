@@ -9,7 +9,8 @@ use std::time::Duration;
 use tenancy_control::Engine;
 use tenancy_control::faults::Moment;
 use tenancy_core::{
-    Backup, BackupKind, BackupState, ErrorCode, OperationKind, OperationState, Tenant,
+    Backup, BackupKind, BackupState, ErrorCode, OperationKind, OperationState, RestoreSource,
+    Tenant,
 };
 use tenancy_testkit::{S3Server, TestFleet};
 use tokio::io::AsyncReadExt;
@@ -34,7 +35,7 @@ async fn backed_up(engine: &Engine, tenant: &Tenant) -> Backup {
 
 async fn restored(engine: &Engine, tenant: &Tenant, backup: &Backup) -> tenancy_core::Operation {
     let op = engine
-        .request_restore(&tenant.org_id, backup.id, &actor())
+        .request_restore(&tenant.org_id, RestoreSource::Backup(backup.id), &actor())
         .await
         .unwrap();
     engine
@@ -204,7 +205,7 @@ async fn a_tampered_or_truncated_backup_is_refused_and_the_tenant_untouched() {
 
     // Another tenant's backup id is not found, for the restore and the catalog alike.
     let refused = engine
-        .request_restore(&other.org_id, backup.id, &actor())
+        .request_restore(&other.org_id, RestoreSource::Backup(backup.id), &actor())
         .await
         .unwrap_err();
     assert_eq!(refused.code(), ErrorCode::NotFound);
@@ -305,7 +306,7 @@ async fn a_crash_at_every_step_of_a_backup_and_a_restore_resumes() {
             doomed_engine(config.clone(), OperationKind::Restore, *step, Moment::After).await;
         let workers = engine.run_workers();
         let op = engine
-            .request_restore(&tenant.org_id, backup.id, &actor())
+            .request_restore(&tenant.org_id, RestoreSource::Backup(backup.id), &actor())
             .await
             .unwrap();
         wait_crash(&crashed).await;
@@ -449,7 +450,7 @@ async fn a_restore_is_refused_while_another_operation_runs_or_from_an_unfinished
         "asking again answers the backup under way"
     );
     let refused = engine
-        .request_restore(&tenant.org_id, done.id, &actor())
+        .request_restore(&tenant.org_id, RestoreSource::Backup(done.id), &actor())
         .await
         .unwrap_err();
     assert_eq!(refused.code(), ErrorCode::OperationInProgress);
@@ -488,7 +489,7 @@ async fn a_restore_is_refused_while_another_operation_runs_or_from_an_unfinished
         .await
         .unwrap();
     let refused = engine
-        .request_restore(&tenant.org_id, running.id, &actor())
+        .request_restore(&tenant.org_id, RestoreSource::Backup(running.id), &actor())
         .await
         .unwrap_err();
     assert_eq!(refused.code(), ErrorCode::InvalidState);
@@ -578,7 +579,7 @@ async fn a_backup_is_copied_into_a_new_tenant_with_its_own_role_even_after_a_del
             engine
                 .request_restore_copy(
                     &source,
-                    backup.id,
+                    RestoreSource::Backup(backup.id),
                     &org(into),
                     format!("Copy {into}").parse().unwrap(),
                     &actor(),

@@ -13,6 +13,7 @@ mod lifecycle;
 mod moves;
 mod onboarding;
 mod placement;
+mod point_in_time;
 mod reconcile;
 mod settings;
 mod storage;

@@ -11,7 +11,10 @@ mod states;
 mod tenants;
 mod usage;
 
-pub use backups::{Backup, BackupPage, RestoreInto, RestoreTenant};
+pub use backups::{
+    Backup, BackupPage, RestoreFromBackup, RestoreInto, RestoreSource, RestoreTenant,
+    RestoreToMoment, RestoreWindow, WalStatus,
+};
 pub use feed::{ChangeFeed, TenantChange};
 pub use moves::{MoveTenant, TenantMove};
 pub use operations::Operation;

@@ -182,13 +182,15 @@ string_enum!(
 );
 
 string_enum!(
-    /// Why a backup was taken: by its tier's schedule, asked for, or as the safeguard of a
-    /// restore in place or of a deletion.
+    /// Why a backup was taken: by its tier's schedule, asked for, as the safeguard of a
+    /// restore in place or of a deletion, or (`point_in_time`) dumped from a recovery of the
+    /// server's WAL archive by a point-in-time restore.
     BackupKind, "backup kind" {
         Scheduled => "scheduled",
         Manual => "manual",
         PreRestore => "pre_restore",
         PreDelete => "pre_delete",
+        PointInTime => "point_in_time",
     }
 );
 
@@ -256,6 +258,7 @@ string_enum!(
         RetireRestored => "retire_restored",
         ShredBackups => "shred_backups",
         TargetTenant => "target_tenant",
+        Recover => "recover",
         Finish => "finish",
         Done => "done",
     }
@@ -290,6 +293,7 @@ impl OperationKind {
             OperationKind::Backup => &[Dump, CheckBackup, Finish],
             OperationKind::RestoreCopy => &[
                 TargetTenant,
+                Recover,
                 RestoreDatabase,
                 Verify,
                 Swap,
@@ -297,6 +301,7 @@ impl OperationKind {
                 Finish,
             ],
             OperationKind::Restore => &[
+                Recover,
                 Safeguard,
                 RestoreDatabase,
                 Verify,

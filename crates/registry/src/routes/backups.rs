@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tenancy_core::{Backup, BackupKind, BackupPage, Operation, OrgId, Problem, RestoreTenant};
+use tenancy_core::{
+    Backup, BackupKind, BackupPage, Operation, OrgId, Problem, RestoreTenant, RestoreWindow,
+};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -154,6 +156,21 @@ pub async fn download(
     Ok(response)
 }
 
+/// The moments a point-in-time restore of the tenant reaches now, from the WAL archive of its
+/// server (both `null` when that server's WAL is not archived or holds no base backup yet).
+#[utoipa::path(get, path = "/v1/tenants/{org_id}/restore-window", tag = "backups", operation_id = "restore_window",
+    params(("org_id" = OrgId, Path)),
+    responses((status = 200, body = RestoreWindow), (status = 403, body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn restore_window(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> ApiResult<axum::Json<RestoreWindow>> {
+    auth.require_tenant_admin(&org_id)?;
+    Ok(axum::Json(state.engine.restore_window(&org_id).await?))
+}
+
 /// Restore the tenant's database in place from one of its completed backups. A `pre_restore`
 /// backup of the current data is taken first; the backup is restored beside the live
 /// database, verified against the row counts recorded when it was taken, then swapped in (the
@@ -173,7 +190,10 @@ pub async fn download(
             or the backup is not completed), `operation_in_progress` (a move, a backup or any \
             other operation of the tenant), `tenant_exists` (`into.org_id` is a tenant already), \
             `invalid_target` (`into.org_id` is this tenant)", body = Problem),
-        (status = 422, description = "`validation_failed`: the body breaks its schema", body = Problem),
+        (status = 422, description = "`validation_failed`: the body breaks its schema; \
+            `outside_restore_window`: `point_in_time` is before the tenant's restore window, in \
+            the future, or its server's WAL is not archived (the answer carries `earliest` and \
+            `latest`)", body = Problem),
     ))]
 pub async fn restore(
     State(state): State<AppState>,
@@ -182,23 +202,18 @@ pub async fn restore(
     Json(request): Json<RestoreTenant>,
 ) -> ApiResult<Response> {
     let engine = &state.engine;
-    let op = match request.into {
+    let source = request.source();
+    let op = match request.into_target() {
         None => {
             auth.require_tenant_admin(&org_id)?;
             engine
-                .request_restore(&org_id, request.backup_id, &auth.actor())
+                .request_restore(&org_id, source, &auth.actor())
                 .await?
         }
         Some(into) => {
             auth.require_platform_admin()?;
             engine
-                .request_restore_copy(
-                    &org_id,
-                    request.backup_id,
-                    &into.org_id,
-                    into.name,
-                    &auth.actor(),
-                )
+                .request_restore_copy(&org_id, source, &into.org_id, into.name, &auth.actor())
                 .await?
         }
     };

@@ -111,6 +111,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(backups::get))
         .routes(routes!(backups::download))
         .routes(routes!(backups::restore))
+        .routes(routes!(backups::restore_window))
         .routes(routes!(tenants::connection))
         .routes(routes!(tenants::usage))
         .routes(routes!(tenants::health))

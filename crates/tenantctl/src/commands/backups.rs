@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
-use tenancy_core::{Backup, BackupKind, OperationState, OrgId};
+use tenancy_core::{Backup, BackupKind, OperationState, OrgId, RestoreSource};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
@@ -75,6 +75,52 @@ pub enum Command {
     },
 }
 
+/// Restores `org_id` from `source` in place (after asking), or copies it into a new tenant
+/// `into` (`tenantctl backups restore`, `tenantctl tenants restore --at`); waits for the end.
+pub(crate) async fn restore(
+    cx: &Context,
+    org_id: &OrgId,
+    source: RestoreSource,
+    into: Option<(OrgId, tenancy_core::TenantName)>,
+    yes: bool,
+    wait: Duration,
+) -> Result<Exit> {
+    let engine = cx.engine().await?;
+    let op = match into {
+        Some((into, name)) => {
+            let copy = engine
+                .request_restore_copy(org_id, source, &into, name, &cx.actor)
+                .await?;
+            // The copy waits for the new tenant's provisioning: run it here too when no
+            // registry worker has it.
+            for op in engine.tenant_operations(&into, 10).await? {
+                if op.kind == tenancy_core::OperationKind::Provision
+                    && !matches!(op.state, OperationState::Succeeded | OperationState::Failed)
+                {
+                    engine.drive_operation(op.id, wait).await?;
+                }
+            }
+            copy
+        }
+        None => {
+            let what = match source {
+                RestoreSource::Backup(id) => format!("backup {id}"),
+                RestoreSource::Moment(at) => format!("its data as of {}", at.to_rfc3339()),
+            };
+            confirm(
+                yes,
+                &format!(
+                    "replace tenant {org_id}'s database with {what}? Its sessions end for the swap."
+                ),
+            )?;
+            engine.request_restore(org_id, source, &cx.actor).await?
+        }
+    };
+    let op = engine.drive_operation(op.id, wait).await?;
+    output::operations(std::slice::from_ref(&op));
+    Ok(Exit::problems_if(op.state != OperationState::Succeeded))
+}
+
 pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
     let engine = cx.engine().await?;
     match command {
@@ -113,41 +159,16 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
             yes,
             wait,
         } => {
-            let op = match (into, name) {
-                (Some(into), Some(name)) => {
-                    let copy = engine
-                        .request_restore_copy(&org_id, backup_id, &into, name, &cx.actor)
-                        .await?;
-                    // The copy waits for the new tenant's provisioning: run it here too when
-                    // no registry worker has it.
-                    for op in engine.tenant_operations(&into, 10).await? {
-                        if op.kind == tenancy_core::OperationKind::Provision
-                            && !matches!(
-                                op.state,
-                                OperationState::Succeeded | OperationState::Failed
-                            )
-                        {
-                            engine.drive_operation(op.id, wait).await?;
-                        }
-                    }
-                    copy
-                }
-                _ => {
-                    confirm(
-                        yes,
-                        &format!(
-                            "replace tenant {org_id}'s database with backup {backup_id}? Its \
-                             sessions end for the swap."
-                        ),
-                    )?;
-                    engine
-                        .request_restore(&org_id, backup_id, &cx.actor)
-                        .await?
-                }
-            };
-            let op = engine.drive_operation(op.id, wait).await?;
-            output::operations(std::slice::from_ref(&op));
-            Ok(Exit::problems_if(op.state != OperationState::Succeeded))
+            let target = into.zip(name);
+            restore(
+                cx,
+                &org_id,
+                RestoreSource::Backup(backup_id),
+                target,
+                yes,
+                wait,
+            )
+            .await
         }
         Command::Verify { orgs, sample } => {
             let mut backups = engine.latest_backups(&orgs).await?;

@@ -17,6 +17,15 @@ pub enum Command {
     /// List servers with tenants, capacity, state and template version.
     #[command(after_help = "Example:\n  tenantctl servers list --output table")]
     List,
+    /// Each server's WAL archive: the point-in-time window, archive lag, last base backup,
+    /// gaps. Exits 1 when an archived server's archive lags more than --max-lag behind, has
+    /// gaps or has no window.
+    #[command(after_help = "Example:\n  tenantctl servers wal-status --max-lag 64MiB")]
+    WalStatus {
+        /// Bytes of WAL not yet archived beyond which a server counts as behind.
+        #[arg(long, value_parser = parse_bytes, default_value = "64MiB")]
+        max_lag: u64,
+    },
     /// Register a server; its admin password is read from --password-env by every registry process.
     #[command(after_help = "Example:
   TENANCY_SERVER_PASSWORD_PG_EU_2=... tenantctl servers add --id pg-eu-2 --region eu-west \\
@@ -115,6 +124,51 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
     };
     match command {
         Command::List => {}
+        Command::WalStatus { max_lag } => {
+            let all = engine.wal_status().await?;
+            let behind = |s: &tenancy_core::WalStatus| {
+                s.enabled
+                    && (s.gaps > 0
+                        || s.earliest.is_none()
+                        || s.lag_bytes
+                            .is_none_or(|lag| u64::try_from(lag).unwrap_or(0) > max_lag))
+            };
+            if cx.json {
+                output::json(&all)?;
+            } else {
+                let lines = all.iter().map(|s| {
+                    [
+                        s.server_id.to_string(),
+                        if s.enabled { "on" } else { "off" }.to_owned(),
+                        opt(s.earliest.map(|t| t.to_rfc3339())),
+                        opt(s.latest.map(|t| t.to_rfc3339())),
+                        opt(s.lag_bytes),
+                        opt(s.last_base_backup_at.map(|t| t.to_rfc3339())),
+                        s.segments.to_string(),
+                        s.gaps.to_string(),
+                        if behind(s) { "behind" } else { "ok" }.to_owned(),
+                    ]
+                });
+                println!(
+                    "{}",
+                    table(
+                        [
+                            "server",
+                            "archive",
+                            "earliest",
+                            "latest",
+                            "lag bytes",
+                            "last base backup",
+                            "segments",
+                            "gaps",
+                            "state",
+                        ],
+                        lines,
+                    )
+                );
+            }
+            return Ok(Exit::problems_if(all.iter().any(behind)));
+        }
         Command::Add {
             id,
             region,
@@ -232,4 +286,26 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
         println!("{}", table(header, lines));
     }
     Ok(Exit::Done)
+}
+
+/// `64MiB`, `1GiB`, `1048576`.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("not a size: {text:?}"))?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} (B, KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("too large: {text:?}"))
 }

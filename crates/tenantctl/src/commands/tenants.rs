@@ -34,6 +34,33 @@ pub enum Command {
     /// One tenant and its recent operations.
     #[command(after_help = "Example:\n  tenantctl tenants show 263014839178313731")]
     Show { org_id: OrgId },
+    /// Bring a tenant's database back as it was at a moment, from its server's WAL archive
+    /// (see `tenants restore-window`): in place (a pre_restore backup is taken first), or into
+    /// a new tenant with --into and --name.
+    #[command(after_help = "Examples:
+  tenantctl tenants restore 263014839178313731 --at 2026-12-07T10:42:00Z --yes
+  tenantctl tenants restore 263014839178313731 --at 2026-12-07T10:42:00Z \\
+    --into 263014839178313799 --name 'Acme (as of 10:42)'")]
+    Restore {
+        org_id: OrgId,
+        /// The moment (RFC 3339): transactions committed at or before it are kept.
+        #[arg(long)]
+        at: chrono::DateTime<chrono::Utc>,
+        /// Copy into this new organization's tenant instead of restoring in place.
+        #[arg(long, requires = "name")]
+        into: Option<OrgId>,
+        /// The new tenant's name (with --into).
+        #[arg(long, requires = "into")]
+        name: Option<tenancy_core::TenantName>,
+        /// Do not ask first.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+        wait: std::time::Duration,
+    },
+    /// The moments a point-in-time restore of a tenant reaches now.
+    #[command(after_help = "Example:\n  tenantctl tenants restore-window 263014839178313731")]
+    RestoreWindow { org_id: OrgId },
     /// Onboard an organization.
     #[command(after_help = "Examples:
   tenantctl tenants create 263014839178313731 'Acme Corp' --tier professional --wait 60s
@@ -160,6 +187,38 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
                 output::tenant_tree(&tenants, cx.json)?;
             } else {
                 output::tenants(&tenants, cx.json)?;
+            }
+            Ok(Exit::Done)
+        }
+        Command::Restore {
+            org_id,
+            at,
+            into,
+            name,
+            yes,
+            wait,
+        } => {
+            super::backups::restore(
+                cx,
+                &org_id,
+                tenancy_core::RestoreSource::Moment(at),
+                into.zip(name),
+                yes,
+                wait,
+            )
+            .await
+        }
+        Command::RestoreWindow { org_id } => {
+            let window = cx.engine().await?.restore_window(&org_id).await?;
+            if cx.json {
+                output::json(&window)?;
+            } else {
+                println!(
+                    "tenant {org_id} on {}: earliest {}, latest {}",
+                    output::opt(window.server_id.as_ref()),
+                    output::opt(window.earliest.map(|t| t.to_rfc3339())),
+                    output::opt(window.latest.map(|t| t.to_rfc3339())),
+                );
             }
             Ok(Exit::Done)
         }

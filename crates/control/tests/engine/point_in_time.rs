@@ -1,0 +1,166 @@
+//! Point-in-time restores of one tenant from its server's WAL archive: the keeper archives the
+//! server (base backup, segments, marks), and a restore to a moment between two writes holds
+//! the first and not the second, in place and into a new tenant, also across a restart of the
+//! keeper between the writes; a moment before the window is refused with the window.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use chrono::Utc;
+use tenancy_control::{Config, Engine, ServerArchive};
+use tenancy_core::{OperationState, RestoreSource, Tenant};
+use tenancy_testkit::{TestFleet, eventually};
+
+use crate::helpers::*;
+
+/// The fleet's configuration with pg-1's WAL archived, marks every second, and a scratch
+/// directory the unprivileged user scratch instances run as (when we are root) can reach.
+fn archived(fleet: &TestFleet, scratch: &tempfile::TempDir) -> Config {
+    let mut config = config(fleet);
+    config.servers[0].wal_archive = Some(ServerArchive::default());
+    config.wal_archive.mark_every = Duration::from_secs(1);
+    config.wal_archive.spool_dir = fleet.dir().join("wal-spool");
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    config.wal_archive.scratch_dir = scratch.path().to_owned();
+    config
+}
+
+async fn write(engine: &Engine, fleet: &TestFleet, tenant: &Tenant, what: &str) {
+    let mut conn = connect_own(engine, fleet.cluster("pg-1"), tenant)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO activity_log (action) VALUES ($1)")
+        .bind(what)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+async fn actions(engine: &Engine, fleet: &TestFleet, tenant: &Tenant) -> Vec<String> {
+    let mut conn = connect_own(engine, fleet.cluster("pg-1"), tenant)
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT action FROM activity_log ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Waits until the tenant's window is open (a base backup stored, WAL after it).
+async fn window_open(engine: &Engine, tenant: &Tenant) {
+    eventually(
+        Duration::from_secs(60),
+        "the restore window opens",
+        || async {
+            let window = engine.restore_window(&tenant.org_id).await.unwrap();
+            window.earliest.is_some().then_some(())
+        },
+    )
+    .await;
+}
+
+async fn restore_to(
+    engine: &Engine,
+    tenant: &Tenant,
+    moment: chrono::DateTime<Utc>,
+) -> tenancy_core::Operation {
+    let op = engine
+        .request_restore(&tenant.org_id, RestoreSource::Moment(moment), &actor())
+        .await
+        .unwrap();
+    engine
+        .wait_operation(op.id, Duration::from_secs(180))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_comes_back_to_a_moment_between_two_writes() {
+    let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
+    let fleet = TestFleet::single().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let engine = Engine::start(archived(&fleet, &scratch)).await.unwrap();
+    let workers = engine.run_workers();
+    let tenant = onboard(&engine, request("9701", "Recovered")).await;
+    let other = onboard(&engine, request("9702", "Neighbour")).await;
+    write(&engine, &fleet, &other, "neighbour's").await;
+
+    // Before the archive has a base backup, nothing is reachable: refused with the window.
+    let refused = engine
+        .request_restore(&tenant.org_id, RestoreSource::Moment(Utc::now()), &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tenancy_core::ErrorCode::OutsideRestoreWindow,
+        "{refused}"
+    );
+
+    window_open(&engine, &tenant).await;
+    write(&engine, &fleet, &tenant, "first").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moment = Utc::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The keeper stops and another starts between the writes (a restart, or a takeover).
+    workers.shutdown().await;
+    std::mem::forget(engine.run_workers());
+    write(&engine, &fleet, &tenant, "second").await;
+
+    let op = restore_to(&engine, &tenant, moment).await;
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    let now = actions(&engine, &fleet, &tenant).await;
+    assert!(now.contains(&"first".to_owned()), "{now:?}");
+    assert!(!now.contains(&"second".to_owned()), "{now:?}");
+    // The neighbour on the same server is untouched.
+    assert!(
+        actions(&engine, &fleet, &other)
+            .await
+            .contains(&"neighbour's".to_owned())
+    );
+    // The scratch instance is gone.
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+
+    // Into a new tenant: the copy holds "first", the source keeps what it has now.
+    write(&engine, &fleet, &tenant, "third").await;
+    let op = engine
+        .request_restore_copy(
+            &tenant.org_id,
+            RestoreSource::Moment(moment),
+            &org("9703"),
+            "Recovered copy".parse().unwrap(),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    let copy = engine.tenant(&org("9703")).await.unwrap();
+    let copied = actions(&engine, &fleet, &copy).await;
+    assert!(copied.contains(&"first".to_owned()), "{copied:?}");
+    assert!(!copied.contains(&"second".to_owned()), "{copied:?}");
+    assert!(
+        actions(&engine, &fleet, &tenant)
+            .await
+            .contains(&"third".to_owned())
+    );
+
+    // A moment before the window is refused, with the window in the error.
+    let window = engine.restore_window(&tenant.org_id).await.unwrap();
+    let before = window.earliest.unwrap() - chrono::Duration::seconds(30);
+    match engine
+        .request_restore(&tenant.org_id, RestoreSource::Moment(before), &actor())
+        .await
+        .unwrap_err()
+    {
+        tenancy_control::ControlError::OutsideRestoreWindow { window: given, .. } => {
+            assert_eq!(given.earliest, window.earliest);
+        }
+        other => panic!("{other}"),
+    }
+    let status = engine.wal_status().await.unwrap();
+    assert_eq!(status[0].gaps, 0, "{status:?}");
+    assert!(status[0].base_backups >= 1, "{status:?}");
+}
