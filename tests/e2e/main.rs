@@ -10,6 +10,7 @@ mod layout;
 mod lifecycle;
 mod modules;
 mod openapi;
+mod point_in_time;
 mod quotas;
 mod servers;
 mod tour;

@@ -255,6 +255,9 @@ impl PgTools {
     }
 }
 
+/// The `application_name` of a keeper's `pg_receivewal`.
+pub const WAL_KEEPER_APP: &str = "tenancy-wal-keeper";
+
 impl PgTools {
     /// Starts `pg_receivewal` streaming `server`'s WAL into `dir` from where the segments in
     /// `dir` end (no slot of its own: the keeper holds the archive's slot and advances it only
@@ -263,7 +266,7 @@ impl PgTools {
         let env = ConnectionEnv::new(server, "replication")?;
         let child = env
             .command(&self.dir.join("pg_receivewal"))
-            .env("PGAPPNAME", "tenancy-wal-keeper")
+            .env("PGAPPNAME", WAL_KEEPER_APP)
             .args(["--no-loop", "--no-password", "--status-interval=1"])
             .arg("--directory")
             .arg(dir)

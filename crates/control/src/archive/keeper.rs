@@ -24,7 +24,7 @@ use crate::backups::{BackupStore, crypt};
 use crate::config::{Config, ServerArchive};
 use crate::error::ControlError;
 use crate::pgadmin::ServerAdmin;
-use crate::pgtools::PgTools;
+use crate::pgtools::{PgTools, WAL_KEEPER_APP};
 use crate::secrets::Keyring;
 use crate::store::{RegistryLock, Store};
 
@@ -49,11 +49,14 @@ impl Keeper {
         self.admin.id()
     }
 
+    /// This process's spool for the server (a keeper before it, here or in another process
+    /// sharing the directory, had its own).
     fn spool(&self) -> PathBuf {
         self.config
             .wal_archive
             .spool_dir
             .join(self.server().as_str())
+            .join(&self.name)
     }
 
     /// Keeps the archive until `cancel`, the lock is lost, or something fails (the caller
@@ -89,6 +92,11 @@ impl Keeper {
         let mut next_expiry = Instant::now();
         loop {
             if receiver.is_none() {
+                // A keeper killed with no chance to stop its pg_receivewal left it streaming.
+                let ended = self.admin.end_wal_streams(WAL_KEEPER_APP).await?;
+                if ended > 0 {
+                    warn!(%server, ended, "ended WAL streams an earlier keeper left");
+                }
                 // Segments stored so far end where the slot may resume; before the first, the
                 // slot's own start.
                 let seed = last.unwrap_or_else(|| segments.of(restart).saturating_sub(1));

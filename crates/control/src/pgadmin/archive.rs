@@ -76,6 +76,19 @@ impl ServerAdmin {
             .parse()
     }
 
+    /// Ends the WAL streams of `application_name` (a keeper's `pg_receivewal` that outlived its
+    /// process, killed without a chance to stop it); returns how many.
+    pub async fn end_wal_streams(&self, application_name: &str) -> Result<i64, ControlError> {
+        sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_replication
+             WHERE application_name = $1",
+        )
+        .bind(application_name)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(self.err())
+    }
+
     /// Lets the server recycle WAL before `to` (stored in the archive).
     pub async fn advance_archive_slot(&self, slot: &str, to: Lsn) -> Result<(), ControlError> {
         sqlx::query(
