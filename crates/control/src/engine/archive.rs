@@ -19,7 +19,9 @@ use crate::store::LockName;
 const KEEPER_RETRY: Duration = Duration::from_secs(5);
 
 impl Engine {
-    /// The moments a point-in-time restore of the tenant reaches now (see [`RestoreWindow`]).
+    /// The moments a point-in-time restore of the tenant reaches now (see [`RestoreWindow`]):
+    /// back from now through the servers it was on (the move history), as long as each one's
+    /// archive covers the time it was there.
     pub async fn restore_window(&self, org_id: &OrgId) -> Result<RestoreWindow, ControlError> {
         let tenant = self.tenant(org_id).await?;
         let mut window = RestoreWindow {
@@ -28,19 +30,35 @@ impl Engine {
             earliest: None,
             latest: None,
         };
-        let Some(server) = &tenant.server_id else {
+        let Some(current) = &tenant.server_id else {
             return Ok(window);
         };
-        if self.config().server_archive(server).is_none() {
-            return Ok(window);
+        for (i, (server, since)) in self
+            .store()
+            .placements(&tenant)
+            .await?
+            .into_iter()
+            .enumerate()
+        {
+            if self.config().server_archive(&server).is_none() {
+                break;
+            }
+            let state = self.store().archive_state(&server).await?;
+            if i == 0 {
+                window.latest = state.latest;
+            }
+            let Some(earliest) = state.earliest else {
+                break;
+            };
+            window.earliest = Some(earliest.max(since));
+            if earliest > since {
+                break;
+            }
         }
-        let state = self.store().archive_state(server).await?;
-        if let Some(earliest) = state.earliest {
-            // Nothing of the tenant's is on the server before it was made.
-            let earliest = earliest.max(tenant.created_at);
-            window.earliest = Some(earliest);
-            window.latest = state.latest.filter(|latest| *latest > earliest);
-        }
+        debug_assert!(window.server_id.as_ref() == Some(current));
+        window.latest = window
+            .latest
+            .filter(|latest| window.earliest.is_some_and(|e| e < *latest));
         Ok(window)
     }
 

@@ -174,7 +174,27 @@ async fn recover(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     if record.backup_id.is_some() {
         return Ok(());
     }
-    let server = placed(&cx.tenant)?.clone();
+    placed(&cx.tenant)?;
+    // The server its database was on then (a moved tenant's earlier server).
+    let server = cx
+        .store
+        .server_at(&cx.tenant, moment)
+        .await?
+        .ok_or_else(|| {
+            ControlError::conflict(
+                ErrorCode::OutsideRestoreWindow,
+                format!("tenant {} did not exist at {moment}", cx.tenant.org_id),
+            )
+        })?;
+    if cx.config.server_archive(&server).is_none() {
+        return Err(ControlError::conflict(
+            ErrorCode::OutsideRestoreWindow,
+            format!(
+                "tenant {} was on server {server} at {moment}, whose WAL is not archived",
+                cx.tenant.org_id
+            ),
+        ));
+    }
     let admin = cx.admin_of(&server).await?;
     let through = archived_past(cx, &admin, moment).await?;
     let facts = admin.wal_facts().await?;

@@ -71,6 +71,71 @@ pub struct Expired {
 }
 
 impl Store {
+    /// The servers the tenant was on, newest first, each with when it came there (made, or
+    /// moved there: the move history).
+    pub(crate) async fn placements(
+        &self,
+        tenant: &tenancy_core::Tenant,
+    ) -> Result<Vec<(ServerId, DateTime<Utc>)>, ControlError> {
+        let Some(current) = &tenant.server_id else {
+            return Ok(Vec::new());
+        };
+        let moves = self.switched_moves(&tenant.org_id).await?;
+        let mut placements = vec![(
+            current.clone(),
+            moves.last().map_or(tenant.created_at, |(_, _, at)| *at),
+        )];
+        for (i, (from, _, _)) in moves.iter().enumerate().rev() {
+            let since = if i == 0 {
+                tenant.created_at
+            } else {
+                moves[i - 1].2
+            };
+            placements.push((from.clone(), since));
+        }
+        Ok(placements)
+    }
+
+    /// The server the tenant's database was on at `moment`.
+    pub(crate) async fn server_at(
+        &self,
+        tenant: &tenancy_core::Tenant,
+        moment: DateTime<Utc>,
+    ) -> Result<Option<ServerId>, ControlError> {
+        Ok(self
+            .placements(tenant)
+            .await?
+            .into_iter()
+            .find(|(_, since)| *since <= moment)
+            .map(|(server, _)| server))
+    }
+
+    /// The tenant's finished moves, oldest first: from, to, when it switched.
+    async fn switched_moves(
+        &self,
+        org_id: &tenancy_core::OrgId,
+    ) -> Result<Vec<(ServerId, ServerId, DateTime<Utc>)>, ControlError> {
+        self.run("switched_moves", async {
+            let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT source_server_id, target_server_id, switched_at FROM tenant_moves
+                 WHERE org_id = $1 AND switched_at IS NOT NULL ORDER BY switched_at",
+            )
+            .bind(org_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|(from, to, at)| {
+                    Ok((
+                        from.parse().map_err(ControlError::corrupt)?,
+                        to.parse().map_err(ControlError::corrupt)?,
+                        at,
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// The databases of the tenants on `server` other than `org_id`'s (what a recovery leaves
     /// out).
     pub(crate) async fn other_tenant_databases(

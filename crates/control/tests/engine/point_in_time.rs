@@ -17,7 +17,9 @@ use crate::helpers::*;
 /// directory the unprivileged user scratch instances run as (when we are root) can reach.
 fn archived(fleet: &TestFleet, scratch: &tempfile::TempDir) -> Config {
     let mut config = config(fleet);
-    config.servers[0].wal_archive = Some(ServerArchive::default());
+    for server in &mut config.servers {
+        server.wal_archive = Some(ServerArchive::default());
+    }
     config.wal_archive.mark_every = Duration::from_secs(1);
     config.wal_archive.spool_dir = fleet.dir().join("wal-spool");
     std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -25,8 +27,13 @@ fn archived(fleet: &TestFleet, scratch: &tempfile::TempDir) -> Config {
     config
 }
 
+/// The cluster the tenant is on now.
+fn home<'a>(fleet: &'a TestFleet, tenant: &Tenant) -> &'a tenancy_testkit::PgCluster {
+    fleet.cluster(tenant.server_id.as_ref().unwrap().as_str())
+}
+
 async fn write(engine: &Engine, fleet: &TestFleet, tenant: &Tenant, what: &str) {
-    let mut conn = connect_own(engine, fleet.cluster("pg-1"), tenant)
+    let mut conn = connect_own(engine, home(fleet, tenant), tenant)
         .await
         .unwrap();
     sqlx::query("INSERT INTO activity_log (action) VALUES ($1)")
@@ -37,7 +44,7 @@ async fn write(engine: &Engine, fleet: &TestFleet, tenant: &Tenant, what: &str) 
 }
 
 async fn actions(engine: &Engine, fleet: &TestFleet, tenant: &Tenant) -> Vec<String> {
-    let mut conn = connect_own(engine, fleet.cluster("pg-1"), tenant)
+    let mut conn = connect_own(engine, home(fleet, tenant), tenant)
         .await
         .unwrap();
     sqlx::query_scalar("SELECT action FROM activity_log ORDER BY id")
@@ -76,7 +83,6 @@ async fn restore_to(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_comes_back_to_a_moment_between_two_writes() {
-    let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
     let fleet = TestFleet::single().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let engine = Engine::start(archived(&fleet, &scratch)).await.unwrap();
@@ -163,4 +169,59 @@ async fn a_tenant_comes_back_to_a_moment_between_two_writes() {
     let status = engine.wal_status().await.unwrap();
     assert_eq!(status[0].gaps, 0, "{status:?}");
     assert!(status[0].base_backups >= 1, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_tenant_comes_back_from_the_server_it_was_on_at_the_moment() {
+    let fleet = TestFleet::builder()
+        .server("pg-1", "local")
+        .server("pg-2", "local")
+        .build()
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let engine = Engine::start(archived(&fleet, &scratch)).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let tenant = onboard(&engine, request("9711", "Mover")).await;
+    window_open(&engine, &tenant).await;
+    write(&engine, &fleet, &tenant, "first").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moment = Utc::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let from = tenant.server_id.clone().unwrap();
+    let to = if from.as_str() == "pg-1" {
+        "pg-2"
+    } else {
+        "pg-1"
+    };
+    let request = tenancy_core::MoveTenant {
+        server_id: Some(to.parse().unwrap()),
+        mode: Some(tenancy_core::MoveMode::Offline),
+    };
+    let op = engine
+        .move_tenant(&tenant.org_id, &request, &actor())
+        .await
+        .unwrap();
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    let tenant = engine.tenant(&tenant.org_id).await.unwrap();
+    assert_eq!(tenant.server_id.as_ref().unwrap().as_str(), to);
+    write(&engine, &fleet, &tenant, "second").await;
+
+    let op = restore_to(&engine, &tenant, moment).await;
+    assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
+    let now = actions(&engine, &fleet, &tenant).await;
+    assert_eq!(now, vec!["first".to_owned()]);
+    // Recovered from the server it was on at the moment, restored where it is now.
+    let mut registry = registry(&fleet).await;
+    let recovered_from: Option<String> =
+        sqlx::query_scalar("SELECT recovered_from FROM tenant_restores WHERE operation_id = $1")
+            .bind(op.id)
+            .fetch_one(&mut registry)
+            .await
+            .unwrap();
+    assert_eq!(recovered_from.as_deref(), Some(from.as_str()));
 }
