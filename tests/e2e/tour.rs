@@ -194,7 +194,7 @@ fn check(step: &Step, got: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn workdir(deployment: &Deployment, base: &str) -> PathBuf {
+fn workdir(deployment: &Deployment, base: &str, config: Option<&Path>) -> PathBuf {
     let dir = deployment.fleet.dir().join("tour");
     std::fs::create_dir_all(dir.join(".local")).unwrap();
     // `make run` keeps backups in `.local/backups`; the fleet keeps them in its directory.
@@ -208,8 +208,12 @@ fn workdir(deployment: &Deployment, base: &str) -> PathBuf {
         dir.join(".local/registry.env"),
         format!(
             "export REGISTRY_URL={base}\nexport REGISTRY_TOKEN={TOKEN}\n\
-             export PATH=\"{}:$PATH\"\n",
-            bin_dir.display()
+             export PATH=\"{}:$PATH\"\n{}",
+            bin_dir.display(),
+            config.map_or_else(String::new, |c| format!(
+                "export TENANCY_CONFIG={}\n",
+                c.display()
+            ))
         ),
     )
     .unwrap();
@@ -247,6 +251,11 @@ fn run_all(deployment: &Deployment, dir: &Path, steps: &[Step]) -> Vec<(String, 
 /// Runs the walkthrough's commands on a fresh `make run`-like deployment, and fails on the first
 /// answers that do not have the shape shown.
 async fn runs_as_shown(steps: Vec<Step>) {
+    runs_as_shown_on(steps, false).await;
+}
+
+/// [`runs_as_shown`], with the server's WAL archived as `make run` archives it.
+async fn runs_as_shown_on(steps: Vec<Step>, archived: bool) {
     assert!(
         steps
             .first()
@@ -259,11 +268,32 @@ async fn runs_as_shown(steps: Vec<Step>) {
         .build()
         .unwrap();
     let deployment = Deployment { fleet };
-    let registry = deployment
-        .start_with_env(&[("TENANCY_METRICS_INTERVAL", "1s")])
-        .await
-        .unwrap();
-    let dir = workdir(&deployment, &registry.base);
+    let mut env = vec![("TENANCY_METRICS_INTERVAL", "1s".to_owned())];
+    let mut config_file = None;
+    if archived {
+        let dir = deployment.fleet.dir();
+        let scratch = dir.join("scratch");
+        std::fs::create_dir_all(&scratch).unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let config = format!(
+            "{}\n[wal_archive]\nmark_every = \"1s\"\nspool_dir = \"{}\"\nscratch_dir = \"{}\"\n",
+            deployment.fleet.toml().replacen(
+                "capacity = 1000\n",
+                "capacity = 1000\nwal_archive = {}\n",
+                1
+            ),
+            dir.join("wal-spool").display(),
+            scratch.display()
+        );
+        let path = dir.join("archived.toml");
+        std::fs::write(&path, config).unwrap();
+        env.push(("TENANCY_CONFIG", path.display().to_string()));
+        config_file = Some(path);
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let registry = deployment.start_with_env(&env).await.unwrap();
+    let dir = workdir(&deployment, &registry.base, config_file.as_deref());
     let outputs = run_all(&deployment, &dir, &steps);
     assert_eq!(
         outputs.len(),
@@ -300,6 +330,11 @@ async fn the_quota_and_settings_walkthrough_runs_as_shown() {
 #[tokio::test]
 async fn the_backup_walkthrough_runs_as_shown() {
     runs_as_shown(tour(&page("docs/backups.md"))).await;
+}
+
+#[tokio::test]
+async fn the_point_in_time_walkthrough_runs_as_shown() {
+    runs_as_shown_on(tour(&page("docs/point-in-time.md")), true).await;
 }
 
 #[test]
