@@ -103,6 +103,37 @@ pub fn describe_metrics() {
         Unit::Seconds,
         "Time one restore's download, decryption and pg_restore took"
     );
+    describe_gauge!(
+        "tenancy_wal_archive_lag_bytes",
+        Unit::Bytes,
+        "WAL a server wrote that its archive does not hold yet, by server"
+    );
+    describe_gauge!(
+        "tenancy_wal_window_seconds",
+        Unit::Seconds,
+        "How far back a point-in-time restore reaches on a server's archive, by server"
+    );
+    describe_gauge!(
+        "tenancy_wal_last_base_backup_timestamp_seconds",
+        Unit::Seconds,
+        "When a server's newest base backup ended (Unix time), by server"
+    );
+    describe_counter!(
+        "tenancy_wal_segments_archived_total",
+        "WAL segments stored in the archive, by server"
+    );
+    describe_counter!(
+        "tenancy_wal_base_backups_total",
+        "Base backups stored in the archive, by server"
+    );
+    describe_counter!(
+        "tenancy_wal_gaps_total",
+        "Gaps found between archived WAL segments, by server"
+    );
+    describe_counter!(
+        "tenancy_point_in_time_recoveries_total",
+        "Scratch instances recovered to a moment for a point-in-time restore"
+    );
     describe_histogram!(
         "tenancy_tenant_migration_seconds",
         Unit::Seconds,

@@ -112,6 +112,28 @@ pub fn open_server_key(
         .map_err(|e| ControlError::Corrupt(format!("WAL archive key of server {server}: {e}")))
 }
 
+/// The same archive key sealed again under the current master key (`tenantctl rekey`).
+pub fn reseal_server_key(
+    keyring: &Keyring,
+    server: &ServerId,
+    sealed: &SealedSetting,
+) -> Result<SealedSetting, ControlError> {
+    let scope = server_scope(server);
+    let secret = secrets::open_scoped(
+        keyring,
+        &scope,
+        &format!("server {server}"),
+        SERVER_SEALED_AS,
+        sealed,
+    )?;
+    Ok(secrets::seal_scoped(
+        keyring,
+        &scope,
+        SERVER_SEALED_AS,
+        secret.expose_secret(),
+    ))
+}
+
 /// Parses an age post-quantum public key.
 pub fn recipient(text: &str) -> Result<age::pq::Recipient, ControlError> {
     text.parse()

@@ -309,9 +309,10 @@ impl Engine {
         }
     }
 
-    /// Re-seals every tenant's backup key sealed under another master key than the current one
-    /// (the backups half of `tenantctl rekey`; the keys themselves, and so every stored backup,
-    /// stay as they are); returns how many were re-sealed.
+    /// Re-seals every tenant's backup key and every server's WAL archive key sealed under
+    /// another master key than the current one (the backups half of `tenantctl rekey`; the keys
+    /// themselves, and so every stored backup and archive, stay as they are); returns how many
+    /// were re-sealed.
     pub async fn reseal_backup_keys(&self) -> Result<usize, ControlError> {
         let keyring = &self.inner.keyring;
         let current = keyring.current().id().to_owned();
@@ -320,6 +321,13 @@ impl Engine {
             let again = crypt::reseal_backup_key(keyring, &org_id, &sealed)?;
             self.store()
                 .reseal_backup_key(&org_id, &sealed.key_id, &again)
+                .await?;
+            resealed += 1;
+        }
+        for (server, sealed) in self.store().archive_keys_to_reseal(&current).await? {
+            let again = crypt::reseal_server_key(keyring, &server, &sealed)?;
+            self.store()
+                .reseal_archive_key(&server, &sealed.key_id, &again)
                 .await?;
             resealed += 1;
         }

@@ -172,6 +172,53 @@ impl Store {
         .await
     }
 
+    /// Archive keys sealed under another master key than `key_id`.
+    pub(crate) async fn archive_keys_to_reseal(
+        &self,
+        key_id: &str,
+    ) -> Result<Vec<(ServerId, SealedSetting)>, ControlError> {
+        self.run("archive_keys_to_reseal", async {
+            let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+                "SELECT server_id, key_id, sealed FROM wal_archive_keys WHERE key_id <> $1",
+            )
+            .bind(key_id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|(server, key_id, bytes)| {
+                    Ok((
+                        server.parse().map_err(ControlError::corrupt)?,
+                        SealedSetting { key_id, bytes },
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Replaces an archive key's sealing (same key, sealed under another master key).
+    pub(crate) async fn reseal_archive_key(
+        &self,
+        server: &ServerId,
+        before: &str,
+        sealed: &SealedSetting,
+    ) -> Result<(), ControlError> {
+        self.run("reseal_archive_key", async {
+            sqlx::query(
+                "UPDATE wal_archive_keys SET key_id = $3, sealed = $4
+                 WHERE server_id = $1 AND key_id = $2",
+            )
+            .bind(server.as_str())
+            .bind(before)
+            .bind(&sealed.key_id)
+            .bind(&sealed.bytes)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Stores the server's archive key unless it has one already; returns the one it has.
     pub(crate) async fn insert_archive_key(
         &self,
