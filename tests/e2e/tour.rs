@@ -274,8 +274,7 @@ async fn runs_as_shown_on(steps: Vec<Step>, archived: bool) {
         let dir = deployment.fleet.dir();
         let scratch = dir.join("scratch");
         std::fs::create_dir_all(&scratch).unwrap();
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let config = format!(
             "{}\n[wal_archive]\nmark_every = \"1s\"\nspool_dir = \"{}\"\nscratch_dir = \"{}\"\n",
             deployment.fleet.toml().replacen(

@@ -7,6 +7,7 @@ mod fleet;
 mod measure;
 mod moves;
 mod onboarding;
+mod point_in_time;
 mod quotas;
 mod router;
 mod sampler;
@@ -26,6 +27,7 @@ use crate::breakdown::Breakdown;
 use crate::fleet::fleet;
 use crate::moves::move_tenant;
 use crate::onboarding::onboarding;
+use crate::point_in_time::point_in_time;
 use crate::quotas::quotas;
 use crate::router::router;
 use crate::sampler::sampler;
@@ -61,6 +63,12 @@ struct Args {
     /// Size of the tenant database the backup benchmark backs up and restores, in MB.
     #[arg(long, default_value_t = 200)]
     backup_mb: i64,
+    /// Tenants on the server in each run of the point-in-time restore benchmark.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 20, 100])]
+    pitr_tenants: Vec<usize>,
+    /// Size of each tenant's database in the point-in-time restore benchmark, in MB.
+    #[arg(long, default_value_t = 10)]
+    pitr_mb: i64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,6 +82,7 @@ enum Which {
     WarmPool,
     Move,
     Backups,
+    PointInTime,
 }
 
 #[tokio::main]
@@ -103,6 +112,9 @@ async fn main() -> Result<()> {
     }
     if matches!(args.only, Which::All | Which::Backups) {
         backups(args.backup_mb).await?;
+    }
+    if matches!(args.only, Which::All | Which::PointInTime) {
+        point_in_time(&args.pitr_tenants, args.pitr_mb).await?;
     }
     Ok(())
 }

@@ -31,6 +31,9 @@ use crate::store::{RegistryLock, Store};
 /// How often the keeper looks for completed segments.
 const TICK: Duration = Duration::from_secs(1);
 
+/// How often it looks whether a base backup is due, and sets its gauges.
+const LOOK_EVERY: Duration = Duration::from_secs(10);
+
 /// What a keeper works with.
 #[derive(Clone)]
 pub struct Keeper {
@@ -90,6 +93,7 @@ impl Keeper {
         let mut base_backup: Option<tokio::task::JoinHandle<()>> = None;
         let mut next_mark = Instant::now();
         let mut next_expiry = Instant::now();
+        let mut next_look = Instant::now();
         loop {
             if receiver.is_none() {
                 // A keeper killed with no chance to stop its pg_receivewal left it streaming.
@@ -133,6 +137,10 @@ impl Keeper {
                 let (at, lsn) = self.admin.wal_mark().await?;
                 self.store.insert_mark(&server, at, lsn).await?;
             }
+            if Instant::now() < next_look {
+                continue;
+            }
+            next_look = Instant::now() + LOOK_EVERY;
             if base_backup.as_ref().is_none_or(|task| task.is_finished())
                 && self.base_backup_due().await?
             {

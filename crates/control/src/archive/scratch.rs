@@ -520,3 +520,82 @@ fn absolute(dir: &Path) -> Result<PathBuf, ControlError> {
 fn io_error(path: &Path, e: &std::io::Error) -> ControlError {
     ControlError::Config(format!("scratch instance, {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(databases: serde_json::Value) -> BaseBackup {
+        BaseBackup {
+            id: Uuid::nil(),
+            timeline: 1,
+            start_segno: 3,
+            object_key: String::new(),
+            size_bytes: 1_000 << 20,
+            stored_bytes: 0,
+            sha256: String::new(),
+            databases,
+        }
+    }
+
+    #[test]
+    fn a_plan_leaves_out_the_other_tenants_and_counts_what_it_writes() {
+        let segments = Segments::new(16 << 20).unwrap();
+        let databases = serde_json::json!([
+            {"name": "postgres", "oid": 5, "bytes": 8 << 20},
+            {"name": "tenant_a", "oid": 16384, "bytes": 100 << 20},
+            {"name": "tenant_b", "oid": 16385, "bytes": 700 << 20},
+            {"name": "restoring_x", "oid": 16386, "bytes": 50 << 20},
+        ]);
+        let others: BTreeSet<String> = ["tenant_b".to_owned(), "tenant_c".to_owned()].into();
+        let plan = Plan::new(base(databases), segments, Lsn(5 << 24 | 0x28), &others).unwrap();
+        assert_eq!(plan.left_out, [16385].into());
+        assert_eq!((plan.from, plan.to), (3, 5));
+        // The base backup less tenant_b, and three segments.
+        assert_eq!(plan.needs, (1_000 << 20) - (700 << 20) + 3 * (16 << 20));
+    }
+
+    fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o600);
+            header.set_entry_type(tar::EntryType::Regular);
+            // `append_data` refuses `..`: write the raw name as a hostile archive would.
+            header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn unpacking_leaves_out_files_sparse_and_refuses_a_path_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = tar_of(&[
+            ("PG_VERSION", b"15\n"),
+            ("base/16384/1259", b"kept bytes"),
+            ("base/16385/1259", &[7u8; 8192]),
+        ]);
+        let left_out: BTreeSet<u32> = [16385].into();
+        unpack(&archive[..], dir.path(), &left_out, "test").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("base/16384/1259")).unwrap(),
+            b"kept bytes"
+        );
+        let sparse = dir.path().join("base/16385/1259");
+        assert_eq!(std::fs::metadata(&sparse).unwrap().len(), 8192);
+        assert!(std::fs::read(&sparse).unwrap().iter().all(|b| *b == 0));
+
+        let hostile = tar_of(&[("../escaped", b"x")]);
+        let inner = dir.path().join("inner");
+        std::fs::create_dir(&inner).unwrap();
+        let refused = unpack(&hostile[..], &inner, &left_out, "test").unwrap_err();
+        assert!(
+            refused.to_string().contains("outside the data directory"),
+            "{refused}"
+        );
+        assert!(!dir.path().join("escaped").exists());
+    }
+}
