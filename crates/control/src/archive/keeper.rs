@@ -102,9 +102,10 @@ impl Keeper {
                     warn!(%server, ended, "ended WAL streams an earlier keeper left");
                 }
                 // Segments stored so far end where the slot may resume; before the first, the
-                // slot's own start.
+                // slot's own start. The seed itself is never stored.
                 let seed = last.unwrap_or_else(|| segments.of(restart).saturating_sub(1));
                 seed_spool(&spool, segments, timeline, seed)?;
+                last = Some(seed);
                 receiver = Some(tools.receive_wal(self.admin.config(), &spool)?);
             }
             let running = receiver.as_mut().expect("started above");
@@ -237,14 +238,19 @@ impl Keeper {
         Ok(())
     }
 
-    /// Whether the newest base backup is older than `base_backup_every` (or there is none).
+    /// Whether a base backup is due: there is none, the newest is older than
+    /// `base_backup_every`, or none is inside the unbroken run of WAL (a gap cut the window
+    /// off) and the newest is not so recent that its first segment may still be on its way.
     async fn base_backup_due(&self) -> Result<bool, ControlError> {
         let state = self.store.archive_state(self.server()).await?;
         let every = chrono::Duration::from_std(self.archive.base_backup_every)
             .map_err(ControlError::corrupt)?;
-        Ok(state
-            .last_base_backup_at
-            .is_none_or(|at| at + every <= chrono::Utc::now()))
+        let settle = chrono::Duration::from_std(LOOK_EVERY * 2).map_err(ControlError::corrupt)?;
+        let now = chrono::Utc::now();
+        Ok(match state.last_base_backup_at {
+            None => true,
+            Some(at) => at + every <= now || (state.earliest.is_none() && at + settle <= now),
+        })
     }
 
     /// Streams `pg_basebackup`'s tar through encryption into the store.

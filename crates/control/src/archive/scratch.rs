@@ -555,6 +555,15 @@ mod tests {
         assert_eq!(plan.needs, (1_000 << 20) - (700 << 20) + 3 * (16 << 20));
     }
 
+    #[test]
+    fn a_recovery_that_does_not_fit_says_how_much_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        check_disk(dir.path(), 1 << 20).unwrap();
+        let refused = check_disk(dir.path(), 1 << 60).unwrap_err().to_string();
+        assert!(refused.contains("MiB missing"), "{refused}");
+        assert!(refused.contains(&format!("{} MiB for the base backup", (1u64 << 60) >> 20)));
+    }
+
     fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for (path, data) in entries {

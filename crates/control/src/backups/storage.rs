@@ -80,6 +80,9 @@ impl BackupStore {
     pub fn writer(&self, key: &str) -> Upload {
         Upload {
             inner: object_store::buffered::BufWriter::new(self.inner.clone(), self.path(key)),
+            store: self.inner.clone(),
+            path: self.path(key),
+            shut_down: false,
             digest: Sha256::new(),
             bytes: 0,
         }
@@ -145,6 +148,10 @@ fn store_error(what: &str, e: object_store::Error) -> ControlError {
 /// An upload under way: counts and hashes what it stores.
 pub struct Upload {
     inner: object_store::buffered::BufWriter,
+    /// For giving up once shutting down began (the object may exist by then).
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    shut_down: bool,
     digest: Sha256,
     bytes: u64,
 }
@@ -155,9 +162,14 @@ impl Upload {
         (self.bytes, hex::encode(self.digest.clone().finalize()))
     }
 
-    /// Gives up the upload, removing what was sent of it.
+    /// Gives up the upload, removing what was sent of it (the object itself, if shutting down
+    /// had begun: it may have been stored).
     pub async fn abort(&mut self) {
-        let _ = self.inner.abort().await;
+        if self.shut_down {
+            let _ = self.store.delete(&self.path).await;
+        } else {
+            let _ = self.inner.abort().await;
+        }
     }
 }
 
@@ -183,6 +195,7 @@ impl AsyncWrite for Upload {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.shut_down = true;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -167,7 +167,12 @@ async fn a_tenant_comes_back_to_a_moment_between_two_writes() {
         other => panic!("{other}"),
     }
     let status = engine.wal_status().await.unwrap();
-    assert_eq!(status[0].gaps, 0, "{status:?}");
+    let mut registry = registry(&fleet).await;
+    let stored: Vec<i64> = sqlx::query_scalar("SELECT segno FROM wal_segments ORDER BY segno")
+        .fetch_all(&mut registry)
+        .await
+        .unwrap();
+    assert_eq!(status[0].gaps, 0, "{status:?} {stored:?}");
     assert!(status[0].base_backups >= 1, "{status:?}");
 }
 
@@ -224,4 +229,86 @@ async fn a_moved_tenant_comes_back_from_the_server_it_was_on_at_the_moment() {
             .await
             .unwrap();
     assert_eq!(recovered_from.as_deref(), Some(from.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_in_the_archive_is_reported_and_the_window_starts_after_it() {
+    let fleet = TestFleet::single().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let engine = Engine::start(archived(&fleet, &scratch)).await.unwrap();
+    std::mem::forget(engine.run_workers());
+    let tenant = onboard(&engine, request("9721", "Gapped")).await;
+    window_open(&engine, &tenant).await;
+    let cluster = fleet.cluster("pg-1");
+    for _ in 0..3 {
+        write(&engine, &fleet, &tenant, "more").await;
+        cluster.psql("postgres", "SELECT pg_switch_wal()").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eventually(Duration::from_secs(30), "three more segments", || async {
+        let status = engine.wal_status().await.unwrap();
+        (status[0].segments >= 5).then_some(())
+    })
+    .await;
+    assert_eq!(engine.wal_status().await.unwrap()[0].gaps, 0);
+
+    // A segment lost from the archive (deleted by hand, say), before the newest one.
+    let opened = engine
+        .restore_window(&tenant.org_id)
+        .await
+        .unwrap()
+        .earliest
+        .unwrap();
+    let lost_at = Utc::now();
+    let mut registry = registry(&fleet).await;
+    sqlx::query(
+        "DELETE FROM wal_segments WHERE server_id = 'pg-1' AND segno =
+             (SELECT max(segno) - 1 FROM wal_segments WHERE server_id = 'pg-1')",
+    )
+    .execute(&mut registry)
+    .await
+    .unwrap();
+    let status = engine.wal_status().await.unwrap();
+    assert_eq!(status[0].gaps, 1, "{status:?}");
+    // What lies before the gap is not provable any more: the window starts after it (empty
+    // until the keeper's next base backup, which it takes at once for a window it lost).
+    let window = engine.restore_window(&tenant.org_id).await.unwrap();
+    assert!(window.earliest.is_none_or(|e| e > lost_at), "{window:?}");
+    let refused = engine
+        .request_restore(&tenant.org_id, RestoreSource::Moment(opened), &actor())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tenancy_core::ErrorCode::OutsideRestoreWindow
+    );
+    let reopened = eventually(
+        Duration::from_secs(60),
+        "a base backup after the gap",
+        || async {
+            engine
+                .restore_window(&tenant.org_id)
+                .await
+                .unwrap()
+                .earliest
+        },
+    )
+    .await;
+    assert!(reopened > lost_at);
+}
+
+#[tokio::test]
+async fn scratch_instances_of_restores_no_longer_running_are_swept() {
+    let fleet = TestFleet::single().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let engine = Engine::start(archived(&fleet, &scratch)).await.unwrap();
+    // What a registry killed in the middle of a recovery leaves.
+    let left = scratch.path().join(uuid::Uuid::new_v4().to_string());
+    std::fs::create_dir_all(left.join("data/base")).unwrap();
+    std::fs::write(left.join("data/PG_VERSION"), "15\n").unwrap();
+    let unrelated = scratch.path().join("not-a-restore");
+    std::fs::create_dir_all(&unrelated).unwrap();
+    assert_eq!(engine.sweep_scratch().await.unwrap(), 1);
+    assert!(!left.exists());
+    assert!(unrelated.exists(), "only what a restore names is swept");
 }
