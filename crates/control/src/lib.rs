@@ -9,6 +9,8 @@
 //! - `worker`: claim, heartbeat, retry, fail;
 //! - `reconcile`: drift between the registry and the servers, and its repair;
 //! - `operations/`: one file per operation kind (its steps, their bodies, its effects);
+//! - `archive/`: each server's WAL archive (the keeper) and point-in-time recoveries in scratch
+//!   instances;
 //! - `admins` + `pgadmin/`: admin connections and PostgreSQL administration per server;
 //! - `store/`: the registry database by aggregate (rows stay inside it), the transactions that
 //!   span aggregates (`lifecycle`), placement, and the lock names and order (`locks`);

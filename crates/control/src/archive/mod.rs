@@ -8,4 +8,3 @@ pub mod keeper;
 pub mod scratch;
 pub mod wal;
 
-pub use wal::Segments;

@@ -111,15 +111,7 @@ impl Engine {
                 server_id: server.id.clone(),
                 enabled: server.wal_archive.is_some(),
                 timeline: state.timeline,
-                last_segment: state.last.and_then(|(segno, _)| {
-                    let timeline = u32::try_from(state.timeline?).ok()?;
-                    let segno = u64::try_from(segno).ok()?;
-                    // The name needs the segment size, which only the server knows; 16 MiB
-                    // is PostgreSQL's default and what names are shown with otherwise.
-                    crate::archive::Segments::new(16 << 20)
-                        .ok()
-                        .map(|s| s.name(timeline, segno))
-                }),
+                archived_to: state.archived_to.map(|lsn| lsn.to_string()),
                 last_archived_at: state.last.map(|(_, at)| at),
                 lag_bytes: lag,
                 last_base_backup_at: state.last_base_backup_at,

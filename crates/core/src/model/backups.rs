@@ -168,8 +168,8 @@ pub struct WalStatus {
     /// Whether the configuration archives this server's WAL.
     pub enabled: bool,
     pub timeline: Option<i32>,
-    /// The newest archived segment (a WAL file name).
-    pub last_segment: Option<String>,
+    /// Where the archived WAL ends (an LSN, `0/5000000`): every segment before it is stored.
+    pub archived_to: Option<String>,
     pub last_archived_at: Option<DateTime<Utc>>,
     /// WAL the server wrote that is not archived yet, in bytes (`null` if the server cannot be
     /// reached).
