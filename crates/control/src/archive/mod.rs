@@ -7,4 +7,3 @@
 pub mod keeper;
 pub mod scratch;
 pub mod wal;
-

@@ -99,9 +99,21 @@ impl Plan {
 }
 
 impl Scratch {
-    /// The directory of operation `op`'s scratch instance.
-    pub fn dir_of(config: &Config, op: Uuid) -> PathBuf {
-        config.wal_archive.scratch_dir.join(op.to_string())
+    /// The directory of the scratch instance of claim `attempt` of operation `op`: a claim of
+    /// its own, so that a worker that lost its lease (and runs on to its next fence) and the
+    /// one that took over never touch each other's instance.
+    pub fn dir_of(config: &Config, op: Uuid, attempt: i32) -> PathBuf {
+        config
+            .wal_archive
+            .scratch_dir
+            .join(format!("{op}.{attempt}"))
+    }
+
+    /// The operation and claim a scratch directory's name says it belongs to.
+    pub fn owner_of(dir: &Path) -> Option<(Uuid, i32)> {
+        let name = dir.file_name()?.to_str()?;
+        let (op, attempt) = name.split_once('.')?;
+        Some((op.parse().ok()?, attempt.parse().ok()?))
     }
 
     /// Recovers `source` as `plan` says to `moment` in a fresh scratch instance of operation
@@ -116,9 +128,31 @@ impl Scratch {
         plan: &Plan,
         moment: DateTime<Utc>,
         op: Uuid,
+        attempt: i32,
     ) -> Result<Self, ControlError> {
-        let dir = absolute(&Self::dir_of(config, op))?;
+        let dir = absolute(&Self::dir_of(config, op, attempt))?;
         remove_dir(config, &dir).await;
+        let recovered =
+            Self::recover_in(config, store, backups, identity, source, plan, moment, &dir).await;
+        if recovered.is_err() {
+            // What a failed attempt unpacked is not kept for the next one.
+            remove_dir(config, &dir).await;
+        }
+        recovered
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn recover_in(
+        config: &Config,
+        store: &Store,
+        backups: &BackupStore,
+        identity: &age::pq::Identity,
+        source: &ServerConfig,
+        plan: &Plan,
+        moment: DateTime<Utc>,
+        dir: &Path,
+    ) -> Result<Self, ControlError> {
+        let dir = dir.to_owned();
         std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &e))?;
         set_private(&dir)?;
         check_disk(&dir, plan.needs)?;
@@ -292,9 +326,17 @@ pub async fn remove_dir(config: &Config, dir: &Path) {
             warn!(dir = %dir.display(), "could not stop a scratch instance with pg_ctl");
         }
     }
-    if dir.exists()
-        && let Err(e) = std::fs::remove_dir_all(dir)
-    {
+    // A base backup's tree: not on the runtime's threads (they keep leases alive).
+    let owned = dir.to_owned();
+    let removed = tokio::task::spawn_blocking(move || {
+        if owned.exists() {
+            std::fs::remove_dir_all(&owned)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    if let Ok(Err(e)) = removed {
         warn!(dir = %dir.display(), error = %e, "could not remove a scratch directory");
     }
 }

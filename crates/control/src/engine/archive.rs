@@ -125,7 +125,8 @@ impl Engine {
         Ok(all)
     }
 
-    /// Removes scratch instances whose restore is no longer running (a crash left them).
+    /// Removes scratch instances no claim of a running restore owns: of a restore no longer
+    /// running, or of an earlier claim of one (its worker died or lost its lease).
     pub async fn sweep_scratch(&self) -> Result<usize, ControlError> {
         let dir = &self.config().wal_archive.scratch_dir;
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -133,19 +134,13 @@ impl Engine {
         };
         let mut removed = 0;
         for entry in entries.flatten() {
-            let Some(op) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<uuid::Uuid>().ok())
-            else {
+            let Some((op, attempt)) = scratch::Scratch::owner_of(&entry.path()) else {
                 continue;
             };
-            let running = self
-                .store()
-                .operation(op)
-                .await?
-                .is_some_and(|o| o.state == tenancy_core::OperationState::Running);
-            if !running {
+            let owned = self.store().operation(op).await?.is_some_and(|o| {
+                o.state == tenancy_core::OperationState::Running && o.attempts == attempt
+            });
+            if !owned {
                 scratch::remove_dir(self.config(), &entry.path()).await;
                 removed += 1;
             }

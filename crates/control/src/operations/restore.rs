@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use tenancy_core::{BackupKind, ErrorCode, OperationKind, Step, Tenant, TenantStatus};
+use tenancy_core::{BackupKind, BackupState, ErrorCode, OperationKind, Step, Tenant, TenantStatus};
 
 use super::StepContext;
 use super::backup;
@@ -174,6 +174,27 @@ async fn recover(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
     if record.backup_id.is_some() {
         return Ok(());
     }
+    // Recovered and dumped already (a crash before it was recorded): no second recovery.
+    if let Some(done) = cx
+        .store
+        .operation_backups(cx.op.id)
+        .await?
+        .into_iter()
+        .find(|b| {
+            b.backup.kind == BackupKind::PointInTime && b.backup.state == BackupState::Completed
+        })
+        && let Some(server) = &done.backup.server_id
+    {
+        let from = cx
+            .store
+            .server_at(&cx.tenant, moment)
+            .await?
+            .unwrap_or(server.clone());
+        return cx
+            .store
+            .restore_recovered(cx.op.id, done.backup.id, &from)
+            .await;
+    }
     placed(&cx.tenant)?;
     // The server its database was on then (a moved tenant's earlier server).
     let server = cx
@@ -230,6 +251,7 @@ async fn recover(cx: &mut StepContext<'_>) -> Result<(), ControlError> {
         &plan,
         moment,
         cx.op.id,
+        cx.op.attempts,
     )
     .await?;
     let dumped = backup::take_from(cx, BackupKind::PointInTime, &scratch.admin).await;
@@ -371,7 +393,11 @@ pub(super) async fn abandon(
     cx: &mut StepContext<'_>,
     why: &ControlError,
 ) -> Result<(), ControlError> {
-    crate::archive::scratch::remove_dir(cx.config, &Scratch::dir_of(cx.config, cx.op.id)).await;
+    crate::archive::scratch::remove_dir(
+        cx.config,
+        &Scratch::dir_of(cx.config, cx.op.id, cx.op.attempts),
+    )
+    .await;
     let target = match target(cx).await {
         Ok(target) => target,
         Err(ControlError::TenantNotFound(_)) => return backup::abandon(cx, why).await,

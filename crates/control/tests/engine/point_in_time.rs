@@ -303,7 +303,7 @@ async fn scratch_instances_of_restores_no_longer_running_are_swept() {
     let scratch = tempfile::tempdir().unwrap();
     let engine = Engine::start(archived(&fleet, &scratch)).await.unwrap();
     // What a registry killed in the middle of a recovery leaves.
-    let left = scratch.path().join(uuid::Uuid::new_v4().to_string());
+    let left = scratch.path().join(format!("{}.1", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(left.join("data/base")).unwrap();
     std::fs::write(left.join("data/PG_VERSION"), "15\n").unwrap();
     let unrelated = scratch.path().join("not-a-restore");
