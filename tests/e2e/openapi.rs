@@ -41,6 +41,7 @@ async fn the_openapi_document_lists_every_route() {
         "GET /v1/tenants/{org_id}/backups/{backup_id}",
         "GET /v1/tenants/{org_id}/backups/{backup_id}/download",
         "POST /v1/tenants/{org_id}/restore",
+        "GET /v1/tenants/{org_id}/restore-window",
         "GET /v1/tenants/{org_id}/connection",
         "GET /v1/tenants/{org_id}/usage",
         "GET /v1/tenants/{org_id}/health",
