@@ -213,6 +213,8 @@ impl Scratch {
         std::fs::write(data.join("recovery.signal"), "").map_err(|e| io_error(&data, &e))?;
         let hba = dir.join("pg_hba.conf");
         std::fs::write(&hba, "local all all trust\n").map_err(|e| io_error(&hba, &e))?;
+        let ident = dir.join("pg_ident.conf");
+        std::fs::write(&ident, "").map_err(|e| io_error(&ident, &e))?;
         let version =
             std::fs::read_to_string(data.join("PG_VERSION")).map_err(|e| io_error(&data, &e))?;
         let bin = server_bin(config, version.trim())?;
@@ -242,7 +244,10 @@ impl Scratch {
             "-c listen_addresses=''".to_owned(),
             format!("-c unix_socket_directories='{}'", scratch.dir.display()),
             "-c port=5432".to_owned(),
+            // The server's own files may name paths of its host: none of them is used.
             format!("-c hba_file='{}'", hba.display()),
+            format!("-c ident_file='{}'", ident.display()),
+            "-c external_pid_file=''".to_owned(),
             "-c restore_command=false".to_owned(),
             format!("-c recovery_target_time='{}'", moment.to_rfc3339()),
             "-c recovery_target_action=promote".to_owned(),

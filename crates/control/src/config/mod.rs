@@ -449,6 +449,9 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert!(config.tier_limits(&tier("standard")).is_err());
+        // `make run` archives its server's WAL.
+        let local: ServerId = "local-1".parse().unwrap();
+        assert!(config.server_archive(&local).is_some());
         let msp = config.tier_limits(&tier("msp")).unwrap();
         assert_eq!(msp.storage_quota, Some(bytesize::ByteSize::gib(1000)));
         assert_eq!(msp.retention_days, Some(730));
