@@ -72,9 +72,10 @@ pub enum FindingKind {
     /// the agency's cascade did not reach it. Reported only; suspend or delete it, or the
     /// agency's operation is still to run.
     ClientOfInactiveAgency,
-    /// An object in the backup store that the backup catalog does not record (reported only).
+    /// An object in the backup store that the backup catalog (or the WAL archive's) does not
+    /// record (reported only; a WAL segment being stored is one for a moment).
     OrphanBackupObject,
-    /// A completed backup in the catalog whose object is not in the backup store.
+    /// A completed backup, base backup or archived segment whose object is not in the store.
     MissingBackupObject,
     /// The backup store could not be listed.
     BackupStoreUnreachable,
@@ -553,14 +554,18 @@ impl Reconciler<'_> {
     /// backup whose object is gone, is reported (never repaired: either may be evidence).
     /// Running backups are left out (their object appears when their upload completes).
     async fn backup_objects(&self, findings: &mut Vec<Finding>) -> Result<(), ControlError> {
-        let catalog = self.store.backup_objects().await?;
-        let stored: HashSet<String> = self
-            .backups
-            .list("tenants")
-            .await?
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect();
+        let mut catalog = self.store.backup_objects().await?;
+        catalog.extend(self.store.archive_objects().await?);
+        let mut stored: HashSet<String> = HashSet::new();
+        for dir in ["tenants", "wal"] {
+            stored.extend(
+                self.backups
+                    .list(dir)
+                    .await?
+                    .into_iter()
+                    .map(|(key, _)| key),
+            );
+        }
         let recorded: HashSet<&str> = catalog.iter().map(|(key, _)| key.as_str()).collect();
         let mut orphans: Vec<&String> = stored
             .iter()
@@ -584,7 +589,8 @@ impl Reconciler<'_> {
                     server_id: None,
                     org_id: None,
                     name: key.clone(),
-                    detail: "completed backup whose object is not in the backup store".into(),
+                    detail: "completed backup (or archived WAL) whose object is not in the store"
+                        .into(),
                     repaired: false,
                 });
             }

@@ -247,6 +247,20 @@ impl Store {
         .await
     }
 
+    /// Every object the archive's catalog records, and whether it counts as stored (a base
+    /// backup once completed; a segment always: its row is written once it is stored).
+    pub(crate) async fn archive_objects(&self) -> Result<Vec<(String, bool)>, ControlError> {
+        self.run("archive_objects", async {
+            Ok(sqlx::query_as(
+                "SELECT object_key, state = 'completed' FROM wal_base_backups
+                 UNION ALL SELECT object_key, true FROM wal_segments",
+            )
+            .fetch_all(&self.pool)
+            .await?)
+        })
+        .await
+    }
+
     /// The newest archived segment of `timeline`.
     pub(crate) async fn last_segment(
         &self,

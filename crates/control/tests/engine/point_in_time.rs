@@ -260,14 +260,35 @@ async fn a_gap_in_the_archive_is_reported_and_the_window_starts_after_it() {
         .earliest
         .unwrap();
     let lost_at = Utc::now();
+    // Every archived object has its row so far, and every row its object.
+    let archive_findings = || async {
+        engine
+            .reconcile(tenancy_control::Repair::Nothing)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|f| {
+                matches!(
+                    f.kind,
+                    tenancy_control::FindingKind::OrphanBackupObject
+                        | tenancy_control::FindingKind::MissingBackupObject
+                ) && f.name.starts_with("wal/")
+            })
+            .map(|f| f.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(archive_findings().await, Vec::<String>::new());
     let mut registry = registry(&fleet).await;
-    sqlx::query(
+    let lost: String = sqlx::query_scalar(
         "DELETE FROM wal_segments WHERE server_id = 'pg-1' AND segno =
-             (SELECT max(segno) - 1 FROM wal_segments WHERE server_id = 'pg-1')",
+             (SELECT max(segno) - 1 FROM wal_segments WHERE server_id = 'pg-1')
+         RETURNING object_key",
     )
-    .execute(&mut registry)
+    .fetch_one(&mut registry)
     .await
     .unwrap();
+    // Its object is reported: in the store, recorded nowhere.
+    assert_eq!(archive_findings().await, vec![lost]);
     let status = engine.wal_status().await.unwrap();
     assert_eq!(status[0].gaps, 1, "{status:?}");
     // What lies before the gap is not provable any more: the window starts after it (empty
