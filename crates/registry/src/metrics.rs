@@ -162,6 +162,25 @@ async fn refresh_gauges(
                 .set(count as f64);
         }
     }
+    for status in engine.wal_status().await? {
+        if !status.enabled {
+            continue;
+        }
+        let server = status.server_id.to_string();
+        if let Some(lag) = status.lag_bytes {
+            metrics::gauge!("tenancy_wal_archive_lag_bytes", "server" => server.clone())
+                .set(lag as f64);
+        }
+        let window = status.earliest.map_or(0, |earliest| {
+            (status.latest.unwrap_or(earliest) - earliest).num_seconds()
+        });
+        metrics::gauge!("tenancy_wal_window_seconds", "server" => server.clone())
+            .set(window as f64);
+        if let Some(at) = status.last_base_backup_at {
+            metrics::gauge!("tenancy_wal_last_base_backup_timestamp_seconds", "server" => server)
+                .set(at.timestamp() as f64);
+        }
+    }
     for (server, version, spares) in spare_series.update(&engine.servers().await?) {
         metrics::gauge!("tenancy_warm_pool_spares", "server" => server.to_string(),
             "template_version" => version.to_string())

@@ -31,7 +31,7 @@ use crate::store::{RegistryLock, Store};
 /// How often the keeper looks for completed segments.
 const TICK: Duration = Duration::from_secs(1);
 
-/// How often it looks whether a base backup is due, and sets its gauges.
+/// How often it looks whether a base backup is due.
 const LOOK_EVERY: Duration = Duration::from_secs(10);
 
 /// What a keeper works with.
@@ -158,7 +158,6 @@ impl Keeper {
                 next_expiry = Instant::now() + Duration::from_secs(60);
                 self.expire().await?;
             }
-            self.gauges().await;
         }
     }
 
@@ -337,26 +336,6 @@ impl Keeper {
             "WAL archive past its window deleted"
         );
         Ok(())
-    }
-
-    async fn gauges(&self) {
-        let server = self.server().to_string();
-        let Ok(state) = self.store.archive_state(self.server()).await else {
-            return;
-        };
-        if let (Ok(facts), Some(to)) = (self.admin.wal_facts().await, state.archived_to) {
-            let lag = facts.insert.0.saturating_sub(to.0);
-            metrics::gauge!("tenancy_wal_archive_lag_bytes", "server" => server.clone())
-                .set(lag as f64);
-        }
-        if let (Some(earliest), Some(latest)) = (state.earliest, state.latest) {
-            metrics::gauge!("tenancy_wal_window_seconds", "server" => server.clone())
-                .set((latest - earliest).num_seconds() as f64);
-        }
-        if let Some(at) = state.last_base_backup_at {
-            metrics::gauge!("tenancy_wal_last_base_backup_timestamp_seconds", "server" => server)
-                .set(at.timestamp() as f64);
-        }
     }
 
     /// The server's archive key's public half (made on first use) and the break-glass key.
