@@ -26,9 +26,6 @@ use tokio_util::compat::{
 use crate::error::ControlError;
 use crate::secrets::{self, Keyring, SealedSetting};
 
-/// What a backup key is sealed as (the "setting" name in its associated data).
-const SEALED_AS: &str = "tenancy/backup-key";
-
 /// A tenant's backup key, sealed for the registry.
 pub struct SealedBackupKey {
     pub sealed: SealedSetting,
@@ -36,14 +33,88 @@ pub struct SealedBackupKey {
     pub recipient: String,
 }
 
+/// Whose key a sealed key is: a tenant's backup key or a server's WAL archive key. Both are
+/// sealed as secret settings are, the owner and the key's kind as associated data.
+struct KeyOwner {
+    /// Takes the tenant's place in the associated data (a tenant's own id for its key).
+    scope: String,
+    /// The owner, for messages.
+    whose: String,
+    /// The "setting" name in the associated data.
+    sealed_as: &'static str,
+    /// The key's kind, for messages.
+    what: &'static str,
+}
+
+impl KeyOwner {
+    fn tenant(org_id: &OrgId) -> Self {
+        Self {
+            scope: org_id.as_str().to_owned(),
+            whose: format!("tenant {org_id}"),
+            sealed_as: "tenancy/backup-key",
+            what: "backup key",
+        }
+    }
+
+    /// A prefix no tenant id has, so a server's key never opens as a tenant's.
+    fn server(server: &ServerId) -> Self {
+        Self {
+            scope: format!("server:{server}"),
+            whose: format!("server {server}"),
+            sealed_as: "tenancy/wal-archive-key",
+            what: "WAL archive key",
+        }
+    }
+
+    fn make(&self, keyring: &Keyring) -> SealedBackupKey {
+        let identity = age::pq::Identity::generate();
+        let secret = identity.to_string();
+        SealedBackupKey {
+            sealed: secrets::seal_scoped(
+                keyring,
+                &self.scope,
+                self.sealed_as,
+                secret.expose_secret(),
+            ),
+            recipient: identity.to_public().to_string(),
+        }
+    }
+
+    fn secret(
+        &self,
+        keyring: &Keyring,
+        sealed: &SealedSetting,
+    ) -> Result<SecretString, ControlError> {
+        secrets::open_scoped(keyring, &self.scope, &self.whose, self.sealed_as, sealed)
+    }
+
+    fn open(
+        &self,
+        keyring: &Keyring,
+        sealed: &SealedSetting,
+    ) -> Result<age::pq::Identity, ControlError> {
+        age::pq::Identity::from_str(self.secret(keyring, sealed)?.expose_secret())
+            .map_err(|e| ControlError::Corrupt(format!("{} of {}: {e}", self.what, self.whose)))
+    }
+
+    fn reseal(
+        &self,
+        keyring: &Keyring,
+        sealed: &SealedSetting,
+    ) -> Result<SealedSetting, ControlError> {
+        let secret = self.secret(keyring, sealed)?;
+        Ok(secrets::seal_scoped(
+            keyring,
+            &self.scope,
+            self.sealed_as,
+            secret.expose_secret(),
+        ))
+    }
+}
+
 /// Makes a new backup key for `org_id`, sealed under the current master key.
 pub fn new_backup_key(keyring: &Keyring, org_id: &OrgId) -> SealedBackupKey {
-    let identity = age::pq::Identity::generate();
-    let secret = identity.to_string();
-    SealedBackupKey {
-        sealed: secrets::seal_setting(keyring, org_id, SEALED_AS, secret.expose_secret()),
-        recipient: identity.to_public().to_string(),
-    }
+    KeyOwner::tenant(org_id).make(keyring)
 }
 
 /// The identity a sealed backup key holds.
@@ -52,9 +123,7 @@ pub fn open_backup_key(
     org_id: &OrgId,
     sealed: &SealedSetting,
 ) -> Result<age::pq::Identity, ControlError> {
-    let secret: SecretString = secrets::open_setting(keyring, org_id, SEALED_AS, sealed)?;
-    age::pq::Identity::from_str(secret.expose_secret())
-        .map_err(|e| ControlError::Corrupt(format!("backup key of tenant {org_id}: {e}")))
+    KeyOwner::tenant(org_id).open(keyring, sealed)
 }
 
 /// The same key sealed again under the current master key (`tenantctl rekey`).
@@ -63,36 +132,13 @@ pub fn reseal_backup_key(
     org_id: &OrgId,
     sealed: &SealedSetting,
 ) -> Result<SealedSetting, ControlError> {
-    let secret: SecretString = secrets::open_setting(keyring, org_id, SEALED_AS, sealed)?;
-    Ok(secrets::seal_setting(
-        keyring,
-        org_id,
-        SEALED_AS,
-        secret.expose_secret(),
-    ))
-}
-
-/// What a server's WAL archive key is sealed as, and the scope it is bound to.
-const SERVER_SEALED_AS: &str = "tenancy/wal-archive-key";
-
-fn server_scope(server: &ServerId) -> String {
-    format!("server:{server}")
+    KeyOwner::tenant(org_id).reseal(keyring, sealed)
 }
 
 /// Makes a new WAL archive key for `server` (its base backups and WAL segments are encrypted
 /// to it), sealed under the current master key.
 pub fn new_server_key(keyring: &Keyring, server: &ServerId) -> SealedBackupKey {
-    let identity = age::pq::Identity::generate();
-    let secret = identity.to_string();
-    SealedBackupKey {
-        sealed: secrets::seal_scoped(
-            keyring,
-            &server_scope(server),
-            SERVER_SEALED_AS,
-            secret.expose_secret(),
-        ),
-        recipient: identity.to_public().to_string(),
-    }
+    KeyOwner::server(server).make(keyring)
 }
 
 /// The identity a sealed WAL archive key holds.
@@ -101,15 +147,7 @@ pub fn open_server_key(
     server: &ServerId,
     sealed: &SealedSetting,
 ) -> Result<age::pq::Identity, ControlError> {
-    let secret = secrets::open_scoped(
-        keyring,
-        &server_scope(server),
-        &format!("server {server}"),
-        SERVER_SEALED_AS,
-        sealed,
-    )?;
-    age::pq::Identity::from_str(secret.expose_secret())
-        .map_err(|e| ControlError::Corrupt(format!("WAL archive key of server {server}: {e}")))
+    KeyOwner::server(server).open(keyring, sealed)
 }
 
 /// The same archive key sealed again under the current master key (`tenantctl rekey`).
@@ -118,20 +156,7 @@ pub fn reseal_server_key(
     server: &ServerId,
     sealed: &SealedSetting,
 ) -> Result<SealedSetting, ControlError> {
-    let scope = server_scope(server);
-    let secret = secrets::open_scoped(
-        keyring,
-        &scope,
-        &format!("server {server}"),
-        SERVER_SEALED_AS,
-        sealed,
-    )?;
-    Ok(secrets::seal_scoped(
-        keyring,
-        &scope,
-        SERVER_SEALED_AS,
-        secret.expose_secret(),
-    ))
+    KeyOwner::server(server).reseal(keyring, sealed)
 }
 
 /// Parses an age post-quantum public key.
