@@ -101,12 +101,49 @@ pub fn object_key(org_id: &OrgId, id: Uuid) -> String {
     format!("tenants/{org_id}/{id}.age")
 }
 
-/// The `backup_id` and `point_in_time` columns of a restore from `source`.
-fn source_columns(source: RestoreSource) -> (Option<Uuid>, Option<DateTime<Utc>>) {
-    match source {
+/// Queues a restore of `org_id` from `source` (a backup of it must be completed), in place on
+/// its server or, with `into`, a copy into that tenant; records and audits it. The caller holds
+/// the tenant's lock and has checked its lanes.
+async fn queue_restore(
+    tx: &mut super::Tx,
+    org_id: &OrgId,
+    source: RestoreSource,
+    (server, into): (Option<&str>, Option<&OrgId>),
+    actor: &Actor,
+) -> Result<Operation, ControlError> {
+    let (backup_id, moment) = match source {
         RestoreSource::Backup(id) => (Some(id), None),
         RestoreSource::Moment(moment) => (None, Some(moment)),
+    };
+    if let Some(backup_id) = backup_id {
+        completed_backup(tx, org_id, backup_id).await?;
     }
+    let (kind, action) = match into {
+        None => (OperationKind::Restore, "tenant.restore"),
+        Some(_) => (OperationKind::RestoreCopy, "tenant.restore_copy"),
+    };
+    let op = insert_operation_under(tx, org_id, kind, None).await?;
+    sqlx::query(
+        "INSERT INTO tenant_restores
+             (operation_id, org_id, backup_id, server_id, into_org_id, point_in_time)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(op.id)
+    .bind(org_id.as_str())
+    .bind(backup_id)
+    .bind(server)
+    .bind(into.map(OrgId::as_str))
+    .bind(moment)
+    .execute(&mut **tx)
+    .await?;
+    let mut detail = serde_json::json!({
+        "operation_id": op.id, "backup_id": backup_id, "point_in_time": moment,
+    });
+    if let Some(into) = into {
+        detail["into_org_id"] = serde_json::json!(into);
+    }
+    audit(tx, actor, action, Some(org_id), None, Some(detail)).await?;
+    Ok(op)
 }
 
 /// What a stored backup measured.
@@ -737,34 +774,8 @@ impl Store {
                     ),
                 ));
             }
-            let (backup_id, moment) = source_columns(source);
-            if let Some(backup_id) = backup_id {
-                completed_backup(&mut tx, org_id, backup_id).await?;
-            }
-            let op = insert_operation_under(&mut tx, org_id, OperationKind::Restore, None).await?;
-            sqlx::query(
-                "INSERT INTO tenant_restores
-                     (operation_id, org_id, backup_id, server_id, point_in_time)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(op.id)
-            .bind(org_id.as_str())
-            .bind(backup_id)
-            .bind(tenant.server_id.as_ref().map(|s| s.as_str()))
-            .bind(moment)
-            .execute(&mut *tx)
-            .await?;
-            audit(
-                &mut tx,
-                actor,
-                "tenant.restore",
-                Some(org_id),
-                None,
-                Some(serde_json::json!({
-                    "operation_id": op.id, "backup_id": backup_id, "point_in_time": moment,
-                })),
-            )
-            .await?;
+            let server = tenant.server_id.as_ref().map(|s| s.as_str());
+            let op = queue_restore(&mut tx, org_id, source, (server, None), actor).await?;
             tx.commit().await?;
             Ok(op)
         })
@@ -787,36 +798,7 @@ impl Store {
             if let Some(open) = open_operation_in(&mut tx, org_id, Lane::Backup).await? {
                 return Err(super::lifecycle::in_progress(org_id, &open));
             }
-            let (backup_id, moment) = source_columns(source);
-            if let Some(backup_id) = backup_id {
-                completed_backup(&mut tx, org_id, backup_id).await?;
-            }
-            let op =
-                insert_operation_under(&mut tx, org_id, OperationKind::RestoreCopy, None).await?;
-            sqlx::query(
-                "INSERT INTO tenant_restores
-                     (operation_id, org_id, backup_id, into_org_id, point_in_time)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(op.id)
-            .bind(org_id.as_str())
-            .bind(backup_id)
-            .bind(into.as_str())
-            .bind(moment)
-            .execute(&mut *tx)
-            .await?;
-            audit(
-                &mut tx,
-                actor,
-                "tenant.restore_copy",
-                Some(org_id),
-                None,
-                Some(serde_json::json!({
-                    "operation_id": op.id, "backup_id": backup_id, "point_in_time": moment,
-                    "into_org_id": into,
-                })),
-            )
-            .await?;
+            let op = queue_restore(&mut tx, org_id, source, (None, Some(into)), actor).await?;
             tx.commit().await?;
             Ok(op)
         })
