@@ -51,17 +51,8 @@ pub enum Command {
     Restore {
         org_id: OrgId,
         backup_id: Uuid,
-        /// Copy into this new organization's tenant instead of restoring in place.
-        #[arg(long, requires = "name")]
-        into: Option<OrgId>,
-        /// The new tenant's name (with --into).
-        #[arg(long, requires = "into")]
-        name: Option<tenancy_core::TenantName>,
-        /// Do not ask first.
-        #[arg(long)]
-        yes: bool,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
-        wait: Duration,
+        #[command(flatten)]
+        how: RestoreOptions,
     },
     /// Restore backups into scratch databases and compare their row counts with the catalog;
     /// the newest backup of each tenant chosen (or of the tenants given).
@@ -75,18 +66,38 @@ pub enum Command {
     },
 }
 
+/// Where a restore goes and how long it is waited for (`backups restore`, `tenants restore`).
+#[derive(clap::Args)]
+pub(crate) struct RestoreOptions {
+    /// Copy into this new organization's tenant instead of restoring in place.
+    #[arg(long, requires = "name")]
+    into: Option<OrgId>,
+    /// The new tenant's name (with --into).
+    #[arg(long, requires = "into")]
+    name: Option<tenancy_core::TenantName>,
+    /// Do not ask first.
+    #[arg(long)]
+    yes: bool,
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+    wait: Duration,
+}
+
 /// Restores `org_id` from `source` in place (after asking), or copies it into a new tenant
-/// `into` (`tenantctl backups restore`, `tenantctl tenants restore --at`); waits for the end.
+/// (`--into`); waits for the end.
 pub(crate) async fn restore(
     cx: &Context,
     org_id: &OrgId,
     source: RestoreSource,
-    into: Option<(OrgId, tenancy_core::TenantName)>,
-    yes: bool,
-    wait: Duration,
+    how: RestoreOptions,
 ) -> Result<Exit> {
+    let RestoreOptions {
+        into,
+        name,
+        yes,
+        wait,
+    } = how;
     let engine = cx.engine().await?;
-    let op = match into {
+    let op = match into.zip(name) {
         Some((into, name)) => {
             let copy = engine
                 .request_restore_copy(org_id, source, &into, name, &cx.actor)
@@ -154,22 +165,8 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
         Command::Restore {
             org_id,
             backup_id,
-            into,
-            name,
-            yes,
-            wait,
-        } => {
-            let target = into.zip(name);
-            restore(
-                cx,
-                &org_id,
-                RestoreSource::Backup(backup_id),
-                target,
-                yes,
-                wait,
-            )
-            .await
-        }
+            how,
+        } => restore(cx, &org_id, RestoreSource::Backup(backup_id), how).await,
         Command::Verify { orgs, sample } => {
             let mut backups = engine.latest_backups(&orgs).await?;
             if let Some(n) = sample {

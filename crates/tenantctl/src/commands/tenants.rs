@@ -46,17 +46,8 @@ pub enum Command {
         /// The moment (RFC 3339): transactions committed at or before it are kept.
         #[arg(long)]
         at: chrono::DateTime<chrono::Utc>,
-        /// Copy into this new organization's tenant instead of restoring in place.
-        #[arg(long, requires = "name")]
-        into: Option<OrgId>,
-        /// The new tenant's name (with --into).
-        #[arg(long, requires = "into")]
-        name: Option<tenancy_core::TenantName>,
-        /// Do not ask first.
-        #[arg(long)]
-        yes: bool,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
-        wait: std::time::Duration,
+        #[command(flatten)]
+        how: super::backups::RestoreOptions,
     },
     /// The moments a point-in-time restore of a tenant reaches now.
     #[command(after_help = "Example:\n  tenantctl tenants restore-window 263014839178313731")]
@@ -190,23 +181,9 @@ pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
             }
             Ok(Exit::Done)
         }
-        Command::Restore {
-            org_id,
-            at,
-            into,
-            name,
-            yes,
-            wait,
-        } => {
-            super::backups::restore(
-                cx,
-                &org_id,
-                tenancy_core::RestoreSource::Moment(at),
-                into.zip(name),
-                yes,
-                wait,
-            )
-            .await
+        Command::Restore { org_id, at, how } => {
+            let source = tenancy_core::RestoreSource::Moment(at);
+            super::backups::restore(cx, &org_id, source, how).await
         }
         Command::RestoreWindow { org_id } => {
             let window = cx.engine().await?.restore_window(&org_id).await?;
