@@ -96,17 +96,13 @@ pub(crate) async fn backups(mb: i64) -> Result<()> {
     if !whole {
         bail!("the backup did not verify");
     }
-    let started = Instant::now();
-    let op = engine
-        .request_restore(&org, tenancy_core::RestoreSource::Backup(backup.id), &actor)
-        .await?;
-    let op = engine
-        .wait_operation(op.id, Duration::from_secs(3600))
-        .await?;
-    let in_place = started.elapsed();
-    if op.state != OperationState::Succeeded {
-        bail!("restore: {op:?}");
-    }
+    let in_place = restored(
+        &engine,
+        &org,
+        tenancy_core::RestoreSource::Backup(backup.id),
+        &actor,
+    )
+    .await?;
     workers.shutdown().await;
 
     let mbps = |d: Duration| size / 1e6 / d.as_secs_f64();
@@ -159,6 +155,26 @@ pub(crate) async fn backups(mb: i64) -> Result<()> {
         peak as f64 / 1024.0
     );
     Ok(())
+}
+
+/// Restores `org` in place from `source` and waits until the restore succeeded; how long it
+/// took, from the request.
+pub(crate) async fn restored(
+    engine: &Engine,
+    org: &OrgId,
+    source: tenancy_core::RestoreSource,
+    actor: &Actor,
+) -> Result<Duration> {
+    let started = Instant::now();
+    let op = engine.request_restore(org, source, actor).await?;
+    let op = engine
+        .wait_operation(op.id, Duration::from_secs(3600))
+        .await?;
+    let took = started.elapsed();
+    if op.state != OperationState::Succeeded {
+        bail!("restore from {source:?}: {op:?}");
+    }
+    Ok(took)
 }
 
 /// A `/proc/self/status` figure, in kB.

@@ -13,6 +13,7 @@ use tenancy_control::{Actor, Engine, ServerArchive};
 use tenancy_core::{BackupKind, OperationState, OrgId, RestoreSource};
 use tenancy_testkit::{ClusterOptions, PgCluster};
 
+use crate::backups::restored;
 use crate::bench_config;
 use crate::measure::fmt;
 use crate::moves::fill;
@@ -140,29 +141,10 @@ async fn one(tenants: usize, mb: i64) -> Result<Run> {
             }
         }
     });
-    let started = Instant::now();
-    let op = engine
-        .request_restore(&org, RestoreSource::Moment(moment), &actor)
-        .await?;
-    let op = engine
-        .wait_operation(op.id, Duration::from_secs(3600))
-        .await?;
-    let point_in_time = started.elapsed();
+    let point_in_time = restored(&engine, &org, RestoreSource::Moment(moment), &actor).await;
     sampling.abort();
-    if op.state != OperationState::Succeeded {
-        bail!("point-in-time restore: {op:?}");
-    }
-    let started = Instant::now();
-    let op = engine
-        .request_restore(&org, RestoreSource::Backup(backup.id), &actor)
-        .await?;
-    let op = engine
-        .wait_operation(op.id, Duration::from_secs(3600))
-        .await?;
-    let backup_restore = started.elapsed();
-    if op.state != OperationState::Succeeded {
-        bail!("backup restore: {op:?}");
-    }
+    let point_in_time = point_in_time?;
+    let backup_restore = restored(&engine, &org, RestoreSource::Backup(backup.id), &actor).await?;
     workers.shutdown().await;
     Ok(Run {
         tenants,
