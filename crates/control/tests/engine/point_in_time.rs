@@ -43,6 +43,32 @@ async fn write(engine: &Engine, fleet: &TestFleet, tenant: &Tenant, what: &str) 
         .unwrap();
 }
 
+/// Makes a large object holding `what`, as the tenant.
+async fn large_object(engine: &Engine, fleet: &TestFleet, tenant: &Tenant, what: &str) {
+    let mut conn = connect_own(engine, home(fleet, tenant), tenant)
+        .await
+        .unwrap();
+    sqlx::query("SELECT lo_from_bytea(0, convert_to($1, 'UTF8'))")
+        .bind(what)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The tenant's large objects' contents, with their owners.
+async fn large_objects(engine: &Engine, fleet: &TestFleet, tenant: &Tenant) -> Vec<String> {
+    let mut conn = connect_own(engine, home(fleet, tenant), tenant)
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "SELECT pg_get_userbyid(lomowner)::text || ':' || convert_from(lo_get(oid), 'UTF8')
+         FROM pg_largeobject_metadata ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+}
+
 async fn actions(engine: &Engine, fleet: &TestFleet, tenant: &Tenant) -> Vec<String> {
     let mut conn = connect_own(engine, home(fleet, tenant), tenant)
         .await
@@ -104,6 +130,7 @@ async fn a_tenant_comes_back_to_a_moment_between_two_writes() {
 
     window_open(&engine, &tenant).await;
     write(&engine, &fleet, &tenant, "first").await;
+    large_object(&engine, &fleet, &tenant, "kept").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let moment = Utc::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -111,12 +138,19 @@ async fn a_tenant_comes_back_to_a_moment_between_two_writes() {
     workers.shutdown().await;
     std::mem::forget(engine.run_workers());
     write(&engine, &fleet, &tenant, "second").await;
+    large_object(&engine, &fleet, &tenant, "undone").await;
 
     let op = restore_to(&engine, &tenant, moment).await;
     assert_eq!(op.state, OperationState::Succeeded, "{op:?}");
     let now = actions(&engine, &fleet, &tenant).await;
     assert!(now.contains(&"first".to_owned()), "{now:?}");
     assert!(!now.contains(&"second".to_owned()), "{now:?}");
+    // Large objects come back as they were, with their owner (the tenant's role).
+    let role = tenant.role_name().to_string();
+    assert_eq!(
+        large_objects(&engine, &fleet, &tenant).await,
+        vec![format!("{role}:kept")]
+    );
     // The neighbour on the same server is untouched.
     assert!(
         actions(&engine, &fleet, &other)
