@@ -666,3 +666,28 @@ async fn onboardings_racing_a_fleet_migration_all_end_at_its_version() {
         );
     }
 }
+
+#[tokio::test]
+async fn template_only_moves_the_templates_and_no_tenant() {
+    let fleet = Fleet::new();
+    let _engine = fleet.onboard(2).await;
+    assert_eq!(fleet.version("tenant_template"), 3);
+    let run = fleet.run(&["migrate", "--template-only"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(fleet.version("tenant_template"), latest());
+    assert_eq!(fleet.version("tenant_fleet_0"), 3, "tenants are left alone");
+    assert_eq!(fleet.version("tenant_fleet_1"), 3);
+    let summary = events(&run)
+        .into_iter()
+        .find(|e| e["event"] == "summary")
+        .expect("a summary");
+    assert_eq!(summary["report"]["migrated"], 0, "{summary}");
+    assert!(
+        migrated_orgs(&events(&run)).is_empty(),
+        "no tenant event: {summary}"
+    );
+}

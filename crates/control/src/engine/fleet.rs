@@ -35,6 +35,9 @@ pub struct MigrateOptions {
     pub canary: usize,
     /// Go on past failed tenants (canaries excepted) instead of halting.
     pub keep_going: bool,
+    /// Migrate the templates only: tenants cloned from then on are born at the target, and no
+    /// tenant database is touched (a deployment's upgrade hook).
+    pub templates_only: bool,
 }
 
 impl Default for MigrateOptions {
@@ -45,6 +48,7 @@ impl Default for MigrateOptions {
             concurrency: 4,
             canary: 0,
             keep_going: false,
+            templates_only: false,
         }
     }
 }
@@ -194,6 +198,15 @@ impl Engine {
             on_event(FleetEvent::TemplateMigrated {
                 server_id: server.clone(),
                 version,
+            });
+        }
+
+        if options.templates_only {
+            lock.release().await;
+            return Ok(FleetReport {
+                target: plan.target,
+                millis: started.elapsed().as_millis(),
+                ..Default::default()
             });
         }
 

@@ -17,6 +17,7 @@ use crate::{Context, Exit};
   tenantctl migrate --canary 3                 # three tenants first, stop if one fails
   tenantctl migrate --region eu-west --keep-going
   tenantctl migrate --org 263014839178313731 --target 4
+  tenantctl migrate --template-only            # templates only (the Helm chart's upgrade hook)
 
 A failed tenant stays at its previous version with the error recorded; rerunning continues where \
 the last run stopped. Exit status is 1 when any tenant failed or was not attempted.")]
@@ -39,6 +40,10 @@ pub struct Args {
     /// Print the plan and change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Migrate every server's template only, no tenant database (a deployment's upgrade hook:
+    /// tenants cloned from then on are born at the new version).
+    #[arg(long, conflicts_with_all = ["target", "canary", "keep_going"])]
+    template_only: bool,
 }
 
 pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
@@ -48,9 +53,13 @@ pub async fn run(args: Args, cx: &Context) -> Result<Exit> {
         concurrency: usize::from(args.concurrency),
         canary: args.canary,
         keep_going: args.keep_going,
+        templates_only: args.template_only,
     };
     let engine = cx.engine().await?;
-    let plan = engine.plan_migration(&options).await?;
+    let mut plan = engine.plan_migration(&options).await?;
+    if args.template_only {
+        plan.tenants.clear();
+    }
     if args.dry_run {
         print_plan(&plan, cx.json)?;
         return Ok(Exit::Done);
