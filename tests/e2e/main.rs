@@ -4,6 +4,7 @@ mod backups;
 mod clients;
 mod contract;
 mod crash;
+mod deploy;
 mod http;
 mod input;
 mod layout;

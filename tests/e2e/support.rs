@@ -60,6 +60,13 @@ fn describes_the_test_package(variable: &str) -> bool {
         )
 }
 
+/// A free TCP port on loopback (for a process about to bind it).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
 /// A fleet (one server, holding the registry database too) and the registry binary's log.
 pub struct Deployment {
     pub fleet: TestFleet,
@@ -94,20 +101,24 @@ impl Deployment {
 
     /// As [`Deployment::start`], with more environment variables for the process.
     pub async fn start_with_env(&self, env: &[(&str, &str)]) -> Result<Registry> {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
+        let mut command = self.fleet.command(binary("tenancy-registry"))?;
+        command
+            .env("TENANCY_DEV_TOKEN", TOKEN)
+            .env("TENANCY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TENANCY_LOG_FORMAT", "json")
+            .envs(env.iter().copied());
+        self.start_command(command, port).await
+    }
+
+    /// Starts a registry command set up by the caller (its environment, its arguments) that
+    /// listens on `port` of loopback, logging into the deployment's log, and waits until ready.
+    pub async fn start_command(&self, mut command: Command, port: u16) -> Result<Registry> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let child = self
-            .fleet
-            .command(binary("tenancy-registry"))?
-            .env("TENANCY_DEV_TOKEN", TOKEN)
-            .env("TENANCY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("TENANCY_LOG_FORMAT", "json")
-            .envs(env.iter().copied())
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -25,6 +25,7 @@ Examples:
   tenantctl servers sync
   tenantctl backups create 263014839178313731
   tenantctl psql 263014839178313731
+  tenantctl zitadel bootstrap --issuer https://id.example.com --pat-file admin.pat --out zitadel/
 
 Exit status:
   0  done, nothing to report
@@ -72,6 +73,9 @@ enum Command {
     Rebalance(commands::moves::RebalanceArgs),
     Tiers(commands::tiers::Args),
     Psql(commands::psql::Args),
+    /// Set up a ZITADEL instance for the registry.
+    #[command(subcommand)]
+    Zitadel(commands::zitadel::Command),
 }
 
 /// How a command ended: the process's exit status (see the top-level `--help`).
@@ -140,6 +144,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Rebalance(args) => commands::moves::rebalance(args, &cx).await,
         Command::Tiers(args) => commands::tiers::run(args, &cx).await,
         Command::Psql(args) => commands::psql::run(args, &cx).await,
+        Command::Zitadel(command) => commands::zitadel::run(command, &cx).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -20,7 +20,8 @@ pub use pg::{ClusterOptions, PgCluster, pg_bin_dir};
 pub use s3::S3Server;
 pub use tls::{Issued, TestCa};
 pub use zitadel::{
-    Org, PAT as ZITADEL_PAT, PLATFORM_ORG_ID, PROJECT_ID, TokenClaims, User, ZitadelStandIn,
+    Org, PAT as ZITADEL_PAT, PLATFORM_ORG_ID, PROJECT_ID, Project as ZitadelProject, TokenClaims,
+    User, ZitadelStandIn,
 };
 
 /// Prints the code's tracing output during tests when `TEST_LOG=1`; quiet otherwise.

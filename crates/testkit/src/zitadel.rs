@@ -1,7 +1,8 @@
 //! A ZITADEL stand-in: OIDC discovery, JWKS (rotatable, listing the active and the previous key),
 //! introspection (client secret basic and private-key JWT), the token endpoint (JWT profile
 //! grant), and the management calls of `ZITADEL.md` (organizations, human users, invitations,
-//! grants), with ZITADEL's JSON shapes and error bodies. It mints tokens with its own keys, and
+//! grants) and of an instance's set-up (projects, roles, API applications, machine users, keys,
+//! instance managers), with ZITADEL's JSON shapes and error bodies. It mints tokens with its own keys, and
 //! can be made to fail (an outage); the production client cannot tell it from a real instance.
 
 use std::collections::{HashMap, HashSet};
@@ -12,7 +13,7 @@ use axum::extract::{Form, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -63,6 +64,22 @@ pub struct User {
     pub invited: bool,
     /// Project role keys granted.
     pub roles: Vec<String>,
+    /// A machine user (service account) rather than a person.
+    pub machine: bool,
+    /// The project of `roles`.
+    pub project: Option<String>,
+}
+
+/// A project in the stand-in (besides the fixed [`PROJECT_ID`] the registry's tests use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub role_assertion: bool,
+    pub roles: Vec<String>,
+    /// (app id, name, client id), API applications.
+    pub apps: Vec<(String, String, String)>,
 }
 
 struct Key {
@@ -88,6 +105,17 @@ struct State_ {
     client_key: DecodingKey,
     orgs: Vec<Org>,
     users: Vec<User>,
+    projects: Vec<Project>,
+    /// Instance managers: user id to roles.
+    members: HashMap<String, Vec<String>>,
+    /// Key ids of machine users' keys to the user id (JWT profile grant).
+    machine_keys: HashMap<String, String>,
+    /// Key ids of API applications' keys to the client id (private-key JWT introspection).
+    application_keys: HashMap<String, String>,
+    /// Requests to the management API, as "METHOD path".
+    calls: Vec<String>,
+    /// Personal access tokens of machine users, to the user id (introspected as that user).
+    pats: HashMap<String, String>,
     access_tokens: HashSet<String>,
     token_grants: usize,
     /// While set, the management API and the token endpoint answer this status.
@@ -183,6 +211,12 @@ impl ZitadelStandIn {
             seen_jtis: HashSet::new(),
             orgs: Vec::new(),
             users: Vec::new(),
+            projects: Vec::new(),
+            members: HashMap::new(),
+            machine_keys: HashMap::from([(SERVICE_KEY_ID.into(), SERVICE_USER_ID.into())]),
+            application_keys: HashMap::from([(APPLICATION_KEY_ID.into(), CLIENT_ID.into())]),
+            calls: Vec::new(),
+            pats: HashMap::new(),
             access_tokens: HashSet::new(),
             token_grants: 0,
             failing: None,
@@ -200,6 +234,27 @@ impl ZitadelStandIn {
                 "/management/v1/metadata/{key}",
                 get(get_org_metadata).post(set_org_metadata),
             )
+            .route("/management/v1/orgs/me", get(my_org))
+            .route("/management/v1/projects", post(create_project))
+            .route("/management/v1/projects/_search", post(search_projects))
+            .route("/management/v1/projects/{project_id}", put(update_project))
+            .route("/management/v1/projects/{project_id}/roles", post(add_role))
+            .route(
+                "/management/v1/projects/{project_id}/apps/_search",
+                post(search_apps),
+            )
+            .route(
+                "/management/v1/projects/{project_id}/apps/api",
+                post(create_api_app),
+            )
+            .route(
+                "/management/v1/projects/{project_id}/apps/{app_id}/keys",
+                post(add_app_key),
+            )
+            .route("/management/v1/users/machine", post(create_machine))
+            .route("/management/v1/users/{user_id}/keys", post(add_machine_key))
+            .route("/management/v1/users/{user_id}/pats", post(add_pat))
+            .route("/admin/v1/members", post(add_member))
             .route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 management_auth,
@@ -229,7 +284,7 @@ impl ZitadelStandIn {
         let key = &state.keys[state.active];
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(key.kid.clone());
-        let payload = self.payload(&state, claims);
+        let payload = Self::payload(&state, claims);
         jsonwebtoken::encode(
             &header,
             &payload,
@@ -242,13 +297,13 @@ impl ZitadelStandIn {
     pub fn opaque(&self, claims: &TokenClaims) -> String {
         let mut state = self.state.lock().unwrap();
         let token = format!("opaque-{:016x}", rand::random::<u64>());
-        let mut payload = self.payload(&state, claims);
+        let mut payload = Self::payload(&state, claims);
         payload["active"] = json!(claims.expires_in > 0);
         state.opaque.insert(token.clone(), payload);
         token
     }
 
-    fn payload(&self, state: &State_, claims: &TokenClaims) -> Value {
+    fn payload(state: &State_, claims: &TokenClaims) -> Value {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -403,6 +458,37 @@ impl ZitadelStandIn {
         self.state.lock().unwrap().orgs.clone()
     }
 
+    /// A person in an organization (the first instance's admin, say), by user name.
+    pub fn add_human(&self, org_id: &str, user_name: &str) -> String {
+        let mut state = self.state.lock().unwrap();
+        let id = state.new_id();
+        let human =
+            json!({"username": user_name, "profile": {"givenName": "Ada", "familyName": "Admin"}});
+        state.users.push(user_from_json(id.clone(), org_id, &human));
+        id
+    }
+
+    /// Projects created through the management API.
+    pub fn projects(&self) -> Vec<Project> {
+        self.state.lock().unwrap().projects.clone()
+    }
+
+    /// The instance manager roles of a user (empty when not a manager).
+    pub fn instance_roles(&self, user_id: &str) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state.members.get(user_id).cloned().unwrap_or_default()
+    }
+
+    /// Every management request so far, as "METHOD path".
+    pub fn management_calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Every user, people and machines.
+    pub fn users(&self) -> Vec<User> {
+        self.state.lock().unwrap().users.clone()
+    }
+
     /// The user with this e-mail address in the organization.
     pub fn user(&self, org_id: &str, email: &str) -> Option<User> {
         let state = self.state.lock().unwrap();
@@ -432,6 +518,9 @@ type Shared = State<Arc<Mutex<State_>>>;
 async fn management_auth(State(state): Shared, request: Request, next: Next) -> Response {
     {
         let mut state = state.lock().unwrap();
+        state
+            .calls
+            .push(format!("{} {}", request.method(), request.uri().path()));
         if let Some(status) = state.failing {
             state.refused_in_outage += 1;
             let (code, message) = match status.as_u16() {
@@ -456,13 +545,19 @@ async fn management_auth(State(state): Shared, request: Request, next: Next) -> 
 
 /// Checks a JWT signed with the client key: `kid`, `iss` = `sub` = `subject`, `aud` = issuer,
 /// `iat`, and a `jti` not seen before (OpenID Connect Core §9; replays are refused).
-fn valid_assertion(state: &mut State_, jwt: &str, kid: &str, subject: &str) -> bool {
+fn valid_assertion(state: &mut State_, jwt: &str, machine: bool) -> bool {
     let Ok(header) = jsonwebtoken::decode_header(jwt) else {
         return false;
     };
-    if header.kid.as_deref() != Some(kid) {
+    let keys = if machine {
+        &state.machine_keys
+    } else {
+        &state.application_keys
+    };
+    let Some(subject) = header.kid.as_deref().and_then(|kid| keys.get(kid)).cloned() else {
         return false;
-    }
+    };
+    let subject = subject.as_str();
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[&state.issuer]);
     validation.set_issuer(&[subject]);
@@ -488,7 +583,7 @@ async fn token(State(state): Shared, Form(form): Form<HashMap<String, String>>) 
     let ok = form.get("grant_type").map(String::as_str) == Some(JWT_BEARER)
         && form
             .get("assertion")
-            .is_some_and(|a| valid_assertion(&mut state, a, SERVICE_KEY_ID, SERVICE_USER_ID));
+            .is_some_and(|a| valid_assertion(&mut state, a, true));
     if !ok {
         return (
             StatusCode::BAD_REQUEST,
@@ -523,6 +618,8 @@ fn user_from_json(id: String, org_id: &str, human: &Value) -> User {
             .into(),
         invited: false,
         roles: Vec::new(),
+        machine: false,
+        project: None,
     }
 }
 
@@ -640,10 +737,14 @@ async fn search_users(State(state): Shared, Json(body): Json<Value>) -> Json<Val
     let org = queries
         .iter()
         .find_map(|q| q["organizationIdQuery"]["organizationId"].as_str());
+    let user_name = queries
+        .iter()
+        .find_map(|q| q["userNameQuery"]["userName"].as_str());
     let result: Vec<Value> = state
         .users
         .iter()
-        .filter(|u| email.is_none_or(|e| u.email == e) && org.is_none_or(|o| u.org_id == o))
+        .filter(|u| email.is_none_or(|e| u.email == e && !u.machine))
+        .filter(|u| user_name.is_none_or(|n| u.email == n) && org.is_none_or(|o| u.org_id == o))
         .map(|u| json!({"userId": u.id, "state": "USER_STATE_ACTIVE", "username": u.email}))
         .collect();
     Json(json!({"details": {"totalResult": result.len().to_string()}, "result": result}))
@@ -672,8 +773,18 @@ async fn grant(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    if body["projectId"].as_str() != Some(PROJECT_ID) {
-        return zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.Project.NotFound");
+    let project_id = body["projectId"].as_str().unwrap_or_default();
+    if project_id != PROJECT_ID {
+        let Some(project) = state.projects.iter().find(|p| p.id == project_id) else {
+            return zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.Project.NotFound");
+        };
+        let known = body["roleKeys"].as_array().into_iter().flatten().all(|r| {
+            r.as_str()
+                .is_some_and(|r| project.roles.iter().any(|k| k == r))
+        });
+        if !known {
+            return zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.Project.Role.NotFound");
+        }
     }
     let Some(user) = state
         .users
@@ -685,6 +796,7 @@ async fn grant(
     if !user.roles.is_empty() {
         return zitadel_error(StatusCode::CONFLICT, 6, "Errors.UserGrant.AlreadyExists");
     }
+    user.project = Some(project_id.to_owned());
     user.roles = body["roleKeys"]
         .as_array()
         .into_iter()
@@ -754,6 +866,407 @@ async fn set_org_metadata(
     Json(json!({"details": {"sequence": "5"}})).into_response()
 }
 
+/// A refusal: status, gRPC code and message key.
+type Refusal = (StatusCode, i64, &'static str);
+
+fn refuse((status, code, key): Refusal) -> Response {
+    zitadel_error(status, code, key)
+}
+
+/// The organization a v1 call acts in: `x-zitadel-orgid`, else the caller's own (the platform
+/// organization, where the stand-in's credentials live).
+fn acting_org(state: &State_, headers: &HeaderMap) -> Result<String, Refusal> {
+    let org = headers
+        .get("x-zitadel-orgid")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(PLATFORM_ORG_ID);
+    if org == PLATFORM_ORG_ID || state.orgs.iter().any(|o| o.id == org) {
+        Ok(org.to_owned())
+    } else {
+        Err((StatusCode::NOT_FOUND, 5, "Errors.Org.NotFound"))
+    }
+}
+
+async fn my_org() -> Json<Value> {
+    Json(json!({"org": {"id": PLATFORM_ORG_ID, "name": "ZITADEL", "state": "ORG_STATE_ACTIVE"}}))
+}
+
+/// A `nameQuery` with `TEXT_QUERY_METHOD_EQUALS` (the only method the stand-in implements).
+fn name_query(body: &Value) -> Result<Option<String>, Refusal> {
+    let Some(query) = body["queries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|q| q.get("nameQuery"))
+    else {
+        return Ok(None);
+    };
+    if query["method"] != json!("TEXT_QUERY_METHOD_EQUALS") {
+        return Err((StatusCode::BAD_REQUEST, 3, "Errors.Query.Method"));
+    }
+    Ok(query["name"].as_str().map(str::to_owned))
+}
+
+async fn create_project(
+    State(state): Shared,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    let org_id = match acting_org(&state, &headers) {
+        Ok(org) => org,
+        Err(refused) => return refuse(refused),
+    };
+    let Some(name) = body["name"]
+        .as_str()
+        .filter(|n| !n.is_empty() && n.len() <= 200)
+    else {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.Project.Invalid");
+    };
+    // Project names are unique within an organization.
+    if state
+        .projects
+        .iter()
+        .any(|p| p.org_id == org_id && p.name == name)
+    {
+        return zitadel_error(StatusCode::CONFLICT, 6, "Errors.Project.AlreadyExists");
+    }
+    let id = state.new_id();
+    state.projects.push(Project {
+        id: id.clone(),
+        org_id,
+        name: name.into(),
+        role_assertion: body["projectRoleAssertion"] == json!(true),
+        roles: Vec::new(),
+        apps: Vec::new(),
+    });
+    Json(json!({"id": id, "details": {"sequence": "1"}})).into_response()
+}
+
+async fn search_projects(
+    State(state): Shared,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let state = state.lock().unwrap();
+    let org_id = match acting_org(&state, &headers) {
+        Ok(org) => org,
+        Err(refused) => return refuse(refused),
+    };
+    let name = match name_query(&body) {
+        Ok(name) => name,
+        Err(refused) => return refuse(refused),
+    };
+    let result: Vec<Value> = state
+        .projects
+        .iter()
+        .filter(|p| p.org_id == org_id && name.as_ref().is_none_or(|n| &p.name == n))
+        .map(|p| {
+            json!({"id": p.id, "name": p.name, "state": "PROJECT_STATE_ACTIVE",
+                        "projectRoleAssertion": p.role_assertion})
+        })
+        .collect();
+    Json(json!({"details": {"totalResult": result.len().to_string()}, "result": result}))
+        .into_response()
+}
+
+/// The project of the acting organization, for the handlers below.
+fn project_mut<'a>(
+    state: &'a mut State_,
+    headers: &HeaderMap,
+    project_id: &str,
+) -> Result<&'a mut Project, Refusal> {
+    let org_id = acting_org(state, headers)?;
+    state
+        .projects
+        .iter_mut()
+        .find(|p| p.id == project_id && p.org_id == org_id)
+        .ok_or((StatusCode::NOT_FOUND, 5, "Errors.Project.NotFound"))
+}
+
+async fn update_project(
+    State(state): Shared,
+    Path(project_id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    let project = match project_mut(&mut state, &headers, &project_id) {
+        Ok(project) => project,
+        Err(refused) => return refuse(refused),
+    };
+    let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.Project.Invalid");
+    };
+    let assertion = body["projectRoleAssertion"] == json!(true);
+    if project.name == name && project.role_assertion == assertion {
+        return zitadel_error(StatusCode::PRECONDITION_FAILED, 9, "Errors.NoChangesFound");
+    }
+    project.name = name.into();
+    project.role_assertion = assertion;
+    Json(json!({"details": {"sequence": "2"}})).into_response()
+}
+
+async fn add_role(
+    State(state): Shared,
+    Path(project_id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    let project = match project_mut(&mut state, &headers, &project_id) {
+        Ok(project) => project,
+        Err(refused) => return refuse(refused),
+    };
+    let key = body["roleKey"].as_str().filter(|k| !k.is_empty());
+    let display = body["displayName"].as_str().filter(|d| !d.is_empty());
+    let (Some(key), Some(_)) = (key, display) else {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.Project.Role.Invalid");
+    };
+    if project.roles.iter().any(|r| r == key) {
+        return zitadel_error(StatusCode::CONFLICT, 6, "Errors.Project.Role.AlreadyExists");
+    }
+    project.roles.push(key.into());
+    Json(json!({"details": {"sequence": "3"}})).into_response()
+}
+
+async fn search_apps(
+    State(state): Shared,
+    Path(project_id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    let name = match name_query(&body) {
+        Ok(name) => name,
+        Err(refused) => return refuse(refused),
+    };
+    let project = match project_mut(&mut state, &headers, &project_id) {
+        Ok(project) => project,
+        Err(refused) => return refuse(refused),
+    };
+    let result: Vec<Value> = project
+        .apps
+        .iter()
+        .filter(|(_, n, _)| name.as_ref().is_none_or(|name| n == name))
+        .map(|(id, name, client_id)| json!({"id": id, "name": name, "state": "APP_STATE_ACTIVE",
+            "apiConfig": {"clientId": client_id, "authMethodType": "API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT"}}))
+        .collect();
+    Json(json!({"details": {"totalResult": result.len().to_string()}, "result": result}))
+        .into_response()
+}
+
+async fn create_api_app(
+    State(state): Shared,
+    Path(project_id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    let app_id = state.new_id();
+    let project = match project_mut(&mut state, &headers, &project_id) {
+        Ok(project) => project,
+        Err(refused) => return refuse(refused),
+    };
+    let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.Project.App.Invalid");
+    };
+    let method = body["authMethodType"]
+        .as_str()
+        .unwrap_or("API_AUTH_METHOD_TYPE_BASIC");
+    if !matches!(
+        method,
+        "API_AUTH_METHOD_TYPE_BASIC" | "API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT"
+    ) {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.Project.App.Invalid");
+    }
+    if project.apps.iter().any(|(_, n, _)| n == name) {
+        return zitadel_error(StatusCode::CONFLICT, 6, "Errors.Project.App.AlreadyExists");
+    }
+    let client_id = format!("{app_id}@{}", project.name);
+    project
+        .apps
+        .push((app_id.clone(), name.into(), client_id.clone()));
+    let mut answer = json!({"appId": app_id, "clientId": client_id, "details": {"sequence": "4"}});
+    if method == "API_AUTH_METHOD_TYPE_BASIC" {
+        answer["clientSecret"] = json!(format!("secret-{app_id}"));
+    }
+    Json(answer).into_response()
+}
+
+/// A JSON key: `KEY_TYPE_JSON` is the only type ZITADEL offers; the answer carries the key file
+/// base64-encoded. The stand-in signs every key file with the client key it verifies.
+fn key_type_json(body: &Value) -> Result<(), Refusal> {
+    if body["type"] == json!("KEY_TYPE_JSON") {
+        Ok(())
+    } else {
+        Err((StatusCode::BAD_REQUEST, 3, "Errors.Key.Invalid"))
+    }
+}
+
+async fn add_app_key(
+    State(state): Shared,
+    Path((project_id, app_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(refused) = key_type_json(&body) {
+        return refuse(refused);
+    }
+    let mut state = state.lock().unwrap();
+    let key_id = state.new_id();
+    let project = match project_mut(&mut state, &headers, &project_id) {
+        Ok(project) => project,
+        Err(refused) => return refuse(refused),
+    };
+    let Some((_, _, client_id)) = project
+        .apps
+        .iter()
+        .find(|(id, _, _)| *id == app_id)
+        .cloned()
+    else {
+        return zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.Project.App.NotFound");
+    };
+    state
+        .application_keys
+        .insert(key_id.clone(), client_id.clone());
+    let file = json!({"type": "application", "keyId": key_id, "key": CLIENT_KEY,
+                      "appId": app_id, "clientId": client_id});
+    Json(
+        json!({"id": key_id, "keyDetails": STANDARD.encode(file.to_string()),
+                "details": {"sequence": "5"}}),
+    )
+    .into_response()
+}
+
+async fn create_machine(
+    State(state): Shared,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    let org_id = match acting_org(&state, &headers) {
+        Ok(org) => org,
+        Err(refused) => return refuse(refused),
+    };
+    let user_name = body["userName"].as_str().filter(|n| !n.is_empty());
+    let name = body["name"].as_str().filter(|n| !n.is_empty());
+    let (Some(user_name), Some(name)) = (user_name, name) else {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.User.Invalid");
+    };
+    if !matches!(
+        body["accessTokenType"].as_str(),
+        None | Some("ACCESS_TOKEN_TYPE_BEARER" | "ACCESS_TOKEN_TYPE_JWT")
+    ) {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.User.Invalid");
+    }
+    if state.users.iter().any(|u| u.email == user_name) {
+        return zitadel_error(StatusCode::CONFLICT, 6, "Errors.User.AlreadyExisting");
+    }
+    let id = state.new_id();
+    state.users.push(User {
+        id: id.clone(),
+        org_id,
+        email: user_name.into(),
+        given_name: name.into(),
+        family_name: String::new(),
+        invited: false,
+        roles: Vec::new(),
+        machine: true,
+        project: None,
+    });
+    Json(json!({"userId": id, "details": {"sequence": "6"}})).into_response()
+}
+
+async fn add_machine_key(
+    State(state): Shared,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(refused) = key_type_json(&body) {
+        return refuse(refused);
+    }
+    let mut state = state.lock().unwrap();
+    let org_id = match acting_org(&state, &headers) {
+        Ok(org) => org,
+        Err(refused) => return refuse(refused),
+    };
+    if !state
+        .users
+        .iter()
+        .any(|u| u.id == user_id && u.org_id == org_id && u.machine)
+    {
+        return zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.User.NotFound");
+    }
+    let key_id = state.new_id();
+    state.machine_keys.insert(key_id.clone(), user_id.clone());
+    let file =
+        json!({"type": "serviceaccount", "keyId": key_id, "key": CLIENT_KEY, "userId": user_id});
+    Json(
+        json!({"keyId": key_id, "keyDetails": STANDARD.encode(file.to_string()),
+                "details": {"sequence": "7"}}),
+    )
+    .into_response()
+}
+
+async fn add_pat(
+    State(state): Shared,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut state = state.lock().unwrap();
+    let org_id = match acting_org(&state, &headers) {
+        Ok(org) => org,
+        Err(refused) => return refuse(refused),
+    };
+    if !state
+        .users
+        .iter()
+        .any(|u| u.id == user_id && u.org_id == org_id && u.machine)
+    {
+        return zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.User.NotFound");
+    }
+    let token_id = state.new_id();
+    let token = format!("pat-{:032x}", rand::random::<u128>());
+    state.pats.insert(token.clone(), user_id);
+    Json(json!({"tokenId": token_id, "token": token, "details": {"sequence": "9"}})).into_response()
+}
+
+/// The instance manager roles ZITADEL knows.
+const INSTANCE_ROLES: [&str; 6] = [
+    "IAM_OWNER",
+    "IAM_OWNER_VIEWER",
+    "IAM_ORG_MANAGER",
+    "IAM_USER_MANAGER",
+    "IAM_ADMIN_IMPERSONATOR",
+    "IAM_END_USER_IMPERSONATOR",
+];
+
+async fn add_member(State(state): Shared, Json(body): Json<Value>) -> Response {
+    let mut state = state.lock().unwrap();
+    let Some(user_id) = body["userId"].as_str() else {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.IAM.MemberInvalid");
+    };
+    let roles: Vec<String> = body["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect();
+    if roles.is_empty() || !roles.iter().all(|r| INSTANCE_ROLES.contains(&r.as_str())) {
+        return zitadel_error(StatusCode::BAD_REQUEST, 3, "Errors.IAM.MemberInvalid");
+    }
+    if !state.users.iter().any(|u| u.id == user_id) {
+        return zitadel_error(StatusCode::NOT_FOUND, 5, "Errors.User.NotFound");
+    }
+    if state.members.contains_key(user_id) {
+        return zitadel_error(StatusCode::CONFLICT, 6, "Errors.IAM.Member.AlreadyExists");
+    }
+    state.members.insert(user_id.to_owned(), roles);
+    Json(json!({"details": {"sequence": "8"}})).into_response()
+}
+
 async fn discovery(State(state): Shared) -> Json<Value> {
     let issuer = state.lock().unwrap().issuer.clone();
     Json(json!({
@@ -801,7 +1314,7 @@ async fn introspect(
         == Some(CLIENT_ASSERTION_TYPE)
         && form
             .get("client_assertion")
-            .is_some_and(|a| valid_assertion(&mut state, a, APPLICATION_KEY_ID, CLIENT_ID));
+            .is_some_and(|a| valid_assertion(&mut state, a, false));
     if !basic && !private_key_jwt {
         return Err(StatusCode::UNAUTHORIZED);
     }
@@ -809,6 +1322,29 @@ async fn introspect(
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
+    let pat_owner = form
+        .get("token")
+        .and_then(|t| state.pats.get(t))
+        .and_then(|id| state.users.iter().find(|u| &u.id == id));
+    if let Some(user) = pat_owner {
+        let project = user.project.clone().unwrap_or_else(|| PROJECT_ID.into());
+        let claims = TokenClaims {
+            subject: user.id.clone(),
+            org_id: user.org_id.clone(),
+            roles: user
+                .roles
+                .iter()
+                .map(|r| (r.clone(), user.org_id.clone()))
+                .collect(),
+            audience: vec![project.clone()],
+            project,
+            expires_in: 3600,
+            issuer: None,
+        };
+        let mut answer = ZitadelStandIn::payload(&state, &claims);
+        answer["active"] = json!(true);
+        return Ok(Json(answer));
+    }
     let answer = form
         .get("token")
         .and_then(|t| state.opaque.get(t))

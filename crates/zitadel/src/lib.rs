@@ -12,6 +12,8 @@
 //! - [`Management`]: the management API as a service account (personal access token or JWT
 //!   profile key file): organizations, the first admin of an organization (user, invitation,
 //!   project role grant), every create safe to repeat;
+//! - provisioning ([`Project`], [`Application`], machine users and keys): what
+//!   `tenantctl zitadel bootstrap` sets up as an instance owner;
 //! - [`webhook`]: Actions v2 signature checks and organization events.
 
 mod caller;
@@ -20,6 +22,7 @@ mod discovery;
 mod keyfile;
 mod layer;
 mod management;
+mod provision;
 mod verify;
 pub mod webhook;
 
@@ -31,4 +34,5 @@ pub use management::{
     ActivatedAdmin, HumanUser, Management, ManagementConfig, ManagementError, Organization, Paging,
     ServiceAccount,
 };
+pub use provision::{Application, Ensured, NewKey, Project};
 pub use verify::{IntrospectionClient, Verifier, VerifierConfig, VerifyError};

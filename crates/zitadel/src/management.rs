@@ -93,7 +93,7 @@ impl ManagementError {
 
     /// 'Already exists' in any of its spellings: 409, or a custom organization id that is
     /// taken (404 with `Errors.Org.AlreadyExisting`).
-    fn already_exists(&self) -> bool {
+    pub(crate) fn already_exists(&self) -> bool {
         matches!(self, ManagementError::Api { status: 409, .. })
             || matches!(self, ManagementError::Api { message, .. } if message.contains("AlreadyExist"))
     }
@@ -434,7 +434,10 @@ impl Management {
     // ----- plumbing -----
 
     /// Retries a look-up that found nothing, for a short while (ZITADEL's read side lags).
-    async fn eventually<T, F, Fut>(&self, lookup: F) -> Result<Option<T>, ManagementError>
+    pub(crate) async fn eventually<T, F, Fut>(
+        &self,
+        lookup: F,
+    ) -> Result<Option<T>, ManagementError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, ManagementError>>,
@@ -464,7 +467,7 @@ impl Management {
         }
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -604,16 +607,16 @@ struct ApiErrorBody {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct UserRef {
-    user_id: String,
+pub(crate) struct UserRef {
+    pub(crate) user_id: String,
 }
 
 #[derive(Deserialize)]
-struct Page<T> {
+pub(crate) struct Page<T> {
     #[serde(default)]
     details: PageDetails,
     #[serde(default = "Vec::new")]
-    result: Vec<T>,
+    pub(crate) result: Vec<T>,
 }
 
 #[derive(Default, Deserialize)]

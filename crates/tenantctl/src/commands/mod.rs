@@ -11,3 +11,4 @@ pub mod servers;
 pub mod status;
 pub mod tenants;
 pub mod tiers;
+pub mod zitadel;
