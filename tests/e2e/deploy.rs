@@ -364,10 +364,12 @@ async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_as_the
         .start_command(command, port)
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", deployment.log()));
-    // Logs are JSON lines.
+    // Logs are JSON lines, nothing else.
     let log = deployment.log();
-    let first = log.lines().next().expect("the registry logged");
-    serde_json::from_str::<Value>(first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert!(log.lines().count() > 1, "the registry logged");
+    for line in log.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
 
     let project_id = &settings["TENANCY_ZITADEL_PROJECT_ID"];
     assert_eq!(project_id, &project.id);
