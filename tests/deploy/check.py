@@ -8,7 +8,8 @@ runtime or a cluster would be needed (tests/e2e/deploy.rs runs this):
 - values.schema.json refusing bad values.
 
 `check.py` runs every check; `check.py render VALUES.json` prints the chart rendered with those
-values as JSON (for the test that starts the registry as the chart does).
+values as JSON, and `check.py compose-service NAME ENV_FILE` one service of the compose file as
+Compose resolves it (for the test that starts the registry as the chart and compose do).
 """
 
 import json
@@ -310,6 +311,13 @@ def check_helm():
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "compose-service":
+        parsed = compose_config(Path(sys.argv[3]))
+        if parsed.returncode != 0:
+            print(parsed.stderr, file=sys.stderr)
+            return 1
+        print(json.dumps(json.loads(parsed.stdout)["services"][sys.argv[2]]))
+        return 0
     if len(sys.argv) == 3 and sys.argv[1] == "render":
         values = json.loads(Path(sys.argv[2]).read_text())
         chart = helm.Chart.load(str(CHART))

@@ -1,6 +1,7 @@
 //! Deployment: the compose file and the Helm chart through their own tools
 //! (`tests/deploy/check.py`), `tenantctl zitadel bootstrap` against the ZITADEL stand-in, and the
-//! registry started exactly as the chart's Deployment starts it, on what the bootstrap wrote.
+//! registry started exactly as the chart's Deployment and the compose file start it, on what the
+//! bootstrap wrote.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
@@ -212,7 +213,8 @@ fn outcomes(output: &Output) -> BTreeMap<String, String> {
 }
 
 #[tokio::test]
-async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_as_the_chart_starts_it() {
+async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_as_chart_and_compose_start_it()
+ {
     let zitadel = ZitadelStandIn::start().await.unwrap();
     let admin = zitadel.add_human(PLATFORM_ORG_ID, "zitadel-admin");
     let dir = tempfile::tempdir().unwrap();
@@ -411,4 +413,126 @@ async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_as_the
         )
         .await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+
+    // The registry as compose starts its registry service: its entry point sources registry.env
+    // from the bootstrap's volume. A registry database of its own: compose's servers are not
+    // the test's.
+    let cluster = &fleet.servers[0].cluster;
+    cluster
+        .psql("postgres", "CREATE DATABASE compose_registry")
+        .unwrap();
+    let replica_port = free_port().unwrap();
+    let compose_root = tempfile::tempdir().unwrap();
+    let command = as_compose_starts_it(
+        &compose_service("registry"),
+        &out,
+        compose_root.path(),
+        &cluster.url("compose_registry"),
+        replica_port,
+    );
+    let replica = deployment
+        .start_command(command, replica_port)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", deployment.log()));
+    let listed = replica
+        .call_as(Some(&operator), Method::GET, "/v1/tenants", None)
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    // Compose's health check (bash speaking HTTP, the image has no curl) passes against it.
+    let health = compose_service("registry")["healthcheck"]["test"].clone();
+    let script = health[3]
+        .as_str()
+        .unwrap()
+        .replace("/8080", &format!("/{replica_port}"));
+    let checked = Command::new("bash").args(["-c", &script]).status().unwrap();
+    assert!(checked.success(), "compose's health check fails: {script}");
+}
+
+/// A service of the compose file as Docker Compose resolves it, with a `.env` from
+/// `make-env.sh`.
+fn compose_service(name: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join(".env");
+    let made = Command::new("bash")
+        .arg(repository().join("deploy/compose/make-env.sh"))
+        .arg(&env)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let output = checks()
+        .args(["compose-service", name])
+        .arg(&env)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The compose file's registry service as a process: its entry point and environment as
+/// Compose resolves them, its bind mount (the TOML) and the bootstrap's volume (the files in
+/// `bootstrap`) at their targets under `root`. Changed: absolute paths (under `root`), the
+/// listen address, and the registry database's host (compose's `registry-db` is the test's).
+fn as_compose_starts_it(
+    service: &Value,
+    bootstrap: &Path,
+    root: &Path,
+    registry_url: &str,
+    port: u16,
+) -> Command {
+    let under_root = |value: &str| -> String {
+        value
+            .replace(
+                "/var/lib/tenancy",
+                &root.join("var/lib/tenancy").display().to_string(),
+            )
+            .replace(
+                "/etc/tenancy",
+                &root.join("etc/tenancy").display().to_string(),
+            )
+    };
+    for volume in service["volumes"].as_array().unwrap() {
+        let target = PathBuf::from(under_root(volume["target"].as_str().unwrap()));
+        match volume["type"].as_str().unwrap() {
+            "bind" => {
+                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                std::fs::copy(volume["source"].as_str().unwrap(), &target).unwrap();
+            }
+            _ if volume["source"] == "tenancy-zitadel" => {
+                std::fs::create_dir_all(&target).unwrap();
+                for file in ["service-account.json", "api-application.json", "router.env"] {
+                    std::fs::copy(bootstrap.join(file), target.join(file)).unwrap();
+                }
+                // The key files' paths as the container sees them, under `root`.
+                let settings = std::fs::read_to_string(bootstrap.join("registry.env"))
+                    .unwrap()
+                    .replace("/etc/tenancy/zitadel", &target.display().to_string());
+                std::fs::write(target.join("registry.env"), settings).unwrap();
+            }
+            _ => std::fs::create_dir_all(&target).unwrap(),
+        }
+    }
+    let entrypoint: Vec<String> = service["entrypoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|part| under_root(part.as_str().unwrap()))
+        .collect();
+    let mut command = Command::new(&entrypoint[0]);
+    command.args(&entrypoint[1..]).env_clear();
+    let binaries = binary("tenancy-registry").parent().unwrap().to_owned();
+    command.env("PATH", format!("{}:/usr/bin:/bin", binaries.display()));
+    for (name, value) in service["environment"].as_object().unwrap() {
+        command.env(name, under_root(value.as_str().unwrap()));
+    }
+    command
+        .env("TENANCY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TENANCY_REGISTRY__URL", registry_url);
+    let workdir = root.join("var/lib/tenancy");
+    std::fs::create_dir_all(&workdir).unwrap();
+    command.current_dir(workdir);
+    command
 }
