@@ -40,8 +40,8 @@ mod worker;
 pub use activator::{ActivationError, AdminActivation, AdminActivator};
 pub use admins::ServerAdmins;
 pub use config::{
-    ArchiveConfig, BackupsConfig, Config, EngineConfig, MovesConfig, QuotaLimit, ServerArchive,
-    ServerConfig, TierLimits, UsageConfig, WarmPoolConfig,
+    ArchiveConfig, BackupsConfig, Config, ConsoleConfig, EngineConfig, MovesConfig, QuotaLimit,
+    ServerArchive, ServerConfig, TierLimits, UsageConfig, WarmPoolConfig,
 };
 pub use engine::fleet;
 pub use engine::{
@@ -51,7 +51,7 @@ pub use engine::{
 pub use error::ControlError;
 pub use reconcile::{Finding, FindingKind, Repair};
 pub use store::{
-    Actor, AuditEvent, Cascade, LockName, OrgEventOutcome, PendingOrgEvent, RegistryLock,
-    ServerChange, TenantFilter,
+    Actor, AuditEvent, Cascade, ConsoleSession, LockName, OrgEventOutcome, PendingOrgEvent,
+    RegistryLock, ServerChange, TenantFilter,
 };
 pub use telemetry::describe_metrics;

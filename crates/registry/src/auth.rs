@@ -308,6 +308,14 @@ where
     }
 }
 
+/// A token verified exactly as a bearer token of the API is (the console's sign-in).
+pub async fn authenticate_token(
+    authenticators: &Authenticators,
+    token: &str,
+) -> Result<Caller, AuthError> {
+    authenticate(&authenticators.0, token, None).await
+}
+
 /// The first authenticator that accepts the token; unavailable when none did and one could not
 /// tell.
 async fn authenticate(

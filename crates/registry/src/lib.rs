@@ -2,9 +2,11 @@
 //! settings and calls [`Application`].
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod oidc;
 pub mod routes;
 pub mod serve;
 pub mod settings;

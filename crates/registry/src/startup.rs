@@ -76,7 +76,21 @@ impl Application {
         );
         let workers = engine.run_workers();
         let (api, openapi) = crate::routes::api();
+        let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::serve::tls_acceptor(cert, key)?),
+            _ => None,
+        };
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let console = crate::oidc::Console::new(
+            &settings,
+            &engine.config().console,
+            listener.local_addr()?,
+            tls.is_some(),
+        )?;
         let state = AppState {
+            console: Arc::new(console),
             engine: engine.clone(),
             authenticators: Authenticators(Arc::new(authenticators)),
             metrics,
@@ -103,14 +117,8 @@ impl Application {
             org_events,
             max_wait: settings.max_wait,
         };
+        let api = api.merge(crate::console::routes(&state));
         let router = crate::routes::router(api, state, &settings);
-        let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
-            (Some(cert), Some(key)) => Some(crate::serve::tls_acceptor(cert, key)?),
-            _ => None,
-        };
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.listen))?;
         crate::metrics::spawn_gauges(
             engine.clone(),
             settings.metrics_interval,

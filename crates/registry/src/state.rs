@@ -32,6 +32,8 @@ pub struct AppState {
     pub max_wait: Duration,
     /// Wakes the applier of recorded organization events.
     pub org_events: Arc<tokio::sync::Notify>,
+    /// The admin console's sign-in and safety settings.
+    pub console: Arc<crate::oidc::Console>,
 }
 
 impl AppState {

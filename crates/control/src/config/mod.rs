@@ -5,6 +5,7 @@
 
 mod archive;
 mod backups;
+mod console;
 mod engine;
 mod servers;
 mod tiers;
@@ -24,6 +25,7 @@ use crate::secrets::{Keyring, MasterKey};
 
 pub use archive::{ArchiveConfig, ServerArchive};
 pub use backups::BackupsConfig;
+pub use console::ConsoleConfig;
 pub use engine::{EngineConfig, MovesConfig, SettingsConfig, UsageConfig, WarmPoolConfig};
 pub use servers::ServerConfig;
 pub use tiers::{QuotaLimit, TierBackups, TierLimits};
@@ -59,6 +61,8 @@ pub struct Config {
     pub backups: BackupsConfig,
     #[serde(default)]
     pub wal_archive: ArchiveConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
 }
 
 impl Config {
@@ -348,6 +352,7 @@ impl Config {
             settings: SettingsConfig::default(),
             backups: BackupsConfig::default(),
             wal_archive: ArchiveConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 

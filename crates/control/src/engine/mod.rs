@@ -23,6 +23,7 @@
 mod archive;
 mod background;
 mod backups;
+mod console;
 mod feed;
 pub mod fleet;
 mod moves;

@@ -30,6 +30,7 @@ macro_rules! relaxed_commit {
 mod archive;
 mod audit;
 mod backups;
+mod console;
 mod feed;
 mod lifecycle;
 mod locks;
@@ -58,6 +59,7 @@ pub use archive::BaseBackup;
 pub use audit::{Actor, AuditEvent};
 pub(crate) use audit::{audit, commit_audited, commit_change};
 pub use backups::{Measured, StoredBackup};
+pub use console::ConsoleSession;
 pub use feed::TENANT_CHANGES_CHANNEL;
 pub use lifecycle::{
     Cascade, Created, Effect, Finish, Finished, NewTenant, Now, Recorded, Requested,

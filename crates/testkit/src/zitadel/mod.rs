@@ -22,13 +22,15 @@ use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
 
+mod login;
+
 /// Fixed test keys (never used outside tests), so no slow key generation in debug builds.
 const KEYS: [&str; 2] = [
-    include_str!("../keys/rsa-a.pem"),
-    include_str!("../keys/rsa-b.pem"),
+    include_str!("../../keys/rsa-a.pem"),
+    include_str!("../../keys/rsa-b.pem"),
 ];
 /// The key of the service account's and of the API application's key files.
-const CLIENT_KEY: &str = include_str!("../keys/rsa-c.pem");
+const CLIENT_KEY: &str = include_str!("../../keys/rsa-c.pem");
 pub const CLIENT_ID: &str = "263014839178379267@tenancy";
 pub const CLIENT_SECRET: &str = "stand-in-client-secret";
 pub const PROJECT_ID: &str = "263014839178313999";
@@ -116,6 +118,8 @@ struct State_ {
     calls: Vec<String>,
     /// Personal access tokens of machine users, to the user id (introspected as that user).
     pats: HashMap<String, String>,
+    /// Browser sign-ins: web applications, people, pending requests and codes.
+    login: login::Logins,
     access_tokens: HashSet<String>,
     token_grants: usize,
     /// While set, the management API and the token endpoint answer this status.
@@ -128,6 +132,19 @@ impl State_ {
     fn new_id(&mut self) -> String {
         self.next_id += 1;
         format!("2630148391790{:05}", self.next_id)
+    }
+
+    /// A JWT of `payload`, signed with the active key.
+    fn sign(&self, payload: &Value) -> String {
+        let key = &self.keys[self.active];
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(
+            &header,
+            payload,
+            &EncodingKey::from_rsa_pem(key.pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
     }
 }
 
@@ -217,6 +234,7 @@ impl ZitadelStandIn {
             application_keys: HashMap::from([(APPLICATION_KEY_ID.into(), CLIENT_ID.into())]),
             calls: Vec::new(),
             pats: HashMap::new(),
+            login: login::Logins::default(),
             access_tokens: HashSet::new(),
             token_grants: 0,
             failing: None,
@@ -264,6 +282,9 @@ impl ZitadelStandIn {
             .route("/oauth/v2/keys", get(jwks))
             .route("/oauth/v2/introspect", post(introspect))
             .route("/oauth/v2/token", post(token))
+            .route("/oauth/v2/authorize", get(login::authorize))
+            .route("/ui/v2/login/login", post(login::sign_in))
+            .route("/oidc/v1/end_session", get(login::end_session))
             .merge(management)
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -281,16 +302,7 @@ impl ZitadelStandIn {
     /// A JWT access token signed with the active key.
     pub fn jwt(&self, claims: &TokenClaims) -> String {
         let state = self.state.lock().unwrap();
-        let key = &state.keys[state.active];
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(key.kid.clone());
-        let payload = Self::payload(&state, claims);
-        jsonwebtoken::encode(
-            &header,
-            &payload,
-            &EncodingKey::from_rsa_pem(key.pem.as_bytes()).unwrap(),
-        )
-        .unwrap()
+        state.sign(&Self::payload(&state, claims))
     }
 
     /// An opaque token that introspection answers as active with these claims.
@@ -579,6 +591,9 @@ async fn token(State(state): Shared, Form(form): Form<HashMap<String, String>>) 
     if let Some(status) = state.failing {
         state.refused_in_outage += 1;
         return status.into_response();
+    }
+    if form.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        return login::exchange_code(&mut state, &form);
     }
     let ok = form.get("grant_type").map(String::as_str) == Some(JWT_BEARER)
         && form
@@ -1273,6 +1288,13 @@ async fn discovery(State(state): Shared) -> Json<Value> {
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/oauth/v2/keys"),
         "token_endpoint": format!("{issuer}/oauth/v2/token"),
+        "authorization_endpoint": format!("{issuer}/oauth/v2/authorize"),
+        "end_session_endpoint": format!("{issuer}/oidc/v1/end_session"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "profile", "email"],
         "introspection_endpoint": format!("{issuer}/oauth/v2/introspect"),
     }))
 }

@@ -1,0 +1,319 @@
+//! The console's pages: the fleet overview, the tenants list (and its CSV), one tenant. Each
+//! reads through the same engine calls, with the same authorization, as the API.
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tenancy_control::TenantFilter;
+use tenancy_core::{OperationState, OrgId, TenantSelector};
+use tenancy_zitadel::roles;
+
+use super::session::SignedIn;
+use super::view::{self, Action, Filter, Who};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn who(signed_in: &SignedIn) -> Who {
+    Who {
+        subject: signed_in.auth.caller.subject.clone(),
+        platform_admin: signed_in.auth.caller.is_platform_admin(),
+    }
+}
+
+/// A tenant admin's organizations: what the console shows people who are not platform admins.
+fn mine(signed_in: SignedIn) -> Response {
+    let orgs = signed_in
+        .auth
+        .caller
+        .roles
+        .get(roles::TENANT_ADMIN)
+        .map(|orgs| orgs.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    view::render(&view::Mine {
+        who: who(&signed_in),
+        orgs,
+    })
+}
+
+/// `GET /console`: the fleet at a glance (platform admins); a tenant admin's tenants otherwise.
+pub async fn overview(State(state): State<AppState>, signed_in: SignedIn) -> Response {
+    if !signed_in.auth.caller.is_platform_admin() {
+        return mine(signed_in);
+    }
+    let engine = &state.engine;
+    let loaded = async {
+        let by_status = engine.tenants_by_status().await?;
+        let servers = engine.servers().await?;
+        let operations = engine.operations_by_state().await?;
+        Ok::<_, tenancy_control::ControlError>((by_status, servers, operations))
+    }
+    .await;
+    let (by_status, servers, operations) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return view::error(e.into()),
+    };
+    let total = by_status.iter().map(|(_, n)| n).sum();
+    let failing = operations
+        .into_iter()
+        .filter(|(_, state, n)| *state == OperationState::Failed && *n > 0)
+        .map(|(kind, _, n)| (kind.to_string(), n))
+        .collect();
+    view::render(&view::Overview {
+        who: who(&signed_in),
+        by_status: by_status
+            .into_iter()
+            .map(|(status, n)| (status.to_string(), n))
+            .collect(),
+        total,
+        servers,
+        failing,
+    })
+}
+
+/// The tenants list's query: the API's filters, by their console names.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    org: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    tier: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    server: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    agency: String,
+    #[serde(default)]
+    cursor: String,
+}
+
+const PAGE: i64 = 50;
+
+impl ListQuery {
+    /// The engine's filter; a value that is not a valid one is a 400 naming it.
+    fn filter(&self, limit: i64) -> Result<TenantFilter, ApiError> {
+        fn parse<T: std::str::FromStr>(name: &str, text: &str) -> Result<Option<T>, ApiError> {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse()
+                .map(Some)
+                .map_err(|_| ApiError::invalid(format!("{name}: {text:?} is not a valid one")))
+        }
+        Ok(TenantFilter {
+            selector: TenantSelector {
+                statuses: parse("status", &self.status)?.into_iter().collect(),
+                region: parse("region", &self.region)?,
+                tier: parse("tier", &self.tier)?,
+                server_id: parse("server", &self.server)?,
+                kind: parse("kind", &self.kind)?,
+                parent_org_id: parse("agency", &self.agency)?,
+                org_ids: parse::<OrgId>("organization id", &self.org)?
+                    .into_iter()
+                    .collect(),
+            },
+            after: parse("cursor", &self.cursor)?,
+            limit,
+        })
+    }
+
+    fn query_string(&self, cursor: Option<&str>) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("org", &self.org),
+            ("status", &self.status),
+            ("tier", &self.tier),
+            ("kind", &self.kind),
+            ("server", &self.server),
+            ("region", &self.region),
+            ("agency", &self.agency),
+        ] {
+            if !value.is_empty() {
+                query.append_pair(name, value);
+            }
+        }
+        if let Some(cursor) = cursor {
+            query.append_pair("cursor", cursor);
+        }
+        query.finish()
+    }
+}
+
+/// `GET /console/tenants`: search and filters, pages of 50 (platform admins).
+pub async fn tenants(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    if !signed_in.auth.caller.is_platform_admin() {
+        return mine(signed_in);
+    }
+    let filter = match query.filter(PAGE + 1) {
+        Ok(filter) => filter,
+        Err(e) => return view::error(e),
+    };
+    let mut tenants = match state.engine.list_tenants(&filter).await {
+        Ok(tenants) => tenants,
+        Err(e) => return view::error(e.into()),
+    };
+    let next = (tenants.len() as i64 > PAGE).then(|| {
+        tenants.truncate(PAGE as usize);
+        let last = tenants.last().map(|t| t.org_id.to_string());
+        query.query_string(last.as_deref())
+    });
+    view::render(&view::Tenants {
+        who: who(&signed_in),
+        tenants,
+        csv: query.query_string(None),
+        filter: Filter {
+            status: query.status.clone(),
+            tier: query.tier.clone(),
+            kind: query.kind.clone(),
+            server: query.server.clone(),
+            region: query.region.clone(),
+            agency: query.agency.clone(),
+            org: query.org.clone(),
+        },
+        next,
+    })
+}
+
+/// `GET /console/tenants.csv`: every tenant of the current filter (platform admins).
+pub async fn tenants_csv(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    if let Err(e) = signed_in.auth.require_platform_admin() {
+        return view::error(e);
+    }
+    let filter = match query.filter(i64::MAX) {
+        Ok(filter) => filter,
+        Err(e) => return view::error(e),
+    };
+    let tenants = match state.engine.all_tenants(&filter).await {
+        Ok(tenants) => tenants,
+        Err(e) => return view::error(e.into()),
+    };
+    let mut csv =
+        String::from("org_id,name,status,tier,kind,server_id,region,db_name,created_at\n");
+    for t in tenants {
+        let fields = [
+            t.org_id.to_string(),
+            t.name.to_string(),
+            t.status.to_string(),
+            t.tier.to_string(),
+            t.kind.to_string(),
+            t.server_id.map(|s| s.to_string()).unwrap_or_default(),
+            t.region.to_string(),
+            t.db_name.to_string(),
+            t.created_at.to_rfc3339(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        csv.push_str(&line.join(","));
+        csv.push('\n');
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"tenants.csv\"",
+            ),
+        ],
+        csv,
+    )
+        .into_response()
+}
+
+/// RFC 4180 quoting; a field a spreadsheet would run as a formula is prefixed with `'`.
+fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// `GET /console/tenants/{org_id}`: one tenant, for whoever may read it through the API.
+pub async fn tenant(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Path(org_id): Path<String>,
+) -> Response {
+    let Ok(org_id) = org_id.parse::<OrgId>() else {
+        return view::refusal(404, "There is no such tenant.");
+    };
+    let auth = &signed_in.auth;
+    if let Err(e) = auth.require_tenant_or_agency(&state.engine, &org_id).await {
+        return view::error(e);
+    }
+    let engine = &state.engine;
+    let loaded = async {
+        let tenant = engine.tenant(&org_id).await?;
+        let operations = engine.tenant_operations(&org_id, 20).await?;
+        let audit = engine.audit_events(Some(&org_id), None, 20).await?;
+        Ok::<_, tenancy_control::ControlError>((tenant, operations, audit))
+    }
+    .await;
+    let (tenant, operations, audit) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return view::error(e.into()),
+    };
+    let platform = auth.caller.is_platform_admin();
+    let agency = !platform
+        && auth
+            .require_platform_or_agency_admin(engine, &org_id)
+            .await
+            .is_ok();
+    let mut actions = Vec::new();
+    if platform || agency {
+        actions.push(Action {
+            name: "suspend",
+            label: "Suspend",
+            confirm: true,
+        });
+        actions.push(Action {
+            name: "resume",
+            label: "Resume",
+            confirm: false,
+        });
+    }
+    if platform {
+        actions.push(Action {
+            name: "retry",
+            label: "Retry the failed operation",
+            confirm: false,
+        });
+        actions.push(Action {
+            name: "rotate-credentials",
+            label: "Rotate credentials",
+            confirm: true,
+        });
+        actions.push(Action {
+            name: "delete",
+            label: "Delete",
+            confirm: true,
+        });
+    }
+    let following = operations.first().is_some_and(view::running);
+    view::render(&view::TenantPage {
+        who: who(&signed_in),
+        tenant: auth.tenant(tenant),
+        operations,
+        audit: if platform { audit } else { Vec::new() },
+        actions,
+        following,
+    })
+}

@@ -1,0 +1,133 @@
+//! The console's pages as askama templates (`crates/registry/templates/console/`), and the
+//! answers every handler shares: a page, a refusal, an error.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use tenancy_control::AuditEvent;
+use tenancy_core::{Operation, OperationState, Server, Tenant};
+
+use crate::error::ApiError;
+
+/// Renders a page (a template that cannot render is a bug: 500, logged).
+pub fn render<T: Template>(page: &T) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console page failed to render");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// A page that says why not, with its status.
+pub fn refusal(status: u16, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let page = Message {
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        message: message.to_owned(),
+    };
+    (status, render(&page)).into_response()
+}
+
+/// An API error as a page: the same status and words the API would answer (server errors
+/// logged and not detailed).
+pub fn error(e: ApiError) -> Response {
+    let code = e.code();
+    if code.is_server_error() {
+        tracing::error!(error = %e, %code, "console request failed");
+        return refusal(
+            code.status(),
+            "Something went wrong on our side; try again.",
+        );
+    }
+    refusal(code.status(), &e.to_string())
+}
+
+/// Who is signed in, for every page's header.
+pub struct Who {
+    pub subject: String,
+    pub platform_admin: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/message.html")]
+pub struct Message {
+    pub title: String,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/signin.html")]
+pub struct SignIn {
+    pub zitadel: bool,
+    pub dev_token: bool,
+    pub next: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/overview.html")]
+pub struct Overview {
+    pub who: Who,
+    pub by_status: Vec<(String, i64)>,
+    pub total: i64,
+    pub servers: Vec<Server>,
+    pub failing: Vec<(String, i64)>,
+}
+
+#[derive(Template)]
+#[template(path = "console/mine.html")]
+pub struct Mine {
+    pub who: Who,
+    pub orgs: Vec<String>,
+}
+
+/// The tenants list's filter, as the form shows it.
+#[derive(Default)]
+pub struct Filter {
+    pub status: String,
+    pub tier: String,
+    pub kind: String,
+    pub server: String,
+    pub region: String,
+    pub agency: String,
+    pub org: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/tenants.html")]
+pub struct Tenants {
+    pub who: Who,
+    pub tenants: Vec<Tenant>,
+    pub filter: Filter,
+    /// The query string of the next page, when there is one.
+    pub next: Option<String>,
+    pub csv: String,
+}
+
+/// An action a tenant's page offers: its path segment, label, and whether the organization id
+/// must be typed to confirm it.
+pub struct Action {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub confirm: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/tenant.html")]
+pub struct TenantPage {
+    pub who: Who,
+    pub tenant: Tenant,
+    pub operations: Vec<Operation>,
+    pub audit: Vec<AuditEvent>,
+    pub actions: Vec<Action>,
+    /// An operation under way: the page reloads itself until it ends.
+    pub following: bool,
+}
+
+pub fn running(operation: &Operation) -> bool {
+    matches!(
+        operation.state,
+        OperationState::Queued | OperationState::Running
+    )
+}

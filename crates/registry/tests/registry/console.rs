@@ -1,0 +1,487 @@
+//! The admin console over HTTP, as a browser drives it: sign-in through the stand-in's
+//! authorization endpoint (PKCE, state, nonce), pages by role, actions with their confirmation
+//! and the cross-site check, session expiry, sign-out at the registry and at ZITADEL.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::json;
+use tenancy_registry::Settings;
+use tenancy_testkit::{PLATFORM_ORG_ID, TokenClaims, ZitadelStandIn, eventually};
+use tenancy_zitadel::roles;
+
+use crate::common::{DEV_TOKEN, TestApp, dev_settings};
+
+const CLIENT_ID: &str = "263014839178379300@tenancy";
+
+/// A browser: its own cookies, redirects followed by hand (so each hop can be looked at), and
+/// an `Origin` on every POST as browsers send it.
+struct Browser {
+    http: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+    origin: String,
+}
+
+/// A page as the browser got it.
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    body: String,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Browser {
+    fn new(origin: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: BTreeMap::new(),
+            origin: origin.to_owned(),
+        }
+    }
+
+    async fn send(&mut self, method: Method, url: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut request = self.http.request(method.clone(), url);
+        if !self.cookies.is_empty() {
+            let cookies: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            request = request.header(COOKIE, cookies.join("; "));
+        }
+        if method == Method::POST {
+            request = request.header(ORIGIN, &self.origin);
+        }
+        if let Some(form) = form {
+            request = request.form(form);
+        }
+        let response = request.send().await.unwrap();
+        for value in response.headers().get_all(SET_COOKIE) {
+            let value = value.to_str().unwrap();
+            let (pair, attributes) = value.split_once(';').unwrap_or((value, ""));
+            let (name, content) = pair.split_once('=').unwrap();
+            if attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), content.to_owned());
+            }
+        }
+        Page {
+            status: response.status(),
+            location: response
+                .headers()
+                .get(LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned()),
+            headers: response.headers().clone(),
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, url: &str) -> Page {
+        self.send(Method::GET, url, None).await
+    }
+
+    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
+        self.send(Method::POST, url, Some(form)).await
+    }
+
+    /// Follows redirects from `page` (relative ones against `base`) until a page that is not
+    /// one.
+    async fn follow(&mut self, base: &str, mut page: Page) -> Page {
+        for _ in 0..10 {
+            let Some(location) = page.location.clone() else {
+                return page;
+            };
+            let url = if location.starts_with('/') {
+                format!("{base}{location}")
+            } else {
+                location
+            };
+            page = self.get(&url).await;
+        }
+        panic!("too many redirects");
+    }
+}
+
+/// The value of the first `name="..." value="..."` hidden input of a form.
+fn hidden(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body.find(&marker).expect("the field") + marker.len();
+    body[start..].split('"').next().unwrap().to_owned()
+}
+
+/// The registry with ZITADEL and the console's client; the stand-in knows its redirect URIs.
+async fn with_zitadel(zitadel: &ZitadelStandIn, idle: Duration) -> TestApp {
+    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
+    settings.zitadel.issuer = Some(zitadel.issuer.clone());
+    settings.zitadel.project_id = Some(zitadel.project_id().into());
+    settings.zitadel.platform_org_id = Some(PLATFORM_ORG_ID.parse().unwrap());
+    settings.zitadel.service_account_pat = Some(SecretString::from(tenancy_testkit::ZITADEL_PAT));
+    settings.zitadel.org_sync_interval = Duration::ZERO;
+    let mut app = TestApp::start_with(settings, Vec::new(), |config| {
+        config.console.client_id = Some(CLIENT_ID.into());
+        config.console.idle_timeout = idle;
+    })
+    .await;
+    app.admin = zitadel.jwt(&TokenClaims::platform("ops", roles::PLATFORM_ADMIN));
+    zitadel.register_web_app(
+        CLIENT_ID,
+        &format!("{}/console/callback", app.base()),
+        &format!("{}/console/signin", app.base()),
+    );
+    app
+}
+
+/// Signs `login` in from the console's front door to its first page.
+async fn sign_in(app: &TestApp, browser: &mut Browser, login: &str) -> Page {
+    let base = app.base();
+    let front = browser.get(&format!("{base}/console")).await;
+    assert_eq!(front.status, StatusCode::SEE_OTHER);
+    let signin = browser.follow(base, front).await;
+    assert!(
+        signin.body.contains("/console/signin/zitadel"),
+        "{}",
+        signin.body
+    );
+    let start = browser
+        .get(&format!("{base}/console/signin/zitadel?next=%2Fconsole"))
+        .await;
+    let authorize = start.location.clone().expect("off to ZITADEL");
+    assert!(
+        authorize.contains("code_challenge_method=S256"),
+        "{authorize}"
+    );
+    assert!(authorize.contains("nonce=") && authorize.contains("state="));
+    let login_page = browser.get(&authorize).await;
+    assert_eq!(login_page.status, StatusCode::OK, "{}", login_page.body);
+    let request = hidden(&login_page.body, "authRequest");
+    let back = browser
+        .post(
+            &format!("{}/ui/v2/login/login", zitadel_origin(&authorize)),
+            &[
+                ("authRequest", &request),
+                ("loginName", login),
+                ("password", "secret"),
+            ],
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.body);
+    browser.follow(base, back).await
+}
+
+fn zitadel_origin(url: &str) -> String {
+    let parsed = url::Url::parse(url).unwrap();
+    parsed.origin().ascii_serialization()
+}
+
+async fn onboard(app: &TestApp, org: &str, name: &str) {
+    let (status, body) = app
+        .admin_call(
+            Method::POST,
+            "/v1/tenants?wait=30s",
+            Some(json!({"org_id": org, "name": name})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn a_platform_admin_signs_in_through_zitadel_suspends_a_tenant_and_signs_out() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let app = with_zitadel(&zitadel, Duration::from_secs(600)).await;
+    zitadel.add_person(
+        "ada",
+        "secret",
+        TokenClaims::platform("263014839179200001", roles::PLATFORM_ADMIN),
+    );
+    onboard(&app, "263014839179300001", "Acme Corp").await;
+    let base = app.base().to_owned();
+    let mut browser = Browser::new(&base);
+
+    let overview = sign_in(&app, &mut browser, "ada").await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.body);
+    assert!(
+        overview.body.contains("Fleet") && overview.body.contains("pg-1"),
+        "{}",
+        overview.body
+    );
+    let cookie = overview.headers.get_all(SET_COOKIE).iter().count();
+    assert_eq!(
+        cookie, 0,
+        "the session cookie came with the callback, not the page"
+    );
+    let csp = overview.headers["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert!(!overview.body.contains("<script"), "no script at all");
+
+    let list = browser
+        .get(&format!("{base}/console/tenants?status=active"))
+        .await;
+    assert!(list.body.contains("263014839179300001") && list.body.contains("Acme Corp"));
+    let csv = browser
+        .get(&format!("{base}/console/tenants.csv?status=active"))
+        .await;
+    assert!(csv.body.starts_with("org_id,name,status"), "{}", csv.body);
+    assert!(
+        csv.body.contains("263014839179300001,Acme Corp,active"),
+        "{}",
+        csv.body
+    );
+
+    let page_url = format!("{base}/console/tenants/263014839179300001");
+    let page = browser.get(&page_url).await;
+    assert!(page.body.contains("id=\"action-suspend\""), "{}", page.body);
+    let suspend = format!("{page_url}/suspend");
+    // Without the organization id typed in: refused, nothing done.
+    let unconfirmed = browser.post(&suspend, &[("confirm", "")]).await;
+    assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
+    // From another site (a form posted from elsewhere carries its own origin): refused.
+    browser.origin = "https://evil.example".into();
+    let forged = browser
+        .post(&suspend, &[("confirm", "263014839179300001")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    browser.origin = base.clone();
+    let (_, tenant) = app
+        .admin_call(Method::GET, "/v1/tenants/263014839179300001", None)
+        .await;
+    assert_eq!(tenant["status"], "active", "nothing was done");
+
+    let done = browser
+        .post(&suspend, &[("confirm", "263014839179300001")])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let following = browser.get(&page_url).await;
+    assert!(
+        following.body.contains("suspend") && following.body.contains("<table id=\"operations\">"),
+        "{}",
+        following.body
+    );
+    let finished = eventually(
+        Duration::from_secs(30),
+        "the page shows it suspended",
+        || {
+            let mut browser = Browser {
+                http: browser.http.clone(),
+                cookies: browser.cookies.clone(),
+                origin: base.clone(),
+            };
+            let url = page_url.clone();
+            async move {
+                let page = browser.get(&url).await;
+                (page
+                    .body
+                    .contains("id=\"status\" class=\"status suspended\"")
+                    && !page.body.contains("http-equiv=\"refresh\""))
+                .then_some(page.body)
+            }
+        },
+    )
+    .await;
+    assert!(
+        finished.contains("263014839179200001"),
+        "the audit names the person: {finished}"
+    );
+    let (_, audit) = app
+        .admin_call(Method::GET, "/v1/audit?org_id=263014839179300001", None)
+        .await;
+    let requested = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "tenant.suspend")
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert_eq!(
+        requested["actor_subject"], "263014839179200001",
+        "the person who clicked, not the console: {requested}"
+    );
+
+    // Sign-out: the session ends here, the browser goes to ZITADEL's end-session endpoint.
+    let session = browser.cookies["tenancy_console"].clone();
+    let out = browser.post(&format!("{base}/console/signout"), &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let end_session = out.location.unwrap();
+    assert!(
+        end_session.contains("/oidc/v1/end_session?") && end_session.contains("id_token_hint=")
+    );
+    let back = browser.get(&end_session).await;
+    assert_eq!(back.status, StatusCode::FOUND);
+    assert!(zitadel.signed_out("263014839179200001"));
+    // The old cookie, replayed, is no session.
+    browser.cookies.insert("tenancy_console".into(), session);
+    let replayed = browser.get(&format!("{base}/console")).await;
+    assert_eq!(replayed.status, StatusCode::SEE_OTHER);
+    assert!(replayed.location.unwrap().starts_with("/console/signin"));
+}
+
+#[tokio::test]
+async fn a_tenant_admin_sees_its_own_tenant_only_and_may_not_suspend_it() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let app = with_zitadel(&zitadel, Duration::from_secs(600)).await;
+    onboard(&app, "263014839179300011", "Mine").await;
+    onboard(&app, "263014839179300012", "Theirs").await;
+    zitadel.add_person(
+        "jane",
+        "secret",
+        TokenClaims::new(
+            "263014839179200011",
+            "263014839179300011",
+            roles::TENANT_ADMIN,
+        ),
+    );
+    let base = app.base().to_owned();
+    let mut browser = Browser::new(&base);
+    let first = sign_in(&app, &mut browser, "jane").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert!(
+        first.body.contains("/console/tenants/263014839179300011"),
+        "{}",
+        first.body
+    );
+    assert!(!first.body.contains("263014839179300012"));
+    let list = browser.get(&format!("{base}/console/tenants")).await;
+    assert!(
+        !list.body.contains("263014839179300012"),
+        "no fleet list for a tenant admin"
+    );
+
+    let own = browser
+        .get(&format!("{base}/console/tenants/263014839179300011"))
+        .await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(
+        own.body.contains("Mine") && !own.body.contains("id=\"action-"),
+        "{}",
+        own.body
+    );
+    let other = browser
+        .get(&format!("{base}/console/tenants/263014839179300012"))
+        .await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    assert!(!other.body.contains("Theirs"));
+    let suspend = browser
+        .post(
+            &format!("{base}/console/tenants/263014839179300011/suspend"),
+            &[("confirm", "263014839179300011")],
+        )
+        .await;
+    assert_eq!(suspend.status, StatusCode::FORBIDDEN);
+    let csv = browser.get(&format!("{base}/console/tenants.csv")).await;
+    assert_eq!(csv.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn sign_in_is_refused_without_its_pkce_state_and_an_idle_session_ends() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let app = with_zitadel(&zitadel, Duration::from_secs(2)).await;
+    zitadel.add_person(
+        "ada",
+        "secret",
+        TokenClaims::platform("263014839179200021", roles::PLATFORM_ADMIN),
+    );
+    let base = app.base().to_owned();
+
+    // A callback this browser did not start (no pending sign-in, or another state): refused.
+    let mut stranger = Browser::new(&base);
+    let forged = stranger
+        .get(&format!("{base}/console/callback?code=abc&state=xyz"))
+        .await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+    assert!(!stranger.cookies.contains_key("tenancy_console"));
+
+    let mut browser = Browser::new(&base);
+    let start = browser.get(&format!("{base}/console/signin/zitadel")).await;
+    let authorize = start.location.unwrap();
+    let login = browser.get(&authorize).await;
+    let back = browser
+        .post(
+            &format!("{}/ui/v2/login/login", zitadel_origin(&authorize)),
+            &[
+                ("authRequest", &hidden(&login.body, "authRequest")),
+                ("loginName", "ada"),
+                ("password", "secret"),
+            ],
+        )
+        .await;
+    let callback = back.location.unwrap();
+    let tampered = callback.replace("state=", "state=x");
+    let refused = browser.get(&tampered).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(!browser.cookies.contains_key("tenancy_console"));
+
+    // A fresh, complete sign-in; then nothing for longer than the idle timeout.
+    let mut browser = Browser::new(&base);
+    let page = sign_in(&app, &mut browser, "ada").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let session = &browser.cookies["tenancy_console"];
+    assert!(session.len() >= 40);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = browser.get(&format!("{base}/console")).await;
+    assert_eq!(idle.status, StatusCode::SEE_OTHER, "the idle session ended");
+    let action = browser
+        .post(
+            &format!("{base}/console/tenants/263014839179300021/resume"),
+            &[],
+        )
+        .await;
+    assert_eq!(action.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn without_zitadel_the_development_token_signs_in_on_loopback() {
+    let app = TestApp::start_with(dev_settings(), Vec::new(), |_| {}).await;
+    let base = app.base().to_owned();
+    let mut browser = Browser::new(&base);
+    let signin = browser.get(&format!("{base}/console/signin")).await;
+    assert!(
+        signin.body.contains("/console/signin/dev")
+            && !signin.body.contains("/console/signin/zitadel")
+    );
+    let wrong = browser
+        .post(
+            &format!("{base}/console/signin/dev"),
+            &[("token", "not-the-token-at-all-0123456789abcdef")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let right = browser
+        .post(
+            &format!("{base}/console/signin/dev"),
+            &[("token", DEV_TOKEN), ("next", "https://evil.example/")],
+        )
+        .await;
+    assert_eq!(right.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        right.location.as_deref(),
+        Some("/console"),
+        "never sent off-site"
+    );
+    let set_cookie = right.headers[SET_COOKIE].to_str().unwrap();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    let overview = browser.get(&format!("{base}/console")).await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(overview.body.contains("Fleet"));
+    // A state-changing request with neither Origin nor Sec-Fetch-Site is refused.
+    let cookie = format!("tenancy_console={}", browser.cookies["tenancy_console"]);
+    let bare = reqwest::Client::new()
+        .post(format!("{base}/console/signout"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), StatusCode::FORBIDDEN);
+}
