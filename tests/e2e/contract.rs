@@ -27,9 +27,10 @@ const CHECKS: &str = "all";
 /// schema-violating one that is also too large is refused that way: schemathesis counts 413 as
 /// a refusal here, beside the statuses it expects by default.
 ///
-/// Registering or activating a server the registry cannot reach is 503 `server_unavailable` by
-/// design (documented for those two operations), and the populated run has such a server:
-/// schemathesis fails every 5xx unless told, so it is told for those operations only.
+/// Registering or activating a server the registry cannot reach, or moving a tenant to one, is
+/// 503 `server_unavailable` by design (documented for those three operations), and the
+/// populated run has such a server: schemathesis fails every 5xx unless told, so it is told for
+/// those operations only.
 ///
 /// The stateful phase links a tenant's `server_id` to the server routes' `{id}`, and sends a
 /// tenant's `null` as the text `None`, which is no server id (ids are lowercase, as the schema's
@@ -44,7 +45,7 @@ const CONFIG: &str = "[checks.negative_data_rejection]\n\
     expected-statuses = [\"400\", \"401\", \"403\", \"404\", \"405\", \"406\", \"409\", \"413\", \
     \"415\", \"422\", \"428\", \"429\", \"5xx\"]\n\n\
     [[operations]]\n\
-    include-operation-id = [\"add_server\", \"activate_server\"]\n\
+    include-operation-id = [\"add_server\", \"activate_server\", \"move_tenant\"]\n\
     checks.not_a_server_error.expected-statuses = [\"2xx\", \"3xx\", \"4xx\", \"503\"]\n\n\
     [[operations]]\n\
     include-operation-id = [\"activate_server\", \"drain_server\", \"delete_server\"]\n\
