@@ -111,6 +111,9 @@ def check_compose():
           "compose: the login container does not use the issuer")
 
     registry = services["registry"]
+    first_port = str(registry["ports"][0]["published"]).split("-")[0]
+    check(f"--console-url=http://localhost:{first_port}" in services["zitadel-bootstrap"]["command"],
+          "compose: the console's web application is not for the registry's published port")
     check(registry["deploy"]["replicas"] >= 2, "compose: the registry needs two replicas")
     depends = registry["depends_on"]
     check(depends["zitadel"]["condition"] == "service_healthy",

@@ -177,7 +177,7 @@ fn env_file(path: &Path) -> BTreeMap<String, String> {
 }
 
 /// Runs the bootstrap off the runtime, which serves the stand-in meanwhile.
-async fn bootstrap(zitadel: &ZitadelStandIn, dir: &Path) -> Output {
+async fn bootstrap(zitadel: &ZitadelStandIn, dir: &Path, console_port: u16) -> Output {
     let mut command = Command::new(binary("tenantctl"));
     command
         .args(["--output", "json", "zitadel", "bootstrap", "--issuer"])
@@ -187,7 +187,8 @@ async fn bootstrap(zitadel: &ZitadelStandIn, dir: &Path) -> Output {
         .arg("--out")
         .arg(dir.join("zitadel"))
         .args(["--files-at", "/etc/tenancy/zitadel"])
-        .args(["--platform-admin", "zitadel-admin"]);
+        .args(["--platform-admin", "zitadel-admin"])
+        .arg(format!("--console-url=http://127.0.0.1:{console_port}"));
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()
@@ -205,8 +206,11 @@ fn outcomes(output: &Output) -> BTreeMap<String, String> {
         .iter()
         .map(|d| {
             let what = d["what"].as_str().unwrap();
-            // File names without the temporary directory.
-            let what = what.rsplit('/').next().unwrap_or(what);
+            // Files by their names, without the temporary directory.
+            let what = match what.split_once(" /") {
+                Some((_, path)) => path.rsplit('/').next().unwrap_or(path),
+                None => what,
+            };
             (what.to_owned(), d["outcome"].as_str().unwrap().to_owned())
         })
         .collect()
@@ -220,8 +224,12 @@ async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_as_cha
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("admin.pat"), format!("{PAT}\n")).unwrap();
     let out = dir.path().join("zitadel");
+    // The port the registry will listen on, started as the chart starts it below: the console's
+    // web application is made for that address.
+    let port = free_port().unwrap();
 
-    let first = outcomes(&bootstrap(&zitadel, dir.path()).await);
+    let first = outcomes(&bootstrap(&zitadel, dir.path(), port).await);
+    let console_app = format!("web application tenancy-console (PKCE) for http://127.0.0.1:{port}");
     for (what, outcome) in [
         ("project tenancy (role assertion on)", "created"),
         ("role platform_admin", "created"),
@@ -240,6 +248,7 @@ async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_as_cha
         ("machine user tenancy-router", "created"),
         ("router.env", "created"),
         ("registry.env", "written"),
+        (console_app.as_str(), "created"),
     ] {
         assert_eq!(
             first.get(what).map(String::as_str),
@@ -292,7 +301,7 @@ async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_as_cha
 
     // Again: everything is found, no key or token is minted, no file changes.
     let calls_before = zitadel.management_calls().len();
-    let again = outcomes(&bootstrap(&zitadel, dir.path()).await);
+    let again = outcomes(&bootstrap(&zitadel, dir.path(), port).await);
     assert!(
         again.values().all(|o| o != "created"),
         "a second run creates nothing: {again:?}"
@@ -360,7 +369,6 @@ async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_as_cha
         ),
     ]);
     let root = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
     let command = as_the_chart_starts_it(&render_chart(&values), &secrets, root.path(), port);
     let registry = deployment
         .start_command(command, port)
@@ -372,6 +380,33 @@ async fn zitadel_bootstrap_sets_up_an_instance_once_and_the_registry_runs_as_cha
     for line in log.lines() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     }
+
+    // Its console signs people in through ZITADEL with the web application the bootstrap made:
+    // off to the stand-in's authorization endpoint, which knows the redirect URI.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let start = no_redirects
+        .get(format!("{}/console/signin/zitadel", registry.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+    let client_id = &settings["TENANCY_CONSOLE__CLIENT_ID"];
+    assert!(
+        authorize.starts_with(&zitadel.issuer)
+            && authorize.contains(&format!("client_id={}", client_id.replace('@', "%40"))),
+        "{authorize}"
+    );
+    let login = no_redirects.get(&authorize).send().await.unwrap();
+    assert_eq!(
+        login.status(),
+        StatusCode::OK,
+        "{}",
+        login.text().await.unwrap()
+    );
 
     let project_id = &settings["TENANCY_ZITADEL_PROJECT_ID"];
     assert_eq!(project_id, &project.id);

@@ -234,6 +234,66 @@ impl Management {
         ))
     }
 
+    /// The project's web application of this name for a browser sign-in: the authorization
+    /// code flow with PKCE and no secret, JWT access tokens with the roles asserted, these
+    /// redirect URIs (plain `http` ones in development mode only, as ZITADEL requires). An
+    /// existing one gets these settings.
+    pub async fn ensure_web_application(
+        &self,
+        org_id: &str,
+        project_id: &str,
+        name: &str,
+        redirect_uri: &str,
+        post_logout_uri: &str,
+    ) -> Result<(Application, Ensured), ManagementError> {
+        let dev_mode = !redirect_uri.starts_with("https://");
+        let config = json!({
+            "redirectUris": [redirect_uri],
+            "responseTypes": ["OIDC_RESPONSE_TYPE_CODE"],
+            "grantTypes": ["OIDC_GRANT_TYPE_AUTHORIZATION_CODE"],
+            "appType": "OIDC_APP_TYPE_WEB",
+            "authMethodType": "OIDC_AUTH_METHOD_TYPE_NONE",
+            "postLogoutRedirectUris": [post_logout_uri],
+            "devMode": dev_mode,
+            "accessTokenType": "OIDC_TOKEN_TYPE_JWT",
+            "accessTokenRoleAssertion": true,
+        });
+        if let Some(app) = self.find_application(org_id, project_id, name).await? {
+            let path = format!(
+                "/management/v1/projects/{project_id}/apps/{}/oidc_config",
+                app.id
+            );
+            match self
+                .call::<Value>(Method::PUT, &path, Some(&config), Some(org_id))
+                .await
+            {
+                Err(ManagementError::Api { message, .. }) if message.contains("NoChanges") => {}
+                other => drop(other?),
+            }
+            return Ok((app, Ensured::Existing));
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Created {
+            app_id: String,
+            client_id: String,
+        }
+        let mut body = config;
+        body["name"] = json!(name);
+        let path = format!("/management/v1/projects/{project_id}/apps/oidc");
+        let created: Created = self
+            .call(Method::POST, &path, Some(&body), Some(org_id))
+            .await?;
+        info!(app_id = created.app_id, "web application created");
+        Ok((
+            Application {
+                id: created.app_id,
+                client_id: created.client_id,
+            },
+            Ensured::Created,
+        ))
+    }
+
     /// A new JSON key for the application (shown only in this answer).
     pub async fn add_application_key(
         &self,

@@ -62,12 +62,34 @@ pub struct BootstrapArgs {
     /// User names (login names) in the platform organization to grant `platform_admin`.
     #[arg(long = "platform-admin")]
     platform_admins: Vec<String>,
+    /// Where browsers reach the registry's admin console (`https://registry.example.com`): the
+    /// console's web application (code flow with PKCE) is made for it, and its client id and
+    /// address written to registry.env.
+    #[arg(long, value_parser = console_origin)]
+    console_url: Option<String>,
+}
+
+/// An origin: `http(s)://host[:port]`, nothing after it.
+fn console_origin(text: &str) -> Result<String, String> {
+    let trimmed = text.trim_end_matches('/');
+    let scheme_ok = trimmed.starts_with("https://") || trimmed.starts_with("http://");
+    let rest = trimmed
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    if !scheme_ok || rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "{text:?} is not an origin such as https://registry.example.com"
+        ));
+    }
+    Ok(trimmed.to_owned())
 }
 
 /// The registry's service account, the router services' machine user, the API application.
 const REGISTRY_USER: &str = "tenancy-registry";
 const ROUTER_USER: &str = "tenancy-router";
 const API_APPLICATION: &str = "tenancy-registry";
+const CONSOLE_APPLICATION: &str = "tenancy-console";
 const SERVICE_ACCOUNT_FILE: &str = "service-account.json";
 const APPLICATION_FILE: &str = "api-application.json";
 /// The router services' settings: their token (a personal access token of the router user).
@@ -251,7 +273,27 @@ async fn bootstrap(args: BootstrapArgs, cx: &Context) -> Result<Exit> {
         });
     }
 
-    let env = [
+    let mut console = Vec::new();
+    if let Some(url) = &args.console_url {
+        let (web, ensured) = zitadel
+            .ensure_web_application(
+                &org_id,
+                &project.id,
+                CONSOLE_APPLICATION,
+                &format!("{url}/console/callback"),
+                &format!("{url}/console/signin"),
+            )
+            .await?;
+        report.push(Done::ensured(
+            format!("web application {CONSOLE_APPLICATION} (PKCE) for {url}"),
+            &web.id,
+            ensured,
+        ));
+        console.push(("TENANCY_CONSOLE__CLIENT_ID", web.client_id));
+        console.push(("TENANCY_CONSOLE__PUBLIC_URL", url.clone()));
+    }
+
+    let mut env = vec![
         ("TENANCY_ZITADEL_ISSUER", args.issuer.clone()),
         ("TENANCY_ZITADEL_PROJECT_ID", project.id.clone()),
         ("TENANCY_ZITADEL_PLATFORM_ORG_ID", org_id.clone()),
@@ -265,6 +307,7 @@ async fn bootstrap(args: BootstrapArgs, cx: &Context) -> Result<Exit> {
             files_at.join(SERVICE_ACCOUNT_FILE).display().to_string(),
         ),
     ];
+    env.extend(console);
     let env_path = args.out.join(ENV_FILE);
     write_private(&env_path, &env_file(&env)?)?;
     report.push(Done {

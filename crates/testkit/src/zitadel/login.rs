@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Shared, State_, TokenClaims, ZitadelStandIn};
+use super::{Shared, State_, TokenClaims, ZitadelStandIn, project_mut, refuse};
 
 /// How long a code may wait for its exchange (ZITADEL: short-lived, single use).
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
@@ -85,6 +85,132 @@ impl ZitadelStandIn {
         let state = self.state.lock().unwrap();
         state.login.ended.iter().any(|s| s == subject)
     }
+}
+
+/// The OIDC configuration of a web application as ZITADEL checks it: code flow, redirect URIs
+/// (plain `http` ones only in development mode), a known app type and auth method.
+fn web_app_config(body: &Value) -> Result<(Vec<String>, Vec<String>), super::Refusal> {
+    let invalid = (
+        StatusCode::BAD_REQUEST,
+        3,
+        "Errors.Project.App.OIDCConfigInvalid",
+    );
+    let strings = |key: &str| -> Vec<String> {
+        body[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    let (redirects, post_logout) = (strings("redirectUris"), strings("postLogoutRedirectUris"));
+    let dev_mode = body["devMode"] == json!(true);
+    let fine = !redirects.is_empty()
+        && strings("responseTypes").contains(&"OIDC_RESPONSE_TYPE_CODE".to_owned())
+        && strings("grantTypes").contains(&"OIDC_GRANT_TYPE_AUTHORIZATION_CODE".to_owned())
+        && matches!(
+            body["appType"].as_str(),
+            Some("OIDC_APP_TYPE_WEB" | "OIDC_APP_TYPE_USER_AGENT" | "OIDC_APP_TYPE_NATIVE")
+        )
+        && matches!(
+            body["authMethodType"].as_str(),
+            Some(
+                "OIDC_AUTH_METHOD_TYPE_NONE"
+                    | "OIDC_AUTH_METHOD_TYPE_BASIC"
+                    | "OIDC_AUTH_METHOD_TYPE_POST"
+                    | "OIDC_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT"
+            )
+        )
+        && redirects
+            .iter()
+            .chain(&post_logout)
+            .all(|u| u.starts_with("https://") || (dev_mode && u.starts_with("http://")));
+    if fine {
+        Ok((redirects, post_logout))
+    } else {
+        Err(invalid)
+    }
+}
+
+/// `POST /management/v1/projects/{id}/apps/oidc`.
+pub(super) async fn create_web_app(
+    State(state): Shared,
+    axum::extract::Path(project_id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let (redirects, post_logout) = match web_app_config(&body) {
+        Ok(uris) => uris,
+        Err(refused) => return refuse(refused),
+    };
+    let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
+        return refuse((StatusCode::BAD_REQUEST, 3, "Errors.Project.App.Invalid"));
+    };
+    let mut state = state.lock().unwrap();
+    let app_id = state.new_id();
+    let project = match project_mut(&mut state, &headers, &project_id) {
+        Ok(project) => project,
+        Err(refused) => return refuse(refused),
+    };
+    if project
+        .web_apps
+        .iter()
+        .chain(&project.apps)
+        .any(|(_, n, _)| n == name)
+    {
+        return refuse((StatusCode::CONFLICT, 6, "Errors.Project.App.AlreadyExists"));
+    }
+    let client_id = format!("{app_id}@{}", project.name);
+    project
+        .web_apps
+        .push((app_id.clone(), name.into(), client_id.clone()));
+    state.login.apps.push(WebApp {
+        client_id: client_id.clone(),
+        redirect_uris: redirects,
+        post_logout_uris: post_logout,
+    });
+    Json(json!({"appId": app_id, "clientId": client_id, "details": {"sequence": "10"}}))
+        .into_response()
+}
+
+/// `PUT /management/v1/projects/{id}/apps/{appId}/oidc_config`.
+pub(super) async fn update_web_app(
+    State(state): Shared,
+    axum::extract::Path((project_id, app_id)): axum::extract::Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let (redirects, post_logout) = match web_app_config(&body) {
+        Ok(uris) => uris,
+        Err(refused) => return refuse(refused),
+    };
+    let mut state = state.lock().unwrap();
+    let project = match project_mut(&mut state, &headers, &project_id) {
+        Ok(project) => project,
+        Err(refused) => return refuse(refused),
+    };
+    let Some((_, _, client_id)) = project
+        .web_apps
+        .iter()
+        .find(|(id, _, _)| *id == app_id)
+        .cloned()
+    else {
+        return refuse((StatusCode::NOT_FOUND, 5, "Errors.Project.App.NotFound"));
+    };
+    let Some(app) = state
+        .login
+        .apps
+        .iter_mut()
+        .find(|a| a.client_id == client_id)
+    else {
+        return refuse((StatusCode::NOT_FOUND, 5, "Errors.Project.App.NotFound"));
+    };
+    if app.redirect_uris == redirects && app.post_logout_uris == post_logout {
+        return refuse((StatusCode::PRECONDITION_FAILED, 9, "Errors.NoChangesFound"));
+    }
+    app.redirect_uris = redirects;
+    app.post_logout_uris = post_logout;
+    Json(json!({"details": {"sequence": "11"}})).into_response()
 }
 
 /// An OAuth error sent back to the client's redirect URI, or (when the redirect URI itself is

@@ -82,6 +82,8 @@ pub struct Project {
     pub roles: Vec<String>,
     /// (app id, name, client id), API applications.
     pub apps: Vec<(String, String, String)>,
+    /// (app id, name, client id), web applications (OIDC, PKCE).
+    pub web_apps: Vec<(String, String, String)>,
 }
 
 struct Key {
@@ -268,6 +270,14 @@ impl ZitadelStandIn {
             .route(
                 "/management/v1/projects/{project_id}/apps/{app_id}/keys",
                 post(add_app_key),
+            )
+            .route(
+                "/management/v1/projects/{project_id}/apps/oidc",
+                post(login::create_web_app),
+            )
+            .route(
+                "/management/v1/projects/{project_id}/apps/{app_id}/oidc_config",
+                put(login::update_web_app),
             )
             .route("/management/v1/users/machine", post(create_machine))
             .route("/management/v1/users/{user_id}/keys", post(add_machine_key))
@@ -954,6 +964,7 @@ async fn create_project(
         role_assertion: body["projectRoleAssertion"] == json!(true),
         roles: Vec::new(),
         apps: Vec::new(),
+        web_apps: Vec::new(),
     });
     Json(json!({"id": id, "details": {"sequence": "1"}})).into_response()
 }
@@ -1060,13 +1071,20 @@ async fn search_apps(
         Ok(project) => project,
         Err(refused) => return refuse(refused),
     };
-    let result: Vec<Value> = project
-        .apps
+    let wanted = |n: &String| name.as_ref().is_none_or(|name| n == name);
+    let api = project.apps.iter().filter(|(_, n, _)| wanted(n)).map(|(id, name, client_id)| {
+        json!({"id": id, "name": name, "state": "APP_STATE_ACTIVE",
+               "apiConfig": {"clientId": client_id, "authMethodType": "API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT"}})
+    });
+    let web = project
+        .web_apps
         .iter()
-        .filter(|(_, n, _)| name.as_ref().is_none_or(|name| n == name))
-        .map(|(id, name, client_id)| json!({"id": id, "name": name, "state": "APP_STATE_ACTIVE",
-            "apiConfig": {"clientId": client_id, "authMethodType": "API_AUTH_METHOD_TYPE_PRIVATE_KEY_JWT"}}))
-        .collect();
+        .filter(|(_, n, _)| wanted(n))
+        .map(|(id, name, client_id)| {
+            json!({"id": id, "name": name, "state": "APP_STATE_ACTIVE",
+               "oidcConfig": {"clientId": client_id, "appType": "OIDC_APP_TYPE_WEB"}})
+        });
+    let result: Vec<Value> = api.chain(web).collect();
     Json(json!({"details": {"totalResult": result.len().to_string()}, "result": result}))
         .into_response()
 }
