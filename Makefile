@@ -11,8 +11,10 @@ VENV := .local/venv
 deps:
 	@scripts/ensure-postgres.sh
 
-## The Python tools tests run (the API fuzzer, pg8000, an S3 server), in a virtual environment of their own.
+## The Python tools tests run (the API fuzzer, pg8000, an S3 server, the deployment checks), in a
+## virtual environment of their own; Chromium and ChromeDriver for the console's browser test.
 test-deps: $(VENV)/.installed
+	@scripts/ensure-chromium.sh
 
 $(VENV)/.installed: scripts/test-requirements.txt
 	python3 -m venv $(VENV)

@@ -61,12 +61,18 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         let headers = request.headers();
         let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-        let same_site = match (site, origin) {
-            (_, Some(origin)) => origin == state.console.origin,
-            (Some(site), None) => site == "same-origin",
+        // Either says where the request comes from; neither may name another site. (A page
+        // whose referrer policy hides it makes browsers send `Origin: null`.)
+        let site_ok = site.map(|s| s == "same-origin");
+        let origin_ok = origin
+            .filter(|o| *o != "null")
+            .map(|o| o == state.console.origin);
+        let allowed = match (site_ok, origin_ok) {
+            (Some(false), _) | (_, Some(false)) => false,
+            (Some(true), _) | (_, Some(true)) => true,
             (None, None) => false,
         };
-        if !same_site || site.is_some_and(|s| s != "same-origin" && s != "none") {
+        if !allowed {
             return view::refusal(
                 403,
                 "This request did not come from the console's own pages.",
@@ -82,7 +88,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     headers.insert(header::CONTENT_SECURITY_POLICY, state.console.csp.clone());
     set(headers, header::X_FRAME_OPTIONS, "DENY");
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(headers, header::REFERRER_POLICY, "no-referrer");
+    set(headers, header::REFERRER_POLICY, "same-origin");
     if !headers.contains_key(header::CACHE_CONTROL) {
         set(headers, header::CACHE_CONTROL, "no-store");
     }

@@ -117,7 +117,7 @@ fn hidden(body: &str, name: &str) -> String {
 }
 
 /// The registry with ZITADEL and the console's client; the stand-in knows its redirect URIs.
-async fn with_zitadel(zitadel: &ZitadelStandIn, idle: Duration) -> TestApp {
+pub async fn with_zitadel(zitadel: &ZitadelStandIn, idle: Duration) -> TestApp {
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap());
     settings.zitadel.issuer = Some(zitadel.issuer.clone());
     settings.zitadel.project_id = Some(zitadel.project_id().into());
@@ -180,7 +180,7 @@ fn zitadel_origin(url: &str) -> String {
     parsed.origin().ascii_serialization()
 }
 
-async fn onboard(app: &TestApp, org: &str, name: &str) {
+pub async fn onboard(app: &TestApp, org: &str, name: &str) {
     let (status, body) = app
         .admin_call(
             Method::POST,
@@ -484,4 +484,28 @@ async fn without_zitadel_the_development_token_signs_in_on_loopback() {
         .await
         .unwrap();
     assert_eq!(bare.status(), StatusCode::FORBIDDEN);
+    // `Origin: null` (a page that hides its referrer) says nothing; another site's fetch
+    // metadata refuses whatever the Origin.
+    for (origin, site) in [("null", None), (base.as_str(), Some("cross-site"))] {
+        let mut request = reqwest::Client::new()
+            .post(format!("{base}/console/signout"))
+            .header(
+                COOKIE,
+                format!("tenancy_console={}", browser.cookies["tenancy_console"]),
+            )
+            .header(ORIGIN, origin);
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        assert_eq!(
+            request.send().await.unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+    let still = browser.get(&format!("{base}/console")).await;
+    assert_eq!(
+        still.status,
+        StatusCode::OK,
+        "the session was not ended by the refused POSTs"
+    );
 }

@@ -2,6 +2,7 @@
 //! management API (the stand-in). One test binary, one module per concern.
 
 mod api;
+mod browser;
 mod common;
 mod console;
 mod zitadel;
