@@ -27,6 +27,16 @@ pub struct PeriodWindow {
     pub end: Option<DateTime<Utc>>,
 }
 
+/// As in JSON: `none`, `month`.
+impl std::fmt::Display for QuotaPeriod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            QuotaPeriod::None => "none",
+            QuotaPeriod::Month => "month",
+        })
+    }
+}
+
 impl QuotaPeriod {
     pub fn window(self, at: DateTime<Utc>) -> PeriodWindow {
         match self {

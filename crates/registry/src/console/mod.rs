@@ -9,6 +9,7 @@
 //! authorization code flow with PKCE (see `signin`).
 
 mod actions;
+mod charts;
 mod pages;
 mod session;
 mod signin;
@@ -29,6 +30,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/console", get(pages::overview))
         .route("/console/console.css", get(style))
+        .route("/console/servers", get(pages::servers))
+        .route("/console/audit", get(pages::audit))
         .route("/console/tenants", get(pages::tenants))
         .route("/console/tenants.csv", get(pages::tenants_csv))
         .route("/console/tenants/{org_id}", get(pages::tenant))

@@ -308,6 +308,11 @@ pub async fn tenant(
         });
     }
     let following = operations.first().is_some_and(view::running);
+    let details = details(&state, auth, &tenant).await;
+    let (usage, quotas, settings, features, clients, backups) = match details {
+        Ok(details) => details,
+        Err(e) => return view::error(e),
+    };
     view::render(&view::TenantPage {
         who: who(&signed_in),
         tenant: auth.tenant(tenant),
@@ -315,5 +320,161 @@ pub async fn tenant(
         audit: if platform { audit } else { Vec::new() },
         actions,
         following,
+        usage,
+        quotas,
+        settings,
+        features,
+        clients,
+        backups,
+    })
+}
+
+type Details = (
+    Option<view::Usage>,
+    Vec<tenancy_core::QuotaStatus>,
+    Vec<(String, String)>,
+    Vec<String>,
+    Vec<tenancy_core::Tenant>,
+    Vec<tenancy_core::Backup>,
+);
+
+/// The rest of a tenant's page, each part under the API's rule for it.
+async fn details(
+    state: &AppState,
+    auth: &crate::auth::Authenticated,
+    tenant: &tenancy_core::Tenant,
+) -> Result<Details, ApiError> {
+    let engine = &state.engine;
+    let org_id = &tenant.org_id;
+    let usage = match engine.usage(org_id, None).await {
+        Ok(usage) => Some(view::Usage {
+            size: bytesize::ByteSize::b(usage.size_bytes.max(0) as u64).to_string(),
+            connections: usage.connections,
+            connection_limit: usage.connection_limit,
+            quota: usage
+                .storage_quota_bytes
+                .map(|q| bytesize::ByteSize::b(q.max(0) as u64).to_string()),
+            percent: usage.storage_used_percent.map(|p| format!("{p:.1}")),
+            gauge: usage.storage_used_percent.map(super::charts::gauge),
+            chart: super::charts::storage(&usage.history, usage.storage_quota_bytes),
+        }),
+        // Not placed yet (or not any more): no database to measure.
+        Err(tenancy_control::ControlError::Conflict {
+            code: tenancy_core::ErrorCode::NotPlaced,
+            ..
+        }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let quotas = engine.quotas(org_id).await?;
+    let secrets = if auth.caller.can_route() {
+        tenancy_control::Secrets::Reveal
+    } else {
+        tenancy_control::Secrets::Redact
+    };
+    let settings = if auth.caller.can_read_tenant(org_id) || auth.caller.can_route() {
+        engine
+            .settings(org_id, secrets)
+            .await?
+            .into_iter()
+            .map(|s| {
+                let shown = s
+                    .value
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "(secret, set)".to_owned());
+                (s.key.to_string(), shown)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let features = engine
+        .features(org_id)
+        .await?
+        .enabled
+        .into_iter()
+        .map(|f| f.to_string())
+        .collect();
+    let clients = if tenant.kind == tenancy_core::TenantKind::Agency {
+        let filter = TenantFilter {
+            selector: TenantSelector {
+                parent_org_id: Some(org_id.clone()),
+                ..Default::default()
+            },
+            after: None,
+            limit: 100,
+        };
+        engine.list_tenants(&filter).await?
+    } else {
+        Vec::new()
+    };
+    let backups = if auth.require_tenant_admin(org_id).is_ok() {
+        engine.backups(org_id, None, 10).await?
+    } else {
+        Vec::new()
+    };
+    Ok((usage, quotas, settings, features, clients, backups))
+}
+
+/// `GET /console/servers`: every database server (platform admins).
+pub async fn servers(State(state): State<AppState>, signed_in: SignedIn) -> Response {
+    if let Err(e) = signed_in.auth.require_platform_admin() {
+        return view::error(e);
+    }
+    match state.engine.servers().await {
+        Ok(servers) => view::render(&view::Servers {
+            who: who(&signed_in),
+            servers,
+        }),
+        Err(e) => view::error(e.into()),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    org: String,
+    before: Option<i64>,
+}
+
+/// `GET /console/audit`: who did what, newest first, for one organization or all (platform
+/// admins), 50 a page.
+pub async fn audit(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Query(query): Query<AuditQuery>,
+) -> Response {
+    if let Err(e) = signed_in.auth.require_platform_admin() {
+        return view::error(e);
+    }
+    let org = match query.org.trim() {
+        "" => None,
+        text => match text.parse::<OrgId>() {
+            Ok(org) => Some(org),
+            Err(_) => return view::refusal(400, "That is not an organization id."),
+        },
+    };
+    let mut events = match state
+        .engine
+        .audit_events(org.as_ref(), query.before, PAGE + 1)
+        .await
+    {
+        Ok(events) => events,
+        Err(e) => return view::error(e.into()),
+    };
+    let next = (events.len() as i64 > PAGE).then(|| {
+        events.truncate(PAGE as usize);
+        let last = events.last().map(|e| e.id).unwrap_or_default();
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(org) = &org {
+            query.append_pair("org", org.as_str());
+        }
+        query.append_pair("before", &last.to_string());
+        query.finish()
+    });
+    view::render(&view::Audit {
+        who: who(&signed_in),
+        events,
+        org: org.map(|o| o.to_string()).unwrap_or_default(),
+        next,
     })
 }

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use tenancy_control::AuditEvent;
-use tenancy_core::{Operation, OperationState, Server, Tenant};
+use tenancy_core::{Backup, Operation, OperationState, QuotaStatus, Server, Tenant};
 
 use crate::error::ApiError;
 
@@ -123,6 +123,42 @@ pub struct TenantPage {
     pub actions: Vec<Action>,
     /// An operation under way: the page reloads itself until it ends.
     pub following: bool,
+    pub usage: Option<Usage>,
+    pub quotas: Vec<QuotaStatus>,
+    /// (key, value as shown): a secret a tenant admin may not read shows as set.
+    pub settings: Vec<(String, String)>,
+    pub features: Vec<String>,
+    pub clients: Vec<Tenant>,
+    /// Newest first; for those who may see them (platform and the tenant's admins).
+    pub backups: Vec<Backup>,
+}
+
+/// A tenant's usage as the page shows it; the charts are SVG made from numbers only.
+pub struct Usage {
+    pub size: String,
+    pub connections: i64,
+    pub connection_limit: i32,
+    pub quota: Option<String>,
+    pub percent: Option<String>,
+    pub gauge: Option<String>,
+    pub chart: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/servers.html")]
+pub struct Servers {
+    pub who: Who,
+    pub servers: Vec<Server>,
+}
+
+#[derive(Template)]
+#[template(path = "console/audit.html")]
+pub struct Audit {
+    pub who: Who,
+    pub events: Vec<AuditEvent>,
+    pub org: String,
+    /// The query string of the next (older) page, when there is one.
+    pub next: Option<String>,
 }
 
 pub fn running(operation: &Operation) -> bool {

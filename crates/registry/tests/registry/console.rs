@@ -242,6 +242,19 @@ async fn a_platform_admin_signs_in_through_zitadel_suspends_a_tenant_and_signs_o
     let page_url = format!("{base}/console/tenants/263014839179300001");
     let page = browser.get(&page_url).await;
     assert!(page.body.contains("id=\"action-suspend\""), "{}", page.body);
+    // Its quotas (the tier's) and settings and features sections, as the API would show them.
+    assert!(
+        page.body.contains("<section id=\"quotas\">") && page.body.contains("api_calls"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<section id=\"settings\">"));
+    let servers = browser.get(&format!("{base}/console/servers")).await;
+    assert!(
+        servers.body.contains("pg-1") && servers.body.contains("1 / 1000"),
+        "{}",
+        servers.body
+    );
     let suspend = format!("{page_url}/suspend");
     // Without the organization id typed in: refused, nothing done.
     let unconfirmed = browser.post(&suspend, &[("confirm", "")]).await;
@@ -305,6 +318,14 @@ async fn a_platform_admin_signs_in_through_zitadel_suspends_a_tenant_and_signs_o
     assert_eq!(
         requested["actor_subject"], "263014839179200001",
         "the person who clicked, not the console: {requested}"
+    );
+    let log = browser
+        .get(&format!("{base}/console/audit?org=263014839179300001"))
+        .await;
+    assert!(
+        log.body.contains("tenant.suspend") && log.body.contains("263014839179200001"),
+        "{}",
+        log.body
     );
 
     // Sign-out: the session ends here, the browser goes to ZITADEL's end-session endpoint.
@@ -379,6 +400,10 @@ async fn a_tenant_admin_sees_its_own_tenant_only_and_may_not_suspend_it() {
     assert_eq!(suspend.status, StatusCode::FORBIDDEN);
     let csv = browser.get(&format!("{base}/console/tenants.csv")).await;
     assert_eq!(csv.status, StatusCode::FORBIDDEN);
+    for page in ["servers", "audit"] {
+        let refused = browser.get(&format!("{base}/console/{page}")).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{page}");
+    }
 }
 
 #[tokio::test]
