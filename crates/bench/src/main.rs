@@ -3,6 +3,7 @@
 
 mod backups;
 mod breakdown;
+mod console;
 mod fleet;
 mod measure;
 mod moves;
@@ -24,6 +25,7 @@ use tenancy_testkit::PgCluster;
 
 use crate::backups::backups;
 use crate::breakdown::Breakdown;
+use crate::console::console;
 use crate::fleet::fleet;
 use crate::moves::move_tenant;
 use crate::onboarding::onboarding;
@@ -69,6 +71,9 @@ struct Args {
     /// Size of each tenant's database in the point-in-time restore benchmark, in MB.
     #[arg(long, default_value_t = 10)]
     pitr_mb: i64,
+    /// Requests to each registry in the console overhead benchmark.
+    #[arg(long, default_value_t = 4000)]
+    console_requests: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,6 +88,7 @@ enum Which {
     Move,
     Backups,
     PointInTime,
+    Console,
 }
 
 #[tokio::main]
@@ -115,6 +121,9 @@ async fn main() -> Result<()> {
     }
     if matches!(args.only, Which::All | Which::PointInTime) {
         point_in_time(&args.pitr_tenants, args.pitr_mb).await?;
+    }
+    if matches!(args.only, Which::All | Which::Console) {
+        console(args.console_requests).await?;
     }
     Ok(())
 }

@@ -117,7 +117,11 @@ impl Application {
             org_events,
             max_wait: settings.max_wait,
         };
-        let api = api.merge(crate::console::routes(&state));
+        let api = if engine.config().console.enabled {
+            api.merge(crate::console::routes(&state))
+        } else {
+            api
+        };
         let router = crate::routes::router(api, state, &settings);
         crate::metrics::spawn_gauges(
             engine.clone(),

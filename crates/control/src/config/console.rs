@@ -7,6 +7,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleConfig {
+    /// Serve the console under `/console` (on by default).
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
     /// The console's OpenID Connect client id in ZITADEL (a web application with PKCE, no
     /// secret). Without it, and with ZITADEL tokens on, the console cannot sign anyone in.
     #[serde(default)]
@@ -26,12 +29,17 @@ pub struct ConsoleConfig {
 impl Default for ConsoleConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             client_id: None,
             public_url: None,
             idle_timeout: default_idle(),
             session_lifetime: default_lifetime(),
         }
     }
+}
+
+fn default_enabled() -> bool {
+    true
 }
 
 fn default_idle() -> Duration {

@@ -534,3 +534,15 @@ async fn without_zitadel_the_development_token_signs_in_on_loopback() {
         "the session was not ended by the refused POSTs"
     );
 }
+
+#[tokio::test]
+async fn a_registry_without_the_console_answers_its_paths_as_unknown_routes() {
+    let app = TestApp::start_with(dev_settings(), Vec::new(), |config| {
+        config.console.enabled = false;
+    })
+    .await;
+    let mut browser = Browser::new(app.base());
+    let page = browser.get(&format!("{}/console/signin", app.base())).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert_eq!(page.headers["content-type"], "application/problem+json");
+}
