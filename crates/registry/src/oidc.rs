@@ -4,7 +4,10 @@
 use axum::http::HeaderValue;
 use openidconnect::core::CoreClient;
 use openidconnect::{ClientId, IssuerUrl, ProviderMetadataWithLogout, RedirectUrl, reqwest};
-use tokio::sync::OnceCell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
 
 /// How this registry's console signs people in.
 pub struct Console {
@@ -71,6 +74,10 @@ impl Console {
     }
 }
 
+/// How long discovery (and the keys it lists) is reused: ZITADEL's keys may be cached about
+/// five minutes.
+const METADATA_TTL: Duration = Duration::from_secs(300);
+
 /// The console's OpenID Connect client of ZITADEL.
 pub struct Oidc {
     issuer: String,
@@ -78,7 +85,8 @@ pub struct Oidc {
     redirect_uri: String,
     pub(crate) post_logout_uri: String,
     pub(crate) http: reqwest::Client,
-    metadata: OnceCell<ProviderMetadataWithLogout>,
+    /// Discovery and its keys, refetched when older than [`METADATA_TTL`] (keys rotate).
+    metadata: Mutex<Option<(Instant, Arc<ProviderMetadataWithLogout>)>>,
 }
 
 impl Oidc {
@@ -94,23 +102,33 @@ impl Oidc {
             redirect_uri: format!("{public_url}/console/callback"),
             post_logout_uri: format!("{public_url}/console/signin"),
             http,
-            metadata: OnceCell::new(),
+            metadata: Mutex::new(None),
         })
     }
 
-    pub(crate) async fn metadata(&self) -> anyhow::Result<&ProviderMetadataWithLogout> {
-        self.metadata
-            .get_or_try_init(|| async {
-                let issuer = IssuerUrl::new(self.issuer.clone())?;
-                Ok::<_, anyhow::Error>(
-                    ProviderMetadataWithLogout::discover_async(issuer, &self.http).await?,
-                )
-            })
-            .await
+    /// The provider's metadata and keys; `fresh` refetches them (an ID token signed with a key
+    /// not seen yet).
+    pub(crate) async fn metadata(
+        &self,
+        fresh: bool,
+    ) -> anyhow::Result<Arc<ProviderMetadataWithLogout>> {
+        let mut cached = self.metadata.lock().await;
+        if let Some((at, metadata)) = cached.as_ref()
+            && !fresh
+            && at.elapsed() < METADATA_TTL
+        {
+            return Ok(metadata.clone());
+        }
+        let issuer = IssuerUrl::new(self.issuer.clone())?;
+        let metadata =
+            Arc::new(ProviderMetadataWithLogout::discover_async(issuer, &self.http).await?);
+        *cached = Some((Instant::now(), metadata.clone()));
+        Ok(metadata)
     }
 
     pub(crate) async fn client(
         &self,
+        fresh: bool,
     ) -> anyhow::Result<
         CoreClient<
             openidconnect::EndpointSet,
@@ -121,7 +139,7 @@ impl Oidc {
             openidconnect::EndpointMaybeSet,
         >,
     > {
-        let metadata = self.metadata().await?.clone();
+        let metadata = (*self.metadata(fresh).await?).clone();
         Ok(CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(self.client_id.clone()),

@@ -51,7 +51,7 @@ pub async fn start(State(state): State<AppState>, Query(next): Query<Next>) -> R
     let Some(oidc) = &state.console.oidc else {
         return view::refusal(404, "Sign-in through ZITADEL is not configured.");
     };
-    let client = match oidc.client().await {
+    let client = match oidc.client(false).await {
         Ok(client) => client,
         Err(e) => {
             tracing::warn!(error = %e, "ZITADEL discovery failed");
@@ -126,7 +126,8 @@ pub async fn callback(
         return refuse(403, "ZITADEL did not sign you in.");
     }
     let pending = session::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    let parts: Vec<&str> = pending.split('.').collect();
+    // The next page comes last: it may hold dots; the three values before it never do.
+    let parts: Vec<&str> = pending.splitn(4, '.').collect();
     let [csrf, verifier, nonce, next] = parts[..] else {
         return refuse(
             400,
@@ -142,7 +143,7 @@ pub async fn callback(
             "This sign-in has expired or was started elsewhere. Start again.",
         );
     }
-    let client = match oidc.client().await {
+    let client = match oidc.client(false).await {
         Ok(client) => client,
         Err(_) => return refuse(503, "ZITADEL cannot be reached; try again shortly."),
     };
@@ -165,10 +166,18 @@ pub async fn callback(
     let Some(id_token) = tokens.id_token() else {
         return refuse(403, "ZITADEL sent no ID token.");
     };
-    let verifier = client.id_token_verifier();
-    if let Err(e) = id_token.claims(&verifier, &Nonce::new(nonce.to_owned())) {
-        tracing::info!(error = %e, "ID token refused");
-        return refuse(403, "ZITADEL's ID token does not check out. Start again.");
+    let nonce = Nonce::new(nonce.to_owned());
+    if let Err(first) = id_token.claims(&client.id_token_verifier(), &nonce) {
+        // Perhaps signed with a key published since the keys were fetched: once more, fresh.
+        let fresh = oidc.client(true).await;
+        let verified = fresh
+            .as_ref()
+            .map(|fresh| id_token.claims(&fresh.id_token_verifier(), &nonce).is_ok())
+            .unwrap_or(false);
+        if !verified {
+            tracing::info!(error = %first, "ID token refused");
+            return refuse(403, "ZITADEL's ID token does not check out. Start again.");
+        }
     }
     let caller = match crate::auth::authenticate_token(
         &state.authenticators,
@@ -250,7 +259,7 @@ pub async fn signout(State(state): State<AppState>, signed_in: SignedIn) -> Resp
     let cookie = session::set_cookie(SESSION_COOKIE, "", "/console", 0, state.console.secure);
     let mut to = "/console/signin".to_owned();
     if let (Ok(Some(Some(id_token))), Some(oidc)) = (ended, &state.console.oidc)
-        && let Ok(metadata) = oidc.metadata().await
+        && let Ok(metadata) = oidc.metadata(false).await
         && let Some(end_session) = metadata.additional_metadata().end_session_endpoint.clone()
         && let Ok(hint) = id_token.parse::<CoreIdToken>()
         && let Ok(redirect) = PostLogoutRedirectUrl::new(oidc.post_logout_uri.clone())

@@ -546,3 +546,46 @@ async fn a_registry_without_the_console_answers_its_paths_as_unknown_routes() {
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     assert_eq!(page.headers["content-type"], "application/problem+json");
 }
+
+#[tokio::test]
+async fn sign_in_follows_a_key_rotation_and_returns_to_the_page_asked_for() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let app = with_zitadel(&zitadel, Duration::from_secs(600)).await;
+    zitadel.add_person(
+        "ada",
+        "secret",
+        TokenClaims::platform("263014839179200041", roles::PLATFORM_ADMIN),
+    );
+    let base = app.base().to_owned();
+    // A sign-in started makes the console fetch ZITADEL's metadata and keys, and keep them.
+    let started = Browser::new(&base)
+        .get(&format!("{base}/console/signin/zitadel"))
+        .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER);
+    // ZITADEL signs with a new key from now on: the console's kept keys do not have it.
+    zitadel.rotate_keys();
+    let mut browser = Browser::new(&base);
+    let start = browser
+        .get(&format!(
+            "{base}/console/signin/zitadel?next=%2Fconsole%2Ftenants.csv%3Fstatus%3Dactive"
+        ))
+        .await;
+    let authorize = start.location.unwrap();
+    let login = browser.get(&authorize).await;
+    let back = browser
+        .post(
+            &format!("{}/ui/v2/login/login", zitadel_origin(&authorize)),
+            &[
+                ("authRequest", &hidden(&login.body, "authRequest")),
+                ("loginName", "ada"),
+                ("password", "secret"),
+            ],
+        )
+        .await;
+    let callback = browser.get(&back.location.unwrap()).await;
+    assert_eq!(callback.status, StatusCode::SEE_OTHER, "{}", callback.body);
+    assert_eq!(
+        callback.location.as_deref(),
+        Some("/console/tenants.csv?status=active")
+    );
+}
