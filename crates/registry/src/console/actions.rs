@@ -1,5 +1,6 @@
-//! The console's actions: each a POST with the same engine call, authorization and audit
-//! event as the API, the signed-in person as the actor. Disruptive ones need the organization
+//! The console's actions (suspend, resume, retry, rotate credentials, delete, re-tier, back up):
+//! each a POST with the same engine call, authorization and audit event as the API, the
+//! signed-in person as the actor. Disruptive ones need the organization
 //! id typed into `confirm`. The answer sends the browser back to the tenant's page, which
 //! follows the operation until it ends.
 
@@ -19,6 +20,9 @@ use crate::state::AppState;
 pub struct Confirm {
     #[serde(default)]
     confirm: String,
+    /// A re-tier's new tier.
+    #[serde(default)]
+    tier: String,
 }
 
 /// `POST /console/tenants/{org_id}/{action}`.
@@ -38,7 +42,7 @@ pub async fn tenant_action(
             "Type the tenant's organization id into the confirmation field to do this.",
         );
     }
-    match act(&state, &signed_in, &org_id, &action).await {
+    match act(&state, &signed_in, &org_id, &action, &form).await {
         Ok(()) => Redirect::to(&format!("/console/tenants/{org_id}")).into_response(),
         Err(e) => view::error(e),
     }
@@ -49,6 +53,7 @@ async fn act(
     signed_in: &SignedIn,
     org_id: &OrgId,
     action: &str,
+    form: &Confirm,
 ) -> Result<(), ApiError> {
     let auth = &signed_in.auth;
     let engine = &state.engine;
@@ -77,6 +82,24 @@ async fn act(
         "delete" => {
             auth.require_platform_admin()?;
             engine.delete(org_id, Cascade::Refuse, &actor).await?;
+        }
+        "retier" => {
+            auth.require_platform_admin()?;
+            let tier = form
+                .tier
+                .parse()
+                .map_err(|_| ApiError::invalid(format!("{:?} is not a tier", form.tier)))?;
+            let update = tenancy_core::UpdateTenant {
+                name: None,
+                tier: Some(tier),
+            };
+            engine.update_tenant(org_id, &update, &actor).await?;
+        }
+        "backup" => {
+            auth.require_tenant_admin(org_id)?;
+            engine
+                .request_backup(org_id, tenancy_core::BackupKind::Manual, &actor)
+                .await?;
         }
         other => {
             return Err(ApiError::NoRoute(format!(

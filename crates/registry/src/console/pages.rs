@@ -277,37 +277,44 @@ pub async fn tenant(
             .require_platform_or_agency_admin(engine, &org_id)
             .await
             .is_ok();
-    let mut actions = Vec::new();
-    if platform || agency {
-        actions.push(Action {
-            name: "suspend",
-            label: "Suspend",
-            confirm: true,
-        });
-        actions.push(Action {
-            name: "resume",
-            label: "Resume",
-            confirm: false,
-        });
-    }
-    if platform {
-        actions.push(Action {
-            name: "retry",
-            label: "Retry the failed operation",
-            confirm: false,
-        });
-        actions.push(Action {
-            name: "rotate-credentials",
-            label: "Rotate credentials",
-            confirm: true,
-        });
-        actions.push(Action {
-            name: "delete",
-            label: "Delete",
-            confirm: true,
-        });
-    }
+    let may_suspend = platform || agency;
+    let may_back_up = auth.require_tenant_admin(&org_id).is_ok();
+    // (path, label, organization id typed to confirm, who may)
+    let actions = [
+        ("suspend", "Suspend", true, may_suspend),
+        ("resume", "Resume", false, may_suspend),
+        ("backup", "Back up now", false, may_back_up),
+        ("retry", "Retry the failed operation", false, platform),
+        ("rotate-credentials", "Rotate credentials", true, platform),
+        ("delete", "Delete", true, platform),
+    ]
+    .into_iter()
+    .filter(|(_, _, _, may)| *may)
+    .map(|(name, label, confirm, _)| Action {
+        name,
+        label,
+        confirm,
+    })
+    .collect();
     let following = operations.first().is_some_and(view::running);
+    let tiers = if platform {
+        engine
+            .config()
+            .tiers
+            .keys()
+            .map(|t| t.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let moves = if platform {
+        match engine.tenant_moves(&org_id, 10).await {
+            Ok(moves) => moves,
+            Err(e) => return view::error(e.into()),
+        }
+    } else {
+        Vec::new()
+    };
     let details = details(&state, auth, &tenant).await;
     let (usage, quotas, settings, features, clients, backups) = match details {
         Ok(details) => details,
@@ -326,6 +333,8 @@ pub async fn tenant(
         features,
         clients,
         backups,
+        tiers,
+        moves,
     })
 }
 

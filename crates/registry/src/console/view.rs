@@ -5,7 +5,7 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use tenancy_control::AuditEvent;
-use tenancy_core::{Backup, Operation, OperationState, QuotaStatus, Server, Tenant};
+use tenancy_core::{Backup, Operation, OperationState, QuotaStatus, Server, Tenant, TenantMove};
 
 use crate::error::ApiError;
 
@@ -131,6 +131,10 @@ pub struct TenantPage {
     pub clients: Vec<Tenant>,
     /// Newest first; for those who may see them (platform and the tenant's admins).
     pub backups: Vec<Backup>,
+    /// The tiers a platform admin may re-tier to (empty for others).
+    pub tiers: Vec<String>,
+    /// The tenant's moves, newest first (platform admins).
+    pub moves: Vec<TenantMove>,
 }
 
 /// A tenant's usage as the page shows it; the charts are SVG made from numbers only.

@@ -249,6 +249,24 @@ async fn a_platform_admin_signs_in_through_zitadel_suspends_a_tenant_and_signs_o
         page.body
     );
     assert!(page.body.contains("<section id=\"settings\">"));
+    // Re-tier from the page: the API sees the new tier.
+    assert!(page.body.contains("id=\"action-retier\""));
+    let retier = browser
+        .post(&format!("{page_url}/retier"), &[("tier", "professional")])
+        .await;
+    assert_eq!(retier.status, StatusCode::SEE_OTHER, "{}", retier.body);
+    let (_, tenant) = app
+        .admin_call(Method::GET, "/v1/tenants/263014839179300001", None)
+        .await;
+    assert_eq!(tenant["tier"], "professional");
+    let unknown = browser
+        .post(&format!("{page_url}/retier"), &[("tier", "platinum")])
+        .await;
+    assert_eq!(
+        unknown.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "as the API answers a tier that is not configured"
+    );
     let servers = browser.get(&format!("{base}/console/servers")).await;
     assert!(
         servers.body.contains("pg-1") && servers.body.contains("1 / 1000"),
@@ -381,8 +399,11 @@ async fn a_tenant_admin_sees_its_own_tenant_only_and_may_not_suspend_it() {
         .get(&format!("{base}/console/tenants/263014839179300011"))
         .await;
     assert_eq!(own.status, StatusCode::OK);
+    assert!(own.body.contains("Mine"), "{}", own.body);
     assert!(
-        own.body.contains("Mine") && !own.body.contains("id=\"action-"),
+        own.body.contains("id=\"action-backup\"")
+            && !own.body.contains("id=\"action-suspend\"")
+            && !own.body.contains("id=\"action-retier\""),
         "{}",
         own.body
     );
@@ -398,6 +419,36 @@ async fn a_tenant_admin_sees_its_own_tenant_only_and_may_not_suspend_it() {
         )
         .await;
     assert_eq!(suspend.status, StatusCode::FORBIDDEN);
+    let retier = browser
+        .post(
+            &format!("{base}/console/tenants/263014839179300011/retier"),
+            &[("tier", "enterprise")],
+        )
+        .await;
+    assert_eq!(retier.status, StatusCode::FORBIDDEN);
+    // A tenant admin backs up their own tenant (as the API lets them), and no other.
+    let backup = browser
+        .post(
+            &format!("{base}/console/tenants/263014839179300011/backup"),
+            &[],
+        )
+        .await;
+    assert_eq!(backup.status, StatusCode::SEE_OTHER, "{}", backup.body);
+    let (_, backups) = app
+        .admin_call(Method::GET, "/v1/tenants/263014839179300011/backups", None)
+        .await;
+    assert_eq!(
+        backups["backups"].as_array().map(Vec::len),
+        Some(1),
+        "{backups}"
+    );
+    let theirs = browser
+        .post(
+            &format!("{base}/console/tenants/263014839179300012/backup"),
+            &[],
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::FORBIDDEN);
     let csv = browser.get(&format!("{base}/console/tenants.csv")).await;
     assert_eq!(csv.status, StatusCode::FORBIDDEN);
     for page in ["servers", "audit"] {
