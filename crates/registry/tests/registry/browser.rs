@@ -93,14 +93,18 @@ async fn shot(browser: &Client, dir: &std::path::Path, name: &str) {
     std::fs::write(dir.join(format!("console-{name}.png")), png).unwrap();
 }
 
+/// The page's text. A page that reloads itself (one following an operation) can replace the
+/// body between finding and reading it: then read the new one.
 async fn text(browser: &Client) -> String {
-    browser
-        .find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    for _ in 0..20 {
+        if let Ok(body) = browser.find(Locator::Css("body")).await
+            && let Ok(text) = body.text().await
+        {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page's body could not be read");
 }
 
 /// Signs `login` in: the console's sign-in page, ZITADEL's (the stand-in's) login form, back.
