@@ -301,21 +301,8 @@ impl Management {
         project_id: &str,
         app_id: &str,
     ) -> Result<NewKey, ManagementError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Created {
-            id: String,
-            key_details: String,
-        }
         let path = format!("/management/v1/projects/{project_id}/apps/{app_id}/keys");
-        let body = json!({"type": "KEY_TYPE_JSON"});
-        let created: Created = self
-            .call(Method::POST, &path, Some(&body), Some(org_id))
-            .await?;
-        Ok(NewKey {
-            key_id: created.id,
-            json: decode_key(&created.key_details)?,
-        })
+        self.add_json_key(org_id, &path).await
     }
 
     /// The machine user of this user name in the organization, created (with JWT access
@@ -391,19 +378,26 @@ impl Management {
         org_id: &str,
         user_id: &str,
     ) -> Result<NewKey, ManagementError> {
+        let path = format!("/management/v1/users/{user_id}/keys");
+        self.add_json_key(org_id, &path).await
+    }
+
+    /// A new JSON key at `path` (an application's or a machine user's). ZITADEL names the key's
+    /// id `id` for the one and `keyId` for the other; the key file is `keyDetails`, base64.
+    async fn add_json_key(&self, org_id: &str, path: &str) -> Result<NewKey, ManagementError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Created {
-            key_id: String,
+            #[serde(alias = "keyId")]
+            id: String,
             key_details: String,
         }
-        let path = format!("/management/v1/users/{user_id}/keys");
         let body = json!({"type": "KEY_TYPE_JSON"});
         let created: Created = self
-            .call(Method::POST, &path, Some(&body), Some(org_id))
+            .call(Method::POST, path, Some(&body), Some(org_id))
             .await?;
         Ok(NewKey {
-            key_id: created.key_id,
+            key_id: created.id,
             json: decode_key(&created.key_details)?,
         })
     }
