@@ -587,6 +587,15 @@ async fn agencies_are_created_listed_as_a_tree_and_cascade_from_the_command_line
         "{tree}"
     );
     assert!(rows[2].contains("└─ Fabrikam"), "{tree}");
+    let found = succeed(&["tenants", "list", "--search", "FABRI", "--output", "json"]);
+    let found: serde_json::Value = serde_json::from_str(&found).unwrap();
+    let found: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["org_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, ["3002"], "the name contains it, any case");
 
     succeed(&["tenants", "suspend", "3000", "--yes"]);
     let status = |org: &'static str| {

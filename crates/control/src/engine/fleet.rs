@@ -419,6 +419,17 @@ pub enum SchemaDrift {
     Unknown,
 }
 
+impl std::fmt::Display for SchemaDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SchemaDrift::None => "none",
+            SchemaDrift::Behind => "behind",
+            SchemaDrift::SchemaDiffers => "schema_differs",
+            SchemaDrift::Unknown => "unknown",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantSchemaStatus {
     pub org_id: OrgId,

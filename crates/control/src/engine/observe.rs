@@ -2,16 +2,18 @@
 //! metrics, and the reconciler's findings. Nothing here changes anything, except
 //! [`Engine::reconcile`] when asked to repair.
 
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use tenancy_core::{
-    ConnectionInfo, ErrorCode, OperationKind, OperationState, OrgId, TenantHealth, TenantStatus,
+    ConnectionInfo, ErrorCode, Operation, OperationKind, OperationState, OrgId, ServerId, Tenant,
+    TenantHealth, TenantMove, TenantStatus, Tier,
 };
 
 use super::Engine;
 use crate::error::ControlError;
 use crate::reconcile::{Finding, Repair};
 use crate::secrets;
-use crate::store::AuditEvent;
+use crate::store::{AuditEvent, OperationFilter};
 
 impl Engine {
     /// A tenant role's password as it is now, derived from its master key.
@@ -127,6 +129,72 @@ impl Engine {
         &self,
     ) -> Result<Vec<(OperationKind, OperationState, i64)>, ControlError> {
         self.store().operations_by_state().await
+    }
+
+    /// How many tenants there are of each status, tier and kind.
+    pub async fn tenant_counts(
+        &self,
+    ) -> Result<Vec<(TenantStatus, Tier, tenancy_core::TenantKind, i64)>, ControlError> {
+        self.store().tenant_counts().await
+    }
+
+    /// Operations across tenants matching the filter, newest first.
+    pub async fn operations(
+        &self,
+        filter: &OperationFilter,
+    ) -> Result<Vec<Operation>, ControlError> {
+        self.store().operations(filter).await
+    }
+
+    /// The moves under way, oldest first.
+    pub async fn moves_in_flight(&self, limit: i64) -> Result<Vec<TenantMove>, ControlError> {
+        self.store().moves_in_flight(limit).await
+    }
+
+    /// Tenants read-only over their storage quota or past a warning level (80 or 95 percent of
+    /// it), fullest first: each with its level and whether it is read-only.
+    pub async fn tenants_near_quota(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(OrgId, i16, bool)>, ControlError> {
+        self.store().tenants_near_quota(limit).await
+    }
+
+    /// Tenants with no completed backup within their tier's backup interval (tiers with a
+    /// schedule only), most overdue first within each tier: each with its tier and newest
+    /// completed backup's time.
+    pub async fn tenants_past_backup(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(OrgId, Tier, Option<DateTime<Utc>>)>, ControlError> {
+        let mut past = Vec::new();
+        for (tier, limits) in &self.config().tiers {
+            let Some(schedule) = &limits.backups else {
+                continue;
+            };
+            let left = limit - past.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            for (org_id, last) in self
+                .store()
+                .tenants_past_backup(tier, schedule.interval, left)
+                .await?
+            {
+                past.push((org_id, tier.clone(), last));
+            }
+        }
+        Ok(past)
+    }
+
+    /// How many placed tenants each server has at each schema version the registry recorded.
+    pub async fn schema_versions(&self) -> Result<Vec<(ServerId, Option<i32>, i64)>, ControlError> {
+        self.store().schema_versions().await
+    }
+
+    /// Tenants whose last fleet migration failed, by `org_id`.
+    pub async fn migration_failures(&self, limit: i64) -> Result<Vec<Tenant>, ControlError> {
+        self.store().migration_failures(limit).await
     }
 
     /// Compares the registry with what exists on every server, tenant by tenant, and repairs as

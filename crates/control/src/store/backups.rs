@@ -459,6 +459,37 @@ impl Store {
         .await
     }
 
+    /// Of `tier`'s active and suspended tenants older than `interval`, those with no completed
+    /// backup within it, most overdue first: each with its newest completed backup's time.
+    pub async fn tenants_past_backup(
+        &self,
+        tier: &tenancy_core::Tier,
+        interval: Duration,
+        limit: i64,
+    ) -> Result<Vec<(OrgId, Option<DateTime<Utc>>)>, ControlError> {
+        self.run("tenants_past_backup", async {
+            let rows: Vec<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+                "SELECT org_id, last FROM (
+                     SELECT t.org_id, t.created_at,
+                            (SELECT max(b.completed_at) FROM backups b
+                             WHERE b.org_id = t.org_id AND b.state = 'completed') AS last
+                     FROM tenants t
+                     WHERE t.tier = $1 AND t.status IN ('active', 'suspended')) tenants
+                 WHERE coalesce(last, created_at) < now() - $2 * interval '1 second'
+                 ORDER BY coalesce(last, created_at), org_id LIMIT $3",
+            )
+            .bind(tier.as_str())
+            .bind(interval.as_secs_f64())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|(org, last)| Ok((org.parse().map_err(ControlError::corrupt)?, last)))
+                .collect()
+        })
+        .await
+    }
+
     /// When a backup was last verified, any backup.
     pub(crate) async fn last_verification(&self) -> Result<Option<DateTime<Utc>>, ControlError> {
         self.run("last_verification", async {

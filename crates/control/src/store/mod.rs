@@ -66,7 +66,7 @@ pub use lifecycle::{
 };
 pub use locks::LockName;
 pub use moves::{MOVABLE, NewMove};
-pub use operations::{DONE_CHANNEL, Lease, OPERATIONS_CHANNEL};
+pub use operations::{DONE_CHANNEL, Lease, OPERATIONS_CHANNEL, OperationFilter};
 pub use org_events::{OrgEventOutcome, PendingOrgEvent};
 pub use quotas::{AgencyCap, CountOutcome, Increment};
 pub use servers::ServerChange;

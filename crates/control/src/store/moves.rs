@@ -123,6 +123,25 @@ impl Store {
         .await
     }
 
+    /// The moves under way, oldest first.
+    pub async fn moves_in_flight(&self, limit: i64) -> Result<Vec<TenantMove>, ControlError> {
+        self.run("moves_in_flight", async {
+            sqlx::query_as::<_, MoveRow>(sql(format!(
+                "SELECT {MOVE_COLUMNS} FROM tenant_moves
+                 WHERE operation_id IN (SELECT id FROM operations
+                                        WHERE kind = 'move' AND state IN ('queued', 'running'))
+                 ORDER BY created_at LIMIT $1"
+            )))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(TenantMove::try_from)
+            .collect()
+        })
+        .await
+    }
+
     /// Whether a cancel of the move was asked for (the worker checks before each step before
     /// the switch, and while it waits for the target to catch up).
     pub(crate) async fn move_cancel_requested(

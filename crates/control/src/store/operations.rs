@@ -68,7 +68,47 @@ fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(text)
 }
 
+/// A page of operations across tenants, newest first: `before` is the last id of the previous
+/// page.
+#[derive(Debug, Clone, Default)]
+pub struct OperationFilter {
+    /// In any of these states (all when empty).
+    pub states: Vec<OperationState>,
+    pub kind: Option<OperationKind>,
+    /// Only those tried more than once.
+    pub retried: bool,
+    pub before: Option<Uuid>,
+    pub limit: i64,
+}
+
 impl Store {
+    /// Operations across tenants matching the filter, newest first.
+    pub async fn operations(
+        &self,
+        filter: &OperationFilter,
+    ) -> Result<Vec<Operation>, ControlError> {
+        self.run("operations", async {
+            let rows = sqlx::query_as::<_, OperationRow>(sql(format!(
+                "SELECT {OPERATION_COLUMNS} FROM operations
+                 WHERE (cardinality($1::text[]) = 0 OR state = ANY($1))
+                   AND ($2::text IS NULL OR kind = $2)
+                   AND (NOT $3 OR attempts > 1)
+                   AND ($4::uuid IS NULL OR (created_at, id) <
+                        (SELECT created_at, id FROM operations WHERE id = $4))
+                 ORDER BY created_at DESC, id DESC LIMIT $5"
+            )))
+            .bind(filter.states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+            .bind(filter.kind.map(|k| k.as_str()))
+            .bind(filter.retried)
+            .bind(filter.before)
+            .bind(filter.limit)
+            .fetch_all(self.pool())
+            .await?;
+            Ok(rows.into_iter().map(Operation::from).collect())
+        })
+        .await
+    }
+
     pub async fn operation(&self, id: Uuid) -> Result<Option<Operation>, ControlError> {
         self.run("operation", async {
             Ok(sqlx::query_as::<_, OperationRow>(sql(format!(

@@ -87,6 +87,9 @@ fn select(rest: &str) -> sqlx::AssertSqlSafe<String> {
 #[derive(Debug, Clone, Default)]
 pub struct TenantFilter {
     pub selector: TenantSelector,
+    /// A text the tenant's organization id or database name equals, or its name contains
+    /// (ignoring case).
+    pub search: Option<String>,
     pub after: Option<OrgId>,
     pub limit: i64,
 }
@@ -123,6 +126,8 @@ impl Store {
                    AND ($5::text IS NULL OR org_id > $5)
                    AND ($7::text IS NULL OR kind = $7) AND ($8::text IS NULL OR parent_org_id = $8)
                    AND (cardinality($9::text[]) = 0 OR org_id = ANY($9))
+                   AND ($10::text IS NULL OR org_id = $10 OR db_name = $10
+                        OR strpos(lower(name), lower($10)) > 0)
                  ORDER BY org_id LIMIT $6",
             ))
             .bind(s.statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>())
@@ -134,6 +139,7 @@ impl Store {
             .bind(s.kind.map(TenantKind::as_str))
             .bind(s.parent_org_id.as_ref().map(OrgId::as_str))
             .bind(s.org_ids.iter().map(OrgId::as_str).collect::<Vec<_>>())
+            .bind(filter.search.as_deref())
             .fetch_all(self.pool())
             .await?;
             Ok(rows.into_iter().map(Tenant::from).collect())
@@ -429,6 +435,65 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
             parse_all(ids)
+        })
+        .await
+    }
+
+    /// How many tenants there are of each status, tier and kind.
+    pub async fn tenant_counts(
+        &self,
+    ) -> Result<Vec<(TenantStatus, Tier, TenantKind, i64)>, ControlError> {
+        self.run("tenant_counts", async {
+            let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+                "SELECT status, tier, kind, count(*) FROM tenants GROUP BY status, tier, kind",
+            )
+            .fetch_all(self.pool())
+            .await?;
+            rows.into_iter()
+                .map(|(status, tier, kind, n)| {
+                    Ok((
+                        status.parse().map_err(ControlError::corrupt)?,
+                        tier.parse().map_err(ControlError::corrupt)?,
+                        kind.parse().map_err(ControlError::corrupt)?,
+                        n,
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// How many placed tenants each server has at each recorded schema version.
+    pub async fn schema_versions(&self) -> Result<Vec<(ServerId, Option<i32>, i64)>, ControlError> {
+        self.run("schema_versions", async {
+            let rows: Vec<(String, Option<i32>, i64)> = sqlx::query_as(
+                "SELECT server_id, schema_version, count(*) FROM tenants
+                 WHERE server_id IS NOT NULL GROUP BY server_id, schema_version
+                 ORDER BY server_id, schema_version",
+            )
+            .fetch_all(self.pool())
+            .await?;
+            rows.into_iter()
+                .map(|(server, version, n)| {
+                    Ok((server.parse().map_err(ControlError::corrupt)?, version, n))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Tenants whose last fleet migration failed, by `org_id`.
+    pub async fn migration_failures(&self, limit: i64) -> Result<Vec<Tenant>, ControlError> {
+        self.run("migration_failures", async {
+            Ok(sqlx::query_as::<_, TenantRow>(select(
+                "WHERE last_migration_error IS NOT NULL ORDER BY org_id LIMIT $1",
+            ))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(Tenant::from)
+            .collect())
         })
         .await
     }

@@ -111,6 +111,34 @@ impl Store {
         .await
     }
 
+    /// Tenants read-only over their storage quota or past a warning level, fullest first: each
+    /// with its level and whether it is read-only.
+    pub async fn tenants_near_quota(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(OrgId, i16, bool)>, ControlError> {
+        self.run("tenants_near_quota", async {
+            sqlx::query_as::<_, (String, i16, bool)>(
+                "SELECT org_id, storage_warning, read_only FROM tenants
+                 WHERE storage_warning > 0 OR read_only
+                 ORDER BY read_only DESC, storage_warning DESC, org_id LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|(org, level, read_only)| {
+                Ok((
+                    org.parse().map_err(ControlError::corrupt)?,
+                    level,
+                    read_only,
+                ))
+            })
+            .collect()
+        })
+        .await
+    }
+
     /// Moves a tenant's storage warning level; `crossed` are the levels it rose past (each
     /// recorded as an audit event and, with `webhook`, queued for delivery).
     pub async fn set_storage_warning(

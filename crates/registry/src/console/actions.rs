@@ -1,4 +1,5 @@
-//! The console's actions (suspend, resume, retry, rotate credentials, delete, re-tier, back up):
+//! The console's actions (suspend, resume, retry, rotate credentials, delete, re-tier, move,
+//! cancel a move, back up, restore):
 //! each a POST with the same engine call, authorization and audit event as the API, the
 //! signed-in person as the actor. Disruptive ones need the organization
 //! id typed into `confirm`. The answer sends the browser back to the tenant's page, which
@@ -23,7 +24,19 @@ pub struct Confirm {
     /// A re-tier's new tier.
     #[serde(default)]
     tier: String,
+    /// A move's target server (empty: placement chooses).
+    #[serde(default)]
+    server: String,
+    /// A restore's backup (one of the tenant's completed backups).
+    #[serde(default)]
+    backup: String,
+    /// A point-in-time restore's moment (RFC 3339); takes precedence over `backup`.
+    #[serde(default)]
+    at: String,
 }
+
+/// Actions that disrupt the tenant: its organization id must be typed to confirm them.
+pub const DISRUPTIVE: [&str; 5] = ["suspend", "delete", "rotate-credentials", "move", "restore"];
 
 /// `POST /console/tenants/{org_id}/{action}`.
 pub async fn tenant_action(
@@ -35,8 +48,7 @@ pub async fn tenant_action(
     let Ok(org_id) = org_id.parse::<OrgId>() else {
         return view::refusal(404, "There is no such tenant.");
     };
-    let disruptive = matches!(action.as_str(), "suspend" | "delete" | "rotate-credentials");
-    if disruptive && form.confirm.trim() != org_id.as_str() {
+    if DISRUPTIVE.contains(&action.as_str()) && form.confirm.trim() != org_id.as_str() {
         return view::refusal(
             400,
             "Type the tenant's organization id into the confirmation field to do this.",
@@ -94,6 +106,50 @@ async fn act(
                 tier: Some(tier),
             };
             engine.update_tenant(org_id, &update, &actor).await?;
+        }
+        "move" => {
+            auth.require_platform_admin()?;
+            let server_id = match form.server.trim() {
+                "" => None,
+                text => Some(
+                    text.parse()
+                        .map_err(|_| ApiError::invalid(format!("{text:?} is not a server id")))?,
+                ),
+            };
+            let request = tenancy_core::MoveTenant {
+                server_id,
+                mode: None,
+            };
+            engine.move_tenant(org_id, &request, &actor).await?;
+        }
+        "cancel-move" => {
+            auth.require_platform_admin()?;
+            engine.cancel_move(org_id, &actor).await?;
+        }
+        "restore" => {
+            auth.require_tenant_admin(org_id)?;
+            let source = match (form.at.trim(), form.backup.trim()) {
+                ("", "") => {
+                    return Err(ApiError::invalid(
+                        "choose a backup, or give a moment to restore to",
+                    ));
+                }
+                ("", backup) => tenancy_core::RestoreSource::Backup(
+                    backup
+                        .parse()
+                        .map_err(|_| ApiError::invalid(format!("{backup:?} is not a backup id")))?,
+                ),
+                (at, _) => tenancy_core::RestoreSource::Moment(
+                    chrono::DateTime::parse_from_rfc3339(at)
+                        .map_err(|_| {
+                            ApiError::invalid(format!(
+                                "{at:?} is not a moment: write it as 2026-12-07T16:10:00Z"
+                            ))
+                        })?
+                        .into(),
+                ),
+            };
+            engine.request_restore(org_id, source, &actor).await?;
         }
         "backup" => {
             auth.require_tenant_admin(org_id)?;

@@ -10,6 +10,7 @@
 
 mod actions;
 mod charts;
+mod fleet;
 mod pages;
 mod session;
 mod signin;
@@ -28,9 +29,11 @@ const STYLE: &str = include_str!("../../templates/console/console.css");
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/console", get(pages::overview))
+        .route("/console", get(fleet::overview))
         .route("/console/console.css", get(style))
-        .route("/console/servers", get(pages::servers))
+        .route("/console/servers", get(fleet::servers))
+        .route("/console/operations", get(fleet::operations))
+        .route("/console/migrations", get(fleet::migrations))
         .route("/console/audit", get(pages::audit))
         .route("/console/tenants", get(pages::tenants))
         .route("/console/tenants.csv", get(pages::tenants_csv))

@@ -1,12 +1,12 @@
-//! The console's pages: the fleet overview, the tenants list (and its CSV), one tenant. Each
-//! reads through the same engine calls, with the same authorization, as the API.
+//! The console's tenant pages: the tenants list (and its CSV), one tenant, and the audit log.
+//! Each reads through the same engine calls, with the same authorization, as the API.
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tenancy_control::TenantFilter;
-use tenancy_core::{OperationState, OrgId, TenantSelector};
+use tenancy_core::{OrgId, TenantSelector};
 use tenancy_zitadel::roles;
 
 use super::session::SignedIn;
@@ -14,7 +14,7 @@ use super::view::{self, Action, Filter, Who};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-fn who(signed_in: &SignedIn) -> Who {
+pub(super) fn who(signed_in: &SignedIn) -> Who {
     Who {
         subject: signed_in.auth.caller.subject.clone(),
         platform_admin: signed_in.auth.caller.is_platform_admin(),
@@ -22,7 +22,7 @@ fn who(signed_in: &SignedIn) -> Who {
 }
 
 /// A tenant admin's organizations: what the console shows people who are not platform admins.
-fn mine(signed_in: SignedIn) -> Response {
+pub(super) fn mine(signed_in: SignedIn) -> Response {
     let orgs = signed_in
         .auth
         .caller
@@ -36,46 +36,12 @@ fn mine(signed_in: SignedIn) -> Response {
     })
 }
 
-/// `GET /console`: the fleet at a glance (platform admins); a tenant admin's tenants otherwise.
-pub async fn overview(State(state): State<AppState>, signed_in: SignedIn) -> Response {
-    if !signed_in.auth.caller.is_platform_admin() {
-        return mine(signed_in);
-    }
-    let engine = &state.engine;
-    let loaded = async {
-        let by_status = engine.tenants_by_status().await?;
-        let servers = engine.servers().await?;
-        let operations = engine.operations_by_state().await?;
-        Ok::<_, tenancy_control::ControlError>((by_status, servers, operations))
-    }
-    .await;
-    let (by_status, servers, operations) = match loaded {
-        Ok(loaded) => loaded,
-        Err(e) => return view::error(e.into()),
-    };
-    let total = by_status.iter().map(|(_, n)| n).sum();
-    let failing = operations
-        .into_iter()
-        .filter(|(_, state, n)| *state == OperationState::Failed && *n > 0)
-        .map(|(kind, _, n)| (kind.to_string(), n))
-        .collect();
-    view::render(&view::Overview {
-        who: who(&signed_in),
-        by_status: by_status
-            .into_iter()
-            .map(|(status, n)| (status.to_string(), n))
-            .collect(),
-        total,
-        servers,
-        failing,
-    })
-}
-
 /// The tenants list's query: the API's filters, by their console names.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
+    /// Organization id, database name, or a part of the name.
     #[serde(default)]
-    org: String,
+    q: String,
     #[serde(default)]
     status: String,
     #[serde(default)]
@@ -92,7 +58,7 @@ pub struct ListQuery {
     cursor: String,
 }
 
-const PAGE: i64 = 50;
+pub(super) const PAGE: i64 = 50;
 
 impl ListQuery {
     /// The engine's filter; a value that is not a valid one is a 400 naming it.
@@ -114,10 +80,11 @@ impl ListQuery {
                 server_id: parse("server", &self.server)?,
                 kind: parse("kind", &self.kind)?,
                 parent_org_id: parse("agency", &self.agency)?,
-                org_ids: parse::<OrgId>("organization id", &self.org)?
-                    .into_iter()
-                    .collect(),
+                org_ids: Vec::new(),
             },
+            search: crate::routes::tenants::search_text(
+                Some(self.q.trim()).filter(|q| !q.is_empty()),
+            )?,
             after: parse("cursor", &self.cursor)?,
             limit,
         })
@@ -126,7 +93,7 @@ impl ListQuery {
     fn query_string(&self, cursor: Option<&str>) -> String {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         for (name, value) in [
-            ("org", &self.org),
+            ("q", &self.q),
             ("status", &self.status),
             ("tier", &self.tier),
             ("kind", &self.kind),
@@ -162,6 +129,10 @@ pub async fn tenants(
         Ok(tenants) => tenants,
         Err(e) => return view::error(e.into()),
     };
+    let servers = match state.engine.servers().await {
+        Ok(servers) => servers.into_iter().map(|s| s.id.to_string()).collect(),
+        Err(e) => return view::error(e.into()),
+    };
     let next = (tenants.len() as i64 > PAGE).then(|| {
         tenants.truncate(PAGE as usize);
         let last = tenants.last().map(|t| t.org_id.to_string());
@@ -171,6 +142,24 @@ pub async fn tenants(
         who: who(&signed_in),
         tenants,
         csv: query.query_string(None),
+        choices: view::Choices {
+            statuses: tenancy_core::TenantStatus::ALL
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            tiers: state
+                .engine
+                .config()
+                .tiers
+                .keys()
+                .map(|t| t.to_string())
+                .collect(),
+            kinds: tenancy_core::TenantKind::ALL
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
+            servers,
+        },
         filter: Filter {
             status: query.status.clone(),
             tier: query.tier.clone(),
@@ -178,7 +167,7 @@ pub async fn tenants(
             server: query.server.clone(),
             region: query.region.clone(),
             agency: query.agency.clone(),
-            org: query.org.clone(),
+            q: query.q.clone(),
         },
         next,
     })
@@ -297,6 +286,38 @@ pub async fn tenant(
     })
     .collect();
     let following = operations.first().is_some_and(view::running);
+    let moving = operations
+        .iter()
+        .any(|o| o.kind == tenancy_core::OperationKind::Move && view::running(o));
+    let targets = if platform {
+        match engine.servers().await {
+            Ok(servers) => servers
+                .into_iter()
+                .filter(|s| {
+                    s.state == tenancy_core::ServerState::Active
+                        && s.region == tenant.region
+                        && Some(&s.id) != tenant.server_id.as_ref()
+                })
+                .map(|s| s.id.to_string())
+                .collect(),
+            Err(e) => return view::error(e.into()),
+        }
+    } else {
+        Vec::new()
+    };
+    let window = if may_back_up {
+        match engine.restore_window(&org_id).await {
+            Ok(window) => window.earliest.map(|earliest| {
+                let latest = window
+                    .latest
+                    .map_or_else(|| "now (once archived)".to_owned(), |l| l.to_rfc3339());
+                (earliest.to_rfc3339(), latest)
+            }),
+            Err(e) => return view::error(e.into()),
+        }
+    } else {
+        None
+    };
     let tiers = if platform {
         engine
             .config()
@@ -335,6 +356,9 @@ pub async fn tenant(
         backups,
         tiers,
         moves,
+        moving,
+        targets,
+        window,
     })
 }
 
@@ -409,6 +433,7 @@ async fn details(
                 parent_org_id: Some(org_id.clone()),
                 ..Default::default()
             },
+            search: None,
             after: None,
             limit: 100,
         };
@@ -422,20 +447,6 @@ async fn details(
         Vec::new()
     };
     Ok((usage, quotas, settings, features, clients, backups))
-}
-
-/// `GET /console/servers`: every database server (platform admins).
-pub async fn servers(State(state): State<AppState>, signed_in: SignedIn) -> Response {
-    if let Err(e) = signed_in.auth.require_platform_admin() {
-        return view::error(e);
-    }
-    match state.engine.servers().await {
-        Ok(servers) => view::render(&view::Servers {
-            who: who(&signed_in),
-            servers,
-        }),
-        Err(e) => view::error(e.into()),
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]

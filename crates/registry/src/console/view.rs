@@ -69,10 +69,55 @@ pub struct SignIn {
 #[template(path = "console/overview.html")]
 pub struct Overview {
     pub who: Who,
-    pub by_status: Vec<(String, i64)>,
     pub total: i64,
+    pub by_status: Vec<(String, i64)>,
+    pub by_tier: Vec<(String, i64)>,
+    pub by_kind: Vec<(String, i64)>,
     pub servers: Vec<Server>,
-    pub failing: Vec<(String, i64)>,
+    /// The newest failed operations.
+    pub failed: Vec<Operation>,
+    /// Operations under way tried more than once.
+    pub retrying: Vec<Operation>,
+    /// (organization, warning level in percent, read-only)
+    pub near_quota: Vec<(String, i16, bool)>,
+    pub moves: Vec<TenantMove>,
+    /// (organization, tier, newest backup): `None` when no tier schedules backups.
+    pub past_backup: Option<Vec<(String, String, String)>>,
+}
+
+#[derive(Template)]
+#[template(path = "console/operations.html")]
+pub struct Operations {
+    pub who: Who,
+    pub operations: Vec<Operation>,
+    pub states: Vec<&'static str>,
+    pub kinds: Vec<&'static str>,
+    pub state: String,
+    pub kind: String,
+    pub retried: bool,
+    /// The query string of the next (older) page, when there is one.
+    pub next: Option<String>,
+    /// One of them is under way: the page reloads itself.
+    pub following: bool,
+}
+
+/// A server's tenants by the schema version the registry recorded.
+pub struct ServerVersions {
+    pub id: String,
+    pub template: Option<i32>,
+    /// (version, tenants, behind the template)
+    pub versions: Vec<(String, i64, bool)>,
+    pub behind: i64,
+}
+
+#[derive(Template)]
+#[template(path = "console/migrations.html")]
+pub struct Migrations {
+    pub who: Who,
+    pub servers: Vec<ServerVersions>,
+    pub failures: Vec<Tenant>,
+    /// Tenants whose schema is behind or differs, when asked for.
+    pub drift: Option<Vec<tenancy_control::fleet::TenantSchemaStatus>>,
 }
 
 #[derive(Template)]
@@ -91,7 +136,16 @@ pub struct Filter {
     pub server: String,
     pub region: String,
     pub agency: String,
-    pub org: String,
+    /// The search text: an organization id, a database name or a part of a name.
+    pub q: String,
+}
+
+/// The values the tenants list's filters offer.
+pub struct Choices {
+    pub statuses: Vec<String>,
+    pub tiers: Vec<String>,
+    pub kinds: Vec<String>,
+    pub servers: Vec<String>,
 }
 
 #[derive(Template)]
@@ -100,6 +154,7 @@ pub struct Tenants {
     pub who: Who,
     pub tenants: Vec<Tenant>,
     pub filter: Filter,
+    pub choices: Choices,
     /// The query string of the next page, when there is one.
     pub next: Option<String>,
     pub csv: String,
@@ -135,6 +190,28 @@ pub struct TenantPage {
     pub tiers: Vec<String>,
     /// The tenant's moves, newest first (platform admins).
     pub moves: Vec<TenantMove>,
+    /// A move under way (platform admins may cancel it before its switch).
+    pub moving: bool,
+    /// The servers a platform admin may move the tenant to: active, in its region.
+    pub targets: Vec<String>,
+    /// The point-in-time restore window (earliest, latest), when its server's WAL is archived
+    /// (for those who may restore).
+    pub window: Option<(String, String)>,
+}
+
+impl TenantPage {
+    /// The backups a restore may start from.
+    pub fn restorable(&self) -> Vec<&Backup> {
+        self.backups
+            .iter()
+            .filter(|b| b.state == tenancy_core::BackupState::Completed)
+            .collect()
+    }
+
+    /// Whether the signed-in person may restore (they may back up: the tenant's admins).
+    pub fn may_restore(&self) -> bool {
+        self.actions.iter().any(|a| a.name == "backup")
+    }
 }
 
 /// A tenant's usage as the page shows it; the charts are SVG made from numbers only.

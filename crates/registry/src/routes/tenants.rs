@@ -135,11 +135,24 @@ pub struct ListParams {
     pub kind: Option<TenantKind>,
     /// An agency's clients.
     pub parent_org_id: Option<OrgId>,
+    /// Tenants whose organization id or database name is this text, or whose name contains
+    /// it (ignoring case); 1 to 200 characters.
+    #[param(min_length = 1, max_length = 200)]
+    pub search: Option<String>,
     /// Page size, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page: tenants after this `org_id`.
     pub cursor: Option<OrgId>,
+}
+
+/// A search text of 1 to 200 characters (the API's and the console's rule).
+pub fn search_text(text: Option<&str>) -> ApiResult<Option<String>> {
+    match text {
+        None => Ok(None),
+        Some(text) if (1..=200).contains(&text.chars().count()) => Ok(Some(text.to_owned())),
+        Some(_) => Err(ApiError::invalid("search must be 1 to 200 characters")),
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -151,7 +164,10 @@ pub struct TenantPage {
 
 /// List tenants, filtered, in pages ordered by `org_id`.
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", operation_id = "list_tenants",
-    params(ListParams), responses((status = 200, body = TenantPage)))]
+    params(ListParams), responses((status = 200, body = TenantPage),
+        (status = 400, description = "`invalid_request`: a filter that is not a valid one, an \
+            unknown tier, a limit out of range, or a search text of more than 200 characters",
+            body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -177,6 +193,7 @@ pub async fn list(
             parent_org_id: params.parent_org_id,
             org_ids: Vec::new(),
         },
+        search: search_text(params.search.as_deref())?,
         after: params.cursor,
         limit,
     };
@@ -211,6 +228,7 @@ pub async fn clients(
     state.engine.tenant(&org_id).await?;
     let filter = TenantFilter {
         selector: TenantSelector::clients_of(&org_id),
+        search: None,
         after: params.cursor,
         limit: page_size(params.limit)?,
     };

@@ -35,6 +35,25 @@ impl TestApp {
         }
     }
 
+    /// As [`TestApp::start_with`], on `fleet`.
+    pub async fn start_on(
+        fleet: tenancy_testkit::TestFleet,
+        settings: Settings,
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            admin: DEV_TOKEN.to_owned(),
+            registry: InProcessRegistry::start_on(fleet, settings, Vec::new(), tune)
+                .await
+                .unwrap(),
+        }
+    }
+
+    pub fn fleet(&self) -> &tenancy_testkit::TestFleet {
+        &self.registry.fleet
+    }
+
     pub fn base(&self) -> &str {
         &self.registry.base
     }

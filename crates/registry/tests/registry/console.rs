@@ -451,7 +451,7 @@ async fn a_tenant_admin_sees_its_own_tenant_only_and_may_not_suspend_it() {
     assert_eq!(theirs.status, StatusCode::FORBIDDEN);
     let csv = browser.get(&format!("{base}/console/tenants.csv")).await;
     assert_eq!(csv.status, StatusCode::FORBIDDEN);
-    for page in ["servers", "audit"] {
+    for page in ["servers", "audit", "operations", "migrations"] {
         let refused = browser.get(&format!("{base}/console/{page}")).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{page}");
     }
@@ -639,4 +639,318 @@ async fn sign_in_follows_a_key_rotation_and_returns_to_the_page_asked_for() {
         callback.location.as_deref(),
         Some("/console/tenants.csv?status=active")
     );
+}
+
+/// Signs in with the development token (a platform admin).
+async fn sign_in_dev(base: &str) -> Browser {
+    let mut browser = Browser::new(base);
+    let signed_in = browser
+        .post(
+            &format!("{base}/console/signin/dev"),
+            &[("token", DEV_TOKEN)],
+        )
+        .await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    browser
+}
+
+/// Waits until the page at `url` has `needle` (and is no longer following an operation).
+async fn page_with(browser: &Browser, url: &str, needle: &str) -> String {
+    eventually(Duration::from_secs(60), needle, || {
+        let mut browser = Browser {
+            http: browser.http.clone(),
+            cookies: browser.cookies.clone(),
+            origin: browser.origin.clone(),
+        };
+        let url = url.to_owned();
+        let needle = needle.to_owned();
+        async move {
+            let page = browser.get(&url).await;
+            (page.body.contains(&needle) && !page.body.contains("http-equiv=\"refresh\""))
+                .then_some(page.body)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_platform_admin_searches_moves_restores_and_reads_the_fleet_pages() {
+    let fleet = tenancy_testkit::TestFleet::builder()
+        .server("pg-1", "local")
+        .server("pg-2", "local")
+        .build()
+        .unwrap();
+    let app = TestApp::start_on(fleet, dev_settings(), |config| {
+        // No scheduled round during the test; a free tenant is past its interval at once.
+        config.backups.schedule_every = Duration::from_secs(3600);
+        let free = config.tiers.get_mut("free").unwrap();
+        free.backups.as_mut().unwrap().interval = Duration::from_secs(1);
+    })
+    .await;
+    let (contoso, northwind) = ("263014839179300051", "263014839179300052");
+    onboard(&app, contoso, "Contoso Ltd").await;
+    onboard(&app, northwind, "Northwind").await;
+    let base = app.base().to_owned();
+    let mut browser = sign_in_dev(&base).await;
+
+    // Search: a part of the name, any case; the database's name; nothing.
+    let found = browser
+        .get(&format!("{base}/console/tenants?q=contoso"))
+        .await;
+    assert!(
+        found.body.contains(contoso) && !found.body.contains(northwind),
+        "{}",
+        found.body
+    );
+    let (_, tenant) = app
+        .admin_call(Method::GET, &format!("/v1/tenants/{northwind}"), None)
+        .await;
+    let db = tenant["db_name"].as_str().unwrap();
+    let found = browser.get(&format!("{base}/console/tenants?q={db}")).await;
+    assert!(
+        found.body.contains(northwind) && !found.body.contains(contoso),
+        "{}",
+        found.body
+    );
+    let none = browser
+        .get(&format!("{base}/console/tenants?q=fabrikam"))
+        .await;
+    assert!(none.body.contains("No tenant matches."), "{}", none.body);
+    let long = "x".repeat(201);
+    let refused = browser
+        .get(&format!("{base}/console/tenants?q={long}"))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .admin_call(Method::GET, &format!("/v1/tenants?search={long}"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The API searches the same way.
+    let (status, page) = app
+        .admin_call(Method::GET, "/v1/tenants?search=NORTH", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["items"][0]["org_id"], northwind);
+
+    // The overview: counts by tier and kind, nothing failing or moving, both tenants past
+    // their (one second) backup interval, never backed up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let overview = browser.get(&format!("{base}/console")).await;
+    for needle in [
+        "id=\"by-tier\"",
+        "href=\"/console/tenants?tier=free\">free</a></td><td>2</td>",
+        "href=\"/console/tenants?kind=standalone\">standalone</a></td><td>2</td>",
+        "id=\"retrying-none\"",
+        "id=\"failed-none\"",
+        "id=\"near-quota-none\"",
+        "id=\"moves-none\"",
+        "id=\"past-backup\"",
+    ] {
+        assert!(
+            overview.body.contains(needle),
+            "{needle}: {}",
+            overview.body
+        );
+    }
+    assert!(overview.body.contains(northwind) && overview.body.contains("never"));
+
+    // Move Contoso to pg-2: confirmed by its organization id, followed on its page.
+    let page_url = format!("{base}/console/tenants/{contoso}");
+    let page = browser.get(&page_url).await;
+    assert!(
+        page.body.contains("<option value=\"pg-2\">pg-2</option>")
+            && !page.body.contains("<option value=\"pg-1\">"),
+        "the other server only: {}",
+        page.body
+    );
+    let unconfirmed = browser
+        .post(&format!("{page_url}/move"), &[("server", "pg-2")])
+        .await;
+    assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
+    let moved = browser
+        .post(
+            &format!("{page_url}/move"),
+            &[("server", "pg-2"), ("confirm", contoso)],
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::SEE_OTHER, "{}", moved.body);
+    page_with(&browser, &page_url, "<td>pg-1</td><td>pg-2</td>").await;
+    let (_, tenant) = app
+        .admin_call(Method::GET, &format!("/v1/tenants/{contoso}"), None)
+        .await;
+    assert_eq!(tenant["server_id"], "pg-2");
+
+    // Operations across tenants, by kind and state.
+    let moves = browser
+        .get(&format!("{base}/console/operations?kind=move"))
+        .await;
+    assert!(
+        moves.body.contains(contoso) && moves.body.contains("class=\"state succeeded\""),
+        "{}",
+        moves.body
+    );
+    assert!(
+        !moves.body.contains(northwind),
+        "only moves: {}",
+        moves.body
+    );
+    let provisions = browser
+        .get(&format!(
+            "{base}/console/operations?kind=provision&state=succeeded"
+        ))
+        .await;
+    assert!(provisions.body.contains(northwind) && provisions.body.contains(contoso));
+    let bogus = browser
+        .get(&format!("{base}/console/operations?state=sleeping"))
+        .await;
+    assert_eq!(bogus.status, StatusCode::BAD_REQUEST);
+
+    // Schema versions per server, and the drift check on demand.
+    let migrations = browser.get(&format!("{base}/console/migrations")).await;
+    assert!(
+        migrations.body.contains("id=\"versions\"")
+            && migrations.body.contains("pg-2")
+            && migrations.body.contains("id=\"failures-none\"")
+            && migrations.body.contains("id=\"check-drift\""),
+        "{}",
+        migrations.body
+    );
+    let drift = browser
+        .get(&format!("{base}/console/migrations?drift=1"))
+        .await;
+    assert!(drift.body.contains("id=\"drift-none\""), "{}", drift.body);
+
+    // Back up, then restore from that backup, confirmed; the data comes back.
+    let backed_up = browser.post(&format!("{page_url}/backup"), &[]).await;
+    assert_eq!(backed_up.status, StatusCode::SEE_OTHER);
+    let page = page_with(&browser, &page_url, "id=\"restore-backup\"").await;
+    let marker = "<select name=\"backup\" id=\"restore-backup\"><option value=\"\">-</option><option value=\"";
+    let start = page.find(marker).expect("a backup to restore from") + marker.len();
+    let backup_id = page[start..].split('"').next().unwrap().to_owned();
+    let db = tenant["db_name"].as_str().unwrap().to_owned();
+    app.fleet()
+        .cluster("pg-2")
+        .psql(&db, "CREATE TABLE after_backup (i int)")
+        .unwrap();
+    let neither = browser
+        .post(&format!("{page_url}/restore"), &[("confirm", contoso)])
+        .await;
+    assert_eq!(neither.status, StatusCode::BAD_REQUEST);
+    // A moment: in RFC 3339, and in the window (this server's WAL is not archived: none is).
+    let unreadable = browser
+        .post(
+            &format!("{page_url}/restore"),
+            &[("at", "yesterday"), ("confirm", contoso)],
+        )
+        .await;
+    assert_eq!(unreadable.status, StatusCode::BAD_REQUEST);
+    let outside = browser
+        .post(
+            &format!("{page_url}/restore"),
+            &[("at", "2026-01-01T00:00:00Z"), ("confirm", contoso)],
+        )
+        .await;
+    assert_eq!(outside.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(outside.body.contains("not archived"), "{}", outside.body);
+    let unconfirmed = browser
+        .post(&format!("{page_url}/restore"), &[("backup", &backup_id)])
+        .await;
+    assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
+    let restored = browser
+        .post(
+            &format!("{page_url}/restore"),
+            &[("backup", &backup_id), ("confirm", contoso)],
+        )
+        .await;
+    assert_eq!(restored.status, StatusCode::SEE_OTHER, "{}", restored.body);
+    page_with(&browser, &page_url, "pre_restore</td><td>completed").await;
+    let (_, operations) = app
+        .admin_call(
+            Method::GET,
+            &format!("/v1/tenants/{contoso}/operations"),
+            None,
+        )
+        .await;
+    let restore = operations
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "restore")
+        .unwrap_or_else(|| panic!("{operations}"));
+    assert_eq!(restore["state"], "succeeded", "{restore}");
+    let tables = app
+        .fleet()
+        .cluster("pg-2")
+        .psql(
+            &db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'after_backup'",
+        )
+        .unwrap();
+    assert_eq!(
+        tables.trim(),
+        "0",
+        "the backup's data, from before the table"
+    );
+    // Contoso has a backup now; Northwind still has none.
+    let overview = browser.get(&format!("{base}/console")).await;
+    let past = &overview.body[overview.body.find("id=\"past-backup\"").unwrap()..];
+    assert!(
+        past.contains(northwind) && !past.contains(contoso),
+        "{past}"
+    );
+}
+
+/// The remaining tenant actions from the console, each doing what the API's does, with the
+/// API's refusals: resume, rotate credentials, retry, cancel a move, delete.
+#[tokio::test]
+async fn every_other_tenant_action_does_what_the_api_does() {
+    let app = TestApp::start_with(dev_settings(), Vec::new(), |_| {}).await;
+    let org = "263014839179300061";
+    onboard(&app, org, "Tailspin Toys").await;
+    let base = app.base().to_owned();
+    let browser = sign_in_dev(&base).await;
+    let mut browser = browser;
+    let page_url = format!("{base}/console/tenants/{org}");
+    let act = |action: &str| format!("{page_url}/{action}");
+    let (_, before) = app
+        .admin_call(Method::GET, &format!("/v1/tenants/{org}/connection"), None)
+        .await;
+
+    // Nothing failed, no move under way: the API's 409s, as pages.
+    let retry = browser.post(&act("retry"), &[]).await;
+    assert_eq!(retry.status, StatusCode::CONFLICT, "{}", retry.body);
+    let cancel = browser.post(&act("cancel-move"), &[]).await;
+    assert_eq!(cancel.status, StatusCode::CONFLICT, "{}", cancel.body);
+    let unknown = browser.post(&act("explode"), &[("confirm", org)]).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    let suspended = browser.post(&act("suspend"), &[("confirm", org)]).await;
+    assert_eq!(suspended.status, StatusCode::SEE_OTHER);
+    page_with(&browser, &page_url, "class=\"status suspended\"").await;
+    let resumed = browser.post(&act("resume"), &[]).await;
+    assert_eq!(resumed.status, StatusCode::SEE_OTHER);
+    page_with(&browser, &page_url, "class=\"status active\"").await;
+
+    let unconfirmed = browser.post(&act("rotate-credentials"), &[]).await;
+    assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
+    let rotated = browser
+        .post(&act("rotate-credentials"), &[("confirm", org)])
+        .await;
+    assert_eq!(rotated.status, StatusCode::SEE_OTHER);
+    page_with(
+        &browser,
+        &page_url,
+        "<td>rotate_credentials</td><td class=\"state succeeded\">",
+    )
+    .await;
+    let (_, after) = app
+        .admin_call(Method::GET, &format!("/v1/tenants/{org}/connection"), None)
+        .await;
+    assert_ne!(before["password"], after["password"], "a new password");
+
+    let deleted = browser.post(&act("delete"), &[("confirm", org)]).await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    let gone = page_with(&browser, &page_url, "class=\"status deleted\"").await;
+    assert!(gone.contains("tenant.delete"), "audited: {gone}");
 }

@@ -23,10 +23,15 @@ pub enum Command {
     #[command(after_help = "Examples:
   tenantctl tenants list --status suspended --output json
   tenantctl tenants list --tree                  # agencies with their clients beneath them
-  tenantctl tenants list --agency 263014839178313730")]
+  tenantctl tenants list --agency 263014839178313730
+  tenantctl tenants list --search acme             # name contains it, or org id / database is it")]
     List {
         #[command(flatten)]
         select: super::select::Select,
+        /// Tenants whose organization id or database name is this text, or whose name contains
+        /// it (ignoring case).
+        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        search: Option<String>,
         /// Print agencies with their clients beneath them.
         #[arg(long)]
         tree: bool,
@@ -171,8 +176,15 @@ rotation; a borrow that meets the old password in between is retried once.")]
 
 pub async fn run(command: Command, cx: &Context) -> Result<Exit> {
     match command {
-        Command::List { select, tree } => {
-            let filter = TenantFilter::from(TenantSelector::from(select));
+        Command::List {
+            select,
+            search,
+            tree,
+        } => {
+            let filter = TenantFilter {
+                search,
+                ..TenantFilter::from(TenantSelector::from(select))
+            };
             let tenants = cx.engine().await?.all_tenants(&filter).await?;
             if tree {
                 output::tenant_tree(&tenants, cx.json)?;
