@@ -183,6 +183,31 @@ async fn in_chromium_a_platform_admin_suspends_a_tenant_and_a_tenant_admin_sees_
         "{list}"
     );
     shot(&browser, &dir, "tenants").await;
+    // Search by a part of the name, any case.
+    browser
+        .find(Locator::Css("input[name=q]"))
+        .await
+        .unwrap()
+        .send_keys("ACME")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form.filter button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css("input[name=q][value=ACME]"))
+        .await
+        .unwrap();
+    let found = text(&browser).await;
+    assert!(
+        found.contains("Acme Corp") && !found.contains("Globex"),
+        "{found}"
+    );
     browser
         .find(Locator::LinkText("263014839179300031"))
         .await
@@ -221,6 +246,22 @@ async fn in_chromium_a_platform_admin_suspends_a_tenant_and_a_tenant_admin_sees_
     )
     .await;
     shot(&browser, &dir, "tenant").await;
+    browser
+        .goto(&format!("{base}/console/operations?kind=suspend"))
+        .await
+        .unwrap();
+    let operations = text(&browser).await;
+    assert!(
+        operations.contains("263014839179300031") && operations.contains("succeeded"),
+        "{operations}"
+    );
+    shot(&browser, &dir, "operations").await;
+    browser
+        .goto(&format!("{base}/console/migrations"))
+        .await
+        .unwrap();
+    assert!(text(&browser).await.contains("Schema versions"));
+    shot(&browser, &dir, "migrations").await;
     browser
         .find(Locator::Id("signout"))
         .await
