@@ -1,5 +1,5 @@
 //! The console's actions (suspend, resume, retry, rotate credentials, delete, re-tier, move,
-//! cancel a move, back up, restore):
+//! cancel a move, back up, restore), and a server's (drain, activate):
 //! each a POST with the same engine call, authorization and audit event as the API, the
 //! signed-in person as the actor. Disruptive ones need the organization
 //! id typed into `confirm`. The answer sends the browser back to the tenant's page, which
@@ -164,4 +164,44 @@ async fn act(
         }
     }
     Ok(())
+}
+
+/// `POST /console/servers/{id}/{action}`: drain (its id typed to confirm) or activate a server
+/// (platform admins), as `POST /v1/servers/{id}/drain` and `/activate`.
+pub async fn server_action(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<Confirm>,
+) -> Response {
+    let Ok(id) = id.parse::<tenancy_core::ServerId>() else {
+        return view::refusal(404, "There is no such server.");
+    };
+    let to = match action.as_str() {
+        "drain" => tenancy_core::ServerState::Draining,
+        "activate" => tenancy_core::ServerState::Active,
+        other => {
+            return view::error(ApiError::NoRoute(format!("/console/servers/{id}/{other}")));
+        }
+    };
+    if to == tenancy_core::ServerState::Draining && form.confirm.trim() != id.as_str() {
+        return view::refusal(
+            400,
+            "Type the server's id into the confirmation field to drain it.",
+        );
+    }
+    let auth = &signed_in.auth;
+    let done = async {
+        auth.require_platform_admin()?;
+        state
+            .engine
+            .set_server_state(&id, to, &auth.actor())
+            .await?;
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match done {
+        Ok(()) => Redirect::to("/console/servers").into_response(),
+        Err(e) => view::error(e),
+    }
 }

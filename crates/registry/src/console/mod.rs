@@ -32,6 +32,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/console", get(fleet::overview))
         .route("/console/console.css", get(style))
         .route("/console/servers", get(fleet::servers))
+        .route(
+            "/console/servers/{id}/{action}",
+            post(actions::server_action),
+        )
         .route("/console/operations", get(fleet::operations))
         .route("/console/migrations", get(fleet::migrations))
         .route("/console/audit", get(pages::audit))

@@ -455,6 +455,13 @@ async fn a_tenant_admin_sees_its_own_tenant_only_and_may_not_suspend_it() {
         let refused = browser.get(&format!("{base}/console/{page}")).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{page}");
     }
+    let drain = browser
+        .post(
+            &format!("{base}/console/servers/pg-1/drain"),
+            &[("confirm", "pg-1")],
+        )
+        .await;
+    assert_eq!(drain.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -892,6 +899,45 @@ async fn a_platform_admin_searches_moves_restores_and_reads_the_fleet_pages() {
         "0",
         "the backup's data, from before the table"
     );
+    // Drain pg-1 (its id typed to confirm): placement skips it; activate it again.
+    let servers = browser.get(&format!("{base}/console/servers")).await;
+    assert!(
+        servers.body.contains("id=\"drain-pg-1\""),
+        "{}",
+        servers.body
+    );
+    let unconfirmed = browser
+        .post(&format!("{base}/console/servers/pg-1/drain"), &[])
+        .await;
+    assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
+    let drained = browser
+        .post(
+            &format!("{base}/console/servers/pg-1/drain"),
+            &[("confirm", "pg-1")],
+        )
+        .await;
+    assert_eq!(drained.status, StatusCode::SEE_OTHER);
+    let (_, server) = app.admin_call(Method::GET, "/v1/servers", None).await;
+    let pg1 = server
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "pg-1")
+        .unwrap_or_else(|| panic!("{server}"));
+    assert_eq!(pg1["state"], "draining");
+    let servers = browser.get(&format!("{base}/console/servers")).await;
+    assert!(
+        servers.body.contains("id=\"activate-pg-1\""),
+        "{}",
+        servers.body
+    );
+    let activated = browser
+        .post(&format!("{base}/console/servers/pg-1/activate"), &[])
+        .await;
+    assert_eq!(activated.status, StatusCode::SEE_OTHER);
+    let servers = browser.get(&format!("{base}/console/servers")).await;
+    assert!(servers.body.contains("id=\"drain-pg-1\""));
+
     // Contoso has a backup now; Northwind still has none.
     let overview = browser.get(&format!("{base}/console")).await;
     let past = &overview.body[overview.body.find("id=\"past-backup\"").unwrap()..];
