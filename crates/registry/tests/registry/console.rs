@@ -1000,3 +1000,97 @@ async fn every_other_tenant_action_does_what_the_api_does() {
     let gone = page_with(&browser, &page_url, "class=\"status deleted\"").await;
     assert!(gone.contains("tenant.delete"), "audited: {gone}");
 }
+
+/// An onboarding that cannot succeed yet (no server has room) shows on the overview while it
+/// is retried, then among the failed, and on the operations page by state; once the cause is
+/// gone, it is retried from the console and succeeds.
+#[tokio::test]
+async fn retrying_and_failed_operations_show_on_the_overview_and_are_retried_from_it() {
+    let app = TestApp::start_with(dev_settings(), Vec::new(), |config| {
+        config.engine.max_attempts = 3;
+        config.engine.backoff_base = Duration::from_secs(2);
+        config.engine.backoff_max = Duration::from_secs(2);
+        config.servers[0].capacity = 0;
+    })
+    .await;
+    let org = "263014839179300071";
+    let (status, body) = app
+        .admin_call(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"org_id": org, "name": "Wayne"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let base = app.base().to_owned();
+    let browser = sign_in_dev(&base).await;
+    let retrying = page_with(
+        &browser,
+        &format!("{base}/console"),
+        "<table id=\"retrying\">",
+    )
+    .await;
+    let section = &retrying[retrying.find("id=\"retrying\"").unwrap()..];
+    assert!(
+        section.contains(org) && section.contains("provision"),
+        "{section}"
+    );
+    let failed = page_with(
+        &browser,
+        &format!("{base}/console"),
+        "<table id=\"failed\">",
+    )
+    .await;
+    let section = &failed[failed.find("id=\"failed\"").unwrap()..];
+    assert!(
+        section.contains(org) && section.contains("free capacity"),
+        "{section}"
+    );
+    assert!(failed.contains("id=\"retrying-none\""), "no longer retried");
+    let listed = page_with(
+        &browser,
+        &format!("{base}/console/operations?state=failed&retried=1"),
+        org,
+    )
+    .await;
+    assert!(listed.contains("class=\"state failed\""), "{listed}");
+
+    app.fleet()
+        .cluster("pg-1")
+        .psql(
+            "tenancy_registry",
+            "UPDATE database_servers SET capacity = 10",
+        )
+        .unwrap();
+    let mut browser = browser;
+    let retried = browser
+        .post(&format!("{base}/console/tenants/{org}/retry"), &[])
+        .await;
+    assert_eq!(retried.status, StatusCode::SEE_OTHER, "{}", retried.body);
+    page_with(
+        &browser,
+        &format!("{base}/console/tenants/{org}"),
+        "class=\"status active\"",
+    )
+    .await;
+
+    // Past 95% of its storage quota (as the usage sampler records it): near quota.
+    app.fleet()
+        .cluster("pg-1")
+        .psql(
+            "tenancy_registry",
+            &format!("UPDATE tenants SET storage_warning = 95 WHERE org_id = '{org}'"),
+        )
+        .unwrap();
+    let overview = page_with(
+        &browser,
+        &format!("{base}/console"),
+        "<table id=\"near-quota\">",
+    )
+    .await;
+    let section = &overview[overview.find("id=\"near-quota\"").unwrap()..];
+    assert!(
+        section.contains(org) && section.contains("past 95% of its quota"),
+        "{section}"
+    );
+}
