@@ -1094,3 +1094,84 @@ async fn retrying_and_failed_operations_show_on_the_overview_and_are_retried_fro
         "{section}"
     );
 }
+
+/// An agency's admin: their agency and its clients, with the API's rules (they may suspend a
+/// client, not delete nor move it), and nobody else's tenant.
+#[tokio::test]
+async fn an_agency_admin_sees_and_suspends_its_clients_only() {
+    let zitadel = ZitadelStandIn::start().await.unwrap();
+    let app = with_zitadel(&zitadel, Duration::from_secs(600)).await;
+    let (agency, client, other) = (
+        "263014839179300081",
+        "263014839179300082",
+        "263014839179300083",
+    );
+    for request in [
+        json!({"org_id": agency, "name": "Northwind MSP", "kind": "agency"}),
+        json!({"org_id": client, "name": "Contoso", "parent_org_id": agency}),
+        json!({"org_id": other, "name": "Globex"}),
+    ] {
+        let (status, body) = app
+            .admin_call(Method::POST, "/v1/tenants?wait=30s", Some(request))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    zitadel.add_person(
+        "max",
+        "secret",
+        TokenClaims::new("263014839179200081", agency, roles::TENANT_ADMIN),
+    );
+    let base = app.base().to_owned();
+    let mut browser = Browser::new(&base);
+    let first = sign_in(&app, &mut browser, "max").await;
+    assert!(first.body.contains(agency) && !first.body.contains(other));
+
+    let own = browser
+        .get(&format!("{base}/console/tenants/{agency}"))
+        .await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(
+        own.body.contains("<section id=\"clients\">")
+            && own.body.contains(&format!("/console/tenants/{client}")),
+        "{}",
+        own.body
+    );
+    let page_url = format!("{base}/console/tenants/{client}");
+    let page = browser.get(&page_url).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("id=\"action-suspend\"")
+            && !page.body.contains("id=\"action-delete\"")
+            && !page.body.contains("id=\"action-move\""),
+        "{}",
+        page.body
+    );
+    for action in ["delete", "move"] {
+        let refused = browser
+            .post(&format!("{page_url}/{action}"), &[("confirm", client)])
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{action}");
+    }
+    let suspended = browser
+        .post(&format!("{page_url}/suspend"), &[("confirm", client)])
+        .await;
+    assert_eq!(
+        suspended.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        suspended.body
+    );
+    page_with(&browser, &page_url, "class=\"status suspended\"").await;
+
+    let theirs = browser
+        .get(&format!("{base}/console/tenants/{other}"))
+        .await;
+    assert_eq!(theirs.status, StatusCode::FORBIDDEN);
+    let refused = browser
+        .post(
+            &format!("{base}/console/tenants/{other}/suspend"),
+            &[("confirm", other)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
