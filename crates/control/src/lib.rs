@@ -51,7 +51,7 @@ pub use engine::{
 pub use error::ControlError;
 pub use reconcile::{Finding, FindingKind, Repair};
 pub use store::{
-    Actor, AuditEvent, Cascade, ConsoleSession, LockName, OperationFilter, OrgEventOutcome,
-    PendingOrgEvent, RegistryLock, ServerChange, TenantFilter,
+    Actor, AuditEvent, AuditFilter, Cascade, ConsoleSession, LockName, OperationFilter,
+    OrgEventOutcome, PendingOrgEvent, RegistryLock, ServerChange, TenantFilter,
 };
 pub use telemetry::describe_metrics;

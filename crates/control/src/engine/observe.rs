@@ -13,7 +13,7 @@ use super::Engine;
 use crate::error::ControlError;
 use crate::reconcile::{Finding, Repair};
 use crate::secrets;
-use crate::store::{AuditEvent, OperationFilter};
+use crate::store::{AuditEvent, AuditFilter, OperationFilter};
 
 impl Engine {
     /// A tenant role's password as it is now, derived from its master key.
@@ -109,14 +109,26 @@ impl Engine {
         })
     }
 
-    /// Audit events, newest first; `before_id` pages backwards.
+    /// Audit events matching the filter, newest first.
     pub async fn audit_events(
         &self,
-        org_id: Option<&OrgId>,
-        before_id: Option<i64>,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>, ControlError> {
+        self.store().audit_events(filter).await
+    }
+
+    /// The tenant's newest audit events.
+    pub async fn tenant_audit_events(
+        &self,
+        org_id: &OrgId,
         limit: i64,
     ) -> Result<Vec<AuditEvent>, ControlError> {
-        self.store().audit_events(org_id, before_id, limit).await
+        self.audit_events(&AuditFilter {
+            org_id: Some(org_id.clone()),
+            limit,
+            ..AuditFilter::default()
+        })
+        .await
     }
 
     /// Tenants per status, for metrics.

@@ -9,6 +9,18 @@ use tenancy_core::{OrgId, Tenant};
 use super::{Store, Tx};
 use crate::error::ControlError;
 
+/// A page of the audit log, newest first: `before_id` is the last id of the previous page.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub org_id: Option<OrgId>,
+    /// Actions starting with this (`tenant.` or `tenant.suspend`).
+    pub action: Option<String>,
+    /// Events of this actor (its subject).
+    pub actor: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
 /// Who asked for a change, recorded in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -127,20 +139,22 @@ impl Store {
     /// Audit events, newest first; `before_id` pages backwards.
     pub async fn audit_events(
         &self,
-        org_id: Option<&OrgId>,
-        before_id: Option<i64>,
-        limit: i64,
+        filter: &AuditFilter,
     ) -> Result<Vec<AuditEvent>, ControlError> {
         self.run("audit_events", async {
             Ok(sqlx::query_as::<_, AuditEvent>(
                 "SELECT id, at, actor_subject, actor_org, action, org_id, request_id, before, after
                  FROM audit_events
                  WHERE ($1::text IS NULL OR org_id = $1) AND ($2::bigint IS NULL OR id < $2)
+                   AND ($4::text IS NULL OR starts_with(action, $4))
+                   AND ($5::text IS NULL OR actor_subject = $5)
                  ORDER BY id DESC LIMIT $3",
             )
-            .bind(org_id.map(OrgId::as_str))
-            .bind(before_id)
-            .bind(limit)
+            .bind(filter.org_id.as_ref().map(OrgId::as_str))
+            .bind(filter.before_id)
+            .bind(filter.limit)
+            .bind(filter.action.as_deref())
+            .bind(filter.actor.as_deref())
             .fetch_all(self.pool())
             .await?)
         })

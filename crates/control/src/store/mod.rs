@@ -56,7 +56,7 @@ use tracing::Instrument;
 use crate::error::{ControlError, sqlstate};
 
 pub use archive::BaseBackup;
-pub use audit::{Actor, AuditEvent};
+pub use audit::{Actor, AuditEvent, AuditFilter};
 pub(crate) use audit::{audit, commit_audited, commit_change};
 pub use backups::{Measured, StoredBackup};
 pub use console::ConsoleSession;

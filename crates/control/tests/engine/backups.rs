@@ -181,7 +181,7 @@ async fn a_backup_restores_in_place_what_it_held() {
     );
     assert_eq!(safeguard.large_objects, Some(1));
     let audit = engine
-        .audit_events(Some(&tenant.org_id), None, 50)
+        .tenant_audit_events(&tenant.org_id, 50)
         .await
         .unwrap();
     for action in ["tenant.backup", "tenant.backup_download", "tenant.restore"] {

@@ -312,7 +312,7 @@ async fn extreme_numbers_read_back_as_written() {
     ]);
     let read = put_json_and_read(&engine, &tenant, "limits.extremes", written.clone()).await;
     assert_eq!(read, Some(written.clone()));
-    let events = engine.audit_events(Some(&tenant), None, 10).await.unwrap();
+    let events = engine.tenant_audit_events(&tenant, 10).await.unwrap();
     let audited = events
         .iter()
         .find_map(|e| e.after.as_ref().filter(|a| a["key"] == "limits.extremes"))

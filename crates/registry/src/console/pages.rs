@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tenancy_control::TenantFilter;
+use tenancy_control::{AuditFilter, TenantFilter};
 use tenancy_core::{OrgId, TenantSelector};
 use tenancy_zitadel::roles;
 
@@ -82,9 +82,7 @@ impl ListQuery {
                 parent_org_id: parse("agency", &self.agency)?,
                 org_ids: Vec::new(),
             },
-            search: crate::routes::tenants::search_text(
-                Some(self.q.trim()).filter(|q| !q.is_empty()),
-            )?,
+            search: crate::routes::filter_text("search", non_empty(&self.q))?,
             after: parse("cursor", &self.cursor)?,
             limit,
         })
@@ -252,7 +250,7 @@ pub async fn tenant(
     let loaded = async {
         let tenant = engine.tenant(&org_id).await?;
         let operations = engine.tenant_operations(&org_id, 20).await?;
-        let audit = engine.audit_events(Some(&org_id), None, 20).await?;
+        let audit = engine.tenant_audit_events(&org_id, 20).await?;
         Ok::<_, tenancy_control::ControlError>((tenant, operations, audit))
     }
     .await;
@@ -453,11 +451,22 @@ async fn details(
 pub struct AuditQuery {
     #[serde(default)]
     org: String,
+    /// Actions starting with this.
+    #[serde(default)]
+    action: String,
+    /// One actor's events (its subject).
+    #[serde(default)]
+    actor: String,
     before: Option<i64>,
 }
 
-/// `GET /console/audit`: who did what, newest first, for one organization or all (platform
-/// admins), 50 a page.
+/// A form field as a filter: `None` when left empty.
+fn non_empty(text: &str) -> Option<&str> {
+    Some(text.trim()).filter(|t| !t.is_empty())
+}
+
+/// `GET /console/audit`: who did what, newest first, by organization, action and actor
+/// (platform admins), 50 a page.
 pub async fn audit(
     State(state): State<AppState>,
     signed_in: SignedIn,
@@ -466,35 +475,52 @@ pub async fn audit(
     if let Err(e) = signed_in.auth.require_platform_admin() {
         return view::error(e);
     }
-    let org = match query.org.trim() {
-        "" => None,
-        text => match text.parse::<OrgId>() {
-            Ok(org) => Some(org),
-            Err(_) => return view::refusal(400, "That is not an organization id."),
-        },
+    let filter = async {
+        Ok::<_, ApiError>(AuditFilter {
+            org_id: non_empty(&query.org)
+                .map(|org| {
+                    org.parse::<OrgId>().map_err(|_| {
+                        ApiError::invalid(format!("{org:?} is not an organization id"))
+                    })
+                })
+                .transpose()?,
+            action: crate::routes::filter_text("action", non_empty(&query.action))?,
+            actor: crate::routes::filter_text("actor", non_empty(&query.actor))?,
+            before_id: query.before,
+            limit: PAGE + 1,
+        })
+    }
+    .await;
+    let filter = match filter {
+        Ok(filter) => filter,
+        Err(e) => return view::error(e),
     };
-    let mut events = match state
-        .engine
-        .audit_events(org.as_ref(), query.before, PAGE + 1)
-        .await
-    {
+    let mut events = match state.engine.audit_events(&filter).await {
         Ok(events) => events,
         Err(e) => return view::error(e.into()),
     };
     let next = (events.len() as i64 > PAGE).then(|| {
         events.truncate(PAGE as usize);
         let last = events.last().map(|e| e.id).unwrap_or_default();
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        if let Some(org) = &org {
-            query.append_pair("org", org.as_str());
+        let mut next = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("org", &query.org),
+            ("action", &query.action),
+            ("actor", &query.actor),
+        ] {
+            if let Some(value) = non_empty(value) {
+                next.append_pair(name, value);
+            }
         }
-        query.append_pair("before", &last.to_string());
-        query.finish()
+        next.append_pair("before", &last.to_string());
+        next.finish()
     });
     view::render(&view::Audit {
         who: who(&signed_in),
         events,
-        org: org.map(|o| o.to_string()).unwrap_or_default(),
+        org: query.org.trim().to_owned(),
+        action: query.action.trim().to_owned(),
+        actor: query.actor.trim().to_owned(),
         next,
     })
 }

@@ -238,6 +238,8 @@ pub struct Audit {
     pub who: Who,
     pub events: Vec<AuditEvent>,
     pub org: String,
+    pub action: String,
+    pub actor: String,
     /// The query string of the next (older) page, when there is one.
     pub next: Option<String>,
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use tenancy_core::OrgId;
+use tenancy_core::{OrgId, Problem};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
@@ -15,6 +15,12 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     pub org_id: Option<OrgId>,
+    /// Actions starting with this (`tenant.` or `tenant.suspend`); 1 to 200 characters.
+    #[param(min_length = 1, max_length = 200)]
+    pub action: Option<String>,
+    /// One actor's events (its subject); 1 to 200 characters.
+    #[param(min_length = 1, max_length = 200)]
+    pub actor: Option<String>,
     /// 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
@@ -42,7 +48,9 @@ pub struct AuditPage {
 }
 
 /// Audit events, newest first.
-#[utoipa::path(get, path = "/v1/audit", tag = "audit", operation_id = "list_audit_events", params(AuditParams), responses((status = 200, body = AuditPage)))]
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", operation_id = "list_audit_events", params(AuditParams), responses((status = 200, body = AuditPage),
+        (status = 400, description = "`invalid_request`: a limit out of range, or an action or \
+            actor filter of more than 200 characters", body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -53,10 +61,14 @@ pub async fn list(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 500"));
     }
-    let events = state
-        .engine
-        .audit_events(params.org_id.as_ref(), params.cursor, limit)
-        .await?;
+    let filter = tenancy_control::AuditFilter {
+        org_id: params.org_id,
+        action: super::filter_text("action", params.action.as_deref())?,
+        actor: super::filter_text("actor", params.actor.as_deref())?,
+        before_id: params.cursor,
+        limit,
+    };
+    let events = state.engine.audit_events(&filter).await?;
     let next_cursor = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.id))
         .flatten();

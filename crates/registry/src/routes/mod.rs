@@ -91,6 +91,18 @@ async fn correlation_id_only(mut request: Request<axum::body::Body>) -> Request<
     request
 }
 
+/// A text filter of 1 to 200 characters, by its parameter's name (the API's and the console's
+/// rule).
+pub fn filter_text(name: &str, text: Option<&str>) -> crate::error::ApiResult<Option<String>> {
+    match text {
+        None => Ok(None),
+        Some(text) if (1..=200).contains(&text.chars().count()) => Ok(Some(text.to_owned())),
+        Some(_) => Err(crate::error::ApiError::invalid(format!(
+            "{name} must be 1 to 200 characters"
+        ))),
+    }
+}
+
 /// The API routes and their OpenAPI document.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -146,15 +146,6 @@ pub struct ListParams {
     pub cursor: Option<OrgId>,
 }
 
-/// A search text of 1 to 200 characters (the API's and the console's rule).
-pub fn search_text(text: Option<&str>) -> ApiResult<Option<String>> {
-    match text {
-        None => Ok(None),
-        Some(text) if (1..=200).contains(&text.chars().count()) => Ok(Some(text.to_owned())),
-        Some(_) => Err(ApiError::invalid("search must be 1 to 200 characters")),
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TenantPage {
     pub items: Vec<Tenant>,
@@ -193,7 +184,7 @@ pub async fn list(
             parent_org_id: params.parent_org_id,
             org_ids: Vec::new(),
         },
-        search: search_text(params.search.as_deref())?,
+        search: super::filter_text("search", params.search.as_deref())?,
         after: params.cursor,
         limit,
     };

@@ -345,6 +345,29 @@ async fn a_platform_admin_signs_in_through_zitadel_suspends_a_tenant_and_signs_o
         "{}",
         log.body
     );
+    // By action (a prefix) and by actor: the person's suspension, and not the tenant's
+    // onboarding by the operator.
+    let by = browser
+        .get(&format!(
+            "{base}/console/audit?action=tenant.sus&actor=263014839179200001"
+        ))
+        .await;
+    assert!(by.body.contains("tenant.suspend"), "{}", by.body);
+    assert!(!by.body.contains("tenant.create"), "{}", by.body);
+    let (status, api) = app
+        .admin_call(Method::GET, "/v1/audit?action=tenant.create", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let actions: Vec<&str> = api["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        !actions.is_empty() && actions.iter().all(|a| a.starts_with("tenant.create")),
+        "{actions:?}"
+    );
 
     // Sign-out: the session ends here, the browser goes to ZITADEL's end-session endpoint.
     let session = browser.cookies["tenancy_console"].clone();
