@@ -15,11 +15,19 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     pub org_id: Option<OrgId>,
-    /// Actions starting with this (`tenant.` or `tenant.suspend`); 1 to 200 characters.
-    #[param(min_length = 1, max_length = 200)]
+    /// Actions starting with this (`tenant.` or `tenant.suspend`); 1 to 200 characters, no control character.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub action: Option<String>,
-    /// One actor's events (its subject); 1 to 200 characters.
-    #[param(min_length = 1, max_length = 200)]
+    /// One actor's events (its subject); 1 to 200 characters, no control character.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub actor: Option<String>,
     /// 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
@@ -50,7 +58,7 @@ pub struct AuditPage {
 /// Audit events, newest first.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", operation_id = "list_audit_events", params(AuditParams), responses((status = 200, body = AuditPage),
         (status = 400, description = "`invalid_request`: a limit out of range, or an action or \
-            actor filter of more than 200 characters", body = Problem)))]
+            actor filter of more than 200 characters or with a control character", body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,

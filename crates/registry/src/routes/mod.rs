@@ -91,14 +91,18 @@ async fn correlation_id_only(mut request: Request<axum::body::Body>) -> Request<
     request
 }
 
-/// A text filter of 1 to 200 characters, by its parameter's name (the API's and the console's
-/// rule).
+/// A text filter of 1 to 200 characters, none a control character, by its parameter's name
+/// (the API's and the console's rule).
 pub fn filter_text(name: &str, text: Option<&str>) -> crate::error::ApiResult<Option<String>> {
     match text {
         None => Ok(None),
-        Some(text) if (1..=200).contains(&text.chars().count()) => Ok(Some(text.to_owned())),
+        Some(text)
+            if (1..=200).contains(&text.chars().count()) && !text.chars().any(char::is_control) =>
+        {
+            Ok(Some(text.to_owned()))
+        }
         Some(_) => Err(crate::error::ApiError::invalid(format!(
-            "{name} must be 1 to 200 characters"
+            "{name} must be 1 to 200 characters, none a control character"
         ))),
     }
 }

@@ -136,8 +136,12 @@ pub struct ListParams {
     /// An agency's clients.
     pub parent_org_id: Option<OrgId>,
     /// Tenants whose organization id or database name is this text, or whose name contains
-    /// it (ignoring case); 1 to 200 characters.
-    #[param(min_length = 1, max_length = 200)]
+    /// it (ignoring case); 1 to 200 characters, no control character.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub search: Option<String>,
     /// Page size, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
@@ -157,7 +161,7 @@ pub struct TenantPage {
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", operation_id = "list_tenants",
     params(ListParams), responses((status = 200, body = TenantPage),
         (status = 400, description = "`invalid_request`: a filter that is not a valid one, an \
-            unknown tier, a limit out of range, or a search text of more than 200 characters",
+            unknown tier, a limit out of range, or a search text of more than 200 characters or with a control character",
             body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,

@@ -755,6 +755,11 @@ async fn a_platform_admin_searches_moves_restores_and_reads_the_fleet_pages() {
         .admin_call(Method::GET, &format!("/v1/tenants?search={long}"), None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A NUL byte PostgreSQL would refuse in text: refused here first, as any control character.
+    let (status, _) = app
+        .admin_call(Method::GET, "/v1/tenants?search=a%00b", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     // The API searches the same way.
     let (status, page) = app
         .admin_call(Method::GET, "/v1/tenants?search=NORTH", None)
