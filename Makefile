@@ -4,7 +4,7 @@ CARGO ?= cargo
 # nextest runs each test in its own process (each starts its own PostgreSQL clusters).
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run stop reset test bench lint fmt deps test-deps
+.PHONY: run stop reset test bench bench-scale lint fmt deps test-deps
 
 VENV := .local/venv
 
@@ -46,6 +46,10 @@ endif
 ## Benchmarks, each beside its plain baseline, printing the ratio.
 bench: deps
 	$(CARGO) run --release -p tenancy-bench
+
+## The fleet-scale benchmarks (thousands of tenant databases; up to 30 minutes on 2 cores).
+bench-scale: deps
+	$(CARGO) run --release -p tenancy-bench -- --only scale
 
 lint:
 	$(CARGO) fmt --all --check

@@ -11,6 +11,7 @@ mod onboarding;
 mod point_in_time;
 mod quotas;
 mod router;
+mod router_skew;
 mod sampler;
 mod warm_pool;
 
@@ -32,6 +33,7 @@ use crate::onboarding::onboarding;
 use crate::point_in_time::point_in_time;
 use crate::quotas::quotas;
 use crate::router::router;
+use crate::router_skew::router_skew;
 use crate::sampler::sampler;
 use crate::warm_pool::warm_pool;
 
@@ -74,6 +76,12 @@ struct Args {
     /// Requests to each registry in the console overhead benchmark.
     #[arg(long, default_value_t = 4000)]
     console_requests: usize,
+    /// Tenant databases behind the router in the skew benchmark (`make bench-scale`).
+    #[arg(long, default_value_t = 2000)]
+    skew_tenants: usize,
+    /// Borrows in each run of the skew benchmark.
+    #[arg(long, default_value_t = 40_000)]
+    skew_borrows: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,6 +97,9 @@ enum Which {
     Backups,
     PointInTime,
     Console,
+    /// The fleet-scale benchmarks (`make bench-scale`), not part of `all`.
+    Scale,
+    RouterSkew,
 }
 
 #[tokio::main]
@@ -124,6 +135,9 @@ async fn main() -> Result<()> {
     }
     if matches!(args.only, Which::All | Which::Console) {
         console(args.console_requests).await?;
+    }
+    if matches!(args.only, Which::Scale | Which::RouterSkew) {
+        router_skew(args.skew_tenants, args.skew_borrows).await?;
     }
     Ok(())
 }

@@ -27,5 +27,8 @@ pub mod extract;
 pub use error::RouterError;
 pub use quotas::Quotas;
 pub use resolver::{BoxFuture, RegistryResolver, Resolver, StaticResolver};
-pub use router::{BudgetedManager, Connection, RouterConfig, TenantClient, TenantRouter};
+pub use router::{
+    AGE_EVERY_BORROWS, BudgetedManager, Connection, Eviction, RouterConfig, RouterStats,
+    TenantClient, TenantRouter,
+};
 pub use settings::TenantSettings;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -38,11 +39,40 @@ fn is_login_refusal(error: &RouterError) -> bool {
     }))
 }
 
+/// Which tenant gives up its idle connections when a server's budget is spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Eviction {
+    /// The least recently used tenant.
+    #[default]
+    Lru,
+    /// The tenant borrowed from least often lately (counts halved every
+    /// [`AGE_EVERY_BORROWS`] borrows), the least recently used among equals: under skewed
+    /// traffic it keeps the busy tenants' connections that least-recently-used gives away for
+    /// a one-off borrow.
+    Frequency,
+}
+
+/// Borrows between two halvings of every tenant's use count (see [`Eviction::Frequency`]).
+pub const AGE_EVERY_BORROWS: u64 = 4096;
+
+/// What a router did since it started: borrows, and how many opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouterStats {
+    /// Connections handed out (every `get` that succeeded).
+    pub borrows: u64,
+    /// Connections opened to a server (each a backend start and a login).
+    pub connections_opened: u64,
+    /// Idle connections closed to make room for another tenant's.
+    pub evictions: u64,
+}
+
 /// How a router behaves. The defaults suit a typical product service.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
     /// Most connections this process opens to one database server, over all its tenants.
     pub per_server_budget: usize,
+    /// Which tenant's idle connections are closed when the budget is spent.
+    pub eviction: Eviction,
     /// How long a borrower waits for a connection before [`RouterError::PoolTimeout`].
     pub acquire_timeout: Duration,
     /// A tenant pool unused this long is closed.
@@ -63,6 +93,7 @@ impl Default for RouterConfig {
     fn default() -> Self {
         Self {
             per_server_budget: 40,
+            eviction: Eviction::default(),
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
             cache_ttl: Duration::from_secs(60),
@@ -112,6 +143,11 @@ struct Inner {
     quotas: Arc<QuotaCounters>,
     /// Organizations the registry answered "unknown" for, and when.
     unknown: Mutex<HashMap<OrgId, Instant>>,
+    borrows: AtomicU64,
+    /// Cached lookups, which age the use counts.
+    lookups: AtomicU64,
+    connections_opened: AtomicU64,
+    evictions: AtomicU64,
 }
 
 struct Entry {
@@ -123,6 +159,15 @@ struct Entry {
     server: String,
     resolved_at: Instant,
     last_used: Instant,
+    /// Borrows lately (halved every [`AGE_EVERY_BORROWS`] lookups of the router).
+    uses: u32,
+}
+
+impl Entry {
+    fn used(&mut self) {
+        self.last_used = Instant::now();
+        self.uses = self.uses.saturating_add(1);
+    }
 }
 
 enum EntryState {
@@ -155,6 +200,10 @@ impl TenantRouter {
             settings: SettingsCache::default(),
             quotas: Arc::default(),
             unknown: Mutex::new(HashMap::new()),
+            borrows: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
+            connections_opened: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
         });
         if inner.config.watch_changes {
             tokio::spawn(follow_changes(Arc::downgrade(&inner)));
@@ -191,7 +240,10 @@ impl TenantRouter {
                     }
                     break Err(error);
                 }
-                Ok(client) => break Ok(client),
+                Ok(client) => {
+                    self.inner.borrows.fetch_add(1, Ordering::Relaxed);
+                    break Ok(client);
+                }
             }
         };
         metrics::histogram!("tenancy_router_wait_seconds").record(started.elapsed().as_secs_f64());
@@ -262,8 +314,9 @@ impl TenantRouter {
             server,
             resolved_at: now,
             last_used: now,
+            uses: 0,
         });
-        entry.last_used = now;
+        entry.used();
         match &entry.state {
             EntryState::Ready(pool) => Ok(pool.clone()),
             EntryState::Refused(status) => Err(RouterError::for_status(org_id, *status)),
@@ -300,11 +353,19 @@ impl TenantRouter {
             entries.remove(org_id);
             return None;
         }
-        entry.last_used = Instant::now();
-        Some(match &entry.state {
+        entry.used();
+        let state = match &entry.state {
             EntryState::Ready(pool) => Ok(pool.clone()),
             EntryState::Refused(status) => Err(RouterError::for_status(org_id, *status)),
-        })
+        };
+        // Counts age, so that the tenants busy now, not once, keep their connections.
+        let lookups = self.inner.lookups.fetch_add(1, Ordering::Relaxed) + 1;
+        if lookups.is_multiple_of(AGE_EVERY_BORROWS) {
+            for entry in entries.values_mut() {
+                entry.uses /= 2;
+            }
+        }
+        Some(state)
     }
 
     fn connector(
@@ -461,6 +522,15 @@ impl TenantRouter {
         crate::quotas::flush(&*self.inner.resolver, &self.inner.quotas).await;
     }
 
+    /// Borrows, connections opened and evictions since the router started.
+    pub fn stats(&self) -> RouterStats {
+        RouterStats {
+            borrows: self.inner.borrows.load(Ordering::Relaxed),
+            connections_opened: self.inner.connections_opened.load(Ordering::Relaxed),
+            evictions: self.inner.evictions.load(Ordering::Relaxed),
+        }
+    }
+
     /// Connections this process holds to each server, for metrics and tests.
     pub fn connections_per_server(&self) -> HashMap<String, usize> {
         let budget = self.inner.config.per_server_budget;
@@ -504,26 +574,29 @@ impl Inner {
         }
     }
 
-    /// Closes the idle connections of the least recently used other tenant on `server`; false
-    /// when no tenant there has an idle connection.
+    /// Closes the idle connections of another tenant on `server`, chosen by the eviction
+    /// policy; false when no tenant there has an idle connection.
     fn evict_idle(&self, server: &str, except: &OrgId) -> bool {
         let entries = self.entries.lock().expect("entries lock");
-        let victim = entries
+        let candidates = entries
             .iter()
             .filter(|(org, e)| *org != except && e.server == server)
             .filter_map(|(_, e)| match &e.state {
-                EntryState::Ready(pool) if pool.status().available > 0 => {
-                    Some((e.last_used, pool.clone()))
-                }
+                EntryState::Ready(pool) if pool.status().available > 0 => Some((e, pool)),
                 _ => None,
-            })
-            .min_by_key(|(last_used, _)| *last_used);
+            });
+        let victim = match self.config.eviction {
+            Eviction::Lru => candidates.min_by_key(|(e, _)| e.last_used),
+            Eviction::Frequency => candidates.min_by_key(|(e, _)| (e.uses, e.last_used)),
+        }
+        .map(|(_, pool)| pool.clone());
         drop(entries);
-        let Some((_, pool)) = victim else {
+        let Some(pool) = victim else {
             return false;
         };
         let removed = pool.retain(|_, _| false).removed.len();
         metrics::counter!("tenancy_router_evictions_total").increment(removed as u64);
+        self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
         removed > 0
     }
 }
@@ -584,6 +657,9 @@ impl deadpool::managed::Manager for BudgetedManager {
                 source,
             })?;
         debug!(org_id = %self.org_id, server = %self.server, "connection opened");
+        if let Some(router) = self.router.upgrade() {
+            router.connections_opened.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Connection {
             client,
             _permit: permit,

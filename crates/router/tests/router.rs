@@ -634,3 +634,58 @@ async fn settings_features_and_quotas_through_the_router() {
         "accepted {accepted}: past the limit by at most one flush's worth"
     );
 }
+
+/// With a budget of two connections: a busy tenant and one borrowed once since, then a third.
+/// Frequency-aware eviction closes the one-off tenant's connection and keeps the busy one's;
+/// least-recently-used closes the busy one's. Counted by the connections each router opened.
+#[tokio::test]
+async fn the_busy_tenant_keeps_its_connection_under_frequency_eviction() {
+    let cluster = PgCluster::start().unwrap();
+    cluster
+        .psql(
+            "postgres",
+            "CREATE ROLE app_user LOGIN PASSWORD 'app-password'",
+        )
+        .unwrap();
+    let resolver = Arc::new(StaticResolver::new());
+    for (org, db) in [("501", "busy"), ("502", "once"), ("503", "third")] {
+        cluster
+            .psql("postgres", &format!("CREATE DATABASE {db}"))
+            .unwrap();
+        resolver.set(info(&cluster, org, db, TenantStatus::Active));
+    }
+    let org = |o: &str| -> OrgId { o.parse().unwrap() };
+    let mut opened = Vec::new();
+    for eviction in [
+        tenancy_router::Eviction::Frequency,
+        tenancy_router::Eviction::Lru,
+    ] {
+        let router = TenantRouter::new(
+            resolver.clone(),
+            RouterConfig {
+                per_server_budget: 2,
+                eviction,
+                watch_changes: false,
+                ..RouterConfig::default()
+            },
+        );
+        for _ in 0..10 {
+            drop(router.get(&org("501")).await.unwrap());
+        }
+        drop(router.get(&org("502")).await.unwrap());
+        drop(router.get(&org("503")).await.unwrap());
+        let before = router.stats();
+        assert_eq!(before.connections_opened, 3, "{eviction:?}: {before:?}");
+        assert_eq!(before.evictions, 1, "{eviction:?}: {before:?}");
+        drop(router.get(&org("501")).await.unwrap());
+        let after = router.stats();
+        assert_eq!(after.borrows, 13);
+        assert!(router.connections_per_server().values().all(|n| *n <= 2));
+        opened.push(after.connections_opened - before.connections_opened);
+    }
+    assert_eq!(
+        opened,
+        [0, 1],
+        "frequency kept the busy tenant's connection; LRU closed it"
+    );
+}
