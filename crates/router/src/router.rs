@@ -1,7 +1,7 @@
 //! The pool of pools: one lazily created deadpool-postgres pool per tenant, sized by tier, and a
 //! connection budget per database server that no number of tenants can exceed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -13,7 +13,7 @@ use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
 use tenancy_core::{
     ConnectionInfo, EffectiveFeatures, OrgId, SslMode, Tenant, TenantPlace, TenantStatus,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{debug, warn};
 
@@ -104,12 +104,103 @@ impl Default for RouterConfig {
     }
 }
 
+/// How often a borrower waiting for a unit of its server's budget looks for an idle connection
+/// to close even when no borrowed one came back.
+const IDLE_RECHECK: Duration = Duration::from_millis(50);
+
 /// The most unknown organizations remembered; past it the oldest half are forgotten.
 const UNKNOWN_KEPT: usize = 10_000;
 
 /// A pooled connection to one tenant's database, as the tenant's role. Derefs to
-/// [`tokio_postgres::Client`]; returned to its pool when dropped.
-pub type TenantClient = deadpool::managed::Object<BudgetedManager>;
+/// [`tokio_postgres::Client`]; returned to its pool when dropped, or, when other tenants wait
+/// for a connection to the same server, given up to them (see [`ServerBudget`]).
+pub struct TenantClient {
+    object: Option<deadpool::managed::Object<BudgetedManager>>,
+    pool: TenantPool,
+}
+
+impl Deref for TenantClient {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.object.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for TenantClient {
+    fn drop(&mut self) {
+        drop(self.object.take());
+        let budget = &self.pool.manager().budget;
+        let Some(longest_wait) = budget.longest_wait() else {
+            return;
+        };
+        let status = self.pool.status();
+        if status.waiting == 0 {
+            // Idle now: a waiter closes an idle connection, this or another, by the policy.
+            budget.returned.notify_one();
+        } else if status.size > 1 || longest_wait > FAIR_WAIT {
+            // Under pressure a busy tenant keeps one connection, and only while no one else
+            // has waited long: its own borrowers queue behind the others for a second one.
+            let mut first = true;
+            self.pool.retain(|_, _| !std::mem::take(&mut first));
+        }
+    }
+}
+
+/// One database server's connection budget, and the borrowers of other tenants waiting for a
+/// unit of it. They queue on the semaphore in arrival order (tokio's is fair). A connection
+/// coming back while they wait either goes to its own tenant's next borrower (a busy tenant
+/// keeps one connection) or is closed, its unit going to the longest waiter; an idle one is
+/// closed by the eviction policy when a waiter needs its unit.
+pub struct ServerBudget {
+    units: Arc<Semaphore>,
+    /// When each waiting borrower started to wait, by arrival.
+    waiters: Mutex<BTreeMap<u64, Instant>>,
+    next_ticket: AtomicU64,
+    returned: Notify,
+}
+
+impl ServerBudget {
+    fn new(units: usize) -> Self {
+        Self {
+            units: Arc::new(Semaphore::new(units)),
+            waiters: Mutex::new(BTreeMap::new()),
+            next_ticket: AtomicU64::new(0),
+            returned: Notify::new(),
+        }
+    }
+
+    /// How long the longest waiter has waited; `None` when no one waits.
+    fn longest_wait(&self) -> Option<Duration> {
+        let waiters = self.waiters.lock().expect("waiters lock");
+        waiters.first_key_value().map(|(_, since)| since.elapsed())
+    }
+}
+
+/// A borrower among a server's waiters while it lives.
+struct Waiting<'a> {
+    budget: &'a ServerBudget,
+    ticket: u64,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(budget: &'a ServerBudget) -> Self {
+        let ticket = budget.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let mut waiters = budget.waiters.lock().expect("waiters lock");
+        waiters.insert(ticket, Instant::now());
+        Self { budget, ticket }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.budget.waiters.lock().expect("waiters lock");
+        waiters.remove(&self.ticket);
+    }
+}
+
+/// How long the longest waiter for a server's budget may wait before busy tenants give up
+/// even their last connection to it.
+const FAIR_WAIT: Duration = Duration::from_millis(100);
 
 type TenantPool = deadpool::managed::Pool<BudgetedManager>;
 
@@ -136,7 +227,7 @@ struct Inner {
     resolver: Arc<dyn Resolver>,
     config: RouterConfig,
     entries: Mutex<HashMap<OrgId, Entry>>,
-    budgets: Mutex<HashMap<String, Arc<Semaphore>>>,
+    budgets: Mutex<HashMap<String, Arc<ServerBudget>>>,
     /// TLS connectors by mode and CA: building one parses the roots, so pools share them.
     connectors: Mutex<HashMap<(SslMode, Option<String>), MakeRustlsConnect>>,
     settings: SettingsCache,
@@ -152,6 +243,8 @@ struct Inner {
 
 struct Entry {
     state: EntryState,
+    /// What the registry answered, to tell a changed tenant from an unchanged one.
+    info: ConnectionInfo,
     /// The tenant's kind and agency, for tenant contexts.
     place: TenantPlace,
     /// The agency changed since `place` was read (its status may have): read again before use.
@@ -258,7 +351,14 @@ impl TenantRouter {
                 // The pool was closed under us (the tenant changed, or was reaped): the next
                 // resolution builds its replacement, or says why there is none.
                 Err(PoolError::Closed) if attempts < 3 => attempts += 1,
-                result => return result.map_err(|e| self.pool_error(org_id, e)),
+                result => {
+                    return result
+                        .map(|object| TenantClient {
+                            object: Some(object),
+                            pool,
+                        })
+                        .map_err(|e| self.pool_error(org_id, e));
+                }
             }
         }
     }
@@ -299,23 +399,48 @@ impl TenantRouter {
             other => other?,
         };
         let server = format!("{}:{}", info.host, info.port);
-        let state = match (info.status, &info.password) {
-            (TenantStatus::Active, Some(_)) => EntryState::Ready(self.build_pool(&info, &server)?),
-            (status, _) => EntryState::Refused(status),
-        };
         let mut entries = self.inner.entries.lock().expect("entries lock");
         let now = Instant::now();
-        metrics::gauge!("tenancy_router_pools").set(entries.len() as f64);
-        // Another borrower may have resolved it meanwhile: keep theirs, so there is one pool.
-        let entry = entries.entry(org_id.clone()).or_insert(Entry {
-            state,
-            place: place_of(&info),
-            place_stale: false,
-            server,
-            resolved_at: now,
-            last_used: now,
-            uses: 0,
-        });
+        let ttl = self.inner.config.cache_ttl;
+        let entry = match entries.get_mut(org_id) {
+            // Another borrower resolved it meanwhile: keep theirs, so there is one pool.
+            Some(entry) if entry.resolved_at.elapsed() <= ttl => entry,
+            // Resolved again after `cache_ttl` and unchanged: the pool and its connections stay.
+            Some(entry) if entry.info == info && matches!(entry.state, EntryState::Ready(_)) => {
+                entry.resolved_at = now;
+                entry
+            }
+            _ => {
+                let state = match (info.status, &info.password) {
+                    (TenantStatus::Active, Some(_)) => {
+                        EntryState::Ready(self.build_pool(&info, &server)?)
+                    }
+                    (status, _) => EntryState::Refused(status),
+                };
+                let replaced = entries.insert(
+                    org_id.clone(),
+                    Entry {
+                        state,
+                        place: place_of(&info),
+                        place_stale: false,
+                        info,
+                        server,
+                        resolved_at: now,
+                        last_used: now,
+                        uses: 0,
+                    },
+                );
+                if let Some(Entry {
+                    state: EntryState::Ready(old),
+                    ..
+                }) = replaced
+                {
+                    old.close();
+                }
+                metrics::gauge!("tenancy_router_pools").set(entries.len() as f64);
+                entries.get_mut(org_id).expect("just inserted")
+            }
+        };
         entry.used();
         match &entry.state {
             EntryState::Ready(pool) => Ok(pool.clone()),
@@ -347,10 +472,7 @@ impl TenantRouter {
         let mut entries = self.inner.entries.lock().expect("entries lock");
         let entry = entries.get_mut(org_id)?;
         if entry.resolved_at.elapsed() > self.inner.config.cache_ttl {
-            if let EntryState::Ready(pool) = &entry.state {
-                pool.close();
-            }
-            entries.remove(org_id);
+            // Resolved again by the caller; the pool stays if nothing changed.
             return None;
         }
         entry.used();
@@ -406,7 +528,7 @@ impl TenantRouter {
             .lock()
             .expect("budgets lock")
             .entry(server.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.per_server_budget)))
+            .or_insert_with(|| Arc::new(ServerBudget::new(self.inner.config.per_server_budget)))
             .clone();
         let manager = BudgetedManager {
             inner: deadpool_postgres::Manager::from_config(
@@ -539,7 +661,7 @@ impl TenantRouter {
             .lock()
             .expect("budgets lock")
             .iter()
-            .map(|(server, sem)| (server.clone(), budget - sem.available_permits()))
+            .map(|(server, b)| (server.clone(), budget - b.units.available_permits()))
             .collect()
     }
 }
@@ -574,7 +696,7 @@ impl Inner {
         }
     }
 
-    /// Closes the idle connections of another tenant on `server`, chosen by the eviction
+    /// Closes one idle connection of another tenant on `server`, chosen by the eviction
     /// policy; false when no tenant there has an idle connection.
     fn evict_idle(&self, server: &str, except: &OrgId) -> bool {
         let entries = self.entries.lock().expect("entries lock");
@@ -594,7 +716,11 @@ impl Inner {
         let Some(pool) = victim else {
             return false;
         };
-        let removed = pool.retain(|_, _| false).removed.len();
+        let mut first = true;
+        let removed = pool
+            .retain(|_, _| !std::mem::take(&mut first))
+            .removed
+            .len();
         metrics::counter!("tenancy_router_evictions_total").increment(removed as u64);
         self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
         removed > 0
@@ -605,7 +731,7 @@ impl Inner {
 /// (evicting other tenants' idle connections, or waiting a bounded time, when none is free).
 pub struct BudgetedManager {
     inner: deadpool_postgres::Manager,
-    budget: Arc<Semaphore>,
+    budget: Arc<ServerBudget>,
     server: String,
     org_id: OrgId,
     router: Weak<Inner>,
@@ -613,32 +739,37 @@ pub struct BudgetedManager {
 }
 
 impl BudgetedManager {
+    /// A unit of the server's budget: a free one, or, after closing another tenant's idle
+    /// connection, the next one in arrival order.
     async fn permit(&self) -> Result<OwnedSemaphorePermit, RouterError> {
-        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        let units = &self.budget.units;
+        if let Ok(permit) = units.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let _waiting = Waiting::new(&self.budget);
+        // Held across the whole wait, so this borrower keeps its place in the queue.
+        let queued = units.clone().acquire_owned();
+        tokio::pin!(queued);
+        let deadline = tokio::time::sleep(self.acquire_timeout);
+        tokio::pin!(deadline);
         loop {
-            if let Ok(permit) = self.budget.clone().try_acquire_owned() {
-                return Ok(permit);
+            // Make room: the unit an eviction frees goes to the longest waiter, who may be
+            // another borrower; this one stays queued and makes room again on the next return.
+            if let Some(router) = self.router.upgrade() {
+                router.evict_idle(&self.server, &self.org_id);
             }
-            let evicted = self
-                .router
-                .upgrade()
-                .is_some_and(|router| router.evict_idle(&self.server, &self.org_id));
-            if evicted {
-                continue;
-            }
-            // Every connection is borrowed: wait a little for one to come back, then look again.
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Err(RouterError::PoolTimeout {
-                    org_id: self.org_id.clone(),
-                    waited: self.acquire_timeout,
-                });
-            }
-            let slice = (deadline - now).min(Duration::from_millis(20));
-            if let Ok(Ok(permit)) =
-                tokio::time::timeout(slice, self.budget.clone().acquire_owned()).await
-            {
-                return Ok(permit);
+            tokio::select! {
+                biased;
+                permit = &mut queued => return Ok(permit.expect("budgets are never closed")),
+                () = &mut deadline => {
+                    return Err(RouterError::PoolTimeout {
+                        org_id: self.org_id.clone(),
+                        waited: self.acquire_timeout,
+                    });
+                }
+                () = self.budget.returned.notified() => {}
+                // A connection returned idle before this borrower queued announced nothing.
+                () = tokio::time::sleep(IDLE_RECHECK) => {}
             }
         }
     }
@@ -760,9 +891,9 @@ async fn reap_idle(inner: Weak<Inner>) {
         metrics::gauge!("tenancy_router_pools").set(entries.len() as f64);
         drop(entries);
         let budget = router.config.per_server_budget;
-        for (server, sem) in router.budgets.lock().expect("budgets lock").iter() {
+        for (server, b) in router.budgets.lock().expect("budgets lock").iter() {
             metrics::gauge!("tenancy_router_connections", "server" => server.clone())
-                .set((budget - sem.available_permits()) as f64);
+                .set((budget - b.units.available_permits()) as f64);
         }
     }
 }

@@ -73,21 +73,28 @@ async fn five_hundred_tenants_never_take_more_than_the_server_budget() {
     };
     let router = TenantRouter::new(resolver, config);
 
-    // Sample the server's own view of our connections while the workload runs.
+    // Sample the server's own view of our connections while the workload runs, on a thread of
+    // its own: the borrowers' logins keep the test's two runtime threads busy.
     let done = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicUsize::new(0));
     let sampler = {
         let (done, peak, url) = (done.clone(), peak.clone(), cluster.url("postgres"));
-        tokio::spawn(async move {
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            while !done.load(Ordering::SeqCst) {
-                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenancy-router'")
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
-                peak.fetch_max(n as usize, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                    while !done.load(Ordering::SeqCst) {
+                        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenancy-router'")
+                            .fetch_one(&mut conn)
+                            .await
+                            .unwrap();
+                        peak.fetch_max(n as usize, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
         })
     };
 
@@ -124,7 +131,7 @@ async fn five_hundred_tenants_never_take_more_than_the_server_budget() {
         task.await.unwrap();
     }
     done.store(true, Ordering::SeqCst);
-    sampler.await.unwrap();
+    sampler.join().unwrap();
     assert_eq!(
         errors.load(Ordering::SeqCst),
         0,
@@ -688,4 +695,112 @@ async fn the_busy_tenant_keeps_its_connection_under_frequency_eviction() {
         [0, 1],
         "frequency kept the busy tenant's connection; LRU closed it"
     );
+}
+
+/// Two busy tenants, a dozen borrowers each, could hold a budget of four connections forever:
+/// their connections come back to borrowers of their own. Borrowers of ten other tenants, one
+/// after another, must still get a connection promptly: under pressure a busy tenant keeps one
+/// connection and gives the other up to the longest waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_tenants_do_not_starve_the_others() {
+    let cluster = PgCluster::start().unwrap();
+    cluster
+        .psql(
+            "postgres",
+            "CREATE ROLE app_user LOGIN PASSWORD 'app-password'",
+        )
+        .unwrap();
+    let resolver = Arc::new(StaticResolver::new());
+    for i in 0..12 {
+        cluster
+            .psql("postgres", &format!("CREATE DATABASE fair_{i}"))
+            .unwrap();
+        resolver.set(info(
+            &cluster,
+            &format!("{}", 700 + i),
+            &format!("fair_{i}"),
+            TenantStatus::Active,
+        ));
+    }
+    let router = TenantRouter::new(
+        resolver,
+        RouterConfig {
+            per_server_budget: 4,
+            acquire_timeout: Duration::from_secs(10),
+            watch_changes: false,
+            ..RouterConfig::default()
+        },
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..24)
+        .map(|i| {
+            let (router, done) = (router.clone(), done.clone());
+            let org: OrgId = format!("{}", 700 + i % 2).parse().unwrap();
+            tokio::spawn(async move {
+                while !done.load(Ordering::SeqCst) {
+                    let client = router.get(&org).await.unwrap();
+                    client.simple_query("SELECT pg_sleep(0.002)").await.unwrap();
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut waits = Vec::new();
+    for i in 2..12 {
+        let org: OrgId = format!("{}", 700 + i).parse().unwrap();
+        let asked = Instant::now();
+        let client = router.get(&org).await.unwrap_or_else(|e| {
+            panic!("tenant {org} starved: {e} after {:?}", asked.elapsed())
+        });
+        waits.push(asked.elapsed());
+        client.simple_query("SELECT 1").await.unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    for task in busy {
+        task.await.unwrap();
+    }
+    let longest = waits.iter().max().unwrap();
+    assert!(
+        *longest < Duration::from_secs(2),
+        "the other tenants waited {waits:?}"
+    );
+    assert!(router.connections_per_server().values().all(|n| *n <= 4));
+}
+
+/// A tenant resolved again after `cache_ttl` keeps its pool, and its open connection, when the
+/// registry's answer did not change; a changed answer (a new password) builds a new pool.
+#[tokio::test]
+async fn an_unchanged_tenant_keeps_its_connections_past_the_cache_ttl() {
+    let cluster = PgCluster::start().unwrap();
+    cluster
+        .psql(
+            "postgres",
+            "CREATE ROLE app_user LOGIN PASSWORD 'app-password'",
+        )
+        .unwrap();
+    cluster.psql("postgres", "CREATE DATABASE kept").unwrap();
+    let resolver = Arc::new(StaticResolver::new());
+    resolver.set(info(&cluster, "801", "kept", TenantStatus::Active));
+    let router = TenantRouter::new(
+        resolver.clone(),
+        RouterConfig {
+            cache_ttl: Duration::from_millis(100),
+            watch_changes: false,
+            ..RouterConfig::default()
+        },
+    );
+    let org: OrgId = "801".parse().unwrap();
+    for _ in 0..3 {
+        drop(router.get(&org).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(router.stats().connections_opened, 1, "{:?}", router.stats());
+    cluster
+        .psql("postgres", "ALTER ROLE app_user PASSWORD 'rotated'")
+        .unwrap();
+    let mut rotated = info(&cluster, "801", "kept", TenantStatus::Active);
+    rotated.password = Some("rotated".into());
+    resolver.set(rotated);
+    drop(router.get(&org).await.unwrap());
+    assert_eq!(router.stats().connections_opened, 2, "{:?}", router.stats());
 }
