@@ -749,9 +749,10 @@ async fn busy_tenants_do_not_starve_the_others() {
     for i in 2..12 {
         let org: OrgId = format!("{}", 700 + i).parse().unwrap();
         let asked = Instant::now();
-        let client = router.get(&org).await.unwrap_or_else(|e| {
-            panic!("tenant {org} starved: {e} after {:?}", asked.elapsed())
-        });
+        let client = router
+            .get(&org)
+            .await
+            .unwrap_or_else(|e| panic!("tenant {org} starved: {e} after {:?}", asked.elapsed()));
         waits.push(asked.elapsed());
         client.simple_query("SELECT 1").await.unwrap();
     }

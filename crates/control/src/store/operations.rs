@@ -131,8 +131,13 @@ impl Store {
     ) -> Result<Vec<Operation>, ControlError> {
         self.operations_where(
             "operations_with_cascades",
-            "org_id = $1
-             OR parent_operation_id IN (SELECT id FROM operations WHERE org_id = $1)",
+            // Written as one id list, not `org_id = $1 OR parent_operation_id IN (...)`,
+            // which the planner can answer only by reading every operation.
+            "id IN (SELECT id FROM operations WHERE org_id = $1
+                    UNION ALL
+                    SELECT c.id FROM operations p
+                    JOIN operations c ON c.parent_operation_id = p.id
+                    WHERE p.org_id = $1)",
             org_id,
             limit,
         )
