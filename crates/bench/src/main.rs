@@ -5,6 +5,7 @@ mod backups;
 mod breakdown;
 mod console;
 mod fleet;
+mod fleet_scale;
 mod measure;
 mod moves;
 mod onboarding;
@@ -28,6 +29,7 @@ use crate::backups::backups;
 use crate::breakdown::Breakdown;
 use crate::console::console;
 use crate::fleet::fleet;
+use crate::fleet_scale::fleet_scale;
 use crate::moves::move_tenant;
 use crate::onboarding::onboarding;
 use crate::point_in_time::point_in_time;
@@ -79,6 +81,9 @@ struct Args {
     /// Tenant databases behind the router in the skew benchmark (`make bench-scale`).
     #[arg(long, default_value_t = 2000)]
     skew_tenants: usize,
+    /// Real tenants on the one server of the fleet-at-scale benchmark (`make bench-scale`).
+    #[arg(long, default_value_t = 2000)]
+    scale_tenants: usize,
     /// Borrows in each run of the skew benchmark.
     #[arg(long, default_value_t = 40_000)]
     skew_borrows: usize,
@@ -100,6 +105,7 @@ enum Which {
     /// The fleet-scale benchmarks (`make bench-scale`), not part of `all`.
     Scale,
     RouterSkew,
+    FleetScale,
 }
 
 #[tokio::main]
@@ -138,6 +144,9 @@ async fn main() -> Result<()> {
     }
     if matches!(args.only, Which::Scale | Which::RouterSkew) {
         router_skew(args.skew_tenants, args.skew_borrows).await?;
+    }
+    if matches!(args.only, Which::Scale | Which::FleetScale) {
+        fleet_scale(args.scale_tenants, args.fleet_concurrency).await?;
     }
     Ok(())
 }

@@ -153,7 +153,7 @@ pub(crate) async fn router_skew(tenants: usize, borrows: usize) -> Result<()> {
         "  {BORROWERS} borrowers, budget {BUDGET} connections, {borrows} borrows a run, each a SELECT 1"
     );
     println!(
-        "  {:<34} {:>9} {:>9} {:>9} {:>7} {:>9} {:>9} {:>6}",
+        "  {:<42} {:>9} {:>9} {:>9} {:>7} {:>9} {:>9} {:>6}",
         "access / eviction",
         "borrows/s",
         "hit rate",
@@ -165,35 +165,63 @@ pub(crate) async fn router_skew(tenants: usize, borrows: usize) -> Result<()> {
     );
     // What a cache that always held the most popular tenants would hit.
     let (zipf_top, uniform_top) = (zipf.cdf[BUDGET - 1], BUDGET as f64 / tenants as f64);
-    for (label, draw, eviction, top) in [
+    let fair = RouterConfig::default().fair_wait;
+    let ms = Duration::from_millis;
+    for (label, draw, eviction, top, fair_wait) in [
         (
             "Zipf(1.1) / least recently used",
             &draw_zipf,
             Eviction::Lru,
             zipf_top,
+            fair,
         ),
         (
             "Zipf(1.1) / frequency",
             &draw_zipf,
             Eviction::Frequency,
             zipf_top,
+            fair,
+        ),
+        (
+            "Zipf(1.1) / frequency, fair wait 100 ms",
+            &draw_zipf,
+            Eviction::Frequency,
+            zipf_top,
+            ms(100),
+        ),
+        (
+            "Zipf(1.1) / frequency, fair wait 2 s",
+            &draw_zipf,
+            Eviction::Frequency,
+            zipf_top,
+            ms(2000),
         ),
         (
             "uniform / least recently used",
             &draw_uniform,
             Eviction::Lru,
             uniform_top,
+            fair,
         ),
         (
             "uniform / frequency",
             &draw_uniform,
             Eviction::Frequency,
             uniform_top,
+            fair,
         ),
     ] {
-        let run = run(&cluster, resolver.clone(), draw.clone(), eviction, borrows).await?;
+        let run = run(
+            &cluster,
+            resolver.clone(),
+            draw.clone(),
+            eviction,
+            fair_wait,
+            borrows,
+        )
+        .await?;
         println!(
-            "  {:<34} {:>9} {:>9.3} {:>9.3} {:>6.2}x {:>9} {:>9} {:>6}",
+            "  {:<42} {:>9} {:>9.3} {:>9.3} {:>6.2}x {:>9} {:>9} {:>6}",
             label,
             format!("{:.0}", run.rate),
             run.hit_rate,
@@ -288,6 +316,7 @@ async fn run(
     resolver: Arc<StaticResolver>,
     draw: Arc<dyn Fn() -> usize + Send + Sync>,
     eviction: Eviction,
+    fair_wait: Duration,
     borrows: usize,
 ) -> Result<Run> {
     let router = TenantRouter::new(
@@ -295,6 +324,7 @@ async fn run(
         RouterConfig {
             per_server_budget: BUDGET,
             eviction,
+            fair_wait,
             acquire_timeout: Duration::from_secs(60),
             watch_changes: false,
             ..RouterConfig::default()

@@ -43,12 +43,14 @@ fn is_login_refusal(error: &RouterError) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Eviction {
     /// The least recently used tenant.
-    #[default]
     Lru,
     /// The tenant borrowed from least often lately (counts halved every
-    /// [`AGE_EVERY_BORROWS`] borrows), the least recently used among equals: under skewed
-    /// traffic it keeps the busy tenants' connections that least-recently-used gives away for
-    /// a one-off borrow.
+    /// [`AGE_EVERY_BORROWS`] borrows), the least recently used among equals, and only for a
+    /// tenant borrowed from at least as often, or one that waited [`RouterConfig::fair_wait`]
+    /// (TinyLFU's admission): under skewed traffic it keeps the busy tenants' connections that
+    /// least-recently-used gives away for a one-off borrow (0.93x of the optimal hit rate
+    /// against 0.50x, docs/performance.md).
+    #[default]
     Frequency,
 }
 
@@ -75,6 +77,13 @@ pub struct RouterConfig {
     pub eviction: Eviction,
     /// How long a borrower waits for a connection before [`RouterError::PoolTimeout`].
     pub acquire_timeout: Duration,
+    /// When a server's budget is spent, busy tenants keep one connection each, and under
+    /// [`Eviction::Frequency`] a rarely used tenant's borrower gets only the idle connection of
+    /// a tenant used as rarely; once a borrower has waited this long, it gets any idle
+    /// connection, and busy tenants give up even their last one to it. Shorter is fairer;
+    /// longer keeps busy tenants' connections open (see docs/performance.md, "The router under
+    /// skew").
+    pub fair_wait: Duration,
     /// A tenant pool unused this long is closed.
     pub idle_timeout: Duration,
     /// Resolutions older than this are asked again (the change feed invalidates sooner).
@@ -95,6 +104,7 @@ impl Default for RouterConfig {
             per_server_budget: 40,
             eviction: Eviction::default(),
             acquire_timeout: Duration::from_secs(5),
+            fair_wait: Duration::from_millis(500),
             idle_timeout: Duration::from_secs(300),
             cache_ttl: Duration::from_secs(60),
             watch_changes: true,
@@ -106,7 +116,7 @@ impl Default for RouterConfig {
 
 /// How often a borrower waiting for a unit of its server's budget looks for an idle connection
 /// to close even when no borrowed one came back.
-const IDLE_RECHECK: Duration = Duration::from_millis(50);
+const IDLE_RECHECK: Duration = Duration::from_millis(200);
 
 /// The most unknown organizations remembered; past it the oldest half are forgotten.
 const UNKNOWN_KEPT: usize = 10_000;
@@ -137,7 +147,7 @@ impl Drop for TenantClient {
         if status.waiting == 0 {
             // Idle now: a waiter closes an idle connection, this or another, by the policy.
             budget.returned.notify_one();
-        } else if status.size > 1 || longest_wait > FAIR_WAIT {
+        } else if status.size > 1 || longest_wait > self.pool.manager().fair_wait {
             // Under pressure a busy tenant keeps one connection, and only while no one else
             // has waited long: its own borrowers queue behind the others for a second one.
             let mut first = true;
@@ -198,10 +208,6 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// How long the longest waiter for a server's budget may wait before busy tenants give up
-/// even their last connection to it.
-const FAIR_WAIT: Duration = Duration::from_millis(100);
-
 type TenantPool = deadpool::managed::Pool<BudgetedManager>;
 
 /// A connection holding one unit of its server's budget.
@@ -235,7 +241,7 @@ struct Inner {
     /// Organizations the registry answered "unknown" for, and when.
     unknown: Mutex<HashMap<OrgId, Instant>>,
     borrows: AtomicU64,
-    /// Cached lookups, which age the use counts.
+    /// Lookups, which age the use counts.
     lookups: AtomicU64,
     connections_opened: AtomicU64,
     evictions: AtomicU64,
@@ -347,6 +353,16 @@ impl TenantRouter {
         let mut attempts = 0;
         loop {
             let pool = self.pool_for(org_id).await?;
+            // While borrowers of other tenants wait for the server's budget, a tenant's next
+            // borrower waits for its connection instead of opening a second one.
+            let manager = pool.manager();
+            let size = match manager.budget.longest_wait() {
+                Some(_) => 1,
+                None => manager.pool_size,
+            };
+            if pool.status().max_size != size {
+                pool.resize(size);
+            }
             match pool.get().await {
                 // The pool was closed under us (the tenant changed, or was reaped): the next
                 // resolution builds its replacement, or says why there is none.
@@ -543,9 +559,12 @@ impl TenantRouter {
             org_id: info.org_id.clone(),
             router: Arc::downgrade(&self.inner),
             acquire_timeout: self.inner.config.acquire_timeout,
+            fair_wait: self.inner.config.fair_wait,
+            pool_size: info.pool_size.max(1) as usize,
         };
+        let pool_size = manager.pool_size;
         TenantPool::builder(manager)
-            .max_size(info.pool_size.max(1) as usize)
+            .max_size(pool_size)
             .wait_timeout(Some(self.inner.config.acquire_timeout))
             .create_timeout(Some(
                 self.inner.config.acquire_timeout + Duration::from_secs(5),
@@ -697,12 +716,19 @@ impl Inner {
     }
 
     /// Closes one idle connection of another tenant on `server`, chosen by the eviction
-    /// policy; false when no tenant there has an idle connection.
-    fn evict_idle(&self, server: &str, except: &OrgId) -> bool {
+    /// policy, for a borrower of `waiting`; false when no tenant there has an idle connection
+    /// the policy gives up. Under [`Eviction::Frequency`] a connection goes only to a tenant
+    /// borrowed from at least as often as its own (TinyLFU's admission), or to a borrower that
+    /// `waited_long`.
+    fn evict_idle(&self, server: &str, waiting: &OrgId, waited_long: bool) -> bool {
         let entries = self.entries.lock().expect("entries lock");
+        let admit_up_to = match self.config.eviction {
+            Eviction::Frequency if !waited_long => entries.get(waiting).map_or(0, |e| e.uses),
+            _ => u32::MAX,
+        };
         let candidates = entries
             .iter()
-            .filter(|(org, e)| *org != except && e.server == server)
+            .filter(|(org, e)| *org != waiting && e.server == server && e.uses <= admit_up_to)
             .filter_map(|(_, e)| match &e.state {
                 EntryState::Ready(pool) if pool.status().available > 0 => Some((e, pool)),
                 _ => None,
@@ -736,6 +762,9 @@ pub struct BudgetedManager {
     org_id: OrgId,
     router: Weak<Inner>,
     acquire_timeout: Duration,
+    fair_wait: Duration,
+    /// The tier's pool size: the most connections the tenant holds while the budget has room.
+    pool_size: usize,
 }
 
 impl BudgetedManager {
@@ -752,11 +781,18 @@ impl BudgetedManager {
         tokio::pin!(queued);
         let deadline = tokio::time::sleep(self.acquire_timeout);
         tokio::pin!(deadline);
+        // A waiter closes one idle connection when it starts waiting and one for each idle
+        // return it is woken for (one waiter per return): the unit each frees goes to the
+        // longest waiter. Looking again on a timer only until it has made room keeps the
+        // waiters from closing every idle connection over and over for the same line.
+        let mut made_room = false;
+        // Past `fair_wait`, this borrower's tenant is admitted whatever its use count.
+        let admitted = tokio::time::sleep(self.fair_wait);
+        tokio::pin!(admitted);
+        let mut waited_long = false;
         loop {
-            // Make room: the unit an eviction frees goes to the longest waiter, who may be
-            // another borrower; this one stays queued and makes room again on the next return.
-            if let Some(router) = self.router.upgrade() {
-                router.evict_idle(&self.server, &self.org_id);
+            if !made_room && let Some(router) = self.router.upgrade() {
+                made_room = router.evict_idle(&self.server, &self.org_id, waited_long);
             }
             tokio::select! {
                 biased;
@@ -767,9 +803,11 @@ impl BudgetedManager {
                         waited: self.acquire_timeout,
                     });
                 }
-                () = self.budget.returned.notified() => {}
+                () = &mut admitted, if !waited_long => waited_long = true,
+                // A connection went back idle: make room with it, or another idle one.
+                () = self.budget.returned.notified() => made_room = false,
                 // A connection returned idle before this borrower queued announced nothing.
-                () = tokio::time::sleep(IDLE_RECHECK) => {}
+                () = tokio::time::sleep(IDLE_RECHECK), if !made_room => {}
             }
         }
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use futures::StreamExt;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 use tenancy_core::{DbName, OrgId, ServerId, TenantSelector, TenantStatus};
@@ -363,49 +364,83 @@ impl Engine {
     }
 
     /// Versions and drift of every tenant: behind the template, or at the template's version with
-    /// a different schema.
+    /// a different schema. Each tenant database is read once (its version and its schema's
+    /// digest, one connection), [`STATUS_CONCURRENCY`] at a time per server.
     pub async fn fleet_status(&self) -> Result<Vec<TenantSchemaStatus>, ControlError> {
         let mut templates: BTreeMap<ServerId, (Option<i32>, Option<String>)> = BTreeMap::new();
+        let mut admins = BTreeMap::new();
         for server in self.servers().await? {
             let admin = self.server_admin(&server.id).await?;
-            let fingerprint = schema_fingerprint(&admin, "tenant_template").await.ok();
-            templates.insert(server.id, (server.template_version, fingerprint));
+            let fingerprint = read_schema(&admin, "tenant_template")
+                .await
+                .ok()
+                .map(|(_, fingerprint)| fingerprint);
+            templates.insert(server.id.clone(), (server.template_version, fingerprint));
+            admins.insert(server.id, admin);
         }
-        let mut out = Vec::new();
-        for tenant in self.all_tenants(&TenantFilter::default()).await? {
-            let Some(server_id) = tenant.server_id.clone() else {
-                continue;
-            };
-            let (template_version, template_fingerprint) =
-                templates.get(&server_id).cloned().unwrap_or_default();
-            let admin = self.server_admin(&server_id).await?;
-            let db = tenant.db_name.as_str();
-            let version = tenant_version(&admin, db).await.ok().flatten();
-            let fingerprint = schema_fingerprint(&admin, db).await.ok();
-            let drift = match (version, template_version) {
-                (Some(v), Some(t)) if v < t => SchemaDrift::Behind,
-                (Some(v), Some(t))
-                    if v == t && fingerprint.is_some() && fingerprint != template_fingerprint =>
-                {
-                    SchemaDrift::SchemaDiffers
+        let tenants: Vec<_> = self
+            .all_tenants(&TenantFilter::default())
+            .await?
+            .into_iter()
+            .filter(|t| t.server_id.is_some())
+            .collect();
+        let concurrency = STATUS_CONCURRENCY * admins.len().max(1);
+        let jobs: Vec<_> = tenants
+            .iter()
+            .map(|t| {
+                let admin = t.server_id.as_ref().and_then(|id| admins.get(id)).cloned();
+                (admin, t.db_name.clone())
+            })
+            .collect();
+        let reads = futures::stream::iter(
+            jobs.into_iter()
+                .map(|(admin, db)| async move { read_schema(&admin?, db.as_str()).await.ok() }),
+        )
+        .buffered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        Ok(tenants
+            .into_iter()
+            .zip(reads)
+            .map(|(tenant, read)| {
+                let server_id = tenant.server_id.expect("tenants with a server");
+                let (template_version, template_fingerprint) =
+                    templates.get(&server_id).cloned().unwrap_or_default();
+                let (version, fingerprint) = match read {
+                    Some((version, fingerprint)) => (version, Some(fingerprint)),
+                    None => (None, None),
+                };
+                let drift = match (version, template_version) {
+                    (Some(v), Some(t)) if v < t => SchemaDrift::Behind,
+                    (Some(v), Some(t))
+                        if v == t
+                            && fingerprint.is_some()
+                            && fingerprint != template_fingerprint =>
+                    {
+                        SchemaDrift::SchemaDiffers
+                    }
+                    (None, _) => SchemaDrift::Unknown,
+                    _ => SchemaDrift::None,
+                };
+                TenantSchemaStatus {
+                    org_id: tenant.org_id,
+                    db_name: tenant.db_name,
+                    server_id,
+                    status: tenant.status,
+                    version,
+                    template_version,
+                    drift,
+                    last_migration_error: tenant.last_migration_error,
                 }
-                (None, _) => SchemaDrift::Unknown,
-                _ => SchemaDrift::None,
-            };
-            out.push(TenantSchemaStatus {
-                org_id: tenant.org_id,
-                db_name: tenant.db_name,
-                server_id,
-                status: tenant.status,
-                version,
-                template_version,
-                drift,
-                last_migration_error: tenant.last_migration_error,
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
 }
+
+/// Tenant databases [`Engine::fleet_status`] reads at once on each server: each read is a
+/// connection (backend start and login) and a catalog query, cheap for the server but bound
+/// by round trips; 8 keeps a 2-core server busy without crowding its connections.
+pub const STATUS_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -458,8 +493,9 @@ async fn tenant_version(admin: &ServerAdmin, db: &str) -> Result<Option<i32>, Co
     version
 }
 
-/// A digest of the public schema: columns with types, indexes and constraints.
-async fn schema_fingerprint(admin: &ServerAdmin, db: &str) -> Result<String, ControlError> {
+/// A database's schema version (refinery's history; `None` without one) and a digest of its
+/// public schema: columns with types, indexes and constraints. One connection.
+async fn read_schema(admin: &ServerAdmin, db: &str) -> Result<(Option<i32>, String), ControlError> {
     let mut conn = connect_as_admin(admin, db).await?;
     let fingerprint = sqlx::query_scalar(
         "SELECT md5(coalesce(string_agg(x, ',' ORDER BY x), '')) FROM (
@@ -475,6 +511,11 @@ async fn schema_fingerprint(admin: &ServerAdmin, db: &str) -> Result<String, Con
     .fetch_one(&mut conn)
     .await
     .map_err(ControlError::server(admin.id()));
+    let version = sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
+        .fetch_one(&mut conn)
+        .await
+        .ok()
+        .flatten();
     let _ = conn.close().await;
-    fingerprint
+    Ok((version, fingerprint?))
 }
