@@ -48,6 +48,13 @@ ANALYZE;
 /// The tables a request must never read whole.
 const GUARDED: [&str; 4] = ["tenants", "operations", "audit_events", "usage_log"];
 
+/// The metrics gauges' whole-fleet counts, which run in the background every gauge interval
+/// and read every row by design (150 ms at this size on a loaded machine): not a request's.
+const GAUGE_COUNTS: [&str; 2] = [
+    "SELECT status, count(*) FROM tenants GROUP BY status",
+    "SELECT kind, state, count(*) FROM operations GROUP BY kind, state",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_a_hundred_thousand_tenants_every_request_query_uses_an_index() {
     tenancy_testkit::init_test_logging();
@@ -166,7 +173,7 @@ async fn at_a_hundred_thousand_tenants_every_request_query_uses_an_index() {
             .lines()
             .find_map(|l| l.trim().strip_prefix("Query Text: "))
             .unwrap_or_default();
-        if scanned && !scans.iter().any(|(q, _)| *q == query) {
+        if scanned && !GAUGE_COUNTS.contains(&query) && !scans.iter().any(|(q, _)| *q == query) {
             scans.push((query, plan));
         }
     }
