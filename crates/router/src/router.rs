@@ -150,10 +150,17 @@ impl Drop for TenantClient {
         } else if status.size > 1 || longest_wait > self.pool.manager().fair_wait {
             // Under pressure a busy tenant keeps one connection, and only while no one else
             // has waited long: its own borrowers queue behind the others for a second one.
-            let mut first = true;
-            self.pool.retain(|_, _| !std::mem::take(&mut first));
+            close_one_idle(&self.pool);
         }
     }
+}
+
+/// Closes one of the pool's idle connections, if it has one; how many it closed.
+fn close_one_idle(pool: &TenantPool) -> usize {
+    let mut first = true;
+    pool.retain(|_, _| !std::mem::take(&mut first))
+        .removed
+        .len()
 }
 
 /// One database server's connection budget, and the borrowers of other tenants waiting for a
@@ -742,11 +749,7 @@ impl Inner {
         let Some(pool) = victim else {
             return false;
         };
-        let mut first = true;
-        let removed = pool
-            .retain(|_, _| !std::mem::take(&mut first))
-            .removed
-            .len();
+        let removed = close_one_idle(&pool);
         metrics::counter!("tenancy_router_evictions_total").increment(removed as u64);
         self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
         removed > 0

@@ -35,20 +35,33 @@ fn info(cluster: &PgCluster, org: &str, db: &str, status: TenantStatus) -> Conne
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_hundred_tenants_never_take_more_than_the_server_budget() {
-    tenancy_testkit::init_test_logging();
-    let cluster = PgCluster::start_with(ClusterOptions {
-        max_connections: 120,
-        ..Default::default()
-    })
-    .unwrap();
+/// A server with the role `info` logs in as.
+fn server_with_app_user(options: ClusterOptions) -> PgCluster {
+    let cluster = PgCluster::start_with(options).unwrap();
     cluster
         .psql(
             "postgres",
             "CREATE ROLE app_user LOGIN PASSWORD 'app-password'",
         )
         .unwrap();
+    cluster
+}
+
+/// Makes the tenant's database and resolves the organization to it, active.
+fn add_tenant(cluster: &PgCluster, resolver: &StaticResolver, org: &str, db: &str) {
+    cluster
+        .psql("postgres", &format!("CREATE DATABASE {db}"))
+        .unwrap();
+    resolver.set(info(cluster, org, db, TenantStatus::Active));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_tenants_never_take_more_than_the_server_budget() {
+    tenancy_testkit::init_test_logging();
+    let cluster = server_with_app_user(ClusterOptions {
+        max_connections: 120,
+        ..Default::default()
+    });
     let mut admin = sqlx::PgConnection::connect(&cluster.url("postgres"))
         .await
         .unwrap();
@@ -647,19 +660,10 @@ async fn settings_features_and_quotas_through_the_router() {
 /// least-recently-used closes the busy one's. Counted by the connections each router opened.
 #[tokio::test]
 async fn the_busy_tenant_keeps_its_connection_under_frequency_eviction() {
-    let cluster = PgCluster::start().unwrap();
-    cluster
-        .psql(
-            "postgres",
-            "CREATE ROLE app_user LOGIN PASSWORD 'app-password'",
-        )
-        .unwrap();
+    let cluster = server_with_app_user(ClusterOptions::default());
     let resolver = Arc::new(StaticResolver::new());
     for (org, db) in [("501", "busy"), ("502", "once"), ("503", "third")] {
-        cluster
-            .psql("postgres", &format!("CREATE DATABASE {db}"))
-            .unwrap();
-        resolver.set(info(&cluster, org, db, TenantStatus::Active));
+        add_tenant(&cluster, &resolver, org, db);
     }
     let org = |o: &str| -> OrgId { o.parse().unwrap() };
     let mut opened = Vec::new();
@@ -703,24 +707,15 @@ async fn the_busy_tenant_keeps_its_connection_under_frequency_eviction() {
 /// connection and gives the other up to the longest waiter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_tenants_do_not_starve_the_others() {
-    let cluster = PgCluster::start().unwrap();
-    cluster
-        .psql(
-            "postgres",
-            "CREATE ROLE app_user LOGIN PASSWORD 'app-password'",
-        )
-        .unwrap();
+    let cluster = server_with_app_user(ClusterOptions::default());
     let resolver = Arc::new(StaticResolver::new());
     for i in 0..12 {
-        cluster
-            .psql("postgres", &format!("CREATE DATABASE fair_{i}"))
-            .unwrap();
-        resolver.set(info(
+        add_tenant(
             &cluster,
+            &resolver,
             &format!("{}", 700 + i),
             &format!("fair_{i}"),
-            TenantStatus::Active,
-        ));
+        );
     }
     let router = TenantRouter::new(
         resolver,
@@ -772,16 +767,9 @@ async fn busy_tenants_do_not_starve_the_others() {
 /// registry's answer did not change; a changed answer (a new password) builds a new pool.
 #[tokio::test]
 async fn an_unchanged_tenant_keeps_its_connections_past_the_cache_ttl() {
-    let cluster = PgCluster::start().unwrap();
-    cluster
-        .psql(
-            "postgres",
-            "CREATE ROLE app_user LOGIN PASSWORD 'app-password'",
-        )
-        .unwrap();
-    cluster.psql("postgres", "CREATE DATABASE kept").unwrap();
+    let cluster = server_with_app_user(ClusterOptions::default());
     let resolver = Arc::new(StaticResolver::new());
-    resolver.set(info(&cluster, "801", "kept", TenantStatus::Active));
+    add_tenant(&cluster, &resolver, "801", "kept");
     let router = TenantRouter::new(
         resolver.clone(),
         RouterConfig {
