@@ -3,12 +3,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use tenancy_control::{Actor, Engine, Onboarded};
-use tenancy_core::OperationState;
+use tenancy_control::Engine;
 use tenancy_testkit::{ClusterOptions, PgCluster};
 
 use crate::measure::*;
-use crate::{bench_config, request};
+use crate::{bench_config, onboard_all};
 
 /// Fleet migration of `n` tenants with the engine (concurrency per server) beside a sequential
 /// loop over another `n` tenants, both applying the same migration (template version 3 to 4).
@@ -23,22 +22,14 @@ pub(crate) async fn fleet(n: usize, concurrency: usize) -> Result<()> {
     config.engine.template_version = Some(3);
     let engine = Engine::start(config).await?;
     let workers = engine.run_workers();
-    let actor = Actor::named("bench");
-    let mut operations = Vec::new();
-    for i in 0..2 * n {
-        if let Onboarded::Created { operation, .. } = engine
-            .onboard(request(200_000 + i, &format!("Fleet Org {i}"))?, &actor)
-            .await?
-        {
-            operations.push(operation.id);
-        }
-    }
-    for id in operations {
-        let op = engine.wait_operation(id, Duration::from_secs(600)).await?;
-        if op.state != OperationState::Succeeded {
-            bail!("onboarding did not succeed: {op:?}");
-        }
-    }
+    onboard_all(
+        &engine,
+        200_000,
+        2 * n,
+        "Fleet Org",
+        Duration::from_secs(600),
+    )
+    .await?;
     workers.shutdown().await;
     let admin = engine.server_admin(&"bench-1".parse()?).await?;
     let latest = tenancy_control::migrate::latest_template_version();

@@ -7,13 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use tenancy_control::Engine;
 use tenancy_control::fleet::{FleetEvent, MigrateOptions, SchemaDrift};
-use tenancy_control::{Actor, Engine, Onboarded};
-use tenancy_core::OperationState;
 use tenancy_testkit::{ClusterOptions, PgCluster};
 
 use crate::measure::*;
-use crate::{bench_config, request};
+use crate::{bench_config, onboard_all};
 
 const FIRST_ORG: usize = 600_000;
 
@@ -29,25 +28,17 @@ pub(crate) async fn fleet_scale(n: usize, concurrency: usize) -> Result<()> {
     config.engine.poll_interval = Duration::from_millis(50);
     let engine = Engine::start(config).await?;
     let workers = engine.run_workers();
-    let actor = Actor::named("bench");
     let disk_before = cluster_bytes(&cluster)?;
 
     let started = Instant::now();
-    let mut operations = Vec::new();
-    for i in 0..n {
-        if let Onboarded::Created { operation, .. } = engine
-            .onboard(request(FIRST_ORG + i, &format!("Scale Org {i}"))?, &actor)
-            .await?
-        {
-            operations.push(operation.id);
-        }
-    }
-    for id in operations {
-        let op = engine.wait_operation(id, Duration::from_secs(1800)).await?;
-        if op.state != OperationState::Succeeded {
-            bail!("onboarding did not succeed: {op:?}");
-        }
-    }
+    onboard_all(
+        &engine,
+        FIRST_ORG,
+        n,
+        "Scale Org",
+        Duration::from_secs(1800),
+    )
+    .await?;
     let onboarding = started.elapsed();
     workers.shutdown().await;
     let disk = cluster_bytes(&cluster)? - disk_before;

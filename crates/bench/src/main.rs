@@ -18,11 +18,11 @@ mod warm_pool;
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Parser, ValueEnum};
 use secrecy::SecretString;
-use tenancy_control::{Config, ServerConfig};
-use tenancy_core::CreateTenant;
+use tenancy_control::{Actor, Config, Engine, Onboarded, ServerConfig};
+use tenancy_core::{CreateTenant, OperationState};
 use tenancy_testkit::PgCluster;
 
 use crate::backups::backups;
@@ -167,6 +167,34 @@ fn bench_config(cluster: &PgCluster) -> Result<Config> {
     server.capacity = 100_000;
     config.servers = vec![server];
     Ok(config)
+}
+
+/// Onboards `n` tenants, organizations `first_org` on named `{prefix} {i}`, through the
+/// engine's workers, and waits up to `wait` for each to be active.
+async fn onboard_all(
+    engine: &Engine,
+    first_org: usize,
+    n: usize,
+    prefix: &str,
+    wait: Duration,
+) -> Result<()> {
+    let actor = Actor::named("bench");
+    let mut operations = Vec::new();
+    for i in 0..n {
+        if let Onboarded::Created { operation, .. } = engine
+            .onboard(request(first_org + i, &format!("{prefix} {i}"))?, &actor)
+            .await?
+        {
+            operations.push(operation.id);
+        }
+    }
+    for id in operations {
+        let op = engine.wait_operation(id, wait).await?;
+        if op.state != OperationState::Succeeded {
+            bail!("onboarding did not succeed: {op:?}");
+        }
+    }
+    Ok(())
 }
 
 fn request(org_id: usize, name: &str) -> Result<CreateTenant> {

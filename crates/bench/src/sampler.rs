@@ -4,12 +4,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use sqlx::{Connection, PgConnection};
-use tenancy_control::{Actor, Engine, Onboarded};
-use tenancy_core::OperationState;
+use tenancy_control::Engine;
 use tenancy_testkit::{ClusterOptions, PgCluster};
 
 use crate::measure::*;
-use crate::{bench_config, request};
+use crate::{bench_config, onboard_all};
 
 /// One usage sampler round over `n` tenants on one server (one query to the server, one batch
 /// into the registry, enforcement), beside asking the server tenant by tenant.
@@ -23,22 +22,14 @@ pub(crate) async fn sampler(n: usize) -> Result<()> {
     config.engine.workers = 4;
     let engine = Engine::start(config).await?;
     let workers = engine.run_workers();
-    let actor = Actor::named("bench");
-    let mut operations = Vec::new();
-    for i in 0..n {
-        if let Onboarded::Created { operation, .. } = engine
-            .onboard(request(300_000 + i, &format!("Sampled Org {i}"))?, &actor)
-            .await?
-        {
-            operations.push(operation.id);
-        }
-    }
-    for id in operations {
-        let op = engine.wait_operation(id, Duration::from_secs(1200)).await?;
-        if op.state != OperationState::Succeeded {
-            bail!("onboarding did not succeed: {op:?}");
-        }
-    }
+    onboard_all(
+        &engine,
+        300_000,
+        n,
+        "Sampled Org",
+        Duration::from_secs(1200),
+    )
+    .await?;
     workers.shutdown().await;
 
     let mut rounds = Vec::new();

@@ -365,7 +365,7 @@ impl Engine {
 
     /// Versions and drift of every tenant: behind the template, or at the template's version with
     /// a different schema. Each tenant database is read once (its version and its schema's
-    /// digest, one connection), [`STATUS_CONCURRENCY`] at a time per server.
+    /// digest, one connection), [`STATUS_CONCURRENCY`] times the servers at a time.
     pub async fn fleet_status(&self) -> Result<Vec<TenantSchemaStatus>, ControlError> {
         let mut templates: BTreeMap<ServerId, (Option<i32>, Option<String>)> = BTreeMap::new();
         let mut admins = BTreeMap::new();
@@ -437,9 +437,9 @@ impl Engine {
     }
 }
 
-/// Tenant databases [`Engine::fleet_status`] reads at once on each server: each read is a
-/// connection (backend start and login) and a catalog query, cheap for the server but bound
-/// by round trips; 8 keeps a 2-core server busy without crowding its connections.
+/// Tenant databases [`Engine::fleet_status`] reads at once for each server (this times the
+/// servers in all, in the registry's order): each read is a connection (backend start and
+/// login) and a catalog query; 8 keeps a 2-core server busy without crowding its connections.
 pub const STATUS_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -485,12 +485,18 @@ async fn connect_as_admin(admin: &ServerAdmin, db: &str) -> Result<PgConnection,
 
 async fn tenant_version(admin: &ServerAdmin, db: &str) -> Result<Option<i32>, ControlError> {
     let mut conn = connect_as_admin(admin, db).await?;
-    let version = sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
-        .fetch_one(&mut conn)
+    let version = schema_version(&mut conn)
         .await
         .map_err(ControlError::server(admin.id()));
     let _ = conn.close().await;
     version
+}
+
+/// The newest version refinery's history records in the connected database.
+async fn schema_version(conn: &mut PgConnection) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
+        .fetch_one(conn)
+        .await
 }
 
 /// A database's schema version (refinery's history; `None` without one) and a digest of its
@@ -511,11 +517,7 @@ async fn read_schema(admin: &ServerAdmin, db: &str) -> Result<(Option<i32>, Stri
     .fetch_one(&mut conn)
     .await
     .map_err(ControlError::server(admin.id()));
-    let version = sqlx::query_scalar("SELECT max(version) FROM refinery_schema_history")
-        .fetch_one(&mut conn)
-        .await
-        .ok()
-        .flatten();
+    let version = schema_version(&mut conn).await.ok().flatten();
     let _ = conn.close().await;
     Ok((version, fingerprint?))
 }
